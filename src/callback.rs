@@ -1,0 +1,205 @@
+//! The one choke point every user callback runs through.
+//!
+//! Callbacks, timeouts, IO handlers, done-callbacks and remote callbacks all end
+//! up in [`invoke`]: it re-establishes the stack context captured when the
+//! callback was scheduled, catches a panic, and hands an error (returned or
+//! panicked) to that context, or logs it. Keeping this in one place is what lets
+//! `stack_context` route errors without the loop knowing about it.
+//!
+//! ```
+//! use squall::{CallbackReturn, Error, Future};
+//!
+//! // Anything a callback may return: (), Result<(), E: Into<Error>>, or a Future
+//! // whose later failure is reported like a returned error.
+//! fn check<R: CallbackReturn>(_: impl FnOnce() -> R) {}
+//! check(|| ());
+//! check(|| -> Result<(), Error> { Ok(()) });
+//! check(|| -> Result<(), std::io::Error> { Ok(()) });
+//! check(|| Future::<u32>::new());
+//! ```
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+
+use crate::error::{Error, ErrorKind};
+use crate::future::Future;
+use crate::stack_context::{self, Context};
+
+/// What a callback's return value means for error handling.
+///
+/// Implemented for `()`, for `Result<(), E>` where `E: Into<Error>`, and for
+/// [`Future<T>`]: a callback that returns a future has that future's later
+/// failure reported exactly as if the callback had returned the error, so
+/// errors are never silently dropped.
+pub trait CallbackReturn: 'static {
+    /// Turns the value into "ok" or the error to report.
+    fn into_outcome(self) -> Result<(), Error>;
+}
+
+impl CallbackReturn for () {
+    #[inline]
+    fn into_outcome(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<E: Into<Error> + 'static> CallbackReturn for Result<(), E> {
+    #[inline]
+    fn into_outcome(self) -> Result<(), Error> {
+        self.map_err(Into::into)
+    }
+}
+
+impl<T: 'static> CallbackReturn for Future<T> {
+    fn into_outcome(self) -> Result<(), Error> {
+        // The done-callback captures the current stack context, which is the
+        // one this callback runs under: the late failure goes where an
+        // immediate one would have gone.
+        self.add_done_callback(|f: &Future<T>| match f.error() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        });
+        Ok(())
+    }
+}
+
+/// A callback erased to the form the loop stores.
+pub(crate) type BoxedCallback = Box<dyn FnOnce() -> Result<(), Error>>;
+
+/// Where a callback came from, for log lines.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Origin {
+    Callback,
+    Timeout,
+    Handler(i32),
+    DoneCallback,
+    Remote,
+    Periodic,
+    Context,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Callback => f.write_str("callback"),
+            Origin::Timeout => f.write_str("timeout callback"),
+            Origin::Handler(fd) => write!(f, "handler for fd {fd}"),
+            Origin::DoneCallback => f.write_str("future done-callback"),
+            Origin::Remote => f.write_str("remote callback"),
+            Origin::Periodic => f.write_str("periodic callback"),
+            Origin::Context => f.write_str("stack context"),
+        }
+    }
+}
+
+/// Runs `f` under `ctx`, catching panics, and routes any error.
+///
+/// `name` is the callback's type name, logged so a failure says what failed.
+#[inline]
+pub(crate) fn invoke<F>(ctx: &Context, origin: Origin, name: &'static str, f: F)
+where
+    F: FnOnce() -> Result<(), Error>,
+{
+    // The catch is outside `enter`, so a panicking guard factory is caught too,
+    // and the guards are dropped before the error is routed.
+    let result = catch(|| stack_context::enter(ctx, f));
+    if let Err(err) = result {
+        stack_context::route(ctx, err, origin, name);
+    }
+}
+
+/// Runs `f`, turning a panic into an [`Error`] of kind `Panic`.
+#[inline]
+pub(crate) fn catch<F>(f: F) -> Result<(), Error>
+where
+    F: FnOnce() -> Result<(), Error>,
+{
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => Err(panic_to_error(payload)),
+    }
+}
+
+/// Runs `f`, turning a panic into an [`Error`] of kind `Panic`, for any value.
+pub(crate) fn catch_value<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(panic_to_error)
+}
+
+/// Converts a panic payload: a `squall::Error` raised with
+/// `std::panic::panic_any(err)` comes back as itself, kind and all.
+pub(crate) fn panic_to_error(payload: Box<dyn Any + Send>) -> Error {
+    let payload = match payload.downcast::<Error>() {
+        Ok(err) => return *err,
+        Err(payload) => payload,
+    };
+    let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    };
+    Error::new(ErrorKind::Panic, message)
+}
+
+thread_local! {
+    /// Set by `testing` to collect errors nobody handled, so a test can fail on them.
+    static UNHANDLED_SINK: RefCell<Option<Vec<Error>>> = const { RefCell::new(None) };
+}
+
+/// The end of the line for an error no stack context handled: log it.
+pub(crate) fn report_unhandled(err: Error, origin: Origin, name: &'static str) {
+    log::error!("uncaught error in {origin} `{name}`: {err}");
+    UNHANDLED_SINK.with(|sink| {
+        if let Some(errors) = sink.borrow_mut().as_mut() {
+            errors.push(err);
+        }
+    });
+}
+
+/// Starts collecting unhandled errors on this thread; returns what was being
+/// collected before, to restore with [`end_capture`].
+pub(crate) fn begin_capture() -> Option<Vec<Error>> {
+    UNHANDLED_SINK.with(|sink| sink.borrow_mut().replace(Vec::new()))
+}
+
+/// Stops collecting and returns what was collected.
+pub(crate) fn end_capture(previous: Option<Vec<Error>>) -> Vec<Error> {
+    UNHANDLED_SINK.with(|sink| std::mem::replace(&mut *sink.borrow_mut(), previous))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_payloads_convert() {
+        let err = catch(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panic);
+        assert_eq!(err.message(), "boom 1");
+        let err = catch(|| panic!("static")).unwrap_err();
+        assert_eq!(err.message(), "static");
+        let raised = Error::new(ErrorKind::Timeout, "late");
+        let err = catch(|| std::panic::panic_any(raised.clone())).unwrap_err();
+        assert!(err.ptr_eq(&raised));
+        let err = catch(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panic);
+    }
+
+    #[test]
+    fn capture_collects_and_restores() {
+        let outer = begin_capture();
+        report_unhandled(Error::other("a"), Origin::Callback, "x");
+        let inner = begin_capture();
+        report_unhandled(Error::other("b"), Origin::Callback, "y");
+        let got_inner = end_capture(inner);
+        let got_outer = end_capture(outer);
+        assert_eq!(got_inner.len(), 1);
+        assert_eq!(got_inner[0].message(), "b");
+        assert_eq!(got_outer.len(), 1);
+        assert_eq!(got_outer[0].message(), "a");
+    }
+}

@@ -1,0 +1,240 @@
+//! squall's error type: one `Error`, cheap to clone, with a [`ErrorKind`].
+//!
+//! ```
+//! use squall::{Error, ErrorKind};
+//!
+//! let err = Error::new(ErrorKind::Timeout, "memcached did not answer in 200 ms");
+//! assert_eq!(err.kind(), ErrorKind::Timeout);
+//! assert_eq!(err.to_string(), "timeout: memcached did not answer in 200 ms");
+//!
+//! // io::Error converts, and stays reachable as the source.
+//! let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+//! let err = Error::from(io);
+//! assert_eq!(err.kind(), ErrorKind::Io);
+//! assert_eq!(err.io_error_kind(), Some(std::io::ErrorKind::ConnectionRefused));
+//! ```
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+/// A specialised `Result` whose error is [`squall::Error`](Error).
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in a form code can match on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An operating-system I/O error; the `io::Error` is the source.
+    Io,
+    /// A deadline passed (`run_sync`, `with_timeout`, a connect timeout...).
+    Timeout,
+    /// The stream was closed; the source, if any, says why.
+    StreamClosed,
+    /// A read can never be satisfied (delimiter not found within `max_bytes`).
+    UnsatisfiableRead,
+    /// An operation was called in a state that does not allow it
+    /// (a future set twice, a loop started twice).
+    InvalidState,
+    /// A callback panicked; the message is the panic's.
+    Panic,
+    /// A generator finished with callbacks registered but never waited for.
+    LeakedCallback,
+    /// A generator yielded something that cannot be waited on.
+    BadYield,
+    /// A generator waited on a key that was never registered.
+    UnknownKey,
+    /// The [`IOLoop`](crate::IOLoop) this call needs is closed.
+    Closed,
+    /// An argument is out of range (a zero period, a bad fd...).
+    InvalidArgument,
+    /// Anything else: user errors converted from strings land here.
+    Other,
+}
+
+impl ErrorKind {
+    /// A short, lower-case name for the kind, as used in `Display`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Io => "I/O error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::StreamClosed => "stream closed",
+            ErrorKind::UnsatisfiableRead => "unsatisfiable read",
+            ErrorKind::InvalidState => "invalid state",
+            ErrorKind::Panic => "panic",
+            ErrorKind::LeakedCallback => "leaked callback",
+            ErrorKind::BadYield => "bad yield",
+            ErrorKind::UnknownKey => "unknown key",
+            ErrorKind::Closed => "closed",
+            ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::Other => "error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Source>,
+}
+
+/// squall's error: a kind, a message and an optional source.
+///
+/// `Clone` is cheap (an `Arc` inside), because one error often has to reach
+/// several places: a future's every consumer, a stack context and the log.
+/// It is `Send + Sync`, so it can cross back from a thread pool.
+#[derive(Clone)]
+pub struct Error {
+    inner: Arc<Inner>,
+}
+
+impl Error {
+    /// An error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            inner: Arc::new(Inner {
+                kind,
+                message: message.into(),
+                source: None,
+            }),
+        }
+    }
+
+    /// An error of `kind` with a message and the error that caused it.
+    pub fn with_source<E>(kind: ErrorKind, message: impl Into<String>, source: E) -> Error
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        Error {
+            inner: Arc::new(Inner {
+                kind,
+                message: message.into(),
+                source: Some(source.into()),
+            }),
+        }
+    }
+
+    /// An error of kind [`ErrorKind::Other`].
+    pub fn other(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Other, message)
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The message, without the kind.
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// The kind of the underlying `io::Error`, if the source is one.
+    pub fn io_error_kind(&self) -> Option<io::ErrorKind> {
+        self.inner
+            .source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .map(io::Error::kind)
+    }
+
+    /// Whether `self` and `other` are the same error (clones of one value).
+    pub fn ptr_eq(&self, other: &Error) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.inner.message.is_empty() {
+            write!(f, "{}", self.inner.kind)
+        } else {
+            write!(f, "{}: {}", self.inner.kind, self.inner.message)
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_ref()
+            .map(|s| &**s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Error {
+        let kind = if err.kind() == io::ErrorKind::TimedOut {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Io
+        };
+        Error::with_source(kind, err.to_string(), err)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Error {
+        Error::other(message)
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Error {
+        Error::other(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn error_is_send_sync_and_cheap_to_clone() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Error>();
+        let a = Error::other("x");
+        let b = a.clone();
+        assert!(a.ptr_eq(&b));
+        assert!(!a.ptr_eq(&Error::other("x")));
+    }
+
+    #[test]
+    fn io_source_is_kept() {
+        let err = Error::from(io::Error::new(io::ErrorKind::BrokenPipe, "pipe"));
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(err.io_error_kind(), Some(io::ErrorKind::BrokenPipe));
+        assert!(err.source().is_some());
+        let timed_out = Error::from(io::Error::from(io::ErrorKind::TimedOut));
+        assert_eq!(timed_out.kind(), ErrorKind::Timeout);
+    }
+
+    #[test]
+    fn display_and_debug() {
+        assert_eq!(Error::new(ErrorKind::Closed, "").to_string(), "closed");
+        let dbg = format!("{:?}", Error::new(ErrorKind::Panic, "boom"));
+        assert!(dbg.contains("Panic") && dbg.contains("boom"), "{dbg}");
+    }
+}

@@ -1,0 +1,356 @@
+//! A single-threaded placeholder for a result that is not there yet.
+//!
+//! Like Tornado's `Future` (and unlike `std::future::Future`, which is polled),
+//! it is *completed*: someone calls [`set_result`](Future::set_result) or
+//! [`set_error`](Future::set_error), and the done-callbacks run. It is `!Send`
+//! and uses no atomics or locks, which is what makes it cheap on one loop.
+//!
+//! ```
+//! use std::cell::Cell;
+//! use std::rc::Rc;
+//! use squall::Future;
+//!
+//! let future = Future::new();
+//! let seen = Rc::new(Cell::new(0));
+//! let s = seen.clone();
+//! future.add_done_callback(move |f: &Future<u32>| s.set(f.result().unwrap()));
+//! assert!(!future.done());
+//!
+//! future.set_result(42)?;
+//! assert_eq!(seen.get(), 42);
+//! assert_eq!(future.result()?, 42);
+//! // A future is completed once; the second attempt is an error, not a panic.
+//! assert!(future.set_result(7).is_err());
+//! # Ok::<(), squall::Error>(())
+//! ```
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use crate::callback::{self, CallbackReturn, Origin};
+use crate::error::{Error, ErrorKind};
+use crate::stack_context::Context;
+
+enum Slot<T> {
+    Pending,
+    Done(Result<T, Error>),
+    /// The value was moved out by `take_result`.
+    Taken,
+}
+
+struct DoneCallback<T> {
+    f: Box<dyn FnOnce(&Future<T>) -> Result<(), Error>>,
+    ctx: Context,
+    name: &'static str,
+}
+
+struct State<T> {
+    slot: Slot<T>,
+    // Most futures have exactly one done-callback: keep it inline.
+    first: Option<DoneCallback<T>>,
+    rest: Vec<DoneCallback<T>>,
+}
+
+/// A clonable, single-threaded placeholder for a `Result<T, Error>`.
+///
+/// Clones share one state. See the [module docs](self).
+pub struct Future<T> {
+    state: Rc<RefCell<State<T>>>,
+}
+
+impl<T> Clone for Future<T> {
+    fn clone(&self) -> Self {
+        Future {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<T: 'static> Default for Future<T> {
+    fn default() -> Self {
+        Future::new()
+    }
+}
+
+impl<T: 'static> Future<T> {
+    /// A pending future.
+    pub fn new() -> Future<T> {
+        Future::with_slot(Slot::Pending)
+    }
+
+    /// A future already done with `value`.
+    pub fn ready(value: T) -> Future<T> {
+        Future::with_slot(Slot::Done(Ok(value)))
+    }
+
+    /// A future already failed with `err`.
+    pub fn failed(err: impl Into<Error>) -> Future<T> {
+        Future::with_slot(Slot::Done(Err(err.into())))
+    }
+
+    fn with_slot(slot: Slot<T>) -> Future<T> {
+        Future {
+            state: Rc::new(RefCell::new(State {
+                slot,
+                first: None,
+                rest: Vec::new(),
+            })),
+        }
+    }
+
+    /// Completes the future with `value` and runs its done-callbacks, in the
+    /// order they were added.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if the future is already done.
+    pub fn set_result(&self, value: T) -> Result<(), Error> {
+        self.complete(Ok(value))
+    }
+
+    /// Completes the future with an error and runs its done-callbacks.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if the future is already done.
+    pub fn set_error(&self, err: impl Into<Error>) -> Result<(), Error> {
+        self.complete(Err(err.into()))
+    }
+
+    /// Completes the future with `result`, value or error.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if the future is already done.
+    pub fn complete(&self, result: Result<T, Error>) -> Result<(), Error> {
+        let (first, rest) = {
+            let mut state = self.state.borrow_mut();
+            if !matches!(state.slot, Slot::Pending) {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    "future is already done",
+                ));
+            }
+            state.slot = Slot::Done(result);
+            (state.first.take(), std::mem::take(&mut state.rest))
+        };
+        // No borrow is held from here: callbacks may use this future freely.
+        if let Some(cb) = first {
+            self.run_callback(cb);
+        }
+        for cb in rest {
+            self.run_callback(cb);
+        }
+        Ok(())
+    }
+
+    fn run_callback(&self, cb: DoneCallback<T>) {
+        let DoneCallback { f, ctx, name } = cb;
+        callback::invoke(&ctx, Origin::DoneCallback, name, || f(self));
+    }
+
+    /// Whether the future has a result or an error.
+    pub fn done(&self) -> bool {
+        !matches!(self.state.borrow().slot, Slot::Pending)
+    }
+
+    /// The error, if the future failed.
+    pub fn error(&self) -> Option<Error> {
+        match &self.state.borrow().slot {
+            Slot::Done(Err(err)) => Some(err.clone()),
+            _ => None,
+        }
+    }
+
+    /// Moves the result out of the future, for values that are not `Clone`.
+    ///
+    /// An error stays in the future (errors are cheap to clone); a value can
+    /// be taken once.
+    ///
+    /// # Errors
+    /// The future's error; or [`ErrorKind::InvalidState`] while it is pending
+    /// or after its value was taken.
+    pub fn take_result(&self) -> Result<T, Error> {
+        let mut state = self.state.borrow_mut();
+        match std::mem::replace(&mut state.slot, Slot::Taken) {
+            Slot::Done(Ok(value)) => Ok(value),
+            Slot::Done(Err(err)) => {
+                state.slot = Slot::Done(Err(err.clone()));
+                Err(err)
+            }
+            Slot::Pending => {
+                state.slot = Slot::Pending;
+                Err(not_done())
+            }
+            Slot::Taken => Err(taken()),
+        }
+    }
+
+    /// Adds a callback that runs with the future once it is done: at once if
+    /// it is done already, else when it completes, in the order added.
+    ///
+    /// The callback captures the current [stack context](crate::stack_context);
+    /// an error it returns or panics with goes there (or to the log).
+    pub fn add_done_callback<R, F>(&self, f: F)
+    where
+        R: CallbackReturn,
+        F: FnOnce(&Future<T>) -> R + 'static,
+    {
+        let cb = DoneCallback {
+            f: Box::new(move |fut: &Future<T>| f(fut).into_outcome()),
+            ctx: Context::capture(),
+            name: std::any::type_name::<F>(),
+        };
+        let run_now = {
+            let mut state = self.state.borrow_mut();
+            if matches!(state.slot, Slot::Pending) {
+                if state.first.is_none() {
+                    state.first = Some(cb);
+                } else {
+                    state.rest.push(cb);
+                }
+                None
+            } else {
+                Some(cb)
+            }
+        };
+        if let Some(cb) = run_now {
+            self.run_callback(cb);
+        }
+    }
+
+    /// Whether `self` and `other` are clones of one future.
+    pub fn ptr_eq(&self, other: &Future<T>) -> bool {
+        Rc::ptr_eq(&self.state, &other.state)
+    }
+}
+
+impl<T: Clone + 'static> Future<T> {
+    /// A copy of the result.
+    ///
+    /// # Errors
+    /// The future's error; or [`ErrorKind::InvalidState`] while it is pending
+    /// or after its value was taken with [`take_result`](Future::take_result).
+    pub fn result(&self) -> Result<T, Error> {
+        match &self.state.borrow().slot {
+            Slot::Done(result) => result.clone(),
+            Slot::Pending => Err(not_done()),
+            Slot::Taken => Err(taken()),
+        }
+    }
+}
+
+fn not_done() -> Error {
+    Error::new(ErrorKind::InvalidState, "future is not done yet")
+}
+
+fn taken() -> Error {
+    Error::new(ErrorKind::InvalidState, "future's value was already taken")
+}
+
+impl<T> fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state.borrow().slot {
+            Slot::Pending => "pending",
+            Slot::Done(Ok(_)) => "done",
+            Slot::Done(Err(_)) => "failed",
+            Slot::Taken => "taken",
+        };
+        f.debug_struct("Future").field("state", &state).finish()
+    }
+}
+
+/// Copies `a`'s outcome into `b` when `a` completes (Tornado's `chain_future`).
+///
+/// If `b` is already done by then, `a`'s outcome is dropped.
+pub fn chain_future<T: Clone + 'static>(a: &Future<T>, b: &Future<T>) {
+    let b = b.clone();
+    a.add_done_callback(move |a: &Future<T>| {
+        if !b.done() {
+            // `b` is pending, so this cannot fail.
+            let _ = b.complete(a.result());
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn callbacks_run_in_order_and_at_once_when_done() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let f = Future::<i32>::new();
+        for i in 0..3 {
+            let log = log.clone();
+            f.add_done_callback(move |_: &Future<i32>| log.borrow_mut().push(i));
+        }
+        assert!(log.borrow().is_empty());
+        f.set_result(1).unwrap();
+        assert_eq!(*log.borrow(), [0, 1, 2]);
+        let l = log.clone();
+        f.add_done_callback(move |_: &Future<i32>| l.borrow_mut().push(3));
+        assert_eq!(*log.borrow(), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn set_twice_is_invalid_state() {
+        let f = Future::ready(1);
+        assert_eq!(f.set_result(2).unwrap_err().kind(), ErrorKind::InvalidState);
+        assert_eq!(
+            f.set_error(Error::other("x")).unwrap_err().kind(),
+            ErrorKind::InvalidState
+        );
+        assert_eq!(f.result().unwrap(), 1);
+    }
+
+    #[test]
+    fn take_result_moves_once() {
+        struct NotClone(u8);
+        let f = Future::new();
+        assert_eq!(
+            f.take_result().err().unwrap().kind(),
+            ErrorKind::InvalidState
+        );
+        f.set_result(NotClone(3)).unwrap();
+        assert_eq!(f.take_result().unwrap().0, 3);
+        assert_eq!(
+            f.take_result().err().unwrap().kind(),
+            ErrorKind::InvalidState
+        );
+        assert!(f.done());
+    }
+
+    #[test]
+    fn errors_stay_readable() {
+        let f = Future::<u8>::failed("nope");
+        assert_eq!(f.error().unwrap().message(), "nope");
+        assert_eq!(f.take_result().unwrap_err().message(), "nope");
+        assert_eq!(f.result().unwrap_err().message(), "nope");
+    }
+
+    #[test]
+    fn chain_copies_value_and_error() {
+        let (a, b) = (Future::new(), Future::new());
+        chain_future(&a, &b);
+        a.set_result(5).unwrap();
+        assert_eq!(b.result().unwrap(), 5);
+        let (c, d) = (Future::<u8>::new(), Future::new());
+        chain_future(&c, &d);
+        c.set_error(Error::new(ErrorKind::Timeout, "t")).unwrap();
+        assert_eq!(d.error().unwrap().kind(), ErrorKind::Timeout);
+    }
+
+    #[test]
+    fn callback_may_reenter_the_future() {
+        let f = Future::<u8>::new();
+        let inner_ran = Rc::new(RefCell::new(false));
+        let ir = inner_ran.clone();
+        f.add_done_callback(move |f: &Future<u8>| {
+            assert_eq!(f.result().unwrap(), 9);
+            let ir = ir.clone();
+            f.add_done_callback(move |_: &Future<u8>| *ir.borrow_mut() = true);
+        });
+        f.set_result(9).unwrap();
+        assert!(*inner_ran.borrow());
+    }
+}

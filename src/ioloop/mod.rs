@@ -1,0 +1,873 @@
+//! The event loop: callbacks, timeouts and file-descriptor handlers on one thread.
+//!
+//! ```
+//! use std::time::Duration;
+//! use squall::IOLoop;
+//!
+//! let io_loop = IOLoop::new()?;
+//! let l = io_loop.clone();
+//! io_loop.add_callback(|| println!("first iteration"));
+//! io_loop.call_later(Duration::from_millis(10), move || {
+//!     println!("10 ms later");
+//!     l.stop();
+//! });
+//! io_loop.start()?;
+//! # Ok::<(), squall::Error>(())
+//! ```
+//!
+//! # One iteration
+//! Like Tornado's, each turn of the loop:
+//! 1. notes the timeouts that are due now;
+//! 2. runs the callbacks queued *before* this iteration began (ones added
+//!    meanwhile wait for the next turn, so a callback that re-adds itself
+//!    cannot starve IO), then the callbacks sent from other threads;
+//! 3. runs the due timeouts, in deadline order, ties in scheduling order;
+//! 4. polls, without waiting if callbacks are queued, else until the next
+//!    deadline (or forever);
+//! 5. calls the handler of each ready fd.
+//!
+//! `RUST_LOG=squall=trace` prints a line per iteration.
+//!
+//! # Errors in callbacks
+//! Every callback, timeout and handler may return `()`, `Result<(), E>` with
+//! `E: Into<Error>`, or a [`Future`] (see [`CallbackReturn`]). An `Err` or a panic
+//! goes to the [stack context](crate::stack_context) captured when the callback
+//! was scheduled; if none handles it, it is logged with `log::error!`. The loop
+//! always goes on.
+
+mod clock;
+mod handlers;
+mod periodic;
+mod remote;
+mod timers;
+
+pub use clock::{Clock, ManualClock};
+pub use handlers::Events;
+pub use periodic::PeriodicCallback;
+pub use remote::Remote;
+pub use timers::{Deadline, TimeoutHandle, TimerStats};
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::unix::SourceFd;
+use mio::Token;
+
+use crate::callback::{self, BoxedCallback, CallbackReturn, Origin};
+use crate::error::{Error, ErrorKind};
+use crate::future::Future;
+use crate::stack_context::Context;
+use handlers::{Handler, Handlers, Trigger};
+use remote::RemoteMsg;
+use timers::{TimeoutKey, Timers};
+
+const WAKER_TOKEN: Token = Token(usize::MAX);
+const EVENTS_CAPACITY: usize = 1024;
+
+/// A scheduled callback with the stack context it was scheduled under.
+pub(crate) struct Callback {
+    pub(crate) f: BoxedCallback,
+    pub(crate) ctx: Context,
+    pub(crate) name: &'static str,
+}
+
+impl Callback {
+    #[inline]
+    fn new<R, F>(f: F, ctx: Context) -> Callback
+    where
+        R: CallbackReturn,
+        F: FnOnce() -> R + 'static,
+    {
+        Callback {
+            f: Box::new(move || f().into_outcome()),
+            ctx,
+            name: std::any::type_name::<F>(),
+        }
+    }
+}
+
+struct Inner {
+    poll: RefCell<Option<mio::Poll>>,
+    events: RefCell<mio::Events>,
+    ready: RefCell<Vec<(Token, Events)>>,
+    callbacks: RefCell<Vec<Callback>>,
+    /// The previous iteration's emptied callback vector, kept for its capacity.
+    spare: RefCell<Vec<Callback>>,
+    timers: RefCell<Timers>,
+    due: RefCell<Vec<TimeoutKey>>,
+    handlers: RefCell<Handlers>,
+    remote_rx: RefCell<Option<Receiver<RemoteMsg>>>,
+    remote: Arc<remote::Shared>,
+    clock: Clock,
+    running: Cell<bool>,
+    stopping: Cell<bool>,
+    closed: Cell<bool>,
+    blocking_threshold: Cell<Option<Duration>>,
+}
+
+/// A single-threaded event loop, Tornado's `IOLoop`.
+///
+/// A cheap-to-clone handle: clones are the same loop. It is `!Send`; other
+/// threads reach it through a [`Remote`]. See the [module docs](self).
+#[derive(Clone)]
+pub struct IOLoop {
+    inner: Rc<Inner>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<IOLoop>> = const { RefCell::new(None) };
+}
+
+impl IOLoop {
+    /// A new loop on the system clock.
+    ///
+    /// # Errors
+    /// If the OS refuses an epoll instance or an eventfd.
+    pub fn new() -> Result<IOLoop, Error> {
+        IOLoop::with_clock(Clock::System)
+    }
+
+    /// A new loop reading time from `clock`; with a [`ManualClock`], tests
+    /// drive time by hand.
+    ///
+    /// # Errors
+    /// If the OS refuses an epoll instance or an eventfd.
+    pub fn with_clock(clock: Clock) -> Result<IOLoop, Error> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let (remote, rx) = remote::Shared::new(waker);
+        Ok(IOLoop {
+            inner: Rc::new(Inner {
+                poll: RefCell::new(Some(poll)),
+                events: RefCell::new(mio::Events::with_capacity(EVENTS_CAPACITY)),
+                ready: RefCell::new(Vec::new()),
+                callbacks: RefCell::new(Vec::new()),
+                spare: RefCell::new(Vec::new()),
+                timers: RefCell::new(Timers::default()),
+                due: RefCell::new(Vec::new()),
+                handlers: RefCell::new(Handlers::default()),
+                remote_rx: RefCell::new(Some(rx)),
+                remote,
+                clock,
+                running: Cell::new(false),
+                stopping: Cell::new(false),
+                closed: Cell::new(false),
+                blocking_threshold: Cell::new(None),
+            }),
+        })
+    }
+
+    /// This thread's current loop, created on first use.
+    ///
+    /// # Panics
+    /// If no loop is current and the OS refuses to create one (out of file
+    /// descriptors); [`IOLoop::new`] reports that as an error instead.
+    pub fn current() -> IOLoop {
+        if let Some(current) = IOLoop::try_current() {
+            return current;
+        }
+        let io_loop = IOLoop::new().expect("squall: cannot create the thread's IOLoop");
+        io_loop.make_current();
+        io_loop
+    }
+
+    /// This thread's current loop, if there is one; never creates one.
+    pub fn try_current() -> Option<IOLoop> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    /// Makes this loop the thread's current loop. [`start`](IOLoop::start)
+    /// does this too, for as long as it runs.
+    pub fn make_current(&self) {
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        drop(previous);
+    }
+
+    /// Leaves the thread with no current loop.
+    pub fn clear_current() {
+        let previous = CURRENT.with(|c| c.borrow_mut().take());
+        drop(previous);
+    }
+
+    /// Whether `self` and `other` are the same loop.
+    pub fn ptr_eq(&self, other: &IOLoop) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The loop's clock reading. Deadlines are on this clock.
+    #[inline]
+    pub fn time(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
+    /// The clock this loop reads.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    // ----- callbacks -------------------------------------------------------
+
+    /// Runs `f` on the next iteration of the loop.
+    ///
+    /// It captures the current stack context. On a closed loop the callback
+    /// is dropped.
+    #[inline]
+    pub fn add_callback<R, F>(&self, f: F)
+    where
+        R: CallbackReturn,
+        F: FnOnce() -> R + 'static,
+    {
+        self.push_callback(Callback::new(f, Context::capture()));
+    }
+
+    /// Like [`add_callback`](IOLoop::add_callback), but with no stack context:
+    /// for independent work that must not report to the caller's handlers.
+    pub fn spawn_callback<R, F>(&self, f: F)
+    where
+        R: CallbackReturn,
+        F: FnOnce() -> R + 'static,
+    {
+        self.push_callback(Callback::new(f, Context::empty()));
+    }
+
+    #[inline]
+    fn push_callback(&self, cb: Callback) {
+        if self.inner.closed.get() {
+            log::debug!("callback `{}` added to a closed IOLoop: dropped", cb.name);
+            return;
+        }
+        self.inner.callbacks.borrow_mut().push(cb);
+    }
+
+    /// Runs `f(&future)` on the loop once `future` is done (on the iteration
+    /// after it completes). `f` captures the current stack context.
+    pub fn add_future<T, R, F>(&self, future: &Future<T>, f: F)
+    where
+        T: 'static,
+        R: CallbackReturn,
+        F: FnOnce(&Future<T>) -> R + 'static,
+    {
+        // Weak: a future that never completes must not keep the loop alive.
+        let weak: Weak<Inner> = Rc::downgrade(&self.inner);
+        future.add_done_callback(move |done: &Future<T>| {
+            if let Some(inner) = weak.upgrade() {
+                let done = done.clone();
+                IOLoop { inner }.add_callback(move || f(&done));
+            }
+        });
+    }
+
+    /// A handle for reaching this loop from other threads.
+    pub fn remote(&self) -> Remote {
+        Remote {
+            shared: self.inner.remote.clone(),
+        }
+    }
+
+    // ----- timeouts --------------------------------------------------------
+
+    /// Runs `f` at `deadline`: an `Instant` on the loop's clock, or a `Duration`
+    /// from now. Returns a handle for [`remove_timeout`](IOLoop::remove_timeout).
+    ///
+    /// `f` captures the current stack context.
+    pub fn add_timeout<R, F>(&self, deadline: impl Into<Deadline>, f: F) -> TimeoutHandle
+    where
+        R: CallbackReturn,
+        F: FnOnce() -> R + 'static,
+    {
+        let when = match deadline.into() {
+            Deadline::At(when) => when,
+            Deadline::After(delay) => self.time() + delay,
+        };
+        let cb = Callback::new(f, Context::capture());
+        self.inner.timers.borrow_mut().add(when, cb)
+    }
+
+    /// Runs `f` after `delay`.
+    pub fn call_later<R, F>(&self, delay: Duration, f: F) -> TimeoutHandle
+    where
+        R: CallbackReturn,
+        F: FnOnce() -> R + 'static,
+    {
+        self.add_timeout(Deadline::After(delay), f)
+    }
+
+    /// Runs `f` at `when`, on the loop's clock.
+    pub fn call_at<R, F>(&self, when: Instant, f: F) -> TimeoutHandle
+    where
+        R: CallbackReturn,
+        F: FnOnce() -> R + 'static,
+    {
+        self.add_timeout(Deadline::At(when), f)
+    }
+
+    /// Cancels a timeout. O(1); harmless twice or after the timeout ran.
+    /// Returns whether the timeout was still pending.
+    pub fn remove_timeout(&self, handle: TimeoutHandle) -> bool {
+        let removed = self.inner.timers.borrow_mut().remove(handle);
+        // Dropped here, with no borrow held: dropping may run user code.
+        removed.is_some()
+    }
+
+    /// Counters of the timeout heap (pending timeouts, heap size).
+    pub fn timer_stats(&self) -> TimerStats {
+        self.inner.timers.borrow().stats()
+    }
+
+    // ----- handlers --------------------------------------------------------
+
+    /// Calls `handler(fd, events)` whenever `fd` is ready for `events`.
+    ///
+    /// Level-triggered, as Tornado's: an fd still readable after the handler
+    /// returns is reported again on the next iteration, so a handler may read
+    /// once and return. That costs one `epoll_ctl` per event to re-arm; a
+    /// handler that drains until `WouldBlock` should use
+    /// [`add_edge_handler`](IOLoop::add_edge_handler).
+    ///
+    /// `ERROR` is always reported. The handler captures the current stack
+    /// context, and each call runs under it. The loop does not own `fd`:
+    /// remove the handler before closing it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if `fd` already has a handler;
+    /// [`ErrorKind::Io`] if epoll refuses it; [`ErrorKind::Closed`] on a closed loop.
+    pub fn add_handler<R, F>(&self, fd: impl AsRawFd, handler: F, events: Events) -> Result<(), Error>
+    where
+        R: CallbackReturn,
+        F: FnMut(RawFd, Events) -> R + 'static,
+    {
+        self.register(fd.as_raw_fd(), handler, events, Trigger::Level)
+    }
+
+    /// Like [`add_handler`](IOLoop::add_handler), but edge-triggered: the
+    /// handler hears of readiness once per change, and must read (or write)
+    /// until `WouldBlock`, or it will not be told again. No extra syscall per
+    /// event; this is what `IOStream` uses.
+    ///
+    /// # Errors
+    /// As [`add_handler`](IOLoop::add_handler).
+    pub fn add_edge_handler<R, F>(
+        &self,
+        fd: impl AsRawFd,
+        handler: F,
+        events: Events,
+    ) -> Result<(), Error>
+    where
+        R: CallbackReturn,
+        F: FnMut(RawFd, Events) -> R + 'static,
+    {
+        self.register(fd.as_raw_fd(), handler, events, Trigger::Edge)
+    }
+
+    fn register<R, F>(&self, fd: RawFd, mut handler: F, events: Events, trigger: Trigger) -> Result<(), Error>
+    where
+        R: CallbackReturn,
+        F: FnMut(RawFd, Events) -> R + 'static,
+    {
+        let poll = self.inner.poll.borrow();
+        let Some(poll) = poll.as_ref() else {
+            return Err(closed());
+        };
+        let mut handlers = self.inner.handlers.borrow_mut();
+        if handlers.by_fd.contains_key(&fd) {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!("fd {fd} already has a handler"),
+            ));
+        }
+        let key = handlers.map.insert(Handler {
+            fd,
+            interest: events,
+            trigger,
+            f: Some(Box::new(move |fd, ev| handler(fd, ev).into_outcome())),
+            ctx: Context::capture(),
+            name: std::any::type_name::<F>(),
+        });
+        let token = handlers::token_of(key);
+        if let Err(err) = poll
+            .registry()
+            .register(&mut SourceFd(&fd), token, events.to_interest())
+        {
+            let entry = handlers.map.remove(key);
+            drop(handlers);
+            drop(entry);
+            return Err(Error::with_source(
+                ErrorKind::Io,
+                format!("cannot watch fd {fd}: {err}"),
+                err,
+            ));
+        }
+        handlers.by_fd.insert(fd, key);
+        Ok(())
+    }
+
+    /// Changes the events `fd`'s handler is called for.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if `fd` has no handler; [`ErrorKind::Io`]
+    /// if epoll refuses the change.
+    pub fn update_handler(&self, fd: impl AsRawFd, events: Events) -> Result<(), Error> {
+        let fd = fd.as_raw_fd();
+        let poll = self.inner.poll.borrow();
+        let Some(poll) = poll.as_ref() else {
+            return Err(closed());
+        };
+        let mut handlers = self.inner.handlers.borrow_mut();
+        let key = *handlers.by_fd.get(&fd).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidState, format!("fd {fd} has no handler"))
+        })?;
+        let entry = &mut handlers.map[key];
+        entry.interest = events;
+        poll.registry()
+            .reregister(&mut SourceFd(&fd), handlers::token_of(key), events.to_interest())?;
+        Ok(())
+    }
+
+    /// Stops watching `fd`. Returns whether it had a handler. An event for it
+    /// already queued in this iteration is dropped.
+    pub fn remove_handler(&self, fd: impl AsRawFd) -> bool {
+        let fd = fd.as_raw_fd();
+        let entry = {
+            let mut handlers = self.inner.handlers.borrow_mut();
+            let Some(key) = handlers.by_fd.remove(&fd) else {
+                return false;
+            };
+            handlers.map.remove(key)
+        };
+        if let Some(poll) = self.inner.poll.borrow().as_ref() {
+            // The fd may already be closed (epoll then forgot it itself).
+            let _ = poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        drop(entry);
+        true
+    }
+
+    /// The number of fds with a handler.
+    pub fn handler_count(&self) -> usize {
+        self.inner.handlers.borrow().map.len()
+    }
+
+    // ----- running ---------------------------------------------------------
+
+    /// Runs the loop until [`stop`](IOLoop::stop) is called. The loop is the
+    /// thread's current loop while it runs.
+    ///
+    /// A `stop()` before `start()` makes `start()` return at once.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if the loop is already running (a nested
+    /// `start` would deadlock in Tornado; here it is refused);
+    /// [`ErrorKind::Closed`] if the loop is closed; [`ErrorKind::Io`] if
+    /// polling fails.
+    pub fn start(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        if inner.closed.get() {
+            return Err(closed());
+        }
+        if inner.running.get() {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "IOLoop is already running",
+            ));
+        }
+        if inner.stopping.replace(false) {
+            return Ok(());
+        }
+        inner.running.set(true);
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        let result = self.run_until_stopped();
+        let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+        drop(mine);
+        inner.running.set(false);
+        inner.stopping.set(false);
+        result
+    }
+
+    fn run_until_stopped(&self) -> Result<(), Error> {
+        loop {
+            self.run_once()?;
+            if self.inner.stopping.get() || self.inner.closed.get() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Asks the loop to return from [`start`](IOLoop::start) after the
+    /// current iteration.
+    pub fn stop(&self) {
+        self.inner.stopping.set(true);
+    }
+
+    /// Whether the loop is inside [`start`](IOLoop::start).
+    pub fn is_running(&self) -> bool {
+        self.inner.running.get()
+    }
+
+    /// Logs a warning whenever one callback or handler runs longer than
+    /// `threshold` (`None` turns it off). One blocking call stalls every
+    /// client of a single-threaded loop; this finds it.
+    pub fn set_blocking_log_threshold(&self, threshold: Option<Duration>) {
+        self.inner.blocking_threshold.set(threshold);
+    }
+
+    /// Closes the loop: drops every pending callback, timeout and handler,
+    /// releases its epoll and eventfd descriptors, and makes [`Remote`]s
+    /// report [`ErrorKind::Closed`]. Closing twice is harmless. The fds of
+    /// registered handlers belong to their owners and are not closed.
+    pub fn close(&self) {
+        let inner = &self.inner;
+        if inner.closed.replace(true) {
+            return;
+        }
+        inner.remote.close();
+        inner.stopping.set(true);
+        // Take everything out first, then drop it with no borrow held:
+        // dropping a closure runs user code that may call back into the loop.
+        let rx = inner.remote_rx.borrow_mut().take();
+        let callbacks = std::mem::take(&mut *inner.callbacks.borrow_mut());
+        let spare = std::mem::take(&mut *inner.spare.borrow_mut());
+        let timeouts = inner.timers.borrow_mut().drain();
+        let handlers = std::mem::take(&mut *inner.handlers.borrow_mut());
+        let poll = inner.poll.borrow_mut().take();
+        drop(poll);
+        drop(rx);
+        drop(callbacks);
+        drop(spare);
+        drop(timeouts);
+        drop(handlers);
+    }
+
+    /// Whether [`close`](IOLoop::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// Runs the loop until the future `f` returns is done, and returns its
+    /// result. `f` is called with this loop current.
+    ///
+    /// # Errors
+    /// The future's error; [`ErrorKind::Timeout`] if `timeout` (on the loop's
+    /// clock) passes first; [`ErrorKind::Panic`] if `f` panics;
+    /// [`ErrorKind::InvalidState`] if the loop is already running or is
+    /// stopped by someone else first.
+    pub fn run_sync<T, F>(&self, f: F, timeout: Option<Duration>) -> Result<T, Error>
+    where
+        T: 'static,
+        F: FnOnce() -> Future<T>,
+    {
+        if self.is_running() {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "run_sync called on a running IOLoop",
+            ));
+        }
+        if self.is_closed() {
+            return Err(closed());
+        }
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        let future = match callback::catch_value(f) {
+            Ok(future) => future,
+            Err(err) => {
+                CURRENT.with(|c| *c.borrow_mut() = previous);
+                return Err(err);
+            }
+        };
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+
+        let outcome: Rc<RefCell<Option<Result<T, Error>>>> = Rc::new(RefCell::new(None));
+        {
+            let (outcome, l) = (outcome.clone(), self.clone());
+            future.add_done_callback(move |done: &Future<T>| {
+                let mut slot = outcome.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(done.take_result());
+                    l.stop();
+                }
+            });
+        }
+        if outcome.borrow().is_some() {
+            // Done synchronously; our stop() must not linger for the next start().
+            self.inner.stopping.set(false);
+            return outcome.borrow_mut().take().expect("checked above");
+        }
+        let timer = timeout.map(|limit| {
+            let (outcome, l) = (outcome.clone(), self.clone());
+            self.call_later(limit, move || {
+                let mut slot = outcome.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!("operation timed out after {limit:?}"),
+                    )));
+                    l.stop();
+                }
+            })
+        });
+        let started = self.start();
+        if let Some(timer) = timer {
+            self.remove_timeout(timer);
+        }
+        let result = outcome.borrow_mut().take();
+        // A late completion must find the slot taken and do nothing.
+        *outcome.borrow_mut() = Some(Err(Error::other("run_sync finished")));
+        started?;
+        result.unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::InvalidState,
+                "the IOLoop stopped before the future was done",
+            ))
+        })
+    }
+
+    // ----- one iteration ---------------------------------------------------
+
+    fn run_once(&self) -> Result<(), Error> {
+        let inner = &*self.inner;
+
+        // 1. Timeouts due now (noted before callbacks run, as Tornado does).
+        let mut due = std::mem::take(&mut *inner.due.borrow_mut());
+        let has_timers = !inner.timers.borrow().is_empty();
+        if has_timers {
+            let now = self.time();
+            inner.timers.borrow_mut().pop_due(now, &mut due);
+        }
+
+        // 2. Callbacks queued before this iteration, then remote ones.
+        let mut batch = {
+            let mut spare = std::mem::take(&mut *inner.spare.borrow_mut());
+            std::mem::swap(&mut spare, &mut *inner.callbacks.borrow_mut());
+            spare
+        };
+        let ncallbacks = batch.len();
+        for cb in batch.drain(..) {
+            self.run_callback(cb, Origin::Callback);
+        }
+        *inner.spare.borrow_mut() = batch;
+        let nremote = self.run_remote_callbacks();
+
+        // 3. Due timeouts; one removed meanwhile is gone from the map.
+        let ntimeouts = due.len();
+        for key in due.drain(..) {
+            let cb = inner.timers.borrow_mut().take(key);
+            if let Some(cb) = cb {
+                self.run_callback(cb, Origin::Timeout);
+            }
+        }
+        *inner.due.borrow_mut() = due;
+
+        if inner.stopping.get() || inner.closed.get() {
+            return Ok(());
+        }
+
+        // 4. Poll.
+        let timeout = self.poll_timeout();
+        let nevents = self.poll(timeout)?;
+
+        // 5. Handlers.
+        self.dispatch_events();
+
+        log::trace!(
+            target: "squall::ioloop",
+            "iteration: {ncallbacks} callbacks, {nremote} remote, {ntimeouts} timeouts, \
+             poll timeout {timeout:?}, {nevents} events"
+        );
+        Ok(())
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let inner = &*self.inner;
+        if !inner.callbacks.borrow().is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = inner.timers.borrow_mut().next_deadline();
+        next.map(|deadline| deadline.saturating_duration_since(self.time()))
+    }
+
+    fn poll(&self, timeout: Option<Duration>) -> Result<usize, Error> {
+        let inner = &*self.inner;
+        // A manual clock never waits for real time: poll without blocking and,
+        // if nothing happened, jump to the next deadline.
+        let manual = inner.clock.as_manual().filter(|_| timeout.is_some());
+        let mut timeout = if manual.is_some() {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
+        // Announce the sleep to remote senders; if one slipped in, don't sleep.
+        let mut sleeping = false;
+        if timeout != Some(Duration::ZERO) {
+            if let Some(rx) = inner.remote_rx.borrow().as_ref() {
+                if inner.remote.prepare_sleep(rx) {
+                    sleeping = true;
+                } else {
+                    timeout = Some(Duration::ZERO);
+                }
+            }
+        }
+
+        let mut events = inner.events.borrow_mut();
+        let result = {
+            let mut poll = inner.poll.borrow_mut();
+            match poll.as_mut() {
+                Some(poll) => poll.poll(&mut events, timeout),
+                None => Ok(()),
+            }
+        };
+        if sleeping {
+            inner.remote.end_sleep();
+        }
+        match result {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
+        }
+        let mut ready = inner.ready.borrow_mut();
+        for event in events.iter() {
+            if event.token() != WAKER_TOKEN {
+                ready.push((event.token(), Events::from_mio(event)));
+            }
+        }
+        let nevents = ready.len();
+        if let Some(manual) = manual {
+            if nevents == 0 && inner.callbacks.borrow().is_empty() {
+                let next = inner.timers.borrow_mut().next_deadline();
+                if let Some(next) = next {
+                    manual.advance_to(next);
+                }
+            }
+        }
+        Ok(nevents)
+    }
+
+    fn dispatch_events(&self) {
+        let inner = &*self.inner;
+        let mut ready = std::mem::take(&mut *inner.ready.borrow_mut());
+        for (token, events) in ready.drain(..) {
+            let key = handlers::key_of(token);
+            let taken = {
+                let mut handlers = inner.handlers.borrow_mut();
+                match handlers.map.get_mut(key) {
+                    // Removed earlier in this batch, or replaced: not ours.
+                    None => None,
+                    Some(entry) => {
+                        let events = events & (entry.interest | Events::ERROR);
+                        if events.is_empty() {
+                            None
+                        } else {
+                            entry
+                                .f
+                                .take()
+                                .map(|f| (f, entry.fd, events, entry.ctx.clone(), entry.name))
+                        }
+                    }
+                }
+            };
+            let Some((mut f, fd, events, ctx, name)) = taken else {
+                continue;
+            };
+            let started = self.blocking_clock();
+            callback::invoke(&ctx, Origin::Handler(fd), name, || f(fd, events));
+            self.check_blocking(started, Origin::Handler(fd), name);
+
+            // Put the handler back, unless it was removed while it ran.
+            let mut handlers = inner.handlers.borrow_mut();
+            let rearm = match handlers.map.get_mut(key) {
+                Some(entry) if entry.f.is_none() => {
+                    entry.f = Some(f);
+                    (entry.trigger == Trigger::Level).then_some(entry.interest)
+                }
+                _ => {
+                    drop(handlers);
+                    drop(f);
+                    continue;
+                }
+            };
+            drop(handlers);
+            if let Some(interest) = rearm {
+                self.rearm(fd, token, interest);
+            }
+        }
+        *inner.ready.borrow_mut() = ready;
+    }
+
+    /// Level-triggered emulation: re-registering makes epoll re-check the fd
+    /// and report it again if it is still ready.
+    fn rearm(&self, fd: RawFd, token: Token, interest: Events) {
+        if let Some(poll) = self.inner.poll.borrow().as_ref() {
+            if let Err(err) =
+                poll.registry()
+                    .reregister(&mut SourceFd(&fd), token, interest.to_interest())
+            {
+                log::warn!("fd {fd} was closed without remove_handler: {err}");
+            }
+        }
+    }
+
+    fn run_remote_callbacks(&self) -> usize {
+        let inner = &*self.inner;
+        let pending = match inner.remote_rx.borrow().as_ref() {
+            Some(rx) => rx.len(),
+            None => return 0,
+        };
+        for _ in 0..pending {
+            let msg = match inner.remote_rx.borrow().as_ref() {
+                Some(rx) => rx.try_recv().ok(),
+                None => None,
+            };
+            match msg {
+                Some(RemoteMsg::Callback(f, name)) => {
+                    let started = self.blocking_clock();
+                    callback::invoke(&Context::empty(), Origin::Remote, name, f);
+                    self.check_blocking(started, Origin::Remote, name);
+                }
+                Some(RemoteMsg::Stop) => self.stop(),
+                None => break,
+            }
+        }
+        pending
+    }
+
+    #[inline]
+    fn run_callback(&self, cb: Callback, origin: Origin) {
+        let Callback { f, ctx, name } = cb;
+        let started = self.blocking_clock();
+        callback::invoke(&ctx, origin, name, f);
+        self.check_blocking(started, origin, name);
+    }
+
+    #[inline]
+    fn blocking_clock(&self) -> Option<Instant> {
+        self.inner.blocking_threshold.get().map(|_| Instant::now())
+    }
+
+    #[inline]
+    fn check_blocking(&self, started: Option<Instant>, origin: Origin, name: &str) {
+        if let (Some(started), Some(threshold)) = (started, self.inner.blocking_threshold.get()) {
+            let took = started.elapsed();
+            if took > threshold {
+                log::warn!("{origin} `{name}` blocked the IOLoop for {took:?}");
+            }
+        }
+    }
+}
+
+fn closed() -> Error {
+    Error::new(ErrorKind::Closed, "the IOLoop is closed")
+}
+
+impl fmt::Debug for IOLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IOLoop")
+            .field("running", &self.inner.running.get())
+            .field("closed", &self.inner.closed.get())
+            .field("callbacks", &self.inner.callbacks.borrow().len())
+            .field("timeouts", &self.inner.timers.borrow().stats().pending)
+            .field("handlers", &self.inner.handlers.borrow().map.len())
+            .finish()
+    }
+}

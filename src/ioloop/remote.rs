@@ -1,0 +1,153 @@
+//! The only door into a loop from other threads.
+//!
+//! Callbacks cross through a crossbeam channel. The loop announces when it is
+//! about to sleep in `poll`; a sender wakes it (one `eventfd` write) only then,
+//! so a busy loop fed from many threads pays no syscall per callback.
+
+use std::fmt;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::callback::CallbackReturn;
+use crate::error::{Error, ErrorKind};
+
+pub(crate) type RemoteFn = Box<dyn FnOnce() -> Result<(), Error> + Send>;
+
+pub(crate) enum RemoteMsg {
+    Callback(RemoteFn, &'static str),
+    Stop,
+}
+
+pub(crate) struct Shared {
+    tx: Sender<RemoteMsg>,
+    /// `None` once the loop is closed, so its eventfd is released at `close()`.
+    waker: Mutex<Option<mio::Waker>>,
+    /// True while the loop is (about to be) blocked in `poll`.
+    sleeping: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(waker: mio::Waker) -> (Arc<Shared>, Receiver<RemoteMsg>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            tx,
+            waker: Mutex::new(Some(waker)),
+            sleeping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        (shared, rx)
+    }
+
+    /// Called by the loop before a blocking poll. Returns false if a message
+    /// arrived meanwhile, in which case the loop must not block.
+    pub(crate) fn prepare_sleep(&self, rx: &Receiver<RemoteMsg>) -> bool {
+        self.sleeping.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `send`: either we see the message, or the
+        // sender sees `sleeping` and wakes us.
+        fence(Ordering::SeqCst);
+        if rx.is_empty() {
+            true
+        } else {
+            self.sleeping.store(false, Ordering::Relaxed);
+            false
+        }
+    }
+
+    pub(crate) fn end_sleep(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(waker);
+    }
+
+    fn send(&self, msg: RemoteMsg) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
+        self.tx.send(msg).map_err(|_| closed())?;
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::Relaxed) {
+            let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(waker) = waker.as_ref() {
+                if let Err(err) = waker.wake() {
+                    log::error!("could not wake the IOLoop: {err}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn closed() -> Error {
+    Error::new(ErrorKind::Closed, "the IOLoop is closed")
+}
+
+/// A `Send + Sync` handle for reaching a loop from other threads.
+///
+/// Get one with [`IOLoop::remote`](crate::IOLoop::remote).
+///
+/// ```
+/// use std::thread;
+/// use squall::IOLoop;
+///
+/// let io_loop = IOLoop::new()?;
+/// let remote = io_loop.remote();
+/// let worker = thread::spawn(move || {
+///     let answer = 6 * 7; // blocking work, off the loop
+///     remote.add_callback(move || println!("answer: {answer}")).unwrap();
+///     remote.stop().unwrap();
+/// });
+/// io_loop.start()?;
+/// worker.join().unwrap();
+/// # Ok::<(), squall::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Remote {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Remote {
+    /// Runs `f` on the loop's thread, on its next iteration, with no stack
+    /// context (contexts belong to one thread).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`] if the loop has been closed: the callback is not
+    /// silently lost.
+    pub fn add_callback<R, F>(&self, f: F) -> Result<(), Error>
+    where
+        R: CallbackReturn,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        self.shared.send(RemoteMsg::Callback(
+            Box::new(move || f().into_outcome()),
+            std::any::type_name::<F>(),
+        ))
+    }
+
+    /// Stops the loop, as [`IOLoop::stop`](crate::IOLoop::stop) from its own thread.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`] if the loop has been closed.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.shared.send(RemoteMsg::Stop)
+    }
+
+    /// Whether the loop has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}

@@ -1,0 +1,223 @@
+//! The timeout heap: a binary heap of deadlines with lazy cancellation.
+//!
+//! Removing a timeout only forgets its callback (O(1)); the heap entry stays
+//! until it reaches the top, or until cancelled entries are over half the heap
+//! (and over 512), when the heap is rebuilt without them. That is Tornado's
+//! scheme, and it keeps both add and remove cheap at a million pending.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use slotmap::{new_key_type, SlotMap};
+
+use super::Callback;
+
+new_key_type! {
+    /// Identifies one scheduled timeout; stale keys never match a new one.
+    pub(crate) struct TimeoutKey;
+}
+
+/// When a timeout is due: at an `Instant`, or after a `Duration` from now
+/// (Tornado accepts a number or a `timedelta` the same way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// At this instant of the loop's clock.
+    At(Instant),
+    /// This long after the loop's `time()` when the timeout is added.
+    After(Duration),
+}
+
+impl From<Instant> for Deadline {
+    fn from(when: Instant) -> Deadline {
+        Deadline::At(when)
+    }
+}
+
+impl From<Duration> for Deadline {
+    fn from(delay: Duration) -> Deadline {
+        Deadline::After(delay)
+    }
+}
+
+/// A handle to a scheduled timeout, for [`remove_timeout`](crate::IOLoop::remove_timeout).
+///
+/// It is `Copy`; removing through it twice, or after the timeout ran, is harmless.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TimeoutHandle(pub(crate) TimeoutKey);
+
+/// Counters of the timeout heap, for tests and diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerStats {
+    /// Timeouts scheduled and neither run nor removed.
+    pub pending: usize,
+    /// Entries in the heap, cancelled ones included.
+    pub heap_entries: usize,
+    /// Removed timeouts whose entries are still in the heap.
+    pub cancelled: usize,
+}
+
+struct Entry {
+    deadline: Instant,
+    seq: u64,
+    key: TimeoutKey,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    // Reversed: `BinaryHeap` is a max-heap and we want the earliest deadline,
+    // ties broken by scheduling order.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .deadline
+            .cmp(&self.deadline)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+const COMPACT_MIN: usize = 512;
+
+#[derive(Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Entry>,
+    callbacks: SlotMap<TimeoutKey, Callback>,
+    seq: u64,
+    cancelled: usize,
+}
+
+impl Timers {
+    pub(crate) fn add(&mut self, deadline: Instant, callback: Callback) -> TimeoutHandle {
+        let key = self.callbacks.insert(callback);
+        self.seq += 1;
+        self.heap.push(Entry {
+            deadline,
+            seq: self.seq,
+            key,
+        });
+        TimeoutHandle(key)
+    }
+
+    /// Forgets the timeout; returns its callback so the caller drops it after
+    /// releasing its borrow (dropping runs user code).
+    pub(crate) fn remove(&mut self, handle: TimeoutHandle) -> Option<Callback> {
+        let callback = self.callbacks.remove(handle.0)?;
+        self.cancelled += 1;
+        if self.cancelled > COMPACT_MIN && self.cancelled > self.heap.len() / 2 {
+            let callbacks = &self.callbacks;
+            self.heap.retain(|e| callbacks.contains_key(e.key));
+            self.cancelled = 0;
+        }
+        Some(callback)
+    }
+
+    /// Moves the keys of every timeout due at `now` into `due`, in order.
+    pub(crate) fn pop_due(&mut self, now: Instant, due: &mut Vec<TimeoutKey>) {
+        while let Some(top) = self.heap.peek() {
+            if top.deadline > now {
+                break;
+            }
+            let key = top.key;
+            self.heap.pop();
+            if self.callbacks.contains_key(key) {
+                due.push(key);
+            } else {
+                self.cancelled -= 1;
+            }
+        }
+    }
+
+    /// Takes a due timeout's callback; `None` if it was removed meanwhile.
+    pub(crate) fn take(&mut self, key: TimeoutKey) -> Option<Callback> {
+        self.callbacks.remove(key)
+    }
+
+    /// The earliest live deadline, dropping cancelled entries on the way.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(top) = self.heap.peek() {
+            if self.callbacks.contains_key(top.key) {
+                return Some(top.deadline);
+            }
+            self.heap.pop();
+            self.cancelled -= 1;
+        }
+        None
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.callbacks.is_empty()
+    }
+
+    pub(crate) fn stats(&self) -> TimerStats {
+        TimerStats {
+            pending: self.callbacks.len(),
+            heap_entries: self.heap.len(),
+            cancelled: self.cancelled,
+        }
+    }
+
+    /// Empties the heap, handing back the callbacks to drop outside any borrow.
+    pub(crate) fn drain(&mut self) -> Vec<Callback> {
+        self.heap.clear();
+        self.cancelled = 0;
+        self.callbacks.drain().map(|(_, cb)| cb).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack_context::Context;
+
+    fn cb() -> Callback {
+        Callback {
+            f: Box::new(|| Ok(())),
+            ctx: Context::empty(),
+            name: "test",
+        }
+    }
+
+    #[test]
+    fn due_in_deadline_then_scheduling_order() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        let at = |s| t0 + Duration::from_secs(s);
+        let c = timers.add(at(3), cb());
+        let a = timers.add(at(1), cb());
+        let b1 = timers.add(at(2), cb());
+        let b2 = timers.add(at(2), cb());
+        let mut due = Vec::new();
+        timers.pop_due(at(2), &mut due);
+        assert_eq!(due, [a.0, b1.0, b2.0]);
+        assert_eq!(timers.next_deadline(), Some(at(3)));
+        assert!(timers.remove(c).is_some());
+        assert!(timers.remove(c).is_none());
+        assert_eq!(timers.next_deadline(), None);
+        assert_eq!(timers.stats().cancelled, 0);
+    }
+
+    #[test]
+    fn compaction_bounds_the_heap() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        let handles: Vec<_> = (0..10_000)
+            .map(|i| timers.add(t0 + Duration::from_millis(i), cb()))
+            .collect();
+        for h in &handles[..9_900] {
+            timers.remove(*h);
+        }
+        let stats = timers.stats();
+        assert_eq!(stats.pending, 100);
+        assert!(stats.heap_entries <= 100 + COMPACT_MIN + 1, "{stats:?}");
+        assert_eq!(stats.heap_entries, stats.pending + stats.cancelled);
+    }
+}

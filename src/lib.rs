@@ -1,0 +1,40 @@
+//! squall: Tornado's callback-style asynchronous core, in Rust.
+//!
+//! An [`IOLoop`] runs callbacks, timeouts and file-descriptor handlers on one
+//! thread; a [`Future`] is a single-threaded placeholder for a result that
+//! someone completes later; [`stack_context`] carries error handlers across
+//! callbacks. Explicit continuations, no `async`/`await`: everything that
+//! happens is a callback you can read.
+//!
+//! ```
+//! use std::time::Duration;
+//! use squall::{Future, IOLoop};
+//!
+//! // An asynchronous function: returns a Future and completes it later.
+//! fn slow_double(io_loop: &IOLoop, x: u64) -> Future<u64> {
+//!     let future = Future::new();
+//!     let f = future.clone();
+//!     io_loop.call_later(Duration::from_millis(10), move || f.set_result(2 * x));
+//!     future
+//! }
+//!
+//! let io_loop = IOLoop::new()?;
+//! let l = io_loop.clone();
+//! let answer = io_loop.run_sync(move || slow_double(&l, 21), None)?;
+//! assert_eq!(answer, 42);
+//! # Ok::<(), squall::Error>(())
+//! ```
+#![warn(missing_docs)]
+#![cfg(unix)]
+
+mod callback;
+pub mod error;
+pub mod future;
+pub mod ioloop;
+pub mod stack_context;
+pub mod testing;
+
+pub use callback::CallbackReturn;
+pub use error::{Error, ErrorKind, Result};
+pub use future::{chain_future, Future};
+pub use ioloop::{Events, IOLoop, PeriodicCallback, Remote, TimeoutHandle};

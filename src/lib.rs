@@ -38,3 +38,8 @@ pub use callback::CallbackReturn;
 pub use error::{Error, ErrorKind, Result};
 pub use future::{chain_future, Future};
 pub use ioloop::{Events, IOLoop, PeriodicCallback, Remote, TimeoutHandle};
+
+// The README's Rust blocks are doctests, so its examples cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

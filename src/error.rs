@@ -44,6 +44,12 @@ pub enum ErrorKind {
     BadYield,
     /// A generator waited on a key that was never registered.
     UnknownKey,
+    /// A callback key was registered twice with one runner.
+    KeyReuse,
+    /// A result callback was dropped without ever being called.
+    CallbackDropped,
+    /// A type-erased value was asked for as the wrong type.
+    TypeMismatch,
     /// The [`IOLoop`](crate::IOLoop) this call needs is closed.
     Closed,
     /// An argument is out of range (a zero period, a bad fd...).
@@ -65,6 +71,9 @@ impl ErrorKind {
             ErrorKind::LeakedCallback => "leaked callback",
             ErrorKind::BadYield => "bad yield",
             ErrorKind::UnknownKey => "unknown key",
+            ErrorKind::KeyReuse => "key reuse",
+            ErrorKind::CallbackDropped => "callback dropped",
+            ErrorKind::TypeMismatch => "type mismatch",
             ErrorKind::Closed => "closed",
             ErrorKind::InvalidArgument => "invalid argument",
             ErrorKind::Other => "error",

@@ -30,6 +30,7 @@
 mod callback;
 pub mod error;
 pub mod future;
+pub mod gen;
 pub mod ioloop;
 pub mod stack_context;
 pub mod testing;

@@ -1,0 +1,183 @@
+//! Generator-style coroutines: explicit continuations driven by a `Runner`.
+//!
+//! Instead of `async`/`await`, a coroutine is a *generator*: a state machine
+//! that is resumed with the result of each thing it yields. The [`Runner`]
+//! drives it, holding the keys of the callbacks it waits for and their
+//! results — Tornado 3's `gen.engine` / `gen.Task` design, with the machinery
+//! in plain sight.
+//!
+//! ```
+//! use squall::gen::{self, Resume, ResultCallback, Step, Task};
+//! use squall::IOLoop;
+//!
+//! // Tornado: response = yield gen.Task(self.method_while)
+//! fn method_while(callback: ResultCallback) {
+//!     callback.call(1);
+//! }
+//!
+//! let io_loop = IOLoop::new()?;
+//! let result = io_loop.run_sync(|| {
+//!     gen::coroutine(gen::from_fn((), |_, input| match input {
+//!         Resume::Start => Task::new(method_while).into(),
+//!         Resume::Value(v) => Step::Return(v.downcast::<i32>().map(|r| format!("response {r}"))),
+//!         Resume::Error(err) => Step::Return(Err(err)),
+//!     }))
+//! }, None)?;
+//! assert_eq!(result, "response 1");
+//! # Ok::<(), squall::Error>(())
+//! ```
+//!
+//! # How the Runner turns
+//! `run()` loops without recursing: if the current yield point is not ready,
+//! return and wait; else resume the generator with its result (`send`) or
+//! error (`throw`); on `Yield`, `start()` the new point; on `Return`, finish.
+//! A result that arrives while `run()` is on the stack is stored and picked up
+//! by the running loop. `RUST_LOG=squall::gen=trace` logs each step.
+
+mod points;
+mod runner;
+mod value;
+
+pub use points::{
+    moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Task, Wait, WaitAll, WaitIterator,
+    YieldFuture, YieldPoint,
+};
+pub use runner::{FreshKey, Key, ResultCallback, Runner};
+pub use value::Value;
+
+use crate::callback::{self, CallbackReturn, Origin};
+use crate::error::Error;
+use crate::future::Future;
+use crate::stack_context::Context;
+use runner::Driver;
+
+/// What a generator is resumed with: Python's `send(None)`, `send(value)`
+/// and `throw(error)`.
+#[derive(Debug)]
+pub enum Resume {
+    /// The first step.
+    Start,
+    /// The result of the last yield point.
+    Value(Value),
+    /// The error of the last yield point, thrown in.
+    Error(Error),
+}
+
+/// What a generator does next: wait on a point, or finish.
+pub enum Step<T> {
+    /// Wait on this point; resume with its result.
+    Yield(Box<dyn YieldPoint>),
+    /// Finish with this result.
+    Return(Result<T, Error>),
+}
+
+impl<T> Step<T> {
+    /// `Step::Yield(Box::new(point))`.
+    pub fn wait(point: impl YieldPoint) -> Step<T> {
+        Step::Yield(Box::new(point))
+    }
+}
+
+impl<T, P: YieldPoint> From<P> for Step<T> {
+    fn from(point: P) -> Step<T> {
+        Step::Yield(Box::new(point))
+    }
+}
+
+/// A coroutine written as an explicit state machine.
+pub trait Generator: 'static {
+    /// What the generator returns.
+    type Output: 'static;
+    /// Advances to the next yield (or the end), given the last point's result.
+    fn resume(&mut self, input: Resume) -> Step<Self::Output>;
+}
+
+/// A generator made of a state and a closure: `f(&mut state, input)`.
+pub struct FromFn<S, F> {
+    state: S,
+    f: F,
+}
+
+/// Builds a small generator from a state and a closure.
+pub fn from_fn<S, T, F>(state: S, f: F) -> FromFn<S, F>
+where
+    S: 'static,
+    T: 'static,
+    F: FnMut(&mut S, Resume) -> Step<T> + 'static,
+{
+    FromFn { state, f }
+}
+
+impl<S, T, F> Generator for FromFn<S, F>
+where
+    S: 'static,
+    T: 'static,
+    F: FnMut(&mut S, Resume) -> Step<T> + 'static,
+{
+    type Output = T;
+    fn resume(&mut self, input: Resume) -> Step<T> {
+        (self.f)(&mut self.state, input)
+    }
+}
+
+/// A generator that yields `point` once and returns its result.
+pub(crate) fn once(point: impl YieldPoint) -> impl Generator<Output = Value> {
+    let mut point = Some(Box::new(point) as Box<dyn YieldPoint>);
+    from_fn((), move |_, input| match input {
+        Resume::Start => match point.take() {
+            Some(p) => Step::Yield(p),
+            None => Step::Return(Err(Error::other("once: resumed twice"))),
+        },
+        Resume::Value(v) => Step::Return(Ok(v)),
+        Resume::Error(err) => Step::Return(Err(err)),
+    })
+}
+
+fn start<G: Generator>(gen: G, done: Box<dyn FnOnce(Result<G::Output, Error>)>) {
+    let runner = Runner::new(Box::new(Driver {
+        gen,
+        output: None,
+        done,
+    }));
+    runner.run();
+}
+
+/// Runs `gen` and returns a Future of its result (Tornado's `@gen.coroutine`).
+///
+/// An error — returned, panicked, or thrown in and not caught — goes into the
+/// future, never raised.
+pub fn coroutine<G: Generator>(gen: G) -> Future<G::Output> {
+    let future = Future::new();
+    let f = future.clone();
+    start(
+        gen,
+        Box::new(move |result| {
+            let _ = f.complete(result);
+        }),
+    );
+    future
+}
+
+/// Runs `gen` and calls `done` with its result (Tornado's `@gen.engine`).
+///
+/// The generator runs inside its own exception context (deactivated when it
+/// finishes), so an error raised later by a callback it scheduled is thrown
+/// into it. `done` runs under the caller's stack context: if it returns the
+/// error (`|r| r.map(drop)`), the error travels to the caller's handlers, or
+/// to the log. If the generator fails before its first yield, `done` is
+/// called before `engine` returns.
+pub fn engine<G, R, D>(gen: G, done: D)
+where
+    G: Generator,
+    R: CallbackReturn,
+    D: FnOnce(Result<G::Output, Error>) -> R + 'static,
+{
+    let ctx = Context::capture();
+    let name = std::any::type_name::<D>();
+    start(
+        gen,
+        Box::new(move |result| {
+            callback::invoke(&ctx, Origin::Callback, name, || done(result).into_outcome());
+        }),
+    );
+}

@@ -1,0 +1,514 @@
+//! The `Runner`: the state machine that drives a generator.
+//!
+//! It holds the yield point the generator is waiting on, the keys of the
+//! callbacks it registered (`pending_callbacks`) and the results that arrived
+//! for them. Each time a result arrives, `run()` checks whether the current
+//! yield point is ready; if so it resumes the generator with the result (or
+//! throws the error in), and starts whatever the generator yields next.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+
+use slotmap::{new_key_type, SlotMap};
+
+use super::{Resume, Step, Value, YieldPoint};
+use crate::callback;
+use crate::error::{Error, ErrorKind};
+use crate::stack_context::{Context, Deactivate, ExceptionStackContext};
+
+new_key_type! {
+    /// A key made fresh by [`Runner::fresh_key`], unique for the runner's life.
+    pub struct FreshKey;
+}
+
+/// Names a callback a generator waits for: a fresh key (what `Task` uses) or
+/// a label chosen by the user (what `Callback`/`Wait` use).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// Made by [`Runner::fresh_key`].
+    Fresh(FreshKey),
+    /// An integer label.
+    Int(i64),
+    /// A string label.
+    Str(String),
+}
+
+impl From<&str> for Key {
+    fn from(label: &str) -> Key {
+        Key::Str(label.to_owned())
+    }
+}
+impl From<String> for Key {
+    fn from(label: String) -> Key {
+        Key::Str(label)
+    }
+}
+impl From<i64> for Key {
+    fn from(label: i64) -> Key {
+        Key::Int(label)
+    }
+}
+impl From<i32> for Key {
+    fn from(label: i32) -> Key {
+        Key::Int(label.into())
+    }
+}
+impl From<FreshKey> for Key {
+    fn from(key: FreshKey) -> Key {
+        Key::Fresh(key)
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    registered: bool,
+    result: Option<Result<Value, Error>>,
+}
+
+#[derive(Default)]
+struct Keys {
+    fresh: SlotMap<FreshKey, Slot>,
+    labels: HashMap<Key, Slot>,
+}
+
+impl Keys {
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Slot> {
+        match key {
+            Key::Fresh(k) => self.fresh.get_mut(*k),
+            label => self.labels.get_mut(label),
+        }
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Slot> {
+        match key {
+            Key::Fresh(k) => self.fresh.remove(*k),
+            label => self.labels.remove(label),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.fresh.values().filter(|s| s.registered).count()
+            + self.labels.values().filter(|s| s.registered).count()
+    }
+}
+
+/// A generator with its output type erased, so `Runner` is one type.
+pub(crate) trait ErasedGen {
+    fn resume(&mut self, input: Resume) -> Option<Box<dyn YieldPoint>>;
+    /// Delivers the output; `err` overrides it (a leaked callback).
+    fn finish(self: Box<Self>, err: Option<Error>);
+    fn failed(&self) -> bool;
+}
+
+pub(crate) struct Driver<G: super::Generator> {
+    pub(crate) gen: G,
+    pub(crate) output: Option<Result<G::Output, Error>>,
+    pub(crate) done: Box<dyn FnOnce(Result<G::Output, Error>)>,
+}
+
+impl<G: super::Generator> ErasedGen for Driver<G> {
+    fn resume(&mut self, input: Resume) -> Option<Box<dyn YieldPoint>> {
+        let gen = &mut self.gen;
+        match callback::catch_value(|| gen.resume(input)) {
+            Ok(Step::Yield(point)) => Some(point),
+            Ok(Step::Return(result)) => {
+                self.output = Some(result);
+                None
+            }
+            Err(panic) => {
+                self.output = Some(Err(panic));
+                None
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, err: Option<Error>) {
+        let Driver { output, done, .. } = *self;
+        let result = match (err, output) {
+            (Some(err), _) => Err(err),
+            (None, Some(result)) => result,
+            (None, None) => Err(Error::new(
+                ErrorKind::InvalidState,
+                "generator finished without a result",
+            )),
+        };
+        done(result);
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self.output, Some(Err(_)))
+    }
+}
+
+struct Inner {
+    gen: RefCell<Option<Box<dyn ErasedGen>>>,
+    point: RefCell<Option<Box<dyn YieldPoint>>>,
+    keys: RefCell<Keys>,
+    /// An error to throw into the generator on the next step (Tornado's `exc_info`).
+    pending_error: RefCell<Option<Error>>,
+    started: Cell<bool>,
+    running: Cell<bool>,
+    finished: Cell<bool>,
+    had_exception: Cell<bool>,
+    /// The caller's context plus the runner's own exception handler.
+    ctx: RefCell<Context>,
+    deactivate: RefCell<Option<Deactivate>>,
+}
+
+/// Drives a generator: Tornado's `gen.Runner`. See the [module docs](super).
+///
+/// Yield points receive it in `start`/`is_ready`/`get_result`, to register
+/// keys and read results. It is a cheap handle (`Rc` inside).
+#[derive(Clone)]
+pub struct Runner {
+    inner: Rc<Inner>,
+}
+
+impl Runner {
+    pub(crate) fn new(gen: Box<dyn ErasedGen>) -> Runner {
+        let runner = Runner {
+            inner: Rc::new(Inner {
+                gen: RefCell::new(Some(gen)),
+                point: RefCell::new(None),
+                keys: RefCell::new(Keys::default()),
+                pending_error: RefCell::new(None),
+                started: Cell::new(false),
+                running: Cell::new(false),
+                finished: Cell::new(false),
+                had_exception: Cell::new(false),
+                ctx: RefCell::new(Context::empty()),
+                deactivate: RefCell::new(None),
+            }),
+        };
+        // Everything the generator schedules runs under this context, so an
+        // error raised later in one of its callbacks is thrown into it.
+        let weak = Rc::downgrade(&runner.inner);
+        let handler = ExceptionStackContext::new(move |err: &Error| match weak.upgrade() {
+            Some(inner) => Runner { inner }.handle_exception(err),
+            None => false,
+        });
+        let mut ctx = Context::empty();
+        let deactivate = handler.run(|| ctx = Context::capture());
+        *runner.inner.ctx.borrow_mut() = ctx;
+        *runner.inner.deactivate.borrow_mut() = Some(deactivate);
+        runner
+    }
+
+    /// Makes a fresh key, unique for this runner (not yet registered).
+    pub fn fresh_key(&self) -> Key {
+        Key::Fresh(self.inner.keys.borrow_mut().fresh.insert(Slot::default()))
+    }
+
+    /// Registers `key` as a callback the generator will wait for.
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyReuse`] if `key` is already registered.
+    pub fn register_callback(&self, key: impl Into<Key>) -> Result<(), Error> {
+        let key = key.into();
+        let mut keys = self.inner.keys.borrow_mut();
+        let slot = match &key {
+            Key::Fresh(k) => keys.fresh.get_mut(*k).ok_or_else(|| unknown(&key))?,
+            label => keys.labels.entry(label.clone()).or_default(),
+        };
+        if slot.registered {
+            return Err(Error::new(
+                ErrorKind::KeyReuse,
+                format!("key {key:?} is already registered"),
+            ));
+        }
+        slot.registered = true;
+        Ok(())
+    }
+
+    /// Whether `key`'s result has arrived.
+    ///
+    /// # Errors
+    /// [`ErrorKind::UnknownKey`] if `key` was never registered.
+    pub fn is_ready(&self, key: &Key) -> Result<bool, Error> {
+        match self.inner.keys.borrow_mut().get_mut(key) {
+            Some(slot) if slot.registered => Ok(slot.result.is_some()),
+            _ => Err(unknown(key)),
+        }
+    }
+
+    /// Stores the result for `key` and runs the generator if it was waiting
+    /// for it. A result for a finished runner, an unregistered key, or a key
+    /// that already has one is logged and ignored.
+    pub fn set_result(&self, key: &Key, result: Result<Value, Error>) {
+        if self.inner.finished.get() {
+            log::error!("result for key {key:?} arrived after the generator finished: ignored");
+            return;
+        }
+        {
+            let mut keys = self.inner.keys.borrow_mut();
+            match keys.get_mut(key) {
+                Some(slot) if slot.registered && slot.result.is_none() => {
+                    slot.result = Some(result);
+                }
+                Some(slot) if slot.registered => {
+                    log::error!("callback for key {key:?} called twice: second result ignored");
+                    return;
+                }
+                _ => {
+                    log::error!("result for unregistered key {key:?}: ignored");
+                    return;
+                }
+            }
+        }
+        self.run();
+    }
+
+    /// Takes `key`'s result and unregisters it.
+    ///
+    /// # Errors
+    /// The result's own error; [`ErrorKind::UnknownKey`] if `key` is not
+    /// registered; [`ErrorKind::InvalidState`] if its result has not arrived.
+    pub fn pop_result(&self, key: &Key) -> Result<Value, Error> {
+        let mut keys = self.inner.keys.borrow_mut();
+        match keys.get_mut(key) {
+            Some(slot) if slot.registered && slot.result.is_some() => {}
+            Some(slot) if slot.registered => {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    format!("no result for key {key:?} yet"),
+                ))
+            }
+            _ => return Err(unknown(key)),
+        }
+        let slot = keys.remove(key).expect("checked above");
+        slot.result.expect("checked above")
+    }
+
+    /// A callback that delivers its value as `key`'s result.
+    pub fn result_callback(&self, key: Key) -> ResultCallback {
+        ResultCallback {
+            shared: Rc::new(CallbackShared {
+                runner: self.clone(),
+                key,
+                called: Cell::new(false),
+            }),
+        }
+    }
+
+    /// Whether the generator has finished.
+    pub fn finished(&self) -> bool {
+        self.inner.finished.get()
+    }
+
+    /// The number of keys registered and not yet consumed.
+    pub fn pending_callbacks(&self) -> usize {
+        self.inner.keys.borrow().pending()
+    }
+
+    /// An error raised later by a callback scheduled under the generator's
+    /// context: thrown into the generator if it is waiting.
+    fn handle_exception(&self, err: &Error) -> bool {
+        if self.inner.running.get() || self.inner.finished.get() {
+            return false;
+        }
+        *self.inner.pending_error.borrow_mut() = Some(err.clone());
+        self.run();
+        true
+    }
+
+    /// Advances the generator as far as it can go without waiting.
+    ///
+    /// Iterative, never recursive: a generator that yields a million ready
+    /// points runs in constant stack. A call while it is already running
+    /// (a result arriving synchronously) only stores the result: the running
+    /// loop picks it up.
+    pub fn run(&self) {
+        let inner = &*self.inner;
+        if inner.running.get() || inner.finished.get() {
+            return;
+        }
+        inner.running.set(true);
+        let ctx = inner.ctx.borrow().clone();
+        crate::stack_context::enter(&ctx, || self.steps());
+        inner.running.set(false);
+    }
+
+    fn steps(&self) {
+        let inner = &*self.inner;
+        loop {
+            let input = if let Some(err) = inner.pending_error.borrow_mut().take() {
+                Resume::Error(err)
+            } else if !inner.started.replace(true) {
+                Resume::Start
+            } else {
+                let Some(mut point) = inner.point.borrow_mut().take() else {
+                    return;
+                };
+                let ready = callback::catch_value(|| point.is_ready(self));
+                match ready {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        log::trace!(target: "squall::gen", "not ready: waiting");
+                        *inner.point.borrow_mut() = Some(point);
+                        return;
+                    }
+                    Err(err) => {
+                        *inner.pending_error.borrow_mut() = Some(err);
+                        continue;
+                    }
+                }
+                match callback::catch_value(|| point.get_result(self)) {
+                    Ok(Ok(value)) => Resume::Value(value),
+                    Ok(Err(err)) | Err(err) => Resume::Error(err),
+                }
+            };
+            if let Resume::Error(err) = &input {
+                log::trace!(target: "squall::gen", "throw: {err}");
+                inner.had_exception.set(true);
+            } else {
+                log::trace!(target: "squall::gen", "send");
+            }
+            let mut gen = inner
+                .gen
+                .borrow_mut()
+                .take()
+                .expect("generator present while running");
+            let next = gen.resume(input);
+            match next {
+                Some(mut point) => {
+                    *inner.gen.borrow_mut() = Some(gen);
+                    log::trace!(target: "squall::gen", "start yield point");
+                    match callback::catch_value(|| point.start(self)) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) | Err(err) => *inner.pending_error.borrow_mut() = Some(err),
+                    }
+                    *inner.point.borrow_mut() = Some(point);
+                }
+                None => {
+                    self.finish(gen);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(&self, gen: Box<dyn ErasedGen>) {
+        let inner = &*self.inner;
+        inner.finished.set(true);
+        let pending = inner.keys.borrow().pending();
+        let leaked = (pending > 0 && !inner.had_exception.get() && !gen.failed()).then(|| {
+            Error::new(
+                ErrorKind::LeakedCallback,
+                format!(
+                    "generator finished with {pending} callback(s) registered but never waited for"
+                ),
+            )
+        });
+        log::trace!(target: "squall::gen", "return");
+        if let Some(deactivate) = inner.deactivate.borrow_mut().take() {
+            deactivate.deactivate();
+        }
+        // Drop what the generator left behind (results, its last yield point)
+        // before delivering, with no borrow held.
+        let keys = std::mem::take(&mut *inner.keys.borrow_mut());
+        let point = inner.point.borrow_mut().take();
+        drop(keys);
+        drop(point);
+        gen.finish(leaked);
+    }
+}
+
+fn unknown(key: &Key) -> Error {
+    Error::new(
+        ErrorKind::UnknownKey,
+        format!("key {key:?} is not registered"),
+    )
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner")
+            .field("finished", &self.inner.finished.get())
+            .field("pending_callbacks", &self.pending_callbacks())
+            .finish()
+    }
+}
+
+struct CallbackShared {
+    runner: Runner,
+    key: Key,
+    called: Cell<bool>,
+}
+
+impl Drop for CallbackShared {
+    fn drop(&mut self) {
+        if !self.called.get() && !self.runner.finished() {
+            self.runner.set_result(
+                &self.key,
+                Err(Error::new(
+                    ErrorKind::CallbackDropped,
+                    format!(
+                        "the callback for key {:?} was dropped without being called",
+                        self.key
+                    ),
+                )),
+            );
+        }
+    }
+}
+
+/// Delivers a value to a waiting generator: Tornado's `runner.result_callback(key)`.
+///
+/// Clones share one callback. Calling it a second time is logged and
+/// ignored; dropping every clone without calling it delivers an error of kind
+/// [`ErrorKind::CallbackDropped`], so a generator never waits forever on a
+/// callback that can no longer come.
+#[derive(Clone)]
+pub struct ResultCallback {
+    shared: Rc<CallbackShared>,
+}
+
+impl ResultCallback {
+    /// Delivers `value` (use a tuple for several values, `()` for none).
+    pub fn call<T: 'static>(&self, value: T) {
+        self.deliver(Ok(Value::new(value)));
+    }
+
+    /// Delivers an already erased value.
+    pub fn call_value(&self, value: Value) {
+        self.deliver(Ok(value));
+    }
+
+    /// Delivers an error, thrown into the generator.
+    pub fn fail(&self, err: impl Into<Error>) {
+        self.deliver(Err(err.into()));
+    }
+
+    /// Delivers a `Result`.
+    pub fn complete<T: 'static>(&self, result: Result<T, Error>) {
+        self.deliver(result.map(Value::new));
+    }
+
+    fn deliver(&self, result: Result<Value, Error>) {
+        let shared = &self.shared;
+        if shared.called.replace(true) {
+            log::error!(
+                "callback for key {:?} called twice: second call ignored",
+                shared.key
+            );
+            return;
+        }
+        shared.runner.set_result(&shared.key, result);
+    }
+
+    /// The key this callback delivers to.
+    pub fn key(&self) -> &Key {
+        &self.shared.key
+    }
+}
+
+impl fmt::Debug for ResultCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResultCallback")
+            .field("key", &self.shared.key)
+            .field("called", &self.shared.called.get())
+            .finish()
+    }
+}

@@ -50,6 +50,8 @@ pub enum ErrorKind {
     CallbackDropped,
     /// A type-erased value was asked for as the wrong type.
     TypeMismatch,
+    /// A write would grow a stream's write buffer past its limit.
+    BufferFull,
     /// The [`IOLoop`](crate::IOLoop) this call needs is closed.
     Closed,
     /// An argument is out of range (a zero period, a bad fd...).
@@ -74,6 +76,7 @@ impl ErrorKind {
             ErrorKind::KeyReuse => "key reuse",
             ErrorKind::CallbackDropped => "callback dropped",
             ErrorKind::TypeMismatch => "type mismatch",
+            ErrorKind::BufferFull => "buffer full",
             ErrorKind::Closed => "closed",
             ErrorKind::InvalidArgument => "invalid argument",
             ErrorKind::Other => "error",

@@ -32,6 +32,7 @@ pub mod error;
 pub mod future;
 pub mod gen;
 pub mod ioloop;
+pub mod iostream;
 pub mod stack_context;
 pub mod testing;
 
@@ -39,6 +40,7 @@ pub use callback::CallbackReturn;
 pub use error::{Error, ErrorKind, Result};
 pub use future::{chain_future, Future};
 pub use ioloop::{Events, IOLoop, PeriodicCallback, Remote, TimeoutHandle};
+pub use iostream::IOStream;
 
 // The README's Rust blocks are doctests, so its examples cannot rot.
 #[cfg(doctest)]

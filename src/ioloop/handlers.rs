@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::{BitAnd, BitOr, BitOrAssign};
-use std::os::unix::io::RawFd;
+use std::os::unix::io::{AsRawFd, BorrowedFd, RawFd};
 
 use mio::{Interest, Token};
 use slotmap::{new_key_type, Key, KeyData, SlotMap};
@@ -123,6 +123,57 @@ impl fmt::Debug for Events {
     }
 }
 
+/// What a handler watches: a [`RawFd`], or a *reference* to anything
+/// [`AsRawFd`] (`&stream`), or a [`BorrowedFd`].
+///
+/// The loop never owns the fd, so an owned socket is refused at compile time:
+/// `add_handler(stream, ..)` would close the socket as soon as it returned.
+///
+/// ```
+/// use std::os::unix::io::AsRawFd;
+/// use std::os::unix::net::UnixStream;
+/// use squall::{Events, IOLoop};
+///
+/// let io_loop = IOLoop::new()?;
+/// let (a, b) = UnixStream::pair()?;
+/// io_loop.add_handler(&a, |_, _| (), Events::READ)?;
+/// io_loop.add_handler(b.as_raw_fd(), |_, _| (), Events::READ)?;
+/// assert!(io_loop.remove_handler(&a) && io_loop.remove_handler(&b));
+/// # Ok::<(), squall::Error>(())
+/// ```
+///
+/// ```compile_fail
+/// # use squall::{Events, IOLoop};
+/// let io_loop = IOLoop::new().unwrap();
+/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// io_loop.add_handler(a, |_, _| (), Events::READ); // would close `a` at once
+/// ```
+pub trait ToRawFd {
+    /// The fd number.
+    fn to_raw_fd(&self) -> RawFd;
+}
+
+impl ToRawFd for RawFd {
+    #[inline]
+    fn to_raw_fd(&self) -> RawFd {
+        *self
+    }
+}
+
+impl<T: AsRawFd + ?Sized> ToRawFd for &T {
+    #[inline]
+    fn to_raw_fd(&self) -> RawFd {
+        (**self).as_raw_fd()
+    }
+}
+
+impl ToRawFd for BorrowedFd<'_> {
+    #[inline]
+    fn to_raw_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
 /// How a handler is told about readiness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Trigger {
@@ -182,7 +233,10 @@ mod tests {
 
     #[test]
     fn events_debug() {
-        assert_eq!(format!("{:?}", Events::READ | Events::ERROR), "READ | ERROR");
+        assert_eq!(
+            format!("{:?}", Events::READ | Events::ERROR),
+            "READ | ERROR"
+        );
         assert_eq!(format!("{:?}", Events::NONE), "NONE");
     }
 }

@@ -42,14 +42,14 @@ mod remote;
 mod timers;
 
 pub use clock::{Clock, ManualClock};
-pub use handlers::Events;
+pub use handlers::{Events, ToRawFd};
 pub use periodic::PeriodicCallback;
 pub use remote::Remote;
 pub use timers::{Deadline, TimeoutHandle, TimerStats};
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::RawFd;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -274,7 +274,8 @@ impl IOLoop {
     /// Runs `f` at `deadline`: an `Instant` on the loop's clock, or a `Duration`
     /// from now. Returns a handle for [`remove_timeout`](IOLoop::remove_timeout).
     ///
-    /// `f` captures the current stack context.
+    /// `f` captures the current stack context. On a closed loop it is dropped
+    /// (and removing the handle returns `false`).
     pub fn add_timeout<R, F>(&self, deadline: impl Into<Deadline>, f: F) -> TimeoutHandle
     where
         R: CallbackReturn,
@@ -282,8 +283,18 @@ impl IOLoop {
     {
         let when = match deadline.into() {
             Deadline::At(when) => when,
-            Deadline::After(delay) => self.time() + delay,
+            Deadline::After(delay) => timers::saturating_add(self.time(), delay),
         };
+        if self.inner.closed.get() {
+            // Kept, it would never run, and a closure holding the loop would
+            // keep the loop alive for good.
+            log::debug!(
+                "timeout `{}` added to a closed IOLoop: dropped",
+                std::any::type_name::<F>()
+            );
+            drop(f);
+            return TimeoutHandle::dangling();
+        }
         let cb = Callback::new(f, Context::capture());
         self.inner.timers.borrow_mut().add(when, cb)
     }
@@ -336,12 +347,17 @@ impl IOLoop {
     /// # Errors
     /// [`ErrorKind::InvalidState`] if `fd` already has a handler;
     /// [`ErrorKind::Io`] if epoll refuses it; [`ErrorKind::Closed`] on a closed loop.
-    pub fn add_handler<R, F>(&self, fd: impl AsRawFd, handler: F, events: Events) -> Result<(), Error>
+    pub fn add_handler<R, F>(
+        &self,
+        fd: impl ToRawFd,
+        handler: F,
+        events: Events,
+    ) -> Result<(), Error>
     where
         R: CallbackReturn,
         F: FnMut(RawFd, Events) -> R + 'static,
     {
-        self.register(fd.as_raw_fd(), handler, events, Trigger::Level)
+        self.register(fd.to_raw_fd(), handler, events, Trigger::Level)
     }
 
     /// Like [`add_handler`](IOLoop::add_handler), but edge-triggered: the
@@ -353,7 +369,7 @@ impl IOLoop {
     /// As [`add_handler`](IOLoop::add_handler).
     pub fn add_edge_handler<R, F>(
         &self,
-        fd: impl AsRawFd,
+        fd: impl ToRawFd,
         handler: F,
         events: Events,
     ) -> Result<(), Error>
@@ -361,10 +377,16 @@ impl IOLoop {
         R: CallbackReturn,
         F: FnMut(RawFd, Events) -> R + 'static,
     {
-        self.register(fd.as_raw_fd(), handler, events, Trigger::Edge)
+        self.register(fd.to_raw_fd(), handler, events, Trigger::Edge)
     }
 
-    fn register<R, F>(&self, fd: RawFd, mut handler: F, events: Events, trigger: Trigger) -> Result<(), Error>
+    fn register<R, F>(
+        &self,
+        fd: RawFd,
+        mut handler: F,
+        events: Events,
+        trigger: Trigger,
+    ) -> Result<(), Error>
     where
         R: CallbackReturn,
         F: FnMut(RawFd, Events) -> R + 'static,
@@ -411,8 +433,8 @@ impl IOLoop {
     /// # Errors
     /// [`ErrorKind::InvalidState`] if `fd` has no handler; [`ErrorKind::Io`]
     /// if epoll refuses the change.
-    pub fn update_handler(&self, fd: impl AsRawFd, events: Events) -> Result<(), Error> {
-        let fd = fd.as_raw_fd();
+    pub fn update_handler(&self, fd: impl ToRawFd, events: Events) -> Result<(), Error> {
+        let fd = fd.to_raw_fd();
         let poll = self.inner.poll.borrow();
         let Some(poll) = poll.as_ref() else {
             return Err(closed());
@@ -423,15 +445,18 @@ impl IOLoop {
         })?;
         let entry = &mut handlers.map[key];
         entry.interest = events;
-        poll.registry()
-            .reregister(&mut SourceFd(&fd), handlers::token_of(key), events.to_interest())?;
+        poll.registry().reregister(
+            &mut SourceFd(&fd),
+            handlers::token_of(key),
+            events.to_interest(),
+        )?;
         Ok(())
     }
 
     /// Stops watching `fd`. Returns whether it had a handler. An event for it
     /// already queued in this iteration is dropped.
-    pub fn remove_handler(&self, fd: impl AsRawFd) -> bool {
-        let fd = fd.as_raw_fd();
+    pub fn remove_handler(&self, fd: impl ToRawFd) -> bool {
+        let fd = fd.to_raw_fd();
         let entry = {
             let mut handlers = self.inner.handlers.borrow_mut();
             let Some(key) = handlers.by_fd.remove(&fd) else {
@@ -554,7 +579,8 @@ impl IOLoop {
     /// The future's error; [`ErrorKind::Timeout`] if `timeout` (on the loop's
     /// clock) passes first; [`ErrorKind::Panic`] if `f` panics;
     /// [`ErrorKind::InvalidState`] if the loop is already running or is
-    /// stopped by someone else first.
+    /// stopped by someone else first; [`ErrorKind::Closed`] if it is (or gets)
+    /// closed first.
     pub fn run_sync<T, F>(&self, f: F, timeout: Option<Duration>) -> Result<T, Error>
     where
         T: 'static,
@@ -617,6 +643,12 @@ impl IOLoop {
         *outcome.borrow_mut() = Some(Err(Error::other("run_sync finished")));
         started?;
         result.unwrap_or_else(|| {
+            if self.is_closed() {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    "the IOLoop was closed before the future was done",
+                ));
+            }
             Err(Error::new(
                 ErrorKind::InvalidState,
                 "the IOLoop stopped before the future was done",
@@ -645,7 +677,13 @@ impl IOLoop {
         };
         let ncallbacks = batch.len();
         for cb in batch.drain(..) {
-            self.run_callback(cb, Origin::Callback);
+            if inner.closed.get() {
+                // Closed by an earlier callback of this batch: the rest are
+                // pending callbacks, and `close` drops those.
+                drop(cb);
+            } else {
+                self.run_callback(cb, Origin::Callback);
+            }
         }
         *inner.spare.borrow_mut() = batch;
         let nremote = self.run_remote_callbacks();
@@ -734,7 +772,14 @@ impl IOLoop {
         }
         let nevents = ready.len();
         if let Some(manual) = manual {
-            if nevents == 0 && inner.callbacks.borrow().is_empty() {
+            // Idle means no event, no callback, and no message from another
+            // thread waiting to be run either.
+            let remote_waiting = inner
+                .remote_rx
+                .borrow()
+                .as_ref()
+                .is_some_and(|rx| !rx.is_empty());
+            if nevents == 0 && inner.callbacks.borrow().is_empty() && !remote_waiting {
                 let next = inner.timers.borrow_mut().next_deadline();
                 if let Some(next) = next {
                     manual.advance_to(next);
@@ -853,6 +898,14 @@ impl IOLoop {
                 log::warn!("{origin} `{name}` blocked the IOLoop for {took:?}");
             }
         }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A loop dropped without `close()` is closed all the same for its
+        // `Remote`s: they say so, and release the eventfd they share.
+        self.remote.close();
     }
 }
 

@@ -147,7 +147,7 @@ fn schedule_next(inner: &Rc<Inner>, io_loop: &IOLoop) {
             // Tornado's rule: next += (floor((now - next) / period) + 1) * period.
             let period = inner.period.as_nanos();
             let behind = (now - next).as_nanos();
-            next += nanos((behind / period + 1) * period);
+            next = super::timers::saturating_add(next, nanos((behind / period + 1) * period));
         }
         state.next = Some(next);
         next

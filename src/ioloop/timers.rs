@@ -40,11 +40,29 @@ impl From<Duration> for Deadline {
     }
 }
 
+/// `now + delay`, or the latest instant this platform can represent on the
+/// way there: `call_later(Duration::MAX, ..)` means "never", not a panic.
+pub(crate) fn saturating_add(now: Instant, mut delay: Duration) -> Instant {
+    loop {
+        if let Some(when) = now.checked_add(delay) {
+            return when;
+        }
+        delay /= 2;
+    }
+}
+
 /// A handle to a scheduled timeout, for [`remove_timeout`](crate::IOLoop::remove_timeout).
 ///
 /// It is `Copy`; removing through it twice, or after the timeout ran, is harmless.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimeoutHandle(pub(crate) TimeoutKey);
+
+impl TimeoutHandle {
+    /// A handle that matches no timeout (for one refused by a closed loop).
+    pub(crate) fn dangling() -> TimeoutHandle {
+        TimeoutHandle(TimeoutKey::default())
+    }
+}
 
 /// Counters of the timeout heap, for tests and diagnostics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,17 +105,30 @@ impl Ord for Entry {
 
 const COMPACT_MIN: usize = 512;
 
+/// A pending timeout's callback.
+struct Slot {
+    callback: Callback,
+    /// Whether its entry is still in the heap: false once `pop_due` moved it
+    /// to the due list. Removing it then leaves no dead entry behind, so it
+    /// must not be counted as one.
+    in_heap: bool,
+}
+
 #[derive(Default)]
 pub(crate) struct Timers {
     heap: BinaryHeap<Entry>,
-    callbacks: SlotMap<TimeoutKey, Callback>,
+    callbacks: SlotMap<TimeoutKey, Slot>,
     seq: u64,
+    /// Dead entries in the heap: removed timeouts whose entry is still there.
     cancelled: usize,
 }
 
 impl Timers {
     pub(crate) fn add(&mut self, deadline: Instant, callback: Callback) -> TimeoutHandle {
-        let key = self.callbacks.insert(callback);
+        let key = self.callbacks.insert(Slot {
+            callback,
+            in_heap: true,
+        });
         self.seq += 1;
         self.heap.push(Entry {
             deadline,
@@ -110,14 +141,16 @@ impl Timers {
     /// Forgets the timeout; returns its callback so the caller drops it after
     /// releasing its borrow (dropping runs user code).
     pub(crate) fn remove(&mut self, handle: TimeoutHandle) -> Option<Callback> {
-        let callback = self.callbacks.remove(handle.0)?;
-        self.cancelled += 1;
-        if self.cancelled > COMPACT_MIN && self.cancelled > self.heap.len() / 2 {
-            let callbacks = &self.callbacks;
-            self.heap.retain(|e| callbacks.contains_key(e.key));
-            self.cancelled = 0;
+        let slot = self.callbacks.remove(handle.0)?;
+        if slot.in_heap {
+            self.cancelled += 1;
+            if self.cancelled > COMPACT_MIN && self.cancelled > self.heap.len() / 2 {
+                let callbacks = &self.callbacks;
+                self.heap.retain(|e| callbacks.contains_key(e.key));
+                self.cancelled = 0;
+            }
         }
-        Some(callback)
+        Some(slot.callback)
     }
 
     /// Moves the keys of every timeout due at `now` into `due`, in order.
@@ -128,17 +161,19 @@ impl Timers {
             }
             let key = top.key;
             self.heap.pop();
-            if self.callbacks.contains_key(key) {
-                due.push(key);
-            } else {
-                self.cancelled -= 1;
+            match self.callbacks.get_mut(key) {
+                Some(slot) => {
+                    slot.in_heap = false;
+                    due.push(key);
+                }
+                None => self.cancelled -= 1,
             }
         }
     }
 
     /// Takes a due timeout's callback; `None` if it was removed meanwhile.
     pub(crate) fn take(&mut self, key: TimeoutKey) -> Option<Callback> {
-        self.callbacks.remove(key)
+        self.callbacks.remove(key).map(|slot| slot.callback)
     }
 
     /// The earliest live deadline, dropping cancelled entries on the way.
@@ -169,7 +204,10 @@ impl Timers {
     pub(crate) fn drain(&mut self) -> Vec<Callback> {
         self.heap.clear();
         self.cancelled = 0;
-        self.callbacks.drain().map(|(_, cb)| cb).collect()
+        self.callbacks
+            .drain()
+            .map(|(_, slot)| slot.callback)
+            .collect()
     }
 }
 
@@ -203,6 +241,26 @@ mod tests {
         assert!(timers.remove(c).is_none());
         assert_eq!(timers.next_deadline(), None);
         assert_eq!(timers.stats().cancelled, 0);
+    }
+
+    #[test]
+    fn removing_a_due_timeout_counts_no_dead_entry() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        let a = timers.add(t0, cb());
+        let b = timers.add(t0, cb());
+        let mut due = Vec::new();
+        timers.pop_due(t0, &mut due);
+        assert_eq!(due, [a.0, b.0]);
+        // `a` runs and removes `b`, which is due but not yet run.
+        assert!(timers.take(a.0).is_some());
+        assert!(timers.remove(b).is_some());
+        assert!(timers.take(b.0).is_none());
+        let stats = timers.stats();
+        assert_eq!(
+            (stats.pending, stats.heap_entries, stats.cancelled),
+            (0, 0, 0)
+        );
     }
 
     #[test]

@@ -1,0 +1,96 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::cell::{Cell, RefCell};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::Duration;
+
+use squall::ioloop::{Clock, ManualClock};
+use squall::IOLoop;
+
+/// `Duration::from_secs`, shorter.
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// `Duration::from_millis`, shorter.
+pub fn ms(m: u64) -> Duration {
+    Duration::from_millis(m)
+}
+
+/// A loop on a manual clock, and the clock.
+pub fn manual_loop() -> (IOLoop, ManualClock) {
+    let clock = ManualClock::new();
+    let io_loop =
+        IOLoop::with_clock(Clock::Manual(clock.clone())).expect("cannot create an IOLoop");
+    (io_loop, clock)
+}
+
+/// A connected pair of non-blocking Unix sockets.
+pub fn socketpair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    a.set_nonblocking(true).expect("nonblocking");
+    b.set_nonblocking(true).expect("nonblocking");
+    (a, b)
+}
+
+/// A single-threaded, clonable record of what happened, in order.
+pub struct Log<T>(Rc<RefCell<Vec<T>>>);
+
+impl<T> Clone for Log<T> {
+    fn clone(&self) -> Self {
+        Log(self.0.clone())
+    }
+}
+
+impl<T: Clone> Log<T> {
+    pub fn new() -> Log<T> {
+        Log(Rc::new(RefCell::new(Vec::new())))
+    }
+
+    pub fn push(&self, value: T) {
+        self.0.borrow_mut().push(value);
+    }
+
+    pub fn get(&self) -> Vec<T> {
+        self.0.borrow().clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.borrow().is_empty()
+    }
+}
+
+/// Sets its flag when dropped: shows that a closure was released.
+pub struct DropFlag(pub Rc<Cell<bool>>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+/// A drop detector and the flag to check.
+pub fn drop_flag() -> (DropFlag, Rc<Cell<bool>>) {
+    let flag = Rc::new(Cell::new(false));
+    (DropFlag(flag.clone()), flag)
+}
+
+/// Schedules a guard that stops the loop after `limit` (on the loop's clock)
+/// and records that it had to; returns the record. On a manual clock, the
+/// guard is reached as soon as the loop has nothing earlier to do, so it also
+/// means "run until idle".
+pub fn guard(io_loop: &IOLoop, limit: Duration) -> Rc<Cell<bool>> {
+    let fired = Rc::new(Cell::new(false));
+    let (f, l) = (fired.clone(), io_loop.clone());
+    io_loop.call_later(limit, move || {
+        f.set(true);
+        l.stop();
+    });
+    fired
+}

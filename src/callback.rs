@@ -19,7 +19,7 @@
 //! ```
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -116,7 +116,7 @@ pub(crate) fn catch<F>(f: F) -> Result<(), Error>
 where
     F: FnOnce() -> Result<(), Error>,
 {
-    match panic::catch_unwind(AssertUnwindSafe(f)) {
+    match catch_unwind_counted(f) {
         Ok(result) => result,
         Err(payload) => Err(panic_to_error(payload)),
     }
@@ -124,7 +124,35 @@ where
 
 /// Runs `f`, turning a panic into an [`Error`] of kind `Panic`, for any value.
 pub(crate) fn catch_value<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(panic_to_error)
+    catch_unwind_counted(f).map_err(panic_to_error)
+}
+
+thread_local! {
+    /// How many of squall's `catch`es are on this thread's stack right now.
+    static CATCH_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// `catch_unwind`, keeping [`CATCH_DEPTH`] up to date.
+#[inline]
+fn catch_unwind_counted<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    CATCH_DEPTH.with(|d| d.set(d.get() + 1));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    CATCH_DEPTH.with(|d| d.set(d.get() - 1));
+    result
+}
+
+/// Whether a squall `catch` is on the stack: an [`unwind`] would land in it.
+#[inline]
+pub(crate) fn in_catch() -> bool {
+    CATCH_DEPTH.with(|d| d.get() > 0)
+}
+
+/// Unwinds with `err` as the payload, without calling the panic hook: this is
+/// control flow (`raise`, an error `wrap` passes back to its caller), not a
+/// bug, and it is reported where it lands. Only call it when [`in_catch`].
+pub(crate) fn unwind(err: Error) -> ! {
+    debug_assert!(in_catch());
+    panic::resume_unwind(Box::new(err))
 }
 
 /// Converts a panic payload: a `squall::Error` raised with
@@ -167,7 +195,8 @@ pub(crate) fn begin_capture() -> Option<Vec<Error>> {
 
 /// Stops collecting and returns what was collected.
 pub(crate) fn end_capture(previous: Option<Vec<Error>>) -> Vec<Error> {
-    UNHANDLED_SINK.with(|sink| std::mem::replace(&mut *sink.borrow_mut(), previous))
+    UNHANDLED_SINK
+        .with(|sink| std::mem::replace(&mut *sink.borrow_mut(), previous))
         .unwrap_or_default()
 }
 
@@ -187,6 +216,22 @@ mod tests {
         assert!(err.ptr_eq(&raised));
         let err = catch(|| std::panic::panic_any(7u8)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Panic);
+    }
+
+    #[test]
+    fn catch_depth_is_counted_and_restored() {
+        assert!(!in_catch());
+        catch(|| {
+            assert!(in_catch());
+            let inner = catch(|| unwind(Error::other("quiet")));
+            assert_eq!(inner.unwrap_err().message(), "quiet");
+            assert!(in_catch());
+            panic!("loud");
+        })
+        .unwrap_err();
+        assert!(!in_catch());
+        assert_eq!(catch_value(|| 5).unwrap(), 5);
+        assert!(!in_catch());
     }
 
     #[test]

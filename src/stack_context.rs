@@ -35,6 +35,37 @@
 //! assert!(failed.get());
 //! # Ok::<(), squall::Error>(())
 //! ```
+//!
+//! # The rules
+//! - **Capture.** `add_callback`, `add_timeout` / `call_later` / `call_at`,
+//!   `add_handler` (each call of the handler), `add_future`,
+//!   [`Future::add_done_callback`](crate::Future::add_done_callback) and
+//!   [`PeriodicCallback`](crate::PeriodicCallback) (each run) capture the stack
+//!   that is current when they are *called*, not when the callback runs.
+//!   [`IOLoop::spawn_callback`](crate::IOLoop::spawn_callback),
+//!   [`Remote::add_callback`](crate::Remote::add_callback) and anything
+//!   scheduled inside [`NullContext::run`] capture none.
+//! - **Routing.** An `Err` returned by a callback, or a panic, goes to the
+//!   innermost active [`ExceptionStackContext`] of the captured stack; a handler
+//!   returning `false` passes it to the next one out; an error a handler itself
+//!   raises replaces the one it was given and goes on outward. What nobody
+//!   handles is logged with `log::error!` (and collected by
+//!   [`testing::capture_unhandled`](crate::testing::capture_unhandled)); the loop goes on.
+//! - **Panics.** A panic with a [`squall::Error`](Error) payload
+//!   ([`raise`], or `std::panic::panic_any(err)`) arrives as that very error;
+//!   any other panic arrives as an error of kind
+//!   [`Panic`](crate::ErrorKind::Panic) carrying the panic message.
+//! - **Guards.** Each [`StackContext`] of the captured stack calls its factory
+//!   before the callback runs (outermost first) and drops the guard after it
+//!   returns or panics (innermost first), before the error is routed. A
+//!   handler runs under the contexts *outside* its own, so their guards are
+//!   entered again around it.
+//! - **Deactivation.** A [`Deactivate`] turns one entry of a context off for
+//!   good: callbacks captured under it skip its handler (or guard) from then on.
+//!
+//! `stack_context` is thread-local, like everything else on a loop's thread;
+//! it does nothing across threads. It relies on unwinding: built with
+//! `panic = "abort"`, a panic (and [`raise`]) ends the process.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -54,9 +85,14 @@ struct Frame {
     parent: Context,
 }
 
+type Factory = Rc<dyn Fn() -> Box<dyn Any>>;
+type Handler = Rc<dyn Fn(&Error) -> bool>;
+
 enum FrameKind {
-    Guard(Rc<dyn Fn() -> Box<dyn Any>>),
-    Exception(Rc<dyn Fn(&Error) -> bool>, Rc<Cell<bool>>),
+    /// A `StackContext`: its factory, and its on-switch if it can be deactivated.
+    Guard(Factory, Option<Rc<Cell<bool>>>),
+    /// An `ExceptionStackContext`: its handler and its on-switch.
+    Exception(Handler, Rc<Cell<bool>>),
 }
 
 thread_local! {
@@ -73,6 +109,12 @@ impl Context {
     /// The empty stack (what `spawn_callback` and remote callbacks get).
     pub(crate) const fn empty() -> Context {
         Context(None)
+    }
+
+    /// Whether this is the stack current on this thread now.
+    #[inline]
+    fn is_current(&self) -> bool {
+        CURRENT.with(|c| c.borrow().same(self))
     }
 
     fn same(&self, other: &Context) -> bool {
@@ -114,8 +156,7 @@ fn set_current(ctx: Context) -> Restore {
 /// a doubly wrapped callback behave like a singly wrapped one.
 #[inline]
 pub(crate) fn enter<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
-    let already = CURRENT.with(|c| c.borrow().same(ctx));
-    if already {
+    if ctx.is_current() {
         return f();
     }
     let _restore = set_current(ctx.clone());
@@ -130,8 +171,10 @@ impl Guards {
         let mut factories = Vec::new();
         let mut frame = ctx.0.as_ref();
         while let Some(f) = frame {
-            if let FrameKind::Guard(factory) = &f.kind {
-                factories.push(factory.clone());
+            if let FrameKind::Guard(factory, active) = &f.kind {
+                if active.as_ref().map_or(true, |a| a.get()) {
+                    factories.push(factory.clone());
+                }
             }
             frame = f.parent.0.as_ref();
         }
@@ -155,7 +198,15 @@ impl Drop for Guards {
 
 /// Hands `err` to the innermost active exception handler of `ctx`, then
 /// outward while handlers decline; logs it if nobody handles it.
-pub(crate) fn route(ctx: &Context, mut err: Error, origin: Origin, name: &'static str) {
+pub(crate) fn route(ctx: &Context, err: Error, origin: Origin, name: &'static str) {
+    if let Some(err) = offer(ctx, err) {
+        callback::report_unhandled(err, origin, name);
+    }
+}
+
+/// Offers `err` to the handlers of `ctx`, innermost first; returns it (or the
+/// error a handler raised instead) if none handled it.
+fn offer(ctx: &Context, mut err: Error) -> Option<Error> {
     let mut frame = ctx.0.clone();
     while let Some(f) = frame {
         if let FrameKind::Exception(handler, active) = &f.kind {
@@ -168,7 +219,7 @@ pub(crate) fn route(ctx: &Context, mut err: Error, origin: Origin, name: &'stati
                     Ok(())
                 });
                 match outcome {
-                    Ok(()) if handled => return,
+                    Ok(()) if handled => return None,
                     Ok(()) => {}
                     Err(raised) => err = raised,
                 }
@@ -176,7 +227,7 @@ pub(crate) fn route(ctx: &Context, mut err: Error, origin: Origin, name: &'stati
         }
         frame = f.parent.0.clone();
     }
-    callback::report_unhandled(err, origin, name);
+    Some(err)
 }
 
 /// A context whose `factory` is called around every callback captured under it.
@@ -211,9 +262,12 @@ pub(crate) fn route(ctx: &Context, mut err: Error, origin: Origin, name: &'stati
 /// assert_eq!(*log.borrow(), ["enter", "exit", "enter", "run", "exit"]);
 /// # Ok::<(), squall::Error>(())
 /// ```
+///
+/// A guard cannot swallow an error the way a Python context manager's
+/// `__exit__` can: to catch errors, use an [`ExceptionStackContext`].
 #[derive(Clone)]
 pub struct StackContext {
-    factory: Rc<dyn Fn() -> Box<dyn Any>>,
+    factory: Factory,
 }
 
 impl StackContext {
@@ -231,7 +285,37 @@ impl StackContext {
     /// Enters the context for the duration of `f`; callbacks scheduled inside
     /// `f` carry it with them.
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        let ctx = Context::capture().push(FrameKind::Guard(self.factory.clone()));
+        self.run_frame(None, f)
+    }
+
+    /// Like [`run`](StackContext::run), and also returns a [`Deactivate`]
+    /// that turns this entry of the context off: callbacks captured under it
+    /// no longer call the factory once it is deactivated (a run already
+    /// under way keeps its guard until it returns). Tornado's
+    /// `with StackContext(f) as deactivate`.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use squall::stack_context::{wrap, StackContext};
+    ///
+    /// let entered = Rc::new(Cell::new(0));
+    /// let e = entered.clone();
+    /// let ctx = StackContext::new(move || e.set(e.get() + 1));
+    /// let (callback, deactivate) = ctx.run_deactivatable(|| wrap(|| ()));
+    /// assert_eq!(entered.get(), 1); // the synchronous run
+    /// deactivate.deactivate();
+    /// callback();
+    /// assert_eq!(entered.get(), 1); // not entered again
+    /// ```
+    pub fn run_deactivatable<R>(&self, f: impl FnOnce() -> R) -> (R, Deactivate) {
+        let active = Rc::new(Cell::new(true));
+        let value = self.run_frame(Some(active.clone()), f);
+        (value, Deactivate(active))
+    }
+
+    fn run_frame<R>(&self, active: Option<Rc<Cell<bool>>>, f: impl FnOnce() -> R) -> R {
+        let ctx = Context::capture().push(FrameKind::Guard(self.factory.clone(), active));
         let _guard = (self.factory)();
         let _restore = set_current(ctx);
         f()
@@ -245,7 +329,7 @@ impl StackContext {
 /// next context out, and in the end to the log. See the module example.
 #[derive(Clone)]
 pub struct ExceptionStackContext {
-    handler: Rc<dyn Fn(&Error) -> bool>,
+    handler: Handler,
 }
 
 impl ExceptionStackContext {
@@ -264,10 +348,8 @@ impl ExceptionStackContext {
     /// when its generator finishes).
     pub fn run<R: CallbackReturn>(&self, f: impl FnOnce() -> R) -> Deactivate {
         let active = Rc::new(Cell::new(true));
-        let ctx = Context::capture().push(FrameKind::Exception(
-            self.handler.clone(),
-            active.clone(),
-        ));
+        let ctx =
+            Context::capture().push(FrameKind::Exception(self.handler.clone(), active.clone()));
         let outcome = {
             let _restore = set_current(ctx.clone());
             callback::catch(|| f().into_outcome())
@@ -279,12 +361,14 @@ impl ExceptionStackContext {
     }
 }
 
-/// Turns an [`ExceptionStackContext`] entry off (see [`ExceptionStackContext::run`]).
+/// Turns one entry of a context off (see [`ExceptionStackContext::run`] and
+/// [`StackContext::run_deactivatable`]).
 #[derive(Clone, Debug)]
 pub struct Deactivate(Rc<Cell<bool>>);
 
 impl Deactivate {
-    /// From now on, errors no longer reach this context's handler.
+    /// From now on, errors no longer reach this context's handler (for a
+    /// `StackContext`: its factory is no longer called). Irreversible.
     pub fn deactivate(&self) {
         self.0.set(false);
     }
@@ -312,24 +396,128 @@ impl NullContext {
 /// Captures the current context stack; the returned closure re-establishes it
 /// around `f` when it runs, and routes `f`'s error through it.
 ///
-/// For handing a callback to code that does not capture contexts itself.
-/// Wrapping an already wrapped closure is harmless: re-entering the current
-/// stack is a no-op.
+/// For handing a callback to code that does not capture contexts itself (a
+/// library's callback list, another object's field). The scheduling APIs of
+/// the loop capture by themselves, so `io_loop.add_timeout(t, wrap(f))` is the
+/// same as `io_loop.add_timeout(t, f)`: wrapping an already wrapped closure,
+/// or running a wrapped closure where its stack is already current, enters
+/// nothing twice.
+///
+/// The wrapped closure behaves like a call of `f` made where it was wrapped:
+/// an error `f` returns or panics with goes to the handlers captured by
+/// `wrap`. One that none of them handles goes back to the *caller*, as in
+/// Tornado: called from inside a callback (or a handler, or
+/// [`ExceptionStackContext::run`]), it unwinds into it, so the caller's
+/// contexts get their turn; called from plain code outside the loop, it is
+/// logged.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+/// use squall::stack_context::{wrap, ExceptionStackContext};
+/// use squall::Error;
+///
+/// let seen = Rc::new(RefCell::new(Vec::new()));
+/// let handler = |name: &'static str, handled: bool| {
+///     let seen = seen.clone();
+///     ExceptionStackContext::new(move |_: &Error| {
+///         seen.borrow_mut().push(name);
+///         handled
+///     })
+/// };
+/// let mut callback = None;
+/// handler("application", false).run(|| {
+///     callback = Some(wrap(|| Err::<(), _>(Error::other("boom"))));
+/// });
+/// // A library calls the application's callback from its own context.
+/// handler("library", true).run(|| callback.take().unwrap()());
+/// assert_eq!(*seen.borrow(), ["application", "library"]);
+/// ```
 pub fn wrap<R, F>(f: F) -> impl FnOnce() + 'static
 where
     R: CallbackReturn,
     F: FnOnce() -> R + 'static,
 {
     let ctx = Context::capture();
-    move || {
-        callback::invoke(&ctx, Origin::Callback, std::any::type_name::<F>(), || {
-            f().into_outcome()
+    move || call_wrapped(&ctx, std::any::type_name::<F>(), || f().into_outcome())
+}
+
+/// [`wrap`] for a callback that takes one argument: a result callback such as
+/// `FnOnce(Result<String, Error>)`, or several values as a tuple.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use std::time::Duration;
+/// use squall::stack_context::{wrap1, ExceptionStackContext};
+/// use squall::{Error, IOLoop};
+///
+/// // A library that keeps a result callback and calls it later.
+/// fn lookup(io_loop: &IOLoop, key: u32, callback: impl FnOnce(Option<u32>) + 'static) {
+///     io_loop.spawn_callback(move || callback(key.checked_sub(1)));
+/// }
+///
+/// let io_loop = IOLoop::new()?;
+/// let failed = Rc::new(Cell::new(false));
+/// let f = failed.clone();
+/// ExceptionStackContext::new(move |_: &Error| { f.set(true); true }).run(|| {
+///     // `spawn_callback` captures no context, so the caller wraps its callback.
+///     lookup(&io_loop, 0, wrap1(|value: Option<u32>| value.ok_or("not found").map(drop)));
+/// });
+/// let l = io_loop.clone();
+/// io_loop.call_later(Duration::from_millis(5), move || l.stop());
+/// io_loop.start()?;
+/// assert!(failed.get());
+/// # Ok::<(), squall::Error>(())
+/// ```
+pub fn wrap1<A, R, F>(f: F) -> impl FnOnce(A) + 'static
+where
+    A: 'static,
+    R: CallbackReturn,
+    F: FnOnce(A) -> R + 'static,
+{
+    let ctx = Context::capture();
+    move |arg| {
+        call_wrapped(&ctx, std::any::type_name::<F>(), move || {
+            f(arg).into_outcome()
         })
+    }
+}
+
+/// The body of a wrapped closure: see [`wrap`].
+fn call_wrapped(ctx: &Context, name: &'static str, f: impl FnOnce() -> Result<(), Error>) {
+    if !callback::in_catch() {
+        // Nobody to hand an unhandled error back to: route it, then log it.
+        callback::invoke(ctx, Origin::Callback, name, f);
+        return;
+    }
+    if ctx.is_current() {
+        // Called from inside its own stack: a plain call. The caller is in
+        // this very stack and routes what we pass back; routing it here too
+        // would offer it to the same handlers twice.
+        if let Err(err) = f() {
+            callback::unwind(err);
+        }
+        return;
+    }
+    if let Err(err) = callback::catch(|| enter(ctx, f)) {
+        if let Some(err) = offer(ctx, err) {
+            callback::unwind(err);
+        }
     }
 }
 
 /// Raises `err` from inside a callback, Tornado-style: it unwinds the callback
 /// and arrives at the stack context as itself, kind and all.
+///
+/// Inside a callback (or anything else squall runs and catches) this unwinds
+/// without calling the panic hook, so nothing is printed: the error is
+/// reported where it lands. Outside, it is an ordinary panic with `err` as
+/// the payload.
 pub fn raise(err: Error) -> ! {
-    std::panic::panic_any(err)
+    if callback::in_catch() {
+        callback::unwind(err)
+    } else {
+        std::panic::panic_any(err)
+    }
 }

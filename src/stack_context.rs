@@ -514,6 +514,19 @@ fn call_wrapped(ctx: &Context, name: &'static str, f: impl FnOnce() -> Result<()
 /// without calling the panic hook, so nothing is printed: the error is
 /// reported where it lands. Outside, it is an ordinary panic with `err` as
 /// the payload.
+///
+/// A callback whose whole body diverges (`|| raise(err)`, `|| panic!()`)
+/// leaves its return type to Rust's never-type fallback, which current
+/// compilers reject; name the return type instead:
+///
+/// ```
+/// use squall::stack_context::raise;
+/// use squall::{Error, IOLoop};
+///
+/// let io_loop = IOLoop::new()?;
+/// io_loop.add_callback(|| -> Result<(), Error> { raise(Error::other("boom")) });
+/// # Ok::<(), squall::Error>(())
+/// ```
 pub fn raise(err: Error) -> ! {
     if callback::in_catch() {
         callback::unwind(err)

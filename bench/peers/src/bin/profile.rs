@@ -1,0 +1,100 @@
+//! One workload, many times, for a profiler:
+//!
+//! ```text
+//! cargo build --release --bin profile
+//! valgrind --tool=callgrind target/release/profile remote 200000
+//! perf record -g target/release/profile batch 20000000
+//! ```
+//!
+//! Workloads: `one`, `batch`, `timeout`, `remote`, `remote-zst`, `future` (squall), and
+//! `tokio-remote`, `tokio-remote-boxed` for comparison.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+#[allow(dead_code)]
+#[path = "../../../../benches/ioloop.rs"]
+mod squall_bench;
+
+use squall_bench::ops;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_else(|| "batch".into());
+    let n: u64 = args
+        .next()
+        .map(|s| s.parse().expect("a count"))
+        .unwrap_or(1_000_000);
+    let io_loop = squall::IOLoop::new().expect("loop");
+    let started = Instant::now();
+    let timed = match what.as_str() {
+        "one" => ops::callbacks_one_at_a_time(&io_loop, n),
+        "batch" => ops::callbacks_batched(&io_loop, n),
+        "timeout" => {
+            let mut pending = ops::PendingTimeouts::new();
+            eprintln!("setup: {:?}", started.elapsed());
+            pending.add_remove(n)
+        }
+        "remote" => {
+            let producer = ops::Producer::spawn();
+            ops::remote_callbacks(&io_loop, &producer, n)
+        }
+        "remote-zst" => {
+            // The same, with a zero-sized closure: no allocation per message.
+            let producer = ops::Producer::spawn();
+            let remote = io_loop.remote();
+            let start = Instant::now();
+            producer.run(move || {
+                for _ in 0..n {
+                    remote.add_callback(|| ()).expect("loop open");
+                }
+                remote.stop().expect("loop open");
+            });
+            io_loop.start().expect("loop runs");
+            start.elapsed()
+        }
+        "future" => ops::future_set_result(n),
+        "tokio-remote" | "tokio-remote-boxed" => {
+            let boxed = what.ends_with("boxed");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let producer = ops::Producer::spawn();
+            rt.block_on(async {
+                let start = Instant::now();
+                if boxed {
+                    type Job = Box<dyn FnOnce() + Send>;
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+                    producer.run(move || {
+                        for i in 0..n {
+                            let job: Job = Box::new(move || {
+                                black_box(i);
+                            });
+                            tx.send(job).expect("receiver alive");
+                        }
+                    });
+                    for _ in 0..n {
+                        (rx.recv().await.expect("sender alive"))();
+                    }
+                } else {
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+                    producer.run(move || {
+                        for i in 0..n {
+                            tx.send(i).expect("receiver alive");
+                        }
+                    });
+                    for _ in 0..n {
+                        black_box(rx.recv().await.expect("sender alive"));
+                    }
+                }
+                start.elapsed()
+            })
+        }
+        other => panic!("unknown workload {other}"),
+    };
+    println!(
+        "{what}: {n} ops in {timed:?}: {:.1} ns/op",
+        timed.as_nanos() as f64 / n as f64
+    );
+}

@@ -32,7 +32,10 @@
 //! return and wait; else resume the generator with its result (`send`) or
 //! error (`throw`); on `Yield`, `start()` the new point; on `Return`, finish.
 //! A result that arrives while `run()` is on the stack is stored and picked up
-//! by the running loop. `RUST_LOG=squall::gen=trace` logs each step.
+//! by the running loop. Runners nest (a finishing coroutine resumes the one
+//! waiting for it, inside its own `run()`), but only so deep: past that, a
+//! run is queued for the outermost one, so a chain of ten thousand coroutines
+//! does not overflow the stack. `RUST_LOG=squall::gen=trace` logs each step.
 
 mod points;
 mod runner;

@@ -7,15 +7,16 @@
 //! throws the error in), and starts whatever the generator yields next.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
 
 use slotmap::{new_key_type, SlotMap};
 
 use super::{Resume, Step, Value, YieldPoint};
-use crate::callback;
+use crate::callback::{self, Origin};
 use crate::error::{Error, ErrorKind};
+use crate::ioloop::IOLoop;
 use crate::stack_context::{Context, Deactivate, ExceptionStackContext};
 
 new_key_type! {
@@ -238,7 +239,9 @@ impl Runner {
     /// that already has one is logged and ignored.
     pub fn set_result(&self, key: &Key, result: Result<Value, Error>) {
         if self.inner.finished.get() {
-            log::error!("result for key {key:?} arrived after the generator finished: ignored");
+            // An orphaned callback, or the result of a point abandoned when an
+            // error was thrown in: Tornado ignores it too.
+            log::warn!("result for key {key:?} arrived after the generator finished: ignored");
             return;
         }
         {
@@ -248,7 +251,14 @@ impl Runner {
                     slot.result = Some(result);
                 }
                 Some(slot) if slot.registered => {
-                    log::error!("callback for key {key:?} called twice: second result ignored");
+                    drop(keys);
+                    report(
+                        Error::new(
+                            ErrorKind::InvalidState,
+                            format!("a second result for key {key:?}: ignored"),
+                        ),
+                        "squall::gen::Runner::set_result",
+                    );
                     return;
                 }
                 _ => {
@@ -292,6 +302,18 @@ impl Runner {
         }
     }
 
+    /// `None` if the runner finished; else whether `key` is registered and
+    /// still without a result.
+    fn awaits_result(&self, key: &Key) -> Option<bool> {
+        if self.inner.finished.get() {
+            return None;
+        }
+        Some(matches!(
+            self.inner.keys.borrow_mut().get_mut(key),
+            Some(slot) if slot.registered && slot.result.is_none()
+        ))
+    }
+
     /// Whether the generator has finished.
     pub fn finished(&self) -> bool {
         self.inner.finished.get()
@@ -319,15 +341,40 @@ impl Runner {
     /// points runs in constant stack. A call while it is already running
     /// (a result arriving synchronously) only stores the result: the running
     /// loop picks it up.
+    ///
+    /// Runners do nest, though: a coroutine that finishes completes its
+    /// future, which resumes the coroutine waiting for it, right there. So
+    /// that a chain of thousands of coroutines awaiting each other cannot
+    /// overflow the stack, a run nested more than `MAX_NESTED_RUNS` deep is
+    /// queued instead, and the outermost run on the thread runs it when it is
+    /// done: the whole chain still finishes before the first `run` returns.
     pub fn run(&self) {
         let inner = &*self.inner;
         if inner.running.get() || inner.finished.get() {
             return;
         }
-        inner.running.set(true);
+        let depth = RUN_DEPTH.with(Cell::get);
+        if depth >= MAX_NESTED_RUNS {
+            log::trace!(target: "squall::gen", "nested {depth} deep: run queued");
+            PUT_OFF.with(|q| q.borrow_mut().push_back(self.clone()));
+            return;
+        }
+        self.run_here(depth);
+        if depth == 0 {
+            while let Some(runner) = PUT_OFF.with(|q| q.borrow_mut().pop_front()) {
+                runner.run_here(0);
+            }
+        }
+    }
+
+    fn run_here(&self, depth: u32) {
+        let inner = &*self.inner;
+        if inner.running.get() || inner.finished.get() {
+            return;
+        }
+        let _running = Running::enter(self, depth);
         let ctx = inner.ctx.borrow().clone();
         crate::stack_context::enter(&ctx, || self.steps());
-        inner.running.set(false);
     }
 
     fn steps(&self) {
@@ -415,6 +462,45 @@ impl Runner {
     }
 }
 
+/// How deep runs may nest on one thread before the next one is queued.
+const MAX_NESTED_RUNS: u32 = 16;
+
+thread_local! {
+    /// How many `Runner::run`s are on this thread's stack.
+    static RUN_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Runs that would have nested too deep, for the outermost run to do.
+    static PUT_OFF: RefCell<VecDeque<Runner>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Marks a runner as running, one level deeper; undone on drop, unwinding too.
+struct Running<'a> {
+    runner: &'a Runner,
+    depth: u32,
+}
+
+impl<'a> Running<'a> {
+    fn enter(runner: &'a Runner, depth: u32) -> Running<'a> {
+        runner.inner.running.set(true);
+        RUN_DEPTH.with(|d| d.set(depth + 1));
+        Running { runner, depth }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        RUN_DEPTH.with(|d| d.set(self.depth));
+        self.runner.inner.running.set(false);
+    }
+}
+
+/// Reports an error that has nowhere to go (a second call of a callback,
+/// the other failures of a `Multi`): logged, and collected by
+/// [`testing::capture_unhandled`](crate::testing::capture_unhandled) and
+/// [`AsyncTest`](crate::testing::AsyncTest) like any unhandled error.
+pub(crate) fn report(err: Error, what: &'static str) {
+    callback::report_unhandled(err, Origin::Callback, what);
+}
+
 fn unknown(key: &Key) -> Error {
     Error::new(
         ErrorKind::UnknownKey,
@@ -439,7 +525,35 @@ struct CallbackShared {
 
 impl Drop for CallbackShared {
     fn drop(&mut self) {
-        if !self.called.get() && !self.runner.finished() {
+        if self.called.get() || self.runner.finished() {
+            return;
+        }
+        let notice = DropNotice {
+            runner: self.runner.clone(),
+            key: self.key.clone(),
+        };
+        // Delivered on the next loop iteration, not now: the callback is
+        // often dropped by the very closure whose error is about to be
+        // routed to the generator (a timeout that fails, keeping the callback
+        // alive until then), and that error is the one to throw in. If the
+        // loop is closed (or there is none), now; if the loop drops the
+        // notice without running it, the notice delivers as it drops.
+        match IOLoop::try_current() {
+            Some(io_loop) if !io_loop.is_closed() => io_loop.spawn_callback(move || drop(notice)),
+            _ => drop(notice),
+        }
+    }
+}
+
+/// Delivers [`ErrorKind::CallbackDropped`] for a key when dropped.
+struct DropNotice {
+    runner: Runner,
+    key: Key,
+}
+
+impl Drop for DropNotice {
+    fn drop(&mut self) {
+        if self.runner.awaits_result(&self.key) == Some(true) {
             self.runner.set_result(
                 &self.key,
                 Err(Error::new(
@@ -456,10 +570,13 @@ impl Drop for CallbackShared {
 
 /// Delivers a value to a waiting generator: Tornado's `runner.result_callback(key)`.
 ///
-/// Clones share one callback. Calling it a second time is logged and
-/// ignored; dropping every clone without calling it delivers an error of kind
-/// [`ErrorKind::CallbackDropped`], so a generator never waits forever on a
-/// callback that can no longer come.
+/// Clones share one callback. Calling it a second time is ignored and
+/// reported as an unhandled error (logged; [`AsyncTest`](crate::testing::AsyncTest)
+/// fails on it). Dropping every clone without calling it delivers an error
+/// of kind [`ErrorKind::CallbackDropped`] on the next loop iteration (at once
+/// if no loop is current), so a generator never waits forever on a callback
+/// that can no longer come, while an error raised by the code that dropped
+/// it still arrives first.
 #[derive(Clone)]
 pub struct ResultCallback {
     shared: Rc<CallbackShared>,
@@ -489,9 +606,15 @@ impl ResultCallback {
     fn deliver(&self, result: Result<Value, Error>) {
         let shared = &self.shared;
         if shared.called.replace(true) {
-            log::error!(
-                "callback for key {:?} called twice: second call ignored",
-                shared.key
+            report(
+                Error::new(
+                    ErrorKind::InvalidState,
+                    format!(
+                        "callback for key {:?} called twice: second call ignored",
+                        shared.key
+                    ),
+                ),
+                "squall::gen::ResultCallback",
             );
             return;
         }

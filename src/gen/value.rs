@@ -21,6 +21,8 @@ use crate::error::{Error, ErrorKind};
 /// assert_eq!(err.kind(), ErrorKind::TypeMismatch);
 /// assert!(err.message().contains("u32") && err.message().contains("String"));
 /// assert_eq!(v.downcast::<u32>()?, 42);
+/// // A Value is never wrapped twice.
+/// assert_eq!(Value::new(Value::new(7u8)).downcast::<u8>()?, 7);
 /// # Ok::<(), squall::Error>(())
 /// ```
 pub struct Value {
@@ -30,9 +32,18 @@ pub struct Value {
 
 impl Value {
     /// Wraps `value`.
+    ///
+    /// A `Value` is not wrapped again but returned as it is, so a point whose
+    /// result is already a `Value` (a `Future<Value>`, a callback called with
+    /// one) resumes the generator with the value inside, not a `Value` of a
+    /// `Value`.
     pub fn new<T: 'static>(value: T) -> Value {
+        let mut slot = Some(value);
+        if let Some(value) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Value>>() {
+            return value.take().expect("set just above");
+        }
         Value {
-            inner: Box::new(value),
+            inner: Box::new(slot.take().expect("set just above")),
             type_name: std::any::type_name::<T>(),
         }
     }

@@ -1415,3 +1415,37 @@ fn closing_the_loop_fails_a_waiting_generator_with_callback_dropped() {
     io_loop.close();
     assert_eq!(waiting.result().unwrap(), ErrorKind::CallbackDropped);
 }
+
+#[test]
+fn resume_into_result_reads_start_value_and_error() {
+    assert_eq!(Resume::Start.into_result::<u8>().unwrap(), None);
+    assert_eq!(
+        Resume::Value(Value::new(7u8)).into_result::<u8>().unwrap(),
+        Some(7)
+    );
+    let err = Resume::Value(Value::new(7u8))
+        .into_result::<String>()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TypeMismatch);
+    let thrown = Error::other("thrown");
+    let err = Resume::Error(thrown.clone())
+        .into_result::<u8>()
+        .unwrap_err();
+    assert!(err.ptr_eq(&thrown));
+}
+
+#[test]
+fn wait_iterator_next_after_done_throws_instead_of_hanging() {
+    let outcome = run(|_| {
+        let mut it = WaitIterator::new(vec![Future::ready(1u8)]);
+        let mut calls = 0;
+        gen::coroutine(gen::from_fn((), move |_, input| {
+            calls += 1;
+            match (calls, input.into_result::<(usize, u8)>()) {
+                (1, Ok(None)) | (2, Ok(Some(_))) => it.next().into(),
+                (_, result) => Step::Return(Ok(result.map(|_| ()))),
+            }
+        }))
+    });
+    assert_eq!(outcome.unwrap_err().kind(), ErrorKind::InvalidState);
+}

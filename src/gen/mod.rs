@@ -66,6 +66,24 @@ pub enum Resume {
     Error(Error),
 }
 
+impl Resume {
+    /// The input as a `Result`: `Ok(None)` for `Start`, the value downcast to
+    /// `T` for `Value`, and the error for `Error` — so a step reads
+    /// `let n: Option<u32> = input.into_result()?;` in a closure returning
+    /// `Result`.
+    ///
+    /// # Errors
+    /// The thrown error, or [`ErrorKind::TypeMismatch`](crate::ErrorKind::TypeMismatch)
+    /// if the value is not a `T`.
+    pub fn into_result<T: 'static>(self) -> Result<Option<T>, Error> {
+        match self {
+            Resume::Start => Ok(None),
+            Resume::Value(value) => value.downcast().map(Some),
+            Resume::Error(err) => Err(err),
+        }
+    }
+}
+
 /// What a generator does next: wait on a point, or finish.
 pub enum Step<T> {
     /// Wait on this point; resume with its result.

@@ -25,6 +25,14 @@ pub trait YieldPoint: 'static {
     fn is_ready(&self, runner: &Runner) -> bool;
     /// The result, called once, after `is_ready` said yes.
     fn get_result(&mut self, runner: &Runner) -> Result<Value, Error>;
+
+    /// Boxes the point, for [`Multi`] and [`Step::Yield`](super::Step::Yield).
+    fn boxed(self) -> Box<dyn YieldPoint>
+    where
+        Self: Sized,
+    {
+        Box::new(self)
+    }
 }
 
 type TaskFn = Box<dyn FnOnce(ResultCallback) -> Result<(), Error>>;
@@ -176,7 +184,7 @@ struct Child {
 }
 
 impl Multi {
-    /// All of `points`, at once.
+    /// All of `points`, at once (box each with [`YieldPoint::boxed`]).
     pub fn new(points: Vec<Box<dyn YieldPoint>>) -> Multi {
         Multi {
             children: points
@@ -193,7 +201,7 @@ impl Multi {
     /// The keyed form (Tornado's yielded dict): the result is a
     /// `HashMap<K, Value>`.
     pub fn keyed<K: Hash + Eq + 'static>(points: Vec<(K, Box<dyn YieldPoint>)>) -> MultiKeyed<K> {
-        let (keys, points) = points.into_iter().unzip();
+        let (keys, points): (Vec<K>, Vec<Box<dyn YieldPoint>>) = points.into_iter().unzip();
         MultiKeyed {
             keys: Some(keys),
             multi: Multi::new(points),
@@ -427,10 +435,19 @@ impl<T: 'static> WaitIterator<T> {
     }
 
     /// A point whose result is `(index, value)` of the next future to finish
-    /// (its error is thrown in instead).
+    /// (its error is thrown in instead). Called after [`done`](WaitIterator::done),
+    /// the point throws [`ErrorKind::InvalidState`] rather than wait forever.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Task {
-        self.remaining = self.remaining.saturating_sub(1);
+        if self.remaining == 0 {
+            return Task::new(|cb: ResultCallback| {
+                cb.fail(Error::new(
+                    ErrorKind::InvalidState,
+                    "WaitIterator::next called after every future was handed back",
+                ))
+            });
+        }
+        self.remaining -= 1;
         let queue = self.queue.clone();
         Task::new(move |cb: ResultCallback| {
             let ready = queue.borrow_mut().done.pop_front();

@@ -24,7 +24,8 @@
 //! # Ok::<(), squall::Error>(())
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 
@@ -100,7 +101,11 @@ impl<T: 'static> Future<T> {
     }
 
     /// Completes the future with `value` and runs its done-callbacks, in the
-    /// order they were added.
+    /// order they were added, before returning. (Only when completions nest
+    /// very deeply — a done-callback completing a future whose done-callback
+    /// completes another, over 32 levels — are the deeper callbacks run a
+    /// little later, by the outermost completion, so as not to overflow the
+    /// stack.)
     ///
     /// # Errors
     /// [`ErrorKind::InvalidState`] if the future is already done.
@@ -133,13 +138,38 @@ impl<T: 'static> Future<T> {
             (state.first.take(), std::mem::take(&mut state.rest))
         };
         // No borrow is held from here: callbacks may use this future freely.
+        if first.is_none() && rest.is_empty() {
+            return Ok(());
+        }
+        let depth = NESTING.with(Cell::get);
+        if depth >= MAX_NESTING {
+            // Deep inside other completions (a long chain of futures, each
+            // completing the next): recursing further could overflow the
+            // stack. The outermost completion runs these once it unwinds.
+            let this = self.clone();
+            DEFERRED.with(|d| {
+                d.borrow_mut()
+                    .push_back(Box::new(move || this.run_callbacks(first, rest)));
+            });
+            return Ok(());
+        }
+        {
+            let _nested = Nested::enter();
+            self.run_callbacks(first, rest);
+        }
+        if depth == 0 {
+            run_deferred();
+        }
+        Ok(())
+    }
+
+    fn run_callbacks(&self, first: Option<DoneCallback<T>>, rest: Vec<DoneCallback<T>>) {
         if let Some(cb) = first {
             self.run_callback(cb);
         }
         for cb in rest {
             self.run_callback(cb);
         }
-        Ok(())
     }
 
     fn run_callback(&self, cb: DoneCallback<T>) {
@@ -235,6 +265,47 @@ impl<T: Clone + 'static> Future<T> {
             Slot::Pending => Err(not_done()),
             Slot::Taken => Err(taken()),
         }
+    }
+}
+
+/// How many completions may nest on one thread (a done-callback completing
+/// another future, whose done-callback completes another...) before the
+/// done-callbacks of deeper ones are deferred to the outermost completion.
+/// Below it, `set_result` returns after the callbacks ran, as always; a chain
+/// of a hundred thousand futures no longer overflows the stack.
+const MAX_NESTING: usize = 32;
+
+type Deferred = Box<dyn FnOnce()>;
+
+thread_local! {
+    static NESTING: Cell<usize> = const { Cell::new(0) };
+    static DEFERRED: RefCell<VecDeque<Deferred>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Counts one level of nested completion while alive (also on unwinding).
+struct Nested;
+
+impl Nested {
+    fn enter() -> Nested {
+        NESTING.with(|n| n.set(n.get() + 1));
+        Nested
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        NESTING.with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// Runs the deferred done-callbacks, in order, from the outermost completion:
+/// iteratively, each with the full nesting budget again.
+fn run_deferred() {
+    loop {
+        let job = DEFERRED.with(|d| d.borrow_mut().pop_front());
+        let Some(job) = job else { break };
+        let _nested = Nested::enter();
+        job();
     }
 }
 
@@ -338,6 +409,18 @@ mod tests {
         chain_future(&c, &d);
         c.set_error(Error::new(ErrorKind::Timeout, "t")).unwrap();
         assert_eq!(d.error().unwrap().kind(), ErrorKind::Timeout);
+    }
+
+    #[test]
+    fn a_long_chain_does_not_overflow_the_stack() {
+        let futures: Vec<Future<u32>> = (0..100_000).map(|_| Future::new()).collect();
+        for w in futures.windows(2) {
+            chain_future(&w[0], &w[1]);
+        }
+        futures[0].set_result(7).unwrap();
+        assert!(futures.iter().all(|f| f.result().unwrap() == 7));
+        assert_eq!(NESTING.with(Cell::get), 0);
+        assert!(DEFERRED.with(|d| d.borrow().is_empty()));
     }
 
     #[test]

@@ -252,6 +252,52 @@ fn chain_future_copies_the_outcome() {
 }
 
 #[test]
+fn nested_completion_runs_the_callbacks_before_set_result_returns() {
+    let (a, b) = (Future::<u8>::new(), Future::<u8>::new());
+    let log = Log::new();
+    let lg = log.clone();
+    b.add_done_callback(move |_: &Future<u8>| lg.push("b's callback"));
+    let (lg, b2) = (log.clone(), b.clone());
+    a.add_done_callback(move |_: &Future<u8>| {
+        b2.set_result(1).unwrap();
+        lg.push("after b.set_result");
+    });
+    a.set_result(0).unwrap();
+    assert_eq!(log.get(), ["b's callback", "after b.set_result"]);
+}
+
+#[test]
+fn a_chain_of_100_000_futures_does_not_overflow_the_stack() {
+    const N: usize = 100_000;
+    // Through chain_future.
+    let futures: Vec<Future<usize>> = (0..N).map(|_| Future::new()).collect();
+    for w in futures.windows(2) {
+        chain_future(&w[0], &w[1]);
+    }
+    futures[0].set_result(7).unwrap();
+    assert!(futures.iter().all(|f| f.result().unwrap() == 7));
+
+    // Each done-callback completes the next with a new value; by the time
+    // the first set_result returns, every callback has run.
+    let futures: Vec<Future<usize>> = (0..N).map(|_| Future::new()).collect();
+    let last = Rc::new(Cell::new(0));
+    for (i, f) in futures.iter().enumerate() {
+        let next = futures.get(i + 1).cloned();
+        let last = last.clone();
+        f.add_done_callback(move |f: &Future<usize>| {
+            let v = f.result().unwrap();
+            last.set(v);
+            if let Some(next) = next {
+                next.set_result(v + 1).unwrap();
+            }
+        });
+    }
+    futures[0].set_result(0).unwrap();
+    assert_eq!(last.get(), N - 1);
+    assert_eq!(futures[N - 1].result().unwrap(), N - 1);
+}
+
+#[test]
 fn add_future_runs_on_the_next_iteration_not_inside_set_result() {
     let (io_loop, _clock) = manual_loop();
     let future = Future::<u8>::new();

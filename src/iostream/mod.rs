@@ -33,8 +33,17 @@
 //! A stream registers one edge-triggered handler for READ and WRITE when it is
 //! created, and never changes it: reads and writes are attempted at once, and
 //! the loop only says when the socket has something new. So reading and
-//! writing cost no `epoll_ctl` calls. Reads land in one buffer, 64 KiB at a
-//! time; `read_until` searches only the bytes that are new since its last look.
+//! writing cost no `epoll_ctl` calls. Reads land in one buffer, 4 KiB at a
+//! time at first and up to 64 KiB once the peer sends in bulk; `read_until`
+//! searches only the bytes that are new since its last look.
+//!
+//! A read goes on until the socket would block, even after a short read: the
+//! data and the peer's FIN can come in one edge, and stopping at the data
+//! would miss the end for good. Two things stop it sooner: a pending
+//! `read_bytes` that now has its bytes, and a budget of 1 MiB per turn, so one
+//! fast peer can neither delay its own reader nor starve the loop's other
+//! streams while it fills the buffer. A socket left undrained is read again
+//! on the loop's next iteration, as an edge would have it.
 
 mod buffer;
 
@@ -52,8 +61,13 @@ use crate::future::Future;
 use crate::ioloop::{Events, IOLoop, TimeoutHandle};
 use buffer::ReadBuffer;
 
-/// How much one `read` asks the kernel for.
+/// How much the first `read` of a stream asks the kernel for...
+const FIRST_READ_CHUNK: usize = 4 * 1024;
+/// ...doubling each time a read fills it, up to this.
 const READ_CHUNK: usize = 64 * 1024;
+/// The most one turn of reading takes from a socket before it lets the loop
+/// serve the others (it goes on at the next iteration).
+const READ_BUDGET: usize = 1024 * 1024;
 /// Tornado's default `max_buffer_size`.
 pub const DEFAULT_MAX_BUFFER_SIZE: usize = 100 * 1024 * 1024;
 
@@ -179,6 +193,10 @@ enum ReadOutcome {
 
 struct State {
     rbuf: ReadBuffer,
+    /// The room asked of the read buffer for the next `read`.
+    read_chunk: usize,
+    /// A read of an undrained socket is scheduled for the next iteration.
+    pump_scheduled: bool,
     read: Option<PendingRead>,
     eof: bool,
     wbuf: VecDeque<Vec<u8>>,
@@ -212,6 +230,11 @@ struct Inner {
 /// be pending at a time, writes queue in order. When the stream closes, every
 /// pending future fails with [`ErrorKind::StreamClosed`] carrying the cause.
 /// See the [module docs](self).
+///
+/// A read that buffered data satisfies is done when it is returned, and a
+/// future runs its done-callbacks at once: a read loop written as "on done,
+/// read again" recurses once per buffered message. Loop instead while the
+/// returned future is `done()`, or go through the loop (`add_future`).
 #[derive(Clone)]
 pub struct IOStream {
     inner: Rc<Inner>,
@@ -247,6 +270,8 @@ impl IOStream {
                 socket: RefCell::new(Some(socket)),
                 state: RefCell::new(State {
                     rbuf: ReadBuffer::new(),
+                    read_chunk: FIRST_READ_CHUNK,
+                    pump_scheduled: false,
                     read: None,
                     eof: false,
                     wbuf: VecDeque::new(),
@@ -269,11 +294,20 @@ impl IOStream {
         // closed (by either side), whether or not the user keeps a handle.
         // Closing removes the handler, and with it this reference.
         let me = stream.clone();
-        io_loop.add_edge_handler(
+        let registered = io_loop.add_edge_handler(
             fd,
             move |_fd, events| me.handle_events(events),
             Events::READ | Events::WRITE,
-        )?;
+        );
+        if let Err(err) = registered {
+            // Not ours to unregister (the fd may be another's, on a loop
+            // that already watches it): close the socket quietly, so the
+            // drop does not remove a handler this stream never had.
+            stream.inner.state.borrow_mut().closed = true;
+            let socket = stream.inner.socket.borrow_mut().take();
+            drop(socket);
+            return Err(err);
+        }
         Ok(stream)
     }
 
@@ -396,9 +430,13 @@ impl IOStream {
         if wants_data {
             self.read_from_socket();
         }
-        self.try_complete_read();
         if self.inner.state.borrow().eof {
+            // Close first: `close_with` settles the pending read from the
+            // buffer, so a `read_until_close` (or any read) hears of the
+            // end with the stream already closed.
             self.close_with(None);
+        } else {
+            self.try_complete_read();
         }
     }
 
@@ -420,8 +458,10 @@ impl IOStream {
                 let _ = future.complete(result);
             }
             ReadOutcome::Unsatisfiable(err) => {
-                let _ = future.set_error(err.clone());
-                self.close_with(Some(err));
+                // Close first: whoever hears of the failure finds the stream
+                // closed, as Tornado's close-then-fail does.
+                self.close_with(Some(err.clone()));
+                let _ = future.set_error(err);
             }
             ReadOutcome::Pending => unreachable!(),
         }
@@ -447,6 +487,7 @@ impl IOStream {
     /// buffer is full. Closes the stream on EOF or error.
     fn read_from_socket(&self) {
         let mut failure = None;
+        let mut more = false;
         {
             let socket = self.inner.socket.borrow();
             let Some(socket) = socket.as_ref() else {
@@ -456,21 +497,37 @@ impl IOStream {
             if st.eof {
                 return;
             }
+            // A pending read_bytes needs this much buffered; past it, stop
+            // and let it complete rather than drain a fast peer first.
+            let target = match st.read.as_ref().map(|r| &r.kind) {
+                Some(ReadKind::Bytes { partial: true, .. }) => Some(1),
+                Some(ReadKind::Bytes { n, .. }) => Some(*n),
+                _ => None,
+            };
+            let mut got = 0;
             while st.rbuf.len() < st.max_buffer_size {
-                let spare = st.rbuf.spare(READ_CHUNK);
-                let want = spare.len();
+                if got > 0 && (got >= READ_BUDGET || target.is_some_and(|t| st.rbuf.len() >= t)) {
+                    // Not drained: the socket owes us no new edge, so come
+                    // back on the next iteration (after the others' turn).
+                    more = true;
+                    break;
+                }
+                let chunk = st.read_chunk;
+                let spare = &mut st.rbuf.spare(chunk)[..chunk];
                 match socket.read(spare) {
                     Ok(0) => {
                         st.eof = true;
                         break;
                     }
                     Ok(n) => {
-                        st.rbuf.commit(n);
-                        // A short read drained the socket: a later arrival
-                        // brings a new edge, so no need to see WouldBlock.
-                        if n < want {
-                            break;
+                        if n == chunk && chunk < READ_CHUNK {
+                            st.read_chunk = chunk * 2;
                         }
+                        // Even a short read goes on to WouldBlock: the data
+                        // and the peer's FIN can come in one edge, and
+                        // stopping at the data would miss the end for good.
+                        st.rbuf.commit(n);
+                        got += n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -483,7 +540,28 @@ impl IOStream {
         }
         if let Some(err) = failure {
             self.close_with(Some(err));
+        } else if more {
+            self.schedule_pump();
         }
+    }
+
+    /// Reads again on the loop's next iteration: what an edge would do, for
+    /// a socket left undrained.
+    fn schedule_pump(&self) {
+        {
+            let mut st = self.inner.state.borrow_mut();
+            if st.pump_scheduled {
+                return;
+            }
+            st.pump_scheduled = true;
+        }
+        let me = self.clone();
+        self.inner.io_loop.spawn_callback(move || {
+            me.inner.state.borrow_mut().pump_scheduled = false;
+            if me.is_open() {
+                me.pump_read();
+            }
+        });
     }
 
     // ----- writes ----------------------------------------------------------
@@ -541,12 +619,14 @@ impl IOStream {
             let future = Future::new();
             if failure.is_none() {
                 let rest = data.len() - written;
+                // Queued whole, not copied: `wpos` skips what went out. Only
+                // a write into an empty queue can have gone out in part.
                 if st.wbuf.is_empty() {
                     st.wpos = written;
-                    st.wbuf.push_back(data);
                 } else {
-                    st.wbuf.push_back(data[written..].to_vec());
+                    debug_assert_eq!(written, 0);
                 }
+                st.wbuf.push_back(data);
                 st.wlen += rest;
                 st.queued_total += rest as u64;
                 let mark = st.queued_total;
@@ -859,7 +939,8 @@ fn evaluate_read(st: &mut State) -> ReadOutcome {
                 ReadOutcome::Done(Ok(rbuf.consume(*n)))
             } else if *partial && len > 0 {
                 ReadOutcome::Done(Ok(rbuf.consume(len)))
-            } else if *n > max_buffer {
+            } else if !*partial && *n > max_buffer {
+                // (A partial read takes what fits, so it is never refused.)
                 ReadOutcome::Unsatisfiable(buffer_full(max_buffer))
             } else {
                 ReadOutcome::Pending

@@ -40,8 +40,10 @@ enum Slot<T> {
     Taken,
 }
 
+type DoneFn<T> = Box<dyn FnOnce(&Future<T>) -> Result<(), Error>>;
+
 struct DoneCallback<T> {
-    f: Box<dyn FnOnce(&Future<T>) -> Result<(), Error>>,
+    f: DoneFn<T>,
     ctx: Context,
     name: &'static str,
 }
@@ -138,20 +140,26 @@ impl<T: 'static> Future<T> {
             (state.first.take(), std::mem::take(&mut state.rest))
         };
         // No borrow is held from here: callbacks may use this future freely.
+        self.dispatch(first, rest);
+        Ok(())
+    }
+
+    /// Runs done-callbacks now, or, deep inside other completions (a long
+    /// chain of futures each completing the next, or a loop of reads each
+    /// served from a buffer), hands them to the outermost completion so the
+    /// stack cannot overflow.
+    fn dispatch(&self, first: Option<DoneCallback<T>>, rest: Vec<DoneCallback<T>>) {
         if first.is_none() && rest.is_empty() {
-            return Ok(());
+            return;
         }
         let depth = NESTING.with(Cell::get);
         if depth >= MAX_NESTING {
-            // Deep inside other completions (a long chain of futures, each
-            // completing the next): recursing further could overflow the
-            // stack. The outermost completion runs these once it unwinds.
             let this = self.clone();
             DEFERRED.with(|d| {
                 d.borrow_mut()
                     .push_back(Box::new(move || this.run_callbacks(first, rest)));
             });
-            return Ok(());
+            return;
         }
         {
             let _nested = Nested::enter();
@@ -160,7 +168,6 @@ impl<T: 'static> Future<T> {
         if depth == 0 {
             run_deferred();
         }
-        Ok(())
     }
 
     fn run_callbacks(&self, first: Option<DoneCallback<T>>, rest: Vec<DoneCallback<T>>) {
@@ -242,8 +249,8 @@ impl<T: 'static> Future<T> {
                 Some(cb)
             }
         };
-        if let Some(cb) = run_now {
-            self.run_callback(cb);
+        if run_now.is_some() {
+            self.dispatch(run_now, Vec::new());
         }
     }
 

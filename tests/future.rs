@@ -377,3 +377,19 @@ fn futures_across_the_loop_with_gen_test() {
     });
     assert_eq!(value, 42);
 }
+
+/// A "when done, read again" loop over futures that are already done nests
+/// one `add_done_callback` per step; it must not overflow the stack.
+#[test]
+fn done_callback_loop_on_ready_futures_does_not_overflow() {
+    fn step(remaining: Rc<Cell<u32>>) {
+        if remaining.get() == 0 {
+            return;
+        }
+        remaining.set(remaining.get() - 1);
+        Future::ready(()).add_done_callback(move |_: &Future<()>| step(remaining));
+    }
+    let remaining = Rc::new(Cell::new(200_000));
+    step(remaining.clone());
+    assert_eq!(remaining.get(), 0);
+}

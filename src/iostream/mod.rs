@@ -811,7 +811,9 @@ impl IOStream {
             }
         }
         if let Some(callback) = callback {
-            self.inner.io_loop.add_callback(callback);
+            // It carries the context it was set under (wrapped); the closer's
+            // context must not leak into it, as in Tornado.
+            self.inner.io_loop.spawn_callback(callback);
         }
     }
 

@@ -6,7 +6,8 @@
 //! perf record -g target/release/profile batch 20000000
 //! ```
 //!
-//! Workloads: `one`, `batch`, `timeout`, `remote`, `remote-zst`, `future` (squall), and
+//! Workloads: `one`, `batch`, `timeout`, `remote`, `future` (squall); their
+//! allocation-free variants `batch-zst`, `timeout-zst`, `remote-zst`; and
 //! `tokio-remote`, `tokio-remote-boxed` for comparison.
 
 use std::hint::black_box;
@@ -38,6 +39,35 @@ fn main() {
         "remote" => {
             let producer = ops::Producer::spawn();
             ops::remote_callbacks(&io_loop, &producer, n)
+        }
+        "timeout-zst" => {
+            // The same, with a zero-sized closure: no allocation per timeout.
+            let pending = ops::PendingTimeouts::new();
+            eprintln!("setup: {:?}", started.elapsed());
+            let (l, base) = (&pending.io_loop, pending.base);
+            let mut offsets = ops::Offsets::new(2);
+            let start = Instant::now();
+            for _ in 0..n {
+                let h = l.add_timeout(base + offsets.next().expect("endless"), || ());
+                l.remove_timeout(h);
+            }
+            start.elapsed()
+        }
+        "batch-zst" => {
+            // Batches of zero-sized callbacks: no allocation per callback.
+            let start = Instant::now();
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(ops::BATCH);
+                for _ in 0..k - 1 {
+                    io_loop.add_callback(|| ());
+                }
+                let l = io_loop.clone();
+                io_loop.add_callback(move || l.stop());
+                io_loop.start().expect("loop runs");
+                left -= k;
+            }
+            start.elapsed()
         }
         "remote-zst" => {
             // The same, with a zero-sized closure: no allocation per message.

@@ -33,7 +33,9 @@ pub mod future;
 pub mod gen;
 pub mod ioloop;
 pub mod iostream;
+pub mod netutil;
 pub mod stack_context;
+pub mod tcpserver;
 pub mod testing;
 
 pub use callback::CallbackReturn;
@@ -41,6 +43,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use future::{chain_future, Future};
 pub use ioloop::{Events, IOLoop, PeriodicCallback, Remote, TimeoutHandle};
 pub use iostream::IOStream;
+pub use tcpserver::TCPServer;
 
 // The README's Rust blocks are doctests, so its examples cannot rot.
 #[cfg(doctest)]

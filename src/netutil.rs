@@ -1,0 +1,686 @@
+//! Listening sockets: [`bind_sockets`] and [`add_accept_handler`], Tornado's
+//! `netutil`.
+//!
+//! `bind_sockets` creates non-blocking listening sockets, one per address the
+//! host resolves to; `add_accept_handler` watches one with the loop and hands
+//! every connection it accepts to a callback. [`TCPServer`](crate::TCPServer)
+//! is built from the two, and a multi-process server binds its sockets
+//! *before* forking, so that every child can accept on them.
+//!
+//! ```
+//! use std::net::{SocketAddr, TcpStream};
+//! use squall::{netutil, Future, IOLoop};
+//!
+//! // Port 0: the OS picks a free port.
+//! let listener = netutil::bind_sockets(0, Some("127.0.0.1"), None, false)?.remove(0);
+//! let addr = listener.local_addr()?;
+//! // The socket listens already: a connect to loopback completes at once.
+//! let client = TcpStream::connect(addr)?;
+//!
+//! let io_loop = IOLoop::new()?;
+//! let peer = io_loop.run_sync(|| {
+//!     let accepted = Future::new();
+//!     let a = accepted.clone();
+//!     let handle = netutil::add_accept_handler(listener, move |conn: TcpStream, peer| {
+//!         drop(conn); // a server would wrap it in an IOStream
+//!         a.set_result(peer)
+//!     })
+//!     .expect("the loop watches the listener");
+//!     // One connection is all we wanted: stop accepting (and close the listener).
+//!     accepted.add_done_callback(move |_: &Future<SocketAddr>| drop(handle.remove()));
+//!     accepted
+//! }, None)?;
+//! assert_eq!(peer, client.local_addr()?);
+//! # Ok::<(), squall::Error>(())
+//! ```
+//!
+//! # The accept loop
+//! The handler is level-triggered ([`IOLoop::add_handler`]). On each READ it
+//! accepts until the kernel says `WouldBlock` (nothing left: another process
+//! sharing the socket took the connection, or there was none; it returns
+//! quietly), but at most [`ACCEPT_BATCH`] connections per call, so one busy
+//! listener cannot starve the loop's other work: connections left over are
+//! reported again on the next iteration.
+//!
+//! When `accept` fails for want of resources (`EMFILE`/`ENFILE`: out of file
+//! descriptors; `ENOBUFS`, `ENOMEM`), the connection stays in the kernel's
+//! queue and the socket stays readable, so retrying at once would spin the
+//! loop at 100% CPU. Instead the error is logged and the listener is taken
+//! off the loop for a while: [`PAUSE_MIN`] at first, doubling up to
+//! [`PAUSE_MAX`] while the errors go on, and back to the minimum after a
+//! successful accept. The pending connections are served once descriptors
+//! free up. Any other unexpected `accept` error (or an error event with
+//! nothing to accept) is handled the same way; `ECONNABORTED` and
+//! `ECONNRESET` (a client gave up while queued) just skip that connection.
+//!
+//! The callback's errors and panics are reported at once, each costing only
+//! its own connection.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::callback::{self, CallbackReturn, Origin};
+use crate::error::{Error, ErrorKind};
+use crate::ioloop::{Events, IOLoop, TimeoutHandle};
+use crate::stack_context::{self, Context};
+
+/// The listen backlog [`bind_sockets`] uses when given `None` (Tornado's
+/// `_DEFAULT_BACKLOG`). The kernel caps it at `net.core.somaxconn`.
+pub const DEFAULT_BACKLOG: u32 = 128;
+
+/// The most connections one call of the accept handler takes; the rest wait
+/// for the loop's next iteration.
+pub const ACCEPT_BATCH: usize = 128;
+
+/// The first pause of a listener whose `accept` failed for want of resources.
+pub const PAUSE_MIN: Duration = Duration::from_millis(10);
+
+/// The longest pause of such a listener.
+pub const PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// How often [`bind_sockets`] retries when a port the OS picked for the first
+/// address is taken on a later one.
+const PORT_ATTEMPTS: usize = 10;
+
+// `errno` values, the same on Linux, the BSDs and macOS (libc is not a
+// dependency of the library); used only to word the log line.
+const ENFILE: i32 = 23;
+const EMFILE: i32 = 24;
+
+/// Creates listening sockets bound to `port` on every address of `address`;
+/// Tornado's `bind_sockets`.
+///
+/// - `address`: a host name or an IP literal (`"127.0.0.1"`, `"::1"`,
+///   `"[::1]"`, `"localhost"`); `None` or `Some("")` means all interfaces,
+///   `0.0.0.0` and `::`. A name may resolve to several addresses, IPv4 and
+///   IPv6: each gets its own socket (IPv4 first). Resolving a name blocks,
+///   as `getaddrinfo` does.
+/// - `port`: `0` lets the OS pick a free port; with several addresses, they
+///   all get the same one (if the port picked for the first is taken on a
+///   later one, the whole set is bound again, a few times at most).
+/// - `backlog`: the queue of connections not yet accepted; `None` is
+///   [`DEFAULT_BACKLOG`].
+/// - `reuse_port`: sets `SO_REUSEPORT`, so several sockets (in one process or
+///   several) can bind the same address and port and the kernel spreads
+///   connections among them.
+///
+/// Every socket has `SO_REUSEADDR` (a restarted server can bind at once,
+/// despite connections of the old one in `TIME_WAIT`) and `FD_CLOEXEC`, is
+/// non-blocking, and an IPv6 one has `IPV6_V6ONLY` (it does not also take the
+/// IPv4 traffic that its IPv4 sibling listens for).
+///
+/// An IPv6 address that the host cannot use (IPv6 disabled, or `::1` not
+/// configured, as in some containers) is skipped when it came from a name or
+/// from "all interfaces"; an IPv6 literal that cannot be bound is an error.
+///
+/// # Errors
+/// The first error creating, configuring, binding or listening on a socket
+/// (the kind is kept, e.g. `AddrInUse`, and the message names the address);
+/// `InvalidInput` if the address does not resolve; `AddrNotAvailable` if
+/// every address was skipped. On error no socket stays open.
+///
+/// ```
+/// let listeners = squall::netutil::bind_sockets(0, Some("127.0.0.1"), Some(64), false)?;
+/// assert_eq!(listeners.len(), 1);
+/// assert_ne!(listeners[0].local_addr()?.port(), 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn bind_sockets(
+    port: u16,
+    address: Option<&str>,
+    backlog: Option<u32>,
+    reuse_port: bool,
+) -> io::Result<Vec<TcpListener>> {
+    let (addrs, literal) = resolve(address, port)?;
+    bind_addrs_inner(&addrs, backlog, reuse_port, !literal)
+}
+
+/// Like [`bind_sockets`], for addresses already resolved: one listening
+/// socket per address, in order, with the same options. Addresses with port
+/// `0` get one port picked by the OS, the same for all of them.
+///
+/// Unlike `bind_sockets`, every address must bind: none is skipped.
+///
+/// # Errors
+/// As [`bind_sockets`]; `InvalidInput` for an empty list.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// let addrs: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
+/// let listeners = squall::netutil::bind_addrs(&addrs, None, false)?;
+/// assert_eq!(listeners.len(), 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn bind_addrs(
+    addrs: &[SocketAddr],
+    backlog: Option<u32>,
+    reuse_port: bool,
+) -> io::Result<Vec<TcpListener>> {
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bind_addrs: no address given",
+        ));
+    }
+    bind_addrs_inner(addrs, backlog, reuse_port, false)
+}
+
+/// The addresses to bind for `address`, IPv4 first, without duplicates, and
+/// whether they came from an IP literal (as opposed to a name or "all").
+fn resolve(address: Option<&str>, port: u16) -> io::Result<(Vec<SocketAddr>, bool)> {
+    let address = address.map(str::trim).filter(|a| !a.is_empty());
+    let Some(address) = address else {
+        return Ok((
+            vec![
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            ],
+            false,
+        ));
+    };
+    let unbracketed = address
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(address);
+    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+        return Ok((vec![SocketAddr::new(ip, port)], true));
+    }
+    let resolved = (address, port).to_socket_addrs().map_err(|err| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot resolve {address:?}: {err}"),
+        )
+    })?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in resolved {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{address:?} resolves to no address"),
+        ));
+    }
+    // Stable: IPv4 first, each family in resolver order (Tornado sorts by family).
+    addrs.sort_by_key(|a| a.is_ipv6());
+    Ok((addrs, false))
+}
+
+enum BindError {
+    /// The port picked for an earlier address is taken here: try again.
+    PortTaken,
+    Fatal(io::Error),
+}
+
+fn bind_addrs_inner(
+    addrs: &[SocketAddr],
+    backlog: Option<u32>,
+    reuse_port: bool,
+    may_skip_v6: bool,
+) -> io::Result<Vec<TcpListener>> {
+    let backlog = backlog.unwrap_or(DEFAULT_BACKLOG).min(i32::MAX as u32) as i32;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match bind_once(addrs, backlog, reuse_port, may_skip_v6) {
+            Ok(listeners) if listeners.is_empty() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("no usable address among {addrs:?}"),
+                ))
+            }
+            Ok(listeners) => return Ok(listeners),
+            Err(BindError::PortTaken) if attempts < PORT_ATTEMPTS => continue,
+            Err(BindError::PortTaken) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("found no port free on all of {addrs:?}"),
+                ))
+            }
+            Err(BindError::Fatal(err)) => return Err(err),
+        }
+    }
+}
+
+fn bind_once(
+    addrs: &[SocketAddr],
+    backlog: i32,
+    reuse_port: bool,
+    may_skip_v6: bool,
+) -> Result<Vec<TcpListener>, BindError> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    let mut bound_port: Option<u16> = None;
+    for &requested in addrs {
+        let mut addr = requested;
+        let picked = addr.port() == 0 && bound_port.is_some();
+        if addr.port() == 0 {
+            if let Some(port) = bound_port {
+                addr.set_port(port);
+            }
+        }
+        let context = |err: io::Error, what: &str| {
+            BindError::Fatal(io::Error::new(err.kind(), format!("{what} {addr}: {err}")))
+        };
+        let socket = match Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        {
+            Ok(socket) => socket,
+            Err(err) if addr.is_ipv6() && may_skip_v6 => {
+                log::debug!("bind_sockets: skipping {addr}: no IPv6 socket: {err}");
+                continue;
+            }
+            Err(err) => return Err(context(err, "cannot create a socket for")),
+        };
+        let configured = (|| {
+            socket.set_reuse_address(true)?;
+            if reuse_port {
+                socket.set_reuse_port(true)?;
+            }
+            if addr.is_ipv6() {
+                socket.set_only_v6(true)?;
+            }
+            socket.set_nonblocking(true)
+        })();
+        if let Err(err) = configured {
+            return Err(context(err, "cannot configure a socket for"));
+        }
+        match socket.bind(&addr.into()) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse && picked => {
+                log::debug!("bind_sockets: port picked for {addrs:?} is taken on {addr}: retrying");
+                return Err(BindError::PortTaken);
+            }
+            Err(err)
+                if err.kind() == io::ErrorKind::AddrNotAvailable
+                    && addr.is_ipv6()
+                    && may_skip_v6 =>
+            {
+                log::debug!("bind_sockets: skipping {addr}: {err}");
+                continue;
+            }
+            Err(err) => return Err(context(err, "cannot bind")),
+        }
+        if let Err(err) = socket.listen(backlog) {
+            return Err(context(err, "cannot listen on"));
+        }
+        if bound_port.is_none() {
+            let local = socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .map(|a| a.port());
+            match local {
+                Some(port) => bound_port = Some(port),
+                None => {
+                    return Err(context(
+                        io::Error::other("no local address"),
+                        "cannot read the port of",
+                    ))
+                }
+            }
+        }
+        listeners.push(TcpListener::from(socket));
+    }
+    Ok(listeners)
+}
+
+/// Watches `listener` on the current loop and calls `callback(stream, peer)`
+/// for every connection it accepts; Tornado's `add_accept_handler`.
+///
+/// The listener is made non-blocking and owned by the handler from now on;
+/// [`RemoveHandle::remove`] gives it back. The `stream` is non-blocking and
+/// close-on-exec: ready for [`IOStream`](crate::IOStream). See the
+/// [module docs](self) for how the accept loop batches connections and
+/// survives running out of file descriptors.
+///
+/// `callback` may return `()`, a `Result` or a [`Future`](crate::Future)
+/// ([`CallbackReturn`]); an error it returns (at once or later, through the
+/// future) or a panic goes to the [stack context](crate::stack_context)
+/// current when this function was called, or to the log, and accepting goes
+/// on.
+///
+/// Dropping the returned handle does *not* stop accepting: the loop keeps the
+/// handler until [`RemoveHandle::remove`] or [`IOLoop::close`].
+///
+/// # Errors
+/// If the listener cannot be made non-blocking or watched by the loop
+/// ([`ErrorKind::Closed`] on a closed loop); the listener is then closed.
+pub fn add_accept_handler<R, F>(listener: TcpListener, callback: F) -> Result<RemoveHandle, Error>
+where
+    R: CallbackReturn,
+    F: FnMut(TcpStream, SocketAddr) -> R + 'static,
+{
+    add_accept_handler_on(&IOLoop::current(), listener, callback)
+}
+
+/// [`add_accept_handler`] on a given loop rather than the current one.
+///
+/// # Errors
+/// As [`add_accept_handler`].
+pub fn add_accept_handler_on<R, F>(
+    io_loop: &IOLoop,
+    listener: TcpListener,
+    mut callback: F,
+) -> Result<RemoveHandle, Error>
+where
+    R: CallbackReturn,
+    F: FnMut(TcpStream, SocketAddr) -> R + 'static,
+{
+    add_accept_handler_boxed(
+        io_loop,
+        listener,
+        Box::new(move |stream, peer| callback(stream, peer).into_outcome()),
+        std::any::type_name::<F>(),
+    )
+}
+
+/// [`add_accept_handler_on`] with the callback already erased; `name` is the
+/// callback's type name, for log lines.
+pub(crate) fn add_accept_handler_boxed(
+    io_loop: &IOLoop,
+    listener: TcpListener,
+    callback: AcceptFn,
+    name: &'static str,
+) -> Result<RemoveHandle, Error> {
+    listener.set_nonblocking(true)?;
+    let local_addr = listener.local_addr().ok();
+    let acceptor = Rc::new(Acceptor {
+        fd: listener.as_raw_fd(),
+        local_addr,
+        listener: RefCell::new(Some(mio::net::TcpListener::from_std(listener))),
+        callback: RefCell::new(callback),
+        callback_name: name,
+        removed: Cell::new(false),
+        resume: RefCell::new(None),
+        backoff: Cell::new(Duration::ZERO),
+        accepted: Cell::new(0),
+        pauses: Cell::new(0),
+    });
+    acceptor.watch(io_loop)?;
+    Ok(RemoveHandle {
+        io_loop: io_loop.clone(),
+        acceptor,
+    })
+}
+
+pub(crate) type AcceptFn = Box<dyn FnMut(TcpStream, SocketAddr) -> Result<(), Error>>;
+
+/// The state one accept handler shares with its [`RemoveHandle`].
+///
+/// It holds no [`IOLoop`]: the loop holds the handler, which holds this, and
+/// a loop dropped without `close()` must not be kept alive by a cycle. The
+/// handler finds its loop as the current one, which it is while it runs.
+struct Acceptor {
+    fd: RawFd,
+    local_addr: Option<SocketAddr>,
+    /// `None` once removed (the handle took it back).
+    listener: RefCell<Option<mio::net::TcpListener>>,
+    callback: RefCell<AcceptFn>,
+    /// The callback's type name, for log lines.
+    callback_name: &'static str,
+    removed: Cell<bool>,
+    /// While paused: the timeout that resumes accepting.
+    resume: RefCell<Option<TimeoutHandle>>,
+    /// The last pause; zero after a successful accept.
+    backoff: Cell<Duration>,
+    accepted: Cell<u64>,
+    pauses: Cell<u64>,
+}
+
+impl Acceptor {
+    fn watch(self: &Rc<Self>, io_loop: &IOLoop) -> Result<(), Error> {
+        let me = self.clone();
+        io_loop.add_handler(
+            self.fd,
+            move |_fd, events| me.on_readable(events),
+            Events::READ,
+        )
+    }
+
+    fn on_readable(self: &Rc<Self>, events: Events) {
+        let Some(io_loop) = IOLoop::try_current() else {
+            return;
+        };
+        for n in 0..ACCEPT_BATCH {
+            if self.removed.get() {
+                return;
+            }
+            // No borrow is held while the callback runs: it may remove us.
+            let accepted = match self.listener.borrow().as_ref() {
+                Some(listener) => listener.accept(),
+                None => return,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    self.backoff.set(Duration::ZERO);
+                    self.accepted.set(self.accepted.get() + 1);
+                    // A panic is caught here, so that it costs one
+                    // connection, not the rest of the batch.
+                    let outcome = callback::catch(|| match self.callback.try_borrow_mut() {
+                        Ok(mut callback) => callback(TcpStream::from(stream), peer),
+                        Err(_) => Err(Error::new(
+                            ErrorKind::InvalidState,
+                            "accept callback re-entered: connection dropped",
+                        )),
+                    });
+                    if let Err(err) = outcome {
+                        // To the stack context this handler runs under (the
+                        // one current when it was added), or the log; then on
+                        // to the next connection.
+                        let ctx = Context::capture();
+                        let origin = Origin::Handler(self.fd);
+                        stack_context::route(&ctx, err, origin, self.callback_name);
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    // An error event with nothing to accept would be reported
+                    // again and again: treat it as a failed accept.
+                    if n == 0 && events.is_error() {
+                        let err = self
+                            .listener
+                            .borrow()
+                            .as_ref()
+                            .and_then(|l| l.take_error().ok().flatten())
+                            .unwrap_or_else(|| {
+                                io::Error::other("error event on the listening socket")
+                            });
+                        self.pause(&io_loop, &err);
+                    }
+                    return;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    log::debug!("accept on {}: {err}: skipped", self.label());
+                    continue;
+                }
+                Err(err) => {
+                    self.pause(&io_loop, &err);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes the listener off the loop for a while after `accept` failed.
+    fn pause(self: &Rc<Self>, io_loop: &IOLoop, err: &io::Error) {
+        let delay = match self.backoff.get() {
+            d if d.is_zero() => PAUSE_MIN,
+            d => (d * 2).min(PAUSE_MAX),
+        };
+        self.backoff.set(delay);
+        self.pauses.set(self.pauses.get() + 1);
+        let why = match err.raw_os_error() {
+            Some(EMFILE) | Some(ENFILE) => " (out of file descriptors)",
+            _ => "",
+        };
+        log::error!(
+            "accept on {} failed{why}: {err}; not accepting for {delay:?}",
+            self.label()
+        );
+        io_loop.remove_handler(self.fd);
+        let me = self.clone();
+        let handle = io_loop.call_later(delay, move || me.resume());
+        *self.resume.borrow_mut() = Some(handle);
+    }
+
+    fn resume(self: &Rc<Self>) {
+        self.resume.borrow_mut().take();
+        if self.removed.get() {
+            return;
+        }
+        let Some(io_loop) = IOLoop::try_current() else {
+            return;
+        };
+        log::debug!("accept on {}: resuming", self.label());
+        if let Err(err) = self.watch(&io_loop) {
+            log::error!("accept on {}: cannot resume: {err}", self.label());
+        }
+    }
+
+    fn label(&self) -> String {
+        match self.local_addr {
+            Some(addr) => addr.to_string(),
+            None => format!("fd {}", self.fd),
+        }
+    }
+}
+
+/// Stops an accept handler; returned by [`add_accept_handler`] (Tornado's
+/// `add_accept_handler` returns a remove function).
+///
+/// Dropping it leaves the handler in place.
+pub struct RemoveHandle {
+    io_loop: IOLoop,
+    acceptor: Rc<Acceptor>,
+}
+
+impl RemoveHandle {
+    /// Stops accepting: removes the handler (and a pending resume after a
+    /// pause) and gives the listener back, still listening; drop it to
+    /// close it. `None` if it was removed already.
+    ///
+    /// Connections already accepted are not affected. May be called from
+    /// inside the accept callback: no further connection is taken.
+    pub fn remove(&self) -> Option<TcpListener> {
+        let acceptor = &self.acceptor;
+        if acceptor.removed.replace(true) {
+            return None;
+        }
+        let resume = acceptor.resume.borrow_mut().take();
+        if let Some(resume) = resume {
+            self.io_loop.remove_timeout(resume);
+        }
+        // The fd is still open (we hold it), so its handler is ours.
+        self.io_loop.remove_handler(acceptor.fd);
+        let listener = acceptor.listener.borrow_mut().take();
+        listener.map(TcpListener::from)
+    }
+
+    /// Whether [`remove`](RemoveHandle::remove) was called.
+    pub fn is_removed(&self) -> bool {
+        self.acceptor.removed.get()
+    }
+
+    /// Whether accepting is paused after a failed `accept` (see the
+    /// [module docs](self)).
+    pub fn is_paused(&self) -> bool {
+        self.acceptor.resume.borrow().is_some()
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.acceptor.local_addr
+    }
+
+    /// The listener's fd.
+    pub fn fd(&self) -> RawFd {
+        self.acceptor.fd
+    }
+
+    /// How many connections were accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.acceptor.accepted.get()
+    }
+
+    /// How many times accepting was paused after a failed `accept`.
+    pub fn pauses(&self) -> u64 {
+        self.acceptor.pauses.get()
+    }
+}
+
+impl fmt::Debug for RemoveHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoveHandle")
+            .field("local_addr", &self.acceptor.local_addr)
+            .field("fd", &self.acceptor.fd)
+            .field("removed", &self.is_removed())
+            .field("paused", &self.is_paused())
+            .field("accepted", &self.accepted())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_interfaces_are_v4_then_v6() {
+        for address in [None, Some(""), Some("  ")] {
+            let (addrs, literal) = resolve(address, 80).unwrap();
+            assert!(!literal);
+            assert_eq!(
+                addrs,
+                vec![
+                    "0.0.0.0:80".parse::<SocketAddr>().unwrap(),
+                    "[::]:80".parse().unwrap()
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn literals_parse_without_resolving() {
+        let (addrs, literal) = resolve(Some("::1"), 8).unwrap();
+        assert!(literal);
+        assert_eq!(addrs, vec!["[::1]:8".parse::<SocketAddr>().unwrap()]);
+        let (addrs, _) = resolve(Some("[::1]"), 8).unwrap();
+        assert_eq!(addrs, vec!["[::1]:8".parse::<SocketAddr>().unwrap()]);
+        let (addrs, _) = resolve(Some("127.0.0.1"), 0).unwrap();
+        assert_eq!(addrs, vec!["127.0.0.1:0".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn names_resolve_v4_first_without_duplicates() {
+        let (addrs, literal) = resolve(Some("localhost"), 9).unwrap();
+        assert!(!literal);
+        assert!(!addrs.is_empty());
+        let first_v6 = addrs.iter().position(SocketAddr::is_ipv6);
+        if let Some(i) = first_v6 {
+            assert!(addrs[i..].iter().all(SocketAddr::is_ipv6), "{addrs:?}");
+        }
+        for (i, a) in addrs.iter().enumerate() {
+            assert!(!addrs[i + 1..].contains(a), "duplicate in {addrs:?}");
+            assert_eq!(a.port(), 9);
+        }
+    }
+
+    #[test]
+    fn bad_names_are_invalid_input() {
+        let err = resolve(Some("no such host.invalid"), 1).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+}

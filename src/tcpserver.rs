@@ -1,0 +1,355 @@
+//! `TCPServer`: accepts connections and hands each one, as an [`IOStream`],
+//! to a closure; Tornado's `tcpserver.TCPServer`.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use squall::{Future, IOLoop, IOStream, TCPServer};
+//!
+//! let io_loop = IOLoop::new()?;
+//! let reply = io_loop.run_sync(|| {
+//!     // An echo server: read a line, write it back, close.
+//!     let server = TCPServer::new(|stream: IOStream, _peer: SocketAddr| {
+//!         let s = stream.clone();
+//!         stream.read_until(b"\n", None).add_done_callback(move |line: &Future<Vec<u8>>| {
+//!             let line = line.take_result()?;
+//!             let s2 = s.clone();
+//!             s.write(line).add_done_callback(move |_: &Future<()>| s2.close());
+//!             Ok::<(), squall::Error>(())
+//!         });
+//!     });
+//!     server.listen(0, Some("127.0.0.1")).expect("listening");
+//!     let addr = server.local_addrs()[0];
+//!
+//!     // A client on the same loop.
+//!     let reply = Future::new();
+//!     let r = reply.clone();
+//!     IOStream::connect(addr).add_done_callback(move |conn: &Future<IOStream>| {
+//!         let conn = conn.take_result()?;
+//!         conn.write(&b"hello\n"[..]);
+//!         let all = conn.read_until_close();
+//!         all.add_done_callback(move |all: &Future<Vec<u8>>| {
+//!             server.stop();
+//!             r.complete(all.take_result())
+//!         });
+//!         Ok::<(), squall::Error>(())
+//!     });
+//!     reply
+//! }, None)?;
+//! assert_eq!(reply, b"hello\n");
+//! # Ok::<(), squall::Error>(())
+//! ```
+//!
+//! # Starting
+//! Three ways, as in Tornado:
+//! - [`listen`](TCPServer::listen): bind and accept at once; single process.
+//! - [`bind`](TCPServer::bind) then [`start`](TCPServer::start): bind first,
+//!   accept when started. `start(1)` is the single-process case; several
+//!   processes (`start(n)` forking after `bind`) are not supported yet.
+//! - [`add_sockets`](TCPServer::add_sockets) with sockets from
+//!   [`netutil::bind_sockets`]: the general form, e.g. sockets bound
+//!   before forking.
+//!
+//! # Connections
+//! Each accepted connection becomes an [`IOStream`] on the loop the server's
+//! sockets were added on, and `handle_stream(stream, peer)` is called with
+//! it. The stream lives until it is closed (by either side): the server does
+//! not keep it, so [`stop`](TCPServer::stop) only stops accepting.
+//!
+//! `handle_stream` may return `()`, a `Result` or a [`Future`](crate::Future)
+//! (see [`CallbackReturn`]). An error it returns, a failure of the future it
+//! returns, or a panic is logged (or goes to the
+//! [stack context](crate::stack_context) current when the sockets were
+//! added), and the server goes on serving; a failed connection is not closed
+//! for you, though: close the stream on your error paths.
+//!
+//! `TCP_NODELAY` is off by default, as in Tornado (whose HTTP layer sets it
+//! per response); [`set_nodelay`](TCPServer::set_nodelay) turns it on for
+//! every accepted stream, which suits request/response protocols made of
+//! small writes. [`IOStream::set_nodelay`] does it for one stream.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::rc::Rc;
+
+use crate::callback::CallbackReturn;
+use crate::error::{Error, ErrorKind};
+use crate::ioloop::IOLoop;
+use crate::iostream::IOStream;
+use crate::netutil::{self, RemoveHandle};
+
+type HandleStreamFn = Box<dyn FnMut(IOStream, SocketAddr) -> Result<(), Error>>;
+
+/// What the accept handlers hold: the user's closure and the options. It
+/// holds neither the server nor a loop, so no reference cycle goes through
+/// the loop's handlers.
+struct Shared {
+    handle_stream: RefCell<HandleStreamFn>,
+    /// `handle_stream`'s type name, for log lines.
+    name: &'static str,
+    nodelay: Cell<bool>,
+    max_buffer_size: Cell<Option<usize>>,
+}
+
+impl Shared {
+    fn handle_connection(&self, conn: TcpStream, peer: SocketAddr) -> Result<(), Error> {
+        // The accept handler runs on the loop the socket was added on, which
+        // is then the current one.
+        let io_loop = IOLoop::current();
+        // Accepted non-blocking: wrapping it costs no system call.
+        let socket = mio::net::TcpStream::from_std(conn);
+        let stream = IOStream::with_loop(socket, &io_loop)?;
+        if self.nodelay.get() {
+            if let Err(err) = stream.set_nodelay(true) {
+                // The peer may have reset the connection already.
+                log::debug!("TCP_NODELAY on the connection from {peer}: {err}");
+            }
+        }
+        if let Some(max) = self.max_buffer_size.get() {
+            stream.set_max_buffer_size(max);
+        }
+        let mut handle_stream = self.handle_stream.try_borrow_mut().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidState,
+                format!("handle_stream re-entered: connection from {peer} dropped"),
+            )
+        })?;
+        handle_stream(stream, peer)
+    }
+}
+
+struct Inner {
+    shared: Rc<Shared>,
+    /// The loop the sockets go on: given, or the current one at the first
+    /// `add_sockets`.
+    io_loop: RefCell<Option<IOLoop>>,
+    /// One per socket being accepted on.
+    handles: RefCell<Vec<RemoveHandle>>,
+    /// Bound by `bind`, waiting for `start`.
+    pending: RefCell<Vec<TcpListener>>,
+    started: Cell<bool>,
+}
+
+/// A non-blocking, single-threaded TCP server; Tornado's `TCPServer`.
+///
+/// Created with the closure that handles each connection; a cheap-to-clone
+/// handle (clones are the same server). See the [module docs](self).
+///
+/// The loop keeps a listening server alive: dropping every handle does not
+/// stop it (as in Tornado); [`stop`](TCPServer::stop) or closing the loop
+/// does. A `handle_stream` that holds a clone of its own server keeps it
+/// alive until `stop()`.
+#[derive(Clone)]
+pub struct TCPServer {
+    inner: Rc<Inner>,
+}
+
+impl TCPServer {
+    /// A server that calls `handle_stream(stream, peer)` for each connection.
+    /// Its sockets go on the loop current when they are added.
+    pub fn new<R, F>(mut handle_stream: F) -> TCPServer
+    where
+        R: CallbackReturn,
+        F: FnMut(IOStream, SocketAddr) -> R + 'static,
+    {
+        TCPServer {
+            inner: Rc::new(Inner {
+                shared: Rc::new(Shared {
+                    handle_stream: RefCell::new(Box::new(move |stream, peer| {
+                        handle_stream(stream, peer).into_outcome()
+                    })),
+                    name: std::any::type_name::<F>(),
+                    nodelay: Cell::new(false),
+                    max_buffer_size: Cell::new(None),
+                }),
+                io_loop: RefCell::new(None),
+                handles: RefCell::new(Vec::new()),
+                pending: RefCell::new(Vec::new()),
+                started: Cell::new(false),
+            }),
+        }
+    }
+
+    /// Like [`new`](TCPServer::new), with its sockets on `io_loop`.
+    pub fn with_loop<R, F>(io_loop: &IOLoop, handle_stream: F) -> TCPServer
+    where
+        R: CallbackReturn,
+        F: FnMut(IOStream, SocketAddr) -> R + 'static,
+    {
+        let server = TCPServer::new(handle_stream);
+        *server.inner.io_loop.borrow_mut() = Some(io_loop.clone());
+        server
+    }
+
+    /// Sets `TCP_NODELAY` on every stream accepted from now on (default off;
+    /// see the [module docs](self)).
+    pub fn set_nodelay(&self, nodelay: bool) {
+        self.inner.shared.nodelay.set(nodelay);
+    }
+
+    /// The read-buffer limit of every stream accepted from now on
+    /// (Tornado's `max_buffer_size`); `None` keeps [`IOStream`]'s default.
+    pub fn set_max_buffer_size(&self, max: Option<usize>) {
+        self.inner.shared.max_buffer_size.set(max);
+    }
+
+    /// Binds `port` on `address` and starts accepting at once: the
+    /// single-process shortcut for `bind` + `start(1)`. `address` and `port`
+    /// mean what they mean to [`netutil::bind_sockets`]: `None` is all
+    /// interfaces, port 0 a free port (see [`local_addrs`](TCPServer::local_addrs)).
+    ///
+    /// # Errors
+    /// If binding fails, or the loop cannot watch the sockets.
+    pub fn listen(&self, port: u16, address: Option<&str>) -> Result<(), Error> {
+        let listeners = netutil::bind_sockets(port, address, None, false)?;
+        self.add_sockets(listeners)
+    }
+
+    /// Binds `port` on `address` (see [`netutil::bind_sockets`] for the
+    /// arguments); accepting starts with [`start`](TCPServer::start), or at
+    /// once if the server is started already.
+    ///
+    /// # Errors
+    /// If binding fails.
+    pub fn bind(
+        &self,
+        port: u16,
+        address: Option<&str>,
+        backlog: Option<u32>,
+        reuse_port: bool,
+    ) -> Result<(), Error> {
+        let listeners = netutil::bind_sockets(port, address, backlog, reuse_port)?;
+        if self.inner.started.get() {
+            self.add_sockets(listeners)
+        } else {
+            self.inner.pending.borrow_mut().extend(listeners);
+            Ok(())
+        }
+    }
+
+    /// Starts accepting on the sockets [`bind`](TCPServer::bind) made.
+    ///
+    /// `num_processes` must be 1 for now: forking several processes that
+    /// share the sockets (Tornado's `start(n)`, and `start(0)` for one per
+    /// CPU) comes with the `process` module.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] if `num_processes != 1`;
+    /// [`ErrorKind::InvalidState`] if the server was started already; or
+    /// as [`add_sockets`](TCPServer::add_sockets).
+    pub fn start(&self, num_processes: usize) -> Result<(), Error> {
+        if num_processes != 1 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "TCPServer::start({num_processes}): only start(1) is supported; \
+                     multi-process servers need fork_processes, which squall does not have yet"
+                ),
+            ));
+        }
+        if self.inner.started.replace(true) {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "TCPServer::start called twice",
+            ));
+        }
+        let pending = std::mem::take(&mut *self.inner.pending.borrow_mut());
+        self.add_sockets(pending)
+    }
+
+    /// Starts accepting on `listeners` (e.g. from [`netutil::bind_sockets`]).
+    /// They are made non-blocking, and owned by the server from now on.
+    ///
+    /// # Errors
+    /// If the loop cannot watch one of them ([`ErrorKind::Closed`] on a
+    /// closed loop); the ones before it are accepted on, the rest closed.
+    pub fn add_sockets(
+        &self,
+        listeners: impl IntoIterator<Item = TcpListener>,
+    ) -> Result<(), Error> {
+        let io_loop = self
+            .inner
+            .io_loop
+            .borrow_mut()
+            .get_or_insert_with(IOLoop::current)
+            .clone();
+        for listener in listeners {
+            let shared = self.inner.shared.clone();
+            let name = shared.name;
+            let handle = netutil::add_accept_handler_boxed(
+                &io_loop,
+                listener,
+                Box::new(move |conn, peer| shared.handle_connection(conn, peer)),
+                name,
+            )?;
+            self.inner.handles.borrow_mut().push(handle);
+        }
+        Ok(())
+    }
+
+    /// Starts accepting on one listener; see [`add_sockets`](TCPServer::add_sockets).
+    ///
+    /// # Errors
+    /// As [`add_sockets`](TCPServer::add_sockets).
+    pub fn add_socket(&self, listener: TcpListener) -> Result<(), Error> {
+        self.add_sockets([listener])
+    }
+
+    /// Stops accepting and closes the listening sockets (and any bound and
+    /// not yet started). Connections already accepted go on. Harmless
+    /// twice; may be called from `handle_stream`.
+    pub fn stop(&self) {
+        let handles = std::mem::take(&mut *self.inner.handles.borrow_mut());
+        let pending = std::mem::take(&mut *self.inner.pending.borrow_mut());
+        for handle in handles {
+            drop(handle.remove());
+        }
+        drop(pending);
+    }
+
+    /// The addresses the server accepts on (with the port the OS picked, for
+    /// port 0), then those bound and not yet started.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = self
+            .inner
+            .handles
+            .borrow()
+            .iter()
+            .filter_map(RemoveHandle::local_addr)
+            .collect();
+        addrs.extend(
+            self.inner
+                .pending
+                .borrow()
+                .iter()
+                .filter_map(|l| l.local_addr().ok()),
+        );
+        addrs
+    }
+
+    /// How many connections the server accepted, on all its sockets (since
+    /// they were added; a stopped server's count restarts).
+    pub fn accepted(&self) -> u64 {
+        self.inner
+            .handles
+            .borrow()
+            .iter()
+            .map(RemoveHandle::accepted)
+            .sum()
+    }
+
+    /// Whether the server is accepting on at least one socket.
+    pub fn is_listening(&self) -> bool {
+        !self.inner.handles.borrow().is_empty()
+    }
+}
+
+impl fmt::Debug for TCPServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TCPServer")
+            .field("local_addrs", &self.local_addrs())
+            .field("started", &self.inner.started.get())
+            .field("nodelay", &self.inner.shared.nodelay.get())
+            .finish()
+    }
+}

@@ -27,6 +27,8 @@ if [ "$PRODUCER_CPU" -ge "$ncpu" ] || [ "$PRODUCER_CPU" = "$LOOP_CPU" ]; then
 else
   export SQUALL_BENCH_PRODUCER_CPU=$PRODUCER_CPU
 fi
+marker=$(mktemp)
+trap 'rm -f "$marker"' EXIT
 set -x
 taskset -c "$LOOP_CPU" cargo bench --bench peers -- \
   --warm-up-time "$WARMUP" --measurement-time "$MEASURE" --noplot "$@"
@@ -35,7 +37,8 @@ taskset -c "$LOOP_CPU" cargo bench --bench peers -- \
 # criterion's estimates.json: {"mean":{...,"point_estimate":N,...},"median":{...},...}
 estimate() { # stat group id
   local f="target/criterion/$2/$3/new/estimates.json"
-  [ -f "$f" ] || { echo "-"; return; }
+  # "-" for a benchmark this run skipped (a filter) rather than a stale figure.
+  [ -f "$f" ] && [ "$f" -nt "$marker" ] || { echo "-"; return; }
   sed -E "s/.*\"$1\":\{\"confidence_interval\":\{[^}]*\},\"point_estimate\":([0-9.eE+-]+).*/\1/" "$f"
 }
 

@@ -108,6 +108,8 @@ const COMPACT_MIN: usize = 512;
 /// A pending timeout's callback.
 struct Slot {
     callback: Callback,
+    deadline: Instant,
+    seq: u64,
     /// Whether its entry is still in the heap: false once `pop_due` moved it
     /// to the due list. Removing it then leaves no dead entry behind, so it
     /// must not be counted as one.
@@ -125,11 +127,13 @@ pub(crate) struct Timers {
 
 impl Timers {
     pub(crate) fn add(&mut self, deadline: Instant, callback: Callback) -> TimeoutHandle {
+        self.seq += 1;
         let key = self.callbacks.insert(Slot {
             callback,
+            deadline,
+            seq: self.seq,
             in_heap: true,
         });
-        self.seq += 1;
         self.heap.push(Entry {
             deadline,
             seq: self.seq,
@@ -145,8 +149,18 @@ impl Timers {
         if slot.in_heap {
             self.cancelled += 1;
             if self.cancelled > COMPACT_MIN && self.cancelled > self.heap.len() / 2 {
-                let callbacks = &self.callbacks;
-                self.heap.retain(|e| callbacks.contains_key(e.key));
+                // Rebuilt from a sequential scan of the live timeouts: a
+                // lookup per heap entry would miss the cache on each one.
+                let mut entries = std::mem::take(&mut self.heap).into_vec();
+                entries.clear();
+                entries.extend(self.callbacks.iter().filter(|(_, slot)| slot.in_heap).map(
+                    |(key, slot)| Entry {
+                        deadline: slot.deadline,
+                        seq: slot.seq,
+                        key,
+                    },
+                ));
+                self.heap = BinaryHeap::from(entries);
                 self.cancelled = 0;
             }
         }

@@ -293,10 +293,10 @@ impl IOStream {
         // As in Tornado, the loop holds an open stream: it lives until it is
         // closed (by either side), whether or not the user keeps a handle.
         // Closing removes the handler, and with it this reference.
-        let me = stream.clone();
+        let me = LoopHold(stream.clone());
         let registered = io_loop.add_edge_handler(
             fd,
-            move |_fd, events| me.handle_events(events),
+            move |_fd, events| me.0.handle_events(events),
             Events::READ | Events::WRITE,
         );
         if let Err(err) = registered {
@@ -896,6 +896,21 @@ impl IOStream {
     /// The underlying fd (still owned by the stream).
     pub fn fd(&self) -> RawFd {
         self.inner.fd
+    }
+}
+
+/// The loop's reference to an open stream, inside its handler. If the loop
+/// drops the handler without the stream having closed (the loop itself was
+/// closed), the stream closes: its pending futures fail, which breaks the
+/// stream <-> callback cycles that would otherwise leak it and its fd.
+struct LoopHold(IOStream);
+
+impl Drop for LoopHold {
+    fn drop(&mut self) {
+        if !self.0.closed() {
+            self.0
+                .close_with(Some(Error::new(ErrorKind::Closed, "the IOLoop was closed")));
+        }
     }
 }
 

@@ -213,6 +213,8 @@ struct State {
     close_callback: Option<Box<dyn FnOnce()>>,
     error: Option<Error>,
     closed: bool,
+    /// Whether the loop accepted this stream's handler.
+    registered: bool,
     max_buffer_size: usize,
     max_write_buffer_size: Option<usize>,
 }
@@ -285,6 +287,7 @@ impl IOStream {
                     close_callback: None,
                     error: None,
                     closed: false,
+                    registered: false,
                     max_buffer_size: DEFAULT_MAX_BUFFER_SIZE,
                     max_write_buffer_size: None,
                 }),
@@ -308,6 +311,7 @@ impl IOStream {
             drop(socket);
             return Err(err);
         }
+        stream.inner.state.borrow_mut().registered = true;
         Ok(stream)
     }
 
@@ -907,7 +911,10 @@ struct LoopHold(IOStream);
 
 impl Drop for LoopHold {
     fn drop(&mut self) {
-        if !self.0.closed() {
+        // Not registered: the registration failed, and the fd's handler (if
+        // any) is someone else's.
+        let registered = self.0.inner.state.borrow().registered;
+        if registered && !self.0.closed() {
             self.0
                 .close_with(Some(Error::new(ErrorKind::Closed, "the IOLoop was closed")));
         }

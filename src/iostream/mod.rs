@@ -46,11 +46,13 @@
 //! on the loop's next iteration, as an edge would have it.
 
 mod buffer;
+mod read;
+mod socket;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -60,6 +62,8 @@ use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::ioloop::{Events, IOLoop, TimeoutHandle};
 use buffer::ReadBuffer;
+use read::{evaluate_read, PendingRead, ReadKind, ReadOutcome};
+pub use socket::{IntoSocket, Socket};
 
 /// How much the first `read` of a stream asks the kernel for...
 const FIRST_READ_CHUNK: usize = 4 * 1024;
@@ -70,126 +74,6 @@ const READ_CHUNK: usize = 64 * 1024;
 const READ_BUDGET: usize = 1024 * 1024;
 /// Tornado's default `max_buffer_size`.
 pub const DEFAULT_MAX_BUFFER_SIZE: usize = 100 * 1024 * 1024;
-
-/// The sockets an [`IOStream`] can run over.
-#[derive(Debug)]
-pub enum Socket {
-    /// A TCP connection.
-    Tcp(mio::net::TcpStream),
-    /// A Unix-domain stream connection.
-    Unix(mio::net::UnixStream),
-}
-
-impl Socket {
-    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(s) => (&*s).read(buf),
-            Socket::Unix(s) => (&*s).read(buf),
-        }
-    }
-    fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(s) => (&*s).write(buf),
-            Socket::Unix(s) => (&*s).write(buf),
-        }
-    }
-    fn take_error(&self) -> io::Result<Option<io::Error>> {
-        match self {
-            Socket::Tcp(s) => s.take_error(),
-            Socket::Unix(s) => s.take_error(),
-        }
-    }
-    fn is_connected(&self) -> io::Result<bool> {
-        let peer = match self {
-            Socket::Tcp(s) => s.peer_addr().map(drop),
-            Socket::Unix(s) => s.peer_addr().map(drop),
-        };
-        match peer {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-impl AsRawFd for Socket {
-    fn as_raw_fd(&self) -> RawFd {
-        match self {
-            Socket::Tcp(s) => s.as_raw_fd(),
-            Socket::Unix(s) => s.as_raw_fd(),
-        }
-    }
-}
-
-impl From<mio::net::TcpStream> for Socket {
-    fn from(s: mio::net::TcpStream) -> Socket {
-        Socket::Tcp(s)
-    }
-}
-impl From<mio::net::UnixStream> for Socket {
-    fn from(s: mio::net::UnixStream) -> Socket {
-        Socket::Unix(s)
-    }
-}
-
-/// Converts a blocking std socket into a [`Socket`], making it non-blocking.
-pub trait IntoSocket {
-    /// The conversion.
-    fn into_socket(self) -> io::Result<Socket>;
-}
-impl IntoSocket for Socket {
-    fn into_socket(self) -> io::Result<Socket> {
-        Ok(self)
-    }
-}
-impl IntoSocket for mio::net::TcpStream {
-    fn into_socket(self) -> io::Result<Socket> {
-        Ok(Socket::Tcp(self))
-    }
-}
-impl IntoSocket for mio::net::UnixStream {
-    fn into_socket(self) -> io::Result<Socket> {
-        Ok(Socket::Unix(self))
-    }
-}
-impl IntoSocket for std::net::TcpStream {
-    fn into_socket(self) -> io::Result<Socket> {
-        self.set_nonblocking(true)?;
-        Ok(Socket::Tcp(mio::net::TcpStream::from_std(self)))
-    }
-}
-impl IntoSocket for std::os::unix::net::UnixStream {
-    fn into_socket(self) -> io::Result<Socket> {
-        self.set_nonblocking(true)?;
-        Ok(Socket::Unix(mio::net::UnixStream::from_std(self)))
-    }
-}
-
-enum ReadKind {
-    Until {
-        delimiter: Vec<u8>,
-        max_bytes: Option<usize>,
-        /// Bytes of the buffer already searched without a match.
-        scanned: usize,
-    },
-    Bytes {
-        n: usize,
-        partial: bool,
-    },
-    UntilClose,
-}
-
-struct PendingRead {
-    kind: ReadKind,
-    future: Future<Vec<u8>>,
-}
-
-enum ReadOutcome {
-    Pending,
-    Done(Result<Vec<u8>, Error>),
-    /// The read can never be satisfied: fail it and close the stream.
-    Unsatisfiable(Error),
-}
 
 struct State {
     rbuf: ReadBuffer,
@@ -450,7 +334,12 @@ impl IOStream {
             let mut st = self.inner.state.borrow_mut();
             let outcome = match st.read.as_mut() {
                 None => return false,
-                Some(_) => evaluate_read(&mut st),
+                Some(_) => {
+                    let closed = st.closed || st.eof;
+                    let max_buffer = st.max_buffer_size;
+                    let State { rbuf, read, .. } = &mut *st;
+                    evaluate_read(rbuf, read.as_mut().expect("checked"), closed, max_buffer)
+                }
             };
             match outcome {
                 ReadOutcome::Pending => return false,
@@ -919,92 +808,6 @@ impl Drop for LoopHold {
                 .close_with(Some(Error::new(ErrorKind::Closed, "the IOLoop was closed")));
         }
     }
-}
-
-/// Decides the pending read against the buffer.
-fn evaluate_read(st: &mut State) -> ReadOutcome {
-    let closed = st.closed || st.eof;
-    let max_buffer = st.max_buffer_size;
-    let State { rbuf, read, .. } = st;
-    let read = read.as_mut().expect("a read is pending");
-    let len = rbuf.len();
-    match &mut read.kind {
-        ReadKind::Until {
-            delimiter,
-            max_bytes,
-            scanned,
-        } => {
-            let from = *scanned;
-            let found = find(&rbuf.data()[from..], delimiter).map(|i| from + i);
-            match found {
-                Some(pos) => {
-                    let end = pos + delimiter.len();
-                    if max_bytes.is_some_and(|max| end > max) {
-                        return ReadOutcome::Unsatisfiable(unsatisfiable(*max_bytes));
-                    }
-                    ReadOutcome::Done(Ok(rbuf.consume(end)))
-                }
-                None => {
-                    if max_bytes.is_some_and(|max| len >= max) {
-                        return ReadOutcome::Unsatisfiable(unsatisfiable(*max_bytes));
-                    }
-                    // Next time search only new bytes (keeping an overlap
-                    // for a delimiter split across reads).
-                    *scanned = len.saturating_sub(delimiter.len() - 1);
-                    if len >= max_buffer {
-                        return ReadOutcome::Unsatisfiable(buffer_full(max_buffer));
-                    }
-                    ReadOutcome::Pending
-                }
-            }
-        }
-        ReadKind::Bytes { n, partial } => {
-            if len >= *n {
-                ReadOutcome::Done(Ok(rbuf.consume(*n)))
-            } else if *partial && len > 0 {
-                ReadOutcome::Done(Ok(rbuf.consume(len)))
-            } else if !*partial && *n > max_buffer {
-                // (A partial read takes what fits, so it is never refused.)
-                ReadOutcome::Unsatisfiable(buffer_full(max_buffer))
-            } else {
-                ReadOutcome::Pending
-            }
-        }
-        ReadKind::UntilClose => {
-            if closed {
-                ReadOutcome::Done(Ok(rbuf.consume(len)))
-            } else if len >= max_buffer {
-                ReadOutcome::Unsatisfiable(buffer_full(max_buffer))
-            } else {
-                ReadOutcome::Pending
-            }
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.len() == 1 {
-        memchr::memchr(needle[0], haystack)
-    } else {
-        memchr::memmem::find(haystack, needle)
-    }
-}
-
-fn unsatisfiable(max_bytes: Option<usize>) -> Error {
-    Error::new(
-        ErrorKind::UnsatisfiableRead,
-        format!(
-            "delimiter not found within max_bytes ({})",
-            max_bytes.unwrap_or_default()
-        ),
-    )
-}
-
-fn buffer_full(max: usize) -> Error {
-    Error::new(
-        ErrorKind::StreamClosed,
-        format!("reached the maximum read buffer size ({max} bytes)"),
-    )
 }
 
 fn closed_error(cause: Option<&Error>) -> Error {

@@ -1,0 +1,118 @@
+//! The pending read and how it is decided against the buffer.
+
+use super::buffer::ReadBuffer;
+use crate::error::{Error, ErrorKind};
+use crate::future::Future;
+
+pub(super) enum ReadKind {
+    Until {
+        delimiter: Vec<u8>,
+        max_bytes: Option<usize>,
+        /// Bytes of the buffer already searched without a match.
+        scanned: usize,
+    },
+    Bytes {
+        n: usize,
+        partial: bool,
+    },
+    UntilClose,
+}
+
+pub(super) struct PendingRead {
+    pub(super) kind: ReadKind,
+    pub(super) future: Future<Vec<u8>>,
+}
+
+pub(super) enum ReadOutcome {
+    Pending,
+    Done(Result<Vec<u8>, Error>),
+    /// The read can never be satisfied: fail it and close the stream.
+    Unsatisfiable(Error),
+}
+
+/// Decides the pending read against the buffer.
+pub(super) fn evaluate_read(
+    rbuf: &mut ReadBuffer,
+    read: &mut PendingRead,
+    closed: bool,
+    max_buffer: usize,
+) -> ReadOutcome {
+    let len = rbuf.len();
+    match &mut read.kind {
+        ReadKind::Until {
+            delimiter,
+            max_bytes,
+            scanned,
+        } => {
+            let from = *scanned;
+            let found = find(&rbuf.data()[from..], delimiter).map(|i| from + i);
+            match found {
+                Some(pos) => {
+                    let end = pos + delimiter.len();
+                    if max_bytes.is_some_and(|max| end > max) {
+                        return ReadOutcome::Unsatisfiable(unsatisfiable(*max_bytes));
+                    }
+                    ReadOutcome::Done(Ok(rbuf.consume(end)))
+                }
+                None => {
+                    if max_bytes.is_some_and(|max| len >= max) {
+                        return ReadOutcome::Unsatisfiable(unsatisfiable(*max_bytes));
+                    }
+                    // Next time search only new bytes (keeping an overlap
+                    // for a delimiter split across reads).
+                    *scanned = len.saturating_sub(delimiter.len() - 1);
+                    if len >= max_buffer {
+                        return ReadOutcome::Unsatisfiable(buffer_full(max_buffer));
+                    }
+                    ReadOutcome::Pending
+                }
+            }
+        }
+        ReadKind::Bytes { n, partial } => {
+            if len >= *n {
+                ReadOutcome::Done(Ok(rbuf.consume(*n)))
+            } else if *partial && len > 0 {
+                ReadOutcome::Done(Ok(rbuf.consume(len)))
+            } else if !*partial && *n > max_buffer {
+                // (A partial read takes what fits, so it is never refused.)
+                ReadOutcome::Unsatisfiable(buffer_full(max_buffer))
+            } else {
+                ReadOutcome::Pending
+            }
+        }
+        ReadKind::UntilClose => {
+            if closed {
+                ReadOutcome::Done(Ok(rbuf.consume(len)))
+            } else if len >= max_buffer {
+                ReadOutcome::Unsatisfiable(buffer_full(max_buffer))
+            } else {
+                ReadOutcome::Pending
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() == 1 {
+        memchr::memchr(needle[0], haystack)
+    } else {
+        memchr::memmem::find(haystack, needle)
+    }
+}
+
+fn unsatisfiable(max_bytes: Option<usize>) -> Error {
+    Error::new(
+        ErrorKind::UnsatisfiableRead,
+        format!(
+            "delimiter not found within max_bytes ({})",
+            max_bytes.unwrap_or_default()
+        ),
+    )
+}
+
+fn buffer_full(max: usize) -> Error {
+    Error::new(
+        ErrorKind::StreamClosed,
+        format!("reached the maximum read buffer size ({max} bytes)"),
+    )
+}

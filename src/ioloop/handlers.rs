@@ -13,7 +13,11 @@ use std::os::unix::io::{AsRawFd, BorrowedFd, RawFd};
 use mio::{Interest, Token};
 use slotmap::{new_key_type, Key, KeyData, SlotMap};
 
-use crate::error::Error;
+use mio::unix::SourceFd;
+
+use super::{closed, IOLoop};
+use crate::callback::{self, CallbackReturn, Origin};
+use crate::error::{Error, ErrorKind};
 use crate::stack_context::Context;
 
 /// The IO events a handler asks for and receives: `READ`, `WRITE`, `ERROR`.
@@ -214,6 +218,214 @@ pub(crate) fn token_of(key: HandlerKey) -> Token {
 
 pub(crate) fn key_of(token: Token) -> HandlerKey {
     HandlerKey::from(KeyData::from_ffi(token.0 as u64))
+}
+
+impl IOLoop {
+    /// Calls `handler(fd, events)` whenever `fd` is ready for `events`.
+    ///
+    /// Level-triggered, as Tornado's: an fd still readable after the handler
+    /// returns is reported again on the next iteration, so a handler may read
+    /// once and return. That costs one `epoll_ctl` per event to re-arm; a
+    /// handler that drains until `WouldBlock` should use
+    /// [`add_edge_handler`](IOLoop::add_edge_handler).
+    ///
+    /// `ERROR` is always reported. The handler captures the current stack
+    /// context, and each call runs under it. The loop does not own `fd`:
+    /// remove the handler before closing it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if `fd` already has a handler;
+    /// [`ErrorKind::Io`] if epoll refuses it; [`ErrorKind::Closed`] on a closed loop.
+    pub fn add_handler<R, F>(
+        &self,
+        fd: impl ToRawFd,
+        handler: F,
+        events: Events,
+    ) -> Result<(), Error>
+    where
+        R: CallbackReturn,
+        F: FnMut(RawFd, Events) -> R + 'static,
+    {
+        self.register(fd.to_raw_fd(), handler, events, Trigger::Level)
+    }
+
+    /// Like [`add_handler`](IOLoop::add_handler), but edge-triggered: the
+    /// handler hears of readiness once per change, and must read (or write)
+    /// until `WouldBlock`, or it will not be told again. No extra syscall per
+    /// event; this is what `IOStream` uses.
+    ///
+    /// # Errors
+    /// As [`add_handler`](IOLoop::add_handler).
+    pub fn add_edge_handler<R, F>(
+        &self,
+        fd: impl ToRawFd,
+        handler: F,
+        events: Events,
+    ) -> Result<(), Error>
+    where
+        R: CallbackReturn,
+        F: FnMut(RawFd, Events) -> R + 'static,
+    {
+        self.register(fd.to_raw_fd(), handler, events, Trigger::Edge)
+    }
+
+    fn register<R, F>(
+        &self,
+        fd: RawFd,
+        mut handler: F,
+        events: Events,
+        trigger: Trigger,
+    ) -> Result<(), Error>
+    where
+        R: CallbackReturn,
+        F: FnMut(RawFd, Events) -> R + 'static,
+    {
+        let poll = self.inner.poll.borrow();
+        let Some(poll) = poll.as_ref() else {
+            return Err(closed());
+        };
+        let mut handlers = self.inner.handlers.borrow_mut();
+        if handlers.by_fd.contains_key(&fd) {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!("fd {fd} already has a handler"),
+            ));
+        }
+        let key = handlers.map.insert(Handler {
+            fd,
+            interest: events,
+            trigger,
+            f: Some(Box::new(move |fd, ev| handler(fd, ev).into_outcome())),
+            ctx: Context::capture(),
+            name: std::any::type_name::<F>(),
+        });
+        let token = token_of(key);
+        if let Err(err) = poll
+            .registry()
+            .register(&mut SourceFd(&fd), token, events.to_interest())
+        {
+            let entry = handlers.map.remove(key);
+            drop(handlers);
+            drop(entry);
+            return Err(Error::with_source(
+                ErrorKind::Io,
+                format!("cannot watch fd {fd}: {err}"),
+                err,
+            ));
+        }
+        handlers.by_fd.insert(fd, key);
+        Ok(())
+    }
+
+    /// Changes the events `fd`'s handler is called for.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if `fd` has no handler; [`ErrorKind::Io`]
+    /// if epoll refuses the change.
+    pub fn update_handler(&self, fd: impl ToRawFd, events: Events) -> Result<(), Error> {
+        let fd = fd.to_raw_fd();
+        let poll = self.inner.poll.borrow();
+        let Some(poll) = poll.as_ref() else {
+            return Err(closed());
+        };
+        let mut handlers = self.inner.handlers.borrow_mut();
+        let key = *handlers.by_fd.get(&fd).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidState, format!("fd {fd} has no handler"))
+        })?;
+        let entry = &mut handlers.map[key];
+        entry.interest = events;
+        poll.registry()
+            .reregister(&mut SourceFd(&fd), token_of(key), events.to_interest())?;
+        Ok(())
+    }
+
+    /// Stops watching `fd`. Returns whether it had a handler. An event for it
+    /// already queued in this iteration is dropped.
+    pub fn remove_handler(&self, fd: impl ToRawFd) -> bool {
+        let fd = fd.to_raw_fd();
+        let entry = {
+            let mut handlers = self.inner.handlers.borrow_mut();
+            let Some(key) = handlers.by_fd.remove(&fd) else {
+                return false;
+            };
+            handlers.map.remove(key)
+        };
+        if let Some(poll) = self.inner.poll.borrow().as_ref() {
+            // The fd may already be closed (epoll then forgot it itself).
+            let _ = poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        drop(entry);
+        true
+    }
+
+    /// The number of fds with a handler.
+    pub fn handler_count(&self) -> usize {
+        self.inner.handlers.borrow().map.len()
+    }
+
+    pub(super) fn dispatch_events(&self) {
+        let inner = &*self.inner;
+        let mut ready = std::mem::take(&mut *inner.ready.borrow_mut());
+        for (token, events) in ready.drain(..) {
+            let key = key_of(token);
+            let taken = {
+                let mut handlers = inner.handlers.borrow_mut();
+                match handlers.map.get_mut(key) {
+                    // Removed earlier in this batch, or replaced: not ours.
+                    None => None,
+                    Some(entry) => {
+                        let events = events & (entry.interest | Events::ERROR);
+                        if events.is_empty() {
+                            None
+                        } else {
+                            entry
+                                .f
+                                .take()
+                                .map(|f| (f, entry.fd, events, entry.ctx.clone(), entry.name))
+                        }
+                    }
+                }
+            };
+            let Some((mut f, fd, events, ctx, name)) = taken else {
+                continue;
+            };
+            let started = self.blocking_clock();
+            callback::invoke(&ctx, Origin::Handler(fd), name, || f(fd, events));
+            self.check_blocking(started, Origin::Handler(fd), name);
+
+            // Put the handler back, unless it was removed while it ran.
+            let mut handlers = inner.handlers.borrow_mut();
+            let rearm = match handlers.map.get_mut(key) {
+                Some(entry) if entry.f.is_none() => {
+                    entry.f = Some(f);
+                    (entry.trigger == Trigger::Level).then_some(entry.interest)
+                }
+                _ => {
+                    drop(handlers);
+                    drop(f);
+                    continue;
+                }
+            };
+            drop(handlers);
+            if let Some(interest) = rearm {
+                self.rearm(fd, token, interest);
+            }
+        }
+        *inner.ready.borrow_mut() = ready;
+    }
+
+    /// Level-triggered emulation: re-registering makes epoll re-check the fd
+    /// and report it again if it is still ready.
+    fn rearm(&self, fd: RawFd, token: Token, interest: Events) {
+        if let Some(poll) = self.inner.poll.borrow().as_ref() {
+            if let Err(err) =
+                poll.registry()
+                    .reregister(&mut SourceFd(&fd), token, interest.to_interest())
+            {
+                log::warn!("fd {fd} was closed without remove_handler: {err}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

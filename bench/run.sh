@@ -8,6 +8,7 @@
 #   LOOP_CPU=1 PRODUCER_CPU=0 bench/run.sh
 #
 # Extra arguments go to criterion, e.g. a filter: bench/run.sh timeout
+# CARGO_TARGET_DIR is honoured (criterion then writes under it, too).
 set -euo pipefail
 cd "$(dirname "$0")/peers"
 
@@ -36,7 +37,7 @@ taskset -c "$LOOP_CPU" cargo bench --bench peers -- \
 
 # criterion's estimates.json: {"mean":{...,"point_estimate":N,...},"median":{...},...}
 estimate() { # stat group id
-  local f="target/criterion/$2/$3/new/estimates.json"
+  local f="${CARGO_TARGET_DIR:-target}/criterion/$2/$3/new/estimates.json"
   # "-" for a benchmark this run skipped (a filter) rather than a stale figure.
   [ -f "$f" ] && [ "$f" -nt "$marker" ] || { echo "-"; return; }
   sed -E "s/.*\"$1\":\{\"confidence_interval\":\{[^}]*\},\"point_estimate\":([0-9.eE+-]+).*/\1/" "$f"

@@ -64,4 +64,7 @@ row timeout_add_remove_1m "timeout add+remove, 1M pending" tokio
 row remote_add_callback "cross-thread callback" tokio
 row remote_add_callback "  (tokio: boxed closures)" tokio_boxed_fn
 row future_set_result "future set_result + callback" tokio
+row gen_step_pending_future "gen step, pending future" tokio
+row gen_step_ready_future "gen step, ready future (squall)" -
+row gen_step_ready_task "gen step, ready Task (squall)" -
 echo "ratio = squall/tokio; tokio column: current_thread runtime (see bench/peers/benches/peers.rs)"

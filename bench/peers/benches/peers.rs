@@ -9,9 +9,12 @@
 //! | `timeout_add_remove_1m`  | `add_timeout` + `remove_timeout`, 1M pending | `sleep_until` created, polled once, dropped, 1M pending |
 //! | `remote_add_callback`    | `Remote::add_callback` from another thread | unbounded mpsc `send` of a `u64` from another thread (`tokio`); of a `Box<dyn FnOnce() + Send>`, called on arrival (`tokio_boxed_fn`) |
 //! | `future_set_result`      | `Future::new` + `add_done_callback` + `set_result` | `oneshot::channel` + poll (pending) + `send` + poll (ready) |
+//! | `gen_step_pending_future` | one `gen::Runner` step: yield `YieldFuture` of a pending future that an `add_callback` sets | one loop of a spawned task: `oneshot::channel`, `spawn` a task that sends, `.await` the receiver |
+//! | `gen_step_ready_future`, `gen_step_ready_task` | one step on an already resolved point (squall only) | - |
 //!
 //! Every figure is per operation. The squall workloads are the root crate's
-//! own (`benches/ioloop.rs`, included below), so the two benches cannot drift.
+//! own (`benches/ioloop.rs` and `benches/gen.rs`, included below), so the
+//! benches cannot drift.
 
 use std::hint::black_box;
 use std::pin::{pin, Pin};
@@ -27,7 +30,12 @@ use tokio::time::Sleep;
 #[path = "../../../benches/ioloop.rs"]
 mod squall_bench;
 
+#[allow(dead_code)]
+#[path = "../../../benches/gen.rs"]
+mod squall_gen_bench;
+
 use squall_bench::ops;
+use squall_gen_bench::ops as gen_ops;
 
 fn runtime() -> Runtime {
     Builder::new_current_thread()
@@ -276,6 +284,46 @@ fn future(c: &mut Criterion) {
     g.finish();
 }
 
+/// `iters` steps of a spawned task: each makes a oneshot, spawns a task that
+/// fills it, and awaits it — a pending future resolved by another task.
+fn tokio_pending_oneshot(rt: &Runtime, iters: u64) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        tokio::spawn(async move {
+            for i in 0..iters {
+                let (tx, rx) = oneshot::channel::<u64>();
+                tokio::spawn(async move {
+                    let _ = tx.send(i);
+                });
+                black_box(rx.await.expect("sent"));
+            }
+        })
+        .await
+        .expect("task ran");
+        start.elapsed()
+    })
+}
+
+fn gen_steps(c: &mut Criterion) {
+    let io_loop = squall::IOLoop::new().expect("loop");
+    let rt = runtime();
+    let mut g = c.benchmark_group("gen_step_pending_future");
+    g.bench_function("squall", |b| {
+        b.iter_custom(|iters| gen_ops::pending_future(&io_loop, iters))
+    });
+    g.bench_function("tokio", |b| {
+        b.iter_custom(|iters| tokio_pending_oneshot(&rt, iters))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("gen_step_ready_future");
+    g.bench_function("squall", |b| b.iter_custom(gen_ops::ready_future));
+    g.finish();
+    let mut g = c.benchmark_group("gen_step_ready_task");
+    g.bench_function("squall", |b| b.iter_custom(gen_ops::ready_task));
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -288,6 +336,6 @@ criterion_group! {
     config = config();
     // Timeouts last: their million pending timers and sleeps leave the
     // heap in a state the others should not inherit.
-    targets = add_callback, remote, future, timeouts
+    targets = add_callback, remote, future, gen_steps, timeouts
 }
 criterion_main!(peers);

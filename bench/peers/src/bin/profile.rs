@@ -8,7 +8,9 @@
 //!
 //! Workloads: `one`, `batch`, `timeout`, `remote`, `future` (squall); their
 //! allocation-free variants `batch-zst`, `timeout-zst`, `remote-zst`; and
-//! `tokio-remote`, `tokio-remote-boxed` for comparison.
+//! `tokio-remote`, `tokio-remote-boxed` for comparison; the gen Runner
+//! steps `gen-ready-future`, `gen-ready-task`, `gen-pending-future` (from
+//! `benches/gen.rs`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -17,7 +19,12 @@ use std::time::Instant;
 #[path = "../../../../benches/ioloop.rs"]
 mod squall_bench;
 
+#[allow(dead_code)]
+#[path = "../../../../benches/gen.rs"]
+mod squall_gen_bench;
+
 use squall_bench::ops;
+use squall_gen_bench::ops as gen_ops;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -84,6 +91,9 @@ fn main() {
             start.elapsed()
         }
         "future" => ops::future_set_result(n),
+        "gen-ready-future" => gen_ops::ready_future(n),
+        "gen-ready-task" => gen_ops::ready_task(n),
+        "gen-pending-future" => gen_ops::pending_future(&io_loop, n),
         "tokio-remote" | "tokio-remote-boxed" => {
             let boxed = what.ends_with("boxed");
             let rt = tokio::runtime::Builder::new_current_thread()

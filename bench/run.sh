@@ -67,4 +67,11 @@ row future_set_result "future set_result + callback" tokio
 row gen_step_pending_future "gen step, pending future" tokio
 row gen_step_ready_future "gen step, ready future (squall)" -
 row gen_step_ready_task "gen step, ready Task (squall)" -
+row echo_64b_100conns "echo 64 B round trip, 100 conns" tokio
+row echo_64b_100conns "  (mio: hand-written loop)" mio
 echo "ratio = squall/tokio; tokio column: current_thread runtime (see bench/peers/benches/peers.rs)"
+# Round trips per second, from the medians.
+mps() { awk -v x="$1" 'BEGIN { if (x == "-") print "-"; else printf "%.0f", 1e9 / x }'; }
+e=echo_64b_100conns
+echo "echo messages/s (median): squall $(mps "$(estimate median $e squall)")," \
+  "tokio $(mps "$(estimate median $e tokio)"), mio $(mps "$(estimate median $e mio)")"

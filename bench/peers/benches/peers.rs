@@ -11,6 +11,7 @@
 //! | `future_set_result`      | `Future::new` + `add_done_callback` + `set_result` | `oneshot::channel` + poll (pending) + `send` + poll (ready) |
 //! | `gen_step_pending_future` | one `gen::Runner` step: yield `YieldFuture` of a pending future that an `add_callback` sets | one loop of a spawned task: `oneshot::channel`, `spawn` a task that sends, `.await` the receiver |
 //! | `gen_step_ready_future`, `gen_step_ready_task` | one step on an already resolved point (squall only) | - |
+//! | `echo_64b_100conns`      | one 64-byte echo round trip, 100 connections in flight, `TCPServer` + `IOStream` clients on one loop | the same with `TcpListener`/`TcpStream` tasks (`tokio`); a hand-written mio loop (`mio`) |
 //!
 //! Every figure is per operation. The squall workloads are the root crate's
 //! own (`benches/ioloop.rs` and `benches/gen.rs`, included below), so the
@@ -33,6 +34,12 @@ mod squall_bench;
 #[allow(dead_code)]
 #[path = "../../../benches/gen.rs"]
 mod squall_gen_bench;
+
+#[allow(dead_code)]
+#[path = "../../../benches/iostream.rs"]
+mod squall_iostream_bench;
+
+use squall_peers::echo;
 
 use squall_bench::ops;
 use squall_gen_bench::ops as gen_ops;
@@ -324,6 +331,25 @@ fn gen_steps(c: &mut Criterion) {
     g.finish();
 }
 
+fn echo(c: &mut Criterion) {
+    let mut g = c.benchmark_group("echo_64b_100conns");
+    {
+        let pairs = squall_iostream_bench::ops::EchoPairs::new();
+        g.bench_function("squall", |b| {
+            b.iter_custom(|iters| pairs.round_trips(iters))
+        });
+    }
+    {
+        let mut pairs = echo::TokioEcho::new();
+        g.bench_function("tokio", |b| b.iter_custom(|iters| pairs.round_trips(iters)));
+    }
+    {
+        let mut pairs = echo::MioEcho::new();
+        g.bench_function("mio", |b| b.iter_custom(|iters| pairs.round_trips(iters)));
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -336,6 +362,6 @@ criterion_group! {
     config = config();
     // Timeouts last: their million pending timers and sleeps leave the
     // heap in a state the others should not inherit.
-    targets = add_callback, remote, future, gen_steps, timeouts
+    targets = add_callback, remote, future, gen_steps, echo, timeouts
 }
 criterion_main!(peers);

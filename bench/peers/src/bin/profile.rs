@@ -10,7 +10,8 @@
 //! allocation-free variants `batch-zst`, `timeout-zst`, `remote-zst`; and
 //! `tokio-remote`, `tokio-remote-boxed` for comparison; the gen Runner
 //! steps `gen-ready-future`, `gen-ready-task`, `gen-pending-future` (from
-//! `benches/gen.rs`).
+//! `benches/gen.rs`); `echo` (`benches/iostream.rs`, n round trips) and its
+//! peers `tokio-echo`, `mio-echo`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -25,6 +26,10 @@ mod squall_gen_bench;
 
 use squall_bench::ops;
 use squall_gen_bench::ops as gen_ops;
+
+#[allow(dead_code)]
+#[path = "../../../../benches/iostream.rs"]
+mod squall_iostream_bench;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -91,6 +96,9 @@ fn main() {
             start.elapsed()
         }
         "future" => ops::future_set_result(n),
+        "echo" => squall_iostream_bench::ops::EchoPairs::new().round_trips(n),
+        "tokio-echo" => squall_peers::echo::TokioEcho::new().round_trips(n),
+        "mio-echo" => squall_peers::echo::MioEcho::new().round_trips(n),
         "gen-ready-future" => gen_ops::ready_future(n),
         "gen-ready-task" => gen_ops::ready_task(n),
         "gen-pending-future" => gen_ops::pending_future(&io_loop, n),

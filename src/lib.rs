@@ -49,3 +49,8 @@ pub use tcpserver::TCPServer;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+// docs/porting.md's Rust blocks are doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/porting.md")]
+pub struct PortingDoctests;

@@ -11,7 +11,8 @@
 //! `tokio-remote`, `tokio-remote-boxed` for comparison; the gen Runner
 //! steps `gen-ready-future`, `gen-ready-task`, `gen-pending-future` (from
 //! `benches/gen.rs`); `echo` (`benches/iostream.rs`, n round trips) and its
-//! peers `tokio-echo`, `mio-echo`.
+//! peers `tokio-echo`, `mio-echo`; `tokio-gen-pending`, the peer of
+//! `gen-pending-future`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -102,10 +103,33 @@ fn main() {
         "gen-ready-future" => gen_ops::ready_future(n),
         "gen-ready-task" => gen_ops::ready_task(n),
         "gen-pending-future" => gen_ops::pending_future(&io_loop, n),
+        "tokio-gen-pending" => {
+            // As benches/peers.rs's tokio_pending_oneshot.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let start = Instant::now();
+                tokio::spawn(async move {
+                    for i in 0..n {
+                        let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+                        tokio::spawn(async move {
+                            let _ = tx.send(i);
+                        });
+                        black_box(rx.await.expect("sent"));
+                    }
+                })
+                .await
+                .expect("task ran");
+                start.elapsed()
+            })
+        }
         "tokio-remote" | "tokio-remote-boxed" => {
             let boxed = what.ends_with("boxed");
+            // As in benches/peers.rs: no I/O driver, none is needed.
             let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_time()
                 .build()
                 .expect("runtime");
             let producer = ops::Producer::spawn();

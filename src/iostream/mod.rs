@@ -81,6 +81,10 @@ struct State {
     read_chunk: usize,
     /// A read of an undrained socket is scheduled for the next iteration.
     pump_scheduled: bool,
+    /// The last read saw `WouldBlock` and no READ edge came since: the
+    /// socket has nothing for us, so a new read need not ask it (one `recv`
+    /// saved per message).
+    drained: bool,
     read: Option<PendingRead>,
     eof: bool,
     wbuf: VecDeque<Vec<u8>>,
@@ -158,6 +162,7 @@ impl IOStream {
                     rbuf: ReadBuffer::new(),
                     read_chunk: FIRST_READ_CHUNK,
                     pump_scheduled: false,
+                    drained: false,
                     read: None,
                     eof: false,
                     wbuf: VecDeque::new(),
@@ -387,7 +392,7 @@ impl IOStream {
                 return;
             };
             let mut st = self.inner.state.borrow_mut();
-            if st.eof {
+            if st.eof || st.drained {
                 return;
             }
             // A pending read_bytes needs this much buffered; past it, stop
@@ -422,7 +427,10 @@ impl IOStream {
                         st.rbuf.commit(n);
                         got += n;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        st.drained = true;
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
                         failure = Some(Error::from(e));
@@ -595,6 +603,8 @@ impl IOStream {
             }
         }
         if events.is_readable() || events.is_error() {
+            // A new edge: the socket may have something again.
+            self.inner.state.borrow_mut().drained = false;
             self.pump_read();
             if !self.is_open() {
                 return;

@@ -723,6 +723,8 @@ mod tests {
                 err(BAD_FORMAT),
                 err("CLIENT_ERROR invalid numeric delta argument"),
                 err("CLIENT_ERROR bad data chunk"),
+                // What follows the 2 bytes is parsed as a command, as memcached does.
+                err("ERROR"),
                 Parsed::Command(Command::Version),
             ]
         );
@@ -738,7 +740,8 @@ mod tests {
             Some(err("SERVER_ERROR object too large for cache"))
         );
         assert_eq!(parser.parse(b"0123456789"), (10, None));
-        assert_eq!(parser.parse(b"0123456789\r\nversion\r\n"), (2, None));
+        assert_eq!(parser.parse(b"0123456789"), (10, None));
+        assert_eq!(parser.parse(b"\r\nversion\r\n"), (2, None));
         assert_eq!(
             parser.parse(b"version\r\n"),
             (9, Some(Parsed::Command(Command::Version)))

@@ -122,6 +122,11 @@ impl TextClient {
         })
     }
 
+    /// A second handle on the socket, for writing from another thread.
+    pub fn writer(&self) -> io::Result<TcpStream> {
+        self.writer.try_clone()
+    }
+
     /// Sends raw bytes.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.writer.write_all(bytes)

@@ -19,8 +19,14 @@ mod protocol;
 #[path = "../examples/memcache_proxy/proxy.rs"]
 mod proxy;
 #[allow(dead_code)]
+#[path = "../examples/memcache_proxy/reply.rs"]
+mod reply;
+#[allow(dead_code)]
 #[path = "../examples/memcache_proxy/testkit.rs"]
 mod testkit;
+#[allow(dead_code)]
+#[path = "../examples/memcache_proxy/upstream.rs"]
+mod upstream;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -107,6 +113,23 @@ fn signal(server: &Memcached, sig: i32) {
     // SAFETY: kill(2) with the PID of a child we started and have not reaped.
     let rc = unsafe { libc::kill(pid, sig) };
     assert_eq!(rc, 0, "kill({pid}, {sig})");
+    if sig == libc::SIGSTOP {
+        // kill(2) returns before every thread has stopped: a worker may
+        // still answer a request or two. Wait until all of them show `T`.
+        let stopped = eventually(Duration::from_secs(5), || {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return false;
+            };
+            tasks.flatten().all(|task| {
+                std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                    // The state follows the `(comm)` field.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+                })
+            })
+        });
+        assert!(stopped, "memcached {pid} did not stop");
+    }
 }
 
 /// Retries `f` until it returns true or `limit` passes.
@@ -126,9 +149,14 @@ fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn pymemcache_round_trips() {
     let cluster = Cluster::start(3);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/memcache_proxy_pymemcache.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/memcache_proxy_pymemcache.py"
+    );
     let mut command = Command::new("python3");
-    command.arg(script).arg(cluster.proxy.addr.port().to_string());
+    command
+        .arg(script)
+        .arg(cluster.proxy.addr.port().to_string());
     for server in &cluster.servers {
         command.arg(server.port.to_string());
     }
@@ -204,7 +232,10 @@ fn values_up_to_one_mebibyte() {
         c.set("size:too-big", &too_big).unwrap(),
         "SERVER_ERROR object too large for cache"
     );
-    assert_eq!(c.cmd("version").unwrap(), format!("VERSION {}", proxy::VERSION));
+    assert_eq!(
+        c.cmd("version").unwrap(),
+        format!("VERSION {}", proxy::VERSION)
+    );
     // Exactly the limit: memcached's own item overhead makes it refuse,
     // and its answer is passed on as it said it.
     let at_limit = vec![b'x'; ITEM_SIZE_MAX];
@@ -317,7 +348,8 @@ fn killed_upstream_fails_its_keys_promptly_and_comes_back() {
     cluster.servers[victim] = Memcached::start_on(port).expect("restart memcached");
     let key = &victim_keys[0];
     assert!(
-        eventually(DEAD_RETRY * 10, || c.set(key, b"again").unwrap() == "STORED"),
+        eventually(DEAD_RETRY * 10, || c.set(key, b"again").unwrap()
+            == "STORED"),
         "the restarted server was never used again"
     );
     assert_eq!(c.get_one(key).unwrap(), Ok(Some(b"again".to_vec())));
@@ -363,7 +395,10 @@ fn frozen_upstream_times_out_and_leaves_no_timeout_behind() {
     }
     let took = started.elapsed();
     assert_eq!(c.read_values().unwrap().expect("live key").len(), 1);
-    assert!(took >= TIMEOUT.mul_f32(0.9), "answered before the timeout: {took:?}");
+    assert!(
+        took >= TIMEOUT.mul_f32(0.9),
+        "answered before the timeout: {took:?}"
+    );
     assert!(took < TIMEOUT + Duration::from_secs(1), "{took:?}");
     assert!(cluster.stat("upstream_0_timeouts").parse::<u64>().unwrap() >= 1);
 
@@ -371,12 +406,18 @@ fn frozen_upstream_times_out_and_leaves_no_timeout_behind() {
     let started = Instant::now();
     let line = c.get_one(&frozen_keys[0]).unwrap().expect_err("dead");
     assert!(started.elapsed() < TIMEOUT / 2, "{:?}", started.elapsed());
-    assert!(line.contains("marked dead") || line.contains("timed out"), "{line}");
+    assert!(
+        line.contains("marked dead") || line.contains("timed out"),
+        "{line}"
+    );
     assert_eq!(c.get_one(live_key).unwrap(), Ok(Some(b"v".to_vec())));
 
     // Still frozen after the retry interval: the retry times out again.
     thread::sleep(DEAD_RETRY);
-    let line = c.get_one(&frozen_keys[1]).unwrap().expect_err("still frozen");
+    let line = c
+        .get_one(&frozen_keys[1])
+        .unwrap()
+        .expect_err("still frozen");
     assert!(line.starts_with("SERVER_ERROR"), "{line}");
 
     // Thawed: used again, and not one timeout is left on the proxy's loop.
@@ -416,7 +457,10 @@ fn garbage_and_oversized_input_get_error_answers() {
     );
     // A data block of the wrong length: refused, and what follows it is
     // parsed as a command (as memcached does).
-    assert_eq!(c.cmd("set k 0 0 2\r\nabcdef").unwrap(), "CLIENT_ERROR bad data chunk");
+    assert_eq!(
+        c.cmd("set k 0 0 2\r\nabcdef").unwrap(),
+        "CLIENT_ERROR bad data chunk"
+    );
     assert_eq!(c.line().unwrap(), "ERROR");
     // Binary junk (no newline in it), then a newline: one error, still alive.
     c.send(&[0xff, 0x00, 0x80, 0x7f, b' ', 0x01]).unwrap();
@@ -429,7 +473,10 @@ fn garbage_and_oversized_input_get_error_answers() {
         c.send(&chunk).unwrap();
     }
     c.send(b"\r\n").unwrap();
-    assert_eq!(c.cmd("version").unwrap(), format!("VERSION {}", proxy::VERSION));
+    assert_eq!(
+        c.cmd("version").unwrap(),
+        format!("VERSION {}", proxy::VERSION)
+    );
     assert_eq!(c.get_one("huge").unwrap(), Ok(None));
 
     // A line that never ends: refused, and that connection is closed.
@@ -467,7 +514,9 @@ fn pipelined_commands_are_answered_in_order() {
     let n = proxy::MAX_PIPELINE * 3;
     let mut batch = Vec::new();
     for i in 0..n {
-        batch.extend_from_slice(format!("set pipe:{i} 0 0 {}\r\n{i}\r\n", i.to_string().len()).as_bytes());
+        batch.extend_from_slice(
+            format!("set pipe:{i} 0 0 {}\r\n{i}\r\n", i.to_string().len()).as_bytes(),
+        );
         batch.extend_from_slice(format!("get pipe:{i}\r\n").as_bytes());
         if i % 10 == 0 {
             batch.extend_from_slice(b"bogus\r\n");

@@ -25,21 +25,21 @@
 //! tries it again.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as _;
 use std::fmt;
 use std::net::SocketAddr;
-use std::rc::{Rc, Weak};
-use std::time::{Duration, Instant};
+use std::rc::Rc;
+use std::time::Duration;
 
-use squall::stack_context::{raise, wrap, ExceptionStackContext, NullContext};
-use squall::{Error, ErrorKind, Future, IOLoop, IOStream, TimeoutHandle};
+use squall::stack_context::{raise, wrap, ExceptionStackContext};
+use squall::{Error, ErrorKind, Future, IOLoop, TimeoutHandle};
 
 use super::hash::Ring;
-use super::protocol::{self, Expect, Item, Reply, ReplyParser, Status, StoreOp};
-
-/// How much a connection asks its stream for at a time.
-const READ_CHUNK: usize = 64 * 1024;
+use super::protocol::{self, StoreOp};
+use super::reply::{self, Expect, Item, Reply, Status};
+pub use super::upstream::ServerInfo;
+use super::upstream::Upstream;
 
 /// The client's settings.
 #[derive(Clone, Debug)]
@@ -120,7 +120,11 @@ impl fmt::Display for MemcacheError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MemcacheError::Timeout { server, after } => {
-                write!(f, "upstream {server} timed out after {} ms", after.as_millis())
+                write!(
+                    f,
+                    "upstream {server} timed out after {} ms",
+                    after.as_millis()
+                )
             }
             MemcacheError::Dead { server } => write!(f, "upstream {server} is marked dead"),
             MemcacheError::Connect { server, reason } => {
@@ -159,315 +163,10 @@ impl MemcacheError {
     }
 }
 
-// ----- servers and their connections ---------------------------------------------
-
-/// A server's state, for stats.
-#[derive(Clone, Debug)]
-pub struct ServerInfo {
-    /// Its address.
-    pub addr: SocketAddr,
-    /// Whether it is marked dead now.
-    pub dead: bool,
-    /// Calls sent to it.
-    pub calls: u64,
-    /// Calls that failed (refusals by the server excluded).
-    pub failures: u64,
-    /// Calls that timed out.
-    pub timeouts: u64,
-}
-
-struct Upstream {
-    addr: SocketAddr,
-    io_loop: IOLoop,
-    options: Rc<Options>,
-    conn: RefCell<Option<Rc<Conn>>>,
-    dead_until: Cell<Option<Instant>>,
-    calls: Cell<u64>,
-    failures: Cell<u64>,
-    timeouts: Cell<u64>,
-}
-
-impl Upstream {
-    /// Fails (synchronously) if the server is marked dead and not due for a retry.
-    fn check_alive(&self) -> Result<(), Error> {
-        if let Some(until) = self.dead_until.get() {
-            if self.io_loop.time() < until {
-                return Err(MemcacheError::Dead { server: self.addr }.into_error());
-            }
-            log::info!("retrying upstream {}", self.addr);
-            self.dead_until.set(None);
-        }
-        Ok(())
-    }
-
-    /// Marks the server dead and abandons its connection. The connection is
-    /// closed on the next iteration, so the call that found the server dead
-    /// reports why before its neighbours in the pipeline do.
-    fn mark_dead(&self, why: &MemcacheError) {
-        if self.dead_until.get().is_none() {
-            log::warn!(
-                "{why}: marking it dead for {:?}",
-                self.options.dead_retry
-            );
-        }
-        self.dead_until
-            .set(Some(self.io_loop.time() + self.options.dead_retry));
-        if let Some(conn) = self.conn.borrow_mut().take() {
-            let why = why.clone();
-            self.io_loop.spawn_callback(move || conn.close(why));
-        }
-    }
-
-    /// The open connection, or a new one.
-    fn connection(self: &Rc<Self>) -> Rc<Conn> {
-        if let Some(conn) = self.conn.borrow().as_ref() {
-            if !conn.closed.get() {
-                return conn.clone();
-            }
-        }
-        // It serves every caller: it must not capture this one's contexts.
-        let conn = NullContext::run(|| Conn::open(self));
-        if !conn.closed.get() {
-            *self.conn.borrow_mut() = Some(conn.clone());
-        }
-        conn
-    }
-}
-
-struct Pending {
-    expect: Expect,
-    reply: Future<Reply>,
-}
-
-/// One pipelined connection to a server.
-struct Conn {
-    addr: SocketAddr,
-    io_loop: IOLoop,
-    upstream: Weak<Upstream>,
-    /// `None` while connecting (and after closing).
-    stream: RefCell<Option<IOStream>>,
-    pending: RefCell<VecDeque<Pending>>,
-    out: RefCell<Vec<u8>>,
-    flush_scheduled: Cell<bool>,
-    inbuf: RefCell<Vec<u8>>,
-    parser: RefCell<ReplyParser>,
-    closed: Cell<bool>,
-    close_reason: RefCell<Option<MemcacheError>>,
-}
-
-impl Conn {
-    fn open(upstream: &Rc<Upstream>) -> Rc<Conn> {
-        let conn = Rc::new(Conn {
-            addr: upstream.addr,
-            io_loop: upstream.io_loop.clone(),
-            upstream: Rc::downgrade(upstream),
-            stream: RefCell::new(None),
-            pending: RefCell::new(VecDeque::new()),
-            out: RefCell::new(Vec::new()),
-            flush_scheduled: Cell::new(false),
-            inbuf: RefCell::new(Vec::new()),
-            parser: RefCell::new(ReplyParser::new(upstream.options.max_value)),
-            closed: Cell::new(false),
-            close_reason: RefCell::new(None),
-        });
-        log::debug!("connecting to upstream {}", conn.addr);
-        // A non-blocking connect with a deadline: IOStream closes the socket
-        // and fails the future with a Timeout if the server does not accept.
-        let connecting = IOStream::connect_with(
-            conn.addr,
-            Some(upstream.options.connect_timeout),
-            &conn.io_loop,
-        );
-        let c = conn.clone();
-        connecting.add_done_callback(move |f: &Future<IOStream>| c.on_connect(f.take_result()));
-        conn
-    }
-
-    fn on_connect(self: &Rc<Self>, result: Result<IOStream, Error>) {
-        match result {
-            Ok(stream) if self.closed.get() => stream.close(),
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                *self.stream.borrow_mut() = Some(stream);
-                self.flush();
-                self.read_loop();
-            }
-            Err(err) => {
-                let why = MemcacheError::Connect {
-                    server: self.addr,
-                    reason: if err.kind() == ErrorKind::Timeout {
-                        "connect timed out".into()
-                    } else {
-                        err.message().to_owned()
-                    },
-                };
-                if let Some(upstream) = self.upstream.upgrade() {
-                    upstream.mark_dead(&why);
-                }
-                self.close(why);
-            }
-        }
-    }
-
-    /// Queues a request (written by `encode`) and returns the future of its reply.
-    fn send(self: &Rc<Self>, expect: Expect, encode: impl FnOnce(&mut Vec<u8>)) -> Future<Reply> {
-        if self.closed.get() {
-            return Future::failed(self.close_error());
-        }
-        let reply = Future::new();
-        self.pending.borrow_mut().push_back(Pending {
-            expect,
-            reply: reply.clone(),
-        });
-        encode(&mut self.out.borrow_mut());
-        if !self.flush_scheduled.replace(true) {
-            // Every request of this iteration goes out in one write.
-            let me = self.clone();
-            self.io_loop.spawn_callback(move || me.flush());
-        }
-        reply
-    }
-
-    fn flush(&self) {
-        self.flush_scheduled.set(false);
-        let stream = self.stream.borrow().clone();
-        if let Some(stream) = stream {
-            let data = std::mem::take(&mut *self.out.borrow_mut());
-            // A failed write closes the stream; the pending read hears of it.
-            drop(stream.write(data));
-        }
-    }
-
-    /// Keeps one read outstanding, so a server that goes away is noticed
-    /// even while no call is in flight.
-    fn read_loop(self: &Rc<Self>) {
-        loop {
-            let Some(stream) = self.stream.borrow().clone() else {
-                return;
-            };
-            let data = stream.read_bytes(READ_CHUNK, true);
-            if !data.done() {
-                let me = self.clone();
-                data.add_done_callback(move |data: &Future<Vec<u8>>| {
-                    if me.on_data(data.take_result()) {
-                        me.read_loop();
-                    }
-                });
-                return;
-            }
-            if !self.on_data(data.take_result()) {
-                return;
-            }
-        }
-    }
-
-    /// Parses what arrived and completes the calls it answers. Returns
-    /// whether to go on reading.
-    fn on_data(&self, data: Result<Vec<u8>, Error>) -> bool {
-        let data = match data {
-            Ok(data) => data,
-            Err(err) => {
-                let reason = match err.kind() {
-                    ErrorKind::StreamClosed if err.message() == "stream is closed" => {
-                        "closed by the server".to_owned()
-                    }
-                    _ => err.to_string(),
-                };
-                self.close(MemcacheError::Closed {
-                    server: self.addr,
-                    reason,
-                });
-                return false;
-            }
-        };
-        self.inbuf.borrow_mut().extend_from_slice(&data);
-        let mut used = 0;
-        loop {
-            let Some(expect) = self.pending.borrow().front().map(|p| p.expect) else {
-                break;
-            };
-            let parsed = {
-                let inbuf = self.inbuf.borrow();
-                self.parser.borrow_mut().parse(&inbuf[used..], expect)
-            };
-            match parsed {
-                Ok((n, None)) => {
-                    used += n;
-                    break;
-                }
-                Ok((n, Some(reply))) => {
-                    used += n;
-                    let pending = self.pending.borrow_mut().pop_front();
-                    if let Some(pending) = pending {
-                        // Runs the call's callbacks, under the call's context.
-                        let _ = pending.reply.set_result(reply);
-                    }
-                    if self.closed.get() {
-                        return false;
-                    }
-                }
-                Err(err) => {
-                    self.close(MemcacheError::Protocol {
-                        server: self.addr,
-                        reason: err.0,
-                    });
-                    return false;
-                }
-            }
-        }
-        let mut inbuf = self.inbuf.borrow_mut();
-        inbuf.drain(..used);
-        if !inbuf.is_empty() && self.pending.borrow().is_empty() {
-            drop(inbuf);
-            self.close(MemcacheError::Protocol {
-                server: self.addr,
-                reason: "data nobody asked for".into(),
-            });
-            return false;
-        }
-        true
-    }
-
-    fn close_error(&self) -> Error {
-        let reason = self.close_reason.borrow().clone();
-        reason
-            .unwrap_or(MemcacheError::Closed {
-                server: self.addr,
-                reason: "closed".into(),
-            })
-            .into_error()
-    }
-
-    /// Closes the connection; every call in flight on it fails with `why`.
-    fn close(&self, why: MemcacheError) {
-        if self.closed.replace(true) {
-            return;
-        }
-        log::debug!("upstream connection to {} closed: {why}", self.addr);
-        *self.close_reason.borrow_mut() = Some(why);
-        if let Some(upstream) = self.upstream.upgrade() {
-            let mut current = upstream.conn.borrow_mut();
-            if current.as_ref().is_some_and(|c| std::ptr::eq(&**c, self)) {
-                current.take();
-            }
-        }
-        let stream = self.stream.borrow_mut().take();
-        if let Some(stream) = stream {
-            stream.close();
-        }
-        self.out.borrow_mut().clear();
-        self.inbuf.borrow_mut().clear();
-        let pending: Vec<Pending> = self.pending.borrow_mut().drain(..).collect();
-        let err = self.close_error();
-        for p in pending {
-            let _ = p.reply.set_error(err.clone());
-        }
-    }
-}
-
 // ----- one call --------------------------------------------------------------------
 
 type FailFn = Box<dyn FnOnce(Error)>;
+type ValuesFn = Box<dyn FnOnce(Vec<Option<Item>>)>;
 
 /// The state of one call: its timeout and the caller's `fail_callback`,
 /// which is taken when the call finishes, one way or the other.
@@ -522,18 +221,7 @@ impl Client {
             io_loop: io_loop.clone(),
             servers: servers
                 .iter()
-                .map(|&addr| {
-                    Rc::new(Upstream {
-                        addr,
-                        io_loop: io_loop.clone(),
-                        options: options.clone(),
-                        conn: RefCell::new(None),
-                        dead_until: Cell::new(None),
-                        calls: Cell::new(0),
-                        failures: Cell::new(0),
-                        timeouts: Cell::new(0),
-                    })
-                })
+                .map(|&addr| Rc::new(Upstream::new(addr, io_loop, options.clone())))
                 .collect(),
             ring: Ring::new(&names),
             options,
@@ -548,16 +236,7 @@ impl Client {
     /// The servers' states.
     pub fn servers(&self) -> Vec<ServerInfo> {
         let now = self.io_loop.time();
-        self.servers
-            .iter()
-            .map(|s| ServerInfo {
-                addr: s.addr,
-                dead: s.dead_until.get().is_some_and(|until| now < until),
-                calls: s.calls.get(),
-                failures: s.failures.get(),
-                timeouts: s.timeouts.get(),
-            })
-            .collect()
+        self.servers.iter().map(|s| s.info(now)).collect()
     }
 
     /// Sends one request to server `server` and calls `callback` with what
@@ -652,8 +331,8 @@ impl Client {
             keys: Vec<Vec<u8>>,
             found: HashMap<Vec<u8>, Item>,
             left: usize,
-            callback: Option<Box<dyn FnOnce(Vec<Option<Item>>)>>,
-            fail_callback: Option<Box<dyn FnOnce(Error)>>,
+            callback: Option<ValuesFn>,
+            fail_callback: Option<FailFn>,
         }
         let mut groups: BTreeMap<Option<usize>, Vec<&[u8]>> = BTreeMap::new();
         for key in keys {
@@ -682,7 +361,7 @@ impl Client {
             self.call(
                 server,
                 Expect::Values(group.len()),
-                |out| protocol::encode_line(out, name, &group, ""),
+                |out| reply::encode_line(out, name, &group, ""),
                 |reply| match reply {
                     Reply::Values(items) => Some(items),
                     _ => None,
@@ -751,7 +430,7 @@ impl Client {
         self.call(
             self.server_for(key),
             Expect::Status,
-            |out| protocol::encode_store(out, op, key, flags, exptime, data, cas_unique),
+            |out| reply::encode_store(out, op, key, flags, exptime, data, cas_unique),
             status,
             callback,
             fail_callback,
@@ -767,7 +446,16 @@ impl Client {
         callback: impl FnOnce(Status) + 'static,
         fail_callback: impl FnOnce(Error) + 'static,
     ) {
-        self.store(StoreOp::Set, key, 0, exptime, data, 0, callback, fail_callback);
+        self.store(
+            StoreOp::Set,
+            key,
+            0,
+            exptime,
+            data,
+            0,
+            callback,
+            fail_callback,
+        );
     }
 
     /// `add KEY`: store if absent.
@@ -779,7 +467,16 @@ impl Client {
         callback: impl FnOnce(Status) + 'static,
         fail_callback: impl FnOnce(Error) + 'static,
     ) {
-        self.store(StoreOp::Add, key, 0, exptime, data, 0, callback, fail_callback);
+        self.store(
+            StoreOp::Add,
+            key,
+            0,
+            exptime,
+            data,
+            0,
+            callback,
+            fail_callback,
+        );
     }
 
     /// `replace KEY`: store if present.
@@ -791,7 +488,16 @@ impl Client {
         callback: impl FnOnce(Status) + 'static,
         fail_callback: impl FnOnce(Error) + 'static,
     ) {
-        self.store(StoreOp::Replace, key, 0, exptime, data, 0, callback, fail_callback);
+        self.store(
+            StoreOp::Replace,
+            key,
+            0,
+            exptime,
+            data,
+            0,
+            callback,
+            fail_callback,
+        );
     }
 
     /// `append KEY`: add to the end of an existing value.
@@ -813,7 +519,16 @@ impl Client {
         callback: impl FnOnce(Status) + 'static,
         fail_callback: impl FnOnce(Error) + 'static,
     ) {
-        self.store(StoreOp::Prepend, key, 0, 0, data, 0, callback, fail_callback);
+        self.store(
+            StoreOp::Prepend,
+            key,
+            0,
+            0,
+            data,
+            0,
+            callback,
+            fail_callback,
+        );
     }
 
     /// `cas KEY`: store if nobody stored since the `gets` that returned `unique`.
@@ -825,7 +540,16 @@ impl Client {
         callback: impl FnOnce(Status) + 'static,
         fail_callback: impl FnOnce(Error) + 'static,
     ) {
-        self.store(StoreOp::Cas, key, 0, 0, data, unique, callback, fail_callback);
+        self.store(
+            StoreOp::Cas,
+            key,
+            0,
+            0,
+            data,
+            unique,
+            callback,
+            fail_callback,
+        );
     }
 
     /// `delete KEY`.
@@ -838,7 +562,7 @@ impl Client {
         self.call(
             self.server_for(key),
             Expect::Status,
-            |out| protocol::encode_line(out, "delete", &[key], ""),
+            |out| reply::encode_line(out, "delete", &[key], ""),
             status,
             callback,
             fail_callback,
@@ -858,7 +582,7 @@ impl Client {
         self.call(
             self.server_for(key),
             Expect::Number,
-            |out| protocol::encode_line(out, name, &[key], &delta.to_string()),
+            |out| reply::encode_line(out, name, &[key], &delta.to_string()),
             |reply| match reply {
                 Reply::Number(n) => Some(Some(n)),
                 Reply::Status(Status::NotFound) => Some(None),
@@ -902,7 +626,7 @@ impl Client {
         self.call(
             self.server_for(key),
             Expect::Status,
-            |out| protocol::encode_line(out, "touch", &[key], &exptime.to_string()),
+            |out| reply::encode_line(out, "touch", &[key], &exptime.to_string()),
             status,
             callback,
             fail_callback,
@@ -919,7 +643,7 @@ impl Client {
         self.call(
             Some(server),
             Expect::Version,
-            |out| protocol::encode_line(out, "version", &[], ""),
+            |out| reply::encode_line(out, "version", &[], ""),
             |reply| match reply {
                 Reply::Version(v) => Some(v),
                 _ => None,
@@ -932,13 +656,7 @@ impl Client {
     /// Closes every connection (calls in flight fail).
     pub fn close(&self) {
         for server in &self.servers {
-            let conn = server.conn.borrow_mut().take();
-            if let Some(conn) = conn {
-                conn.close(MemcacheError::Closed {
-                    server: server.addr,
-                    reason: "client closed".into(),
-                });
-            }
+            server.close();
         }
     }
 }

@@ -72,7 +72,10 @@ fn answer(
         *next_cas
     };
     let line: String = match command {
-        Command::Get { keys, cas: with_cas } => {
+        Command::Get {
+            keys,
+            cas: with_cas,
+        } => {
             for key in keys {
                 if let Some((flags, data, unique)) = store.get(&key) {
                     out.extend_from_slice(b"VALUE ");
@@ -138,9 +141,7 @@ fn answer(
                     .ok()
                     .and_then(|s| s.parse::<u64>().ok())
                 {
-                    None => {
-                        "CLIENT_ERROR cannot increment or decrement non-numeric value".into()
-                    }
+                    None => "CLIENT_ERROR cannot increment or decrement non-numeric value".into(),
                     Some(n) => {
                         let n = if incr {
                             n.wrapping_add(delta)

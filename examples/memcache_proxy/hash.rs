@@ -84,7 +84,10 @@ mod tests {
         let mut moved = 0;
         for i in 0..20_000 {
             let key = format!("key:{i}");
-            let (a, b) = (before.server_for(key.as_bytes()), after.server_for(key.as_bytes()));
+            let (a, b) = (
+                before.server_for(key.as_bytes()),
+                after.server_for(key.as_bytes()),
+            );
             if a != b {
                 // A key that moves, moves to the new server, never elsewhere.
                 assert_eq!(b, Some(3), "{key}");

@@ -22,9 +22,11 @@
 //! proxy's own counters: connections, pending timeouts of its loop, and the
 //! state of each upstream.
 //!
-//! The modules: [`protocol`] (the text protocol, with limits), [`hash`] (the
-//! consistent-hash ring), [`client`] (the article's client), [`proxy`] (the
-//! server), plus [`testkit`], [`fake`] and [`load`] for testing and measuring.
+//! The modules: [`protocol`] (client commands, parsed with limits), [`reply`]
+//! (server replies), [`hash`] (the consistent-hash ring), [`client`] (the
+//! article's client) over [`upstream`] (servers and their pipelined
+//! connections), [`proxy`] (the server), plus [`testkit`], [`fake`] and
+//! [`load`] for testing and measuring.
 
 // The modules are complete (tests/memcache_proxy.rs uses them too); this
 // program uses parts of them.
@@ -38,7 +40,10 @@ mod protocol;
 #[allow(dead_code)]
 mod proxy;
 #[allow(dead_code)]
+mod reply;
+#[allow(dead_code)]
 mod testkit;
+mod upstream;
 
 use std::cell::RefCell;
 use std::error::Error as StdError;
@@ -213,31 +218,56 @@ fn self_test() -> BoxResult<()> {
     let got = c.get(&asked)?.map_err(|line| format!("get: {line}"))?;
     let got_keys: Vec<&str> = got.iter().map(|(k, ..)| k.as_str()).collect();
     let want: Vec<&str> = keys.iter().map(String::as_str).collect();
-    check(got_keys == want, "a multi-key get is merged in the order asked")?;
     check(
-        got.iter().all(|(k, _, v, _)| *v == format!("value of {k}").into_bytes()),
+        got_keys == want,
+        "a multi-key get is merged in the order asked",
+    )?;
+    check(
+        got.iter()
+            .all(|(k, _, v, _)| *v == format!("value of {k}").into_bytes()),
         "with the right values",
     )?;
 
     // The other commands.
-    check(c.cmd("incr key:0 1")? == "CLIENT_ERROR cannot increment or decrement non-numeric value", "incr of text is the server's CLIENT_ERROR")?;
+    check(
+        c.cmd("incr key:0 1")? == "CLIENT_ERROR cannot increment or decrement non-numeric value",
+        "incr of text is the server's CLIENT_ERROR",
+    )?;
     c.set("n", b"41")?;
     check(c.cmd("incr n 1")? == "42", "incr")?;
     check(c.cmd("decr n 50")? == "0", "decr stops at 0")?;
     c.send(b"gets n\r\n")?;
-    let unique = c.read_values()?.map_err(|l| l)?[0].3.ok_or("gets without a cas")?;
-    check(c.cmd(&format!("cas n 0 0 1 {unique}\r\n7"))? == "STORED", "cas with the right unique")?;
-    check(c.cmd(&format!("cas n 0 0 1 {unique}\r\n8"))? == "EXISTS", "cas with a stale one")?;
+    let unique = c.read_values()??[0].3.ok_or("gets without a cas")?;
+    check(
+        c.cmd(&format!("cas n 0 0 1 {unique}\r\n7"))? == "STORED",
+        "cas with the right unique",
+    )?;
+    check(
+        c.cmd(&format!("cas n 0 0 1 {unique}\r\n8"))? == "EXISTS",
+        "cas with a stale one",
+    )?;
     check(c.cmd("append n 0 0 1\r\n9")? == "STORED", "append")?;
     check(c.cmd("prepend n 0 0 1\r\n6")? == "STORED", "prepend")?;
-    check(c.get_one("n")? == Ok(Some(b"679".to_vec())), "the value is 679")?;
-    check(c.cmd("add n 0 0 1\r\nx")? == "NOT_STORED", "add of a present key")?;
-    check(c.cmd("replace nope 0 0 1\r\nx")? == "NOT_STORED", "replace of a missing key")?;
+    check(
+        c.get_one("n")? == Ok(Some(b"679".to_vec())),
+        "the value is 679",
+    )?;
+    check(
+        c.cmd("add n 0 0 1\r\nx")? == "NOT_STORED",
+        "add of a present key",
+    )?;
+    check(
+        c.cmd("replace nope 0 0 1\r\nx")? == "NOT_STORED",
+        "replace of a missing key",
+    )?;
     check(c.cmd("touch n 100")? == "TOUCHED", "touch")?;
     check(c.cmd("delete n")? == "DELETED", "delete")?;
     check(c.cmd("delete n")? == "NOT_FOUND", "delete again")?;
     c.send(b"set q 0 0 1 noreply\r\nq\r\nget q\r\n")?;
-    check(c.read_values()?.map(|v| v.len()) == Ok(1), "noreply: no answer, but stored")?;
+    check(
+        c.read_values()?.map(|v| v.len()) == Ok(1),
+        "noreply: no answer, but stored",
+    )?;
 
     // Pipelined commands on both servers: answered in order.
     c.send(b"get key:1\r\nset p 0 0 2\r\nhi\r\nbogus\r\nget p\r\nversion\r\n")?;
@@ -266,8 +296,14 @@ fn self_test() -> BoxResult<()> {
         "a value over 1 MiB is refused",
     )?;
     let almost = vec![b'y'; protocol::ITEM_SIZE_MAX - 1024];
-    check(c.set("almost", &almost)? == "STORED", "a value just under 1 MiB is stored")?;
-    check(c.get_one("almost")? == Ok(Some(almost)), "and comes back whole")?;
+    check(
+        c.set("almost", &almost)? == "STORED",
+        "a value just under 1 MiB is stored",
+    )?;
+    check(
+        c.get_one("almost")? == Ok(Some(almost)),
+        "and comes back whole",
+    )?;
 
     if real {
         // Kill the server that owns `key:0`: its keys fail promptly, the
@@ -292,14 +328,23 @@ fn self_test() -> BoxResult<()> {
         )?;
         servers[victim] = Memcached::start_on(port)?;
         std::thread::sleep(dead_retry + Duration::from_millis(50));
-        check(c.set("key:0", b"back")? == "STORED", "the restarted upstream is used again")?;
-        check(c.get_one("key:0")? == Ok(Some(b"back".to_vec())), "and serves its keys")?;
+        check(
+            c.set("key:0", b"back")? == "STORED",
+            "the restarted upstream is used again",
+        )?;
+        check(
+            c.get_one("key:0")? == Ok(Some(b"back".to_vec())),
+            "and serves its keys",
+        )?;
     }
 
     let stats = c.stats()?;
     check(
         stats.get("pending_timeouts").map(String::as_str) == Some("0"),
-        format_args!("no timeout left pending: {:?}", stats.get("pending_timeouts")),
+        format_args!(
+            "no timeout left pending: {:?}",
+            stats.get("pending_timeouts")
+        ),
     )?;
     check(c.cmd("quit").is_err(), "quit closes the connection")?;
     drop(proxy);

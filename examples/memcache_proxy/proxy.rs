@@ -30,7 +30,8 @@ use squall::stack_context::ExceptionStackContext;
 use squall::{Error, Future, IOLoop, IOStream, Remote, TCPServer};
 
 use super::client::{Client, MemcacheError, Options};
-use super::protocol::{Command, CommandParser, Item, Parsed, ITEM_SIZE_MAX};
+use super::protocol::{Command, CommandParser, Parsed, ITEM_SIZE_MAX};
+use super::reply::Item;
 
 /// Commands one client may have in flight before the proxy stops reading it.
 pub const MAX_PIPELINE: usize = 256;
@@ -157,7 +158,9 @@ impl Session {
             stalled: Cell::new(false),
             closing: Cell::new(false),
         });
-        shared.curr_connections.set(shared.curr_connections.get() + 1);
+        shared
+            .curr_connections
+            .set(shared.curr_connections.get() + 1);
         shared
             .total_connections
             .set(shared.total_connections.get() + 1);
@@ -294,9 +297,7 @@ impl Session {
             }
             return;
         }
-        if self.stalled.get()
-            && !self.processing.get()
-            && self.slots.borrow().len() < MAX_PIPELINE
+        if self.stalled.get() && !self.processing.get() && self.slots.borrow().len() < MAX_PIPELINE
         {
             self.stalled.set(false);
             self.process(); // ends in flush, which comes back here
@@ -382,11 +383,9 @@ impl Session {
                 move |status| answer(status.as_str().to_owned()),
                 fail,
             ),
-            Command::Delete { key, .. } => client.delete(
-                &key,
-                move |status| answer(status.as_str().to_owned()),
-                fail,
-            ),
+            Command::Delete { key, .. } => {
+                client.delete(&key, move |status| answer(status.as_str().to_owned()), fail)
+            }
             Command::Arith {
                 incr, key, delta, ..
             } => client.incr_decr(

@@ -48,7 +48,16 @@ impl Memcached {
     /// Starts one on `port` (64 MB, TCP only), and waits until it accepts.
     pub fn start_on(port: u16) -> io::Result<Memcached> {
         let child = Command::new("memcached")
-            .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "64"])
+            .args([
+                "-l",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "0",
+                "-m",
+                "64",
+            ])
             // memcached refuses to run as root without `-u` (CI runs as
             // root); for anyone else the option is ignored.
             .args(["-u", "root"])
@@ -66,10 +75,14 @@ impl Memcached {
                 return Ok(m);
             }
             if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                return Err(io::Error::other(format!("memcached on {port} exited: {status}")));
+                return Err(io::Error::other(format!(
+                    "memcached on {port} exited: {status}"
+                )));
             }
             if Instant::now() > deadline {
-                return Err(io::Error::other(format!("memcached on {port} never accepted")));
+                return Err(io::Error::other(format!(
+                    "memcached on {port} never accepted"
+                )));
             }
             thread::sleep(Duration::from_millis(10));
         }

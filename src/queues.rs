@@ -125,24 +125,6 @@ impl<T: Ord + 'static> Store<T> for Priority<T> {
     }
 }
 
-/// A queue that hands out items last in, first out (Tornado's `LifoQueue`).
-pub type LifoQueue<T> = Queue<T, Lifo<T>>;
-
-/// A queue that hands out the smallest item first (Tornado's `PriorityQueue`).
-///
-/// ```
-/// use squall::queues::PriorityQueue;
-///
-/// let q = PriorityQueue::new(0);
-/// q.put_nowait((1, "medium"))?;
-/// q.put_nowait((0, "high"))?;
-/// q.put_nowait((10, "low"))?;
-/// assert_eq!(q.get_nowait()?, (0, "high"));
-/// assert_eq!(q.get_nowait()?, (1, "medium"));
-/// # Ok::<(), squall::Error>(())
-/// ```
-pub type PriorityQueue<T> = Queue<T, Priority<T>>;
-
 /// `put_nowait` on a full queue: the item comes back (Tornado's `QueueFull`).
 ///
 /// It converts into a [`squall::Error`](Error) of kind
@@ -218,20 +200,6 @@ impl<T: 'static> Queue<T, Fifo<T>> {
     /// no limit (Tornado's default).
     pub fn new(maxsize: usize) -> Queue<T> {
         Queue::with_store(maxsize, Fifo::default())
-    }
-}
-
-impl<T: 'static> Queue<T, Lifo<T>> {
-    /// A last-in-first-out queue holding at most `maxsize` items (0: no limit).
-    pub fn new(maxsize: usize) -> LifoQueue<T> {
-        Queue::with_store(maxsize, Lifo::default())
-    }
-}
-
-impl<T: Ord + 'static> Queue<T, Priority<T>> {
-    /// A smallest-first queue holding at most `maxsize` items (0: no limit).
-    pub fn new(maxsize: usize) -> PriorityQueue<T> {
-        Queue::with_store(maxsize, Priority::default())
     }
 }
 
@@ -505,8 +473,14 @@ impl<T: 'static, S: Store<T>> Queue<T, S> {
 
 impl<T, S: Store<T>> fmt::Debug for Queue<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.debug("Queue", f)
+    }
+}
+
+impl<T, S: Store<T>> Queue<T, S> {
+    fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state.borrow();
-        let mut d = f.debug_struct("Queue");
+        let mut d = f.debug_struct(name);
         d.field("maxsize", &state.maxsize)
             .field("qsize", &state.store.len());
         if !state.getters.is_empty() {
@@ -521,3 +495,79 @@ impl<T, S: Store<T>> fmt::Debug for Queue<T, S> {
         d.finish()
     }
 }
+
+macro_rules! ordered_queue {
+    ($(#[$doc:meta])* $name:ident, $store:ident, $($bound:tt)+) => {
+        $(#[$doc])*
+        ///
+        /// A [`Queue`] with another order: every `Queue` method is reached
+        /// through `Deref`, and [`into_queue`](Self::into_queue) gives the
+        /// `Queue` itself, for code generic over the order.
+        pub struct $name<T: $($bound)+>(Queue<T, $store<T>>);
+
+        impl<T: $($bound)+> $name<T> {
+            /// A queue holding at most `maxsize` items; 0 means no limit.
+            pub fn new(maxsize: usize) -> $name<T> {
+                $name(Queue::with_store(maxsize, $store::default()))
+            }
+
+            /// The `Queue` this is (a clone, sharing the items).
+            pub fn into_queue(self) -> Queue<T, $store<T>> {
+                self.0
+            }
+        }
+
+        impl<T: $($bound)+> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                $name(self.0.clone())
+            }
+        }
+
+        impl<T: $($bound)+> std::ops::Deref for $name<T> {
+            type Target = Queue<T, $store<T>>;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl<T: $($bound)+> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.debug(stringify!($name), f)
+            }
+        }
+    };
+}
+
+ordered_queue!(
+    /// A queue that hands out items last in, first out (Tornado's `LifoQueue`).
+    ///
+    /// ```
+    /// use squall::queues::LifoQueue;
+    ///
+    /// let q = LifoQueue::new(0);
+    /// for i in [3, 2, 1] {
+    ///     q.put_nowait(i)?;
+    /// }
+    /// assert_eq!(q.get_nowait()?, 1);
+    /// # Ok::<(), squall::Error>(())
+    /// ```
+    LifoQueue, Lifo, 'static
+);
+
+ordered_queue!(
+    /// A queue that hands out the smallest item first (Tornado's
+    /// `PriorityQueue`); items are typically `(priority, data)` tuples.
+    ///
+    /// ```
+    /// use squall::queues::PriorityQueue;
+    ///
+    /// let q = PriorityQueue::new(0);
+    /// q.put_nowait((1, "medium"))?;
+    /// q.put_nowait((0, "high"))?;
+    /// q.put_nowait((10, "low"))?;
+    /// assert_eq!(q.get_nowait()?, (0, "high"));
+    /// assert_eq!(q.get_nowait()?, (1, "medium"));
+    /// # Ok::<(), squall::Error>(())
+    /// ```
+    PriorityQueue, Priority, Ord + 'static
+);

@@ -195,6 +195,34 @@ impl Builder {
     }
 }
 
+/// A job for `f` whose result goes to a new future on `io_loop`.
+fn make_job<T, F>(io_loop: &IOLoop, f: F) -> (Future<T>, registry::Ticket, Job)
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let future = Future::new();
+    let remote = io_loop.remote();
+    let ticket = registry::insert(&remote, future.clone());
+    let job = Job(Some(Box::new(move |run: bool| {
+        let result = if run {
+            callback::catch_value(f)
+        } else {
+            drop(f);
+            Err(Error::new(
+                ErrorKind::InvalidState,
+                "the executor shut down before the job ran",
+            ))
+        };
+        if let Err(err) = remote.add_callback(move || registry::complete(ticket, result)) {
+            // The loop is gone: nobody is left to tell. The result is
+            // dropped here, on the worker.
+            log::debug!("executor job finished after its loop closed: {err}");
+        }
+    })));
+    (future, ticket, job)
+}
+
 fn worker(jobs: &Receiver<Job>, stop: &Receiver<()>) {
     loop {
         crossbeam_channel::select_biased! {
@@ -271,25 +299,7 @@ impl ThreadPoolExecutor {
         if io_loop.is_closed() {
             return Future::failed(Error::new(ErrorKind::Closed, "the IOLoop is closed"));
         }
-        let future = Future::new();
-        let remote = io_loop.remote();
-        let ticket = registry::insert(&remote, future.clone());
-        let job = Job(Some(Box::new(move |run: bool| {
-            let result = if run {
-                callback::catch_value(f)
-            } else {
-                drop(f);
-                Err(Error::new(
-                    ErrorKind::InvalidState,
-                    "the executor shut down before the job ran",
-                ))
-            };
-            if let Err(err) = remote.add_callback(move || registry::complete(ticket, result)) {
-                // The loop is gone: nobody is left to tell. The result is
-                // dropped here, on the worker.
-                log::debug!("executor job finished after its loop closed: {err}");
-            }
-        })));
+        let (future, ticket, job) = make_job(io_loop, f);
         match self.jobs.try_send(job) {
             Ok(()) => future,
             Err(TrySendError::Full(job)) => {
@@ -399,5 +409,30 @@ impl fmt::Debug for ThreadPoolExecutor {
             .field("queued", &self.jobs.len())
             .field("shutdown", &self.is_shutdown())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_dropped_unrun_fails_its_future() {
+        let io_loop = IOLoop::new().unwrap();
+        let (future, _, job) = make_job(&io_loop, || 5u8);
+        drop(job);
+        let err = io_loop.run_sync(move || future, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidState);
+        assert_eq!(registry::pending(), 0);
+    }
+
+    #[test]
+    fn a_disarmed_job_says_nothing() {
+        let io_loop = IOLoop::new().unwrap();
+        let (future, ticket, job) = make_job(&io_loop, || 5u8);
+        job.disarm();
+        registry::cancel::<u8>(ticket);
+        assert_eq!(registry::pending(), 0);
+        assert!(!future.done());
     }
 }

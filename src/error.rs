@@ -56,6 +56,9 @@ pub enum ErrorKind {
     Closed,
     /// An argument is out of range (a zero period, a bad fd...).
     InvalidArgument,
+    /// A child process ended with a non-zero status or by a signal
+    /// (Tornado's `CalledProcessError`); the message says how.
+    ProcessFailed,
     /// Anything else: user errors converted from strings land here.
     Other,
 }
@@ -79,6 +82,7 @@ impl ErrorKind {
             ErrorKind::BufferFull => "buffer full",
             ErrorKind::Closed => "closed",
             ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::ProcessFailed => "process failed",
             ErrorKind::Other => "error",
         }
     }

@@ -34,6 +34,7 @@ pub mod gen;
 pub mod ioloop;
 pub mod iostream;
 pub mod netutil;
+pub mod process;
 pub mod stack_context;
 pub mod tcpserver;
 pub mod testing;

@@ -61,6 +61,9 @@ pub enum ErrorKind {
     QueueFull,
     /// A queue is empty: `Queue::get_nowait` (Tornado's `QueueEmpty`).
     QueueEmpty,
+    /// A child process ended with a non-zero status or by a signal
+    /// (Tornado's `CalledProcessError`); the message says how.
+    ProcessFailed,
     /// Anything else: user errors converted from strings land here.
     Other,
 }
@@ -86,6 +89,7 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => "invalid argument",
             ErrorKind::QueueFull => "queue full",
             ErrorKind::QueueEmpty => "queue empty",
+            ErrorKind::ProcessFailed => "process failed",
             ErrorKind::Other => "error",
         }
     }

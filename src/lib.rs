@@ -36,6 +36,7 @@ pub mod ioloop;
 pub mod iostream;
 pub mod locks;
 pub mod netutil;
+pub mod process;
 pub mod queues;
 pub mod stack_context;
 pub mod tcpserver;

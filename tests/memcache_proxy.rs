@@ -28,18 +28,23 @@ mod testkit;
 #[path = "../examples/memcache_proxy/upstream.rs"]
 mod upstream;
 
+use std::cell::RefCell;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::Command;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use client::Options;
+use client::{Client, Options};
 use hash::Ring;
 use protocol::ITEM_SIZE_MAX;
 use proxy::{Config, ProxyThread};
+use reply::Item;
+use squall::stack_context::ExceptionStackContext;
+use squall::{Error, IOLoop};
 use testkit::{Memcached, TextClient};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -536,4 +541,199 @@ fn pipelined_commands_are_answered_in_order() {
         }
     }
     writer.join().unwrap();
+}
+
+// ----- the client on its own, on a loop of the test's ----------------------------
+
+type Record = Rc<RefCell<Vec<String>>>;
+
+/// A call's outcome, recorded: `ok ...`, or `fail <kind>: <message>`.
+fn record(log: &Record) -> (impl FnOnce(Option<Item>), impl FnOnce(Error)) {
+    let (ok, failed) = (log.clone(), log.clone());
+    (
+        move |value: Option<Item>| {
+            ok.borrow_mut()
+                .push(format!("ok {:?}", value.map(|i| i.data)))
+        },
+        move |err: Error| failed.borrow_mut().push(format!("fail {err}")),
+    )
+}
+
+/// Runs the loop for `d`.
+fn run_for(io_loop: &IOLoop, d: Duration) {
+    let l = io_loop.clone();
+    io_loop.call_later(d, move || l.stop());
+    io_loop.start().unwrap();
+}
+
+/// A server that accepts connections and never answers.
+fn silent_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+#[test]
+fn client_timeout_goes_through_the_context_to_fail_callback_once() {
+    let io_loop = IOLoop::new().unwrap();
+    let timeout = Duration::from_millis(100);
+    let dead_retry = Duration::from_millis(300);
+    let client = Client::new(
+        &io_loop,
+        &[silent_server()],
+        Options {
+            timeout,
+            dead_retry,
+            ..Options::default()
+        },
+    );
+    // Errors that are not the client's own would land here.
+    let outer: Record = Rc::default();
+    let o = outer.clone();
+    let context = ExceptionStackContext::new(move |err: &Error| {
+        o.borrow_mut().push(err.to_string());
+        true
+    });
+    let log: Record = Rc::default();
+    let started = Instant::now();
+    context.run(|| {
+        let (ok, fail) = record(&log);
+        client.get(b"k", ok, fail);
+    });
+    run_for(&io_loop, timeout * 2);
+    assert_eq!(log.borrow().len(), 1, "{:?}", log.borrow());
+    assert!(
+        log.borrow()[0].starts_with("fail timeout: upstream")
+            && log.borrow()[0].contains("timed out after 100 ms"),
+        "{:?}",
+        log.borrow()
+    );
+    assert!(started.elapsed() >= timeout);
+    assert!(client.servers()[0].dead);
+    assert_eq!(client.servers()[0].timeouts, 1);
+
+    // Dead: the next call fails before `get` returns, through the same path.
+    let (ok, fail) = record(&log);
+    context.run(|| client.get(b"k", ok, fail));
+    assert_eq!(log.borrow().len(), 2);
+    assert!(
+        log.borrow()[1].contains("marked dead"),
+        "{:?}",
+        log.borrow()
+    );
+
+    // After the retry interval it is tried again, and times out again.
+    run_for(&io_loop, dead_retry);
+    let (ok, fail) = record(&log);
+    context.run(|| client.get(b"k", ok, fail));
+    run_for(&io_loop, timeout * 2);
+    assert_eq!(log.borrow().len(), 3);
+    assert!(log.borrow()[2].contains("timed out"), "{:?}", log.borrow());
+
+    // Each timeout was removed or ran: none left, and nothing leaked outward.
+    run_for(&io_loop, Duration::from_millis(10));
+    assert_eq!(io_loop.timer_stats().pending, 0);
+    assert!(outer.borrow().is_empty(), "{:?}", outer.borrow());
+    client.close();
+    io_loop.close();
+}
+
+#[test]
+fn client_connect_timeout_marks_the_server_dead() {
+    // A listener whose accept queue is full: further SYNs are dropped, so a
+    // connect neither succeeds nor fails until it times out.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let fillers: Vec<_> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok()
+        })
+        .collect();
+    assert!(!fillers.is_empty());
+
+    let io_loop = IOLoop::new().unwrap();
+    let client = Client::new(
+        &io_loop,
+        &[addr],
+        Options {
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_millis(100),
+            ..Options::default()
+        },
+    );
+    let log: Record = Rc::default();
+    let (ok, fail) = record(&log);
+    let started = Instant::now();
+    client.get(b"k", ok, fail);
+    run_for(&io_loop, Duration::from_millis(400));
+    assert_eq!(
+        *log.borrow(),
+        [format!(
+            "fail I/O error: cannot connect to upstream {addr}: connect timed out"
+        )]
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(client.servers()[0].dead);
+    assert_eq!(io_loop.timer_stats().pending, 0);
+    assert_eq!(
+        io_loop.handler_count(),
+        0,
+        "the socket of the failed connect is closed"
+    );
+    io_loop.close();
+}
+
+#[test]
+fn client_bug_in_a_callback_goes_outward_not_to_fail_callback() {
+    let server = Memcached::start().unwrap();
+    let io_loop = IOLoop::new().unwrap();
+    let client = Rc::new(Client::new(&io_loop, &[server.addr()], Options::default()));
+    let outer: Record = Rc::default();
+    let o = outer.clone();
+    let context = ExceptionStackContext::new(move |err: &Error| {
+        o.borrow_mut()
+            .push(format!("{:?}: {}", err.kind(), err.message()));
+        true
+    });
+    let log: Record = Rc::default();
+    let (l1, l2, l3) = (log.clone(), log.clone(), log.clone());
+    let c = client.clone();
+    context.run(|| {
+        client.set(
+            b"k",
+            b"v",
+            0,
+            move |status| {
+                l1.borrow_mut().push(format!("set {status:?}"));
+                // A bug in the caller's callback, a call later.
+                c.get(
+                    b"k",
+                    |_| panic!("the caller's bug"),
+                    move |err| l2.borrow_mut().push(format!("fail {err}")),
+                );
+            },
+            move |err| l3.borrow_mut().push(format!("fail {err}")),
+        )
+    });
+    run_for(&io_loop, Duration::from_millis(300));
+    assert_eq!(*log.borrow(), ["set Stored"]);
+    assert_eq!(*outer.borrow(), ["Panic: the caller's bug"]);
+    assert_eq!(io_loop.timer_stats().pending, 0);
+    // The client goes on.
+    let (ok, fail) = record(&log);
+    client.get(b"k", ok, fail);
+    run_for(&io_loop, Duration::from_millis(100));
+    assert_eq!(log.borrow()[1], "ok Some([118])");
+    client.close();
+    io_loop.close();
 }

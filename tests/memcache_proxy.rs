@@ -737,3 +737,113 @@ fn client_bug_in_a_callback_goes_outward_not_to_fail_callback() {
     client.close();
     io_loop.close();
 }
+
+/// Makes one client call and waits for it: its callback's value, or the
+/// error its fail_callback got.
+fn wait<T: 'static>(
+    io_loop: &IOLoop,
+    call: impl FnOnce(Box<dyn FnOnce(T)>, Box<dyn FnOnce(Error)>),
+) -> Result<T, Error> {
+    io_loop.run_sync(
+        || {
+            let future = squall::Future::new();
+            let (ok, failed) = (future.clone(), future.clone());
+            call(
+                Box::new(move |value| {
+                    let _ = ok.set_result(value);
+                }),
+                Box::new(move |err| {
+                    let _ = failed.set_error(err);
+                }),
+            );
+            future
+        },
+        Some(Duration::from_secs(5)),
+    )
+}
+
+#[test]
+fn client_api_round_trips() {
+    use reply::Status;
+    let servers = [Memcached::start().unwrap(), Memcached::start().unwrap()];
+    let io_loop = IOLoop::new().unwrap();
+    let addrs: Vec<SocketAddr> = servers.iter().map(Memcached::addr).collect();
+    let c = Client::new(&io_loop, &addrs, Options::default());
+    let l = &io_loop;
+    assert_eq!(
+        wait(l, |ok, f| c.set(b"k", b"v", 0, ok, f)).unwrap(),
+        Status::Stored
+    );
+    assert_eq!(
+        wait(l, |ok, f| c.add(b"k", b"x", 0, ok, f)).unwrap(),
+        Status::NotStored
+    );
+    assert_eq!(
+        wait(l, |ok, f| c.replace(b"k", b"w", 0, ok, f)).unwrap(),
+        Status::Stored
+    );
+    assert_eq!(
+        wait(l, |ok, f| c.append(b"k", b"z", ok, f)).unwrap(),
+        Status::Stored
+    );
+    assert_eq!(
+        wait(l, |ok, f| c.prepend(b"k", b"a", ok, f)).unwrap(),
+        Status::Stored
+    );
+    let item = wait(l, |ok, f| c.get(b"k", ok, f)).unwrap().expect("hit");
+    assert_eq!(item.data, b"awz");
+    assert_eq!(wait(l, |ok, f| c.get(b"nope", ok, f)).unwrap(), None);
+
+    let values = wait(l, |ok, f| c.get_multi(&[b"k".to_vec()], true, ok, f)).unwrap();
+    let unique = values[0]
+        .as_ref()
+        .and_then(|i| i.cas)
+        .expect("gets has a unique");
+    assert_eq!(
+        wait(l, |ok, f| c.cas(b"k", b"1", unique, ok, f)).unwrap(),
+        Status::Stored
+    );
+    assert_eq!(
+        wait(l, |ok, f| c.cas(b"k", b"2", unique, ok, f)).unwrap(),
+        Status::Exists
+    );
+    assert_eq!(wait(l, |ok, f| c.incr(b"k", 41, ok, f)).unwrap(), Some(42));
+    assert_eq!(wait(l, |ok, f| c.decr(b"k", 2, ok, f)).unwrap(), Some(40));
+    assert_eq!(wait(l, |ok, f| c.incr(b"nope", 1, ok, f)).unwrap(), None);
+    assert_eq!(
+        wait(l, |ok, f| c.touch(b"k", 60, ok, f)).unwrap(),
+        Status::Touched
+    );
+    assert_eq!(
+        wait(l, |ok, f| c.delete(b"k", ok, f)).unwrap(),
+        Status::Deleted
+    );
+    assert_eq!(
+        wait(l, |ok, f| c.delete(b"k", ok, f)).unwrap(),
+        Status::NotFound
+    );
+    for i in 0..2 {
+        let version = wait(l, |ok, f| c.version(i, ok, f)).unwrap();
+        assert!(
+            version.starts_with(|ch: char| ch.is_ascii_digit()),
+            "{version}"
+        );
+    }
+    // The server's own refusal arrives as the client's `Refused` error, and
+    // the connection goes on.
+    assert_eq!(
+        wait(l, |ok, f| c.set(b"text", b"abc", 0, ok, f)).unwrap(),
+        Status::Stored
+    );
+    let err = wait(l, |ok, f| c.incr(b"text", 1, ok, f)).unwrap_err();
+    assert!(
+        matches!(client::MemcacheError::of(&err), Some(client::MemcacheError::Refused { line, .. })
+            if line.starts_with("CLIENT_ERROR")),
+        "{err:?}"
+    );
+    assert!(wait(l, |ok, f| c.get(b"text", ok, f)).unwrap().is_some());
+    assert!(c.servers().iter().all(|s| !s.dead && s.failures == 0));
+    c.close();
+    assert_eq!(io_loop.timer_stats().pending, 0);
+    io_loop.close();
+}

@@ -110,18 +110,6 @@ pub enum Command {
 }
 
 impl Command {
-    /// The key that routes this command (`None` for keyless commands and
-    /// multi-key gets).
-    pub fn key(&self) -> Option<&[u8]> {
-        match self {
-            Command::Store { key, .. }
-            | Command::Delete { key, .. }
-            | Command::Arith { key, .. }
-            | Command::Touch { key, .. } => Some(key),
-            _ => None,
-        }
-    }
-
     /// Whether the client asked for no reply.
     pub fn noreply(&self) -> bool {
         match self {

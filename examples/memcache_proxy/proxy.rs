@@ -105,11 +105,6 @@ impl Proxy {
         self.server.local_addrs()[0]
     }
 
-    /// The client it forwards through.
-    pub fn client(&self) -> &Client {
-        &self.shared.client
-    }
-
     /// Stops accepting and closes the upstream connections.
     pub fn stop(&self) {
         self.server.stop();

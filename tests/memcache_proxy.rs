@@ -277,6 +277,16 @@ fn two_hundred_concurrent_clients() {
     }
     let total: u64 = cluster.stat("total_connections").parse().unwrap();
     assert!(total >= 200, "{total}");
+    // Every connection closed and its session freed (only the one asking
+    // for stats is left), and every fd is the listener's or an upstream's.
+    assert!(
+        eventually(Duration::from_secs(5), || cluster.stat("live_sessions")
+            == "1"),
+        "sessions leaked: {}",
+        cluster.stat("live_sessions")
+    );
+    assert_eq!(cluster.stat("curr_connections"), "1");
+    assert_eq!(cluster.stat("io_handlers"), "5"); // listener, 3 upstreams, this client
     assert_eq!(cluster.stat("upstream_errors"), "0");
     assert_eq!(cluster.stat("pending_timeouts"), "0");
 }
@@ -509,6 +519,13 @@ fn garbage_and_oversized_input_get_error_answers() {
     assert_eq!(c.set("after", b"junk").unwrap(), "STORED");
     assert_eq!(c.get_one("after").unwrap(), Ok(Some(b"junk".to_vec())));
     assert_eq!(cluster.stat("upstream_errors"), "0");
+    // Every junk connection is gone, and its session freed: left are `c`
+    // and the one asking.
+    assert!(
+        eventually(Duration::from_secs(5), || cluster.stat("live_sessions") == "2"),
+        "sessions leaked: {}",
+        cluster.stat("live_sessions")
+    );
 }
 
 #[test]

@@ -15,12 +15,10 @@
 //! article learned the hard way, it is removed on success and on every error
 //! path, so no timeout outlives its call.
 //!
-//! Per server, one connection carries every call, pipelined: requests are
-//! written in order (the writes of one loop iteration in one system call)
-//! and replies are matched to them in order. A connection is opened with a
-//! non-blocking connect and a connect timeout, outside any caller's context
-//! (it serves all of them). A server that refuses connections or lets a call
-//! time out is marked dead: calls to it fail at once with
+//! Per server, one connection carries every call, pipelined (see
+//! `upstream.rs`): opened with a non-blocking connect and a connect timeout,
+//! outside any caller's context, as it serves all of them. A server that
+//! refuses connections or lets a call time out is marked dead: calls to it fail at once with
 //! [`MemcacheError::Dead`] until `dead_retry` has passed, then the next call
 //! tries it again.
 
@@ -112,7 +110,7 @@ pub enum MemcacheError {
         /// The server's line.
         line: String,
     },
-    /// The client has no servers.
+    /// The client has no servers (or none of the number asked for).
     NoServers,
 }
 
@@ -137,7 +135,7 @@ impl fmt::Display for MemcacheError {
                 write!(f, "bad reply from upstream {server}: {reason}")
             }
             MemcacheError::Refused { line, .. } => f.write_str(line),
-            MemcacheError::NoServers => f.write_str("no upstream servers"),
+            MemcacheError::NoServers => f.write_str("no such upstream server"),
         }
     }
 }

@@ -522,7 +522,8 @@ fn garbage_and_oversized_input_get_error_answers() {
     // Every junk connection is gone, and its session freed: left are `c`
     // and the one asking.
     assert!(
-        eventually(Duration::from_secs(5), || cluster.stat("live_sessions") == "2"),
+        eventually(Duration::from_secs(5), || cluster.stat("live_sessions")
+            == "2"),
         "sessions leaked: {}",
         cluster.stat("live_sessions")
     );
@@ -863,4 +864,27 @@ fn client_api_round_trips() {
     c.close();
     assert_eq!(io_loop.timer_stats().pending, 0);
     io_loop.close();
+}
+
+#[test]
+fn a_client_that_never_reads_is_disconnected_not_buffered_forever() {
+    let cluster = Cluster::start(2);
+    let mut c = cluster.client();
+    let big = vec![b'b'; ITEM_SIZE_MAX - 1024];
+    assert_eq!(c.set("big", &big).unwrap(), "STORED");
+    // Each answer is 16 copies of the value (16 MiB); 16 of them would
+    // need 256 MiB of buffer for a client that reads nothing.
+    let mut greedy = cluster.client();
+    let get = format!("get{}\r\n", " big".repeat(16));
+    greedy.send(get.repeat(16).as_bytes()).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || cluster.stat("curr_connections")
+            == "2"),
+        "the greedy client is still connected"
+    );
+    assert!(eventually(Duration::from_secs(5), || cluster
+        .stat("live_sessions")
+        == "2"));
+    drop(greedy);
+    assert_eq!(c.get_one("big").unwrap(), Ok(Some(big)));
 }

@@ -282,6 +282,14 @@ impl Session {
                 written.add_done_callback(move |_: &Future<()>| me.after_write());
                 return;
             }
+            if let Some(err) = written.error() {
+                // A client that does not read its answers (the write buffer
+                // is full) or is gone: its answers can no longer arrive in
+                // order, so the connection ends.
+                log::debug!("client {}: {err}; closing", self.peer);
+                self.stream.close();
+                return;
+            }
         }
         self.after_write();
     }

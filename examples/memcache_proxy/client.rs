@@ -651,6 +651,68 @@ impl Client {
         );
     }
 
+    /// `flush_all [DELAY]` on every server; `callback` once all said `OK`.
+    /// If any fails, the call fails with its error (the others may have
+    /// flushed).
+    pub fn flush_all(
+        &self,
+        delay: Option<u32>,
+        callback: impl FnOnce() + 'static,
+        fail_callback: impl FnOnce(Error) + 'static,
+    ) {
+        struct Join {
+            left: usize,
+            callback: Option<Box<dyn FnOnce()>>,
+            fail_callback: Option<FailFn>,
+        }
+        if self.servers.is_empty() {
+            fail_callback(MemcacheError::NoServers.into_error());
+            return;
+        }
+        let join = Rc::new(RefCell::new(Join {
+            left: self.servers.len(),
+            callback: Some(Box::new(callback)),
+            fail_callback: Some(Box::new(fail_callback)),
+        }));
+        let args = delay.map_or_else(String::new, |d| d.to_string());
+        for server in 0..self.servers.len() {
+            let (ok, failed) = (join.clone(), join.clone());
+            self.call(
+                Some(server),
+                Expect::Status,
+                |out| reply::encode_line(out, "flush_all", &[], &args),
+                |reply| match reply {
+                    Reply::Status(Status::Ok) => Some(()),
+                    _ => None,
+                },
+                move |()| {
+                    let done = {
+                        let mut j = ok.borrow_mut();
+                        j.left -= 1;
+                        if j.left == 0 && j.fail_callback.is_some() {
+                            j.callback.take()
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(done) = done {
+                        done();
+                    }
+                },
+                move |err| {
+                    let fail = {
+                        let mut j = failed.borrow_mut();
+                        j.callback = None;
+                        j.fail_callback.take()
+                    };
+                    if let Some(fail) = fail {
+                        fail(err);
+                    }
+                },
+            );
+        }
+    }
+
     /// Closes every connection (calls in flight fail).
     pub fn close(&self) {
         for server in &self.servers {

@@ -340,6 +340,11 @@ fn self_test() -> BoxResult<()> {
         )?;
     }
 
+    check(c.cmd("flush_all")? == "OK", "flush_all, on every upstream")?;
+    check(
+        c.get(&asked)?.is_ok_and(|values| values.is_empty()),
+        "everything is gone",
+    )?;
     let stats = c.stats()?;
     check(
         stats.get("pending_timeouts").map(String::as_str) == Some("0"),

@@ -411,6 +411,9 @@ impl Session {
                 move |status| answer(status.as_str().to_owned()),
                 fail,
             ),
+            Command::FlushAll { delay, .. } => {
+                client.flush_all(delay, move || answer("OK".to_owned()), fail)
+            }
             Command::Version => answer(format!("VERSION {VERSION}")),
             Command::Stats => {
                 let stats = self.stats();

@@ -56,6 +56,12 @@ pub enum ErrorKind {
     Closed,
     /// An argument is out of range (a zero period, a bad fd...).
     InvalidArgument,
+    /// A peer broke the HTTP protocol: a malformed status line or header,
+    /// a bad chunk, a body over `max_body_size`...
+    HttpProtocol,
+    /// An HTTP exchange completed with a non-2xx status; the source is an
+    /// [`HTTPError`](crate::httpclient::HTTPError) carrying the response.
+    HttpStatus,
     /// Anything else: user errors converted from strings land here.
     Other,
 }
@@ -79,6 +85,8 @@ impl ErrorKind {
             ErrorKind::BufferFull => "buffer full",
             ErrorKind::Closed => "closed",
             ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::HttpProtocol => "HTTP protocol error",
+            ErrorKind::HttpStatus => "HTTP error",
             ErrorKind::Other => "error",
         }
     }

@@ -31,6 +31,7 @@ mod callback;
 pub mod error;
 pub mod future;
 pub mod gen;
+pub mod httpclient;
 pub mod ioloop;
 pub mod iostream;
 pub mod netutil;

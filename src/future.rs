@@ -288,6 +288,18 @@ impl<T: 'static> Future<T> {
         }
     }
 
+    /// Whether nobody but this handle can ever see the future's outcome: no
+    /// other clone exists and no done-callback is attached. A lock or a queue
+    /// skips such a waiter instead of handing it a permit or an item that
+    /// would be dropped unseen.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        if Rc::strong_count(&self.state) != 1 {
+            return false;
+        }
+        let state = self.state.borrow();
+        state.first.is_none() && state.rest.is_empty()
+    }
+
     /// Whether `self` and `other` are clones of one future.
     pub fn ptr_eq(&self, other: &Future<T>) -> bool {
         Rc::ptr_eq(&self.state, &other.state)

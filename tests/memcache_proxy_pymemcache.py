@@ -84,6 +84,11 @@ def main():
         assert mc.set("big:%d" % size, data) is True
         assert mc.get("big:%d" % size) == data, size
 
+    # flush_all reaches every upstream
+    assert mc.flush_all() is True
+    assert mc.get_many(keys[:50]) == {}
+    assert all(d.get(k) is None for d in direct for k in keys[:50])
+
     print("pymemcache: all round trips ok; keys per upstream:", counts)
 
 

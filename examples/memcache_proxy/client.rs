@@ -15,12 +15,10 @@
 //! article learned the hard way, it is removed on success and on every error
 //! path, so no timeout outlives its call.
 //!
-//! Per server, one connection carries every call, pipelined: requests are
-//! written in order (the writes of one loop iteration in one system call)
-//! and replies are matched to them in order. A connection is opened with a
-//! non-blocking connect and a connect timeout, outside any caller's context
-//! (it serves all of them). A server that refuses connections or lets a call
-//! time out is marked dead: calls to it fail at once with
+//! Per server, one connection carries every call, pipelined (see
+//! `upstream.rs`): opened with a non-blocking connect and a connect timeout,
+//! outside any caller's context, as it serves all of them. A server that
+//! refuses connections or lets a call time out is marked dead: calls to it fail at once with
 //! [`MemcacheError::Dead`] until `dead_retry` has passed, then the next call
 //! tries it again.
 
@@ -112,7 +110,7 @@ pub enum MemcacheError {
         /// The server's line.
         line: String,
     },
-    /// The client has no servers.
+    /// The client has no servers (or none of the number asked for).
     NoServers,
 }
 
@@ -137,7 +135,7 @@ impl fmt::Display for MemcacheError {
                 write!(f, "bad reply from upstream {server}: {reason}")
             }
             MemcacheError::Refused { line, .. } => f.write_str(line),
-            MemcacheError::NoServers => f.write_str("no upstream servers"),
+            MemcacheError::NoServers => f.write_str("no such upstream server"),
         }
     }
 }
@@ -651,6 +649,68 @@ impl Client {
             callback,
             fail_callback,
         );
+    }
+
+    /// `flush_all [DELAY]` on every server; `callback` once all said `OK`.
+    /// If any fails, the call fails with its error (the others may have
+    /// flushed).
+    pub fn flush_all(
+        &self,
+        delay: Option<u32>,
+        callback: impl FnOnce() + 'static,
+        fail_callback: impl FnOnce(Error) + 'static,
+    ) {
+        struct Join {
+            left: usize,
+            callback: Option<Box<dyn FnOnce()>>,
+            fail_callback: Option<FailFn>,
+        }
+        if self.servers.is_empty() {
+            fail_callback(MemcacheError::NoServers.into_error());
+            return;
+        }
+        let join = Rc::new(RefCell::new(Join {
+            left: self.servers.len(),
+            callback: Some(Box::new(callback)),
+            fail_callback: Some(Box::new(fail_callback)),
+        }));
+        let args = delay.map_or_else(String::new, |d| d.to_string());
+        for server in 0..self.servers.len() {
+            let (ok, failed) = (join.clone(), join.clone());
+            self.call(
+                Some(server),
+                Expect::Status,
+                |out| reply::encode_line(out, "flush_all", &[], &args),
+                |reply| match reply {
+                    Reply::Status(Status::Ok) => Some(()),
+                    _ => None,
+                },
+                move |()| {
+                    let done = {
+                        let mut j = ok.borrow_mut();
+                        j.left -= 1;
+                        if j.left == 0 && j.fail_callback.is_some() {
+                            j.callback.take()
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(done) = done {
+                        done();
+                    }
+                },
+                move |err| {
+                    let fail = {
+                        let mut j = failed.borrow_mut();
+                        j.callback = None;
+                        j.fail_callback.take()
+                    };
+                    if let Some(fail) = fail {
+                        fail(err);
+                    }
+                },
+            );
+        }
     }
 
     /// Closes every connection (calls in flight fail).

@@ -162,6 +162,10 @@ fn answer(
                 "NOT_FOUND".into()
             }
         }
+        Command::FlushAll { .. } => {
+            store.clear();
+            "OK".into()
+        }
         Command::Version => "VERSION 0.0.0-fake".into(),
         Command::Stats => "END".into(),
         Command::Quit => return,

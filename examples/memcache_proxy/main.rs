@@ -51,11 +51,13 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use squall::gen::{self, ResultCallback, Resume, Step, Task};
 use squall::{Future, IOLoop};
 
 use client::{Client, MemcacheError, Options};
 use hash::Ring;
 use proxy::{Config, ProxyThread};
+use reply::{Item, Status};
 use testkit::{Memcached, TextClient};
 
 type BoxResult<T> = Result<T, Box<dyn StdError>>;
@@ -338,6 +340,11 @@ fn self_test() -> BoxResult<()> {
         )?;
     }
 
+    check(c.cmd("flush_all")? == "OK", "flush_all, on every upstream")?;
+    check(
+        c.get(&asked)?.is_ok_and(|values| values.is_empty()),
+        "everything is gone",
+    )?;
     let stats = c.stats()?;
     check(
         stats.get("pending_timeouts").map(String::as_str) == Some("0"),
@@ -411,10 +418,75 @@ fn client_alone(upstreams: &[SocketAddr]) -> BoxResult<()> {
         "and marks that server dead",
     )?;
     client.close();
+
+    // The same client driven by a coroutine, as Tornado 3 code would:
+    // `status = yield gen.Task(client.set, key, value)`.
+    let client = Rc::new(Client::new(&io_loop, upstreams, Options::default()));
+    let c = client.clone();
+    let story = io_loop.run_sync(move || coroutine(c), Some(Duration::from_secs(5)))?;
+    println!("  a coroutine: {story}");
+    check(
+        story == "set: Stored; get: \"hello\"; incr: refused (CLIENT_ERROR cannot increment or decrement non-numeric value)",
+        "a coroutine yields the client's calls as gen.Tasks, errors thrown in",
+    )?;
+    client.close();
     check(
         io_loop.timer_stats().pending == 0,
         "no timeout left pending by the client",
     )?;
     io_loop.close();
     Ok(())
+}
+
+/// A client call as a `gen::Task`: its callback delivers the value, its
+/// fail_callback throws the error into the coroutine.
+fn task<T: 'static>(
+    call: impl FnOnce(Box<dyn FnOnce(T)>, Box<dyn FnOnce(squall::Error)>) + 'static,
+) -> Task {
+    Task::new(move |callback: ResultCallback| {
+        let on_fail = callback.clone();
+        call(
+            Box::new(move |value| callback.call(value)),
+            Box::new(move |err| on_fail.fail(err)),
+        );
+    })
+}
+
+/// set, get, then an `incr` the server refuses, caught like an exception.
+/// The generator's state is the number of the step it is at.
+fn coroutine(client: Rc<Client>) -> Future<String> {
+    let mut story: Vec<String> = Vec::new();
+    gen::coroutine(gen::from_fn(0u8, move |step: &mut u8, input: Resume| {
+        *step += 1;
+        let c = client.clone();
+        let next = (|| -> Result<Step<String>, squall::Error> {
+            Ok(match (*step, input) {
+                (1, Resume::Start) => {
+                    task(move |ok, fail| c.set(b"greeting", b"hello", 0, ok, fail)).into()
+                }
+                (2, Resume::Value(status)) => {
+                    story.push(format!("set: {:?}", status.downcast::<Status>()?));
+                    task(move |ok, fail| c.get(b"greeting", ok, fail)).into()
+                }
+                (3, Resume::Value(item)) => {
+                    let item = item
+                        .downcast::<Option<Item>>()?
+                        .ok_or("greeting is missing")?;
+                    story.push(format!("get: {:?}", String::from_utf8_lossy(&item.data)));
+                    task(move |ok, fail| c.incr(b"greeting", 1, ok, fail)).into()
+                }
+                // try: yield gen.Task(client.incr, ...) / except MemcacheError:
+                (4, Resume::Error(err)) => match MemcacheError::of(&err) {
+                    Some(MemcacheError::Refused { line, .. }) => {
+                        story.push(format!("incr: refused ({line})"));
+                        Step::Return(Ok(story.join("; ")))
+                    }
+                    _ => return Err(err),
+                },
+                (_, Resume::Error(err)) => return Err(err),
+                (n, _) => return Err(format!("unexpected resume at step {n}").into()),
+            })
+        })();
+        next.unwrap_or_else(|err| Step::Return(Err(err)))
+    }))
 }

@@ -101,6 +101,13 @@ pub enum Command {
         /// The client wants no reply.
         noreply: bool,
     },
+    /// `flush_all [DELAY] [noreply]`: every server forgets every item.
+    FlushAll {
+        /// Seconds from now (or a Unix time), if given.
+        delay: Option<u32>,
+        /// The client wants no reply.
+        noreply: bool,
+    },
     /// `version`
     Version,
     /// `stats` (the proxy answers with its own).
@@ -110,25 +117,14 @@ pub enum Command {
 }
 
 impl Command {
-    /// The key that routes this command (`None` for keyless commands and
-    /// multi-key gets).
-    pub fn key(&self) -> Option<&[u8]> {
-        match self {
-            Command::Store { key, .. }
-            | Command::Delete { key, .. }
-            | Command::Arith { key, .. }
-            | Command::Touch { key, .. } => Some(key),
-            _ => None,
-        }
-    }
-
     /// Whether the client asked for no reply.
     pub fn noreply(&self) -> bool {
         match self {
             Command::Store { noreply, .. }
             | Command::Delete { noreply, .. }
             | Command::Arith { noreply, .. }
-            | Command::Touch { noreply, .. } => *noreply,
+            | Command::Touch { noreply, .. }
+            | Command::FlushAll { noreply, .. } => *noreply,
             _ => false,
         }
     }
@@ -212,6 +208,7 @@ impl CommandParser {
             b"delete" => parse_delete(&args),
             b"incr" | b"decr" => parse_arith(&args, name == b"incr"),
             b"touch" => parse_touch(&args),
+            b"flush_all" => parse_flush_all(&args),
             b"version" if args.is_empty() => Ok(Command::Version),
             b"stats" if args.is_empty() => Ok(Command::Stats),
             b"quit" if args.is_empty() => Ok(Command::Quit),
@@ -347,6 +344,24 @@ fn parse_arith(args: &[&[u8]], incr: bool) -> Result<Command, String> {
     })
 }
 
+fn parse_flush_all(args: &[&[u8]]) -> Result<Command, String> {
+    let (noreply, rest) = match args.split_last() {
+        Some((&b"noreply", rest)) => (true, rest),
+        _ => (false, args),
+    };
+    match rest {
+        [] => Ok(Command::FlushAll {
+            delay: None,
+            noreply,
+        }),
+        [delay] => Ok(Command::FlushAll {
+            delay: Some(number(delay).ok_or(BAD_FORMAT)?),
+            noreply,
+        }),
+        _ => Err("ERROR".into()),
+    }
+}
+
 fn parse_touch(args: &[&[u8]]) -> Result<Command, String> {
     let noreply = args.len() == 3 && args[2] == b"noreply";
     if args.len() != 2 && !noreply {
@@ -389,7 +404,8 @@ mod tests {
     fn commands_parse() {
         let got = parse_all(
             b"get a b a\r\ngets k\nset k 5 -1 3 noreply\r\nabc\r\ncas k 0 0 1 99\r\nx\r\n\
-              delete k 0\r\nincr n 7\r\ndecr n 1 noreply\r\ntouch k 10\r\nversion\r\n",
+              delete k 0\r\nincr n 7\r\ndecr n 1 noreply\r\ntouch k 10\r\nflush_all\r\n\
+              flush_all 10 noreply\r\nversion\r\n",
         );
         assert_eq!(
             got,
@@ -440,6 +456,14 @@ mod tests {
                     key: b"k".to_vec(),
                     exptime: 10,
                     noreply: false
+                }),
+                Parsed::Command(Command::FlushAll {
+                    delay: None,
+                    noreply: false
+                }),
+                Parsed::Command(Command::FlushAll {
+                    delay: Some(10),
+                    noreply: true
                 }),
                 Parsed::Command(Command::Version),
             ]

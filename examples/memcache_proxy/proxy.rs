@@ -59,6 +59,9 @@ struct Shared {
     started: Instant,
     curr_connections: Cell<u64>,
     total_connections: Cell<u64>,
+    /// Sessions not yet dropped: once their connections closed and their
+    /// calls finished, they must all be gone (a leak check).
+    live_sessions: Cell<u64>,
     commands: Cell<u64>,
     upstream_errors: Cell<u64>,
 }
@@ -87,6 +90,7 @@ impl Proxy {
             started: Instant::now(),
             curr_connections: Cell::new(0),
             total_connections: Cell::new(0),
+            live_sessions: Cell::new(0),
             commands: Cell::new(0),
             upstream_errors: Cell::new(0),
         });
@@ -103,11 +107,6 @@ impl Proxy {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addrs()[0]
-    }
-
-    /// The client it forwards through.
-    pub fn client(&self) -> &Client {
-        &self.shared.client
     }
 
     /// Stops accepting and closes the upstream connections.
@@ -158,6 +157,7 @@ impl Session {
             stalled: Cell::new(false),
             closing: Cell::new(false),
         });
+        shared.live_sessions.set(shared.live_sessions.get() + 1);
         shared
             .curr_connections
             .set(shared.curr_connections.get() + 1);
@@ -282,6 +282,14 @@ impl Session {
                 written.add_done_callback(move |_: &Future<()>| me.after_write());
                 return;
             }
+            if let Some(err) = written.error() {
+                // A client that does not read its answers (the write buffer
+                // is full) or is gone: its answers can no longer arrive in
+                // order, so the connection ends.
+                log::debug!("client {}: {err}; closing", self.peer);
+                self.stream.close();
+                return;
+            }
         }
         self.after_write();
     }
@@ -403,6 +411,9 @@ impl Session {
                 move |status| answer(status.as_str().to_owned()),
                 fail,
             ),
+            Command::FlushAll { delay, .. } => {
+                client.flush_all(delay, move || answer("OK".to_owned()), fail)
+            }
             Command::Version => answer(format!("VERSION {VERSION}")),
             Command::Stats => {
                 let stats = self.stats();
@@ -425,6 +436,7 @@ impl Session {
         stat("version", &VERSION);
         stat("curr_connections", &shared.curr_connections.get());
         stat("total_connections", &shared.total_connections.get());
+        stat("live_sessions", &shared.live_sessions.get());
         stat("cmd_total", &shared.commands.get());
         stat("upstream_errors", &shared.upstream_errors.get());
         let timers = shared.io_loop.timer_stats();
@@ -442,6 +454,13 @@ impl Session {
         }
         out.extend_from_slice(b"END\r\n");
         out
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let live = &self.shared.live_sessions;
+        live.set(live.get() - 1);
     }
 }
 

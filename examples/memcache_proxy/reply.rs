@@ -81,6 +81,8 @@ pub enum Status {
     Deleted,
     /// `TOUCHED`
     Touched,
+    /// `OK` (`flush_all`)
+    Ok,
 }
 
 impl Status {
@@ -93,6 +95,7 @@ impl Status {
             Status::NotFound => "NOT_FOUND",
             Status::Deleted => "DELETED",
             Status::Touched => "TOUCHED",
+            Status::Ok => "OK",
         }
     }
 
@@ -104,6 +107,7 @@ impl Status {
             b"NOT_FOUND" => Status::NotFound,
             b"DELETED" => Status::Deleted,
             b"TOUCHED" => Status::Touched,
+            b"OK" => Status::Ok,
             _ => return None,
         })
     }

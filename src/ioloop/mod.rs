@@ -40,6 +40,7 @@ mod clock;
 mod handlers;
 mod periodic;
 mod remote;
+pub mod signal;
 mod timers;
 
 pub use channel::RemoteSender;
@@ -52,6 +53,7 @@ pub use timers::{Deadline, TimeoutHandle, TimerStats};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,6 +112,8 @@ struct Inner {
     stopping: Cell<bool>,
     closed: Cell<bool>,
     blocking_threshold: Cell<Option<Duration>>,
+    /// Signal pipe and callbacks, once a signal handler is added.
+    signals: RefCell<Option<signal::Signals>>,
 }
 
 /// A single-threaded event loop, Tornado's `IOLoop`.
@@ -119,6 +123,15 @@ struct Inner {
 #[derive(Clone)]
 pub struct IOLoop {
     inner: Rc<Inner>,
+}
+
+/// Whether an `IOLoop` was ever created in this process.
+static LOOP_CREATED: AtomicBool = AtomicBool::new(false);
+
+/// Whether an [`IOLoop`] was ever created in this process (in any thread).
+/// [`fork_processes`](crate::process::fork_processes) refuses to fork then.
+pub fn loop_created() -> bool {
+    LOOP_CREATED.load(Ordering::Relaxed)
 }
 
 thread_local! {
@@ -140,6 +153,9 @@ impl IOLoop {
     /// # Errors
     /// If the OS refuses an epoll instance or an eventfd.
     pub fn with_clock(clock: Clock) -> Result<IOLoop, Error> {
+        // Noted for fork_processes: a loop's epoll fd must not be shared
+        // across a fork.
+        LOOP_CREATED.store(true, Ordering::Relaxed);
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (remote, rx) = remote::Shared::new(waker);
@@ -161,6 +177,7 @@ impl IOLoop {
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
                 blocking_threshold: Cell::new(None),
+                signals: RefCell::new(None),
             }),
         })
     }
@@ -454,6 +471,7 @@ impl IOLoop {
         let spare = std::mem::take(&mut *inner.spare.borrow_mut());
         let timeouts = inner.timers.borrow_mut().drain();
         let handlers = std::mem::take(&mut *inner.handlers.borrow_mut());
+        let signals = signal::take(inner);
         let poll = inner.poll.borrow_mut().take();
         drop(poll);
         drop(rx);
@@ -462,6 +480,7 @@ impl IOLoop {
         drop(spare);
         drop(timeouts);
         drop(handlers);
+        drop(signals);
     }
 
     /// Whether [`close`](IOLoop::close) was called.

@@ -199,47 +199,54 @@ impl Exchange {
     fn try_addr(self: &Rc<Self>, addrs: Rc<Vec<SocketAddr>>, i: usize, attempt: u32) {
         let (connect, request) = self.deadlines();
         let now = self.client.io_loop.time();
-        // The stream's own connect timeout closes the socket at our
-        // deadline even if the exchange is gone by then.
+        // The stream's own connect timeout fires at our deadline too; it
+        // tells a refused address (try the next) from a silent one.
         let left = connect
             .min(request)
             .saturating_duration_since(now)
             .max(Duration::from_millis(1));
         let me = self.clone();
         let addr = addrs[i];
-        IOStream::connect_with(addr, Some(left), &self.client.io_loop).add_done_callback(
-            move |conn: &Future<IOStream>| {
-                let result = conn.take_result();
-                if !me.current(attempt) {
-                    if let Ok(stream) = result {
-                        stream.close();
-                    }
-                    return;
+        let connected = match IOStream::connecting(addr, Some(left), &self.client.io_loop) {
+            Ok((stream, connected)) => {
+                // Held while connecting, so that finishing early (a timeout,
+                // the client's close) aborts the connect.
+                self.st.borrow_mut().stream = Some(stream);
+                connected
+            }
+            Err(err) => Future::failed(err),
+        };
+        connected.add_done_callback(move |conn: &Future<IOStream>| {
+            let result = conn.take_result();
+            if !me.current(attempt) {
+                if let Ok(stream) = result {
+                    stream.close();
                 }
-                match result {
-                    Ok(stream) => {
-                        let conn_id = me.client.adopt(&stream);
-                        me.st.borrow_mut().connecting = false;
-                        me.arm_timer();
-                        me.send(conn_id, stream, false);
-                    }
-                    Err(err) if err.kind() == ErrorKind::Timeout => {
-                        let phase = if connect <= request {
-                            TimeoutPhase::Connect
-                        } else {
-                            TimeoutPhase::Request
-                        };
-                        let limit = match phase {
-                            TimeoutPhase::Connect => me.request.connect_timeout,
-                            _ => me.request.request_timeout,
-                        };
-                        me.finish(Err(HTTPTimeoutError::new_error(phase, limit)));
-                    }
-                    Err(_) if i + 1 < addrs.len() => me.try_addr(addrs, i + 1, attempt),
-                    Err(err) => me.finish(Err(err)),
+                return;
+            }
+            match result {
+                Ok(stream) => {
+                    let conn_id = me.client.adopt(&stream);
+                    me.st.borrow_mut().connecting = false;
+                    me.arm_timer();
+                    me.send(conn_id, stream, false);
                 }
-            },
-        );
+                Err(err) if err.kind() == ErrorKind::Timeout => {
+                    let phase = if connect <= request {
+                        TimeoutPhase::Connect
+                    } else {
+                        TimeoutPhase::Request
+                    };
+                    let limit = match phase {
+                        TimeoutPhase::Connect => me.request.connect_timeout,
+                        _ => me.request.request_timeout,
+                    };
+                    me.finish(Err(HTTPTimeoutError::new_error(phase, limit)));
+                }
+                Err(_) if i + 1 < addrs.len() => me.try_addr(addrs, i + 1, attempt),
+                Err(err) => me.finish(Err(err)),
+            }
+        });
     }
 
     // ----- request and head ------------------------------------------------

@@ -7,7 +7,7 @@ use std::fmt;
 use std::rc::{Rc, Weak};
 use std::time::Instant;
 
-use super::exchange::Exchange;
+use super::exchange::{Answer, Exchange};
 use super::request::HTTPRequest;
 use super::response::{HTTPError, HTTPResponse, HTTPTimeoutError, TimeoutPhase};
 use super::url::Url;
@@ -108,10 +108,10 @@ pub struct ClientStats {
 struct Queued {
     id: u64,
     key: HostKey,
-    request: HTTPRequest,
+    request: Rc<HTTPRequest>,
     url: Url,
     wire: Vec<u8>,
-    future: Future<HTTPResponse>,
+    future: Future<Answer>,
     timeout: Option<TimeoutHandle>,
 }
 
@@ -195,12 +195,18 @@ impl AsyncHTTPClient {
     /// response) for a non-2xx answer when the request's `raise_error` is
     /// set, `Closed` if the client is closed first.
     pub fn fetch(&self, request: impl Into<HTTPRequest>) -> Future<HTTPResponse> {
-        let request = request.into();
+        let request = Rc::new(request.into());
         let out = Future::new();
         let started = self.inner.io_loop.time();
-        let original = Rc::new(request.clone());
         let left = request.max_redirects;
-        hop(&self.inner, original, request, left, started, out.clone());
+        hop(
+            &self.inner,
+            request.clone(),
+            request,
+            left,
+            started,
+            out.clone(),
+        );
         out
     }
 
@@ -247,30 +253,40 @@ impl fmt::Debug for AsyncHTTPClient {
 fn hop(
     client: &Rc<ClientInner>,
     original: Rc<HTTPRequest>,
-    request: HTTPRequest,
+    request: Rc<HTTPRequest>,
     left: u32,
     started: Instant,
     out: Future<HTTPResponse>,
 ) {
     let answer = client.submit(request.clone());
     let client = client.clone();
-    answer.add_done_callback(move |answer: &Future<HTTPResponse>| {
-        let mut response = match answer.take_result() {
-            Ok(response) => response,
+    answer.add_done_callback(move |answer: &Future<Answer>| {
+        let answer = match answer.take_result() {
+            Ok(answer) => answer,
             Err(err) => {
                 let _ = out.set_error(err);
                 return;
             }
         };
         if left > 0 {
-            if let Some(next) = redirect(&request, &response) {
-                hop(&client, original, next, left - 1, started, out);
+            if let Some(next) = redirect(&request, &answer) {
+                drop(request);
+                hop(&client, original, Rc::new(next), left - 1, started, out);
                 return;
             }
         }
-        response.request = (*original).clone();
-        response.request_time = client.io_loop.time() - started;
-        let result = if original.raise_error && !(200..300).contains(&response.code) {
+        drop(request);
+        let response = HTTPResponse {
+            // Moved out when no one else holds it (the exchange is done).
+            request: Rc::try_unwrap(original).unwrap_or_else(|rc| (*rc).clone()),
+            code: answer.code,
+            reason: answer.reason,
+            headers: answer.headers,
+            body: answer.body,
+            effective_url: answer.url,
+            request_time: client.io_loop.time() - started,
+        };
+        let result = if response.request.raise_error && !(200..300).contains(&response.code) {
             Err(HTTPError::new_error(response))
         } else {
             Ok(response)
@@ -280,14 +296,16 @@ fn hop(
 }
 
 /// The request a redirect answer asks for, if it is one to follow.
-fn redirect(request: &HTTPRequest, response: &HTTPResponse) -> Option<HTTPRequest> {
+fn redirect(request: &HTTPRequest, response: &Answer) -> Option<HTTPRequest> {
     if !request.follow_redirects || !matches!(response.code, 301 | 302 | 303 | 307 | 308) {
         return None;
     }
     let location = response.headers.get("Location")?;
     let base = Url::parse(&request.url).ok()?;
-    let mut next = request.clone();
-    next.url = base.join(location);
+    let mut next = HTTPRequest {
+        url: base.join(location),
+        ..request.clone()
+    };
     // 303 always, and 301/302 for anything but GET/HEAD, become a GET
     // without body (as browsers and Tornado do); 307/308 keep both.
     let to_get = match response.code {
@@ -321,7 +339,7 @@ fn closed_error() -> Error {
 
 impl ClientInner {
     /// Queues one hop; it starts when a slot is free.
-    fn submit(self: &Rc<Self>, request: HTTPRequest) -> Future<HTTPResponse> {
+    fn submit(self: &Rc<Self>, request: Rc<HTTPRequest>) -> Future<Answer> {
         if self.st.borrow().closed {
             return Future::failed(closed_error());
         }

@@ -13,7 +13,7 @@ use super::headers::has_token;
 use super::parse::{self, protocol_error, Framing, Head};
 use super::request::HTTPRequest;
 use super::resolve::resolve;
-use super::response::{HTTPResponse, HTTPTimeoutError, TimeoutPhase};
+use super::response::{HTTPTimeoutError, TimeoutPhase};
 use super::url::Url;
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
@@ -62,15 +62,26 @@ struct ExState {
     trailer_bytes: usize,
 }
 
+/// What one hop got back; the client makes it an `HTTPResponse`.
+pub(crate) struct Answer {
+    pub(crate) code: u16,
+    pub(crate) reason: String,
+    pub(crate) headers: super::headers::HTTPHeaders,
+    pub(crate) body: Vec<u8>,
+    pub(crate) url: String,
+}
+
 /// One hop of a fetch, from dequeue to the end of its answer.
 pub(crate) struct Exchange {
     pub(crate) id: u64,
     client: Rc<ClientInner>,
-    request: HTTPRequest,
+    request: Rc<HTTPRequest>,
     url: Url,
     key: HostKey,
-    wire: Vec<u8>,
-    future: Future<HTTPResponse>,
+    /// The encoded request; kept after sending only while a stale-connection
+    /// retry may need it again.
+    wire: RefCell<Option<Vec<u8>>>,
+    future: Future<Answer>,
     started: Instant,
     st: RefCell<ExState>,
 }
@@ -80,10 +91,10 @@ impl Exchange {
     pub(crate) fn new(
         id: u64,
         client: Rc<ClientInner>,
-        request: HTTPRequest,
+        request: Rc<HTTPRequest>,
         url: Url,
         wire: Vec<u8>,
-        future: Future<HTTPResponse>,
+        future: Future<Answer>,
     ) -> Rc<Exchange> {
         let started = client.io_loop.time();
         let key = (url.host.clone(), url.port);
@@ -93,7 +104,7 @@ impl Exchange {
             request,
             url,
             key,
-            wire,
+            wire: RefCell::new(Some(wire)),
             future,
             started,
             st: RefCell::new(ExState {
@@ -259,9 +270,15 @@ impl Exchange {
             st.reused = reused;
             st.attempt
         };
+        // A reused connection may prove stale: keep a copy for the retry.
+        let wire = if reused && attempt == 0 && self.request.is_idempotent() {
+            self.wire.borrow().clone()
+        } else {
+            self.wire.borrow_mut().take()
+        };
         let me = self.clone();
         stream
-            .write(self.wire.clone())
+            .write(wire.unwrap_or_default())
             .add_done_callback(move |written: &Future<()>| {
                 if let Some(err) = written.error() {
                     if me.current(attempt) {
@@ -601,14 +618,12 @@ impl Exchange {
         self.client.release(self.id, &self.key, pooled);
         let result = outcome.and_then(|()| {
             let head = head.ok_or_else(|| protocol_error("no response head"))?;
-            Ok(HTTPResponse {
-                request: self.request.clone(),
+            Ok(Answer {
                 code: head.code,
                 reason: head.reason,
                 headers: head.headers,
                 body,
-                effective_url: self.url.to_string(),
-                request_time: self.client.io_loop.time() - self.started,
+                url: self.url.to_string(),
             })
         });
         let _ = self.future.complete(result);

@@ -35,9 +35,9 @@ pub struct ClientConfig {
     /// connections, idle ones included, never exceed it either.
     pub max_clients: usize,
     /// Requests in flight, and so connections, to one host:port (default
-    /// 10). A request over it waits without holding back requests to other
-    /// hosts.
-    pub max_per_host: usize,
+    /// `None`: only `max_clients` bounds them). A request over it waits
+    /// without holding back requests to other hosts.
+    pub max_per_host: Option<usize>,
     /// The largest body accepted (default 100 MiB); past it the fetch fails
     /// with [`ErrorKind::HttpProtocol`] and the connection is closed.
     pub max_body_size: usize,
@@ -49,7 +49,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             max_clients: 10,
-            max_per_host: 10,
+            max_per_host: None,
             max_body_size: 100 * 1024 * 1024,
             max_header_size: 64 * 1024,
         }
@@ -70,7 +70,7 @@ impl ClientConfig {
 
     /// Sets `max_per_host` (at least 1).
     pub fn max_per_host(mut self, n: usize) -> ClientConfig {
-        self.max_per_host = n.max(1);
+        self.max_per_host = Some(n.max(1));
         self
     }
 
@@ -463,7 +463,7 @@ impl ClientInner {
         if st.closed || st.active >= self.config.max_clients {
             return None;
         }
-        let per_host = self.config.max_per_host;
+        let per_host = self.config.max_per_host.unwrap_or(usize::MAX);
         let i = {
             let State {
                 queue,

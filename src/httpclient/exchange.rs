@@ -604,9 +604,11 @@ impl Exchange {
                 .get_list("Connection")
                 .iter()
                 .any(|v| has_token(v, "close"))
+            // An answer that came before the whole request went out (an
+            // early 413, say) leaves the connection mid-request.
             && stream
                 .as_ref()
-                .is_some_and(|s| !s.closed() && s.buffered() == 0);
+                .is_some_and(|s| !s.closed() && s.buffered() == 0 && !s.writing());
         let pooled = match stream {
             Some(stream) if reusable => Some((conn_id, stream)),
             Some(stream) => {

@@ -8,7 +8,7 @@ use super::request::HTTPRequest;
 use crate::error::{Error, ErrorKind};
 
 /// What a fetch got back; Tornado's `HTTPResponse`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct HTTPResponse {
     /// The request as given to `fetch` (before any redirect).
@@ -54,6 +54,23 @@ impl HTTPResponse {
     /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl fmt::Debug for HTTPResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body may be megabytes: show its size and a beginning.
+        let head = &self.body[..self.body.len().min(64)];
+        f.debug_struct("HTTPResponse")
+            .field("code", &self.code)
+            .field("reason", &self.reason)
+            .field("effective_url", &self.effective_url)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("body_start", &String::from_utf8_lossy(head))
+            .field("request_time", &self.request_time)
+            .field("method", &self.request.method)
+            .finish()
     }
 }
 

@@ -833,3 +833,132 @@ fn sockets_of_std_servers_see_well_formed_requests() {
     assert_eq!(body, b"body");
     assert_clean(&io_loop, &client);
 }
+
+#[test]
+fn connection_reuse_follows_the_server_s_word() {
+    let (io_loop, client) = setup(ClientConfig::new());
+    // `Connection: close` from an HTTP/1.1 server: not pooled.
+    let server = answering(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na");
+    ok(fetch(&io_loop, &client, server.url("/")));
+    assert_eq!(client.stats().idle, 0);
+    // HTTP/1.0 with `Connection: keep-alive` and a length: pooled, reused.
+    let server =
+        answering(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\nb");
+    ok(fetch(&io_loop, &client, server.url("/")));
+    assert_eq!(client.stats().idle, 1);
+    ok(fetch(&io_loop, &client, server.url("/")));
+    assert_eq!(client.stats().connections_reused, 1);
+    // The request's own `Connection: close`: not pooled either.
+    ok(fetch(
+        &io_loop,
+        &client,
+        HTTPRequest::new(server.url("/")).header("Connection", "close"),
+    ));
+    assert_eq!(client.stats().idle, 0);
+    // Repeated fields keep their order; names compare without case.
+    let server = answering(
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+    );
+    let r = ok(fetch(&io_loop, &client, server.url("/")));
+    assert_eq!(r.headers.get_list("SET-COOKIE"), ["a=1", "b=2"]);
+    assert_clean(&io_loop, &client);
+}
+
+#[test]
+fn redirects_to_https_or_without_location() {
+    let (io_loop, client) = setup(ClientConfig::new());
+    let server = answering(
+        b"HTTP/1.1 302 Found\r\nLocation: https://127.0.0.1/\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (k, err) = kind(fetch(&io_loop, &client, server.url("/")));
+    assert_eq!(k, ErrorKind::InvalidArgument, "{err}");
+    assert!(err.message().contains("https"), "{err}");
+    // A 3xx without Location is simply the answer.
+    let server = answering(b"HTTP/1.1 307 Temporary Redirect\r\nContent-Length: 0\r\n\r\n");
+    let r = ok(fetch(
+        &io_loop,
+        &client,
+        HTTPRequest::new(server.url("/")).raise_error(false),
+    ));
+    assert_eq!(r.code, 307);
+    // A redirect loop ends at max_redirects.
+    let server = answering(b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n");
+    let (k, err) = kind(fetch(&io_loop, &client, server.url("/")));
+    assert_eq!(k, ErrorKind::HttpStatus);
+    let response = HTTPError::from_error(&err)
+        .unwrap()
+        .response
+        .clone()
+        .unwrap();
+    assert_eq!(response.effective_url, server.url("/again"));
+    assert_eq!(client.stats().connections_reused, 5);
+    assert_clean(&io_loop, &client);
+}
+
+#[test]
+fn queued_requests_start_in_order() {
+    let server = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let (io_loop, client) = setup(ClientConfig::new().max_clients(1));
+    let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (o, c, url) = (order.clone(), client.clone(), server.url("/"));
+    io_loop
+        .run_sync(
+            move || {
+                let all = Future::new();
+                for i in 0..20 {
+                    let (o, all) = (o.clone(), all.clone());
+                    c.fetch(url.as_str())
+                        .add_done_callback(move |f: &Future<HTTPResponse>| {
+                            assert!(f.take_result().is_ok());
+                            o.borrow_mut().push(i);
+                            if o.borrow().len() == 20 {
+                                let _ = all.set_result(());
+                            }
+                        });
+                }
+                assert_eq!(c.stats().queued, 19);
+                all
+            },
+            Some(LIMIT),
+        )
+        .unwrap();
+    assert_eq!(*order.borrow(), (0..20).collect::<Vec<_>>());
+    // One connection did it all.
+    assert_eq!(client.stats().connections_opened, 1);
+    assert_clean(&io_loop, &client);
+}
+
+#[test]
+fn request_timeout_while_connecting() {
+    // As in connect_errors: a listener whose backlog is full.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    thread::sleep(Duration::from_millis(50));
+    let (io_loop, client) = setup(ClientConfig::new());
+    // The request timeout is the shorter: it is the one that fires.
+    let (k, err) = kind(fetch(
+        &io_loop,
+        &client,
+        HTTPRequest::new(format!("http://{addr}/"))
+            .connect_timeout(Duration::from_secs(5))
+            .request_timeout(Duration::from_millis(200)),
+    ));
+    assert_eq!(k, ErrorKind::Timeout, "{err}");
+    assert_eq!(timeout_phase(&err), Some(TimeoutPhase::Request));
+    // The aborted connect left no timeout and no handler behind.
+    assert_eq!(io_loop.timer_stats().pending, 0);
+    assert_eq!(io_loop.handler_count(), 0);
+    assert_clean(&io_loop, &client);
+}

@@ -54,6 +54,8 @@ struct ExState {
     conn_id: u64,
     reused: bool,
     connecting: bool,
+    /// When the current connect began (a retry connects afresh).
+    connect_started: Instant,
     timeout: Option<(TimeoutHandle, TimeoutPhase)>,
     informational: u32,
     head: Option<Head>,
@@ -114,6 +116,7 @@ impl Exchange {
                 conn_id: 0,
                 reused: false,
                 connecting: false,
+                connect_started: started,
                 timeout: None,
                 informational: 0,
                 head: None,
@@ -147,7 +150,7 @@ impl Exchange {
 
     fn deadlines(&self) -> (Instant, Instant) {
         (
-            self.started + self.request.connect_timeout,
+            self.st.borrow().connect_started + self.request.connect_timeout,
             self.started + self.request.request_timeout,
         )
     }
@@ -189,7 +192,11 @@ impl Exchange {
     // ----- connecting ------------------------------------------------------
 
     fn connect(self: &Rc<Self>) {
-        self.st.borrow_mut().connecting = true;
+        {
+            let mut st = self.st.borrow_mut();
+            st.connecting = true;
+            st.connect_started = self.client.io_loop.time();
+        }
         self.arm_timer();
         let attempt = self.attempt();
         let me = self.clone();

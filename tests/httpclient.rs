@@ -831,6 +831,21 @@ fn sockets_of_std_servers_see_well_formed_requests() {
     assert!(lines.contains(&"X-Custom: v"), "{head}");
     assert!(lines.contains(&"Content-Length: 4"), "{head}");
     assert_eq!(body, b"body");
+
+    // Credentials from the URL (basic authentication), and a User-Agent.
+    let url = format!("http://Aladdin:open%20sesame@{}/x", server.addr);
+    let r = ok(fetch(
+        &io_loop,
+        &client,
+        HTTPRequest::new(url).user_agent("squall-test"),
+    ));
+    assert_eq!(r.effective_url, server.url("/x"));
+    let (head, _) = rx.recv_timeout(LIMIT).unwrap();
+    assert!(
+        head.contains("\r\nAuthorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nUser-Agent: squall-test\r\n"), "{head}");
     assert_clean(&io_loop, &client);
 }
 

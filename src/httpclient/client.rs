@@ -326,9 +326,18 @@ fn redirect(request: &HTTPRequest, response: &Answer) -> Option<HTTPRequest> {
         }
     }
     next.headers.remove("Host");
-    if Url::parse(&next.url).map_or(true, |u| u.host != base.host || u.port != base.port) {
+    let same_host = Url::parse(&next.url).is_ok_and(|u| u.host == base.host && u.port == base.port);
+    if same_host {
+        // The new URL has no `user:password@`: keep the old one's.
+        if let (Some((user, password)), None) = (&base.credentials, &next.auth_username) {
+            next.auth_username = Some(user.clone());
+            next.auth_password = Some(password.clone());
+        }
+    } else {
         // Credentials are for the host they were given for.
         next.headers.remove("Authorization");
+        next.auth_username = None;
+        next.auth_password = None;
     }
     Some(next)
 }
@@ -347,7 +356,7 @@ impl ClientInner {
             Ok(url) => url,
             Err(err) => return Future::failed(err),
         };
-        let wire = match request.encode(&url.host_header(), &url.target) {
+        let wire = match request.encode(&url.host_header(), &url.target, url.credentials.as_ref()) {
             Ok(wire) => wire,
             Err(err) => return Future::failed(err),
         };

@@ -52,6 +52,14 @@ pub struct HTTPRequest {
     /// answer is the response (an [`HTTPError`](super::HTTPError) with
     /// `raise_error`).
     pub max_redirects: u32,
+    /// User name for HTTP basic authentication (with `auth_password`);
+    /// `user:password@` in the URL does the same. Dropped on a redirect to
+    /// another host.
+    pub auth_username: Option<String>,
+    /// Password for HTTP basic authentication.
+    pub auth_password: Option<String>,
+    /// The `User-Agent` to send (none by default).
+    pub user_agent: Option<String>,
     /// Whether a non-2xx final answer fails the fetch with an
     /// [`HTTPError`](super::HTTPError) (true), as Tornado's
     /// `fetch(raise_error=True)`. With false it is returned as a response;
@@ -71,8 +79,24 @@ impl HTTPRequest {
             request_timeout: DEFAULT_TIMEOUT,
             follow_redirects: true,
             max_redirects: DEFAULT_MAX_REDIRECTS,
+            auth_username: None,
+            auth_password: None,
+            user_agent: None,
             raise_error: true,
         }
+    }
+
+    /// Sets basic-authentication credentials.
+    pub fn auth(mut self, username: impl Into<String>, password: impl Into<String>) -> HTTPRequest {
+        self.auth_username = Some(username.into());
+        self.auth_password = Some(password.into());
+        self
+    }
+
+    /// Sets the `User-Agent`.
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> HTTPRequest {
+        self.user_agent = Some(user_agent.into());
+        self
     }
 
     /// Sets the method (upper-cased).
@@ -138,8 +162,14 @@ impl HTTPRequest {
         )
     }
 
-    /// The request head and body, ready to write, for `target` on `host`.
-    pub(crate) fn encode(&self, host: &str, target: &str) -> Result<Vec<u8>, Error> {
+    /// The request head and body, ready to write, for `target` on `host`;
+    /// `url_credentials` are used unless the request has its own.
+    pub(crate) fn encode(
+        &self,
+        host: &str,
+        target: &str,
+        url_credentials: Option<&(String, String)>,
+    ) -> Result<Vec<u8>, Error> {
         let token = |s: &str| {
             !s.is_empty()
                 && s.bytes()
@@ -175,6 +205,20 @@ impl HTTPRequest {
         for (name, value) in self.headers.iter() {
             field(name, value)?;
         }
+        if let (Some(agent), false) = (&self.user_agent, self.headers.contains("User-Agent")) {
+            field("User-Agent", agent)?;
+        }
+        let credentials = match (&self.auth_username, url_credentials) {
+            (Some(user), _) => Some((user.as_str(), self.auth_password.as_deref().unwrap_or(""))),
+            (None, Some((user, password))) => Some((user.as_str(), password.as_str())),
+            (None, None) => None,
+        };
+        if let (Some((user, password)), false) =
+            (credentials, self.headers.contains("Authorization"))
+        {
+            let token = base64(format!("{user}:{password}").as_bytes());
+            field("Authorization", &format!("Basic {token}"))?;
+        }
         let wants_body = matches!(self.method.as_str(), "POST" | "PUT" | "PATCH");
         if (wants_body || !self.body.is_empty())
             && !self.headers.contains("Content-Length")
@@ -186,6 +230,28 @@ impl HTTPRequest {
         out.extend_from_slice(&self.body);
         Ok(out)
     }
+}
+
+/// Standard base64 with padding (RFC 4648), for basic authentication.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 impl From<&str> for HTTPRequest {
@@ -213,26 +279,54 @@ mod tests {
     #[test]
     fn encodes_head_and_body() {
         let req = HTTPRequest::new("http://h/").method("post").body("abc");
-        let wire = req.encode("h:81", "/p?q").unwrap();
+        let wire = req.encode("h:81", "/p?q", None).unwrap();
         assert_eq!(
             wire,
             b"POST /p?q HTTP/1.1\r\nHost: h:81\r\nContent-Length: 3\r\n\r\nabc"
         );
         let get = HTTPRequest::new("http://h/").header("Host", "other");
         assert_eq!(
-            get.encode("h", "/").unwrap(),
+            get.encode("h", "/", None).unwrap(),
             b"GET / HTTP/1.1\r\nHost: other\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn basic_auth_and_user_agent() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(
+            base64(b"Aladdin:open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        let req = HTTPRequest::new("http://h/")
+            .auth("Aladdin", "open sesame")
+            .user_agent("squall");
+        let wire = String::from_utf8(req.encode("h", "/", None).unwrap()).unwrap();
+        assert!(
+            wire.contains("\r\nAuthorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n"),
+            "{wire}"
+        );
+        assert!(wire.contains("\r\nUser-Agent: squall\r\n"), "{wire}");
+        let from_url = ("u".to_string(), "p".to_string());
+        let wire = HTTPRequest::new("http://h/")
+            .encode("h", "/", Some(&from_url))
+            .unwrap();
+        assert!(String::from_utf8(wire)
+            .unwrap()
+            .contains("Authorization: Basic dTpw\r\n"));
     }
 
     #[test]
     fn refuses_header_injection() {
         let req = HTTPRequest::new("http://h/").header("X", "a\r\nEvil: 1");
         assert_eq!(
-            req.encode("h", "/").unwrap_err().kind(),
+            req.encode("h", "/", None).unwrap_err().kind(),
             ErrorKind::InvalidArgument
         );
         let req = HTTPRequest::new("http://h/").method("G T");
-        assert!(req.encode("h", "/").is_err());
+        assert!(req.encode("h", "/", None).is_err());
     }
 }

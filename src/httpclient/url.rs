@@ -13,6 +13,8 @@ pub(crate) struct Url {
     pub(crate) port: u16,
     /// Path and query, never empty (`/` at least); the fragment is dropped.
     pub(crate) target: String,
+    /// `user:password@` from the URL, percent-decoded.
+    pub(crate) credentials: Option<(String, String)>,
 }
 
 impl Url {
@@ -36,9 +38,15 @@ impl Url {
         let rest = rest.split('#').next().unwrap_or_default();
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
-        if authority.contains('@') {
-            return Err(bad("credentials in the URL are not supported"));
-        }
+        let (credentials, authority) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                let user = percent_decode(user).ok_or_else(|| bad("bad user name"))?;
+                let password = percent_decode(password).ok_or_else(|| bad("bad password"))?;
+                (Some((user, password)), host)
+            }
+            None => (None, authority),
+        };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
             let port = match after {
@@ -70,6 +78,7 @@ impl Url {
             host: host.to_ascii_lowercase(),
             port,
             target,
+            credentials,
         })
     }
 
@@ -121,6 +130,24 @@ impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "http://{}{}", self.host_header(), self.target)
     }
+}
+
+/// `%XX` escapes decoded; `None` if one is broken or the result is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// RFC 3986 5.2.4, on the path part of a target (the query is kept as is).
@@ -183,7 +210,7 @@ mod tests {
             "example.com/path",
             "http:///path",
             "http://h:99999/",
-            "http://u:p@h/",
+            "http://u%zz@h/",
             "http://h/a b",
             "http://[::1/",
         ] {
@@ -194,6 +221,16 @@ mod tests {
             .unwrap_err()
             .message()
             .contains("https is not supported"));
+    }
+
+    #[test]
+    fn takes_credentials_out_of_the_url() {
+        let u = Url::parse("http://us%40er:p%3Ass@h:81/x").unwrap();
+        assert_eq!(u.credentials, Some(("us@er".into(), "p:ss".into())));
+        assert_eq!((u.host.as_str(), u.port), ("h", 81));
+        assert_eq!(u.to_string(), "http://h:81/x");
+        let u = Url::parse("http://user@h/").unwrap();
+        assert_eq!(u.credentials, Some(("user".into(), String::new())));
     }
 
     #[test]

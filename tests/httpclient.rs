@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use peers::{read_request, reply, PyServer, RawServer};
 use squall::httpclient::{
-    AsyncHTTPClient, ClientConfig, HTTPError, HTTPRequest, HTTPResponse, HTTPTimeoutError,
-    TimeoutPhase,
+    AsyncHTTPClient, ClientConfig, HTTPClient, HTTPError, HTTPRequest, HTTPResponse,
+    HTTPTimeoutError, TimeoutPhase,
 };
 use squall::{Error, ErrorKind, Future, IOLoop};
 
@@ -976,4 +976,29 @@ fn request_timeout_while_connecting() {
     assert_eq!(io_loop.timer_stats().pending, 0);
     assert_eq!(io_loop.handler_count(), 0);
     assert_clean(&io_loop, &client);
+}
+
+#[test]
+fn blocking_client_against_tornado() {
+    let server = PyServer::tornado();
+    let client = HTTPClient::new().unwrap();
+    let ports: Vec<String> = (0..3)
+        .map(|_| client.fetch(server.url("/peer").as_str()).unwrap().text())
+        .collect();
+    assert!(ports.windows(2).all(|w| w[0] == w[1]), "{ports:?}");
+    let err = client
+        .fetch(server.url("/status/418").as_str())
+        .unwrap_err();
+    assert_eq!(HTTPError::from_error(&err).map(|e| e.code), Some(418));
+    let post = client
+        .fetch(
+            HTTPRequest::new(server.url("/method"))
+                .method("POST")
+                .body("b"),
+        )
+        .unwrap();
+    assert_eq!(post.text(), "POST b");
+    assert_eq!(client.stats().connections_opened, 1);
+    client.close();
+    assert!(client.fetch(server.url("/hello")).is_err());
 }

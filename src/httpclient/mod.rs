@@ -71,6 +71,8 @@
 //!   become a `GET` without body, 307/308 keep method and body.
 //! - Names are resolved on a helper thread (IP literals directly), so the
 //!   loop never blocks on DNS.
+//! - [`HTTPClient`] is the blocking wrapper for scripts and tests, on a
+//!   private loop.
 //!
 //! # Errors and limits
 //! A fetch fails with a typed [`Error`](crate::Error): `Io` (refused,
@@ -82,6 +84,7 @@
 //! Every path removes its timeout and closes (or pools) its connection;
 //! [`AsyncHTTPClient::close`] closes the rest.
 
+mod blocking;
 mod client;
 mod exchange;
 mod headers;
@@ -91,6 +94,7 @@ mod resolve;
 mod response;
 mod url;
 
+pub use blocking::HTTPClient;
 pub use client::{AsyncHTTPClient, ClientConfig, ClientStats};
 pub use headers::HTTPHeaders;
 pub use request::{HTTPRequest, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT};

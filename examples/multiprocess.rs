@@ -95,11 +95,7 @@ fn serve(port: u16, reuse_port: bool) -> Result<(), Box<dyn std::error::Error>> 
         log::info!("task {task} is pid {}", std::process::id());
         // Only now the child's own loop.
         server.add_sockets(sockets)?;
-        server.shutdown_on_signals(
-            &IOLoop::current(),
-            &[libc::SIGTERM, libc::SIGINT],
-            GRACE,
-        )?;
+        server.shutdown_on_signals(&IOLoop::current(), &[libc::SIGTERM, libc::SIGINT], GRACE)?;
     }
     IOLoop::current().start()?;
     log::info!(

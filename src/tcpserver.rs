@@ -55,7 +55,7 @@
 //! it. The stream lives until it is closed (by either side): the server does
 //! not keep it, so [`stop`](TCPServer::stop) only stops accepting.
 //!
-//! `handle_stream` may return `()`, a `Result` or a [`Future`](crate::Future)
+//! `handle_stream` may return `()`, a `Result` or a [`Future`]
 //! (see [`CallbackReturn`]). An error it returns, a failure of the future it
 //! returns, or a panic is logged (or goes to the
 //! [stack context](crate::stack_context) current when the sockets were
@@ -367,7 +367,11 @@ impl TCPServer {
         }
         self.add_sockets(listeners)?;
         let io_loop = self.io_loop();
-        self.shutdown_on_signals(&io_loop, &[libc::SIGTERM, libc::SIGINT], DEFAULT_SHUTDOWN_GRACE)
+        self.shutdown_on_signals(
+            &io_loop,
+            &[libc::SIGTERM, libc::SIGINT],
+            DEFAULT_SHUTDOWN_GRACE,
+        )
     }
 
     /// The loop the server's sockets go on (chosen now if not yet).
@@ -409,9 +413,7 @@ impl TCPServer {
         grace: Duration,
     ) -> Result<(), Error> {
         let server = self.clone();
-        process::on_shutdown_signals(io_loop, signals, grace, move |grace| {
-            server.shutdown(grace)
-        })
+        process::on_shutdown_signals(io_loop, signals, grace, move |grace| server.shutdown(grace))
     }
 
     /// The connections this server accepted that are still open.
@@ -503,7 +505,12 @@ impl TCPServer {
 
 /// Completes `done` once every connection of `shared` is closed, closing the
 /// rest at `deadline`.
-fn poll_drained(shared: Rc<Shared>, io_loop: IOLoop, deadline: std::time::Instant, done: Future<()>) {
+fn poll_drained(
+    shared: Rc<Shared>,
+    io_loop: IOLoop,
+    deadline: std::time::Instant,
+    done: Future<()>,
+) {
     let open = shared.open_connections();
     if open == 0 {
         let _ = done.set_result(());
@@ -519,7 +526,9 @@ fn poll_drained(shared: Rc<Shared>, io_loop: IOLoop, deadline: std::time::Instan
         return;
     }
     let l = io_loop.clone();
-    io_loop.call_later(SHUTDOWN_POLL, move || poll_drained(shared, l, deadline, done));
+    io_loop.call_later(SHUTDOWN_POLL, move || {
+        poll_drained(shared, l, deadline, done)
+    });
 }
 
 /// A socket bound to `addr` with `SO_REUSEPORT` that does not listen: it

@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -191,10 +191,7 @@ impl Server {
     }
 
     fn line(&self, timeout: Duration) -> Option<String> {
-        match self.lines.recv_timeout(timeout) {
-            Ok(line) => Some(line),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.lines.recv_timeout(timeout).ok()
     }
 
     /// `GET path`; the body.
@@ -288,7 +285,11 @@ impl Server {
     fn stop_gracefully(&mut self) {
         self.signal(libc::SIGTERM);
         let status = self.wait_exit(Duration::from_secs(8));
-        assert_eq!(status.code(), Some(0), "parent status after SIGTERM: {status}");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "parent status after SIGTERM: {status}"
+        );
         assert!(self.group_gone(), "processes left after SIGTERM");
     }
 }
@@ -320,7 +321,10 @@ fn spread(settings: &[(&str, &str)]) {
     println!("    answers per pid: {counts:?}; task -> pid: {tasks:?}");
     assert_eq!(tasks.len(), 2, "both tasks answer: {tasks:?}");
     assert_eq!(counts.len(), 2, "two distinct pids: {counts:?}");
-    assert!(!counts.contains_key(&(server.pgid as u32)), "the parent never serves");
+    assert!(
+        !counts.contains_key(&(server.pgid as u32)),
+        "the parent never serves"
+    );
     server.stop_gracefully();
 }
 
@@ -396,7 +400,10 @@ fn kill_9_child_restarts_with_same_task_id() {
     let (ok, failed) = steady.join().unwrap();
     println!("    task 0: pid {victim} killed, restarted as pid {new_pid}; steady client: {ok} ok, {failed} failed");
     assert!(ok > 10, "the steady client was served");
-    assert!(failed <= 3, "at most the requests in flight in the killed child fail");
+    assert!(
+        failed <= 3,
+        "at most the requests in flight in the killed child fail"
+    );
     server.stop_gracefully();
 }
 
@@ -552,8 +559,7 @@ const TESTS: &[Test] = &[
 
 fn main() {
     if std::env::var(ROLE_ENV).is_ok() {
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-            .init();
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
         if let Err(err) = server_role() {
             eprintln!("server role: {err}");
             std::process::exit(2);

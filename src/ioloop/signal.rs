@@ -195,7 +195,7 @@ impl IOLoop {
     /// loop callback, with the stack context current now.
     ///
     /// A second call for the same signal replaces the callback. See the
-    /// [module docs](self::signal) for how signals reach the loop.
+    /// [module docs](crate::ioloop::signal) for how signals reach the loop.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for a number that is no signal, or one

@@ -116,10 +116,12 @@ pub(crate) fn check_can_fork() -> Result<(), String> {
         ));
     }
     if crate::ioloop::loop_created() {
-        return Err("fork_processes must be called before any IOLoop is created in the \
+        return Err(
+            "fork_processes must be called before any IOLoop is created in the \
                     process: a loop's epoll and eventfd descriptors would be shared by \
                     every child"
-            .to_string());
+                .to_string(),
+        );
     }
     if let Some(threads) = thread_count() {
         if threads > 1 {
@@ -134,7 +136,9 @@ pub(crate) fn check_can_fork() -> Result<(), String> {
 
 /// The number of threads of this process, where `/proc` tells.
 fn thread_count() -> Option<usize> {
-    std::fs::read_dir("/proc/self/task").ok().map(Iterator::count)
+    std::fs::read_dir("/proc/self/task")
+        .ok()
+        .map(Iterator::count)
 }
 
 fn set_task_id(id: usize) {

@@ -200,11 +200,7 @@ impl Subprocess {
             let stdin = child.stdin.take().map(|p| IOStream::with_loop(p, io_loop));
             let stdout = child.stdout.take().map(|p| IOStream::with_loop(p, io_loop));
             let stderr = child.stderr.take().map(|p| IOStream::with_loop(p, io_loop));
-            Ok((
-                stdin.transpose()?,
-                stdout.transpose()?,
-                stderr.transpose()?,
-            ))
+            Ok((stdin.transpose()?, stdout.transpose()?, stderr.transpose()?))
         })();
         let (stdin, stdout, stderr) = match streams {
             Ok(streams) => streams,

@@ -47,9 +47,9 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
     let reuse_port = env_or("REUSE_PORT", "0") == "1";
     let counter = std::rc::Rc::new(std::cell::Cell::new(0u64));
     let c = counter.clone();
-    let server = TCPServer::new(move |stream: IOStream, _peer: SocketAddr| {
+    let server = TCPServer::new(move |stream: IOStream, peer: SocketAddr| {
         c.set(c.get() + 1);
-        handle(stream)
+        handle(stream, peer)
     });
     let announce = |port: u16| {
         println!("PORT {port}");
@@ -81,9 +81,9 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `GET /` answers `pid P task T`; `/slow/MS` answers after MS ms;
+/// `GET /` answers `pid P task T remote ADDR`; `/slow/MS` answers after MS ms;
 /// `/exit/CODE` answers, then the process exits with CODE.
-fn handle(stream: IOStream) -> Future<()> {
+fn handle(stream: IOStream, peer: SocketAddr) -> Future<()> {
     let done = Future::new();
     let (d, s) = (done.clone(), stream.clone());
     stream
@@ -103,8 +103,18 @@ fn handle(stream: IOStream) -> Future<()> {
             };
             let head = String::from_utf8_lossy(&head).into_owned();
             let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+            // Behind a trusted proxy, the client's address is in X-Real-IP
+            // (what Tornado's xheaders=True reads); else it is the peer's.
+            let remote = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("x-real-ip")
+                        .then(|| value.trim().to_string())
+                })
+                .unwrap_or_else(|| peer.ip().to_string());
             let body = format!(
-                "pid {} task {}\n",
+                "pid {} task {} remote {remote}\n",
                 std::process::id(),
                 process::task_id().map_or(-1, |t| t as i64)
             );
@@ -187,6 +197,16 @@ impl Server {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         server.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // With reuse-port sockets, nothing listens until a child has bound
+        // its own: connections are refused until then. (One request.)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(err) = server.whoami() {
+            assert!(
+                Instant::now() < deadline,
+                "the server never answered: {err}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         server
     }
 
@@ -213,12 +233,14 @@ impl Server {
         parse_whoami(&self.get("/")?)
     }
 
-    /// Requests until every task in `0..n` answered (at most `limit`):
-    /// task -> pid, and the count of answers per pid.
-    fn learn_tasks(&self, n: i64, limit: usize) -> (BTreeMap<i64, u32>, BTreeMap<u32, usize>) {
+    /// Requests (at least 20) until every task in `0..n` answered, for at
+    /// most 10 s (a child may be slow to start on a busy machine): task ->
+    /// pid, and the count of answers per pid.
+    fn learn_tasks(&self, n: i64) -> (BTreeMap<i64, u32>, BTreeMap<u32, usize>) {
         let mut tasks = BTreeMap::new();
         let mut counts = BTreeMap::new();
-        for _ in 0..limit {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
             let (pid, task) = self.whoami().expect("GET /");
             tasks.insert(task, pid);
             *counts.entry(pid).or_insert(0) += 1;
@@ -317,7 +339,7 @@ fn parse_whoami(body: &str) -> std::io::Result<(u32, i64)> {
 
 fn spread(settings: &[(&str, &str)]) {
     let mut server = Server::start(settings);
-    let (tasks, counts) = server.learn_tasks(2, 500);
+    let (tasks, counts) = server.learn_tasks(2);
     println!("    answers per pid: {counts:?}; task -> pid: {tasks:?}");
     assert_eq!(tasks.len(), 2, "both tasks answer: {tasks:?}");
     assert_eq!(counts.len(), 2, "two distinct pids: {counts:?}");
@@ -358,15 +380,15 @@ fn n_requests_get_exactly_n_responses() {
     assert_eq!(answers.len(), THREADS * EACH);
     server.stop_gracefully();
     // Each child counted the connections it accepted: together, exactly one
-    // per request (none accepted twice, none lost).
+    // per request (none accepted twice, none lost), plus the readiness probe.
     let counts = server.accepted_counts();
     println!("    connections accepted per task: {counts:?}");
-    assert_eq!(counts.values().sum::<u64>(), (THREADS * EACH) as u64);
+    assert_eq!(counts.values().sum::<u64>(), (THREADS * EACH) as u64 + 1);
 }
 
 fn kill_9_child_restarts_with_same_task_id() {
     let mut server = Server::start(&[("API", "tcpserver")]);
-    let (tasks, _) = server.learn_tasks(2, 500);
+    let (tasks, _) = server.learn_tasks(2);
     let victim = tasks[&0];
     // A steady client for the whole time.
     let addr = server.addr;
@@ -435,7 +457,7 @@ fn max_restarts_exhausted_ends_parent_with_error() {
 
 fn sigterm_lets_requests_in_flight_finish_and_leaves_nothing() {
     let mut server = Server::start(&[("API", "tcpserver")]);
-    server.learn_tasks(2, 500);
+    server.learn_tasks(2);
     let probe = Server::probe(server.addr);
     let slow = std::thread::spawn(move || probe.get("/slow/800"));
     std::thread::sleep(Duration::from_millis(300));
@@ -452,7 +474,7 @@ fn sigterm_lets_requests_in_flight_finish_and_leaves_nothing() {
 
 fn sigkill_of_the_parent_leaves_no_orphan() {
     let server = Server::start(&[("API", "fork")]);
-    let (tasks, _) = server.learn_tasks(2, 500);
+    let (tasks, _) = server.learn_tasks(2);
     server.signal(libc::SIGKILL);
     // The children get SIGTERM from the kernel (PR_SET_PDEATHSIG).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -482,6 +504,136 @@ fn fork_processes_is_refused_with_threads_then_after_an_ioloop() {
     let err = server.start(2).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
     assert_eq!(process::task_id(), None);
+}
+
+/// nginx on a free loopback port, proxying to `upstream`, in its own
+/// process group (killed on drop).
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    fn start(upstream: SocketAddr) -> Nginx {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("squall-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        // The configuration docs/deployment.md shows, on test ports.
+        let conf = format!(
+            r#"daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/tmp/body;
+    proxy_temp_path {dir}/tmp/proxy;
+    fastcgi_temp_path {dir}/tmp/fastcgi;
+    uwsgi_temp_path {dir}/tmp/uwsgi;
+    scgi_temp_path {dir}/tmp/scgi;
+    upstream squall {{
+        server {upstream};
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://squall;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Scheme $scheme;
+            proxy_redirect off;
+        }}
+    }}
+}}
+"#,
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new(if std::path::Path::new("/usr/sbin/nginx").exists() {
+            "/usr/sbin/nginx"
+        } else {
+            "nginx"
+        })
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .process_group(0)
+        .spawn()
+        .expect("nginx is installed (.ci/run installs it)");
+        GROUPS.lock().unwrap().push(child.id() as libc::pid_t);
+        let nginx = Nginx {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(nginx.addr).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx
+    }
+
+    /// `GET /` through nginx from 127.0.0.2 (loopback, but not the address
+    /// nginx itself connects from), with an `X-Forwarded-For` of our own.
+    fn get_from_elsewhere(&self) -> std::io::Result<String> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        socket.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())?;
+        socket.connect_timeout(&self.addr.into(), Duration::from_secs(2))?;
+        let mut conn: TcpStream = socket.into();
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            conn,
+            "GET / HTTP/1.0\r\nHost: example.test\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response)?;
+        match response.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+            _ => Err(std::io::Error::other(format!("bad response {response:?}"))),
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pgid = self.child.id() as libc::pid_t;
+        kill_group(pgid);
+        let _ = self.child.wait();
+        GROUPS.lock().unwrap().retain(|&g| g != pgid);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn behind_nginx_with_the_client_address_in_x_real_ip() {
+    let mut server = Server::start(&[("API", "tcpserver")]);
+    let nginx = Nginx::start(server.addr);
+    let mut pids = BTreeMap::new();
+    for i in 0..200 {
+        let body = nginx.get_from_elsewhere().expect("GET through nginx");
+        let (pid, _task) = parse_whoami(&body).unwrap();
+        assert!(
+            body.trim_end().ends_with("remote 127.0.0.2"),
+            "the handler sees the client's address, not nginx's: {body:?}"
+        );
+        *pids.entry(pid).or_insert(0) += 1;
+        if pids.len() >= 2 && i >= 20 {
+            break;
+        }
+    }
+    println!("    through nginx, answers per pid: {pids:?}");
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    drop(nginx);
+    server.stop_gracefully();
 }
 
 impl Server {
@@ -554,6 +706,10 @@ const TESTS: &[Test] = &[
     (
         "sigkill_of_the_parent_leaves_no_orphan",
         sigkill_of_the_parent_leaves_no_orphan,
+    ),
+    (
+        "behind_nginx_with_the_client_address_in_x_real_ip",
+        behind_nginx_with_the_client_address_in_x_real_ip,
     ),
 ];
 

@@ -105,6 +105,8 @@ pub fn fork_processes(num_processes: usize, max_restarts: Option<usize>) -> io::
     } else {
         num_processes
     };
+    // Output still buffered would be written once by every child.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     supervisor::run(n, max_restarts.unwrap_or(DEFAULT_MAX_RESTARTS))
 }
 

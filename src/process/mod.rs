@@ -21,6 +21,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A process that never forked has no task id; the number of CPUs is what
+//! `fork_processes(0, ..)` forks:
+//!
+//! ```
+//! use squall::process;
+//! assert_eq!(process::task_id(), None);
+//! assert!(process::cpu_count() >= 1);
+//! ```
+//!
 //! # The supervisor
 //! [`fork_processes`] forks the children and returns in each of them. The
 //! parent stays inside it until the end:

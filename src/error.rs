@@ -56,6 +56,11 @@ pub enum ErrorKind {
     Closed,
     /// An argument is out of range (a zero period, a bad fd...).
     InvalidArgument,
+    /// A queue is full: `Queue::put_nowait`, or a bounded executor's job queue
+    /// (Tornado's `QueueFull`).
+    QueueFull,
+    /// A queue is empty: `Queue::get_nowait` (Tornado's `QueueEmpty`).
+    QueueEmpty,
     /// A child process ended with a non-zero status or by a signal
     /// (Tornado's `CalledProcessError`); the message says how.
     ProcessFailed,
@@ -82,6 +87,8 @@ impl ErrorKind {
             ErrorKind::BufferFull => "buffer full",
             ErrorKind::Closed => "closed",
             ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::QueueFull => "queue full",
+            ErrorKind::QueueEmpty => "queue empty",
             ErrorKind::ProcessFailed => "process failed",
             ErrorKind::Other => "error",
         }

@@ -35,6 +35,7 @@
 //! was scheduled; if none handles it, it is logged with `log::error!`. The loop
 //! always goes on.
 
+pub mod channel;
 mod clock;
 mod handlers;
 mod periodic;
@@ -42,6 +43,7 @@ mod remote;
 pub mod signal;
 mod timers;
 
+pub use channel::RemoteSender;
 pub use clock::{Clock, ManualClock};
 pub use handlers::{Events, ToRawFd};
 pub use periodic::PeriodicCallback;
@@ -103,6 +105,8 @@ struct Inner {
     handlers: RefCell<Handlers>,
     remote_rx: RefCell<Option<Receiver<RemoteMsg>>>,
     remote: Arc<remote::Shared>,
+    /// Typed channels from other threads (`remote_channel`).
+    channels: RefCell<Vec<Rc<dyn channel::Source>>>,
     clock: Clock,
     running: Cell<bool>,
     stopping: Cell<bool>,
@@ -167,6 +171,7 @@ impl IOLoop {
                 handlers: RefCell::new(Handlers::default()),
                 remote_rx: RefCell::new(Some(rx)),
                 remote,
+                channels: RefCell::new(Vec::new()),
                 clock,
                 running: Cell::new(false),
                 stopping: Cell::new(false),
@@ -282,6 +287,45 @@ impl IOLoop {
         Remote {
             shared: self.inner.remote.clone(),
         }
+    }
+
+    /// A typed channel into this loop: `handler` runs on the loop's thread
+    /// with each value sent through the returned [`RemoteSender`] from any
+    /// thread, with no allocation per message. Unbounded, like
+    /// [`Remote::add_callback`]. See the [`channel`] module for details.
+    pub fn remote_channel<T, R, F>(&self, handler: F) -> RemoteSender<T>
+    where
+        T: Send + 'static,
+        R: CallbackReturn,
+        F: FnMut(T) -> R + 'static,
+    {
+        self.make_channel(None, handler)
+    }
+
+    /// [`remote_channel`](IOLoop::remote_channel) holding at most `capacity`
+    /// values: a full channel makes `send` wait and `try_send` fail with
+    /// [`ErrorKind::BufferFull`], so a fast producer cannot grow memory
+    /// without bound.
+    pub fn remote_sync_channel<T, R, F>(&self, capacity: usize, handler: F) -> RemoteSender<T>
+    where
+        T: Send + 'static,
+        R: CallbackReturn,
+        F: FnMut(T) -> R + 'static,
+    {
+        self.make_channel(Some(capacity), handler)
+    }
+
+    fn make_channel<T, R, F>(&self, capacity: Option<usize>, handler: F) -> RemoteSender<T>
+    where
+        T: Send + 'static,
+        R: CallbackReturn,
+        F: FnMut(T) -> R + 'static,
+    {
+        let (sender, source) = channel::new_channel(self.inner.remote.clone(), capacity, handler);
+        if !self.inner.closed.get() {
+            self.inner.channels.borrow_mut().push(source);
+        }
+        sender
     }
 
     // ----- timeouts --------------------------------------------------------
@@ -422,6 +466,7 @@ impl IOLoop {
         // Take everything out first, then drop it with no borrow held:
         // dropping a closure runs user code that may call back into the loop.
         let rx = inner.remote_rx.borrow_mut().take();
+        let channels = std::mem::take(&mut *inner.channels.borrow_mut());
         let callbacks = std::mem::take(&mut *inner.callbacks.borrow_mut());
         let spare = std::mem::take(&mut *inner.spare.borrow_mut());
         let timeouts = inner.timers.borrow_mut().drain();
@@ -430,6 +475,7 @@ impl IOLoop {
         let poll = inner.poll.borrow_mut().take();
         drop(poll);
         drop(rx);
+        drop(channels);
         drop(callbacks);
         drop(spare);
         drop(timeouts);
@@ -556,7 +602,7 @@ impl IOLoop {
             }
         }
         *inner.spare.borrow_mut() = batch;
-        let nremote = self.run_remote_callbacks();
+        let nremote = self.run_remote_callbacks() + self.run_channels();
 
         // 3. Due timeouts; one removed meanwhile is gone from the map.
         let ntimeouts = due.len();
@@ -618,7 +664,10 @@ impl IOLoop {
         let mut sleeping = false;
         if timeout != Some(Duration::ZERO) {
             if let Some(rx) = inner.remote_rx.borrow().as_ref() {
-                if inner.remote.prepare_sleep(rx) {
+                if inner
+                    .remote
+                    .prepare_sleep(|| rx.is_empty() && self.channels_empty())
+                {
                     sleeping = true;
                 } else {
                     timeout = Some(Duration::ZERO);
@@ -656,7 +705,8 @@ impl IOLoop {
                 .remote_rx
                 .borrow()
                 .as_ref()
-                .is_some_and(|rx| !rx.is_empty());
+                .is_some_and(|rx| !rx.is_empty())
+                || !self.channels_empty();
             if nevents == 0 && inner.callbacks.borrow().is_empty() && !remote_waiting {
                 let next = inner.timers.borrow_mut().next_deadline();
                 if let Some(next) = next {
@@ -689,6 +739,46 @@ impl IOLoop {
             }
         }
         pending
+    }
+
+    /// Drains each typed channel once; forgets the ones whose senders are
+    /// all gone.
+    fn run_channels(&self) -> usize {
+        let inner = &*self.inner;
+        let count = inner.channels.borrow().len();
+        if count == 0 {
+            return 0;
+        }
+        let mut handled = 0;
+        let mut finished = false;
+        for i in 0..count {
+            // Cloned out so no borrow is held while handlers run (they may
+            // make channels of their own).
+            let Some(source) = inner.channels.borrow().get(i).cloned() else {
+                break;
+            };
+            if inner.closed.get() {
+                break;
+            }
+            let (n, done) = source.drain();
+            handled += n;
+            finished |= done;
+        }
+        if finished {
+            let gone: Vec<_> = {
+                let mut channels = inner.channels.borrow_mut();
+                let all = std::mem::take(&mut *channels);
+                let (gone, live) = all.into_iter().partition(|s| s.finished());
+                *channels = live;
+                gone
+            };
+            drop(gone);
+        }
+        handled
+    }
+
+    fn channels_empty(&self) -> bool {
+        self.inner.channels.borrow().iter().all(|s| s.is_empty())
     }
 
     #[inline]

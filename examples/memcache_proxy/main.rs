@@ -96,6 +96,16 @@ fn parse<T: std::str::FromStr>(name: &str, value: &str) -> BoxResult<T> {
         .map_err(|_| format!("{name}: bad value {value:?}").into())
 }
 
+/// `HOST:PORT` (a name is resolved once, at start) as an address.
+fn resolve(name: &str, value: &str) -> BoxResult<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    value
+        .to_socket_addrs()
+        .map_err(|err| format!("{name} {value}: {err}"))?
+        .next()
+        .ok_or_else(|| format!("{name} {value}: no address").into())
+}
+
 fn serve(args: &[String]) -> BoxResult<()> {
     let mut listen = None;
     let mut upstreams = Vec::new();
@@ -103,8 +113,8 @@ fn serve(args: &[String]) -> BoxResult<()> {
     let mut connect_timeout = None;
     for (name, value) in pairs(args)? {
         match name {
-            "--listen" => listen = Some(parse::<SocketAddr>(name, value)?),
-            "--upstream" => upstreams.push(parse::<SocketAddr>(name, value)?),
+            "--listen" => listen = Some(resolve(name, value)?),
+            "--upstream" => upstreams.push(resolve(name, value)?),
             "--timeout-ms" => options.timeout = Duration::from_millis(parse(name, value)?),
             "--connect-timeout-ms" => {
                 connect_timeout = Some(Duration::from_millis(parse(name, value)?))
@@ -140,7 +150,7 @@ fn load_client(args: &[String]) -> BoxResult<()> {
     let (mut addr, mut clients, mut seconds, mut value_size, mut keys) = (None, 50, 5.0, 100, 1000);
     for (name, value) in pairs(args)? {
         match name {
-            "--load" => addr = Some(parse::<SocketAddr>(name, value)?),
+            "--load" => addr = Some(resolve(name, value)?),
             "--clients" => clients = parse(name, value)?,
             "--seconds" => seconds = parse(name, value)?,
             "--value-size" => value_size = parse(name, value)?,

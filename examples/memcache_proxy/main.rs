@@ -6,7 +6,8 @@
 //! ```text
 //! memcache_proxy                      self-test (what CI runs): start two memcached
 //!                                     (or in-process fakes if memcached is not on
-//!                                     PATH), run the proxy and a client against it,
+//!                                     PATH), use the client alone (callbacks, then a
+//!                                     gen coroutine), run the proxy and talk to it,
 //!                                     kill an upstream, exit 0 if all is well
 //! memcache_proxy --listen ADDR --upstream ADDR [--upstream ADDR ...]
 //!                [--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N]
@@ -18,9 +19,18 @@
 //! Try it: start `memcached -p 11211` and `memcached -p 11212`, then
 //! `cargo run --release --example memcache_proxy -- --listen 127.0.0.1:11311
 //! --upstream 127.0.0.1:11211 --upstream 127.0.0.1:11212`, and talk to port
-//! 11311 with any memcached client (or `telnet`). `stats` answers the
-//! proxy's own counters: connections, pending timeouts of its loop, and the
-//! state of each upstream.
+//! 11311 with any memcached client (or `telnet`).
+//!
+//! The proxy speaks memcached's text protocol: `get`/`gets` (keys split
+//! across the upstreams by a consistent hash, answers merged in the order
+//! asked), `set`/`add`/`replace`/`append`/`prepend`/`cas`, `delete`,
+//! `incr`/`decr`, `touch`, `flush_all` (sent to every upstream), `noreply`,
+//! `version` and `quit`. An upstream that fails or times out makes its keys
+//! answer `SERVER_ERROR <reason>` at once (it is retried after
+//! `--dead-retry-ms`); the other keys are served as usual. `stats` answers
+//! the proxy's own counters: connections, live sessions, pending timeouts
+//! and fd handlers of its loop, and the state of each upstream. A value over
+//! 1 MiB (memcached's default item limit) is refused without being buffered.
 //!
 //! The modules: [`protocol`] (client commands, parsed with limits), [`reply`]
 //! (server replies), [`hash`] (the consistent-hash ring), [`client`] (the

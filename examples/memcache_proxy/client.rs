@@ -261,7 +261,8 @@ impl Client {
             timeout: Cell::new(None),
             fail_callback: RefCell::new(Some(Box::new(fail_callback))),
         });
-        // The article's `StackContext(partial(self._cleanup, fail_callback))`.
+        // The article's `StackContext(partial(self._cleanup, fail_callback))`:
+        // in squall, catching is what an `ExceptionStackContext` does.
         let c = call.clone();
         let cleanup = ExceptionStackContext::new(move |err: &Error| {
             c.remove_timeout();

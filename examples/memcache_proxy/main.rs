@@ -11,7 +11,7 @@
 //!                                     kill an upstream, exit 0 if all is well
 //! memcache_proxy --listen ADDR --upstream ADDR [--upstream ADDR ...]
 //!                [--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N]
-//!                                     serve until killed
+//!                                     serve until SIGINT or SIGTERM
 //! memcache_proxy --load ADDR [--clients N] [--seconds S] [--value-size B] [--keys K]
 //!                                     the benchmark's load client (bench/memcache.sh)
 //! ```
@@ -145,14 +145,25 @@ fn serve(args: &[String]) -> BoxResult<()> {
         upstreams,
         options,
     };
-    let proxy = proxy::Proxy::start(&io_loop, &config)?;
+    let proxy = Rc::new(proxy::Proxy::start(&io_loop, &config)?);
     println!(
         "memcache proxy on {} -> {:?}, timeout {:?}",
         proxy.local_addr(),
         config.upstreams,
         config.options.timeout
     );
+    // SIGINT or SIGTERM: stop accepting, close the upstream connections,
+    // and leave the loop (closing it closes the clients' connections).
+    for signum in [libc::SIGINT, libc::SIGTERM] {
+        let (p, l) = (proxy.clone(), io_loop.clone());
+        io_loop.add_signal_handler(signum, move |signum| {
+            println!("signal {signum}: shutting down");
+            p.stop();
+            l.stop();
+        })?;
+    }
     io_loop.start()?;
+    io_loop.close();
     Ok(())
 }
 

@@ -11,7 +11,8 @@
 //!                                     kill an upstream, exit 0 if all is well
 //! memcache_proxy --listen ADDR --upstream ADDR [--upstream ADDR ...]
 //!                [--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N]
-//!                                     serve until SIGINT or SIGTERM
+//!                [--processes N]      serve until SIGINT or SIGTERM (with N != 1:
+//!                                     from N forked processes, 0 = one per CPU)
 //! memcache_proxy --load ADDR [--clients N] [--seconds S] [--value-size B] [--keys K]
 //!                                     the benchmark's load client (bench/memcache.sh)
 //! ```
@@ -73,7 +74,7 @@ use testkit::{Memcached, TextClient};
 type BoxResult<T> = Result<T, Box<dyn StdError>>;
 
 const USAGE: &str = "usage: memcache_proxy [--listen ADDR --upstream ADDR [--upstream ADDR ...] \
-[--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N]] | --load ADDR [--clients N] \
+[--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N] [--processes N]] | --load ADDR [--clients N] \
 [--seconds S] [--value-size B] [--keys K] | --self-test";
 
 fn main() -> BoxResult<()> {
@@ -121,6 +122,7 @@ fn serve(args: &[String]) -> BoxResult<()> {
     let mut upstreams = Vec::new();
     let mut options = Options::default();
     let mut connect_timeout = None;
+    let mut processes = 1;
     for (name, value) in pairs(args)? {
         match name {
             "--listen" => listen = Some(resolve(name, value)?),
@@ -130,6 +132,7 @@ fn serve(args: &[String]) -> BoxResult<()> {
                 connect_timeout = Some(Duration::from_millis(parse(name, value)?))
             }
             "--dead-retry-ms" => options.dead_retry = Duration::from_millis(parse(name, value)?),
+            "--processes" => processes = parse(name, value)?,
             _ => return Err(format!("unknown option {name}\n{USAGE}").into()),
         }
     }
@@ -138,13 +141,29 @@ fn serve(args: &[String]) -> BoxResult<()> {
     if upstreams.is_empty() {
         return Err(format!("at least one --upstream is required\n{USAGE}").into());
     }
-    let io_loop = IOLoop::new()?;
-    io_loop.make_current();
     let config = Config {
         listen,
         upstreams,
         options,
     };
+    if processes != 1 {
+        // Forks; returns in each child, which serves until SIGTERM/SIGINT
+        // (the parent passes them on, and `start(n)` makes them a graceful
+        // stop).
+        let (io_loop, proxy) = proxy::Proxy::start_processes(&config, processes)?;
+        println!(
+            "memcache proxy process {} on {} -> {:?}",
+            std::process::id(),
+            proxy.local_addr(),
+            config.upstreams
+        );
+        io_loop.start()?;
+        proxy.stop();
+        io_loop.close();
+        return Ok(());
+    }
+    let io_loop = IOLoop::new()?;
+    io_loop.make_current();
     let proxy = Rc::new(proxy::Proxy::start(&io_loop, &config)?);
     println!(
         "memcache proxy on {} -> {:?}, timeout {:?}",

@@ -405,8 +405,75 @@ fn self_test() -> BoxResult<()> {
     )?;
     check(c.cmd("quit").is_err(), "quit closes the connection")?;
     drop(proxy);
+    forked(&upstreams)?;
     println!("ok");
     Ok(())
+}
+
+/// A child process, killed (by PID) if still running when dropped.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The serve mode as users run it, in a process of its own: `--processes 2`
+/// forks two workers; SIGTERM stops them all, with exit status 0.
+fn forked(upstreams: &[SocketAddr]) -> BoxResult<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()?));
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(["--listen", &addr.to_string(), "--processes", "2"]);
+    for upstream in upstreams {
+        command.args(["--upstream", &upstream.to_string()]);
+    }
+    let mut child = ChildGuard(command.stdout(std::process::Stdio::null()).spawn()?);
+    println!("the proxy as two forked processes, on {addr}:");
+    let started = Instant::now();
+    let mut c = loop {
+        match TextClient::connect(addr) {
+            Ok(c) => break c,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(err) => return Err(format!("the forked proxy never listened: {err}").into()),
+        }
+    };
+    check(
+        c.set("forked", b"yes")? == "STORED" && c.get_one("forked")? == Ok(Some(b"yes".to_vec())),
+        "it serves",
+    )?;
+    // SO_REUSEPORT spreads connections over the workers by a hash of the
+    // client's port: twenty connections all landing on one would be a 1 in
+    // 2^19 chance.
+    let mut pids = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let stats = TextClient::connect(addr)?.stats()?;
+        pids.insert(stats.get("pid").cloned().unwrap_or_default());
+    }
+    check(
+        pids.len() == 2,
+        format_args!("two worker processes answer: {pids:?}"),
+    )?;
+    drop(c);
+    // SAFETY: kill(2) on the PID of our child, not yet reaped.
+    let rc = unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    check(rc == 0, "SIGTERM sent")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.0.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            return Err("the forked proxy did not stop on SIGTERM".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    check(status.success(), format_args!("SIGTERM stops it: {status}"))
 }
 
 /// The client on its own, on a loop of ours: each server's `version`, and a

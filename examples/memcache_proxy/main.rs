@@ -8,7 +8,9 @@
 //!                                     (or in-process fakes if memcached is not on
 //!                                     PATH), use the client alone (callbacks, then a
 //!                                     gen coroutine), run the proxy and talk to it,
-//!                                     kill an upstream, exit 0 if all is well
+//!                                     kill an upstream, then run this program as a
+//!                                     two-process server and stop it with SIGTERM;
+//!                                     exit 0 if all is well
 //! memcache_proxy --listen ADDR --upstream ADDR [--upstream ADDR ...]
 //!                [--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N]
 //!                [--processes N]      serve until SIGINT or SIGTERM (with N != 1:

@@ -8,13 +8,15 @@
 local depth = tonumber(os.getenv("WRK_PIPELINE") or "1") or 1
 
 if depth > 1 then
-   -- Built once per Lua state; a `request` function makes wrk send what it
-   -- returns as one write, and wrk reads the count of requests in it.
-   local r = {}
-   for i = 1, depth do
-      r[i] = wrk.format()
+   -- Built in init, after wrk has set the Host header; a `request` function
+   -- makes wrk send what it returns as one write, and count the requests in it.
+   init = function(args)
+      local r = {}
+      for i = 1, depth do
+         r[i] = wrk.format()
+      end
+      batch = table.concat(r)
    end
-   local batch = table.concat(r)
    request = function()
       return batch
    end

@@ -24,7 +24,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(b"Hello, world"))))
+    Ok(Response::new(Full::new(Bytes::from_static(
+        b"Hello, world",
+    ))))
 }
 
 fn main() {

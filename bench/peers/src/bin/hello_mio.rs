@@ -114,7 +114,10 @@ impl Parser {
                     }
                 }
             } else if h.name.eq_ignore_ascii_case("content-length") {
-                match std::str::from_utf8(h.value).ok().and_then(|v| v.parse().ok()) {
+                match std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                {
                     Some(n) => self.body_left = n,
                     None => return self.fail("400 Bad Request", out),
                 }

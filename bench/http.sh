@@ -289,15 +289,40 @@ awk -v tests="${tests[*]}" -v servers="${selected[*]}" -v work="$work" -v depth=
       }
     }
     print ""
-    printf "Core use, %% of one core (server / wrk):"
+    print "Core use, % of one core (server / wrk):"
     for (i = 1; i <= nserv; i++) {
-      s = S[i]; printf "%s %s", (i > 1 ? ";" : ""), s
+      s = S[i]; printf "- %s:", s
       for (t = 1; t <= ntests; t++) {
         x = T[t]; lbl = (x == "pipe") ? "pipelined" : "-c " substr(x, 2)
         printf "%s %s %d/%d", (t > 1 ? "," : ""), lbl, get(s, x "_scpu"), get(s, x "_wcpu")
       }
+      print ""
     }
-    print ""
+    # The targets of issue #6, from the medians above.
+    if ("squall" in has) {
+      print ""
+      print "Targets (issue #6), squall / peer:"
+      first = T[1]; lbl1 = "-c " substr(first, 2)
+      if ("hyper" in has) {
+        target("user CPU per request at " lbl1 " <= 0.8x hyper", "squall", "hyper", first "_usr", "<=", 0.8)
+        for (t = 1; t <= ntests; t++) {
+          x = T[t]
+          if (x == "pipe") target("pipelined req/s >= 1.2x hyper", "squall", "hyper", "pipe_rps", ">=", 1.2)
+          else target("req/s at -c " substr(x, 2) " >= 1.0x hyper", "squall", "hyper", x "_rps", ">=", 1.0)
+        }
+      }
+      if ("mio" in has)
+        target("user CPU per request at " lbl1 " <= 1.6x mio", "squall", "mio", first "_usr", "<=", 1.6)
+      if ("tornado" in has)
+        for (t = 1; t <= ntests; t++)
+          target("req/s " (T[t] == "pipe" ? "pipelined" : "at -c " substr(T[t], 2)) " >= 20x tornado", "squall", "tornado", T[t] "_rps", ">=", 20)
+    }
+  }
+  function target(what, a, b, key, op, goal,   r, ok) {
+    if (get(a, key) == "" || get(b, key) + 0 == 0) return
+    r = get(a, key) / get(b, key)
+    ok = (op == "<=") ? (r <= goal) : (r >= goal)
+    printf "- %s: %.2f, %s\n", what, r, ok ? "met" : "MISSED"
   }
   function us(x) { return x >= 10 ? sprintf("%.0f", x) : sprintf("%.2f", x) }
   function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }

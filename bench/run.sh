@@ -63,6 +63,7 @@ row add_callback_batch1024 "callback, batches of 1024" tokio
 row timeout_add_remove_1m "timeout add+remove, 1M pending" tokio
 row remote_add_callback "cross-thread callback" tokio
 row remote_add_callback "  (tokio: boxed closures)" tokio_boxed_fn
+row remote_channel "cross-thread u64, typed channel" tokio
 row future_set_result "future set_result + callback" tokio
 row gen_step_pending_future "gen step, pending future" tokio
 row gen_step_ready_future "gen step, ready future (squall)" -

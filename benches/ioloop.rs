@@ -246,6 +246,30 @@ pub mod ops {
         scale(start.elapsed(), iters, n)
     }
 
+    /// `RemoteSender::send` of a `u64` from the producer thread to a handler
+    /// made by `IOLoop::remote_channel`: the same hand-off as
+    /// [`remote_callbacks`] without a boxed closure per message.
+    pub fn remote_channel(io_loop: &IOLoop, producer: &Producer, iters: u64) -> Duration {
+        let n = iters.max(MIN_MESSAGES);
+        let l = io_loop.clone();
+        let mut left = n;
+        let tx = io_loop.remote_channel(move |i: u64| {
+            black_box(i);
+            left -= 1;
+            if left == 0 {
+                l.stop();
+            }
+        });
+        let start = Instant::now();
+        producer.run(move || {
+            for i in 0..n {
+                tx.send(i).expect("loop open");
+            }
+        });
+        io_loop.start().expect("loop runs");
+        scale(start.elapsed(), iters, n)
+    }
+
     /// Create a future, add one done-callback, set its result (which runs
     /// the callback).
     pub fn future_set_result(iters: u64) -> Duration {
@@ -290,6 +314,11 @@ fn remote(c: &mut Criterion) {
     let mut g = c.benchmark_group("remote_add_callback");
     g.bench_function("squall", |b| {
         b.iter_custom(|iters| ops::remote_callbacks(&io_loop, &producer, iters))
+    });
+    g.finish();
+    let mut g = c.benchmark_group("remote_channel");
+    g.bench_function("squall", |b| {
+        b.iter_custom(|iters| ops::remote_channel(&io_loop, &producer, iters))
     });
     g.finish();
 }

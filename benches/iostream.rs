@@ -144,6 +144,94 @@ pub mod ops {
         }
     }
 
+    /// Bytes per write of the bulk transfer.
+    pub const BULK_WRITE: usize = 256 * 1024;
+    /// Bytes asked for per read of the bulk transfer (`read_bytes(n, partial)`).
+    pub const BULK_READ: usize = 64 * 1024;
+
+    /// Sends `total` bytes through one loopback connection, writer and
+    /// reader on one loop: the writer keeps one [`BULK_WRITE`]-byte write in
+    /// flight (the next is queued when the last reaches the kernel), the
+    /// reader takes what is there with `read_bytes(BULK_READ, true)`. Timed
+    /// from the first write to the last byte read, connection set-up
+    /// excluded.
+    pub fn bulk_transfer(total: u64) -> Duration {
+        let io_loop = IOLoop::new().expect("loop");
+        let received = Rc::new(Cell::new(0u64));
+        let accepted = Rc::new(Cell::new(false));
+        let (r, a, l) = (received.clone(), accepted.clone(), io_loop.clone());
+        let server = TCPServer::with_loop(&io_loop, move |stream: IOStream, _: SocketAddr| {
+            a.set(true);
+            drain(stream, total, r.clone(), l.clone());
+        });
+        server
+            .listen(0, Some("127.0.0.1"))
+            .expect("listening on loopback");
+        let addr = server.local_addrs()[0];
+        let l = io_loop.clone();
+        let writer = io_loop
+            .run_sync(move || IOStream::connect_with(addr, None, &l), None)
+            .expect("connected");
+        let chunk = vec![7u8; BULK_WRITE];
+        let start = Instant::now();
+        fill(writer.clone(), chunk, total);
+        io_loop.start().expect("loop runs");
+        let elapsed = start.elapsed();
+        assert!(accepted.get());
+        assert_eq!(received.get(), total);
+        writer.close();
+        server.stop();
+        elapsed
+    }
+
+    /// Writes `left` bytes, one chunk in flight at a time.
+    fn fill(stream: IOStream, chunk: Vec<u8>, left: u64) {
+        if left == 0 {
+            return;
+        }
+        let n = left.min(chunk.len() as u64) as usize;
+        let s = stream.clone();
+        stream
+            .write(&chunk[..n])
+            .add_done_callback(move |done: &Future<()>| {
+                if done.take_result().is_ok() {
+                    fill(s, chunk, left - n as u64);
+                }
+            });
+    }
+
+    /// Reads until `total` bytes arrived, then stops the loop.
+    fn drain(stream: IOStream, total: u64, received: Rc<Cell<u64>>, io_loop: IOLoop) {
+        loop {
+            let read = stream.read_bytes(BULK_READ, true);
+            if !read.done() {
+                let s = stream.clone();
+                read.add_done_callback(move |read: &Future<Vec<u8>>| {
+                    if let Ok(data) = read.take_result() {
+                        received.set(received.get() + data.len() as u64);
+                        if received.get() >= total {
+                            s.close();
+                            io_loop.stop();
+                        } else {
+                            drain(s, total, received, io_loop);
+                        }
+                    }
+                });
+                return;
+            }
+            match read.take_result() {
+                Ok(data) => {
+                    received.set(received.get() + black_box(data).len() as u64);
+                    if received.get() >= total {
+                        stream.close();
+                        return io_loop.stop();
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Sends a message and reads its echo, `left` times; the last client to
     /// finish stops the loop.
     fn ping(stream: IOStream, left: u64, busy: Rc<Cell<usize>>, io_loop: IOLoop) {

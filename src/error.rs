@@ -56,6 +56,14 @@ pub enum ErrorKind {
     Closed,
     /// An argument is out of range (a zero period, a bad fd...).
     InvalidArgument,
+    /// A queue is full: `Queue::put_nowait`, or a bounded executor's job queue
+    /// (Tornado's `QueueFull`).
+    QueueFull,
+    /// A queue is empty: `Queue::get_nowait` (Tornado's `QueueEmpty`).
+    QueueEmpty,
+    /// A child process ended with a non-zero status or by a signal
+    /// (Tornado's `CalledProcessError`); the message says how.
+    ProcessFailed,
     /// Anything else: user errors converted from strings land here.
     Other,
 }
@@ -79,6 +87,9 @@ impl ErrorKind {
             ErrorKind::BufferFull => "buffer full",
             ErrorKind::Closed => "closed",
             ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::QueueFull => "queue full",
+            ErrorKind::QueueEmpty => "queue empty",
+            ErrorKind::ProcessFailed => "process failed",
             ErrorKind::Other => "error",
         }
     }

@@ -40,7 +40,22 @@ enum Slot<T> {
     Taken,
 }
 
-type DoneFn<T> = Box<dyn FnOnce(&Future<T>) -> Result<(), Error>>;
+type UserDoneFn<T> = Box<dyn FnOnce(&Future<T>) -> Result<(), Error>>;
+
+/// What a done-callback runs.
+enum DoneFn<T> {
+    /// A user closure.
+    Call(UserDoneFn<T>),
+    /// A waiter that only needs a nudge (a gen `Runner` waiting on a
+    /// `YieldFuture`): an `Rc` it already has, so no closure is allocated.
+    Wake(Rc<dyn Wake>),
+}
+
+/// Something woken when a future completes; it reads the result itself.
+pub(crate) trait Wake {
+    /// The future it waits on is done.
+    fn wake(self: Rc<Self>);
+}
 
 struct DoneCallback<T> {
     f: DoneFn<T>,
@@ -181,7 +196,13 @@ impl<T: 'static> Future<T> {
 
     fn run_callback(&self, cb: DoneCallback<T>) {
         let DoneCallback { f, ctx, name } = cb;
-        callback::invoke(&ctx, Origin::DoneCallback, name, || f(self));
+        match f {
+            DoneFn::Call(f) => callback::invoke(&ctx, Origin::DoneCallback, name, || f(self)),
+            DoneFn::Wake(w) => callback::invoke(&ctx, Origin::DoneCallback, name, || {
+                w.wake();
+                Ok(())
+            }),
+        }
     }
 
     /// Whether the future has a result or an error.
@@ -231,11 +252,24 @@ impl<T: 'static> Future<T> {
         R: CallbackReturn,
         F: FnOnce(&Future<T>) -> R + 'static,
     {
-        let cb = DoneCallback {
-            f: Box::new(move |fut: &Future<T>| f(fut).into_outcome()),
+        self.push_done_callback(DoneCallback {
+            f: DoneFn::Call(Box::new(move |fut: &Future<T>| f(fut).into_outcome())),
             ctx: Context::capture(),
             name: std::any::type_name::<F>(),
-        };
+        });
+    }
+
+    /// Wakes `waiter` once the future is done (at once if it is), in order
+    /// with the done-callbacks, under the current stack context.
+    pub(crate) fn add_waker(&self, waiter: Rc<dyn Wake>, name: &'static str) {
+        self.push_done_callback(DoneCallback {
+            f: DoneFn::Wake(waiter),
+            ctx: Context::capture(),
+            name,
+        });
+    }
+
+    fn push_done_callback(&self, cb: DoneCallback<T>) {
         let run_now = {
             let mut state = self.state.borrow_mut();
             if matches!(state.slot, Slot::Pending) {
@@ -252,6 +286,18 @@ impl<T: 'static> Future<T> {
         if run_now.is_some() {
             self.dispatch(run_now, Vec::new());
         }
+    }
+
+    /// Whether nobody but this handle can ever see the future's outcome: no
+    /// other clone exists and no done-callback is attached. A lock or a queue
+    /// skips such a waiter instead of handing it a permit or an item that
+    /// would be dropped unseen.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        if Rc::strong_count(&self.state) != 1 {
+            return false;
+        }
+        let state = self.state.borrow();
+        state.first.is_none() && state.rest.is_empty()
     }
 
     /// Whether `self` and `other` are clones of one future.

@@ -29,11 +29,15 @@
 
 mod callback;
 pub mod error;
+pub mod executor;
 pub mod future;
 pub mod gen;
 pub mod ioloop;
 pub mod iostream;
+pub mod locks;
 pub mod netutil;
+pub mod process;
+pub mod queues;
 pub mod stack_context;
 pub mod tcpserver;
 pub mod testing;

@@ -43,8 +43,8 @@
 //! Three ways, as in Tornado:
 //! - [`listen`](TCPServer::listen): bind and accept at once; single process.
 //! - [`bind`](TCPServer::bind) then [`start`](TCPServer::start): bind first,
-//!   accept when started. `start(1)` is the single-process case; several
-//!   processes (`start(n)` forking after `bind`) are not supported yet.
+//!   accept when started. `start(1)` is the single-process case; `start(n)`
+//!   forks `n` processes first (see [Several processes](#several-processes)).
 //! - [`add_sockets`](TCPServer::add_sockets) with sockets from
 //!   [`netutil::bind_sockets`]: the general form, e.g. sockets bound
 //!   before forking.
@@ -66,17 +66,55 @@
 //! per response); [`set_nodelay`](TCPServer::set_nodelay) turns it on for
 //! every accepted stream, which suits request/response protocols made of
 //! small writes. [`IOStream::set_nodelay`] does it for one stream.
+//!
+//! # Several processes
+//! `bind` then `start(n)` (`n == 0`: one per CPU) forks `n` children with
+//! [`process::fork_processes`] and returns in each of them, which then
+//! accepts on its own loop (so no loop may exist before; make it after
+//! `start`). The parent never returns: it supervises the children.
+//! - Sockets bound with `reuse_port == false` are shared: every child
+//!   accepts on the same listening socket, and the kernel wakes them all
+//!   for a connection that exactly one of them gets.
+//! - Sockets bound with `reuse_port == true` are not shared: each child binds
+//!   its own `SO_REUSEPORT` socket on the same address and port, and the
+//!   kernel spreads connections among them by a hash of the client's address
+//!   and port. The parent keeps the port reserved with a socket that is bound
+//!   but does not listen, so it takes no connections.
+//!
+//! In each child, `start(n)` also arranges for a graceful exit: on `SIGTERM`
+//! or `SIGINT` (which the parent passes on), the child stops accepting,
+//! gives the connections in flight up to [`DEFAULT_SHUTDOWN_GRACE`] to
+//! finish, and stops its loop ([`shutdown_on_signals`](TCPServer::shutdown_on_signals)),
+//! so `main` returns and the child exits with status 0.
+//!
+//! # Graceful shutdown
+//! [`shutdown(grace)`](TCPServer::shutdown) stops accepting and returns a
+//! future done when every connection the server accepted is closed; those
+//! still open after `grace` are closed then. Any single-process server can
+//! use it through `shutdown_on_signals` too.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::callback::CallbackReturn;
 use crate::error::{Error, ErrorKind};
+use crate::future::Future;
 use crate::ioloop::IOLoop;
 use crate::iostream::IOStream;
 use crate::netutil::{self, RemoveHandle};
+use crate::process;
+
+/// The bound [`start(n)`](TCPServer::start) gives connections in flight
+/// when a child is asked to stop.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How often a shutting-down server looks whether its connections are closed.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 
 type HandleStreamFn = Box<dyn FnMut(IOStream, SocketAddr) -> Result<(), Error>>;
 
@@ -89,6 +127,11 @@ struct Shared {
     name: &'static str,
     nodelay: Cell<bool>,
     max_buffer_size: Cell<Option<usize>>,
+    /// Accepted streams, pruned of closed ones now and then: what a
+    /// graceful shutdown waits for.
+    connections: RefCell<Vec<IOStream>>,
+    /// `connections.len()` after the last pruning.
+    live_after_prune: Cell<usize>,
 }
 
 impl Shared {
@@ -108,6 +151,7 @@ impl Shared {
         if let Some(max) = self.max_buffer_size.get() {
             stream.set_max_buffer_size(max);
         }
+        self.track(&stream);
         let mut handle_stream = self.handle_stream.try_borrow_mut().map_err(|_| {
             Error::new(
                 ErrorKind::InvalidState,
@@ -115,6 +159,26 @@ impl Shared {
             )
         })?;
         handle_stream(stream, peer)
+    }
+}
+
+impl Shared {
+    /// Remembers an accepted stream; prunes the closed ones when the list has
+    /// doubled since the last time (amortised O(1) per connection).
+    fn track(&self, stream: &IOStream) {
+        let mut connections = self.connections.borrow_mut();
+        if connections.len() >= 2 * self.live_after_prune.get().max(32) {
+            connections.retain(|s| !s.closed());
+            self.live_after_prune.set(connections.len());
+        }
+        connections.push(stream.clone());
+    }
+
+    fn open_connections(&self) -> usize {
+        let mut connections = self.connections.borrow_mut();
+        connections.retain(|s| !s.closed());
+        self.live_after_prune.set(connections.len());
+        connections.len()
     }
 }
 
@@ -127,6 +191,8 @@ struct Inner {
     handles: RefCell<Vec<RemoveHandle>>,
     /// Bound by `bind`, waiting for `start`.
     pending: RefCell<Vec<TcpListener>>,
+    /// The backlog `bind` was given, for the children's own sockets.
+    backlog: Cell<Option<u32>>,
     started: Cell<bool>,
 }
 
@@ -161,10 +227,13 @@ impl TCPServer {
                     name: std::any::type_name::<F>(),
                     nodelay: Cell::new(false),
                     max_buffer_size: Cell::new(None),
+                    connections: RefCell::new(Vec::new()),
+                    live_after_prune: Cell::new(0),
                 }),
                 io_loop: RefCell::new(None),
                 handles: RefCell::new(Vec::new()),
                 pending: RefCell::new(Vec::new()),
+                backlog: Cell::new(None),
                 started: Cell::new(false),
             }),
         }
@@ -219,6 +288,7 @@ impl TCPServer {
         reuse_port: bool,
     ) -> Result<(), Error> {
         let listeners = netutil::bind_sockets(port, address, backlog, reuse_port)?;
+        self.inner.backlog.set(backlog);
         if self.inner.started.get() {
             self.add_sockets(listeners)
         } else {
@@ -227,34 +297,128 @@ impl TCPServer {
         }
     }
 
-    /// Starts accepting on the sockets [`bind`](TCPServer::bind) made.
+    /// Starts accepting on the sockets [`bind`](TCPServer::bind) made;
+    /// Tornado's `start(num_processes)`.
     ///
-    /// `num_processes` must be 1 for now: forking several processes that
-    /// share the sockets (Tornado's `start(n)`, and `start(0)` for one per
-    /// CPU) comes with the `process` module.
+    /// `start(1)` accepts in this process. Any other number forks that many
+    /// processes first (`0`: one per CPU) with
+    /// [`process::fork_processes`], at most
+    /// [`process::DEFAULT_MAX_RESTARTS`] restarts, and returns in each child
+    /// (the parent never returns); see [Several processes](self#several-processes).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`] if `num_processes != 1`;
-    /// [`ErrorKind::InvalidState`] if the server was started already; or
-    /// as [`add_sockets`](TCPServer::add_sockets).
+    /// [`ErrorKind::InvalidState`] if the server was started already, or if
+    /// it cannot fork: an `IOLoop` exists already in the process (create it
+    /// after `start`), or other threads run; or as
+    /// [`add_sockets`](TCPServer::add_sockets). In a child: if its own
+    /// `SO_REUSEPORT` socket cannot be bound.
     pub fn start(&self, num_processes: usize) -> Result<(), Error> {
-        if num_processes != 1 {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "TCPServer::start({num_processes}): only start(1) is supported; \
-                     multi-process servers need fork_processes, which squall does not have yet"
-                ),
-            ));
-        }
-        if self.inner.started.replace(true) {
+        self.start_with(num_processes, None)
+    }
+
+    /// [`start`](TCPServer::start) with Tornado's `max_restarts` (`None`:
+    /// [`process::DEFAULT_MAX_RESTARTS`]).
+    ///
+    /// # Errors
+    /// As [`start`](TCPServer::start).
+    pub fn start_with(
+        &self,
+        num_processes: usize,
+        max_restarts: Option<usize>,
+    ) -> Result<(), Error> {
+        if self.inner.started.get() {
             return Err(Error::new(
                 ErrorKind::InvalidState,
                 "TCPServer::start called twice",
             ));
         }
+        if num_processes == 1 {
+            self.inner.started.set(true);
+            let pending = std::mem::take(&mut *self.inner.pending.borrow_mut());
+            return self.add_sockets(pending);
+        }
+        if let Err(why) = process::check_can_fork() {
+            return Err(Error::new(ErrorKind::InvalidState, why));
+        }
+        // Reuse-port sockets become reservations: the parent holds the port
+        // without listening, each child listens on its own socket.
         let pending = std::mem::take(&mut *self.inner.pending.borrow_mut());
-        self.add_sockets(pending)
+        let mut shared = Vec::new();
+        let mut reserved = Vec::new();
+        for listener in pending {
+            if SockRef::from(&listener).reuse_port().unwrap_or(false) {
+                let addr = listener.local_addr()?;
+                let backlog = self.inner.backlog.get();
+                let reservation = reserve(addr)?;
+                drop(listener);
+                reserved.push((reservation, addr, backlog));
+            } else {
+                shared.push(listener);
+            }
+        }
+        self.inner.started.set(true);
+        process::fork_processes(num_processes, max_restarts)?;
+        // In a child.
+        let mut listeners = shared;
+        for (reservation, addr, backlog) in reserved {
+            let mut own = netutil::bind_addrs(&[addr], backlog, true)?;
+            drop(reservation);
+            listeners.append(&mut own);
+        }
+        self.add_sockets(listeners)?;
+        let io_loop = self.io_loop();
+        self.shutdown_on_signals(
+            &io_loop,
+            &[libc::SIGTERM, libc::SIGINT],
+            DEFAULT_SHUTDOWN_GRACE,
+        )
+    }
+
+    /// The loop the server's sockets go on (chosen now if not yet).
+    fn io_loop(&self) -> IOLoop {
+        self.inner
+            .io_loop
+            .borrow_mut()
+            .get_or_insert_with(IOLoop::current)
+            .clone()
+    }
+
+    /// Stops accepting and lets the connections in flight finish: the future
+    /// is done when every connection this server accepted is closed. Those
+    /// still open after `grace` are closed then (their pending reads and
+    /// writes fail with `StreamClosed`). Tornado leaves this to the
+    /// application; see [`shutdown_on_signals`](TCPServer::shutdown_on_signals).
+    pub fn shutdown(&self, grace: Duration) -> Future<()> {
+        self.stop();
+        let done = Future::new();
+        let io_loop = self.io_loop();
+        let deadline = io_loop.time() + grace;
+        poll_drained(self.inner.shared.clone(), io_loop, deadline, done.clone());
+        done
+    }
+
+    /// On the first of `signals` (e.g. `libc::SIGTERM`), runs
+    /// [`shutdown(grace)`](TCPServer::shutdown) and stops `io_loop` when it is
+    /// done: the loop's `start()` returns, and so can `main`, with status 0.
+    /// [`start(n)`](TCPServer::start) does this in each child with `SIGTERM`
+    /// and `SIGINT`; call it again there to change the bound. See
+    /// [`process::on_shutdown_signals`], which HTTP-level servers reuse.
+    ///
+    /// # Errors
+    /// As [`IOLoop::add_signal_handler`].
+    pub fn shutdown_on_signals(
+        &self,
+        io_loop: &IOLoop,
+        signals: &[i32],
+        grace: Duration,
+    ) -> Result<(), Error> {
+        let server = self.clone();
+        process::on_shutdown_signals(io_loop, signals, grace, move |grace| server.shutdown(grace))
+    }
+
+    /// The connections this server accepted that are still open.
+    pub fn connection_count(&self) -> usize {
+        self.inner.shared.open_connections()
     }
 
     /// Starts accepting on `listeners` (e.g. from [`netutil::bind_sockets`]).
@@ -267,12 +431,7 @@ impl TCPServer {
         &self,
         listeners: impl IntoIterator<Item = TcpListener>,
     ) -> Result<(), Error> {
-        let io_loop = self
-            .inner
-            .io_loop
-            .borrow_mut()
-            .get_or_insert_with(IOLoop::current)
-            .clone();
+        let io_loop = self.io_loop();
         for listener in listeners {
             let shared = self.inner.shared.clone();
             let name = shared.name;
@@ -342,6 +501,49 @@ impl TCPServer {
     pub fn is_listening(&self) -> bool {
         !self.inner.handles.borrow().is_empty()
     }
+}
+
+/// Completes `done` once every connection of `shared` is closed, closing the
+/// rest at `deadline`.
+fn poll_drained(
+    shared: Rc<Shared>,
+    io_loop: IOLoop,
+    deadline: std::time::Instant,
+    done: Future<()>,
+) {
+    let open = shared.open_connections();
+    if open == 0 {
+        let _ = done.set_result(());
+        return;
+    }
+    if io_loop.time() >= deadline {
+        log::warn!("shutdown: closing {open} connections still open after the grace period");
+        let streams = std::mem::take(&mut *shared.connections.borrow_mut());
+        for stream in streams {
+            stream.close();
+        }
+        let _ = done.set_result(());
+        return;
+    }
+    let l = io_loop.clone();
+    io_loop.call_later(SHUTDOWN_POLL, move || {
+        poll_drained(shared, l, deadline, done)
+    });
+}
+
+/// A socket bound to `addr` with `SO_REUSEPORT` that does not listen: it
+/// holds the port for the children's own reuse-port sockets, and takes no
+/// connection.
+fn reserve(addr: SocketAddr) -> Result<Socket, Error> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_cloexec(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 impl fmt::Debug for TCPServer {

@@ -465,6 +465,35 @@ fn error_raised_later_by_a_scheduled_callback_is_thrown_into_the_generator() {
 }
 
 #[test]
+fn future_abandoned_after_a_thrown_error_does_not_resume_the_generator() {
+    // The generator waits on a future; an error thrown in by a failing
+    // callback moves it on to a second future. When the first completes
+    // later, the runner is woken but must not resume with its value.
+    let first = Future::<&str>::new();
+    let f1 = first.clone();
+    let got = run(move |io_loop| {
+        let late = first.clone();
+        io_loop.add_timeout(ms(30), move || late.set_result("stale"));
+        gen::coroutine(
+            script()
+                .then(move |_| {
+                    IOLoop::current().add_timeout(ms(10), || {
+                        Err::<(), _>(Error::new(ErrorKind::Io, "thrown in"))
+                    });
+                    wait(YieldFuture::new(first))
+                })
+                .then(|r| {
+                    assert_eq!(r.unwrap_err().message(), "thrown in");
+                    wait(YieldFuture::new(future_after(50, Ok("fresh"))))
+                })
+                .then(|r| done(val::<&str>(r)?)),
+        )
+    });
+    assert_eq!(got, "fresh");
+    assert!(f1.done(), "the abandoned future completed meanwhile");
+}
+
+#[test]
 fn error_from_a_callback_scheduled_by_a_finished_generator_goes_to_the_caller() {
     // Once the generator finishes, its context is deactivated: a late error
     // from something it scheduled goes to the caller's context instead.

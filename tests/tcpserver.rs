@@ -351,14 +351,14 @@ fn bind_then_start() {
 }
 
 #[test]
-fn start_with_several_processes_is_not_supported_yet() {
+fn start_with_several_processes_is_refused_once_a_loop_exists() {
     AsyncTest::new().run(|_| {
         let server = TCPServer::new(|_s: IOStream, _: SocketAddr| ());
         server.bind(0, Some("127.0.0.1"), None, false).unwrap();
         for n in [0, 2, 8] {
             let err = server.start(n).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-            assert!(err.message().contains("start(1)"), "{err}");
+            assert_eq!(err.kind(), ErrorKind::InvalidState);
+            assert!(err.message().contains("IOLoop"), "{err}");
         }
         assert!(!server.is_listening());
         server.start(1).unwrap();

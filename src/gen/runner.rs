@@ -16,6 +16,7 @@ use slotmap::{new_key_type, SlotMap};
 use super::{Resume, Step, Value, YieldPoint};
 use crate::callback::{self, Origin};
 use crate::error::{Error, ErrorKind};
+use crate::future::Wake;
 use crate::ioloop::IOLoop;
 use crate::stack_context::{Context, Deactivate, ExceptionStackContext};
 
@@ -158,6 +159,12 @@ struct Inner {
     deactivate: RefCell<Option<Deactivate>>,
 }
 
+impl Wake for Inner {
+    fn wake(self: Rc<Self>) {
+        Runner { inner: self }.run();
+    }
+}
+
 /// Drives a generator: Tornado's `gen.Runner`. See the [module docs](super).
 ///
 /// Yield points receive it in `start`/`is_ready`/`get_result`, to register
@@ -195,6 +202,11 @@ impl Runner {
         *runner.inner.ctx.borrow_mut() = ctx;
         *runner.inner.deactivate.borrow_mut() = Some(deactivate);
         runner
+    }
+
+    /// This runner as something a [`Future`](crate::Future) can wake.
+    pub(crate) fn waker(&self) -> Rc<dyn Wake> {
+        self.inner.clone()
     }
 
     /// Makes a fresh key, unique for this runner (not yet registered).

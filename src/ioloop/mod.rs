@@ -35,12 +35,15 @@
 //! was scheduled; if none handles it, it is logged with `log::error!`. The loop
 //! always goes on.
 
+pub mod channel;
 mod clock;
 mod handlers;
 mod periodic;
 mod remote;
+pub mod signal;
 mod timers;
 
+pub use channel::RemoteSender;
 pub use clock::{Clock, ManualClock};
 pub use handlers::{Events, ToRawFd};
 pub use periodic::PeriodicCallback;
@@ -50,6 +53,7 @@ pub use timers::{Deadline, TimeoutHandle, TimerStats};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,11 +105,15 @@ struct Inner {
     handlers: RefCell<Handlers>,
     remote_rx: RefCell<Option<Receiver<RemoteMsg>>>,
     remote: Arc<remote::Shared>,
+    /// Typed channels from other threads (`remote_channel`).
+    channels: RefCell<Vec<Rc<dyn channel::Source>>>,
     clock: Clock,
     running: Cell<bool>,
     stopping: Cell<bool>,
     closed: Cell<bool>,
     blocking_threshold: Cell<Option<Duration>>,
+    /// Signal pipe and callbacks, once a signal handler is added.
+    signals: RefCell<Option<signal::Signals>>,
 }
 
 /// A single-threaded event loop, Tornado's `IOLoop`.
@@ -115,6 +123,15 @@ struct Inner {
 #[derive(Clone)]
 pub struct IOLoop {
     inner: Rc<Inner>,
+}
+
+/// Whether an `IOLoop` was ever created in this process.
+static LOOP_CREATED: AtomicBool = AtomicBool::new(false);
+
+/// Whether an [`IOLoop`] was ever created in this process (in any thread).
+/// [`fork_processes`](crate::process::fork_processes) refuses to fork then.
+pub fn loop_created() -> bool {
+    LOOP_CREATED.load(Ordering::Relaxed)
 }
 
 thread_local! {
@@ -136,6 +153,9 @@ impl IOLoop {
     /// # Errors
     /// If the OS refuses an epoll instance or an eventfd.
     pub fn with_clock(clock: Clock) -> Result<IOLoop, Error> {
+        // Noted for fork_processes: a loop's epoll fd must not be shared
+        // across a fork.
+        LOOP_CREATED.store(true, Ordering::Relaxed);
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (remote, rx) = remote::Shared::new(waker);
@@ -151,11 +171,13 @@ impl IOLoop {
                 handlers: RefCell::new(Handlers::default()),
                 remote_rx: RefCell::new(Some(rx)),
                 remote,
+                channels: RefCell::new(Vec::new()),
                 clock,
                 running: Cell::new(false),
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
                 blocking_threshold: Cell::new(None),
+                signals: RefCell::new(None),
             }),
         })
     }
@@ -265,6 +287,45 @@ impl IOLoop {
         Remote {
             shared: self.inner.remote.clone(),
         }
+    }
+
+    /// A typed channel into this loop: `handler` runs on the loop's thread
+    /// with each value sent through the returned [`RemoteSender`] from any
+    /// thread, with no allocation per message. Unbounded, like
+    /// [`Remote::add_callback`]. See the [`channel`] module for details.
+    pub fn remote_channel<T, R, F>(&self, handler: F) -> RemoteSender<T>
+    where
+        T: Send + 'static,
+        R: CallbackReturn,
+        F: FnMut(T) -> R + 'static,
+    {
+        self.make_channel(None, handler)
+    }
+
+    /// [`remote_channel`](IOLoop::remote_channel) holding at most `capacity`
+    /// values: a full channel makes `send` wait and `try_send` fail with
+    /// [`ErrorKind::BufferFull`], so a fast producer cannot grow memory
+    /// without bound.
+    pub fn remote_sync_channel<T, R, F>(&self, capacity: usize, handler: F) -> RemoteSender<T>
+    where
+        T: Send + 'static,
+        R: CallbackReturn,
+        F: FnMut(T) -> R + 'static,
+    {
+        self.make_channel(Some(capacity), handler)
+    }
+
+    fn make_channel<T, R, F>(&self, capacity: Option<usize>, handler: F) -> RemoteSender<T>
+    where
+        T: Send + 'static,
+        R: CallbackReturn,
+        F: FnMut(T) -> R + 'static,
+    {
+        let (sender, source) = channel::new_channel(self.inner.remote.clone(), capacity, handler);
+        if !self.inner.closed.get() {
+            self.inner.channels.borrow_mut().push(source);
+        }
+        sender
     }
 
     // ----- timeouts --------------------------------------------------------
@@ -405,17 +466,21 @@ impl IOLoop {
         // Take everything out first, then drop it with no borrow held:
         // dropping a closure runs user code that may call back into the loop.
         let rx = inner.remote_rx.borrow_mut().take();
+        let channels = std::mem::take(&mut *inner.channels.borrow_mut());
         let callbacks = std::mem::take(&mut *inner.callbacks.borrow_mut());
         let spare = std::mem::take(&mut *inner.spare.borrow_mut());
         let timeouts = inner.timers.borrow_mut().drain();
         let handlers = std::mem::take(&mut *inner.handlers.borrow_mut());
+        let signals = signal::take(inner);
         let poll = inner.poll.borrow_mut().take();
         drop(poll);
         drop(rx);
+        drop(channels);
         drop(callbacks);
         drop(spare);
         drop(timeouts);
         drop(handlers);
+        drop(signals);
     }
 
     /// Whether [`close`](IOLoop::close) was called.
@@ -537,7 +602,7 @@ impl IOLoop {
             }
         }
         *inner.spare.borrow_mut() = batch;
-        let nremote = self.run_remote_callbacks();
+        let nremote = self.run_remote_callbacks() + self.run_channels();
 
         // 3. Due timeouts; one removed meanwhile is gone from the map.
         let ntimeouts = due.len();
@@ -599,7 +664,10 @@ impl IOLoop {
         let mut sleeping = false;
         if timeout != Some(Duration::ZERO) {
             if let Some(rx) = inner.remote_rx.borrow().as_ref() {
-                if inner.remote.prepare_sleep(rx) {
+                if inner
+                    .remote
+                    .prepare_sleep(|| rx.is_empty() && self.channels_empty())
+                {
                     sleeping = true;
                 } else {
                     timeout = Some(Duration::ZERO);
@@ -637,7 +705,8 @@ impl IOLoop {
                 .remote_rx
                 .borrow()
                 .as_ref()
-                .is_some_and(|rx| !rx.is_empty());
+                .is_some_and(|rx| !rx.is_empty())
+                || !self.channels_empty();
             if nevents == 0 && inner.callbacks.borrow().is_empty() && !remote_waiting {
                 let next = inner.timers.borrow_mut().next_deadline();
                 if let Some(next) = next {
@@ -670,6 +739,46 @@ impl IOLoop {
             }
         }
         pending
+    }
+
+    /// Drains each typed channel once; forgets the ones whose senders are
+    /// all gone.
+    fn run_channels(&self) -> usize {
+        let inner = &*self.inner;
+        let count = inner.channels.borrow().len();
+        if count == 0 {
+            return 0;
+        }
+        let mut handled = 0;
+        let mut finished = false;
+        for i in 0..count {
+            // Cloned out so no borrow is held while handlers run (they may
+            // make channels of their own).
+            let Some(source) = inner.channels.borrow().get(i).cloned() else {
+                break;
+            };
+            if inner.closed.get() {
+                break;
+            }
+            let (n, done) = source.drain();
+            handled += n;
+            finished |= done;
+        }
+        if finished {
+            let gone: Vec<_> = {
+                let mut channels = inner.channels.borrow_mut();
+                let all = std::mem::take(&mut *channels);
+                let (gone, live) = all.into_iter().partition(|s| s.finished());
+                *channels = live;
+                gone
+            };
+            drop(gone);
+        }
+        handled
+    }
+
+    fn channels_empty(&self) -> bool {
+        self.inner.channels.borrow().iter().all(|s| s.is_empty())
     }
 
     #[inline]

@@ -41,14 +41,15 @@ impl Shared {
         (shared, rx)
     }
 
-    /// Called by the loop before a blocking poll. Returns false if a message
-    /// arrived meanwhile, in which case the loop must not block.
-    pub(crate) fn prepare_sleep(&self, rx: &Receiver<RemoteMsg>) -> bool {
+    /// Called by the loop before a blocking poll, with a check that nothing
+    /// is waiting (here or in a channel). Returns false if something arrived
+    /// meanwhile, in which case the loop must not block.
+    pub(crate) fn prepare_sleep(&self, idle: impl FnOnce() -> bool) -> bool {
         self.sleeping.store(true, Ordering::Relaxed);
-        // Pairs with the fence in `send`: either we see the message, or the
-        // sender sees `sleeping` and wakes us.
+        // Pairs with the fence in `wake_if_sleeping`: either we see the
+        // message, or the sender sees `sleeping` and wakes us.
         fence(Ordering::SeqCst);
-        if rx.is_empty() {
+        if idle() {
             true
         } else {
             self.sleeping.store(false, Ordering::Relaxed);
@@ -67,10 +68,17 @@ impl Shared {
     }
 
     fn send(&self, msg: RemoteMsg) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.is_closed() {
             return Err(closed());
         }
         self.tx.send(msg).map_err(|_| closed())?;
+        self.wake_if_sleeping();
+        Ok(())
+    }
+
+    /// After a message was queued (on any channel into the loop): wakes the
+    /// loop if it is, or is about to be, blocked in `poll`.
+    pub(crate) fn wake_if_sleeping(&self) {
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::Relaxed) {
             let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,7 +88,10 @@ impl Shared {
                 }
             }
         }
-        Ok(())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 
@@ -140,7 +151,7 @@ impl Remote {
 
     /// Whether the loop has been closed.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.is_closed()
     }
 }
 

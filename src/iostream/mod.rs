@@ -63,7 +63,7 @@ use crate::future::Future;
 use crate::ioloop::{Events, IOLoop, TimeoutHandle};
 use buffer::ReadBuffer;
 use read::{evaluate_read, PendingRead, ReadKind, ReadOutcome};
-pub use socket::{IntoSocket, Socket};
+pub use socket::{IntoSocket, Pipe, PipeIOStream, Socket};
 
 /// How much the first `read` of a stream asks the kernel for...
 const FIRST_READ_CHUNK: usize = 4 * 1024;
@@ -772,7 +772,7 @@ impl IOStream {
     pub fn set_nodelay(&self, nodelay: bool) -> Result<(), Error> {
         match self.inner.socket.borrow().as_ref() {
             Some(Socket::Tcp(s)) => Ok(s.set_nodelay(nodelay)?),
-            Some(Socket::Unix(_)) => Ok(()),
+            Some(Socket::Unix(_) | Socket::Pipe(_)) => Ok(()),
             None => Err(closed_error(None)),
         }
     }

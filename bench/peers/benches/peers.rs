@@ -8,6 +8,7 @@
 //! | `add_callback_batch1024` | 1024 `add_callback`s, then one iteration | 1024 `spawn`s, then await the last              |
 //! | `timeout_add_remove_1m`  | `add_timeout` + `remove_timeout`, 1M pending | `sleep_until` created, polled once, dropped, 1M pending |
 //! | `remote_add_callback`    | `Remote::add_callback` from another thread | unbounded mpsc `send` of a `u64` from another thread (`tokio`); of a `Box<dyn FnOnce() + Send>`, called on arrival (`tokio_boxed_fn`) |
+//! | `remote_channel`         | `RemoteSender::send` of a `u64` from another thread to an `IOLoop::remote_channel` handler | unbounded mpsc `send` of a `u64` from another thread |
 //! | `future_set_result`      | `Future::new` + `add_done_callback` + `set_result` | `oneshot::channel` + poll (pending) + `send` + poll (ready) |
 //! | `gen_step_pending_future` | one `gen::Runner` step: yield `YieldFuture` of a pending future that an `add_callback` sets | one loop of a spawned task: `oneshot::channel`, `spawn` a task that sends, `.await` the receiver |
 //! | `gen_step_ready_future`, `gen_step_ready_task` | one step on an already resolved point (squall only) | - |
@@ -246,6 +247,36 @@ fn remote(c: &mut Criterion) {
         })
     });
 
+    g.finish();
+
+    // Typed values, no closure: `IOLoop::remote_channel` against the same
+    // unbounded mpsc of `u64`.
+    let mut g = c.benchmark_group("remote_channel");
+    g.bench_function("squall", |b| {
+        b.iter_custom(|iters| ops::remote_channel(&io_loop, &producer, iters))
+    });
+    let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
+    g.bench_function("tokio", |b| {
+        b.iter_custom(|iters| {
+            let n = iters.max(ops::MIN_MESSAGES);
+            let tx = tx.clone();
+            rt.block_on(async {
+                let start = Instant::now();
+                producer.run(move || {
+                    for i in 0..n {
+                        tx.send(i).expect("receiver alive");
+                    }
+                });
+                for _ in 0..n {
+                    black_box(rx.recv().await.expect("sender alive"));
+                }
+                ops::scale(start.elapsed(), iters, n)
+            })
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("remote_add_callback");
     // What `Remote::add_callback` carries: a boxed closure, called on arrival.
     type Job = Box<dyn FnOnce() + Send>;
     let (tx, mut rx) = mpsc::unbounded_channel::<Job>();

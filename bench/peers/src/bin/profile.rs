@@ -8,7 +8,8 @@
 //!
 //! Workloads: `one`, `batch`, `timeout`, `remote`, `future` (squall); their
 //! allocation-free variants `batch-zst`, `timeout-zst`, `remote-zst`; and
-//! `tokio-remote`, `tokio-remote-boxed` for comparison; the gen Runner
+//! `remote-channel` (typed values, no closure); `tokio-remote`,
+//! `tokio-remote-boxed` for comparison; the gen Runner
 //! steps `gen-ready-future`, `gen-ready-task`, `gen-pending-future` (from
 //! `benches/gen.rs`); `echo` (`benches/iostream.rs`, n round trips) and its
 //! peers `tokio-echo`, `mio-echo`; `tokio-gen-pending`, the peer of
@@ -52,6 +53,10 @@ fn main() {
         "remote" => {
             let producer = ops::Producer::spawn();
             ops::remote_callbacks(&io_loop, &producer, n)
+        }
+        "remote-channel" => {
+            let producer = ops::Producer::spawn();
+            ops::remote_channel(&io_loop, &producer, n)
         }
         "timeout-zst" => {
             // The same, with a zero-sized closure: no allocation per timeout.

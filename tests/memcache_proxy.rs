@@ -293,17 +293,6 @@ fn two_hundred_concurrent_clients() {
     assert!(total >= 200, "{total}");
     // Every connection closed and its session freed (only the one asking
     // for stats is left), and every fd is the listener's or an upstream's.
-    // (A stream's close callback runs an iteration after its session is
-    // freed, so both counters are awaited.)
-    assert!(
-        eventually(Duration::from_secs(5), || cluster.stat("live_sessions")
-            == "1"
-            && cluster.stat("curr_connections") == "1"),
-        "sessions leaked: {} live, {} connected",
-        cluster.stat("live_sessions"),
-        cluster.stat("curr_connections")
-    );
-    assert_eq!(cluster.stat("io_handlers"), "5"); // listener, 3 upstreams, this client
     cluster.settles_to(&[
         ("live_sessions", "1"),
         ("curr_connections", "1"),

@@ -33,6 +33,7 @@ pub mod executor;
 pub mod future;
 pub mod gen;
 pub mod httpclient;
+pub mod httputil;
 pub mod ioloop;
 pub mod iostream;
 pub mod locks;

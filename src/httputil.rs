@@ -43,9 +43,13 @@ use crate::error::{Error, ErrorKind};
 /// assert_eq!(h.to_string(), "Content-Type: text/plain\r\nx-a: 3\r\n");
 /// # Ok::<(), squall::Error>(())
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct HTTPHeaders {
-    fields: Vec<(String, String)>,
+    /// Every name and value, back to back: one allocation for the whole
+    /// block (a server copies a request's header block in here once).
+    text: String,
+    /// (name start, name end, value end): the value starts at name end.
+    fields: Vec<(u32, u32, u32)>,
 }
 
 impl HTTPHeaders {
@@ -57,6 +61,7 @@ impl HTTPHeaders {
     /// No fields, with room for `n`.
     pub fn with_capacity(n: usize) -> HTTPHeaders {
         HTTPHeaders {
+            text: String::with_capacity(n * 32),
             fields: Vec::with_capacity(n),
         }
     }
@@ -86,13 +91,15 @@ impl HTTPHeaders {
     /// As [`parse`](HTTPHeaders::parse).
     pub fn parse_line(&mut self, line: &str) -> Result<(), Error> {
         if line.starts_with([' ', '\t']) {
-            let Some((_, value)) = self.fields.last_mut() else {
+            let Some(&(ns, ne, _)) = self.fields.last() else {
                 return Err(protocol_error(
                     "first header line cannot start with whitespace",
                 ));
             };
-            value.push(' ');
-            value.push_str(line.trim());
+            let name = self.text[ns as usize..ne as usize].to_owned();
+            let value = format!("{} {}", self.value_at(self.fields.len() - 1), line.trim());
+            self.fields.pop();
+            self.add(name, value);
             return Ok(());
         }
         match line.split_once(':') {
@@ -104,49 +111,63 @@ impl HTTPHeaders {
         }
     }
 
+    fn name_at(&self, i: usize) -> &str {
+        let (ns, ne, _) = self.fields[i];
+        &self.text[ns as usize..ne as usize]
+    }
+
+    fn value_at(&self, i: usize) -> &str {
+        let (_, ne, ve) = self.fields[i];
+        &self.text[ne as usize..ve as usize]
+    }
+
     /// Appends a field (a name may repeat).
-    pub fn add(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.fields.push((name.into(), value.into()));
+    pub fn add(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        self.push(name.as_ref(), value.as_ref());
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, name: &str, value: &str) {
+        let ns = self.text.len() as u32;
+        self.text.push_str(name);
+        let ne = self.text.len() as u32;
+        self.text.push_str(value);
+        self.fields.push((ns, ne, self.text.len() as u32));
     }
 
     /// Replaces every field named `name` with one, where the first was.
-    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        let name = name.into();
-        let value = value.into();
-        match self
-            .fields
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case(&name))
-        {
+    pub fn set(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        let name = name.as_ref();
+        match (0..self.fields.len()).find(|&i| self.name_at(i).eq_ignore_ascii_case(name)) {
             Some(i) => {
-                self.fields[i] = (name, value);
+                self.push(name, value.as_ref());
+                let last = self.fields.pop().expect("just pushed");
+                self.fields[i] = last;
                 let mut j = i + 1;
                 while j < self.fields.len() {
-                    if self.fields[j].0.eq_ignore_ascii_case(&self.fields[i].0) {
+                    if self.name_at(j).eq_ignore_ascii_case(name) {
                         self.fields.remove(j);
                     } else {
                         j += 1;
                     }
                 }
             }
-            None => self.fields.push((name, value)),
+            None => self.push(name, value.as_ref()),
         }
     }
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        (0..self.fields.len())
+            .find(|&i| self.name_at(i).eq_ignore_ascii_case(name))
+            .map(|i| self.value_at(i))
     }
 
     /// Every value of `name`, in order.
     pub fn get_list(&self, name: &str) -> Vec<&str> {
-        self.fields
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        (0..self.fields.len())
+            .filter(|&i| self.name_at(i).eq_ignore_ascii_case(name))
+            .map(|i| self.value_at(i))
             .collect()
     }
 
@@ -163,18 +184,24 @@ impl HTTPHeaders {
     /// Removes every field named `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
         let before = self.fields.len();
-        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        let text = &self.text;
+        self.fields
+            .retain(|&(ns, ne, _)| !text[ns as usize..ne as usize].eq_ignore_ascii_case(name));
+        if self.fields.is_empty() {
+            self.text.clear();
+        }
         self.fields.len() != before
     }
 
-    /// Removes every field.
+    /// Removes every field (keeping the memory, for reuse).
     pub fn clear(&mut self) {
+        self.text.clear();
         self.fields.clear();
     }
 
     /// The fields, in order, as (name, value).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        (0..self.fields.len()).map(|i| (self.name_at(i), self.value_at(i)))
     }
 
     /// How many fields.
@@ -189,7 +216,7 @@ impl HTTPHeaders {
 
     /// Appends the fields as `Name: value\r\n` lines to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        for (n, v) in &self.fields {
+        for (n, v) in self.iter() {
             out.extend_from_slice(n.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(v.as_bytes());
@@ -198,10 +225,18 @@ impl HTTPHeaders {
     }
 }
 
+impl PartialEq for HTTPHeaders {
+    fn eq(&self, other: &HTTPHeaders) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for HTTPHeaders {}
+
 impl fmt::Display for HTTPHeaders {
     /// The fields as `Name: value\r\n` lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (n, v) in &self.fields {
+        for (n, v) in self.iter() {
             write!(f, "{n}: {v}\r\n")?;
         }
         Ok(())
@@ -214,7 +249,7 @@ impl fmt::Debug for HTTPHeaders {
     }
 }
 
-impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for HTTPHeaders {
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for HTTPHeaders {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> HTTPHeaders {
         let mut h = HTTPHeaders::new();
         for (n, v) in iter {

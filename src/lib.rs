@@ -32,6 +32,7 @@ pub mod error;
 pub mod executor;
 pub mod future;
 pub mod gen;
+pub mod http;
 pub mod httpclient;
 pub mod httputil;
 pub mod ioloop;
@@ -43,6 +44,7 @@ pub mod queues;
 pub mod stack_context;
 pub mod tcpserver;
 pub mod testing;
+pub mod web;
 
 pub use callback::CallbackReturn;
 pub use error::{Error, ErrorKind, Result};

@@ -99,12 +99,10 @@ impl Conn {
             keep_alive: Cell::new(true),
             version: Cell::new(Version::Http11),
         });
-        let weak = Rc::downgrade(&conn);
-        stream.set_close_callback(move || {
-            if let Some(conn) = weak.upgrade() {
-                conn.on_stream_closed();
-            }
-        });
+        // Strong: a connection whose response is pending lives until the
+        // stream closes (the callback is dropped then, ending the cycle).
+        let c = conn.clone();
+        stream.set_close_callback(move || c.on_stream_closed());
         conn.set_deadline(Some(Instant::now() + conn.opts.idle_timeout));
         let c = conn.clone();
         stream.set_read_hook(move |buf: &[u8], eof: bool| c.on_read(buf, eof))

@@ -104,9 +104,9 @@ impl HTTPServerRequest {
     pub fn get_query_argument(&self, name: &str) -> Option<String> {
         httputil::parse_qsl(self.query())
             .into_iter()
-            .filter(|(n, _)| n == name)
+            .rev()
+            .find(|(n, _)| n == name)
             .map(|(_, v)| v)
-            .last()
     }
 
     /// The arguments the route captured, in order, as (name, value); values

@@ -304,17 +304,17 @@ impl Exchange {
     /// hear if the client goes away first.
     pub(crate) fn park_handler(&self, handler: Box<dyn RequestHandler>) {
         *self.inner.handler.borrow_mut() = Some(handler);
-        let weak = Rc::downgrade(&self.inner);
+        // The connection holds the open exchange (and so its handler) until
+        // the response is finished or the client leaves.
+        let inner = self.inner.clone();
         self.inner.conn.set_on_close(Box::new(move || {
-            if let Some(inner) = weak.upgrade() {
-                if inner.finished.replace(true) {
-                    return;
-                }
-                let handler = inner.handler.borrow_mut().take();
-                if let Some(mut handler) = handler {
-                    handler.on_connection_close();
-                    handler.on_finish();
-                }
+            if inner.finished.replace(true) {
+                return;
+            }
+            let handler = inner.handler.borrow_mut().take();
+            if let Some(mut handler) = handler {
+                handler.on_connection_close();
+                handler.on_finish();
             }
         }));
     }

@@ -1,8 +1,6 @@
 //! `HTTPServer` + `Application` through real clients: raw sockets, curl and
 //! Python Tornado's `HTTPClient`.
 
-#[allow(dead_code)]
-mod common;
 #[path = "common/http.rs"]
 mod http_kit;
 

@@ -130,10 +130,7 @@ fn main() -> Result<(), Error> {
         result
     });
     io_loop.start()?;
-    let reply = client
-        .join()
-        .expect("client thread")
-        .map_err(Error::from)?;
+    let reply = client.join().expect("client thread").map_err(Error::from)?;
     println!("{}", reply.trim_end());
     if reply.starts_with("HTTP/1.1 200") && reply.ends_with("response 1, later 2") {
         println!("register_handler: ok");

@@ -193,6 +193,11 @@ impl HTTPHeaders {
         self.fields.len() != before
     }
 
+    /// The bytes of storage held (for callers deciding whether to keep it).
+    pub fn capacity(&self) -> usize {
+        self.text.capacity() + self.fields.capacity() * std::mem::size_of::<(u32, u32, u32)>()
+    }
+
     /// Removes every field (keeping the memory, for reuse).
     pub fn clear(&mut self) {
         self.text.clear();

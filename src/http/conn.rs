@@ -68,7 +68,24 @@ pub(crate) struct Conn {
     /// Whether the response in progress keeps the connection open.
     keep_alive: Cell<bool>,
     version: Cell<Version>,
+    /// The last request's buffers, emptied, for the next one: a
+    /// keep-alive connection parses without allocating.
+    spare: RefCell<Spare>,
 }
+
+/// Buffers handed from one request to the next on a connection.
+#[derive(Default)]
+pub(crate) struct Spare {
+    pub(crate) method: String,
+    pub(crate) uri: String,
+    pub(crate) headers: HTTPHeaders,
+    pub(crate) body: Vec<u8>,
+    /// For the response body.
+    pub(crate) out_body: Vec<u8>,
+}
+
+/// Buffers larger than this are not kept for reuse.
+const SPARE_MAX: usize = 16 * 1024;
 
 impl Conn {
     pub(crate) fn start(
@@ -98,6 +115,7 @@ impl Conn {
             on_close: RefCell::new(None),
             keep_alive: Cell::new(true),
             version: Cell::new(Version::Http11),
+            spare: RefCell::new(Spare::default()),
         });
         // Strong: a connection whose response is pending lives until the
         // stream closes (the callback is dropped then, ending the cycle).
@@ -262,7 +280,8 @@ impl Conn {
         };
         let method = req.method.unwrap_or("GET");
         let uri = req.path.unwrap_or("/");
-        let mut headers = HTTPHeaders::with_capacity(req.headers.len());
+        let mut spare = std::mem::take(&mut *self.spare.borrow_mut());
+        let mut headers = std::mem::take(&mut spare.headers);
         let mut length: Option<usize> = None;
         let mut chunked = false;
         let mut continue_expected = false;
@@ -315,13 +334,18 @@ impl Conn {
             }
         }
         let query_at = uri.find('?').unwrap_or(uri.len());
-        let mut body_vec = Vec::new();
+        let mut body_vec = std::mem::take(&mut spare.body);
         if let Some(Body::Length(len)) = &body {
             body_vec.reserve_exact(*len);
         }
+        let mut method_s = std::mem::take(&mut spare.method);
+        method_s.push_str(method);
+        let mut uri_s = std::mem::take(&mut spare.uri);
+        uri_s.push_str(uri);
+        *self.spare.borrow_mut() = spare;
         let request = HTTPServerRequest {
-            method: method.to_owned(),
-            uri: uri.to_owned(),
+            method: method_s,
+            uri: uri_s,
             query_at,
             version,
             headers,
@@ -355,6 +379,38 @@ impl Conn {
     }
 
     // ----- the response side, used by the application ----------------------
+
+    /// Takes the spare response-body buffer (empty).
+    pub(crate) fn take_out_body(&self) -> Vec<u8> {
+        std::mem::take(&mut self.spare.borrow_mut().out_body)
+    }
+
+    /// Gives a finished request's buffers back for the next request.
+    pub(crate) fn recycle(&self, request: &mut HTTPServerRequest, mut out_body: Vec<u8>) {
+        let Ok(mut spare) = self.spare.try_borrow_mut() else {
+            return;
+        };
+        let keep = |s: &mut String, from: &mut String| {
+            if from.capacity() <= SPARE_MAX && from.capacity() > s.capacity() {
+                from.clear();
+                *s = std::mem::take(from);
+            }
+        };
+        keep(&mut spare.method, &mut request.method);
+        keep(&mut spare.uri, &mut request.uri);
+        if request.headers.capacity() <= SPARE_MAX {
+            request.headers.clear();
+            spare.headers = std::mem::take(&mut request.headers);
+        }
+        if request.body.capacity() <= SPARE_MAX {
+            request.body.clear();
+            spare.body = std::mem::take(&mut request.body);
+        }
+        if out_body.capacity() <= SPARE_MAX {
+            out_body.clear();
+            spare.out_body = out_body;
+        }
+    }
 
     /// The output buffer, to append a response (or part of one) to.
     pub(crate) fn out(&self) -> RefMut<'_, Vec<u8>> {

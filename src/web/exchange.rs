@@ -46,13 +46,14 @@ impl Exchange {
         conn.begin_response(&request);
         let start =
             log::log_enabled!(target: "squall::access", log::Level::Info).then(Instant::now);
+        let body = conn.take_out_body();
         Exchange {
             inner: Rc::new(Inner {
                 conn,
                 request,
                 status: Cell::new(200),
                 headers: RefCell::new(HTTPHeaders::new()),
-                body: RefCell::new(Vec::new()),
+                body: RefCell::new(body),
                 headers_written: Cell::new(false),
                 chunked: Cell::new(false),
                 finished: Cell::new(false),
@@ -225,7 +226,7 @@ impl Exchange {
         }
         {
             let mut out = inner.conn.out();
-            let body = std::mem::take(&mut *inner.body.borrow_mut());
+            let body = inner.body.borrow();
             let send_body = !self.is_head();
             if !inner.headers_written.get() {
                 self.write_head(&mut out, Some(body.len()));
@@ -345,6 +346,13 @@ impl Exchange {
                 log::info!(target: "squall::access", "{line}");
             }
         }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let body = std::mem::take(self.body.get_mut());
+        self.conn.recycle(&mut self.request, body);
     }
 }
 

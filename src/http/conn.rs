@@ -60,8 +60,10 @@ pub(crate) struct Conn {
     waiting_for_drain: Cell<bool>,
     /// When a partial request head started arriving.
     head_start: Cell<Option<Instant>>,
-    /// When the connection should be closed if nothing changes.
-    deadline: Cell<Option<Instant>>,
+    /// Something happened since the last tick of the timer.
+    active: Cell<bool>,
+    /// Ticks in a row with nothing happening.
+    quiet_ticks: Cell<u32>,
     timer: Cell<Option<TimeoutHandle>>,
     /// Told when the peer goes away in the middle of a response.
     on_close: RefCell<Option<Box<dyn FnOnce()>>>,
@@ -110,7 +112,8 @@ impl Conn {
             close_scheduled: Cell::new(false),
             waiting_for_drain: Cell::new(false),
             head_start: Cell::new(None),
-            deadline: Cell::new(None),
+            active: Cell::new(false),
+            quiet_ticks: Cell::new(0),
             timer: Cell::new(None),
             on_close: RefCell::new(None),
             keep_alive: Cell::new(true),
@@ -121,23 +124,19 @@ impl Conn {
         // stream closes (the callback is dropped then, ending the cycle).
         let c = conn.clone();
         stream.set_close_callback(move || c.on_stream_closed());
-        conn.set_deadline(Some(Instant::now() + conn.opts.idle_timeout));
+        conn.arm();
         let c = conn.clone();
         stream.set_read_hook(move |buf: &[u8], eof: bool| c.on_read(buf, eof))
     }
 
     /// The read hook: parses and dispatches what it can.
-    fn on_read(self: &Rc<Self>, buf: &[u8], eof: bool) -> usize {
+    fn on_read(self: &Rc<Self>, buf: &[u8], _eof: bool) -> usize {
         self.in_hook.set(true);
         let used = self.process(buf);
         self.in_hook.set(false);
         self.flush_out();
-        if eof {
-            // The stream closes after this call; nothing to time any more.
-            self.set_deadline(None);
-        } else {
-            self.update_deadline(buf.len() > used);
-        }
+        // For the idle clock: no clock read per request, just a flag.
+        self.active.set(true);
         used
     }
 
@@ -478,7 +477,7 @@ impl Conn {
         if !self.in_hook.get() {
             self.flush_out();
             if !self.closing.get() {
-                self.update_deadline(false);
+                self.active.set(true);
                 // Pipelined requests may be waiting in the buffer.
                 self.stream.resume_read_hook();
             }
@@ -503,7 +502,7 @@ impl Conn {
         }
         drop(out);
         if self.closing.get() && !self.close_scheduled.replace(true) {
-            self.set_deadline(None);
+            self.disarm();
             let stream = self.stream.clone();
             self.stream
                 .flushed()
@@ -512,7 +511,7 @@ impl Conn {
     }
 
     fn on_stream_closed(&self) {
-        self.set_deadline(None);
+        self.disarm();
         *self.phase.borrow_mut() = Phase::Done;
         let on_close = self.on_close.borrow_mut().take();
         if let Some(f) = on_close {
@@ -522,69 +521,76 @@ impl Conn {
 
     // ----- timeouts ----------------------------------------------------------
 
-    /// After a batch: a partial head is on the header clock, an idle
-    /// connection on the idle clock, a busy one on none.
-    fn update_deadline(&self, partial: bool) {
-        let deadline = match &*self.phase.borrow() {
-            Phase::Done => None,
-            Phase::Busy => None,
-            Phase::Body(..) => Some(Instant::now() + self.opts.idle_timeout),
-            Phase::Head => match (partial, self.head_start.get()) {
-                (true, Some(start)) => Some(start + self.opts.header_timeout),
-                _ => Some(Instant::now() + self.opts.idle_timeout),
-            },
-        };
-        self.set_deadline(deadline);
+    /// Ticks per idle timeout: a connection is closed after between
+    /// `idle_timeout` and 1.25 times that with nothing happening.
+    const TICKS: u32 = 4;
+
+    /// The timer's period: a quarter of the shorter timeout. One timer per
+    /// connection, re-armed every tick, never per request: requests only
+    /// set the `active` flag.
+    fn tick_period(&self) -> std::time::Duration {
+        (self.opts.idle_timeout.min(self.opts.header_timeout) / Self::TICKS)
+            .max(std::time::Duration::from_millis(1))
     }
 
-    /// Moves the deadline. The timer is armed lazily: moving a deadline
-    /// later (every request) costs no timer operation; the timer re-arms
-    /// itself when it fires early.
-    fn set_deadline(&self, deadline: Option<Instant>) {
-        self.deadline.set(deadline);
-        match deadline {
-            None => {
-                if let Some(handle) = self.timer.take() {
-                    self.stream.io_loop().remove_timeout(handle);
+    fn arm(&self) {
+        let weak: Weak<Conn> = self.me.clone();
+        let handle = self
+            .stream
+            .io_loop()
+            .call_later(self.tick_period(), move || {
+                if let Some(conn) = weak.upgrade() {
+                    conn.timer.set(None);
+                    conn.on_tick();
                 }
-            }
-            Some(when) => {
-                if self.timer_armed() {
-                    return;
-                }
-                self.arm(when);
-            }
+            });
+        if let Some(old) = self.timer.replace(Some(handle)) {
+            self.stream.io_loop().remove_timeout(old);
         }
     }
 
-    fn timer_armed(&self) -> bool {
-        let handle = self.timer.take();
-        let armed = handle.is_some();
-        self.timer.set(handle);
-        armed
+    fn disarm(&self) {
+        if let Some(handle) = self.timer.take() {
+            self.stream.io_loop().remove_timeout(handle);
+        }
     }
 
-    fn arm(&self, when: Instant) {
-        let weak: Weak<Conn> = self.me.clone();
-        let handle = self.stream.io_loop().call_at(when, move || {
-            if let Some(conn) = weak.upgrade() {
-                conn.timer.set(None);
-                conn.on_timer();
-            }
-        });
-        self.timer.set(Some(handle));
-    }
-
-    fn on_timer(&self) {
-        let Some(deadline) = self.deadline.get() else {
+    fn on_tick(&self) {
+        if self.stream.closed() || self.close_scheduled.get() {
             return;
+        }
+        let (busy, reading_head) = match &*self.phase.borrow() {
+            Phase::Busy => (true, false),
+            Phase::Head => (false, true),
+            Phase::Body(..) | Phase::Done => (false, false),
         };
-        if Instant::now() >= deadline {
-            log::debug!("closing connection from {}: timed out", self.peer);
-            self.deadline.set(None);
+        // A request head that takes too long, however steadily it trickles.
+        let slow_head = reading_head
+            && self
+                .head_start
+                .get()
+                .is_some_and(|start| start.elapsed() >= self.opts.header_timeout);
+        if busy || self.active.replace(false) {
+            // A handler at work is not idleness.
+            self.quiet_ticks.set(0);
+        } else {
+            self.quiet_ticks.set(self.quiet_ticks.get() + 1);
+        }
+        let idle = u128::from(self.quiet_ticks.get()) * self.tick_period().as_nanos()
+            >= self.opts.idle_timeout.as_nanos();
+        if slow_head || idle {
+            log::debug!(
+                "closing connection from {}: {}",
+                self.peer,
+                if slow_head {
+                    "header timeout"
+                } else {
+                    "idle timeout"
+                }
+            );
             self.stream.close();
         } else {
-            self.arm(deadline);
+            self.arm();
         }
     }
 }

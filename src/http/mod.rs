@@ -136,13 +136,18 @@ impl HTTPServer {
     }
 
     /// How long a client may take to send a request head, from its first
-    /// byte. Default 60 s.
+    /// byte. Default 60 s. Checked by the connection's timer, which ticks
+    /// every quarter of the shorter of the two timeouts: a slow client is
+    /// closed within 1.25 times this.
     pub fn set_header_timeout(&self, timeout: Duration) {
         self.update(|o| o.header_timeout = timeout);
     }
 
     /// How long a connection may sit idle between requests (or stall while
     /// sending a body); Tornado's `idle_connection_timeout`. Default 300 s.
+    /// An idle connection is closed after between this and 1.25 times this
+    /// (requests only set a flag; a timer ticks a few times per timeout).
+    /// A handler still working on a response is not idleness.
     pub fn set_idle_timeout(&self, timeout: Duration) {
         self.update(|o| o.idle_timeout = timeout);
     }

@@ -84,9 +84,7 @@ fn main() -> Result<(), Error> {
     let arg = std::env::args().nth(1);
     let io_loop = IOLoop::current();
     // Report callbacks that hold the loop longer than this.
-    if std::env::var_os("NOBLOCKLOG").is_none() {
-        io_loop.set_blocking_log_threshold(Some(Duration::from_millis(500)));
-    }
+    io_loop.set_blocking_log_threshold(Some(Duration::from_millis(500)));
     if arg.as_deref() == Some("--self-test") {
         return self_test(&io_loop);
     }

@@ -617,15 +617,14 @@ impl IOStream {
     fn run_read_hook(&self) {
         let (mut hook, rbuf, eof, gen) = {
             let mut st = self.inner.state.borrow_mut();
+            let eof = st.eof || st.closed;
+            if st.rbuf.len() == 0 && !eof {
+                return;
+            }
             let Some(hook) = st.read_hook.take() else {
                 return;
             };
-            (
-                hook,
-                std::mem::take(&mut st.rbuf),
-                st.eof || st.closed,
-                st.hook_gen,
-            )
+            (hook, std::mem::take(&mut st.rbuf), eof, st.hook_gen)
         };
         // The buffer is out of the state while the hook runs, so no borrow
         // is held and the hook may write, close, or clear itself.

@@ -596,3 +596,39 @@ fn python_tornado_http_client() {
         "{err}"
     );
 }
+
+#[test]
+fn connections_leave_no_handler_or_timeout_behind() {
+    let s = server_with_idle(Duration::from_secs(30));
+    let (handlers, timers) = s.loop_stats();
+    assert_eq!((handlers, timers), (1, 0), "just the listener");
+    {
+        // Every way a connection ends: keep-alive then client close, an
+        // error answer, a panic mid-response, a client leaving a pending
+        // response, HTTP/1.0.
+        let mut a = connect(s.addr);
+        a.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        read_reply(&mut a, &mut Vec::new(), false).unwrap();
+        let _ = raw_request(s.addr, b"GARBAGE\r\n\r\n");
+        let _ = raw_request(s.addr, b"GET /panic_late HTTP/1.1\r\n\r\n");
+        let _ = raw_request(s.addr, b"GET / HTTP/1.0\r\n\r\n");
+        let mut h = connect(s.addr);
+        h.write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let (handlers, _) = s.loop_stats();
+        assert!(handlers >= 3, "{handlers}");
+    }
+    let t = Instant::now();
+    loop {
+        let stats = s.loop_stats();
+        if stats == (1, 0) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "left behind: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

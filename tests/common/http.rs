@@ -44,6 +44,18 @@ impl TestServer {
         }
     }
 
+    /// (fd handlers, pending timeouts) on the server's loop, asked on the loop.
+    pub fn loop_stats(&self) -> (usize, usize) {
+        let (tx, rx) = mpsc::channel();
+        self.remote
+            .add_callback(move || {
+                let l = IOLoop::current();
+                let _ = tx.send((l.handler_count(), l.timer_stats().pending));
+            })
+            .expect("loop alive");
+        rx.recv_timeout(Duration::from_secs(5)).expect("stats")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

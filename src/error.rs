@@ -56,6 +56,9 @@ pub enum ErrorKind {
     Closed,
     /// An argument is out of range (a zero period, a bad fd...).
     InvalidArgument,
+    /// A call that only works inside a stackful coroutine (`greenlet::wait`
+    /// and friends) was made outside one.
+    NotInCoroutine,
     /// Anything else: user errors converted from strings land here.
     Other,
 }
@@ -79,6 +82,7 @@ impl ErrorKind {
             ErrorKind::BufferFull => "buffer full",
             ErrorKind::Closed => "closed",
             ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::NotInCoroutine => "not in a coroutine",
             ErrorKind::Other => "error",
         }
     }

@@ -289,6 +289,13 @@ thread_local! {
     static DEFERRED: RefCell<VecDeque<Deferred>> = const { RefCell::new(VecDeque::new()) };
 }
 
+/// Replaces this thread's completion nesting depth, returning the old one:
+/// a stackful coroutine keeps its own, as it has its own stack.
+#[cfg(feature = "stackful")]
+pub(crate) fn swap_nesting(depth: usize) -> usize {
+    NESTING.with(|n| n.replace(depth))
+}
+
 /// Counts one level of nested completion while alive (also on unwinding).
 struct Nested;
 

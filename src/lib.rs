@@ -31,6 +31,8 @@ mod callback;
 pub mod error;
 pub mod future;
 pub mod gen;
+#[cfg(feature = "stackful")]
+pub mod greenlet;
 pub mod ioloop;
 pub mod iostream;
 pub mod netutil;

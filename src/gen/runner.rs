@@ -472,6 +472,13 @@ thread_local! {
     static PUT_OFF: RefCell<VecDeque<Runner>> = const { RefCell::new(VecDeque::new()) };
 }
 
+/// Replaces this thread's run depth, returning the old one: a stackful
+/// coroutine keeps its own, as it has its own stack.
+#[cfg(feature = "stackful")]
+pub(crate) fn swap_run_depth(depth: u32) -> u32 {
+    RUN_DEPTH.with(|d| d.replace(depth))
+}
+
 /// Marks a runner as running, one level deeper; undone on drop, unwinding too.
 struct Running<'a> {
     runner: &'a Runner,

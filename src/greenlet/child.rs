@@ -56,6 +56,14 @@ impl Co {
         self.suspend(Box::new(point))
     }
 
+    /// [`yield_point`](Co::yield_point) for a point already boxed.
+    ///
+    /// # Errors
+    /// As [`yield_point`](Co::yield_point).
+    pub fn yield_boxed(&self, point: Box<dyn YieldPoint>) -> Result<Value, Error> {
+        self.suspend(point)
+    }
+
     /// Waits for `future` and takes its result; a future already done
     /// returns at once, without a switch.
     ///

@@ -83,7 +83,13 @@ fn start_echo_server(delay: Duration) -> Result<(TCPServer, SocketAddr), Error> 
     Ok((server, addr))
 }
 
+/// Open file descriptors of this process (0 where /proc is not there).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
 fn self_test() -> Result<(), Error> {
+    let fds_before = open_fds();
     let io_loop = IOLoop::new()?;
     io_loop.make_current();
     let (server, addr) = start_echo_server(SELF_TEST_DELAY)?;
@@ -108,6 +114,11 @@ fn self_test() -> Result<(), Error> {
     println!("timeouts left on the loop: {left}");
     server.stop();
     io_loop.close();
+    drop(io_loop);
+    IOLoop::clear_current();
+    let fds_after = open_fds();
+    println!("open fds: {fds_before} before, {fds_after} after");
+    assert_eq!(fds_after, fds_before, "a socket was leaked");
     assert_eq!(left, 0, "a connect timeout was left behind");
     assert_eq!(one, 1);
     assert_eq!(all, DEFAULT_CLIENTS);

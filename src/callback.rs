@@ -144,6 +144,7 @@ fn catch_unwind_counted<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
 /// Replaces this thread's catch depth, returning the old one: a stackful
 /// coroutine keeps its own, as it has its own stack.
 #[cfg(feature = "stackful")]
+#[inline]
 pub(crate) fn swap_catch_depth(depth: u32) -> u32 {
     CATCH_DEPTH.with(|d| d.replace(depth))
 }

@@ -292,6 +292,7 @@ thread_local! {
 /// Replaces this thread's completion nesting depth, returning the old one:
 /// a stackful coroutine keeps its own, as it has its own stack.
 #[cfg(feature = "stackful")]
+#[inline]
 pub(crate) fn swap_nesting(depth: usize) -> usize {
     NESTING.with(|n| n.replace(depth))
 }

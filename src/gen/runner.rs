@@ -475,6 +475,7 @@ thread_local! {
 /// Replaces this thread's run depth, returning the old one: a stackful
 /// coroutine keeps its own, as it has its own stack.
 #[cfg(feature = "stackful")]
+#[inline]
 pub(crate) fn swap_run_depth(depth: u32) -> u32 {
     RUN_DEPTH.with(|d| d.replace(depth))
 }

@@ -826,3 +826,39 @@ fn a_stackful_generator_finished_answers_resume_with_an_error() {
     }
     assert_no_live_stacks();
 }
+
+#[test]
+fn chains_completed_inside_a_child_fit_its_small_stack() {
+    // A child completes the head of a chain of hand-written coroutines, and
+    // of a chain of children: only a few levels nest on its 64 KiB stack.
+    const DEPTH: u32 = 10_000;
+    let got = run(|_| {
+        greenlet::spawn(|| {
+            let leaf = Future::new();
+            let mut top = leaf.clone();
+            for _ in 0..DEPTH {
+                let inner = top;
+                top = gen::coroutine(gen::from_fn(Some(inner), |inner, input| match input {
+                    Resume::Start => YieldFuture::new(inner.take().unwrap()).into(),
+                    Resume::Value(v) => Step::Return(v.downcast::<u32>().map(|n| n + 1)),
+                    Resume::Error(err) => Step::Return(Err(err)),
+                }));
+            }
+            greenlet::moment()?;
+            leaf.set_result(0u32)?;
+            // And a chain of children, each waiting on the one before.
+            let gate = Future::new();
+            let mut last = gate.clone();
+            for _ in 0..1_000 {
+                let before = last;
+                last = greenlet::spawn(move || Ok(greenlet::wait(before)? + 1));
+            }
+            gate.set_result(0u32)?;
+            // Past the few levels the child's stack takes, the rest of each
+            // chain runs on the parent's stack once the child switches out.
+            Ok((greenlet::wait(top)?, greenlet::wait(last)?))
+        })
+    });
+    assert_eq!(got, (DEPTH, 1_000));
+    assert_no_live_stacks();
+}

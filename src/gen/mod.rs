@@ -48,7 +48,7 @@ pub use points::{
     YieldFuture, YieldPoint,
 };
 #[cfg(feature = "stackful")]
-pub(crate) use runner::swap_run_depth;
+pub(crate) use runner::{child_run_depth, drain_put_off, swap_run_depth};
 pub use runner::{FreshKey, Key, ResultCallback, Runner};
 pub use value::Value;
 

@@ -11,6 +11,19 @@ use crate::future;
 use crate::gen;
 use crate::stack_context::{self, Context};
 
+/// Future completions that may nest on a coroutine's stack.
+const NESTING_BUDGET: usize = 4;
+/// Runner runs that may nest on a coroutine's stack.
+const RUN_BUDGET: u32 = 2;
+
+/// Back on a parent's stack after a switch: runs what a coroutine deferred
+/// because its stack was too small for it, if no completion or run on this
+/// stack will (the outermost one does it otherwise).
+pub(crate) fn drain() {
+    future::drain_deferred();
+    gen::drain_put_off();
+}
+
 pub(crate) struct Ambient {
     ctx: Context,
     catch_depth: u32,
@@ -19,13 +32,18 @@ pub(crate) struct Ambient {
 }
 
 impl Ambient {
-    /// A fresh stack's state, under `ctx`.
+    /// A fresh coroutine stack's state, under `ctx`.
+    ///
+    /// A coroutine's stack is small, so only a few completions and runs may
+    /// nest on it: its counters start near the limits, and what would nest
+    /// deeper is deferred, and done on the parent's stack once the
+    /// coroutine switches out (see [`drain`]).
     pub(crate) fn new(ctx: Context) -> Ambient {
         Ambient {
             ctx,
             catch_depth: 0,
-            nesting: 0,
-            run_depth: 0,
+            nesting: future::child_nesting(NESTING_BUDGET),
+            run_depth: gen::child_run_depth(RUN_BUDGET),
         }
     }
 

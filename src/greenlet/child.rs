@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
-use super::ambient::Ambient;
+use super::ambient::{self, Ambient};
 use super::overflow;
 use super::stack::{self, PooledStack};
 use crate::callback;
@@ -387,6 +387,7 @@ impl<T: 'static> Generator for Stackful<T> {
             let _switch = Switch::enter(ambient, *guard, *size);
             body.resume(input)
         };
+        ambient::drain();
         match outcome {
             CoroutineResult::Yield(point) => Step::Yield(point),
             CoroutineResult::Return(result) => {
@@ -414,8 +415,11 @@ impl<T> Drop for Stackful<T> {
                 // locals' destructors run as the coroutine), so nothing
                 // leaks and the stack can be reused.
                 dropping.set(true);
-                let _switch = Switch::enter(ambient, *guard, *size);
-                body.force_unwind();
+                {
+                    let _switch = Switch::enter(ambient, *guard, *size);
+                    body.force_unwind();
+                }
+                ambient::drain();
             }
         }
     }

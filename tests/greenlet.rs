@@ -862,3 +862,27 @@ fn chains_completed_inside_a_child_fit_its_small_stack() {
     assert_eq!(got, (DEPTH, 1_000));
     assert_no_live_stacks();
 }
+
+#[test]
+fn stream_timeout_fails_a_slow_read_and_closes_the_stream() {
+    let got = AsyncTest::new().run(|_| {
+        // A server that reads and never answers.
+        let server = TCPServer::new(|stream: IOStream, _| {
+            let _ = stream.read_until_close();
+        });
+        server.listen(0, Some("127.0.0.1")).unwrap();
+        let addr = server.local_addrs()[0];
+        greenlet::spawn(move || {
+            let stream = Stream::connect(addr, None)?;
+            stream.set_timeout(Some(ms(50)));
+            assert_eq!(stream.timeout(), Some(ms(50)));
+            stream.write(&b"question\n"[..])?;
+            let t0 = Instant::now();
+            let err = stream.read_until(b"\n", None).unwrap_err();
+            let took = t0.elapsed();
+            server.stop();
+            Ok((err.kind(), took >= ms(50), stream.closed()))
+        })
+    });
+    assert_eq!(got, (ErrorKind::Timeout, true, true));
+}

@@ -57,6 +57,11 @@
 //!   a per-thread pool. Running off one aborts the process with a message
 //!   saying so, never corrupts memory. Deep recursion needs a
 //!   [`Builder::stack_size`].
+//! - A child's stack is small, so only a few future completions and Runner
+//!   runs nest on it: when code in a child completes a future that starts a
+//!   long chain (coroutines waiting on each other), the first links run at
+//!   once and the rest on the parent's stack as soon as the child switches
+//!   out — wait on the end of the chain rather than polling it.
 //! - A suspended child that is dropped (its generator dropped by hand, say)
 //!   is unwound: the destructors of its locals run, and its stack goes back
 //!   to the pool. From then on its waits fail at once.

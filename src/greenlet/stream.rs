@@ -34,8 +34,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{ensure_in_coroutine, wait};
-use crate::error::Error;
+use std::cell::Cell;
+use std::rc::Rc;
+
+use super::{ensure_in_coroutine, wait, yield_point};
+use crate::error::{Error, ErrorKind};
+use crate::future::Future;
+use crate::gen::{with_timeout, YieldFuture};
 use crate::ioloop::IOLoop;
 use crate::iostream::IOStream;
 
@@ -43,9 +48,15 @@ use crate::iostream::IOStream;
 /// running child. Outside a child every call fails with
 /// [`ErrorKind::NotInCoroutine`](crate::ErrorKind::NotInCoroutine) before
 /// touching the stream. Cheap to clone (the stream is shared).
+///
+/// Like a socket's `settimeout`, [`set_timeout`](Stream::set_timeout) bounds
+/// each later read and write: one that takes longer fails with
+/// [`ErrorKind::Timeout`] and closes the stream (the operation cannot be
+/// taken back from the `IOStream`, so the stream is no longer usable).
 #[derive(Clone)]
 pub struct Stream {
     stream: IOStream,
+    timeout: Rc<Cell<Option<Duration>>>,
 }
 
 impl Stream {
@@ -59,7 +70,7 @@ impl Stream {
     pub fn connect(addr: SocketAddr, timeout: Option<Duration>) -> Result<Stream, Error> {
         ensure_in_coroutine()?;
         let stream = wait(IOStream::connect_with(addr, timeout, &IOLoop::current()))?;
-        Ok(Stream { stream })
+        Ok(Stream::from(stream))
     }
 
     /// Reads up to and including `delimiter` ([`IOStream::read_until`]).
@@ -68,7 +79,7 @@ impl Stream {
     /// The read's error (stream closed, `max_bytes` exceeded...); `NotInCoroutine`.
     pub fn read_until(&self, delimiter: &[u8], max_bytes: Option<usize>) -> Result<Vec<u8>, Error> {
         ensure_in_coroutine()?;
-        wait(self.stream.read_until(delimiter, max_bytes))
+        self.wait(self.stream.read_until(delimiter, max_bytes))
     }
 
     /// Reads exactly `n` bytes.
@@ -77,7 +88,7 @@ impl Stream {
     /// The read's error; `NotInCoroutine`.
     pub fn read_bytes(&self, n: usize) -> Result<Vec<u8>, Error> {
         ensure_in_coroutine()?;
-        wait(self.stream.read_bytes(n, false))
+        self.wait(self.stream.read_bytes(n, false))
     }
 
     /// Reads what is there, at least one byte and at most `n` (a socket's `recv`).
@@ -86,7 +97,7 @@ impl Stream {
     /// The read's error; `NotInCoroutine`.
     pub fn read_some(&self, n: usize) -> Result<Vec<u8>, Error> {
         ensure_in_coroutine()?;
-        wait(self.stream.read_bytes(n, true))
+        self.wait(self.stream.read_bytes(n, true))
     }
 
     /// Reads everything until the peer closes.
@@ -95,7 +106,7 @@ impl Stream {
     /// The read's error; `NotInCoroutine`.
     pub fn read_until_close(&self) -> Result<Vec<u8>, Error> {
         ensure_in_coroutine()?;
-        wait(self.stream.read_until_close())
+        self.wait(self.stream.read_until_close())
     }
 
     /// Writes all of `data`, returning once the kernel has it (at once when
@@ -105,7 +116,38 @@ impl Stream {
     /// The write's error (stream closed, buffer full...); `NotInCoroutine`.
     pub fn write(&self, data: impl Into<Vec<u8>>) -> Result<(), Error> {
         ensure_in_coroutine()?;
-        wait(self.stream.write(data))
+        self.wait(self.stream.write(data))
+    }
+
+    /// Bounds every later read and write to `timeout` (`None`, the default:
+    /// no bound). Shared by the clones of this `Stream`.
+    pub fn set_timeout(&self, timeout: Option<Duration>) {
+        self.timeout.set(timeout);
+    }
+
+    /// The bound set by [`set_timeout`](Stream::set_timeout).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout.get()
+    }
+
+    fn wait<T: 'static>(&self, op: Future<T>) -> Result<T, Error> {
+        let Some(timeout) = self.timeout.get() else {
+            return wait(op);
+        };
+        if op.done() {
+            return op.take_result();
+        }
+        match yield_point(with_timeout(timeout, YieldFuture::new(op))) {
+            Ok(value) => value.downcast(),
+            Err(err) => {
+                if err.kind() == ErrorKind::Timeout {
+                    // The operation is still pending in the IOStream; closing
+                    // fails it (quietly: its late result goes nowhere).
+                    self.stream.close();
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Closes the stream (works anywhere).
@@ -131,7 +173,10 @@ impl Stream {
 
 impl From<IOStream> for Stream {
     fn from(stream: IOStream) -> Stream {
-        Stream { stream }
+        Stream {
+            stream,
+            timeout: Rc::new(Cell::new(None)),
+        }
     }
 }
 

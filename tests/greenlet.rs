@@ -317,6 +317,27 @@ fn a_suspended_generator_dropped_by_hand_is_unwound_and_leaks_nothing() {
     assert_no_live_stacks();
     assert!(!greenlet::in_coroutine());
 
+    // A destructor that tries to wait while the coroutine is unwound gets an
+    // error instead of switching out.
+    struct WaitsOnDrop(Rc<Cell<Option<ErrorKind>>>);
+    impl Drop for WaitsOnDrop {
+        fn drop(&mut self) {
+            let err = greenlet::wait(Future::<u8>::new()).unwrap_err();
+            self.0.set(Some(err.kind()));
+        }
+    }
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let mut gen = gen::stackful(move |co| {
+        let _guard = WaitsOnDrop(s);
+        co.yield_point(task_after(0, ()))?;
+        Ok(())
+    });
+    assert!(matches!(gen.resume(Resume::Start), Step::Yield(_)));
+    drop(gen);
+    assert_eq!(seen.get(), Some(ErrorKind::CallbackDropped));
+    assert_no_live_stacks();
+
     // A generator never started is dropped without running.
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();

@@ -11,7 +11,6 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
-use std::rc::Rc;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
@@ -30,6 +29,10 @@ type Body<T> = Coroutine<Resume, Yield, Result<T, Error>, PooledStack>;
 thread_local! {
     /// The coroutine running on this thread, or null on a thread's own stack.
     static CURRENT: Cell<*const Co> = const { Cell::new(std::ptr::null()) };
+    /// Whether the running coroutine is being unwound because it was dropped
+    /// suspended: it may not switch out any more. Saved and restored by
+    /// every switch, like `CURRENT`.
+    static UNWINDING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The running coroutine's handle, handed to a [`stackful`] closure: waits
@@ -39,9 +42,6 @@ thread_local! {
 /// running coroutine, without a handle.
 pub struct Co {
     yielder: *const Yielder<Resume, Yield>,
-    /// Set while the coroutine is being unwound because it was dropped
-    /// suspended: no more switching out.
-    dropping: Rc<Cell<bool>>,
 }
 
 impl Co {
@@ -93,7 +93,7 @@ impl Co {
 
     fn suspend(&self, point: Yield) -> Result<Value, Error> {
         self.check_running()?;
-        if self.dropping.get() || std::thread::panicking() {
+        if UNWINDING.with(Cell::get) || std::thread::panicking() {
             // Switching out now would only be unwound again.
             return Err(Error::new(
                 ErrorKind::CallbackDropped,
@@ -213,7 +213,6 @@ enum State<T> {
 pub struct Stackful<T> {
     state: State<T>,
     ambient: Ambient,
-    dropping: Rc<Cell<bool>>,
     guard: (usize, usize),
     size: usize,
 }
@@ -255,11 +254,9 @@ impl<T: 'static> Stackful<T> {
         F: FnOnce(&Co) -> Result<T, Error> + 'static,
     {
         overflow::prepare();
-        let dropping = Rc::new(Cell::new(false));
         let mut this = Stackful {
             state: State::Done,
             ambient: Ambient::new(Context::empty()),
-            dropping: dropping.clone(),
             guard: (0, 0),
             size: 0,
         };
@@ -269,7 +266,7 @@ impl<T: 'static> Stackful<T> {
                 this.size = stack.size();
                 let body =
                     Coroutine::with_stack(stack, move |yielder: &Yielder<Resume, Yield>, first| {
-                        root(yielder, first, dropping, f)
+                        root(yielder, first, f)
                     });
                 this.state = State::Live(body);
             }
@@ -292,16 +289,11 @@ impl<T: 'static> Stackful<T> {
 }
 
 /// The body's first frame on the new stack.
-fn root<T, F>(
-    yielder: &Yielder<Resume, Yield>,
-    first: Resume,
-    dropping: Rc<Cell<bool>>,
-    f: F,
-) -> Result<T, Error>
+fn root<T, F>(yielder: &Yielder<Resume, Yield>, first: Resume, f: F) -> Result<T, Error>
 where
     F: FnOnce(&Co) -> Result<T, Error>,
 {
-    let co = Co { yielder, dropping };
+    let co = Co { yielder };
     CURRENT.with(|c| c.set(&co));
     match first {
         Resume::Start => {}
@@ -323,6 +315,7 @@ where
 struct Switch<'a> {
     ambient: &'a mut Ambient,
     current: *const Co,
+    unwinding: bool,
     guard: [usize; 3],
 }
 
@@ -333,6 +326,7 @@ impl<'a> Switch<'a> {
         Switch {
             ambient,
             current: CURRENT.with(Cell::get),
+            unwinding: UNWINDING.with(|u| u.replace(false)),
             guard: overflow::enter(guard, size),
         }
     }
@@ -342,6 +336,7 @@ impl Drop for Switch<'_> {
     #[inline]
     fn drop(&mut self) {
         overflow::restore(self.guard);
+        UNWINDING.with(|u| u.set(self.unwinding));
         CURRENT.with(|c| c.set(self.current));
         self.ambient.swap();
     }
@@ -405,7 +400,6 @@ impl<T> Drop for Stackful<T> {
         let Stackful {
             state,
             ambient,
-            dropping,
             guard,
             size,
         } = self;
@@ -414,9 +408,9 @@ impl<T> Drop for Stackful<T> {
                 // Suspended: unwind its stack now, on its own terms (its
                 // locals' destructors run as the coroutine), so nothing
                 // leaks and the stack can be reused.
-                dropping.set(true);
                 {
                     let _switch = Switch::enter(ambient, *guard, *size);
+                    UNWINDING.with(|u| u.set(true));
                     body.force_unwind();
                 }
                 ambient::drain();

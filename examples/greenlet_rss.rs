@@ -50,7 +50,7 @@ fn main() -> Result<(), Error> {
     let n = args.first().map(parse).transpose()?.unwrap_or(10_000);
     let kib = args.get(1).map(parse).transpose()?;
     if let Some(kib) = kib {
-        greenlet::set_default_stack_size(kib * 1024);
+        greenlet::set_default_stack_size(kib * 1024)?;
     }
     let io_loop = IOLoop::new()?;
     let before = rss_kib();

@@ -907,3 +907,23 @@ fn stream_timeout_fails_a_slow_read_and_closes_the_stream() {
     });
     assert_eq!(got, (ErrorKind::Timeout, true, true));
 }
+
+#[test]
+fn stack_sizes_out_of_range_are_invalid_arguments() {
+    for bytes in [0, 4096, greenlet::MAX_STACK_SIZE + 1, usize::MAX] {
+        let future = greenlet::Builder::new().stack_size(bytes).spawn(|| Ok(1));
+        assert_eq!(
+            future.error().unwrap().kind(),
+            ErrorKind::InvalidArgument,
+            "{bytes}"
+        );
+        let err = greenlet::set_default_stack_size(bytes).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    }
+    assert_eq!(greenlet::default_stack_size(), greenlet::DEFAULT_STACK_SIZE);
+    let ok = greenlet::Builder::new()
+        .stack_size(greenlet::MIN_STACK_SIZE)
+        .spawn(|| Ok(2));
+    assert_eq!(ok.result().unwrap(), 2);
+    assert_no_live_stacks();
+}

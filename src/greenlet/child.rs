@@ -260,6 +260,10 @@ impl<T: 'static> Stackful<T> {
             guard: (0, 0),
             size: 0,
         };
+        if let Err(err) = stack::check_size(stack_size) {
+            this.state = State::Failed(err);
+            return this;
+        }
         match PooledStack::take(stack_size) {
             Ok(stack) => {
                 this.guard = stack.guard();

@@ -80,7 +80,7 @@ use std::time::Duration;
 pub use child::{in_coroutine, stackful, Co, Stackful};
 pub use stack::{
     default_stack_size, set_default_stack_size, set_stack_pool_limit, stack_stats, StackStats,
-    DEFAULT_POOL_LIMIT, DEFAULT_STACK_SIZE,
+    DEFAULT_POOL_LIMIT, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,
 };
 pub use stream::Stream;
 
@@ -135,7 +135,9 @@ impl Builder {
         Builder::default()
     }
 
-    /// Usable stack bytes (rounded up to whole pages; a guard page is added).
+    /// Usable stack bytes (rounded up to whole pages; a guard page is
+    /// added). Outside [`MIN_STACK_SIZE`]`..=`[`MAX_STACK_SIZE`], the
+    /// coroutine fails at once with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument).
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self

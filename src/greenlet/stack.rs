@@ -6,8 +6,18 @@ use std::io;
 
 use corosensei::stack::{DefaultStack, Stack, StackPointer};
 
+use crate::error::{Error, ErrorKind};
+
 /// The stack size a coroutine gets unless told otherwise: 64 KiB.
 pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+
+/// The smallest stack a coroutine may ask for: 16 KiB. Less would not hold
+/// the frames of one wait in a debug build.
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+
+/// The largest stack a coroutine may ask for: 1 GiB (of address space; only
+/// the pages it touches use memory).
+pub const MAX_STACK_SIZE: usize = 1 << 30;
 
 /// How many freed stacks a thread keeps for reuse, unless told otherwise.
 pub const DEFAULT_POOL_LIMIT: usize = 1024;
@@ -58,7 +68,7 @@ impl PooledStack {
     /// A stack of at least `size` usable bytes (rounded up to whole pages),
     /// from the pool if it has one of that size.
     pub(crate) fn take(size: usize) -> io::Result<PooledStack> {
-        let size = round_up(size.max(corosensei::stack::MIN_STACK_SIZE));
+        let size = round_up(size.clamp(MIN_STACK_SIZE, MAX_STACK_SIZE));
         let pooled = POOL.with(|p| {
             let mut pool = p.borrow_mut();
             let at = pool.free.iter().rposition(|(s, _)| *s == size);
@@ -177,8 +187,28 @@ pub fn set_stack_pool_limit(limit: usize) {
 /// Sets the stack size of coroutines started on this thread from now on
 /// without an explicit size (default [`DEFAULT_STACK_SIZE`], 64 KiB; rounded
 /// up to whole pages, plus one guard page).
-pub fn set_default_stack_size(size: usize) {
+///
+/// # Errors
+/// [`ErrorKind::InvalidArgument`] outside
+/// [`MIN_STACK_SIZE`]`..=`[`MAX_STACK_SIZE`]; the default is unchanged.
+pub fn set_default_stack_size(size: usize) -> Result<(), Error> {
+    check_size(size)?;
     POOL.with(|p| p.borrow_mut().default_size = size);
+    Ok(())
+}
+
+/// `Ok` if `size` is a stack size a coroutine may have.
+pub(crate) fn check_size(size: usize) -> Result<(), Error> {
+    if (MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&size) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "coroutine stack size {size} is outside {MIN_STACK_SIZE}..={MAX_STACK_SIZE} bytes"
+            ),
+        ))
+    }
 }
 
 /// The stack size coroutines started on this thread get by default.

@@ -33,6 +33,8 @@ pub mod executor;
 pub mod future;
 pub mod gen;
 pub mod httpclient;
+#[cfg(feature = "stackful")]
+pub mod greenlet;
 pub mod ioloop;
 pub mod iostream;
 pub mod locks;

@@ -64,6 +64,12 @@ pub enum ErrorKind {
     /// A child process ended with a non-zero status or by a signal
     /// (Tornado's `CalledProcessError`); the message says how.
     ProcessFailed,
+    /// A peer broke the HTTP protocol: a malformed status line or header,
+    /// a bad chunk, a body over `max_body_size`...
+    HttpProtocol,
+    /// An HTTP exchange completed with a non-2xx status; the source is an
+    /// [`HTTPError`](crate::httpclient::HTTPError) carrying the response.
+    HttpStatus,
     /// Anything else: user errors converted from strings land here.
     Other,
 }
@@ -90,6 +96,8 @@ impl ErrorKind {
             ErrorKind::QueueFull => "queue full",
             ErrorKind::QueueEmpty => "queue empty",
             ErrorKind::ProcessFailed => "process failed",
+            ErrorKind::HttpProtocol => "HTTP protocol error",
+            ErrorKind::HttpStatus => "HTTP error",
             ErrorKind::Other => "error",
         }
     }

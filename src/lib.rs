@@ -32,6 +32,7 @@ pub mod error;
 pub mod executor;
 pub mod future;
 pub mod gen;
+pub mod httpclient;
 pub mod ioloop;
 pub mod iostream;
 pub mod locks;

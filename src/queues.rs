@@ -312,7 +312,7 @@ impl<T: 'static, S: Store<T>> Queue<T, S> {
                 Some(waiters::arm(
                     &io_loop,
                     when,
-                    Rc::downgrade(&self.state),
+                    self.state.clone(),
                     id,
                     |state: &RefCell<State<T, S>>, id| {
                         let putter = state.borrow_mut().putters.remove(id);
@@ -403,7 +403,7 @@ impl<T: 'static, S: Store<T>> Queue<T, S> {
                 Some(waiters::arm(
                     &io_loop,
                     when,
-                    Rc::downgrade(&self.state),
+                    self.state.clone(),
                     id,
                     |state: &RefCell<State<T, S>>, id| {
                         let getter = state.borrow_mut().getters.remove(id);

@@ -1562,3 +1562,27 @@ fn read_bytes_throughput() {
         assert!(rate > 1e9, "only {:.2} GB/s", rate / 1e9);
     }
 }
+
+#[test]
+fn closing_a_connecting_stream_aborts_the_connect() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let io_loop = IOLoop::new().unwrap();
+    let (stream, connected) =
+        IOStream::connecting(addr, Some(Duration::from_secs(30)), &io_loop).unwrap();
+    assert_eq!(io_loop.timer_stats().pending, 1);
+    assert!(!connected.done());
+    stream.close();
+    assert_eq!(
+        connected.error().map(|e| e.kind()),
+        Some(ErrorKind::StreamClosed)
+    );
+    assert_eq!(io_loop.timer_stats().pending, 0);
+    assert_eq!(io_loop.handler_count(), 0);
+
+    // Not closed, it connects as `connect_with` would.
+    let (_stream, connected) = IOStream::connecting(addr, None, &io_loop).unwrap();
+    let conn = io_loop.run_sync(|| connected, Some(Duration::from_secs(5)));
+    assert!(conn.is_ok());
+    io_loop.close();
+}

@@ -223,15 +223,29 @@ impl IOStream {
         timeout: Option<Duration>,
         io_loop: &IOLoop,
     ) -> Future<IOStream> {
+        match IOStream::connecting(addr, timeout, io_loop) {
+            Ok((_, future)) => future,
+            Err(err) => Future::failed(err),
+        }
+    }
+
+    /// Starts connecting and returns the stream at once, with the future of
+    /// the connect: Tornado's `IOStream(socket)` then `stream.connect(addr)`.
+    /// Holding the stream lets the caller abort the connect by closing it
+    /// (the future then fails with [`ErrorKind::StreamClosed`] and the
+    /// connect timeout is removed). Writes made meanwhile go out once
+    /// connected.
+    ///
+    /// # Errors
+    /// If the socket cannot be created or registered with the loop.
+    pub fn connecting(
+        addr: SocketAddr,
+        timeout: Option<Duration>,
+        io_loop: &IOLoop,
+    ) -> Result<(IOStream, Future<IOStream>), Error> {
         let future = Future::new();
-        let socket = match mio::net::TcpStream::connect(addr) {
-            Ok(socket) => socket,
-            Err(err) => return Future::failed(connect_error(addr, err)),
-        };
-        let stream = match IOStream::open(Socket::Tcp(socket), io_loop, Some(future.clone())) {
-            Ok(stream) => stream,
-            Err(err) => return Future::failed(err),
-        };
+        let socket = mio::net::TcpStream::connect(addr).map_err(|err| connect_error(addr, err))?;
+        let stream = IOStream::open(Socket::Tcp(socket), io_loop, Some(future.clone()))?;
         if let Some(timeout) = timeout {
             let weak = Rc::downgrade(&stream.inner);
             let handle = io_loop.call_later(timeout, move || {
@@ -246,7 +260,7 @@ impl IOStream {
             });
             stream.inner.state.borrow_mut().connect_timeout = Some(handle);
         }
-        future
+        Ok((stream, future))
     }
 
     /// The loop this stream runs on.

@@ -153,7 +153,7 @@ impl Event {
                 Some(waiters::arm(
                     &io_loop,
                     when,
-                    Rc::downgrade(&self.state),
+                    self.state.clone(),
                     id,
                     |state: &RefCell<EventState>, id| {
                         let waiter = state.borrow_mut().waiters.remove(id);
@@ -251,7 +251,7 @@ impl Condition {
                 Some(waiters::arm(
                     &io_loop,
                     when,
-                    Rc::downgrade(&self.state),
+                    self.state.clone(),
                     id,
                     |state: &RefCell<Waiters<Waiter<bool>>>, id| {
                         let waiter = state.borrow_mut().remove(id);

@@ -137,7 +137,7 @@ fn acquire(state: &Shared, timeout: Option<Deadline>, what: &'static str) -> Fut
             Some(waiters::arm(
                 &io_loop,
                 when,
-                Rc::downgrade(state),
+                state.clone(),
                 id,
                 |state: &RefCell<SemState>, id| {
                     let waiter = state.borrow_mut().waiters.remove(id);

@@ -8,7 +8,7 @@
 //! `_TimeoutGarbageCollector`, done eagerly).
 
 use std::collections::VecDeque;
-use std::rc::Weak;
+use std::rc::Rc;
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind};
@@ -140,21 +140,19 @@ pub(crate) fn deadline(io_loop: &IOLoop, timeout: Deadline) -> (Instant, bool) {
     (when, when <= now)
 }
 
-/// Schedules `expire(&state, id)` at `when` on `io_loop`. The state is held
-/// weakly: a lock or queue dropped meanwhile is not kept alive by its
-/// waiters' timeouts (and dropping it drops, and so cancels, them).
+/// Schedules `expire(&state, id)` at `when` on `io_loop`. The timeout holds
+/// the state, as Tornado's timeout callback holds its lock: a lock or queue
+/// dropped by its last user still times its waiters out, so a timed wait
+/// always ends. (The state holds only the timeout's handle, so there is no
+/// cycle: the timeout, once run or removed, lets go.)
 pub(crate) fn arm<S: 'static>(
     io_loop: &IOLoop,
     when: Instant,
-    state: Weak<S>,
+    state: Rc<S>,
     id: u64,
     expire: fn(&S, u64),
 ) -> Timer {
-    let handle = io_loop.call_at(when, move || {
-        if let Some(state) = state.upgrade() {
-            expire(&state, id);
-        }
-    });
+    let handle = io_loop.call_at(when, move || expire(&state, id));
     Timer {
         io_loop: io_loop.clone(),
         handle,

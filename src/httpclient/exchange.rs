@@ -1,0 +1,646 @@
+//! One request and its answer over one connection (one redirect hop):
+//! connect or reuse, write, read the head, read the body, hand the
+//! connection back. Every path ends in [`Exchange::finish`], which removes
+//! the timeout and either pools or closes the connection.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use super::client::{ClientInner, HostKey};
+use super::headers::has_token;
+use super::parse::{self, protocol_error, Framing, Head};
+use super::request::HTTPRequest;
+use super::resolve::resolve;
+use super::response::{HTTPTimeoutError, TimeoutPhase};
+use super::url::Url;
+use crate::error::{Error, ErrorKind};
+use crate::future::Future;
+use crate::ioloop::TimeoutHandle;
+use crate::iostream::IOStream;
+
+/// The longest chunk-size line accepted (extensions included).
+const MAX_CHUNK_LINE: usize = 4096;
+/// How many informational (1xx) heads may precede the answer.
+const MAX_INFORMATIONAL: u32 = 16;
+/// How much a close-delimited body is read at a time.
+const CLOSE_READ: usize = 64 * 1024;
+
+/// What to do after a piece of the body arrived.
+enum Next {
+    /// Issue the next read.
+    More,
+    /// Done (finished or failed): stop reading.
+    Stop,
+}
+
+/// Where the body reader is.
+#[derive(Clone, Copy)]
+enum BodyStep {
+    Length(usize),
+    ChunkSize,
+    ChunkData(usize),
+    Trailer,
+    UntilClose,
+}
+
+struct ExState {
+    done: bool,
+    /// Bumped when a stale pooled connection is replaced: callbacks of the
+    /// old attempt see a different number and stand down.
+    attempt: u32,
+    stream: Option<IOStream>,
+    conn_id: u64,
+    reused: bool,
+    connecting: bool,
+    /// When the current connect began (a retry connects afresh).
+    connect_started: Instant,
+    timeout: Option<(TimeoutHandle, TimeoutPhase)>,
+    informational: u32,
+    head: Option<Head>,
+    framing: Framing,
+    body: Vec<u8>,
+    trailer_bytes: usize,
+}
+
+/// What one hop got back; the client makes it an `HTTPResponse`.
+pub(crate) struct Answer {
+    pub(crate) code: u16,
+    pub(crate) reason: String,
+    pub(crate) headers: super::headers::HTTPHeaders,
+    pub(crate) body: Vec<u8>,
+    pub(crate) url: String,
+}
+
+/// One hop of a fetch, from dequeue to the end of its answer.
+pub(crate) struct Exchange {
+    pub(crate) id: u64,
+    client: Rc<ClientInner>,
+    request: Rc<HTTPRequest>,
+    url: Url,
+    key: HostKey,
+    /// The encoded request; kept after sending only while a stale-connection
+    /// retry may need it again.
+    wire: RefCell<Option<Vec<u8>>>,
+    future: Future<Answer>,
+    started: Instant,
+    st: RefCell<ExState>,
+}
+
+impl Exchange {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: u64,
+        client: Rc<ClientInner>,
+        request: Rc<HTTPRequest>,
+        url: Url,
+        wire: Vec<u8>,
+        future: Future<Answer>,
+    ) -> Rc<Exchange> {
+        let started = client.io_loop.time();
+        let key = (url.host.clone(), url.port);
+        Rc::new(Exchange {
+            id,
+            client,
+            request,
+            url,
+            key,
+            wire: RefCell::new(Some(wire)),
+            future,
+            started,
+            st: RefCell::new(ExState {
+                done: false,
+                attempt: 0,
+                stream: None,
+                conn_id: 0,
+                reused: false,
+                connecting: false,
+                connect_started: started,
+                timeout: None,
+                informational: 0,
+                head: None,
+                framing: Framing::Empty,
+                body: Vec::new(),
+                trailer_bytes: 0,
+            }),
+        })
+    }
+
+    /// Starts on a pooled connection, or connects.
+    pub(crate) fn start(self: &Rc<Self>, pooled: Option<(u64, IOStream)>) {
+        match pooled {
+            Some((conn_id, stream)) => {
+                self.arm_timer();
+                self.send(conn_id, stream, true);
+            }
+            None => self.connect(),
+        }
+    }
+
+    fn attempt(&self) -> u32 {
+        self.st.borrow().attempt
+    }
+
+    /// Whether a callback of attempt `attempt` still matters.
+    fn current(&self, attempt: u32) -> bool {
+        let st = self.st.borrow();
+        !st.done && st.attempt == attempt
+    }
+
+    fn deadlines(&self) -> (Instant, Instant) {
+        (
+            self.st.borrow().connect_started + self.request.connect_timeout,
+            self.started + self.request.request_timeout,
+        )
+    }
+
+    /// One timer at a time: the connect deadline while connecting (if it
+    /// comes first), then the request deadline.
+    fn arm_timer(self: &Rc<Self>) {
+        let (connect, request) = self.deadlines();
+        let connecting = self.st.borrow().connecting;
+        let (when, phase) = if connecting && connect < request {
+            (connect, TimeoutPhase::Connect)
+        } else {
+            (request, TimeoutPhase::Request)
+        };
+        let old = {
+            let mut st = self.st.borrow_mut();
+            if st.done || st.timeout.as_ref().is_some_and(|(_, p)| *p == phase) {
+                return;
+            }
+            st.timeout.take()
+        };
+        if let Some((handle, _)) = old {
+            self.client.io_loop.remove_timeout(handle);
+        }
+        let weak: Weak<Exchange> = Rc::downgrade(self);
+        let handle = self.client.io_loop.call_at(when, move || {
+            if let Some(me) = weak.upgrade() {
+                me.st.borrow_mut().timeout = None;
+                let limit = match phase {
+                    TimeoutPhase::Connect => me.request.connect_timeout,
+                    _ => me.request.request_timeout,
+                };
+                me.finish(Err(HTTPTimeoutError::new_error(phase, limit)));
+            }
+        });
+        self.st.borrow_mut().timeout = Some((handle, phase));
+    }
+
+    // ----- connecting ------------------------------------------------------
+
+    fn connect(self: &Rc<Self>) {
+        {
+            let mut st = self.st.borrow_mut();
+            st.connecting = true;
+            st.connect_started = self.client.io_loop.time();
+        }
+        self.arm_timer();
+        let attempt = self.attempt();
+        let me = self.clone();
+        resolve(&self.client.io_loop, &self.url.host, self.url.port).add_done_callback(
+            move |addrs: &Future<Vec<SocketAddr>>| {
+                if !me.current(attempt) {
+                    return;
+                }
+                match addrs.take_result() {
+                    Ok(addrs) => me.try_addr(Rc::new(addrs), 0, attempt),
+                    Err(err) => me.finish(Err(err)),
+                }
+            },
+        );
+    }
+
+    /// Connects to `addrs[i]`; on a refusal, tries the next one.
+    fn try_addr(self: &Rc<Self>, addrs: Rc<Vec<SocketAddr>>, i: usize, attempt: u32) {
+        let (connect, request) = self.deadlines();
+        let now = self.client.io_loop.time();
+        // The stream's own connect timeout fires at our deadline too; it
+        // tells a refused address (try the next) from a silent one.
+        let left = connect
+            .min(request)
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        let me = self.clone();
+        let addr = addrs[i];
+        let connected = match IOStream::connecting(addr, Some(left), &self.client.io_loop) {
+            Ok((stream, connected)) => {
+                // Held while connecting, so that finishing early (a timeout,
+                // the client's close) aborts the connect.
+                self.st.borrow_mut().stream = Some(stream);
+                connected
+            }
+            Err(err) => Future::failed(err),
+        };
+        connected.add_done_callback(move |conn: &Future<IOStream>| {
+            let result = conn.take_result();
+            if !me.current(attempt) {
+                if let Ok(stream) = result {
+                    stream.close();
+                }
+                return;
+            }
+            match result {
+                Ok(stream) => {
+                    let conn_id = me.client.adopt(&stream);
+                    me.st.borrow_mut().connecting = false;
+                    me.arm_timer();
+                    me.send(conn_id, stream, false);
+                }
+                Err(err) if err.kind() == ErrorKind::Timeout => {
+                    let phase = if connect <= request {
+                        TimeoutPhase::Connect
+                    } else {
+                        TimeoutPhase::Request
+                    };
+                    let limit = match phase {
+                        TimeoutPhase::Connect => me.request.connect_timeout,
+                        _ => me.request.request_timeout,
+                    };
+                    me.finish(Err(HTTPTimeoutError::new_error(phase, limit)));
+                }
+                Err(_) if i + 1 < addrs.len() => me.try_addr(addrs, i + 1, attempt),
+                Err(err) => me.finish(Err(err)),
+            }
+        });
+    }
+
+    // ----- request and head ------------------------------------------------
+
+    fn send(self: &Rc<Self>, conn_id: u64, stream: IOStream, reused: bool) {
+        let attempt = {
+            let mut st = self.st.borrow_mut();
+            st.stream = Some(stream.clone());
+            st.conn_id = conn_id;
+            st.reused = reused;
+            st.attempt
+        };
+        // A reused connection may prove stale: keep a copy for the retry.
+        let wire = if reused && attempt == 0 && self.request.is_idempotent() {
+            self.wire.borrow().clone()
+        } else {
+            self.wire.borrow_mut().take()
+        };
+        let me = self.clone();
+        stream
+            .write(wire.unwrap_or_default())
+            .add_done_callback(move |written: &Future<()>| {
+                if let Some(err) = written.error() {
+                    if me.current(attempt) {
+                        me.fail_early(err);
+                    }
+                }
+            });
+        self.read_head(attempt);
+    }
+
+    fn read_head(self: &Rc<Self>, attempt: u32) {
+        loop {
+            let Some(stream) = self.stream_if_current(attempt) else {
+                return;
+            };
+            let head = stream.read_until(b"\r\n\r\n", Some(self.client.config.max_header_size));
+            if !head.done() {
+                let me = self.clone();
+                head.add_done_callback(move |head: &Future<Vec<u8>>| {
+                    if me.current(attempt) && me.on_head(head.take_result()) {
+                        me.read_head(attempt);
+                    }
+                });
+                return;
+            }
+            if !self.on_head(head.take_result()) {
+                return;
+            }
+        }
+    }
+
+    fn stream_if_current(&self, attempt: u32) -> Option<IOStream> {
+        let st = self.st.borrow();
+        if st.done || st.attempt != attempt {
+            return None;
+        }
+        st.stream.clone()
+    }
+
+    /// Handles a head; returns whether another head must be read (1xx).
+    fn on_head(self: &Rc<Self>, raw: Result<Vec<u8>, Error>) -> bool {
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(err) if err.kind() == ErrorKind::UnsatisfiableRead => {
+                self.finish(Err(protocol_error(format!(
+                    "response head larger than max_header_size ({} bytes)",
+                    self.client.config.max_header_size
+                ))));
+                return false;
+            }
+            Err(err) => {
+                self.fail_early(err);
+                return false;
+            }
+        };
+        let head = match parse::parse_head(&raw) {
+            Ok(head) => head,
+            Err(err) => {
+                self.finish(Err(err));
+                return false;
+            }
+        };
+        if (100..200).contains(&head.code) {
+            let mut st = self.st.borrow_mut();
+            st.informational += 1;
+            let too_many = st.informational > MAX_INFORMATIONAL;
+            drop(st);
+            if head.code == 101 || too_many {
+                self.finish(Err(protocol_error(format!(
+                    "unexpected informational answer {} {}",
+                    head.code, head.reason
+                ))));
+                return false;
+            }
+            return true; // 100 Continue, 103 Early Hints...: skip
+        }
+        let framing = match parse::framing(&head, &self.request.method) {
+            Ok(framing) => framing,
+            Err(err) => {
+                self.finish(Err(err));
+                return false;
+            }
+        };
+        let max = self.client.config.max_body_size;
+        if let Framing::Length(n) = framing {
+            if n > max as u64 {
+                self.finish(Err(too_large(n, max)));
+                return false;
+            }
+        }
+        {
+            let mut st = self.st.borrow_mut();
+            st.head = Some(head);
+            st.framing = framing;
+        }
+        let first = match framing {
+            Framing::Empty | Framing::Length(0) => {
+                self.finish(Ok(()));
+                return false;
+            }
+            Framing::Length(n) => BodyStep::Length(n as usize),
+            Framing::Chunked => BodyStep::ChunkSize,
+            Framing::Close => BodyStep::UntilClose,
+        };
+        self.read_body(self.attempt(), first);
+        false
+    }
+
+    /// A failure before any answer arrived: on a reused connection, for an
+    /// idempotent request, the server most likely closed the idle
+    /// connection as we sent; try once more on a fresh one.
+    fn fail_early(self: &Rc<Self>, err: Error) {
+        let retry = {
+            let mut st = self.st.borrow_mut();
+            let nothing_received = st.head.is_none()
+                && st.informational == 0
+                && st.stream.as_ref().is_some_and(|s| s.buffered() == 0);
+            if !st.done
+                && st.reused
+                && st.attempt == 0
+                && nothing_received
+                && self.request.is_idempotent()
+            {
+                st.attempt += 1;
+                st.reused = false;
+                st.stream.take()
+            } else {
+                None
+            }
+        };
+        match retry {
+            Some(stale) => {
+                log::debug!(
+                    "{} {}: pooled connection was stale ({err}); retrying on a new one",
+                    self.request.method,
+                    self.url
+                );
+                stale.close();
+                self.client.note_retry();
+                self.connect();
+            }
+            None => {
+                let err = match err.kind() {
+                    ErrorKind::StreamClosed => Error::with_source(
+                        ErrorKind::StreamClosed,
+                        format!(
+                            "connection closed before a complete answer from {}",
+                            self.url
+                        ),
+                        err,
+                    ),
+                    _ => err,
+                };
+                self.finish(Err(err));
+            }
+        }
+    }
+
+    // ----- body ------------------------------------------------------------
+
+    fn read_body(self: &Rc<Self>, attempt: u32, mut step: BodyStep) {
+        loop {
+            let Some(stream) = self.stream_if_current(attempt) else {
+                return;
+            };
+            let read = match step {
+                BodyStep::Length(n) => stream.read_bytes(n, false),
+                BodyStep::ChunkSize => stream.read_until(b"\r\n", Some(MAX_CHUNK_LINE)),
+                BodyStep::ChunkData(n) => stream.read_bytes(n + 2, false),
+                BodyStep::Trailer => {
+                    stream.read_until(b"\r\n", Some(self.client.config.max_header_size))
+                }
+                BodyStep::UntilClose => stream.read_bytes(CLOSE_READ, true),
+            };
+            if !read.done() {
+                let me = self.clone();
+                read.add_done_callback(move |read: &Future<Vec<u8>>| {
+                    if !me.current(attempt) {
+                        return;
+                    }
+                    let mut step = step;
+                    if let Next::More = me.on_body(&mut step, read.take_result()) {
+                        me.read_body(attempt, step);
+                    }
+                });
+                return;
+            }
+            if let Next::Stop = self.on_body(&mut step, read.take_result()) {
+                return;
+            }
+        }
+    }
+
+    fn on_body(self: &Rc<Self>, step: &mut BodyStep, data: Result<Vec<u8>, Error>) -> Next {
+        let max = self.client.config.max_body_size;
+        let data = match data {
+            Ok(data) => data,
+            Err(err) => {
+                let eof = err.kind() == ErrorKind::StreamClosed
+                    && self
+                        .st
+                        .borrow()
+                        .stream
+                        .as_ref()
+                        .is_some_and(|s| s.error().is_none());
+                let err = match *step {
+                    BodyStep::UntilClose if eof => {
+                        self.finish(Ok(()));
+                        return Next::Stop;
+                    }
+                    BodyStep::ChunkSize | BodyStep::Trailer
+                        if err.kind() == ErrorKind::UnsatisfiableRead =>
+                    {
+                        protocol_error("chunk-size or trailer line too long")
+                    }
+                    _ if err.kind() == ErrorKind::StreamClosed => {
+                        let got = self.st.borrow().body.len();
+                        Error::with_source(
+                            ErrorKind::StreamClosed,
+                            format!(
+                                "connection closed in the middle of the body from {} ({got} bytes read)",
+                                self.url
+                            ),
+                            err,
+                        )
+                    }
+                    _ => err,
+                };
+                self.finish(Err(err));
+                return Next::Stop;
+            }
+        };
+        match *step {
+            BodyStep::Length(_) => {
+                self.st.borrow_mut().body = data;
+                self.finish(Ok(()));
+                Next::Stop
+            }
+            BodyStep::ChunkSize => match parse::chunk_size(&data) {
+                Err(err) => {
+                    self.finish(Err(err));
+                    Next::Stop
+                }
+                Ok(0) => {
+                    *step = BodyStep::Trailer;
+                    Next::More
+                }
+                Ok(n) => {
+                    let have = self.st.borrow().body.len() as u64;
+                    if have + n > max as u64 {
+                        self.finish(Err(too_large(have + n, max)));
+                        return Next::Stop;
+                    }
+                    *step = BodyStep::ChunkData(n as usize);
+                    Next::More
+                }
+            },
+            BodyStep::ChunkData(n) => {
+                if &data[n..] != b"\r\n" {
+                    self.finish(Err(protocol_error("chunk data not followed by CRLF")));
+                    return Next::Stop;
+                }
+                self.st.borrow_mut().body.extend_from_slice(&data[..n]);
+                *step = BodyStep::ChunkSize;
+                Next::More
+            }
+            BodyStep::Trailer => {
+                if data == b"\r\n" {
+                    self.finish(Ok(()));
+                    return Next::Stop;
+                }
+                let mut st = self.st.borrow_mut();
+                st.trailer_bytes += data.len();
+                if st.trailer_bytes > self.client.config.max_header_size {
+                    drop(st);
+                    self.finish(Err(protocol_error("trailer larger than max_header_size")));
+                    return Next::Stop;
+                }
+                Next::More
+            }
+            BodyStep::UntilClose => {
+                let mut st = self.st.borrow_mut();
+                if st.body.len() + data.len() > max {
+                    let n = (st.body.len() + data.len()) as u64;
+                    drop(st);
+                    self.finish(Err(too_large(n, max)));
+                    return Next::Stop;
+                }
+                st.body.extend_from_slice(&data);
+                Next::More
+            }
+        }
+    }
+
+    // ----- the end ---------------------------------------------------------
+
+    /// Ends the exchange (once): removes the timeout, pools or closes the
+    /// connection, tells the client, and completes the hop's future.
+    pub(crate) fn finish(self: &Rc<Self>, outcome: Result<(), Error>) {
+        let (timeout, stream, conn_id, head, body) = {
+            let mut st = self.st.borrow_mut();
+            if st.done {
+                return;
+            }
+            st.done = true;
+            (
+                st.timeout.take(),
+                st.stream.take(),
+                st.conn_id,
+                st.head.take(),
+                std::mem::take(&mut st.body),
+            )
+        };
+        if let Some((handle, _)) = timeout {
+            self.client.io_loop.remove_timeout(handle);
+        }
+        let framing = self.st.borrow().framing;
+        let reusable = outcome.is_ok()
+            && head.as_ref().is_some_and(|h| parse::keep_alive(h, framing))
+            && !self
+                .request
+                .headers
+                .get_list("Connection")
+                .iter()
+                .any(|v| has_token(v, "close"))
+            // An answer that came before the whole request went out (an
+            // early 413, say) leaves the connection mid-request.
+            && stream
+                .as_ref()
+                .is_some_and(|s| !s.closed() && s.buffered() == 0 && !s.writing());
+        let pooled = match stream {
+            Some(stream) if reusable => Some((conn_id, stream)),
+            Some(stream) => {
+                stream.close();
+                None
+            }
+            None => None,
+        };
+        self.client.release(self.id, &self.key, pooled);
+        let result = outcome.and_then(|()| {
+            let head = head.ok_or_else(|| protocol_error("no response head"))?;
+            Ok(Answer {
+                code: head.code,
+                reason: head.reason,
+                headers: head.headers,
+                body,
+                url: self.url.to_string(),
+            })
+        });
+        let _ = self.future.complete(result);
+    }
+}
+
+fn too_large(n: u64, max: usize) -> Error {
+    protocol_error(format!(
+        "response body of {n} bytes or more exceeds max_body_size ({max} bytes)"
+    ))
+}

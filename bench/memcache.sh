@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The memcache proxy's overhead, in one run: the same load straight to a
-# memcached and through examples/memcache_proxy in front of that memcached.
+# memcached, through examples/memcache_proxy in front of that memcached, and
+# through the proxy forked into two processes (`--processes 2`).
 #
 #   bash bench/memcache.sh            # 50 connections, 5 s per run
 #   CLIENTS=200 SECS=10 bash bench/memcache.sh
@@ -41,8 +42,10 @@ wait_port() {
 
 MC_PORT=$(free_port)
 PROXY_PORT=$(free_port)
+PROXY2_PORT=$(free_port)
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+# SIGTERM: the two-process proxy's parent passes it on to its children.
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait; }
 trap cleanup EXIT
 
 # `-u root` only matters when run as root (memcached refuses root without it).
@@ -50,8 +53,12 @@ memcached -l 127.0.0.1 -p "$MC_PORT" -U 0 -m 256 -u root &
 PIDS+=($!)
 "$BIN" --listen "127.0.0.1:$PROXY_PORT" --upstream "127.0.0.1:$MC_PORT" --timeout-ms 2000 >/dev/null &
 PIDS+=($!)
+"$BIN" --listen "127.0.0.1:$PROXY2_PORT" --upstream "127.0.0.1:$MC_PORT" --timeout-ms 2000 \
+  --processes 2 >/dev/null &
+PIDS+=($!)
 wait_port "$MC_PORT"
 wait_port "$PROXY_PORT"
+wait_port "$PROXY2_PORT"
 
 echo "== $(date -u +%FT%TZ), $(nproc) cores, memcached $(memcached -V | cut -d' ' -f2)"
 echo "== load client: $CLIENTS connections, ${SECS}s, ${VALUE_SIZE}-byte values, 90% get / 10% set"
@@ -59,9 +66,12 @@ echo -n "direct  "
 "$BIN" --load "127.0.0.1:$MC_PORT" --clients "$CLIENTS" --seconds "$SECS" --value-size "$VALUE_SIZE"
 echo -n "proxy   "
 "$BIN" --load "127.0.0.1:$PROXY_PORT" --clients "$CLIENTS" --seconds "$SECS" --value-size "$VALUE_SIZE"
+echo -n "proxy*2 "
+"$BIN" --load "127.0.0.1:$PROXY2_PORT" --clients "$CLIENTS" --seconds "$SECS" --value-size "$VALUE_SIZE"
 
 echo "== memcslap --test=get: $SLAP_CONCURRENCY threads, $SLAP_EXECUTE gets each"
-for target in "direct 127.0.0.1:$MC_PORT" "proxy 127.0.0.1:$PROXY_PORT"; do
+for target in "direct 127.0.0.1:$MC_PORT" "proxy 127.0.0.1:$PROXY_PORT" \
+  "proxy*2 127.0.0.1:$PROXY2_PORT"; do
   set -- $target
   echo "-- $1"
   memcslap --servers="$2" --test=get --concurrency="$SLAP_CONCURRENCY" \

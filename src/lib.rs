@@ -59,3 +59,8 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/porting.md")]
 pub struct PortingDoctests;
+
+// docs/deployment.md's Rust blocks are doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/deployment.md")]
+pub struct DeploymentDoctests;

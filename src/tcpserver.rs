@@ -55,7 +55,7 @@
 //! it. The stream lives until it is closed (by either side): the server does
 //! not keep it, so [`stop`](TCPServer::stop) only stops accepting.
 //!
-//! `handle_stream` may return `()`, a `Result` or a [`Future`](crate::Future)
+//! `handle_stream` may return `()`, a `Result` or a [`Future`]
 //! (see [`CallbackReturn`]). An error it returns, a failure of the future it
 //! returns, or a panic is logged (or goes to the
 //! [stack context](crate::stack_context) current when the sockets were
@@ -105,7 +105,7 @@ use crate::callback::CallbackReturn;
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::ioloop::IOLoop;
-use crate::iostream::IOStream;
+use crate::iostream::{IOStream, WeakIOStream};
 use crate::netutil::{self, RemoveHandle};
 use crate::process;
 
@@ -127,9 +127,9 @@ struct Shared {
     name: &'static str,
     nodelay: Cell<bool>,
     max_buffer_size: Cell<Option<usize>>,
-    /// Accepted streams, pruned of closed ones now and then: what a
-    /// graceful shutdown waits for.
-    connections: RefCell<Vec<IOStream>>,
+    /// Accepted streams (weak: a closed stream the user dropped is freed),
+    /// pruned of closed ones now and then: what a graceful shutdown waits for.
+    connections: RefCell<Vec<WeakIOStream>>,
     /// `connections.len()` after the last pruning.
     live_after_prune: Cell<usize>,
 }
@@ -168,18 +168,22 @@ impl Shared {
     fn track(&self, stream: &IOStream) {
         let mut connections = self.connections.borrow_mut();
         if connections.len() >= 2 * self.live_after_prune.get().max(32) {
-            connections.retain(|s| !s.closed());
+            connections.retain(is_open);
             self.live_after_prune.set(connections.len());
         }
-        connections.push(stream.clone());
+        connections.push(stream.downgrade());
     }
 
     fn open_connections(&self) -> usize {
         let mut connections = self.connections.borrow_mut();
-        connections.retain(|s| !s.closed());
+        connections.retain(is_open);
         self.live_after_prune.set(connections.len());
         connections.len()
     }
+}
+
+fn is_open(stream: &WeakIOStream) -> bool {
+    stream.upgrade().is_some_and(|s| !s.closed())
 }
 
 struct Inner {
@@ -519,7 +523,7 @@ fn poll_drained(
     if io_loop.time() >= deadline {
         log::warn!("shutdown: closing {open} connections still open after the grace period");
         let streams = std::mem::take(&mut *shared.connections.borrow_mut());
-        for stream in streams {
+        for stream in streams.iter().filter_map(WeakIOStream::upgrade) {
             stream.close();
         }
         let _ = done.set_result(());

@@ -104,6 +104,20 @@ impl Cluster {
             .collect()
     }
 
+    /// Waits until the proxy's stats show `want`, asking on one connection
+    /// (each new one would count itself, and closes of earlier ones are
+    /// noticed a moment later).
+    fn settles_to(&self, want: &[(&str, &str)]) {
+        let mut c = self.client();
+        let mut last = Default::default();
+        let settled = eventually(Duration::from_secs(10), || {
+            last = c.stats().expect("stats");
+            want.iter()
+                .all(|(name, value)| last.get(*name).map(String::as_str) == Some(*value))
+        });
+        assert!(settled, "stats never showed {want:?}: {last:?}");
+    }
+
     fn stat(&self, name: &str) -> String {
         let stats = self.client().stats().expect("stats");
         stats
@@ -279,14 +293,11 @@ fn two_hundred_concurrent_clients() {
     assert!(total >= 200, "{total}");
     // Every connection closed and its session freed (only the one asking
     // for stats is left), and every fd is the listener's or an upstream's.
-    assert!(
-        eventually(Duration::from_secs(5), || cluster.stat("live_sessions")
-            == "1"),
-        "sessions leaked: {}",
-        cluster.stat("live_sessions")
-    );
-    assert_eq!(cluster.stat("curr_connections"), "1");
-    assert_eq!(cluster.stat("io_handlers"), "5"); // listener, 3 upstreams, this client
+    cluster.settles_to(&[
+        ("live_sessions", "1"),
+        ("curr_connections", "1"),
+        ("io_handlers", "5"), // listener, 3 upstreams, the one asking
+    ]);
     assert_eq!(cluster.stat("upstream_errors"), "0");
     assert_eq!(cluster.stat("pending_timeouts"), "0");
 }
@@ -420,7 +431,7 @@ fn frozen_upstream_times_out_and_leaves_no_timeout_behind() {
     // Marked dead: its keys fail at once now, the other server's still work.
     let started = Instant::now();
     let line = c.get_one(&frozen_keys[0]).unwrap().expect_err("dead");
-    assert!(started.elapsed() < TIMEOUT / 2, "{:?}", started.elapsed());
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
     assert!(
         line.contains("marked dead") || line.contains("timed out"),
         "{line}"
@@ -521,12 +532,7 @@ fn garbage_and_oversized_input_get_error_answers() {
     assert_eq!(cluster.stat("upstream_errors"), "0");
     // Every junk connection is gone, and its session freed: left are `c`
     // and the one asking.
-    assert!(
-        eventually(Duration::from_secs(5), || cluster.stat("live_sessions")
-            == "2"),
-        "sessions leaked: {}",
-        cluster.stat("live_sessions")
-    );
+    cluster.settles_to(&[("live_sessions", "2"), ("curr_connections", "2")]);
 }
 
 #[test]
@@ -877,14 +883,8 @@ fn a_client_that_never_reads_is_disconnected_not_buffered_forever() {
     let mut greedy = cluster.client();
     let get = format!("get{}\r\n", " big".repeat(16));
     greedy.send(get.repeat(16).as_bytes()).unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || cluster.stat("curr_connections")
-            == "2"),
-        "the greedy client is still connected"
-    );
-    assert!(eventually(Duration::from_secs(5), || cluster
-        .stat("live_sessions")
-        == "2"));
+    // Disconnected, and its session (with its answers) freed.
+    cluster.settles_to(&[("curr_connections", "2"), ("live_sessions", "2")]);
     drop(greedy);
     assert_eq!(c.get_one("big").unwrap(), Ok(Some(big)));
 }

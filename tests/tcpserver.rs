@@ -591,3 +591,55 @@ fn no_fd_is_leaked_once_the_server_stops_and_the_loop_closes() {
         output.status
     );
 }
+
+#[test]
+fn shutdown_waits_for_open_connections_then_closes_the_stragglers() {
+    // Two clients: one closes after 50 ms, the other never does. A shutdown
+    // with a 300 ms grace stops accepting at once, is not done while the
+    // first is open, and closes the second when the grace runs out.
+    let (first_closed_before_done, took, open_at_end) = AsyncTest::new().run(|io_loop| {
+        let accepted: Rc<RefCell<Vec<IOStream>>> = Rc::new(RefCell::new(Vec::new()));
+        let a = accepted.clone();
+        let server = TCPServer::new(move |stream: IOStream, _: SocketAddr| {
+            a.borrow_mut().push(stream);
+        });
+        server.listen(0, Some("127.0.0.1")).unwrap();
+        let addr = server.local_addrs()[0];
+        let clients: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let done = Future::new();
+        let (d, l, s) = (done.clone(), io_loop.clone(), server.clone());
+        io_loop.add_timeout(Duration::from_millis(50), move || {
+            assert_eq!(s.connection_count(), 2);
+            let started = Instant::now();
+            let shutdown = s.shutdown(Duration::from_millis(300));
+            assert!(!s.is_listening());
+            let first = accepted.borrow()[0].clone();
+            let f = first.clone();
+            l.add_timeout(Duration::from_millis(50), move || f.close());
+            let s2 = s.clone();
+            shutdown.add_done_callback(move |_: &Future<()>| {
+                let _keep = clients;
+                d.set_result((first.closed(), started.elapsed(), s2.connection_count()))
+            });
+        });
+        done
+    });
+    assert!(first_closed_before_done);
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(open_at_end, 0, "the straggler was closed");
+}
+
+#[test]
+fn shutdown_with_nothing_open_is_done_at_once() {
+    AsyncTest::new().run(|_| {
+        let server = TCPServer::new(|_s: IOStream, _: SocketAddr| ());
+        server.listen(0, Some("127.0.0.1")).unwrap();
+        let done = server.shutdown(Duration::from_secs(10));
+        assert!(done.done());
+        assert!(server.local_addrs().is_empty());
+        done
+    });
+}

@@ -261,7 +261,8 @@ impl Client {
             timeout: Cell::new(None),
             fail_callback: RefCell::new(Some(Box::new(fail_callback))),
         });
-        // The article's `StackContext(partial(self._cleanup, fail_callback))`.
+        // The article's `StackContext(partial(self._cleanup, fail_callback))`:
+        // in squall, catching is what an `ExceptionStackContext` does.
         let c = call.clone();
         let cleanup = ExceptionStackContext::new(move |err: &Error| {
             c.remove_timeout();
@@ -283,9 +284,12 @@ impl Client {
         cleanup.run(move || -> Result<(), Error> {
             upstream.check_alive()?;
             let reply = upstream.connection().send(expect, encode);
-            // The timeout, set inside the context: raising in it reaches `_cleanup`.
+            // The article's `add_timeout(time.time() + request_timeout,
+            // stack_context.wrap(partial(self._on_timeout, server)))`, set inside
+            // the context: what `on_timeout` raises reaches `_cleanup`.
             let c = call.clone();
-            let handle = io_loop.add_timeout(timeout, wrap(move || c.on_timeout()));
+            let deadline = io_loop.time() + timeout;
+            let handle = io_loop.add_timeout(deadline, wrap(move || c.on_timeout()));
             call.timeout.set(Some(handle));
             let c = call.clone();
             reply.add_done_callback(move |reply: &Future<Reply>| -> Result<(), Error> {

@@ -6,11 +6,15 @@
 //! ```text
 //! memcache_proxy                      self-test (what CI runs): start two memcached
 //!                                     (or in-process fakes if memcached is not on
-//!                                     PATH), run the proxy and a client against it,
-//!                                     kill an upstream, exit 0 if all is well
+//!                                     PATH), use the client alone (callbacks, then a
+//!                                     gen coroutine), run the proxy and talk to it,
+//!                                     kill an upstream, then run this program as a
+//!                                     two-process server and stop it with SIGTERM;
+//!                                     exit 0 if all is well
 //! memcache_proxy --listen ADDR --upstream ADDR [--upstream ADDR ...]
 //!                [--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N]
-//!                                     serve until killed
+//!                [--processes N]      serve until SIGINT or SIGTERM (with N != 1:
+//!                                     from N forked processes, 0 = one per CPU)
 //! memcache_proxy --load ADDR [--clients N] [--seconds S] [--value-size B] [--keys K]
 //!                                     the benchmark's load client (bench/memcache.sh)
 //! ```
@@ -18,9 +22,18 @@
 //! Try it: start `memcached -p 11211` and `memcached -p 11212`, then
 //! `cargo run --release --example memcache_proxy -- --listen 127.0.0.1:11311
 //! --upstream 127.0.0.1:11211 --upstream 127.0.0.1:11212`, and talk to port
-//! 11311 with any memcached client (or `telnet`). `stats` answers the
-//! proxy's own counters: connections, pending timeouts of its loop, and the
-//! state of each upstream.
+//! 11311 with any memcached client (or `telnet`).
+//!
+//! The proxy speaks memcached's text protocol: `get`/`gets` (keys split
+//! across the upstreams by a consistent hash, answers merged in the order
+//! asked), `set`/`add`/`replace`/`append`/`prepend`/`cas`, `delete`,
+//! `incr`/`decr`, `touch`, `flush_all` (sent to every upstream), `noreply`,
+//! `version` and `quit`. An upstream that fails or times out makes its keys
+//! answer `SERVER_ERROR <reason>` at once (it is retried after
+//! `--dead-retry-ms`); the other keys are served as usual. `stats` answers
+//! the proxy's own counters: connections, live sessions, pending timeouts
+//! and fd handlers of its loop, and the state of each upstream. A value over
+//! 1 MiB (memcached's default item limit) is refused without being buffered.
 //!
 //! The modules: [`protocol`] (client commands, parsed with limits), [`reply`]
 //! (server replies), [`hash`] (the consistent-hash ring), [`client`] (the
@@ -63,7 +76,7 @@ use testkit::{Memcached, TextClient};
 type BoxResult<T> = Result<T, Box<dyn StdError>>;
 
 const USAGE: &str = "usage: memcache_proxy [--listen ADDR --upstream ADDR [--upstream ADDR ...] \
-[--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N]] | --load ADDR [--clients N] \
+[--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N] [--processes N]] | --load ADDR [--clients N] \
 [--seconds S] [--value-size B] [--keys K] | --self-test";
 
 fn main() -> BoxResult<()> {
@@ -96,20 +109,32 @@ fn parse<T: std::str::FromStr>(name: &str, value: &str) -> BoxResult<T> {
         .map_err(|_| format!("{name}: bad value {value:?}").into())
 }
 
+/// `HOST:PORT` (a name is resolved once, at start) as an address.
+fn resolve(name: &str, value: &str) -> BoxResult<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    value
+        .to_socket_addrs()
+        .map_err(|err| format!("{name} {value}: {err}"))?
+        .next()
+        .ok_or_else(|| format!("{name} {value}: no address").into())
+}
+
 fn serve(args: &[String]) -> BoxResult<()> {
     let mut listen = None;
     let mut upstreams = Vec::new();
     let mut options = Options::default();
     let mut connect_timeout = None;
+    let mut processes = 1;
     for (name, value) in pairs(args)? {
         match name {
-            "--listen" => listen = Some(parse::<SocketAddr>(name, value)?),
-            "--upstream" => upstreams.push(parse::<SocketAddr>(name, value)?),
+            "--listen" => listen = Some(resolve(name, value)?),
+            "--upstream" => upstreams.push(resolve(name, value)?),
             "--timeout-ms" => options.timeout = Duration::from_millis(parse(name, value)?),
             "--connect-timeout-ms" => {
                 connect_timeout = Some(Duration::from_millis(parse(name, value)?))
             }
             "--dead-retry-ms" => options.dead_retry = Duration::from_millis(parse(name, value)?),
+            "--processes" => processes = parse(name, value)?,
             _ => return Err(format!("unknown option {name}\n{USAGE}").into()),
         }
     }
@@ -118,21 +143,48 @@ fn serve(args: &[String]) -> BoxResult<()> {
     if upstreams.is_empty() {
         return Err(format!("at least one --upstream is required\n{USAGE}").into());
     }
-    let io_loop = IOLoop::new()?;
-    io_loop.make_current();
     let config = Config {
         listen,
         upstreams,
         options,
     };
-    let proxy = proxy::Proxy::start(&io_loop, &config)?;
+    if processes != 1 {
+        // Forks; returns in each child, which serves until SIGTERM/SIGINT
+        // (the parent passes them on, and `start(n)` makes them a graceful
+        // stop).
+        let (io_loop, proxy) = proxy::Proxy::start_processes(&config, processes)?;
+        println!(
+            "memcache proxy process {} on {} -> {:?}",
+            std::process::id(),
+            proxy.local_addr(),
+            config.upstreams
+        );
+        io_loop.start()?;
+        proxy.stop();
+        io_loop.close();
+        return Ok(());
+    }
+    let io_loop = IOLoop::new()?;
+    io_loop.make_current();
+    let proxy = Rc::new(proxy::Proxy::start(&io_loop, &config)?);
     println!(
         "memcache proxy on {} -> {:?}, timeout {:?}",
         proxy.local_addr(),
         config.upstreams,
         config.options.timeout
     );
+    // SIGINT or SIGTERM: stop accepting, close the upstream connections,
+    // and leave the loop (closing it closes the clients' connections).
+    for signum in [libc::SIGINT, libc::SIGTERM] {
+        let (p, l) = (proxy.clone(), io_loop.clone());
+        io_loop.add_signal_handler(signum, move |signum| {
+            println!("signal {signum}: shutting down");
+            p.stop();
+            l.stop();
+        })?;
+    }
     io_loop.start()?;
+    io_loop.close();
     Ok(())
 }
 
@@ -140,7 +192,7 @@ fn load_client(args: &[String]) -> BoxResult<()> {
     let (mut addr, mut clients, mut seconds, mut value_size, mut keys) = (None, 50, 5.0, 100, 1000);
     for (name, value) in pairs(args)? {
         match name {
-            "--load" => addr = Some(parse::<SocketAddr>(name, value)?),
+            "--load" => addr = Some(resolve(name, value)?),
             "--clients" => clients = parse(name, value)?,
             "--seconds" => seconds = parse(name, value)?,
             "--value-size" => value_size = parse(name, value)?,
@@ -355,8 +407,75 @@ fn self_test() -> BoxResult<()> {
     )?;
     check(c.cmd("quit").is_err(), "quit closes the connection")?;
     drop(proxy);
+    forked(&upstreams)?;
     println!("ok");
     Ok(())
+}
+
+/// A child process, killed (by PID) if still running when dropped.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The serve mode as users run it, in a process of its own: `--processes 2`
+/// forks two workers; SIGTERM stops them all, with exit status 0.
+fn forked(upstreams: &[SocketAddr]) -> BoxResult<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], testkit::free_port()?));
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(["--listen", &addr.to_string(), "--processes", "2"]);
+    for upstream in upstreams {
+        command.args(["--upstream", &upstream.to_string()]);
+    }
+    let mut child = ChildGuard(command.stdout(std::process::Stdio::null()).spawn()?);
+    println!("the proxy as two forked processes, on {addr}:");
+    let started = Instant::now();
+    let mut c = loop {
+        match TextClient::connect(addr) {
+            Ok(c) => break c,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(err) => return Err(format!("the forked proxy never listened: {err}").into()),
+        }
+    };
+    check(
+        c.set("forked", b"yes")? == "STORED" && c.get_one("forked")? == Ok(Some(b"yes".to_vec())),
+        "it serves",
+    )?;
+    // SO_REUSEPORT spreads connections over the workers by a hash of the
+    // client's port: twenty connections all landing on one would be a 1 in
+    // 2^19 chance.
+    let mut pids = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let stats = TextClient::connect(addr)?.stats()?;
+        pids.insert(stats.get("pid").cloned().unwrap_or_default());
+    }
+    check(
+        pids.len() == 2,
+        format_args!("two worker processes answer: {pids:?}"),
+    )?;
+    drop(c);
+    // SAFETY: kill(2) on the PID of our child, not yet reaped.
+    let rc = unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    check(rc == 0, "SIGTERM sent")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.0.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            return Err("the forked proxy did not stop on SIGTERM".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    check(status.success(), format_args!("SIGTERM stops it: {status}"))
 }
 
 /// The client on its own, on a loop of ours: each server's `version`, and a

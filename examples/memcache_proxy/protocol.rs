@@ -518,4 +518,61 @@ mod tests {
         let long = vec![b'a'; MAX_LINE];
         assert!(matches!(parser.parse(&long), (_, Some(Parsed::Fatal(_)))));
     }
+
+    /// Random mixes of protocol words, numbers and junk, fed in random
+    /// pieces: the parser never panics, always makes progress when it can,
+    /// and never holds more than a line plus a value's worth of input.
+    #[test]
+    fn random_input_never_panics_or_stalls() {
+        const WORDS: &[&[u8]] = &[
+            b"get ",
+            b"gets ",
+            b"set ",
+            b"cas ",
+            b"incr ",
+            b"delete ",
+            b"touch ",
+            b"flush_all",
+            b"noreply",
+            b"k ",
+            b"0 ",
+            b"1 ",
+            b"5 ",
+            b"-1 ",
+            b"99999999 ",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b" ",
+            b"\0",
+            b"\xff",
+            b"abcde",
+        ];
+        let mut x: u64 = 0x853c_49e6_748f_ea9b;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let mut input = Vec::new();
+            for _ in 0..(next() % 40) {
+                input.extend_from_slice(WORDS[(next() % WORDS.len() as u64) as usize]);
+            }
+            let mut parser = CommandParser::new(16);
+            let (mut fed, mut used) = (0, 0);
+            while used < input.len() {
+                if fed < input.len() {
+                    fed = (fed + 1 + (next() % 8) as usize).min(input.len());
+                }
+                let (n, parsed) = parser.parse(&input[used..fed]);
+                used += n;
+                if n == 0 && parsed.is_none() && fed == input.len() {
+                    break; // waiting for more than there is
+                }
+                assert!(fed - used <= MAX_LINE + 16 + 2);
+            }
+        }
+    }
 }

@@ -17,7 +17,7 @@
 //! else (a bug) travels on out to the session's context, which closes that
 //! client's connection and nobody else's.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -67,6 +67,19 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(io_loop: &IOLoop, config: &Config) -> Rc<Shared> {
+        Rc::new(Shared {
+            io_loop: io_loop.clone(),
+            client: Client::new(io_loop, &config.upstreams, config.options.clone()),
+            started: Instant::now(),
+            curr_connections: Cell::new(0),
+            total_connections: Cell::new(0),
+            live_sessions: Cell::new(0),
+            commands: Cell::new(0),
+            upstream_errors: Cell::new(0),
+        })
+    }
+
     /// Counts a failure of the upstream side (not a refusal by a server).
     fn count_failure(&self, err: &Error) {
         if !matches!(MemcacheError::of(err), Some(MemcacheError::Refused { .. })) {
@@ -84,16 +97,7 @@ pub struct Proxy {
 impl Proxy {
     /// Listens on `config.listen` (on `io_loop`) and serves until stopped.
     pub fn start(io_loop: &IOLoop, config: &Config) -> Result<Proxy, Error> {
-        let shared = Rc::new(Shared {
-            io_loop: io_loop.clone(),
-            client: Client::new(io_loop, &config.upstreams, config.options.clone()),
-            started: Instant::now(),
-            curr_connections: Cell::new(0),
-            total_connections: Cell::new(0),
-            live_sessions: Cell::new(0),
-            commands: Cell::new(0),
-            upstream_errors: Cell::new(0),
-        });
+        let shared = Shared::new(io_loop, config);
         let s = shared.clone();
         let server = TCPServer::with_loop(io_loop, move |stream: IOStream, peer: SocketAddr| {
             Session::start(&s, stream, peer)
@@ -102,6 +106,31 @@ impl Proxy {
         let ip = config.listen.ip().to_string();
         server.listen(config.listen.port(), Some(&ip))?;
         Ok(Proxy { server, shared })
+    }
+
+    /// Serves from `processes` forked processes (`0`: one per CPU), Tornado's
+    /// `bind` + `start(n)`: each child accepts on its own `SO_REUSEPORT`
+    /// socket, with its own loop and its own upstream connections. Returns
+    /// in each child, with its loop to run; the parent supervises the
+    /// children and never returns. Must be called before any loop exists.
+    pub fn start_processes(config: &Config, processes: usize) -> Result<(IOLoop, Proxy), Error> {
+        // The server is made before the fork, its loop and client after:
+        // the handler finds them here.
+        let slot: Rc<OnceCell<Rc<Shared>>> = Rc::default();
+        let s = slot.clone();
+        let server = TCPServer::new(move |stream: IOStream, peer: SocketAddr| match s.get() {
+            Some(shared) => Session::start(shared, stream, peer),
+            None => stream.close(),
+        });
+        server.set_nodelay(true);
+        let ip = config.listen.ip().to_string();
+        server.bind(config.listen.port(), Some(&ip), None, true)?;
+        server.start(processes)?;
+        // In a child: the server's sockets are on this process's current loop.
+        let io_loop = IOLoop::current();
+        let shared = Shared::new(&io_loop, config);
+        let _ = slot.set(shared.clone());
+        Ok((io_loop, Proxy { server, shared }))
     }
 
     /// The address it listens on.

@@ -356,4 +356,56 @@ mod tests {
             .is_err());
         assert!(parser.parse(&[b'x'; 2000], Expect::Status).is_err());
     }
+
+    /// Random replies never panic the parser, whatever it expects.
+    #[test]
+    fn random_replies_never_panic() {
+        const WORDS: &[&[u8]] = &[
+            b"VALUE ",
+            b"k ",
+            b"0 ",
+            b"3 ",
+            b"-1 ",
+            b"99 ",
+            b"abc",
+            b"END",
+            b"STORED",
+            b"OK",
+            b"42",
+            b"VERSION 1",
+            b"SERVER_ERROR x",
+            b"\r\n",
+            b"\n",
+            b" ",
+            b"\xff",
+        ];
+        let expects = [
+            Expect::Values(3),
+            Expect::Status,
+            Expect::Number,
+            Expect::Version,
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let mut input = Vec::new();
+            for _ in 0..(next() % 30) {
+                input.extend_from_slice(WORDS[(next() % WORDS.len() as u64) as usize]);
+            }
+            let mut parser = ReplyParser::new(8);
+            let expect = expects[(next() % 4) as usize];
+            let mut used = 0;
+            while let Ok((n, reply)) = parser.parse(&input[used..], expect) {
+                used += n;
+                if reply.is_none() {
+                    break;
+                }
+            }
+        }
+    }
 }

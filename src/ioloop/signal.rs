@@ -138,6 +138,8 @@ extern "C" fn on_signal(signum: libc::c_int) {
     }
 }
 
+// SAFETY (both versions): returns the calling thread's errno slot, always
+// valid; callers only read and write that int.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 unsafe fn errno_location() -> *mut libc::c_int {
     libc::__errno_location()
@@ -148,6 +150,8 @@ unsafe fn errno_location() -> *mut libc::c_int {
     libc::__error()
 }
 
+// SAFETY (both versions): callers pass an array of two ints for pipe(2) to
+// fill; the fcntl calls only touch the fds it just made.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 unsafe fn pipe_cloexec_nonblock(fds: &mut [RawFd; 2]) -> libc::c_int {
     libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK)
@@ -195,7 +199,7 @@ impl IOLoop {
     /// loop callback, with the stack context current now.
     ///
     /// A second call for the same signal replaces the callback. See the
-    /// [module docs](self::signal) for how signals reach the loop.
+    /// [module docs](crate::ioloop::signal) for how signals reach the loop.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for a number that is no signal, or one

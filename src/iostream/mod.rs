@@ -63,6 +63,7 @@ use crate::future::Future;
 use crate::ioloop::{Events, IOLoop, TimeoutHandle};
 use buffer::ReadBuffer;
 use read::{evaluate_read, PendingRead, ReadKind, ReadOutcome};
+pub(crate) use socket::WeakIOStream;
 pub use socket::{IntoSocket, Pipe, PipeIOStream, Socket};
 
 /// How much the first `read` of a stream asks the kernel for...

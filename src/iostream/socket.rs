@@ -255,3 +255,21 @@ impl super::IOStream {
         super::IOStream::with_loop(Pipe::from_fd(fd.into())?, io_loop)
     }
 }
+
+/// A weak handle to a stream: does not keep it (or its buffers) alive. For
+/// the crate's bookkeeping, e.g. a server's list of its connections.
+#[derive(Clone)]
+pub(crate) struct WeakIOStream(std::rc::Weak<super::Inner>);
+
+impl super::IOStream {
+    pub(crate) fn downgrade(&self) -> WeakIOStream {
+        WeakIOStream(std::rc::Rc::downgrade(&self.inner))
+    }
+}
+
+impl WeakIOStream {
+    /// The stream, if some handle (or the loop, for an open stream) holds it.
+    pub(crate) fn upgrade(&self) -> Option<super::IOStream> {
+        self.0.upgrade().map(|inner| super::IOStream { inner })
+    }
+}

@@ -21,6 +21,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A process that never forked has no task id; the number of CPUs is what
+//! `fork_processes(0, ..)` forks:
+//!
+//! ```
+//! use squall::process;
+//! assert_eq!(process::task_id(), None);
+//! assert!(process::cpu_count() >= 1);
+//! ```
+//!
 //! # The supervisor
 //! [`fork_processes`] forks the children and returns in each of them. The
 //! parent stays inside it until the end:
@@ -105,6 +114,8 @@ pub fn fork_processes(num_processes: usize, max_restarts: Option<usize>) -> io::
     } else {
         num_processes
     };
+    // Output still buffered would be written once by every child.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     supervisor::run(n, max_restarts.unwrap_or(DEFAULT_MAX_RESTARTS))
 }
 

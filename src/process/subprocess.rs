@@ -134,7 +134,9 @@ thread_local! {
 /// handled on the loop with [`IOLoop::add_signal_handler`] (installed at the
 /// first spawn), and each `SIGCHLD` checks only this thread's own children,
 /// with `waitpid(pid, WNOHANG)`: other children of the process are left to
-/// whoever started them. A cheap-to-clone handle.
+/// whoever started them. (A loop that already has a `SIGCHLD` handler of
+/// yours keeps it: then call [`Subprocess::initialize`] to hand it over.)
+/// A cheap-to-clone handle.
 ///
 /// ```
 /// use std::process::{Command, Stdio};

@@ -1,0 +1,224 @@
+//! The fifth seed article's multi-process server: `bind_sockets`, then
+//! `fork_processes(2)`, then in each child a loop and a server on the shared
+//! sockets, answering every request with its pid and task id.
+//!
+//! Usage:
+//!
+//! ```text
+//! multiprocess [PORT]          serve forever on 127.0.0.1:PORT (default 8090; 0 picks
+//!                              a free port) with 2 processes; Ctrl-C or SIGTERM stops
+//!                              the parent, which stops the children gracefully
+//! multiprocess --reuse-port [PORT]
+//!                              the same, each child on its own SO_REUSEPORT socket
+//! multiprocess --self-test     what CI runs: start the server as a subprocess, make
+//!                              requests until two pids answered, SIGTERM the parent,
+//!                              check that everything exited, exit 0
+//! ```
+//!
+//! Try it: `cargo run --release --example multiprocess`, then
+//! `curl http://127.0.0.1:8090/` a few times (or `ps -f --forest` to see the
+//! three processes). The HTTP/1.0 answer is written by hand over `IOStream`.
+//!
+//! ci-args: --self-test
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use squall::{netutil, process, ErrorKind, Future, IOLoop, IOStream, TCPServer};
+
+const DEFAULT_PORT: u16 = 8090;
+const PROCESSES: usize = 2;
+/// How long a child gives requests in flight when asked to stop.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// One connection: read the request head, answer with this process's ids,
+/// close (HTTP/1.0, no keep-alive).
+fn handle(stream: IOStream, peer: SocketAddr) -> Future<()> {
+    let done = Future::new();
+    let (d, s) = (done.clone(), stream.clone());
+    stream
+        .read_until(b"\r\n\r\n", Some(64 * 1024))
+        .add_done_callback(move |head: &Future<Vec<u8>>| {
+            let head = match head.take_result() {
+                Ok(head) => head,
+                Err(err) if err.kind() == ErrorKind::StreamClosed => {
+                    let _ = d.set_result(()); // the client left
+                    return;
+                }
+                Err(err) => {
+                    s.close();
+                    let _ = d.set_error(err);
+                    return;
+                }
+            };
+            let request_line = String::from_utf8_lossy(&head);
+            let request_line = request_line.lines().next().unwrap_or("");
+            log::debug!("{peer}: {request_line}");
+            let body = format!(
+                "pid {} task {}\n",
+                std::process::id(),
+                process::task_id().map_or("-".to_string(), |t| t.to_string())
+            );
+            let response = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let s2 = s.clone();
+            s.write(response).add_done_callback(move |w: &Future<()>| {
+                s2.close();
+                let _ = d.complete(w.take_result());
+            });
+        });
+    done
+}
+
+fn serve(port: u16, reuse_port: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let server = TCPServer::new(handle);
+    if reuse_port {
+        // TCPServer's way: bind, then start(n) forks, and each child binds
+        // its own SO_REUSEPORT socket on the port (and stops gracefully on
+        // SIGTERM).
+        server.bind(port, Some("127.0.0.1"), None, true)?;
+        announce(server.local_addrs()[0], "one SO_REUSEPORT socket per child")?;
+        server.start(PROCESSES)?;
+    } else {
+        // Article 5: bind first (the children share these sockets)...
+        let sockets = netutil::bind_sockets(port, Some("127.0.0.1"), None, false)?;
+        announce(sockets[0].local_addr()?, "shared sockets")?;
+        // ...then fork: this returns in each child (the parent supervises).
+        let task = process::fork_processes(PROCESSES, None)?;
+        log::info!("task {task} is pid {}", std::process::id());
+        // Only now the child's own loop.
+        server.add_sockets(sockets)?;
+        server.shutdown_on_signals(&IOLoop::current(), &[libc::SIGTERM, libc::SIGINT], GRACE)?;
+    }
+    IOLoop::current().start()?;
+    log::info!(
+        "task {:?} (pid {}) stopped gracefully",
+        process::task_id(),
+        std::process::id()
+    );
+    Ok(())
+}
+
+/// Printed once, before the fork (the self-test reads this line).
+fn announce(addr: SocketAddr, how: &str) -> std::io::Result<()> {
+    println!("listening on http://{addr}/ with {PROCESSES} processes, {how}");
+    std::io::stdout().flush()
+}
+
+/// Kills the server's whole process group if the self-test fails midway.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of the process group we created for the server.
+        unsafe { libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+fn get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response)?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_string()),
+        _ => Err(std::io::Error::other(format!("bad response {response:?}"))),
+    }
+}
+
+fn self_test() -> Result<(), Box<dyn std::error::Error>> {
+    let mut server = Command::new(std::env::current_exe()?);
+    server.arg("0").stdout(Stdio::piped()).process_group(0);
+    let mut server = Reaper(server.spawn()?);
+    let pgid = server.0.id() as libc::pid_t;
+    let stdout = server.0.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(10))?;
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| format!("unexpected first line {line:?}"))?
+        .parse()?;
+    println!("server (pid {pgid}): {line}");
+
+    // Requests until two processes answered (at least 20, for at most 10 s:
+    // on a busy machine a child may be slow to start).
+    let mut by_pid: BTreeMap<String, usize> = BTreeMap::new();
+    let started = Instant::now();
+    let mut requests = 0;
+    while requests < 20 || (by_pid.len() < 2 && started.elapsed() < Duration::from_secs(10)) {
+        let body = get(addr)?;
+        let pid = body.split_whitespace().nth(1).unwrap_or("?").to_string();
+        *by_pid.entry(pid).or_default() += 1;
+        requests += 1;
+    }
+    println!(
+        "{requests} requests in {:.2?}, answered by pid: {by_pid:?}",
+        started.elapsed()
+    );
+    if by_pid.len() < 2 {
+        return Err(format!("only one process answered: {by_pid:?}").into());
+    }
+
+    // SIGTERM to the parent: it passes it on, the children drain and exit 0.
+    // SAFETY: kill(2) of the server's parent process, which we started.
+    unsafe { libc::kill(pgid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.0.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            return Err("the server did not stop within 10 s of SIGTERM".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !status.success() {
+        return Err(format!("the server exited with {status}").into());
+    }
+    // The children exit before the parent does; none may be left.
+    // SAFETY: kill(2) with signal 0 only checks whether the group exists.
+    let left = unsafe { libc::kill(-pgid, 0) } == 0;
+    if left {
+        return Err("processes of the server are still running".into());
+    }
+    println!("SIGTERM: the parent and both children exited (status 0); ok");
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let reuse_port = args.iter().any(|a| a == "--reuse-port");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "--reuse-port").collect();
+    match rest.first().map(|s| s.as_str()) {
+        Some("--self-test") => self_test(),
+        Some("-h") | Some("--help") => {
+            println!("usage: multiprocess [--reuse-port] [PORT] | --self-test");
+            Ok(())
+        }
+        Some(port) => {
+            let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+            serve(port, reuse_port)
+        }
+        None => serve(DEFAULT_PORT, reuse_port),
+    }
+}

@@ -32,9 +32,9 @@ pub mod error;
 pub mod executor;
 pub mod future;
 pub mod gen;
-pub mod httpclient;
 #[cfg(feature = "stackful")]
 pub mod greenlet;
+pub mod httpclient;
 pub mod ioloop;
 pub mod iostream;
 pub mod locks;

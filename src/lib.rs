@@ -34,7 +34,9 @@ pub mod future;
 pub mod gen;
 #[cfg(feature = "stackful")]
 pub mod greenlet;
+pub mod http;
 pub mod httpclient;
+pub mod httputil;
 pub mod ioloop;
 pub mod iostream;
 pub mod locks;
@@ -44,6 +46,7 @@ pub mod queues;
 pub mod stack_context;
 pub mod tcpserver;
 pub mod testing;
+pub mod web;
 
 pub use callback::CallbackReturn;
 pub use error::{Error, ErrorKind, Result};

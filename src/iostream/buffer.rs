@@ -10,6 +10,7 @@
 /// An emptied buffer larger than this is freed.
 const RELEASE_ABOVE: usize = 4 << 20;
 
+#[derive(Default)]
 pub(crate) struct ReadBuffer {
     buf: Vec<u8>,
     start: usize,
@@ -70,6 +71,13 @@ impl ReadBuffer {
     pub(crate) fn consume(&mut self, n: usize) -> Vec<u8> {
         debug_assert!(n <= self.len());
         let out = self.buf[self.start..self.start + n].to_vec();
+        self.skip(n);
+        out
+    }
+
+    /// Drops the first `n` bytes (a read hook consumed them in place).
+    pub(crate) fn skip(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
         self.start += n;
         if self.start == self.end {
             self.start = 0;
@@ -80,7 +88,6 @@ impl ReadBuffer {
                 self.buf = Vec::new();
             }
         }
-        out
     }
 }
 

@@ -106,7 +106,17 @@ struct State {
     registered: bool,
     max_buffer_size: usize,
     max_write_buffer_size: Option<usize>,
+    /// The low-level reader (see [`IOStream::set_read_hook`]); `None` while
+    /// it runs.
+    read_hook: Option<ReadHook>,
+    /// Bumped by every set/clear, so a hook replaced while it ran is not
+    /// put back.
+    hook_gen: u64,
 }
+
+/// A low-level reader: gets the buffered bytes and whether the peer has
+/// closed; returns how many bytes it consumed.
+type ReadHook = Box<dyn FnMut(&[u8], bool) -> usize>;
 
 struct Inner {
     io_loop: IOLoop,
@@ -180,6 +190,8 @@ impl IOStream {
                     registered: false,
                     max_buffer_size: DEFAULT_MAX_BUFFER_SIZE,
                     max_write_buffer_size: None,
+                    read_hook: None,
+                    hook_gen: 0,
                 }),
             }),
         };
@@ -311,6 +323,12 @@ impl IOStream {
                     "a read is already pending on this stream",
                 ));
             }
+            if st.hook_gen % 2 == 1 && !st.closed {
+                return Future::failed(Error::new(
+                    ErrorKind::InvalidState,
+                    "a read hook is set on this stream",
+                ));
+            }
             st.read = Some(PendingRead {
                 kind,
                 future: future.clone(),
@@ -331,12 +349,27 @@ impl IOStream {
     /// Reads what the socket has, settles the pending read if it can, and
     /// closes the stream if the peer did.
     fn pump_read(&self) {
-        let wants_data = {
+        self.pump_read_with(false);
+    }
+
+    /// `pump_read`; `force_hook` runs the read hook even with no new data.
+    fn pump_read_with(&self, force_hook: bool) {
+        let (wants_data, before) = {
             let st = self.inner.state.borrow();
-            st.rbuf.len() < st.max_buffer_size && st.connecting.is_none()
+            (
+                st.rbuf.len() < st.max_buffer_size && st.connecting.is_none(),
+                st.rbuf.len(),
+            )
         };
         if wants_data {
             self.read_from_socket();
+        }
+        let hooked = {
+            let st = self.inner.state.borrow();
+            st.read_hook.is_some() && (force_hook || st.eof || st.rbuf.len() != before)
+        };
+        if hooked {
+            self.run_read_hook();
         }
         if self.inner.state.borrow().eof {
             // Close first: `close_with` settles the pending read from the
@@ -480,7 +513,241 @@ impl IOStream {
         });
     }
 
+    // ----- the low-level read hook -----------------------------------------
+
+    /// Installs a low-level reader in place of future-returning reads.
+    ///
+    /// `hook(buffered, eof)` is called on the loop whenever new bytes arrive
+    /// (and once now, if any are buffered or the socket has some): it sees
+    /// every byte received and not yet consumed, in place, and returns how
+    /// many it consumed (the rest stays buffered for its next call). `eof`
+    /// says the peer has closed; the stream closes after that call. This is
+    /// what the HTTP server parses requests with: no future and no copy per
+    /// message.
+    ///
+    /// While a hook is set, `read_until` and friends fail with
+    /// [`ErrorKind::InvalidState`]. Reading stops while the buffer holds
+    /// `max_buffer_size` unconsumed bytes; after the hook's owner has
+    /// consumed them out of band, [`resume_read_hook`](IOStream::resume_read_hook)
+    /// goes on. The hook is dropped when the stream closes.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use squall::{IOLoop, IOStream};
+    ///
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// let peer = std::thread::spawn(move || {
+    ///     let (mut conn, _) = listener.accept().unwrap();
+    ///     conn.write_all(b"one\ntwo\nthr").unwrap();
+    /// });
+    /// let io_loop = IOLoop::new()?;
+    /// let lines = io_loop.run_sync(|| {
+    ///     let done = squall::Future::new();
+    ///     let d = done.clone();
+    ///     IOStream::connect(addr).add_done_callback(move |f: &squall::Future<IOStream>| {
+    ///         let stream = f.result().unwrap();
+    ///         let mut lines = Vec::new();
+    ///         stream.set_read_hook(move |buf: &[u8], eof: bool| {
+    ///             // Consume whole lines only.
+    ///             let mut used = 0;
+    ///             while let Some(i) = buf[used..].iter().position(|&b| b == b'\n') {
+    ///                 lines.push(String::from_utf8_lossy(&buf[used..used + i]).into_owned());
+    ///                 used += i + 1;
+    ///             }
+    ///             if eof {
+    ///                 let _ = d.set_result(std::mem::take(&mut lines));
+    ///             }
+    ///             used
+    ///         });
+    ///     });
+    ///     done
+    /// }, None)?;
+    /// assert_eq!(lines, ["one", "two"]);
+    /// peer.join().unwrap();
+    /// # Ok::<(), squall::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if a future read is pending;
+    /// [`ErrorKind::StreamClosed`] if the stream is closed.
+    pub fn set_read_hook<F>(&self, hook: F) -> Result<(), Error>
+    where
+        F: FnMut(&[u8], bool) -> usize + 'static,
+    {
+        {
+            let mut st = self.inner.state.borrow_mut();
+            if st.closed {
+                return Err(closed_error(st.error.as_ref()));
+            }
+            if st.read.is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    "a read is pending on this stream",
+                ));
+            }
+            st.read_hook = Some(Box::new(hook));
+            // Odd: a hook is installed (whether or not it is running).
+            st.hook_gen = (st.hook_gen | 1) + 2;
+        }
+        self.pump_read_with(true);
+        Ok(())
+    }
+
+    /// Removes the read hook (it may be running: it is then not put back).
+    /// Unconsumed bytes stay buffered for future reads.
+    pub fn clear_read_hook(&self) {
+        let hook = {
+            let mut st = self.inner.state.borrow_mut();
+            st.hook_gen = (st.hook_gen + 1) & !1;
+            st.read_hook.take()
+        };
+        drop(hook);
+    }
+
+    /// Runs the read hook now over what is buffered, then reads on: for a
+    /// hook that declined bytes earlier (it was busy) and is ready for them.
+    /// Does nothing without a hook, or from inside the hook.
+    pub fn resume_read_hook(&self) {
+        if self.is_open() && self.inner.state.borrow().read_hook.is_some() {
+            self.pump_read_with(true);
+        }
+    }
+
+    fn run_read_hook(&self) {
+        let (mut hook, rbuf, eof, gen) = {
+            let mut st = self.inner.state.borrow_mut();
+            let eof = st.eof || st.closed;
+            if st.rbuf.len() == 0 && !eof {
+                return;
+            }
+            let Some(hook) = st.read_hook.take() else {
+                return;
+            };
+            (hook, std::mem::take(&mut st.rbuf), eof, st.hook_gen)
+        };
+        // The buffer is out of the state while the hook runs, so no borrow
+        // is held and the hook may write, close, or clear itself.
+        let mut rbuf = rbuf;
+        let data = rbuf.data();
+        let len = data.len();
+        match crate::callback::catch_value(|| hook(data, eof)) {
+            Ok(used) => {
+                rbuf.skip(used.min(len));
+                self.restore_hook(rbuf, Some(hook), gen);
+            }
+            Err(err) => {
+                log::error!("read hook on fd {} failed: {err}", self.inner.fd);
+                self.restore_hook(rbuf, None, gen);
+                self.close_with(Some(err));
+            }
+        }
+    }
+
+    fn restore_hook(&self, rbuf: ReadBuffer, hook: Option<ReadHook>, gen: u64) {
+        let dropped = {
+            let mut st = self.inner.state.borrow_mut();
+            st.rbuf = rbuf;
+            if st.hook_gen == gen && !st.closed {
+                st.read_hook = hook;
+                None
+            } else {
+                hook
+            }
+        };
+        drop(dropped);
+    }
+
     // ----- writes ----------------------------------------------------------
+
+    /// Writes the bytes of `buf` and leaves it empty, keeping its capacity
+    /// when the socket took everything: a connection can build each batch
+    /// of output in one reused vector, with no future and no allocation per
+    /// write. What the socket does not take is queued (the vector's memory
+    /// moves into the queue). [`flushed`](IOStream::flushed) says when it
+    /// has all gone out.
+    ///
+    /// # Errors
+    /// As [`write`](IOStream::write); `buf` is left as it was.
+    pub fn write_from(&self, buf: &mut Vec<u8>) -> Result<(), Error> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let mut failure = None;
+        {
+            let socket = self.inner.socket.borrow();
+            let mut st = self.inner.state.borrow_mut();
+            if st.closed {
+                return Err(closed_error(st.error.as_ref()));
+            }
+            if let Some(max) = st.max_write_buffer_size {
+                if st.wlen + buf.len() > max {
+                    return Err(Error::new(
+                        ErrorKind::BufferFull,
+                        format!(
+                            "write of {} bytes would exceed max_write_buffer_size {max}",
+                            buf.len()
+                        ),
+                    ));
+                }
+            }
+            let mut written = 0;
+            if st.wlen == 0 && st.connecting.is_none() {
+                if let Some(socket) = socket.as_ref() {
+                    while written < buf.len() {
+                        match socket.write(&buf[written..]) {
+                            Ok(n) => written += n,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                failure = Some(Error::from(e));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            st.written_total += written as u64;
+            st.queued_total += written as u64;
+            if failure.is_none() {
+                if written == buf.len() {
+                    buf.clear();
+                } else {
+                    let rest = buf.len() - written;
+                    if st.wbuf.is_empty() {
+                        st.wpos = written;
+                    }
+                    st.wbuf.push_back(std::mem::take(buf));
+                    st.wlen += rest;
+                    st.queued_total += rest as u64;
+                }
+            }
+        }
+        if let Some(err) = failure {
+            self.close_with(Some(err.clone()));
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// A future done when everything written so far has been handed to the
+    /// kernel (at once if nothing is queued); it fails if the stream closes
+    /// first.
+    pub fn flushed(&self) -> Future<()> {
+        let mut st = self.inner.state.borrow_mut();
+        if st.closed {
+            return Future::failed(closed_error(st.error.as_ref()));
+        }
+        if st.wlen == 0 {
+            return Future::ready(());
+        }
+        let future = Future::new();
+        let mark = st.queued_total;
+        st.write_futures.push_back((mark, future.clone()));
+        future
+    }
+
+    // ----- writes (futures) -------------------------------------------------
 
     /// Writes `data`; the future is done when all of it has been handed to
     /// the kernel. Writes are attempted at once and queue in order.
@@ -686,6 +953,7 @@ impl IOStream {
     }
 
     fn close_with(&self, cause: Option<Error>) {
+        let hook;
         let (read, writes, connecting, timeout, callback, socket, err) = {
             let mut st = self.inner.state.borrow_mut();
             if st.closed {
@@ -698,6 +966,8 @@ impl IOStream {
             st.eof = true;
             st.wbuf.clear();
             st.wlen = 0;
+            // The hook usually holds its owner, which holds this stream.
+            hook = st.read_hook.take();
             let writes: Vec<_> = st.write_futures.drain(..).map(|(_, f)| f).collect();
             (
                 st.read.is_some(),
@@ -711,6 +981,7 @@ impl IOStream {
         };
         self.inner.io_loop.remove_handler(self.inner.fd);
         drop(socket);
+        drop(hook);
         if let Some(timeout) = timeout {
             self.inner.io_loop.remove_timeout(timeout);
         }

@@ -1,0 +1,181 @@
+//! squall's main example: a hello-world HTTP server, Tornado's first program.
+//!
+//! ```python
+//! class MainHandler(tornado.web.RequestHandler):
+//!     def get(self):
+//!         self.write("Hello, world")
+//! ```
+//!
+//! Usage:
+//!
+//! ```text
+//! hello_server               serve on 127.0.0.1:8888
+//! hello_server PORT          serve on 127.0.0.1:PORT
+//! hello_server --self-test   serve on a free port, fetch every route with a
+//!                            plain std client, check the answers, exit 0
+//! ```
+//!
+//! Routes: `/` answers `Hello, world`; `/sleep` answers after 2 s, waiting
+//! with the loop (`call_later`), so everyone else is served meanwhile;
+//! `/blocking` sleeps 2 s with `std::thread::sleep` — on purpose, the
+//! mistake the second seed article warns about: the whole server stalls,
+//! and the loop's blocking log names the culprit.
+//!
+//! Try: `cargo run --release --example hello_server`, then
+//! `curl http://127.0.0.1:8888/` or `wrk -c100 -d5s http://127.0.0.1:8888/`.
+//! `RUST_LOG=squall::access=info` prints the access log.
+//!
+//! ci-args below: CI runs the self-test, since serving forever never exits.
+//! ci-args: --self-test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use squall::http::HTTPServer;
+use squall::web::{Application, Exchange, RequestHandler};
+use squall::{Error, IOLoop};
+
+struct MainHandler;
+impl RequestHandler for MainHandler {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        x.write("Hello, world");
+        Ok(())
+    }
+}
+
+/// Waits `delay` with the loop: an asynchronous handler.
+struct SleepHandler {
+    delay: Duration,
+}
+impl RequestHandler for SleepHandler {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        x.set_async();
+        let x = x.clone();
+        IOLoop::current().call_later(self.delay, move || {
+            x.write(format!("slept {:?} on the loop\n", x.request().path()));
+            x.finish()
+        });
+        Ok(())
+    }
+}
+
+/// Blocks the loop: what not to do.
+struct BlockingHandler {
+    delay: Duration,
+}
+impl RequestHandler for BlockingHandler {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        std::thread::sleep(self.delay);
+        x.write("blocked the whole server\n");
+        Ok(())
+    }
+}
+
+fn app(delay: Duration) -> Application {
+    Application::new()
+        .route("/", || MainHandler)
+        .route("/sleep", move || SleepHandler { delay })
+        .route("/blocking", move || BlockingHandler { delay })
+}
+
+fn main() -> Result<(), Error> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let arg = std::env::args().nth(1);
+    let io_loop = IOLoop::current();
+    // Report callbacks that hold the loop longer than this.
+    io_loop.set_blocking_log_threshold(Some(Duration::from_millis(500)));
+    if arg.as_deref() == Some("--self-test") {
+        return self_test(&io_loop);
+    }
+    let port = match arg {
+        Some(p) => p
+            .parse()
+            .map_err(|_| Error::other(format!("usage: hello_server [PORT], not {p:?}")))?,
+        None => 8888,
+    };
+    let server = HTTPServer::new(app(Duration::from_secs(2)));
+    server.listen(port, Some("127.0.0.1"))?;
+    println!("serving on http://127.0.0.1:{port}/ (routes /, /sleep, /blocking)");
+    io_loop.start()
+}
+
+/// One request over a fresh connection: (status, body).
+fn fetch(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply)?;
+    let status = reply
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default();
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
+}
+
+fn self_test(io_loop: &IOLoop) -> Result<(), Error> {
+    let delay = Duration::from_millis(600);
+    let server = HTTPServer::new(app(delay));
+    server.listen(0, Some("127.0.0.1"))?;
+    let addr = server.local_addrs()[0];
+    let remote = io_loop.remote();
+    let client = std::thread::spawn(move || -> Result<(), String> {
+        let check = |path: &str, want_status: u16, want: &str| -> Result<Duration, String> {
+            let t = Instant::now();
+            let (status, body) = fetch(addr, path).map_err(|e| format!("{path}: {e}"))?;
+            if status != want_status || !body.contains(want) {
+                return Err(format!("{path}: got {status} {body:?}"));
+            }
+            Ok(t.elapsed())
+        };
+        check("/", 200, "Hello, world")?;
+        check("/nope", 404, "404: Not Found")?;
+        // While /sleep waits on the loop, / is answered at once.
+        let sleeper = std::thread::spawn(move || fetch(addr, "/sleep"));
+        std::thread::sleep(Duration::from_millis(100));
+        let quick = check("/", 200, "Hello, world")?;
+        let (status, body) = sleeper.join().unwrap().map_err(|e| e.to_string())?;
+        if status != 200 || !body.contains("slept") || quick >= delay {
+            return Err(format!(
+                "/sleep: {status} {body:?}, / took {quick:?} meanwhile"
+            ));
+        }
+        // While /blocking sleeps, / waits for it: the stall.
+        let blocker = std::thread::spawn(move || fetch(addr, "/blocking"));
+        std::thread::sleep(Duration::from_millis(100));
+        let stalled = check("/", 200, "Hello, world")?;
+        blocker.join().unwrap().map_err(|e| e.to_string())?;
+        if stalled < delay / 2 {
+            return Err(format!("/ during /blocking took only {stalled:?}"));
+        }
+        println!("/ during /sleep: {quick:?}; / during /blocking: {stalled:?} (the stall)");
+        Ok(())
+    });
+    // The client thread ends the test through the loop's one thread-safe door.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watcher = std::thread::spawn(move || {
+        let result = client
+            .join()
+            .unwrap_or_else(|_| Err("client panicked".into()));
+        let _ = tx.send(result);
+        let _ = remote.stop();
+    });
+    io_loop.start()?;
+    watcher.join().expect("watcher");
+    let result = rx.recv().expect("the client reported");
+    match result {
+        Ok(()) => {
+            println!("self-test ok");
+            Ok(())
+        }
+        Err(msg) => Err(Error::other(format!("self-test failed: {msg}"))),
+    }
+}

@@ -1,0 +1,647 @@
+//! One HTTP/1.x connection: parses requests in place from the stream's read
+//! buffer (a read hook, no future per request), answers them in order, and
+//! enforces the limits and timeouts.
+//!
+//! Everything the hook produces in one call (the responses of every
+//! pipelined request a synchronous handler finished) goes out in one write.
+
+use std::cell::{Cell, RefCell, RefMut};
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::time::Instant;
+
+use super::request::{HTTPServerRequest, Version};
+use super::Options;
+use crate::error::ErrorKind;
+use crate::httputil::{self, ChunkedDecoder, HTTPHeaders};
+use crate::ioloop::TimeoutHandle;
+use crate::iostream::IOStream;
+
+/// Headers a request may have (more is a 431).
+const MAX_HEADERS: usize = 100;
+
+/// What the connection does with each complete request.
+pub(crate) trait Dispatch {
+    /// Handles `request`; the response goes through `conn` (see
+    /// [`Conn::begin_response`]) now or later.
+    fn dispatch(&self, conn: &Rc<Conn>, request: HTTPServerRequest);
+}
+
+enum Body {
+    Length(usize),
+    Chunked(ChunkedDecoder),
+}
+
+enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Reading the body of this request.
+    Body(Box<HTTPServerRequest>, Body),
+    /// A request is being answered.
+    Busy,
+    /// An error answer was sent, or the peer left: nothing more is read.
+    Done,
+}
+
+pub(crate) struct Conn {
+    me: Weak<Conn>,
+    stream: IOStream,
+    dispatch: Rc<dyn Dispatch>,
+    opts: Rc<Options>,
+    peer: SocketAddr,
+    phase: RefCell<Phase>,
+    /// Output built during this batch, written once at its end.
+    out: RefCell<Vec<u8>>,
+    in_hook: Cell<bool>,
+    /// Close once the output has gone out.
+    closing: Cell<bool>,
+    close_scheduled: Cell<bool>,
+    waiting_for_drain: Cell<bool>,
+    /// When a partial request head started arriving.
+    head_start: Cell<Option<Instant>>,
+    /// Something happened since the last tick of the timer.
+    active: Cell<bool>,
+    /// Ticks in a row with nothing happening.
+    quiet_ticks: Cell<u32>,
+    timer: Cell<Option<TimeoutHandle>>,
+    /// Told when the peer goes away in the middle of a response.
+    on_close: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// Whether the response in progress keeps the connection open.
+    keep_alive: Cell<bool>,
+    version: Cell<Version>,
+    /// The last request's buffers, emptied, for the next one: a
+    /// keep-alive connection parses without allocating.
+    spare: RefCell<Spare>,
+}
+
+/// Buffers handed from one request to the next on a connection.
+#[derive(Default)]
+pub(crate) struct Spare {
+    pub(crate) method: String,
+    pub(crate) uri: String,
+    pub(crate) headers: HTTPHeaders,
+    pub(crate) body: Vec<u8>,
+    /// For the response body.
+    pub(crate) out_body: Vec<u8>,
+}
+
+/// Buffers larger than this are not kept for reuse.
+const SPARE_MAX: usize = 16 * 1024;
+
+impl Conn {
+    pub(crate) fn start(
+        stream: IOStream,
+        peer: SocketAddr,
+        dispatch: Rc<dyn Dispatch>,
+        opts: Rc<Options>,
+    ) -> Result<(), crate::Error> {
+        // Unconsumed bytes are heads of pipelined requests (bodies are
+        // consumed as they come): a head-sized cap is backpressure enough.
+        stream.set_max_buffer_size(opts.max_header_size.saturating_add(64 * 1024));
+        let conn = Rc::new_cyclic(|me| Conn {
+            me: me.clone(),
+            stream: stream.clone(),
+            dispatch,
+            opts,
+            peer,
+            phase: RefCell::new(Phase::Head),
+            out: RefCell::new(Vec::new()),
+            in_hook: Cell::new(false),
+            closing: Cell::new(false),
+            close_scheduled: Cell::new(false),
+            waiting_for_drain: Cell::new(false),
+            head_start: Cell::new(None),
+            active: Cell::new(false),
+            quiet_ticks: Cell::new(0),
+            timer: Cell::new(None),
+            on_close: RefCell::new(None),
+            keep_alive: Cell::new(true),
+            version: Cell::new(Version::Http11),
+            spare: RefCell::new(Spare::default()),
+        });
+        // Strong: a connection whose response is pending lives until the
+        // stream closes (the callback is dropped then, ending the cycle).
+        let c = conn.clone();
+        stream.set_close_callback(move || c.on_stream_closed());
+        conn.arm();
+        let c = conn.clone();
+        stream.set_read_hook(move |buf: &[u8], eof: bool| c.on_read(buf, eof))
+    }
+
+    /// The read hook: parses and dispatches what it can.
+    fn on_read(self: &Rc<Self>, buf: &[u8], _eof: bool) -> usize {
+        self.in_hook.set(true);
+        let used = self.process(buf);
+        self.in_hook.set(false);
+        self.flush_out();
+        // For the idle clock: no clock read per request, just a flag.
+        self.active.set(true);
+        used
+    }
+
+    fn process(self: &Rc<Self>, buf: &[u8]) -> usize {
+        let mut used = 0;
+        loop {
+            if self.closing.get() {
+                return used;
+            }
+            let mut phase = self.phase.borrow_mut();
+            match &mut *phase {
+                Phase::Done | Phase::Busy => return used,
+                Phase::Head => {
+                    if used == buf.len() {
+                        return used;
+                    }
+                    // A peer that pipelines without reading its answers
+                    // gets no more until it reads.
+                    if self.stream.writing() {
+                        drop(phase);
+                        self.wait_for_drain();
+                        return used;
+                    }
+                    match self.parse_head(&buf[used..]) {
+                        Ok(None) => return used,
+                        Ok(Some((n, request, body))) => {
+                            used += n;
+                            match body {
+                                None => {
+                                    *phase = Phase::Busy;
+                                    drop(phase);
+                                    self.dispatch.dispatch(self, request);
+                                }
+                                Some(body) => *phase = Phase::Body(Box::new(request), body),
+                            }
+                        }
+                        Err(status) => {
+                            *phase = Phase::Done;
+                            drop(phase);
+                            self.error_response(status);
+                            return used;
+                        }
+                    }
+                }
+                Phase::Body(request, body) => {
+                    let rest = &buf[used..];
+                    let complete = match body {
+                        Body::Length(left) => {
+                            let take = (*left).min(rest.len());
+                            request.body.extend_from_slice(&rest[..take]);
+                            used += take;
+                            *left -= take;
+                            *left == 0
+                        }
+                        Body::Chunked(decoder) => match decoder.decode(rest, &mut request.body) {
+                            Ok(n) => {
+                                used += n;
+                                decoder.is_done()
+                            }
+                            Err(err) => {
+                                let status = if err.kind() == ErrorKind::BufferFull {
+                                    413
+                                } else {
+                                    400
+                                };
+                                *phase = Phase::Done;
+                                drop(phase);
+                                self.error_response(status);
+                                return used;
+                            }
+                        },
+                    };
+                    if !complete {
+                        return used;
+                    }
+                    let Phase::Body(request, _) = std::mem::replace(&mut *phase, Phase::Busy)
+                    else {
+                        unreachable!()
+                    };
+                    drop(phase);
+                    self.dispatch.dispatch(self, *request);
+                }
+            }
+        }
+    }
+
+    fn wait_for_drain(self: &Rc<Self>) {
+        if self.waiting_for_drain.replace(true) {
+            return;
+        }
+        let conn = self.clone();
+        self.stream
+            .flushed()
+            .add_done_callback(move |_: &crate::Future<()>| {
+                conn.waiting_for_drain.set(false);
+                conn.stream.resume_read_hook();
+            });
+    }
+
+    /// Parses one request head from `buf`. `Ok(None)`: incomplete.
+    /// `Err(status)`: answer with that status and close.
+    #[allow(clippy::type_complexity)]
+    fn parse_head(
+        &self,
+        buf: &[u8],
+    ) -> Result<Option<(usize, HTTPServerRequest, Option<Body>)>, u16> {
+        let max_header = self.opts.max_header_size;
+        // Tolerate blank lines between pipelined requests (RFC 9112 2.2).
+        let skip = buf
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        let buf = &buf[skip..];
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let n = match req.parse_with_uninit_headers(buf, &mut slots) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > max_header {
+                    return Err(431);
+                }
+                if self.head_start.get().is_none() {
+                    self.head_start.set(Some(Instant::now()));
+                }
+                return Ok(None);
+            }
+            Err(httparse::Error::TooManyHeaders) => return Err(431),
+            Err(_) => return Err(400),
+        };
+        if n > max_header {
+            return Err(431);
+        }
+        self.head_start.set(None);
+        let version = match req.version {
+            Some(0) => Version::Http10,
+            _ => Version::Http11,
+        };
+        let method = req.method.unwrap_or("GET");
+        let uri = req.path.unwrap_or("/");
+        let mut spare = std::mem::take(&mut *self.spare.borrow_mut());
+        let mut headers = std::mem::take(&mut spare.headers);
+        let mut length: Option<usize> = None;
+        let mut chunked = false;
+        let mut continue_expected = false;
+        for h in req.headers.iter() {
+            let Ok(value) = std::str::from_utf8(h.value) else {
+                return Err(400);
+            };
+            let name = h.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let Ok(n) = value.trim().parse::<usize>() else {
+                    return Err(400);
+                };
+                if length.is_some_and(|l| l != n) {
+                    return Err(400);
+                }
+                length = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                // Only `chunked` is understood, and it must come last.
+                if !value.trim().eq_ignore_ascii_case("chunked") || chunked {
+                    return Err(501);
+                }
+                chunked = true;
+            } else if name.eq_ignore_ascii_case("expect") {
+                if value.trim().eq_ignore_ascii_case("100-continue") {
+                    continue_expected = true;
+                } else {
+                    return Err(417);
+                }
+            }
+            headers.push(name, value);
+        }
+        let body = match (chunked, length) {
+            (true, Some(_)) => return Err(400),
+            (true, None) => Some(Body::Chunked(ChunkedDecoder::new(self.opts.max_body_size))),
+            (false, Some(n)) if n > self.opts.max_body_size => return Err(413),
+            (false, Some(0)) | (false, None) => None,
+            (false, Some(n)) => Some(Body::Length(n)),
+        };
+        if continue_expected && version == Version::Http11 {
+            let have = buf.len() - n;
+            let needs_more = match &body {
+                Some(Body::Length(len)) => have < *len,
+                Some(Body::Chunked(_)) => have == 0,
+                None => false,
+            };
+            if needs_more {
+                self.out
+                    .borrow_mut()
+                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+        }
+        let query_at = uri.find('?').unwrap_or(uri.len());
+        let mut body_vec = std::mem::take(&mut spare.body);
+        if let Some(Body::Length(len)) = &body {
+            body_vec.reserve_exact(*len);
+        }
+        let mut method_s = std::mem::take(&mut spare.method);
+        method_s.push_str(method);
+        let mut uri_s = std::mem::take(&mut spare.uri);
+        uri_s.push_str(uri);
+        *self.spare.borrow_mut() = spare;
+        let request = HTTPServerRequest {
+            method: method_s,
+            uri: uri_s,
+            query_at,
+            version,
+            headers,
+            body: body_vec,
+            remote: self.peer,
+            path_args: Vec::new(),
+        };
+        Ok(Some((skip + n, request, body)))
+    }
+
+    /// Answers a protocol error with `status` and closes.
+    fn error_response(&self, status: u16) {
+        log::info!(
+            "{status} bad request from {} ({})",
+            self.peer,
+            httputil::responses(status)
+        );
+        let body = format!("{status}: {}", httputil::responses(status));
+        let mut out = self.out.borrow_mut();
+        write_status_line(&mut out, status);
+        write_common_headers(&mut out);
+        out.extend_from_slice(b"Content-Type: text/plain; charset=UTF-8\r\nContent-Length: ");
+        write_usize(&mut out, body.len());
+        out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+        out.extend_from_slice(body.as_bytes());
+        drop(out);
+        self.closing.set(true);
+        if !self.in_hook.get() {
+            self.flush_out();
+        }
+    }
+
+    // ----- the response side, used by the application ----------------------
+
+    /// Takes the spare response-body buffer (empty).
+    pub(crate) fn take_out_body(&self) -> Vec<u8> {
+        std::mem::take(&mut self.spare.borrow_mut().out_body)
+    }
+
+    /// Gives a finished request's buffers back for the next request.
+    pub(crate) fn recycle(&self, request: &mut HTTPServerRequest, mut out_body: Vec<u8>) {
+        let Ok(mut spare) = self.spare.try_borrow_mut() else {
+            return;
+        };
+        let keep = |s: &mut String, from: &mut String| {
+            if from.capacity() <= SPARE_MAX && from.capacity() > s.capacity() {
+                from.clear();
+                *s = std::mem::take(from);
+            }
+        };
+        keep(&mut spare.method, &mut request.method);
+        keep(&mut spare.uri, &mut request.uri);
+        if request.headers.capacity() <= SPARE_MAX {
+            request.headers.clear();
+            spare.headers = std::mem::take(&mut request.headers);
+        }
+        if request.body.capacity() <= SPARE_MAX {
+            request.body.clear();
+            spare.body = std::mem::take(&mut request.body);
+        }
+        if out_body.capacity() <= SPARE_MAX {
+            out_body.clear();
+            spare.out_body = out_body;
+        }
+    }
+
+    /// The output buffer, to append a response (or part of one) to.
+    pub(crate) fn out(&self) -> RefMut<'_, Vec<u8>> {
+        self.out.borrow_mut()
+    }
+
+    /// Records how the response of `request` is to end the exchange.
+    pub(crate) fn begin_response(&self, request: &HTTPServerRequest) {
+        self.keep_alive.set(request.wants_keep_alive());
+        self.version.set(request.version);
+    }
+
+    /// Whether the response in progress keeps the connection open.
+    pub(crate) fn keep_alive(&self) -> bool {
+        self.keep_alive.get()
+    }
+
+    /// The response will be close-delimited (or an error cut it short).
+    pub(crate) fn disable_keep_alive(&self) {
+        self.keep_alive.set(false);
+    }
+
+    /// The request version of the response in progress.
+    pub(crate) fn version(&self) -> Version {
+        self.version.get()
+    }
+
+    /// Sends what is buffered now (unless the read hook is running: it sends
+    /// everything at its end).
+    pub(crate) fn send_now(&self) {
+        if !self.in_hook.get() {
+            self.flush_out();
+        }
+    }
+
+    /// Whether the connection is gone.
+    pub(crate) fn closed(&self) -> bool {
+        self.stream.closed()
+    }
+
+    /// A future done when the output so far has gone to the kernel.
+    pub(crate) fn flushed(&self) -> crate::Future<()> {
+        self.send_now();
+        self.stream.flushed()
+    }
+
+    /// Runs `f` if the peer goes away before the response is finished.
+    pub(crate) fn set_on_close(&self, f: Box<dyn FnOnce()>) {
+        *self.on_close.borrow_mut() = Some(f);
+    }
+
+    /// The response is complete: go on with the next request (or close).
+    pub(crate) fn response_done(self: &Rc<Self>) {
+        let on_close = self.on_close.borrow_mut().take();
+        drop(on_close);
+        {
+            let mut phase = self.phase.borrow_mut();
+            if matches!(*phase, Phase::Busy) {
+                *phase = Phase::Head;
+            }
+        }
+        if !self.keep_alive.get() {
+            self.closing.set(true);
+        }
+        if !self.in_hook.get() {
+            self.flush_out();
+            if !self.closing.get() {
+                self.active.set(true);
+                // Pipelined requests may be waiting in the buffer.
+                self.stream.resume_read_hook();
+            }
+        }
+    }
+
+    /// An error after the response started: the connection cannot be
+    /// trusted to frame another response, so it closes.
+    pub(crate) fn abort(&self) {
+        self.closing.set(true);
+        *self.phase.borrow_mut() = Phase::Done;
+        self.send_now();
+    }
+
+    fn flush_out(&self) {
+        let mut out = self.out.borrow_mut();
+        if !out.is_empty() {
+            if let Err(err) = self.stream.write_from(&mut out) {
+                log::debug!("write to {}: {err}", self.peer);
+                out.clear();
+            }
+        }
+        drop(out);
+        if self.closing.get() && !self.close_scheduled.replace(true) {
+            self.disarm();
+            let stream = self.stream.clone();
+            self.stream
+                .flushed()
+                .add_done_callback(move |_: &crate::Future<()>| stream.close());
+        }
+    }
+
+    fn on_stream_closed(&self) {
+        self.disarm();
+        *self.phase.borrow_mut() = Phase::Done;
+        let on_close = self.on_close.borrow_mut().take();
+        if let Some(f) = on_close {
+            f();
+        }
+    }
+
+    // ----- timeouts ----------------------------------------------------------
+
+    /// Ticks per idle timeout: a connection is closed after between
+    /// `idle_timeout` and 1.25 times that with nothing happening.
+    const TICKS: u32 = 4;
+
+    /// The timer's period: a quarter of the shorter timeout. One timer per
+    /// connection, re-armed every tick, never per request: requests only
+    /// set the `active` flag.
+    fn tick_period(&self) -> std::time::Duration {
+        (self.opts.idle_timeout.min(self.opts.header_timeout) / Self::TICKS)
+            .max(std::time::Duration::from_millis(1))
+    }
+
+    fn arm(&self) {
+        let weak: Weak<Conn> = self.me.clone();
+        let handle = self
+            .stream
+            .io_loop()
+            .call_later(self.tick_period(), move || {
+                if let Some(conn) = weak.upgrade() {
+                    conn.timer.set(None);
+                    conn.on_tick();
+                }
+            });
+        if let Some(old) = self.timer.replace(Some(handle)) {
+            self.stream.io_loop().remove_timeout(old);
+        }
+    }
+
+    fn disarm(&self) {
+        if let Some(handle) = self.timer.take() {
+            self.stream.io_loop().remove_timeout(handle);
+        }
+    }
+
+    fn on_tick(&self) {
+        if self.stream.closed() || self.close_scheduled.get() {
+            return;
+        }
+        let (busy, reading_head) = match &*self.phase.borrow() {
+            Phase::Busy => (true, false),
+            Phase::Head => (false, true),
+            Phase::Body(..) | Phase::Done => (false, false),
+        };
+        // A request head that takes too long, however steadily it trickles.
+        let slow_head = reading_head
+            && self
+                .head_start
+                .get()
+                .is_some_and(|start| start.elapsed() >= self.opts.header_timeout);
+        if busy || self.active.replace(false) {
+            // A handler at work is not idleness.
+            self.quiet_ticks.set(0);
+        } else {
+            self.quiet_ticks.set(self.quiet_ticks.get() + 1);
+        }
+        let idle = u128::from(self.quiet_ticks.get()) * self.tick_period().as_nanos()
+            >= self.opts.idle_timeout.as_nanos();
+        if slow_head || idle {
+            log::debug!(
+                "closing connection from {}: {}",
+                self.peer,
+                if slow_head {
+                    "header timeout"
+                } else {
+                    "idle timeout"
+                }
+            );
+            self.stream.close();
+        } else {
+            self.arm();
+        }
+    }
+}
+
+/// `HTTP/1.1 200 OK\r\n`.
+pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let s = status.min(999);
+    out.extend_from_slice(&[
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(httputil::responses(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `Server` and `Date`.
+pub(crate) fn write_common_headers(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"Server: squall\r\nDate: ");
+    httputil::HttpDate::write_now(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Decimal digits, without going through `fmt`.
+pub(crate) fn write_usize(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Lower-case hex digits (chunk sizes).
+pub(crate) fn write_hex(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}

@@ -1,0 +1,211 @@
+//! An HTTP/1.1 server; Tornado's `HTTPServer`.
+//!
+//! It serves a [`web::Application`](crate::web::Application): keep-alive
+//! (and HTTP/1.0, with or without `Connection: keep-alive`), pipelined
+//! requests answered in order, `Content-Length` and chunked request bodies,
+//! chunked responses when a handler flushes before it finishes, `HEAD`,
+//! `Expect: 100-continue`, `Date` and `Server` headers, and an access-log
+//! line per request (`log::info!`, target `squall::access`).
+//!
+//! ```no_run
+//! use squall::http::HTTPServer;
+//! use squall::web::{Application, Exchange, RequestHandler};
+//! use squall::{Error, IOLoop};
+//!
+//! struct MainHandler;
+//! impl RequestHandler for MainHandler {
+//!     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+//!         x.write("Hello, world");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let app = Application::new().route("/", || MainHandler);
+//! let server = HTTPServer::new(app);
+//! server.listen(8888, Some("127.0.0.1"))?;
+//! IOLoop::current().start()?;
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! # Limits
+//! Each is answered, never a panic, a hang or unbounded memory: a header
+//! block over [`set_max_header_size`](HTTPServer::set_max_header_size)
+//! (64 KiB) gets 431; a body over [`set_max_body_size`](HTTPServer::set_max_body_size)
+//! (100 MiB) 413; a malformed request line or header 400; a transfer coding
+//! other than `chunked` 501; an `Expect` other than `100-continue` 417. After
+//! an error answer the connection closes. A client whose request head takes
+//! longer than [`set_header_timeout`](HTTPServer::set_header_timeout), or
+//! that stays idle (or stalls a body) past
+//! [`set_idle_timeout`](HTTPServer::set_idle_timeout), is disconnected.
+//!
+//! # How a request flows
+//! The connection parses heads with `httparse` straight from the stream's
+//! read buffer ([`IOStream::set_read_hook`](crate::IOStream::set_read_hook)),
+//! copying each head once into its [`HTTPServerRequest`]. Every pipelined
+//! request in the buffer is handled in turn, and the responses of one read
+//! go out in one write. A handler that does not finish at once holds the
+//! connection: later pipelined requests wait in the buffer, in order.
+
+mod conn;
+mod request;
+
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::ioloop::IOLoop;
+use crate::tcpserver::TCPServer;
+use crate::web::Application;
+
+pub(crate) use conn::{
+    write_common_headers, write_hex, write_status_line, write_usize, Conn, Dispatch,
+};
+pub use request::{HTTPServerRequest, Version};
+
+/// The server's limits and timeouts.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) max_header_size: usize,
+    pub(crate) max_body_size: usize,
+    pub(crate) header_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+}
+
+/// A non-blocking, single-threaded HTTP/1.1 server; Tornado's `HTTPServer`.
+///
+/// Created with the [`Application`] it serves; listens like a
+/// [`TCPServer`] (`listen`, `bind` + `start(n)`, `add_sockets`). Options
+/// apply to connections accepted after they are set. See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct HTTPServer {
+    tcp: TCPServer,
+    opts: Rc<std::cell::RefCell<Rc<Options>>>,
+}
+
+impl HTTPServer {
+    /// A server for `app`, its sockets on the loop current when added.
+    pub fn new(app: Application) -> HTTPServer {
+        HTTPServer::build(app, None)
+    }
+
+    /// A server for `app`, its sockets on `io_loop`.
+    pub fn with_loop(io_loop: &IOLoop, app: Application) -> HTTPServer {
+        HTTPServer::build(app, Some(io_loop))
+    }
+
+    fn build(app: Application, io_loop: Option<&IOLoop>) -> HTTPServer {
+        let opts = Rc::new(std::cell::RefCell::new(Rc::new(Options {
+            max_header_size: 64 * 1024,
+            max_body_size: 100 * 1024 * 1024,
+            header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(300),
+        })));
+        let dispatch = app.into_dispatch();
+        let o = opts.clone();
+        let handle = move |stream, peer| {
+            let opts = o.borrow().clone();
+            Conn::start(stream, peer, dispatch.clone(), opts)
+        };
+        let tcp = match io_loop {
+            Some(io_loop) => TCPServer::with_loop(io_loop, handle),
+            None => TCPServer::new(handle),
+        };
+        // Responses are written whole; Nagle would only delay them.
+        tcp.set_nodelay(true);
+        HTTPServer { tcp, opts }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Options)) {
+        let mut opts = self.opts.borrow_mut();
+        let mut new = Options::clone(&opts);
+        f(&mut new);
+        *opts = Rc::new(new);
+    }
+
+    /// The largest request head (request line and headers) accepted;
+    /// larger gets 431. Default 64 KiB.
+    pub fn set_max_header_size(&self, max: usize) {
+        self.update(|o| o.max_header_size = max.max(64));
+    }
+
+    /// The largest request body accepted; larger gets 413. Default 100 MiB.
+    pub fn set_max_body_size(&self, max: usize) {
+        self.update(|o| o.max_body_size = max);
+    }
+
+    /// How long a client may take to send a request head, from its first
+    /// byte. Default 60 s. Checked by the connection's timer, which ticks
+    /// every quarter of the shorter of the two timeouts: a slow client is
+    /// closed within 1.25 times this.
+    pub fn set_header_timeout(&self, timeout: Duration) {
+        self.update(|o| o.header_timeout = timeout);
+    }
+
+    /// How long a connection may sit idle between requests (or stall while
+    /// sending a body); Tornado's `idle_connection_timeout`. Default 300 s.
+    /// An idle connection is closed after between this and 1.25 times this
+    /// (requests only set a flag; a timer ticks a few times per timeout).
+    /// A handler still working on a response is not idleness.
+    pub fn set_idle_timeout(&self, timeout: Duration) {
+        self.update(|o| o.idle_timeout = timeout);
+    }
+
+    /// Binds `port` on `address` and serves at once; see [`TCPServer::listen`].
+    ///
+    /// # Errors
+    /// As [`TCPServer::listen`].
+    pub fn listen(&self, port: u16, address: Option<&str>) -> Result<(), Error> {
+        self.tcp.listen(port, address)
+    }
+
+    /// Binds without serving yet; see [`TCPServer::bind`].
+    ///
+    /// # Errors
+    /// As [`TCPServer::bind`].
+    pub fn bind(
+        &self,
+        port: u16,
+        address: Option<&str>,
+        backlog: Option<u32>,
+        reuse_port: bool,
+    ) -> Result<(), Error> {
+        self.tcp.bind(port, address, backlog, reuse_port)
+    }
+
+    /// Serves on the bound sockets, in `num_processes` processes; see
+    /// [`TCPServer::start`].
+    ///
+    /// # Errors
+    /// As [`TCPServer::start`].
+    pub fn start(&self, num_processes: usize) -> Result<(), Error> {
+        self.tcp.start(num_processes)
+    }
+
+    /// Serves on `listeners` (e.g. from [`netutil::bind_sockets`](crate::netutil::bind_sockets)).
+    ///
+    /// # Errors
+    /// As [`TCPServer::add_sockets`].
+    pub fn add_sockets(
+        &self,
+        listeners: impl IntoIterator<Item = TcpListener>,
+    ) -> Result<(), Error> {
+        self.tcp.add_sockets(listeners)
+    }
+
+    /// Stops accepting; connections in flight go on.
+    pub fn stop(&self) {
+        self.tcp.stop();
+    }
+
+    /// The addresses being listened on.
+    pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.tcp.local_addrs()
+    }
+
+    /// The underlying TCP server.
+    pub fn tcp_server(&self) -> &TCPServer {
+        &self.tcp
+    }
+}

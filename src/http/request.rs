@@ -1,0 +1,134 @@
+//! The request as the server parsed it; Tornado's `HTTPServerRequest`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::httputil::{self, HTTPHeaders};
+
+/// The HTTP version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0: the connection closes after the response unless the
+    /// request asked for `Connection: keep-alive`.
+    Http10,
+    /// HTTP/1.1: connections are kept alive unless `Connection: close`.
+    Http11,
+}
+
+impl Version {
+    /// `"HTTP/1.0"` or `"HTTP/1.1"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// One HTTP request: method, URI, version, headers, body, the peer, and the
+/// path arguments its route captured.
+///
+/// The request head is copied out of the connection's read buffer once,
+/// into the method, the URI and one header block.
+#[derive(Debug)]
+pub struct HTTPServerRequest {
+    pub(crate) method: String,
+    pub(crate) uri: String,
+    /// Where the query starts in `uri` (its length if there is none).
+    pub(crate) query_at: usize,
+    pub(crate) version: Version,
+    pub(crate) headers: HTTPHeaders,
+    pub(crate) body: Vec<u8>,
+    pub(crate) remote: SocketAddr,
+    pub(crate) path_args: Vec<(String, String)>,
+}
+
+impl HTTPServerRequest {
+    /// `GET`, `POST`...
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request target as sent: path and query (`/a/b?x=1`).
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The path part of the URI (`/a/b`), still percent-encoded.
+    pub fn path(&self) -> &str {
+        &self.uri[..self.query_at]
+    }
+
+    /// The query string without the `?` (empty if none).
+    pub fn query(&self) -> &str {
+        self.uri.get(self.query_at + 1..).unwrap_or("")
+    }
+
+    /// The HTTP version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &HTTPHeaders {
+        &self.headers
+    }
+
+    /// The body (decoded if it came chunked).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The peer's IP as text; Tornado's `remote_ip`.
+    pub fn remote_ip(&self) -> String {
+        self.remote.ip().to_string()
+    }
+
+    /// The `Host` header, or `""`.
+    pub fn host(&self) -> &str {
+        self.headers.get("Host").unwrap_or("")
+    }
+
+    /// The query arguments, decoded; Tornado's `query_arguments`.
+    pub fn query_arguments(&self) -> HashMap<String, Vec<String>> {
+        httputil::parse_qs_bytes(self.query())
+    }
+
+    /// The last value of query argument `name`, decoded; Tornado's
+    /// `get_query_argument`.
+    pub fn get_query_argument(&self, name: &str) -> Option<String> {
+        httputil::parse_qsl(self.query())
+            .into_iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The arguments the route captured, in order, as (name, value); values
+    /// are percent-decoded.
+    pub fn path_args(&self) -> &[(String, String)] {
+        &self.path_args
+    }
+
+    /// The captured argument `name` (`{id}` in `/user/{id}`).
+    pub fn path_arg(&self, name: &str) -> Option<&str> {
+        self.path_args
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the connection may stay open after this request's response.
+    pub(crate) fn wants_keep_alive(&self) -> bool {
+        let connection = self.headers.get("Connection");
+        match self.version {
+            Version::Http11 => !connection.is_some_and(|c| httputil::has_token(c, "close")),
+            Version::Http10 => connection.is_some_and(|c| httputil::has_token(c, "keep-alive")),
+        }
+    }
+}

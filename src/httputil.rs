@@ -1,0 +1,808 @@
+//! HTTP utilities shared by the server and the client; Tornado's `httputil`.
+//!
+//! [`HTTPHeaders`] (a case-insensitive multimap that keeps arrival order),
+//! status reason phrases ([`responses`]), query strings ([`parse_qs_bytes`],
+//! [`url_unescape`], [`url_escape`]), a [`ChunkedDecoder`] for
+//! `Transfer-Encoding: chunked` bodies, and HTTP dates ([`format_timestamp`],
+//! cached per second by [`HttpDate`]).
+//!
+//! ```
+//! use squall::httputil::{parse_qs_bytes, responses, HTTPHeaders};
+//!
+//! let mut h = HTTPHeaders::new();
+//! h.add("Set-Cookie", "a=1");
+//! h.add("set-cookie", "b=2");
+//! assert_eq!(h.get_list("SET-COOKIE"), ["a=1", "b=2"]);
+//!
+//! let args = parse_qs_bytes("name=J%C3%BCrgen+M&x=1&x=2");
+//! assert_eq!(args["name"], ["Jürgen M"]);
+//! assert_eq!(args["x"], ["1", "2"]);
+//! assert_eq!(responses(404), "Not Found");
+//! ```
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, ErrorKind};
+
+// ----- headers ---------------------------------------------------------------
+
+/// HTTP header fields: names compare case-insensitively, a name may repeat,
+/// order is kept. Tornado's `HTTPHeaders`.
+///
+/// ```
+/// use squall::httputil::HTTPHeaders;
+///
+/// let mut h = HTTPHeaders::parse("Content-Type: text/plain\r\nX-A: 1\r\nx-a: 2\r\n")?;
+/// assert_eq!(h.get("content-type"), Some("text/plain"));
+/// assert_eq!(h.get_list("X-A"), ["1", "2"]);
+/// h.set("x-a", "3");
+/// assert_eq!(h.get_list("X-A"), ["3"]);
+/// assert_eq!(h.to_string(), "Content-Type: text/plain\r\nx-a: 3\r\n");
+/// # Ok::<(), squall::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct HTTPHeaders {
+    /// Every name and value, back to back: one allocation for the whole
+    /// block (a server copies a request's header block in here once).
+    text: String,
+    /// (name start, name end, value end): the value starts at name end.
+    fields: Vec<(u32, u32, u32)>,
+}
+
+impl HTTPHeaders {
+    /// No fields.
+    pub fn new() -> HTTPHeaders {
+        HTTPHeaders::default()
+    }
+
+    /// No fields, with room for `n`.
+    pub fn with_capacity(n: usize) -> HTTPHeaders {
+        HTTPHeaders {
+            text: String::with_capacity(n * 32),
+            fields: Vec::with_capacity(n),
+        }
+    }
+
+    /// Parses a header block (`Name: value` lines, CRLF or LF, ending with or
+    /// without a blank line). Continuation lines (leading whitespace) are
+    /// folded into the previous value, as Tornado does.
+    ///
+    /// # Errors
+    /// [`ErrorKind::HttpProtocol`] on a line without a colon, or a
+    /// continuation line with nothing to continue.
+    pub fn parse(block: &str) -> Result<HTTPHeaders, Error> {
+        let mut h = HTTPHeaders::new();
+        for line in block.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            h.parse_line(line)?;
+        }
+        Ok(h)
+    }
+
+    /// Adds one `Name: value` line (or a continuation of the last field).
+    ///
+    /// # Errors
+    /// As [`parse`](HTTPHeaders::parse).
+    pub fn parse_line(&mut self, line: &str) -> Result<(), Error> {
+        if line.starts_with([' ', '\t']) {
+            let Some(&(ns, ne, _)) = self.fields.last() else {
+                return Err(protocol_error(
+                    "first header line cannot start with whitespace",
+                ));
+            };
+            let name = self.text[ns as usize..ne as usize].to_owned();
+            let value = format!("{} {}", self.value_at(self.fields.len() - 1), line.trim());
+            self.fields.pop();
+            self.add(name, value);
+            return Ok(());
+        }
+        match line.split_once(':') {
+            Some((name, value)) if !name.is_empty() && !name.contains([' ', '\t']) => {
+                self.add(name, value.trim());
+                Ok(())
+            }
+            _ => Err(protocol_error(format!("malformed header line {line:?}"))),
+        }
+    }
+
+    fn name_at(&self, i: usize) -> &str {
+        let (ns, ne, _) = self.fields[i];
+        &self.text[ns as usize..ne as usize]
+    }
+
+    fn value_at(&self, i: usize) -> &str {
+        let (_, ne, ve) = self.fields[i];
+        &self.text[ne as usize..ve as usize]
+    }
+
+    /// Appends a field (a name may repeat).
+    pub fn add(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        self.push(name.as_ref(), value.as_ref());
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, name: &str, value: &str) {
+        let ns = self.text.len() as u32;
+        self.text.push_str(name);
+        let ne = self.text.len() as u32;
+        self.text.push_str(value);
+        self.fields.push((ns, ne, self.text.len() as u32));
+    }
+
+    /// Replaces every field named `name` with one, where the first was.
+    pub fn set(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        let name = name.as_ref();
+        match (0..self.fields.len()).find(|&i| self.name_at(i).eq_ignore_ascii_case(name)) {
+            Some(i) => {
+                self.push(name, value.as_ref());
+                let last = self.fields.pop().expect("just pushed");
+                self.fields[i] = last;
+                let mut j = i + 1;
+                while j < self.fields.len() {
+                    if self.name_at(j).eq_ignore_ascii_case(name) {
+                        self.fields.remove(j);
+                    } else {
+                        j += 1;
+                    }
+                }
+            }
+            None => self.push(name, value.as_ref()),
+        }
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        (0..self.fields.len())
+            .find(|&i| self.name_at(i).eq_ignore_ascii_case(name))
+            .map(|i| self.value_at(i))
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_list(&self, name: &str) -> Vec<&str> {
+        (0..self.fields.len())
+            .filter(|&i| self.name_at(i).eq_ignore_ascii_case(name))
+            .map(|i| self.value_at(i))
+            .collect()
+    }
+
+    /// Every field, in order, as (name, value); Tornado's `get_all()`.
+    pub fn get_all(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter()
+    }
+
+    /// Whether `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Removes every field named `name`; returns whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.fields.len();
+        let text = &self.text;
+        self.fields
+            .retain(|&(ns, ne, _)| !text[ns as usize..ne as usize].eq_ignore_ascii_case(name));
+        if self.fields.is_empty() {
+            self.text.clear();
+        }
+        self.fields.len() != before
+    }
+
+    /// The bytes of storage held (for callers deciding whether to keep it).
+    pub fn capacity(&self) -> usize {
+        self.text.capacity() + self.fields.capacity() * std::mem::size_of::<(u32, u32, u32)>()
+    }
+
+    /// Removes every field (keeping the memory, for reuse).
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.fields.clear();
+    }
+
+    /// The fields, in order, as (name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        (0..self.fields.len()).map(|i| (self.name_at(i), self.value_at(i)))
+    }
+
+    /// How many fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Appends the fields as `Name: value\r\n` lines to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        for (n, v) in self.iter() {
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+impl PartialEq for HTTPHeaders {
+    fn eq(&self, other: &HTTPHeaders) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for HTTPHeaders {}
+
+impl fmt::Display for HTTPHeaders {
+    /// The fields as `Name: value\r\n` lines.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, v) in self.iter() {
+            write!(f, "{n}: {v}\r\n")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for HTTPHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for HTTPHeaders {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> HTTPHeaders {
+        let mut h = HTTPHeaders::new();
+        for (n, v) in iter {
+            h.add(n, v);
+        }
+        h
+    }
+}
+
+/// Whether a comma-separated header value (`Connection`, `Transfer-Encoding`)
+/// lists `token`, case-insensitively.
+pub fn has_token(value: &str, token: &str) -> bool {
+    value
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn protocol_error(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::HttpProtocol, msg)
+}
+
+// ----- status codes ----------------------------------------------------------
+
+/// The reason phrase of a status code (`"Not Found"` for 404); `"Unknown"`
+/// for a code it does not know. Tornado's `httputil.responses[code]`.
+pub fn responses(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a Teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
+        _ => "Unknown",
+    }
+}
+
+// ----- query strings ---------------------------------------------------------
+
+/// Decodes `%XX` escapes (and `+` as a space when `plus`); invalid escapes
+/// are kept as they are, and invalid UTF-8 is replaced (U+FFFD). Tornado's
+/// `url_unescape`.
+pub fn url_unescape(s: &str, plus: bool) -> String {
+    let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b == b'%' || (plus && b == b'+')) {
+        return s.to_owned();
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => match (
+                bytes.get(i + 1).and_then(hex),
+                bytes.get(i + 2).and_then(hex),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' if plus => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (`A-Z a-z 0-9 - _ . ~`);
+/// with `plus`, a space becomes `+`. Tornado's `url_escape`.
+pub fn url_escape(s: &str, plus: bool) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' if plus => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 15) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+/// Parses a query string (`a=1&b=2&a=3`) into name -> values, in order;
+/// `+` is a space, escapes are decoded, blank values kept. Tornado's
+/// `parse_qs_bytes(qs, keep_blank_values=True)`.
+pub fn parse_qs_bytes(qs: &str) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for (name, value) in parse_qsl(qs) {
+        out.entry(name).or_default().push(value);
+    }
+    out
+}
+
+/// Parses a query string into (name, value) pairs in order; `parse_qs_bytes`
+/// without the grouping.
+pub fn parse_qsl(qs: &str) -> Vec<(String, String)> {
+    qs.split(['&', ';'])
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (n, v) = part.split_once('=').unwrap_or((part, ""));
+            (url_unescape(n, true), url_unescape(v, true))
+        })
+        .collect()
+}
+
+// ----- chunked bodies --------------------------------------------------------
+
+/// The longest chunk-size line (with extensions) the decoder accepts.
+const MAX_CHUNK_LINE: usize = 4096;
+/// The most trailer bytes the decoder accepts.
+const MAX_TRAILER: usize = 16 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailer,
+    Done,
+}
+
+/// An incremental decoder for `Transfer-Encoding: chunked` bodies.
+///
+/// Feed it bytes as they come; it says how many it consumed and appends the
+/// body to `out`. Bad framing is an [`ErrorKind::HttpProtocol`] error; the
+/// body is bounded by `max_body` (the decoder fails past it, never grows
+/// without bound). Trailers are skipped.
+///
+/// ```
+/// use squall::httputil::ChunkedDecoder;
+///
+/// let mut d = ChunkedDecoder::new(1 << 20);
+/// let mut body = Vec::new();
+/// let input = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\nNEXT";
+/// let used = d.decode(input, &mut body)?;
+/// assert!(d.is_done());
+/// assert_eq!(body, b"hello world");
+/// assert_eq!(&input[used..], b"NEXT");
+/// # Ok::<(), squall::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    max_body: usize,
+    body_len: usize,
+    trailer_len: usize,
+}
+
+impl ChunkedDecoder {
+    /// A decoder that fails once the body passes `max_body` bytes.
+    pub fn new(max_body: usize) -> ChunkedDecoder {
+        ChunkedDecoder {
+            state: ChunkState::Size,
+            max_body,
+            body_len: 0,
+            trailer_len: 0,
+        }
+    }
+
+    /// Whether the last chunk and the trailers have been read.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Body bytes decoded so far.
+    pub fn body_len(&self) -> usize {
+        self.body_len
+    }
+
+    /// Decodes what it can of `input`, appending body bytes to `out`;
+    /// returns how many bytes of `input` it consumed (it stops after the
+    /// body's end, so what follows belongs to the next message).
+    ///
+    /// # Errors
+    /// [`ErrorKind::HttpProtocol`] on bad framing; [`ErrorKind::BufferFull`]
+    /// when the body passes `max_body`.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, Error> {
+        let mut pos = 0;
+        loop {
+            let rest = &input[pos..];
+            match self.state {
+                ChunkState::Done => return Ok(pos),
+                ChunkState::Size => {
+                    let Some(nl) = memchr::memchr(b'\n', rest) else {
+                        if rest.len() > MAX_CHUNK_LINE {
+                            return Err(protocol_error("chunk-size line too long"));
+                        }
+                        return Ok(pos);
+                    };
+                    if nl > MAX_CHUNK_LINE {
+                        return Err(protocol_error("chunk-size line too long"));
+                    }
+                    let line = &rest[..nl];
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let digits = match memchr::memchr(b';', line) {
+                        Some(i) => &line[..i],
+                        None => line,
+                    };
+                    let size = parse_hex(trim_ascii(digits))?;
+                    pos += nl + 1;
+                    if size == 0 {
+                        self.state = ChunkState::Trailer;
+                    } else {
+                        if self.body_len as u64 + size > self.max_body as u64 {
+                            return Err(Error::new(
+                                ErrorKind::BufferFull,
+                                format!("chunked body larger than {} bytes", self.max_body),
+                            ));
+                        }
+                        self.state = ChunkState::Data(size);
+                    }
+                }
+                ChunkState::Data(left) => {
+                    if rest.is_empty() {
+                        return Ok(pos);
+                    }
+                    let take = (left as usize).min(rest.len());
+                    out.extend_from_slice(&rest[..take]);
+                    self.body_len += take;
+                    pos += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataEnd => {
+                    if rest.starts_with(b"\r\n") {
+                        pos += 2;
+                    } else if rest.starts_with(b"\n") {
+                        pos += 1;
+                    } else if rest.is_empty() || rest == b"\r" {
+                        return Ok(pos);
+                    } else {
+                        return Err(protocol_error("chunk data not followed by CRLF"));
+                    }
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailer => {
+                    let Some(nl) = memchr::memchr(b'\n', rest) else {
+                        if self.trailer_len + rest.len() > MAX_TRAILER {
+                            return Err(protocol_error("chunked trailer too long"));
+                        }
+                        return Ok(pos);
+                    };
+                    self.trailer_len += nl + 1;
+                    if self.trailer_len > MAX_TRAILER {
+                        return Err(protocol_error("chunked trailer too long"));
+                    }
+                    let line = &rest[..nl];
+                    let blank = line.is_empty() || line == b"\r";
+                    pos += nl + 1;
+                    if blank {
+                        self.state = ChunkState::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn trim_ascii(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &s[start..end]
+}
+
+fn parse_hex(digits: &[u8]) -> Result<u64, Error> {
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(protocol_error(format!(
+            "bad chunk size {:?}",
+            String::from_utf8_lossy(digits)
+        )));
+    }
+    let mut n = 0u64;
+    for d in digits {
+        match hex(d) {
+            Some(v) => n = n << 4 | u64::from(v),
+            None => {
+                return Err(protocol_error(format!(
+                    "bad chunk size {:?}",
+                    String::from_utf8_lossy(digits)
+                )))
+            }
+        }
+    }
+    Ok(n)
+}
+
+// ----- dates -----------------------------------------------------------------
+
+/// Formats a time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`);
+/// Tornado's `format_timestamp`.
+pub fn format_timestamp(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut buf = [0u8; 29];
+    write_http_date(secs, &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn write_http_date(secs: u64, out: &mut [u8; 29]) {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = secs / 86400;
+    let rem = secs % 86400;
+    let (hh, mm, ss) = (rem / 3600, rem / 60 % 60, rem % 60);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let two = |n: u64| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    out[3..5].copy_from_slice(b", ");
+    out[5..7].copy_from_slice(&two(d as u64));
+    out[7] = b' ';
+    out[8..11].copy_from_slice(MONTHS[(m - 1) as usize]);
+    out[11] = b' ';
+    let y = y as u64;
+    out[12..14].copy_from_slice(&two(y / 100));
+    out[14..16].copy_from_slice(&two(y));
+    out[16] = b' ';
+    out[17..19].copy_from_slice(&two(hh));
+    out[19] = b':';
+    out[20..22].copy_from_slice(&two(mm));
+    out[22] = b':';
+    out[23..25].copy_from_slice(&two(ss));
+    out[25..29].copy_from_slice(b" GMT");
+}
+
+/// The current HTTP date, formatted at most once per second per thread: the
+/// `Date` header of every response costs a clock read and a copy.
+///
+/// ```
+/// let mut out = Vec::new();
+/// squall::httputil::HttpDate::write_now(&mut out);
+/// assert_eq!(out.len(), 29);
+/// assert!(out.ends_with(b" GMT"));
+/// ```
+pub struct HttpDate {
+    secs: u64,
+    text: [u8; 29],
+}
+
+thread_local! {
+    static DATE: RefCell<HttpDate> = const { RefCell::new(HttpDate { secs: u64::MAX, text: [0; 29] }) };
+}
+
+impl HttpDate {
+    /// Appends the current date (29 bytes) to `out`.
+    pub fn write_now(out: &mut Vec<u8>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        DATE.with(|cell| {
+            let mut date = cell.borrow_mut();
+            if date.secs != now {
+                date.secs = now;
+                write_http_date(now, &mut date.text);
+            }
+            out.extend_from_slice(&date.text);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(format_timestamp(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            format_timestamp(UNIX_EPOCH),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // leap day 2000
+        assert_eq!(format_timestamp(t), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn unescape() {
+        assert_eq!(url_unescape("a%20b+c", true), "a b c");
+        assert_eq!(url_unescape("a%20b+c", false), "a b+c");
+        assert_eq!(url_unescape("100%", true), "100%");
+        assert_eq!(url_unescape("%zz%4", true), "%zz%4");
+        assert_eq!(url_unescape("%ff", true), "\u{fffd}");
+        assert_eq!(url_escape("a b/é", true), "a+b%2F%C3%A9");
+        assert_eq!(
+            url_unescape(&url_escape("x y&z=é", false), false),
+            "x y&z=é"
+        );
+    }
+
+    #[test]
+    fn qs() {
+        let q = parse_qs_bytes("a=1&b=&c&a=%32;d=x+y");
+        assert_eq!(q["a"], ["1", "2"]);
+        assert_eq!(q["b"], [""]);
+        assert_eq!(q["c"], [""]);
+        assert_eq!(q["d"], ["x y"]);
+    }
+
+    #[test]
+    fn headers() {
+        let mut h = HTTPHeaders::parse("A: 1\r\nB: 2\r\n  more\r\na: 3\r\n").unwrap();
+        assert_eq!(h.get("b"), Some("2 more"));
+        assert_eq!(h.get_list("A"), ["1", "3"]);
+        h.set("A", "x");
+        assert_eq!(h.iter().collect::<Vec<_>>(), [("A", "x"), ("B", "2 more")]);
+        assert!(HTTPHeaders::parse(" bad").is_err());
+        assert!(HTTPHeaders::parse("no colon").is_err());
+        assert!(h.remove("a"));
+        assert!(!h.contains("A"));
+        assert!(has_token("keep-alive, Upgrade", "upgrade"));
+    }
+
+    #[test]
+    fn chunked_byte_by_byte_and_errors() {
+        let input = b"3\r\nabc\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n";
+        let mut d = ChunkedDecoder::new(100);
+        let mut body = Vec::new();
+        let mut buf = Vec::new();
+        for &b in input.iter() {
+            buf.push(b);
+            let used = d.decode(&buf, &mut body).unwrap();
+            buf.drain(..used);
+        }
+        assert!(d.is_done());
+        assert!(buf.is_empty());
+        assert_eq!(body, b"abc0123456789");
+
+        let mut d = ChunkedDecoder::new(5);
+        let err = d.decode(b"6\r\n", &mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BufferFull);
+        for bad in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"3\r\nabcX",
+            b"fffffffffffffffff\r\n",
+        ] {
+            let mut d = ChunkedDecoder::new(100);
+            let err = d.decode(bad, &mut Vec::new()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::HttpProtocol, "{bad:?}");
+        }
+        let mut d = ChunkedDecoder::new(100);
+        assert!(d.decode(&[b'1'; 5000], &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(responses(200), "OK");
+        assert_eq!(responses(431), "Request Header Fields Too Large");
+        assert_eq!(responses(999), "Unknown");
+    }
+}

@@ -1,0 +1,368 @@
+//! One request and the response being written to it.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::RequestHandler;
+use crate::error::{Error, ErrorKind};
+use crate::future::Future;
+use crate::http::{
+    write_common_headers, write_hex, write_status_line, write_usize, Conn, HTTPServerRequest,
+    Version,
+};
+use crate::httputil::{self, HTTPHeaders};
+
+struct Inner {
+    conn: Rc<Conn>,
+    request: HTTPServerRequest,
+    status: Cell<u16>,
+    headers: RefCell<HTTPHeaders>,
+    body: RefCell<Vec<u8>>,
+    headers_written: Cell<bool>,
+    chunked: Cell<bool>,
+    finished: Cell<bool>,
+    asynchronous: Cell<bool>,
+    /// The handler of an asynchronous response, for its `on_finish` or
+    /// `on_connection_close`.
+    handler: RefCell<Option<Box<dyn RequestHandler>>>,
+    /// For the access log (only read when it is enabled).
+    start: Option<Instant>,
+}
+
+/// One HTTP exchange: the request, and the response a handler writes
+/// (Tornado's `RequestHandler` methods `set_status`, `set_header`, `write`,
+/// `flush`, `finish`, `redirect`, `send_error`).
+///
+/// A cheap-to-clone handle: an asynchronous handler keeps a clone in its
+/// callbacks and calls [`finish`](Exchange::finish) from there.
+#[derive(Clone)]
+pub struct Exchange {
+    inner: Rc<Inner>,
+}
+
+impl Exchange {
+    pub(crate) fn new(conn: Rc<Conn>, request: HTTPServerRequest) -> Exchange {
+        conn.begin_response(&request);
+        let start =
+            log::log_enabled!(target: "squall::access", log::Level::Info).then(Instant::now);
+        let body = conn.take_out_body();
+        Exchange {
+            inner: Rc::new(Inner {
+                conn,
+                request,
+                status: Cell::new(200),
+                headers: RefCell::new(HTTPHeaders::new()),
+                body: RefCell::new(body),
+                headers_written: Cell::new(false),
+                chunked: Cell::new(false),
+                finished: Cell::new(false),
+                asynchronous: Cell::new(false),
+                handler: RefCell::new(None),
+                start,
+            }),
+        }
+    }
+
+    /// The request.
+    pub fn request(&self) -> &HTTPServerRequest {
+        &self.inner.request
+    }
+
+    /// Sets the response status (default 200).
+    pub fn set_status(&self, status: u16) {
+        self.inner.status.set(status);
+    }
+
+    /// The response status.
+    pub fn get_status(&self) -> u16 {
+        self.inner.status.get()
+    }
+
+    /// Sets a response header, replacing any of that name. `Server`, `Date`
+    /// and `Content-Type: text/html; charset=UTF-8` are set by default
+    /// (this replaces the last).
+    pub fn set_header(&self, name: &str, value: impl AsRef<str>) {
+        self.inner.headers.borrow_mut().set(name, value);
+    }
+
+    /// Adds a response header (a name may repeat, as `Set-Cookie` does).
+    pub fn add_header(&self, name: &str, value: impl AsRef<str>) {
+        self.inner.headers.borrow_mut().add(name, value);
+    }
+
+    /// Removes a response header.
+    pub fn clear_header(&self, name: &str) {
+        self.inner.headers.borrow_mut().remove(name);
+    }
+
+    /// Appends to the response body (buffered until `flush` or `finish`).
+    /// Ignored, with a warning, once the response is finished.
+    pub fn write(&self, data: impl AsRef<[u8]>) {
+        if self.inner.finished.get() {
+            log::warn!("write() after finish() on {}", self.inner.request.uri());
+            return;
+        }
+        self.inner
+            .body
+            .borrow_mut()
+            .extend_from_slice(data.as_ref());
+    }
+
+    /// Marks the response asynchronous (Tornado's `@web.asynchronous`): it
+    /// stays open after the handler method returns, until
+    /// [`finish`](Exchange::finish).
+    pub fn set_async(&self) {
+        self.inner.asynchronous.set(true);
+    }
+
+    /// Whether the response was marked asynchronous.
+    pub fn is_async(&self) -> bool {
+        self.inner.asynchronous.get()
+    }
+
+    /// Whether the response is finished.
+    pub fn finished(&self) -> bool {
+        self.inner.finished.get()
+    }
+
+    /// Keeps the response open until `future` is done, then finishes it
+    /// (a failed future answers 500): a handler that returns a pending
+    /// future, e.g. a [`gen::coroutine`](crate::gen::coroutine)'s.
+    pub fn finish_on<T: 'static>(&self, future: &Future<T>) {
+        self.set_async();
+        let x = self.clone();
+        future.add_done_callback(move |f: &Future<T>| {
+            if let Some(err) = f.error() {
+                x.handler_failed(err);
+            }
+            if !x.finished() {
+                let _ = x.finish();
+            }
+        });
+    }
+
+    fn is_head(&self) -> bool {
+        self.inner.request.method() == "HEAD"
+    }
+
+    /// Writes the status line and headers; `length` is the body's for a
+    /// complete response, `None` when streaming.
+    fn write_head(&self, out: &mut Vec<u8>, length: Option<usize>) {
+        let inner = &self.inner;
+        let status = inner.status.get();
+        let conn = &inner.conn;
+        write_status_line(out, status);
+        write_common_headers(out);
+        let headers = inner.headers.borrow();
+        if !headers.contains("Content-Type") {
+            out.extend_from_slice(b"Content-Type: text/html; charset=UTF-8\r\n");
+        }
+        headers.write_to(out);
+        let bodiless = status < 200 || status == 204 || status == 304;
+        match length {
+            _ if bodiless => {}
+            Some(n) => {
+                out.extend_from_slice(b"Content-Length: ");
+                write_usize(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+            None if conn.version() == Version::Http11 => {
+                inner.chunked.set(true);
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            }
+            // HTTP/1.0 has no chunks: the body ends when the connection does.
+            None => conn.disable_keep_alive(),
+        }
+        match (conn.version(), conn.keep_alive()) {
+            (Version::Http11, false) => out.extend_from_slice(b"Connection: close\r\n"),
+            (Version::Http10, true) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+            _ => {}
+        }
+        out.extend_from_slice(b"\r\n");
+        inner.headers_written.set(true);
+    }
+
+    /// Sends the headers and the body so far (chunked, on HTTP/1.1); the
+    /// response goes on. The future is done when it has been handed to the
+    /// kernel.
+    pub fn flush(&self) -> Future<()> {
+        let inner = &self.inner;
+        if inner.finished.get() {
+            return Future::failed(Error::new(
+                ErrorKind::InvalidState,
+                "flush() after finish()",
+            ));
+        }
+        {
+            let mut out = inner.conn.out();
+            if !inner.headers_written.get() {
+                self.write_head(&mut out, None);
+            }
+            let mut body = inner.body.borrow_mut();
+            if !body.is_empty() && !self.is_head() {
+                write_chunk(&mut out, &body, inner.chunked.get());
+            }
+            body.clear();
+        }
+        inner.conn.flushed()
+    }
+
+    /// Finishes the response: sends the headers (with `Content-Length`) if
+    /// not yet sent, the body, and the end of a chunked body; then the
+    /// connection goes on to the next request.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if already finished.
+    pub fn finish(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        if inner.finished.replace(true) {
+            return Err(Error::new(ErrorKind::InvalidState, "finish() called twice"));
+        }
+        if inner.conn.closed() {
+            self.log_access();
+            self.run_on_finish();
+            return Ok(());
+        }
+        {
+            let mut out = inner.conn.out();
+            let body = inner.body.borrow();
+            let send_body = !self.is_head();
+            if !inner.headers_written.get() {
+                self.write_head(&mut out, Some(body.len()));
+                let status = inner.status.get();
+                if send_body && !(status < 200 || status == 204 || status == 304) {
+                    out.extend_from_slice(&body);
+                }
+            } else if inner.chunked.get() {
+                if send_body && !body.is_empty() {
+                    write_chunk(&mut out, &body, true);
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+            } else if send_body {
+                out.extend_from_slice(&body);
+            }
+        }
+        self.log_access();
+        inner.conn.response_done();
+        self.run_on_finish();
+        Ok(())
+    }
+
+    /// Redirects to `url` (301 if `permanent`, else 302) and finishes.
+    pub fn redirect(&self, url: &str, permanent: bool) {
+        if self.inner.headers_written.get() {
+            log::error!("redirect() after the headers were sent");
+            return;
+        }
+        self.set_status(if permanent { 301 } else { 302 });
+        self.set_header("Location", url);
+        self.inner.body.borrow_mut().clear();
+        let _ = self.finish();
+    }
+
+    /// Answers with an error page for `status` and finishes (Tornado's
+    /// `send_error`). If the headers were already sent, it can only close
+    /// the connection.
+    pub fn send_error(&self, status: u16) {
+        let inner = &self.inner;
+        if inner.finished.get() {
+            return;
+        }
+        if inner.headers_written.get() {
+            log::error!(
+                "cannot send error {status} for {}: the response has started; closing",
+                inner.request.uri()
+            );
+            inner.finished.set(true);
+            inner.status.set(status);
+            self.log_access();
+            inner.conn.abort();
+            self.run_on_finish();
+            return;
+        }
+        inner.headers.borrow_mut().clear();
+        inner.status.set(status);
+        let reason = httputil::responses(status);
+        let page = format!(
+            "<html><title>{status}: {reason}</title><body>{status}: {reason}</body></html>"
+        );
+        *inner.body.borrow_mut() = page.into_bytes();
+        let _ = self.finish();
+    }
+
+    /// An error or panic out of the handler: 500, once.
+    pub(crate) fn handler_failed(&self, err: Error) {
+        log::error!(
+            "uncaught error in handler for {} {}: {err}",
+            self.inner.request.method(),
+            self.inner.request.uri()
+        );
+        self.send_error(500);
+    }
+
+    /// Keeps the handler of a response left open, and arranges for it to
+    /// hear if the client goes away first.
+    pub(crate) fn park_handler(&self, handler: Box<dyn RequestHandler>) {
+        *self.inner.handler.borrow_mut() = Some(handler);
+        // The connection holds the open exchange (and so its handler) until
+        // the response is finished or the client leaves.
+        let inner = self.inner.clone();
+        self.inner.conn.set_on_close(Box::new(move || {
+            if inner.finished.replace(true) {
+                return;
+            }
+            let handler = inner.handler.borrow_mut().take();
+            if let Some(mut handler) = handler {
+                handler.on_connection_close();
+                handler.on_finish();
+            }
+        }));
+    }
+
+    fn run_on_finish(&self) {
+        let handler = self.inner.handler.borrow_mut().take();
+        if let Some(mut handler) = handler {
+            handler.on_finish();
+        }
+    }
+
+    fn log_access(&self) {
+        if let Some(start) = self.inner.start {
+            let status = self.inner.status.get();
+            let request = &self.inner.request;
+            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            let line = format_args!(
+                "{status} {} {} ({}) {ms:.2}ms",
+                request.method(),
+                request.uri(),
+                request.remote.ip()
+            );
+            if status >= 500 {
+                log::error!(target: "squall::access", "{line}");
+            } else if status >= 400 {
+                log::warn!(target: "squall::access", "{line}");
+            } else {
+                log::info!(target: "squall::access", "{line}");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let body = std::mem::take(self.body.get_mut());
+        self.conn.recycle(&mut self.request, body);
+    }
+}
+
+fn write_chunk(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if chunked {
+        write_hex(out, data.len());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}

@@ -1,0 +1,125 @@
+//! `IOStream`'s low-level API: the read hook, `write_from`, `flushed`.
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::Duration;
+
+use squall::testing::AsyncTest;
+use squall::{ErrorKind, Future, IOLoop, IOStream};
+
+#[test]
+fn hook_sees_bytes_in_place_keeps_the_unconsumed_and_resumes() {
+    AsyncTest::new().run(|io_loop: &IOLoop| {
+        let (a, mut peer) = UnixStream::pair().unwrap();
+        let stream = IOStream::new(a).unwrap();
+        let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+        let take = Rc::new(std::cell::Cell::new(false));
+        let (s, t) = (seen.clone(), take.clone());
+        stream
+            .set_read_hook(move |buf: &[u8], _eof| {
+                s.borrow_mut().push(buf.to_vec());
+                if t.get() {
+                    buf.len()
+                } else {
+                    // Consume up to the first newline only.
+                    buf.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)
+                }
+            })
+            .unwrap();
+        // A future read is refused while the hook is set.
+        let refused = stream.read_bytes(1, false);
+        assert_eq!(refused.error().unwrap().kind(), ErrorKind::InvalidState);
+        peer.write_all(b"one\ntwo").unwrap();
+        let done = Future::new();
+        let (d, st, seen2) = (done.clone(), stream.clone(), seen.clone());
+        io_loop.call_later(Duration::from_millis(50), move || {
+            assert_eq!(*seen2.borrow(), [b"one\ntwo".to_vec()]);
+            assert_eq!(st.buffered(), 3);
+            // Now consume everything, without new data: resume runs it.
+            take.set(true);
+            st.resume_read_hook();
+            assert_eq!(seen2.borrow().last().unwrap(), b"two");
+            assert_eq!(st.buffered(), 0);
+            // write_from empties the vector and keeps its capacity.
+            let mut out = Vec::with_capacity(64);
+            out.extend_from_slice(b"reply");
+            st.write_from(&mut out).unwrap();
+            assert!(out.is_empty() && out.capacity() >= 64);
+            let mut got = [0u8; 5];
+            peer.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"reply");
+            assert!(st.flushed().done());
+            // Clearing the hook gives the buffer back to future reads.
+            st.clear_read_hook();
+            peer.write_all(b"line\n").unwrap();
+            let read = st.read_until(b"\n", None);
+            read.add_done_callback(move |f: &Future<Vec<u8>>| {
+                assert_eq!(f.result().unwrap(), b"line\n");
+                let _ = d.set_result(());
+            });
+        });
+        done
+    });
+}
+
+#[test]
+fn hook_hears_eof_then_the_stream_closes_and_drops_it() {
+    AsyncTest::new().run(|_io_loop: &IOLoop| {
+        let (a, mut peer) = UnixStream::pair().unwrap();
+        let stream = IOStream::new(a).unwrap();
+        let done = Future::new();
+        let d = done.clone();
+        let held = Rc::new(());
+        let h = held.clone();
+        let weak = Rc::downgrade(&held);
+        drop(held);
+        stream
+            .set_read_hook(move |buf: &[u8], eof| {
+                let _keep = &h;
+                if eof {
+                    assert_eq!(buf, b"last words");
+                    let _ = d.set_result(());
+                }
+                0
+            })
+            .unwrap();
+        peer.write_all(b"last words").unwrap();
+        drop(peer);
+        let s = stream.clone();
+        done.add_done_callback(move |_: &Future<()>| {
+            // The loop finishes closing after this iteration.
+            IOLoop::current().add_callback(move || {
+                assert!(s.closed());
+                assert!(weak.upgrade().is_none(), "the hook is dropped on close");
+            });
+        });
+        let finished = Future::new();
+        let f = finished.clone();
+        IOLoop::current().call_later(Duration::from_millis(50), move || f.set_result(()));
+        finished
+    });
+}
+
+#[test]
+fn a_panicking_hook_closes_the_stream() {
+    AsyncTest::new()
+        .allow_unhandled_errors()
+        .run(|io_loop: &IOLoop| {
+            let (a, mut peer) = UnixStream::pair().unwrap();
+            let stream = IOStream::new(a).unwrap();
+            stream
+                .set_read_hook(|_buf: &[u8], _eof| -> usize { panic!("hook bug") })
+                .unwrap();
+            peer.write_all(b"x").unwrap();
+            let done = Future::new();
+            let (d, s) = (done.clone(), stream.clone());
+            io_loop.call_later(Duration::from_millis(50), move || {
+                assert!(s.closed());
+                assert_eq!(s.error().unwrap().kind(), ErrorKind::Panic);
+                d.set_result(())
+            });
+            done
+        });
+}

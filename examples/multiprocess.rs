@@ -10,9 +10,9 @@
 //!                              the parent, which stops the children gracefully
 //! multiprocess --reuse-port [PORT]
 //!                              the same, each child on its own SO_REUSEPORT socket
-//! multiprocess --self-test     what CI runs: start the server as a subprocess, make
-//!                              requests until two pids answered, SIGTERM the parent,
-//!                              check that everything exited, exit 0
+//! multiprocess --self-test     what CI runs, for each mode: start the server as a
+//!                              subprocess, make requests until two pids answered,
+//!                              SIGTERM the parent, check that everything exited
 //! ```
 //!
 //! Try it: `cargo run --release --example multiprocess`, then
@@ -136,8 +136,18 @@ fn get(addr: SocketAddr) -> std::io::Result<String> {
 }
 
 fn self_test() -> Result<(), Box<dyn std::error::Error>> {
+    test_mode(&[])?;
+    test_mode(&["--reuse-port"])
+}
+
+/// Runs `multiprocess ARGS 0` as a subprocess and checks it (see `main`).
+fn test_mode(args: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
     let mut server = Command::new(std::env::current_exe()?);
-    server.arg("0").stdout(Stdio::piped()).process_group(0);
+    server
+        .args(args)
+        .arg("0")
+        .stdout(Stdio::piped())
+        .process_group(0);
     let mut server = Reaper(server.spawn()?);
     let pgid = server.0.id() as libc::pid_t;
     let stdout = server.0.stdout.take().expect("piped");
@@ -158,6 +168,15 @@ fn self_test() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or_else(|| format!("unexpected first line {line:?}"))?
         .parse()?;
     println!("server (pid {pgid}): {line}");
+    // Reuse-port sockets listen once a child has bound its own: until then,
+    // connections are refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(err) = get(addr) {
+        if Instant::now() > deadline {
+            return Err(format!("the server never answered: {err}").into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // Requests until two processes answered (at least 20, for at most 10 s:
     // on a busy machine a child may be slow to start).
@@ -200,7 +219,7 @@ fn self_test() -> Result<(), Box<dyn std::error::Error>> {
     if left {
         return Err("processes of the server are still running".into());
     }
-    println!("SIGTERM: the parent and both children exited (status 0); ok");
+    println!("SIGTERM: the parent and both children exited (status 0); ok\n");
     Ok(())
 }
 

@@ -141,6 +141,14 @@ fn catch_unwind_counted<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     result
 }
 
+/// Replaces this thread's catch depth, returning the old one: a stackful
+/// coroutine keeps its own, as it has its own stack.
+#[cfg(feature = "stackful")]
+#[inline]
+pub(crate) fn swap_catch_depth(depth: u32) -> u32 {
+    CATCH_DEPTH.with(|d| d.replace(depth))
+}
+
 /// Whether a squall `catch` is on the stack: an [`unwind`] would land in it.
 #[inline]
 pub(crate) fn in_catch() -> bool {

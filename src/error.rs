@@ -70,6 +70,9 @@ pub enum ErrorKind {
     /// An HTTP exchange completed with a non-2xx status; the source is an
     /// [`HTTPError`](crate::httpclient::HTTPError) carrying the response.
     HttpStatus,
+    /// A call that only works inside a stackful coroutine (`greenlet::wait`
+    /// and friends) was made outside one.
+    NotInCoroutine,
     /// Anything else: user errors converted from strings land here.
     Other,
 }
@@ -98,6 +101,7 @@ impl ErrorKind {
             ErrorKind::ProcessFailed => "process failed",
             ErrorKind::HttpProtocol => "HTTP protocol error",
             ErrorKind::HttpStatus => "HTTP error",
+            ErrorKind::NotInCoroutine => "not in a coroutine",
             ErrorKind::Other => "error",
         }
     }

@@ -335,6 +335,31 @@ thread_local! {
     static DEFERRED: RefCell<VecDeque<Deferred>> = const { RefCell::new(VecDeque::new()) };
 }
 
+/// Replaces this thread's completion nesting depth, returning the old one:
+/// a stackful coroutine keeps its own, as it has its own stack.
+#[cfg(feature = "stackful")]
+#[inline]
+pub(crate) fn swap_nesting(depth: usize) -> usize {
+    NESTING.with(|n| n.replace(depth))
+}
+
+/// The nesting a stackful coroutine starts at: only `budget` completions
+/// nest on its small stack before the deeper ones are deferred.
+#[cfg(feature = "stackful")]
+pub(crate) fn child_nesting(budget: usize) -> usize {
+    MAX_NESTING.saturating_sub(budget)
+}
+
+/// Runs the deferred done-callbacks if no completion is on this stack: what
+/// the outermost completion would have done, for callbacks deferred by a
+/// coroutine that has switched out.
+#[cfg(feature = "stackful")]
+pub(crate) fn drain_deferred() {
+    if NESTING.with(Cell::get) == 0 {
+        run_deferred();
+    }
+}
+
 /// Counts one level of nested completion while alive (also on unwinding).
 struct Nested;
 

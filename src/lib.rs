@@ -32,6 +32,8 @@ pub mod error;
 pub mod executor;
 pub mod future;
 pub mod gen;
+#[cfg(feature = "stackful")]
+pub mod greenlet;
 pub mod http;
 pub mod httpclient;
 pub mod httputil;

@@ -133,6 +133,14 @@ impl Context {
     }
 }
 
+/// Replaces the thread's current stack, returning the old one: a stackful
+/// coroutine keeps its own across switches.
+#[cfg(feature = "stackful")]
+#[inline]
+pub(crate) fn swap_current(ctx: Context) -> Context {
+    CURRENT.with(|c| c.replace(ctx))
+}
+
 /// Restores the previous current stack when dropped, also while unwinding.
 struct Restore(Option<Context>);
 

@@ -79,7 +79,8 @@
 //!   its own `SO_REUSEPORT` socket on the same address and port, and the
 //!   kernel spreads connections among them by a hash of the client's address
 //!   and port. The parent keeps the port reserved with a socket that is bound
-//!   but does not listen, so it takes no connections.
+//!   but does not listen, so it takes no connections. Until a child listens,
+//!   connections are refused; those queued on a child that dies are reset.
 //!
 //! In each child, `start(n)` also arranges for a graceful exit: on `SIGTERM`
 //! or `SIGINT` (which the parent passes on), the child stops accepting,

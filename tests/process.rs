@@ -478,13 +478,23 @@ fn sigkill_of_the_parent_leaves_no_orphan() {
     server.signal(libc::SIGKILL);
     // The children get SIGTERM from the kernel (PR_SET_PDEATHSIG).
     let deadline = Instant::now() + Duration::from_secs(5);
-    for pid in tasks.values() {
-        // SAFETY: signal 0 only checks whether the pid exists (a zombie
-        // reparented to init is reaped at once).
-        while unsafe { libc::kill(*pid as libc::pid_t, 0) } == 0 {
+    for &pid in tasks.values() {
+        while running(pid) {
             assert!(Instant::now() < deadline, "child {pid} outlived its parent");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// Whether `pid` is a live process: not gone, and not a zombie (an orphan
+/// is reaped by whatever adopted it, maybe late).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
     }
 }
 

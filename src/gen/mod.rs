@@ -41,10 +41,14 @@ mod points;
 mod runner;
 mod value;
 
+#[cfg(feature = "stackful")]
+pub use crate::greenlet::{stackful, Co, Stackful};
 pub use points::{
     moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Task, Wait, WaitAll, WaitIterator,
     YieldFuture, YieldPoint,
 };
+#[cfg(feature = "stackful")]
+pub(crate) use runner::{child_run_depth, drain_put_off, swap_run_depth};
 pub use runner::{FreshKey, Key, ResultCallback, Runner};
 pub use value::Value;
 

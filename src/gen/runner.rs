@@ -484,6 +484,32 @@ thread_local! {
     static PUT_OFF: RefCell<VecDeque<Runner>> = const { RefCell::new(VecDeque::new()) };
 }
 
+/// Replaces this thread's run depth, returning the old one: a stackful
+/// coroutine keeps its own, as it has its own stack.
+#[cfg(feature = "stackful")]
+#[inline]
+pub(crate) fn swap_run_depth(depth: u32) -> u32 {
+    RUN_DEPTH.with(|d| d.replace(depth))
+}
+
+/// The run depth a stackful coroutine starts at: only `budget` runs nest on
+/// its small stack before the deeper ones are queued.
+#[cfg(feature = "stackful")]
+pub(crate) fn child_run_depth(budget: u32) -> u32 {
+    MAX_NESTED_RUNS.saturating_sub(budget)
+}
+
+/// Runs the queued runs if no run is on this stack: what the outermost run
+/// would have done, for runs queued by a coroutine that has switched out.
+#[cfg(feature = "stackful")]
+pub(crate) fn drain_put_off() {
+    if RUN_DEPTH.with(Cell::get) == 0 {
+        while let Some(runner) = PUT_OFF.with(|q| q.borrow_mut().pop_front()) {
+            runner.run_here(0);
+        }
+    }
+}
+
 /// Marks a runner as running, one level deeper; undone on drop, unwinding too.
 struct Running<'a> {
     runner: &'a Runner,

@@ -339,7 +339,9 @@ impl Conn {
         let mut spare = self.spare.borrow_mut();
         let mut body_vec = std::mem::take(&mut spare.body);
         if let Some(Body::Length(len)) = &body {
-            body_vec.reserve_exact(*len);
+            // What the client claims, up to a bound: memory follows the bytes
+            // that actually arrive, not a promise.
+            body_vec.reserve_exact((*len).min(1 << 20));
         }
         let mut method_s = std::mem::take(&mut spare.method);
         method_s.push_str(method);

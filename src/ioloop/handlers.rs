@@ -41,6 +41,11 @@ impl Events {
     pub const WRITE: Events = Events(2);
     /// An error or hang-up on the fd. Always reported, whether asked for or not.
     pub const ERROR: Events = Events(4);
+    /// The peer has closed its writing side (`EPOLLRDHUP`): reported with
+    /// `READ`, never asked for. A reader that sees a short read *without* it
+    /// knows the socket is drained and can skip the read that would only say
+    /// `WouldBlock`; with it, it must read on to the end of the stream.
+    pub const READ_CLOSED: Events = Events(8);
 
     /// Whether every event of `other` is in `self`.
     pub fn contains(self, other: Events) -> bool {
@@ -58,6 +63,10 @@ impl Events {
     pub fn is_error(self) -> bool {
         self.contains(Events::ERROR)
     }
+    /// Whether `READ_CLOSED` is set.
+    pub fn is_read_closed(self) -> bool {
+        self.contains(Events::READ_CLOSED)
+    }
     /// Whether no event is set.
     pub fn is_empty(self) -> bool {
         self.0 == 0
@@ -67,6 +76,9 @@ impl Events {
         let mut events = Events::NONE;
         if event.is_readable() || event.is_read_closed() {
             events |= Events::READ;
+        }
+        if event.is_read_closed() {
+            events |= Events::READ_CLOSED;
         }
         if event.is_writable() {
             events |= Events::WRITE;
@@ -114,6 +126,7 @@ impl fmt::Debug for Events {
             (Events::READ, "READ"),
             (Events::WRITE, "WRITE"),
             (Events::ERROR, "ERROR"),
+            (Events::READ_CLOSED, "READ_CLOSED"),
         ]
         .iter()
         .filter(|(e, _)| self.contains(*e))
@@ -374,7 +387,11 @@ impl IOLoop {
                     // Removed earlier in this batch, or replaced: not ours.
                     None => None,
                     Some(entry) => {
-                        let events = events & (entry.interest | Events::ERROR);
+                        let mut mask = entry.interest | Events::ERROR;
+                        if entry.interest.is_readable() {
+                            mask |= Events::READ_CLOSED;
+                        }
+                        let events = events & mask;
                         if events.is_empty() {
                             None
                         } else {

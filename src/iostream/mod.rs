@@ -86,6 +86,9 @@ struct State {
     /// socket has nothing for us, so a new read need not ask it (one `recv`
     /// saved per message).
     drained: bool,
+    /// An event said the peer closed its side (`READ_CLOSED`): read on to
+    /// the end of the stream, never stop at a short read.
+    peer_closing: bool,
     read: Option<PendingRead>,
     eof: bool,
     wbuf: VecDeque<Vec<u8>>,
@@ -174,6 +177,7 @@ impl IOStream {
                     read_chunk: FIRST_READ_CHUNK,
                     pump_scheduled: false,
                     drained: false,
+                    peer_closing: false,
                     read: None,
                     eof: false,
                     wbuf: VecDeque::new(),
@@ -469,11 +473,18 @@ impl IOStream {
                         if n == chunk && chunk < READ_CHUNK {
                             st.read_chunk = chunk * 2;
                         }
-                        // Even a short read goes on to WouldBlock: the data
-                        // and the peer's FIN can come in one edge, and
-                        // stopping at the data would miss the end for good.
                         st.rbuf.commit(n);
                         got += n;
+                        // A short read drained the socket: skip the read that
+                        // would only say WouldBlock (one syscall per request
+                        // on a busy connection). Unless the peer closed: data
+                        // and FIN can come in one edge, and stopping at the
+                        // data would miss the end for good. (Data or a FIN
+                        // arriving after this read is a new edge.)
+                        if n < chunk && !st.peer_closing {
+                            st.drained = true;
+                            break;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         st.drained = true;
@@ -886,7 +897,10 @@ impl IOStream {
         }
         if events.is_readable() || events.is_error() {
             // A new edge: the socket may have something again.
-            self.inner.state.borrow_mut().drained = false;
+            let mut st = self.inner.state.borrow_mut();
+            st.drained = false;
+            st.peer_closing |= events.is_read_closed();
+            drop(st);
             self.pump_read();
             if !self.is_open() {
                 return;

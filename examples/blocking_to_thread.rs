@@ -3,20 +3,25 @@
 //! In the article, a handler that calls a slow backend with a plain blocking
 //! socket stalls the whole single-threaded server: 4 fetches in 10 s. Here
 //! the same blocking call runs on a `ThreadPoolExecutor`, and the loop stays
-//! free. One loop serves, at the same time:
+//! free. Two loops, on two threads, play the parts:
 //!
-//! - a slow **backend**: seed 3's echo server (read a line, wait `job-secs`
-//!   with `call_later`, echo it, close);
+//! - the slow **backend** (its own thread and loop, as the article's echo
+//!   server was its own process): read a line, wait `job-secs` with
+//!   `call_later`, echo it, close;
 //! - the **front** server, a line protocol: `work N` runs
 //!   `blocking_fetch(N)` — a blocking `std::net::TcpStream` round trip to
 //!   the backend, exactly the article's blocking handler — on the pool and
 //!   answers `done N <worker thread>`; `ping` answers `pong` at once;
-//! - the **clients**: `jobs` connections sending `work N` all at once, and a
-//!   pinger sending `ping` every 100 ms, timing each answer.
+//! - on the front's loop, the **clients**: `jobs` connections sending
+//!   `work N` all at once, and a pinger sending `ping` every 100 ms and
+//!   timing each answer.
 //!
 //! With `workers` threads the jobs finish in about `jobs / workers × job-secs`
 //! (every worker is blocked for one backend round trip at a time), while
 //! the pings keep being answered in milliseconds: the loop never blocks.
+//! `--on-loop` makes the blocking call on the loop instead, as the article's
+//! blocking handler did, to see the difference: the jobs run one by one and
+//! every ping waits.
 //!
 //! Usage:
 //!
@@ -26,6 +31,9 @@
 //!                                      every answer, the total and the pings
 //! blocking_to_thread --jobs 200 --workers 8 --job-secs 2
 //!                                      the issue's figures (about 50 s)
+//! blocking_to_thread --on-loop --jobs 8
+//!                                      the blocking handler on the loop: 4 s,
+//!                                      and pings stuck behind it
 //! blocking_to_thread --serve 8888      serve the front on 127.0.0.1:8888 (try
 //!                                      `echo 'work 1' | nc 127.0.0.1 8888`)
 //! ```
@@ -34,12 +42,13 @@ use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use squall::executor::ThreadPoolExecutor;
 use squall::netutil::bind_sockets;
-use squall::{Future, IOLoop, IOStream, PeriodicCallback, TCPServer};
+use squall::{Future, IOLoop, IOStream, PeriodicCallback, Remote, TCPServer};
 
 /// Room for every client's connection at once: past the backlog, a
 /// connection would wait a second for the SYN to be retried.
@@ -51,6 +60,8 @@ struct Config {
     jobs: usize,
     workers: usize,
     job: Duration,
+    /// Make the blocking call on the loop, not on the pool.
+    on_loop: bool,
 }
 
 impl Default for Config {
@@ -59,6 +70,7 @@ impl Default for Config {
             jobs: 200,
             workers: 8,
             job: Duration::from_millis(500),
+            on_loop: false,
         }
     }
 }
@@ -84,6 +96,38 @@ fn backend(delay: Duration) -> TCPServer {
     })
 }
 
+/// The backend on a thread of its own, with its own loop; returns its
+/// address, a `Remote` to stop it, and the thread.
+fn spawn_backend(
+    delay: Duration,
+) -> Result<(SocketAddr, Remote, thread::JoinHandle<()>), Box<dyn std::error::Error>> {
+    let (tx, rx) = mpsc::channel();
+    let thread = thread::Builder::new()
+        .name("backend".into())
+        .spawn(move || {
+            let started = (|| {
+                let io_loop = IOLoop::new()?;
+                io_loop.make_current();
+                let server = backend(delay);
+                server.add_sockets(bind_sockets(0, Some("127.0.0.1"), Some(BACKLOG), false)?)?;
+                Ok::<_, squall::Error>((io_loop, server))
+            })();
+            match started {
+                Ok((io_loop, server)) => {
+                    let _ = tx.send(Ok((server.local_addrs()[0], io_loop.remote())));
+                    if let Err(err) = io_loop.start() {
+                        eprintln!("backend loop failed: {err}");
+                    }
+                    server.stop();
+                    io_loop.close();
+                }
+                Err(err) => drop(tx.send(Err(err))),
+            }
+        })?;
+    let (addr, remote) = rx.recv()??;
+    Ok((addr, remote, thread))
+}
+
 /// The article's blocking handler: a plain socket, a blocking `recv`. This
 /// runs on a worker thread, never on the loop.
 fn blocking_fetch(backend: SocketAddr, n: usize) -> std::io::Result<String> {
@@ -95,8 +139,9 @@ fn blocking_fetch(backend: SocketAddr, n: usize) -> std::io::Result<String> {
     Ok(reply.trim_end().to_owned())
 }
 
-/// The front server: `work N` goes to the pool, `ping` is answered at once.
-fn front(pool: Arc<ThreadPoolExecutor>, backend_addr: SocketAddr) -> TCPServer {
+/// The front server: `work N` goes to the pool (or, without one, blocks the
+/// loop), `ping` is answered at once.
+fn front(pool: Option<Arc<ThreadPoolExecutor>>, backend_addr: SocketAddr) -> TCPServer {
     TCPServer::new(move |stream: IOStream, _peer: SocketAddr| {
         let (s, pool) = (stream.clone(), pool.clone());
         stream
@@ -117,12 +162,17 @@ fn front(pool: Arc<ThreadPoolExecutor>, backend_addr: SocketAddr) -> TCPServer {
                         let Ok(n) = n.parse::<usize>() else {
                             return reply(&s, "error bad job number\n".into());
                         };
-                        pool.submit(move || {
+                        let job = move || {
                             let echoed = blocking_fetch(backend_addr, n).map_err(|e| e.to_string());
-                            let worker = std::thread::current().name().unwrap_or("?").to_owned();
+                            let worker = thread::current().name().unwrap_or("?").to_owned();
                             (echoed, worker)
-                        })
-                        .add_done_callback(
+                        };
+                        let done = match &pool {
+                            Some(pool) => pool.submit(job),
+                            // The article's blocking handler: everyone waits.
+                            None => Future::ready(job()),
+                        };
+                        done.add_done_callback(
                             move |done: &Future<(Result<String, String>, String)>| {
                                 // Back on the loop thread.
                                 let text = match done.take_result() {
@@ -176,18 +226,22 @@ struct Figures {
 /// client's answer, in order.
 fn start(
     config: Config,
-    pool: Arc<ThreadPoolExecutor>,
+    pool: Option<Arc<ThreadPoolExecutor>>,
+    backend_addr: SocketAddr,
     pings: Rc<RefCell<Vec<Duration>>>,
 ) -> Result<Future<Vec<String>>, squall::Error> {
-    let backend = backend(config.job);
-    backend.add_sockets(bind_sockets(0, Some("127.0.0.1"), Some(BACKLOG), false)?)?;
-    let backend_addr = backend.local_addrs()[0];
     let front = front(pool, backend_addr);
     front.add_sockets(bind_sockets(0, Some("127.0.0.1"), Some(BACKLOG), false)?)?;
     let front_addr = front.local_addrs()[0];
     println!(
-        "front on {front_addr}, backend on {backend_addr}: {} jobs of {:?} on {} threads",
-        config.jobs, config.job, config.workers
+        "front on {front_addr}, backend on {backend_addr}: {} jobs of {:?} {}",
+        config.jobs,
+        config.job,
+        if config.on_loop {
+            "on the loop".to_owned()
+        } else {
+            format!("on {} threads", config.workers)
+        }
     );
 
     // The pinger: is the loop still answering while the pool works?
@@ -213,7 +267,7 @@ fn start(
     );
     for reply in replies.iter() {
         let (all, left, replies) = (all.clone(), left.clone(), replies.clone());
-        let (pinger, front, backend) = (pinger.clone(), front.clone(), backend.clone());
+        let (pinger, front) = (pinger.clone(), front.clone());
         reply.add_done_callback(move |r: &Future<String>| {
             if let Some(err) = r.error() {
                 let _ = all.set_error(err);
@@ -223,7 +277,6 @@ fn start(
             if left.get() == 0 {
                 pinger.stop();
                 front.stop();
-                backend.stop();
                 let _ = all.set_result(replies.iter().map(|r| r.result().unwrap()).collect());
             }
         });
@@ -232,22 +285,31 @@ fn start(
 }
 
 fn run(config: Config) -> Result<Figures, Box<dyn std::error::Error>> {
+    let (backend_addr, backend, backend_thread) = spawn_backend(config.job)?;
     let io_loop = IOLoop::new()?;
-    let pool = Arc::new(
-        ThreadPoolExecutor::builder()
-            .workers(config.workers)
-            .thread_name("worker")
-            .build()?,
-    );
+    let pool = match config.on_loop {
+        true => None,
+        false => Some(Arc::new(
+            ThreadPoolExecutor::builder()
+                .workers(config.workers)
+                .thread_name("worker")
+                .build()?,
+        )),
+    };
     let pings: Rc<RefCell<Vec<Duration>>> = Rc::default();
     let p = pings.clone();
     let started = Instant::now();
     let answers = io_loop.run_sync(
-        move || start(config, pool, p).unwrap_or_else(Future::failed),
+        move || start(config, pool, backend_addr, p).unwrap_or_else(Future::failed),
         Some(Duration::from_secs(3600)),
-    )?;
+    );
     let took = started.elapsed();
     io_loop.close();
+    backend.stop()?;
+    backend_thread
+        .join()
+        .map_err(|_| "the backend thread panicked")?;
+    let answers = answers?;
     let pings = pings.borrow().clone();
     Ok(Figures {
         took,
@@ -256,30 +318,51 @@ fn run(config: Config) -> Result<Figures, Box<dyn std::error::Error>> {
     })
 }
 
+/// The time the jobs should take: rounds of `workers` at once on the pool,
+/// one after the other on the loop.
+fn expected(config: Config) -> Duration {
+    let rounds = if config.on_loop {
+        config.jobs
+    } else {
+        config.jobs.div_ceil(config.workers)
+    };
+    config.job * rounds as u32
+}
+
 fn report(config: Config, figures: &Figures) {
-    let rounds = config.jobs.div_ceil(config.workers);
-    let expected = config.job * rounds as u32;
-    let on_the_loop = config.job * config.jobs as u32;
     let max_ping = figures.pings.iter().max().copied().unwrap_or_default();
     let avg_ping = if figures.pings.is_empty() {
         Duration::ZERO
     } else {
         figures.pings.iter().sum::<Duration>() / figures.pings.len() as u32
     };
-    println!(
-        "{} blocking jobs of {:?} on {} threads: measured {:.2?}; expected about {:.2?} \
-         ({rounds} rounds of {:?}); made on the loop, one after the other, they would take \
-         {} × {:?} = {:.2?} (arithmetic, not run)",
-        config.jobs,
-        config.job,
-        config.workers,
-        figures.took,
-        expected,
-        config.job,
-        config.jobs,
-        config.job,
-        on_the_loop
-    );
+    if config.on_loop {
+        println!(
+            "{} blocking jobs of {:?} on the loop: measured {:.2?}; expected about {:.2?} \
+             (one after the other)",
+            config.jobs,
+            config.job,
+            figures.took,
+            expected(config)
+        );
+    } else {
+        let on_the_loop = config.job * config.jobs as u32;
+        println!(
+            "{} blocking jobs of {:?} on {} threads: measured {:.2?}; expected about {:.2?} \
+             ({} rounds of {:?}); on the loop, one after the other, they would take \
+             {} × {:?} = {:.2?} (arithmetic; `--on-loop` runs it)",
+            config.jobs,
+            config.job,
+            config.workers,
+            figures.took,
+            expected(config),
+            config.jobs.div_ceil(config.workers),
+            config.job,
+            config.jobs,
+            config.job,
+            on_the_loop
+        );
+    }
     println!(
         "meanwhile the loop answered {} pings (one every {:?}): average {:.2?}, worst {:.2?}",
         figures.pings.len(),
@@ -291,11 +374,16 @@ fn report(config: Config, figures: &Figures) {
 
 fn check(config: Config, figures: &Figures) -> Result<(), String> {
     for (n, answer) in figures.answers.iter().enumerate() {
-        if !answer.starts_with(&format!("done {n} worker-")) {
+        let by = if config.on_loop { "main" } else { "worker-" };
+        if !answer.starts_with(&format!("done {n} {by}")) {
             return Err(format!("job {n}: unexpected answer {answer:?}"));
         }
     }
-    let expected = config.job * config.jobs.div_ceil(config.workers) as u32;
+    if config.on_loop {
+        // Blocking on the loop is the counter-example: nothing else to check.
+        return Ok(());
+    }
+    let expected = expected(config);
     // Never faster than the pool allows; not much slower either (the
     // machine may be busy: allow half again, plus a second).
     if figures.took < expected.mul_f64(0.95) {
@@ -320,18 +408,19 @@ fn check(config: Config, figures: &Figures) -> Result<(), String> {
 }
 
 fn serve(port: u16, config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let (backend_addr, _backend, _thread) = spawn_backend(config.job)?;
     let io_loop = IOLoop::new()?;
     io_loop.make_current();
-    let pool = Arc::new(ThreadPoolExecutor::new(config.workers)?);
-    let backend = backend(config.job);
-    backend.listen(0, Some("127.0.0.1"))?;
-    let front = front(pool, backend.local_addrs()[0]);
+    let pool = match config.on_loop {
+        true => None,
+        false => Some(Arc::new(ThreadPoolExecutor::new(config.workers)?)),
+    };
+    let front = front(pool, backend_addr);
     front.add_sockets(bind_sockets(port, Some("127.0.0.1"), Some(BACKLOG), false)?)?;
     println!(
-        "serving on {:?} (`work N`, `ping`); jobs take {:?} on {} threads; Ctrl-C to stop",
+        "serving on {:?} (`work N`, `ping`); jobs take {:?}; Ctrl-C to stop",
         front.local_addrs(),
         config.job,
-        config.workers
     );
     io_loop.start()?;
     Ok(())
@@ -345,6 +434,7 @@ fn parse(args: &[String]) -> Result<(Config, Option<u16>), String> {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--self-test" => {}
+            "--on-loop" => config.on_loop = true,
             "--jobs" => config.jobs = value()?.parse().map_err(|e| format!("--jobs: {e}"))?,
             "--workers" => {
                 config.workers = value()?.parse().map_err(|e| format!("--workers: {e}"))?
@@ -369,7 +459,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: blocking_to_thread [--jobs N] [--workers N] [--job-secs S] [--serve PORT]"
+            "usage: blocking_to_thread [--jobs N] [--workers N] [--job-secs S] [--on-loop] \
+             [--serve PORT]"
         );
         return Ok(());
     }

@@ -301,6 +301,17 @@ fn asynchronous_handlers_finish_later() {
     let r = get(&s, "/stream");
     assert_eq!(r.header("Transfer-Encoding").as_deref(), Some("chunked"));
     assert_eq!(r.text(), "one,two,three");
+    // HEAD of a streamed response: headers only, and the connection goes on.
+    let mut conn = connect(s.addr);
+    conn.write_all(b"HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let head = read_reply(&mut conn, &mut buf, true).unwrap();
+    assert_eq!(head.header("Transfer-Encoding").as_deref(), Some("chunked"));
+    assert_eq!(
+        read_reply(&mut conn, &mut buf, false).unwrap().text(),
+        "Hello, world"
+    );
     // HTTP/1.0 cannot chunk: the body ends with the connection.
     let r = raw_request(s.addr, b"GET /stream HTTP/1.0\r\n\r\n").unwrap();
     assert_eq!(r.text(), "one,two,three");

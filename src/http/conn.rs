@@ -279,8 +279,7 @@ impl Conn {
         };
         let method = req.method.unwrap_or("GET");
         let uri = req.path.unwrap_or("/");
-        let mut spare = std::mem::take(&mut *self.spare.borrow_mut());
-        let mut headers = std::mem::take(&mut spare.headers);
+        let mut headers = std::mem::take(&mut self.spare.borrow_mut().headers);
         let mut length: Option<usize> = None;
         let mut chunked = false;
         let mut continue_expected = false;
@@ -289,7 +288,11 @@ impl Conn {
                 return Err(400);
             };
             let name = h.name;
-            if name.eq_ignore_ascii_case("content-length") {
+            // Three names matter here; their lengths rule most headers out
+            // without a comparison.
+            let special = matches!(name.len(), 6 | 14 | 17);
+            if !special {
+            } else if name.eq_ignore_ascii_case("content-length") {
                 let Ok(n) = value.trim().parse::<usize>() else {
                     return Err(400);
                 };
@@ -332,16 +335,19 @@ impl Conn {
                     .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
         }
-        let query_at = uri.find('?').unwrap_or(uri.len());
+        let query_at = memchr::memchr(b'?', uri.as_bytes()).unwrap_or(uri.len());
+        let mut spare = self.spare.borrow_mut();
         let mut body_vec = std::mem::take(&mut spare.body);
         if let Some(Body::Length(len)) = &body {
-            body_vec.reserve_exact(*len);
+            // What the client claims, up to a bound: memory follows the bytes
+            // that actually arrive, not a promise.
+            body_vec.reserve_exact((*len).min(1 << 20));
         }
         let mut method_s = std::mem::take(&mut spare.method);
         method_s.push_str(method);
         let mut uri_s = std::mem::take(&mut spare.uri);
         uri_s.push_str(uri);
-        *self.spare.borrow_mut() = spare;
+        drop(spare);
         let request = HTTPServerRequest {
             method: method_s,
             uri: uri_s,

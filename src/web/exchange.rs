@@ -235,10 +235,13 @@ impl Exchange {
                     out.extend_from_slice(&body);
                 }
             } else if inner.chunked.get() {
-                if send_body && !body.is_empty() {
-                    write_chunk(&mut out, &body, true);
+                // A HEAD response has no body at all, not even the last chunk.
+                if send_body {
+                    if !body.is_empty() {
+                        write_chunk(&mut out, &body, true);
+                    }
+                    out.extend_from_slice(b"0\r\n\r\n");
                 }
-                out.extend_from_slice(b"0\r\n\r\n");
             } else if send_body {
                 out.extend_from_slice(&body);
             }

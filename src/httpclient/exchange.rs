@@ -9,7 +9,6 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use super::client::{ClientInner, HostKey};
-use super::headers::has_token;
 use super::parse::{self, protocol_error, Framing, Head};
 use super::request::HTTPRequest;
 use super::resolve::resolve;
@@ -17,6 +16,7 @@ use super::response::{HTTPTimeoutError, TimeoutPhase};
 use super::url::Url;
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
+use crate::httputil::has_token;
 use crate::ioloop::TimeoutHandle;
 use crate::iostream::IOStream;
 
@@ -68,7 +68,7 @@ struct ExState {
 pub(crate) struct Answer {
     pub(crate) code: u16,
     pub(crate) reason: String,
-    pub(crate) headers: super::headers::HTTPHeaders,
+    pub(crate) headers: crate::httputil::HTTPHeaders,
     pub(crate) body: Vec<u8>,
     pub(crate) url: String,
 }

@@ -87,15 +87,15 @@
 mod blocking;
 mod client;
 mod exchange;
-mod headers;
 mod parse;
 mod request;
 mod resolve;
 mod response;
 mod url;
 
+/// The header map, shared with the server (re-exported from [`httputil`](crate::httputil)).
+pub use crate::httputil::HTTPHeaders;
 pub use blocking::HTTPClient;
 pub use client::{AsyncHTTPClient, ClientConfig, ClientStats};
-pub use headers::HTTPHeaders;
 pub use request::{HTTPRequest, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT};
 pub use response::{HTTPError, HTTPResponse, HTTPTimeoutError, TimeoutPhase};

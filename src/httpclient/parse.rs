@@ -1,8 +1,8 @@
 //! Reading a response head (with `httparse`) and deciding how its body is
 //! framed. Pure functions: the connection code feeds them bytes.
 
-use super::headers::{has_token, HTTPHeaders};
 use crate::error::{Error, ErrorKind};
+use crate::httputil::{has_token, HTTPHeaders};
 
 /// Header fields `httparse` is given room for at first; a head with more is
 /// parsed again with room for [`MAX_HEADERS`].

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::headers::HTTPHeaders;
 use crate::error::{Error, ErrorKind};
+use crate::httputil::HTTPHeaders;
 
 /// Tornado's default `connect_timeout` and `request_timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -106,7 +106,7 @@ impl HTTPRequest {
     }
 
     /// Adds a header field.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> HTTPRequest {
+    pub fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> HTTPRequest {
         self.headers.add(name, value);
         self
     }

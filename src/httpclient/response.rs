@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::headers::HTTPHeaders;
 use super::request::HTTPRequest;
 use crate::error::{Error, ErrorKind};
+use crate::httputil::HTTPHeaders;
 
 /// What a fetch got back; Tornado's `HTTPResponse`.
 #[derive(Clone)]

@@ -151,3 +151,22 @@ pub(crate) fn forwarded_ip(headers: &HTTPHeaders) -> Option<std::net::IpAddr> {
             .and_then(parse)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_ip_prefers_x_real_ip_then_the_last_forwarded_hop() {
+        let mut h = HTTPHeaders::new();
+        assert_eq!(forwarded_ip(&h), None);
+        h.set("X-Forwarded-For", "203.0.113.7, 10.0.0.2");
+        assert_eq!(forwarded_ip(&h), Some("10.0.0.2".parse().unwrap()));
+        h.set("X-Real-IP", " 2001:db8::1 ");
+        assert_eq!(forwarded_ip(&h), Some("2001:db8::1".parse().unwrap()));
+        h.set("X-Real-IP", "not an address");
+        assert_eq!(forwarded_ip(&h), Some("10.0.0.2".parse().unwrap()));
+        h.set("X-Forwarded-For", "garbage");
+        assert_eq!(forwarded_ip(&h), None);
+    }
+}

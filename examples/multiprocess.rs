@@ -10,6 +10,8 @@
 //!                              the parent, which stops the children gracefully
 //! multiprocess --reuse-port [PORT]
 //!                              the same, each child on its own SO_REUSEPORT socket
+//!                              (HTTPServer::bind + start(2))
+//! multiprocess --xheaders ...  trust X-Real-IP / X-Forwarded-For (behind nginx)
 //! multiprocess --self-test     what CI runs, for each mode: start the server as a
 //!                              subprocess, make requests until two pids answered,
 //!                              SIGTERM the parent, check that everything exited
@@ -17,7 +19,7 @@
 //!
 //! Try it: `cargo run --release --example multiprocess`, then
 //! `curl http://127.0.0.1:8090/` a few times (or `ps -f --forest` to see the
-//! three processes). The HTTP/1.0 answer is written by hand over `IOStream`.
+//! three processes). Each child serves with its own `HTTPServer`.
 //!
 //! ci-args: --self-test
 
@@ -28,59 +30,42 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use squall::{netutil, process, ErrorKind, Future, IOLoop, IOStream, TCPServer};
+use squall::http::HTTPServer;
+use squall::web::{Application, Exchange, RequestHandler};
+use squall::{netutil, process, Error, IOLoop};
 
 const DEFAULT_PORT: u16 = 8090;
 const PROCESSES: usize = 2;
 /// How long a child gives requests in flight when asked to stop.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// One connection: read the request head, answer with this process's ids,
-/// close (HTTP/1.0, no keep-alive).
-fn handle(stream: IOStream, peer: SocketAddr) -> Future<()> {
-    let done = Future::new();
-    let (d, s) = (done.clone(), stream.clone());
-    stream
-        .read_until(b"\r\n\r\n", Some(64 * 1024))
-        .add_done_callback(move |head: &Future<Vec<u8>>| {
-            let head = match head.take_result() {
-                Ok(head) => head,
-                Err(err) if err.kind() == ErrorKind::StreamClosed => {
-                    let _ = d.set_result(()); // the client left
-                    return;
-                }
-                Err(err) => {
-                    s.close();
-                    let _ = d.set_error(err);
-                    return;
-                }
-            };
-            let request_line = String::from_utf8_lossy(&head);
-            let request_line = request_line.lines().next().unwrap_or("");
-            log::debug!("{peer}: {request_line}");
-            let body = format!(
-                "pid {} task {}\n",
-                std::process::id(),
-                process::task_id().map_or("-".to_string(), |t| t.to_string())
-            );
-            let response = format!(
-                "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let s2 = s.clone();
-            s.write(response).add_done_callback(move |w: &Future<()>| {
-                s2.close();
-                let _ = d.complete(w.take_result());
-            });
-        });
-    done
+/// Every request: this process's pid and task id, and the client's address
+/// (from `X-Real-IP` when started with `--xheaders` behind a proxy).
+struct WhoAmI;
+
+impl RequestHandler for WhoAmI {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        x.set_header("Content-Type", "text/plain");
+        x.write(format!(
+            "pid {} task {} remote {}\n",
+            std::process::id(),
+            process::task_id().map_or("-".to_string(), |t| t.to_string()),
+            x.request().remote_ip()
+        ));
+        Ok(())
+    }
 }
 
-fn serve(port: u16, reuse_port: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let server = TCPServer::new(handle);
+fn new_server(xheaders: bool) -> HTTPServer {
+    let server = HTTPServer::new(Application::new().route("/", || WhoAmI));
+    server.set_xheaders(xheaders);
+    server
+}
+
+fn serve(port: u16, reuse_port: bool, xheaders: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let server = new_server(xheaders);
     if reuse_port {
-        // TCPServer's way: bind, then start(n) forks, and each child binds
+        // Tornado's `server.bind(); server.start(n)`: start(n) forks, and each child binds
         // its own SO_REUSEPORT socket on the port (and stops gracefully on
         // SIGTERM).
         server.bind(port, Some("127.0.0.1"), None, true)?;
@@ -130,7 +115,7 @@ fn get(addr: SocketAddr) -> std::io::Result<String> {
     let mut response = String::new();
     conn.read_to_string(&mut response)?;
     match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_string()),
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
         _ => Err(std::io::Error::other(format!("bad response {response:?}"))),
     }
 }
@@ -227,17 +212,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let reuse_port = args.iter().any(|a| a == "--reuse-port");
-    let rest: Vec<&String> = args.iter().filter(|a| *a != "--reuse-port").collect();
+    let xheaders = args.iter().any(|a| a == "--xheaders");
+    let rest: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with("--") || *a == "--self-test" || *a == "--help")
+        .collect();
     match rest.first().map(|s| s.as_str()) {
         Some("--self-test") => self_test(),
         Some("-h") | Some("--help") => {
-            println!("usage: multiprocess [--reuse-port] [PORT] | --self-test");
+            println!("usage: multiprocess [--reuse-port] [--xheaders] [PORT] | --self-test");
             Ok(())
         }
         Some(port) => {
             let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
-            serve(port, reuse_port)
+            serve(port, reuse_port, xheaders)
         }
-        None => serve(DEFAULT_PORT, reuse_port),
+        None => serve(DEFAULT_PORT, reuse_port, xheaders),
     }
 }

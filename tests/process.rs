@@ -21,6 +21,8 @@ use std::sync::mpsc::Receiver;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use squall::http::HTTPServer;
+use squall::web::{Application, Exchange, RequestHandler};
 use squall::{netutil, process, ErrorKind, Future, IOLoop, IOStream, TCPServer};
 
 const ROLE_ENV: &str = "SQUALL_PROCESS_TEST_ROLE";
@@ -55,7 +57,14 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
         println!("PORT {port}");
         std::io::stdout().flush()
     };
-    if env_or("API", "tcpserver") == "fork" {
+    if env_or("API", "tcpserver") == "http" {
+        // The real HTTPServer, trusting the proxy's headers.
+        let http = HTTPServer::new(Application::new().route("/", || WhoAmI));
+        http.set_xheaders(true);
+        http.bind(0, Some("127.0.0.1"), None, reuse_port)?;
+        announce(http.local_addrs()[0].port())?;
+        http.start(procs)?;
+    } else if env_or("API", "tcpserver") == "fork" {
         let sockets = netutil::bind_sockets(0, Some("127.0.0.1"), None, reuse_port)?;
         announce(sockets[0].local_addr()?.port())?;
         process::fork_processes(procs, max_restarts)?;
@@ -79,6 +88,22 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
     );
     std::io::stdout().flush()?;
     Ok(())
+}
+
+/// `GET /` on `HTTPServer`: the same answer as [`handle`]'s, with Tornado's
+/// `remote_ip` (from `X-Real-IP` under `set_xheaders(true)`).
+struct WhoAmI;
+
+impl RequestHandler for WhoAmI {
+    fn get(&mut self, x: &Exchange) -> Result<(), squall::Error> {
+        x.write(format!(
+            "pid {} task {} remote {}\n",
+            std::process::id(),
+            process::task_id().map_or(-1, |t| t as i64),
+            x.request().remote_ip()
+        ));
+        Ok(())
+    }
 }
 
 /// `GET /` answers `pid P task T remote ADDR`; `/slow/MS` answers after MS ms;
@@ -223,7 +248,7 @@ impl Server {
         let mut response = String::new();
         conn.read_to_string(&mut response)?;
         match response.split_once("\r\n\r\n") {
-            Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_string()),
+            Some((head, body)) if is_200(head) => Ok(body.to_string()),
             _ => Err(std::io::Error::other(format!("bad response {response:?}"))),
         }
     }
@@ -322,6 +347,12 @@ impl Drop for Server {
         let _ = self.child.wait();
         GROUPS.lock().unwrap().retain(|&g| g != self.pgid);
     }
+}
+
+/// Whether a response head says `200` (HTTP/1.0 from the hand-written
+/// server, HTTP/1.1 from `HTTPServer` and nginx).
+fn is_200(head: &str) -> bool {
+    head.starts_with("HTTP/1.") && head.get(8..13) == Some(" 200 ")
 }
 
 fn parse_whoami(body: &str) -> std::io::Result<(u32, i64)> {
@@ -608,7 +639,7 @@ http {{
         let mut response = String::new();
         conn.read_to_string(&mut response)?;
         match response.split_once("\r\n\r\n") {
-            Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+            Some((head, body)) if is_200(head) => Ok(body.to_string()),
             _ => Err(std::io::Error::other(format!("bad response {response:?}"))),
         }
     }
@@ -625,7 +656,9 @@ impl Drop for Nginx {
 }
 
 fn behind_nginx_with_the_client_address_in_x_real_ip() {
-    let mut server = Server::start(&[("API", "tcpserver")]);
+    // HTTPServer::bind + start(2), with xheaders: the handler's remote_ip
+    // is the client's, read from the X-Real-IP nginx sets.
+    let mut server = Server::start(&[("API", "http")]);
     let nginx = Nginx::start(server.addr);
     let mut pids = BTreeMap::new();
     for i in 0..200 {
@@ -665,7 +698,7 @@ impl Probe {
         let mut response = String::new();
         conn.read_to_string(&mut response)?;
         match response.split_once("\r\n\r\n") {
-            Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_string()),
+            Some((head, body)) if is_200(head) => Ok(body.to_string()),
             _ => Err(std::io::Error::other(format!("bad response {response:?}"))),
         }
     }

@@ -357,7 +357,12 @@ impl Conn {
             body: body_vec,
             remote: self.peer,
             path_args: Vec::new(),
+            real_ip: None,
         };
+        let mut request = request;
+        if self.opts.xheaders {
+            request.real_ip = super::request::forwarded_ip(&request.headers);
+        }
         Ok(Some((skip + n, request, body)))
     }
 

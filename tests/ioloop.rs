@@ -906,6 +906,61 @@ fn remote_callback_wakes_a_loop_sleeping_in_a_long_poll() {
     io_loop.close();
 }
 
+/// Small closures travel inline in the channel, big ones boxed: both run,
+/// panics in either are caught, and ones never run (the loop closed first)
+/// still drop what they captured.
+#[test]
+fn remote_callbacks_small_and_big_run_panic_and_drop_cleanly() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let io_loop = IOLoop::new().unwrap();
+    let remote = io_loop.remote();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (r1, r2) = (ran.clone(), ran.clone());
+    let big = [7u8; 512];
+    thread::spawn(move || {
+        remote
+            .add_callback(move || {
+                r1.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        remote
+            .add_callback(move || {
+                r2.fetch_add(big.iter().map(|&b| b as usize).sum(), Ordering::SeqCst);
+            })
+            .unwrap();
+        remote
+            .add_callback(|| -> () { panic!("inline panic") })
+            .unwrap();
+        remote
+            .add_callback(move || -> () {
+                let _keep = big;
+                panic!("boxed panic")
+            })
+            .unwrap();
+        remote.stop().unwrap();
+    })
+    .join()
+    .unwrap();
+    let (_, errors) = squall::testing::capture_unhandled(|| io_loop.start().unwrap());
+    assert_eq!(ran.load(Ordering::SeqCst), 1 + 7 * 512);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    // Queued but never run: captures dropped at close, small or big.
+    let remote = io_loop.remote();
+    let token = Arc::new(());
+    let (t1, t2) = (token.clone(), token.clone());
+    remote.add_callback(move || drop(t1)).unwrap();
+    remote
+        .add_callback(move || {
+            let _keep = (t2, [0u8; 256]);
+        })
+        .unwrap();
+    assert_eq!(Arc::strong_count(&token), 3);
+    io_loop.close();
+    drop(remote);
+    assert_eq!(Arc::strong_count(&token), 1);
+}
+
 #[test]
 fn remote_stop_stops_the_loop() {
     let io_loop = IOLoop::new().unwrap();

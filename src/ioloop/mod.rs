@@ -729,9 +729,9 @@ impl IOLoop {
                 None => None,
             };
             match msg {
-                Some(RemoteMsg::Callback(f, name)) => {
+                Some(RemoteMsg::Callback(mut f, name)) => {
                     let started = self.blocking_clock();
-                    callback::invoke(&Context::empty(), Origin::Remote, name, f);
+                    callback::invoke(&Context::empty(), Origin::Remote, name, &mut *f);
                     self.check_blocking(started, Origin::Remote, name);
                 }
                 Some(RemoteMsg::Stop) => self.stop(),

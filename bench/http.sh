@@ -2,7 +2,10 @@
 # The HTTP headline: hello-world servers, each alone on one core, loaded by
 # wrk (one thread) on the other core. Servers: squall (examples/hello_server.rs),
 # hyper 1.x on a tokio current_thread runtime, a hand-written mio loop (the
-# practical limit of one core) and Python Tornado 6 (bench/peers/).
+# practical limit of one core) and Python Tornado 6 (bench/peers/); then
+# squall2 / squall2rp: squall in 2 processes (hello_server --processes 2, a
+# shared socket / one SO_REUSEPORT socket each), on both cores, sharing them
+# with wrk; their CPU per request sums the children.
 #
 #   bench/http.sh                          # all four, RUNS=3 x 10 s each: ~8 min
 #   bench/http.sh mio hyper                # some servers only
@@ -37,7 +40,7 @@ SQUALL_CARGO_ARGS=${SQUALL_CARGO_ARGS:-}
 # Quiet servers: an access log on stderr would be measured too.
 export RUST_LOG=${RUST_LOG:-warn}
 
-all_servers=(squall hyper mio tornado)
+all_servers=(squall hyper mio tornado squall2 squall2rp)
 servers=("$@")
 [ ${#servers[@]} -gt 0 ] || servers=("${all_servers[@]}")
 for s in "${servers[@]}"; do
@@ -73,10 +76,12 @@ fi
 echo "==> build"
 selected=()
 want() { case " ${servers[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
-if want squall; then
+if want squall || want squall2 || want squall2rp; then
   if [ -f "$root/examples/hello_server.rs" ]; then
     (cd "$root" && cargo build --release --example hello_server $SQUALL_CARGO_ARGS)
-    selected+=(squall)
+    want squall && selected+=(squall)
+    want squall2 && selected+=(squall2)
+    want squall2rp && selected+=(squall2rp)
   else
     echo "squall: SKIPPED: examples/hello_server.rs is not in this tree yet (squall's HTTP server, issue #6)"
   fi
@@ -101,6 +106,8 @@ fi
 server_cmd() { # name port -> the command line
   case $1 in
     squall) echo "$squall_target/release/examples/hello_server $2" ;;
+    squall2) echo "$squall_target/release/examples/hello_server --processes 2 $2" ;;
+    squall2rp) echo "$squall_target/release/examples/hello_server --processes 2 --reuse-port $2" ;;
     hyper) echo "$peers_target/release/hello_hyper $2" ;;
     mio) echo "$peers_target/release/hello_mio $2" ;;
     tornado) echo "python3 $root/bench/peers/hello_tornado.py $2" ;;
@@ -122,13 +129,22 @@ trap 'exit 130' INT TERM
 tck=$(getconf CLK_TCK)
 # utime and stime, in clock ticks: fields 14 and 15 of /proc/PID/stat, counted
 # after the ")" that ends the command name (which may hold spaces).
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
+# A multi-process server: the parent (a supervisor, idle) and its children.
+cpu_ticks() {
+  local p
+  for p in "$1" $(pgrep -P "$1"); do sed 's/.*) //' "/proc/$p/stat"; done |
+    awk '{ u += $12; s += $13 } END { print u, s }'
+}
 
 start_server() { # name port
   local cmd
   cmd=$(server_cmd "$1" "$2")
   # taskset execs the server: $pid is the server's own PID.
-  taskset -c "$SERVER_CPU" $cmd >"$work/$1.log" 2>&1 &
+  # Several processes share both cores (and wrk's): one core would make
+  # the second process pointless.
+  local cpus=$SERVER_CPU
+  case $1 in squall2*) cpus=$SERVER_CPU,$WRK_CPU ;; esac
+  taskset -c "$cpus" $cmd >"$work/$1.log" 2>&1 &
   pid=$!
   local i
   for i in $(seq 100); do

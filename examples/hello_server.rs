@@ -13,6 +13,10 @@
 //! hello_server PORT          serve on 127.0.0.1:PORT
 //! hello_server --self-test   serve on a free port, fetch every route with a
 //!                            plain std client, check the answers, exit 0
+//! hello_server --processes N [--reuse-port] PORT
+//!                            Tornado's bind + start(N): N forked processes
+//!                            accepting on one shared socket (or, with
+//!                            --reuse-port, one SO_REUSEPORT socket each)
 //! ```
 //!
 //! Routes: `/` answers `Hello, world`; `/sleep` answers after 2 s, waiting
@@ -81,22 +85,45 @@ fn app(delay: Duration) -> Application {
 
 fn main() -> Result<(), Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let arg = std::env::args().nth(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--self-test") {
+        let io_loop = IOLoop::current();
+        io_loop.set_blocking_log_threshold(Some(Duration::from_millis(500)));
+        return self_test(&io_loop);
+    }
+    let usage = || Error::other("usage: hello_server [--processes N [--reuse-port]] [PORT]");
+    let (mut port, mut processes, mut reuse_port) = (8888, 1, false);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--processes" => {
+                processes = rest.next().and_then(|n| n.parse().ok()).ok_or_else(usage)?;
+            }
+            "--reuse-port" => reuse_port = true,
+            p => port = p.parse().map_err(|_| usage())?,
+        }
+    }
+    let server = HTTPServer::new(app(Duration::from_secs(2)));
+    if processes == 1 {
+        server.listen(port, Some("127.0.0.1"))?;
+    } else {
+        // No IOLoop may exist before the fork: bind, then start(n) forks
+        // and each child makes its own loop (with reuse-port, each child
+        // binds its own socket).
+        server.bind(port, Some("127.0.0.1"), None, reuse_port)?;
+        server.start(processes)?;
+    }
     let io_loop = IOLoop::current();
     // Report callbacks that hold the loop longer than this.
     io_loop.set_blocking_log_threshold(Some(Duration::from_millis(500)));
-    if arg.as_deref() == Some("--self-test") {
-        return self_test(&io_loop);
-    }
-    let port = match arg {
-        Some(p) => p
-            .parse()
-            .map_err(|_| Error::other(format!("usage: hello_server [PORT], not {p:?}")))?,
-        None => 8888,
-    };
-    let server = HTTPServer::new(app(Duration::from_secs(2)));
-    server.listen(port, Some("127.0.0.1"))?;
-    println!("serving on http://127.0.0.1:{port}/ (routes /, /sleep, /blocking)");
+    println!(
+        "serving on http://127.0.0.1:{port}/ (routes /, /sleep, /blocking){}",
+        if processes == 1 {
+            String::new()
+        } else {
+            format!(", pid {}", std::process::id())
+        }
+    );
     io_loop.start()
 }
 

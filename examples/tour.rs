@@ -2,10 +2,10 @@
 //! order of the five seed articles (`docs/porting.md` has their snippets).
 //!
 //! Each stop prints what happens and why. Everything runs on one thread, one
-//! `IOLoop`; the only other threads are a stand-in "slow service" (plain
-//! blocking std code, answering each line after 100 ms) and the loop's own
-//! `Remote`. The tour checks what it tells (an assertion per claim), leaves
-//! no timeout or handler behind, and ends in about a second.
+//! `IOLoop`; the only other threads belong to a stand-in "slow service"
+//! (plain blocking std code, answering each line after 100 ms, as a remote
+//! server would). The tour checks what it tells (an assertion per claim),
+//! leaves no timeout or handler behind, and ends in about a second.
 //!
 //! Run: `cargo run --release --all-features --example tour`
 //! (without `--features stackful` the greenlet stop says it is skipped).

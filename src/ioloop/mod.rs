@@ -838,34 +838,40 @@ impl IOLoop {
     #[inline]
     fn run_callback(&self, cb: Callback, origin: Origin) {
         #[cfg(feature = "trace")]
-        if self.inner.trace.is_enabled() {
-            return self.run_callback_traced(cb, origin);
-        }
-        #[cfg(feature = "trace")]
-        let Callback { f, ctx, name, .. } = cb;
+        let Callback { f, ctx, name, site } = cb;
         #[cfg(not(feature = "trace"))]
         let Callback { f, ctx, name } = cb;
         let started = self.blocking_clock();
+        // One call of `invoke` on both paths, so it stays inlined.
+        #[cfg(feature = "trace")]
+        let traced = self
+            .inner
+            .trace
+            .is_enabled()
+            .then(|| self.inner.trace.now());
         callback::invoke(&ctx, origin, name, f);
+        #[cfg(feature = "trace")]
+        if let Some(traced) = traced {
+            self.trace_callback(traced, origin, name, site);
+        }
         self.check_blocking(started, origin, name);
     }
 
-    /// `run_callback` while recording: out of line, so the untraced path
-    /// stays as it was.
     #[cfg(feature = "trace")]
     #[cold]
     #[inline(never)]
-    fn run_callback_traced(&self, cb: Callback, origin: Origin) {
-        let Callback { f, ctx, name, site } = cb;
-        let started = self.blocking_clock();
-        let traced = self.inner.trace.now();
-        callback::invoke(&ctx, origin, name, f);
+    fn trace_callback(
+        &self,
+        started: Instant,
+        origin: Origin,
+        name: &'static str,
+        site: &'static std::panic::Location<'static>,
+    ) {
         let kind = match origin {
             Origin::Timeout => crate::trace::Kind::Timeout,
             _ => crate::trace::Kind::Callback,
         };
-        self.inner.trace.record(kind, traced, name, Some(site));
-        self.check_blocking(started, origin, name);
+        self.inner.trace.record(kind, started, name, Some(site));
     }
 
     #[inline]

@@ -46,6 +46,8 @@ pub mod queues;
 pub mod stack_context;
 pub mod tcpserver;
 pub mod testing;
+#[cfg(feature = "trace")]
+pub mod trace;
 pub mod web;
 
 pub use callback::CallbackReturn;

@@ -102,6 +102,9 @@ pub(crate) trait ErasedGen {
     /// Delivers the output; `err` overrides it (a leaked callback).
     fn finish(self: Box<Self>, err: Option<Error>);
     fn failed(&self) -> bool;
+    /// The generator's type name, for the trace.
+    #[cfg(feature = "trace")]
+    fn name(&self) -> &'static str;
 }
 
 pub(crate) struct Driver<G: super::Generator> {
@@ -141,6 +144,11 @@ impl<G: super::Generator> ErasedGen for Driver<G> {
 
     fn failed(&self) -> bool {
         matches!(self.output, Some(Err(_)))
+    }
+
+    #[cfg(feature = "trace")]
+    fn name(&self) -> &'static str {
+        std::any::type_name::<G>()
     }
 }
 
@@ -429,6 +437,9 @@ impl Runner {
                 .borrow_mut()
                 .take()
                 .expect("generator present while running");
+            #[cfg(feature = "trace")]
+            let next = crate::trace::step(gen.name(), || gen.resume(input));
+            #[cfg(not(feature = "trace"))]
             let next = gen.resume(input);
             match next {
                 Some(mut point) => {

@@ -215,6 +215,9 @@ pub(crate) struct Handler {
     pub(crate) f: Option<HandlerFn>,
     pub(crate) ctx: Context,
     pub(crate) name: &'static str,
+    /// Where it was added, for the trace.
+    #[cfg(feature = "trace")]
+    pub(crate) site: &'static std::panic::Location<'static>,
 }
 
 #[derive(Default)]
@@ -249,6 +252,7 @@ impl IOLoop {
     /// # Errors
     /// [`ErrorKind::InvalidState`] if `fd` already has a handler;
     /// [`ErrorKind::Io`] if epoll refuses it; [`ErrorKind::Closed`] on a closed loop.
+    #[cfg_attr(feature = "trace", track_caller)]
     pub fn add_handler<R, F>(
         &self,
         fd: impl ToRawFd,
@@ -269,6 +273,7 @@ impl IOLoop {
     ///
     /// # Errors
     /// As [`add_handler`](IOLoop::add_handler).
+    #[cfg_attr(feature = "trace", track_caller)]
     pub fn add_edge_handler<R, F>(
         &self,
         fd: impl ToRawFd,
@@ -282,6 +287,7 @@ impl IOLoop {
         self.register(fd.to_raw_fd(), handler, events, Trigger::Edge)
     }
 
+    #[cfg_attr(feature = "trace", track_caller)]
     fn register<R, F>(
         &self,
         fd: RawFd,
@@ -311,6 +317,8 @@ impl IOLoop {
             f: Some(Box::new(move |fd, ev| handler(fd, ev).into_outcome())),
             ctx: Context::capture(),
             name: std::any::type_name::<F>(),
+            #[cfg(feature = "trace")]
+            site: std::panic::Location::caller(),
         });
         let token = token_of(key);
         if let Err(err) = poll
@@ -395,19 +403,30 @@ impl IOLoop {
                         if events.is_empty() {
                             None
                         } else {
+                            #[cfg(feature = "trace")]
+                            let site = Some(entry.site);
+                            #[cfg(not(feature = "trace"))]
+                            let site: Option<()> = None;
                             entry
                                 .f
                                 .take()
-                                .map(|f| (f, entry.fd, events, entry.ctx.clone(), entry.name))
+                                .map(|f| (f, entry.fd, events, entry.ctx.clone(), entry.name, site))
                         }
                     }
                 }
             };
-            let Some((mut f, fd, events, ctx, name)) = taken else {
+            let Some((mut f, fd, events, ctx, name, _site)) = taken else {
                 continue;
             };
             let started = self.blocking_clock();
+            #[cfg(feature = "trace")]
+            let traced = inner.trace.is_enabled().then(|| inner.trace.now());
             callback::invoke(&ctx, Origin::Handler(fd), name, || f(fd, events));
+            #[cfg(feature = "trace")]
+            if let Some(traced) = traced {
+                let kind = crate::trace::Kind::Handler { fd, events };
+                inner.trace.record(kind, traced, name, _site);
+            }
             self.check_blocking(started, Origin::Handler(fd), name);
 
             // Put the handler back, unless it was removed while it ran.

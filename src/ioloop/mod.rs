@@ -76,10 +76,14 @@ pub(crate) struct Callback {
     pub(crate) f: BoxedCallback,
     pub(crate) ctx: Context,
     pub(crate) name: &'static str,
+    /// Where it was scheduled, for the trace.
+    #[cfg(feature = "trace")]
+    pub(crate) site: &'static std::panic::Location<'static>,
 }
 
 impl Callback {
     #[inline]
+    #[cfg_attr(feature = "trace", track_caller)]
     fn new<R, F>(f: F, ctx: Context) -> Callback
     where
         R: CallbackReturn,
@@ -89,6 +93,8 @@ impl Callback {
             f: Box::new(move || f().into_outcome()),
             ctx,
             name: std::any::type_name::<F>(),
+            #[cfg(feature = "trace")]
+            site: std::panic::Location::caller(),
         }
     }
 }
@@ -114,6 +120,8 @@ struct Inner {
     blocking_threshold: Cell<Option<Duration>>,
     /// Signal pipe and callbacks, once a signal handler is added.
     signals: RefCell<Option<signal::Signals>>,
+    #[cfg(feature = "trace")]
+    trace: crate::trace::Tracer,
 }
 
 /// A single-threaded event loop, Tornado's `IOLoop`.
@@ -172,12 +180,14 @@ impl IOLoop {
                 remote_rx: RefCell::new(Some(rx)),
                 remote,
                 channels: RefCell::new(Vec::new()),
-                clock,
                 running: Cell::new(false),
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
                 blocking_threshold: Cell::new(None),
                 signals: RefCell::new(None),
+                #[cfg(feature = "trace")]
+                trace: crate::trace::Tracer::new(clock.clone()),
+                clock,
             }),
         })
     }
@@ -230,6 +240,13 @@ impl IOLoop {
         &self.inner.clock
     }
 
+    /// This loop's recorder of what each iteration does (off until
+    /// enabled). See the [`trace`](crate::trace) module.
+    #[cfg(feature = "trace")]
+    pub fn trace(&self) -> &crate::trace::Tracer {
+        &self.inner.trace
+    }
+
     // ----- callbacks -------------------------------------------------------
 
     /// Runs `f` on the next iteration of the loop.
@@ -237,6 +254,7 @@ impl IOLoop {
     /// It captures the current stack context. On a closed loop the callback
     /// is dropped.
     #[inline]
+    #[cfg_attr(feature = "trace", track_caller)]
     pub fn add_callback<R, F>(&self, f: F)
     where
         R: CallbackReturn,
@@ -247,6 +265,7 @@ impl IOLoop {
 
     /// Like [`add_callback`](IOLoop::add_callback), but with no stack context:
     /// for independent work that must not report to the caller's handlers.
+    #[cfg_attr(feature = "trace", track_caller)]
     pub fn spawn_callback<R, F>(&self, f: F)
     where
         R: CallbackReturn,
@@ -266,6 +285,7 @@ impl IOLoop {
 
     /// Runs `f(&future)` on the loop once `future` is done (on the iteration
     /// after it completes). `f` captures the current stack context.
+    #[cfg_attr(feature = "trace", track_caller)]
     pub fn add_future<T, R, F>(&self, future: &Future<T>, f: F)
     where
         T: 'static,
@@ -274,10 +294,18 @@ impl IOLoop {
     {
         // Weak: a future that never completes must not keep the loop alive.
         let weak: Weak<Inner> = Rc::downgrade(&self.inner);
+        #[cfg(feature = "trace")]
+        let site = std::panic::Location::caller();
         future.add_done_callback(move |done: &Future<T>| {
             if let Some(inner) = weak.upgrade() {
                 let done = done.clone();
-                IOLoop { inner }.add_callback(move || f(&done));
+                #[allow(unused_mut)]
+                let mut cb = Callback::new(move || f(&done), Context::capture());
+                #[cfg(feature = "trace")]
+                {
+                    cb.site = site;
+                }
+                IOLoop { inner }.push_callback(cb);
             }
         });
     }
@@ -335,6 +363,7 @@ impl IOLoop {
     ///
     /// `f` captures the current stack context. On a closed loop it is dropped
     /// (and removing the handle returns `false`).
+    #[cfg_attr(feature = "trace", track_caller)]
     pub fn add_timeout<R, F>(&self, deadline: impl Into<Deadline>, f: F) -> TimeoutHandle
     where
         R: CallbackReturn,
@@ -359,6 +388,7 @@ impl IOLoop {
     }
 
     /// Runs `f` after `delay`.
+    #[cfg_attr(feature = "trace", track_caller)]
     pub fn call_later<R, F>(&self, delay: Duration, f: F) -> TimeoutHandle
     where
         R: CallbackReturn,
@@ -368,6 +398,7 @@ impl IOLoop {
     }
 
     /// Runs `f` at `when`, on the loop's clock.
+    #[cfg_attr(feature = "trace", track_caller)]
     pub fn call_at<R, F>(&self, when: Instant, f: F) -> TimeoutHandle
     where
         R: CallbackReturn,
@@ -576,6 +607,10 @@ impl IOLoop {
 
     fn run_once(&self) -> Result<(), Error> {
         let inner = &*self.inner;
+        #[cfg(feature = "trace")]
+        if inner.trace.is_enabled() {
+            inner.trace.begin_iteration();
+        }
 
         // 1. Timeouts due now (noted before callbacks run, as Tornado does).
         let mut due = std::mem::take(&mut *inner.due.borrow_mut());
@@ -627,7 +662,18 @@ impl IOLoop {
             if timeout == Some(Duration::ZERO) && self.inner.handlers.borrow().map.is_empty() {
                 0
             } else {
-                self.poll(timeout)?
+                #[cfg(feature = "trace")]
+                let started = inner.trace.is_enabled().then(|| inner.trace.now());
+                let nevents = self.poll(timeout)?;
+                #[cfg(feature = "trace")]
+                if let Some(started) = started {
+                    let kind = crate::trace::Kind::Poll {
+                        timeout,
+                        events: nevents,
+                    };
+                    inner.trace.record(kind, started, "", None);
+                }
+                nevents
             };
 
         // 5. Handlers.
@@ -731,7 +777,15 @@ impl IOLoop {
             match msg {
                 Some(RemoteMsg::Callback(mut f, name)) => {
                     let started = self.blocking_clock();
+                    #[cfg(feature = "trace")]
+                    let traced = inner.trace.is_enabled().then(|| inner.trace.now());
                     callback::invoke(&Context::empty(), Origin::Remote, name, &mut *f);
+                    #[cfg(feature = "trace")]
+                    if let Some(traced) = traced {
+                        inner
+                            .trace
+                            .record(crate::trace::Kind::Remote, traced, name, None);
+                    }
                     self.check_blocking(started, Origin::Remote, name);
                 }
                 Some(RemoteMsg::Stop) => self.stop(),
@@ -783,10 +837,41 @@ impl IOLoop {
 
     #[inline]
     fn run_callback(&self, cb: Callback, origin: Origin) {
+        #[cfg(feature = "trace")]
+        let Callback { f, ctx, name, site } = cb;
+        #[cfg(not(feature = "trace"))]
         let Callback { f, ctx, name } = cb;
         let started = self.blocking_clock();
+        // One call of `invoke` on both paths, so it stays inlined.
+        #[cfg(feature = "trace")]
+        let traced = self
+            .inner
+            .trace
+            .is_enabled()
+            .then(|| self.inner.trace.now());
         callback::invoke(&ctx, origin, name, f);
+        #[cfg(feature = "trace")]
+        if let Some(traced) = traced {
+            self.trace_callback(traced, origin, name, site);
+        }
         self.check_blocking(started, origin, name);
+    }
+
+    #[cfg(feature = "trace")]
+    #[cold]
+    #[inline(never)]
+    fn trace_callback(
+        &self,
+        started: Instant,
+        origin: Origin,
+        name: &'static str,
+        site: &'static std::panic::Location<'static>,
+    ) {
+        let kind = match origin {
+            Origin::Timeout => crate::trace::Kind::Timeout,
+            _ => crate::trace::Kind::Callback,
+        };
+        self.inner.trace.record(kind, started, name, Some(site));
     }
 
     #[inline]

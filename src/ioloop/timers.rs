@@ -356,6 +356,8 @@ mod tests {
             f: Box::new(|| Ok(())),
             ctx: Context::empty(),
             name: "test",
+            #[cfg(feature = "trace")]
+            site: std::panic::Location::caller(),
         }
     }
 

@@ -1,10 +1,13 @@
 //! Fault and load tests (issue #11): peers that reset, half-close or stop
-//! reading; slowloris; callback panics mixed into traffic; many idle
-//! keep-alive connections. Loopback only, bounded in time.
+//! reading; slowloris; callback panics mixed into traffic; running out of
+//! descriptors; many idle keep-alive connections. Loopback only, bounded in
+//! time. Figures and commands: docs/reliability.md.
 //!
 //! The tests count open descriptors and CPU time of the whole process, so
-//! they run one at a time (`SERIAL`). The 10,000-connection test is
-//! `#[ignore]`d (it re-runs this binary as its client and takes ~10 s):
+//! they run one at a time (`SERIAL`); the descriptor-exhaustion server runs
+//! in a child process (`nofile_child`) under its own low `RLIMIT_NOFILE`.
+//! The 10,000-connection test is `#[ignore]`d (it re-runs this binary as
+//! its client and takes ~35 s):
 //! `cargo test --test faults -- --ignored idle_keep_alive --nocapture`.
 
 #[allow(dead_code)]
@@ -237,6 +240,7 @@ fn peer_that_stops_reading_a_100_mib_write_then_leaves() {
             result
         });
     let stalled_cpu = cpu_rx.recv().unwrap();
+    eprintln!("write stalled 500 ms: process CPU {stalled_cpu:?}; failed with {err}");
     assert_eq!(err.kind(), ErrorKind::StreamClosed, "{err}");
     let cause = cause_kind(&err);
     assert!(
@@ -653,4 +657,153 @@ fn idle_keep_alive_connections_rss() {
         "{ok}"
     );
     assert!(per_conn < 4096.0, "{per_conn:.0} bytes per idle connection");
+}
+
+// ----- out of descriptors ----------------------------------------------------
+
+const NOFILE_CHILD: &str = "SQUALL_FAULTS_NOFILE_CHILD";
+/// The child's descriptor limit: room for about 30 connections.
+const NOFILE_LIMIT: u64 = 48;
+const NOFILE_CLIENTS: usize = 100;
+
+/// The server half of `out_of_descriptors_delays_clients_without_spinning`:
+/// an HTTP server under a low `RLIMIT_NOFILE`, in a child process so the
+/// limit starves no other test. Prints its address, then its CPU time
+/// every 100 ms; stops when its stdin closes. A no-op in a normal run.
+#[test]
+fn nofile_child() {
+    if std::env::var_os(NOFILE_CHILD).is_none() {
+        return;
+    }
+    // SAFETY: plain get/setrlimit on a struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = NOFILE_LIMIT as libc::rlim_t;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    let io_loop = IOLoop::new().expect("loop");
+    io_loop.make_current();
+    let server = HTTPServer::with_loop(&io_loop, hello_app());
+    server.listen(0, Some("127.0.0.1")).expect("listen");
+    println!("ADDR {}", server.local_addrs()[0]);
+    fn report(l: IOLoop) {
+        println!("CPU {}", cpu_time().as_micros());
+        let l2 = l.clone();
+        l.call_later(Duration::from_millis(100), move || report(l2));
+    }
+    report(io_loop.clone());
+    let remote = io_loop.remote();
+    thread::spawn(move || {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        let _ = remote.stop();
+    });
+    io_loop.start().expect("loop");
+    server.stop();
+    io_loop.close();
+    println!("NOFILE-CHILD-OK");
+}
+
+#[test]
+fn out_of_descriptors_delays_clients_without_spinning() {
+    let _serial = serial();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "nofile_child", "--nocapture", "--test-threads=1"])
+        .env(NOFILE_CHILD, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the server child");
+    let (line_tx, line_rx) = mpsc::channel::<String>();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let reader = thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    let cpu = std::cell::Cell::new(Duration::ZERO);
+    let done_line = std::cell::Cell::new(false);
+    // The child's latest CPU figure (and its address, first).
+    let next = |want: &str| -> Option<String> {
+        while let Ok(line) = line_rx.recv_timeout(Duration::from_secs(10)) {
+            // The harness's "test nofile_child ... " may prefix a line.
+            if line.contains("NOFILE-CHILD-OK") {
+                done_line.set(true);
+            }
+            if let Some(at) = line.find("CPU ") {
+                cpu.set(Duration::from_micros(
+                    line[at + 4..].trim().parse().unwrap(),
+                ));
+                if want == "CPU" {
+                    return Some(line);
+                }
+            } else if let Some(at) = line.find(want) {
+                return Some(line[at..].to_owned());
+            }
+        }
+        None
+    };
+    let addr: SocketAddr = next("ADDR")
+        .expect("the child's address")
+        .trim_start_matches("ADDR ")
+        .parse()
+        .unwrap();
+    let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let start = Instant::now();
+    let clients: Vec<_> = (0..NOFILE_CLIENTS)
+        .map(|_| {
+            let release = release.clone();
+            // Queued by the kernel (backlog 128) whether or not accepted.
+            let mut c = TcpStream::connect(addr).expect("connect");
+            thread::spawn(move || {
+                c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                let r = read_reply(&mut c, &mut Vec::new(), false);
+                let answered = start.elapsed();
+                // Hold the connection (and the server's descriptor).
+                while !release.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                (r.map(|r| r.status), answered)
+            })
+        })
+        .collect();
+    // Starved: the server holds all the connections it can.
+    thread::sleep(Duration::from_millis(500));
+    next("CPU");
+    let (cpu0, t0) = (cpu.get(), Instant::now());
+    thread::sleep(Duration::from_millis(1000));
+    next("CPU");
+    let (starved_cpu, window) = (cpu.get() - cpu0, t0.elapsed());
+    let starved_at = start.elapsed();
+    // The clients leave; the rest must now be served.
+    release.store(true, Ordering::Relaxed);
+    let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let early = results
+        .iter()
+        .filter(|(s, t)| *s == Some(200) && *t < starved_at)
+        .count();
+    let answered = results.iter().filter(|(s, _)| *s == Some(200)).count();
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    while next("NOFILE").is_some() {}
+    let _ = reader.join();
+    eprintln!(
+        "RLIMIT_NOFILE {NOFILE_LIMIT}: {early} of {NOFILE_CLIENTS} answered while starved; \
+         server CPU {starved_cpu:?} over {window:?}; {answered} answered in the end"
+    );
+    assert!(status.success(), "the server child failed");
+    assert!(done_line.get(), "the server child did not finish cleanly");
+    assert!(
+        early > 0 && early < NOFILE_CLIENTS,
+        "{early} answered under the limit: the limit did not bite"
+    );
+    assert!(
+        starved_cpu < window / 4,
+        "server used {starved_cpu:?} of CPU in {window:?} without descriptors: spinning"
+    );
+    assert_eq!(
+        answered, NOFILE_CLIENTS,
+        "service resumes when clients leave"
+    );
 }

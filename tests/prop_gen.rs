@@ -1,13 +1,14 @@
 //! Property test of the Runner: random trees of Multi / Task / sleep /
-//! failing tasks / nested coroutines give the result and the finishing time
-//! (on a `ManualClock`) that a direct computation over the tree predicts.
+//! failing tasks / nested coroutines / `with_timeout` give the result and
+//! the finishing time (on a `ManualClock`) that a direct computation over the
+//! tree predicts.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use squall::gen::{self, Multi, ResultCallback, Resume, Step, Task, YieldFuture, YieldPoint};
 use squall::ioloop::{Clock, ManualClock};
-use squall::{Error, IOLoop};
+use squall::{Error, ErrorKind, IOLoop};
 
 #[derive(Clone, Debug)]
 enum Node {
@@ -28,16 +29,24 @@ enum Node {
     /// A coroutine yielding its children one after another, summing them;
     /// the first error ends it.
     Seq(Vec<Node>),
+    /// `gen::with_timeout(ms + 0.5 ms, child)`: the half millisecond keeps
+    /// the deadline off every other timer's (the child has no timeout).
+    Timeout(Box<Node>, u64),
 }
 
+/// A failure's code in the prediction: a task's, or this for a timeout.
+const TIMED_OUT: u32 = u32::MAX;
+
 fn node() -> impl Strategy<Value = Node> {
-    let leaf = prop_oneof![
-        4 => ((-100i64..100), (0u64..4)).prop_map(|(v, ms)| Node::Value(v, ms)),
-        1 => ((0u32..1000), (0u64..4)).prop_map(|(c, ms)| Node::Fail(c, ms)),
-        1 => (0u32..1000).prop_map(Node::FailStart),
-        1 => (0u64..4).prop_map(Node::Sleep),
-        1 => Just(Node::Moment),
+    // Timeouts wrap only trees without one, so no two deadlines tie.
+    let leaf_or_timeout = prop_oneof![
+        4 => leaf(),
+        1 => (tree(leaf()), 0u64..6).prop_map(|(n, ms)| Node::Timeout(Box::new(n), ms)),
     ];
+    tree(leaf_or_timeout)
+}
+
+fn tree(leaf: impl Strategy<Value = Node> + 'static) -> impl Strategy<Value = Node> {
     leaf.prop_recursive(4, 48, 5, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Node::Multi),
@@ -46,13 +55,24 @@ fn node() -> impl Strategy<Value = Node> {
     })
 }
 
-/// The prediction: the result (a failure is its code) and how long it takes.
+fn leaf() -> impl Strategy<Value = Node> {
+    prop_oneof![
+        4 => ((-100i64..100), (0u64..4)).prop_map(|(v, ms)| Node::Value(v, ms)),
+        1 => ((0u32..1000), (0u64..4)).prop_map(|(c, ms)| Node::Fail(c, ms)),
+        1 => (0u32..1000).prop_map(Node::FailStart),
+        1 => (0u64..4).prop_map(Node::Sleep),
+        1 => Just(Node::Moment),
+    ]
+}
+
+/// The prediction: the result (a failure is its code) and how long it takes
+/// in microseconds.
 fn predict(node: &Node) -> (Result<i64, u32>, u64) {
     match node {
-        Node::Value(v, ms) => (Ok(*v), *ms),
-        Node::Fail(c, ms) => (Err(*c), *ms),
+        Node::Value(v, ms) => (Ok(*v), ms * 1000),
+        Node::Fail(c, ms) => (Err(*c), ms * 1000),
         Node::FailStart(c) => (Err(*c), 0),
-        Node::Sleep(ms) => (Ok(0), *ms),
+        Node::Sleep(ms) => (Ok(0), ms * 1000),
         Node::Moment => (Ok(0), 0),
         Node::Multi(children) => {
             // All start at once, and every child is waited for even after
@@ -75,6 +95,13 @@ fn predict(node: &Node) -> (Result<i64, u32>, u64) {
             }
             (Ok(sum), time)
         }
+        Node::Timeout(child, ms) => {
+            let limit = ms * 1000 + 500;
+            match predict(child) {
+                (r, t) if t < limit => (r, t),
+                _ => (Err(TIMED_OUT), limit),
+            }
+        }
     }
 }
 
@@ -83,6 +110,9 @@ fn fail(code: u32) -> Error {
 }
 
 fn code_of(err: &Error) -> u32 {
+    if err.kind() == ErrorKind::Timeout {
+        return TIMED_OUT;
+    }
     let m = err.to_string();
     let start = m
         .find("fail<")
@@ -111,12 +141,34 @@ fn point(node: Node) -> Box<dyn YieldPoint> {
         Node::Sleep(ms) => Box::new(gen::sleep(Duration::from_millis(ms))),
         Node::Moment => Box::new(gen::moment()),
         Node::Multi(_) | Node::Seq(_) => Box::new(YieldFuture::new(gen::coroutine(coro(node)))),
+        Node::Timeout(child, ms) => Box::new(gen::with_timeout(
+            Duration::from_millis(ms) + Duration::from_micros(500),
+            BoxedPoint(point(*child)),
+        )),
+    }
+}
+
+/// A boxed point as an `impl YieldPoint` (for `with_timeout`).
+struct BoxedPoint(Box<dyn YieldPoint>);
+
+impl YieldPoint for BoxedPoint {
+    fn start(&mut self, runner: &gen::Runner) -> Result<(), Error> {
+        self.0.start(runner)
+    }
+    fn is_ready(&self, runner: &gen::Runner) -> bool {
+        self.0.is_ready(runner)
+    }
+    fn get_result(&mut self, runner: &gen::Runner) -> Result<gen::Value, Error> {
+        self.0.get_result(runner)
     }
 }
 
 fn as_i64(v: gen::Value) -> i64 {
     if v.is::<()>() {
         0
+    } else if v.is::<gen::Value>() {
+        // `with_timeout` wraps the point's value once more.
+        as_i64(v.downcast::<gen::Value>().expect("a Value"))
     } else {
         v.downcast::<i64>().expect("an i64")
     }
@@ -163,7 +215,7 @@ fn coro(node: Node) -> impl gen::Generator<Output = i64> {
 }
 
 fn check(tree: Node) -> Result<(), TestCaseError> {
-    let (want, want_ms) = predict(&tree);
+    let (want, want_us) = predict(&tree);
     let clock = ManualClock::new();
     let io_loop = IOLoop::with_clock(Clock::Manual(clock.clone())).unwrap();
     let t0 = io_loop.time();
@@ -175,12 +227,12 @@ fn check(tree: Node) -> Result<(), TestCaseError> {
         (Err(e), Err(c)) => prop_assert_eq!(code_of(e), c),
         _ => prop_assert!(false, "got {:?}, predicted {:?}", got, want),
     }
-    prop_assert_eq!(elapsed, Duration::from_millis(want_ms));
+    prop_assert_eq!(elapsed, Duration::from_micros(want_us));
     Ok(())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn trees_give_the_predicted_result_and_time(tree in node()) {

@@ -1,5 +1,6 @@
 //! Property test of the Runner: random trees of Multi / Task / sleep /
-//! failing tasks / nested coroutines / `with_timeout` give the result and
+//! failing tasks / nested coroutines / `with_timeout` / explicit keys
+//! (`Callback` + `Wait` / `WaitAll`) give the result and
 //! the finishing time (on a `ManualClock`) that a direct computation over the
 //! tree predicts.
 
@@ -29,6 +30,11 @@ enum Node {
     /// A coroutine yielding its children one after another, summing them;
     /// the first error ends it.
     Seq(Vec<Node>),
+    /// A coroutine that yields `gen::Callback(i)` for each (value, ms),
+    /// has each callback called with its value after ms (0: at once, while
+    /// the runner is busy), then waits with `WaitAll` (or one `Wait` after
+    /// another) and returns the sum: Tornado 2's explicit keys.
+    Keyed(Vec<(i64, u64)>, bool),
     /// `gen::with_timeout(ms + 0.5 ms, child)`: the half millisecond keeps
     /// the deadline off every other timer's (the child has no timeout).
     Timeout(Box<Node>, u64),
@@ -62,6 +68,8 @@ fn leaf() -> impl Strategy<Value = Node> {
         1 => (0u32..1000).prop_map(Node::FailStart),
         1 => (0u64..4).prop_map(Node::Sleep),
         1 => Just(Node::Moment),
+        1 => (prop::collection::vec(((-100i64..100), (0u64..4)), 0..4), any::<bool>())
+            .prop_map(|(v, all)| Node::Keyed(v, all)),
     ]
 }
 
@@ -74,6 +82,10 @@ fn predict(node: &Node) -> (Result<i64, u32>, u64) {
         Node::FailStart(c) => (Err(*c), 0),
         Node::Sleep(ms) => (Ok(0), ms * 1000),
         Node::Moment => (Ok(0), 0),
+        Node::Keyed(calls, _) => (
+            Ok(calls.iter().map(|(v, _)| v).sum()),
+            calls.iter().map(|(_, ms)| ms * 1000).max().unwrap_or(0),
+        ),
         Node::Multi(children) => {
             // All start at once, and every child is waited for even after
             // one fails: the time is the longest child's.
@@ -140,6 +152,7 @@ fn point(node: Node) -> Box<dyn YieldPoint> {
         }
         Node::Sleep(ms) => Box::new(gen::sleep(Duration::from_millis(ms))),
         Node::Moment => Box::new(gen::moment()),
+        Node::Keyed(calls, all) => Box::new(YieldFuture::new(gen::coroutine(keyed(calls, all)))),
         Node::Multi(_) | Node::Seq(_) => Box::new(YieldFuture::new(gen::coroutine(coro(node)))),
         Node::Timeout(child, ms) => Box::new(gen::with_timeout(
             Duration::from_millis(ms) + Duration::from_micros(500),
@@ -172,6 +185,50 @@ fn as_i64(v: gen::Value) -> i64 {
     } else {
         v.downcast::<i64>().expect("an i64")
     }
+}
+
+/// The coroutine of a `Node::Keyed`.
+fn keyed(calls: Vec<(i64, u64)>, all: bool) -> impl gen::Generator<Output = i64> {
+    let n = calls.len() as i64;
+    let mut registered = 0i64;
+    let mut waited = 0i64;
+    let mut sum = 0i64;
+    let g: StepFn = Box::new(move |_, input| {
+        let value = match input {
+            Resume::Start => None,
+            Resume::Value(v) => Some(v),
+            Resume::Error(err) => return Step::Return(Err(err)),
+        };
+        if let Some(v) = value {
+            if registered < n {
+                // The answer to `Callback(registered)`: its callback.
+                let cb = v.downcast::<ResultCallback>().expect("a ResultCallback");
+                let (val, ms) = calls[registered as usize];
+                if ms == 0 {
+                    cb.call(val);
+                } else {
+                    IOLoop::current().call_later(Duration::from_millis(ms), move || cb.call(val));
+                }
+                registered += 1;
+            } else if all {
+                let values = v.downcast::<Vec<gen::Value>>().expect("WaitAll's Vec");
+                return Step::Return(Ok(values.into_iter().map(as_i64).sum()));
+            } else {
+                sum += as_i64(v);
+                waited += 1;
+            }
+        }
+        if registered < n {
+            Step::wait(gen::Callback::new(registered))
+        } else if n == 0 || (!all && waited == n) {
+            Step::Return(Ok(sum))
+        } else if all {
+            Step::wait(gen::WaitAll::new(0..n))
+        } else {
+            Step::wait(gen::Wait::new(waited))
+        }
+    });
+    gen::from_fn((), g)
 }
 
 /// The step function of a test coroutine (one type for both shapes).

@@ -10,7 +10,17 @@
 //! It prints nanoseconds per iteration, but the figures worth quoting are
 //! instruction counts, steady on a noisy machine: run the built binary under
 //! `valgrind --tool=callgrind` at two values of N and divide the difference
-//! in instructions by the difference in N (that cancels the start-up).
+//! in instructions by the difference in N (that cancels the start-up):
+//!
+//! ```text
+//! cargo bench --no-run --bench trace_cost [--features trace]   # prints the binary's path
+//! valgrind --tool=callgrind BINARY MODE 100000   # "Collected : I1"
+//! valgrind --tool=callgrind BINARY MODE 200000   # "Collected : I2"
+//! # (I2 - I1) / 100000 = instructions per iteration
+//! ```
+//!
+//! 2026-11-23, this machine: off 618, disabled 636, on 971 instructions per
+//! iteration; natively about 70, 76 and 205 ns (noisy shared 2-core VM).
 
 use std::time::Instant;
 

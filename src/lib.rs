@@ -50,6 +50,12 @@ pub mod testing;
 pub mod trace;
 pub mod web;
 
+// Entry points for fuzz/ and tests/fuzz_regressions.rs; not API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
+
 pub use callback::CallbackReturn;
 pub use error::{Error, ErrorKind, Result};
 pub use future::{chain_future, Future};

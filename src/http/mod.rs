@@ -46,7 +46,7 @@
 //! go out in one write. A handler that does not finish at once holds the
 //! connection: later pipelined requests wait in the buffer, in order.
 
-mod conn;
+pub(crate) mod conn;
 mod request;
 
 use std::net::TcpListener;

@@ -87,7 +87,7 @@
 mod blocking;
 mod client;
 mod exchange;
-mod parse;
+pub(crate) mod parse;
 mod request;
 mod resolve;
 mod response;

@@ -19,8 +19,9 @@
 //! # (I2 - I1) / 100000 = instructions per iteration
 //! ```
 //!
-//! 2026-11-23, this machine: off 618, disabled 636, on 971 instructions per
-//! iteration; natively about 70, 76 and 205 ns (noisy shared 2-core VM).
+//! 2026-11-23, this machine: off 618, disabled 631, on 828 instructions per
+//! iteration; natively 95-102, 95-109 and 209-236 ns over three runs of
+//! N = 5,000,000 each (a noisy shared 2-core VM: read the instructions).
 
 use std::time::Instant;
 

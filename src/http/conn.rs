@@ -560,6 +560,19 @@ impl Conn {
         }
     }
 
+    /// Frees the idle connection's buffers (only those holding nothing).
+    fn release_buffers(&self) {
+        self.stream.release_buffers();
+        if let Ok(mut out) = self.out.try_borrow_mut() {
+            if out.is_empty() {
+                *out = Vec::new();
+            }
+        }
+        if let Ok(mut spare) = self.spare.try_borrow_mut() {
+            *spare = Spare::default();
+        }
+    }
+
     fn disarm(&self) {
         if let Some(handle) = self.timer.take() {
             self.stream.io_loop().remove_timeout(handle);
@@ -586,6 +599,12 @@ impl Conn {
             self.quiet_ticks.set(0);
         } else {
             self.quiet_ticks.set(self.quiet_ticks.get() + 1);
+            if self.quiet_ticks.get() == 1 && reading_head && self.head_start.get().is_none() {
+                // Quiet between requests: hold no buffers while idle (the
+                // read buffer alone is 4 KiB); a request allocates them
+                // again. Not per request: that would cost the hot path.
+                self.release_buffers();
+            }
         }
         let idle = u128::from(self.quiet_ticks.get()) * self.tick_period().as_nanos()
             >= self.opts.idle_timeout.as_nanos();

@@ -1079,6 +1079,24 @@ impl IOStream {
         self.inner.state.borrow().rbuf.len()
     }
 
+    /// Frees the read and write buffers if they hold no data, so a
+    /// connection that has gone idle keeps no buffer memory; the next read
+    /// starts again with a small chunk (4 KiB). For protocols with their own
+    /// idle clock (the HTTP server calls it once a keep-alive connection has
+    /// been quiet for a timer tick); calling it on a busy stream costs only
+    /// the next read's allocation.
+    pub fn release_buffers(&self) {
+        let mut st = self.inner.state.borrow_mut();
+        if st.rbuf.len() == 0 {
+            st.rbuf = ReadBuffer::new();
+            st.read_chunk = FIRST_READ_CHUNK;
+        }
+        if st.wlen == 0 {
+            st.wbuf = VecDeque::new();
+            st.wpos = 0;
+        }
+    }
+
     /// Sets `TCP_NODELAY` (a no-op on Unix sockets).
     ///
     /// # Errors

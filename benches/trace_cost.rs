@@ -10,7 +10,18 @@
 //! It prints nanoseconds per iteration, but the figures worth quoting are
 //! instruction counts, steady on a noisy machine: run the built binary under
 //! `valgrind --tool=callgrind` at two values of N and divide the difference
-//! in instructions by the difference in N (that cancels the start-up).
+//! in instructions by the difference in N (that cancels the start-up):
+//!
+//! ```text
+//! cargo bench --no-run --bench trace_cost [--features trace]   # prints the binary's path
+//! valgrind --tool=callgrind BINARY MODE 100000   # "Collected : I1"
+//! valgrind --tool=callgrind BINARY MODE 200000   # "Collected : I2"
+//! # (I2 - I1) / 100000 = instructions per iteration
+//! ```
+//!
+//! 2026-11-23, this machine: off 618, disabled 631, on 828 instructions per
+//! iteration; natively 95-102, 95-109 and 209-236 ns over three runs of
+//! N = 5,000,000 each (a noisy shared 2-core VM: read the instructions).
 
 use std::time::Instant;
 

@@ -19,6 +19,7 @@
 //! `RUST_LOG=squall::trace=trace` also logs each record as it happens.
 
 use std::cell::Cell;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -181,19 +182,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let records = io_loop.trace().drain();
-    print!("{}", trace::render_text(&records));
     let options = trace::SvgOptions {
         title: "squall IOLoop timeline: examples/timeline.rs".to_owned(),
         ..trace::SvgOptions::default()
     };
     std::fs::write(&out, trace::render_svg_with(&records, &options))?;
-    println!(
+    // Written, not print!ed: `timeline | head` must not panic on a closed pipe.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(trace::render_text(&records).as_bytes());
+    let _ = writeln!(
+        stdout,
         "{} records over {} iterations ({} dropped); echo {:?}; wrote {out}",
         records.len(),
         records.last().map_or(0, |r| r.iteration),
         io_loop.trace().dropped(),
         reply.trim_end()
     );
+    drop(stdout);
     check(&records)?;
     io_loop.close();
     Ok(())

@@ -1157,7 +1157,8 @@ fn closed_error(cause: Option<&Error>) -> Error {
         Some(cause) if cause.kind() == ErrorKind::StreamClosed => cause.clone(),
         Some(cause) => Error::with_source(
             ErrorKind::StreamClosed,
-            format!("stream closed: {cause}"),
+            // Display adds the kind ("stream closed: "); the message is the cause.
+            cause.to_string(),
             cause.clone(),
         ),
         None => Error::new(ErrorKind::StreamClosed, "stream is closed"),

@@ -84,7 +84,13 @@ pub fn chunked(data: &[u8]) {
         assert!(used <= input.len());
         assert_eq!(whole.body_len(), whole_body.len());
         if !whole.is_done() {
-            assert_eq!(used, input.len(), "stopped early without being done");
+            // Not done: it may only be waiting for the end of a line (a size
+            // or trailer line, or the CRLF after data), which it leaves
+            // unconsumed for the next call, as the server keeps it buffered.
+            assert!(
+                !input[used..].contains(&b'\n'),
+                "stopped before a complete line without being done"
+            );
         }
     }
 

@@ -51,3 +51,20 @@ fn corpus_iostream_framing() {
 fn corpus_memcache_parser() {
     replay("memcache_parser", memcache_check::memcache);
 }
+
+/// Found by the `chunked` target in its first second (2026-11-23): a body
+/// cut inside the last-chunk line (`0;las`). The decoder rightly leaves an
+/// incomplete line unconsumed; the check wrongly demanded it consume all.
+#[test]
+fn chunked_incomplete_last_chunk_line_is_left_unconsumed() {
+    let input = b"seedseed5 ;ed5 ; a=b\r\nhello\r\n0;las";
+    __fuzz::chunked(input);
+    let mut d = squall::httputil::ChunkedDecoder::new(1 << 16);
+    let mut body = Vec::new();
+    let used = d.decode(&input[8..], &mut body).unwrap();
+    assert_eq!(
+        (body.as_slice(), &input[8 + used..]),
+        (&b"hello"[..], &b"0;las"[..])
+    );
+    assert!(!d.is_done());
+}

@@ -303,6 +303,56 @@ impl IOStream {
         })
     }
 
+    /// Reads up to and including the end of the first match of `pattern`
+    /// (Tornado's `read_until_regex`), a regular expression over bytes
+    /// (`regex::bytes` syntax). Fails with
+    /// [`ErrorKind::UnsatisfiableRead`] if no match ends within `max_bytes`.
+    ///
+    /// The match is decided on the bytes at hand, as in Tornado: a pattern
+    /// that could match more with more data (`[0-9]+`) ends where the data
+    /// received so far ends, so anchor patterns on a terminator.
+    ///
+    /// Each arrival searches the whole buffer again (a regex cannot resume
+    /// mid-search), so set `max_bytes` on untrusted input; compile once with
+    /// [`read_until_regex_with`](IOStream::read_until_regex_with) when
+    /// reading many messages. Needs the `regex` feature.
+    ///
+    /// ```
+    /// # use squall::{IOLoop, IOStream};
+    /// # use std::io::Write;
+    /// let io_loop = IOLoop::new()?;
+    /// let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+    /// let stream = IOStream::with_loop(a, &io_loop)?;
+    /// b.write_all(b"HTTP/1.1 200 OK\r\n\r\nbody")?;
+    /// let head = io_loop.run_sync(|| stream.read_until_regex(r"\r?\n\r?\n", Some(65536)), None)?;
+    /// assert_eq!(head, b"HTTP/1.1 200 OK\r\n\r\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "regex")]
+    pub fn read_until_regex(&self, pattern: &str, max_bytes: Option<usize>) -> Future<Vec<u8>> {
+        match regex::bytes::Regex::new(pattern) {
+            Ok(regex) => self.read_until_regex_with(&regex, max_bytes),
+            Err(err) => Future::failed(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("read_until_regex: {err}"),
+            )),
+        }
+    }
+
+    /// [`read_until_regex`](IOStream::read_until_regex) with a compiled
+    /// regex (cloning one is cheap). Needs the `regex` feature.
+    #[cfg(feature = "regex")]
+    pub fn read_until_regex_with(
+        &self,
+        regex: &regex::bytes::Regex,
+        max_bytes: Option<usize>,
+    ) -> Future<Vec<u8>> {
+        self.start_read(ReadKind::Regex {
+            regex: regex.clone(),
+            max_bytes,
+        })
+    }
+
     /// Reads exactly `n` bytes; with `partial`, resolves as soon as at least
     /// one byte (and at most `n`) is there.
     pub fn read_bytes(&self, n: usize, partial: bool) -> Future<Vec<u8>> {

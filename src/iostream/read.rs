@@ -16,6 +16,12 @@ pub(super) enum ReadKind {
         partial: bool,
     },
     UntilClose,
+    /// Up to and including the end of the first match.
+    #[cfg(feature = "regex")]
+    Regex {
+        regex: regex::bytes::Regex,
+        max_bytes: Option<usize>,
+    },
 }
 
 pub(super) struct PendingRead {
@@ -78,6 +84,25 @@ pub(super) fn evaluate_read(
                 ReadOutcome::Unsatisfiable(buffer_full(max_buffer))
             } else {
                 ReadOutcome::Pending
+            }
+        }
+        #[cfg(feature = "regex")]
+        ReadKind::Regex { regex, max_bytes } => {
+            // A regex cannot resume a search where the last one stopped (a
+            // match may start anywhere before), so each new arrival searches
+            // the whole buffer again: `max_bytes` bounds that work.
+            match regex.find(rbuf.data()) {
+                Some(m) => {
+                    if max_bytes.is_some_and(|max| m.end() > max) {
+                        return ReadOutcome::Unsatisfiable(unsatisfiable(*max_bytes));
+                    }
+                    ReadOutcome::Done(Ok(rbuf.consume(m.end())))
+                }
+                None if max_bytes.is_some_and(|max| len >= max) => {
+                    ReadOutcome::Unsatisfiable(unsatisfiable(*max_bytes))
+                }
+                None if len >= max_buffer => ReadOutcome::Unsatisfiable(buffer_full(max_buffer)),
+                None => ReadOutcome::Pending,
             }
         }
         ReadKind::UntilClose => {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::request::{HTTPServerRequest, Version};
 use super::Options;
 use crate::error::ErrorKind;
-use crate::httputil::{self, ChunkedDecoder, HTTPHeaders};
+use crate::httputil::{self, ChunkedDecoder};
 use crate::ioloop::TimeoutHandle;
 use crate::iostream::IOStream;
 
@@ -25,7 +25,7 @@ const MAX_HEADERS: usize = 100;
 pub(crate) trait Dispatch {
     /// Handles `request`; the response goes through `conn` (see
     /// [`Conn::begin_response`]) now or later.
-    fn dispatch(&self, conn: &Rc<Conn>, request: HTTPServerRequest);
+    fn dispatch(&self, conn: &Rc<Conn>, request: Box<HTTPServerRequest>);
 }
 
 enum Body {
@@ -78,10 +78,10 @@ pub(crate) struct Conn {
 /// Buffers handed from one request to the next on a connection.
 #[derive(Default)]
 pub(crate) struct Spare {
-    pub(crate) method: String,
-    pub(crate) uri: String,
-    pub(crate) headers: HTTPHeaders,
-    pub(crate) body: Vec<u8>,
+    /// The last request, emptied: its strings, headers and body keep their
+    /// capacity, and the box itself is reused, so a request moves from the
+    /// parser to the handler and back as one pointer.
+    pub(crate) request: Option<Box<HTTPServerRequest>>,
     /// For the response body.
     pub(crate) out_body: Vec<u8>,
 }
@@ -170,7 +170,7 @@ impl Conn {
                                     drop(phase);
                                     self.dispatch.dispatch(self, request);
                                 }
-                                Some(body) => *phase = Phase::Body(Box::new(request), body),
+                                Some(body) => *phase = Phase::Body(request, body),
                             }
                         }
                         Err(status) => {
@@ -217,7 +217,7 @@ impl Conn {
                         unreachable!()
                     };
                     drop(phase);
-                    self.dispatch.dispatch(self, *request);
+                    self.dispatch.dispatch(self, request);
                 }
             }
         }
@@ -242,7 +242,7 @@ impl Conn {
     fn parse_head(
         &self,
         buf: &[u8],
-    ) -> Result<Option<(usize, HTTPServerRequest, Option<Body>)>, u16> {
+    ) -> Result<Option<(usize, Box<HTTPServerRequest>, Option<Body>)>, u16> {
         let max_header = self.opts.max_header_size;
         // Tolerate blank lines between pipelined requests (RFC 9112 2.2).
         let skip = buf
@@ -279,19 +279,30 @@ impl Conn {
         };
         let method = req.method.unwrap_or("GET");
         let uri = req.path.unwrap_or("/");
-        let mut headers = std::mem::take(&mut self.spare.borrow_mut().headers);
+        let mut request = self
+            .spare
+            .borrow_mut()
+            .request
+            .take()
+            .unwrap_or_else(|| Box::new(HTTPServerRequest::empty(self.peer)));
         let mut length: Option<usize> = None;
         let mut chunked = false;
         let mut continue_expected = false;
+        let mut connection: Option<&str> = None;
         for h in req.headers.iter() {
             let Ok(value) = std::str::from_utf8(h.value) else {
                 return Err(400);
             };
             let name = h.name;
-            // Three names matter here; their lengths rule most headers out
+            // Four names matter here; their lengths rule most headers out
             // without a comparison.
-            let special = matches!(name.len(), 6 | 14 | 17);
+            let special = matches!(name.len(), 6 | 10 | 14 | 17);
             if !special {
+            } else if name.len() == 10 {
+                // The first one, as `HTTPHeaders::get` would give.
+                if connection.is_none() && name.eq_ignore_ascii_case("connection") {
+                    connection = Some(value);
+                }
             } else if name.eq_ignore_ascii_case("content-length") {
                 let Ok(n) = value.trim().parse::<usize>() else {
                     return Err(400);
@@ -313,7 +324,7 @@ impl Conn {
                     return Err(417);
                 }
             }
-            headers.push(name, value);
+            request.headers.push(name, value);
         }
         let body = match (chunked, length) {
             (true, Some(_)) => return Err(400),
@@ -335,31 +346,20 @@ impl Conn {
                     .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
         }
-        let query_at = memchr::memchr(b'?', uri.as_bytes()).unwrap_or(uri.len());
-        let mut spare = self.spare.borrow_mut();
-        let mut body_vec = std::mem::take(&mut spare.body);
+        request.query_at = memchr::memchr(b'?', uri.as_bytes()).unwrap_or(uri.len());
         if let Some(Body::Length(len)) = &body {
             // What the client claims, up to a bound: memory follows the bytes
             // that actually arrive, not a promise.
-            body_vec.reserve_exact((*len).min(1 << 20));
+            request.body.reserve_exact((*len).min(1 << 20));
         }
-        let mut method_s = std::mem::take(&mut spare.method);
-        method_s.push_str(method);
-        let mut uri_s = std::mem::take(&mut spare.uri);
-        uri_s.push_str(uri);
-        drop(spare);
-        let request = HTTPServerRequest {
-            method: method_s,
-            uri: uri_s,
-            query_at,
-            version,
-            headers,
-            body: body_vec,
-            remote: self.peer,
-            path_args: Vec::new(),
-            real_ip: None,
+        request.method.push_str(method);
+        request.uri.push_str(uri);
+        request.version = version;
+        request.remote = self.peer;
+        request.keep_alive = match version {
+            Version::Http11 => !connection.is_some_and(|c| httputil::has_token(c, "close")),
+            Version::Http10 => connection.is_some_and(|c| httputil::has_token(c, "keep-alive")),
         };
-        let mut request = request;
         if self.opts.xheaders {
             request.real_ip = super::request::forwarded_ip(&request.headers);
         }
@@ -396,25 +396,12 @@ impl Conn {
     }
 
     /// Gives a finished request's buffers back for the next request.
-    pub(crate) fn recycle(&self, request: &mut HTTPServerRequest, mut out_body: Vec<u8>) {
+    pub(crate) fn recycle(&self, mut request: Box<HTTPServerRequest>, mut out_body: Vec<u8>) {
         let Ok(mut spare) = self.spare.try_borrow_mut() else {
             return;
         };
-        let keep = |s: &mut String, from: &mut String| {
-            if from.capacity() <= SPARE_MAX && from.capacity() > s.capacity() {
-                from.clear();
-                *s = std::mem::take(from);
-            }
-        };
-        keep(&mut spare.method, &mut request.method);
-        keep(&mut spare.uri, &mut request.uri);
-        if request.headers.capacity() <= SPARE_MAX {
-            request.headers.clear();
-            spare.headers = std::mem::take(&mut request.headers);
-        }
-        if request.body.capacity() <= SPARE_MAX {
-            request.body.clear();
-            spare.body = std::mem::take(&mut request.body);
+        if request.recycle(SPARE_MAX) {
+            spare.request = Some(request);
         }
         if out_body.capacity() <= SPARE_MAX {
             out_body.clear();
@@ -429,7 +416,7 @@ impl Conn {
 
     /// Records how the response of `request` is to end the exchange.
     pub(crate) fn begin_response(&self, request: &HTTPServerRequest) {
-        self.keep_alive.set(request.wants_keep_alive());
+        self.keep_alive.set(request.keep_alive);
         self.version.set(request.version);
     }
 

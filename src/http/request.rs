@@ -44,6 +44,9 @@ pub struct HTTPServerRequest {
     /// The client's address from `X-Real-IP` / `X-Forwarded-For`, when the
     /// server trusts them ([`HTTPServer::set_xheaders`](super::HTTPServer::set_xheaders)).
     pub(crate) real_ip: Option<std::net::IpAddr>,
+    /// The connection outlives this request (from the version and the
+    /// `Connection` header, worked out while parsing).
+    pub(crate) keep_alive: bool,
 }
 
 impl HTTPServerRequest {
@@ -130,12 +133,40 @@ impl HTTPServerRequest {
     }
 
     /// Whether the connection may stay open after this request's response.
-    pub(crate) fn wants_keep_alive(&self) -> bool {
-        let connection = self.headers.get("Connection");
-        match self.version {
-            Version::Http11 => !connection.is_some_and(|c| httputil::has_token(c, "close")),
-            Version::Http10 => connection.is_some_and(|c| httputil::has_token(c, "keep-alive")),
+    /// A request with nothing in it yet, from `remote`.
+    pub(crate) fn empty(remote: SocketAddr) -> HTTPServerRequest {
+        HTTPServerRequest {
+            method: String::new(),
+            uri: String::new(),
+            query_at: 0,
+            version: Version::Http11,
+            headers: HTTPHeaders::new(),
+            body: Vec::new(),
+            remote,
+            path_args: Vec::new(),
+            real_ip: None,
+            keep_alive: true,
         }
+    }
+
+    /// Empties the request for reuse by the next one on its connection;
+    /// `false` if it holds more than `max` bytes of buffers (not worth
+    /// keeping for an idle connection).
+    pub(crate) fn recycle(&mut self, max: usize) -> bool {
+        let held = self.method.capacity()
+            + self.uri.capacity()
+            + self.headers.capacity()
+            + self.body.capacity();
+        if held > max {
+            return false;
+        }
+        self.method.clear();
+        self.uri.clear();
+        self.headers.clear();
+        self.body.clear();
+        self.path_args.clear();
+        self.real_ip = None;
+        true
     }
 }
 

@@ -15,7 +15,8 @@ use crate::httputil::{self, HTTPHeaders};
 
 struct Inner {
     conn: Rc<Conn>,
-    request: HTTPServerRequest,
+    /// `None` only while dropping, when the box goes back to the connection.
+    request: Option<Box<HTTPServerRequest>>,
     status: Cell<u16>,
     headers: RefCell<HTTPHeaders>,
     body: RefCell<Vec<u8>>,
@@ -42,7 +43,7 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn new(conn: Rc<Conn>, request: HTTPServerRequest) -> Exchange {
+    pub(crate) fn new(conn: Rc<Conn>, request: Box<HTTPServerRequest>) -> Exchange {
         conn.begin_response(&request);
         let start =
             log::log_enabled!(target: "squall::access", log::Level::Info).then(Instant::now);
@@ -50,7 +51,7 @@ impl Exchange {
         Exchange {
             inner: Rc::new(Inner {
                 conn,
-                request,
+                request: Some(request),
                 status: Cell::new(200),
                 headers: RefCell::new(HTTPHeaders::new()),
                 body: RefCell::new(body),
@@ -66,7 +67,7 @@ impl Exchange {
 
     /// The request.
     pub fn request(&self) -> &HTTPServerRequest {
-        &self.inner.request
+        self.inner.request()
     }
 
     /// Sets the response status (default 200).
@@ -100,7 +101,7 @@ impl Exchange {
     /// Ignored, with a warning, once the response is finished.
     pub fn write(&self, data: impl AsRef<[u8]>) {
         if self.inner.finished.get() {
-            log::warn!("write() after finish() on {}", self.inner.request.uri());
+            log::warn!("write() after finish() on {}", self.inner.request().uri());
             return;
         }
         self.inner
@@ -143,7 +144,7 @@ impl Exchange {
     }
 
     fn is_head(&self) -> bool {
-        self.inner.request.method() == "HEAD"
+        self.inner.request().method() == "HEAD"
     }
 
     /// Writes the status line and headers; `length` is the body's for a
@@ -275,7 +276,7 @@ impl Exchange {
         if inner.headers_written.get() {
             log::error!(
                 "cannot send error {status} for {}: the response has started; closing",
-                inner.request.uri()
+                inner.request().uri()
             );
             inner.finished.set(true);
             inner.status.set(status);
@@ -298,8 +299,8 @@ impl Exchange {
     pub(crate) fn handler_failed(&self, err: Error) {
         log::error!(
             "uncaught error in handler for {} {}: {err}",
-            self.inner.request.method(),
-            self.inner.request.uri()
+            self.inner.request().method(),
+            self.inner.request().uri()
         );
         self.send_error(500);
     }
@@ -333,7 +334,7 @@ impl Exchange {
     fn log_access(&self) {
         if let Some(start) = self.inner.start {
             let status = self.inner.status.get();
-            let request = &self.inner.request;
+            let request = self.inner.request();
             let ms = start.elapsed().as_secs_f64() * 1000.0;
             let line = format_args!(
                 "{status} {} {} ({}) {ms:.2}ms",
@@ -352,10 +353,19 @@ impl Exchange {
     }
 }
 
+impl Inner {
+    fn request(&self) -> &HTTPServerRequest {
+        // Only `drop` takes it out.
+        self.request.as_deref().expect("request taken before drop")
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let body = std::mem::take(self.body.get_mut());
-        self.conn.recycle(&mut self.request, body);
+        if let Some(request) = self.request.take() {
+            self.conn.recycle(request, body);
+        }
     }
 }
 

@@ -167,7 +167,7 @@ impl Application {
 }
 
 impl crate::http::Dispatch for Application {
-    fn dispatch(&self, conn: &Rc<Conn>, mut request: HTTPServerRequest) {
+    fn dispatch(&self, conn: &Rc<Conn>, mut request: Box<HTTPServerRequest>) {
         let route = self.find(&mut request);
         let x = Exchange::new(conn.clone(), request);
         let Some(route) = route else {

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Instructions per HTTP request, server by server, under callgrind: steadier
+# than wall-clock figures on a shared machine. Each server runs twice under
+# callgrind, answering N and then 2N keep-alive requests (bench/peers'
+# http_load, 10 connections, one request at a time, or DEPTH pipelined); the
+# difference over N is the per-request cost, start-up excluded.
+#
+#   bench/http_callgrind.sh                  # squall hyper mio, N=20000
+#   N=5000 bench/http_callgrind.sh squall    # one server, a quicker look
+#   KEEP=1 bench/http_callgrind.sh squall    # keep the 2N profile for callgrind_annotate
+#
+# Environment: N (20000), CONNS (10), DEPTH (1), PORT (18180), KEEP,
+# CARGO_TARGET_DIR (honoured, as in bench/http.sh). Needs valgrind.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+N=${N:-20000}
+CONNS=${CONNS:-10}
+DEPTH=${DEPTH:-1}
+PORT=${PORT:-18180}
+export RUST_LOG=${RUST_LOG:-warn}
+command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 1; }
+
+servers=("$@")
+[ ${#servers[@]} -gt 0 ] || servers=(squall hyper mio)
+
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+  mkdir -p "$CARGO_TARGET_DIR"
+  export CARGO_TARGET_DIR=$(cd "$CARGO_TARGET_DIR" && pwd)
+  squall_target=$CARGO_TARGET_DIR
+  peers_target=$CARGO_TARGET_DIR
+else
+  squall_target=$root/target
+  peers_target=$root/bench/peers/target
+fi
+(cd "$root" && cargo build -q --release --example hello_server)
+(cd "$root/bench/peers" && cargo build -q --release --bin hello_hyper --bin hello_mio --bin http_load)
+
+server_cmd() {
+  case $1 in
+    squall) echo "$squall_target/release/examples/hello_server $2" ;;
+    hyper) echo "$peers_target/release/hello_hyper $2" ;;
+    mio) echo "$peers_target/release/hello_mio $2" ;;
+    *) echo "unknown server $1" >&2; exit 2 ;;
+  esac
+}
+
+work=$(mktemp -d)
+pid=
+cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# Total instructions of one server run answering $2 requests.
+instructions() { # name count
+  local out=$work/$1.$2.cg
+  valgrind --tool=callgrind --callgrind-out-file="$out" $(server_cmd "$1" "$PORT") >"$work/log" 2>&1 &
+  pid=$!
+  local i
+  for i in $(seq 300); do
+    curl -sf -o /dev/null "http://127.0.0.1:$PORT/" 2>/dev/null && break
+    sleep 0.1
+  done
+  "$peers_target/release/http_load" "127.0.0.1:$PORT" "$2" "$CONNS" "$DEPTH" >/dev/null
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=
+  [ -z "${KEEP:-}" ] || cp "$out" "$root/callgrind.$1.out"
+  # The warm-up curl (up to a few) is in both runs, so it cancels out.
+  sed -n 's/^summary: //p; s/^totals: //p' "$out" | head -1 | awk '{print $1}'
+}
+
+printf '%-8s %14s %14s %10s\n' server "Ir(N=$N)" "Ir(2N)" "Ir/request"
+for s in "${servers[@]}"; do
+  a=$(instructions "$s" "$N")
+  b=$(instructions "$s" $((2 * N)))
+  printf '%-8s %14s %14s %10.0f\n' "$s" "$a" "$b" "$(echo "($b - $a) / $N" | bc -l)"
+done

@@ -639,7 +639,7 @@ pub fn format_timestamp(time: SystemTime) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-fn write_http_date(secs: u64, out: &mut [u8; 29]) {
+pub(crate) fn write_http_date(secs: u64, out: &mut [u8; 29]) {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
     const MONTHS: [&[u8; 3]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",

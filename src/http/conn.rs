@@ -84,10 +84,14 @@ pub(crate) struct Spare {
     pub(crate) request: Option<Box<HTTPServerRequest>>,
     /// For the response body.
     pub(crate) out_body: Vec<u8>,
+    /// The last exchange (the application's type), emptied, to be reused
+    /// in place. It holds the connection: cleared when the stream closes or
+    /// goes idle, ending that cycle.
+    pub(crate) exchange: Option<Rc<dyn std::any::Any>>,
 }
 
 /// Buffers larger than this are not kept for reuse.
-const SPARE_MAX: usize = 16 * 1024;
+pub(crate) const SPARE_MAX: usize = 16 * 1024;
 
 impl Conn {
     pub(crate) fn start(
@@ -376,7 +380,7 @@ impl Conn {
         let body = format!("{status}: {}", httputil::responses(status));
         let mut out = self.out.borrow_mut();
         write_status_line(&mut out, status);
-        write_common_headers(&mut out);
+        write_common_headers(&mut out, self.iteration());
         out.extend_from_slice(b"Content-Type: text/plain; charset=UTF-8\r\nContent-Length: ");
         write_usize(&mut out, body.len());
         out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
@@ -407,6 +411,21 @@ impl Conn {
             out_body.clear();
             spare.out_body = out_body;
         }
+    }
+
+    /// Keeps `exchange` for the next request (see [`Spare::exchange`]).
+    pub(crate) fn park(&self, exchange: Rc<dyn std::any::Any>) {
+        if self.stream.closed() {
+            return;
+        }
+        if let Ok(mut spare) = self.spare.try_borrow_mut() {
+            spare.exchange = Some(exchange);
+        }
+    }
+
+    /// The exchange `park` kept, if any.
+    pub(crate) fn take_parked(&self) -> Option<Rc<dyn std::any::Any>> {
+        self.spare.try_borrow_mut().ok()?.exchange.take()
     }
 
     /// The output buffer, to append a response (or part of one) to.
@@ -441,6 +460,11 @@ impl Conn {
         if !self.in_hook.get() {
             self.flush_out();
         }
+    }
+
+    /// The loop's iteration count, for per-iteration caches.
+    pub(crate) fn iteration(&self) -> u64 {
+        self.stream.io_loop().iteration()
     }
 
     /// Whether the connection is gone.
@@ -510,6 +534,9 @@ impl Conn {
 
     fn on_stream_closed(&self) {
         self.disarm();
+        // Drop the parked exchange, which holds this connection.
+        let parked = self.take_parked();
+        drop(parked);
         *self.phase.borrow_mut() = Phase::Done;
         let on_close = self.on_close.borrow_mut().take();
         if let Some(f) = on_close {
@@ -555,9 +582,12 @@ impl Conn {
                 *out = Vec::new();
             }
         }
-        if let Ok(mut spare) = self.spare.try_borrow_mut() {
-            *spare = Spare::default();
-        }
+        // Dropped outside the borrow: the parked exchange's drop runs code.
+        let old = match self.spare.try_borrow_mut() {
+            Ok(mut spare) => std::mem::take(&mut *spare),
+            Err(_) => return,
+        };
+        drop(old);
     }
 
     fn disarm(&self) {
@@ -626,11 +656,76 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// `Server` and `Date`.
-pub(crate) fn write_common_headers(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"Server: squall\r\nDate: ");
-    httputil::HttpDate::write_now(out);
-    out.extend_from_slice(b"\r\n");
+/// The lines that start a response head, kept per thread and checked
+/// against the clock at most once per loop iteration: a busy server answers
+/// many requests per iteration (and per second), and the `Date` only changes
+/// once a second. A handler that blocks the loop for seconds could send a
+/// `Date` that old; the blocking log reports that handler.
+struct HeadCache {
+    /// The loop iteration the cache was last checked in.
+    iteration: u64,
+    /// The second `common` and `ok_html` hold.
+    secs: u64,
+    /// `Server: squall\r\nDate: ...\r\n`.
+    common: Vec<u8>,
+    /// The status line of a 200, `common`, and the default `Content-Type`:
+    /// the whole head but the length, for the usual response.
+    ok_html: Vec<u8>,
+}
+
+thread_local! {
+    static HEAD: RefCell<HeadCache> = const {
+        RefCell::new(HeadCache {
+            iteration: u64::MAX,
+            secs: u64::MAX,
+            common: Vec::new(),
+            ok_html: Vec::new(),
+        })
+    };
+}
+
+/// Runs `f` with the head cache, fresh for loop iteration `iteration`.
+fn with_head_cache(iteration: u64, f: impl FnOnce(&HeadCache)) {
+    HEAD.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.iteration != iteration {
+            cache.iteration = iteration;
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if cache.secs != secs {
+                cache.secs = secs;
+                let mut date = [0u8; 29];
+                httputil::write_http_date(secs, &mut date);
+                let HeadCache {
+                    common, ok_html, ..
+                } = &mut *cache;
+                common.clear();
+                common.extend_from_slice(b"Server: squall\r\nDate: ");
+                common.extend_from_slice(&date);
+                common.extend_from_slice(b"\r\n");
+                ok_html.clear();
+                ok_html.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+                ok_html.extend_from_slice(common);
+                ok_html.extend_from_slice(DEFAULT_CONTENT_TYPE);
+            }
+        }
+        f(&cache);
+    });
+}
+
+/// What a response is, unless its handler says otherwise (as Tornado).
+pub(crate) const DEFAULT_CONTENT_TYPE: &[u8] = b"Content-Type: text/html; charset=UTF-8\r\n";
+
+/// `Server` and `Date`; `iteration` is the loop's iteration count.
+pub(crate) fn write_common_headers(out: &mut Vec<u8>, iteration: u64) {
+    with_head_cache(iteration, |cache| out.extend_from_slice(&cache.common));
+}
+
+/// The status line of a 200, `Server`, `Date` and the default
+/// `Content-Type`, in one copy.
+pub(crate) fn write_ok_html_head(out: &mut Vec<u8>, iteration: u64) {
+    with_head_cache(iteration, |cache| out.extend_from_slice(&cache.ok_html));
 }
 
 /// Decimal digits, without going through `fmt`.

@@ -59,7 +59,8 @@ use crate::tcpserver::TCPServer;
 use crate::web::Application;
 
 pub(crate) use conn::{
-    write_common_headers, write_hex, write_status_line, write_usize, Conn, Dispatch,
+    write_common_headers, write_hex, write_ok_html_head, write_status_line, write_usize, Conn,
+    Dispatch, DEFAULT_CONTENT_TYPE, SPARE_MAX,
 };
 pub use request::{HTTPServerRequest, Version};
 

@@ -118,6 +118,9 @@ struct Inner {
     stopping: Cell<bool>,
     closed: Cell<bool>,
     blocking_threshold: Cell<Option<Duration>>,
+    /// Iterations so far: lets per-iteration caches (the HTTP `Date`)
+    /// know when to look at the clock again.
+    iteration: Cell<u64>,
     /// Signal pipe and callbacks, once a signal handler is added.
     signals: RefCell<Option<signal::Signals>>,
     #[cfg(feature = "trace")]
@@ -184,6 +187,7 @@ impl IOLoop {
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
                 blocking_threshold: Cell::new(None),
+                iteration: Cell::new(0),
                 signals: RefCell::new(None),
                 #[cfg(feature = "trace")]
                 trace: crate::trace::Tracer::new(clock.clone()),
@@ -233,6 +237,13 @@ impl IOLoop {
     #[inline]
     pub fn time(&self) -> Instant {
         self.inner.clock.now()
+    }
+
+    /// How many iterations the loop has begun; what a cache of something
+    /// read from the clock compares to know it is still fresh.
+    #[inline]
+    pub(crate) fn iteration(&self) -> u64 {
+        self.inner.iteration.get()
     }
 
     /// The clock this loop reads.
@@ -607,6 +618,7 @@ impl IOLoop {
 
     fn run_once(&self) -> Result<(), Error> {
         let inner = &*self.inner;
+        inner.iteration.set(inner.iteration.get().wrapping_add(1));
         #[cfg(feature = "trace")]
         if inner.trace.is_enabled() {
             inner.trace.begin_iteration();

@@ -8,8 +8,8 @@ use super::RequestHandler;
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::http::{
-    write_common_headers, write_hex, write_status_line, write_usize, Conn, HTTPServerRequest,
-    Version,
+    write_common_headers, write_hex, write_ok_html_head, write_status_line, write_usize, Conn,
+    HTTPServerRequest, Version, DEFAULT_CONTENT_TYPE,
 };
 use crate::httputil::{self, HTTPHeaders};
 
@@ -43,10 +43,20 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn new(conn: Rc<Conn>, request: Box<HTTPServerRequest>) -> Exchange {
+    pub(crate) fn new(conn: &Rc<Conn>, request: Box<HTTPServerRequest>) -> Exchange {
         conn.begin_response(&request);
         let start =
             log::log_enabled!(target: "squall::access", log::Level::Info).then(Instant::now);
+        // The connection's last exchange, if nothing else holds it: reused
+        // in place (emptied by `park`), saving an allocation per request.
+        if let Some(mut inner) = conn.take_parked().and_then(|p| p.downcast::<Inner>().ok()) {
+            if let Some(fresh) = Rc::get_mut(&mut inner) {
+                fresh.request = Some(request);
+                fresh.start = start;
+                return Exchange { inner };
+            }
+        }
+        let conn = conn.clone();
         let body = conn.take_out_body();
         Exchange {
             inner: Rc::new(Inner {
@@ -153,13 +163,18 @@ impl Exchange {
         let inner = &self.inner;
         let status = inner.status.get();
         let conn = &inner.conn;
-        write_status_line(out, status);
-        write_common_headers(out);
         let headers = inner.headers.borrow();
-        if !headers.contains("Content-Type") {
-            out.extend_from_slice(b"Content-Type: text/html; charset=UTF-8\r\n");
+        if status == 200 && headers.is_empty() {
+            // The usual head, but for its length: one copy.
+            write_ok_html_head(out, conn.iteration());
+        } else {
+            write_status_line(out, status);
+            write_common_headers(out, conn.iteration());
+            if !headers.contains("Content-Type") {
+                out.extend_from_slice(DEFAULT_CONTENT_TYPE);
+            }
+            headers.write_to(out);
         }
-        headers.write_to(out);
         let bodiless = status < 200 || status == 204 || status == 304;
         match length {
             _ if bodiless => {}
@@ -353,6 +368,35 @@ impl Exchange {
     }
 }
 
+impl Exchange {
+    /// After a finished response: unless a handler kept a clone, empties
+    /// the exchange and leaves it with the connection for the next request.
+    pub(crate) fn park(self) {
+        let mut rc = self.inner;
+        let Some(inner) = Rc::get_mut(&mut rc) else {
+            return;
+        };
+        if let Some(request) = inner.request.take() {
+            inner.conn.recycle(request, Vec::new());
+        }
+        let body = inner.body.get_mut();
+        if body.capacity() > crate::http::SPARE_MAX {
+            *body = Vec::new();
+        }
+        body.clear();
+        inner.status.set(200);
+        inner.headers.get_mut().clear();
+        inner.headers_written.set(false);
+        inner.chunked.set(false);
+        inner.finished.set(false);
+        inner.asynchronous.set(false);
+        *inner.handler.get_mut() = None;
+        inner.start = None;
+        let conn = inner.conn.clone();
+        conn.park(rc);
+    }
+}
+
 impl Inner {
     fn request(&self) -> &HTTPServerRequest {
         // Only `drop` takes it out.
@@ -377,5 +421,74 @@ fn write_chunk(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
         out.extend_from_slice(b"\r\n");
     } else {
         out.extend_from_slice(data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::io::{Read, Write};
+    use std::rc::{Rc, Weak};
+    use std::time::Duration;
+
+    use crate::http::{Conn, HTTPServer};
+    use crate::web::{Application, Exchange, RequestHandler};
+    use crate::IOLoop;
+
+    thread_local! {
+        static CONNS: RefCell<Vec<Weak<Conn>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    struct Hello;
+    impl RequestHandler for Hello {
+        fn get(&mut self, x: &Exchange) -> Result<(), crate::Error> {
+            CONNS.with(|c| c.borrow_mut().push(Rc::downgrade(&x.inner.conn)));
+            x.write("hello");
+            Ok(())
+        }
+    }
+
+    fn run_for(io_loop: &IOLoop, d: Duration) {
+        let l = io_loop.clone();
+        io_loop.call_later(d, move || l.stop());
+        io_loop.start().unwrap();
+    }
+
+    /// The exchange a connection keeps for reuse holds the connection: the
+    /// cycle must end when the client leaves.
+    #[test]
+    fn parked_exchange_lets_the_connection_go() {
+        let io_loop = IOLoop::new().unwrap();
+        let server = HTTPServer::with_loop(&io_loop, Application::new().route("/", || Hello));
+        let listeners = crate::netutil::bind_sockets(0, Some("127.0.0.1"), None, false).unwrap();
+        let port = listeners[0].local_addr().unwrap().port();
+        server.add_sockets(listeners).unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut answers = String::new();
+            for _ in 0..3 {
+                s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).unwrap();
+                answers.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+            }
+            answers
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !client.is_finished() && std::time::Instant::now() < deadline {
+            run_for(&io_loop, Duration::from_millis(10));
+        }
+        let answers = client.join().unwrap();
+        assert_eq!(answers.matches("hello").count(), 3, "{answers}");
+        // The client closed its socket: let the server see it.
+        run_for(&io_loop, Duration::from_millis(100));
+        CONNS.with(|c| {
+            let conns = c.borrow();
+            assert_eq!(conns.len(), 3);
+            assert!(
+                conns.iter().all(|w| w.upgrade().is_none()),
+                "connection leaked"
+            );
+        });
     }
 }

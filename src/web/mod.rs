@@ -169,7 +169,7 @@ impl Application {
 impl crate::http::Dispatch for Application {
     fn dispatch(&self, conn: &Rc<Conn>, mut request: Box<HTTPServerRequest>) {
         let route = self.find(&mut request);
-        let x = Exchange::new(conn.clone(), request);
+        let x = Exchange::new(conn, request);
         let Some(route) = route else {
             x.send_error(404);
             return;
@@ -203,6 +203,7 @@ impl crate::http::Dispatch for Application {
         }
         if x.finished() {
             handler.on_finish();
+            x.park();
         } else {
             x.park_handler(handler);
         }

@@ -93,6 +93,33 @@ fn blocking_callbacks_are_logged_above_the_threshold() {
     assert!(warnings[0].starts_with("handler for fd"), "{warnings:?}");
     drop(b);
 
+    // Many quick callbacks in one iteration that together pass the
+    // threshold blame none of them; a slow one among them is named, with
+    // its own time (the loop keeps one clock reading per callback).
+    io_loop.set_blocking_log_threshold(Some(Duration::from_millis(40)));
+    for _ in 0..12 {
+        io_loop.add_callback(|| std::thread::sleep(Duration::from_millis(5)));
+    }
+    fn slow_one() {
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    io_loop.add_callback(slow_one);
+    for _ in 0..12 {
+        io_loop.add_callback(|| std::thread::sleep(Duration::from_millis(5)));
+    }
+    run_once(&io_loop, || ());
+    let warnings = blocking_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("slow_one"), "{warnings:?}");
+    let took_ms: f64 = warnings[0]
+        .rsplit("for ")
+        .next()
+        .and_then(|t| t.strip_suffix("ms"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {warnings:?}"));
+    // Its own 60 ms, not counting the 60 ms of quick callbacks before it.
+    assert!((60.0..120.0).contains(&took_ms), "{warnings:?}");
+
     // Under a generous threshold, a quick callback is not reported.
     io_loop.set_blocking_log_threshold(Some(Duration::from_secs(10)));
     run_once(&io_loop, || ());

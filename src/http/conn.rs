@@ -293,8 +293,15 @@ impl Conn {
         let mut chunked = false;
         let mut continue_expected = false;
         let mut connection: Option<&str> = None;
+        // One UTF-8 check for the whole head (fast on ASCII, word by word)
+        // rather than one per value; values are then slices of it. A head
+        // with other bytes (obs-text) is checked value by value.
+        let head = std::str::from_utf8(&buf[..n]).ok();
+        let head_at = buf.as_ptr() as usize;
         for h in req.headers.iter() {
-            let Ok(value) = std::str::from_utf8(h.value) else {
+            let at = h.value.as_ptr() as usize - head_at;
+            let value = head.and_then(|text| text.get(at..at + h.value.len()));
+            let Some(value) = value.or_else(|| std::str::from_utf8(h.value).ok()) else {
                 return Err(400);
             };
             let name = h.name;

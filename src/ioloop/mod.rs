@@ -118,6 +118,12 @@ struct Inner {
     stopping: Cell<bool>,
     closed: Cell<bool>,
     blocking_threshold: Cell<Option<Duration>>,
+    /// For the blocking log: when the last timed callback ended (the next
+    /// one's start: one clock read per callback, not two) and a deadline no
+    /// later than that plus the threshold (`None`: beyond the clock). Only a
+    /// callback ending past the deadline costs clock arithmetic. Cleared
+    /// before polling (waiting is not blocking).
+    blocking_mark: Cell<Option<(Instant, Option<Instant>)>>,
     /// Iterations so far: lets per-iteration caches (the HTTP `Date`)
     /// know when to look at the clock again.
     iteration: Cell<u64>,
@@ -187,6 +193,7 @@ impl IOLoop {
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
                 blocking_threshold: Cell::new(None),
+                blocking_mark: Cell::new(None),
                 iteration: Cell::new(0),
                 signals: RefCell::new(None),
                 #[cfg(feature = "trace")]
@@ -619,6 +626,9 @@ impl IOLoop {
     fn run_once(&self) -> Result<(), Error> {
         let inner = &*self.inner;
         inner.iteration.set(inner.iteration.get().wrapping_add(1));
+        // Whatever happened between iterations (even between two `start`s)
+        // is not the next callback's doing.
+        inner.blocking_mark.set(None);
         #[cfg(feature = "trace")]
         if inner.trace.is_enabled() {
             inner.trace.begin_iteration();
@@ -676,6 +686,8 @@ impl IOLoop {
             } else {
                 #[cfg(feature = "trace")]
                 let started = inner.trace.is_enabled().then(|| inner.trace.now());
+                // Time spent waiting here is nobody's fault.
+                inner.blocking_mark.set(None);
                 let nevents = self.poll(timeout)?;
                 #[cfg(feature = "trace")]
                 if let Some(started) = started {
@@ -886,19 +898,56 @@ impl IOLoop {
         self.inner.trace.record(kind, started, name, Some(site));
     }
 
+    /// When the callback about to run starts, if the blocking log is on:
+    /// the end of the previous one, when it ran in this stretch of work.
     #[inline]
     fn blocking_clock(&self) -> Option<Instant> {
-        self.inner.blocking_threshold.get().map(|_| Instant::now())
+        let threshold = self.inner.blocking_threshold.get()?;
+        if let Some((last, _)) = self.inner.blocking_mark.get() {
+            return Some(last);
+        }
+        let now = Instant::now();
+        self.inner
+            .blocking_mark
+            .set(Some((now, now.checked_add(threshold))));
+        Some(now)
     }
 
+    /// After a callback that began at `started`: warns if it took longer
+    /// than the threshold. A callback that takes longer than the threshold
+    /// ends past the deadline (set at or before its start, at most a
+    /// threshold ahead), so comparing with the deadline is enough until then.
     #[inline]
     fn check_blocking(&self, started: Option<Instant>, origin: Origin, name: &str) {
-        if let (Some(started), Some(threshold)) = (started, self.inner.blocking_threshold.get()) {
-            let took = started.elapsed();
-            if took > threshold {
-                log::warn!("{origin} `{name}` blocked the IOLoop for {took:?}");
-            }
+        let (Some(started), Some((_, mut deadline))) = (started, self.inner.blocking_mark.get())
+        else {
+            return;
+        };
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now > d) {
+            self.past_deadline(started, now, origin, name, &mut deadline);
         }
+        self.inner.blocking_mark.set(Some((now, deadline)));
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn past_deadline(
+        &self,
+        started: Instant,
+        now: Instant,
+        origin: Origin,
+        name: &str,
+        deadline: &mut Option<Instant>,
+    ) {
+        let Some(threshold) = self.inner.blocking_threshold.get() else {
+            return;
+        };
+        let took = now.saturating_duration_since(started);
+        if took > threshold {
+            log::warn!("{origin} `{name}` blocked the IOLoop for {took:?}");
+        }
+        *deadline = now.checked_add(threshold);
     }
 }
 

@@ -737,11 +737,19 @@ pub(crate) fn write_ok_html_head(out: &mut Vec<u8>, iteration: u64) {
 
 /// Decimal digits, without going through `fmt`.
 pub(crate) fn write_usize(out: &mut Vec<u8>, mut n: usize) {
+    // Most lengths have a few digits: fixed-size copies, no `memcpy` call.
+    let digit = |d: usize| b'0' + (d % 10) as u8;
+    match n {
+        0..=9 => return out.push(digit(n)),
+        10..=99 => return out.extend_from_slice(&[digit(n / 10), digit(n)]),
+        100..=999 => return out.extend_from_slice(&[digit(n / 100), digit(n / 10), digit(n)]),
+        _ => {}
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        digits[i] = digit(n);
         n /= 10;
         if n == 0 {
             break;
@@ -763,4 +771,19 @@ pub(crate) fn write_hex(out: &mut Vec<u8>, mut n: usize) {
         }
     }
     out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimal_and_hex() {
+        for n in [0, 7, 9, 10, 42, 99, 100, 512, 999, 1000, 65_535, usize::MAX] {
+            let mut out = Vec::new();
+            super::write_usize(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+            out.clear();
+            super::write_hex(&mut out, n);
+            assert_eq!(out, format!("{n:x}").into_bytes());
+        }
+    }
 }

@@ -635,30 +635,39 @@ impl IOLoop {
         }
 
         // 1. Timeouts due now (noted before callbacks run, as Tornado does).
-        let mut due = std::mem::take(&mut *inner.due.borrow_mut());
-        let has_timers = !inner.timers.borrow().is_empty();
-        if has_timers {
-            let now = self.time();
-            inner.timers.borrow_mut().pop_due(now, &mut due);
+        // The empty cases, the usual ones, skip the buffer juggling below.
+        let mut due = Vec::new();
+        {
+            let mut timers = inner.timers.borrow_mut();
+            if !timers.is_empty() {
+                let now = self.time();
+                if timers.any_due(now) {
+                    due = std::mem::take(&mut *inner.due.borrow_mut());
+                    timers.pop_due(now, &mut due);
+                }
+            }
         }
 
         // 2. Callbacks queued before this iteration, then remote ones.
-        let mut batch = {
-            let mut spare = std::mem::take(&mut *inner.spare.borrow_mut());
-            std::mem::swap(&mut spare, &mut *inner.callbacks.borrow_mut());
-            spare
-        };
-        let ncallbacks = batch.len();
-        for cb in batch.drain(..) {
-            if inner.closed.get() {
-                // Closed by an earlier callback of this batch: the rest are
-                // pending callbacks, and `close` drops those.
-                drop(cb);
-            } else {
-                self.run_callback(cb, Origin::Callback);
+        let mut ncallbacks = 0;
+        if !inner.callbacks.borrow().is_empty() {
+            let mut batch = {
+                let mut spare = std::mem::take(&mut *inner.spare.borrow_mut());
+                std::mem::swap(&mut spare, &mut *inner.callbacks.borrow_mut());
+                spare
+            };
+            ncallbacks = batch.len();
+            for cb in batch.drain(..) {
+                if inner.closed.get() {
+                    // Closed by an earlier callback of this batch: the rest
+                    // are pending callbacks, and `close` drops those.
+                    drop(cb);
+                } else {
+                    self.run_callback(cb, Origin::Callback);
+                }
             }
+            *inner.spare.borrow_mut() = batch;
         }
-        *inner.spare.borrow_mut() = batch;
         let nremote = self.run_remote_callbacks() + self.run_channels();
 
         // 3. Due timeouts; one removed meanwhile is gone from the map.
@@ -669,7 +678,9 @@ impl IOLoop {
                 self.run_callback(cb, Origin::Timeout);
             }
         }
-        *inner.due.borrow_mut() = due;
+        if due.capacity() > 0 {
+            *inner.due.borrow_mut() = due;
+        }
 
         if inner.stopping.get() || inner.closed.get() {
             return Ok(());

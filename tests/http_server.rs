@@ -203,9 +203,20 @@ impl RequestHandler for Forbidden {
     }
 }
 
+/// Answers with the request's `X-Name` header.
+struct HeaderEcho;
+impl RequestHandler for HeaderEcho {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        let name = x.request().headers().get("X-Name").unwrap_or("-");
+        x.write(format!("x-name={name}"));
+        Ok(())
+    }
+}
+
 fn app() -> Application {
     Application::new()
         .route("/", || Hello)
+        .route("/header", || HeaderEcho)
         .route("/echo", || Echo)
         .route("/user/{id}", || User)
         .route("/panic", || Panics)
@@ -386,6 +397,31 @@ fn keep_alive_pipelining_in_order_and_http10() {
     let r = read_reply(&mut conn, &mut buf, false).unwrap();
     assert_eq!(r.header("Connection").as_deref(), Some("close"));
     assert!(closed_within(&mut conn, Duration::from_secs(2)));
+}
+
+/// Header values come out of the head as it arrived, in UTF-8: a batch of
+/// pipelined heads is checked at once, and what follows bytes that are not
+/// UTF-8 (a binary body) value by value; a value that is not UTF-8 is a 400.
+#[test]
+fn header_values_in_a_pipelined_batch() {
+    let s = server();
+    let mut conn = connect(s.addr);
+    let mut batch = Vec::new();
+    batch.extend_from_slice("GET /header HTTP/1.1\r\nHost: x\r\nX-Name: café\r\n\r\n".as_bytes());
+    batch.extend_from_slice(b"\r\nGET /header HTTP/1.1\r\nX-Name:  plain \r\nHost: x\r\n\r\n");
+    batch.extend_from_slice(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\xff\x00\xfe\x80",
+    );
+    batch.extend_from_slice("GET /header HTTP/1.1\r\nX-Name: after ü\r\n\r\n".as_bytes());
+    batch.extend_from_slice(b"GET /header HTTP/1.1\r\nX-Name: caf\xe9\r\n\r\n");
+    conn.write_all(&batch).unwrap();
+    let mut buf = Vec::new();
+    let mut next = || read_reply(&mut conn, &mut buf, false).expect("reply");
+    assert_eq!(next().text(), "x-name=café");
+    assert_eq!(next().text(), "x-name=plain");
+    assert_eq!(next().body, b"\xff\x00\xfe\x80");
+    assert_eq!(next().text(), "x-name=after ü");
+    assert_eq!(next().status, 400);
 }
 
 #[test]

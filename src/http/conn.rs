@@ -146,6 +146,10 @@ impl Conn {
 
     fn process(self: &Rc<Self>, buf: &[u8]) -> usize {
         let mut used = 0;
+        // The longest UTF-8 prefix of (the start of) `buf`, worked out once
+        // for every request head in it: one pass over a batch of pipelined
+        // requests rather than one short, slower pass per head.
+        let mut text: Option<&str> = None;
         loop {
             if self.closing.get() {
                 return used;
@@ -164,7 +168,8 @@ impl Conn {
                         self.wait_for_drain();
                         return used;
                     }
-                    match self.parse_head(&buf[used..]) {
+                    let text = *text.get_or_insert_with(|| utf8_prefix(buf));
+                    match self.parse_head(&buf[used..], text.get(used..)) {
                         Ok(None) => return used,
                         Ok(Some((n, request, body))) => {
                             used += n;
@@ -243,9 +248,13 @@ impl Conn {
     /// Parses one request head from `buf`. `Ok(None)`: incomplete.
     /// `Err(status)`: answer with that status and close.
     #[allow(clippy::type_complexity)]
+    ///
+    /// `text`, if given, is a UTF-8 prefix of `buf` (perhaps all of it):
+    /// header values within it need no check of their own.
     fn parse_head(
         &self,
         buf: &[u8],
+        text: Option<&str>,
     ) -> Result<Option<(usize, Box<HTTPServerRequest>, Option<Body>)>, u16> {
         let max_header = self.opts.max_header_size;
         // Tolerate blank lines between pipelined requests (RFC 9112 2.2).
@@ -254,6 +263,7 @@ impl Conn {
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
         let buf = &buf[skip..];
+        let text = text.and_then(|t| t.get(skip..));
         if buf.is_empty() {
             return Ok(None);
         }
@@ -293,10 +303,10 @@ impl Conn {
         let mut chunked = false;
         let mut continue_expected = false;
         let mut connection: Option<&str> = None;
-        // One UTF-8 check for the whole head (fast on ASCII, word by word)
-        // rather than one per value; values are then slices of it. A head
-        // with other bytes (obs-text) is checked value by value.
-        let head = std::str::from_utf8(&buf[..n]).ok();
+        // Values are slices of `text` where it reaches; past it (a head
+        // with obs-text bytes, or beyond the prefix checked) each value is
+        // checked on its own.
+        let head = text;
         let head_at = buf.as_ptr() as usize;
         for h in req.headers.iter() {
             let at = h.value.as_ptr() as usize - head_at;
@@ -646,6 +656,21 @@ impl Conn {
         } else {
             self.arm();
         }
+    }
+}
+
+/// How much of `buf` is checked for UTF-8 at once: enough for a batch of
+/// pipelined heads, not a large body behind them.
+const TEXT_SCAN: usize = 16 * 1024;
+
+/// The longest UTF-8 prefix of `buf`'s first [`TEXT_SCAN`] bytes.
+fn utf8_prefix(buf: &[u8]) -> &str {
+    let scan = &buf[..buf.len().min(TEXT_SCAN)];
+    match std::str::from_utf8(scan) {
+        Ok(text) => text,
+        // A multi-byte character cut at the end of the scan, or bytes that
+        // are not UTF-8 (a binary body, obs-text): stop before them.
+        Err(err) => std::str::from_utf8(&scan[..err.valid_up_to()]).unwrap_or(""),
     }
 }
 

@@ -114,7 +114,7 @@ impl Stream {
     ///
     /// # Errors
     /// The write's error (stream closed, buffer full...); `NotInCoroutine`.
-    pub fn write(&self, data: impl Into<Vec<u8>>) -> Result<(), Error> {
+    pub fn write(&self, data: impl AsRef<[u8]> + Into<Vec<u8>>) -> Result<(), Error> {
         ensure_in_coroutine()?;
         self.wait(self.stream.write(data))
     }

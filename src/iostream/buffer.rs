@@ -10,6 +10,10 @@
 /// An emptied buffer larger than this is freed.
 const RELEASE_ABOVE: usize = 4 << 20;
 
+/// Reads at least this large may take the buffer's region instead of a
+/// copy (at most half of it unused).
+const HAND_OVER_MIN: usize = 16 * 1024;
+
 #[derive(Default)]
 pub(crate) struct ReadBuffer {
     buf: Vec<u8>,
@@ -68,8 +72,18 @@ impl ReadBuffer {
     }
 
     /// Takes the first `n` bytes out.
+    ///
+    /// A large read that takes everything, from the start of the region,
+    /// takes the region itself: no copy (the next read gets a fresh,
+    /// zeroed region, which costs less than copying this one out).
     pub(crate) fn consume(&mut self, n: usize) -> Vec<u8> {
         debug_assert!(n <= self.len());
+        if self.start == 0 && n == self.end && n >= HAND_OVER_MIN && 2 * n >= self.buf.len() {
+            let mut out = std::mem::take(&mut self.buf);
+            out.truncate(n);
+            self.end = 0;
+            return out;
+        }
         let out = self.buf[self.start..self.start + n].to_vec();
         self.skip(n);
         out
@@ -132,5 +146,36 @@ mod tests {
         let n = b.len();
         assert_eq!(b.consume(n), expected);
         assert_eq!(b.buf.len(), 0, "an emptied large buffer is freed");
+    }
+
+    #[test]
+    fn a_large_read_of_everything_takes_the_region() {
+        let mut b = ReadBuffer::new();
+        let spare = b.spare(64 * 1024);
+        let cap = spare.len();
+        spare[..64 * 1024].fill(7);
+        b.commit(64 * 1024);
+        let before = b.buf.as_ptr();
+        let out = b.consume(64 * 1024);
+        assert_eq!(out.len(), 64 * 1024);
+        assert!(out.iter().all(|&x| x == 7));
+        assert_eq!(out.as_ptr(), before, "handed over, not copied");
+        assert!(out.capacity() >= cap);
+        assert_eq!((b.len(), b.buf.len()), (0, 0));
+        // The next read gets a fresh region.
+        let spare = b.spare(8);
+        spare[..3].copy_from_slice(b"abc");
+        b.commit(3);
+        assert_eq!(b.consume(3), b"abc");
+
+        // Not from the start, or not all of it, or small: copied.
+        let spare = b.spare(64 * 1024);
+        spare[..64 * 1024].fill(1);
+        b.commit(64 * 1024);
+        assert_eq!(b.consume(1).len(), 1);
+        let rest = b.consume(64 * 1024 - 1);
+        assert_ne!(rest.as_ptr(), b.buf.as_ptr());
+        assert!(rest.iter().all(|&x| x == 1));
+        assert!(b.buf.len() >= 64 * 1024, "kept its region");
     }
 }

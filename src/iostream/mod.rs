@@ -830,8 +830,14 @@ impl IOStream {
     /// Fails with [`ErrorKind::BufferFull`] if it would grow the write buffer
     /// past [`set_max_write_buffer_size`](IOStream::set_max_write_buffer_size),
     /// and with [`ErrorKind::StreamClosed`] on a closed stream.
-    pub fn write(&self, data: impl Into<Vec<u8>>) -> Future<()> {
-        let data = data.into();
+    ///
+    /// What the kernel takes at once is written straight from `data`; only
+    /// the rest is kept, so a borrowed slice is copied only when the socket
+    /// cannot take it all, and an owned `Vec` or `String` is never copied.
+    pub fn write<D>(&self, data: D) -> Future<()>
+    where
+        D: AsRef<[u8]> + Into<Vec<u8>>,
+    {
         let mut failure = None;
         let future = {
             let socket = self.inner.socket.borrow();
@@ -839,25 +845,26 @@ impl IOStream {
             if st.closed {
                 return Future::failed(closed_error(st.error.as_ref()));
             }
-            if data.is_empty() {
+            if data.as_ref().is_empty() {
                 return Future::ready(());
             }
             if let Some(max) = st.max_write_buffer_size {
-                if st.wlen + data.len() > max {
+                if st.wlen + data.as_ref().len() > max {
                     return Future::failed(Error::new(
                         ErrorKind::BufferFull,
                         format!(
                             "write of {} bytes would exceed max_write_buffer_size {max}",
-                            data.len()
+                            data.as_ref().len()
                         ),
                     ));
                 }
             }
             let mut written = 0;
+            let bytes = data.as_ref();
             if st.wlen == 0 && st.connecting.is_none() {
                 if let Some(socket) = socket.as_ref() {
-                    while written < data.len() {
-                        match socket.write(&data[written..]) {
+                    while written < bytes.len() {
+                        match socket.write(&bytes[written..]) {
                             Ok(n) => written += n,
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -871,11 +878,12 @@ impl IOStream {
             }
             st.written_total += written as u64;
             st.queued_total += written as u64;
-            if written == data.len() && failure.is_none() {
+            if written == bytes.len() && failure.is_none() {
                 return Future::ready(());
             }
             let future = Future::new();
             if failure.is_none() {
+                let data: Vec<u8> = data.into();
                 let rest = data.len() - written;
                 // Queued whole, not copied: `wpos` skips what went out. Only
                 // a write into an empty queue can have gone out in part.

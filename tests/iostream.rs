@@ -493,6 +493,51 @@ fn read_bytes_exact() {
     });
 }
 
+/// Tornado's `read_into`: buffered bytes are copied in, the rest arrives
+/// straight from the socket, and the caller's vector comes back (the same
+/// allocation, its length unchanged) with the count of new bytes.
+#[test]
+fn read_into_fills_the_callers_buffer() {
+    AsyncTest::new().run(|_| {
+        let (rs, ws) = unix_pair();
+        let buf = vec![0u8; 10];
+        let at = buf.as_ptr() as usize;
+        let f = rs.read_into(buf, false);
+        let _ = ws.write(&b"0123"[..]);
+        let _ = ws.write(&b"456789abc"[..]);
+        and_then(&f, move |(buf, n)| {
+            assert_eq!((&buf[..], n), (&b"0123456789"[..], 10));
+            assert_eq!(buf.as_ptr() as usize, at, "the caller's allocation");
+            // "abc" is buffered now: copied in; partial resolves with it.
+            let (buf, n) = value_now(&rs.read_into(buf, true));
+            assert_eq!((&buf[..n], buf.len()), (&b"abc"[..], 10));
+            // Nothing buffered: straight from the socket, partial.
+            let f = rs.read_into(vec![7; 64 * 1024], true);
+            let big = pseudo_random(200 * 1024, 9);
+            let _ = ws.write(big.clone());
+            let ws2 = ws.clone();
+            and_then(&f, move |(first, n)| {
+                assert!(n > 0 && n <= 64 * 1024 && first.len() == 64 * 1024);
+                assert_eq!(first[..n], big[..n]);
+                // The rest, whole: read_into(n, false) waits for all of it.
+                let f = rs.read_into(vec![0; big.len() - n], false);
+                and_then(&f, move |(second, m)| {
+                    assert_eq!(m, big.len() - n);
+                    assert_eq!(second[..], big[n..]);
+                    // The peer leaves before a full read is filled: closed.
+                    let f = rs.read_into(vec![0; 8], false);
+                    let _ = ws2.write(&b"xyz"[..]);
+                    ws2.close();
+                    then(&f, |r| {
+                        assert_closed_error(&r.expect_err("short read_into"));
+                        Future::ready(())
+                    })
+                })
+            })
+        })
+    });
+}
+
 #[test]
 fn read_bytes_partial() {
     AsyncTest::new().run(|_| {

@@ -16,6 +16,12 @@ pub(super) enum ReadKind {
         partial: bool,
     },
     UntilClose,
+    /// Into the caller's buffer (`read_into`): `buf[..filled]` has arrived.
+    Into {
+        buf: Vec<u8>,
+        filled: usize,
+        partial: bool,
+    },
     /// Up to and including the end of the first match.
     #[cfg(feature = "regex")]
     Regex {
@@ -26,12 +32,42 @@ pub(super) enum ReadKind {
 
 pub(super) struct PendingRead {
     pub(super) kind: ReadKind,
-    pub(super) future: Future<Vec<u8>>,
+    pub(super) future: ReadFuture,
+}
+
+/// Who hears of a pending read: `read_into` answers with its buffer and a
+/// count, the others with the bytes.
+pub(super) enum ReadFuture {
+    Bytes(Future<Vec<u8>>),
+    Into(Future<(Vec<u8>, usize)>),
+}
+
+impl ReadFuture {
+    pub(super) fn set_error(&self, err: Error) {
+        let _ = match self {
+            ReadFuture::Bytes(f) => f.set_error(err),
+            ReadFuture::Into(f) => f.set_error(err),
+        };
+    }
+
+    /// Settles with what `evaluate_read` decided.
+    pub(super) fn settle(&self, outcome: Result<Vec<u8>, Error>, filled: Option<usize>) {
+        let _ = match (self, filled) {
+            (ReadFuture::Bytes(f), _) => f.complete(outcome),
+            (ReadFuture::Into(f), Some(n)) => f.complete(outcome.map(|buf| (buf, n))),
+            (ReadFuture::Into(f), None) => f.complete(outcome.map(|buf| {
+                let n = buf.len();
+                (buf, n)
+            })),
+        };
+    }
 }
 
 pub(super) enum ReadOutcome {
     Pending,
     Done(Result<Vec<u8>, Error>),
+    /// A `read_into` is done: its buffer (whole) and how much was filled.
+    Filled(Vec<u8>, usize),
     /// The read can never be satisfied: fail it and close the stream.
     Unsatisfiable(Error),
 }
@@ -105,6 +141,25 @@ pub(super) fn evaluate_read(
                 None => ReadOutcome::Pending,
             }
         }
+        ReadKind::Into {
+            buf,
+            filled,
+            partial,
+        } => {
+            // Buffered bytes first; the stream reads the rest straight into
+            // `buf` (see `IOStream::read_from_socket`).
+            let take = len.min(buf.len() - *filled);
+            if take > 0 {
+                buf[*filled..*filled + take].copy_from_slice(&rbuf.data()[..take]);
+                rbuf.skip(take);
+                *filled += take;
+            }
+            if into_satisfied(buf.len(), *filled, *partial) {
+                ReadOutcome::Filled(std::mem::take(buf), *filled)
+            } else {
+                ReadOutcome::Pending
+            }
+        }
         ReadKind::UntilClose => {
             if closed {
                 ReadOutcome::Done(Ok(rbuf.consume(len)))
@@ -115,6 +170,11 @@ pub(super) fn evaluate_read(
             }
         }
     }
+}
+
+/// Whether a `read_into` of `len` bytes with `filled` arrived is done.
+pub(super) fn into_satisfied(len: usize, filled: usize, partial: bool) -> bool {
+    filled == len || (partial && filled > 0)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -133,6 +133,22 @@ impl HTTPServerRequest {
     }
 
     /// Whether the connection may stay open after this request's response.
+    /// The body parsed as JSON into `T` (Tornado's
+    /// `json_decode(self.request.body)`). Feature `json`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::HttpProtocol`](crate::ErrorKind::HttpProtocol) if the body is not JSON of
+    /// that shape, with serde's reason (line and column): answer 400.
+    #[cfg(feature = "json")]
+    pub fn body_json<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            crate::Error::new(
+                crate::ErrorKind::HttpProtocol,
+                format!("request body is not the JSON expected: {e}"),
+            )
+        })
+    }
+
     /// A request with nothing in it yet, from `remote`.
     pub(crate) fn empty(remote: SocketAddr) -> HTTPServerRequest {
         HTTPServerRequest {

@@ -120,6 +120,35 @@ impl Exchange {
             .extend_from_slice(data.as_ref());
     }
 
+    /// Appends `value` as JSON to the response body and sets
+    /// `Content-Type: application/json; charset=UTF-8`: Tornado's
+    /// `self.write(dict)`. Feature `json`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")]
+    /// # fn f(x: &squall::web::Exchange) -> Result<(), squall::Error> {
+    /// // Any `Serialize` type: a `#[derive(Serialize)]` struct, a map...
+    /// x.write_json(&serde_json::json!({ "id": 7, "name": "ada" }))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] if `value` cannot be serialized (a map
+    /// with non-string keys, say); nothing is written then.
+    #[cfg(feature = "json")]
+    pub fn write_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+        let json = serde_json::to_vec(value).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("cannot write as JSON: {e}"),
+            )
+        })?;
+        self.set_header("Content-Type", "application/json; charset=UTF-8");
+        self.write(json);
+        Ok(())
+    }
+
     /// Marks the response asynchronous (Tornado's `@web.asynchronous`): it
     /// stays open after the handler method returns, until
     /// [`finish`](Exchange::finish).

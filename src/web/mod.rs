@@ -140,6 +140,64 @@ impl Application {
         self
     }
 
+    /// Adds a route whose pattern is a regular expression, as Tornado's
+    /// `URLSpec` (`(r"/entry/([^/]+)", EntryHandler)`): it must match the
+    /// whole path (a `$` is added unless it ends with one). Its groups
+    /// become the request's path arguments, url-unescaped: named groups
+    /// (`(?P<slug>...)`) by name, and only those if there are any (Tornado
+    /// passes them as keyword arguments and drops the positional ones);
+    /// otherwise every group, named by its number (`"1"` first). Routes of
+    /// both kinds are matched in the order they were added.
+    ///
+    /// ```
+    /// use squall::web::{Application, Exchange, RequestHandler};
+    ///
+    /// struct Entry;
+    /// impl RequestHandler for Entry {
+    ///     fn get(&mut self, x: &Exchange) -> Result<(), squall::Error> {
+    ///         let slug = x.request().path_arg("1").unwrap_or("").to_owned();
+    ///         x.write(format!("entry {slug}"));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let app = Application::new().route_regex(r"/entry/([^/]+)", || Entry);
+    /// assert_eq!(app.len(), 1);
+    /// ```
+    ///
+    /// # Panics
+    /// On an invalid regular expression, as [`route`](Self::route) does on
+    /// a malformed pattern; [`try_route_regex`](Self::try_route_regex)
+    /// returns the error instead.
+    #[cfg(feature = "regex")]
+    pub fn route_regex<H, F>(self, pattern: &str, factory: F) -> Application
+    where
+        H: RequestHandler,
+        F: Fn() -> H + 'static,
+    {
+        self.try_route_regex(pattern, factory)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`route_regex`](Self::route_regex) for patterns not known until run
+    /// time.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+    /// naming the pattern, if it is not a valid regular expression.
+    #[cfg(feature = "regex")]
+    pub fn try_route_regex<H, F>(mut self, pattern: &str, factory: F) -> Result<Application, Error>
+    where
+        H: RequestHandler,
+        F: Fn() -> H + 'static,
+    {
+        let pattern = Pattern::regex(pattern)?;
+        self.routes.push(Route {
+            pattern,
+            factory: Box::new(move || Box::new(factory())),
+        });
+        Ok(self)
+    }
+
     /// How many routes.
     pub fn len(&self) -> usize {
         self.routes.len()

@@ -1,4 +1,5 @@
-//! Route patterns: exact paths and `{name}` captures.
+//! Route patterns: exact paths, `{name}` captures and (feature `regex`)
+//! regular expressions, as Tornado's `URLSpec`.
 
 use crate::httputil::url_unescape;
 
@@ -12,6 +13,9 @@ pub(crate) enum Segment {
 pub(crate) enum Pattern {
     Exact(String),
     Segments(Vec<Segment>),
+    /// Anchored at both ends; the names of its groups (`None`: positional).
+    #[cfg(feature = "regex")]
+    Regex(regex::Regex, Vec<Option<String>>),
 }
 
 impl Pattern {
@@ -48,9 +52,52 @@ impl Pattern {
         Ok(Pattern::Segments(segments))
     }
 
+    /// A regular expression route, as Tornado's `URLSpec`: matched against
+    /// the whole path (a `$` is added unless the pattern ends with one, and
+    /// matching starts at the path's start).
+    #[cfg(feature = "regex")]
+    pub(crate) fn regex(pattern: &str) -> Result<Pattern, crate::Error> {
+        let anchored = if pattern.ends_with('$') {
+            format!("^(?:{pattern})")
+        } else {
+            format!("^(?:{pattern})$")
+        };
+        let regex = regex::Regex::new(&anchored).map_err(|e| {
+            crate::Error::new(
+                crate::ErrorKind::InvalidArgument,
+                format!("route {pattern:?}: {e}"),
+            )
+        })?;
+        let names = regex
+            .capture_names()
+            .skip(1)
+            .map(|n| n.map(str::to_owned))
+            .collect();
+        Ok(Pattern::Regex(regex, names))
+    }
+
     /// The captures if `path` matches.
     pub(crate) fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
         match self {
+            #[cfg(feature = "regex")]
+            Pattern::Regex(regex, names) => {
+                let caps = regex.captures(path)?;
+                // Tornado: named groups if there are any (as keyword
+                // arguments), else every group by position. Positional
+                // groups are named by their number, "1" first.
+                let named = names.iter().any(Option::is_some);
+                let args = names
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, name)| !named || name.is_some())
+                    .map(|(i, name)| {
+                        let value = caps.get(i + 1).map_or("", |m| m.as_str());
+                        let name = name.clone().unwrap_or_else(|| (i + 1).to_string());
+                        (name, url_unescape(value, false))
+                    })
+                    .collect();
+                Some(args)
+            }
             Pattern::Exact(p) => (p == path).then(Vec::new),
             Pattern::Segments(segments) => {
                 let mut rest = path.strip_prefix('/')?;
@@ -106,5 +153,40 @@ mod tests {
         assert!(Pattern::parse("/u/x{id}").is_err());
         assert!(Pattern::parse("/{a*}/b").is_err());
         assert!(Pattern::parse("nope").is_err());
+    }
+
+    #[cfg(feature = "regex")]
+    #[test]
+    fn regex_patterns() {
+        let args = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(n, a)| ((*n).to_owned(), (*a).to_owned()))
+                .collect()
+        };
+        // Positional groups, by number; anchored at both ends.
+        let p = Pattern::regex(r"/entry/([^/]+)/(\d+)").unwrap();
+        assert_eq!(
+            p.matches("/entry/a%20b/42").unwrap(),
+            args(&[("1", "a b"), ("2", "42")])
+        );
+        assert!(p.matches("/entry/x/42/more").is_none());
+        assert!(p.matches("/prefix/entry/x/42").is_none());
+        assert!(p.matches("/entry/x/y").is_none());
+        // Named groups only, when there are any (Tornado's kwargs).
+        let p = Pattern::regex(r"/(?P<year>\d{4})/(\d+)/(?P<slug>[a-z-]+)$").unwrap();
+        assert_eq!(
+            p.matches("/2026/11/hello-world").unwrap(),
+            args(&[("year", "2026"), ("slug", "hello-world")])
+        );
+        // An alternation stays anchored as a whole.
+        let p = Pattern::regex(r"/a|/b").unwrap();
+        assert!(p.matches("/a").is_some() && p.matches("/b").is_some());
+        assert!(p.matches("/ab").is_none() && p.matches("/b/").is_none());
+        // An optional group that did not take part: empty.
+        let p = Pattern::regex(r"/opt(/\w+)?").unwrap();
+        assert_eq!(p.matches("/opt").unwrap(), args(&[("1", "")]));
+        let err = Pattern::regex(r"/bad(").err().expect("invalid regex");
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(err.to_string().contains("/bad("), "{err}");
     }
 }

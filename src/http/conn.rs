@@ -416,17 +416,23 @@ impl Conn {
         std::mem::take(&mut self.spare.borrow_mut().out_body)
     }
 
-    /// Gives a finished request's buffers back for the next request.
-    pub(crate) fn recycle(&self, mut request: Box<HTTPServerRequest>, mut out_body: Vec<u8>) {
-        let Ok(mut spare) = self.spare.try_borrow_mut() else {
-            return;
-        };
+    /// Gives a finished request back for the next one (emptied, if its
+    /// buffers are small enough to keep).
+    pub(crate) fn recycle_request(&self, mut request: Box<HTTPServerRequest>) {
         if request.recycle(SPARE_MAX) {
-            spare.request = Some(request);
+            if let Ok(mut spare) = self.spare.try_borrow_mut() {
+                spare.request = Some(request);
+            }
         }
+    }
+
+    /// Gives a finished response body's buffer back for the next response.
+    pub(crate) fn recycle_body(&self, mut out_body: Vec<u8>) {
         if out_body.capacity() <= SPARE_MAX {
-            out_body.clear();
-            spare.out_body = out_body;
+            if let Ok(mut spare) = self.spare.try_borrow_mut() {
+                out_body.clear();
+                spare.out_body = out_body;
+            }
         }
     }
 

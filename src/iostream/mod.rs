@@ -508,8 +508,11 @@ impl IOStream {
             }
         };
         match outcome {
-            ReadOutcome::Done(result) => future.settle(result, None),
-            ReadOutcome::Filled(buf, n) => future.settle(Ok(buf), Some(n)),
+            ReadOutcome::Done(result) => future.settle(result.map(|data| {
+                let n = data.len();
+                (data, n)
+            })),
+            ReadOutcome::Filled(buf, n) => future.settle(Ok((buf, n))),
             ReadOutcome::Unsatisfiable(err) => {
                 // Close first: whoever hears of the failure finds the stream
                 // closed, as Tornado's close-then-fail does.

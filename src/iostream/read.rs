@@ -50,15 +50,12 @@ impl ReadFuture {
         };
     }
 
-    /// Settles with what `evaluate_read` decided.
-    pub(super) fn settle(&self, outcome: Result<Vec<u8>, Error>, filled: Option<usize>) {
-        let _ = match (self, filled) {
-            (ReadFuture::Bytes(f), _) => f.complete(outcome),
-            (ReadFuture::Into(f), Some(n)) => f.complete(outcome.map(|buf| (buf, n))),
-            (ReadFuture::Into(f), None) => f.complete(outcome.map(|buf| {
-                let n = buf.len();
-                (buf, n)
-            })),
+    /// Settles with the bytes read and how many of them are new (all of
+    /// them but for `read_into`, whose buffer comes back whole).
+    pub(super) fn settle(&self, outcome: Result<(Vec<u8>, usize), Error>) {
+        let _ = match self {
+            ReadFuture::Bytes(f) => f.complete(outcome.map(|(data, _)| data)),
+            ReadFuture::Into(f) => f.complete(outcome),
         };
     }
 }

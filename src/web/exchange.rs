@@ -406,7 +406,7 @@ impl Exchange {
             return;
         };
         if let Some(request) = inner.request.take() {
-            inner.conn.recycle(request, Vec::new());
+            inner.conn.recycle_request(request);
         }
         let body = inner.body.get_mut();
         if body.capacity() > crate::http::SPARE_MAX {
@@ -435,9 +435,11 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let body = std::mem::take(self.body.get_mut());
+        // A parked exchange (no request) is being let go with its
+        // connection, or while idle: its buffers go, not back to the spare.
         if let Some(request) = self.request.take() {
-            self.conn.recycle(request, body);
+            self.conn.recycle_request(request);
+            self.conn.recycle_body(std::mem::take(self.body.get_mut()));
         }
     }
 }

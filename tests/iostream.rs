@@ -15,6 +15,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{pseudo_random, std_tcp_pair};
+
 use squall::iostream::IOStream;
 use squall::testing::AsyncTest;
 use squall::{Error, ErrorKind, Events, Future, IOLoop};
@@ -209,14 +212,6 @@ fn unix_pair() -> (IOStream, IOStream) {
     (IOStream::new(a).unwrap(), IOStream::new(b).unwrap())
 }
 
-/// Two connected std TCP sockets on loopback (client, server).
-fn std_tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    (client, server)
-}
-
 /// Two connected IOStreams over loopback TCP.
 fn tcp_pair() -> (IOStream, IOStream) {
     let (c, s) = std_tcp_pair();
@@ -227,20 +222,6 @@ fn tcp_pair() -> (IOStream, IOStream) {
 fn refusing_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
-}
-
-/// Pseudo-random bytes (xorshift), reproducible from `seed`.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// An order-sensitive checksum, word at a time (fast enough in debug builds).

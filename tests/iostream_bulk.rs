@@ -7,35 +7,15 @@
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 use std::thread;
+
+mod common;
+use common::{pseudo_random, std_tcp_pair};
 
 use squall::iostream::IOStream;
 use squall::testing::AsyncTest;
 use squall::{ErrorKind, Future};
-
-/// Connected (client, server) on loopback.
-fn std_tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    (client, server)
-}
-
-/// Pseudo-random bytes (xorshift), reproducible from `seed`.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Reads with each (size, partial) of `plan` in turn, cycling, until `total`
 /// bytes came; resolves with them.

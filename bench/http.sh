@@ -53,17 +53,7 @@ for tool in wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install wrk util-linux curl)" >&2; exit 1; }
 done
 
-# One absolute target directory for both builds (the peers crate has its own
-# workspace, so a relative CARGO_TARGET_DIR would mean two places).
-if [ -n "${CARGO_TARGET_DIR:-}" ]; then
-  mkdir -p "$CARGO_TARGET_DIR"
-  export CARGO_TARGET_DIR=$(cd "$CARGO_TARGET_DIR" && pwd)
-  squall_target=$CARGO_TARGET_DIR
-  peers_target=$CARGO_TARGET_DIR
-else
-  squall_target=$root/target
-  peers_target=$root/bench/peers/target
-fi
+. "$root/bench/servers.sh"
 
 # -c 1000 needs 1000 sockets on each side, plus the server's own.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -102,17 +92,6 @@ if want tornado; then
   fi
 fi
 [ ${#selected[@]} -gt 0 ] || { echo "no server left to measure" >&2; exit 1; }
-
-server_cmd() { # name port -> the command line
-  case $1 in
-    squall) echo "$squall_target/release/examples/hello_server $2" ;;
-    squall2) echo "$squall_target/release/examples/hello_server --processes 2 $2" ;;
-    squall2rp) echo "$squall_target/release/examples/hello_server --processes 2 --reuse-port $2" ;;
-    hyper) echo "$peers_target/release/hello_hyper $2" ;;
-    mio) echo "$peers_target/release/hello_mio $2" ;;
-    tornado) echo "python3 $root/bench/peers/hello_tornado.py $2" ;;
-  esac
-}
 
 work=$(mktemp -d)
 pid=

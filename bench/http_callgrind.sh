@@ -24,26 +24,9 @@ command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install va
 servers=("$@")
 [ ${#servers[@]} -gt 0 ] || servers=(squall hyper mio)
 
-if [ -n "${CARGO_TARGET_DIR:-}" ]; then
-  mkdir -p "$CARGO_TARGET_DIR"
-  export CARGO_TARGET_DIR=$(cd "$CARGO_TARGET_DIR" && pwd)
-  squall_target=$CARGO_TARGET_DIR
-  peers_target=$CARGO_TARGET_DIR
-else
-  squall_target=$root/target
-  peers_target=$root/bench/peers/target
-fi
+. "$root/bench/servers.sh"
 (cd "$root" && cargo build -q --release --example hello_server)
 (cd "$root/bench/peers" && cargo build -q --release --bin hello_hyper --bin hello_mio --bin http_load)
-
-server_cmd() {
-  case $1 in
-    squall) echo "$squall_target/release/examples/hello_server $2" ;;
-    hyper) echo "$peers_target/release/hello_hyper $2" ;;
-    mio) echo "$peers_target/release/hello_mio $2" ;;
-    *) echo "unknown server $1" >&2; exit 2 ;;
-  esac
-}
 
 work=$(mktemp -d)
 pid=

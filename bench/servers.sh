@@ -1,0 +1,26 @@
+# Sourced by bench/http.sh and bench/http_callgrind.sh (needs $root): where
+# the builds go, and the command line of each hello-world server.
+
+# One absolute target directory for both builds (the peers crate has its own
+# workspace, so a relative CARGO_TARGET_DIR would mean two places).
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+  mkdir -p "$CARGO_TARGET_DIR"
+  export CARGO_TARGET_DIR=$(cd "$CARGO_TARGET_DIR" && pwd)
+  squall_target=$CARGO_TARGET_DIR
+  peers_target=$CARGO_TARGET_DIR
+else
+  squall_target=$root/target
+  peers_target=$root/bench/peers/target
+fi
+
+server_cmd() { # name port -> the command line
+  case $1 in
+    squall) echo "$squall_target/release/examples/hello_server $2" ;;
+    squall2) echo "$squall_target/release/examples/hello_server --processes 2 $2" ;;
+    squall2rp) echo "$squall_target/release/examples/hello_server --processes 2 --reuse-port $2" ;;
+    hyper) echo "$peers_target/release/hello_hyper $2" ;;
+    mio) echo "$peers_target/release/hello_mio $2" ;;
+    tornado) echo "python3 $root/bench/peers/hello_tornado.py $2" ;;
+    *) echo "unknown server $1" >&2; return 2 ;;
+  esac
+}

@@ -640,10 +640,10 @@ impl IOLoop {
         {
             let mut timers = inner.timers.borrow_mut();
             if !timers.is_empty() {
-                let now = self.time();
-                if timers.any_due(now) {
-                    due = std::mem::take(&mut *inner.due.borrow_mut());
-                    timers.pop_due(now, &mut due);
+                let mut spare = inner.due.borrow_mut();
+                timers.pop_due(self.time(), &mut spare);
+                if !spare.is_empty() {
+                    due = std::mem::take(&mut *spare);
                 }
             }
         }

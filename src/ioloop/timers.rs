@@ -285,15 +285,6 @@ impl Timers {
     }
 
     /// Moves the keys of every timeout due at `now` into `due`, in order.
-    /// Whether a heap entry (perhaps a cancelled one) is due at `now`.
-    #[inline]
-    pub(crate) fn any_due(&mut self, now: Instant) -> bool {
-        let Some(deadline) = self.heap.peek().map(|top| top.deadline) else {
-            return false;
-        };
-        deadline <= self.nanos(now)
-    }
-
     pub(crate) fn pop_due(&mut self, now: Instant, due: &mut Vec<TimeoutKey>) {
         if self.heap.is_empty() {
             return;

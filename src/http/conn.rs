@@ -30,7 +30,9 @@ pub(crate) trait Dispatch {
 
 enum Body {
     Length(usize),
-    Chunked(ChunkedDecoder),
+    /// Boxed: it is the rare case, and the parser hands a `Body` back on
+    /// every request.
+    Chunked(Box<ChunkedDecoder>),
 }
 
 enum Phase {
@@ -349,7 +351,9 @@ impl Conn {
         }
         let body = match (chunked, length) {
             (true, Some(_)) => return Err(400),
-            (true, None) => Some(Body::Chunked(ChunkedDecoder::new(self.opts.max_body_size))),
+            (true, None) => Some(Body::Chunked(Box::new(ChunkedDecoder::new(
+                self.opts.max_body_size,
+            )))),
             (false, Some(n)) if n > self.opts.max_body_size => return Err(413),
             (false, Some(0)) | (false, None) => None,
             (false, Some(n)) => Some(Body::Length(n)),
@@ -367,7 +371,13 @@ impl Conn {
                     .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
         }
-        request.query_at = memchr::memchr(b'?', uri.as_bytes()).unwrap_or(uri.len());
+        // Most paths are short: a plain scan beats memchr's set-up there.
+        request.query_at = if uri.len() < 64 {
+            uri.bytes().position(|b| b == b'?')
+        } else {
+            memchr::memchr(b'?', uri.as_bytes())
+        }
+        .unwrap_or(uri.len());
         if let Some(Body::Length(len)) = &body {
             // What the client claims, up to a bound: memory follows the bytes
             // that actually arrive, not a promise.

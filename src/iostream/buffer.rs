@@ -48,20 +48,27 @@ impl ReadBuffer {
     /// comes from `vec![0; n]`, i.e. `calloc`, which for large sizes maps
     /// pages that are already zero: growing costs no zeroing pass (and
     /// neither does it in debug builds, where `resize` writes byte by byte).
+    #[inline]
     pub(crate) fn spare(&mut self, min: usize) -> &mut [u8] {
         if self.buf.len() - self.end < min {
-            let len = self.len();
-            if self.buf.len() - len >= min {
-                self.buf.copy_within(self.start..self.end, 0);
-            } else {
-                let mut grown = vec![0u8; (len + min).max(2 * self.buf.len())];
-                grown[..len].copy_from_slice(&self.buf[self.start..self.end]);
-                self.buf = grown;
-            }
-            self.start = 0;
-            self.end = len;
+            self.make_room(min);
         }
         &mut self.buf[self.end..]
+    }
+
+    /// `spare`'s slow path: reclaim the consumed prefix, or grow.
+    #[inline(never)]
+    fn make_room(&mut self, min: usize) {
+        let len = self.len();
+        if self.buf.len() - len >= min {
+            self.buf.copy_within(self.start..self.end, 0);
+        } else {
+            let mut grown = vec![0u8; (len + min).max(2 * self.buf.len())];
+            grown[..len].copy_from_slice(&self.buf[self.start..self.end]);
+            self.buf = grown;
+        }
+        self.start = 0;
+        self.end = len;
     }
 
     /// Marks `n` bytes of the spare region as received.

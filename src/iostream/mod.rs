@@ -479,12 +479,16 @@ impl IOStream {
                 self.schedule_pump();
             }
         }
-        if self.inner.state.borrow().eof {
+        let (eof, reading) = {
+            let st = self.inner.state.borrow();
+            (st.eof, st.read.is_some())
+        };
+        if eof {
             // Close first: `close_with` settles the pending read from the
             // buffer, so a `read_until_close` (or any read) hears of the
             // end with the stream already closed.
             self.close_with(None);
-        } else {
+        } else if reading {
             self.try_complete_read();
         }
     }
@@ -795,7 +799,17 @@ impl IOStream {
         match crate::callback::catch_value(|| hook(data, eof)) {
             Ok(used) => {
                 rbuf.skip(used.min(len));
-                self.restore_hook(rbuf, Some(hook), gen);
+                // `restore_hook`, inline: this is every request's path.
+                let mut st = self.inner.state.borrow_mut();
+                st.rbuf = rbuf;
+                if st.hook_gen == gen && !st.closed {
+                    st.read_hook = Some(hook);
+                } else {
+                    // Replaced or closed while it ran; dropped unborrowed, as
+                    // its captures may own this stream.
+                    drop(st);
+                    drop(hook);
+                }
             }
             Err(err) => {
                 log::error!("read hook on fd {} failed: {err}", self.inner.fd);

@@ -213,14 +213,17 @@ impl Application {
     }
 
     fn find(&self, request: &mut HTTPServerRequest) -> Option<&Route> {
-        let path = request.path();
-        for route in &self.routes {
-            if let Some(args) = route.pattern.matches(path) {
-                request.path_args = args;
-                return Some(route);
-            }
-        }
-        None
+        // The request's own (recycled, empty) vector takes the captures.
+        let HTTPServerRequest {
+            uri,
+            query_at,
+            path_args,
+            ..
+        } = request;
+        let path = &uri[..*query_at];
+        self.routes
+            .iter()
+            .find(|route| route.pattern.match_into(path, path_args))
     }
 }
 

@@ -76,6 +76,23 @@ impl Pattern {
         Ok(Pattern::Regex(regex, names))
     }
 
+    /// Whether `path` matches; its captures, if any, are appended to
+    /// `args` (left as it was when it does not match). An exact path, the
+    /// usual route, is one comparison.
+    #[inline]
+    pub(crate) fn match_into(&self, path: &str, args: &mut Vec<(String, String)>) -> bool {
+        match self {
+            Pattern::Exact(p) => p == path,
+            _ => match self.matches(path) {
+                Some(found) => {
+                    args.extend(found);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
     /// The captures if `path` matches.
     pub(crate) fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
         match self {

@@ -29,6 +29,10 @@ use crate::error::{Error, ErrorKind};
 
 // ----- headers ---------------------------------------------------------------
 
+/// Where a field is in `HTTPHeaders::text`: (name start, name end, value
+/// start, value end).
+type Field = (u32, u32, u32, u32);
+
 /// HTTP header fields: names compare case-insensitively, a name may repeat,
 /// order is kept. Tornado's `HTTPHeaders`.
 ///
@@ -45,11 +49,11 @@ use crate::error::{Error, ErrorKind};
 /// ```
 #[derive(Clone, Default)]
 pub struct HTTPHeaders {
-    /// Every name and value, back to back: one allocation for the whole
-    /// block (a server copies a request's header block in here once).
+    /// The names and values: one allocation for the whole block. A server
+    /// copies a request's head in here once, as it came (request line,
+    /// separators and all), and the fields point into it.
     text: String,
-    /// (name start, name end, value end): the value starts at name end.
-    fields: Vec<(u32, u32, u32)>,
+    fields: Vec<Field>,
 }
 
 impl HTTPHeaders {
@@ -91,7 +95,7 @@ impl HTTPHeaders {
     /// As [`parse`](HTTPHeaders::parse).
     pub fn parse_line(&mut self, line: &str) -> Result<(), Error> {
         if line.starts_with([' ', '\t']) {
-            let Some(&(ns, ne, _)) = self.fields.last() else {
+            let Some(&(ns, ne, _, _)) = self.fields.last() else {
                 return Err(protocol_error(
                     "first header line cannot start with whitespace",
                 ));
@@ -112,18 +116,51 @@ impl HTTPHeaders {
     }
 
     fn name_at(&self, i: usize) -> &str {
-        let (ns, ne, _) = self.fields[i];
+        let (ns, ne, _, _) = self.fields[i];
         &self.text[ns as usize..ne as usize]
     }
 
     fn value_at(&self, i: usize) -> &str {
-        let (_, ne, ve) = self.fields[i];
-        &self.text[ne as usize..ve as usize]
+        let (_, _, vs, ve) = self.fields[i];
+        &self.text[vs as usize..ve as usize]
     }
 
     /// Appends a field (a name may repeat).
     pub fn add(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
         self.push(name.as_ref(), value.as_ref());
+    }
+
+    /// Starts over with `block` as the text, and no fields yet: a request
+    /// head, copied in one piece; [`push_within`](Self::push_within) then
+    /// names its fields.
+    pub(crate) fn reset_to_block(&mut self, block: &str) {
+        self.text.clear();
+        self.text.push_str(block);
+        self.fields.clear();
+    }
+
+    /// The text (for a request, its whole head).
+    pub(crate) fn block(&self) -> &str {
+        &self.text
+    }
+
+    /// Adds a field whose name and value are already in the text, at these
+    /// byte ranges. `None` unless both are (at char boundaries) there.
+    #[inline]
+    pub(crate) fn push_within(
+        &mut self,
+        name: std::ops::Range<usize>,
+        value: std::ops::Range<usize>,
+    ) -> Option<()> {
+        self.text.get(name.clone())?;
+        self.text.get(value.clone())?;
+        self.fields.push((
+            name.start as u32,
+            name.end as u32,
+            value.start as u32,
+            value.end as u32,
+        ));
+        Some(())
     }
 
     #[inline]
@@ -132,7 +169,7 @@ impl HTTPHeaders {
         self.text.push_str(name);
         let ne = self.text.len() as u32;
         self.text.push_str(value);
-        self.fields.push((ns, ne, self.text.len() as u32));
+        self.fields.push((ns, ne, ne, self.text.len() as u32));
     }
 
     /// Replaces every field named `name` with one, where the first was.
@@ -186,7 +223,7 @@ impl HTTPHeaders {
         let before = self.fields.len();
         let text = &self.text;
         self.fields
-            .retain(|&(ns, ne, _)| !text[ns as usize..ne as usize].eq_ignore_ascii_case(name));
+            .retain(|&(ns, ne, _, _)| !text[ns as usize..ne as usize].eq_ignore_ascii_case(name));
         if self.fields.is_empty() {
             self.text.clear();
         }
@@ -195,7 +232,7 @@ impl HTTPHeaders {
 
     /// The bytes of storage held (for callers deciding whether to keep it).
     pub fn capacity(&self) -> usize {
-        self.text.capacity() + self.fields.capacity() * std::mem::size_of::<(u32, u32, u32)>()
+        self.text.capacity() + self.fields.capacity() * std::mem::size_of::<Field>()
     }
 
     /// Removes every field (keeping the memory, for reuse).

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::Instant;
 
-use super::request::{HTTPServerRequest, Version};
+use super::request::{HTTPServerRequest, Method, Version};
 use super::Options;
 use crate::error::ErrorKind;
 use crate::httputil::{self, ChunkedDecoder};
@@ -86,10 +86,10 @@ pub(crate) struct Spare {
     pub(crate) request: Option<Box<HTTPServerRequest>>,
     /// For the response body.
     pub(crate) out_body: Vec<u8>,
-    /// The last exchange (the application's type), emptied, to be reused
+    /// The last exchange (`web::Exchange`'s state), emptied, to be reused
     /// in place. It holds the connection: cleared when the stream closes or
     /// goes idle, ending that cycle.
-    pub(crate) exchange: Option<Rc<dyn std::any::Any>>,
+    pub(crate) exchange: Option<Rc<crate::web::ExchangeState>>,
 }
 
 /// Buffers larger than this are not kept for reuse.
@@ -293,8 +293,10 @@ impl Conn {
             Some(0) => Version::Http10,
             _ => Version::Http11,
         };
-        let method = req.method.unwrap_or("GET");
-        let uri = req.path.unwrap_or("/");
+        // A complete parse has both.
+        let (Some(method), Some(uri)) = (req.method, req.path) else {
+            return Err(400);
+        };
         let mut request = self
             .spare
             .borrow_mut()
@@ -305,18 +307,28 @@ impl Conn {
         let mut chunked = false;
         let mut continue_expected = false;
         let mut connection: Option<&str> = None;
-        // Values are slices of `text` where it reaches; past it (a head
-        // with obs-text bytes, or beyond the prefix checked) each value is
-        // checked on its own.
-        let head = text;
-        let head_at = buf.as_ptr() as usize;
+        // The head is copied once, whole; the URI and the fields are ranges
+        // of it. It is text: the request line and names are ASCII (httparse
+        // checked), and a value that is not UTF-8 is refused. `text`, the
+        // batch's UTF-8 prefix, usually covers it; past it (obs-text bytes,
+        // or beyond the prefix checked) the head is checked on its own.
+        let Some(head) = text
+            .and_then(|t| t.get(..n))
+            .or_else(|| std::str::from_utf8(&buf[..n]).ok())
+        else {
+            return Err(400);
+        };
+        let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
+        request.headers.reset_to_block(head);
+        let uri_at = at(uri.as_bytes());
+        request.uri = uri_at..uri_at + uri.len();
         for h in req.headers.iter() {
-            let at = h.value.as_ptr() as usize - head_at;
-            let value = head.and_then(|text| text.get(at..at + h.value.len()));
-            let Some(value) = value.or_else(|| std::str::from_utf8(h.value).ok()) else {
+            let name = h.name;
+            let (ns, vs) = (at(name.as_bytes()), at(h.value));
+            let (name_range, value_range) = (ns..ns + name.len(), vs..vs + h.value.len());
+            let Some(value) = head.get(value_range.clone()) else {
                 return Err(400);
             };
-            let name = h.name;
             // Four names matter here; their lengths rule most headers out
             // without a comparison.
             let special = matches!(name.len(), 6 | 10 | 14 | 17);
@@ -347,7 +359,13 @@ impl Conn {
                     return Err(417);
                 }
             }
-            request.headers.push(name, value);
+            if request
+                .headers
+                .push_within(name_range, value_range)
+                .is_none()
+            {
+                return Err(400);
+            }
         }
         let body = match (chunked, length) {
             (true, Some(_)) => return Err(400),
@@ -383,8 +401,7 @@ impl Conn {
             // that actually arrive, not a promise.
             request.body.reserve_exact((*len).min(1 << 20));
         }
-        request.method.push_str(method);
-        request.uri.push_str(uri);
+        request.method = Method::parse(method);
         request.version = version;
         request.remote = self.peer;
         request.keep_alive = match version {
@@ -447,7 +464,7 @@ impl Conn {
     }
 
     /// Keeps `exchange` for the next request (see [`Spare::exchange`]).
-    pub(crate) fn park(&self, exchange: Rc<dyn std::any::Any>) {
+    pub(crate) fn park(&self, exchange: Rc<crate::web::ExchangeState>) {
         if self.stream.closed() {
             return;
         }
@@ -457,7 +474,7 @@ impl Conn {
     }
 
     /// The exchange `park` kept, if any.
-    pub(crate) fn take_parked(&self) -> Option<Rc<dyn std::any::Any>> {
+    pub(crate) fn take_parked(&self) -> Option<Rc<crate::web::ExchangeState>> {
         self.spare.try_borrow_mut().ok()?.exchange.take()
     }
 
@@ -716,8 +733,9 @@ struct HeadCache {
     secs: u64,
     /// `Server: squall\r\nDate: ...\r\n`.
     common: Vec<u8>,
-    /// The status line of a 200, `common`, and the default `Content-Type`:
-    /// the whole head but the length, for the usual response.
+    /// The status line of a 200, `common`, the default `Content-Type`, and
+    /// `Content-Length: `: the whole head but the length's digits, for the
+    /// usual response.
     ok_html: Vec<u8>,
 }
 
@@ -756,6 +774,7 @@ fn with_head_cache(iteration: u64, f: impl FnOnce(&HeadCache)) {
                 ok_html.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
                 ok_html.extend_from_slice(common);
                 ok_html.extend_from_slice(DEFAULT_CONTENT_TYPE);
+                ok_html.extend_from_slice(b"Content-Length: ");
             }
         }
         f(&cache);
@@ -770,10 +789,13 @@ pub(crate) fn write_common_headers(out: &mut Vec<u8>, iteration: u64) {
     with_head_cache(iteration, |cache| out.extend_from_slice(&cache.common));
 }
 
-/// The status line of a 200, `Server`, `Date` and the default
-/// `Content-Type`, in one copy.
-pub(crate) fn write_ok_html_head(out: &mut Vec<u8>, iteration: u64) {
+/// The usual head, in one copy: the status line of a 200, `Server`,
+/// `Date`, the default `Content-Type`, and `Content-Length: ` with `length`.
+/// The blank line that ends the head is the caller's.
+pub(crate) fn write_ok_html_head(out: &mut Vec<u8>, iteration: u64, length: usize) {
     with_head_cache(iteration, |cache| out.extend_from_slice(&cache.ok_html));
+    write_usize(out, length);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Decimal digits, without going through `fmt`.

@@ -62,6 +62,7 @@ pub(crate) use conn::{
     write_common_headers, write_hex, write_ok_html_head, write_status_line, write_usize, Conn,
     Dispatch, DEFAULT_CONTENT_TYPE, SPARE_MAX,
 };
+pub(crate) use request::Method;
 pub use request::{HTTPServerRequest, Version};
 
 /// The server's limits and timeouts.

@@ -25,16 +25,59 @@ impl Version {
     }
 }
 
+/// A request method: the standard ones are named without a copy, and
+/// dispatch on them is an integer match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Options,
+    Other(String),
+}
+
+impl Method {
+    pub(crate) fn parse(name: &str) -> Method {
+        match name {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "OPTIONS" => Method::Options,
+            other => Method::Other(other.to_owned()),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Options => "OPTIONS",
+            Method::Other(name) => name,
+        }
+    }
+}
+
 /// One HTTP request: method, URI, version, headers, body, the peer, and the
 /// path arguments its route captured.
 ///
-/// The request head is copied out of the connection's read buffer once,
-/// into the method, the URI and one header block.
+/// The request head is copied out of the connection's read buffer once, in
+/// one piece: the URI and the header fields are ranges of that copy.
 #[derive(Debug)]
 pub struct HTTPServerRequest {
-    pub(crate) method: String,
-    pub(crate) uri: String,
-    /// Where the query starts in `uri` (its length if there is none).
+    pub(crate) method: Method,
+    /// Where the URI is in the head (`headers`' text).
+    pub(crate) uri: std::ops::Range<usize>,
+    /// Where the query starts in the URI (its length if there is none).
     pub(crate) query_at: usize,
     pub(crate) version: Version,
     pub(crate) headers: HTTPHeaders,
@@ -52,22 +95,22 @@ pub struct HTTPServerRequest {
 impl HTTPServerRequest {
     /// `GET`, `POST`...
     pub fn method(&self) -> &str {
-        &self.method
+        self.method.as_str()
     }
 
     /// The request target as sent: path and query (`/a/b?x=1`).
     pub fn uri(&self) -> &str {
-        &self.uri
+        self.headers.block().get(self.uri.clone()).unwrap_or("")
     }
 
     /// The path part of the URI (`/a/b`), still percent-encoded.
     pub fn path(&self) -> &str {
-        &self.uri[..self.query_at]
+        &self.uri()[..self.query_at]
     }
 
     /// The query string without the `?` (empty if none).
     pub fn query(&self) -> &str {
-        self.uri.get(self.query_at + 1..).unwrap_or("")
+        self.uri().get(self.query_at + 1..).unwrap_or("")
     }
 
     /// The HTTP version.
@@ -152,8 +195,8 @@ impl HTTPServerRequest {
     /// A request with nothing in it yet, from `remote`.
     pub(crate) fn empty(remote: SocketAddr) -> HTTPServerRequest {
         HTTPServerRequest {
-            method: String::new(),
-            uri: String::new(),
+            method: Method::Get,
+            uri: 0..0,
             query_at: 0,
             version: Version::Http11,
             headers: HTTPHeaders::new(),
@@ -169,15 +212,13 @@ impl HTTPServerRequest {
     /// `false` if it holds more than `max` bytes of buffers (not worth
     /// keeping for an idle connection).
     pub(crate) fn recycle(&mut self, max: usize) -> bool {
-        let held = self.method.capacity()
-            + self.uri.capacity()
-            + self.headers.capacity()
-            + self.body.capacity();
+        let held = self.headers.capacity() + self.body.capacity();
         if held > max {
             return false;
         }
-        self.method.clear();
-        self.uri.clear();
+        self.method = Method::Get;
+        self.uri = 0..0;
+        self.query_at = 0;
         self.headers.clear();
         self.body.clear();
         self.path_args.clear();

@@ -448,36 +448,18 @@ impl IOStream {
 
     /// `pump_read`; `force_hook` runs the read hook even with no new data.
     fn pump_read_with(&self, force_hook: bool) {
-        let (wants_data, before) = {
+        let (hooked, wants_data) = {
             let st = self.inner.state.borrow();
             (
+                st.read_hook.is_some(),
                 st.rbuf.len() < st.max_buffer_size && st.connecting.is_none(),
-                st.rbuf.len(),
-            )
-        };
-        if wants_data {
-            self.read_from_socket();
-        }
-        let (hooked, full) = {
-            let st = self.inner.state.borrow();
-            (
-                st.read_hook.is_some() && (force_hook || st.eof || st.rbuf.len() != before),
-                st.rbuf.len() >= st.max_buffer_size,
             )
         };
         if hooked {
-            self.run_read_hook();
-            // Reading stopped at a full buffer, with bytes still in the
-            // socket: no new edge will come for them (a peer blocked on a
-            // full window sends nothing), so read again once the hook has
-            // made room.
-            let again = full && {
-                let st = self.inner.state.borrow();
-                !st.drained && !st.eof && st.rbuf.len() < st.max_buffer_size
-            };
-            if again {
-                self.schedule_pump();
-            }
+            return self.pump_hook(force_hook);
+        }
+        if wants_data {
+            self.read_from_socket();
         }
         let (eof, reading) = {
             let st = self.inner.state.borrow();
@@ -616,37 +598,15 @@ impl IOStream {
                         continue;
                     }
                 }
-                let chunk = st.read_chunk;
-                let spare = &mut st.rbuf.spare(chunk)[..chunk];
-                match socket.read(spare) {
-                    Ok(0) => {
-                        st.eof = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        if n == chunk && chunk < READ_CHUNK {
-                            st.read_chunk = chunk * 2;
-                        }
-                        st.rbuf.commit(n);
+                match fill_once(&mut st, socket) {
+                    Ok((n, go_on)) => {
                         got += n;
-                        // A short read drained the socket: skip the read that
-                        // would only say WouldBlock (one syscall per request
-                        // on a busy connection). Unless the peer closed: data
-                        // and FIN can come in one edge, and stopping at the
-                        // data would miss the end for good. (Data or a FIN
-                        // arriving after this read is a new edge.)
-                        if n < chunk && !st.peer_closing {
-                            st.drained = true;
+                        if !go_on {
                             break;
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        st.drained = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        failure = Some(Error::from(e));
+                    Err(err) => {
+                        failure = Some(err);
                         break;
                     }
                 }
@@ -656,6 +616,92 @@ impl IOStream {
             self.close_with(Some(err));
         } else if more {
             self.schedule_pump();
+        }
+    }
+
+    /// `pump_read_with` for a stream with a read hook, the HTTP server's
+    /// path: one borrow reads the socket and takes the hook and buffer out,
+    /// one puts them back. (No future read is pending while a hook is set.)
+    fn pump_hook(&self, force_hook: bool) {
+        let inner = &*self.inner;
+        let mut failure = None;
+        let mut more = false;
+        let taken = {
+            let socket = inner.socket.borrow();
+            let mut st = inner.state.borrow_mut();
+            let before = st.rbuf.len();
+            if let Some(socket) = socket.as_ref() {
+                if !st.eof && !st.drained && st.connecting.is_none() {
+                    let mut got = 0;
+                    while st.rbuf.len() < st.max_buffer_size {
+                        if got >= READ_BUDGET {
+                            more = true;
+                            break;
+                        }
+                        match fill_once(&mut st, socket) {
+                            Ok((n, go_on)) => {
+                                got += n;
+                                if !go_on {
+                                    break;
+                                }
+                            }
+                            Err(err) => {
+                                failure = Some(err);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            let eof = st.eof || st.closed;
+            let run = failure.is_none()
+                && (force_hook || st.eof || st.rbuf.len() != before)
+                && (st.rbuf.len() > 0 || eof);
+            match st.read_hook.take() {
+                Some(hook) if run => {
+                    let full = st.rbuf.len() >= st.max_buffer_size;
+                    let rbuf = std::mem::take(&mut st.rbuf);
+                    Some((hook, rbuf, eof, st.hook_gen, full))
+                }
+                hook => {
+                    st.read_hook = hook;
+                    None
+                }
+            }
+        };
+        if let Some(err) = failure {
+            self.close_with(Some(err));
+            return;
+        }
+        if more {
+            self.schedule_pump();
+        }
+        if let Some((hook, rbuf, eof, gen, full)) = taken {
+            if !self.run_taken_hook(hook, rbuf, eof, gen) {
+                return;
+            }
+            // Reading stopped at a full buffer, with bytes still in the
+            // socket: no new edge will come for them (a peer blocked on a
+            // full window sends nothing), so read again once the hook has
+            // made room.
+            let again = full && {
+                let st = inner.state.borrow();
+                !st.drained && !st.eof && st.rbuf.len() < st.max_buffer_size
+            };
+            if again {
+                self.schedule_pump();
+            }
+        }
+        // The hook may have cleared itself and begun a future read, which
+        // the restored buffer may satisfy.
+        let (eof, reading) = {
+            let st = inner.state.borrow();
+            (st.eof, st.read.is_some())
+        };
+        if eof {
+            self.close_with(None);
+        } else if reading {
+            self.try_complete_read();
         }
     }
 
@@ -779,21 +825,16 @@ impl IOStream {
         }
     }
 
-    fn run_read_hook(&self) {
-        let (mut hook, rbuf, eof, gen) = {
-            let mut st = self.inner.state.borrow_mut();
-            let eof = st.eof || st.closed;
-            if st.rbuf.len() == 0 && !eof {
-                return;
-            }
-            let Some(hook) = st.read_hook.take() else {
-                return;
-            };
-            (hook, std::mem::take(&mut st.rbuf), eof, st.hook_gen)
-        };
-        // The buffer is out of the state while the hook runs, so no borrow
-        // is held and the hook may write, close, or clear itself.
-        let mut rbuf = rbuf;
+    /// Runs the hook, taken out of the state with the buffer: no borrow is
+    /// held while it runs, so it may write, close, or clear itself. Puts
+    /// both back; `false` if the hook failed (the stream is then closed).
+    fn run_taken_hook(
+        &self,
+        mut hook: ReadHook,
+        mut rbuf: ReadBuffer,
+        eof: bool,
+        gen: u64,
+    ) -> bool {
         let data = rbuf.data();
         let len = data.len();
         match crate::callback::catch_value(|| hook(data, eof)) {
@@ -810,11 +851,13 @@ impl IOStream {
                     drop(st);
                     drop(hook);
                 }
+                true
             }
             Err(err) => {
                 log::error!("read hook on fd {} failed: {err}", self.inner.fd);
                 self.restore_hook(rbuf, None, gen);
                 self.close_with(Some(err));
+                false
             }
         }
     }
@@ -1307,6 +1350,41 @@ impl Drop for LoopHold {
             self.0
                 .close_with(Some(Error::new(ErrorKind::Closed, "the IOLoop was closed")));
         }
+    }
+}
+
+/// One `read` into the buffer's spare room: (bytes read, whether to read
+/// on). It stops at the end of the stream, at `WouldBlock`, and at a short
+/// read: that drained the socket, and the read after it would only say
+/// `WouldBlock` (one syscall per request on a busy connection). Unless the
+/// peer closed: data and FIN can come in one edge, and stopping at the data
+/// would miss the end for good. (Data or a FIN arriving after this read is
+/// a new edge.)
+fn fill_once(st: &mut State, socket: &Socket) -> Result<(usize, bool), Error> {
+    let chunk = st.read_chunk;
+    let spare = &mut st.rbuf.spare(chunk)[..chunk];
+    match socket.read(spare) {
+        Ok(0) => {
+            st.eof = true;
+            Ok((0, false))
+        }
+        Ok(n) => {
+            if n == chunk && chunk < READ_CHUNK {
+                st.read_chunk = chunk * 2;
+            }
+            st.rbuf.commit(n);
+            if n < chunk && !st.peer_closing {
+                st.drained = true;
+                return Ok((n, false));
+            }
+            Ok((n, true))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            st.drained = true;
+            Ok((0, false))
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok((0, true)),
+        Err(e) => Err(Error::from(e)),
     }
 }
 

@@ -9,11 +9,13 @@ use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::http::{
     write_common_headers, write_hex, write_ok_html_head, write_status_line, write_usize, Conn,
-    HTTPServerRequest, Version, DEFAULT_CONTENT_TYPE,
+    HTTPServerRequest, Method, Version, DEFAULT_CONTENT_TYPE,
 };
 use crate::httputil::{self, HTTPHeaders};
 
-struct Inner {
+/// The state behind an [`Exchange`]; a connection keeps its last one for
+/// reuse.
+pub(crate) struct Inner {
     conn: Rc<Conn>,
     /// `None` only while dropping, when the box goes back to the connection.
     request: Option<Box<HTTPServerRequest>>,
@@ -49,7 +51,7 @@ impl Exchange {
             log::log_enabled!(target: "squall::access", log::Level::Info).then(Instant::now);
         // The connection's last exchange, if nothing else holds it: reused
         // in place (emptied by `park`), saving an allocation per request.
-        if let Some(mut inner) = conn.take_parked().and_then(|p| p.downcast::<Inner>().ok()) {
+        if let Some(mut inner) = conn.take_parked() {
             if let Some(fresh) = Rc::get_mut(&mut inner) {
                 fresh.request = Some(request);
                 fresh.start = start;
@@ -183,7 +185,7 @@ impl Exchange {
     }
 
     fn is_head(&self) -> bool {
-        self.inner.request().method() == "HEAD"
+        self.inner.request().method == Method::Head
     }
 
     /// Writes the status line and headers; `length` is the body's for a
@@ -193,18 +195,35 @@ impl Exchange {
         let status = inner.status.get();
         let conn = &inner.conn;
         let headers = inner.headers.borrow();
-        if status == 200 && headers.is_empty() {
-            // The usual head, but for its length: one copy.
-            write_ok_html_head(out, conn.iteration());
-        } else {
-            write_status_line(out, status);
-            write_common_headers(out, conn.iteration());
-            if !headers.contains("Content-Type") {
-                out.extend_from_slice(DEFAULT_CONTENT_TYPE);
-            }
-            headers.write_to(out);
-        }
         let bodiless = status < 200 || status == 204 || status == 304;
+        match length {
+            Some(n) if status == 200 && headers.is_empty() => {
+                // The usual head: one copy and the digits.
+                write_ok_html_head(out, conn.iteration(), n);
+            }
+            _ => {
+                write_status_line(out, status);
+                write_common_headers(out, conn.iteration());
+                if !headers.contains("Content-Type") {
+                    out.extend_from_slice(DEFAULT_CONTENT_TYPE);
+                }
+                headers.write_to(out);
+                self.write_framing(out, length, bodiless);
+            }
+        }
+        match (conn.version(), conn.keep_alive()) {
+            (Version::Http11, false) => out.extend_from_slice(b"Connection: close\r\n"),
+            (Version::Http10, true) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+            _ => {}
+        }
+        out.extend_from_slice(b"\r\n");
+        inner.headers_written.set(true);
+    }
+
+    /// `Content-Length` or chunked framing, for all but the usual head.
+    fn write_framing(&self, out: &mut Vec<u8>, length: Option<usize>, bodiless: bool) {
+        let inner = &self.inner;
+        let conn = &inner.conn;
         match length {
             _ if bodiless => {}
             Some(n) => {
@@ -219,13 +238,6 @@ impl Exchange {
             // HTTP/1.0 has no chunks: the body ends when the connection does.
             None => conn.disable_keep_alive(),
         }
-        match (conn.version(), conn.keep_alive()) {
-            (Version::Http11, false) => out.extend_from_slice(b"Connection: close\r\n"),
-            (Version::Http10, true) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
-            _ => {}
-        }
-        out.extend_from_slice(b"\r\n");
-        inner.headers_written.set(true);
     }
 
     /// Sends the headers and the body so far (chunked, on HTTP/1.1); the

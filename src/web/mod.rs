@@ -33,13 +33,14 @@
 //! started, the connection is closed instead), and the server goes on.
 
 mod exchange;
+pub(crate) use exchange::Inner as ExchangeState;
 mod route;
 
 use std::rc::Rc;
 
 use crate::callback;
 use crate::error::Error;
-use crate::http::{Conn, HTTPServerRequest};
+use crate::http::{Conn, HTTPServerRequest, Method};
 pub use exchange::Exchange;
 use route::Pattern;
 
@@ -215,12 +216,14 @@ impl Application {
     fn find(&self, request: &mut HTTPServerRequest) -> Option<&Route> {
         // The request's own (recycled, empty) vector takes the captures.
         let HTTPServerRequest {
+            headers,
             uri,
             query_at,
             path_args,
             ..
         } = request;
-        let path = &uri[..*query_at];
+        let path = headers.block().get(uri.start..uri.start + *query_at);
+        let path = path.unwrap_or("");
         self.routes
             .iter()
             .find(|route| route.pattern.match_into(path, path_args))
@@ -241,15 +244,15 @@ impl crate::http::Dispatch for Application {
             if x.finished() {
                 return Ok(());
             }
-            match x.request().method() {
-                "GET" => handler.get(&x),
-                "HEAD" => handler.head(&x),
-                "POST" => handler.post(&x),
-                "PUT" => handler.put(&x),
-                "DELETE" => handler.delete(&x),
-                "PATCH" => handler.patch(&x),
-                "OPTIONS" => handler.options(&x),
-                _ => {
+            match x.request().method {
+                Method::Get => handler.get(&x),
+                Method::Head => handler.head(&x),
+                Method::Post => handler.post(&x),
+                Method::Put => handler.put(&x),
+                Method::Delete => handler.delete(&x),
+                Method::Patch => handler.patch(&x),
+                Method::Options => handler.options(&x),
+                Method::Other(_) => {
                     x.send_error(405);
                     Ok(())
                 }

@@ -799,6 +799,7 @@ pub(crate) fn write_ok_html_head(out: &mut Vec<u8>, iteration: u64, length: usiz
 }
 
 /// Decimal digits, without going through `fmt`.
+#[inline]
 pub(crate) fn write_usize(out: &mut Vec<u8>, mut n: usize) {
     // Most lengths have a few digits: fixed-size copies, no `memcpy` call.
     let digit = |d: usize| b'0' + (d % 10) as u8;

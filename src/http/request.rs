@@ -40,16 +40,22 @@ pub(crate) enum Method {
 }
 
 impl Method {
+    #[inline]
     pub(crate) fn parse(name: &str) -> Method {
-        match name {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "PATCH" => Method::Patch,
-            "OPTIONS" => Method::Options,
-            other => Method::Other(other.to_owned()),
+        // Fixed-size comparisons: integer compares, no `memcmp` call.
+        fn is<const N: usize>(name: &[u8], known: &[u8; N]) -> bool {
+            <&[u8; N]>::try_from(name).is_ok_and(|n| n == known)
+        }
+        let b = name.as_bytes();
+        match b.len() {
+            3 if is(b, b"GET") => Method::Get,
+            3 if is(b, b"PUT") => Method::Put,
+            4 if is(b, b"HEAD") => Method::Head,
+            4 if is(b, b"POST") => Method::Post,
+            5 if is(b, b"PATCH") => Method::Patch,
+            6 if is(b, b"DELETE") => Method::Delete,
+            7 if is(b, b"OPTIONS") => Method::Options,
+            _ => Method::Other(name.to_owned()),
         }
     }
 
@@ -211,6 +217,7 @@ impl HTTPServerRequest {
     /// Empties the request for reuse by the next one on its connection;
     /// `false` if it holds more than `max` bytes of buffers (not worth
     /// keeping for an idle connection).
+    #[inline]
     pub(crate) fn recycle(&mut self, max: usize) -> bool {
         let held = self.headers.capacity() + self.body.capacity();
         if held > max {

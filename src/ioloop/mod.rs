@@ -119,11 +119,13 @@ struct Inner {
     closed: Cell<bool>,
     blocking_threshold: Cell<Option<Duration>>,
     /// For the blocking log: when the last timed callback ended (the next
-    /// one's start: one clock read per callback, not two) and a deadline no
-    /// later than that plus the threshold (`None`: beyond the clock). Only a
-    /// callback ending past the deadline costs clock arithmetic. Cleared
-    /// before polling (waiting is not blocking).
-    blocking_mark: Cell<Option<(Instant, Option<Instant>)>>,
+    /// one's start: one clock read per callback, not two). Cleared before
+    /// polling (waiting is not blocking).
+    blocking_last: Cell<Option<Instant>>,
+    /// A deadline no later than `blocking_last` plus the threshold (`None`:
+    /// beyond the clock). Only a callback ending past it costs clock
+    /// arithmetic.
+    blocking_deadline: Cell<Option<Instant>>,
     /// Iterations so far: lets per-iteration caches (the HTTP `Date`)
     /// know when to look at the clock again.
     iteration: Cell<u64>,
@@ -193,7 +195,8 @@ impl IOLoop {
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
                 blocking_threshold: Cell::new(None),
-                blocking_mark: Cell::new(None),
+                blocking_last: Cell::new(None),
+                blocking_deadline: Cell::new(None),
                 iteration: Cell::new(0),
                 signals: RefCell::new(None),
                 #[cfg(feature = "trace")]
@@ -628,7 +631,7 @@ impl IOLoop {
         inner.iteration.set(inner.iteration.get().wrapping_add(1));
         // Whatever happened between iterations (even between two `start`s)
         // is not the next callback's doing.
-        inner.blocking_mark.set(None);
+        inner.blocking_last.set(None);
         #[cfg(feature = "trace")]
         if inner.trace.is_enabled() {
             inner.trace.begin_iteration();
@@ -698,7 +701,7 @@ impl IOLoop {
                 #[cfg(feature = "trace")]
                 let started = inner.trace.is_enabled().then(|| inner.trace.now());
                 // Time spent waiting here is nobody's fault.
-                inner.blocking_mark.set(None);
+                inner.blocking_last.set(None);
                 let nevents = self.poll(timeout)?;
                 #[cfg(feature = "trace")]
                 if let Some(started) = started {
@@ -914,13 +917,12 @@ impl IOLoop {
     #[inline]
     fn blocking_clock(&self) -> Option<Instant> {
         let threshold = self.inner.blocking_threshold.get()?;
-        if let Some((last, _)) = self.inner.blocking_mark.get() {
+        if let Some(last) = self.inner.blocking_last.get() {
             return Some(last);
         }
         let now = Instant::now();
-        self.inner
-            .blocking_mark
-            .set(Some((now, now.checked_add(threshold))));
+        self.inner.blocking_last.set(Some(now));
+        self.inner.blocking_deadline.set(now.checked_add(threshold));
         Some(now)
     }
 
@@ -930,27 +932,19 @@ impl IOLoop {
     /// threshold ahead), so comparing with the deadline is enough until then.
     #[inline]
     fn check_blocking(&self, started: Option<Instant>, origin: Origin, name: &str) {
-        let (Some(started), Some((_, mut deadline))) = (started, self.inner.blocking_mark.get())
-        else {
+        let Some(started) = started else {
             return;
         };
         let now = Instant::now();
-        if deadline.is_some_and(|d| now > d) {
-            self.past_deadline(started, now, origin, name, &mut deadline);
+        if self.inner.blocking_deadline.get().is_some_and(|d| now > d) {
+            self.past_deadline(started, now, origin, name);
         }
-        self.inner.blocking_mark.set(Some((now, deadline)));
+        self.inner.blocking_last.set(Some(now));
     }
 
     #[cold]
     #[inline(never)]
-    fn past_deadline(
-        &self,
-        started: Instant,
-        now: Instant,
-        origin: Origin,
-        name: &str,
-        deadline: &mut Option<Instant>,
-    ) {
+    fn past_deadline(&self, started: Instant, now: Instant, origin: Origin, name: &str) {
         let Some(threshold) = self.inner.blocking_threshold.get() else {
             return;
         };
@@ -958,7 +952,7 @@ impl IOLoop {
         if took > threshold {
             log::warn!("{origin} `{name}` blocked the IOLoop for {took:?}");
         }
-        *deadline = now.checked_add(threshold);
+        self.inner.blocking_deadline.set(now.checked_add(threshold));
     }
 }
 

@@ -380,6 +380,7 @@ impl Exchange {
         }));
     }
 
+    #[inline]
     fn run_on_finish(&self) {
         let handler = self.inner.handler.borrow_mut().take();
         if let Some(mut handler) = handler {
@@ -387,24 +388,31 @@ impl Exchange {
         }
     }
 
+    #[inline]
     fn log_access(&self) {
         if let Some(start) = self.inner.start {
-            let status = self.inner.status.get();
-            let request = self.inner.request();
-            let ms = start.elapsed().as_secs_f64() * 1000.0;
-            let line = format_args!(
-                "{status} {} {} ({}) {ms:.2}ms",
-                request.method(),
-                request.uri(),
-                request.remote.ip()
-            );
-            if status >= 500 {
-                log::error!(target: "squall::access", "{line}");
-            } else if status >= 400 {
-                log::warn!(target: "squall::access", "{line}");
-            } else {
-                log::info!(target: "squall::access", "{line}");
-            }
+            self.write_access_log(start);
+        }
+    }
+
+    /// The access-log line (only when the log wants it).
+    #[inline(never)]
+    fn write_access_log(&self, start: Instant) {
+        let status = self.inner.status.get();
+        let request = self.inner.request();
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        let line = format_args!(
+            "{status} {} {} ({}) {ms:.2}ms",
+            request.method(),
+            request.uri(),
+            request.remote.ip()
+        );
+        if status >= 500 {
+            log::error!(target: "squall::access", "{line}");
+        } else if status >= 400 {
+            log::warn!(target: "squall::access", "{line}");
+        } else {
+            log::info!(target: "squall::access", "{line}");
         }
     }
 }

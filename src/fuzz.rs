@@ -55,6 +55,7 @@ pub fn http_server(data: &[u8]) {
         header_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(30),
         xheaders: data.first().is_some_and(|b| b & 1 == 1),
+        heads: Rc::default(),
     });
     let server = IOStream::with_loop(server, &io_loop).expect("server stream");
     let peer = "127.0.0.1:1".parse().expect("addr");

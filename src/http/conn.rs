@@ -424,7 +424,7 @@ impl Conn {
         let body = format!("{status}: {}", httputil::responses(status));
         let mut out = self.out.borrow_mut();
         write_status_line(&mut out, status);
-        write_common_headers(&mut out, self.iteration());
+        self.write_common_headers(&mut out);
         out.extend_from_slice(b"Content-Type: text/plain; charset=UTF-8\r\nContent-Length: ");
         write_usize(&mut out, body.len());
         out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
@@ -515,6 +515,26 @@ impl Conn {
     /// The loop's iteration count, for per-iteration caches.
     pub(crate) fn iteration(&self) -> u64 {
         self.stream.io_loop().iteration()
+    }
+
+    /// Appends `Server` and `Date`.
+    pub(crate) fn write_common_headers(&self, out: &mut Vec<u8>) {
+        let iteration = self.iteration();
+        self.opts
+            .heads
+            .with(iteration, |cache| out.extend_from_slice(&cache.common));
+    }
+
+    /// Appends the usual head, in one copy: the status line of a 200,
+    /// `Server`, `Date`, the default `Content-Type`, and `Content-Length`
+    /// with `length`. The blank line that ends the head is the caller's.
+    pub(crate) fn write_ok_html_head(&self, out: &mut Vec<u8>, length: usize) {
+        let iteration = self.iteration();
+        self.opts
+            .heads
+            .with(iteration, |cache| out.extend_from_slice(&cache.ok_html));
+        write_usize(out, length);
+        out.extend_from_slice(b"\r\n");
     }
 
     /// Whether the connection is gone.
@@ -721,11 +741,16 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The lines that start a response head, kept per thread and checked
-/// against the clock at most once per loop iteration: a busy server answers
-/// many requests per iteration (and per second), and the `Date` only changes
-/// once a second. A handler that blocks the loop for seconds could send a
-/// `Date` that old; the blocking log reports that handler.
+/// The lines that start a response head, shared by a server's connections
+/// and checked against the clock at most once per loop iteration: a busy
+/// server answers many requests per iteration (and per second), and the
+/// `Date` only changes once a second. A handler that blocks the loop for
+/// seconds could send a `Date` that old; the blocking log reports that
+/// handler.
+#[derive(Debug)]
+pub(crate) struct Heads(RefCell<HeadCache>);
+
+#[derive(Debug)]
 struct HeadCache {
     /// The loop iteration the cache was last checked in.
     iteration: u64,
@@ -739,76 +764,76 @@ struct HeadCache {
     ok_html: Vec<u8>,
 }
 
-thread_local! {
-    static HEAD: RefCell<HeadCache> = const {
-        RefCell::new(HeadCache {
+impl Default for Heads {
+    fn default() -> Heads {
+        Heads(RefCell::new(HeadCache {
             iteration: u64::MAX,
             secs: u64::MAX,
             common: Vec::new(),
             ok_html: Vec::new(),
-        })
-    };
+        }))
+    }
 }
 
-/// Runs `f` with the head cache, fresh for loop iteration `iteration`.
-fn with_head_cache(iteration: u64, f: impl FnOnce(&HeadCache)) {
-    HEAD.with(|cell| {
-        let mut cache = cell.borrow_mut();
+impl Heads {
+    /// Runs `f` with the cache, fresh for loop iteration `iteration`.
+    #[inline]
+    fn with(&self, iteration: u64, f: impl FnOnce(&HeadCache)) {
+        let mut cache = self.0.borrow_mut();
         if cache.iteration != iteration {
-            cache.iteration = iteration;
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            if cache.secs != secs {
-                cache.secs = secs;
-                let mut date = [0u8; 29];
-                httputil::write_http_date(secs, &mut date);
-                let HeadCache {
-                    common, ok_html, ..
-                } = &mut *cache;
-                common.clear();
-                common.extend_from_slice(b"Server: squall\r\nDate: ");
-                common.extend_from_slice(&date);
-                common.extend_from_slice(b"\r\n");
-                ok_html.clear();
-                ok_html.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-                ok_html.extend_from_slice(common);
-                ok_html.extend_from_slice(DEFAULT_CONTENT_TYPE);
-                ok_html.extend_from_slice(b"Content-Length: ");
-            }
+            cache.refresh(iteration);
         }
         f(&cache);
-    });
+    }
+}
+
+impl HeadCache {
+    #[inline(never)]
+    fn refresh(&mut self, iteration: u64) {
+        self.iteration = iteration;
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.secs == secs {
+            return;
+        }
+        self.secs = secs;
+        let mut date = [0u8; 29];
+        httputil::write_http_date(secs, &mut date);
+        let HeadCache {
+            common, ok_html, ..
+        } = self;
+        common.clear();
+        common.extend_from_slice(b"Server: squall\r\nDate: ");
+        common.extend_from_slice(&date);
+        common.extend_from_slice(b"\r\n");
+        ok_html.clear();
+        ok_html.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        ok_html.extend_from_slice(common);
+        ok_html.extend_from_slice(DEFAULT_CONTENT_TYPE);
+        ok_html.extend_from_slice(b"Content-Length: ");
+    }
 }
 
 /// What a response is, unless its handler says otherwise (as Tornado).
 pub(crate) const DEFAULT_CONTENT_TYPE: &[u8] = b"Content-Type: text/html; charset=UTF-8\r\n";
 
-/// `Server` and `Date`; `iteration` is the loop's iteration count.
-pub(crate) fn write_common_headers(out: &mut Vec<u8>, iteration: u64) {
-    with_head_cache(iteration, |cache| out.extend_from_slice(&cache.common));
-}
-
-/// The usual head, in one copy: the status line of a 200, `Server`,
-/// `Date`, the default `Content-Type`, and `Content-Length: ` with `length`.
-/// The blank line that ends the head is the caller's.
-pub(crate) fn write_ok_html_head(out: &mut Vec<u8>, iteration: u64, length: usize) {
-    with_head_cache(iteration, |cache| out.extend_from_slice(&cache.ok_html));
-    write_usize(out, length);
-    out.extend_from_slice(b"\r\n");
-}
-
 /// Decimal digits, without going through `fmt`.
 #[inline]
-pub(crate) fn write_usize(out: &mut Vec<u8>, mut n: usize) {
+pub(crate) fn write_usize(out: &mut Vec<u8>, n: usize) {
     // Most lengths have a few digits: fixed-size copies, no `memcpy` call.
     let digit = |d: usize| b'0' + (d % 10) as u8;
     match n {
-        0..=9 => return out.push(digit(n)),
-        10..=99 => return out.extend_from_slice(&[digit(n / 10), digit(n)]),
-        100..=999 => return out.extend_from_slice(&[digit(n / 100), digit(n / 10), digit(n)]),
-        _ => {}
+        0..=9 => out.push(digit(n)),
+        10..=99 => out.extend_from_slice(&[digit(n / 10), digit(n)]),
+        100..=999 => out.extend_from_slice(&[digit(n / 100), digit(n / 10), digit(n)]),
+        _ => write_long_usize(out, n),
     }
+}
+
+#[inline(never)]
+fn write_long_usize(out: &mut Vec<u8>, mut n: usize) {
+    let digit = |d: usize| b'0' + (d % 10) as u8;
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

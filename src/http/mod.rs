@@ -59,8 +59,8 @@ use crate::tcpserver::TCPServer;
 use crate::web::Application;
 
 pub(crate) use conn::{
-    write_common_headers, write_hex, write_ok_html_head, write_status_line, write_usize, Conn,
-    Dispatch, DEFAULT_CONTENT_TYPE, SPARE_MAX,
+    write_hex, write_status_line, write_usize, Conn, Dispatch, Heads, DEFAULT_CONTENT_TYPE,
+    SPARE_MAX,
 };
 pub(crate) use request::Method;
 pub use request::{HTTPServerRequest, Version};
@@ -73,6 +73,8 @@ pub(crate) struct Options {
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) xheaders: bool,
+    /// The cached response-head lines, shared by the connections.
+    pub(crate) heads: Rc<Heads>,
 }
 
 /// A non-blocking, single-threaded HTTP/1.1 server; Tornado's `HTTPServer`.
@@ -105,6 +107,7 @@ impl HTTPServer {
             header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(300),
             xheaders: false,
+            heads: Rc::default(),
         })));
         let dispatch = app.into_dispatch();
         let o = opts.clone();

@@ -8,8 +8,8 @@ use super::RequestHandler;
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::http::{
-    write_common_headers, write_hex, write_ok_html_head, write_status_line, write_usize, Conn,
-    HTTPServerRequest, Method, Version, DEFAULT_CONTENT_TYPE,
+    write_hex, write_status_line, write_usize, Conn, HTTPServerRequest, Method, Version,
+    DEFAULT_CONTENT_TYPE,
 };
 use crate::httputil::{self, HTTPHeaders};
 
@@ -199,11 +199,11 @@ impl Exchange {
         match length {
             Some(n) if status == 200 && headers.is_empty() => {
                 // The usual head: one copy and the digits.
-                write_ok_html_head(out, conn.iteration(), n);
+                conn.write_ok_html_head(out, n);
             }
             _ => {
                 write_status_line(out, status);
-                write_common_headers(out, conn.iteration());
+                conn.write_common_headers(out);
                 if !headers.contains("Content-Type") {
                     out.extend_from_slice(DEFAULT_CONTENT_TYPE);
                 }

@@ -325,15 +325,22 @@ impl Conn {
         for h in req.headers.iter() {
             let name = h.name;
             let (ns, vs) = (at(name.as_bytes()), at(h.value));
-            let (name_range, value_range) = (ns..ns + name.len(), vs..vs + h.value.len());
-            let Some(value) = head.get(value_range.clone()) else {
+            let value_range = vs..vs + h.value.len();
+            if request
+                .headers
+                .push_within(ns..ns + name.len(), value_range.clone())
+                .is_none()
+            {
                 return Err(400);
-            };
+            }
             // Four names matter here; their lengths rule most headers out
-            // without a comparison.
-            let special = matches!(name.len(), 6 | 10 | 14 | 17);
-            if !special {
-            } else if name.len() == 10 {
+            // without a comparison (or a look at the value).
+            if !matches!(name.len(), 6 | 10 | 14 | 17) {
+                continue;
+            }
+            // At char boundaries: `push_within` checked.
+            let value = head.get(value_range).unwrap_or_default();
+            if name.len() == 10 {
                 // The first one, as `HTTPHeaders::get` would give.
                 if connection.is_none() && name.eq_ignore_ascii_case("connection") {
                     connection = Some(value);
@@ -358,13 +365,6 @@ impl Conn {
                 } else {
                     return Err(417);
                 }
-            }
-            if request
-                .headers
-                .push_within(name_range, value_range)
-                .is_none()
-            {
-                return Err(400);
             }
         }
         let body = match (chunked, length) {

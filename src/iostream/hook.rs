@@ -1,0 +1,258 @@
+//! The low-level read hook: a reader that sees the buffered bytes in place,
+//! with no future per message (what the HTTP server parses requests with).
+//!
+//! ```
+//! # use squall::{IOLoop, iostream::IOStream};
+//! # let io_loop = IOLoop::new()?;
+//! # let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+//! let stream = IOStream::with_loop(a, &io_loop)?;
+//! // Count the bytes as they come, consuming all of them.
+//! let mut seen = 0;
+//! stream.set_read_hook(move |buf: &[u8], _eof: bool| {
+//!     seen += buf.len();
+//!     buf.len()
+//! })?;
+//! # Ok::<(), squall::Error>(())
+//! ```
+
+use super::buffer::ReadBuffer;
+use super::{closed_error, fill_once, IOStream, ReadHook, READ_BUDGET};
+use crate::error::{Error, ErrorKind};
+
+impl IOStream {
+    /// Installs a low-level reader in place of future-returning reads.
+    ///
+    /// `hook(buffered, eof)` is called on the loop whenever new bytes arrive
+    /// (and once now, if any are buffered or the socket has some): it sees
+    /// every byte received and not yet consumed, in place, and returns how
+    /// many it consumed (the rest stays buffered for its next call). `eof`
+    /// says the peer has closed; the stream closes after that call. This is
+    /// what the HTTP server parses requests with: no future and no copy per
+    /// message.
+    ///
+    /// While a hook is set, `read_until` and friends fail with
+    /// [`ErrorKind::InvalidState`]. Reading stops while the buffer holds
+    /// `max_buffer_size` unconsumed bytes; after the hook's owner has
+    /// consumed them out of band, [`resume_read_hook`](IOStream::resume_read_hook)
+    /// goes on. The hook is dropped when the stream closes.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use squall::{IOLoop, IOStream};
+    ///
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// let peer = std::thread::spawn(move || {
+    ///     let (mut conn, _) = listener.accept().unwrap();
+    ///     conn.write_all(b"one\ntwo\nthr").unwrap();
+    /// });
+    /// let io_loop = IOLoop::new()?;
+    /// let lines = io_loop.run_sync(|| {
+    ///     let done = squall::Future::new();
+    ///     let d = done.clone();
+    ///     IOStream::connect(addr).add_done_callback(move |f: &squall::Future<IOStream>| {
+    ///         let stream = f.result().unwrap();
+    ///         let mut lines = Vec::new();
+    ///         stream.set_read_hook(move |buf: &[u8], eof: bool| {
+    ///             // Consume whole lines only.
+    ///             let mut used = 0;
+    ///             while let Some(i) = buf[used..].iter().position(|&b| b == b'\n') {
+    ///                 lines.push(String::from_utf8_lossy(&buf[used..used + i]).into_owned());
+    ///                 used += i + 1;
+    ///             }
+    ///             if eof {
+    ///                 let _ = d.set_result(std::mem::take(&mut lines));
+    ///             }
+    ///             used
+    ///         });
+    ///     });
+    ///     done
+    /// }, None)?;
+    /// assert_eq!(lines, ["one", "two"]);
+    /// peer.join().unwrap();
+    /// # Ok::<(), squall::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if a future read is pending;
+    /// [`ErrorKind::StreamClosed`] if the stream is closed.
+    pub fn set_read_hook<F>(&self, hook: F) -> Result<(), Error>
+    where
+        F: FnMut(&[u8], bool) -> usize + 'static,
+    {
+        {
+            let mut st = self.inner.state.borrow_mut();
+            if st.closed {
+                return Err(closed_error(st.error.as_ref()));
+            }
+            if st.read.is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    "a read is pending on this stream",
+                ));
+            }
+            st.read_hook = Some(Box::new(hook));
+            // Odd: a hook is installed (whether or not it is running).
+            st.hook_gen = (st.hook_gen | 1) + 2;
+        }
+        self.pump_read_with(true);
+        Ok(())
+    }
+
+    /// Removes the read hook (it may be running: it is then not put back).
+    /// Unconsumed bytes stay buffered for future reads.
+    pub fn clear_read_hook(&self) {
+        let hook = {
+            let mut st = self.inner.state.borrow_mut();
+            st.hook_gen = (st.hook_gen + 1) & !1;
+            st.read_hook.take()
+        };
+        drop(hook);
+    }
+
+    /// Runs the read hook now over what is buffered, then reads on: for a
+    /// hook that declined bytes earlier (it was busy) and is ready for them.
+    /// Does nothing without a hook, or from inside the hook.
+    pub fn resume_read_hook(&self) {
+        if self.is_open() && self.inner.state.borrow().read_hook.is_some() {
+            self.pump_read_with(true);
+        }
+    }
+
+    /// Runs the hook, taken out of the state with the buffer: no borrow is
+    /// held while it runs, so it may write, close, or clear itself. Puts
+    /// both back; `false` if the hook failed (the stream is then closed).
+    fn run_taken_hook(
+        &self,
+        mut hook: ReadHook,
+        mut rbuf: ReadBuffer,
+        eof: bool,
+        gen: u64,
+    ) -> bool {
+        let data = rbuf.data();
+        let len = data.len();
+        match crate::callback::catch_value(|| hook(data, eof)) {
+            Ok(used) => {
+                rbuf.skip(used.min(len));
+                // `restore_hook`, inline: this is every request's path.
+                let mut st = self.inner.state.borrow_mut();
+                st.rbuf = rbuf;
+                if st.hook_gen == gen && !st.closed {
+                    st.read_hook = Some(hook);
+                } else {
+                    // Replaced or closed while it ran; dropped unborrowed, as
+                    // its captures may own this stream.
+                    drop(st);
+                    drop(hook);
+                }
+                true
+            }
+            Err(err) => {
+                log::error!("read hook on fd {} failed: {err}", self.inner.fd);
+                self.restore_hook(rbuf, None, gen);
+                self.close_with(Some(err));
+                false
+            }
+        }
+    }
+
+    fn restore_hook(&self, rbuf: ReadBuffer, hook: Option<ReadHook>, gen: u64) {
+        let dropped = {
+            let mut st = self.inner.state.borrow_mut();
+            st.rbuf = rbuf;
+            if st.hook_gen == gen && !st.closed {
+                st.read_hook = hook;
+                None
+            } else {
+                hook
+            }
+        };
+        drop(dropped);
+    }
+
+    /// `pump_read_with` for a stream with a read hook, the HTTP server's
+    /// path: one borrow reads the socket and takes the hook and buffer out,
+    /// one puts them back. (No future read is pending while a hook is set.)
+    pub(super) fn pump_hook(&self, force_hook: bool) {
+        let inner = &*self.inner;
+        let mut failure = None;
+        let mut more = false;
+        let taken = {
+            let socket = inner.socket.borrow();
+            let mut st = inner.state.borrow_mut();
+            let before = st.rbuf.len();
+            if let Some(socket) = socket.as_ref() {
+                if !st.eof && !st.drained && st.connecting.is_none() {
+                    let mut got = 0;
+                    while st.rbuf.len() < st.max_buffer_size {
+                        if got >= READ_BUDGET {
+                            more = true;
+                            break;
+                        }
+                        match fill_once(&mut st, socket) {
+                            Ok((n, go_on)) => {
+                                got += n;
+                                if !go_on {
+                                    break;
+                                }
+                            }
+                            Err(err) => {
+                                failure = Some(err);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            let eof = st.eof || st.closed;
+            let run = failure.is_none()
+                && (force_hook || st.eof || st.rbuf.len() != before)
+                && (st.rbuf.len() > 0 || eof);
+            match st.read_hook.take() {
+                Some(hook) if run => {
+                    let full = st.rbuf.len() >= st.max_buffer_size;
+                    let rbuf = std::mem::take(&mut st.rbuf);
+                    Some((hook, rbuf, eof, st.hook_gen, full))
+                }
+                hook => {
+                    st.read_hook = hook;
+                    None
+                }
+            }
+        };
+        if let Some(err) = failure {
+            self.close_with(Some(err));
+            return;
+        }
+        if more {
+            self.schedule_pump();
+        }
+        if let Some((hook, rbuf, eof, gen, full)) = taken {
+            if !self.run_taken_hook(hook, rbuf, eof, gen) {
+                return;
+            }
+            // Reading stopped at a full buffer, with bytes still in the
+            // socket: no new edge will come for them (a peer blocked on a
+            // full window sends nothing), so read again once the hook has
+            // made room.
+            let again = full && {
+                let st = inner.state.borrow();
+                !st.drained && !st.eof && st.rbuf.len() < st.max_buffer_size
+            };
+            if again {
+                self.schedule_pump();
+            }
+        }
+        // The hook may have cleared itself and begun a future read, which
+        // the restored buffer may satisfy.
+        let (eof, reading) = {
+            let st = inner.state.borrow();
+            (st.eof, st.read.is_some())
+        };
+        if eof {
+            self.close_with(None);
+        } else if reading {
+            self.try_complete_read();
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Writes: straight to the socket when it takes them, queued in order when
+//! it does not, each future done once its bytes are with the kernel.
+//!
+//! ```
+//! # use squall::{IOLoop, iostream::IOStream};
+//! # let io_loop = IOLoop::new()?;
+//! # let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+//! let stream = IOStream::with_loop(a, &io_loop)?;
+//! let mut out = b"one batch".to_vec();
+//! stream.write_from(&mut out)?; // handed over (or queued): `out` is empty
+//! assert!(out.is_empty());
+//! # Ok::<(), squall::Error>(())
+//! ```
+
+use std::io;
+
+use super::{closed_error, IOStream};
+use crate::error::{Error, ErrorKind};
+use crate::future::Future;
+
+impl IOStream {
+    /// Writes the bytes of `buf` and leaves it empty, keeping its capacity
+    /// when the socket took everything: a connection can build each batch
+    /// of output in one reused vector, with no future and no allocation per
+    /// write. What the socket does not take is queued (the vector's memory
+    /// moves into the queue). [`flushed`](IOStream::flushed) says when it
+    /// has all gone out.
+    ///
+    /// # Errors
+    /// As [`write`](IOStream::write); `buf` is left as it was.
+    pub fn write_from(&self, buf: &mut Vec<u8>) -> Result<(), Error> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let mut failure = None;
+        {
+            let socket = self.inner.socket.borrow();
+            let mut st = self.inner.state.borrow_mut();
+            if st.closed {
+                return Err(closed_error(st.error.as_ref()));
+            }
+            if let Some(max) = st.max_write_buffer_size {
+                if st.wlen + buf.len() > max {
+                    return Err(Error::new(
+                        ErrorKind::BufferFull,
+                        format!(
+                            "write of {} bytes would exceed max_write_buffer_size {max}",
+                            buf.len()
+                        ),
+                    ));
+                }
+            }
+            let mut written = 0;
+            if st.wlen == 0 && st.connecting.is_none() {
+                if let Some(socket) = socket.as_ref() {
+                    while written < buf.len() {
+                        match socket.write(&buf[written..]) {
+                            Ok(n) => written += n,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                failure = Some(Error::from(e));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            st.written_total += written as u64;
+            st.queued_total += written as u64;
+            if failure.is_none() {
+                if written == buf.len() {
+                    buf.clear();
+                } else {
+                    let rest = buf.len() - written;
+                    if st.wbuf.is_empty() {
+                        st.wpos = written;
+                    }
+                    st.wbuf.push_back(std::mem::take(buf));
+                    st.wlen += rest;
+                    st.queued_total += rest as u64;
+                }
+            }
+        }
+        if let Some(err) = failure {
+            self.close_with(Some(err.clone()));
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// A future done when everything written so far has been handed to the
+    /// kernel (at once if nothing is queued); it fails if the stream closes
+    /// first.
+    pub fn flushed(&self) -> Future<()> {
+        let mut st = self.inner.state.borrow_mut();
+        if st.closed {
+            return Future::failed(closed_error(st.error.as_ref()));
+        }
+        if st.wlen == 0 {
+            return Future::ready(());
+        }
+        let future = Future::new();
+        let mark = st.queued_total;
+        st.write_futures.push_back((mark, future.clone()));
+        future
+    }
+
+    // ----- writes (futures) -------------------------------------------------
+
+    /// Writes `data`; the future is done when all of it has been handed to
+    /// the kernel. Writes are attempted at once and queue in order.
+    ///
+    /// Fails with [`ErrorKind::BufferFull`] if it would grow the write buffer
+    /// past [`set_max_write_buffer_size`](IOStream::set_max_write_buffer_size),
+    /// and with [`ErrorKind::StreamClosed`] on a closed stream.
+    ///
+    /// What the kernel takes at once is written straight from `data`; only
+    /// the rest is kept, so a borrowed slice is copied only when the socket
+    /// cannot take it all, and an owned `Vec` or `String` is never copied.
+    pub fn write<D>(&self, data: D) -> Future<()>
+    where
+        D: AsRef<[u8]> + Into<Vec<u8>>,
+    {
+        let mut failure = None;
+        let future = {
+            let socket = self.inner.socket.borrow();
+            let mut st = self.inner.state.borrow_mut();
+            if st.closed {
+                return Future::failed(closed_error(st.error.as_ref()));
+            }
+            if data.as_ref().is_empty() {
+                return Future::ready(());
+            }
+            if let Some(max) = st.max_write_buffer_size {
+                if st.wlen + data.as_ref().len() > max {
+                    return Future::failed(Error::new(
+                        ErrorKind::BufferFull,
+                        format!(
+                            "write of {} bytes would exceed max_write_buffer_size {max}",
+                            data.as_ref().len()
+                        ),
+                    ));
+                }
+            }
+            let mut written = 0;
+            let bytes = data.as_ref();
+            if st.wlen == 0 && st.connecting.is_none() {
+                if let Some(socket) = socket.as_ref() {
+                    while written < bytes.len() {
+                        match socket.write(&bytes[written..]) {
+                            Ok(n) => written += n,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                failure = Some(Error::from(e));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            st.written_total += written as u64;
+            st.queued_total += written as u64;
+            if written == bytes.len() && failure.is_none() {
+                return Future::ready(());
+            }
+            let future = Future::new();
+            if failure.is_none() {
+                let data: Vec<u8> = data.into();
+                let rest = data.len() - written;
+                // Queued whole, not copied: `wpos` skips what went out. Only
+                // a write into an empty queue can have gone out in part.
+                if st.wbuf.is_empty() {
+                    st.wpos = written;
+                } else {
+                    debug_assert_eq!(written, 0);
+                }
+                st.wbuf.push_back(data);
+                st.wlen += rest;
+                st.queued_total += rest as u64;
+                let mark = st.queued_total;
+                st.write_futures.push_back((mark, future.clone()));
+            } else {
+                let mark = st.queued_total + 1;
+                st.write_futures.push_back((mark, future.clone()));
+            }
+            future
+        };
+        if let Some(err) = failure {
+            self.close_with(Some(err));
+        }
+        future
+    }
+
+    /// Writes what is queued until the socket would block; settles the
+    /// futures of what got through.
+    pub(super) fn flush(&self) {
+        let mut failure = None;
+        let done: Vec<Future<()>> = {
+            let socket = self.inner.socket.borrow();
+            let Some(socket) = socket.as_ref() else {
+                return;
+            };
+            let mut st = self.inner.state.borrow_mut();
+            if st.connecting.is_some() {
+                return;
+            }
+            while let Some(front) = st.wbuf.front() {
+                match socket.write(&front[st.wpos..]) {
+                    Ok(n) => {
+                        st.wpos += n;
+                        st.wlen -= n;
+                        st.written_total += n as u64;
+                        if st.wpos == st.wbuf.front().map_or(0, Vec::len) {
+                            st.wbuf.pop_front();
+                            st.wpos = 0;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        failure = Some(Error::from(e));
+                        break;
+                    }
+                }
+            }
+            let mut done = Vec::new();
+            while let Some((mark, _)) = st.write_futures.front() {
+                if *mark > st.written_total {
+                    break;
+                }
+                done.push(st.write_futures.pop_front().expect("checked").1);
+            }
+            done
+        };
+        for future in done {
+            let _ = future.set_result(());
+        }
+        if let Some(err) = failure {
+            self.close_with(Some(err));
+        }
+    }
+}

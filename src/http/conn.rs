@@ -463,12 +463,23 @@ impl Conn {
         }
     }
 
-    /// Keeps `exchange` for the next request (see [`Spare::exchange`]).
-    pub(crate) fn park(&self, exchange: Rc<crate::web::ExchangeState>) {
-        if self.stream.closed() {
+    /// Keeps `exchange` and its emptied `request` for the next request (see
+    /// [`Spare`]), in one borrow. On a closed stream the exchange is let go
+    /// (after the borrow: its drop runs code).
+    pub(crate) fn park(
+        &self,
+        exchange: Rc<crate::web::ExchangeState>,
+        request: Option<Box<HTTPServerRequest>>,
+    ) {
+        let Ok(mut spare) = self.spare.try_borrow_mut() else {
             return;
+        };
+        if let Some(mut request) = request {
+            if request.recycle(SPARE_MAX) {
+                spare.request = Some(request);
+            }
         }
-        if let Ok(mut spare) = self.spare.try_borrow_mut() {
+        if !self.stream.closed() {
             spare.exchange = Some(exchange);
         }
     }

@@ -282,10 +282,25 @@ impl Exchange {
             return Ok(());
         }
         {
-            let mut out = inner.conn.out();
+            let conn = &inner.conn;
+            let mut out = conn.out();
             let body = inner.body.borrow();
             let send_body = !self.is_head();
-            if !inner.headers_written.get() {
+            if !inner.headers_written.get()
+                && inner.status.get() == 200
+                && conn.version() == Version::Http11
+                && conn.keep_alive()
+                && inner.headers.borrow().is_empty()
+            {
+                // The usual response: the cached head with the length, the
+                // blank line, the body.
+                conn.write_ok_html_head(&mut out, body.len());
+                out.extend_from_slice(b"\r\n");
+                if send_body {
+                    out.extend_from_slice(&body);
+                }
+                inner.headers_written.set(true);
+            } else if !inner.headers_written.get() {
                 self.write_head(&mut out, Some(body.len()));
                 let status = inner.status.get();
                 if send_body && !(status < 200 || status == 204 || status == 304) {
@@ -425,9 +440,7 @@ impl Exchange {
         let Some(inner) = Rc::get_mut(&mut rc) else {
             return;
         };
-        if let Some(request) = inner.request.take() {
-            inner.conn.recycle_request(request);
-        }
+        let request = inner.request.take();
         let body = inner.body.get_mut();
         if body.capacity() > crate::http::SPARE_MAX {
             *body = Vec::new();
@@ -442,7 +455,7 @@ impl Exchange {
         *inner.handler.get_mut() = None;
         inner.start = None;
         let conn = inner.conn.clone();
-        conn.park(rc);
+        conn.park(rc, request);
     }
 }
 

@@ -651,16 +651,26 @@ impl IOStream {
         }
         if events.is_readable() || events.is_error() {
             // A new edge: the socket may have something again.
-            let mut st = self.inner.state.borrow_mut();
-            st.drained = false;
-            st.peer_closing |= events.is_read_closed();
-            drop(st);
-            self.pump_read();
-            if !self.is_open() {
-                return;
+            let hooked = {
+                let mut st = self.inner.state.borrow_mut();
+                st.drained = false;
+                st.peer_closing |= events.is_read_closed();
+                st.read_hook.is_some()
+            };
+            if hooked {
+                self.pump_hook(false);
+            } else {
+                self.pump_read();
             }
         }
-        if events.is_writable() && self.inner.state.borrow().wlen > 0 {
+        let (closed, unsent) = {
+            let st = self.inner.state.borrow();
+            (st.closed, st.wlen > 0)
+        };
+        if closed {
+            return;
+        }
+        if events.is_writable() && unsent {
             self.flush();
         }
         if events.is_error() && self.is_open() {

@@ -15,7 +15,7 @@ use slotmap::{new_key_type, Key, KeyData, SlotMap};
 
 use mio::unix::SourceFd;
 
-use super::{closed, IOLoop};
+use super::{closed, IOLoop, WAKER_TOKEN};
 use crate::callback::{self, CallbackReturn, Origin};
 use crate::error::{Error, ErrorKind};
 use crate::stack_context::Context;
@@ -386,8 +386,15 @@ impl IOLoop {
 
     pub(super) fn dispatch_events(&self) {
         let inner = &*self.inner;
-        let mut ready = std::mem::take(&mut *inner.ready.borrow_mut());
-        for (token, events) in ready.drain(..) {
+        // The events stay borrowed while handlers run: only `poll` touches
+        // them, and a handler cannot poll (the loop refuses a nested start).
+        let polled = inner.events.borrow();
+        for event in polled.iter() {
+            let token = event.token();
+            if token == WAKER_TOKEN {
+                continue;
+            }
+            let events = Events::from_mio(event);
             let key = key_of(token);
             let taken = {
                 let mut handlers = inner.handlers.borrow_mut();
@@ -447,7 +454,6 @@ impl IOLoop {
                 self.rearm(fd, token, interest);
             }
         }
-        *inner.ready.borrow_mut() = ready;
     }
 
     /// Level-triggered emulation: re-registering makes epoll re-check the fd

@@ -68,7 +68,7 @@ use handlers::Handlers;
 use remote::RemoteMsg;
 use timers::{TimeoutKey, Timers};
 
-const WAKER_TOKEN: Token = Token(usize::MAX);
+pub(super) const WAKER_TOKEN: Token = Token(usize::MAX);
 const EVENTS_CAPACITY: usize = 1024;
 
 /// A scheduled callback with the stack context it was scheduled under.
@@ -102,7 +102,6 @@ impl Callback {
 struct Inner {
     poll: RefCell<Option<mio::Poll>>,
     events: RefCell<mio::Events>,
-    ready: RefCell<Vec<(Token, Events)>>,
     callbacks: RefCell<Vec<Callback>>,
     /// The previous iteration's emptied callback vector, kept for its capacity.
     spare: RefCell<Vec<Callback>>,
@@ -182,7 +181,6 @@ impl IOLoop {
             inner: Rc::new(Inner {
                 poll: RefCell::new(Some(poll)),
                 events: RefCell::new(mio::Events::with_capacity(EVENTS_CAPACITY)),
-                ready: RefCell::new(Vec::new()),
                 callbacks: RefCell::new(Vec::new()),
                 spare: RefCell::new(Vec::new()),
                 timers: RefCell::new(Timers::default()),
@@ -696,6 +694,8 @@ impl IOLoop {
         // iteration anyway: skip the syscall.
         let nevents =
             if timeout == Some(Duration::ZERO) && self.inner.handlers.borrow().map.is_empty() {
+                // The last poll's events are spent.
+                inner.events.borrow_mut().clear();
                 0
             } else {
                 #[cfg(feature = "trace")]
@@ -775,13 +775,11 @@ impl IOLoop {
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err.into()),
         }
-        let mut ready = inner.ready.borrow_mut();
-        for event in events.iter() {
-            if event.token() != WAKER_TOKEN {
-                ready.push((event.token(), Events::from_mio(event)));
-            }
-        }
-        let nevents = ready.len();
+        // The handlers run straight from `events` (see `dispatch_events`).
+        let nevents = events
+            .iter()
+            .filter(|event| event.token() != WAKER_TOKEN)
+            .count();
         if let Some(manual) = manual {
             // Idle means no event, no callback, and no message from another
             // thread waiting to be run either.

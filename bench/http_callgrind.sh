@@ -8,8 +8,10 @@
 #   bench/http_callgrind.sh                  # squall hyper mio, N=20000
 #   N=5000 bench/http_callgrind.sh squall    # one server, a quicker look
 #   KEEP=1 bench/http_callgrind.sh squall    # keep the 2N profile for callgrind_annotate
+#                                            # or bench/cg_breakdown.py (per function, per line)
 #
 # Environment: N (20000), CONNS (10), DEPTH (1), PORT (18180), KEEP,
+# CALLGRIND_ARGS (more valgrind options, e.g. --dump-instr=yes),
 # CARGO_TARGET_DIR (honoured, as in bench/http.sh). Needs valgrind.
 set -euo pipefail
 
@@ -36,7 +38,7 @@ trap cleanup EXIT
 # Total instructions of one server run answering $2 requests.
 instructions() { # name count
   local out=$work/$1.$2.cg
-  valgrind --tool=callgrind --callgrind-out-file="$out" $(server_cmd "$1" "$PORT") >"$work/log" 2>&1 &
+  valgrind --tool=callgrind ${CALLGRIND_ARGS:-} --callgrind-out-file="$out" $(server_cmd "$1" "$PORT") >"$work/log" 2>&1 &
   pid=$!
   local i
   for i in $(seq 300); do

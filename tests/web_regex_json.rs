@@ -73,6 +73,10 @@ fn app() -> Application {
         .route_regex(r"/exact/(\d)", || Unserializable)
         .route_regex(r"/sum/?", || Sum)
         .route("/bad-json", || Unserializable)
+        // A capture route behind a regex that takes its paths: only what the
+        // regex leaves (here, non-digits) reaches it.
+        .route_regex(r"/item/(\d+)", || Args)
+        .route("/item/{name}", || Unserializable)
 }
 
 fn get(s: &TestServer, path: &str) -> http_kit::Reply {
@@ -130,6 +134,10 @@ fn regex_routes_match_whole_paths_in_order() {
     assert_eq!(json_of(&get(&s, "/exact/1")), json!([]));
     // The regex route answers what the exact one does not take.
     assert!(get(&s, "/exact/2").text().starts_with("refused: "));
+    // The earlier regex wins over the later capture route...
+    assert_eq!(json_of(&get(&s, "/item/12")), json!([["1", "12"]]));
+    // ...which still answers the paths the regex refuses.
+    assert!(get(&s, "/item/pen").text().starts_with("refused: "));
 }
 
 #[test]

@@ -16,7 +16,7 @@
 //! ```
 
 use super::buffer::ReadBuffer;
-use super::{closed_error, fill_once, IOStream, ReadHook, READ_BUDGET};
+use super::{closed_error, read_socket, IOStream, ReadHook};
 use crate::error::{Error, ErrorKind};
 
 impl IOStream {
@@ -175,40 +175,22 @@ impl IOStream {
     /// one puts them back. (No future read is pending while a hook is set.)
     pub(super) fn pump_hook(&self, force_hook: bool) {
         let inner = &*self.inner;
-        let mut failure = None;
-        let mut more = false;
-        let taken = {
+        let (read, taken) = {
             let socket = inner.socket.borrow();
             let mut st = inner.state.borrow_mut();
             let before = st.rbuf.len();
-            if let Some(socket) = socket.as_ref() {
-                if !st.eof && !st.drained && st.connecting.is_none() {
-                    let mut got = 0;
-                    while st.rbuf.len() < st.max_buffer_size {
-                        if got >= READ_BUDGET {
-                            more = true;
-                            break;
-                        }
-                        match fill_once(&mut st, socket) {
-                            Ok((n, go_on)) => {
-                                got += n;
-                                if !go_on {
-                                    break;
-                                }
-                            }
-                            Err(err) => {
-                                failure = Some(err);
-                                break;
-                            }
-                        }
-                    }
+            // Ok(true): the socket is left undrained.
+            let read = match socket.as_ref() {
+                Some(socket) if !st.eof && !st.drained && st.connecting.is_none() => {
+                    read_socket(&mut st, socket)
                 }
-            }
+                _ => Ok(false),
+            };
             let eof = st.eof || st.closed;
-            let run = failure.is_none()
+            let run = read.is_ok()
                 && (force_hook || st.eof || st.rbuf.len() != before)
                 && (st.rbuf.len() > 0 || eof);
-            match st.read_hook.take() {
+            let taken = match st.read_hook.take() {
                 Some(hook) if run => {
                     let full = st.rbuf.len() >= st.max_buffer_size;
                     let rbuf = std::mem::take(&mut st.rbuf);
@@ -218,14 +200,13 @@ impl IOStream {
                     st.read_hook = hook;
                     None
                 }
-            }
+            };
+            (read, taken)
         };
-        if let Some(err) = failure {
-            self.close_with(Some(err));
-            return;
-        }
-        if more {
-            self.schedule_pump();
+        match read {
+            Err(err) => return self.close_with(Some(err.into())),
+            Ok(true) => self.schedule_pump(),
+            Ok(false) => {}
         }
         if let Some((hook, rbuf, eof, gen, full)) = taken {
             if !self.run_taken_hook(hook, rbuf, eof, gen) {

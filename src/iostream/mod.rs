@@ -530,9 +530,7 @@ impl IOStream {
     /// Reads from the socket until it would block, the peer closes, or the
     /// buffer is full. Closes the stream on EOF or error.
     fn read_from_socket(&self) {
-        let mut failure = None;
-        let mut more = false;
-        {
+        let result = {
             let socket = self.inner.socket.borrow();
             let Some(socket) = socket.as_ref() else {
                 return;
@@ -541,83 +539,12 @@ impl IOStream {
             if st.eof || st.drained {
                 return;
             }
-            // A pending read_bytes needs this much buffered; past it, stop
-            // and let it complete rather than drain a fast peer first.
-            let target = match st.read.as_ref().map(|r| &r.kind) {
-                Some(ReadKind::Bytes { partial: true, .. }) => Some(1),
-                Some(ReadKind::Bytes { n, .. }) => Some(*n),
-                _ => None,
-            };
-            let mut got = 0;
-            while st.rbuf.len() < st.max_buffer_size {
-                if got > 0 && (got >= READ_BUDGET || target.is_some_and(|t| st.rbuf.len() >= t)) {
-                    // Not drained: the socket owes us no new edge, so come
-                    // back on the next iteration (after the others' turn).
-                    more = true;
-                    break;
-                }
-                // A pending read_into with nothing buffered: straight from the
-                // socket into the caller's buffer, no copy.
-                if st.rbuf.len() == 0 {
-                    if let Some(PendingRead {
-                        kind:
-                            ReadKind::Into {
-                                buf,
-                                filled,
-                                partial,
-                            },
-                        ..
-                    }) = st.read.as_mut()
-                    {
-                        if into_satisfied(buf.len(), *filled, *partial) {
-                            more = true;
-                            break;
-                        }
-                        let room = buf.len() - *filled;
-                        match socket.read(&mut buf[*filled..]) {
-                            Ok(0) => {
-                                st.eof = true;
-                                break;
-                            }
-                            Ok(n) => {
-                                *filled += n;
-                                got += n;
-                                if n < room && !st.peer_closing {
-                                    st.drained = true;
-                                    break;
-                                }
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                                st.drained = true;
-                                break;
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => {
-                                failure = Some(Error::from(e));
-                                break;
-                            }
-                        }
-                        continue;
-                    }
-                }
-                match fill_once(&mut st, socket) {
-                    Ok((n, go_on)) => {
-                        got += n;
-                        if !go_on {
-                            break;
-                        }
-                    }
-                    Err(err) => {
-                        failure = Some(err);
-                        break;
-                    }
-                }
-            }
-        }
-        if let Some(err) = failure {
-            self.close_with(Some(err));
-        } else if more {
-            self.schedule_pump();
+            read_socket(&mut st, socket)
+        };
+        match result {
+            Err(err) => self.close_with(Some(err.into())),
+            Ok(true) => self.schedule_pump(),
+            Ok(false) => {}
         }
     }
 
@@ -902,6 +829,79 @@ impl Drop for LoopHold {
     }
 }
 
+/// The read loop under a stream's borrows: reads until the socket would
+/// block, the peer closes, the buffer is full, a pending read has its bytes,
+/// or the turn's budget is spent. `Ok(true)`: stopped with the socket not
+/// drained (read again on the next iteration; no new edge will come).
+#[inline]
+fn read_socket(st: &mut State, socket: &Socket) -> io::Result<bool> {
+    // A pending read_bytes needs this much buffered; past it, stop
+    // and let it complete rather than drain a fast peer first.
+    let target = match st.read.as_ref().map(|r| &r.kind) {
+        Some(ReadKind::Bytes { partial: true, .. }) => Some(1),
+        Some(ReadKind::Bytes { n, .. }) => Some(*n),
+        _ => None,
+    };
+    let mut got = 0;
+    while st.rbuf.len() < st.max_buffer_size {
+        if got > 0 && (got >= READ_BUDGET || target.is_some_and(|t| st.rbuf.len() >= t)) {
+            // Not drained: the socket owes us no new edge, so come
+            // back on the next iteration (after the others' turn).
+            return Ok(true);
+        }
+        // A pending read_into with nothing buffered: straight from the
+        // socket into the caller's buffer, no copy.
+        if st.rbuf.len() == 0 {
+            if let Some(PendingRead {
+                kind:
+                    ReadKind::Into {
+                        buf,
+                        filled,
+                        partial,
+                    },
+                ..
+            }) = st.read.as_mut()
+            {
+                if into_satisfied(buf.len(), *filled, *partial) {
+                    return Ok(true);
+                }
+                let room = buf.len() - *filled;
+                match socket.read(&mut buf[*filled..]) {
+                    Ok(0) => {
+                        st.eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        *filled += n;
+                        got += n;
+                        if n < room && !st.peer_closing {
+                            st.drained = true;
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        st.drained = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+        }
+        match fill_once(st, socket) {
+            Ok((n, go_on)) => {
+                got += n;
+                if !go_on {
+                    break;
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(false)
+}
+
 /// One `read` into the buffer's spare room: (bytes read, whether to read
 /// on). It stops at the end of the stream, at `WouldBlock`, and at a short
 /// read: that drained the socket, and the read after it would only say
@@ -909,7 +909,7 @@ impl Drop for LoopHold {
 /// peer closed: data and FIN can come in one edge, and stopping at the data
 /// would miss the end for good. (Data or a FIN arriving after this read is
 /// a new edge.)
-fn fill_once(st: &mut State, socket: &Socket) -> Result<(usize, bool), Error> {
+fn fill_once(st: &mut State, socket: &Socket) -> io::Result<(usize, bool)> {
     let chunk = st.read_chunk;
     let spare = &mut st.rbuf.spare(chunk)[..chunk];
     match socket.read(spare) {
@@ -933,7 +933,7 @@ fn fill_once(st: &mut State, socket: &Socket) -> Result<(usize, bool), Error> {
             Ok((0, false))
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok((0, true)),
-        Err(e) => Err(Error::from(e)),
+        Err(e) => Err(e),
     }
 }
 

@@ -14,7 +14,7 @@
 
 use std::io;
 
-use super::{closed_error, IOStream};
+use super::{closed_error, IOStream, Socket, State};
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 
@@ -32,56 +32,24 @@ impl IOStream {
         if buf.is_empty() {
             return Ok(());
         }
-        let mut failure = None;
-        {
+        let failure = {
             let socket = self.inner.socket.borrow();
             let mut st = self.inner.state.borrow_mut();
             if st.closed {
                 return Err(closed_error(st.error.as_ref()));
             }
-            if let Some(max) = st.max_write_buffer_size {
-                if st.wlen + buf.len() > max {
-                    return Err(Error::new(
-                        ErrorKind::BufferFull,
-                        format!(
-                            "write of {} bytes would exceed max_write_buffer_size {max}",
-                            buf.len()
-                        ),
-                    ));
-                }
-            }
-            let mut written = 0;
-            if st.wlen == 0 && st.connecting.is_none() {
-                if let Some(socket) = socket.as_ref() {
-                    while written < buf.len() {
-                        match socket.write(&buf[written..]) {
-                            Ok(n) => written += n,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            Err(e) => {
-                                failure = Some(Error::from(e));
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            st.written_total += written as u64;
-            st.queued_total += written as u64;
+            check_room(&st, buf.len())?;
+            let (written, failure) = write_now(&mut st, socket.as_ref(), buf);
+            let failure = failure.map(Error::from);
             if failure.is_none() {
                 if written == buf.len() {
                     buf.clear();
                 } else {
-                    let rest = buf.len() - written;
-                    if st.wbuf.is_empty() {
-                        st.wpos = written;
-                    }
-                    st.wbuf.push_back(std::mem::take(buf));
-                    st.wlen += rest;
-                    st.queued_total += rest as u64;
+                    enqueue(&mut st, std::mem::take(buf), written);
                 }
             }
-        }
+            failure
+        };
         if let Some(err) = failure {
             self.close_with(Some(err.clone()));
             return Err(err);
@@ -122,8 +90,7 @@ impl IOStream {
     where
         D: AsRef<[u8]> + Into<Vec<u8>>,
     {
-        let mut failure = None;
-        let future = {
+        let (future, failure) = {
             let socket = self.inner.socket.borrow();
             let mut st = self.inner.state.borrow_mut();
             if st.closed {
@@ -132,60 +99,25 @@ impl IOStream {
             if data.as_ref().is_empty() {
                 return Future::ready(());
             }
-            if let Some(max) = st.max_write_buffer_size {
-                if st.wlen + data.as_ref().len() > max {
-                    return Future::failed(Error::new(
-                        ErrorKind::BufferFull,
-                        format!(
-                            "write of {} bytes would exceed max_write_buffer_size {max}",
-                            data.as_ref().len()
-                        ),
-                    ));
-                }
+            if let Err(err) = check_room(&st, data.as_ref().len()) {
+                return Future::failed(err);
             }
-            let mut written = 0;
             let bytes = data.as_ref();
-            if st.wlen == 0 && st.connecting.is_none() {
-                if let Some(socket) = socket.as_ref() {
-                    while written < bytes.len() {
-                        match socket.write(&bytes[written..]) {
-                            Ok(n) => written += n,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            Err(e) => {
-                                failure = Some(Error::from(e));
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            st.written_total += written as u64;
-            st.queued_total += written as u64;
+            let (written, failure) = write_now(&mut st, socket.as_ref(), bytes);
+            let failure = failure.map(Error::from);
             if written == bytes.len() && failure.is_none() {
                 return Future::ready(());
             }
             let future = Future::new();
             if failure.is_none() {
-                let data: Vec<u8> = data.into();
-                let rest = data.len() - written;
-                // Queued whole, not copied: `wpos` skips what went out. Only
-                // a write into an empty queue can have gone out in part.
-                if st.wbuf.is_empty() {
-                    st.wpos = written;
-                } else {
-                    debug_assert_eq!(written, 0);
-                }
-                st.wbuf.push_back(data);
-                st.wlen += rest;
-                st.queued_total += rest as u64;
+                enqueue(&mut st, data.into(), written);
                 let mark = st.queued_total;
                 st.write_futures.push_back((mark, future.clone()));
             } else {
                 let mark = st.queued_total + 1;
                 st.write_futures.push_back((mark, future.clone()));
             }
-            future
+            (future, failure)
         };
         if let Some(err) = failure {
             self.close_with(Some(err));
@@ -241,4 +173,59 @@ impl IOStream {
             self.close_with(Some(err));
         }
     }
+}
+
+/// Refuses a write of `len` bytes that would grow the queue past
+/// `max_write_buffer_size`.
+#[inline]
+fn check_room(st: &State, len: usize) -> Result<(), Error> {
+    match st.max_write_buffer_size {
+        Some(max) if st.wlen + len > max => Err(Error::new(
+            ErrorKind::BufferFull,
+            format!("write of {len} bytes would exceed max_write_buffer_size {max}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Writes what the socket takes of `bytes` at once: only with nothing
+/// queued ahead (writes go out in order) and the connection made. Returns
+/// how much went out, and the error that stopped it, if any.
+#[inline]
+fn write_now(st: &mut State, socket: Option<&Socket>, bytes: &[u8]) -> (usize, Option<io::Error>) {
+    let mut written = 0;
+    let mut failure = None;
+    if st.wlen == 0 && st.connecting.is_none() {
+        if let Some(socket) = socket {
+            while written < bytes.len() {
+                match socket.write(&bytes[written..]) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    st.written_total += written as u64;
+    st.queued_total += written as u64;
+    (written, failure)
+}
+
+/// Queues `data`, whose first `written` bytes already went out: queued
+/// whole, not copied, with `wpos` skipping them. Only a write into an empty
+/// queue can have gone out in part.
+fn enqueue(st: &mut State, data: Vec<u8>, written: usize) {
+    let rest = data.len() - written;
+    if st.wbuf.is_empty() {
+        st.wpos = written;
+    } else {
+        debug_assert_eq!(written, 0);
+    }
+    st.wbuf.push_back(data);
+    st.wlen += rest;
+    st.queued_total += rest as u64;
 }

@@ -251,6 +251,40 @@ fn get(server: &TestServer, path: &str) -> http_kit::Reply {
     .unwrap_or_else(|| panic!("no reply to {path}"))
 }
 
+/// The `Date` of each response is the wall-clock second it was answered
+/// in, over several seconds of one keep-alive connection: with and without
+/// the blocking log, whose clock readings the `Date` cache reuses.
+#[test]
+fn date_follows_the_wall_clock() {
+    for blocking_log in [false, true] {
+        let s = TestServer::start(app, move |_| {
+            if blocking_log {
+                IOLoop::current().set_blocking_log_threshold(Some(Duration::from_secs(5)));
+            }
+        });
+        let mut conn = connect(s.addr);
+        let mut buf = Vec::new();
+        let mut dates = std::collections::BTreeSet::new();
+        let until = Instant::now() + Duration::from_millis(2300);
+        while Instant::now() < until {
+            let before = std::time::SystemTime::now();
+            conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let r = read_reply(&mut conn, &mut buf, false).expect("reply");
+            let after = std::time::SystemTime::now();
+            let date = r.header("Date").expect("a Date header");
+            let expected = [before, after].map(squall::httputil::format_timestamp);
+            assert!(
+                expected.contains(&date),
+                "Date {date:?} is neither {expected:?} (blocking log {blocking_log})"
+            );
+            dates.insert(date);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(dates.len() >= 2, "{dates:?}");
+    }
+}
+
 #[test]
 fn routes_statuses_and_headers() {
     let s = server();

@@ -1769,3 +1769,28 @@ fn add_future_on_a_done_future_and_a_failed_one() {
     assert_eq!(log.get(), [Ok(1), Err(ErrorKind::Timeout)]);
     io_loop.close();
 }
+
+/// With the blocking log on, the loop times its timers from the log's clock
+/// readings; a slow typed-channel handler (which the log does not time) must
+/// not leave that reading stale and make a timer that fell due meanwhile
+/// wait on top of it.
+#[test]
+fn a_timer_due_during_a_slow_channel_handler_runs_right_after_it() {
+    let io_loop = IOLoop::new().unwrap();
+    io_loop.set_blocking_log_threshold(Some(Duration::from_secs(10)));
+    let t0 = Instant::now();
+    let fired = Rc::new(Cell::new(None));
+    let (f, l) = (fired.clone(), io_loop.clone());
+    io_loop.call_later(Duration::from_millis(200), move || {
+        f.set(Some(t0.elapsed()));
+        l.stop();
+    });
+    let sender = io_loop.remote_channel(|()| std::thread::sleep(Duration::from_millis(300)));
+    // A timed callback first, in the same iteration as the channel's drain.
+    io_loop.add_callback(|| {});
+    sender.send(()).unwrap();
+    io_loop.start().unwrap();
+    let fired = fired.get().expect("the timer ran");
+    // Right after the 300 ms handler, not 200 ms of stale wait later.
+    assert!(fired < Duration::from_millis(450), "{fired:?}");
+}

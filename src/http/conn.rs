@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell, RefMut};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::request::{HTTPServerRequest, Method, Version};
 use super::Options;
@@ -17,6 +17,7 @@ use crate::error::ErrorKind;
 use crate::httputil::{self, ChunkedDecoder};
 use crate::ioloop::TimeoutHandle;
 use crate::iostream::IOStream;
+use crate::IOLoop;
 
 /// Headers a request may have (more is a 431).
 const MAX_HEADERS: usize = 100;
@@ -523,27 +524,20 @@ impl Conn {
         }
     }
 
-    /// The loop's iteration count, for per-iteration caches.
-    pub(crate) fn iteration(&self) -> u64 {
-        self.stream.io_loop().iteration()
-    }
-
     /// Appends `Server` and `Date`.
     pub(crate) fn write_common_headers(&self, out: &mut Vec<u8>) {
-        let iteration = self.iteration();
-        self.opts
-            .heads
-            .with(iteration, |cache| out.extend_from_slice(&cache.common));
+        self.opts.heads.with(self.stream.io_loop(), |cache| {
+            out.extend_from_slice(&cache.common)
+        });
     }
 
     /// Appends the usual head, in one copy: the status line of a 200,
     /// `Server`, `Date`, the default `Content-Type`, and `Content-Length`
     /// with `length`. The blank line that ends the head is the caller's.
     pub(crate) fn write_ok_html_head(&self, out: &mut Vec<u8>, length: usize) {
-        let iteration = self.iteration();
-        self.opts
-            .heads
-            .with(iteration, |cache| out.extend_from_slice(&cache.ok_html));
+        self.opts.heads.with(self.stream.io_loop(), |cache| {
+            out.extend_from_slice(&cache.ok_html)
+        });
         write_usize(out, length);
         out.extend_from_slice(b"\r\n");
     }
@@ -767,6 +761,9 @@ struct HeadCache {
     iteration: u64,
     /// The second `common` and `ok_html` hold.
     secs: u64,
+    /// When, on the monotonic clock, the wall clock's next second begins:
+    /// until then an iteration needs no wall-clock read.
+    next_second: Option<Instant>,
     /// `Server: squall\r\nDate: ...\r\n`.
     common: Vec<u8>,
     /// The status line of a 200, `common`, the default `Content-Type`, and
@@ -780,6 +777,7 @@ impl Default for Heads {
         Heads(RefCell::new(HeadCache {
             iteration: u64::MAX,
             secs: u64::MAX,
+            next_second: None,
             common: Vec::new(),
             ok_html: Vec::new(),
         }))
@@ -787,12 +785,13 @@ impl Default for Heads {
 }
 
 impl Heads {
-    /// Runs `f` with the cache, fresh for loop iteration `iteration`.
+    /// Runs `f` with the cache, fresh for `io_loop`'s current iteration.
     #[inline]
-    fn with(&self, iteration: u64, f: impl FnOnce(&HeadCache)) {
+    fn with(&self, io_loop: &IOLoop, f: impl FnOnce(&HeadCache)) {
         let mut cache = self.0.borrow_mut();
+        let iteration = io_loop.iteration();
         if cache.iteration != iteration {
-            cache.refresh(iteration);
+            cache.refresh(iteration, io_loop);
         }
         f(&cache);
     }
@@ -800,11 +799,23 @@ impl Heads {
 
 impl HeadCache {
     #[inline(never)]
-    fn refresh(&mut self, iteration: u64) {
+    fn refresh(&mut self, iteration: u64, io_loop: &IOLoop) {
         self.iteration = iteration;
-        let secs = std::time::SystemTime::now()
+        // The loop has usually read the monotonic clock already (for its
+        // blocking log); comparing with that is cheaper than reading the
+        // wall clock. The wall clock is read again at each new second, so
+        // a step in it shows within one.
+        let now = io_loop.recent_instant();
+        if self.next_second.is_some_and(|next| now < next) {
+            return;
+        }
+        let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+            .unwrap_or_default();
+        let to_next = Duration::from_nanos(1_000_000_000 - u64::from(wall.subsec_nanos()));
+        // `now` may be a little old, which only makes this early: harmless.
+        self.next_second = now.checked_add(to_next);
+        let secs = wall.as_secs();
         if self.secs == secs {
             return;
         }

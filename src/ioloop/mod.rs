@@ -247,6 +247,15 @@ impl IOLoop {
         self.inner.clock.now()
     }
 
+    /// A recent reading of the system's monotonic clock (not the loop's
+    /// clock, which may be manual): the blocking log's, no older than the
+    /// callback running now, or a fresh one. For caches of wall-clock
+    /// things, such as the HTTP `Date`, that need not be exact.
+    #[inline]
+    pub(crate) fn recent_instant(&self) -> Instant {
+        self.inner.blocking_last.get().unwrap_or_else(Instant::now)
+    }
+
     /// How many iterations the loop has begun; what a cache of something
     /// read from the clock compares to know it is still fresh.
     #[inline]
@@ -466,6 +475,9 @@ impl IOLoop {
             return Ok(());
         }
         inner.running.set(true);
+        // Whatever happened since the last `start` is not the next
+        // callback's doing (see `blocking_clock`).
+        inner.blocking_last.set(None);
         let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
         let result = self.run_until_stopped();
         let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
@@ -627,9 +639,6 @@ impl IOLoop {
     fn run_once(&self) -> Result<(), Error> {
         let inner = &*self.inner;
         inner.iteration.set(inner.iteration.get().wrapping_add(1));
-        // Whatever happened between iterations (even between two `start`s)
-        // is not the next callback's doing.
-        inner.blocking_last.set(None);
         #[cfg(feature = "trace")]
         if inner.trace.is_enabled() {
             inner.trace.begin_iteration();
@@ -638,11 +647,14 @@ impl IOLoop {
         // 1. Timeouts due now (noted before callbacks run, as Tornado does).
         // The empty cases, the usual ones, skip the buffer juggling below.
         let mut due = Vec::new();
+        let mut now = None;
         {
             let mut timers = inner.timers.borrow_mut();
             if !timers.is_empty() {
                 let mut spare = inner.due.borrow_mut();
-                timers.pop_due(self.time(), &mut spare);
+                let t = self.loop_time();
+                now = Some(t);
+                timers.pop_due(t, &mut spare);
                 if !spare.is_empty() {
                     due = std::mem::take(&mut *spare);
                 }
@@ -687,8 +699,9 @@ impl IOLoop {
             return Ok(());
         }
 
-        // 4. Poll.
-        let timeout = self.poll_timeout();
+        // 4. Poll. If nothing ran, the time read for the timers is still now.
+        let ran = ncallbacks + nremote + ntimeouts > 0;
+        let timeout = self.poll_timeout(if ran { None } else { now });
         // With no fd handler registered, a non-blocking poll could only
         // report the remote waker, and remote messages are read every
         // iteration anyway: skip the syscall.
@@ -725,13 +738,29 @@ impl IOLoop {
         Ok(())
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
+    fn poll_timeout(&self, now: Option<Instant>) -> Option<Duration> {
         let inner = &*self.inner;
         if !inner.callbacks.borrow().is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = inner.timers.borrow_mut().next_deadline();
-        next.map(|deadline| deadline.saturating_duration_since(self.time()))
+        let mut timers = inner.timers.borrow_mut();
+        if timers.is_empty() {
+            return None;
+        }
+        timers.next_timeout(now.unwrap_or_else(|| self.loop_time()))
+    }
+
+    /// The time for the loop's own timer decisions. With the blocking log
+    /// on (and the system clock), its last reading will do: it was taken when
+    /// the last callback ended, and only the loop has run since. That saves
+    /// a clock read or two per iteration.
+    #[inline]
+    fn loop_time(&self) -> Instant {
+        let inner = &*self.inner;
+        match (&inner.clock, inner.blocking_last.get()) {
+            (Clock::System, Some(last)) => last,
+            _ => self.time(),
+        }
     }
 
     fn poll(&self, timeout: Option<Duration>) -> Result<usize, Error> {
@@ -747,15 +776,11 @@ impl IOLoop {
         // Announce the sleep to remote senders; if one slipped in, don't sleep.
         let mut sleeping = false;
         if timeout != Some(Duration::ZERO) {
-            if let Some(rx) = inner.remote_rx.borrow().as_ref() {
-                if inner
-                    .remote
-                    .prepare_sleep(|| rx.is_empty() && self.channels_empty())
-                {
-                    sleeping = true;
-                } else {
-                    timeout = Some(Duration::ZERO);
-                }
+            let remote = &inner.remote;
+            if remote.prepare_sleep(|| remote.queued() == 0 && self.channels_empty()) {
+                sleeping = true;
+            } else {
+                timeout = Some(Duration::ZERO);
             }
         }
 
@@ -783,12 +808,7 @@ impl IOLoop {
         if let Some(manual) = manual {
             // Idle means no event, no callback, and no message from another
             // thread waiting to be run either.
-            let remote_waiting = inner
-                .remote_rx
-                .borrow()
-                .as_ref()
-                .is_some_and(|rx| !rx.is_empty())
-                || !self.channels_empty();
+            let remote_waiting = inner.remote.queued() > 0 || !self.channels_empty();
             if nevents == 0 && inner.callbacks.borrow().is_empty() && !remote_waiting {
                 let next = inner.timers.borrow_mut().next_deadline();
                 if let Some(next) = next {
@@ -801,17 +821,24 @@ impl IOLoop {
 
     fn run_remote_callbacks(&self) -> usize {
         let inner = &*self.inner;
-        let pending = match inner.remote_rx.borrow().as_ref() {
-            Some(rx) => rx.len(),
-            None => return 0,
-        };
+        // Only what was sent before this point: a flood from other threads
+        // cannot keep the loop from its own work.
+        let pending = inner.remote.queued();
+        if pending == 0 {
+            return 0;
+        }
+        let mut received = 0;
         for _ in 0..pending {
             let msg = match inner.remote_rx.borrow().as_ref() {
                 Some(rx) => rx.try_recv().ok(),
                 None => None,
             };
+            let Some(msg) = msg else {
+                break;
+            };
+            received += 1;
             match msg {
-                Some(RemoteMsg::Callback(mut f, name)) => {
+                RemoteMsg::Callback(mut f, name) => {
                     let started = self.blocking_clock();
                     #[cfg(feature = "trace")]
                     let traced = inner.trace.is_enabled().then(|| inner.trace.now());
@@ -824,11 +851,11 @@ impl IOLoop {
                     }
                     self.check_blocking(started, Origin::Remote, name);
                 }
-                Some(RemoteMsg::Stop) => self.stop(),
-                None => break,
+                RemoteMsg::Stop => self.stop(),
             }
         }
-        pending
+        inner.remote.received(received);
+        received
     }
 
     /// Drains each typed channel once; forgets the ones whose senders are
@@ -851,6 +878,11 @@ impl IOLoop {
                 break;
             }
             let (n, done) = source.drain();
+            if n > 0 {
+                // Its handlers ran outside the blocking log: the log's last
+                // reading is no longer now (see `loop_time`).
+                inner.blocking_last.set(None);
+            }
             handled += n;
             finished |= done;
         }

@@ -214,6 +214,8 @@ pub(crate) struct Timers {
     seq: u64,
     /// Dead entries in the heap: removed timeouts whose entry is still there.
     cancelled: usize,
+    /// The last `now` converted to heap nanoseconds (see `now_nanos`).
+    last_now: Option<(Instant, u64)>,
 }
 
 impl Timers {
@@ -224,6 +226,20 @@ impl Timers {
             .base
             .get_or_insert_with(|| when.checked_sub(BASE_MARGIN).unwrap_or(when));
         u64::try_from(when.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// `nanos(now)`, remembered: an iteration asks for the same `now`
+    /// twice (due timeouts, then the poll timeout) when nothing ran between.
+    #[inline]
+    fn now_nanos(&mut self, now: Instant) -> u64 {
+        match self.last_now {
+            Some((at, nanos)) if at == now => nanos,
+            _ => {
+                let nanos = self.nanos(now);
+                self.last_now = Some((now, nanos));
+                nanos
+            }
+        }
     }
 
     fn instant(&self, nanos: u64) -> Instant {
@@ -289,7 +305,7 @@ impl Timers {
         if self.heap.is_empty() {
             return;
         }
-        let now = self.nanos(now);
+        let now = self.now_nanos(now);
         while let Some(top) = self.heap.peek() {
             if top.deadline > now {
                 break;
@@ -309,6 +325,22 @@ impl Timers {
     /// Takes a due timeout's callback; `None` if it was removed meanwhile.
     pub(crate) fn take(&mut self, key: TimeoutKey) -> Option<Callback> {
         self.callbacks.remove(key).map(|slot| slot.callback)
+    }
+
+    /// How long from `now` until the earliest live deadline (zero if it is
+    /// past), dropping cancelled entries on the way; `None` if none is left.
+    /// Worked out in the heap's nanoseconds: no `Instant` arithmetic.
+    pub(crate) fn next_timeout(&mut self, now: Instant) -> Option<Duration> {
+        let next = loop {
+            let top = self.heap.peek()?;
+            if self.callbacks.contains_key(top.key) {
+                break top.deadline;
+            }
+            self.heap.pop();
+            self.cancelled -= 1;
+        };
+        let now = self.now_nanos(now);
+        Some(Duration::from_nanos(next.saturating_sub(now)))
     }
 
     /// The earliest live deadline, dropping cancelled entries on the way.

@@ -327,19 +327,15 @@ impl Conn {
             let name = h.name;
             let (ns, vs) = (at(name.as_bytes()), at(h.value));
             let value_range = vs..vs + h.value.len();
-            if request
+            // At char boundaries: see `push_within`.
+            request
                 .headers
-                .push_within(ns..ns + name.len(), value_range.clone())
-                .is_none()
-            {
-                return Err(400);
-            }
+                .push_within(ns..ns + name.len(), value_range.clone());
             // Four names matter here; their lengths rule most headers out
             // without a comparison (or a look at the value).
             if !matches!(name.len(), 6 | 10 | 14 | 17) {
                 continue;
             }
-            // At char boundaries: `push_within` checked.
             let value = head.get(value_range).unwrap_or_default();
             if name.len() == 10 {
                 // The first one, as `HTTPHeaders::get` would give.

@@ -705,36 +705,36 @@ impl IOLoop {
         // With no fd handler registered, a non-blocking poll could only
         // report the remote waker, and remote messages are read every
         // iteration anyway: skip the syscall.
-        let nevents =
-            if timeout == Some(Duration::ZERO) && self.inner.handlers.borrow().map.is_empty() {
-                // The last poll's events are spent.
-                inner.events.borrow_mut().clear();
-                0
-            } else {
-                #[cfg(feature = "trace")]
-                let started = inner.trace.is_enabled().then(|| inner.trace.now());
-                // Time spent waiting here is nobody's fault.
-                inner.blocking_last.set(None);
-                let nevents = self.poll(timeout)?;
-                #[cfg(feature = "trace")]
-                if let Some(started) = started {
-                    let kind = crate::trace::Kind::Poll {
-                        timeout,
-                        events: nevents,
-                    };
-                    inner.trace.record(kind, started, "", None);
-                }
-                nevents
-            };
+        if timeout == Some(Duration::ZERO) && self.inner.handlers.borrow().map.is_empty() {
+            // The last poll's events are spent.
+            inner.events.borrow_mut().clear();
+        } else {
+            #[cfg(feature = "trace")]
+            let started = inner.trace.is_enabled().then(|| inner.trace.now());
+            // Time spent waiting here is nobody's fault.
+            inner.blocking_last.set(None);
+            self.poll(timeout)?;
+            #[cfg(feature = "trace")]
+            if let Some(started) = started {
+                let kind = crate::trace::Kind::Poll {
+                    timeout,
+                    events: self.polled_events(),
+                };
+                inner.trace.record(kind, started, "", None);
+            }
+        }
 
         // 5. Handlers.
         self.dispatch_events();
 
-        log::trace!(
-            target: "squall::ioloop",
-            "iteration: {ncallbacks} callbacks, {nremote} remote, {ntimeouts} timeouts, \
-             poll timeout {timeout:?}, {nevents} events"
-        );
+        if log::log_enabled!(target: "squall::ioloop", log::Level::Trace) {
+            log::trace!(
+                target: "squall::ioloop",
+                "iteration: {ncallbacks} callbacks, {nremote} remote, {ntimeouts} timeouts, \
+                 poll timeout {timeout:?}, {} events",
+                self.polled_events()
+            );
+        }
         Ok(())
     }
 
@@ -763,7 +763,16 @@ impl IOLoop {
         }
     }
 
-    fn poll(&self, timeout: Option<Duration>) -> Result<usize, Error> {
+    /// How many fd events the last poll reported (the waker's aside).
+    fn polled_events(&self) -> usize {
+        let events = self.inner.events.borrow();
+        events
+            .iter()
+            .filter(|event| event.token() != WAKER_TOKEN)
+            .count()
+    }
+
+    fn poll(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let inner = &*self.inner;
         // A manual clock never waits for real time: poll without blocking and,
         // if nothing happened, jump to the next deadline.
@@ -801,11 +810,11 @@ impl IOLoop {
             Err(err) => return Err(err.into()),
         }
         // The handlers run straight from `events` (see `dispatch_events`).
-        let nevents = events
-            .iter()
-            .filter(|event| event.token() != WAKER_TOKEN)
-            .count();
         if let Some(manual) = manual {
+            let nevents = events
+                .iter()
+                .filter(|event| event.token() != WAKER_TOKEN)
+                .count();
             // Idle means no event, no callback, and no message from another
             // thread waiting to be run either.
             let remote_waiting = inner.remote.queued() > 0 || !self.channels_empty();
@@ -816,7 +825,7 @@ impl IOLoop {
                 }
             }
         }
-        Ok(nevents)
+        Ok(())
     }
 
     fn run_remote_callbacks(&self) -> usize {

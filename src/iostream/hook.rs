@@ -36,6 +36,10 @@ impl IOStream {
     /// consumed them out of band, [`resume_read_hook`](IOStream::resume_read_hook)
     /// goes on. The hook is dropped when the stream closes.
     ///
+    /// A hook that panics closes the stream (its error has kind
+    /// [`ErrorKind::Panic`]); the panic itself goes on to the caller, which
+    /// on the loop means the loop's report of it, as for any callback.
+    ///
     /// ```
     /// use std::io::Write;
     /// use squall::{IOLoop, IOStream};
@@ -121,53 +125,29 @@ impl IOStream {
 
     /// Runs the hook, taken out of the state with the buffer: no borrow is
     /// held while it runs, so it may write, close, or clear itself. Puts
-    /// both back; `false` if the hook failed (the stream is then closed).
-    fn run_taken_hook(
-        &self,
-        mut hook: ReadHook,
-        mut rbuf: ReadBuffer,
-        eof: bool,
-        gen: u64,
-    ) -> bool {
+    /// both back.
+    ///
+    /// A panicking hook is not caught here (a `catch_unwind` on every
+    /// message costs more than a guard): the guard closes the stream, and
+    /// the panic goes on to the loop's catch, which reports it.
+    fn run_taken_hook(&self, mut hook: ReadHook, mut rbuf: ReadBuffer, eof: bool, gen: u64) {
         let data = rbuf.data();
         let len = data.len();
-        match crate::callback::catch_value(|| hook(data, eof)) {
-            Ok(used) => {
-                rbuf.skip(used.min(len));
-                // `restore_hook`, inline: this is every request's path.
-                let mut st = self.inner.state.borrow_mut();
-                st.rbuf = rbuf;
-                if st.hook_gen == gen && !st.closed {
-                    st.read_hook = Some(hook);
-                } else {
-                    // Replaced or closed while it ran; dropped unborrowed, as
-                    // its captures may own this stream.
-                    drop(st);
-                    drop(hook);
-                }
-                true
-            }
-            Err(err) => {
-                log::error!("read hook on fd {} failed: {err}", self.inner.fd);
-                self.restore_hook(rbuf, None, gen);
-                self.close_with(Some(err));
-                false
-            }
+        let guard = ClosesOnPanic(self);
+        let used = hook(data, eof);
+        std::mem::forget(guard);
+        rbuf.skip(used.min(len));
+        // `restore_hook`, inline: this is every request's path.
+        let mut st = self.inner.state.borrow_mut();
+        st.rbuf = rbuf;
+        if st.hook_gen == gen && !st.closed {
+            st.read_hook = Some(hook);
+        } else {
+            // Replaced or closed while it ran; dropped unborrowed, as
+            // its captures may own this stream.
+            drop(st);
+            drop(hook);
         }
-    }
-
-    fn restore_hook(&self, rbuf: ReadBuffer, hook: Option<ReadHook>, gen: u64) {
-        let dropped = {
-            let mut st = self.inner.state.borrow_mut();
-            st.rbuf = rbuf;
-            if st.hook_gen == gen && !st.closed {
-                st.read_hook = hook;
-                None
-            } else {
-                hook
-            }
-        };
-        drop(dropped);
     }
 
     /// `pump_read_with` for a stream with a read hook, the HTTP server's
@@ -209,9 +189,7 @@ impl IOStream {
             Ok(false) => {}
         }
         if let Some((hook, rbuf, eof, gen, full)) = taken {
-            if !self.run_taken_hook(hook, rbuf, eof, gen) {
-                return;
-            }
+            self.run_taken_hook(hook, rbuf, eof, gen);
             // Reading stopped at a full buffer, with bytes still in the
             // socket: no new edge will come for them (a peer blocked on a
             // full window sends nothing), so read again once the hook has
@@ -235,5 +213,20 @@ impl IOStream {
         } else if reading {
             self.try_complete_read();
         }
+    }
+}
+
+/// Closes its stream when dropped, which only happens if the read hook
+/// panics (the normal path forgets it). The close runs as a callback: it
+/// runs close callbacks, user code, which must not run while unwinding.
+struct ClosesOnPanic<'a>(&'a IOStream);
+
+impl Drop for ClosesOnPanic<'_> {
+    fn drop(&mut self) {
+        let stream = self.0.clone();
+        self.0.inner.io_loop.add_callback(move || {
+            // The panic itself is reported where it is caught.
+            stream.close_with(Some(Error::new(ErrorKind::Panic, "the read hook panicked")));
+        });
     }
 }

@@ -787,24 +787,26 @@ impl Heads {
         let mut cache = self.0.borrow_mut();
         let iteration = io_loop.iteration();
         if cache.iteration != iteration {
-            cache.refresh(iteration, io_loop);
+            cache.iteration = iteration;
+            // The loop has usually read the monotonic clock already (for its
+            // blocking log); comparing with that is cheaper than reading the
+            // wall clock. The wall clock is read again at each new second, so
+            // a step in it shows within one.
+            let now = io_loop.recent_instant();
+            if !cache.next_second.is_some_and(|next| now < next) {
+                cache.refresh(now);
+            }
         }
         f(&cache);
     }
 }
 
 impl HeadCache {
+    /// A new second (or the first): reads the wall clock, and rewrites the
+    /// cached heads if the second changed.
+    #[cold]
     #[inline(never)]
-    fn refresh(&mut self, iteration: u64, io_loop: &IOLoop) {
-        self.iteration = iteration;
-        // The loop has usually read the monotonic clock already (for its
-        // blocking log); comparing with that is cheaper than reading the
-        // wall clock. The wall clock is read again at each new second, so
-        // a step in it shows within one.
-        let now = io_loop.recent_instant();
-        if self.next_second.is_some_and(|next| now < next) {
-            return;
-        }
+    fn refresh(&mut self, now: Instant) {
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();

@@ -216,6 +216,10 @@ pub(crate) struct Timers {
     cancelled: usize,
     /// The last `now` converted to heap nanoseconds (see `now_nanos`).
     last_now: Option<(Instant, u64)>,
+    /// The top entry's deadline as an `Instant`, once worked out (`None`
+    /// after the top changes): the usual iteration, with nothing due,
+    /// compares the time with it and converts nothing.
+    first: Option<Instant>,
 }
 
 impl Timers {
@@ -247,6 +251,16 @@ impl Timers {
         saturating_add(base, Duration::from_nanos(nanos))
     }
 
+    /// The top entry's deadline (see `first`); `None` if the heap is empty.
+    #[inline]
+    fn first(&mut self) -> Option<Instant> {
+        if self.first.is_none() {
+            let top = self.heap.peek()?.deadline;
+            self.first = Some(self.instant(top));
+        }
+        self.first
+    }
+
     pub(crate) fn add(&mut self, deadline: Instant, callback: Callback) -> TimeoutHandle {
         let deadline = self.nanos(deadline);
         // Dead leaves at the end go first (see the module docs).
@@ -269,6 +283,9 @@ impl Timers {
             seq: self.seq,
             key,
         });
+        if self.heap.peek().is_some_and(|top| top.key == key) {
+            self.first = None;
+        }
         TimeoutHandle(key)
     }
 
@@ -279,6 +296,9 @@ impl Timers {
         if slot.in_heap && self.heap.last().is_some_and(|last| last.key == handle.0) {
             // Its entry is the last leaf: drop it now, leaving nothing dead.
             self.heap.pop_last();
+            if self.heap.is_empty() {
+                self.first = None;
+            }
         } else if slot.in_heap {
             self.cancelled += 1;
             if self.cancelled > COMPACT_MIN && self.cancelled > self.heap.len() / 2 {
@@ -295,6 +315,7 @@ impl Timers {
                         });
                 self.heap.rebuild(live);
                 self.cancelled = 0;
+                self.first = None;
             }
         }
         Some(slot.callback)
@@ -302,9 +323,13 @@ impl Timers {
 
     /// Moves the keys of every timeout due at `now` into `due`, in order.
     pub(crate) fn pop_due(&mut self, now: Instant, due: &mut Vec<TimeoutKey>) {
-        if self.heap.is_empty() {
-            return;
+        // Nothing due: the usual case, one comparison.
+        match self.first() {
+            None => return,
+            Some(first) if now < first => return,
+            Some(_) => {}
         }
+        self.first = None;
         let now = self.now_nanos(now);
         while let Some(top) = self.heap.peek() {
             if top.deadline > now {
@@ -331,26 +356,27 @@ impl Timers {
     /// past), dropping cancelled entries on the way; `None` if none is left.
     /// Worked out in the heap's nanoseconds: no `Instant` arithmetic.
     pub(crate) fn next_timeout(&mut self, now: Instant) -> Option<Duration> {
-        let next = loop {
+        loop {
             let top = self.heap.peek()?;
             if self.callbacks.contains_key(top.key) {
-                break top.deadline;
+                break;
             }
             self.heap.pop();
             self.cancelled -= 1;
-        };
-        let now = self.now_nanos(now);
-        Some(Duration::from_nanos(next.saturating_sub(now)))
+            self.first = None;
+        }
+        Some(self.first()?.saturating_duration_since(now))
     }
 
     /// The earliest live deadline, dropping cancelled entries on the way.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(top) = self.heap.peek() {
             if self.callbacks.contains_key(top.key) {
-                return Some(self.instant(top.deadline));
+                return self.first();
             }
             self.heap.pop();
             self.cancelled -= 1;
+            self.first = None;
         }
         None
     }
@@ -370,6 +396,7 @@ impl Timers {
     /// Empties the heap, handing back the callbacks to drop outside any borrow.
     pub(crate) fn drain(&mut self) -> Vec<Callback> {
         self.heap.clear();
+        self.first = None;
         self.cancelled = 0;
         self.callbacks
             .drain()
@@ -492,6 +519,11 @@ mod tests {
             let stats = timers.stats();
             assert_eq!(stats.pending, model.len());
             assert_eq!(stats.heap_entries, stats.pending + stats.cancelled);
+            // The poll timeout, from the cached first deadline.
+            let first = model.iter().map(|&(at, _, _)| at).min();
+            let expected = first.map(|at| Duration::from_millis(at.saturating_sub(now)));
+            let asked_at = t0 + Duration::from_millis(now);
+            assert_eq!(timers.next_timeout(asked_at), expected);
         }
         model.sort();
         let next = model

@@ -322,13 +322,18 @@ impl Timers {
     }
 
     /// Moves the keys of every timeout due at `now` into `due`, in order.
+    #[inline]
     pub(crate) fn pop_due(&mut self, now: Instant, due: &mut Vec<TimeoutKey>) {
         // Nothing due: the usual case, one comparison.
         match self.first() {
-            None => return,
-            Some(first) if now < first => return,
-            Some(_) => {}
+            None => {}
+            Some(first) if now < first => {}
+            Some(_) => self.pop_due_slow(now, due),
         }
+    }
+
+    #[inline(never)]
+    fn pop_due_slow(&mut self, now: Instant, due: &mut Vec<TimeoutKey>) {
         self.first = None;
         let now = self.now_nanos(now);
         while let Some(top) = self.heap.peek() {

@@ -209,6 +209,9 @@ pub(crate) type HandlerFn = Box<dyn FnMut(RawFd, Events) -> Result<(), Error>>;
 pub(crate) struct Handler {
     pub(crate) fd: RawFd,
     pub(crate) interest: Events,
+    /// The events the handler is told of: `interest`, errors always, and a
+    /// reader its peer's close (see [`delivered`]).
+    pub(crate) mask: Events,
     pub(crate) trigger: Trigger,
     /// `None` while the handler is running (it is taken out of the map so no
     /// borrow is held across user code).
@@ -224,6 +227,16 @@ pub(crate) struct Handler {
 pub(crate) struct Handlers {
     pub(crate) map: SlotMap<HandlerKey, Handler>,
     pub(crate) by_fd: HashMap<RawFd, HandlerKey>,
+}
+
+/// What a handler with this interest is told of: errors always, and a
+/// reader its peer's close.
+fn delivered(interest: Events) -> Events {
+    let mut mask = interest | Events::ERROR;
+    if interest.is_readable() {
+        mask |= Events::READ_CLOSED;
+    }
+    mask
 }
 
 pub(crate) fn token_of(key: HandlerKey) -> Token {
@@ -313,6 +326,7 @@ impl IOLoop {
         let key = handlers.map.insert(Handler {
             fd,
             interest: events,
+            mask: delivered(events),
             trigger,
             f: Some(Box::new(move |fd, ev| handler(fd, ev).into_outcome())),
             ctx: Context::capture(),
@@ -355,6 +369,7 @@ impl IOLoop {
         })?;
         let entry = &mut handlers.map[key];
         entry.interest = events;
+        entry.mask = delivered(events);
         poll.registry()
             .reregister(&mut SourceFd(&fd), token_of(key), events.to_interest())?;
         Ok(())
@@ -402,11 +417,7 @@ impl IOLoop {
                     // Removed earlier in this batch, or replaced: not ours.
                     None => None,
                     Some(entry) => {
-                        let mut mask = entry.interest | Events::ERROR;
-                        if entry.interest.is_readable() {
-                            mask |= Events::READ_CLOSED;
-                        }
-                        let events = events & mask;
+                        let events = events & entry.mask;
                         if events.is_empty() {
                             None
                         } else {

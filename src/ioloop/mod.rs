@@ -685,13 +685,13 @@ impl IOLoop {
 
         // 3. Due timeouts; one removed meanwhile is gone from the map.
         let ntimeouts = due.len();
-        for key in due.drain(..) {
-            let cb = inner.timers.borrow_mut().take(key);
-            if let Some(cb) = cb {
-                self.run_callback(cb, Origin::Timeout);
+        if ntimeouts > 0 {
+            for key in due.drain(..) {
+                let cb = inner.timers.borrow_mut().take(key);
+                if let Some(cb) = cb {
+                    self.run_callback(cb, Origin::Timeout);
+                }
             }
-        }
-        if due.capacity() > 0 {
             *inner.due.borrow_mut() = due;
         }
 

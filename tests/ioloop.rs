@@ -1794,3 +1794,57 @@ fn a_timer_due_during_a_slow_channel_handler_runs_right_after_it() {
     // Right after the 300 ms handler, not 200 ms of stale wait later.
     assert!(fired < Duration::from_millis(450), "{fired:?}");
 }
+
+/// Stops `io_loop` from another thread after `limit`, so a test of a timer
+/// that fails to fire ends instead of hanging.
+fn watchdog(io_loop: &IOLoop, limit: Duration) {
+    let remote = io_loop.remote();
+    thread::spawn(move || {
+        thread::sleep(limit);
+        let _ = remote.stop();
+    });
+}
+
+/// A timeout meaning "never" (`Duration::MAX`), added first, must not hold
+/// back the nearer ones added after it.
+#[test]
+fn a_never_timeout_added_first_does_not_hold_back_later_ones() {
+    let io_loop = IOLoop::new().unwrap();
+    io_loop.call_later(Duration::MAX, || -> () { panic!("never") });
+    let fired = Rc::new(Cell::new(false));
+    let (f, l) = (fired.clone(), io_loop.clone());
+    io_loop.call_later(Duration::from_millis(10), move || {
+        f.set(true);
+        l.stop();
+    });
+    watchdog(&io_loop, Duration::from_secs(5));
+    io_loop.start().unwrap();
+    assert!(fired.get(), "the 10 ms timeout did not run within 5 s");
+}
+
+/// Turning the blocking log off while the loop spins on callbacks (no fd
+/// handler, so no poll) must not freeze the loop's idea of the time.
+#[test]
+fn timers_run_after_the_blocking_log_is_turned_off_mid_run() {
+    let io_loop = IOLoop::new().unwrap();
+    io_loop.set_blocking_log_threshold(Some(Duration::from_secs(10)));
+    // A callback that re-adds itself: the loop never polls.
+    fn spin(l: IOLoop) {
+        let next = l.clone();
+        l.add_callback(move || spin(next));
+    }
+    spin(io_loop.clone());
+    let l = io_loop.clone();
+    io_loop.call_later(Duration::from_millis(5), move || {
+        l.set_blocking_log_threshold(None)
+    });
+    let fired = Rc::new(Cell::new(false));
+    let (f, l) = (fired.clone(), io_loop.clone());
+    io_loop.call_later(Duration::from_millis(30), move || {
+        f.set(true);
+        l.stop();
+    });
+    watchdog(&io_loop, Duration::from_secs(5));
+    io_loop.start().unwrap();
+    assert!(fired.get(), "the 30 ms timeout did not run within 5 s");
+}

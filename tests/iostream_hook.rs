@@ -162,3 +162,51 @@ fn hook_behind_a_full_buffer_reads_on_without_a_new_edge() {
 
 static WRITER: std::sync::Mutex<Option<std::thread::JoinHandle<UnixStream>>> =
     std::sync::Mutex::new(None);
+
+/// A hook run by `set_read_hook` or `resume_read_hook` (not by the loop)
+/// that panics closes the stream as one run by the loop does, and the call
+/// returns normally: the panic is caught at the stream, not in the caller.
+#[test]
+fn a_hook_panicking_under_set_or_resume_closes_the_stream_and_returns() {
+    AsyncTest::new()
+        .allow_unhandled_errors()
+        .run(|io_loop: &IOLoop| {
+            // Under set_read_hook: bytes are already buffered in the socket.
+            let (a, mut peer) = UnixStream::pair().unwrap();
+            peer.write_all(b"x").unwrap();
+            let first = IOStream::new(a).unwrap();
+            first
+                .set_read_hook(|_buf: &[u8], _eof| -> usize { panic!("hook bug") })
+                .unwrap();
+            assert!(first.closed());
+            assert_eq!(first.error().unwrap().kind(), ErrorKind::Panic);
+
+            // Under resume_read_hook: the first run declines the bytes, the
+            // resumed one panics.
+            let (b, mut peer2) = UnixStream::pair().unwrap();
+            let second = IOStream::new(b).unwrap();
+            let calls = Rc::new(std::cell::Cell::new(0));
+            let c = calls.clone();
+            second
+                .set_read_hook(move |_buf: &[u8], _eof| -> usize {
+                    c.set(c.get() + 1);
+                    if c.get() > 1 {
+                        panic!("resumed hook bug");
+                    }
+                    0
+                })
+                .unwrap();
+            peer2.write_all(b"y").unwrap();
+            let done = Future::new();
+            let (d, s) = (done.clone(), second.clone());
+            io_loop.call_later(Duration::from_millis(50), move || {
+                assert_eq!(calls.get(), 1, "the bytes were declined once");
+                s.resume_read_hook();
+                assert!(s.closed());
+                assert_eq!(s.error().unwrap().kind(), ErrorKind::Panic);
+                drop((peer, peer2));
+                d.set_result(())
+            });
+            done
+        });
+}

@@ -253,7 +253,15 @@ impl IOLoop {
     /// things, such as the HTTP `Date`, that need not be exact.
     #[inline]
     pub(crate) fn recent_instant(&self) -> Instant {
-        self.inner.blocking_last.get().unwrap_or_else(Instant::now)
+        self.blocking_reading().unwrap_or_else(Instant::now)
+    }
+
+    /// The blocking log's last clock reading, while the log is on (then it
+    /// is kept fresh: taken when the last callback ended, or this one began).
+    #[inline]
+    fn blocking_reading(&self) -> Option<Instant> {
+        self.inner.blocking_threshold.get()?;
+        self.inner.blocking_last.get()
     }
 
     /// How many iterations the loop has begun; what a cache of something
@@ -512,6 +520,8 @@ impl IOLoop {
     /// client of a single-threaded loop; this finds it.
     pub fn set_blocking_log_threshold(&self, threshold: Option<Duration>) {
         self.inner.blocking_threshold.set(threshold);
+        // The log's last reading stops being kept fresh once it is off.
+        self.inner.blocking_last.set(None);
     }
 
     /// Closes the loop: drops every pending callback, timeout and handler,
@@ -757,7 +767,7 @@ impl IOLoop {
     #[inline]
     fn loop_time(&self) -> Instant {
         let inner = &*self.inner;
-        match (&inner.clock, inner.blocking_last.get()) {
+        match (&inner.clock, self.blocking_reading()) {
             (Clock::System, Some(last)) => last,
             _ => self.time(),
         }
@@ -875,6 +885,10 @@ impl IOLoop {
         if count == 0 {
             return 0;
         }
+        // Channel handlers run outside the blocking log, so its last
+        // reading is no longer now for them (`recent_instant`), nor after
+        // them (`loop_time`).
+        inner.blocking_last.set(None);
         let mut handled = 0;
         let mut finished = false;
         for i in 0..count {
@@ -888,8 +902,6 @@ impl IOLoop {
             }
             let (n, done) = source.drain();
             if n > 0 {
-                // Its handlers ran outside the blocking log: the log's last
-                // reading is no longer now (see `loop_time`).
                 inner.blocking_last.set(None);
             }
             handled += n;

@@ -201,8 +201,9 @@ struct Slot {
     in_heap: bool,
 }
 
-/// How far before the first deadline seen the time base lies, so that
-/// deadlines somewhat in the past still order exactly.
+/// How far before the first deadline seen (or the present, if that is
+/// earlier) the time base lies, so that deadlines somewhat in the past
+/// still order exactly.
 const BASE_MARGIN: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Default)]
@@ -226,9 +227,13 @@ impl Timers {
     /// `when` as nanoseconds since the base (0 for anything before it;
     /// `u64::MAX`, some 584 years, for anything past that).
     fn nanos(&mut self, when: Instant) -> u64 {
-        let base = *self
-            .base
-            .get_or_insert_with(|| when.checked_sub(BASE_MARGIN).unwrap_or(when));
+        // Not after the present, whatever `when` is: a far-future first
+        // deadline (`Duration::MAX`, "never") must not put every later,
+        // nearer one at zero.
+        let base = *self.base.get_or_insert_with(|| {
+            let from = when.min(Instant::now());
+            from.checked_sub(BASE_MARGIN).unwrap_or(from)
+        });
         u64::try_from(when.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
     }
 

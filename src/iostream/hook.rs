@@ -37,8 +37,7 @@ impl IOStream {
     /// goes on. The hook is dropped when the stream closes.
     ///
     /// A hook that panics closes the stream (its error has kind
-    /// [`ErrorKind::Panic`]); the panic itself goes on to the caller, which
-    /// on the loop means the loop's report of it, as for any callback.
+    /// [`ErrorKind::Panic`]), and the panic is reported as a callback's is.
     ///
     /// ```
     /// use std::io::Write;
@@ -125,17 +124,40 @@ impl IOStream {
 
     /// Runs the hook, taken out of the state with the buffer: no borrow is
     /// held while it runs, so it may write, close, or clear itself. Puts
-    /// both back.
+    /// both back; `false` if the hook panicked (the stream is then closed).
     ///
-    /// A panicking hook is not caught here (a `catch_unwind` on every
-    /// message costs more than a guard): the guard closes the stream, and
-    /// the panic goes on to the loop's catch, which reports it.
-    fn run_taken_hook(&self, mut hook: ReadHook, mut rbuf: ReadBuffer, eof: bool, gen: u64) {
+    /// `caught_above`: the caller is the loop, whose own catch reports a
+    /// panic. Then a drop guard closes the stream if the hook panics,
+    /// cheaper than a `catch_unwind` on every message. Otherwise (a hook run
+    /// from `set_read_hook` or `resume_read_hook`, inside whatever user code
+    /// called those) the panic is caught here, as a callback's would be.
+    fn run_taken_hook(
+        &self,
+        mut hook: ReadHook,
+        mut rbuf: ReadBuffer,
+        eof: bool,
+        gen: u64,
+        caught_above: bool,
+    ) -> bool {
         let data = rbuf.data();
         let len = data.len();
-        let guard = ClosesOnPanic(self);
-        let used = hook(data, eof);
-        std::mem::forget(guard);
+        let used = if caught_above {
+            let guard = ClosesOnPanic(self);
+            let used = hook(data, eof);
+            std::mem::forget(guard);
+            used
+        } else {
+            match crate::callback::catch_value(|| hook(data, eof)) {
+                Ok(used) => used,
+                Err(err) => {
+                    log::error!("read hook on fd {} failed: {err}", self.inner.fd);
+                    self.inner.state.borrow_mut().rbuf = rbuf;
+                    drop(hook);
+                    self.close_with(Some(err));
+                    return false;
+                }
+            }
+        };
         rbuf.skip(used.min(len));
         // `restore_hook`, inline: this is every request's path.
         let mut st = self.inner.state.borrow_mut();
@@ -148,6 +170,7 @@ impl IOStream {
             drop(st);
             drop(hook);
         }
+        true
     }
 
     /// `pump_read_with` for a stream with a read hook, the HTTP server's
@@ -189,7 +212,11 @@ impl IOStream {
             Ok(false) => {}
         }
         if let Some((hook, rbuf, eof, gen, full)) = taken {
-            self.run_taken_hook(hook, rbuf, eof, gen);
+            // Forced runs come from `set_read_hook` / `resume_read_hook`,
+            // called by user code rather than the loop.
+            if !self.run_taken_hook(hook, rbuf, eof, gen, !force_hook) {
+                return;
+            }
             // Reading stopped at a full buffer, with bytes still in the
             // socket: no new edge will come for them (a peer blocked on a
             // full window sends nothing), so read again once the hook has

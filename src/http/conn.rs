@@ -9,15 +9,15 @@ use std::cell::{Cell, RefCell, RefMut};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::heads::{write_status_line, write_usize};
 use super::request::{HTTPServerRequest, Method, Version};
 use super::Options;
 use crate::error::ErrorKind;
 use crate::httputil::{self, ChunkedDecoder};
 use crate::ioloop::TimeoutHandle;
 use crate::iostream::IOStream;
-use crate::IOLoop;
 
 /// Headers a request may have (more is a 431).
 const MAX_HEADERS: usize = 100;
@@ -522,20 +522,14 @@ impl Conn {
 
     /// Appends `Server` and `Date`.
     pub(crate) fn write_common_headers(&self, out: &mut Vec<u8>) {
-        self.opts.heads.with(self.stream.io_loop(), |cache| {
-            out.extend_from_slice(&cache.common)
-        });
+        self.opts.heads.write_common(self.stream.io_loop(), out);
     }
 
-    /// Appends the usual head, in one copy: the status line of a 200,
-    /// `Server`, `Date`, the default `Content-Type`, and `Content-Length`
-    /// with `length`. The blank line that ends the head is the caller's.
+    /// Appends the usual head (see `Heads::write_ok_html`).
     pub(crate) fn write_ok_html_head(&self, out: &mut Vec<u8>, length: usize) {
-        self.opts.heads.with(self.stream.io_loop(), |cache| {
-            out.extend_from_slice(&cache.ok_html)
-        });
-        write_usize(out, length);
-        out.extend_from_slice(b"\r\n");
+        self.opts
+            .heads
+            .write_ok_html(self.stream.io_loop(), out, length);
     }
 
     /// Whether the connection is gone.
@@ -725,174 +719,5 @@ fn utf8_prefix(buf: &[u8]) -> &str {
         // A multi-byte character cut at the end of the scan, or bytes that
         // are not UTF-8 (a binary body, obs-text): stop before them.
         Err(err) => std::str::from_utf8(&scan[..err.valid_up_to()]).unwrap_or(""),
-    }
-}
-
-/// `HTTP/1.1 200 OK\r\n`.
-pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    let s = status.min(999);
-    out.extend_from_slice(&[
-        b'0' + (s / 100) as u8,
-        b'0' + (s / 10 % 10) as u8,
-        b'0' + (s % 10) as u8,
-        b' ',
-    ]);
-    out.extend_from_slice(httputil::responses(status).as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The lines that start a response head, shared by a server's connections
-/// and checked against the clock at most once per loop iteration: a busy
-/// server answers many requests per iteration (and per second), and the
-/// `Date` only changes once a second. A handler that blocks the loop for
-/// seconds could send a `Date` that old; the blocking log reports that
-/// handler.
-#[derive(Debug)]
-pub(crate) struct Heads(RefCell<HeadCache>);
-
-#[derive(Debug)]
-struct HeadCache {
-    /// The loop iteration the cache was last checked in.
-    iteration: u64,
-    /// The second `common` and `ok_html` hold.
-    secs: u64,
-    /// When, on the monotonic clock, the wall clock's next second begins:
-    /// until then an iteration needs no wall-clock read.
-    next_second: Option<Instant>,
-    /// `Server: squall\r\nDate: ...\r\n`.
-    common: Vec<u8>,
-    /// The status line of a 200, `common`, the default `Content-Type`, and
-    /// `Content-Length: `: the whole head but the length's digits, for the
-    /// usual response.
-    ok_html: Vec<u8>,
-}
-
-impl Default for Heads {
-    fn default() -> Heads {
-        Heads(RefCell::new(HeadCache {
-            iteration: u64::MAX,
-            secs: u64::MAX,
-            next_second: None,
-            common: Vec::new(),
-            ok_html: Vec::new(),
-        }))
-    }
-}
-
-impl Heads {
-    /// Runs `f` with the cache, fresh for `io_loop`'s current iteration.
-    #[inline]
-    fn with(&self, io_loop: &IOLoop, f: impl FnOnce(&HeadCache)) {
-        let mut cache = self.0.borrow_mut();
-        let iteration = io_loop.iteration();
-        if cache.iteration != iteration {
-            cache.iteration = iteration;
-            // The loop has usually read the monotonic clock already (for its
-            // blocking log); comparing with that is cheaper than reading the
-            // wall clock. The wall clock is read again at each new second, so
-            // a step in it shows within one.
-            let now = io_loop.recent_instant();
-            if !cache.next_second.is_some_and(|next| now < next) {
-                cache.refresh(now);
-            }
-        }
-        f(&cache);
-    }
-}
-
-impl HeadCache {
-    /// A new second (or the first): reads the wall clock, and rewrites the
-    /// cached heads if the second changed.
-    #[cold]
-    #[inline(never)]
-    fn refresh(&mut self, now: Instant) {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let to_next = Duration::from_nanos(1_000_000_000 - u64::from(wall.subsec_nanos()));
-        // `now` may be a little old, which only makes this early: harmless.
-        self.next_second = now.checked_add(to_next);
-        let secs = wall.as_secs();
-        if self.secs == secs {
-            return;
-        }
-        self.secs = secs;
-        let mut date = [0u8; 29];
-        httputil::write_http_date(secs, &mut date);
-        let HeadCache {
-            common, ok_html, ..
-        } = self;
-        common.clear();
-        common.extend_from_slice(b"Server: squall\r\nDate: ");
-        common.extend_from_slice(&date);
-        common.extend_from_slice(b"\r\n");
-        ok_html.clear();
-        ok_html.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        ok_html.extend_from_slice(common);
-        ok_html.extend_from_slice(DEFAULT_CONTENT_TYPE);
-        ok_html.extend_from_slice(b"Content-Length: ");
-    }
-}
-
-/// What a response is, unless its handler says otherwise (as Tornado).
-pub(crate) const DEFAULT_CONTENT_TYPE: &[u8] = b"Content-Type: text/html; charset=UTF-8\r\n";
-
-/// Decimal digits, without going through `fmt`.
-#[inline]
-pub(crate) fn write_usize(out: &mut Vec<u8>, n: usize) {
-    // Most lengths have a few digits: fixed-size copies, no `memcpy` call.
-    let digit = |d: usize| b'0' + (d % 10) as u8;
-    match n {
-        0..=9 => out.push(digit(n)),
-        10..=99 => out.extend_from_slice(&[digit(n / 10), digit(n)]),
-        100..=999 => out.extend_from_slice(&[digit(n / 100), digit(n / 10), digit(n)]),
-        _ => write_long_usize(out, n),
-    }
-}
-
-#[inline(never)]
-fn write_long_usize(out: &mut Vec<u8>, mut n: usize) {
-    let digit = |d: usize| b'0' + (d % 10) as u8;
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = digit(n);
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-/// Lower-case hex digits (chunk sizes).
-pub(crate) fn write_hex(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b"0123456789abcdef"[n % 16];
-        n /= 16;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn decimal_and_hex() {
-        for n in [0, 7, 9, 10, 42, 99, 100, 512, 999, 1000, 65_535, usize::MAX] {
-            let mut out = Vec::new();
-            super::write_usize(&mut out, n);
-            assert_eq!(out, n.to_string().into_bytes());
-            out.clear();
-            super::write_hex(&mut out, n);
-            assert_eq!(out, format!("{n:x}").into_bytes());
-        }
     }
 }

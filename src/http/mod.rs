@@ -47,6 +47,7 @@
 //! connection: later pipelined requests wait in the buffer, in order.
 
 pub(crate) mod conn;
+mod heads;
 mod request;
 
 use std::net::TcpListener;
@@ -58,10 +59,8 @@ use crate::ioloop::IOLoop;
 use crate::tcpserver::TCPServer;
 use crate::web::Application;
 
-pub(crate) use conn::{
-    write_hex, write_status_line, write_usize, Conn, Dispatch, Heads, DEFAULT_CONTENT_TYPE,
-    SPARE_MAX,
-};
+pub(crate) use conn::{Conn, Dispatch, SPARE_MAX};
+pub(crate) use heads::{write_hex, write_status_line, write_usize, Heads, DEFAULT_CONTENT_TYPE};
 pub(crate) use request::Method;
 pub use request::{HTTPServerRequest, Version};
 

@@ -16,7 +16,8 @@
 //! ```
 
 use super::buffer::ReadBuffer;
-use super::{closed_error, read_socket, IOStream, ReadHook};
+use super::read::read_socket;
+use super::{closed_error, IOStream, ReadHook};
 use crate::error::{Error, ErrorKind};
 
 impl IOStream {

@@ -1,8 +1,416 @@
-//! The pending read and how it is decided against the buffer.
+//! Future-returning reads (`read_until`, `read_bytes`, `read_into`...): the
+//! pending read, how it is decided against the buffer, and the socket read
+//! loop, which the read hook shares.
+//!
+//! ```
+//! # use std::io::Write;
+//! # use squall::{IOLoop, iostream::IOStream};
+//! # let io_loop = IOLoop::new()?;
+//! # let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+//! b.write_all(b"HELO there\r\nrest")?;
+//! let line = io_loop.run_sync(
+//!     || IOStream::with_loop(a, &IOLoop::current()).unwrap().read_until(b"\r\n", None),
+//!     None,
+//! )?;
+//! assert_eq!(line, b"HELO there\r\n");
+//! # Ok::<(), squall::Error>(())
+//! ```
+
+use std::io;
 
 use super::buffer::ReadBuffer;
+use super::{closed_error, IOStream, Socket, State, READ_BUDGET, READ_CHUNK};
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
+
+impl IOStream {
+    /// Reads up to and including `delimiter`. With `max_bytes`, if that many
+    /// bytes arrive without the delimiter, the read fails with
+    /// [`ErrorKind::UnsatisfiableRead`] and the stream is closed.
+    pub fn read_until(&self, delimiter: &[u8], max_bytes: Option<usize>) -> Future<Vec<u8>> {
+        if delimiter.is_empty() {
+            return Future::failed(Error::new(
+                ErrorKind::InvalidArgument,
+                "read_until: empty delimiter",
+            ));
+        }
+        self.start_read(ReadKind::Until {
+            delimiter: delimiter.to_vec(),
+            max_bytes,
+            scanned: 0,
+        })
+    }
+
+    /// Reads up to and including the end of the first match of `pattern`
+    /// (Tornado's `read_until_regex`), a regular expression over bytes
+    /// (`regex::bytes` syntax). Fails with
+    /// [`ErrorKind::UnsatisfiableRead`] if no match ends within `max_bytes`.
+    ///
+    /// The match is decided on the bytes at hand, as in Tornado: a pattern
+    /// that could match more with more data (`[0-9]+`) ends where the data
+    /// received so far ends, so anchor patterns on a terminator.
+    ///
+    /// Each arrival searches the whole buffer again (a regex cannot resume
+    /// mid-search), so set `max_bytes` on untrusted input; compile once with
+    /// [`read_until_regex_with`](IOStream::read_until_regex_with) when
+    /// reading many messages. Needs the `regex` feature.
+    ///
+    /// ```
+    /// # use squall::{IOLoop, IOStream};
+    /// # use std::io::Write;
+    /// let io_loop = IOLoop::new()?;
+    /// let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+    /// let stream = IOStream::with_loop(a, &io_loop)?;
+    /// b.write_all(b"HTTP/1.1 200 OK\r\n\r\nbody")?;
+    /// let head = io_loop.run_sync(|| stream.read_until_regex(r"\r?\n\r?\n", Some(65536)), None)?;
+    /// assert_eq!(head, b"HTTP/1.1 200 OK\r\n\r\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "regex")]
+    pub fn read_until_regex(&self, pattern: &str, max_bytes: Option<usize>) -> Future<Vec<u8>> {
+        match regex::bytes::Regex::new(pattern) {
+            Ok(regex) => self.read_until_regex_with(&regex, max_bytes),
+            Err(err) => Future::failed(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("read_until_regex: {err}"),
+            )),
+        }
+    }
+
+    /// [`read_until_regex`](IOStream::read_until_regex) with a compiled
+    /// regex (cloning one is cheap). Needs the `regex` feature.
+    #[cfg(feature = "regex")]
+    pub fn read_until_regex_with(
+        &self,
+        regex: &regex::bytes::Regex,
+        max_bytes: Option<usize>,
+    ) -> Future<Vec<u8>> {
+        self.start_read(ReadKind::Regex {
+            regex: regex.clone(),
+            max_bytes,
+        })
+    }
+
+    /// Reads into `buf` (Tornado's `read_into`): fills all of it, or with
+    /// `partial` resolves as soon as at least one byte has arrived. The
+    /// future gives `buf` back, its length unchanged, with how many bytes at
+    /// its start are new. Bytes already buffered are copied in; the rest
+    /// goes from the socket straight into `buf`, so a caller that passes the
+    /// same vector round copies nothing and allocates nothing: the way to
+    /// move bulk data.
+    ///
+    /// ```no_run
+    /// # use squall::iostream::IOStream;
+    /// # fn f(stream: IOStream) {
+    /// stream.read_into(vec![0; 64 * 1024], true).add_done_callback(|f| {
+    ///     if let Ok((buf, n)) = f.take_result() {
+    ///         println!("{n} new bytes: {:?}", &buf[..n]); // then pass `buf` again
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn read_into(&self, buf: Vec<u8>, partial: bool) -> Future<(Vec<u8>, usize)> {
+        if buf.is_empty() {
+            return Future::ready((buf, 0));
+        }
+        let future = Future::new();
+        let kind = ReadKind::Into {
+            buf,
+            filled: 0,
+            partial,
+        };
+        match self.begin_read(kind, ReadFuture::Into(future.clone())) {
+            Ok(()) => future,
+            Err(err) => Future::failed(err),
+        }
+    }
+
+    /// Reads exactly `n` bytes; with `partial`, resolves as soon as at least
+    /// one byte (and at most `n`) is there.
+    pub fn read_bytes(&self, n: usize, partial: bool) -> Future<Vec<u8>> {
+        if n == 0 {
+            return Future::ready(Vec::new());
+        }
+        self.start_read(ReadKind::Bytes { n, partial })
+    }
+
+    /// Reads everything until the peer closes the stream.
+    pub fn read_until_close(&self) -> Future<Vec<u8>> {
+        self.start_read(ReadKind::UntilClose)
+    }
+
+    pub(super) fn start_read(&self, kind: ReadKind) -> Future<Vec<u8>> {
+        let future = Future::new();
+        match self.begin_read(kind, ReadFuture::Bytes(future.clone())) {
+            Ok(()) => future,
+            Err(err) => Future::failed(err),
+        }
+    }
+
+    /// Makes `kind` the pending read, answered through `future`, and tries
+    /// to settle it at once.
+    pub(super) fn begin_read(&self, kind: ReadKind, future: ReadFuture) -> Result<(), Error> {
+        {
+            let mut st = self.inner.state.borrow_mut();
+            if st.read.is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    "a read is already pending on this stream",
+                ));
+            }
+            if st.hook_gen % 2 == 1 && !st.closed {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    "a read hook is set on this stream",
+                ));
+            }
+            st.read = Some(PendingRead { kind, future });
+        }
+        // Buffered data satisfies the read at once, without a loop turn;
+        // otherwise try the socket now: an edge may have come and gone.
+        if !self.try_complete_read() {
+            if self.is_open() {
+                self.pump_read();
+            } else {
+                self.fail_read_if_closed();
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the socket has, settles the pending read if it can, and
+    /// closes the stream if the peer did.
+    pub(super) fn pump_read(&self) {
+        self.pump_read_with(false);
+    }
+
+    /// `pump_read`; `force_hook` runs the read hook even with no new data.
+    pub(super) fn pump_read_with(&self, force_hook: bool) {
+        let (hooked, wants_data) = {
+            let st = self.inner.state.borrow();
+            (
+                st.read_hook.is_some(),
+                st.rbuf.len() < st.max_buffer_size && st.connecting.is_none(),
+            )
+        };
+        if hooked {
+            return self.pump_hook(force_hook);
+        }
+        if wants_data {
+            self.read_from_socket();
+        }
+        let (eof, reading) = {
+            let st = self.inner.state.borrow();
+            (st.eof, st.read.is_some())
+        };
+        if eof {
+            // Close first: `close_with` settles the pending read from the
+            // buffer, so a `read_until_close` (or any read) hears of the
+            // end with the stream already closed.
+            self.close_with(None);
+        } else if reading {
+            self.try_complete_read();
+        }
+    }
+
+    /// Settles the pending read if the buffer allows. Returns whether it did.
+    pub(super) fn try_complete_read(&self) -> bool {
+        let (future, outcome) = {
+            let mut st = self.inner.state.borrow_mut();
+            let outcome = match st.read.as_mut() {
+                None => return false,
+                Some(_) => {
+                    let closed = st.closed || st.eof;
+                    let max_buffer = st.max_buffer_size;
+                    let State { rbuf, read, .. } = &mut *st;
+                    evaluate_read(rbuf, read.as_mut().expect("checked"), closed, max_buffer)
+                }
+            };
+            match outcome {
+                ReadOutcome::Pending => return false,
+                outcome => (st.read.take().expect("checked").future, outcome),
+            }
+        };
+        match outcome {
+            ReadOutcome::Done(result) => future.settle(result.map(|data| {
+                let n = data.len();
+                (data, n)
+            })),
+            ReadOutcome::Filled(buf, n) => future.settle(Ok((buf, n))),
+            ReadOutcome::Unsatisfiable(err) => {
+                // Close first: whoever hears of the failure finds the stream
+                // closed, as Tornado's close-then-fail does.
+                self.close_with(Some(err.clone()));
+                future.set_error(err);
+            }
+            ReadOutcome::Pending => unreachable!(),
+        }
+        true
+    }
+
+    pub(super) fn fail_read_if_closed(&self) {
+        let (read, err) = {
+            let mut st = self.inner.state.borrow_mut();
+            if !st.closed {
+                return;
+            }
+            let err = closed_error(st.error.as_ref());
+            match st.read.take() {
+                Some(read) => (read, err),
+                None => return,
+            }
+        };
+        read.future.set_error(err);
+    }
+
+    /// Reads from the socket until it would block, the peer closes, or the
+    /// buffer is full. Closes the stream on EOF or error.
+    pub(super) fn read_from_socket(&self) {
+        let result = {
+            let socket = self.inner.socket.borrow();
+            let Some(socket) = socket.as_ref() else {
+                return;
+            };
+            let mut st = self.inner.state.borrow_mut();
+            if st.eof || st.drained {
+                return;
+            }
+            read_socket(&mut st, socket)
+        };
+        match result {
+            Err(err) => self.close_with(Some(err.into())),
+            Ok(true) => self.schedule_pump(),
+            Ok(false) => {}
+        }
+    }
+
+    /// Reads again on the loop's next iteration: what an edge would do, for
+    /// a socket left undrained.
+    pub(super) fn schedule_pump(&self) {
+        {
+            let mut st = self.inner.state.borrow_mut();
+            if st.pump_scheduled {
+                return;
+            }
+            st.pump_scheduled = true;
+        }
+        let me = self.clone();
+        self.inner.io_loop.spawn_callback(move || {
+            me.inner.state.borrow_mut().pump_scheduled = false;
+            if me.is_open() {
+                me.pump_read();
+            }
+        });
+    }
+}
+
+/// The read loop under a stream's borrows: reads until the socket would
+/// block, the peer closes, the buffer is full, a pending read has its bytes,
+/// or the turn's budget is spent. `Ok(true)`: stopped with the socket not
+/// drained (read again on the next iteration; no new edge will come).
+#[inline]
+pub(super) fn read_socket(st: &mut State, socket: &Socket) -> io::Result<bool> {
+    // A pending read_bytes needs this much buffered; past it, stop
+    // and let it complete rather than drain a fast peer first.
+    let target = match st.read.as_ref().map(|r| &r.kind) {
+        Some(ReadKind::Bytes { partial: true, .. }) => Some(1),
+        Some(ReadKind::Bytes { n, .. }) => Some(*n),
+        _ => None,
+    };
+    let mut got = 0;
+    while st.rbuf.len() < st.max_buffer_size {
+        if got > 0 && (got >= READ_BUDGET || target.is_some_and(|t| st.rbuf.len() >= t)) {
+            // Not drained: the socket owes us no new edge, so come
+            // back on the next iteration (after the others' turn).
+            return Ok(true);
+        }
+        // A pending read_into with nothing buffered: straight from the
+        // socket into the caller's buffer, no copy.
+        if st.rbuf.len() == 0 {
+            if let Some(PendingRead {
+                kind:
+                    ReadKind::Into {
+                        buf,
+                        filled,
+                        partial,
+                    },
+                ..
+            }) = st.read.as_mut()
+            {
+                if into_satisfied(buf.len(), *filled, *partial) {
+                    return Ok(true);
+                }
+                let room = buf.len() - *filled;
+                match socket.read(&mut buf[*filled..]) {
+                    Ok(0) => {
+                        st.eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        *filled += n;
+                        got += n;
+                        if n < room && !st.peer_closing {
+                            st.drained = true;
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        st.drained = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+        }
+        match fill_once(st, socket) {
+            Ok((n, go_on)) => {
+                got += n;
+                if !go_on {
+                    break;
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(false)
+}
+
+/// One `read` into the buffer's spare room: (bytes read, whether to read
+/// on). It stops at the end of the stream, at `WouldBlock`, and at a short
+/// read: that drained the socket, and the read after it would only say
+/// `WouldBlock` (one syscall per request on a busy connection). Unless the
+/// peer closed: data and FIN can come in one edge, and stopping at the data
+/// would miss the end for good. (Data or a FIN arriving after this read is
+/// a new edge.)
+fn fill_once(st: &mut State, socket: &Socket) -> io::Result<(usize, bool)> {
+    let chunk = st.read_chunk;
+    let spare = &mut st.rbuf.spare(chunk)[..chunk];
+    match socket.read(spare) {
+        Ok(0) => {
+            st.eof = true;
+            Ok((0, false))
+        }
+        Ok(n) => {
+            if n == chunk && chunk < READ_CHUNK {
+                st.read_chunk = chunk * 2;
+            }
+            st.rbuf.commit(n);
+            if n < chunk && !st.peer_closing {
+                st.drained = true;
+                return Ok((n, false));
+            }
+            Ok((n, true))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            st.drained = true;
+            Ok((0, false))
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok((0, true)),
+        Err(e) => Err(e),
+    }
+}
 
 pub(super) enum ReadKind {
     Until {

@@ -190,8 +190,10 @@ fn check_room(st: &State, len: usize) -> Result<(), Error> {
 
 /// Writes what the socket takes of `bytes` at once: only with nothing
 /// queued ahead (writes go out in order) and the connection made. Returns
-/// how much went out, and the error that stopped it, if any.
-#[inline]
+/// how much went out, and the error that stopped it, if any. Always
+/// inlined: left to itself, the compiler keeps it out of line when the
+/// stream's code is split over codegen units (25 instructions a response).
+#[inline(always)]
 fn write_now(st: &mut State, socket: Option<&Socket>, bytes: &[u8]) -> (usize, Option<io::Error>) {
     let mut written = 0;
     let mut failure = None;

@@ -93,6 +93,17 @@ pub(crate) struct Spare {
     pub(crate) exchange: Option<Rc<crate::web::ExchangeState>>,
 }
 
+impl Spare {
+    /// Keeps `request`, emptied, for the next one, if its buffers are small
+    /// enough to be worth keeping.
+    #[inline]
+    fn keep_request(&mut self, mut request: Box<HTTPServerRequest>) {
+        if request.recycle(SPARE_MAX) {
+            self.request = Some(request);
+        }
+    }
+}
+
 /// Buffers larger than this are not kept for reuse.
 pub(crate) const SPARE_MAX: usize = 16 * 1024;
 
@@ -400,7 +411,8 @@ impl Conn {
         }
         request.method = Method::parse(method);
         request.version = version;
-        request.remote = self.peer;
+        // `remote` is already the peer's: the request was made for this
+        // connection (`HTTPServerRequest::empty(self.peer)`) and stays with it.
         request.keep_alive = match version {
             Version::Http11 => !connection.is_some_and(|c| httputil::has_token(c, "close")),
             Version::Http10 => connection.is_some_and(|c| httputil::has_token(c, "keep-alive")),
@@ -442,11 +454,9 @@ impl Conn {
 
     /// Gives a finished request back for the next one (emptied, if its
     /// buffers are small enough to keep).
-    pub(crate) fn recycle_request(&self, mut request: Box<HTTPServerRequest>) {
-        if request.recycle(SPARE_MAX) {
-            if let Ok(mut spare) = self.spare.try_borrow_mut() {
-                spare.request = Some(request);
-            }
+    pub(crate) fn recycle_request(&self, request: Box<HTTPServerRequest>) {
+        if let Ok(mut spare) = self.spare.try_borrow_mut() {
+            spare.keep_request(request);
         }
     }
 
@@ -471,10 +481,8 @@ impl Conn {
         let Ok(mut spare) = self.spare.try_borrow_mut() else {
             return;
         };
-        if let Some(mut request) = request {
-            if request.recycle(SPARE_MAX) {
-                spare.request = Some(request);
-            }
+        if let Some(request) = request {
+            spare.keep_request(request);
         }
         if !self.stream.closed() {
             spare.exchange = Some(exchange);

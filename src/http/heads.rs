@@ -23,11 +23,12 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
 }
 
 /// The lines that start a response head, shared by a server's connections
-/// and checked against the clock at most once per loop iteration: a busy
-/// server answers many requests per iteration (and per second), and the
-/// `Date` only changes once a second. A handler that blocks the loop for
-/// seconds could send a `Date` that old; the blocking log reports that
-/// handler.
+/// and checked at most once per loop iteration, against the loop's latest
+/// monotonic clock reading; the wall clock is read only when a new second
+/// has begun. A busy server answers many requests per iteration (and per
+/// second), and the `Date` only changes once a second. A handler that
+/// blocks the loop for seconds could send a `Date` that old; the blocking
+/// log reports that handler.
 #[derive(Debug)]
 pub(crate) struct Heads(RefCell<HeadCache>);
 

@@ -45,7 +45,7 @@ struct WhoAmI;
 
 impl RequestHandler for WhoAmI {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
-        x.set_header("Content-Type", "text/plain");
+        x.set_header("Content-Type", "text/plain")?;
         x.write(format!(
             "pid {} task {} remote {}\n",
             std::process::id(),

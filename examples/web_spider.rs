@@ -86,7 +86,7 @@ impl RequestHandler for Page {
         x.set_async();
         let x = x.clone();
         IOLoop::current().call_later(PAGE_DELAY, move || {
-            x.set_header("Content-Type", "text/html");
+            x.set_header("Content-Type", "text/html")?;
             x.write(format!("<html><body><h1>Page {n}</h1>"));
             for link in page_links(n) {
                 x.write(format!("<a href=\"{link}\">{link}</a> "));

@@ -55,11 +55,12 @@ pub fn http_server(data: &[u8]) {
         header_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(30),
         xheaders: data.first().is_some_and(|b| b & 1 == 1),
-        heads: Rc::default(),
+        default_content_type: None,
+        heads: Rc::new(crate::http::Heads::new(None)),
     });
     let server = IOStream::with_loop(server, &io_loop).expect("server stream");
     let peer = "127.0.0.1:1".parse().expect("addr");
-    Conn::start(server, peer, Application::new().into_dispatch(), opts).expect("start");
+    Conn::start(server, peer, Rc::new(Application::new()), opts).expect("start");
     let client = IOStream::with_loop(client, &io_loop).expect("client stream");
     let out = io_loop
         .run_sync(|| client.read_until_close(), Some(Duration::from_secs(10)))

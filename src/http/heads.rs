@@ -32,6 +32,9 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
 #[derive(Debug)]
 pub(crate) struct Heads(RefCell<HeadCache>);
 
+/// `Server: squall\r\n`, the first line of [`HeadCache::common`].
+const SERVER_LINE: &[u8] = b"Server: squall\r\n";
+
 #[derive(Debug)]
 struct HeadCache {
     /// The loop iteration the cache was last checked in.
@@ -43,25 +46,30 @@ struct HeadCache {
     next_second: Option<Instant>,
     /// `Server: squall\r\nDate: ...\r\n`.
     common: Vec<u8>,
-    /// The status line of a 200, `common`, the default `Content-Type`, and
-    /// `Content-Length: `: the whole head but the length's digits, for the
-    /// usual response.
-    ok_html: Vec<u8>,
+    /// The status line of a 200, `common`, the default `Content-Type` (if
+    /// the server has one), and `Content-Length: `: the whole head but the
+    /// length's digits, for the usual response.
+    ok: Vec<u8>,
+    /// The server's default `Content-Type` line, if any.
+    content_type: Vec<u8>,
 }
 
-impl Default for Heads {
-    fn default() -> Heads {
+impl Heads {
+    /// A cache for a server whose responses default to `content_type`.
+    pub(crate) fn new(content_type: Option<&str>) -> Heads {
+        let content_type = content_type
+            .map(|ct| format!("Content-Type: {ct}\r\n").into_bytes())
+            .unwrap_or_default();
         Heads(RefCell::new(HeadCache {
             iteration: u64::MAX,
             secs: u64::MAX,
             next_second: None,
             common: Vec::new(),
-            ok_html: Vec::new(),
+            ok: Vec::new(),
+            content_type,
         }))
     }
-}
 
-impl Heads {
     /// Runs `f` with the cache, fresh for `io_loop`'s current iteration.
     #[inline]
     fn with(&self, io_loop: &IOLoop, f: impl FnOnce(&HeadCache)) {
@@ -81,18 +89,32 @@ impl Heads {
         f(&cache);
     }
 
-    /// Appends `Server` and `Date`.
+    /// Appends `Server` and `Date`, but for those the response sets itself.
     #[inline]
-    pub(crate) fn write_common(&self, io_loop: &IOLoop, out: &mut Vec<u8>) {
-        self.with(io_loop, |cache| out.extend_from_slice(&cache.common));
+    pub(crate) fn write_common(
+        &self,
+        io_loop: &IOLoop,
+        out: &mut Vec<u8>,
+        own_server: bool,
+        own_date: bool,
+    ) {
+        self.with(io_loop, |cache| {
+            let common = &cache.common[..];
+            match (own_server, own_date) {
+                (false, false) => out.extend_from_slice(common),
+                (true, false) => out.extend_from_slice(&common[SERVER_LINE.len()..]),
+                (false, true) => out.extend_from_slice(SERVER_LINE),
+                (true, true) => {}
+            }
+        });
     }
 
     /// Appends the usual head, in one copy: the status line of a 200,
     /// `Server`, `Date`, the default `Content-Type`, and `Content-Length`
     /// with `length`. The blank line that ends the head is the caller's.
     #[inline]
-    pub(crate) fn write_ok_html(&self, io_loop: &IOLoop, out: &mut Vec<u8>, length: usize) {
-        self.with(io_loop, |cache| out.extend_from_slice(&cache.ok_html));
+    pub(crate) fn write_ok(&self, io_loop: &IOLoop, out: &mut Vec<u8>, length: usize) {
+        self.with(io_loop, |cache| out.extend_from_slice(&cache.ok));
         write_usize(out, length);
         out.extend_from_slice(b"\r\n");
     }
@@ -118,22 +140,23 @@ impl HeadCache {
         let mut date = [0u8; 29];
         httputil::write_http_date(secs, &mut date);
         let HeadCache {
-            common, ok_html, ..
+            common,
+            ok,
+            content_type,
+            ..
         } = self;
         common.clear();
-        common.extend_from_slice(b"Server: squall\r\nDate: ");
+        common.extend_from_slice(SERVER_LINE);
+        common.extend_from_slice(b"Date: ");
         common.extend_from_slice(&date);
         common.extend_from_slice(b"\r\n");
-        ok_html.clear();
-        ok_html.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        ok_html.extend_from_slice(common);
-        ok_html.extend_from_slice(DEFAULT_CONTENT_TYPE);
-        ok_html.extend_from_slice(b"Content-Length: ");
+        ok.clear();
+        ok.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        ok.extend_from_slice(common);
+        ok.extend_from_slice(content_type);
+        ok.extend_from_slice(b"Content-Length: ");
     }
 }
-
-/// What a response is, unless its handler says otherwise (as Tornado).
-pub(crate) const DEFAULT_CONTENT_TYPE: &[u8] = b"Content-Type: text/html; charset=UTF-8\r\n";
 
 /// Decimal digits, without going through `fmt`.
 #[inline]

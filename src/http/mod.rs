@@ -47,6 +47,9 @@
 //! connection: later pipelined requests wait in the buffer, in order.
 
 pub(crate) mod conn;
+pub(crate) mod connection;
+mod delegate;
+mod fields;
 mod heads;
 mod request;
 
@@ -57,10 +60,13 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::ioloop::IOLoop;
 use crate::tcpserver::TCPServer;
-use crate::web::Application;
 
-pub(crate) use conn::{Conn, Dispatch, SPARE_MAX};
-pub(crate) use heads::{write_hex, write_status_line, write_usize, Heads, DEFAULT_CONTENT_TYPE};
+pub(crate) use conn::Conn;
+pub use connection::HTTPConnection;
+pub(crate) use connection::SPARE_MAX;
+pub use delegate::{CallableMessage, HTTPMessageDelegate, HTTPServerConnectionDelegate};
+pub(crate) use fields::check_header;
+pub(crate) use heads::Heads;
 pub(crate) use request::Method;
 pub use request::{HTTPServerRequest, Version};
 
@@ -72,13 +78,17 @@ pub(crate) struct Options {
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) xheaders: bool,
+    /// The delegate's `Content-Type` for responses that set none.
+    pub(crate) default_content_type: Option<&'static str>,
     /// The cached response-head lines, shared by the connections.
     pub(crate) heads: Rc<Heads>,
 }
 
 /// A non-blocking, single-threaded HTTP/1.1 server; Tornado's `HTTPServer`.
 ///
-/// Created with the [`Application`] it serves; listens like a
+/// Created with what it serves (an [`HTTPServerConnectionDelegate`]: a
+/// [`web::Application`](crate::web::Application), a closure of the request,
+/// or a delegate of your own); listens like a
 /// [`TCPServer`] (`listen`, `bind` + `start(n)`, `add_sockets`). Options
 /// apply to connections accepted after they are set. See the
 /// [module docs](self).
@@ -89,30 +99,46 @@ pub struct HTTPServer {
 }
 
 impl HTTPServer {
-    /// A server for `app`, its sockets on the loop current when added.
-    pub fn new(app: Application) -> HTTPServer {
-        HTTPServer::build(app, None)
+    /// A server for `delegate`, its sockets on the loop current when
+    /// added: a [`web::Application`](crate::web::Application), a delegate
+    /// of your own, or a closure that answers each whole request (its body
+    /// buffered, up to [`set_max_body_size`](Self::set_max_body_size)):
+    ///
+    /// ```
+    /// use squall::http::{HTTPConnection, HTTPServer, HTTPServerRequest};
+    /// use squall::httputil::HTTPHeaders;
+    ///
+    /// let server = HTTPServer::new(|req: &HTTPServerRequest, conn: &HTTPConnection| {
+    ///     let body = format!("you asked for {}", req.uri());
+    ///     conn.write_response(200, &HTTPHeaders::new(), body.as_bytes())
+    /// });
+    /// # let _ = server;
+    /// ```
+    pub fn new<D: HTTPServerConnectionDelegate>(delegate: D) -> HTTPServer {
+        HTTPServer::build(delegate, None)
     }
 
-    /// A server for `app`, its sockets on `io_loop`.
-    pub fn with_loop(io_loop: &IOLoop, app: Application) -> HTTPServer {
-        HTTPServer::build(app, Some(io_loop))
+    /// A server for `delegate`, its sockets on `io_loop`.
+    pub fn with_loop<D: HTTPServerConnectionDelegate>(io_loop: &IOLoop, delegate: D) -> HTTPServer {
+        HTTPServer::build(delegate, Some(io_loop))
     }
 
-    fn build(app: Application, io_loop: Option<&IOLoop>) -> HTTPServer {
+    fn build<D: HTTPServerConnectionDelegate>(delegate: D, io_loop: Option<&IOLoop>) -> HTTPServer {
+        let content_type = delegate.default_content_type();
         let opts = Rc::new(std::cell::RefCell::new(Rc::new(Options {
             max_header_size: 64 * 1024,
             max_body_size: 100 * 1024 * 1024,
             header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(300),
             xheaders: false,
-            heads: Rc::default(),
+            default_content_type: content_type,
+            heads: Rc::new(Heads::new(content_type)),
         })));
-        let dispatch = app.into_dispatch();
+        let delegate = Rc::new(delegate);
         let o = opts.clone();
         let handle = move |stream, peer| {
             let opts = o.borrow().clone();
-            Conn::start(stream, peer, dispatch.clone(), opts)
+            Conn::start(stream, peer, delegate.clone(), opts)
         };
         let tcp = match io_loop {
             Some(io_loop) => TCPServer::with_loop(io_loop, handle),

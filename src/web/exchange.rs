@@ -7,23 +7,18 @@ use std::time::Instant;
 use super::RequestHandler;
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
-use crate::http::{
-    write_hex, write_status_line, write_usize, Conn, HTTPServerRequest, Method, Version,
-    DEFAULT_CONTENT_TYPE,
-};
+use crate::http::{check_header, HTTPConnection, HTTPServerRequest, SPARE_MAX};
 use crate::httputil::{self, HTTPHeaders};
 
-/// The state behind an [`Exchange`]; a connection keeps its last one for
-/// reuse.
+/// The state behind an [`Exchange`].
 pub(crate) struct Inner {
-    conn: Rc<Conn>,
-    /// `None` only while dropping, when the box goes back to the connection.
+    /// `None` only while pooled.
+    conn: Option<HTTPConnection>,
+    /// `None` only while pooled, or dropping.
     request: Option<Box<HTTPServerRequest>>,
     status: Cell<u16>,
     headers: RefCell<HTTPHeaders>,
     body: RefCell<Vec<u8>>,
-    headers_written: Cell<bool>,
-    chunked: Cell<bool>,
     finished: Cell<bool>,
     asynchronous: Cell<bool>,
     /// The handler of an asynchronous response, for its `on_finish` or
@@ -32,6 +27,15 @@ pub(crate) struct Inner {
     /// For the access log (only read when it is enabled).
     start: Option<Instant>,
 }
+
+/// Finished exchanges, emptied, kept by an application for its next
+/// requests: a request's exchange costs no allocation.
+#[derive(Default)]
+pub(crate) struct Pool(RefCell<Vec<Rc<Inner>>>);
+
+/// How many emptied exchanges a pool keeps (each may hold a small body
+/// buffer): enough for the requests one loop iteration answers at once.
+const POOL_MAX: usize = 32;
 
 /// One HTTP exchange: the request, and the response a handler writes
 /// (Tornado's `RequestHandler` methods `set_status`, `set_header`, `write`,
@@ -45,30 +49,29 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn new(conn: &Rc<Conn>, request: Box<HTTPServerRequest>) -> Exchange {
-        conn.begin_response(&request);
+    pub(crate) fn new(
+        pool: &Pool,
+        conn: &HTTPConnection,
+        request: Box<HTTPServerRequest>,
+    ) -> Exchange {
         let start =
             log::log_enabled!(target: "squall::access", log::Level::Info).then(Instant::now);
-        // The connection's last exchange, if nothing else holds it: reused
-        // in place (emptied by `park`), saving an allocation per request.
-        if let Some(mut inner) = conn.take_parked() {
+        let pooled = pool.0.borrow_mut().pop();
+        if let Some(mut inner) = pooled {
             if let Some(fresh) = Rc::get_mut(&mut inner) {
+                fresh.conn = Some(conn.clone());
                 fresh.request = Some(request);
                 fresh.start = start;
                 return Exchange { inner };
             }
         }
-        let conn = conn.clone();
-        let body = conn.take_out_body();
         Exchange {
             inner: Rc::new(Inner {
-                conn,
+                conn: Some(conn.clone()),
                 request: Some(request),
                 status: Cell::new(200),
                 headers: RefCell::new(HTTPHeaders::new()),
-                body: RefCell::new(body),
-                headers_written: Cell::new(false),
-                chunked: Cell::new(false),
+                body: RefCell::new(Vec::new()),
                 finished: Cell::new(false),
                 asynchronous: Cell::new(false),
                 handler: RefCell::new(None),
@@ -80,6 +83,13 @@ impl Exchange {
     /// The request.
     pub fn request(&self) -> &HTTPServerRequest {
         self.inner.request()
+    }
+
+    /// The connection the response goes to (Tornado's
+    /// `request.connection`): to raise its body limit, or
+    /// [`detach`](HTTPConnection::detach) it after a `101`.
+    pub fn connection(&self) -> &HTTPConnection {
+        self.inner.conn()
     }
 
     /// Sets the response status (default 200).
@@ -94,14 +104,26 @@ impl Exchange {
 
     /// Sets a response header, replacing any of that name. `Server`, `Date`
     /// and `Content-Type: text/html; charset=UTF-8` are set by default
-    /// (this replaces the last).
-    pub fn set_header(&self, name: &str, value: impl AsRef<str>) {
+    /// (this replaces them).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] if `name` is not a token or `value`
+    /// holds CR, LF or NUL (as Tornado's `ValueError`): a value taken from
+    /// a request cannot add headers of its own. Nothing is set then.
+    pub fn set_header(&self, name: &str, value: impl AsRef<str>) -> Result<(), Error> {
+        check_header(name, value.as_ref())?;
         self.inner.headers.borrow_mut().set(name, value);
+        Ok(())
     }
 
     /// Adds a response header (a name may repeat, as `Set-Cookie` does).
-    pub fn add_header(&self, name: &str, value: impl AsRef<str>) {
+    ///
+    /// # Errors
+    /// As [`set_header`](Self::set_header).
+    pub fn add_header(&self, name: &str, value: impl AsRef<str>) -> Result<(), Error> {
+        check_header(name, value.as_ref())?;
         self.inner.headers.borrow_mut().add(name, value);
+        Ok(())
     }
 
     /// Removes a response header.
@@ -146,7 +168,7 @@ impl Exchange {
                 format!("cannot write as JSON: {e}"),
             )
         })?;
-        self.set_header("Content-Type", "application/json; charset=UTF-8");
+        self.set_header("Content-Type", "application/json; charset=UTF-8")?;
         self.write(json);
         Ok(())
     }
@@ -184,65 +206,10 @@ impl Exchange {
         });
     }
 
-    fn is_head(&self) -> bool {
-        self.inner.request().method == Method::Head
-    }
-
-    /// Writes the status line and headers; `length` is the body's for a
-    /// complete response, `None` when streaming.
-    fn write_head(&self, out: &mut Vec<u8>, length: Option<usize>) {
-        let inner = &self.inner;
-        let status = inner.status.get();
-        let conn = &inner.conn;
-        let headers = inner.headers.borrow();
-        let bodiless = status < 200 || status == 204 || status == 304;
-        match length {
-            Some(n) if status == 200 && headers.is_empty() => {
-                // The usual head: one copy and the digits.
-                conn.write_ok_html_head(out, n);
-            }
-            _ => {
-                write_status_line(out, status);
-                conn.write_common_headers(out);
-                if !headers.contains("Content-Type") {
-                    out.extend_from_slice(DEFAULT_CONTENT_TYPE);
-                }
-                headers.write_to(out);
-                self.write_framing(out, length, bodiless);
-            }
-        }
-        match (conn.version(), conn.keep_alive()) {
-            (Version::Http11, false) => out.extend_from_slice(b"Connection: close\r\n"),
-            (Version::Http10, true) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
-            _ => {}
-        }
-        out.extend_from_slice(b"\r\n");
-        inner.headers_written.set(true);
-    }
-
-    /// `Content-Length` or chunked framing, for all but the usual head.
-    fn write_framing(&self, out: &mut Vec<u8>, length: Option<usize>, bodiless: bool) {
-        let inner = &self.inner;
-        let conn = &inner.conn;
-        match length {
-            _ if bodiless => {}
-            Some(n) => {
-                out.extend_from_slice(b"Content-Length: ");
-                write_usize(out, n);
-                out.extend_from_slice(b"\r\n");
-            }
-            None if conn.version() == Version::Http11 => {
-                inner.chunked.set(true);
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-            }
-            // HTTP/1.0 has no chunks: the body ends when the connection does.
-            None => conn.disable_keep_alive(),
-        }
-    }
-
-    /// Sends the headers and the body so far (chunked, on HTTP/1.1); the
-    /// response goes on. The future is done when it has been handed to the
-    /// kernel.
+    /// Sends the headers and the body so far (chunked, on HTTP/1.1, unless
+    /// a `Content-Length` was set); the response goes on. The future is
+    /// done when it has been handed to the kernel: wait for it before
+    /// writing more, and a large body goes out with bounded memory.
     pub fn flush(&self) -> Future<()> {
         let inner = &self.inner;
         if inner.finished.get() {
@@ -251,18 +218,20 @@ impl Exchange {
                 "flush() after finish()",
             ));
         }
-        {
-            let mut out = inner.conn.out();
-            if !inner.headers_written.get() {
-                self.write_head(&mut out, None);
+        let conn = inner.conn();
+        if !conn.headers_written() {
+            if let Err(err) = conn.write_headers(inner.status.get(), &inner.headers.borrow()) {
+                return Future::failed(err);
             }
-            let mut body = inner.body.borrow_mut();
-            if !body.is_empty() && !self.is_head() {
-                write_chunk(&mut out, &body, inner.chunked.get());
-            }
-            body.clear();
         }
-        inner.conn.flushed()
+        let mut body = inner.body.borrow_mut();
+        let written = conn.write(&body);
+        body.clear();
+        drop(body);
+        match written {
+            Ok(()) => conn.flush(),
+            Err(err) => Future::failed(err),
+        }
     }
 
     /// Finishes the response: sends the headers (with `Content-Length`) if
@@ -270,70 +239,50 @@ impl Exchange {
     /// connection goes on to the next request.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidState`] if already finished.
+    /// [`ErrorKind::InvalidState`] if already finished;
+    /// [`ErrorKind::HttpProtocol`] if the body did not match a
+    /// `Content-Length` the handler set (the connection is closed rather
+    /// than framed wrong, and the error logged).
     pub fn finish(&self) -> Result<(), Error> {
         let inner = &self.inner;
         if inner.finished.replace(true) {
             return Err(Error::new(ErrorKind::InvalidState, "finish() called twice"));
         }
-        if inner.conn.closed() {
-            self.log_access();
-            self.run_on_finish();
-            return Ok(());
-        }
-        {
-            let conn = &inner.conn;
-            let mut out = conn.out();
-            let body = inner.body.borrow();
-            let send_body = !self.is_head();
-            if !inner.headers_written.get()
-                && inner.status.get() == 200
-                && conn.version() == Version::Http11
-                && conn.keep_alive()
-                && inner.headers.borrow().is_empty()
-            {
-                // The usual response: the cached head with the length, the
-                // blank line, the body.
-                conn.write_ok_html_head(&mut out, body.len());
-                out.extend_from_slice(b"\r\n");
-                if send_body {
-                    out.extend_from_slice(&body);
-                }
-                inner.headers_written.set(true);
-            } else if !inner.headers_written.get() {
-                self.write_head(&mut out, Some(body.len()));
-                let status = inner.status.get();
-                if send_body && !(status < 200 || status == 204 || status == 304) {
-                    out.extend_from_slice(&body);
-                }
-            } else if inner.chunked.get() {
-                // A HEAD response has no body at all, not even the last chunk.
-                if send_body {
-                    if !body.is_empty() {
-                        write_chunk(&mut out, &body, true);
-                    }
-                    out.extend_from_slice(b"0\r\n\r\n");
-                }
-            } else if send_body {
-                out.extend_from_slice(&body);
-            }
-        }
+        let conn = inner.conn();
+        let result = if conn.closed() {
+            Ok(())
+        } else if !conn.headers_written() {
+            conn.write_response(
+                inner.status.get(),
+                &inner.headers.borrow(),
+                &inner.body.borrow(),
+            )
+        } else {
+            let written = conn.write(&inner.body.borrow());
+            written.and(conn.finish())
+        };
         self.log_access();
-        inner.conn.response_done();
         self.run_on_finish();
-        Ok(())
+        result
     }
 
     /// Redirects to `url` (301 if `permanent`, else 302) and finishes.
-    pub fn redirect(&self, url: &str, permanent: bool) {
-        if self.inner.headers_written.get() {
-            log::error!("redirect() after the headers were sent");
-            return;
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] if `url` holds CR, LF or NUL (nothing
+    /// is sent: a redirect target taken from a request cannot add headers);
+    /// [`ErrorKind::InvalidState`] if the headers were already sent.
+    pub fn redirect(&self, url: &str, permanent: bool) -> Result<(), Error> {
+        if self.inner.conn().headers_written() {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "redirect() after the headers were sent",
+            ));
         }
+        self.set_header("Location", url)?;
         self.set_status(if permanent { 301 } else { 302 });
-        self.set_header("Location", url);
         self.inner.body.borrow_mut().clear();
-        let _ = self.finish();
+        self.finish()
     }
 
     /// Answers with an error page for `status` and finishes (Tornado's
@@ -344,7 +293,7 @@ impl Exchange {
         if inner.finished.get() {
             return;
         }
-        if inner.headers_written.get() {
+        if inner.conn().headers_written() {
             log::error!(
                 "cannot send error {status} for {}: the response has started; closing",
                 inner.request().uri()
@@ -352,7 +301,7 @@ impl Exchange {
             inner.finished.set(true);
             inner.status.set(status);
             self.log_access();
-            inner.conn.abort();
+            inner.conn().abort();
             self.run_on_finish();
             return;
         }
@@ -376,23 +325,23 @@ impl Exchange {
         self.send_error(500);
     }
 
-    /// Keeps the handler of a response left open, and arranges for it to
-    /// hear if the client goes away first.
+    /// Keeps the handler of a response left open, for its `on_finish` (or
+    /// `on_connection_close`).
     pub(crate) fn park_handler(&self, handler: Box<dyn RequestHandler>) {
         *self.inner.handler.borrow_mut() = Some(handler);
-        // The connection holds the open exchange (and so its handler) until
-        // the response is finished or the client leaves.
-        let inner = self.inner.clone();
-        self.inner.conn.set_on_close(Box::new(move || {
-            if inner.finished.replace(true) {
-                return;
-            }
-            let handler = inner.handler.borrow_mut().take();
-            if let Some(mut handler) = handler {
-                handler.on_connection_close();
-                handler.on_finish();
-            }
-        }));
+    }
+
+    /// The client left before the response was finished: the handler
+    /// (the one given, or the one parked) hears of it, then `on_finish`.
+    pub(crate) fn connection_closed(&self, handler: Option<Box<dyn RequestHandler>>) {
+        if self.inner.finished.replace(true) {
+            return;
+        }
+        let handler = handler.or_else(|| self.inner.handler.borrow_mut().take());
+        if let Some(mut handler) = handler {
+            handler.on_connection_close();
+            handler.on_finish();
+        }
     }
 
     #[inline]
@@ -430,61 +379,58 @@ impl Exchange {
             log::info!(target: "squall::access", "{line}");
         }
     }
-}
 
-impl Exchange {
     /// After a finished response: unless a handler kept a clone, empties
-    /// the exchange and leaves it with the connection for the next request.
-    pub(crate) fn park(self) {
+    /// the exchange into `pool` for a later request, and gives the request
+    /// back to its connection.
+    pub(crate) fn park(self, pool: &Pool) {
         let mut rc = self.inner;
         let Some(inner) = Rc::get_mut(&mut rc) else {
             return;
         };
         let request = inner.request.take();
+        let conn = inner.conn.take();
+        if let (Some(conn), Some(request)) = (&conn, request) {
+            conn.recycle_request(request);
+        }
         let body = inner.body.get_mut();
-        if body.capacity() > crate::http::SPARE_MAX {
+        if body.capacity() > SPARE_MAX {
             *body = Vec::new();
         }
         body.clear();
         inner.status.set(200);
         inner.headers.get_mut().clear();
-        inner.headers_written.set(false);
-        inner.chunked.set(false);
         inner.finished.set(false);
         inner.asynchronous.set(false);
         *inner.handler.get_mut() = None;
         inner.start = None;
-        let conn = inner.conn.clone();
-        conn.park(rc, request);
+        if let Ok(mut pool) = pool.0.try_borrow_mut() {
+            if pool.len() < POOL_MAX {
+                pool.push(rc);
+            }
+        }
+        drop(conn);
     }
 }
 
 impl Inner {
     fn request(&self) -> &HTTPServerRequest {
-        // Only `drop` takes it out.
+        // Taken out only while pooled (no `Exchange` then) or dropping.
         self.request.as_deref().expect("request taken before drop")
+    }
+
+    fn conn(&self) -> &HTTPConnection {
+        self.conn.as_ref().expect("connection taken while pooled")
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // A parked exchange (no request) is being let go with its
-        // connection, or while idle: its buffers go, not back to the spare.
-        if let Some(request) = self.request.take() {
-            self.conn.recycle_request(request);
-            self.conn.recycle_body(std::mem::take(self.body.get_mut()));
+        // An exchange let go unpooled: its request goes back to its
+        // connection for reuse.
+        if let (Some(conn), Some(request)) = (&self.conn, self.request.take()) {
+            conn.recycle_request(request);
         }
-    }
-}
-
-fn write_chunk(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
-    if chunked {
-        write_hex(out, data.len());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
-    } else {
-        out.extend_from_slice(data);
     }
 }
 
@@ -495,18 +441,18 @@ mod tests {
     use std::rc::{Rc, Weak};
     use std::time::Duration;
 
-    use crate::http::{Conn, HTTPServer};
+    use crate::http::HTTPServer;
     use crate::web::{Application, Exchange, RequestHandler};
     use crate::IOLoop;
 
     thread_local! {
-        static CONNS: RefCell<Vec<Weak<Conn>>> = const { RefCell::new(Vec::new()) };
+        static CONNS: RefCell<Vec<Weak<crate::http::connection::Core>>> = const { RefCell::new(Vec::new()) };
     }
 
     struct Hello;
     impl RequestHandler for Hello {
         fn get(&mut self, x: &Exchange) -> Result<(), crate::Error> {
-            CONNS.with(|c| c.borrow_mut().push(Rc::downgrade(&x.inner.conn)));
+            CONNS.with(|c| c.borrow_mut().push(Rc::downgrade(&x.inner.conn().core)));
             x.write("hello");
             Ok(())
         }

@@ -12,7 +12,7 @@
 //! impl RequestHandler for UserHandler {
 //!     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
 //!         let id = x.request().path_arg("id").unwrap_or("?").to_owned();
-//!         x.set_header("Content-Type", "text/plain");
+//!         x.set_header("Content-Type", "text/plain")?;
 //!         x.write(format!("user {id}"));
 //!         Ok(())
 //!     }
@@ -33,15 +33,18 @@
 //! started, the connection is closed instead), and the server goes on.
 
 mod exchange;
-pub(crate) use exchange::Inner as ExchangeState;
 mod route;
 
 use std::rc::Rc;
 
 use crate::callback;
 use crate::error::Error;
-use crate::http::{Conn, HTTPServerRequest, Method};
+use crate::future::Future;
+use crate::http::{
+    HTTPConnection, HTTPMessageDelegate, HTTPServerConnectionDelegate, HTTPServerRequest, Method,
+};
 pub use exchange::Exchange;
+use exchange::Pool;
 use route::Pattern;
 
 /// A request handler; a fresh one answers each request (Tornado's
@@ -96,6 +99,54 @@ pub trait RequestHandler: 'static {
     /// Runs if the client goes away before an asynchronous response is
     /// finished.
     fn on_connection_close(&mut self) {}
+
+    /// Whether the handler takes its request body as it arrives, through
+    /// [`data_received`](Self::data_received), rather than whole in
+    /// [`HTTPServerRequest::body`]: Tornado's `@stream_request_body`.
+    /// Then [`prepare`](Self::prepare) runs when the head has arrived
+    /// (it may raise the body limit with
+    /// [`HTTPConnection::set_max_body_size`], through
+    /// [`Exchange::connection`]), `data_received` for each piece, and the
+    /// verb method once the body is complete.
+    ///
+    /// ```
+    /// use squall::web::{Application, Exchange, RequestHandler};
+    /// use squall::{Error, Future};
+    ///
+    /// #[derive(Default)]
+    /// struct Upload { bytes: usize }
+    /// impl RequestHandler for Upload {
+    ///     fn stream_request_body() -> bool { true }
+    ///     fn prepare(&mut self, x: &Exchange) -> Result<(), Error> {
+    ///         x.connection().set_max_body_size(10 << 30); // 10 GiB
+    ///         Ok(())
+    ///     }
+    ///     fn data_received(&mut self, _x: &Exchange, chunk: &[u8]) -> Result<Option<Future<()>>, Error> {
+    ///         self.bytes += chunk.len(); // or on to a file, a socket...
+    ///         Ok(None)
+    ///     }
+    ///     fn put(&mut self, x: &Exchange) -> Result<(), Error> {
+    ///         x.write(format!("{} bytes", self.bytes));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let app = Application::new().route("/upload", Upload::default);
+    /// # let _ = app;
+    /// ```
+    fn stream_request_body() -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
+
+    /// A piece of the request body, for a handler that
+    /// [streams it](Self::stream_request_body). Returning a pending
+    /// [`Future`] pauses reading until it is done (backpressure). An `Err`
+    /// answers 500 and the rest of the body is dropped.
+    fn data_received(&mut self, x: &Exchange, chunk: &[u8]) -> Result<Option<Future<()>>, Error> {
+        Ok(None)
+    }
 }
 
 type Factory = Box<dyn Fn() -> Box<dyn RequestHandler>>;
@@ -103,21 +154,44 @@ type Factory = Box<dyn Fn() -> Box<dyn RequestHandler>>;
 struct Route {
     pattern: Pattern,
     factory: Factory,
+    /// The handler takes its body as it comes.
+    streaming: bool,
 }
 
 /// A set of routes, matched in order; Tornado's `Application`.
 ///
 /// A path no route matches gets 404; a method the handler does not
-/// implement, 405.
+/// implement, 405. It is an [`HTTPServerConnectionDelegate`]: give it to
+/// [`HTTPServer::new`](crate::http::HTTPServer::new).
 #[derive(Default)]
 pub struct Application {
+    inner: Rc<AppInner>,
+}
+
+/// The routes, shared by the requests in flight.
+#[derive(Default)]
+struct AppInner {
     routes: Vec<Route>,
+    /// Finished exchanges, emptied, for reuse: an allocation saved per
+    /// request.
+    pool: Pool,
 }
 
 impl Application {
     /// No routes.
     pub fn new() -> Application {
         Application::default()
+    }
+
+    fn add(&mut self, pattern: Pattern, factory: Factory, streaming: bool) {
+        // Only the server's requests share it, and routes are added
+        // before it serves.
+        let inner = Rc::get_mut(&mut self.inner).expect("routes are added before the app serves");
+        inner.routes.push(Route {
+            pattern,
+            factory,
+            streaming,
+        });
     }
 
     /// Adds a route: `pattern` is an exact path (`/about`) or one with
@@ -134,10 +208,11 @@ impl Application {
         F: Fn() -> H + 'static,
     {
         let pattern = Pattern::parse(pattern).unwrap_or_else(|e| panic!("{e}"));
-        self.routes.push(Route {
+        self.add(
             pattern,
-            factory: Box::new(move || Box::new(factory())),
-        });
+            Box::new(move || Box::new(factory())),
+            H::stream_request_body(),
+        );
         self
     }
 
@@ -192,28 +267,29 @@ impl Application {
         F: Fn() -> H + 'static,
     {
         let pattern = Pattern::regex(pattern)?;
-        self.routes.push(Route {
+        self.add(
             pattern,
-            factory: Box::new(move || Box::new(factory())),
-        });
+            Box::new(move || Box::new(factory())),
+            H::stream_request_body(),
+        );
         Ok(self)
     }
 
     /// How many routes.
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.inner.routes.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.inner.routes.is_empty()
     }
+}
 
-    pub(crate) fn into_dispatch(self) -> Rc<dyn crate::http::Dispatch> {
-        Rc::new(self)
-    }
-
-    fn find(&self, request: &mut HTTPServerRequest) -> Option<&Route> {
+impl AppInner {
+    /// The index of the first route matching the request's path; its
+    /// captures go into the request.
+    fn find(&self, request: &mut HTTPServerRequest) -> Option<usize> {
         // The request's own (recycled, empty) vector takes the captures.
         let HTTPServerRequest {
             headers,
@@ -226,23 +302,136 @@ impl Application {
         let path = path.unwrap_or("");
         self.routes
             .iter()
-            .find(|route| route.pattern.match_into(path, path_args))
+            .position(|route| route.pattern.match_into(path, path_args))
     }
 }
 
-impl crate::http::Dispatch for Application {
-    fn dispatch(&self, conn: &Rc<Conn>, mut request: Box<HTTPServerRequest>) {
-        let route = self.find(&mut request);
-        let x = Exchange::new(conn, request);
-        let Some(route) = route else {
-            x.send_error(404);
+impl HTTPServerConnectionDelegate for Application {
+    type Message = RequestDelegate;
+
+    fn start_request(&self, conn: &HTTPConnection) -> RequestDelegate {
+        RequestDelegate {
+            app: self.inner.clone(),
+            conn: conn.clone(),
+            state: State::Start,
+        }
+    }
+
+    /// As Tornado's `RequestHandler`: `text/html; charset=UTF-8`.
+    fn default_content_type(&self) -> Option<&'static str> {
+        Some("text/html; charset=UTF-8")
+    }
+}
+
+/// One request's way through an [`Application`]: routed when its head
+/// arrives, its body buffered (or streamed to a
+/// [streaming handler](RequestHandler::stream_request_body)), its handler
+/// run when the body is complete; Tornado's `_HandlerDelegate`.
+pub struct RequestDelegate {
+    app: Rc<AppInner>,
+    conn: HTTPConnection,
+    state: State,
+}
+
+enum State {
+    Start,
+    /// Collecting the body for the route's handler (if a route matched).
+    Buffering(Box<HTTPServerRequest>, Option<usize>),
+    /// A streaming handler, prepared, taking the body.
+    Streaming(Exchange, Box<dyn RequestHandler>),
+    /// The handler left its response open (or failed while streaming):
+    /// kept to hear if the client leaves.
+    Open(Exchange),
+    Done,
+}
+
+impl HTTPMessageDelegate for RequestDelegate {
+    fn headers_received(&mut self, mut request: Box<HTTPServerRequest>) {
+        let route = self.app.find(&mut request);
+        let streaming = route.map(|i| &self.app.routes[i]).filter(|r| r.streaming);
+        let Some(route) = streaming else {
+            self.state = State::Buffering(request, route);
             return;
         };
+        let x = Exchange::new(&self.app.pool, &self.conn, request);
         let mut handler = (route.factory)();
+        let result = callback::catch_value(|| handler.prepare(&x));
+        if let Ok(Err(err)) | Err(err) = result {
+            x.handler_failed(err);
+        }
+        self.state = if x.finished() {
+            handler.on_finish();
+            State::Open(x)
+        } else {
+            State::Streaming(x, handler)
+        };
+    }
+
+    fn data_received(&mut self, chunk: &[u8]) -> Option<Future<()>> {
+        match &mut self.state {
+            // Memory grows with the bytes that arrive, up to the server's
+            // `max_body_size`, never with what the client declared.
+            State::Buffering(request, _) => {
+                request.body.extend_from_slice(chunk);
+                None
+            }
+            State::Streaming(x, handler) => {
+                match callback::catch_value(|| handler.data_received(x, chunk)) {
+                    Ok(Ok(wait)) => wait,
+                    Ok(Err(err)) | Err(err) => {
+                        x.handler_failed(err);
+                        let State::Streaming(x, mut handler) =
+                            std::mem::replace(&mut self.state, State::Done)
+                        else {
+                            unreachable!()
+                        };
+                        handler.on_finish();
+                        self.state = State::Open(x);
+                        None
+                    }
+                }
+            }
+            State::Start | State::Open(_) | State::Done => None,
+        }
+    }
+
+    fn finish(&mut self) {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Buffering(request, route) => {
+                let x = Exchange::new(&self.app.pool, &self.conn, request);
+                let Some(route) = route else {
+                    x.send_error(404);
+                    x.park(&self.app.pool);
+                    return;
+                };
+                let handler = (self.app.routes[route].factory)();
+                self.run(x, handler, false);
+            }
+            State::Streaming(x, handler) => self.run(x, handler, true),
+            other => self.state = other,
+        }
+    }
+
+    fn on_connection_close(&mut self) {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Open(x) => x.connection_closed(None),
+            State::Streaming(x, handler) => x.connection_closed(Some(handler)),
+            _ => {}
+        }
+    }
+}
+
+impl RequestDelegate {
+    /// Runs the handler's verb method (after `prepare`, unless it
+    /// streamed, which ran `prepare` already) and finishes the response
+    /// unless it was left open.
+    fn run(&mut self, x: Exchange, mut handler: Box<dyn RequestHandler>, prepared: bool) {
         let result = callback::catch_value(|| -> Result<(), Error> {
-            handler.prepare(&x)?;
-            if x.finished() {
-                return Ok(());
+            if !prepared {
+                handler.prepare(&x)?;
+                if x.finished() {
+                    return Ok(());
+                }
             }
             match x.request().method {
                 Method::Get => handler.get(&x),
@@ -267,9 +456,10 @@ impl crate::http::Dispatch for Application {
         }
         if x.finished() {
             handler.on_finish();
-            x.park();
+            x.park(&self.app.pool);
         } else {
             x.park_handler(handler);
+            self.state = State::Open(x);
         }
     }
 }

@@ -27,9 +27,13 @@ impl IOStream {
     /// (and once now, if any are buffered or the socket has some): it sees
     /// every byte received and not yet consumed, in place, and returns how
     /// many it consumed (the rest stays buffered for its next call). `eof`
-    /// says the peer has closed; the stream closes after that call. This is
-    /// what the HTTP server parses requests with: no future and no copy per
-    /// message.
+    /// says the peer has closed its side; the loop makes that call once, and
+    /// the stream closes after it, once its queued writes (those the call
+    /// made included) have gone out: a peer that only shut its write side
+    /// still gets its reply. Until then the hook stays set, and
+    /// [`resume_read_hook`](IOStream::resume_read_hook) runs it again (with
+    /// `eof` set) over what it left. This is what the HTTP server parses
+    /// requests with: no future and no copy per message.
     ///
     /// While a hook is set, `read_until` and friends fail with
     /// [`ErrorKind::InvalidState`]. Reading stops while the buffer holds
@@ -191,11 +195,15 @@ impl IOStream {
                 _ => Ok(false),
             };
             let eof = st.eof || st.closed;
+            // The end is news once: while the stream drains its writes,
+            // every write edge comes here too, with nothing new to read.
+            let news = st.eof && !st.hook_heard_eof;
             let run = read.is_ok()
-                && (force_hook || st.eof || st.rbuf.len() != before)
+                && (force_hook || news || st.rbuf.len() != before)
                 && (st.rbuf.len() > 0 || eof);
             let taken = match st.read_hook.take() {
                 Some(hook) if run => {
+                    st.hook_heard_eof |= eof;
                     let full = st.rbuf.len() >= st.max_buffer_size;
                     let rbuf = std::mem::take(&mut st.rbuf);
                     Some((hook, rbuf, eof, st.hook_gen, full))
@@ -237,7 +245,7 @@ impl IOStream {
             (st.eof, st.read.is_some())
         };
         if eof {
-            self.close_with(None);
+            self.end_of_stream();
         } else if reading {
             self.try_complete_read();
         }

@@ -44,6 +44,24 @@
 //! fast peer can neither delay its own reader nor starve the loop's other
 //! streams while it fills the buffer. A socket left undrained is read again
 //! on the loop's next iteration, as an edge would have it.
+//!
+//! # The end of the stream
+//! A read that returns 0 means the peer has shut its side: it may only have
+//! half-closed (`shutdown(SHUT_WR)`, `nc -N`, an HTTP/1.0 client), and still
+//! be reading. So the end closes the stream for reading only:
+//! - reads the buffered data satisfies are still delivered; a read it cannot
+//!   satisfy fails with [`ErrorKind::StreamClosed`], as on a closed stream;
+//! - writes still queued are not dropped: the stream stays open (`closed()`
+//!   is false, further writes are accepted and queue behind them, `flushed`
+//!   and write futures resolve as usual) and closes once the queue is empty,
+//!   or when a write fails (a peer that went away for good resets, and the
+//!   write error closes the stream);
+//! - with nothing queued, it closes at once.
+//!
+//! The handler stays edge-triggered meanwhile: a socket at its end is
+//! readable for good, but that is no new edge, and the stream reads it no
+//! more, so the drain costs one call per write edge and no spinning.
+//! [`close`](IOStream::close) still closes at once, queue or not.
 
 mod buffer;
 mod hook;
@@ -92,6 +110,9 @@ struct State {
     /// the end of the stream, never stop at a short read.
     peer_closing: bool,
     read: Option<PendingRead>,
+    /// The peer has closed its side (a read returned 0), or the stream is
+    /// closed. Open with `eof` set: the stream is draining its queued
+    /// writes, and closes once they are out (see `IOStream::end_of_stream`).
     eof: bool,
     wbuf: VecDeque<Vec<u8>>,
     /// Bytes of `wbuf`'s front chunk already written.
@@ -117,6 +138,10 @@ struct State {
     /// Bumped by every set/clear, so a hook replaced while it ran is not
     /// put back.
     hook_gen: u64,
+    /// The hook has been run with `eof` set. While the stream drains its
+    /// writes after the end, events keep coming (each write edge reports
+    /// the socket readable at its end too): they must not run it again.
+    hook_heard_eof: bool,
 }
 
 /// A low-level reader: gets the buffered bytes and whether the peer has
@@ -135,7 +160,9 @@ struct Inner {
 /// A cheap-to-clone handle. Every operation returns a [`Future`]; one read may
 /// be pending at a time, writes queue in order. When the stream closes, every
 /// pending future fails with [`ErrorKind::StreamClosed`] carrying the cause.
-/// See the [module docs](self).
+/// When the peer closes its side, the stream closes once its queued writes
+/// have gone out (a half-closed peer still gets its reply). See the
+/// [module docs](self).
 ///
 /// A read that buffered data satisfies is done when it is returned, and a
 /// future runs its done-callbacks at once: a read loop written as "on done,
@@ -198,6 +225,7 @@ impl IOStream {
                     max_write_buffer_size: None,
                     read_hook: None,
                     hook_gen: 0,
+                    hook_heard_eof: false,
                 }),
             }),
         };
@@ -309,14 +337,18 @@ impl IOStream {
                 self.pump_read();
             }
         }
-        let (closed, unsent) = {
+        let (closed, unsent, draining) = {
             let st = self.inner.state.borrow();
-            (st.closed, st.wlen > 0)
+            (st.closed, st.wlen > 0, st.eof)
         };
         if closed {
             return;
         }
-        if events.is_writable() && unsent {
+        // Draining after the peer's end, an error event tries the write as
+        // well: it may be all there is (a pipe whose reader went away with
+        // the pipe full reports no write edge and no socket error), and the
+        // write's failure is what closes the stream.
+        if unsent && (events.is_writable() || (draining && events.is_error())) {
             self.flush();
         }
         if events.is_error() && self.is_open() {
@@ -369,9 +401,12 @@ impl IOStream {
 
     // ----- closing ---------------------------------------------------------
 
-    /// Closes the stream: the socket is closed, pending futures fail with
-    /// [`ErrorKind::StreamClosed`], and the close callback is scheduled.
-    /// Data already buffered can still be read. Closing twice is harmless.
+    /// Closes the stream at once: the socket is closed, pending futures fail
+    /// with [`ErrorKind::StreamClosed`] (unsent writes included: they are
+    /// dropped), and the close callback is scheduled. Data already buffered
+    /// can still be read. Closing twice is harmless. (At the peer's end of
+    /// stream the stream closes by itself once its writes are out; see the
+    /// [module docs](self#the-end-of-the-stream).)
     pub fn close(&self) {
         self.close_with(None);
     }
@@ -420,7 +455,7 @@ impl IOStream {
         if read {
             // Buffered data may still satisfy it (read_until_close always is).
             if !self.try_complete_read() {
-                self.fail_read_if_closed();
+                self.fail_read_if_ended();
             }
         }
         if let Some(callback) = callback {

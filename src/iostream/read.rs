@@ -134,7 +134,10 @@ impl IOStream {
         self.start_read(ReadKind::Bytes { n, partial })
     }
 
-    /// Reads everything until the peer closes the stream.
+    /// Reads everything until the peer closes its side of the stream. It
+    /// resolves with the stream closed, unless writes were still queued:
+    /// the stream then closes once they are out (see the
+    /// [module docs](super#the-end-of-the-stream)).
     pub fn read_until_close(&self) -> Future<Vec<u8>> {
         self.start_read(ReadKind::UntilClose)
     }
@@ -172,14 +175,14 @@ impl IOStream {
             if self.is_open() {
                 self.pump_read();
             } else {
-                self.fail_read_if_closed();
+                self.fail_read_if_ended();
             }
         }
         Ok(())
     }
 
     /// Reads what the socket has, settles the pending read if it can, and
-    /// closes the stream if the peer did.
+    /// ends the stream if the peer closed its side (`end_of_stream`).
     pub(super) fn pump_read(&self) {
         self.pump_read_with(false);
     }
@@ -204,12 +207,45 @@ impl IOStream {
             (st.eof, st.read.is_some())
         };
         if eof {
-            // Close first: `close_with` settles the pending read from the
-            // buffer, so a `read_until_close` (or any read) hears of the
-            // end with the stream already closed.
-            self.close_with(None);
+            self.end_of_stream();
         } else if reading {
             self.try_complete_read();
+        }
+    }
+
+    /// The peer has closed its side (`eof`; maybe only its write side, and
+    /// it still reads): delivers what the buffer satisfies, then closes the
+    /// stream, or, with writes still queued, leaves it open to drain them;
+    /// `flush` closes it once they are out. Runs again on every event while
+    /// the stream drains, cheaply: nothing is read any more.
+    pub(super) fn end_of_stream(&self) {
+        // A read the buffer satisfies is delivered before deciding: its
+        // callback may queue the reply that must then go out. Not a
+        // `read_until_close`: the end is what it waits for, and it hears of
+        // it with the stream closed if nothing is left to write.
+        let until_close = matches!(
+            self.inner.state.borrow().read.as_ref().map(|r| &r.kind),
+            Some(ReadKind::UntilClose)
+        );
+        if !until_close {
+            self.try_complete_read();
+        }
+        let (closed, unsent) = {
+            let st = self.inner.state.borrow();
+            (st.closed, st.wlen > 0)
+        };
+        if closed {
+            // The read's callback closed it, or found it unsatisfiable.
+        } else if unsent {
+            // Draining: the read side is over, the write side is not.
+            if !self.try_complete_read() {
+                self.fail_read_if_ended();
+            }
+        } else {
+            // Close first: `close_with` settles the pending read from the
+            // buffer, so a `read_until_close` (or a read that cannot be
+            // satisfied) hears of the end with the stream already closed.
+            self.close_with(None);
         }
     }
 
@@ -248,13 +284,19 @@ impl IOStream {
         true
     }
 
-    pub(super) fn fail_read_if_closed(&self) {
+    /// Fails the pending read if no more data can come: the stream is
+    /// closed, or the peer closed its side and the stream only drains its
+    /// writes (then the error says so; the kind is the same).
+    pub(super) fn fail_read_if_ended(&self) {
         let (read, err) = {
             let mut st = self.inner.state.borrow_mut();
-            if !st.closed {
+            let err = if st.closed {
+                closed_error(st.error.as_ref())
+            } else if st.eof {
+                Error::new(ErrorKind::StreamClosed, "the peer closed the stream")
+            } else {
                 return;
-            }
-            let err = closed_error(st.error.as_ref());
+            };
             match st.read.take() {
                 Some(read) => (read, err),
                 None => return,
@@ -264,7 +306,8 @@ impl IOStream {
     }
 
     /// Reads from the socket until it would block, the peer closes, or the
-    /// buffer is full. Closes the stream on EOF or error.
+    /// buffer is full. Closes the stream on an error; the end of the stream
+    /// only sets `eof`, for the caller to act on (`end_of_stream`).
     pub(super) fn read_from_socket(&self) {
         let result = {
             let socket = self.inner.socket.borrow();

@@ -126,7 +126,8 @@ impl IOStream {
     }
 
     /// Writes what is queued until the socket would block; settles the
-    /// futures of what got through.
+    /// futures of what got through. After the peer's end of stream, closes
+    /// the stream once the queue is empty: the close the end put off.
     pub(super) fn flush(&self) {
         let mut failure = None;
         let done: Vec<Future<()>> = {
@@ -171,6 +172,16 @@ impl IOStream {
         }
         if let Some(err) = failure {
             self.close_with(Some(err));
+            return;
+        }
+        // Checked after the futures' callbacks, which may have written more
+        // (then the close waits for that too) or closed the stream.
+        let drained = {
+            let st = self.inner.state.borrow();
+            st.eof && st.wlen == 0 && !st.closed
+        };
+        if drained {
+            self.close_with(None);
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::future::Future;
 use crate::http::conn::Conn;
 use crate::http::Options;
 use crate::httpclient::parse;
-use crate::httputil::ChunkedDecoder;
+use crate::httputil::{self, ChunkedDecoder};
 use crate::web::Application;
 use crate::{IOLoop, IOStream};
 
@@ -148,9 +148,33 @@ pub fn http_client_head(data: &[u8]) {
             }
         }
     }
-    for line in data.split_inclusive(|&b| b == b'\n') {
-        if let Ok(n) = parse::chunk_size(line) {
-            assert!(n < 1 << 60);
+    // The strict Content-Length parse (the framing above uses it): what it
+    // accepts is `1*DIGIT`, or a list of that one string repeated, and the
+    // number is that string's value.
+    for line in data.split(|&b| b == b'\n') {
+        let Ok(line) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let value = line
+            .split_once(':')
+            .map_or(line, |(_, v)| v)
+            .trim_matches([' ', '\t', '\r']);
+        if let Ok(n) = httputil::parse_content_length(value) {
+            let first = value.split(',').next().unwrap_or_default();
+            assert!(
+                !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit()),
+                "accepted Content-Length {value:?}"
+            );
+            let trimmed = first.trim_start_matches('0');
+            assert_eq!(
+                if trimmed.is_empty() {
+                    Ok(0)
+                } else {
+                    trimmed.parse::<u64>()
+                },
+                Ok(n),
+                "{value:?}"
+            );
         }
     }
 }

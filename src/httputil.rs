@@ -316,6 +316,174 @@ fn protocol_error(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::HttpProtocol, msg)
 }
 
+// ----- field syntax ----------------------------------------------------------
+
+/// Whether `b` is a `tchar` (RFC 9110 5.6.2): what a token, and so a header
+/// name or a method, is made of.
+#[inline]
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether `s` is an RFC 9110 token: one or more `tchar`s.
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// Checks that `name` may go on the wire as a header name: an RFC 9110
+/// token (`1*tchar`: letters, digits and ``!#$%&'*+-.^_`|~``), so no
+/// space, colon, CR or LF that would end it early or start another field.
+///
+/// # Errors
+/// [`ErrorKind::InvalidArgument`], naming the header.
+///
+/// ```
+/// use squall::httputil::check_header_name;
+///
+/// assert!(check_header_name("X-Request-Id").is_ok());
+/// for bad in ["", "X Y", "X:Y", "X\r\nEvil", "Ünicode"] {
+///     assert_eq!(
+///         check_header_name(bad).unwrap_err().kind(),
+///         squall::ErrorKind::InvalidArgument
+///     );
+/// }
+/// ```
+pub fn check_header_name(name: &str) -> Result<(), Error> {
+    if is_token(name.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("Invalid header name {name:?}"),
+        ))
+    }
+}
+
+/// Checks that `value` may go on the wire as a header value: no CR, LF or
+/// NUL (RFC 9110 5.5 calls these "invalid and dangerous"): a CR or LF would
+/// end the field and let the rest of the value pass for further fields, or
+/// for the end of the head (header injection, response splitting). Other
+/// bytes pass, as in Tornado's `RequestHandler` (which also refuses the
+/// other controls; RFC 9110 lets a recipient keep those).
+///
+/// # Errors
+/// [`ErrorKind::InvalidArgument`]: `Unsafe header value "..."`, as
+/// Tornado's `ValueError`; [`check_header`] also names the header.
+///
+/// ```
+/// use squall::httputil::check_header_value;
+///
+/// assert!(check_header_value("text/html; charset=UTF-8").is_ok());
+/// assert!(check_header_value("").is_ok());
+/// let err = check_header_value("a\r\nSet-Cookie: evil=1").unwrap_err();
+/// assert_eq!(err.kind(), squall::ErrorKind::InvalidArgument);
+/// assert!(err.message().starts_with("Unsafe header value"));
+/// assert!(check_header_value("a\nb").is_err());
+/// assert!(check_header_value("a\0b").is_err());
+/// ```
+pub fn check_header_value(value: &str) -> Result<(), Error> {
+    match value.bytes().position(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        None => Ok(()),
+        Some(_) => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("Unsafe header value {value:?}"),
+        )),
+    }
+}
+
+/// [`check_header_name`] and [`check_header_value`] together, for a field
+/// about to be written; the error names the header.
+///
+/// # Errors
+/// [`ErrorKind::InvalidArgument`].
+///
+/// ```
+/// use squall::httputil::check_header;
+///
+/// assert!(check_header("Location", "/next").is_ok());
+/// let err = check_header("Location", "/\r\n\r\n<html>").unwrap_err();
+/// assert!(err.message().contains("Location"), "{err}");
+/// assert!(check_header("Bad Name", "v").is_err());
+/// ```
+pub fn check_header(name: &str, value: &str) -> Result<(), Error> {
+    check_header_name(name)?;
+    check_header_value(value).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("Unsafe header value {value:?} for header {name:?}"),
+        )
+    })
+}
+
+/// Parses a `Content-Length` value strictly: `1*DIGIT` (RFC 9110 8.6), so
+/// no sign, no whitespace (a parsed field value has had its surrounding
+/// whitespace removed already), no `_`, nothing empty, nothing past
+/// `u64::MAX`. A lax parse here is how request smuggling starts: two
+/// parties that read the same bytes as different lengths.
+///
+/// A comma-separated list is accepted when its elements are all the same
+/// (`"5, 5"` is 5, `"5, 6"` an error): proxies sometimes repeat the field,
+/// and RFC 9110 8.6 lets a recipient take such a list as the one value. This
+/// is Tornado 6's `HTTP1Connection._read_body`: it splits on `,\s*` and
+/// compares the pieces as strings (so `"5, 05"` is an error too; a space
+/// before a comma, or an empty element, makes pieces differ). Several
+/// `Content-Length` fields are one list: join their values with `","`
+/// first, as Tornado's `headers["Content-Length"]` does.
+///
+/// # Errors
+/// [`ErrorKind::HttpProtocol`].
+///
+/// ```
+/// use squall::httputil::parse_content_length;
+///
+/// assert_eq!(parse_content_length("42")?, 42);
+/// assert_eq!(parse_content_length("0")?, 0);
+/// assert_eq!(parse_content_length("5, 5")?, 5);
+/// assert_eq!(parse_content_length(&["7", "7"].join(","))?, 7);
+/// for bad in ["", "+10", "-1", " 10", "10 ", "1_0", "0x10", "5, 6", "5,", "18446744073709551616"] {
+///     let err = parse_content_length(bad).unwrap_err();
+///     assert_eq!(err.kind(), squall::ErrorKind::HttpProtocol, "{bad:?}");
+/// }
+/// # Ok::<(), squall::Error>(())
+/// ```
+pub fn parse_content_length(value: &str) -> Result<u64, Error> {
+    let bad = || protocol_error(format!("bad Content-Length {value:?}"));
+    let mut first: Option<&str> = None;
+    // Tornado: `re.split(r",\s*", value)`, every piece equal to the first.
+    // OWS (SP, HTAB) stands for `\s`: nothing else can be in a field value.
+    for (i, piece) in value.split(',').enumerate() {
+        let piece = if i == 0 {
+            piece
+        } else {
+            piece.trim_start_matches([' ', '\t'])
+        };
+        match first {
+            None => first = Some(piece),
+            Some(f) if f == piece => {}
+            Some(_) => {
+                return Err(protocol_error(format!(
+                    "multiple unequal Content-Lengths: {value:?}"
+                )))
+            }
+        }
+    }
+    let digits = first.unwrap_or_default().as_bytes();
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let mut n = 0u64;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return Err(bad());
+        }
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(d - b'0')))
+            .ok_or_else(bad)?;
+    }
+    Ok(n)
+}
+
 // ----- status codes ----------------------------------------------------------
 
 /// The reason phrase of a status code (`"Not Found"` for 404); `"Unknown"`
@@ -476,9 +644,10 @@ pub fn parse_qsl(qs: &str) -> Vec<(String, String)> {
 
 // ----- chunked bodies --------------------------------------------------------
 
-/// The longest chunk-size line (with extensions) the decoder accepts.
+/// The longest chunk-size line (with extensions, without the CRLF) the
+/// decoder accepts.
 const MAX_CHUNK_LINE: usize = 4096;
-/// The most trailer bytes the decoder accepts.
+/// The most trailer bytes the decoder accepts by default.
 const MAX_TRAILER: usize = 16 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -490,15 +659,48 @@ enum ChunkState {
     Done,
 }
 
-/// An incremental decoder for `Transfer-Encoding: chunked` bodies.
+/// What a [`ChunkedDecoder`] needs next, for a reader that takes exactly
+/// one message's bytes off a stream (the HTTP client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChunkedWants {
+    /// A line, through its LF (a size or trailer line).
+    Line,
+    /// This many bytes (the rest of a chunk's data and its CRLF).
+    Bytes(u64),
+    /// Nothing: the body is complete.
+    Done,
+}
+
+/// An incremental, strict decoder for `Transfer-Encoding: chunked` bodies
+/// (RFC 9112 7.1).
 ///
 /// Feed it bytes as they come; it says how many it consumed and appends the
-/// body to `out`. Bad framing is an [`ErrorKind::HttpProtocol`] error; the
-/// body is bounded by `max_body` (the decoder fails past it, never grows
-/// without bound). Trailers are skipped.
+/// body to `out`. The body is bounded by `max_body` (the decoder fails past
+/// it, never grows without bound). Trailer fields are checked and skipped.
+///
+/// It is strict, as Tornado 6's `_read_chunked_body` is, because a decoder
+/// that accepts what another party on the path reads differently is how
+/// request smuggling works:
+///
+/// - a size line is `1*HEXDIG [ chunk-ext ] CRLF`: no sign, no `0x`, no
+///   whitespace before or after the digits (`" 5"`, `"5 "`, `"5\t"`, and
+///   `"5 ;x"`: bad whitespace before any `;` is an error). An extension is
+///   `;name[=value]`, `name` a token, `value` a token or quoted string,
+///   with the optional whitespace RFC 9112 allows after `;` and around `=`.
+///   (Tornado refuses every extension; RFC 9112 requires accepting them.)
+/// - every line ends in CRLF: the size line, the CRLF after each chunk's
+///   data, each trailer line and the final blank line. A bare LF is an
+///   error, never a line end. (Tornado reads to CRLF, so a bare LF ends up
+///   inside a line and fails it.)
+/// - a trailer line is `name: value`, `name` a token, `value` without
+///   control characters other than HTAB; no folded lines. (Tornado refuses
+///   any trailer.)
+/// - a size line is at most 4096 bytes, trailers at most 16 KiB, a size
+///   below 2^60, and the body at most `max_body`.
 ///
 /// ```
 /// use squall::httputil::ChunkedDecoder;
+/// use squall::ErrorKind;
 ///
 /// let mut d = ChunkedDecoder::new(1 << 20);
 /// let mut body = Vec::new();
@@ -507,12 +709,19 @@ enum ChunkState {
 /// assert!(d.is_done());
 /// assert_eq!(body, b"hello world");
 /// assert_eq!(&input[used..], b"NEXT");
+///
+/// // Whitespace around the size, or a bare LF, is bad framing.
+/// for bad in [&b"5 \r\nhello\r\n"[..], b"5\nhello\r\n", b"5\r\nhello\n"] {
+///     let err = ChunkedDecoder::new(1 << 20).decode(bad, &mut Vec::new()).unwrap_err();
+///     assert_eq!(err.kind(), ErrorKind::HttpProtocol);
+/// }
 /// # Ok::<(), squall::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct ChunkedDecoder {
     state: ChunkState,
     max_body: usize,
+    max_trailer: usize,
     body_len: usize,
     trailer_len: usize,
 }
@@ -523,9 +732,17 @@ impl ChunkedDecoder {
         ChunkedDecoder {
             state: ChunkState::Size,
             max_body,
+            max_trailer: MAX_TRAILER,
             body_len: 0,
             trailer_len: 0,
         }
+    }
+
+    /// Bounds the trailer section (all its lines, CRLFs included) by `max`
+    /// bytes instead of 16 KiB: the client bounds it as it bounds a head.
+    pub(crate) fn with_max_trailer(mut self, max: usize) -> ChunkedDecoder {
+        self.max_trailer = max;
+        self
     }
 
     /// Whether the last chunk and the trailers have been read.
@@ -538,13 +755,25 @@ impl ChunkedDecoder {
         self.body_len
     }
 
+    /// What to feed next to make progress; see [`ChunkedWants`].
+    pub(crate) fn wants(&self) -> ChunkedWants {
+        match self.state {
+            ChunkState::Size | ChunkState::Trailer => ChunkedWants::Line,
+            ChunkState::Data(left) => ChunkedWants::Bytes(left + 2),
+            ChunkState::DataEnd => ChunkedWants::Bytes(2),
+            ChunkState::Done => ChunkedWants::Done,
+        }
+    }
+
     /// Decodes what it can of `input`, appending body bytes to `out`;
     /// returns how many bytes of `input` it consumed (it stops after the
-    /// body's end, so what follows belongs to the next message).
+    /// body's end, so what follows belongs to the next message). An
+    /// incomplete line is left unconsumed: pass it again with more.
     ///
     /// # Errors
-    /// [`ErrorKind::HttpProtocol`] on bad framing; [`ErrorKind::BufferFull`]
-    /// when the body passes `max_body`.
+    /// [`ErrorKind::HttpProtocol`] on bad framing (see the type's rules);
+    /// [`ErrorKind::BufferFull`] when the body passes `max_body`. After an
+    /// error the decoder is in no useful state: drop the connection.
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, Error> {
         let mut pos = 0;
         loop {
@@ -553,21 +782,16 @@ impl ChunkedDecoder {
                 ChunkState::Done => return Ok(pos),
                 ChunkState::Size => {
                     let Some(nl) = memchr::memchr(b'\n', rest) else {
-                        if rest.len() > MAX_CHUNK_LINE {
+                        if rest.len() > MAX_CHUNK_LINE + 1 {
                             return Err(protocol_error("chunk-size line too long"));
                         }
                         return Ok(pos);
                     };
-                    if nl > MAX_CHUNK_LINE {
+                    let line = crlf_line(&rest[..nl], "chunk-size line")?;
+                    if line.len() > MAX_CHUNK_LINE {
                         return Err(protocol_error("chunk-size line too long"));
                     }
-                    let line = &rest[..nl];
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    let digits = match memchr::memchr(b';', line) {
-                        Some(i) => &line[..i],
-                        None => line,
-                    };
-                    let size = parse_hex(trim_ascii(digits))?;
+                    let size = parse_chunk_size_line(line)?;
                     pos += nl + 1;
                     if size == 0 {
                         self.state = ChunkState::Trailer;
@@ -585,7 +809,7 @@ impl ChunkedDecoder {
                     if rest.is_empty() {
                         return Ok(pos);
                     }
-                    let take = (left as usize).min(rest.len());
+                    let take = left.min(rest.len() as u64) as usize;
                     out.extend_from_slice(&rest[..take]);
                     self.body_len += take;
                     pos += take;
@@ -599,31 +823,33 @@ impl ChunkedDecoder {
                 ChunkState::DataEnd => {
                     if rest.starts_with(b"\r\n") {
                         pos += 2;
-                    } else if rest.starts_with(b"\n") {
-                        pos += 1;
                     } else if rest.is_empty() || rest == b"\r" {
                         return Ok(pos);
                     } else {
+                        // A bare LF included: the data's length said where
+                        // the CRLF is, and anything else there means the
+                        // sender and we disagree about the framing.
                         return Err(protocol_error("chunk data not followed by CRLF"));
                     }
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailer => {
                     let Some(nl) = memchr::memchr(b'\n', rest) else {
-                        if self.trailer_len + rest.len() > MAX_TRAILER {
+                        if self.trailer_len + rest.len() > self.max_trailer {
                             return Err(protocol_error("chunked trailer too long"));
                         }
                         return Ok(pos);
                     };
                     self.trailer_len += nl + 1;
-                    if self.trailer_len > MAX_TRAILER {
+                    if self.trailer_len > self.max_trailer {
                         return Err(protocol_error("chunked trailer too long"));
                     }
-                    let line = &rest[..nl];
-                    let blank = line.is_empty() || line == b"\r";
+                    let line = crlf_line(&rest[..nl], "chunked trailer line")?;
                     pos += nl + 1;
-                    if blank {
+                    if line.is_empty() {
                         self.state = ChunkState::Done;
+                    } else {
+                        check_trailer_line(line)?;
                     }
                 }
             }
@@ -631,38 +857,124 @@ impl ChunkedDecoder {
     }
 }
 
-fn trim_ascii(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    &s[start..end]
+/// A line (without its LF) without its CR; a line not ending in CR had a
+/// bare LF, which chunked framing does not accept as a line end.
+fn crlf_line<'a>(line: &'a [u8], what: &str) -> Result<&'a [u8], Error> {
+    line.strip_suffix(b"\r")
+        .ok_or_else(|| protocol_error(format!("{what} ends in a bare LF, not CRLF")))
 }
 
-fn parse_hex(digits: &[u8]) -> Result<u64, Error> {
-    if digits.is_empty() || digits.len() > 15 {
-        return Err(protocol_error(format!(
-            "bad chunk size {:?}",
-            String::from_utf8_lossy(digits)
-        )));
+fn bad_chunk_size(line: &[u8]) -> Error {
+    protocol_error(format!(
+        "bad chunk size line {:?}",
+        String::from_utf8_lossy(line)
+    ))
+}
+
+/// The size on a chunk-size line (CRLF removed): `1*HEXDIG`, then
+/// extensions, `*( BWS ";" BWS name [ BWS "=" BWS value ] )` with the BWS
+/// before `;` refused (see [`ChunkedDecoder`]).
+fn parse_chunk_size_line(line: &[u8]) -> Result<u64, Error> {
+    let digits_end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    if digits_end == 0 {
+        return Err(bad_chunk_size(line));
     }
-    let mut n = 0u64;
-    for d in digits {
-        match hex(d) {
-            Some(v) => n = n << 4 | u64::from(v),
-            None => {
-                return Err(protocol_error(format!(
-                    "bad chunk size {:?}",
-                    String::from_utf8_lossy(digits)
-                )))
+    let mut size = 0u64;
+    for d in &line[..digits_end] {
+        // Leading zeros are fine; a size of 2^60 or more is not (no body
+        // is that large, and below it sums of sizes cannot overflow).
+        if size >> 56 != 0 {
+            return Err(protocol_error(format!(
+                "chunk size {:?} too large",
+                String::from_utf8_lossy(&line[..digits_end])
+            )));
+        }
+        size = size << 4 | u64::from(hex(d).expect("a hex digit"));
+    }
+    let mut rest = &line[digits_end..];
+    while !rest.is_empty() {
+        // `;`: right after the digits or the previous extension, with no
+        // whitespace before it.
+        rest = rest
+            .strip_prefix(b";")
+            .ok_or_else(|| bad_chunk_size(line))?;
+        rest = skip_ows(rest);
+        let name_len = rest
+            .iter()
+            .position(|&b| !is_tchar(b))
+            .unwrap_or(rest.len());
+        if name_len == 0 {
+            return Err(bad_chunk_size(line));
+        }
+        rest = &rest[name_len..];
+        let after_name = skip_ows(rest);
+        if let Some(value) = after_name.strip_prefix(b"=") {
+            let value = skip_ows(value);
+            let value_len = if value.first() == Some(&b'"') {
+                quoted_string_len(value).ok_or_else(|| bad_chunk_size(line))?
+            } else {
+                value
+                    .iter()
+                    .position(|&b| !is_tchar(b))
+                    .unwrap_or(value.len())
+            };
+            if value_len == 0 {
+                return Err(bad_chunk_size(line));
             }
+            rest = &value[value_len..];
+        }
+        // Whatever is left must start the next extension: whitespace after
+        // a name (not followed by `=`) or a value is whitespace before `;`
+        // or at the end of the line, and refused.
+    }
+    Ok(size)
+}
+
+fn skip_ows(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &s[n..]
+}
+
+/// The length of the quoted string `s` starts with (quotes included), or
+/// `None` if it is not one (RFC 9110 5.6.4).
+fn quoted_string_len(s: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    loop {
+        match *s.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => match *s.get(i + 1)? {
+                b'\t' | b' '..=b'~' | 0x80..=0xff => i += 2,
+                _ => return None,
+            },
+            b'\t' | b' ' | b'!' | b'#'..=b'[' | b']'..=b'~' | 0x80..=0xff => i += 1,
+            _ => return None,
         }
     }
-    Ok(n)
+}
+
+/// A trailer field line (CRLF removed): `name: value`, as a header line.
+fn check_trailer_line(line: &[u8]) -> Result<(), Error> {
+    let bad = || {
+        protocol_error(format!(
+            "bad chunked trailer line {:?}",
+            String::from_utf8_lossy(line)
+        ))
+    };
+    let colon = memchr::memchr(b':', line).ok_or_else(bad)?;
+    // No name: a leading space would be an obsolete line folding.
+    if !is_token(&line[..colon]) {
+        return Err(bad());
+    }
+    let value_ok = line[colon + 1..]
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80);
+    if !value_ok {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 // ----- dates -----------------------------------------------------------------
@@ -825,18 +1137,284 @@ mod tests {
         let mut d = ChunkedDecoder::new(5);
         let err = d.decode(b"6\r\n", &mut Vec::new()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BufferFull);
-        for bad in [
-            &b"zz\r\n"[..],
-            b"\r\n",
-            b"3\r\nabcX",
-            b"fffffffffffffffff\r\n",
-        ] {
-            let mut d = ChunkedDecoder::new(100);
-            let err = d.decode(bad, &mut Vec::new()).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::HttpProtocol, "{bad:?}");
-        }
         let mut d = ChunkedDecoder::new(100);
         assert!(d.decode(&[b'1'; 5000], &mut Vec::new()).is_err());
+    }
+
+    /// Decodes `input` whole and byte by byte; both must agree.
+    fn chunked(input: &[u8]) -> Result<(Vec<u8>, usize, bool), Error> {
+        let mut d = ChunkedDecoder::new(1 << 20);
+        let mut body = Vec::new();
+        let whole = d
+            .decode(input, &mut body)
+            .map(|used| (body, used, d.is_done()));
+        let mut d = ChunkedDecoder::new(1 << 20);
+        let (mut body, mut buf, mut used) = (Vec::new(), Vec::new(), 0);
+        let mut bytewise = Ok(());
+        for &b in input {
+            buf.push(b);
+            match d.decode(&buf, &mut body) {
+                Ok(n) => {
+                    buf.drain(..n);
+                    used += n;
+                }
+                Err(e) => {
+                    bytewise = Err(e);
+                    break;
+                }
+            }
+            if d.is_done() {
+                break;
+            }
+        }
+        match (&whole, bytewise) {
+            (Ok((b, u, done)), Ok(())) => {
+                assert_eq!((b, *done), (&body, d.is_done()), "{input:?}");
+                if *done {
+                    assert_eq!(*u, used, "{input:?}");
+                }
+            }
+            (Err(w), Err(p)) => assert_eq!(w.kind(), p.kind(), "{input:?}"),
+            (w, p) => panic!("whole {w:?} vs bytewise {p:?} for {input:?}"),
+        }
+        whole
+    }
+
+    #[test]
+    fn chunked_accepts_what_rfc_9112_allows() {
+        let good: &[(&[u8], &[u8])] = &[
+            (b"5\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"5;ext=1\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"5;ext=\"q\"\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"5;ext=\"a;b \\\"c\\\"\"\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"5;a;b=2;c=\"\"\r\nhello\r\n0\r\n\r\n", b"hello"),
+            // RFC 9112 BWS after `;` and around `=` (not before `;`).
+            (b"5; a = 1;\tb=\"x\"\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (b"0005\r\nhello\r\n0000\r\n\r\n", b"hello"),
+            (
+                b"a\r\n0123456789\r\nA\r\n0123456789\r\n0\r\n\r\n",
+                b"01234567890123456789",
+            ),
+            (b"0\r\n\r\n", b""),
+            (b"0;last\r\n\r\n", b""),
+            (b"2\r\nok\r\n0\r\nX-Trailer: t\r\nY:\r\n\r\n", b"ok"),
+            (b"2\r\nok\r\n0\r\nX: a\tb \xe9\r\n\r\n", b"ok"),
+            (b"2\r\n\r\n\r\n0\r\n\r\n", b"\r\n"),
+            (b"2\r\n\n\n\r\n0\r\n\r\n", b"\n\n"),
+        ];
+        for &(input, body) in good {
+            let (got, used, done) = chunked(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(
+                (got.as_slice(), used, done),
+                (body, input.len(), true),
+                "{input:?}"
+            );
+        }
+        // What follows the body is not consumed.
+        let (_, used, _) = chunked(b"0\r\n\r\nGET / HTTP/1.1\r\n").unwrap();
+        assert_eq!(used, 5);
+    }
+
+    #[test]
+    fn chunked_refuses_lax_framing() {
+        let bad: &[&[u8]] = &[
+            // Whitespace around the size, a sign, a prefix, no digits.
+            b" 5 \r\nhello\r\n0\r\n\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5\t\r\nhello\r\n0\r\n\r\n",
+            b"5 ;ext=1\r\nhello\r\n0\r\n\r\n",
+            b"5\t;ext=1\r\nhello\r\n0\r\n\r\n",
+            b"5;a=1 ;b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=1 \r\nhello\r\n0\r\n\r\n",
+            b"+5\r\nhello\r\n0\r\n\r\n",
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"\r\nhello\r\n0\r\n\r\n",
+            b";a\r\nhello\r\n0\r\n\r\n",
+            b"zz\r\n",
+            b"5_0\r\n",
+            b"\xef\xbc\x95\r\nhello\r\n",
+            // Bad extensions.
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5;=1\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"open\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\"y\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x00\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n",
+            b"5\r\r\nhello\r\n0\r\n\r\n",
+            // Bare LF anywhere in the framing.
+            b"5\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5;a=1\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"5\r\nhello\r\n0\r\nX: 1\n\r\n",
+            b"5\r\nhello\r\n0\r\nX: 1\r\n\n",
+            b"3\nabc\n0\n\n",
+            // Chunk data not followed by CRLF (too long, or too short).
+            b"3\r\nabcX",
+            b"3\r\nabcd\r\n0\r\n\r\n",
+            b"5\r\nhi\r\n0\r\n\r\n",
+            b"5\r\nhello\rX",
+            // Bad trailers: no colon, bad name, folding, controls.
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\n: v\r\n\r\n",
+            b"0\r\nX Y: v\r\n\r\n",
+            b"0\r\nX: 1\r\n folded\r\n\r\n",
+            b"0\r\nX: a\rb\r\n\r\n",
+            b"0\r\nX: a\x00b\r\n\r\n",
+            // Sizes past 2^60.
+            b"fffffffffffffffff\r\n",
+            b"1000000000000000\r\n",
+        ];
+        for &input in bad {
+            let err = chunked(input).expect_err(&format!("{:?}", String::from_utf8_lossy(input)));
+            assert_eq!(err.kind(), ErrorKind::HttpProtocol, "{input:?}: {err}");
+        }
+        // Leading zeros do not count towards the overflow bound.
+        assert!(chunked(b"00000000000000000000000000001\r\nx\r\n0\r\n\r\n").is_ok());
+        assert_eq!(
+            parse_chunk_size_line(b"fffffffffffffff").unwrap(),
+            (1 << 60) - 1
+        );
+    }
+
+    #[test]
+    fn chunked_limits() {
+        // Line length: a size line of 4096 bytes is fine, one more is not,
+        // whether or not its LF has come.
+        let mut ok_line = b"1;".to_vec();
+        ok_line.resize(MAX_CHUNK_LINE, b'a');
+        ok_line.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert!(chunked(&ok_line).is_ok());
+        let mut long = b"1;".to_vec();
+        long.resize(MAX_CHUNK_LINE + 1, b'a');
+        let mut with_end = long.clone();
+        with_end.extend_from_slice(b"\r\n");
+        assert_eq!(
+            chunked(&with_end).unwrap_err().kind(),
+            ErrorKind::HttpProtocol
+        );
+        long.extend_from_slice(b"aa");
+        assert_eq!(chunked(&long).unwrap_err().kind(), ErrorKind::HttpProtocol);
+        // Trailer size, with the default and a smaller bound.
+        let mut big = b"0\r\n".to_vec();
+        for i in 0..2000 {
+            big.extend_from_slice(format!("X-{i}: vvvvv\r\n").as_bytes());
+        }
+        assert_eq!(chunked(&big).unwrap_err().kind(), ErrorKind::HttpProtocol);
+        let mut d = ChunkedDecoder::new(100).with_max_trailer(10);
+        let err = d
+            .decode(b"0\r\nX-Long: 1\r\n\r\n", &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::HttpProtocol);
+        // The body bound counts every chunk.
+        let mut d = ChunkedDecoder::new(6);
+        let err = d.decode(b"3\r\nabc\r\n4\r\n", &mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BufferFull);
+        let mut d = ChunkedDecoder::new(6);
+        d.decode(b"3\r\nabc\r\n3\r\nabc\r\n0\r\n\r\n", &mut Vec::new())
+            .unwrap();
+        assert!(d.is_done());
+    }
+
+    #[test]
+    fn chunked_wants_the_next_piece() {
+        let mut d = ChunkedDecoder::new(100);
+        let mut body = Vec::new();
+        assert_eq!(d.wants(), ChunkedWants::Line);
+        assert_eq!(d.decode(b"5\r\n", &mut body).unwrap(), 3);
+        assert_eq!(d.wants(), ChunkedWants::Bytes(7));
+        assert_eq!(d.decode(b"hel", &mut body).unwrap(), 3);
+        assert_eq!(d.wants(), ChunkedWants::Bytes(4));
+        assert_eq!(d.decode(b"lo", &mut body).unwrap(), 2);
+        assert_eq!(d.wants(), ChunkedWants::Bytes(2));
+        assert_eq!(d.decode(b"\r\n", &mut body).unwrap(), 2);
+        assert_eq!(d.decode(b"0\r\n", &mut body).unwrap(), 3);
+        assert_eq!(d.wants(), ChunkedWants::Line);
+        assert_eq!(d.decode(b"\r\n", &mut body).unwrap(), 2);
+        assert_eq!(d.wants(), ChunkedWants::Done);
+        assert_eq!(body, b"hello");
+    }
+
+    #[test]
+    fn content_length() {
+        let good: &[(&str, u64)] = &[
+            ("0", 0),
+            ("5", 5),
+            ("42", 42),
+            ("007", 7),
+            ("5, 5", 5),
+            ("5,5", 5),
+            ("5,\t5, 5", 5),
+            ("18446744073709551615", u64::MAX),
+            ("000000000000000000000000000001", 1),
+        ];
+        for &(value, n) in good {
+            assert_eq!(parse_content_length(value).unwrap(), n, "{value:?}");
+        }
+        let bad = [
+            "",
+            " ",
+            "+10",
+            "-1",
+            "-0",
+            " 10",
+            "10 ",
+            "1 0",
+            "1_0",
+            "0x10",
+            "1e3",
+            "1.0",
+            "10\t",
+            "\u{ff15}",
+            "5, 6",
+            "5,",
+            ",5",
+            "5,,5",
+            "5 ,5",
+            "5, 05",
+            "5, +5",
+            "18446744073709551616",
+            "99999999999999999999999",
+        ];
+        for value in bad {
+            let err = parse_content_length(value).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::HttpProtocol, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn header_checks() {
+        for name in ["A", "Content-Type", "x-y_z", "!#$%&'*+-.^_`|~09azAZ"] {
+            assert!(check_header_name(name).is_ok(), "{name:?}");
+        }
+        for name in [
+            "", " ", "A B", "A:", ":a", "A\r\nB", "A\n", "A\0", "A\t", "(x)", "a/b", "a@b", "é",
+            "\u{7f}", "\"q\"",
+        ] {
+            let err = check_header_name(name).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{name:?}");
+            assert!(err.message().contains("header name"), "{err}");
+        }
+        for value in ["", "v", "a b\tc", "é ü", "\x01\x7f", " lead and trail "] {
+            assert!(check_header_value(value).is_ok(), "{value:?}");
+        }
+        for value in ["\r", "\n", "\0", "a\r\nB: c", "a\nb", "a\rb", "x\0"] {
+            let err = check_header_value(value).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{value:?}");
+            assert!(err.message().starts_with("Unsafe header value"), "{err}");
+        }
+        let err = check_header("X-Id", "1\r\nSet-Cookie: a=b").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("\"X-Id\""), "{err}");
+        assert!(check_header("X Id", "1").is_err());
+        assert!(check_header("X-Id", "1").is_ok());
     }
 
     #[test]

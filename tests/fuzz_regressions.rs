@@ -55,16 +55,47 @@ fn corpus_memcache_parser() {
 /// Found by the `chunked` target in its first second (2026-11-23): a body
 /// cut inside the last-chunk line (`0;las`). The decoder rightly leaves an
 /// incomplete line unconsumed; the check wrongly demanded it consume all.
+///
+/// The input as found has whitespace before `;` (`5 ;`), which the decoder
+/// now refuses (RFC 9112 7.1, as Tornado): it still goes through the
+/// check, and the unconsumed-line behaviour is checked on the same input
+/// with well-formed size lines.
 #[test]
 fn chunked_incomplete_last_chunk_line_is_left_unconsumed() {
-    let input = b"seedseed5 ;ed5 ; a=b\r\nhello\r\n0;las";
-    __fuzz::chunked(input);
+    let found = b"seedseed5 ;ed5 ; a=b\r\nhello\r\n0;las";
+    __fuzz::chunked(found);
+    let mut d = squall::httputil::ChunkedDecoder::new(1 << 16);
+    let err = d.decode(&found[8..], &mut Vec::new()).unwrap_err();
+    assert_eq!(err.kind(), squall::ErrorKind::HttpProtocol);
+
+    let input = b"5;ed5;a=b\r\nhello\r\n0;las";
     let mut d = squall::httputil::ChunkedDecoder::new(1 << 16);
     let mut body = Vec::new();
-    let used = d.decode(&input[8..], &mut body).unwrap();
+    let used = d.decode(input, &mut body).unwrap();
     assert_eq!(
-        (body.as_slice(), &input[8 + used..]),
+        (body.as_slice(), &input[used..]),
         (&b"hello"[..], &b"0;las"[..])
     );
     assert!(!d.is_done());
+}
+
+/// Seeds of the `chunked` corpus that framing the decoder used to accept
+/// and now refuses: whitespace around the size (`ext_spaces`), bare LF as a
+/// line end (`bare_lf`). The corpus replay only checks that whole and
+/// piecewise decoding agree; this pins the verdict.
+#[test]
+fn chunked_corpus_lax_seeds_are_now_errors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/chunked");
+    for name in ["ext_spaces", "bare_lf"] {
+        let data = std::fs::read(dir.join(name)).unwrap();
+        let mut d = squall::httputil::ChunkedDecoder::new(1 << 16);
+        let err = d.decode(&data[8..], &mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), squall::ErrorKind::HttpProtocol, "{name}");
+    }
+    for name in ["basic", "trailer"] {
+        let data = std::fs::read(dir.join(name)).unwrap();
+        let mut d = squall::httputil::ChunkedDecoder::new(1 << 16);
+        d.decode(&data[8..], &mut Vec::new()).unwrap();
+        assert!(d.is_done(), "{name}");
+    }
 }

@@ -16,12 +16,14 @@ use super::response::{HTTPTimeoutError, TimeoutPhase};
 use super::url::Url;
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
-use crate::httputil::has_token;
+use crate::httputil::{has_token, ChunkedDecoder, ChunkedWants};
 use crate::ioloop::TimeoutHandle;
 use crate::iostream::IOStream;
 
-/// The longest chunk-size line accepted (extensions included).
-const MAX_CHUNK_LINE: usize = 4096;
+/// The longest line read for a chunked body at least: the decoder's bound on
+/// a chunk-size line (4096) and its CRLF. Trailer lines may be as long as
+/// `max_header_size`; the decoder bounds them all together.
+const MAX_CHUNK_LINE: usize = 4096 + 2;
 /// How many informational (1xx) heads may precede the answer.
 const MAX_INFORMATIONAL: u32 = 16;
 /// How much a close-delimited body is read at a time.
@@ -39,9 +41,8 @@ enum Next {
 #[derive(Clone, Copy)]
 enum BodyStep {
     Length(usize),
-    ChunkSize,
-    ChunkData(usize),
-    Trailer,
+    /// Chunked: `ExState::chunked` says what to read next.
+    Chunked,
     UntilClose,
 }
 
@@ -61,7 +62,9 @@ struct ExState {
     head: Option<Head>,
     framing: Framing,
     body: Vec<u8>,
-    trailer_bytes: usize,
+    /// The decoder of a chunked body: the one shared with the server, so
+    /// that both refuse the same framing.
+    chunked: Option<ChunkedDecoder>,
 }
 
 /// What one hop got back; the client makes it an `HTTPResponse`.
@@ -122,7 +125,7 @@ impl Exchange {
                 head: None,
                 framing: Framing::Empty,
                 body: Vec::new(),
-                trailer_bytes: 0,
+                chunked: None,
             }),
         })
     }
@@ -349,6 +352,16 @@ impl Exchange {
             }
         };
         if (100..200).contains(&head.code) {
+            if head.headers.contains("Content-Length") || head.headers.contains("Transfer-Encoding")
+            {
+                // An informational answer has no body; one that claims one
+                // leaves us unsure where the next head starts (Tornado).
+                self.finish(Err(protocol_error(format!(
+                    "response code {} cannot have a body",
+                    head.code
+                ))));
+                return false;
+            }
             let mut st = self.st.borrow_mut();
             st.informational += 1;
             let too_many = st.informational > MAX_INFORMATIONAL;
@@ -387,7 +400,12 @@ impl Exchange {
                 return false;
             }
             Framing::Length(n) => BodyStep::Length(n as usize),
-            Framing::Chunked => BodyStep::ChunkSize,
+            Framing::Chunked => {
+                self.st.borrow_mut().chunked = Some(
+                    ChunkedDecoder::new(max).with_max_trailer(self.client.config.max_header_size),
+                );
+                BodyStep::Chunked
+            }
             Framing::Close => BodyStep::UntilClose,
         };
         self.read_body(self.attempt(), first);
@@ -453,11 +471,21 @@ impl Exchange {
             };
             let read = match step {
                 BodyStep::Length(n) => stream.read_bytes(n, false),
-                BodyStep::ChunkSize => stream.read_until(b"\r\n", Some(MAX_CHUNK_LINE)),
-                BodyStep::ChunkData(n) => stream.read_bytes(n + 2, false),
-                BodyStep::Trailer => {
-                    stream.read_until(b"\r\n", Some(self.client.config.max_header_size))
-                }
+                // Exactly the next line or chunk, never past the body: what
+                // follows stays buffered, and keeps the connection out of
+                // the pool. Lines are read to LF, not CRLF, so that the
+                // decoder sees a bare LF and refuses it.
+                BodyStep::Chunked => match self.chunked_wants() {
+                    ChunkedWants::Line => stream.read_until(
+                        b"\n",
+                        Some(MAX_CHUNK_LINE.max(self.client.config.max_header_size)),
+                    ),
+                    // At most max_body_size + 2: the decoder checked the size.
+                    ChunkedWants::Bytes(n) => stream.read_bytes(n as usize, false),
+                    // Never here (the read that completed the body
+                    // finished the exchange), but never hang either.
+                    ChunkedWants::Done => return self.finish(Ok(())),
+                },
                 BodyStep::UntilClose => stream.read_bytes(CLOSE_READ, true),
             };
             if !read.done() {
@@ -496,9 +524,7 @@ impl Exchange {
                         self.finish(Ok(()));
                         return Next::Stop;
                     }
-                    BodyStep::ChunkSize | BodyStep::Trailer
-                        if err.kind() == ErrorKind::UnsatisfiableRead =>
-                    {
+                    BodyStep::Chunked if err.kind() == ErrorKind::UnsatisfiableRead => {
                         protocol_error("chunk-size or trailer line too long")
                     }
                     _ if err.kind() == ErrorKind::StreamClosed => {
@@ -524,47 +550,35 @@ impl Exchange {
                 self.finish(Ok(()));
                 Next::Stop
             }
-            BodyStep::ChunkSize => match parse::chunk_size(&data) {
-                Err(err) => {
-                    self.finish(Err(err));
-                    Next::Stop
-                }
-                Ok(0) => {
-                    *step = BodyStep::Trailer;
-                    Next::More
-                }
-                Ok(n) => {
-                    let have = self.st.borrow().body.len() as u64;
-                    if have + n > max as u64 {
-                        self.finish(Err(too_large(have + n, max)));
-                        return Next::Stop;
+            BodyStep::Chunked => {
+                let (decoded, done) = {
+                    let mut st = self.st.borrow_mut();
+                    let ExState { chunked, body, .. } = &mut *st;
+                    let decoder = chunked.as_mut().expect("a chunked body has a decoder");
+                    (decoder.decode(&data, body), decoder.is_done())
+                };
+                match decoded {
+                    Err(err) if err.kind() == ErrorKind::BufferFull => {
+                        self.finish(Err(protocol_error(format!(
+                            "chunked response body exceeds max_body_size ({max} bytes)"
+                        ))));
+                        Next::Stop
                     }
-                    *step = BodyStep::ChunkData(n as usize);
-                    Next::More
+                    Err(err) => {
+                        self.finish(Err(err));
+                        Next::Stop
+                    }
+                    // Read as the decoder asked, so it takes every byte.
+                    Ok(used) if used != data.len() => {
+                        self.finish(Err(protocol_error("chunked body framing out of step")));
+                        Next::Stop
+                    }
+                    Ok(_) if done => {
+                        self.finish(Ok(()));
+                        Next::Stop
+                    }
+                    Ok(_) => Next::More,
                 }
-            },
-            BodyStep::ChunkData(n) => {
-                if &data[n..] != b"\r\n" {
-                    self.finish(Err(protocol_error("chunk data not followed by CRLF")));
-                    return Next::Stop;
-                }
-                self.st.borrow_mut().body.extend_from_slice(&data[..n]);
-                *step = BodyStep::ChunkSize;
-                Next::More
-            }
-            BodyStep::Trailer => {
-                if data == b"\r\n" {
-                    self.finish(Ok(()));
-                    return Next::Stop;
-                }
-                let mut st = self.st.borrow_mut();
-                st.trailer_bytes += data.len();
-                if st.trailer_bytes > self.client.config.max_header_size {
-                    drop(st);
-                    self.finish(Err(protocol_error("trailer larger than max_header_size")));
-                    return Next::Stop;
-                }
-                Next::More
             }
             BodyStep::UntilClose => {
                 let mut st = self.st.borrow_mut();
@@ -578,6 +592,14 @@ impl Exchange {
                 Next::More
             }
         }
+    }
+
+    fn chunked_wants(&self) -> ChunkedWants {
+        self.st
+            .borrow()
+            .chunked
+            .as_ref()
+            .map_or(ChunkedWants::Done, ChunkedDecoder::wants)
     }
 
     // ----- the end ---------------------------------------------------------

@@ -2,7 +2,7 @@
 //! framed. Pure functions: the connection code feeds them bytes.
 
 use crate::error::{Error, ErrorKind};
-use crate::httputil::{has_token, HTTPHeaders};
+use crate::httputil::{has_token, parse_content_length, HTTPHeaders};
 
 /// Header fields `httparse` is given room for at first; a head with more is
 /// parsed again with room for [`MAX_HEADERS`].
@@ -81,46 +81,65 @@ fn head_from(
 }
 
 /// How the body of `head`, answering a `method` request, is framed
-/// (RFC 9112 6.3).
+/// (RFC 9112 6.3), strictly, as Tornado 6's `_read_body`: framing two
+/// parties could read differently is an error, not a guess.
+///
+/// - `HEAD` and 304 (and 1xx, handled before): no body, whatever the
+///   fields say (Tornado skips the body without looking at them).
+/// - `Transfer-Encoding`: one field, exactly `chunked` (any case), and no
+///   `Content-Length` with it (RFC 9112 6.3 lets a server send both; it is
+///   the classic smuggling vector, and Tornado refuses it). Other codings,
+///   lists (`gzip, chunked`, `chunked, chunked`) and repeated fields are
+///   refused, as Tornado does.
+/// - `Content-Length`: every field joined into one list, parsed by
+///   [`parse_content_length`] (`1*DIGIT`, equal elements only).
+/// - 204: a `Content-Length` other than 0, or chunked, is an error (Tornado).
 pub(crate) fn framing(head: &Head, method: &str) -> Result<Framing, Error> {
-    if method == "HEAD" || (100..200).contains(&head.code) || head.code == 204 || head.code == 304 {
+    if method == "HEAD" || (100..200).contains(&head.code) || head.code == 304 {
         return Ok(Framing::Empty);
     }
     let codings = head.headers.get_list("Transfer-Encoding");
-    if !codings.is_empty() {
-        let all: Vec<&str> = codings
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .collect();
-        return match all.as_slice() {
-            [only] if only.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
-            _ => Err(protocol_error(format!(
+    let lengths = head.headers.get_list("Content-Length");
+    let chunked = match codings.as_slice() {
+        [] => false,
+        _ if !lengths.is_empty() => {
+            return Err(protocol_error(
+                "response with both Transfer-Encoding and Content-Length",
+            ))
+        }
+        [only]
+            if only
+                .trim_matches([' ', '\t'])
+                .eq_ignore_ascii_case("chunked") =>
+        {
+            true
+        }
+        _ => {
+            return Err(protocol_error(format!(
                 "unsupported Transfer-Encoding {:?}",
                 codings.join(", ")
-            ))),
-        };
-    }
-    let lengths = head.headers.get_list("Content-Length");
-    if lengths.is_empty() {
-        return Ok(Framing::Close);
-    }
-    let mut length = None;
-    for value in lengths.iter().flat_map(|v| v.split(',')) {
-        let value = value.trim();
-        let n = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-            value.parse::<u64>().ok()
-        } else {
-            None
-        };
-        let n = n.ok_or_else(|| protocol_error(format!("bad Content-Length {value:?}")))?;
-        if length.is_some_and(|l| l != n) {
-            return Err(protocol_error("conflicting Content-Length values"));
+            )))
         }
-        length = Some(n);
+    };
+    let length = match lengths.as_slice() {
+        [] => None,
+        [one] => Some(parse_content_length(one)?),
+        // Tornado's `headers["Content-Length"]`: the fields joined by ",".
+        many => Some(parse_content_length(&many.join(","))?),
+    };
+    if head.code == 204 {
+        if chunked || length.is_some_and(|n| n != 0) {
+            return Err(protocol_error(
+                "response with code 204 should not have a body",
+            ));
+        }
+        return Ok(Framing::Empty);
     }
-    Ok(Framing::Length(length.unwrap_or(0)))
+    Ok(match (chunked, length) {
+        (true, _) => Framing::Chunked,
+        (false, Some(n)) => Framing::Length(n),
+        (false, None) => Framing::Close,
+    })
 }
 
 /// Whether the connection may carry another request after this answer.
@@ -135,25 +154,6 @@ pub(crate) fn keep_alive(head: &Head, framing: Framing) -> bool {
     } else {
         !says("close")
     }
-}
-
-/// The size on a chunk-size line (`1a;ext=x\r\n`).
-pub(crate) fn chunk_size(line: &[u8]) -> Result<u64, Error> {
-    let line = line.strip_suffix(b"\r\n").unwrap_or(line);
-    let digits = match line.iter().position(|&b| b == b';') {
-        Some(i) => &line[..i],
-        None => line,
-    };
-    let digits = std::str::from_utf8(digits)
-        .unwrap_or("")
-        .trim_matches([' ', '\t']);
-    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(protocol_error(format!(
-            "bad chunk size line {:?}",
-            String::from_utf8_lossy(line)
-        )));
-    }
-    Ok(u64::from_str_radix(digits, 16).expect("checked hex digits"))
 }
 
 #[cfg(test)]
@@ -217,7 +217,7 @@ mod tests {
         );
         assert_eq!(
             f(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n",
                 "GET"
             )
             .unwrap(),
@@ -228,11 +228,50 @@ mod tests {
             f("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n", "GET").unwrap(),
             Framing::Length(5)
         );
+        assert_eq!(
+            f(
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                "GET"
+            )
+            .unwrap(),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            f(
+                "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+                "GET"
+            )
+            .unwrap(),
+            Framing::Empty
+        );
+        // HEAD and 304 answers have no body: their fields are not framing.
+        assert_eq!(
+            f(
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                "HEAD"
+            )
+            .unwrap(),
+            Framing::Empty
+        );
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5,\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +10\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: ,chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             assert_eq!(
                 f(bad, "GET").unwrap_err().kind(),
@@ -258,15 +297,5 @@ mod tests {
             "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"
         ));
         assert!(!k("HTTP/1.1 200 OK\r\n\r\n"));
-    }
-
-    #[test]
-    fn reads_chunk_sizes() {
-        assert_eq!(chunk_size(b"1a\r\n").unwrap(), 26);
-        assert_eq!(chunk_size(b"0;name=v\r\n").unwrap(), 0);
-        assert_eq!(chunk_size(b"FF \r\n").unwrap(), 255);
-        for bad in [&b"\r\n"[..], b"zz\r\n", b"-1\r\n", b"1111111111111111\r\n"] {
-            assert!(chunk_size(bad).is_err());
-        }
     }
 }

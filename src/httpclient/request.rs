@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind};
-use crate::httputil::HTTPHeaders;
+use crate::httputil::{check_header, is_token, HTTPHeaders};
 
 /// Tornado's default `connect_timeout` and `request_timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -170,29 +170,25 @@ impl HTTPRequest {
         target: &str,
         url_credentials: Option<&(String, String)>,
     ) -> Result<Vec<u8>, Error> {
-        let token = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        };
-        if !token(&self.method) {
+        // Everything that reaches the wire from user code is checked before
+        // a byte is written: a CR or LF in the method, the target or a
+        // header would let a caller (or whoever fills its fields) end the
+        // request line or a field early and inject fields or a whole
+        // second request.
+        if !is_token(self.method.as_bytes()) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("bad HTTP method {:?}", self.method),
             ));
         }
+        check_request_target(target)?;
         let mut out = Vec::with_capacity(128 + self.body.len());
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
         let mut field = |name: &str, value: &str| -> Result<(), Error> {
-            if !token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("bad header field {name:?}: {value:?}"),
-                ));
-            }
+            check_header(name, value)?;
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
@@ -229,6 +225,22 @@ impl HTTPRequest {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
         Ok(out)
+    }
+}
+
+/// Checks a request-target about to be written: one or more visible ASCII
+/// characters or non-ASCII bytes, as Tornado's `request_target` rule
+/// (RFC 9112 3.2 by way of RFC 3986, less strict about which visible
+/// characters): no space, which would end it, and no CR, LF, NUL or other
+/// control.
+fn check_request_target(target: &str) -> Result<(), Error> {
+    if !target.is_empty() && target.bytes().all(|b| b > b' ' && b != 0x7f) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("bad request target {target:?}"),
+        ))
     }
 }
 
@@ -328,5 +340,62 @@ mod tests {
         );
         let req = HTTPRequest::new("http://h/").method("G T");
         assert!(req.encode("h", "/", None).is_err());
+    }
+
+    #[test]
+    fn refuses_anything_unsafe_before_writing() {
+        let bad_kind = |req: HTTPRequest, target: &str| {
+            req.encode("h", target, None)
+                .map(|w| String::from_utf8_lossy(&w).into_owned())
+                .unwrap_err()
+                .kind()
+        };
+        let base = || HTTPRequest::new("http://h/");
+        for (name, value) in [
+            ("X", "a\r\nEvil: 1"),
+            ("X", "a\nb"),
+            ("X", "a\rb"),
+            ("X", "a\0b"),
+            ("X Y", "v"),
+            ("X:Y", "v"),
+            ("", "v"),
+            ("X\r\nEvil", "v"),
+            ("Host", "h\r\n\r\nGET /smuggled HTTP/1.1"),
+        ] {
+            assert_eq!(
+                bad_kind(base().header(name, value), "/"),
+                ErrorKind::InvalidArgument,
+                "{name:?}: {value:?}"
+            );
+        }
+        for method in ["", "G T", "GET\r\n", "GET\0", "GÉT", "(GET)"] {
+            let mut req = base();
+            req.method = method.to_string();
+            assert_eq!(bad_kind(req, "/"), ErrorKind::InvalidArgument, "{method:?}");
+        }
+        for target in ["", "/a b", "/a\r\nX: 1", "/\n", "/\0", "/\t", "/\x7f"] {
+            assert_eq!(
+                bad_kind(base(), target),
+                ErrorKind::InvalidArgument,
+                "{target:?}"
+            );
+        }
+        assert_eq!(
+            bad_kind(base().user_agent("ua\r\nX: 1"), "/"),
+            ErrorKind::InvalidArgument
+        );
+        // Credentials are base64-encoded: any bytes are safe there.
+        assert!(base().auth("u\r\n", "p\n").encode("h", "/", None).is_ok());
+        // Non-ASCII in the target is left to the URL's encoding (Tornado
+        // allows obs-text there); extension methods are tokens too.
+        let mut req = base();
+        req.method = "PROPFIND".to_string();
+        assert!(req.encode("h", "/caf\u{e9}?q=1", None).is_ok());
+        let err = base()
+            .header("X-Id", "1\r\nSet-Cookie: a=b")
+            .encode("h", "/", None)
+            .unwrap_err();
+        assert!(err.message().starts_with("Unsafe header value"), "{err}");
+        assert!(err.message().contains("X-Id"), "{err}");
     }
 }

@@ -441,7 +441,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 }
             } else if name.eq_ignore_ascii_case("content-length") {
                 // `1*DIGIT` only (RFC 9110 8.6): no sign, no inner blanks.
-                let Ok(n) = super::fields::parse_content_length(value) else {
+                let Ok(n) = httputil::parse_content_length(value) else {
                     return Err(400);
                 };
                 if length.is_some_and(|l| l != n) {

@@ -430,7 +430,7 @@ impl Core {
         let mut chunked_asked = false;
         let mut own = OwnHeaders::default();
         for (name, value) in headers.iter() {
-            super::fields::check_header(name, value)?;
+            httputil::check_header(name, value)?;
             match name.len() {
                 4 if name.eq_ignore_ascii_case("date") => own.date = true,
                 6 if name.eq_ignore_ascii_case("server") => own.server = true,
@@ -442,7 +442,7 @@ impl Core {
                 }
                 12 if name.eq_ignore_ascii_case("content-type") => own.content_type = true,
                 14 if name.eq_ignore_ascii_case("content-length") => {
-                    let n = super::fields::parse_content_length(value).map_err(|_| {
+                    let n = httputil::parse_content_length(value).map_err(|_| {
                         Error::new(
                             ErrorKind::InvalidArgument,
                             format!("bad Content-Length {value:?}"),

@@ -49,7 +49,6 @@
 pub(crate) mod conn;
 pub(crate) mod connection;
 mod delegate;
-mod fields;
 mod heads;
 mod request;
 
@@ -65,7 +64,6 @@ pub(crate) use conn::Conn;
 pub use connection::HTTPConnection;
 pub(crate) use connection::SPARE_MAX;
 pub use delegate::{CallableMessage, HTTPMessageDelegate, HTTPServerConnectionDelegate};
-pub(crate) use fields::check_header;
 pub(crate) use heads::Heads;
 pub(crate) use request::Method;
 pub use request::{HTTPServerRequest, Version};

@@ -7,8 +7,8 @@ use std::time::Instant;
 use super::RequestHandler;
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
-use crate::http::{check_header, HTTPConnection, HTTPServerRequest, SPARE_MAX};
-use crate::httputil::{self, HTTPHeaders};
+use crate::http::{HTTPConnection, HTTPServerRequest, SPARE_MAX};
+use crate::httputil::{self, check_header, HTTPHeaders};
 
 /// The state behind an [`Exchange`].
 pub(crate) struct Inner {

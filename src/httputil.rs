@@ -54,6 +54,17 @@ pub struct HTTPHeaders {
     /// separators and all), and the fields point into it.
     text: String,
     fields: Vec<Field>,
+    /// The bytes of a request head that was not all UTF-8 (obs-text, such
+    /// as Latin-1 `José`), with each field value's range in them; `None`
+    /// for every other head. Any change to the fields lets it go.
+    raw: Option<Box<RawHead>>,
+}
+
+/// A request head as it came, for values that are not UTF-8.
+#[derive(Clone, Default)]
+struct RawHead {
+    bytes: Vec<u8>,
+    values: Vec<(u32, u32)>,
 }
 
 impl HTTPHeaders {
@@ -67,6 +78,7 @@ impl HTTPHeaders {
         HTTPHeaders {
             text: String::with_capacity(n * 32),
             fields: Vec::with_capacity(n),
+            raw: None,
         }
     }
 
@@ -137,6 +149,39 @@ impl HTTPHeaders {
         self.text.clear();
         self.text.push_str(block);
         self.fields.clear();
+        self.raw = None;
+    }
+
+    /// Keeps the bytes of a head that was not all UTF-8, with the range of
+    /// each field's value in them (in the order of the fields), for
+    /// [`get_bytes`](Self::get_bytes).
+    pub(crate) fn keep_raw(&mut self, bytes: &[u8], values: Vec<(u32, u32)>) {
+        self.raw = Some(Box::new(RawHead {
+            bytes: bytes.to_vec(),
+            values,
+        }));
+    }
+
+    /// The first value of `name` as the bytes that came: for a value that
+    /// is not UTF-8 (obs-text, RFC 9110 5.5), which [`get`](Self::get)
+    /// gives decoded as Latin-1, as Tornado does.
+    ///
+    /// ```
+    /// use squall::httputil::HTTPHeaders;
+    ///
+    /// let mut h = HTTPHeaders::new();
+    /// h.add("X-Name", "José");
+    /// assert_eq!(h.get_bytes("x-name"), Some("José".as_bytes()));
+    /// ```
+    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        let i = (0..self.fields.len()).find(|&i| self.name_at(i).eq_ignore_ascii_case(name))?;
+        match &self.raw {
+            Some(raw) if raw.values.len() == self.fields.len() => {
+                let (vs, ve) = raw.values[i];
+                raw.bytes.get(vs as usize..ve as usize)
+            }
+            _ => Some(self.value_at(i).as_bytes()),
+        }
     }
 
     /// The text (for a request, its whole head).
@@ -168,6 +213,7 @@ impl HTTPHeaders {
 
     #[inline]
     pub(crate) fn push(&mut self, name: &str, value: &str) {
+        self.raw = None;
         let ns = self.text.len() as u32;
         self.text.push_str(name);
         let ne = self.text.len() as u32;
@@ -223,6 +269,7 @@ impl HTTPHeaders {
 
     /// Removes every field named `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
+        self.raw = None;
         let before = self.fields.len();
         let text = &self.text;
         self.fields
@@ -242,6 +289,7 @@ impl HTTPHeaders {
     pub fn clear(&mut self) {
         self.text.clear();
         self.fields.clear();
+        self.raw = None;
     }
 
     /// The fields, in order, as (name, value).

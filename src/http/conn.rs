@@ -398,27 +398,43 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         let mut connection: Option<&str> = None;
         // The head is copied once, whole; the URI and the fields are ranges
         // of it. It is text: the request line and names are ASCII (httparse
-        // checked), and a value that is not UTF-8 is refused. `text`, the
-        // batch's UTF-8 prefix, usually covers it; past it (obs-text bytes,
-        // or beyond the prefix checked) the head is checked on its own.
-        let Some(head) = text
+        // checked). `text`, the batch's UTF-8 prefix, usually covers it;
+        // past it the head is checked on its own. A head with bytes that are
+        // not UTF-8 (obs-text: a Latin-1 `José`, which RFC 9110 5.5 allows)
+        // takes the slow path: its text has them decoded as Latin-1 (as
+        // Tornado decodes), `map` takes its offsets to the text's, and the
+        // bytes are kept for `HTTPHeaders::get_bytes`.
+        let decoded: String;
+        let mut map: Option<Vec<u32>> = None;
+        let head = match text
             .and_then(|t| t.get(..n))
             .or_else(|| std::str::from_utf8(&buf[..n]).ok())
-        else {
-            return Err(400);
+        {
+            Some(head) => head,
+            None => {
+                let (text, offsets) = decode_obs_text(&buf[..n]);
+                decoded = text;
+                map = Some(offsets);
+                &decoded
+            }
         };
+        let pos = |x: usize| map.as_ref().map_or(x, |m| m[x] as usize);
         let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
         request.headers.reset_to_block(head);
         let uri_at = at(uri.as_bytes());
-        request.uri = uri_at..uri_at + uri.len();
+        request.uri = pos(uri_at)..pos(uri_at + uri.len());
+        let mut raw_values = Vec::new();
         for h in req.headers.iter() {
             let name = h.name;
             let (ns, vs) = (at(name.as_bytes()), at(h.value));
-            let value_range = vs..vs + h.value.len();
+            let value_range = pos(vs)..pos(vs + h.value.len());
+            if map.is_some() {
+                raw_values.push((vs as u32, (vs + h.value.len()) as u32));
+            }
             // At char boundaries: see `push_within`.
             request
                 .headers
-                .push_within(ns..ns + name.len(), value_range.clone());
+                .push_within(pos(ns)..pos(ns + name.len()), value_range.clone());
             // Four names matter here; their lengths rule most headers out
             // without a comparison (or a look at the value).
             if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
@@ -467,6 +483,9 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         }
         if version == Version::Http11 && host.is_none() {
             return Err(400);
+        }
+        if map.is_some() {
+            request.headers.keep_raw(&buf[..n], raw_values);
         }
         let body = match (chunked, length) {
             (true, Some(_)) => return Err(400),
@@ -614,6 +633,35 @@ impl<D: HTTPServerConnectionDelegate> Reader for Conn<D> {
         let message = self.message.borrow_mut().take();
         drop(message);
     }
+}
+
+/// `head` as text, with each byte that is not part of UTF-8 decoded as
+/// Latin-1; and for each offset in `head` (and its end), the offset in the
+/// text.
+fn decode_obs_text(head: &[u8]) -> (String, Vec<u32>) {
+    let mut text = String::with_capacity(head.len() + 16);
+    let mut map = Vec::with_capacity(head.len() + 1);
+    let mut rest = head;
+    while !rest.is_empty() {
+        let (valid, bad) = match std::str::from_utf8(rest) {
+            Ok(all) => (all, 0),
+            Err(e) => {
+                let valid = std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default();
+                (valid, e.error_len().unwrap_or(rest.len() - e.valid_up_to()))
+            }
+        };
+        for (i, _) in valid.bytes().enumerate() {
+            map.push((text.len() + i) as u32);
+        }
+        text.push_str(valid);
+        for &b in &rest[valid.len()..valid.len() + bad] {
+            map.push(text.len() as u32);
+            text.push(char::from(b));
+        }
+        rest = &rest[valid.len() + bad..];
+    }
+    map.push(text.len() as u32);
+    (text, map)
 }
 
 /// Whether a `Host` value is `uri-host [":" port]` (RFC 3986's reg-name,

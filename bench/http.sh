@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The HTTP headline: hello-world servers, each alone on one core, loaded by
 # wrk (one thread) on the other core. Servers: squall (examples/hello_server.rs),
-# hyper 1.x on a tokio current_thread runtime, a hand-written mio loop (the
-# practical limit of one core) and Python Tornado 6 (bench/peers/); then
+# hyper 1.x on a tokio current_thread runtime, actix-web 4 with one worker,
+# may_minihttp with one may worker (TechEmpower's plaintext family), a
+# hand-written mio loop (the practical limit of one core) and Python
+# Tornado 6 (bench/peers/); then
 # squall2 / squall2rp: squall in 2 processes (hello_server --processes 2, a
 # shared socket / one SO_REUSEPORT socket each), on both cores, sharing them
 # with wrk; their CPU per request sums the children.
 #
-#   bench/http.sh                          # all four, RUNS=3 x 10 s each: ~8 min
+#   bench/http.sh                          # all of them, RUNS=3 x 10 s each: ~14 min
 #   bench/http.sh mio hyper                # some servers only
 #   DURATION=2 RUNS=1 bench/http.sh        # a quick check of the script
 #
@@ -40,7 +42,7 @@ SQUALL_CARGO_ARGS=${SQUALL_CARGO_ARGS:-}
 # Quiet servers: an access log on stderr would be measured too.
 export RUST_LOG=${RUST_LOG:-warn}
 
-all_servers=(squall hyper mio tornado squall2 squall2rp)
+all_servers=(squall hyper actix may mio tornado squall2 squall2rp)
 servers=("$@")
 [ ${#servers[@]} -gt 0 ] || servers=("${all_servers[@]}")
 for s in "${servers[@]}"; do
@@ -76,10 +78,10 @@ if want squall || want squall2 || want squall2rp; then
     echo "squall: SKIPPED: examples/hello_server.rs is not in this tree yet (squall's HTTP server, issue #6)"
   fi
 fi
-if want hyper || want mio; then
-  (cd "$root/bench/peers" && cargo build --release --bin hello_hyper --bin hello_mio)
-  want hyper && selected+=(hyper)
-  want mio && selected+=(mio)
+peers=$(peer_bins "${servers[@]}")
+if [ -n "$peers" ]; then
+  (cd "$root/bench/peers" && cargo build --release $peers)
+  for s in hyper actix may mio; do want $s && selected+=($s); done
 fi
 if want tornado; then
   if tornado_version=$(python3 -c 'import tornado; print(tornado.version)' 2>/dev/null); then

@@ -7,6 +7,7 @@
 #
 #   bench/http_callgrind.sh                  # squall hyper mio, N=20000
 #   N=5000 bench/http_callgrind.sh squall    # one server, a quicker look
+#   bench/http_callgrind.sh actix may        # the framework peers (names: bench/servers.sh)
 #   KEEP=1 bench/http_callgrind.sh squall    # keep the 2N profile for callgrind_annotate
 #                                            # or bench/cg_breakdown.py (per function, per line)
 #
@@ -28,7 +29,7 @@ servers=("$@")
 
 . "$root/bench/servers.sh"
 (cd "$root" && cargo build -q --release --example hello_server)
-(cd "$root/bench/peers" && cargo build -q --release --bin hello_hyper --bin hello_mio --bin http_load)
+(cd "$root/bench/peers" && cargo build -q --release $(peer_bins "${servers[@]}") --bin http_load)
 
 work=$(mktemp -d)
 pid=

@@ -8,6 +8,7 @@
 #
 #   bench/http_perf.sh                     # squall hyper mio, RUNS=3 x 5 s: ~2 min
 #   RUNS=5 bench/http_perf.sh squall mio
+#   bench/http_perf.sh squall hyper actix may mio   # the framework peers too (bench/servers.sh)
 #
 # Tests: -c 100 one request at a time, and -c 100 pipelined PIPELINE deep.
 # Each figure is the median of RUNS runs (servers take turns within a run);
@@ -33,12 +34,14 @@ servers=("$@")
 for tool in perf wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
 done
-perf stat -e instructions:u true >/dev/null 2>&1 ||
+# perf exits 0 when the counter is "<not supported>" (a VM without them): read the count.
+perf stat -x, -e instructions:u true 2>&1 >/dev/null | grep -q '^[0-9]' ||
   { echo "perf cannot read the CPU counters here (perf_event_paranoid, or a VM without them)" >&2; exit 1; }
 
 . "$root/bench/servers.sh"
 (cd "$root" && cargo build -q --release --example hello_server)
-(cd "$root/bench/peers" && cargo build -q --release --bin hello_hyper --bin hello_mio)
+peers=$(peer_bins "${servers[@]}")
+[ -z "$peers" ] || (cd "$root/bench/peers" && cargo build -q --release $peers)
 
 work=$(mktemp -d)
 pid=

@@ -1,5 +1,6 @@
-# Sourced by bench/http.sh and bench/http_callgrind.sh (needs $root): where
-# the builds go, and the command line of each hello-world server.
+# Sourced by bench/http.sh, bench/http_perf.sh and bench/http_callgrind.sh
+# (needs $root): where the builds go, the command line of each hello-world
+# server and the peers crate's binaries they need.
 
 # One absolute target directory for both builds (the peers crate has its own
 # workspace, so a relative CARGO_TARGET_DIR would mean two places).
@@ -20,7 +21,18 @@ server_cmd() { # name port -> the command line
     squall2rp) echo "$squall_target/release/examples/hello_server --processes 2 --reuse-port $2" ;;
     hyper) echo "$peers_target/release/hello_hyper $2" ;;
     mio) echo "$peers_target/release/hello_mio $2" ;;
+    actix) echo "$peers_target/release/hello_actix $2" ;;
+    may) echo "$peers_target/release/hello_may $2" ;;
     tornado) echo "python3 $root/bench/peers/hello_tornado.py $2" ;;
     *) echo "unknown server $1" >&2; return 2 ;;
   esac
+}
+
+peer_bins() { # name... -> cargo's --bin arguments for the peers among them
+  local s
+  for s in "$@"; do
+    case $s in
+      hyper | mio | actix | may) printf -- '--bin hello_%s ' "$s" ;;
+    esac
+  done
 }

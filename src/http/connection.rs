@@ -105,8 +105,30 @@ pub(crate) trait Reader {
 /// three at once with [`write_response`](Self::write_response). Writes are
 /// buffered while the server is handling what it just read (the responses
 /// of pipelined requests go out in one write), and sent at once otherwise;
-/// [`flush`](Self::flush) says when they have gone. See the
-/// [module docs](self) for the framing rules.
+/// [`flush`](Self::flush) says when they have gone.
+///
+/// It owns HTTP/1.1 framing, so no delegate can frame a response wrong:
+/// `Content-Length` (the delegate's own, held to what it writes, or worked
+/// out from a whole body), chunked when a streamed response has no length,
+/// the end of the body when an HTTP/1.0 client's connection closes; no body
+/// at all for `HEAD`, 1xx, 204 and 304; `Connection` to match keep-alive.
+/// Header names and values are checked: no CR, LF or NUL reaches the wire.
+///
+/// ```
+/// use squall::http::{HTTPConnection, HTTPServer, HTTPServerRequest};
+/// use squall::httputil::HTTPHeaders;
+///
+/// // A streamed response: the head now, the body in pieces, then the end.
+/// let server = HTTPServer::new(|_req: &HTTPServerRequest, conn: &HTTPConnection| {
+///     let mut headers = HTTPHeaders::new();
+///     headers.add("Content-Type", "text/plain");
+///     conn.write_headers(200, &headers)?; // no length: chunked on HTTP/1.1
+///     conn.write(b"one, ")?;
+///     conn.write(b"two")?;
+///     conn.finish()
+/// });
+/// # let _ = server;
+/// ```
 #[derive(Clone)]
 pub struct HTTPConnection {
     pub(crate) core: Rc<Core>,

@@ -1,11 +1,38 @@
-//! An HTTP/1.1 server; Tornado's `HTTPServer`.
+//! An HTTP/1.1 server as a protocol layer; Tornado's `httpserver` and
+//! `http1connection`.
 //!
-//! It serves a [`web::Application`](crate::web::Application): keep-alive
-//! (and HTTP/1.0, with or without `Connection: keep-alive`), pipelined
-//! requests answered in order, `Content-Length` and chunked request bodies,
-//! chunked responses when a handler flushes before it finishes, `HEAD`,
-//! `Expect: 100-continue`, `Date` and `Server` headers, and an access-log
-//! line per request (`log::info!`, target `squall::access`).
+//! An [`HTTPServer`] serves any [`HTTPServerConnectionDelegate`]: for each
+//! request it asks the delegate for an [`HTTPMessageDelegate`], tells it the
+//! head, the body as it arrives and the end, and hands it the
+//! [`HTTPConnection`] the response goes to, which owns the framing.
+//! [`web::Application`](crate::web::Application) is one delegate; a closure
+//! of the whole request is the smallest:
+//!
+//! ```no_run
+//! use squall::http::{HTTPConnection, HTTPServer, HTTPServerRequest};
+//! use squall::httputil::HTTPHeaders;
+//! use squall::{Error, IOLoop};
+//!
+//! let server = HTTPServer::new(|req: &HTTPServerRequest, conn: &HTTPConnection| {
+//!     let mut headers = HTTPHeaders::new();
+//!     headers.add("Content-Type", "text/plain");
+//!     conn.write_response(200, &headers, format!("{} {}\n", req.method(), req.uri()).as_bytes())
+//! });
+//! server.listen(8888, Some("127.0.0.1"))?;
+//! IOLoop::current().start()?;
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! The server handles keep-alive (and HTTP/1.0, with or without
+//! `Connection: keep-alive`), pipelined requests answered in order,
+//! `Content-Length` and chunked request bodies (streamed to the delegate,
+//! with backpressure), chunked responses when a response is streamed
+//! without a length, `HEAD`, `Expect: 100-continue`, `Date` and `Server`
+//! headers, connection hand-off ([`HTTPConnection::detach`]), and (through
+//! `web`) an access-log line per request (`log::info!`, target
+//! `squall::access`).
+//!
+//! With [`web`](crate::web):
 //!
 //! ```no_run
 //! use squall::http::HTTPServer;
@@ -27,6 +54,17 @@
 //! # Ok::<(), Error>(())
 //! ```
 //!
+//! # What a request must be
+//! A request is refused with 400 (and the connection closed) if it could be
+//! read two ways: an HTTP/1.1 request without exactly one valid `Host`; a
+//! `Content-Length` that is not `1*DIGIT` or that differs from another; a
+//! `Transfer-Encoding` of `chunked` twice, or with a `Content-Length`; chunk
+//! sizes with blanks, chunked framing lines not ending in CRLF. Header
+//! values with bytes 0x80-0xFF (obs-text) are served:
+//! [`HTTPHeaders::get`](crate::httputil::HTTPHeaders::get) gives them
+//! decoded as Latin-1 and
+//! [`get_bytes`](crate::httputil::HTTPHeaders::get_bytes) as they came.
+//!
 //! # Limits
 //! Each is answered, never a panic, a hang or unbounded memory: a header
 //! block over [`set_max_header_size`](HTTPServer::set_max_header_size)
@@ -41,10 +79,15 @@
 //! # How a request flows
 //! The connection parses heads with `httparse` straight from the stream's
 //! read buffer ([`IOStream::set_read_hook`](crate::IOStream::set_read_hook)),
-//! copying each head once into its [`HTTPServerRequest`]. Every pipelined
-//! request in the buffer is handled in turn, and the responses of one read
-//! go out in one write. A handler that does not finish at once holds the
-//! connection: later pipelined requests wait in the buffer, in order.
+//! copying each head once into its [`HTTPServerRequest`], and hands body
+//! bytes to the delegate as slices of that buffer. Every pipelined request
+//! in the buffer is handled in turn, and the responses of one read go out in
+//! one write. A response that is not finished at once holds the connection:
+//! later pipelined requests wait in the buffer, in order. A client that
+//! half-closes after its request still gets a response written while its
+//! request is handled (the stream writes what is queued before it closes);
+//! one that leaves before its response is finished is reported to the
+//! delegate ([`HTTPMessageDelegate::on_connection_close`]), as Tornado does.
 
 pub(crate) mod conn;
 pub(crate) mod connection;

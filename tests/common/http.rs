@@ -93,6 +93,18 @@ impl Reply {
             n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
         })
     }
+    /// Every value of the header `name`, in order (a repeated header shows).
+    #[allow(dead_code)] // not every test that includes this file uses it
+    pub fn headers_named(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+            .collect()
+    }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }

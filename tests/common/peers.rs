@@ -1,9 +1,10 @@
-//! The real peers some tests talk to — curl, Python's Tornado and
-//! pymemcache, memcached, nginx — are installed by `.ci/run`, but maybe not
-//! on the machine of someone who just cloned the repository and ran
-//! `cargo test`. There a test whose peer is missing says so and passes
-//! without running; under CI (`SQUALL_REQUIRE_PEERS=1`, set by `.ci/run`) a
-//! missing peer is a failure, so nothing is skipped silently where it counts.
+//! The real peers some tests talk to — curl, Python's Tornado, pymemcache,
+//! requests, httpx and aiohttp, memcached, nginx — are installed by
+//! `.ci/run`, but maybe not on the machine of someone who just cloned the
+//! repository and ran `cargo test`. There a test whose peer is missing says
+//! so and passes without running; under CI (`SQUALL_REQUIRE_PEERS=1`, set
+//! by `.ci/run`) a missing peer is a failure, so nothing is skipped silently
+//! where it counts.
 #![allow(dead_code)]
 
 use std::process::{Command, Stdio};
@@ -17,6 +18,12 @@ pub enum Peer {
     Tornado,
     /// `python3` able to `import pymemcache`.
     Pymemcache,
+    /// `python3` able to `import requests`.
+    Requests,
+    /// `python3` able to `import httpx`.
+    Httpx,
+    /// `python3` able to `import aiohttp`.
+    Aiohttp,
     /// `python3` itself (`-m http.server`).
     Python,
     /// `memcached`.
@@ -45,6 +52,9 @@ pub fn present(peer: Peer) -> bool {
         Peer::Curl => succeeds("curl", &["--version"]),
         Peer::Tornado => succeeds(&python(), &["-c", "import tornado"]),
         Peer::Pymemcache => succeeds(&python(), &["-c", "import pymemcache"]),
+        Peer::Requests => succeeds(&python(), &["-c", "import requests"]),
+        Peer::Httpx => succeeds(&python(), &["-c", "import httpx"]),
+        Peer::Aiohttp => succeeds(&python(), &["-c", "import aiohttp"]),
         Peer::Python => succeeds(&python(), &["--version"]),
         Peer::Memcached => succeeds("memcached", &["-V"]),
         Peer::Nginx => succeeds("nginx", &["-v"]) || succeeds("/usr/sbin/nginx", &["-v"]),
@@ -61,7 +71,8 @@ pub fn ready(peers: &[Peer]) -> bool {
     }
     let message = format!(
         "{missing:?} not installed (bash .ci/run installs them; \
-         `python3 -m pip install tornado pymemcache` for the Python ones)"
+         `python3 -m pip install tornado pymemcache requests httpx aiohttp` \
+         for the Python ones)"
     );
     if std::env::var_os("SQUALL_REQUIRE_PEERS").is_some() {
         panic!("{message}");

@@ -792,7 +792,6 @@ fn half_closed_client_gets_the_whole_4mib_response() {
 /// RFC 9110 5.5 allows obs-text (bytes 0x80-0xFF) in field values; Tornado
 /// decodes header values as Latin-1 and serves them. `José` in Latin-1.
 #[test]
-#[ignore = "obs-text: until the server fix lands"]
 fn obs_text_header_value_is_served() {
     let s = server();
     let r = raw_request(

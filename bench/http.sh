@@ -70,7 +70,7 @@ selected=()
 want() { case " ${servers[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
 if want squall || want squall2 || want squall2rp; then
   if [ -f "$root/examples/hello_server.rs" ]; then
-    (cd "$root" && cargo build --release --example hello_server $SQUALL_CARGO_ARGS)
+    (cd "$root" && cargo build --release --example hello_server --example hello_raw $SQUALL_CARGO_ARGS)
     want squall && selected+=(squall)
     want squall2 && selected+=(squall2)
     want squall2rp && selected+=(squall2rp)

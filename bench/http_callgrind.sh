@@ -28,7 +28,7 @@ servers=("$@")
 [ ${#servers[@]} -gt 0 ] || servers=(squall hyper mio)
 
 . "$root/bench/servers.sh"
-(cd "$root" && cargo build -q --release --example hello_server)
+(cd "$root" && cargo build -q --release --example hello_server --example hello_raw)
 (cd "$root/bench/peers" && cargo build -q --release $(peer_bins "${servers[@]}") --bin http_load)
 
 work=$(mktemp -d)

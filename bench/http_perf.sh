@@ -39,7 +39,7 @@ perf stat -x, -e instructions:u true 2>&1 >/dev/null | grep -q '^[0-9]' ||
   { echo "perf cannot read the CPU counters here (perf_event_paranoid, or a VM without them)" >&2; exit 1; }
 
 . "$root/bench/servers.sh"
-(cd "$root" && cargo build -q --release --example hello_server)
+(cd "$root" && cargo build -q --release --example hello_server --example hello_raw)
 peers=$(peer_bins "${servers[@]}")
 [ -z "$peers" ] || (cd "$root/bench/peers" && cargo build -q --release $peers)
 

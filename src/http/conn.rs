@@ -51,6 +51,7 @@ type Parsed = Result<Option<(usize, Box<HTTPServerRequest>, Option<BodyHead>, bo
 
 /// A body as the head declares it (checked against the limit once the
 /// delegate has seen the head: it may raise the limit).
+#[derive(Clone, Copy)]
 enum BodyHead {
     Length(u64),
     Chunked,
@@ -218,49 +219,65 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     ) {
         let core = self.core();
         core.begin(&request);
+        // The phase first: a delegate may answer from `headers_received`
+        // (before a body it does not want, say), and the response's end
+        // moves the phase on from there.
+        *core.phase.borrow_mut() = match body {
+            None => Phase::Busy,
+            Some(BodyHead::Length(n)) => Phase::Body(Body::Length(n)),
+            // Its limit is set below, once the delegate has had its say.
+            Some(BodyHead::Chunked) => Phase::Body(Body::Chunked(Box::new(ChunkedDecoder::new(0)))),
+        };
         let mut message = self.delegate.start_request(&self.handle);
         message.headers_received(request);
-        if core.detached.get() {
-            drop(message);
+        let Some(body) = body else {
+            if !core.detached.get() {
+                message.finish();
+            }
+            self.keep_unless_finished(message);
             return;
+        };
+        let max = core.max_body_size.get();
+        {
+            let mut phase = core.phase.borrow_mut();
+            match &mut *phase {
+                Phase::Body(Body::Chunked(decoder)) => **decoder = ChunkedDecoder::new(max),
+                Phase::Body(Body::Length(_)) => {}
+                // Answered (or detached) already: the body is not read.
+                Phase::Head | Phase::Busy | Phase::Done => {
+                    drop(phase);
+                    self.keep_unless_finished(message);
+                    return;
+                }
+            }
         }
-        let body = match body {
-            None => None,
-            Some(BodyHead::Length(n)) if n > core.max_body_size.get() as u64 => {
-                *self.message.borrow_mut() = Some(message);
+        *self.message.borrow_mut() = Some(message);
+        if let BodyHead::Length(n) = body {
+            if n > max as u64 {
                 self.refuse(413);
                 return;
             }
-            Some(BodyHead::Length(n)) => Some(Body::Length(n)),
-            Some(BodyHead::Chunked) => Some(Body::Chunked(Box::new(ChunkedDecoder::new(
-                core.max_body_size.get(),
-            )))),
-        };
-        match body {
-            None => {
-                *core.phase.borrow_mut() = Phase::Busy;
-                message.finish();
-                if self.handle.response_finished() || core.detached.get() {
-                    self.settle(message);
-                } else {
-                    *self.message.borrow_mut() = Some(message);
-                }
+        }
+        // A client that asked waits for this before sending the body.
+        if expect_continue && core.nothing_written() {
+            let needs_more = match body {
+                BodyHead::Length(len) => (have as u64) < len,
+                BodyHead::Chunked => have == 0,
+            };
+            if needs_more {
+                core.write_continue();
             }
-            Some(body) => {
-                // A client that asked waits for this before sending the body
-                // (not if the delegate has already answered).
-                if expect_continue && core.nothing_written() {
-                    let needs_more = match &body {
-                        Body::Length(len) => (have as u64) < *len,
-                        Body::Chunked(_) => have == 0,
-                    };
-                    if needs_more {
-                        core.write_continue();
-                    }
-                }
-                *core.phase.borrow_mut() = Phase::Body(body);
-                *self.message.borrow_mut() = Some(message);
-            }
+        }
+    }
+
+    /// Keeps `message` for what is to come, or lets it go (unborrowed: its
+    /// drop may run user code) if its response is finished.
+    #[inline]
+    fn keep_unless_finished(&self, message: D::Message) {
+        if self.handle.response_finished() || self.core().detached.get() {
+            drop(message);
+        } else {
+            *self.message.borrow_mut() = Some(message);
         }
     }
 
@@ -297,21 +314,11 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         let message = self.message.borrow_mut().take();
         if let Some(mut message) = message {
             message.finish();
-            if self.handle.response_finished() || core.detached.get() {
-                self.settle(message);
-            } else {
-                *self.message.borrow_mut() = Some(message);
-            }
+            self.keep_unless_finished(message);
         }
         if !core.in_hook.get() {
             core.flush_out();
         }
-    }
-
-    /// A finished message, dropped unborrowed (its drop may run user code).
-    #[inline]
-    fn settle(&self, message: D::Message) {
-        drop(message);
     }
 
     /// A bad request (or a body over the limit): answered with `status` if
@@ -391,101 +398,54 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             .borrow_mut()
             .take()
             .unwrap_or_else(|| Box::new(HTTPServerRequest::empty(core.peer)));
-        let mut length: Option<u64> = None;
-        let mut host: Option<&str> = None;
-        let mut chunked = false;
-        let mut continue_expected = false;
-        let mut connection: Option<&str> = None;
         // The head is copied once, whole; the URI and the fields are ranges
         // of it. It is text: the request line and names are ASCII (httparse
         // checked). `text`, the batch's UTF-8 prefix, usually covers it;
         // past it the head is checked on its own. A head with bytes that are
         // not UTF-8 (obs-text: a Latin-1 `José`, which RFC 9110 5.5 allows)
         // takes the slow path: its text has them decoded as Latin-1 (as
-        // Tornado decodes), `map` takes its offsets to the text's, and the
-        // bytes are kept for `HTTPHeaders::get_bytes`.
+        // Tornado decodes), offsets are mapped to the text's, and the bytes
+        // are kept for `HTTPHeaders::get_bytes`.
+        let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
+        let uri_at = at(uri.as_bytes());
         let decoded: String;
-        let mut map: Option<Vec<u32>> = None;
-        let head = match text
+        let fields = match text
             .and_then(|t| t.get(..n))
             .or_else(|| std::str::from_utf8(&buf[..n]).ok())
         {
-            Some(head) => head,
+            Some(head) => {
+                request.headers.reset_to_block(head);
+                request.uri = uri_at..uri_at + uri.len();
+                scan_fields(&mut request, req.headers, buf, head, |x| x, None)?
+            }
             None => {
-                let (text, offsets) = decode_obs_text(&buf[..n]);
+                let (text, map) = decode_obs_text(&buf[..n]);
                 decoded = text;
-                map = Some(offsets);
-                &decoded
+                let pos = |x: usize| map[x] as usize;
+                request.headers.reset_to_block(&decoded);
+                request.uri = pos(uri_at)..pos(uri_at + uri.len());
+                let mut raw = Vec::new();
+                let fields = scan_fields(
+                    &mut request,
+                    req.headers,
+                    buf,
+                    &decoded,
+                    pos,
+                    Some(&mut raw),
+                )?;
+                request.headers.keep_raw(&buf[..n], raw);
+                fields
             }
         };
-        let pos = |x: usize| map.as_ref().map_or(x, |m| m[x] as usize);
-        let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
-        request.headers.reset_to_block(head);
-        let uri_at = at(uri.as_bytes());
-        request.uri = pos(uri_at)..pos(uri_at + uri.len());
-        let mut raw_values = Vec::new();
-        for h in req.headers.iter() {
-            let name = h.name;
-            let (ns, vs) = (at(name.as_bytes()), at(h.value));
-            let value_range = pos(vs)..pos(vs + h.value.len());
-            if map.is_some() {
-                raw_values.push((vs as u32, (vs + h.value.len()) as u32));
-            }
-            // At char boundaries: see `push_within`.
-            request
-                .headers
-                .push_within(pos(ns)..pos(ns + name.len()), value_range.clone());
-            // Four names matter here; their lengths rule most headers out
-            // without a comparison (or a look at the value).
-            if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
-                continue;
-            }
-            let value = head.get(value_range).unwrap_or_default();
-            if name.len() == 4 {
-                if name.eq_ignore_ascii_case("host") {
-                    // One Host, and a valid one (RFC 9112 3.2): a second
-                    // one is a smuggling attempt or a broken proxy.
-                    if host.is_some() || !valid_host(value) {
-                        return Err(400);
-                    }
-                    host = Some(value);
-                }
-            } else if name.len() == 10 {
-                // The first one, as `HTTPHeaders::get` would give.
-                if connection.is_none() && name.eq_ignore_ascii_case("connection") {
-                    connection = Some(value);
-                }
-            } else if name.eq_ignore_ascii_case("content-length") {
-                // `1*DIGIT` only (RFC 9110 8.6): no sign, no inner blanks.
-                let Ok(n) = httputil::parse_content_length(value) else {
-                    return Err(400);
-                };
-                if length.is_some_and(|l| l != n) {
-                    return Err(400);
-                }
-                length = Some(n);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                // Only `chunked` is understood, once, and last.
-                if chunked {
-                    return Err(400);
-                }
-                if !value.trim().eq_ignore_ascii_case("chunked") {
-                    return Err(if has_chunked_twice(value) { 400 } else { 501 });
-                }
-                chunked = true;
-            } else if name.eq_ignore_ascii_case("expect") {
-                if value.trim().eq_ignore_ascii_case("100-continue") {
-                    continue_expected = true;
-                } else {
-                    return Err(417);
-                }
-            }
-        }
-        if version == Version::Http11 && host.is_none() {
+        let Fields {
+            length,
+            host,
+            chunked,
+            continue_expected,
+            connection,
+        } = fields;
+        if version == Version::Http11 && !host {
             return Err(400);
-        }
-        if map.is_some() {
-            request.headers.keep_raw(&buf[..n], raw_values);
         }
         let body = match (chunked, length) {
             (true, Some(_)) => return Err(400),
@@ -635,6 +595,98 @@ impl<D: HTTPServerConnectionDelegate> Reader for Conn<D> {
     }
 }
 
+/// What a head's fields say of its framing.
+struct Fields<'h> {
+    length: Option<u64>,
+    host: bool,
+    chunked: bool,
+    continue_expected: bool,
+    /// The first `Connection` value.
+    connection: Option<&'h str>,
+}
+
+/// Names `headers` (httparse's, over `buf`) in `request.headers`, whose
+/// text is `head`, and reads the few that frame the request. `pos` takes an
+/// offset in `buf` to one in `head` (the identity but for a decoded
+/// obs-text head, whose value ranges in `buf` go to `raw`). Generic so that
+/// the usual head's path has no mapping at all. `Err(status)` refuses it.
+#[inline(always)]
+fn scan_fields<'h>(
+    request: &mut HTTPServerRequest,
+    headers: &[httparse::Header<'_>],
+    buf: &[u8],
+    head: &'h str,
+    pos: impl Fn(usize) -> usize,
+    mut raw: Option<&mut Vec<(u32, u32)>>,
+) -> Result<Fields<'h>, u16> {
+    let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
+    let mut f = Fields {
+        length: None,
+        host: false,
+        chunked: false,
+        continue_expected: false,
+        connection: None,
+    };
+    for h in headers {
+        let name = h.name;
+        let (ns, vs) = (at(name.as_bytes()), at(h.value));
+        let value_range = pos(vs)..pos(vs + h.value.len());
+        if let Some(raw) = raw.as_mut() {
+            raw.push((vs as u32, (vs + h.value.len()) as u32));
+        }
+        // At char boundaries: see `push_within`.
+        request
+            .headers
+            .push_within(pos(ns)..pos(ns + name.len()), value_range.clone());
+        // Five names matter here; their lengths rule most headers out
+        // without a comparison (or a look at the value).
+        if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
+            continue;
+        }
+        let value = head.get(value_range).unwrap_or_default();
+        if name.len() == 4 {
+            if is_host(name.as_bytes()) {
+                // One Host, and a valid one (RFC 9112 3.2): a second one is
+                // a smuggling attempt or a broken proxy.
+                if f.host || !valid_host(value) {
+                    return Err(400);
+                }
+                f.host = true;
+            }
+        } else if name.len() == 10 {
+            // The first one, as `HTTPHeaders::get` would give.
+            if f.connection.is_none() && name.eq_ignore_ascii_case("connection") {
+                f.connection = Some(value);
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            // `1*DIGIT` only (RFC 9110 8.6): no sign, no inner blanks.
+            let Ok(n) = httputil::parse_content_length(value) else {
+                return Err(400);
+            };
+            if f.length.is_some_and(|l| l != n) {
+                return Err(400);
+            }
+            f.length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only `chunked` is understood, once, and last.
+            if f.chunked {
+                return Err(400);
+            }
+            if !value.trim().eq_ignore_ascii_case("chunked") {
+                return Err(if has_chunked_twice(value) { 400 } else { 501 });
+            }
+            f.chunked = true;
+        } else if name.eq_ignore_ascii_case("expect") {
+            if value.trim().eq_ignore_ascii_case("100-continue") {
+                f.continue_expected = true;
+            } else {
+                return Err(417);
+            }
+        }
+    }
+    Ok(f)
+}
+
 /// `head` as text, with each byte that is not part of UTF-8 decoded as
 /// Latin-1; and for each offset in `head` (and its end), the offset in the
 /// text.
@@ -667,28 +719,36 @@ fn decode_obs_text(head: &[u8]) -> (String, Vec<u32>) {
 /// Whether a `Host` value is `uri-host [":" port]` (RFC 3986's reg-name,
 /// IPv4 or bracketed IP literal), or empty (allowed when the target has no
 /// authority). Every request has one: a table lookup per byte, no search.
+#[inline]
 fn valid_host(value: &str) -> bool {
-    let mut brackets = 0;
-    for &b in value.as_bytes() {
-        if !HOST_BYTES[usize::from(b)] {
-            return false;
-        }
-        brackets += usize::from(b == b'[');
-    }
-    brackets <= 1
+    // An IP literal opens with the only `[` a host may have.
+    let host = value.as_bytes();
+    let host = host.strip_prefix(b"[").unwrap_or(host);
+    // No early exit: a branch-free pass over a short value is cheaper than
+    // a test per byte.
+    host.iter()
+        .fold(true, |ok, &b| ok & HOST_BYTES[usize::from(b)])
 }
 
-/// The bytes a `Host` value may hold: unreserved, sub-delims, `%`, `:` and
-/// the brackets of an IP literal.
+/// Whether a four-byte header name is `Host`, in any case: one compare of
+/// the bytes with their case bit set (exact for letters, and `host` is all
+/// letters). Every request has one.
+#[inline]
+fn is_host(name: &[u8]) -> bool {
+    <[u8; 4]>::try_from(name)
+        .is_ok_and(|n| u32::from_le_bytes(n) | 0x2020_2020 == u32::from_le_bytes(*b"host"))
+}
+
+/// The bytes a `Host` value may hold after its first: unreserved,
+/// sub-delims, `%`, `:`, and the `]` that closes an IP literal.
 static HOST_BYTES: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric();
+        table[b] = (b as u8).is_ascii_alphanumeric();
         b += 1;
     }
-    let extra = b"-._~!$&'()*+,;=%:[]";
+    let extra = b"-._~!$&'()*+,;=%:]";
     let mut i = 0;
     while i < extra.len() {
         table[extra[i] as usize] = true;

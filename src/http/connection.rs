@@ -394,6 +394,12 @@ impl HTTPConnection {
         core.send_now();
     }
 
+    /// Whether a body is still to come for the request being read.
+    #[inline]
+    pub(crate) fn expects_body(&self) -> bool {
+        matches!(*self.core.phase.borrow(), Phase::Body(_))
+    }
+
     /// Whether the response in progress is finished (or none is).
     pub(crate) fn response_finished(&self) -> bool {
         matches!(self.core.response.get(), Response::Done | Response::Idle)

@@ -350,7 +350,14 @@ impl HTTPMessageDelegate for RequestDelegate {
         let route = self.app.find(&mut request);
         let streaming = route.map(|i| &self.app.routes[i]).filter(|r| r.streaming);
         let Some(route) = streaming else {
-            self.state = State::Buffering(request, route);
+            if self.conn.expects_body() {
+                self.state = State::Buffering(request, route);
+            } else {
+                // Nothing more will come (`finish` follows at once): the
+                // handler runs now, the usual request's one step.
+                let x = Exchange::new(&self.app.pool, &self.conn, request);
+                self.dispatch(x, route);
+            }
             return;
         };
         let x = Exchange::new(&self.app.pool, &self.conn, request);
@@ -396,16 +403,14 @@ impl HTTPMessageDelegate for RequestDelegate {
     }
 
     fn finish(&mut self) {
+        // The usual request was answered at its head.
+        if matches!(self.state, State::Start | State::Done) {
+            return;
+        }
         match std::mem::replace(&mut self.state, State::Done) {
             State::Buffering(request, route) => {
                 let x = Exchange::new(&self.app.pool, &self.conn, request);
-                let Some(route) = route else {
-                    x.send_error(404);
-                    x.park(&self.app.pool);
-                    return;
-                };
-                let handler = (self.app.routes[route].factory)();
-                self.run(x, handler, false);
+                self.dispatch(x, route);
             }
             State::Streaming(x, handler) => self.run(x, handler, true),
             other => self.state = other,
@@ -422,6 +427,18 @@ impl HTTPMessageDelegate for RequestDelegate {
 }
 
 impl RequestDelegate {
+    /// Answers 404 without a route, else runs the route's handler.
+    #[inline]
+    fn dispatch(&mut self, x: Exchange, route: Option<usize>) {
+        let Some(route) = route else {
+            x.send_error(404);
+            x.park(&self.app.pool);
+            return;
+        };
+        let handler = (self.app.routes[route].factory)();
+        self.run(x, handler, false);
+    }
+
     /// Runs the handler's verb method (after `prepare`, unless it
     /// streamed, which ran `prepare` already) and finishes the response
     /// unless it was left open.

@@ -34,6 +34,8 @@ pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
     paused: Cell<bool>,
     /// Decoded pieces of a chunked body, on their way to the delegate.
     scratch: RefCell<Vec<u8>>,
+    /// The chunked body's decoder, while one is read.
+    decoder: RefCell<Option<Box<ChunkedDecoder>>>,
     waiting_for_drain: Cell<bool>,
     /// When a partial request head started arriving.
     head_start: Cell<Option<Instant>>,
@@ -75,6 +77,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             message: RefCell::new(None),
             paused: Cell::new(false),
             scratch: RefCell::new(Vec::new()),
+            decoder: RefCell::new(None),
             waiting_for_drain: Cell::new(false),
             head_start: Cell::new(None),
             active: Cell::new(false),
@@ -120,8 +123,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             if core.closing.get() || self.paused.get() {
                 return used;
             }
-            let mut phase = core.phase.borrow_mut();
-            match &mut *phase {
+            match core.phase.get() {
                 Phase::Done => return used,
                 // The response to come resumes reading (`response_done`).
                 Phase::Busy => return used,
@@ -132,11 +134,9 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                     // A peer that pipelines without reading its answers
                     // gets no more until it reads.
                     if core.stream.writing() {
-                        drop(phase);
                         self.wait_for_drain();
                         return used;
                     }
-                    drop(phase);
                     let text = *text.get_or_insert_with(|| utf8_prefix(buf));
                     match self.parse_head(&buf[used..], text.get(used..)) {
                         Ok(None) => return used,
@@ -157,43 +157,21 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                     let rest = &buf[used..];
                     let (n, complete) = match body {
                         Body::Length(left) => {
-                            let take = (*left).min(rest.len() as u64) as usize;
-                            *left -= take as u64;
-                            let complete = *left == 0;
-                            drop(phase);
+                            let take = left.min(rest.len() as u64) as usize;
+                            let left = left - take as u64;
+                            core.phase.set(Phase::Body(Body::Length(left)));
                             if take > 0 {
                                 self.deliver(&rest[..take]);
                             }
-                            (take, complete)
+                            (take, left == 0)
                         }
-                        Body::Chunked(decoder) => {
-                            let mut scratch = self.scratch.borrow_mut();
-                            scratch.clear();
-                            match decoder.decode(rest, &mut scratch) {
-                                Ok(n) => {
-                                    let complete = decoder.is_done();
-                                    drop(phase);
-                                    let piece = std::mem::take(&mut *scratch);
-                                    drop(scratch);
-                                    if !piece.is_empty() {
-                                        self.deliver(&piece);
-                                    }
-                                    *self.scratch.borrow_mut() = piece;
-                                    (n, complete)
-                                }
-                                Err(err) => {
-                                    drop(phase);
-                                    drop(scratch);
-                                    let status = if err.kind() == ErrorKind::BufferFull {
-                                        413
-                                    } else {
-                                        400
-                                    };
-                                    self.refuse(status);
-                                    return used;
-                                }
+                        Body::Chunked => match self.decode_chunked(rest) {
+                            Ok(done) => done,
+                            Err(status) => {
+                                self.refuse(status);
+                                return used;
                             }
-                        }
+                        },
                     };
                     used += n;
                     if core.detached.get() {
@@ -209,6 +187,33 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         }
     }
 
+    /// Decodes what it can of a chunked body from `rest` and hands it on:
+    /// (bytes used, whether the body is complete), or the status to refuse
+    /// bad framing with.
+    fn decode_chunked(self: &Rc<Self>, rest: &[u8]) -> Result<(usize, bool), u16> {
+        let mut piece = std::mem::take(&mut *self.scratch.borrow_mut());
+        piece.clear();
+        let decoded = {
+            let mut decoder = self.decoder.borrow_mut();
+            let decoder = decoder.get_or_insert_with(|| Box::new(ChunkedDecoder::new(0)));
+            decoder
+                .decode(rest, &mut piece)
+                .map(|n| (n, decoder.is_done()))
+        };
+        let result = match decoded {
+            Ok(done) => {
+                if !piece.is_empty() {
+                    self.deliver(&piece);
+                }
+                Ok(done)
+            }
+            Err(err) if err.kind() == ErrorKind::BufferFull => Err(413),
+            Err(_) => Err(400),
+        };
+        *self.scratch.borrow_mut() = piece;
+        result
+    }
+
     /// A head was parsed: the delegate hears of it.
     fn start_message(
         self: &Rc<Self>,
@@ -222,12 +227,11 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         // The phase first: a delegate may answer from `headers_received`
         // (before a body it does not want, say), and the response's end
         // moves the phase on from there.
-        *core.phase.borrow_mut() = match body {
+        core.phase.set(match body {
             None => Phase::Busy,
             Some(BodyHead::Length(n)) => Phase::Body(Body::Length(n)),
-            // Its limit is set below, once the delegate has had its say.
-            Some(BodyHead::Chunked) => Phase::Body(Body::Chunked(Box::new(ChunkedDecoder::new(0)))),
-        };
+            Some(BodyHead::Chunked) => Phase::Body(Body::Chunked),
+        });
         let mut message = self.delegate.start_request(&self.handle);
         message.headers_received(request);
         let Some(body) = body else {
@@ -238,17 +242,16 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             return;
         };
         let max = core.max_body_size.get();
-        {
-            let mut phase = core.phase.borrow_mut();
-            match &mut *phase {
-                Phase::Body(Body::Chunked(decoder)) => **decoder = ChunkedDecoder::new(max),
-                Phase::Body(Body::Length(_)) => {}
-                // Answered (or detached) already: the body is not read.
-                Phase::Head | Phase::Busy | Phase::Done => {
-                    drop(phase);
-                    self.keep_unless_finished(message);
-                    return;
-                }
+        match core.phase.get() {
+            // Its limit is the one the delegate left.
+            Phase::Body(Body::Chunked) => {
+                *self.decoder.borrow_mut() = Some(Box::new(ChunkedDecoder::new(max)));
+            }
+            Phase::Body(Body::Length(_)) => {}
+            // Answered (or detached) already: the body is not read.
+            Phase::Head | Phase::Busy | Phase::Done => {
+                self.keep_unless_finished(message);
+                return;
             }
         }
         *self.message.borrow_mut() = Some(message);
@@ -305,12 +308,11 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     /// The whole body has come.
     fn body_complete(self: &Rc<Self>) {
         let core = self.core();
-        {
-            let mut phase = core.phase.borrow_mut();
-            if matches!(*phase, Phase::Body(_)) {
-                *phase = Phase::Busy;
-            }
+        if matches!(core.phase.get(), Phase::Body(_)) {
+            core.phase.set(Phase::Busy);
         }
+        let decoder = self.decoder.borrow_mut().take();
+        drop(decoder);
         let message = self.message.borrow_mut().take();
         if let Some(mut message) = message {
             message.finish();
@@ -478,7 +480,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     fn on_stream_closed(&self) {
         self.disarm();
         let core = self.core();
-        *core.phase.borrow_mut() = Phase::Done;
+        core.phase.set(Phase::Done);
         let message = self.message.borrow_mut().take();
         if let Some(mut message) = message {
             // The client left (or was sent away) before its answer.
@@ -528,7 +530,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         if core.stream.closed() || core.close_scheduled() || core.detached.get() {
             return;
         }
-        let (busy, reading_head) = match &*core.phase.borrow() {
+        let (busy, reading_head) = match core.phase.get() {
             Phase::Busy => (true, false),
             Phase::Head => (false, true),
             Phase::Body(..) | Phase::Done => (false, false),
@@ -576,7 +578,7 @@ impl<D: HTTPServerConnectionDelegate> Reader for Conn<D> {
         // Finished outside the read hook: the message is done with, unless
         // its body is still coming (the connection closes then anyway).
         let core = self.core();
-        if !matches!(*core.phase.borrow(), Phase::Body(_)) {
+        if !matches!(core.phase.get(), Phase::Body(_)) {
             let message = self.message.borrow_mut().take();
             drop(message);
         }

@@ -34,13 +34,14 @@ use super::request::{HTTPServerRequest, Method, Version};
 use super::Options;
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
-use crate::httputil::{self, ChunkedDecoder, HTTPHeaders};
+use crate::httputil::{self, HTTPHeaders};
 use crate::iostream::IOStream;
 
 /// Buffers larger than this are not kept for reuse.
 pub(crate) const SPARE_MAX: usize = 16 * 1024;
 
 /// Where the reading of requests stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
     /// Waiting for (the rest of) a request head.
     Head,
@@ -54,10 +55,12 @@ pub(crate) enum Phase {
 }
 
 /// How a request body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Body {
+    /// This many bytes still to come.
     Length(u64),
-    /// Boxed: the rare case.
-    Chunked(Box<ChunkedDecoder>),
+    /// The reader's decoder knows where it stands.
+    Chunked,
 }
 
 /// Where the response to the current request stands.
@@ -138,7 +141,7 @@ pub(crate) struct Core {
     pub(crate) stream: IOStream,
     pub(crate) opts: Rc<Options>,
     pub(crate) peer: SocketAddr,
-    pub(crate) phase: RefCell<Phase>,
+    pub(crate) phase: Cell<Phase>,
     /// Output built during this batch, written once at its end.
     out: RefCell<Vec<u8>>,
     pub(crate) in_hook: Cell<bool>,
@@ -168,7 +171,7 @@ impl HTTPConnection {
                 stream,
                 opts,
                 peer,
-                phase: RefCell::new(Phase::Head),
+                phase: Cell::new(Phase::Head),
                 out: RefCell::new(Vec::new()),
                 in_hook: Cell::new(false),
                 closing: Cell::new(false),
@@ -299,7 +302,7 @@ impl HTTPConnection {
         }
         core.detached.set(true);
         core.response.set(Response::Done);
-        *core.phase.borrow_mut() = Phase::Done;
+        core.phase.set(Phase::Done);
         {
             let mut out = core.out.borrow_mut();
             if !out.is_empty() {
@@ -327,6 +330,7 @@ impl HTTPConnection {
 
     /// Gives a request back when its delegate is done with it: the next one
     /// on this connection reuses its buffers (if they are small).
+    #[inline]
     pub fn recycle_request(&self, mut request: Box<HTTPServerRequest>) {
         if request.recycle(SPARE_MAX) {
             if let Ok(mut spare) = self.core.spare.try_borrow_mut() {
@@ -390,14 +394,14 @@ impl HTTPConnection {
         if core.response.get() != Response::Idle {
             core.response.set(Response::Done);
         }
-        *core.phase.borrow_mut() = Phase::Done;
+        core.phase.set(Phase::Done);
         core.send_now();
     }
 
     /// Whether a body is still to come for the request being read.
     #[inline]
     pub(crate) fn expects_body(&self) -> bool {
-        matches!(*self.core.phase.borrow(), Phase::Body(_))
+        matches!(self.core.phase.get(), Phase::Body(_))
     }
 
     /// Whether the response in progress is finished (or none is).
@@ -671,14 +675,13 @@ impl Core {
             self.closing.set(true);
         }
         {
-            let mut phase = self.phase.borrow_mut();
-            match *phase {
-                Phase::Busy => *phase = Phase::Head,
+            match self.phase.get() {
+                Phase::Busy => self.phase.set(Phase::Head),
                 // Answered before the body was read: rather than read and
                 // drop the rest, close.
                 Phase::Body(_) => {
                     self.closing.set(true);
-                    *phase = Phase::Done;
+                    self.phase.set(Phase::Done);
                 }
                 Phase::Head | Phase::Done => {}
             }
@@ -748,7 +751,7 @@ impl Core {
             self.response.set(Response::Done);
         }
         self.closing.set(true);
-        *self.phase.borrow_mut() = Phase::Done;
+        self.phase.set(Phase::Done);
         if !self.in_hook.get() {
             self.flush_out();
         }

@@ -427,6 +427,7 @@ pub(super) fn read_socket(st: &mut State, socket: &Socket) -> io::Result<bool> {
 /// peer closed: data and FIN can come in one edge, and stopping at the data
 /// would miss the end for good. (Data or a FIN arriving after this read is
 /// a new edge.)
+#[inline]
 fn fill_once(st: &mut State, socket: &Socket) -> io::Result<(usize, bool)> {
     let chunk = st.read_chunk;
     let spare = &mut st.rbuf.spare(chunk)[..chunk];

@@ -123,6 +123,7 @@ where
 }
 
 /// Runs `f`, turning a panic into an [`Error`] of kind `Panic`, for any value.
+#[inline]
 pub(crate) fn catch_value<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
     catch_unwind_counted(f).map_err(panic_to_error)
 }

@@ -369,6 +369,51 @@ impl ExceptionStackContext {
     }
 }
 
+/// An exception context made once and entered again and again: for a
+/// server that runs request after request, each under a context of its own
+/// (Tornado's per-request `ExceptionStackContext`), where a new frame per
+/// request would cost allocations that most requests never need. After a
+/// request, [`kept`](Self::kept) says whether a callback it scheduled
+/// captured the frame: the frame then stays that request's, and the server
+/// makes a new one for the next.
+pub(crate) struct ReusableContext {
+    ctx: Context,
+}
+
+impl ReusableContext {
+    /// A frame over the current stack whose errors go to `handler`.
+    pub(crate) fn new(handler: impl Fn(&Error) -> bool + 'static) -> ReusableContext {
+        let frame = FrameKind::Exception(Rc::new(handler), Rc::new(Cell::new(true)));
+        ReusableContext {
+            ctx: Context::capture().push(frame),
+        }
+    }
+
+    /// Runs `f` with the frame current, so that callbacks `f` schedules
+    /// capture it; errors `f` returns are the caller's to catch. Only if
+    /// the stack the frame sits on is the current one (entering it is then
+    /// as good as making it now); otherwise `f` comes back unrun. One swap
+    /// of the current stack each way.
+    #[inline]
+    pub(crate) fn enter<R, F: FnOnce() -> R>(&self, f: F) -> Result<R, F> {
+        let restore = set_current(self.ctx.clone());
+        let fits = match (&self.ctx.0, &restore.0) {
+            (Some(frame), Some(prev)) => frame.parent.same(prev),
+            _ => false,
+        };
+        if !fits {
+            return Err(f);
+        }
+        Ok(f())
+    }
+
+    /// Whether something captured the frame (and may raise into it later).
+    #[inline]
+    pub(crate) fn kept(&self) -> bool {
+        self.ctx.0.as_ref().is_some_and(|f| Rc::strong_count(f) > 1)
+    }
+}
+
 /// Turns one entry of a context off (see [`ExceptionStackContext::run`] and
 /// [`StackContext::run_deactivatable`]).
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use http_kit::{connect, raw_request, read_reply, TestServer};
+use http_kit::{connect, raw_request, read_reply, RawServer, TestServer};
 use squall::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServer, HTTPServerConnectionDelegate,
     HTTPServerRequest,
@@ -23,50 +23,6 @@ use squall::http::{
 use squall::httputil::HTTPHeaders;
 use squall::web::{Application, Exchange, RequestHandler};
 use squall::{Error, ErrorKind, Future, IOLoop};
-
-/// A server on its own thread for any delegate (`TestServer` serves an
-/// `Application`).
-struct RawServer {
-    addr: std::net::SocketAddr,
-    remote: squall::Remote,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RawServer {
-    fn start<D: HTTPServerConnectionDelegate>(
-        make: impl FnOnce() -> D + Send + 'static,
-        configure: impl FnOnce(&HTTPServer) + Send + 'static,
-    ) -> RawServer {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let io_loop = IOLoop::new().expect("loop");
-            io_loop.make_current();
-            let server = HTTPServer::with_loop(&io_loop, make());
-            configure(&server);
-            server.listen(0, Some("127.0.0.1")).expect("listen");
-            tx.send((server.local_addrs()[0], io_loop.remote()))
-                .expect("send");
-            io_loop.start().expect("loop");
-            server.stop();
-            io_loop.close();
-        });
-        let (addr, remote) = rx.recv().expect("started");
-        RawServer {
-            addr,
-            remote,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for RawServer {
-    fn drop(&mut self) {
-        let _ = self.remote.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn echo_server() -> RawServer {
     RawServer::start(
@@ -108,96 +64,6 @@ fn a_closure_serves_and_echoes_bodies() {
     );
     let r = read_reply(&mut conn, &mut buf, false).unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, ""));
-}
-
-/// Counts the body as it streams, pausing on every piece for a timer:
-/// memory stays bounded whatever the upload's size.
-struct Counter;
-struct Counting {
-    conn: HTTPConnection,
-    seen: u64,
-    pieces: u64,
-}
-
-impl HTTPServerConnectionDelegate for Counter {
-    type Message = Counting;
-    fn start_request(&self, conn: &HTTPConnection) -> Counting {
-        Counting {
-            conn: conn.clone(),
-            seen: 0,
-            pieces: 0,
-        }
-    }
-}
-
-impl HTTPMessageDelegate for Counting {
-    fn headers_received(&mut self, request: Box<HTTPServerRequest>) {
-        self.conn.set_max_body_size(usize::MAX);
-        self.conn.recycle_request(request);
-    }
-    fn data_received(&mut self, chunk: &[u8]) -> Option<Future<()>> {
-        self.seen += chunk.len() as u64;
-        self.pieces += 1;
-        // Every 64th piece, wait a moment: the backpressure path.
-        (self.pieces % 64 == 0).then(|| {
-            let f = Future::new();
-            let done = f.clone();
-            self.conn
-                .io_loop()
-                .call_later(Duration::from_millis(1), move || done.set_result(()));
-            f
-        })
-    }
-    fn finish(&mut self) {
-        let body = format!("{} {}", self.seen, rss_kib());
-        let _ = self
-            .conn
-            .write_response(200, &HTTPHeaders::new(), body.as_bytes());
-    }
-}
-
-/// This process's resident set, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-#[test]
-fn a_one_gib_upload_streams_in_bounded_memory() {
-    let s = RawServer::start(|| Counter, |_| {});
-    const SIZE: u64 = 1 << 30;
-    let before = rss_kib();
-    let mut conn = connect(s.addr);
-    conn.set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    let head = format!("PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: {SIZE}\r\n\r\n");
-    conn.write_all(head.as_bytes()).unwrap();
-    let block = vec![b'x'; 1 << 20];
-    let deadline = Instant::now() + Duration::from_secs(100);
-    let mut peak = 0;
-    for i in 0..(SIZE >> 20) {
-        conn.write_all(&block).unwrap();
-        if i % 64 == 0 {
-            peak = peak.max(rss_kib());
-        }
-        assert!(Instant::now() < deadline, "upload too slow");
-    }
-    let r = read_reply(&mut conn, &mut Vec::new(), false).expect("reply");
-    let text = r.text();
-    let (seen, server_rss) = text.split_once(' ').unwrap();
-    assert_eq!(seen.parse::<u64>().unwrap(), SIZE);
-    // Client and server share this process: its growth bounds the
-    // server's buffers (the client writes from one 1 MiB block).
-    let grown = peak.max(server_rss.parse().unwrap()).saturating_sub(before);
-    eprintln!("1 GiB upload: RSS before {before} KiB, peak {peak} KiB, server's {server_rss} KiB");
-    assert!(
-        grown < 64 * 1024,
-        "RSS grew by {grown} KiB during a 1 GiB upload"
-    );
 }
 
 /// Answers `101` and speaks a made-up protocol on the detached stream:
@@ -575,4 +441,104 @@ fn a_streaming_handler_gets_the_body_in_pieces_and_may_raise_the_limit() {
     assert!(text.starts_with("4194304 bytes in "), "{text}");
     let pieces: usize = text.split(' ').nth(3).unwrap().parse().unwrap();
     assert!(pieces > 1, "{text}");
+}
+
+/// Section 2 of the protocol issue: an error raised by any callback a
+/// handler scheduled, however late, answers 500 (or closes a response whose
+/// head went out), once; the client never hangs.
+fn late_errors_app() -> Application {
+    use squall::IOLoop;
+    struct LateErr;
+    impl RequestHandler for LateErr {
+        fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+            x.set_async();
+            // Two callbacks later, an Err.
+            IOLoop::current().add_callback(|| {
+                IOLoop::current().call_later(Duration::from_millis(5), || {
+                    Err::<(), _>(Error::new(ErrorKind::InvalidState, "backend said no"))
+                });
+            });
+            Ok(())
+        }
+    }
+    struct LatePanic;
+    impl RequestHandler for LatePanic {
+        fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+            x.set_async();
+            IOLoop::current().call_later(Duration::from_millis(5), || -> () {
+                panic!("a bug, later");
+            });
+            Ok(())
+        }
+    }
+    struct LateAfterHead;
+    impl RequestHandler for LateAfterHead {
+        fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+            x.set_async();
+            x.write("part of it");
+            let _ = x.flush();
+            IOLoop::current().call_later(Duration::from_millis(5), || {
+                Err::<(), _>(Error::new(ErrorKind::InvalidState, "half way"))
+            });
+            Ok(())
+        }
+    }
+    struct LateAfterFinish;
+    impl RequestHandler for LateAfterFinish {
+        fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+            x.write("fine");
+            IOLoop::current().call_later(Duration::from_millis(5), || {
+                Err::<(), _>(Error::new(ErrorKind::InvalidState, "too late to matter"))
+            });
+            Ok(())
+        }
+    }
+    Application::new()
+        .route("/err", || LateErr)
+        .route("/panic", || LatePanic)
+        .route("/after_head", || LateAfterHead)
+        .route("/after_finish", || LateAfterFinish)
+}
+
+#[test]
+fn errors_several_callbacks_later_answer_500() {
+    let s = TestServer::start(late_errors_app, |_| {});
+    for path in ["/err", "/panic"] {
+        let start = Instant::now();
+        let r = raw_request(
+            s.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+        )
+        .expect("an answer, not a hang");
+        assert_eq!(r.status, 500, "{path}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+    // The head went out: the connection closes (the chunked body never ends).
+    let mut conn = connect(s.addr);
+    conn.write_all(b"GET /after_head HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut all = Vec::new();
+    conn.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "a clean end after an error: {text}"
+    );
+    // Finished first: the answer stands, and the connection goes on.
+    let mut conn = connect(s.addr);
+    conn.write_all(b"GET /after_finish HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(
+        read_reply(&mut conn, &mut buf, false).unwrap().text(),
+        "fine"
+    );
+    std::thread::sleep(Duration::from_millis(30));
+    conn.write_all(b"GET /after_finish HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_reply(&mut conn, &mut buf, false).unwrap().text(),
+        "fine"
+    );
 }

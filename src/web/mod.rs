@@ -35,6 +35,7 @@
 mod exchange;
 mod route;
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::callback;
@@ -43,6 +44,7 @@ use crate::future::Future;
 use crate::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServerConnectionDelegate, HTTPServerRequest, Method,
 };
+use crate::stack_context::ReusableContext;
 pub use exchange::Exchange;
 use exchange::Pool;
 use route::Pattern;
@@ -175,6 +177,70 @@ struct AppInner {
     /// Finished exchanges, emptied, for reuse: an allocation saved per
     /// request.
     pool: Pool,
+    /// The error context handlers run in, kept for the next request while
+    /// no callback captured it (see [`RequestContext`]).
+    context: RefCell<Option<RequestContext>>,
+}
+
+/// The stack context a request's handler runs in (Tornado 3's
+/// `@asynchronous` `ExceptionStackContext`): an `Err` or panic from any
+/// callback the handler scheduled, however many callbacks later, answers
+/// the request 500 (or closes the connection if its head went out), once.
+/// One frame serves request after request until a callback keeps it; the
+/// request it served then owns it.
+struct RequestContext {
+    frame: ReusableContext,
+    /// The exchange the frame serves.
+    exchange: Rc<RefCell<Option<Exchange>>>,
+}
+
+impl RequestContext {
+    fn new() -> RequestContext {
+        let exchange: Rc<RefCell<Option<Exchange>>> = Rc::default();
+        let target = exchange.clone();
+        let frame = ReusableContext::new(move |err: &Error| {
+            let x = target.borrow().clone();
+            match x {
+                // Unfinished: the error ends the request.
+                Some(x) if !x.finished() => {
+                    x.handler_failed(err.clone());
+                    true
+                }
+                // Finished: nothing to answer; logged as unhandled.
+                _ => false,
+            }
+        });
+        RequestContext { frame, exchange }
+    }
+}
+
+impl AppInner {
+    /// Runs `f` (a handler's method) for `x` inside a request context.
+    fn in_context<R>(&self, x: &Exchange, f: impl FnOnce() -> R) -> R {
+        let kept = self.context.borrow_mut().take();
+        let mut context = kept.unwrap_or_else(RequestContext::new);
+        *context.exchange.borrow_mut() = Some(x.clone());
+        let value = match context.frame.enter(f) {
+            Ok(value) => value,
+            // Kept from a request served under other contexts: a new one.
+            Err(f) => {
+                let old = std::mem::replace(&mut context, RequestContext::new());
+                drop(old);
+                *context.exchange.borrow_mut() = Some(x.clone());
+                match context.frame.enter(f) {
+                    Ok(value) => value,
+                    Err(_) => unreachable!("a context made now fits now"),
+                }
+            }
+        };
+        if !context.frame.kept() {
+            // Nothing will raise into it: ready for the next request.
+            let x = context.exchange.borrow_mut().take();
+            drop(x);
+            *self.context.borrow_mut() = Some(context);
+        }
+        value
+    }
 }
 
 impl Application {
@@ -362,7 +428,9 @@ impl HTTPMessageDelegate for RequestDelegate {
         };
         let x = Exchange::new(&self.app.pool, &self.conn, request);
         let mut handler = (route.factory)();
-        let result = callback::catch_value(|| handler.prepare(&x));
+        let result = self
+            .app
+            .in_context(&x, || callback::catch_value(|| handler.prepare(&x)));
         if let Ok(Err(err)) | Err(err) = result {
             x.handler_failed(err);
         }
@@ -383,7 +451,10 @@ impl HTTPMessageDelegate for RequestDelegate {
                 None
             }
             State::Streaming(x, handler) => {
-                match callback::catch_value(|| handler.data_received(x, chunk)) {
+                let app = &self.app;
+                match app.in_context(x, || {
+                    callback::catch_value(|| handler.data_received(x, chunk))
+                }) {
                     Ok(Ok(wait)) => wait,
                     Ok(Err(err)) | Err(err) => {
                         x.handler_failed(err);
@@ -443,26 +514,28 @@ impl RequestDelegate {
     /// streamed, which ran `prepare` already) and finishes the response
     /// unless it was left open.
     fn run(&mut self, x: Exchange, mut handler: Box<dyn RequestHandler>, prepared: bool) {
-        let result = callback::catch_value(|| -> Result<(), Error> {
-            if !prepared {
-                handler.prepare(&x)?;
-                if x.finished() {
-                    return Ok(());
+        let result = self.app.in_context(&x, || {
+            callback::catch_value(|| -> Result<(), Error> {
+                if !prepared {
+                    handler.prepare(&x)?;
+                    if x.finished() {
+                        return Ok(());
+                    }
                 }
-            }
-            match x.request().method {
-                Method::Get => handler.get(&x),
-                Method::Head => handler.head(&x),
-                Method::Post => handler.post(&x),
-                Method::Put => handler.put(&x),
-                Method::Delete => handler.delete(&x),
-                Method::Patch => handler.patch(&x),
-                Method::Options => handler.options(&x),
-                Method::Other(_) => {
-                    x.send_error(405);
-                    Ok(())
+                match x.request().method {
+                    Method::Get => handler.get(&x),
+                    Method::Head => handler.head(&x),
+                    Method::Post => handler.post(&x),
+                    Method::Put => handler.put(&x),
+                    Method::Delete => handler.delete(&x),
+                    Method::Patch => handler.patch(&x),
+                    Method::Options => handler.options(&x),
+                    Method::Other(_) => {
+                        x.send_error(405);
+                        Ok(())
+                    }
                 }
-            }
+            })
         });
         match result {
             Ok(Ok(())) => {}

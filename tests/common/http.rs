@@ -266,3 +266,49 @@ pub fn run(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> (bool, S
 pub fn python() -> String {
     std::env::var("SQUALL_PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
+
+/// A server on its own thread for any delegate (`TestServer` serves an
+/// `Application`).
+#[allow(dead_code)]
+pub struct RawServer {
+    pub addr: std::net::SocketAddr,
+    remote: squall::Remote,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[allow(dead_code)]
+impl RawServer {
+    pub fn start<D: squall::http::HTTPServerConnectionDelegate>(
+        make: impl FnOnce() -> D + Send + 'static,
+        configure: impl FnOnce(&HTTPServer) + Send + 'static,
+    ) -> RawServer {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let io_loop = IOLoop::new().expect("loop");
+            io_loop.make_current();
+            let server = HTTPServer::with_loop(&io_loop, make());
+            configure(&server);
+            server.listen(0, Some("127.0.0.1")).expect("listen");
+            tx.send((server.local_addrs()[0], io_loop.remote()))
+                .expect("send");
+            io_loop.start().expect("loop");
+            server.stop();
+            io_loop.close();
+        });
+        let (addr, remote) = rx.recv().expect("started");
+        RawServer {
+            addr,
+            remote,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        let _ = self.remote.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

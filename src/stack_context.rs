@@ -389,22 +389,18 @@ impl ReusableContext {
         }
     }
 
-    /// Runs `f` with the frame current, so that callbacks `f` schedules
-    /// capture it; errors `f` returns are the caller's to catch. Only if
-    /// the stack the frame sits on is the current one (entering it is then
-    /// as good as making it now); otherwise `f` comes back unrun. One swap
-    /// of the current stack each way.
-    #[inline]
-    pub(crate) fn enter<R, F: FnOnce() -> R>(&self, f: F) -> Result<R, F> {
+    /// Makes the frame current until the returned guard is dropped, so that
+    /// callbacks scheduled meanwhile capture it. Only if the stack the frame
+    /// sits on is the current one (entering it is then as good as making it
+    /// now); `None` otherwise, with nothing changed.
+    pub(crate) fn enter(&self) -> Option<Entered> {
         let restore = set_current(self.ctx.clone());
         let fits = match (&self.ctx.0, &restore.0) {
             (Some(frame), Some(prev)) => frame.parent.same(prev),
             _ => false,
         };
-        if !fits {
-            return Err(f);
-        }
-        Ok(f())
+        // Not fitting: dropping `restore` puts the old stack back.
+        fits.then_some(Entered(restore))
     }
 
     /// Whether something captured the frame (and may raise into it later).
@@ -413,6 +409,9 @@ impl ReusableContext {
         self.ctx.0.as_ref().is_some_and(|f| Rc::strong_count(f) > 1)
     }
 }
+
+/// A [`ReusableContext`] entered: current until this is dropped.
+pub(crate) struct Entered(#[allow(dead_code)] Restore);
 
 /// Turns one entry of a context off (see [`ExceptionStackContext::run`] and
 /// [`StackContext::run_deactivatable`]).

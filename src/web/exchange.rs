@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::RequestHandler;
+use super::{AppInner, Entered, RequestHandler};
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::http::{HTTPConnection, HTTPServerRequest, SPARE_MAX};
@@ -26,6 +26,13 @@ pub(crate) struct Inner {
     handler: RefCell<Option<Box<dyn RequestHandler>>>,
     /// For the access log (only read when it is enabled).
     start: Option<Instant>,
+    /// The application it serves (and is pooled by).
+    app: std::rc::Weak<AppInner>,
+    /// The handler's method is running: `set_async` enters the request
+    /// context.
+    in_method: Cell<bool>,
+    /// The request context, entered by `set_async` until the method returns.
+    entered: RefCell<Option<Entered>>,
 }
 
 /// Finished exchanges, emptied, kept by an application for its next
@@ -49,14 +56,14 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn new(
-        pool: &Pool,
+    pub(super) fn new(
+        app: &Rc<AppInner>,
         conn: &HTTPConnection,
         request: Box<HTTPServerRequest>,
     ) -> Exchange {
         let start =
             log::log_enabled!(target: "squall::access", log::Level::Info).then(Instant::now);
-        let pooled = pool.0.borrow_mut().pop();
+        let pooled = app.pool.0.borrow_mut().pop();
         if let Some(mut inner) = pooled {
             if let Some(fresh) = Rc::get_mut(&mut inner) {
                 fresh.conn = Some(conn.clone());
@@ -76,6 +83,9 @@ impl Exchange {
                 asynchronous: Cell::new(false),
                 handler: RefCell::new(None),
                 start,
+                app: Rc::downgrade(app),
+                in_method: Cell::new(false),
+                entered: RefCell::new(None),
             }),
         }
     }
@@ -176,8 +186,40 @@ impl Exchange {
     /// Marks the response asynchronous (Tornado's `@web.asynchronous`): it
     /// stays open after the handler method returns, until
     /// [`finish`](Exchange::finish).
+    ///
+    /// Called from the handler's method, it also enters the request's stack
+    /// context for the rest of the method: an `Err` or panic from any
+    /// callback scheduled after it (however many callbacks later) answers
+    /// 500, or closes the connection if the head went out, once. So call it
+    /// before scheduling the work that will finish the response.
     pub fn set_async(&self) {
         self.inner.asynchronous.set(true);
+        if self.inner.in_method.get() && self.inner.entered.borrow().is_none() {
+            self.enter_context();
+        }
+    }
+
+    #[cold]
+    fn enter_context(&self) {
+        if let Some(app) = self.inner.app.upgrade() {
+            let entered = app.enter_context(self);
+            *self.inner.entered.borrow_mut() = Some(entered);
+        }
+    }
+
+    /// The handler's method starts or ends.
+    #[inline]
+    pub(super) fn method_running(&self, running: bool) {
+        self.inner.in_method.set(running);
+    }
+
+    /// The request context entered by `set_async`, to leave.
+    #[inline]
+    pub(super) fn take_entered(&self) -> Option<Entered> {
+        if !self.inner.asynchronous.get() {
+            return None;
+        }
+        self.inner.entered.borrow_mut().take()
     }
 
     /// Whether the response was marked asynchronous.

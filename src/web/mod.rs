@@ -31,6 +31,13 @@
 //! stays open until a later callback calls [`Exchange::finish`]. An `Err`
 //! or a panic from a handler answers 500 (once; if the response had
 //! started, the connection is closed instead), and the server goes on.
+//!
+//! From `set_async` on, the rest of the handler's method runs in the
+//! request's stack context (Tornado's `@asynchronous`
+//! `ExceptionStackContext`): an `Err` or panic from any callback scheduled
+//! there, however many callbacks later, ends the request the same way, so
+//! a client never waits for a response nobody will finish. After the
+//! response is finished, such an error is only logged.
 
 mod exchange;
 mod route;
@@ -44,7 +51,7 @@ use crate::future::Future;
 use crate::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServerConnectionDelegate, HTTPServerRequest, Method,
 };
-use crate::stack_context::ReusableContext;
+use crate::stack_context::{self, ReusableContext};
 pub use exchange::Exchange;
 use exchange::Pool;
 use route::Pattern;
@@ -214,32 +221,61 @@ impl RequestContext {
     }
 }
 
+/// A request context entered for an asynchronous handler, until its
+/// method returns.
+struct Entered {
+    context: RequestContext,
+    _current: stack_context::Entered,
+}
+
 impl AppInner {
-    /// Runs `f` (a handler's method) for `x` inside a request context.
-    fn in_context<R>(&self, x: &Exchange, f: impl FnOnce() -> R) -> R {
+    /// Runs `f` (a handler's method) for `x`. Should the handler make its
+    /// response asynchronous ([`Exchange::set_async`]), the request's
+    /// context is entered from there to the method's return, so callbacks
+    /// scheduled meanwhile carry it (Tornado's `@asynchronous`). A
+    /// synchronous handler, the usual one, pays for none of it.
+    #[inline]
+    fn in_method<R>(&self, x: &Exchange, f: impl FnOnce() -> R) -> R {
+        x.method_running(true);
+        let value = f();
+        x.method_running(false);
+        if let Some(entered) = x.take_entered() {
+            self.leave_context(entered);
+        }
+        value
+    }
+
+    /// Enters the request context for `x` (made anew unless the last one
+    /// is free and fits).
+    fn enter_context(&self, x: &Exchange) -> Entered {
         let kept = self.context.borrow_mut().take();
         let mut context = kept.unwrap_or_else(RequestContext::new);
-        *context.exchange.borrow_mut() = Some(x.clone());
-        let value = match context.frame.enter(f) {
-            Ok(value) => value,
+        let current = match context.frame.enter() {
+            Some(current) => current,
             // Kept from a request served under other contexts: a new one.
-            Err(f) => {
+            None => {
                 let old = std::mem::replace(&mut context, RequestContext::new());
                 drop(old);
-                *context.exchange.borrow_mut() = Some(x.clone());
-                match context.frame.enter(f) {
-                    Ok(value) => value,
-                    Err(_) => unreachable!("a context made now fits now"),
-                }
+                context.frame.enter().expect("a context made now fits now")
             }
         };
+        *context.exchange.borrow_mut() = Some(x.clone());
+        Entered {
+            context,
+            _current: current,
+        }
+    }
+
+    /// Leaves the request context; keeps it for the next request unless a
+    /// callback captured it (it is then that request's).
+    fn leave_context(&self, entered: Entered) {
+        let Entered { context, _current } = entered;
+        drop(_current);
         if !context.frame.kept() {
-            // Nothing will raise into it: ready for the next request.
             let x = context.exchange.borrow_mut().take();
             drop(x);
             *self.context.borrow_mut() = Some(context);
         }
-        value
     }
 }
 
@@ -421,16 +457,16 @@ impl HTTPMessageDelegate for RequestDelegate {
             } else {
                 // Nothing more will come (`finish` follows at once): the
                 // handler runs now, the usual request's one step.
-                let x = Exchange::new(&self.app.pool, &self.conn, request);
+                let x = Exchange::new(&self.app, &self.conn, request);
                 self.dispatch(x, route);
             }
             return;
         };
-        let x = Exchange::new(&self.app.pool, &self.conn, request);
+        let x = Exchange::new(&self.app, &self.conn, request);
         let mut handler = (route.factory)();
         let result = self
             .app
-            .in_context(&x, || callback::catch_value(|| handler.prepare(&x)));
+            .in_method(&x, || callback::catch_value(|| handler.prepare(&x)));
         if let Ok(Err(err)) | Err(err) = result {
             x.handler_failed(err);
         }
@@ -452,7 +488,7 @@ impl HTTPMessageDelegate for RequestDelegate {
             }
             State::Streaming(x, handler) => {
                 let app = &self.app;
-                match app.in_context(x, || {
+                match app.in_method(x, || {
                     callback::catch_value(|| handler.data_received(x, chunk))
                 }) {
                     Ok(Ok(wait)) => wait,
@@ -480,7 +516,7 @@ impl HTTPMessageDelegate for RequestDelegate {
         }
         match std::mem::replace(&mut self.state, State::Done) {
             State::Buffering(request, route) => {
-                let x = Exchange::new(&self.app.pool, &self.conn, request);
+                let x = Exchange::new(&self.app, &self.conn, request);
                 self.dispatch(x, route);
             }
             State::Streaming(x, handler) => self.run(x, handler, true),
@@ -514,7 +550,7 @@ impl RequestDelegate {
     /// streamed, which ran `prepare` already) and finishes the response
     /// unless it was left open.
     fn run(&mut self, x: Exchange, mut handler: Box<dyn RequestHandler>, prepared: bool) {
-        let result = self.app.in_context(&x, || {
+        let result = self.app.in_method(&x, || {
             callback::catch_value(|| -> Result<(), Error> {
                 if !prepared {
                     handler.prepare(&x)?;

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::{AppInner, Entered, RequestHandler};
+use super::{AppInner, Entered, ErrorPage, RequestHandler};
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::http::{HTTPConnection, HTTPServerRequest, SPARE_MAX};
@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     in_method: Cell<bool>,
     /// The request context, entered by `set_async` until the method returns.
     entered: RefCell<Option<Entered>>,
+    /// The route's handler's `write_error`.
+    error_page: Cell<ErrorPage>,
 }
 
 /// Finished exchanges, emptied, kept by an application for its next
@@ -86,6 +88,7 @@ impl Exchange {
                 app: Rc::downgrade(app),
                 in_method: Cell::new(false),
                 entered: RefCell::new(None),
+                error_page: Cell::new(default_error_page),
             }),
         }
     }
@@ -331,6 +334,11 @@ impl Exchange {
     /// `send_error`). If the headers were already sent, it can only close
     /// the connection.
     pub fn send_error(&self, status: u16) {
+        self.send_error_for(status, None);
+    }
+
+    /// `send_error`, with the error behind it (for `write_error`).
+    fn send_error_for(&self, status: u16, error: Option<&Error>) {
         let inner = &self.inner;
         if inner.finished.get() {
             return;
@@ -348,13 +356,23 @@ impl Exchange {
             return;
         }
         inner.headers.borrow_mut().clear();
+        inner.body.borrow_mut().clear();
         inner.status.set(status);
-        let reason = httputil::responses(status);
-        let page = format!(
-            "<html><title>{status}: {reason}</title><body>{status}: {reason}</body></html>"
-        );
-        *inner.body.borrow_mut() = page.into_bytes();
+        let write_error = inner.error_page.get();
+        if let Err(err) = crate::callback::catch_value(|| write_error(self, status, error)) {
+            // A failing error page: the default one, rather than none.
+            log::error!("write_error failed: {err}");
+            inner.headers.borrow_mut().clear();
+            inner.body.borrow_mut().clear();
+            default_error_page(self, status, error);
+        }
         let _ = self.finish();
+    }
+
+    /// The route's `write_error`, for the error pages of this exchange.
+    #[inline]
+    pub(super) fn set_error_page(&self, page: ErrorPage) {
+        self.inner.error_page.set(page);
     }
 
     /// An error or panic out of the handler: 500, once.
@@ -364,7 +382,7 @@ impl Exchange {
             self.inner.request().method(),
             self.inner.request().uri()
         );
-        self.send_error(500);
+        self.send_error_for(500, Some(&err));
     }
 
     /// Keeps the handler of a response left open, for its `on_finish` (or
@@ -446,6 +464,7 @@ impl Exchange {
         inner.asynchronous.set(false);
         *inner.handler.get_mut() = None;
         inner.start = None;
+        inner.error_page.set(default_error_page);
         if let Ok(mut pool) = pool.0.try_borrow_mut() {
             if pool.len() < POOL_MAX {
                 pool.push(rc);
@@ -453,6 +472,14 @@ impl Exchange {
         }
         drop(conn);
     }
+}
+
+/// Tornado's error page: `<html><title>404: Not Found</title>...`.
+pub(super) fn default_error_page(x: &Exchange, status: u16, _error: Option<&Error>) {
+    let reason = httputil::responses(status);
+    x.write(format!(
+        "<html><title>{status}: {reason}</title><body>{status}: {reason}</body></html>"
+    ));
 }
 
 impl Inner {

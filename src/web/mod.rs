@@ -149,6 +149,33 @@ pub trait RequestHandler: 'static {
         false
     }
 
+    /// Writes the page of an error answer (Tornado's `write_error`): the
+    /// status is set and the headers cleared; `error` is what failed, for
+    /// a 500 from an uncaught error. [`Exchange::send_error`] and uncaught
+    /// errors use it. Default: Tornado's short HTML page. An associated
+    /// function, not a method: the handler may be in the middle of one.
+    ///
+    /// ```
+    /// use squall::web::{Application, Exchange, RequestHandler};
+    /// use squall::Error;
+    ///
+    /// struct Api;
+    /// impl RequestHandler for Api {
+    ///     fn write_error(x: &Exchange, status: u16, _error: Option<&Error>) {
+    ///         let _ = x.set_header("Content-Type", "application/json");
+    ///         x.write(format!("{{\"error\": {status}}}"));
+    ///     }
+    /// }
+    /// let app = Application::new().route("/api", || Api);
+    /// # let _ = app;
+    /// ```
+    fn write_error(x: &Exchange, status: u16, error: Option<&Error>)
+    where
+        Self: Sized,
+    {
+        exchange::default_error_page(x, status, error);
+    }
+
     /// A piece of the request body, for a handler that
     /// [streams it](Self::stream_request_body). Returning a pending
     /// [`Future`] pauses reading until it is done (backpressure). An `Err`
@@ -165,7 +192,12 @@ struct Route {
     factory: Factory,
     /// The handler takes its body as it comes.
     streaming: bool,
+    /// The handler's `write_error`.
+    write_error: ErrorPage,
 }
+
+/// Writes an error page: a handler's `write_error`.
+pub(crate) type ErrorPage = fn(&Exchange, u16, Option<&Error>);
 
 /// A set of routes, matched in order; Tornado's `Application`.
 ///
@@ -285,14 +317,15 @@ impl Application {
         Application::default()
     }
 
-    fn add(&mut self, pattern: Pattern, factory: Factory, streaming: bool) {
+    fn add<H: RequestHandler>(&mut self, pattern: Pattern, factory: Factory) {
         // Only the server's requests share it, and routes are added
         // before it serves.
         let inner = Rc::get_mut(&mut self.inner).expect("routes are added before the app serves");
         inner.routes.push(Route {
             pattern,
             factory,
-            streaming,
+            streaming: H::stream_request_body(),
+            write_error: H::write_error,
         });
     }
 
@@ -310,11 +343,7 @@ impl Application {
         F: Fn() -> H + 'static,
     {
         let pattern = Pattern::parse(pattern).unwrap_or_else(|e| panic!("{e}"));
-        self.add(
-            pattern,
-            Box::new(move || Box::new(factory())),
-            H::stream_request_body(),
-        );
+        self.add::<H>(pattern, Box::new(move || Box::new(factory())));
         self
     }
 
@@ -369,11 +398,7 @@ impl Application {
         F: Fn() -> H + 'static,
     {
         let pattern = Pattern::regex(pattern)?;
-        self.add(
-            pattern,
-            Box::new(move || Box::new(factory())),
-            H::stream_request_body(),
-        );
+        self.add::<H>(pattern, Box::new(move || Box::new(factory())));
         Ok(self)
     }
 
@@ -463,7 +488,15 @@ impl HTTPMessageDelegate for RequestDelegate {
             return;
         };
         let x = Exchange::new(&self.app, &self.conn, request);
-        let mut handler = (route.factory)();
+        x.set_error_page(route.write_error);
+        let mut handler = match callback::catch_value(|| (route.factory)()) {
+            Ok(handler) => handler,
+            Err(err) => {
+                x.handler_failed(err);
+                self.state = State::Open(x);
+                return;
+            }
+        };
         let result = self
             .app
             .in_method(&x, || callback::catch_value(|| handler.prepare(&x)));
@@ -519,7 +552,7 @@ impl HTTPMessageDelegate for RequestDelegate {
                 let x = Exchange::new(&self.app, &self.conn, request);
                 self.dispatch(x, route);
             }
-            State::Streaming(x, handler) => self.run(x, handler, true),
+            State::Streaming(x, handler) => self.run(x, Some(handler), None),
             other => self.state = other,
         }
     }
@@ -542,49 +575,82 @@ impl RequestDelegate {
             x.park(&self.app.pool);
             return;
         };
-        let handler = (self.app.routes[route].factory)();
-        self.run(x, handler, false);
+        x.set_error_page(self.app.routes[route].write_error);
+        self.run(x, None, Some(route));
     }
 
-    /// Runs the handler's verb method (after `prepare`, unless it
-    /// streamed, which ran `prepare` already) and finishes the response
-    /// unless it was left open.
-    fn run(&mut self, x: Exchange, mut handler: Box<dyn RequestHandler>, prepared: bool) {
-        let result = self.app.in_method(&x, || {
+    /// Runs the handler (`handler`, already prepared, or a new one from
+    /// `factory`): `prepare` unless it ran, the verb method, the finish
+    /// unless the response was left open, and `on_finish`. A panic in any
+    /// of them, the factory's included, is caught like an `Err`: 500 if the
+    /// response can still be sent, and the connection goes on.
+    fn run(
+        &mut self,
+        x: Exchange,
+        mut handler: Option<Box<dyn RequestHandler>>,
+        route: Option<usize>,
+    ) {
+        let prepared = handler.is_some();
+        let mut on_finish_ran = false;
+        let app = &self.app;
+        let result = app.in_method(&x, || {
             callback::catch_value(|| -> Result<(), Error> {
+                let handler = match (&mut handler, route) {
+                    (Some(handler), _) => handler,
+                    (slot, Some(route)) => slot.insert((app.routes[route].factory)()),
+                    (None, None) => return Ok(()),
+                };
                 if !prepared {
                     handler.prepare(&x)?;
-                    if x.finished() {
-                        return Ok(());
-                    }
                 }
-                match x.request().method {
-                    Method::Get => handler.get(&x),
-                    Method::Head => handler.head(&x),
-                    Method::Post => handler.post(&x),
-                    Method::Put => handler.put(&x),
-                    Method::Delete => handler.delete(&x),
-                    Method::Patch => handler.patch(&x),
-                    Method::Options => handler.options(&x),
-                    Method::Other(_) => {
-                        x.send_error(405);
-                        Ok(())
-                    }
+                if !x.finished() {
+                    match x.request().method {
+                        Method::Get => handler.get(&x),
+                        Method::Head => handler.head(&x),
+                        Method::Post => handler.post(&x),
+                        Method::Put => handler.put(&x),
+                        Method::Delete => handler.delete(&x),
+                        Method::Patch => handler.patch(&x),
+                        Method::Options => handler.options(&x),
+                        Method::Other(_) => {
+                            x.send_error(405);
+                            Ok(())
+                        }
+                    }?;
                 }
+                // The usual end, in the same catch: a panicking `on_finish`
+                // is caught like one in `get` (and only logged: the
+                // response is out).
+                if !x.finished() && !x.is_async() {
+                    let _ = x.finish();
+                }
+                if x.finished() {
+                    on_finish_ran = true;
+                    handler.on_finish();
+                }
+                Ok(())
             })
         });
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) | Err(err) => x.handler_failed(err),
-        }
-        if !x.finished() && !x.is_async() {
-            let _ = x.finish();
+        if let Ok(Err(err)) | Err(err) = result {
+            x.handler_failed(err);
+            if !x.finished() && !x.is_async() {
+                let _ = x.finish();
+            }
+            if x.finished() && !on_finish_ran {
+                // On the error path only: a catch of its own.
+                if let Some(mut handler) = handler.take() {
+                    if let Err(err) = callback::catch_value(|| handler.on_finish()) {
+                        log::error!("on_finish failed: {err}");
+                    }
+                }
+            }
         }
         if x.finished() {
-            handler.on_finish();
             x.park(&self.app.pool);
         } else {
-            x.park_handler(handler);
+            if let Some(handler) = handler {
+                x.park_handler(handler);
+            }
             self.state = State::Open(x);
         }
     }

@@ -410,7 +410,6 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         // are kept for `HTTPHeaders::get_bytes`.
         let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
         let uri_at = at(uri.as_bytes());
-        let decoded: String;
         let fields = match text
             .and_then(|t| t.get(..n))
             .or_else(|| std::str::from_utf8(&buf[..n]).ok())
@@ -420,31 +419,20 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 request.uri = uri_at..uri_at + uri.len();
                 scan_fields(&mut request, req.headers, buf, head, |x| x, None)?
             }
-            None => {
-                let (text, map) = decode_obs_text(&buf[..n]);
-                decoded = text;
-                let pos = |x: usize| map[x] as usize;
-                request.headers.reset_to_block(&decoded);
-                request.uri = pos(uri_at)..pos(uri_at + uri.len());
-                let mut raw = Vec::new();
-                let fields = scan_fields(
-                    &mut request,
-                    req.headers,
-                    buf,
-                    &decoded,
-                    pos,
-                    Some(&mut raw),
-                )?;
-                request.headers.keep_raw(&buf[..n], raw);
-                fields
-            }
+            None => obs_text_head(
+                &mut request,
+                req.headers,
+                &buf[..n],
+                uri_at..uri_at + uri.len(),
+            )?,
         };
         let Fields {
             length,
             host,
             chunked,
             continue_expected,
-            connection,
+            close,
+            keep_alive,
         } = fields;
         if version == Version::Http11 && !host {
             return Err(400);
@@ -468,8 +456,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         // `remote` is already the peer's: the request was made for this
         // connection (`HTTPServerRequest::empty(self.peer)`) and stays with it.
         request.keep_alive = match version {
-            Version::Http11 => !connection.is_some_and(|c| httputil::has_token(c, "close")),
-            Version::Http10 => connection.is_some_and(|c| httputil::has_token(c, "keep-alive")),
+            Version::Http11 => !close,
+            Version::Http10 => keep_alive,
         };
         if core.opts.xheaders {
             request.real_ip = super::request::forwarded_ip(&request.headers);
@@ -598,13 +586,15 @@ impl<D: HTTPServerConnectionDelegate> Reader for Conn<D> {
 }
 
 /// What a head's fields say of its framing.
-struct Fields<'h> {
+struct Fields {
     length: Option<u64>,
     host: bool,
     chunked: bool,
     continue_expected: bool,
-    /// The first `Connection` value.
-    connection: Option<&'h str>,
+    /// The first `Connection` value says `close`.
+    close: bool,
+    /// The first `Connection` value says `keep-alive`.
+    keep_alive: bool,
 }
 
 /// Names `headers` (httparse's, over `buf`) in `request.headers`, whose
@@ -613,22 +603,24 @@ struct Fields<'h> {
 /// obs-text head, whose value ranges in `buf` go to `raw`). Generic so that
 /// the usual head's path has no mapping at all. `Err(status)` refuses it.
 #[inline(always)]
-fn scan_fields<'h>(
+fn scan_fields(
     request: &mut HTTPServerRequest,
     headers: &[httparse::Header<'_>],
     buf: &[u8],
-    head: &'h str,
+    head: &str,
     pos: impl Fn(usize) -> usize,
     mut raw: Option<&mut Vec<(u32, u32)>>,
-) -> Result<Fields<'h>, u16> {
+) -> Result<Fields, u16> {
     let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
     let mut f = Fields {
         length: None,
         host: false,
         chunked: false,
         continue_expected: false,
-        connection: None,
+        close: false,
+        keep_alive: false,
     };
+    let mut connection_seen = false;
     for h in headers {
         let name = h.name;
         let (ns, vs) = (at(name.as_bytes()), at(h.value));
@@ -657,8 +649,10 @@ fn scan_fields<'h>(
             }
         } else if name.len() == 10 {
             // The first one, as `HTTPHeaders::get` would give.
-            if f.connection.is_none() && name.eq_ignore_ascii_case("connection") {
-                f.connection = Some(value);
+            if !connection_seen && name.eq_ignore_ascii_case("connection") {
+                connection_seen = true;
+                f.close = httputil::has_token(value, "close");
+                f.keep_alive = httputil::has_token(value, "keep-alive");
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             // `1*DIGIT` only (RFC 9110 8.6): no sign, no inner blanks.
@@ -687,6 +681,27 @@ fn scan_fields<'h>(
         }
     }
     Ok(f)
+}
+
+/// The slow path of `parse_head`, out of line: a head with bytes that are
+/// not UTF-8, decoded (see `decode_obs_text`), its fields named in the
+/// decoded text, and their values kept as they came.
+#[inline(never)]
+#[cold]
+fn obs_text_head(
+    request: &mut HTTPServerRequest,
+    headers: &[httparse::Header<'_>],
+    head: &[u8],
+    uri: std::ops::Range<usize>,
+) -> Result<Fields, u16> {
+    let (text, map) = decode_obs_text(head);
+    let pos = |x: usize| map[x] as usize;
+    request.headers.reset_to_block(&text);
+    request.uri = pos(uri.start)..pos(uri.end);
+    let mut raw = Vec::new();
+    let fields = scan_fields(request, headers, head, &text, pos, Some(&mut raw))?;
+    request.headers.keep_raw(head, raw);
+    Ok(fields)
 }
 
 /// `head` as text, with each byte that is not part of UTF-8 decoded as

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use http_kit::{connect, raw_request, read_reply, RawServer, TestServer};
+use http_kit::{connect, raw_request, read_reply, TestServer};
 use squall::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServer, HTTPServerConnectionDelegate,
     HTTPServerRequest,
@@ -24,8 +24,8 @@ use squall::httputil::HTTPHeaders;
 use squall::web::{Application, Exchange, RequestHandler};
 use squall::{Error, ErrorKind, Future, IOLoop};
 
-fn echo_server() -> RawServer {
-    RawServer::start(
+fn echo_server() -> TestServer {
+    TestServer::start(
         || {
             |req: &HTTPServerRequest, conn: &HTTPConnection| {
                 let mut headers = HTTPHeaders::new();

@@ -9,7 +9,7 @@ mod http_kit;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use http_kit::{connect, read_reply, RawServer};
+use http_kit::{connect, read_reply, TestServer};
 use squall::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServerConnectionDelegate, HTTPServerRequest,
 };
@@ -74,7 +74,7 @@ fn rss_kib() -> u64 {
 
 #[test]
 fn a_one_gib_upload_streams_in_bounded_memory() {
-    let s = RawServer::start(|| Counter, |_| {});
+    let s = TestServer::start(|| Counter, |_| {});
     const SIZE: u64 = 1 << 30;
     let before = rss_kib();
     let mut conn = connect(s.addr);

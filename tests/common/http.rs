@@ -7,11 +7,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use squall::http::HTTPServer;
-use squall::web::Application;
+use squall::http::{HTTPServer, HTTPServerConnectionDelegate};
 use squall::{IOLoop, Remote};
 
-/// A server running `app` on a thread; stopped (and joined) on drop.
+/// A server on a thread; stopped (and joined) on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
     remote: Remote,
@@ -19,8 +18,10 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub fn start(
-        app: impl FnOnce() -> Application + Send + 'static,
+    /// `app` makes what the server serves: an `Application`, or any
+    /// `HTTPServerConnectionDelegate` (a closure of the request, say).
+    pub fn start<D: HTTPServerConnectionDelegate>(
+        app: impl FnOnce() -> D + Send + 'static,
         configure: impl FnOnce(&HTTPServer) + Send + 'static,
     ) -> TestServer {
         let (tx, rx) = mpsc::channel();
@@ -265,50 +266,4 @@ pub fn run(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> (bool, S
 /// The venv's python3 if there is one on PATH.
 pub fn python() -> String {
     std::env::var("SQUALL_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
-/// A server on its own thread for any delegate (`TestServer` serves an
-/// `Application`).
-#[allow(dead_code)]
-pub struct RawServer {
-    pub addr: std::net::SocketAddr,
-    remote: squall::Remote,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-#[allow(dead_code)]
-impl RawServer {
-    pub fn start<D: squall::http::HTTPServerConnectionDelegate>(
-        make: impl FnOnce() -> D + Send + 'static,
-        configure: impl FnOnce(&HTTPServer) + Send + 'static,
-    ) -> RawServer {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let io_loop = IOLoop::new().expect("loop");
-            io_loop.make_current();
-            let server = HTTPServer::with_loop(&io_loop, make());
-            configure(&server);
-            server.listen(0, Some("127.0.0.1")).expect("listen");
-            tx.send((server.local_addrs()[0], io_loop.remote()))
-                .expect("send");
-            io_loop.start().expect("loop");
-            server.stop();
-            io_loop.close();
-        });
-        let (addr, remote) = rx.recv().expect("started");
-        RawServer {
-            addr,
-            remote,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for RawServer {
-    fn drop(&mut self) {
-        let _ = self.remote.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }

@@ -389,6 +389,13 @@ impl ReusableContext {
         }
     }
 
+    /// Whether entering it now is as good as making it now: the stack it
+    /// sits on is the current one.
+    #[inline]
+    pub(crate) fn fits(&self) -> bool {
+        self.ctx.0.as_ref().is_some_and(|f| f.parent.is_current())
+    }
+
     /// Makes the frame current until the returned guard is dropped, so that
     /// callbacks scheduled meanwhile capture it. Only if the stack the frame
     /// sits on is the current one (entering it is then as good as making it

@@ -299,7 +299,11 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 wait.add_done_callback(move |_: &crate::Future<()>| {
                     conn.paused.set(false);
                     conn.active.set(true);
-                    conn.core().stream.resume_read_hook();
+                    // Not a stream handed over meanwhile: its hook is
+                    // someone else's now.
+                    if !conn.core().detached.get() {
+                        conn.core().stream.resume_read_hook();
+                    }
                 });
             }
         }
@@ -328,10 +332,18 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     /// delegate, if any, hears the connection close.
     fn refuse(&self, status: u16) {
         let core = self.core();
+        // A delegate whose response is still open will hear no `finish`.
+        let tell = core.answering();
         if core.nothing_written() || !core.answering() {
             core.error_response(status);
         } else {
             self.handle.abort();
+        }
+        if tell {
+            let message = self.message.borrow_mut().take();
+            if let Some(mut message) = message {
+                message.on_connection_close();
+            }
         }
     }
 
@@ -345,7 +357,9 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             .flushed()
             .add_done_callback(move |_: &crate::Future<()>| {
                 conn.waiting_for_drain.set(false);
-                conn.core().stream.resume_read_hook();
+                if !conn.core().detached.get() {
+                    conn.core().stream.resume_read_hook();
+                }
             });
     }
 

@@ -215,9 +215,10 @@ impl HTTPConnection {
     /// would pass the response's `Content-Length` (the connection is closed:
     /// its framing cannot be trusted any more).
     pub fn write(&self, chunk: &[u8]) -> Result<(), Error> {
-        self.core.write_body(chunk)?;
+        // What fits goes out even when the rest is refused.
+        let written = self.core.write_body(chunk);
         self.core.send_now();
-        Ok(())
+        written
     }
 
     /// A whole response at once: the head with `Content-Length` (the body's,
@@ -244,11 +245,14 @@ impl HTTPConnection {
         {
             core.write_usual(body);
         } else {
+            // A bad head writes nothing (and the caller may answer another
+            // way); once it is out, the response ends here whatever else
+            // fails, so the connection goes on or closes, never hangs.
             core.write_head(status, headers, Some(body.len()))?;
             let written = core.write_body(body);
             let finished = core.end();
-            written?;
-            finished?;
+            core.response_done();
+            return written.and(finished);
         }
         core.response_done();
         Ok(())

@@ -206,7 +206,7 @@ impl Exchange {
     fn enter_context(&self) {
         if let Some(app) = self.inner.app.upgrade() {
             let entered = app.enter_context(self);
-            *self.inner.entered.borrow_mut() = Some(entered);
+            *self.inner.entered.borrow_mut() = entered;
         }
     }
 
@@ -297,11 +297,19 @@ impl Exchange {
         let result = if conn.closed() {
             Ok(())
         } else if !conn.headers_written() {
-            conn.write_response(
+            let result = conn.write_response(
                 inner.status.get(),
                 &inner.headers.borrow(),
                 &inner.body.borrow(),
-            )
+            );
+            if let Err(err) = &result {
+                if !conn.headers_written() {
+                    // Headers the connection refused (a `Content-Length`
+                    // that is no number, say): nothing went out, so 500.
+                    conn.fail(inner.request(), err.clone());
+                }
+            }
+            result
         } else {
             let written = conn.write(&inner.body.borrow());
             written.and(conn.finish())

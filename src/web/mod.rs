@@ -268,6 +268,15 @@ impl AppInner {
     /// synchronous handler, the usual one, pays for none of it.
     #[inline]
     fn in_method<R>(&self, x: &Exchange, f: impl FnOnce() -> R) -> R {
+        // A frame over the stack the method starts under, ready for
+        // `set_async` (usually the last request's, free and fitting).
+        {
+            let mut context = self.context.borrow_mut();
+            if !context.as_ref().is_some_and(|c| c.frame.fits()) {
+                // Neither holds an exchange: dropping one runs no user code.
+                *context = Some(RequestContext::new());
+            }
+        }
         x.method_running(true);
         let value = f();
         x.method_running(false);
@@ -277,25 +286,21 @@ impl AppInner {
         value
     }
 
-    /// Enters the request context for `x` (made anew unless the last one
-    /// is free and fits).
-    fn enter_context(&self, x: &Exchange) -> Entered {
-        let kept = self.context.borrow_mut().take();
-        let mut context = kept.unwrap_or_else(RequestContext::new);
-        let current = match context.frame.enter() {
-            Some(current) => current,
-            // Kept from a request served under other contexts: a new one.
-            None => {
-                let old = std::mem::replace(&mut context, RequestContext::new());
-                drop(old);
-                context.frame.enter().expect("a context made now fits now")
-            }
+    /// Enters the request context for `x`; `None` if the method is inside
+    /// a stack context of its own just now (entering ours there would
+    /// restore theirs after they ended).
+    fn enter_context(&self, x: &Exchange) -> Option<Entered> {
+        let context = self.context.borrow_mut().take()?;
+        let Some(current) = context.frame.enter() else {
+            log::debug!("set_async() inside a stack context: the request's is not entered");
+            *self.context.borrow_mut() = Some(context);
+            return None;
         };
         *context.exchange.borrow_mut() = Some(x.clone());
-        Entered {
+        Some(Entered {
             context,
             _current: current,
-        }
+        })
     }
 
     /// Leaves the request context; keeps it for the next request unless a

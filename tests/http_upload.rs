@@ -1,6 +1,7 @@
-//! A 1 GiB upload streamed through a message delegate, in bounded memory.
-//! Alone in its test binary: the check reads this process's RSS, which
-//! other tests running beside it would move.
+//! A 1 GiB upload streamed through a message delegate, and a 256 MiB
+//! download streamed with `flush()`, each in bounded memory. In a test
+//! binary of their own, one at a time: the checks read this process's RSS,
+//! which other tests running beside them would move.
 
 #[allow(dead_code)]
 #[path = "common/http.rs"]
@@ -15,6 +16,9 @@ use squall::http::{
 };
 use squall::httputil::HTTPHeaders;
 use squall::Future;
+
+/// One RSS-measuring test at a time.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Counts the body as it streams, pausing on every piece for a timer:
 /// memory stays bounded whatever the upload's size.
@@ -74,6 +78,7 @@ fn rss_kib() -> u64 {
 
 #[test]
 fn a_one_gib_upload_streams_in_bounded_memory() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let s = TestServer::start(|| Counter, |_| {});
     const SIZE: u64 = 1 << 30;
     let before = rss_kib();
@@ -103,5 +108,72 @@ fn a_one_gib_upload_streams_in_bounded_memory() {
     assert!(
         grown < 64 * 1024,
         "RSS grew by {grown} KiB during a 1 GiB upload"
+    );
+}
+
+/// Streams `TOTAL` bytes in pieces, writing each only when the last one's
+/// `flush()` has resolved: memory stays bounded however big the response.
+struct Download;
+impl squall::web::RequestHandler for Download {
+    fn get(&mut self, x: &squall::web::Exchange) -> Result<(), squall::Error> {
+        x.set_async();
+        x.set_header("Content-Length", TOTAL.to_string())?;
+        fn next(x: squall::web::Exchange, sent: u64) {
+            if sent == TOTAL {
+                let _ = x.finish();
+                return;
+            }
+            x.write(vec![b'y'; PIECE as usize]);
+            let x2 = x.clone();
+            x.flush().add_done_callback(move |f: &Future<()>| {
+                if f.error().is_none() {
+                    next(x2, sent + PIECE);
+                }
+            });
+        }
+        next(x.clone(), 0);
+        Ok(())
+    }
+}
+
+const TOTAL: u64 = 256 << 20;
+const PIECE: u64 = 256 << 10;
+
+#[test]
+fn a_256_mib_response_streams_in_bounded_memory() {
+    use std::io::Read;
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let s = TestServer::start(
+        || squall::web::Application::new().route("/down", || Download),
+        |_| {},
+    );
+    let before = rss_kib();
+    let mut conn = connect(s.addr);
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    conn.write_all(b"GET /down HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut buf = vec![0u8; 64 << 10];
+    let (mut got, mut peak) = (0u64, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+        if got % (16 << 20) < n as u64 {
+            peak = peak.max(rss_kib());
+            // A slow reader: the server must wait, not buffer.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(Instant::now() < deadline, "download too slow");
+    }
+    assert!(got > TOTAL, "{got} bytes (head and body)");
+    let grown = peak.saturating_sub(before);
+    eprintln!("256 MiB download: RSS before {before} KiB, peak {peak} KiB");
+    assert!(
+        grown < 64 * 1024,
+        "RSS grew by {grown} KiB during a 256 MiB download"
     );
 }

@@ -262,7 +262,9 @@ impl HTTPConnection {
     /// kernel (Tornado's `flush`): wait for it before writing more, and a
     /// large body goes out with bounded memory.
     pub fn flush(&self) -> Future<()> {
-        self.core.send_now();
+        // At once, even while the read hook runs (which would otherwise
+        // send at its end): the future must wait for these very bytes.
+        self.core.flush_out();
         self.core.stream.flushed()
     }
 

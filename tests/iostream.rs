@@ -16,61 +16,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{pseudo_random, std_tcp_pair};
+use common::{and_then, panic_message, pseudo_random, std_tcp_pair, then, R};
 
 use squall::iostream::IOStream;
 use squall::testing::AsyncTest;
 use squall::{Error, ErrorKind, Events, Future, IOLoop};
 
 // ----- helpers -------------------------------------------------------------
-
-type R<T> = Result<T, Error>;
-
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic".to_string()
-    }
-}
-
-/// Runs `f` with `fut`'s outcome once it is done; the returned future follows
-/// the one `f` returns. A panic in `f` fails the returned future.
-fn then<T: 'static, U: 'static>(
-    fut: &Future<T>,
-    f: impl FnOnce(R<T>) -> Future<U> + 'static,
-) -> Future<U> {
-    let out = Future::new();
-    let o = out.clone();
-    fut.add_done_callback(move |done: &Future<T>| {
-        let result = done.take_result();
-        match catch_unwind(AssertUnwindSafe(move || f(result))) {
-            Ok(next) => next.add_done_callback(move |n: &Future<U>| {
-                let _ = o.complete(n.take_result());
-            }),
-            Err(panic) => {
-                let _ = o.set_error(Error::other(format!(
-                    "assertion failed in a step: {}",
-                    panic_message(panic)
-                )));
-            }
-        }
-    });
-    out
-}
-
-/// Like [`then`], for a future expected to succeed: an error is passed on.
-fn and_then<T: 'static, U: 'static>(
-    fut: &Future<T>,
-    f: impl FnOnce(T) -> Future<U> + 'static,
-) -> Future<U> {
-    then(fut, move |r| match r {
-        Ok(v) => f(v),
-        Err(e) => Future::failed(e),
-    })
-}
 
 /// The error of a future expected to fail.
 fn expect_err<T: 'static>(fut: &Future<T>) -> Future<Error> {

@@ -11,21 +11,18 @@
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{drop_flag, pseudo_random};
+use common::{and_then, drop_flag, pseudo_random, then};
 
 use squall::iostream::IOStream;
 use squall::testing::AsyncTest;
 use squall::{Error, ErrorKind, Future, IOLoop};
 
 // ----- helpers -------------------------------------------------------------
-
-type R<T> = Result<T, Error>;
 
 /// The reply each server writes once it has the request line.
 const REPLY: usize = 4 << 20;
@@ -37,47 +34,6 @@ fn reply() -> Vec<u8> {
 /// Generous for a 4 MiB transfer on a loaded CI machine, and still bounded.
 fn test_timeout() -> Duration {
     Duration::from_secs(30)
-}
-
-/// Runs `f` with `fut`'s outcome once it is done; the returned future follows
-/// the one `f` returns. A panic in `f` fails the returned future at once, so
-/// a failed assertion does not wait for the timeout.
-fn then<T: 'static, U: 'static>(
-    fut: &Future<T>,
-    f: impl FnOnce(R<T>) -> Future<U> + 'static,
-) -> Future<U> {
-    let out = Future::new();
-    let o = out.clone();
-    fut.add_done_callback(move |done: &Future<T>| {
-        let result = done.take_result();
-        match catch_unwind(AssertUnwindSafe(move || f(result))) {
-            Ok(next) => next.add_done_callback(move |n: &Future<U>| {
-                let _ = o.complete(n.take_result());
-            }),
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default();
-                let _ = o.set_error(Error::other(format!(
-                    "assertion failed in a step: {message}"
-                )));
-            }
-        }
-    });
-    out
-}
-
-/// Like [`then`], for a future expected to succeed: an error is passed on.
-fn and_then<T: 'static, U: 'static>(
-    fut: &Future<T>,
-    f: impl FnOnce(T) -> Future<U> + 'static,
-) -> Future<U> {
-    then(fut, move |r| match r {
-        Ok(v) => f(v),
-        Err(e) => Future::failed(e),
-    })
 }
 
 /// A future resolved by the stream's close callback, and the number of times

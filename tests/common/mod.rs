@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use squall::ioloop::{Clock, ManualClock};
-use squall::IOLoop;
+use squall::{Future, IOLoop};
 
 /// `Duration::from_secs`, shorter.
 pub fn secs(s: u64) -> Duration {
@@ -115,4 +115,56 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+// ----- chaining futures in tests ---------------------------------------------
+
+/// A result with squall's error.
+pub type R<T> = Result<T, squall::Error>;
+
+/// The message of a caught panic.
+pub fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+/// Runs `f` with `fut`'s outcome once it is done; the returned future follows
+/// the one `f` returns. A panic in `f` fails the returned future.
+pub fn then<T: 'static, U: 'static>(
+    fut: &Future<T>,
+    f: impl FnOnce(R<T>) -> Future<U> + 'static,
+) -> Future<U> {
+    let out = Future::new();
+    let o = out.clone();
+    fut.add_done_callback(move |done: &Future<T>| {
+        let result = done.take_result();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || f(result))) {
+            Ok(next) => next.add_done_callback(move |n: &Future<U>| {
+                let _ = o.complete(n.take_result());
+            }),
+            Err(panic) => {
+                let _ = o.set_error(squall::Error::other(format!(
+                    "assertion failed in a step: {}",
+                    panic_message(panic)
+                )));
+            }
+        }
+    });
+    out
+}
+
+/// Like [`then`], for a future expected to succeed: an error is passed on.
+pub fn and_then<T: 'static, U: 'static>(
+    fut: &Future<T>,
+    f: impl FnOnce(T) -> Future<U> + 'static,
+) -> Future<U> {
+    then(fut, move |r| match r {
+        Ok(v) => f(v),
+        Err(e) => Future::failed(e),
+    })
 }

@@ -49,15 +49,7 @@ pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
 /// What a request head says of its body; `Err(status)` to refuse it.
 /// `Ok(None)`: incomplete. Else the head's length, the request, its body,
 /// and whether the client expects `100 Continue`.
-type Parsed = Result<Option<(usize, Box<HTTPServerRequest>, Option<BodyHead>, bool)>, u16>;
-
-/// A body as the head declares it (checked against the limit once the
-/// delegate has seen the head: it may raise the limit).
-#[derive(Clone, Copy)]
-enum BodyHead {
-    Length(u64),
-    Chunked,
-}
+type Parsed = Result<Option<(usize, Box<HTTPServerRequest>, Option<Body>, bool)>, u16>;
 
 impl<D: HTTPServerConnectionDelegate> Conn<D> {
     pub(crate) fn start(
@@ -218,7 +210,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     fn start_message(
         self: &Rc<Self>,
         request: Box<HTTPServerRequest>,
-        body: Option<BodyHead>,
+        body: Option<Body>,
         expect_continue: bool,
         have: usize,
     ) {
@@ -229,8 +221,9 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         // moves the phase on from there.
         core.phase.set(match body {
             None => Phase::Busy,
-            Some(BodyHead::Length(n)) => Phase::Body(Body::Length(n)),
-            Some(BodyHead::Chunked) => Phase::Body(Body::Chunked),
+            // A chunked body's decoder is made below, once the delegate
+            // has had its say on the limit.
+            Some(body) => Phase::Body(body),
         });
         let mut message = self.delegate.start_request(&self.handle);
         message.headers_received(request);
@@ -255,7 +248,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             }
         }
         *self.message.borrow_mut() = Some(message);
-        if let BodyHead::Length(n) = body {
+        if let Body::Length(n) = body {
             if n > max as u64 {
                 self.refuse(413);
                 return;
@@ -264,8 +257,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         // A client that asked waits for this before sending the body.
         if expect_continue && core.nothing_written() {
             let needs_more = match body {
-                BodyHead::Length(len) => (have as u64) < len,
-                BodyHead::Chunked => have == 0,
+                Body::Length(len) => (have as u64) < len,
+                Body::Chunked => have == 0,
             };
             if needs_more {
                 core.write_continue();
@@ -453,9 +446,9 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         }
         let body = match (chunked, length) {
             (true, Some(_)) => return Err(400),
-            (true, None) => Some(BodyHead::Chunked),
+            (true, None) => Some(Body::Chunked),
             (false, Some(0)) | (false, None) => None,
-            (false, Some(n)) => Some(BodyHead::Length(n)),
+            (false, Some(n)) => Some(Body::Length(n)),
         };
         let expect_continue = continue_expected && version == Version::Http11 && body.is_some();
         // Most paths are short: a plain scan beats memchr's set-up there.

@@ -381,11 +381,7 @@ impl HTTPConnection {
         );
         match self.core.response.get() {
             Response::Pending => {
-                let _ = self.write_response(
-                    500,
-                    &HTTPHeaders::new(),
-                    b"<html><title>500: Internal Server Error</title><body>500: Internal Server Error</body></html>",
-                );
+                let _ = self.write_response(500, &HTTPHeaders::new(), error_page(500).as_bytes());
             }
             Response::Body(_) => self.abort(),
             Response::Idle | Response::Done => {}
@@ -781,6 +777,12 @@ impl Core {
         let spare = self.spare.try_borrow_mut().ok().and_then(|mut s| s.take());
         drop(spare);
     }
+}
+
+/// Tornado's error page: `<html><title>404: Not Found</title>...`.
+pub(crate) fn error_page(status: u16) -> String {
+    let reason = httputil::responses(status);
+    format!("<html><title>{status}: {reason}</title><body>{status}: {reason}</body></html>")
 }
 
 /// Which of the headers the server writes by itself a response has set.

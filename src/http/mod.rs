@@ -105,7 +105,7 @@ use crate::tcpserver::TCPServer;
 
 pub(crate) use conn::Conn;
 pub use connection::HTTPConnection;
-pub(crate) use connection::SPARE_MAX;
+pub(crate) use connection::{error_page, SPARE_MAX};
 pub use delegate::{CallableMessage, HTTPMessageDelegate, HTTPServerConnectionDelegate};
 pub(crate) use heads::Heads;
 pub(crate) use request::Method;

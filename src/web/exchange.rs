@@ -8,7 +8,7 @@ use super::{AppInner, Entered, ErrorPage, RequestHandler};
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::http::{HTTPConnection, HTTPServerRequest, SPARE_MAX};
-use crate::httputil::{self, check_header, HTTPHeaders};
+use crate::httputil::{check_header, HTTPHeaders};
 
 /// The state behind an [`Exchange`].
 pub(crate) struct Inner {
@@ -484,10 +484,7 @@ impl Exchange {
 
 /// Tornado's error page: `<html><title>404: Not Found</title>...`.
 pub(super) fn default_error_page(x: &Exchange, status: u16, _error: Option<&Error>) {
-    let reason = httputil::responses(status);
-    x.write(format!(
-        "<html><title>{status}: {reason}</title><body>{status}: {reason}</body></html>"
-    ));
+    x.write(crate::http::error_page(status));
 }
 
 impl Inner {

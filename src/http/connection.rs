@@ -509,7 +509,10 @@ impl Core {
                 format!("Content-Length in a {status} response"),
             ));
         }
-        let bodiless = informational || status == 204 || status == 304 || self.head_request.get();
+        // 1xx, 204 and 304 have no body by their status; a HEAD answer has
+        // none either, but says how long the body would be.
+        let no_body_status = informational || status == 204 || status == 304;
+        let bodiless = no_body_status || self.head_request.get();
         let framing = if bodiless {
             Framing::None
         } else if let Some(n) = declared {
@@ -544,33 +547,27 @@ impl Core {
         }
         for (name, value) in headers.iter() {
             if name.len() == 17 && name.eq_ignore_ascii_case("transfer-encoding") {
-                continue; // written below, once
+                continue; // the framing is the connection's, written below
             }
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        match framing {
-            Framing::Length(n) if declared.is_none() => {
+        let length = match framing {
+            Framing::Length(n) => Some(n),
+            // HEAD: the length the body would have, as Tornado sends it.
+            Framing::None if !no_body_status => whole.map(|n| n as u64),
+            _ => None,
+        };
+        match length {
+            Some(n) if declared.is_none() => {
                 out.extend_from_slice(b"Content-Length: ");
                 write_usize(&mut out, n as usize);
                 out.extend_from_slice(b"\r\n");
             }
-            Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-            // HEAD: the length the body would have, as Tornado sends it.
-            Framing::None
-                if self.head_request.get()
-                    && declared.is_none()
-                    && !informational
-                    && status != 204
-                    && status != 304 =>
-            {
-                if let Some(n) = whole {
-                    out.extend_from_slice(b"Content-Length: ");
-                    write_usize(&mut out, n);
-                    out.extend_from_slice(b"\r\n");
-                }
+            _ if framing == Framing::Chunked => {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
             }
             _ => {}
         }

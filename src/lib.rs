@@ -46,6 +46,8 @@ pub mod queues;
 pub mod stack_context;
 pub mod tcpserver;
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(feature = "trace")]
 pub mod trace;
 pub mod web;

@@ -158,6 +158,14 @@ impl IOStream {
                     }
                 }
             }
+            // TLS: ciphertext of earlier writes may wait below the queue.
+            if failure.is_none() && st.wbuf.is_empty() {
+                if let Err(e) = socket.flush_output() {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        failure = Some(Error::from(e));
+                    }
+                }
+            }
             let mut done = Vec::new();
             while let Some((mark, _)) = st.write_futures.front() {
                 if *mark > st.written_total {
@@ -179,7 +187,7 @@ impl IOStream {
         let drained = {
             let st = self.inner.state.borrow();
             st.eof && st.wlen == 0 && !st.closed
-        };
+        } && !self.pending_output();
         if drained {
             self.close_with(None);
         }

@@ -73,6 +73,42 @@ impl From<Arc<ClientConfig>> for SslOptions {
     }
 }
 
+/// A server's TLS settings in either form a server setter takes: the
+/// options to build ([`ServerOptions`]) or a rustls configuration built
+/// already.
+#[derive(Clone, Debug)]
+pub enum ServerSslConfig {
+    /// Files or bytes, loaded when the setter is called.
+    Options(ServerOptions),
+    /// A configuration of your own.
+    Config(Arc<ServerConfig>),
+}
+
+impl ServerSslConfig {
+    /// The rustls configuration.
+    ///
+    /// # Errors
+    /// As [`ServerOptions::build`].
+    pub fn into_config(self) -> Result<Arc<ServerConfig>, Error> {
+        match self {
+            ServerSslConfig::Options(options) => options.build(),
+            ServerSslConfig::Config(config) => Ok(config),
+        }
+    }
+}
+
+impl From<ServerOptions> for ServerSslConfig {
+    fn from(options: ServerOptions) -> ServerSslConfig {
+        ServerSslConfig::Options(options)
+    }
+}
+
+impl From<Arc<ServerConfig>> for ServerSslConfig {
+    fn from(config: Arc<ServerConfig>) -> ServerSslConfig {
+        ServerSslConfig::Config(config)
+    }
+}
+
 /// PEM data: a file to read, or the bytes themselves (Tornado accepts a
 /// path; tests and embedded keys want bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

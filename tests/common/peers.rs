@@ -30,6 +30,8 @@ pub enum Peer {
     Memcached,
     /// `nginx` (on PATH or in /usr/sbin).
     Nginx,
+    /// `openssl` (the command-line tool: `s_client`).
+    Openssl,
 }
 
 fn python() -> String {
@@ -58,6 +60,7 @@ pub fn present(peer: Peer) -> bool {
         Peer::Python => succeeds(&python(), &["--version"]),
         Peer::Memcached => succeeds("memcached", &["-V"]),
         Peer::Nginx => succeeds("nginx", &["-v"]) || succeeds("/usr/sbin/nginx", &["-v"]),
+        Peer::Openssl => succeeds("openssl", &["version"]),
     }
 }
 

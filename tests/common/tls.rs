@@ -119,3 +119,54 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+/// A blocking HTTPS/1.1 exchange over rustls (no squall): sends `request`
+/// (a whole request, `Connection: close` or not) on `conn` and reads one
+/// response with a `Content-Length`. Returns (status line, body).
+pub fn https_exchange<S: std::io::Read + std::io::Write>(
+    conn: &mut S,
+    request: &[u8],
+) -> (String, Vec<u8>) {
+    conn.write_all(request).expect("send request");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = conn.read(&mut chunk).expect("read head");
+        assert!(n > 0, "connection closed before the head");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().expect("length"))
+        })
+        .expect("Content-Length");
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = conn.read(&mut chunk).expect("read body");
+        assert!(n > 0, "connection closed in the body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    (head.lines().next().unwrap_or("").to_string(), body)
+}
+
+/// A blocking TLS client connection to `addr` for `name`.
+pub fn tls_connect(
+    addr: std::net::SocketAddr,
+    config: Arc<ClientConfig>,
+    name: &str,
+) -> squall::tls::rustls::StreamOwned<squall::tls::rustls::ClientConnection, std::net::TcpStream> {
+    let tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let name =
+        squall::tls::rustls::pki_types::ServerName::try_from(name.to_string()).expect("name");
+    let conn = squall::tls::rustls::ClientConnection::new(config, name).expect("client conn");
+    squall::tls::rustls::StreamOwned::new(conn, tcp)
+}

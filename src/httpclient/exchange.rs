@@ -102,7 +102,7 @@ impl Exchange {
         future: Future<Answer>,
     ) -> Rc<Exchange> {
         let started = client.io_loop.time();
-        let key = (url.host.clone(), url.port);
+        let key = HostKey::of(&url, &request);
         Rc::new(Exchange {
             id,
             client,
@@ -246,12 +246,9 @@ impl Exchange {
                 return;
             }
             match result {
-                Ok(stream) => {
-                    let conn_id = me.client.adopt(&stream);
-                    me.st.borrow_mut().connecting = false;
-                    me.arm_timer();
-                    me.send(conn_id, stream, false);
-                }
+                #[cfg(feature = "tls")]
+                Ok(stream) if me.url.https => me.handshake(stream, attempt),
+                Ok(stream) => me.connected(stream),
                 Err(err) if err.kind() == ErrorKind::Timeout => {
                     let phase = if connect <= request {
                         TimeoutPhase::Connect
@@ -268,6 +265,50 @@ impl Exchange {
                 Err(err) => me.finish(Err(err)),
             }
         });
+    }
+
+    /// The connection is made (and, for `https://`, its handshake done):
+    /// the connect phase is over.
+    fn connected(self: &Rc<Self>, stream: IOStream) {
+        let conn_id = self.client.adopt(&stream);
+        self.st.borrow_mut().connecting = false;
+        self.arm_timer();
+        self.send(conn_id, stream, false);
+    }
+
+    /// `https://`: TLS over the new connection, still within the connect
+    /// deadline (a server that stalls its handshake is a connect timeout).
+    /// The TLS stream is held while it runs, so a deadline or the client's
+    /// close ends it.
+    #[cfg(feature = "tls")]
+    fn handshake(self: &Rc<Self>, plain: IOStream, attempt: u32) {
+        let upgraded = self
+            .client
+            .tls_config(&self.key)
+            .and_then(|config| plain.upgrade_tls(config.into(), Some(&self.url.host)));
+        let tls = match upgraded {
+            Ok(tls) => tls,
+            Err(err) => {
+                plain.close();
+                return self.finish(Err(err));
+            }
+        };
+        self.st.borrow_mut().stream = Some(tls.clone());
+        let me = self.clone();
+        tls.wait_for_handshake()
+            .add_done_callback(move |done: &Future<IOStream>| {
+                let result = done.take_result();
+                if !me.current(attempt) {
+                    if let Ok(stream) = result {
+                        stream.close();
+                    }
+                    return;
+                }
+                match result {
+                    Ok(stream) => me.connected(stream),
+                    Err(err) => me.finish(Err(err)),
+                }
+            });
     }
 
     // ----- request and head ------------------------------------------------
@@ -446,8 +487,14 @@ impl Exchange {
                 self.connect();
             }
             None => {
-                let err = match err.kind() {
-                    ErrorKind::StreamClosed => Error::with_source(
+                // A stream closed by a TLS failure (the server's alert) says
+                // so with the kind users match on, not as a mere close.
+                let cause = self.st.borrow().stream.as_ref().and_then(IOStream::error);
+                let err = match (err.kind(), cause) {
+                    (ErrorKind::StreamClosed, Some(cause)) if cause.kind() == ErrorKind::Tls => {
+                        cause
+                    }
+                    (ErrorKind::StreamClosed, _) => Error::with_source(
                         ErrorKind::StreamClosed,
                         format!(
                             "connection closed before a complete answer from {}",

@@ -107,26 +107,35 @@ impl IOStream {
                 ))
             }
         };
-        let plain = match self.take_idle_socket() {
-            Ok(socket) => socket,
-            Err(err) => return Future::failed(err),
-        };
+        match self.upgrade_tls(options, server_hostname) {
+            Ok(stream) => stream.wait_for_handshake(),
+            Err(err) => Future::failed(err),
+        }
+    }
+
+    /// `start_tls` giving the new stream at once, its handshake running:
+    /// for owners that must be able to close it meanwhile (the HTTP
+    /// client's connect deadline covers the handshake).
+    pub(crate) fn upgrade_tls(
+        &self,
+        options: SslOptions,
+        server_hostname: Option<&str>,
+    ) -> Result<SSLIOStream, Error> {
+        let plain = self.take_idle_socket()?;
         let (max_read, max_write) = {
             let st = self.inner.state.borrow();
             (st.max_buffer_size, st.max_write_buffer_size)
         };
-        let opened = tls_socket(plain, options, server_hostname)
-            .and_then(|socket| IOStream::open(socket, &self.inner.io_loop, None));
-        match opened {
-            Ok(stream) => {
-                stream.set_max_buffer_size(max_read);
-                stream.set_max_write_buffer_size(max_write);
-                let done = stream.wait_for_handshake();
-                stream.flush();
-                done
-            }
-            Err(err) => Future::failed(err),
-        }
+        let stream = IOStream::open(
+            tls_socket(plain, options, server_hostname)?,
+            &self.inner.io_loop,
+            None,
+        )?;
+        stream.set_max_buffer_size(max_read);
+        stream.set_max_write_buffer_size(max_write);
+        // A client speaks first.
+        stream.flush();
+        Ok(stream)
     }
 
     /// Takes the socket out of an idle stream, which is left closed

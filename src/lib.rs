@@ -44,6 +44,7 @@ pub mod netutil;
 pub mod process;
 pub mod queues;
 pub mod stack_context;
+pub mod tcpclient;
 pub mod tcpserver;
 pub mod testing;
 #[cfg(feature = "tls")]

@@ -3,6 +3,7 @@
 //! connections, slow answers, connect errors and timeouts, the queue, and
 //! what goes on the wire.
 
+mod common;
 #[path = "httpclient/kit.rs"]
 mod kit;
 #[path = "httpclient/peers.rs"]
@@ -279,21 +280,8 @@ fn connect_errors() {
 
     // A listener that never accepts, with its backlog full: SYNs go
     // unanswered and the connect times out.
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener
-        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap();
-    listener.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.set_nonblocking(true).unwrap();
-        let _ = s.connect(&addr.into());
-        fillers.push(s);
-    }
-    thread::sleep(Duration::from_millis(50));
+    let silent = common::silent_listener(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let addr = silent.addr;
     let started = Instant::now();
     let (k, err) = kind(fetch(
         &io_loop,
@@ -303,7 +291,7 @@ fn connect_errors() {
     assert_eq!(k, ErrorKind::Timeout, "{err}");
     assert_eq!(timeout_phase(&err), Some(TimeoutPhase::Connect));
     assert!(started.elapsed() < Duration::from_secs(2));
-    drop(fillers);
+    drop(silent);
     assert_clean(&io_loop, &client);
 }
 

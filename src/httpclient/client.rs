@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::ioloop::{IOLoop, TimeoutHandle};
 use crate::iostream::IOStream;
+use crate::netutil::Resolver;
 
 /// What a pooled connection can be reused for: the host and port, and for
 /// `https://` the TLS options it was verified with (a connection made with
@@ -80,6 +81,9 @@ pub struct ClientConfig {
     pub max_body_size: usize,
     /// The largest response head accepted (default 64 KiB).
     pub max_header_size: usize,
+    /// How host names become addresses (Tornado's `resolver` keyword):
+    /// the default thread-pool [`Resolver`], or one with overrides, say.
+    pub resolver: Resolver,
 }
 
 impl Default for ClientConfig {
@@ -89,6 +93,7 @@ impl Default for ClientConfig {
             max_per_host: None,
             max_body_size: 100 * 1024 * 1024,
             max_header_size: 64 * 1024,
+            resolver: Resolver::new(),
         }
     }
 }
@@ -97,6 +102,12 @@ impl ClientConfig {
     /// The defaults.
     pub fn new() -> ClientConfig {
         ClientConfig::default()
+    }
+
+    /// Sets the [`Resolver`].
+    pub fn resolver(mut self, resolver: Resolver) -> ClientConfig {
+        self.resolver = resolver;
+        self
     }
 
     /// Sets `max_clients` (at least 1).

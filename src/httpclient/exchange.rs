@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use super::client::{ClientInner, HostKey};
 use super::parse::{self, protocol_error, Framing, Head};
 use super::request::HTTPRequest;
-use super::resolve::resolve;
 use super::response::{HTTPTimeoutError, TimeoutPhase};
 use super::url::Url;
 use crate::error::{Error, ErrorKind};
@@ -19,6 +18,7 @@ use crate::future::Future;
 use crate::httputil::{has_token, ChunkedDecoder, ChunkedWants};
 use crate::ioloop::TimeoutHandle;
 use crate::iostream::IOStream;
+use crate::netutil::AddressFamily;
 
 /// The longest line read for a chunked body at least: the decoder's bound on
 /// a chunk-size line (4096) and its CRLF. Trailer lines may be as long as
@@ -203,17 +203,27 @@ impl Exchange {
         self.arm_timer();
         let attempt = self.attempt();
         let me = self.clone();
-        resolve(&self.client.io_loop, &self.url.host, self.url.port).add_done_callback(
-            move |addrs: &Future<Vec<SocketAddr>>| {
-                if !me.current(attempt) {
-                    return;
-                }
-                match addrs.take_result() {
-                    Ok(addrs) => me.try_addr(Rc::new(addrs), 0, attempt),
-                    Err(err) => me.finish(Err(err)),
-                }
-            },
+        let addrs = self.client.config.resolver.resolve_on(
+            &self.client.io_loop,
+            &self.url.host,
+            self.url.port,
+            AddressFamily::Unspec,
         );
+        addrs.add_done_callback(move |addrs: &Future<Vec<SocketAddr>>| {
+            if !me.current(attempt) {
+                return;
+            }
+            match addrs.take_result() {
+                Ok(mut addrs) => {
+                    // IPv4 first: a server bound to 127.0.0.1 is the common
+                    // case for `localhost`, and each address is tried in
+                    // turn only after the one before is refused.
+                    addrs.sort_by_key(SocketAddr::is_ipv6);
+                    me.try_addr(Rc::new(addrs), 0, attempt)
+                }
+                Err(err) => me.finish(Err(err)),
+            }
+        });
     }
 
     /// Connects to `addrs[i]`; on a refusal, tries the next one.

@@ -73,8 +73,9 @@
 //! - Redirects (301, 302, 303, 307, 308), between `http://` and `https://`
 //!   too, are followed up to [`HTTPRequest::max_redirects`]; 303 (and 301/302 after a non-GET)
 //!   become a `GET` without body, 307/308 keep method and body.
-//! - Names are resolved on a helper thread (IP literals directly), so the
-//!   loop never blocks on DNS.
+//! - Names are resolved by a [`Resolver`](crate::netutil::Resolver) (a
+//!   thread pool by default; IP literals directly), so the loop never
+//!   blocks on DNS; [`ClientConfig::resolver`] replaces it.
 //! - [`HTTPClient`] is the blocking wrapper for scripts and tests, on a
 //!   private loop.
 //!
@@ -94,7 +95,6 @@ mod client;
 mod exchange;
 pub(crate) mod parse;
 mod request;
-mod resolve;
 mod response;
 mod url;
 

@@ -90,6 +90,8 @@ use read::PendingRead;
 pub(crate) use socket::WeakIOStream;
 pub use socket::{IntoSocket, Pipe, PipeIOStream, Socket};
 #[cfg(feature = "tls")]
+pub(crate) use ssl::side_options;
+#[cfg(feature = "tls")]
 pub use ssl::SSLIOStream;
 
 /// How much the first `read` of a stream asks the kernel for...
@@ -322,6 +324,37 @@ impl IOStream {
             });
             stream.inner.state.borrow_mut().connect_timeout = Some(handle);
         }
+        Ok((stream, future))
+    }
+
+    /// [`connecting`](IOStream::connecting) from a given local address
+    /// (`TCPClient`'s `source_ip` / `source_port`), with no deadline of its
+    /// own.
+    pub(crate) fn connecting_from(
+        addr: SocketAddr,
+        source: Option<SocketAddr>,
+        io_loop: &IOLoop,
+    ) -> Result<(IOStream, Future<IOStream>), Error> {
+        let Some(source) = source else {
+            return IOStream::connecting(addr, None, io_loop);
+        };
+        let bound = || -> io::Result<mio::net::TcpStream> {
+            use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+            let socket =
+                RawSocket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_nonblocking(true)?;
+            socket.set_cloexec(true)?;
+            socket.bind(&source.into())?;
+            match socket.connect(&addr.into()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                Err(e) => return Err(e),
+            }
+            Ok(mio::net::TcpStream::from_std(socket.into()))
+        };
+        let socket = bound().map_err(|err| connect_error(addr, err))?;
+        let future = Future::new();
+        let stream = IOStream::open(Socket::Tcp(socket), io_loop, Some(future.clone()))?;
         Ok((stream, future))
     }
 

@@ -88,24 +88,9 @@ impl IOStream {
         ssl_options: Option<SslOptions>,
         server_hostname: Option<&str>,
     ) -> Future<SSLIOStream> {
-        let options = match (ssl_options, server_side) {
-            (Some(options), side) if options.is_server() == side => options,
-            (Some(_), _) => {
-                return Future::failed(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "start_tls: ssl_options are for the other side than server_side says",
-                ))
-            }
-            (None, false) => match crate::tls::default_client_config() {
-                Ok(config) => SslOptions::Client(config),
-                Err(err) => return Future::failed(err),
-            },
-            (None, true) => {
-                return Future::failed(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "start_tls: a server needs ssl_options (a certificate)",
-                ))
-            }
+        let options = match side_options(server_side, ssl_options) {
+            Ok(options) => options,
+            Err(err) => return Future::failed(err),
         };
         match self.upgrade_tls(options, server_hostname) {
             Ok(stream) => stream.wait_for_handshake(),
@@ -255,6 +240,26 @@ impl IOStream {
     /// The host name a client asked for (SNI), on a server's stream.
     pub fn server_name(&self) -> Option<String> {
         self.with_tls(TlsSocket::server_name)
+    }
+}
+
+/// `start_tls`'s options: those given, checked against `server_side`, or
+/// for a client the default configuration.
+pub(crate) fn side_options(
+    server_side: bool,
+    ssl_options: Option<SslOptions>,
+) -> Result<SslOptions, Error> {
+    match (ssl_options, server_side) {
+        (Some(options), side) if options.is_server() == side => Ok(options),
+        (Some(_), _) => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "start_tls: ssl_options are for the other side than server_side says",
+        )),
+        (None, false) => Ok(SslOptions::Client(crate::tls::default_client_config()?)),
+        (None, true) => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "start_tls: a server needs ssl_options (a certificate)",
+        )),
     }
 }
 

@@ -43,6 +43,15 @@ impl RequestHandler for Echo {
     }
 }
 
+/// Says which protocol the request came over (Tornado's `request.protocol`).
+struct Protocol;
+impl RequestHandler for Protocol {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        x.write(x.request().protocol());
+        Ok(())
+    }
+}
+
 fn server(certs: &Certs) -> TestServer {
     let config = certs.server_config();
     TestServer::start(
@@ -50,6 +59,7 @@ fn server(certs: &Certs) -> TestServer {
             Application::new()
                 .route("/", || Hello)
                 .route("/echo", || Echo)
+                .route("/protocol", || Protocol)
         },
         move |s| {
             s.set_ssl_options(config).expect("ssl_options");
@@ -311,5 +321,29 @@ fn stalled_handshakes_do_not_delay_other_clients_and_time_out() {
             "left: {handlers} handlers, {timeouts} timeouts"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn request_protocol_is_https_over_tls_and_trusts_a_proxy_only_when_told() {
+    let (certs, _files, s) = setup("protocol");
+    let mut conn = tls_connect(s.addr, certs.client_config(), "localhost");
+    let (_, body) = https_exchange(
+        &mut conn,
+        b"GET /protocol HTTP/1.1\r\nHost: localhost\r\nX-Scheme: http\r\n\r\n",
+    );
+    assert_eq!(body, b"https", "not trusted without xheaders");
+
+    for (xheaders, expected) in [(false, "http"), (true, "https")] {
+        let plain = TestServer::start(
+            || Application::new().route("/protocol", || Protocol),
+            move |s| s.set_xheaders(xheaders),
+        );
+        let reply = http_kit::raw_request(
+            plain.addr,
+            b"GET /protocol HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+        )
+        .expect("a reply");
+        assert_eq!(reply.text(), expected, "xheaders {xheaders}");
     }
 }

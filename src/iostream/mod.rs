@@ -89,7 +89,7 @@ use buffer::ReadBuffer;
 use read::PendingRead;
 pub(crate) use socket::WeakIOStream;
 pub use socket::{IntoSocket, Pipe, PipeIOStream, Socket};
-#[cfg(feature = "tls")]
+#[cfg(all(feature = "tls", feature = "stackful"))]
 pub(crate) use ssl::side_options;
 #[cfg(feature = "tls")]
 pub use ssl::SSLIOStream;
@@ -673,6 +673,15 @@ impl IOStream {
             Some(Socket::Tcp(s)) => s.peer_addr().ok(),
             _ => None,
         }
+    }
+
+    /// Whether the stream runs over TLS (an `SSLIOStream`; always false
+    /// without the `tls` feature).
+    pub fn is_tls(&self) -> bool {
+        !matches!(
+            self.inner.socket.borrow().as_ref(),
+            Some(Socket::Tcp(_) | Socket::Unix(_) | Socket::Pipe(_)) | None
+        )
     }
 
     /// The underlying fd (still owned by the stream).

@@ -219,11 +219,6 @@ impl IOStream {
         }
     }
 
-    /// Whether the stream runs over TLS.
-    pub fn is_tls(&self) -> bool {
-        self.with_tls(|_| Some(())).is_some()
-    }
-
     /// The protocol agreed by ALPN (e.g. `b"http/1.1"`), once the handshake
     /// is done: Tornado's `selected_alpn_protocol`.
     pub fn selected_alpn_protocol(&self) -> Option<Vec<u8>> {

@@ -347,3 +347,31 @@ fn request_protocol_is_https_over_tls_and_trusts_a_proxy_only_when_told() {
         assert_eq!(reply.text(), expected, "xheaders {xheaders}");
     }
 }
+
+/// 3 MiB, then the connection closes (`Connection: close`): the server
+/// closes once its output is out, TLS ciphertext included.
+struct Big;
+impl RequestHandler for Big {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        x.write(vec![b'z'; 3 << 20]);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_large_response_before_connection_close_arrives_whole() {
+    let certs = Certs::new("close CA");
+    let config = certs.server_config();
+    let s = TestServer::start(
+        || Application::new().route("/big", || Big),
+        move |s| s.set_ssl_options(config).expect("ssl_options"),
+    );
+    let mut conn = tls_connect(s.addr, certs.client_config(), "localhost");
+    conn.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut all = Vec::new();
+    // Ends with the server's close_notify (a truncation would be an error).
+    std::io::Read::read_to_end(&mut conn, &mut all).expect("a clean TLS end");
+    let head_end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(all.len() - head_end, 3 << 20);
+}

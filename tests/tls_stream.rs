@@ -420,3 +420,73 @@ fn bad_pem_is_a_tls_error() {
     assert_eq!(err.kind(), ErrorKind::Tls);
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
+
+#[test]
+fn flushed_waits_for_the_ciphertext_so_a_close_after_it_loses_nothing() {
+    let certs = Certs::new("flushed CA");
+    let io_loop = IOLoop::new().unwrap();
+    let (server, client) = outcomes(
+        &io_loop,
+        upgrade(
+            &io_loop,
+            certs.server_config(),
+            certs.client_config(),
+            "localhost",
+        ),
+    );
+    let (server, client) = (server.unwrap(), client.unwrap());
+    // Far more than the socket buffers hold: most of it waits, some of it
+    // as ciphertext inside rustls.
+    let payload = pseudo_random(6 << 20, 9);
+    let written = server.write(payload.clone());
+    assert!(!written.done(), "6 MiB cannot all be out at once");
+    let s = server.clone();
+    let flushed = server.flushed();
+    flushed.add_done_callback(move |_: &Future<()>| s.close());
+    let c = client.clone();
+    let got = io_loop
+        .run_sync(move || c.read_until_close(), LIMIT)
+        .unwrap();
+    assert!(written.done() && flushed.done());
+    assert_eq!(got.len(), payload.len());
+    assert!(got == payload);
+}
+
+#[test]
+fn a_write_is_done_only_when_its_ciphertext_is_out() {
+    let certs = Certs::new("ciphertext CA");
+    let io_loop = IOLoop::new().unwrap();
+    let (a, b) = std_tcp_pair();
+    // Small kernel buffers: 60 kB cannot all leave at once.
+    socket2::SockRef::from(&a)
+        .set_send_buffer_size(4096)
+        .unwrap();
+    socket2::SockRef::from(&b)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let s = IOStream::with_loop(a, &io_loop).unwrap();
+    let c = IOStream::with_loop(b, &io_loop).unwrap();
+    let (server, client) = outcomes(
+        &io_loop,
+        (
+            s.start_tls(true, Some(certs.server_config().into()), None),
+            c.start_tls(false, Some(certs.client_config().into()), Some("localhost")),
+        ),
+    );
+    let (server, client) = (server.unwrap(), client.unwrap());
+    client.set_max_buffer_size(1); // reads one chunk, then stops reading
+                                   // One write rustls takes whole (under its 64 KiB): most of its
+                                   // ciphertext must wait, and so must the write's future and flushed().
+    let written = server.write(vec![7u8; 60_000]);
+    assert!(!written.done(), "done while its ciphertext waits in rustls");
+    assert!(!server.flushed().done());
+    client.set_max_buffer_size(1 << 20);
+    let c = client.clone();
+    let got = io_loop
+        .run_sync(move || c.read_bytes(60_000, false), LIMIT)
+        .unwrap();
+    assert_eq!(got.len(), 60_000);
+    let w = written.clone();
+    io_loop.run_sync(move || w, LIMIT).unwrap();
+    assert!(server.flushed().done());
+}

@@ -420,6 +420,16 @@ impl IOStream {
             .is_some_and(Socket::pending_output)
     }
 
+    /// Plaintext written but not out yet (TLS ciphertext waiting).
+    #[inline]
+    pub(super) fn unsent_plaintext(&self) -> usize {
+        self.inner
+            .socket
+            .borrow()
+            .as_ref()
+            .map_or(0, Socket::unsent_plaintext)
+    }
+
     /// Notices the end of a TLS handshake: resolves `wait_for_handshake`,
     /// removes its deadline, and sends what was queued meanwhile. One
     /// flag test on a plain stream.

@@ -83,6 +83,17 @@ impl Socket {
         }
     }
 
+    /// Plaintext bytes written that are not out yet (TLS: the last write's,
+    /// while its ciphertext waits). Always 0 on a plain socket.
+    #[inline]
+    pub(super) fn unsent_plaintext(&self) -> usize {
+        match self {
+            #[cfg(feature = "tls")]
+            Socket::Tls(t) => t.unsent_plaintext(),
+            _ => 0,
+        }
+    }
+
     /// Sends what [`pending_output`](Socket::pending_output) says waits.
     /// `Ok(true)`: nothing is left.
     #[inline]

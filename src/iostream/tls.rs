@@ -37,6 +37,9 @@ pub struct TlsSocket {
     socket: Socket,
     conn: RefCell<rustls::Connection>,
     truncated: Cell<bool>,
+    /// Plaintext bytes a write took whose ciphertext has not all gone out:
+    /// the stream's write futures for them wait (see `unsent_plaintext`).
+    unsent: Cell<usize>,
 }
 
 impl std::fmt::Debug for TlsSocket {
@@ -78,6 +81,7 @@ impl TlsSocket {
             socket,
             conn: RefCell::new(conn),
             truncated: Cell::new(false),
+            unsent: Cell::new(0),
         }
     }
 
@@ -143,20 +147,39 @@ impl TlsSocket {
     /// data and retries on the next write edge or at the handshake's end.
     pub(super) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         let mut conn = self.conn.borrow_mut();
-        if conn.is_handshaking() || !write_out(&mut conn, &self.socket)? {
+        if conn.is_handshaking() || !self.send(&mut conn)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = conn.writer().write(buf)?;
         if n == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        write_out(&mut conn, &self.socket)?;
+        if !self.send(&mut conn)? {
+            self.unsent.set(n);
+        }
         Ok(n)
     }
 
     /// Sends waiting ciphertext. `Ok(true)`: none is left.
     pub(super) fn flush_output(&self) -> io::Result<bool> {
-        write_out(&mut self.conn.borrow_mut(), &self.socket)
+        self.send(&mut self.conn.borrow_mut())
+    }
+
+    /// `write_out`, and once nothing waits, the last write's plaintext is
+    /// out too.
+    fn send(&self, conn: &mut rustls::Connection) -> io::Result<bool> {
+        let all = write_out(conn, &self.socket)?;
+        if all {
+            self.unsent.set(0);
+        }
+        Ok(all)
+    }
+
+    /// How many of the plaintext bytes written so far are not out yet (as
+    /// ciphertext still in rustls): at most one write's, since a write
+    /// takes nothing while ciphertext waits.
+    pub(super) fn unsent_plaintext(&self) -> usize {
+        self.unsent.get()
     }
 
     pub(super) fn pending_output(&self) -> bool {

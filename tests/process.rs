@@ -14,6 +14,10 @@
 
 #[path = "common/peers.rs"]
 mod need;
+#[cfg(feature = "tls")]
+#[allow(dead_code)]
+#[path = "common/tls.rs"]
+mod tls_kit;
 use need::Peer;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -60,6 +64,21 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
         println!("PORT {port}");
         std::io::stdout().flush()
     };
+    #[cfg(feature = "tls")]
+    if env_or("API", "tcpserver") == "https" {
+        // HTTPS from files loaded once, before the fork: every child
+        // serves with the configuration the parent built.
+        let http = HTTPServer::new(Application::new().route("/", || WhoAmI));
+        http.set_ssl_options(squall::tls::ServerOptions::new(
+            std::path::PathBuf::from(env_or("CERT", "")),
+            std::path::PathBuf::from(env_or("KEY", "")),
+        ))?;
+        http.bind(0, Some("127.0.0.1"), None, reuse_port)?;
+        announce(http.local_addrs()[0].port())?;
+        http.start(procs)?;
+        IOLoop::current().start()?;
+        return Ok(());
+    }
     if env_or("API", "tcpserver") == "http" {
         // The real HTTPServer, trusting the proxy's headers.
         let http = HTTPServer::new(Application::new().route("/", || WhoAmI));
@@ -227,6 +246,10 @@ impl Server {
         server.addr = SocketAddr::from(([127, 0, 0, 1], port));
         // With reuse-port sockets, nothing listens until a child has bound
         // its own: connections are refused until then. (One request.)
+        // (An HTTPS server is probed by its test, over TLS.)
+        if settings.contains(&("API", "https")) {
+            return server;
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Err(err) = server.whoami() {
             assert!(
@@ -658,6 +681,37 @@ impl Drop for Nginx {
     }
 }
 
+/// `HTTPServer::set_ssl_options` + `bind` + `start(2)`: both children
+/// answer over TLS, each handshake verified against the test CA.
+#[cfg(feature = "tls")]
+fn https_with_start_two_serves_from_both_children() {
+    let certs = tls_kit::Certs::new("process CA");
+    let files = certs.write_files(&tls_kit::temp_dir("process-tls"));
+    let mut server = Server::start(&[
+        ("API", "https"),
+        ("CERT", files.cert.to_str().unwrap()),
+        ("KEY", files.key.to_str().unwrap()),
+    ]);
+    let mut pids = BTreeMap::new();
+    for i in 0..200 {
+        let mut conn = tls_kit::tls_connect(server.addr, certs.client_config(), "localhost");
+        let (status, body) = tls_kit::https_exchange(
+            &mut conn,
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let (pid, _task) = parse_whoami(&String::from_utf8_lossy(&body)).unwrap();
+        *pids.entry(pid).or_insert(0) += 1;
+        if pids.len() >= 2 && i >= 20 {
+            break;
+        }
+    }
+    println!("    over TLS, answers per pid: {pids:?}");
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    server.stop_gracefully();
+    let _ = std::fs::remove_dir_all(files.ca.parent().unwrap());
+}
+
 fn behind_nginx_with_the_client_address_in_x_real_ip() {
     if !need::ready(&[Peer::Nginx]) {
         return;
@@ -723,6 +777,11 @@ const TESTS: &[Test] = &[
     (
         "fork_processes_is_refused_with_threads_then_after_an_ioloop",
         fork_processes_is_refused_with_threads_then_after_an_ioloop,
+    ),
+    #[cfg(feature = "tls")]
+    (
+        "https_with_start_two_serves_from_both_children",
+        https_with_start_two_serves_from_both_children,
     ),
     (
         "requests_spread_over_two_pids_shared_socket",

@@ -15,7 +15,6 @@
 #[path = "common/peers.rs"]
 mod need;
 #[cfg(feature = "tls")]
-#[allow(dead_code)]
 #[path = "common/tls.rs"]
 mod tls_kit;
 use need::Peer;

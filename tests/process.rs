@@ -14,6 +14,8 @@
 
 #[path = "common/peers.rs"]
 mod need;
+#[path = "common/nginx.rs"]
+mod nginx_kit;
 #[cfg(feature = "tls")]
 #[path = "common/tls.rs"]
 mod tls_kit;
@@ -573,79 +575,36 @@ fn fork_processes_is_refused_with_threads_then_after_an_ioloop() {
 }
 
 /// nginx on a free loopback port, proxying to `upstream`, in its own
-/// process group (killed on drop).
+/// process group (known to the watchdog; stopped on drop).
 struct Nginx {
-    child: Child,
+    inner: nginx_kit::Nginx,
     addr: SocketAddr,
-    dir: std::path::PathBuf,
 }
 
 impl Nginx {
     fn start(upstream: SocketAddr) -> Nginx {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("squall-nginx-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         // The configuration docs/deployment.md shows, on test ports.
-        let conf = format!(
-            r#"daemon off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/tmp/body;
-    proxy_temp_path {dir}/tmp/proxy;
-    fastcgi_temp_path {dir}/tmp/fastcgi;
-    uwsgi_temp_path {dir}/tmp/uwsgi;
-    scgi_temp_path {dir}/tmp/scgi;
-    upstream squall {{
-        server {upstream};
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
+        let inner = nginx_kit::Nginx::start_with(
+            |_| format!("upstream squall {{ server {upstream}; }}"),
+            |_| {
+                r#"location / {
             proxy_pass http://squall;
             proxy_set_header Host $http_host;
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Scheme $scheme;
             proxy_redirect off;
-        }}
-    }}
-}}
-"#,
-            dir = dir.display()
+        }"#
+                .to_string()
+            },
+            false,
+            |cmd| {
+                cmd.process_group(0);
+            },
         );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(if std::path::Path::new("/usr/sbin/nginx").exists() {
-            "/usr/sbin/nginx"
-        } else {
-            "nginx"
-        })
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .process_group(0)
-        .spawn()
-        .expect("nginx is installed (.ci/run installs it)");
-        GROUPS.lock().unwrap().push(child.id() as libc::pid_t);
-        let nginx = Nginx {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(nginx.addr).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nginx
+        GROUPS.lock().unwrap().push(inner.pid() as libc::pid_t);
+        let addr = inner.addr;
+        Nginx { inner, addr }
     }
 
     /// `GET /` through nginx from 127.0.0.2 (loopback, but not the address
@@ -672,11 +631,8 @@ http {{
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let pgid = self.child.id() as libc::pid_t;
-        kill_group(pgid);
-        let _ = self.child.wait();
+        let pgid = self.inner.pid() as libc::pid_t;
         GROUPS.lock().unwrap().retain(|&g| g != pgid);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -62,6 +62,23 @@ fn outcomes(
     (s.result(), c.result())
 }
 
+/// Both ends upgraded with `certs`, for `localhost`: (server, client).
+fn connected(io_loop: &IOLoop, certs: &Certs) -> (IOStream, IOStream) {
+    let (server, client) = outcomes(
+        io_loop,
+        upgrade(
+            io_loop,
+            certs.server_config(),
+            certs.client_config(),
+            "localhost",
+        ),
+    );
+    (
+        server.expect("server handshake"),
+        client.expect("client handshake"),
+    )
+}
+
 fn tls_error(result: squall::Result<IOStream>) -> squall::Error {
     match result {
         Ok(_) => panic!("the handshake succeeded"),
@@ -73,16 +90,7 @@ fn tls_error(result: squall::Result<IOStream>) -> squall::Error {
 fn start_tls_round_trip_and_bulk_both_ways() {
     let certs = Certs::new("round trip CA");
     let io_loop = IOLoop::new().unwrap();
-    let (server, client) = outcomes(
-        &io_loop,
-        upgrade(
-            &io_loop,
-            certs.server_config(),
-            certs.client_config(),
-            "localhost",
-        ),
-    );
-    let (server, client) = (server.unwrap(), client.unwrap());
+    let (server, client) = connected(&io_loop, &certs);
     assert!(server.is_tls() && client.is_tls());
     assert_eq!(server.server_name().as_deref(), Some("localhost"));
     assert!(client.peer_certificates().is_some_and(|c| !c.is_empty()));
@@ -300,16 +308,7 @@ fn truncation_without_close_notify_fails_read_until_close_only() {
     let certs = Certs::new("truncation CA");
     let io_loop = IOLoop::new().unwrap();
     for delimited in [true, false] {
-        let (server, client) = outcomes(
-            &io_loop,
-            upgrade(
-                &io_loop,
-                certs.server_config(),
-                certs.client_config(),
-                "localhost",
-            ),
-        );
-        let (server, client) = (server.unwrap(), client.unwrap());
+        let (server, client) = connected(&io_loop, &certs);
         let flushed = server.write(&b"line one\npartial"[..]);
         io_loop.run_sync(move || flushed, LIMIT).unwrap();
         // Cut the TCP connection under TLS: no close_notify goes out.
@@ -425,16 +424,7 @@ fn bad_pem_is_a_tls_error() {
 fn flushed_waits_for_the_ciphertext_so_a_close_after_it_loses_nothing() {
     let certs = Certs::new("flushed CA");
     let io_loop = IOLoop::new().unwrap();
-    let (server, client) = outcomes(
-        &io_loop,
-        upgrade(
-            &io_loop,
-            certs.server_config(),
-            certs.client_config(),
-            "localhost",
-        ),
-    );
-    let (server, client) = (server.unwrap(), client.unwrap());
+    let (server, client) = connected(&io_loop, &certs);
     // Far more than the socket buffers hold: most of it waits, some of it
     // as ciphertext inside rustls.
     let payload = pseudo_random(6 << 20, 9);

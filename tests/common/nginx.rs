@@ -14,10 +14,22 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Starts nginx with one `server` block: `server` gets the port to
-    /// listen on and the prefix directory, and returns the block's body
-    /// (without `listen`, which is added).
+    /// Starts nginx with one `server` block: `server` gets the prefix
+    /// directory and returns the block's body (without `listen`, which is
+    /// added, with `ssl` if asked).
     pub fn start(server: impl FnOnce(&std::path::Path) -> String, ssl: bool) -> Nginx {
+        Nginx::start_with(|_| String::new(), server, ssl, |_| {})
+    }
+
+    /// [`start`](Nginx::start) with more: `http` gives lines for the `http`
+    /// block (an `upstream`, say), and `prepare` adjusts the command (its
+    /// own process group, say).
+    pub fn start_with(
+        http: impl FnOnce(&std::path::Path) -> String,
+        server: impl FnOnce(&std::path::Path) -> String,
+        ssl: bool,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Nginx {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -25,6 +37,7 @@ impl Nginx {
             .port();
         let dir = std::env::temp_dir().join(format!("squall-nginx-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let extra = http(&dir);
         let body = server(&dir);
         let conf = format!(
             r#"daemon off;
@@ -39,6 +52,7 @@ http {{
     fastcgi_temp_path {dir}/tmp/fastcgi;
     uwsgi_temp_path {dir}/tmp/uwsgi;
     scgi_temp_path {dir}/tmp/scgi;
+    {extra}
     server {{
         listen 127.0.0.1:{port}{ssl};
         {body}
@@ -54,12 +68,14 @@ http {{
         } else {
             "nginx"
         };
-        let child = Command::new(program)
-            .arg("-p")
+        let mut cmd = Command::new(program);
+        cmd.arg("-p")
             .arg(&dir)
             .arg("-c")
             .arg(dir.join("nginx.conf"))
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        prepare(&mut cmd);
+        let child = cmd
             .spawn()
             .expect("nginx is installed (.ci/run installs it)");
         let nginx = Nginx {
@@ -73,6 +89,13 @@ http {{
             std::thread::sleep(Duration::from_millis(20));
         }
         nginx
+    }
+}
+
+impl Nginx {
+    /// nginx's master process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

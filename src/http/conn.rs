@@ -30,6 +30,9 @@ pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
     delegate: Rc<D>,
     /// The current request's delegate, while it is not being called.
     message: RefCell<Option<D::Message>>,
+    /// A finished request's delegate that asked to serve the next one
+    /// ([`HTTPMessageDelegate::reuse`]): none built and dropped per request.
+    idle: RefCell<Option<D::Message>>,
     /// The message delegate asked to pause the body.
     paused: Cell<bool>,
     /// Decoded pieces of a chunked body, on their way to the delegate.
@@ -44,6 +47,8 @@ pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
     /// Ticks in a row with nothing happening.
     quiet_ticks: Cell<u32>,
     timer: Cell<Option<TimeoutHandle>>,
+    /// The last `Host` value found valid here.
+    host: HostCache,
 }
 
 /// What a request head says of its body; `Err(status)` to refuse it.
@@ -67,6 +72,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             handle,
             delegate,
             message: RefCell::new(None),
+            idle: RefCell::new(None),
             paused: Cell::new(false),
             scratch: RefCell::new(Vec::new()),
             decoder: RefCell::new(None),
@@ -75,6 +81,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             active: Cell::new(false),
             quiet_ticks: Cell::new(0),
             timer: Cell::new(None),
+            host: HostCache::default(),
         });
         let weak: Weak<dyn Reader> = conn.me.clone();
         *conn.core().reader.borrow_mut() = Some(weak);
@@ -225,7 +232,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             // has had its say on the limit.
             Some(body) => Phase::Body(body),
         });
-        let mut message = self.delegate.start_request(&self.handle);
+        let mut message = self.new_message();
         message.headers_received(request);
         let Some(body) = body else {
             if !core.detached.get() {
@@ -266,14 +273,28 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         }
     }
 
-    /// Keeps `message` for what is to come, or lets it go (unborrowed: its
-    /// drop may run user code) if its response is finished.
+    /// The next request's delegate: the last one if it asked to serve
+    /// again, else a new one.
     #[inline]
-    fn keep_unless_finished(&self, message: D::Message) {
-        if self.handle.response_finished() || self.core().detached.get() {
+    fn new_message(&self) -> D::Message {
+        let idle = self.idle.borrow_mut().take();
+        match idle {
+            Some(message) => message,
+            None => self.delegate.start_request(&self.handle),
+        }
+    }
+
+    /// Keeps `message` for what is to come; or, if its response is
+    /// finished, for the next request if it asks to be reused, else lets
+    /// it go (unborrowed: its drop may run user code).
+    #[inline]
+    fn keep_unless_finished(&self, mut message: D::Message) {
+        if self.core().detached.get() {
             drop(message);
-        } else {
+        } else if !self.handle.response_finished() {
             *self.message.borrow_mut() = Some(message);
+        } else if message.reuse() {
+            *self.idle.borrow_mut() = Some(message);
         }
     }
 
@@ -424,7 +445,15 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             Some(head) => {
                 request.headers.reset_to_block(head);
                 request.uri = uri_at..uri_at + uri.len();
-                scan_fields(&mut request, req.headers, buf, head, |x| x, None)?
+                scan_fields(
+                    &mut request,
+                    req.headers,
+                    buf,
+                    head,
+                    |x| x,
+                    None,
+                    &self.host,
+                )?
             }
             None => obs_text_head(
                 &mut request,
@@ -483,6 +512,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 message.on_connection_close();
             }
         }
+        let idle = self.idle.borrow_mut().take();
+        drop(idle);
     }
 
     // ----- timeouts ----------------------------------------------------------
@@ -547,6 +578,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 // read buffer alone is 4 KiB); a request allocates them
                 // again. Not per request: that would cost the hot path.
                 core.release_buffers();
+                let idle = self.idle.borrow_mut().take();
+                drop(idle);
             }
         }
         let idle = u128::from(self.quiet_ticks.get()) * self.tick_period().as_nanos()
@@ -589,6 +622,8 @@ impl<D: HTTPServerConnectionDelegate> Reader for Conn<D> {
         self.paused.set(false);
         let message = self.message.borrow_mut().take();
         drop(message);
+        let idle = self.idle.borrow_mut().take();
+        drop(idle);
     }
 }
 
@@ -617,6 +652,7 @@ fn scan_fields(
     head: &str,
     pos: impl Fn(usize) -> usize,
     mut raw: Option<&mut Vec<(u32, u32)>>,
+    hosts: &HostCache,
 ) -> Result<Fields, u16> {
     let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
     let mut f = Fields {
@@ -649,7 +685,7 @@ fn scan_fields(
             if is_host(name.as_bytes()) {
                 // One Host, and a valid one (RFC 9112 3.2): a second one is
                 // a smuggling attempt or a broken proxy.
-                if f.host || !valid_host(value) {
+                if f.host || !hosts.valid(value) {
                     return Err(400);
                 }
                 f.host = true;
@@ -706,7 +742,9 @@ fn obs_text_head(
     request.headers.reset_to_block(&text);
     request.uri = pos(uri.start)..pos(uri.end);
     let mut raw = Vec::new();
-    let fields = scan_fields(request, headers, head, &text, pos, Some(&mut raw))?;
+    // A head like this one is rare: no cache for its Host.
+    let host = HostCache::default();
+    let fields = scan_fields(request, headers, head, &text, pos, Some(&mut raw), &host)?;
     request.headers.keep_raw(head, raw);
     Ok(fields)
 }
@@ -740,13 +778,49 @@ fn decode_obs_text(head: &[u8]) -> (String, Vec<u32>) {
     (text, map)
 }
 
+/// The last `Host` value a connection found valid, for [`valid_host`]
+/// without the byte-by-byte check: a keep-alive client sends the same value
+/// with every request, and comparing the whole of it with the last one is
+/// cheaper. Exact: only a value equal, byte for byte, to one that passed
+/// the check skips it. Values longer than the buffer are always checked.
+#[derive(Default)]
+struct HostCache(Cell<HostBytes>);
+
+/// A `Host` value of up to 30 bytes, and its length.
+#[derive(Clone, Copy, Default)]
+struct HostBytes([u8; 30], u8);
+
+impl HostCache {
+    #[inline]
+    fn valid(&self, value: &str) -> bool {
+        let value = value.as_bytes();
+        let HostBytes(bytes, len) = self.0.get();
+        if bytes.get(..usize::from(len)) == Some(value) {
+            return true;
+        }
+        self.check(value)
+    }
+
+    /// A value not the same as the last: checked, and kept if it passes.
+    #[inline(never)]
+    fn check(&self, value: &[u8]) -> bool {
+        if !valid_host(value) {
+            return false;
+        }
+        let mut bytes = [0; 30];
+        if let Some(slot) = bytes.get_mut(..value.len()) {
+            slot.copy_from_slice(value);
+            self.0.set(HostBytes(bytes, value.len() as u8));
+        }
+        true
+    }
+}
+
 /// Whether a `Host` value is `uri-host [":" port]` (RFC 3986's reg-name,
 /// IPv4 or bracketed IP literal), or empty (allowed when the target has no
 /// authority). Every request has one: a table lookup per byte, no search.
-#[inline]
-fn valid_host(value: &str) -> bool {
+fn valid_host(host: &[u8]) -> bool {
     // An IP literal opens with the only `[` a host may have.
-    let host = value.as_bytes();
     let host = host.strip_prefix(b"[").unwrap_or(host);
     // No early exit: a branch-free pass over a short value is cheaper than
     // a test per byte.

@@ -93,6 +93,25 @@ impl Exchange {
         }
     }
 
+    /// A parked exchange (see [`park`](Self::park)) with its connection,
+    /// for the next request on that connection.
+    /// (Parked means unshared: should it be shared after all, the request
+    /// comes back, for a new exchange.)
+    #[inline]
+    pub(super) fn refill(
+        self,
+        request: Box<HTTPServerRequest>,
+    ) -> Result<Exchange, Box<HTTPServerRequest>> {
+        let mut rc = self.inner;
+        let Some(inner) = Rc::get_mut(&mut rc) else {
+            return Err(request);
+        };
+        inner.request = Some(request);
+        inner.start =
+            log::log_enabled!(target: "squall::access", log::Level::Info).then(Instant::now);
+        Ok(Exchange { inner: rc })
+    }
+
     /// The request.
     pub fn request(&self) -> &HTTPServerRequest {
         self.inner.request()
@@ -449,16 +468,16 @@ impl Exchange {
     }
 
     /// After a finished response: unless a handler kept a clone, empties
-    /// the exchange into `pool` for a later request, and gives the request
-    /// back to its connection.
-    pub(crate) fn park(self, pool: &Pool) {
+    /// the exchange, gives the request back to its connection, and keeps
+    /// the exchange for a later request: in `spare` (with its connection,
+    /// for the next request on it) if that is free, else in `pool`.
+    pub(crate) fn park(self, pool: &Pool, spare: &mut Option<Exchange>) {
         let mut rc = self.inner;
         let Some(inner) = Rc::get_mut(&mut rc) else {
             return;
         };
         let request = inner.request.take();
-        let conn = inner.conn.take();
-        if let (Some(conn), Some(request)) = (&conn, request) {
+        if let (Some(conn), Some(request)) = (&inner.conn, request) {
             conn.recycle_request(request);
         }
         let body = inner.body.get_mut();
@@ -473,6 +492,11 @@ impl Exchange {
         *inner.handler.get_mut() = None;
         inner.start = None;
         inner.error_page.set(default_error_page);
+        if spare.is_none() {
+            *spare = Some(Exchange { inner: rc });
+            return;
+        }
+        let conn = inner.conn.take();
         if let Ok(mut pool) = pool.0.try_borrow_mut() {
             if pool.len() < POOL_MAX {
                 pool.push(rc);

@@ -437,13 +437,15 @@ impl Core {
     #[inline]
     fn write_usual(&self, body: &[u8]) {
         let mut out = self.out.borrow_mut();
+        // A `HEAD` answer says how long the body would be, and sends none.
+        let sent = if self.head_request.get() {
+            &[][..]
+        } else {
+            body
+        };
         self.opts
             .heads
-            .write_ok(self.stream.io_loop(), &mut out, body.len());
-        out.extend_from_slice(b"\r\n");
-        if !self.head_request.get() {
-            out.extend_from_slice(body);
-        }
+            .write_ok(self.stream.io_loop(), &mut out, body.len(), sent);
         self.response.set(Response::Done);
     }
 
@@ -669,6 +671,9 @@ impl Core {
     }
 
     /// The response is complete: go on with the next request (or close).
+    /// Inlined: the usual response ends inside the read hook, where this is
+    /// a few flag updates; outside it, the rest is a call of its own.
+    #[inline]
     pub(crate) fn response_done(&self) {
         if !self.keep_alive.get() {
             self.closing.set(true);
@@ -686,11 +691,18 @@ impl Core {
             }
         }
         if !self.in_hook.get() {
-            self.flush_out();
-            let reader = self.reader.borrow().clone();
-            if let Some(reader) = reader.and_then(|r| r.upgrade()) {
-                reader.response_done();
-            }
+            self.response_done_outside_hook();
+        }
+    }
+
+    /// A response finished from a later callback: it goes out now, and the
+    /// reader goes on with what is waiting.
+    #[inline(never)]
+    fn response_done_outside_hook(&self) {
+        self.flush_out();
+        let reader = self.reader.borrow().clone();
+        if let Some(reader) = reader.and_then(|r| r.upgrade()) {
+            reader.response_done();
         }
     }
 

@@ -230,6 +230,10 @@ impl HTTPConnection {
     /// As [`write_headers`](Self::write_headers); a `Content-Length` in
     /// `headers` that `body` does not match is an [`ErrorKind::HttpProtocol`]
     /// error after what fits was sent, and the connection closes.
+    ///
+    /// Inlined, so that the usual response is written where it is given,
+    /// without a call; any other takes the general path, out of line.
+    #[inline]
     pub fn write_response(
         &self,
         status: u16,
@@ -244,18 +248,24 @@ impl HTTPConnection {
             && core.version.get() == Version::Http11
         {
             core.write_usual(body);
-        } else {
-            // A bad head writes nothing (and the caller may answer another
-            // way); once it is out, the response ends here whatever else
-            // fails, so the connection goes on or closes, never hangs.
-            core.write_head(status, headers, Some(body.len()))?;
-            let written = core.write_body(body);
-            let finished = core.end();
             core.response_done();
-            return written.and(finished);
+            return Ok(());
         }
+        self.write_whole(status, headers, body)
+    }
+
+    /// `write_response` for all but the usual response.
+    #[inline(never)]
+    fn write_whole(&self, status: u16, headers: &HTTPHeaders, body: &[u8]) -> Result<(), Error> {
+        let core = &*self.core;
+        // A bad head writes nothing (and the caller may answer another
+        // way); once it is out, the response ends here whatever else
+        // fails, so the connection goes on or closes, never hangs.
+        core.write_head(status, headers, Some(body.len()))?;
+        let written = core.write_body(body);
+        let finished = core.end();
         core.response_done();
-        Ok(())
+        written.and(finished)
     }
 
     /// Sends what is buffered; the future is done when it has gone to the

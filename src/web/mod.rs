@@ -554,18 +554,12 @@ impl HTTPMessageDelegate for RequestDelegate {
         }
     }
 
+    /// Inlined into the server's reader: the usual request was answered
+    /// at its head, and this is one test.
+    #[inline]
     fn finish(&mut self) {
-        // The usual request was answered at its head.
-        if matches!(self.state, State::Start | State::Done) {
-            return;
-        }
-        match std::mem::replace(&mut self.state, State::Done) {
-            State::Buffering(request, route) => {
-                let x = self.exchange(request);
-                self.dispatch(x, route);
-            }
-            State::Streaming(x, handler) => self.run(x, Some(handler), None),
-            other => self.state = other,
+        if !matches!(self.state, State::Start | State::Done) {
+            self.body_complete();
         }
     }
 
@@ -593,6 +587,18 @@ impl HTTPMessageDelegate for RequestDelegate {
 }
 
 impl RequestDelegate {
+    /// The body has come: the handler runs (or, streaming, its verb method).
+    fn body_complete(&mut self) {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Buffering(request, route) => {
+                let x = self.exchange(request);
+                self.dispatch(x, route);
+            }
+            State::Streaming(x, handler) => self.run(x, Some(handler), None),
+            other => self.state = other,
+        }
+    }
+
     /// The exchange for `request`: the last one's, emptied, if it is here.
     #[inline]
     fn exchange(&mut self, request: Box<HTTPServerRequest>) -> Exchange {

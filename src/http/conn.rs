@@ -879,3 +879,36 @@ fn utf8_prefix(buf: &[u8]) -> &str {
         Err(err) => std::str::from_utf8(&scan[..err.valid_up_to()]).unwrap_or(""),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::HostCache;
+
+    /// The cache skips the check only for the very bytes that passed it.
+    #[test]
+    fn host_cache_skips_the_check_only_for_the_same_valid_value() {
+        let hosts = HostCache::default();
+        assert!(hosts.valid(""), "empty is allowed");
+        assert!(hosts.valid("example.com:8080"));
+        assert!(hosts.valid("example.com:8080"), "again, from the cache");
+        for bad in [
+            "example.com:8080/",
+            "example.com:808 ",
+            "exa mple.com",
+            "a@b",
+            "[::1][",
+        ] {
+            assert!(!hosts.valid(bad), "{bad:?}");
+        }
+        assert!(hosts.valid("example.com:8080"));
+        assert!(
+            hosts.valid("example.com:808"),
+            "a prefix is checked, and valid"
+        );
+        let long = "a-rather-long-host-name.example.com:8080";
+        assert!(long.len() > 30);
+        assert!(hosts.valid(long), "too long to keep: checked each time");
+        assert!(hosts.valid(long));
+        assert!(!hosts.valid(&format!("{long}/")));
+    }
+}

@@ -29,10 +29,10 @@ pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
     handle: HTTPConnection,
     delegate: Rc<D>,
     /// The current request's delegate, while it is not being called.
-    message: RefCell<Option<D::Message>>,
+    message: Cell<Option<D::Message>>,
     /// A finished request's delegate that asked to serve the next one
     /// ([`HTTPMessageDelegate::reuse`]): none built and dropped per request.
-    idle: RefCell<Option<D::Message>>,
+    idle: Cell<Option<D::Message>>,
     /// The message delegate asked to pause the body.
     paused: Cell<bool>,
     /// Decoded pieces of a chunked body, on their way to the delegate.
@@ -71,8 +71,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             me: me.clone(),
             handle,
             delegate,
-            message: RefCell::new(None),
-            idle: RefCell::new(None),
+            message: Cell::new(None),
+            idle: Cell::new(None),
             paused: Cell::new(false),
             scratch: RefCell::new(Vec::new()),
             decoder: RefCell::new(None),
@@ -254,7 +254,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 return;
             }
         }
-        *self.message.borrow_mut() = Some(message);
+        self.message.set(Some(message));
         if let Body::Length(n) = body {
             if n > max as u64 {
                 self.refuse(413);
@@ -277,7 +277,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     /// again, else a new one.
     #[inline]
     fn new_message(&self) -> D::Message {
-        let idle = self.idle.borrow_mut().take();
+        let idle = self.idle.take();
         match idle {
             Some(message) => message,
             None => self.delegate.start_request(&self.handle),
@@ -292,20 +292,20 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         if self.core().detached.get() {
             drop(message);
         } else if !self.handle.response_finished() {
-            *self.message.borrow_mut() = Some(message);
+            self.message.set(Some(message));
         } else if message.reuse() {
-            *self.idle.borrow_mut() = Some(message);
+            self.idle.set(Some(message));
         }
     }
 
     /// Hands a piece of the body to the message delegate.
     fn deliver(self: &Rc<Self>, chunk: &[u8]) {
-        let message = self.message.borrow_mut().take();
+        let message = self.message.take();
         let Some(mut message) = message else {
             return;
         };
         let wait = message.data_received(chunk);
-        *self.message.borrow_mut() = Some(message);
+        self.message.set(Some(message));
         if let Some(wait) = wait {
             if !wait.done() {
                 self.paused.set(true);
@@ -331,7 +331,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         }
         let decoder = self.decoder.borrow_mut().take();
         drop(decoder);
-        let message = self.message.borrow_mut().take();
+        let message = self.message.take();
         if let Some(mut message) = message {
             message.finish();
             self.keep_unless_finished(message);
@@ -354,7 +354,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             self.handle.abort();
         }
         if tell {
-            let message = self.message.borrow_mut().take();
+            let message = self.message.take();
             if let Some(mut message) = message {
                 message.on_connection_close();
             }
@@ -425,7 +425,6 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         };
         let mut request = core
             .spare
-            .borrow_mut()
             .take()
             .unwrap_or_else(|| Box::new(HTTPServerRequest::empty(core.peer)));
         // The head is copied once, whole; the URI and the fields are ranges
@@ -505,14 +504,14 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         self.disarm();
         let core = self.core();
         core.phase.set(Phase::Done);
-        let message = self.message.borrow_mut().take();
+        let message = self.message.take();
         if let Some(mut message) = message {
             // The client left (or was sent away) before its answer.
             if core.answering() && !core.detached.get() {
                 message.on_connection_close();
             }
         }
-        let idle = self.idle.borrow_mut().take();
+        let idle = self.idle.take();
         drop(idle);
     }
 
@@ -578,7 +577,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 // read buffer alone is 4 KiB); a request allocates them
                 // again. Not per request: that would cost the hot path.
                 core.release_buffers();
-                let idle = self.idle.borrow_mut().take();
+                let idle = self.idle.take();
                 drop(idle);
             }
         }
@@ -607,7 +606,7 @@ impl<D: HTTPServerConnectionDelegate> Reader for Conn<D> {
         // its body is still coming (the connection closes then anyway).
         let core = self.core();
         if !matches!(core.phase.get(), Phase::Body(_)) {
-            let message = self.message.borrow_mut().take();
+            let message = self.message.take();
             drop(message);
         }
         if !core.closing.get() {
@@ -620,9 +619,9 @@ impl<D: HTTPServerConnectionDelegate> Reader for Conn<D> {
     fn detached(&self) {
         self.disarm();
         self.paused.set(false);
-        let message = self.message.borrow_mut().take();
+        let message = self.message.take();
         drop(message);
-        let idle = self.idle.borrow_mut().take();
+        let idle = self.idle.take();
         drop(idle);
     }
 }

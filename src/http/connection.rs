@@ -159,7 +159,7 @@ pub(crate) struct Core {
     pub(crate) max_body_size: Cell<usize>,
     /// The last request, emptied, for the next one: a keep-alive
     /// connection parses without allocating.
-    pub(crate) spare: RefCell<Option<Box<HTTPServerRequest>>>,
+    pub(crate) spare: Cell<Option<Box<HTTPServerRequest>>>,
     pub(crate) reader: RefCell<Option<Weak<dyn Reader>>>,
 }
 
@@ -181,7 +181,7 @@ impl HTTPConnection {
                 keep_alive: Cell::new(true),
                 version: Cell::new(Version::Http11),
                 head_request: Cell::new(false),
-                spare: RefCell::new(None),
+                spare: Cell::new(None),
                 reader: RefCell::new(None),
             }),
         }
@@ -349,9 +349,7 @@ impl HTTPConnection {
     #[inline]
     pub fn recycle_request(&self, mut request: Box<HTTPServerRequest>) {
         if request.recycle(SPARE_MAX) {
-            if let Ok(mut spare) = self.core.spare.try_borrow_mut() {
-                *spare = Some(request);
-            }
+            self.core.spare.set(Some(request));
         }
     }
 
@@ -793,8 +791,7 @@ impl Core {
                 *out = Vec::new();
             }
         }
-        let spare = self.spare.try_borrow_mut().ok().and_then(|mut s| s.take());
-        drop(spare);
+        drop(self.spare.take());
     }
 }
 

@@ -23,7 +23,7 @@ pub(crate) struct Inner {
     asynchronous: Cell<bool>,
     /// The handler of an asynchronous response, for its `on_finish` or
     /// `on_connection_close`.
-    handler: RefCell<Option<Box<dyn RequestHandler>>>,
+    handler: Cell<Option<Box<dyn RequestHandler>>>,
     /// For the access log (only read when it is enabled).
     start: Option<Instant>,
     /// The application it serves (and is pooled by).
@@ -83,7 +83,7 @@ impl Exchange {
                 body: RefCell::new(Vec::new()),
                 finished: Cell::new(false),
                 asynchronous: Cell::new(false),
-                handler: RefCell::new(None),
+                handler: Cell::new(None),
                 start,
                 app: Rc::downgrade(app),
                 in_method: Cell::new(false),
@@ -415,7 +415,7 @@ impl Exchange {
     /// Keeps the handler of a response left open, for its `on_finish` (or
     /// `on_connection_close`).
     pub(crate) fn park_handler(&self, handler: Box<dyn RequestHandler>) {
-        *self.inner.handler.borrow_mut() = Some(handler);
+        self.inner.handler.set(Some(handler));
     }
 
     /// The client left before the response was finished: the handler
@@ -424,7 +424,7 @@ impl Exchange {
         if self.inner.finished.replace(true) {
             return;
         }
-        let handler = handler.or_else(|| self.inner.handler.borrow_mut().take());
+        let handler = handler.or_else(|| self.inner.handler.take());
         if let Some(mut handler) = handler {
             handler.on_connection_close();
             handler.on_finish();
@@ -433,7 +433,7 @@ impl Exchange {
 
     #[inline]
     fn run_on_finish(&self) {
-        let handler = self.inner.handler.borrow_mut().take();
+        let handler = self.inner.handler.take();
         if let Some(mut handler) = handler {
             handler.on_finish();
         }

@@ -89,7 +89,8 @@ pub trait HTTPServerConnectionDelegate: 'static {
 /// connection then closes after the response rather than read the rest.
 ///
 /// The delegate is kept until the response is finished and the body read,
-/// then dropped.
+/// then dropped; or, if it asks to be [reused](Self::reuse), kept for the
+/// connection's next request.
 #[allow(unused_variables)]
 pub trait HTTPMessageDelegate: 'static {
     /// The request head: method, target, headers. The request is the
@@ -125,7 +126,10 @@ pub trait HTTPMessageDelegate: 'static {
     /// request gets a new one.
     ///
     /// An optimisation for a keep-alive connection: no delegate built and
-    /// dropped per request. An idle connection drops the one it keeps.
+    /// dropped per request. Asked when the response was finished by the
+    /// time the request was read (the usual, synchronous case); a delegate
+    /// whose response finishes later, from a callback, is dropped then. An
+    /// idle connection drops the one it keeps.
     fn reuse(&mut self) -> bool {
         false
     }

@@ -82,7 +82,7 @@ if want squall || want squallraw || want squall2 || want squall2rp; then
 fi
 peers=$(peer_bins "${servers[@]}")
 if [ -n "$peers" ]; then
-  (cd "$root/bench/peers" && cargo build --release $peers)
+  (cd "$root/bench/peers" && CARGO_TARGET_DIR="$peers_target" cargo build --release $peers)
   for s in hyper actix may mio; do want $s && selected+=($s); done
 fi
 if want tornado; then

@@ -13,7 +13,8 @@
 #
 # Environment: N (20000), CONNS (10), DEPTH (1), PORT (18180), KEEP,
 # CALLGRIND_ARGS (more valgrind options, e.g. --dump-instr=yes),
-# CARGO_TARGET_DIR (honoured, as in bench/http.sh). Needs valgrind.
+# CARGO_TARGET_DIR (honoured, as in bench/http.sh), PEERS_TARGET_DIR (the
+# peers crate's, if elsewhere; see bench/servers.sh). Needs valgrind.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +30,7 @@ servers=("$@")
 
 . "$root/bench/servers.sh"
 (cd "$root" && cargo build -q --release --example hello_server --example hello_raw)
-(cd "$root/bench/peers" && cargo build -q --release $(peer_bins "${servers[@]}") --bin http_load)
+(cd "$root/bench/peers" && CARGO_TARGET_DIR="$peers_target" cargo build -q --release $(peer_bins "${servers[@]}") --bin http_load)
 
 work=$(mktemp -d)
 pid=

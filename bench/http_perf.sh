@@ -41,7 +41,7 @@ perf stat -x, -e instructions:u true 2>&1 >/dev/null | grep -q '^[0-9]' ||
 . "$root/bench/servers.sh"
 (cd "$root" && cargo build -q --release --example hello_server --example hello_raw)
 peers=$(peer_bins "${servers[@]}")
-[ -z "$peers" ] || (cd "$root/bench/peers" && cargo build -q --release $peers)
+[ -z "$peers" ] || (cd "$root/bench/peers" && CARGO_TARGET_DIR="$peers_target" cargo build -q --release $peers)
 
 work=$(mktemp -d)
 pid=

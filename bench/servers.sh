@@ -1,6 +1,7 @@
 # Sourced by bench/http.sh, bench/http_perf.sh and bench/http_callgrind.sh
 # (needs $root): where the builds go, the command line of each hello-world
-# server and the peers crate's binaries they need.
+# server and the peers crate's binaries they need. PEERS_TARGET_DIR, if set,
+# is where the peers crate builds (default: as squall, CARGO_TARGET_DIR).
 
 # One absolute target directory for both builds (the peers crate has its own
 # workspace, so a relative CARGO_TARGET_DIR would mean two places).
@@ -12,6 +13,12 @@ if [ -n "${CARGO_TARGET_DIR:-}" ]; then
 else
   squall_target=$root/target
   peers_target=$root/bench/peers/target
+fi
+# PEERS_TARGET_DIR: the peers' builds elsewhere (a shared one, say), so that
+# a squall branch's target directory holds only squall.
+if [ -n "${PEERS_TARGET_DIR:-}" ]; then
+  mkdir -p "$PEERS_TARGET_DIR"
+  peers_target=$(cd "$PEERS_TARGET_DIR" && pwd)
 fi
 
 server_cmd() { # name port -> the command line

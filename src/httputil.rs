@@ -145,6 +145,7 @@ impl HTTPHeaders {
     /// Starts over with `block` as the text, and no fields yet: a request
     /// head, copied in one piece; [`push_within`](Self::push_within) then
     /// names its fields.
+    #[inline]
     pub(crate) fn reset_to_block(&mut self, block: &str) {
         self.text.clear();
         self.text.push_str(block);

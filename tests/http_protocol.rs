@@ -386,6 +386,86 @@ fn on_connection_close_is_called_once_for_a_message_left_waiting() {
     thread.join().unwrap();
 }
 
+/// A message delegate that asks to be reused serves its connection's next
+/// requests (`start_request` is not called again there); one that does not
+/// is made anew for each request; a new connection always gets a new one.
+#[test]
+fn a_message_delegate_that_asks_is_reused_for_the_next_request() {
+    struct Counting {
+        made: std::cell::Cell<u32>,
+        reuse: bool,
+    }
+    struct Served {
+        conn: HTTPConnection,
+        made: u32,
+        served: u32,
+        reuse: bool,
+    }
+    impl HTTPServerConnectionDelegate for Counting {
+        type Message = Served;
+        fn start_request(&self, conn: &HTTPConnection) -> Served {
+            self.made.set(self.made.get() + 1);
+            Served {
+                conn: conn.clone(),
+                made: self.made.get(),
+                served: 0,
+                reuse: self.reuse,
+            }
+        }
+    }
+    impl HTTPMessageDelegate for Served {
+        fn headers_received(&mut self, request: Box<HTTPServerRequest>) {
+            self.conn.recycle_request(request);
+        }
+        fn finish(&mut self) {
+            self.served += 1;
+            let body = format!("made {} served {}", self.made, self.served);
+            let _ = self
+                .conn
+                .write_response(200, &HTTPHeaders::new(), body.as_bytes());
+        }
+        fn reuse(&mut self) -> bool {
+            self.reuse
+        }
+    }
+    for reuse in [true, false] {
+        let s = TestServer::start(
+            move || Counting {
+                made: std::cell::Cell::new(0),
+                reuse,
+            },
+            |_| {},
+        );
+        let mut conn = connect(s.addr);
+        let mut buf = Vec::new();
+        // One at a time, then two pipelined in one write.
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let mut bodies = vec![read_reply(&mut conn, &mut buf, false).unwrap().text()];
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        for _ in 0..2 {
+            bodies.push(read_reply(&mut conn, &mut buf, false).unwrap().text());
+        }
+        let other = raw_request(s.addr, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .text();
+        if reuse {
+            assert_eq!(
+                bodies,
+                ["made 1 served 1", "made 1 served 2", "made 1 served 3"]
+            );
+            assert_eq!(other, "made 2 served 1");
+        } else {
+            assert_eq!(
+                bodies,
+                ["made 1 served 1", "made 2 served 1", "made 3 served 1"]
+            );
+            assert_eq!(other, "made 4 served 1");
+        }
+    }
+}
+
 #[test]
 fn a_streaming_handler_gets_the_body_in_pieces_and_may_raise_the_limit() {
     #[derive(Default)]

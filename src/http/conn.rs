@@ -29,7 +29,10 @@ pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
     handle: HTTPConnection,
     delegate: Rc<D>,
     /// The current request's delegate, while it is not being called.
-    message: RefCell<Option<D::Message>>,
+    message: Cell<Option<D::Message>>,
+    /// A finished request's delegate that asked to serve the next one
+    /// ([`HTTPMessageDelegate::reuse`]): none built and dropped per request.
+    idle: Cell<Option<D::Message>>,
     /// The message delegate asked to pause the body.
     paused: Cell<bool>,
     /// Decoded pieces of a chunked body, on their way to the delegate.
@@ -44,6 +47,8 @@ pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
     /// Ticks in a row with nothing happening.
     quiet_ticks: Cell<u32>,
     timer: Cell<Option<TimeoutHandle>>,
+    /// The last `Host` value found valid here.
+    host: HostCache,
 }
 
 /// What a request head says of its body; `Err(status)` to refuse it.
@@ -66,7 +71,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             me: me.clone(),
             handle,
             delegate,
-            message: RefCell::new(None),
+            message: Cell::new(None),
+            idle: Cell::new(None),
             paused: Cell::new(false),
             scratch: RefCell::new(Vec::new()),
             decoder: RefCell::new(None),
@@ -75,6 +81,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             active: Cell::new(false),
             quiet_ticks: Cell::new(0),
             timer: Cell::new(None),
+            host: HostCache::default(),
         });
         let weak: Weak<dyn Reader> = conn.me.clone();
         *conn.core().reader.borrow_mut() = Some(weak);
@@ -225,7 +232,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             // has had its say on the limit.
             Some(body) => Phase::Body(body),
         });
-        let mut message = self.delegate.start_request(&self.handle);
+        let mut message = self.new_message();
         message.headers_received(request);
         let Some(body) = body else {
             if !core.detached.get() {
@@ -247,7 +254,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 return;
             }
         }
-        *self.message.borrow_mut() = Some(message);
+        self.message.set(Some(message));
         if let Body::Length(n) = body {
             if n > max as u64 {
                 self.refuse(413);
@@ -266,25 +273,40 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         }
     }
 
-    /// Keeps `message` for what is to come, or lets it go (unborrowed: its
-    /// drop may run user code) if its response is finished.
+    /// The next request's delegate: the last one if it asked to serve
+    /// again, else a new one.
     #[inline]
-    fn keep_unless_finished(&self, message: D::Message) {
-        if self.handle.response_finished() || self.core().detached.get() {
+    fn new_message(&self) -> D::Message {
+        let idle = self.idle.take();
+        match idle {
+            Some(message) => message,
+            None => self.delegate.start_request(&self.handle),
+        }
+    }
+
+    /// Keeps `message` for what is to come; or, if its response is
+    /// finished, for the next request if it asks to be reused, else lets
+    /// it go (unborrowed: its drop may run user code). Always inlined: it
+    /// ends every request, and a call costs about as much as its work.
+    #[inline(always)]
+    fn keep_unless_finished(&self, mut message: D::Message) {
+        if self.core().detached.get() {
             drop(message);
-        } else {
-            *self.message.borrow_mut() = Some(message);
+        } else if !self.handle.response_finished() {
+            self.message.set(Some(message));
+        } else if message.reuse() {
+            self.idle.set(Some(message));
         }
     }
 
     /// Hands a piece of the body to the message delegate.
     fn deliver(self: &Rc<Self>, chunk: &[u8]) {
-        let message = self.message.borrow_mut().take();
+        let message = self.message.take();
         let Some(mut message) = message else {
             return;
         };
         let wait = message.data_received(chunk);
-        *self.message.borrow_mut() = Some(message);
+        self.message.set(Some(message));
         if let Some(wait) = wait {
             if !wait.done() {
                 self.paused.set(true);
@@ -310,7 +332,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         }
         let decoder = self.decoder.borrow_mut().take();
         drop(decoder);
-        let message = self.message.borrow_mut().take();
+        let message = self.message.take();
         if let Some(mut message) = message {
             message.finish();
             self.keep_unless_finished(message);
@@ -333,7 +355,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             self.handle.abort();
         }
         if tell {
-            let message = self.message.borrow_mut().take();
+            let message = self.message.take();
             if let Some(mut message) = message {
                 message.on_connection_close();
             }
@@ -402,10 +424,10 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         let (Some(method), Some(uri)) = (req.method, req.path) else {
             return Err(400);
         };
-        let mut request =
-            core.spare.borrow_mut().take().unwrap_or_else(|| {
-                Box::new(HTTPServerRequest::empty(core.peer, core.stream.is_tls()))
-            });
+        let mut request = core
+            .spare
+            .take()
+            .unwrap_or_else(|| Box::new(HTTPServerRequest::empty(core.peer, core.stream.is_tls())));
         // The head is copied once, whole; the URI and the fields are ranges
         // of it. It is text: the request line and names are ASCII (httparse
         // checked). `text`, the batch's UTF-8 prefix, usually covers it;
@@ -423,7 +445,15 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             Some(head) => {
                 request.headers.reset_to_block(head);
                 request.uri = uri_at..uri_at + uri.len();
-                scan_fields(&mut request, req.headers, buf, head, |x| x, None)?
+                scan_fields(
+                    &mut request,
+                    req.headers,
+                    buf,
+                    head,
+                    |x| x,
+                    None,
+                    &self.host,
+                )?
             }
             None => obs_text_head(
                 &mut request,
@@ -476,13 +506,15 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         self.disarm();
         let core = self.core();
         core.phase.set(Phase::Done);
-        let message = self.message.borrow_mut().take();
+        let message = self.message.take();
         if let Some(mut message) = message {
             // The client left (or was sent away) before its answer.
             if core.answering() && !core.detached.get() {
                 message.on_connection_close();
             }
         }
+        let idle = self.idle.take();
+        drop(idle);
     }
 
     // ----- timeouts ----------------------------------------------------------
@@ -547,6 +579,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 // read buffer alone is 4 KiB); a request allocates them
                 // again. Not per request: that would cost the hot path.
                 core.release_buffers();
+                let idle = self.idle.take();
+                drop(idle);
             }
         }
         let idle = u128::from(self.quiet_ticks.get()) * self.tick_period().as_nanos()
@@ -574,7 +608,7 @@ impl<D: HTTPServerConnectionDelegate> Reader for Conn<D> {
         // its body is still coming (the connection closes then anyway).
         let core = self.core();
         if !matches!(core.phase.get(), Phase::Body(_)) {
-            let message = self.message.borrow_mut().take();
+            let message = self.message.take();
             drop(message);
         }
         if !core.closing.get() {
@@ -587,8 +621,10 @@ impl<D: HTTPServerConnectionDelegate> Reader for Conn<D> {
     fn detached(&self) {
         self.disarm();
         self.paused.set(false);
-        let message = self.message.borrow_mut().take();
+        let message = self.message.take();
         drop(message);
+        let idle = self.idle.take();
+        drop(idle);
     }
 }
 
@@ -617,6 +653,7 @@ fn scan_fields(
     head: &str,
     pos: impl Fn(usize) -> usize,
     mut raw: Option<&mut Vec<(u32, u32)>>,
+    hosts: &HostCache,
 ) -> Result<Fields, u16> {
     let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
     let mut f = Fields {
@@ -649,7 +686,7 @@ fn scan_fields(
             if is_host(name.as_bytes()) {
                 // One Host, and a valid one (RFC 9112 3.2): a second one is
                 // a smuggling attempt or a broken proxy.
-                if f.host || !valid_host(value) {
+                if f.host || !hosts.valid(value) {
                     return Err(400);
                 }
                 f.host = true;
@@ -706,7 +743,9 @@ fn obs_text_head(
     request.headers.reset_to_block(&text);
     request.uri = pos(uri.start)..pos(uri.end);
     let mut raw = Vec::new();
-    let fields = scan_fields(request, headers, head, &text, pos, Some(&mut raw))?;
+    // A head like this one is rare: no cache for its Host.
+    let host = HostCache::default();
+    let fields = scan_fields(request, headers, head, &text, pos, Some(&mut raw), &host)?;
     request.headers.keep_raw(head, raw);
     Ok(fields)
 }
@@ -740,13 +779,72 @@ fn decode_obs_text(head: &[u8]) -> (String, Vec<u32>) {
     (text, map)
 }
 
+/// The last `Host` value a connection found valid, for [`valid_host`]
+/// without the byte-by-byte check: a keep-alive client sends the same value
+/// with every request, and comparing the whole of it with the last one is
+/// cheaper. Exact: only a value equal, byte for byte, to one that passed
+/// the check skips it. Values longer than the buffer are always checked.
+#[derive(Default)]
+struct HostCache(Cell<HostBytes>);
+
+/// A `Host` value of up to 30 bytes, and its length.
+#[derive(Clone, Copy, Default)]
+struct HostBytes([u8; 30], u8);
+
+impl HostCache {
+    #[inline]
+    fn valid(&self, value: &str) -> bool {
+        let value = value.as_bytes();
+        let HostBytes(bytes, len) = self.0.get();
+        if bytes
+            .get(..usize::from(len))
+            .is_some_and(|last| same_short(last, value))
+        {
+            return true;
+        }
+        self.check(value)
+    }
+
+    /// A value not the same as the last: checked, and kept if it passes.
+    #[inline(never)]
+    fn check(&self, value: &[u8]) -> bool {
+        if !valid_host(value) {
+            return false;
+        }
+        let mut bytes = [0; 30];
+        if let Some(slot) = bytes.get_mut(..value.len()) {
+            slot.copy_from_slice(value);
+            self.0.set(HostBytes(bytes, value.len() as u8));
+        }
+        true
+    }
+}
+
+/// Whether two byte strings are equal; for 8 to 16 bytes (a usual `Host`,
+/// `127.0.0.1:8080`) with two overlapping 8-byte loads from each, rather
+/// than a call into `memcmp`, which costs more than the comparison here.
+#[inline]
+fn same_short(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if !(8..=16).contains(&n) {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+}
+
 /// Whether a `Host` value is `uri-host [":" port]` (RFC 3986's reg-name,
 /// IPv4 or bracketed IP literal), or empty (allowed when the target has no
 /// authority). Every request has one: a table lookup per byte, no search.
-#[inline]
-fn valid_host(value: &str) -> bool {
+fn valid_host(host: &[u8]) -> bool {
     // An IP literal opens with the only `[` a host may have.
-    let host = value.as_bytes();
     let host = host.strip_prefix(b"[").unwrap_or(host);
     // No early exit: a branch-free pass over a short value is cheaper than
     // a test per byte.
@@ -803,5 +901,70 @@ fn utf8_prefix(buf: &[u8]) -> &str {
         // A multi-byte character cut at the end of the scan, or bytes that
         // are not UTF-8 (a binary body, obs-text): stop before them.
         Err(err) => std::str::from_utf8(&scan[..err.valid_up_to()]).unwrap_or(""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostCache;
+
+    /// The cache skips the check only for the very bytes that passed it.
+    #[test]
+    fn host_cache_skips_the_check_only_for_the_same_valid_value() {
+        let hosts = HostCache::default();
+        assert!(hosts.valid(""), "empty is allowed");
+        assert!(hosts.valid("example.com:8080"));
+        assert!(hosts.valid("example.com:8080"), "again, from the cache");
+        for bad in [
+            "example.com:8080/",
+            "example.com:808 ",
+            "exa mple.com",
+            "a@b",
+            "[::1][",
+        ] {
+            assert!(!hosts.valid(bad), "{bad:?}");
+        }
+        assert!(hosts.valid("example.com:8080"));
+        assert!(
+            hosts.valid("example.com:808"),
+            "a prefix is checked, and valid"
+        );
+        let long = "a-rather-long-host-name.example.com:8080";
+        assert!(long.len() > 30);
+        assert!(hosts.valid(long), "too long to keep: checked each time");
+        assert!(hosts.valid(long));
+        assert!(!hosts.valid(&format!("{long}/")));
+    }
+
+    #[test]
+    fn same_short_is_equality() {
+        let words = [
+            "",
+            "a",
+            "1234567",
+            "12345678",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "0123456789abcdef",
+            "0123456789abcdefg",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(
+                    super::same_short(a.as_bytes(), b.as_bytes()),
+                    a == b,
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+        // A difference anywhere in 8 to 16 bytes is seen.
+        let base = *b"0123456789abcdef";
+        for n in 8..=16 {
+            for i in 0..n {
+                let mut other = base;
+                other[i] ^= 1;
+                assert!(!super::same_short(&base[..n], &other[..n]), "{n} {i}");
+            }
+        }
     }
 }

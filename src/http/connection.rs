@@ -159,7 +159,7 @@ pub(crate) struct Core {
     pub(crate) max_body_size: Cell<usize>,
     /// The last request, emptied, for the next one: a keep-alive
     /// connection parses without allocating.
-    pub(crate) spare: RefCell<Option<Box<HTTPServerRequest>>>,
+    pub(crate) spare: Cell<Option<Box<HTTPServerRequest>>>,
     pub(crate) reader: RefCell<Option<Weak<dyn Reader>>>,
 }
 
@@ -181,7 +181,7 @@ impl HTTPConnection {
                 keep_alive: Cell::new(true),
                 version: Cell::new(Version::Http11),
                 head_request: Cell::new(false),
-                spare: RefCell::new(None),
+                spare: Cell::new(None),
                 reader: RefCell::new(None),
             }),
         }
@@ -230,6 +230,10 @@ impl HTTPConnection {
     /// As [`write_headers`](Self::write_headers); a `Content-Length` in
     /// `headers` that `body` does not match is an [`ErrorKind::HttpProtocol`]
     /// error after what fits was sent, and the connection closes.
+    ///
+    /// Inlined, so that the usual response is written where it is given,
+    /// without a call; any other takes the general path, out of line.
+    #[inline]
     pub fn write_response(
         &self,
         status: u16,
@@ -244,18 +248,24 @@ impl HTTPConnection {
             && core.version.get() == Version::Http11
         {
             core.write_usual(body);
-        } else {
-            // A bad head writes nothing (and the caller may answer another
-            // way); once it is out, the response ends here whatever else
-            // fails, so the connection goes on or closes, never hangs.
-            core.write_head(status, headers, Some(body.len()))?;
-            let written = core.write_body(body);
-            let finished = core.end();
             core.response_done();
-            return written.and(finished);
+            return Ok(());
         }
+        self.write_whole(status, headers, body)
+    }
+
+    /// `write_response` for all but the usual response.
+    #[inline(never)]
+    fn write_whole(&self, status: u16, headers: &HTTPHeaders, body: &[u8]) -> Result<(), Error> {
+        let core = &*self.core;
+        // A bad head writes nothing (and the caller may answer another
+        // way); once it is out, the response ends here whatever else
+        // fails, so the connection goes on or closes, never hangs.
+        core.write_head(status, headers, Some(body.len()))?;
+        let written = core.write_body(body);
+        let finished = core.end();
         core.response_done();
-        Ok(())
+        written.and(finished)
     }
 
     /// Sends what is buffered; the future is done when it has gone to the
@@ -339,9 +349,7 @@ impl HTTPConnection {
     #[inline]
     pub fn recycle_request(&self, mut request: Box<HTTPServerRequest>) {
         if request.recycle(SPARE_MAX) {
-            if let Ok(mut spare) = self.core.spare.try_borrow_mut() {
-                *spare = Some(request);
-            }
+            self.core.spare.set(Some(request));
         }
     }
 
@@ -437,13 +445,15 @@ impl Core {
     #[inline]
     fn write_usual(&self, body: &[u8]) {
         let mut out = self.out.borrow_mut();
+        // A `HEAD` answer says how long the body would be, and sends none.
+        let sent = if self.head_request.get() {
+            &[][..]
+        } else {
+            body
+        };
         self.opts
             .heads
-            .write_ok(self.stream.io_loop(), &mut out, body.len());
-        out.extend_from_slice(b"\r\n");
-        if !self.head_request.get() {
-            out.extend_from_slice(body);
-        }
+            .write_ok(self.stream.io_loop(), &mut out, body.len(), sent);
         self.response.set(Response::Done);
     }
 
@@ -669,6 +679,9 @@ impl Core {
     }
 
     /// The response is complete: go on with the next request (or close).
+    /// Inlined: the usual response ends inside the read hook, where this is
+    /// a few flag updates; outside it, the rest is a call of its own.
+    #[inline]
     pub(crate) fn response_done(&self) {
         if !self.keep_alive.get() {
             self.closing.set(true);
@@ -686,11 +699,18 @@ impl Core {
             }
         }
         if !self.in_hook.get() {
-            self.flush_out();
-            let reader = self.reader.borrow().clone();
-            if let Some(reader) = reader.and_then(|r| r.upgrade()) {
-                reader.response_done();
-            }
+            self.response_done_outside_hook();
+        }
+    }
+
+    /// A response finished from a later callback: it goes out now, and the
+    /// reader goes on with what is waiting.
+    #[inline(never)]
+    fn response_done_outside_hook(&self) {
+        self.flush_out();
+        let reader = self.reader.borrow().clone();
+        if let Some(reader) = reader.and_then(|r| r.upgrade()) {
+            reader.response_done();
         }
     }
 
@@ -771,8 +791,7 @@ impl Core {
                 *out = Vec::new();
             }
         }
-        let spare = self.spare.try_borrow_mut().ok().and_then(|mut s| s.take());
-        drop(spare);
+        drop(self.spare.take());
     }
 }
 

@@ -89,7 +89,8 @@ pub trait HTTPServerConnectionDelegate: 'static {
 /// connection then closes after the response rather than read the rest.
 ///
 /// The delegate is kept until the response is finished and the body read,
-/// then dropped.
+/// then dropped; or, if it asks to be [reused](Self::reuse), kept for the
+/// connection's next request.
 #[allow(unused_variables)]
 pub trait HTTPMessageDelegate: 'static {
     /// The request head: method, target, headers. The request is the
@@ -117,6 +118,21 @@ pub trait HTTPMessageDelegate: 'static {
     /// left, or sent something malformed. Called at most once, and then
     /// nothing else is.
     fn on_connection_close(&mut self) {}
+
+    /// The response is finished and the request read: return `true` to
+    /// serve the connection's next request with this same delegate, made
+    /// ready for it as if [`start_request`](HTTPServerConnectionDelegate::start_request)
+    /// had just made it. `false` (the default) drops it, and the next
+    /// request gets a new one.
+    ///
+    /// An optimisation for a keep-alive connection: no delegate built and
+    /// dropped per request. Asked when the response was finished by the
+    /// time the request was read (the usual, synchronous case); a delegate
+    /// whose response finishes later, from a callback, is dropped then. An
+    /// idle connection drops the one it keeps.
+    fn reuse(&mut self) -> bool {
+        false
+    }
 }
 
 /// A boxed delegate is a delegate, for servers that choose one at run time.
@@ -132,6 +148,9 @@ impl HTTPMessageDelegate for Box<dyn HTTPMessageDelegate> {
     }
     fn on_connection_close(&mut self) {
         (**self).on_connection_close();
+    }
+    fn reuse(&mut self) -> bool {
+        (**self).reuse()
     }
 }
 
@@ -187,5 +206,10 @@ where
             conn.fail(&request, err);
         }
         conn.recycle_request(request);
+    }
+
+    /// Nothing of the last request is left (`finish` took it): ready.
+    fn reuse(&mut self) -> bool {
+        self.request.is_none()
     }
 }

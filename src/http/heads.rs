@@ -109,14 +109,19 @@ impl Heads {
         });
     }
 
-    /// Appends the usual head, in one copy: the status line of a 200,
-    /// `Server`, `Date`, the default `Content-Type`, and `Content-Length`
-    /// with `length`. The blank line that ends the head is the caller's.
+    /// Appends the usual response: its head in one copy (the status line
+    /// of a 200, `Server`, `Date`, the default `Content-Type`, and
+    /// `Content-Length` with `length`), then `body` (empty for a `HEAD`,
+    /// whose `length` is the body's it would have).
     #[inline]
-    pub(crate) fn write_ok(&self, io_loop: &IOLoop, out: &mut Vec<u8>, length: usize) {
-        self.with(io_loop, |cache| out.extend_from_slice(&cache.ok));
-        write_usize(out, length);
-        out.extend_from_slice(b"\r\n");
+    pub(crate) fn write_ok(&self, io_loop: &IOLoop, out: &mut Vec<u8>, length: usize, body: &[u8]) {
+        self.with(io_loop, |cache| {
+            // Room for it all at once: the copies below never reallocate.
+            out.reserve(cache.ok.len() + 24 + body.len());
+            out.extend_from_slice(&cache.ok);
+        });
+        write_length_line(out, length);
+        out.extend_from_slice(body);
     }
 }
 
@@ -155,6 +160,30 @@ impl HeadCache {
         ok.extend_from_slice(common);
         ok.extend_from_slice(content_type);
         ok.extend_from_slice(b"Content-Length: ");
+    }
+}
+
+/// The digits of a `Content-Length` and the blank line after them, in one
+/// copy: a short length (the usual one) is three stores, not three appends.
+#[inline]
+fn write_length_line(out: &mut Vec<u8>, n: usize) {
+    let digit = |d: usize| b'0' + (d % 10) as u8;
+    match n {
+        0..=9 => out.extend_from_slice(&[digit(n), b'\r', b'\n', b'\r', b'\n']),
+        10..=99 => out.extend_from_slice(&[digit(n / 10), digit(n), b'\r', b'\n', b'\r', b'\n']),
+        100..=999 => out.extend_from_slice(&[
+            digit(n / 100),
+            digit(n / 10),
+            digit(n),
+            b'\r',
+            b'\n',
+            b'\r',
+            b'\n',
+        ]),
+        _ => {
+            write_long_usize(out, n);
+            out.extend_from_slice(b"\r\n\r\n");
+        }
     }
 }
 
@@ -213,6 +242,9 @@ mod tests {
             out.clear();
             super::write_hex(&mut out, n);
             assert_eq!(out, format!("{n:x}").into_bytes());
+            out.clear();
+            super::write_length_line(&mut out, n);
+            assert_eq!(out, format!("{n}\r\n\r\n").into_bytes());
         }
     }
 }

@@ -233,19 +233,17 @@ impl HTTPServerRequest {
         }
     }
 
-    /// Empties the request for reuse by the next one on its connection;
+    /// Readies the request for reuse by the next one on its connection;
     /// `false` if it holds more than `max` bytes of buffers (not worth
-    /// keeping for an idle connection).
+    /// keeping for an idle connection). Only what the next parse does not
+    /// set anew is emptied here: the method, the target, the version and
+    /// the headers (`reset_to_block`) are overwritten there anyway.
     #[inline]
     pub(crate) fn recycle(&mut self, max: usize) -> bool {
         let held = self.headers.capacity() + self.body.capacity();
         if held > max {
             return false;
         }
-        self.method = Method::Get;
-        self.uri = 0..0;
-        self.query_at = 0;
-        self.headers.clear();
         self.body.clear();
         self.path_args.clear();
         self.real_ip = None;

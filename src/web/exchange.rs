@@ -23,7 +23,7 @@ pub(crate) struct Inner {
     asynchronous: Cell<bool>,
     /// The handler of an asynchronous response, for its `on_finish` or
     /// `on_connection_close`.
-    handler: RefCell<Option<Box<dyn RequestHandler>>>,
+    handler: Cell<Option<Box<dyn RequestHandler>>>,
     /// For the access log (only read when it is enabled).
     start: Option<Instant>,
     /// The application it serves (and is pooled by).
@@ -83,7 +83,7 @@ impl Exchange {
                 body: RefCell::new(Vec::new()),
                 finished: Cell::new(false),
                 asynchronous: Cell::new(false),
-                handler: RefCell::new(None),
+                handler: Cell::new(None),
                 start,
                 app: Rc::downgrade(app),
                 in_method: Cell::new(false),
@@ -91,6 +91,25 @@ impl Exchange {
                 error_page: Cell::new(default_error_page),
             }),
         }
+    }
+
+    /// A parked exchange (see [`park`](Self::park)) with its connection,
+    /// for the next request on that connection.
+    /// (Parked means unshared: should it be shared after all, the request
+    /// comes back, for a new exchange.)
+    #[inline]
+    pub(super) fn refill(
+        self,
+        request: Box<HTTPServerRequest>,
+    ) -> Result<Exchange, Box<HTTPServerRequest>> {
+        let mut rc = self.inner;
+        let Some(inner) = Rc::get_mut(&mut rc) else {
+            return Err(request);
+        };
+        inner.request = Some(request);
+        inner.start =
+            log::log_enabled!(target: "squall::access", log::Level::Info).then(Instant::now);
+        Ok(Exchange { inner: rc })
     }
 
     /// The request.
@@ -396,7 +415,7 @@ impl Exchange {
     /// Keeps the handler of a response left open, for its `on_finish` (or
     /// `on_connection_close`).
     pub(crate) fn park_handler(&self, handler: Box<dyn RequestHandler>) {
-        *self.inner.handler.borrow_mut() = Some(handler);
+        self.inner.handler.set(Some(handler));
     }
 
     /// The client left before the response was finished: the handler
@@ -405,7 +424,7 @@ impl Exchange {
         if self.inner.finished.replace(true) {
             return;
         }
-        let handler = handler.or_else(|| self.inner.handler.borrow_mut().take());
+        let handler = handler.or_else(|| self.inner.handler.take());
         if let Some(mut handler) = handler {
             handler.on_connection_close();
             handler.on_finish();
@@ -414,7 +433,7 @@ impl Exchange {
 
     #[inline]
     fn run_on_finish(&self) {
-        let handler = self.inner.handler.borrow_mut().take();
+        let handler = self.inner.handler.take();
         if let Some(mut handler) = handler {
             handler.on_finish();
         }
@@ -449,16 +468,16 @@ impl Exchange {
     }
 
     /// After a finished response: unless a handler kept a clone, empties
-    /// the exchange into `pool` for a later request, and gives the request
-    /// back to its connection.
-    pub(crate) fn park(self, pool: &Pool) {
+    /// the exchange, gives the request back to its connection, and keeps
+    /// the exchange for a later request: in `spare` (with its connection,
+    /// for the next request on it) if that is free, else in `pool`.
+    pub(crate) fn park(self, pool: &Pool, spare: &mut Option<Exchange>) {
         let mut rc = self.inner;
         let Some(inner) = Rc::get_mut(&mut rc) else {
             return;
         };
         let request = inner.request.take();
-        let conn = inner.conn.take();
-        if let (Some(conn), Some(request)) = (&conn, request) {
+        if let (Some(conn), Some(request)) = (&inner.conn, request) {
             conn.recycle_request(request);
         }
         let body = inner.body.get_mut();
@@ -473,6 +492,11 @@ impl Exchange {
         *inner.handler.get_mut() = None;
         inner.start = None;
         inner.error_page.set(default_error_page);
+        if spare.is_none() {
+            *spare = Some(Exchange { inner: rc });
+            return;
+        }
+        let conn = inner.conn.take();
         if let Ok(mut pool) = pool.0.try_borrow_mut() {
             if pool.len() < POOL_MAX {
                 pool.push(rc);

@@ -446,6 +446,7 @@ impl HTTPServerConnectionDelegate for Application {
             app: self.inner.clone(),
             conn: conn.clone(),
             state: State::Start,
+            spare: None,
         }
     }
 
@@ -463,6 +464,10 @@ pub struct RequestDelegate {
     app: Rc<AppInner>,
     conn: HTTPConnection,
     state: State,
+    /// The last request's exchange, emptied, for the next one on this
+    /// connection (the delegate is [reused](HTTPMessageDelegate::reuse)):
+    /// no trip through the application's pool per request.
+    spare: Option<Exchange>,
 }
 
 enum State {
@@ -480,19 +485,21 @@ enum State {
 impl HTTPMessageDelegate for RequestDelegate {
     fn headers_received(&mut self, mut request: Box<HTTPServerRequest>) {
         let route = self.app.find(&mut request);
-        let streaming = route.map(|i| &self.app.routes[i]).filter(|r| r.streaming);
-        let Some(route) = streaming else {
+        let streaming = route.filter(|&i| self.app.routes[i].streaming);
+        let Some(streaming) = streaming else {
             if self.conn.expects_body() {
                 self.state = State::Buffering(request, route);
             } else {
                 // Nothing more will come (`finish` follows at once): the
                 // handler runs now, the usual request's one step.
-                let x = Exchange::new(&self.app, &self.conn, request);
+                let x = self.exchange(request);
                 self.dispatch(x, route);
             }
             return;
         };
-        let x = Exchange::new(&self.app, &self.conn, request);
+        let x = self.exchange(request);
+        let app = self.app.clone();
+        let route = &app.routes[streaming];
         x.set_error_page(route.write_error);
         let mut handler = match callback::catch_value(|| (route.factory)()) {
             Ok(handler) => handler,
@@ -547,18 +554,12 @@ impl HTTPMessageDelegate for RequestDelegate {
         }
     }
 
+    /// Inlined into the server's reader: the usual request was answered
+    /// at its head, and this is one test.
+    #[inline]
     fn finish(&mut self) {
-        // The usual request was answered at its head.
-        if matches!(self.state, State::Start | State::Done) {
-            return;
-        }
-        match std::mem::replace(&mut self.state, State::Done) {
-            State::Buffering(request, route) => {
-                let x = Exchange::new(&self.app, &self.conn, request);
-                self.dispatch(x, route);
-            }
-            State::Streaming(x, handler) => self.run(x, Some(handler), None),
-            other => self.state = other,
+        if !matches!(self.state, State::Start | State::Done) {
+            self.body_complete();
         }
     }
 
@@ -569,15 +570,55 @@ impl HTTPMessageDelegate for RequestDelegate {
             _ => {}
         }
     }
+
+    /// Ready for the next request unless a response is still open.
+    #[inline]
+    fn reuse(&mut self) -> bool {
+        match self.state {
+            // The usual request, answered at its head.
+            State::Start => true,
+            State::Done => {
+                self.state = State::Start;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl RequestDelegate {
+    /// The body has come: the handler runs (or, streaming, its verb method).
+    fn body_complete(&mut self) {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Buffering(request, route) => {
+                let x = self.exchange(request);
+                self.dispatch(x, route);
+            }
+            State::Streaming(x, handler) => self.run(x, Some(handler), None),
+            other => self.state = other,
+        }
+    }
+
+    /// The exchange for `request`: the last one's, emptied, if it is here.
+    /// Always inlined: it is a few moves, on every request's path.
+    #[inline(always)]
+    fn exchange(&mut self, request: Box<HTTPServerRequest>) -> Exchange {
+        let request = match self.spare.take() {
+            Some(x) => match x.refill(request) {
+                Ok(x) => return x,
+                Err(request) => request,
+            },
+            None => request,
+        };
+        Exchange::new(&self.app, &self.conn, request)
+    }
+
     /// Answers 404 without a route, else runs the route's handler.
     #[inline]
     fn dispatch(&mut self, x: Exchange, route: Option<usize>) {
         let Some(route) = route else {
             x.send_error(404);
-            x.park(&self.app.pool);
+            x.park(&self.app.pool, &mut self.spare);
             return;
         };
         x.set_error_page(self.app.routes[route].write_error);
@@ -651,7 +692,7 @@ impl RequestDelegate {
             }
         }
         if x.finished() {
-            x.park(&self.app.pool);
+            x.park(&self.app.pool, &mut self.spare);
         } else {
             if let Some(handler) = handler {
                 x.park_handler(handler);

@@ -89,8 +89,8 @@ struct State {
     reported: bool,
     close_timer: Option<TimeoutHandle>,
     ping_timer: Option<TimeoutHandle>,
-    last_ping: Option<Instant>,
-    last_pong: Option<Instant>,
+    /// When the oldest ping still without a pong was sent.
+    unanswered_since: Option<Instant>,
 }
 
 impl WebSocketConnection {
@@ -196,13 +196,17 @@ impl WebSocketConnection {
                 self.add_fragment(text, payload, header.fin, true);
             }
             Opcode::Continuation => {
-                let text = match &self.core.st.borrow().message {
-                    Some((text, _)) => *text,
-                    None => {
-                        return self.fail(CloseCode::PROTOCOL, "a continuation without a message")
-                    }
-                };
-                self.add_fragment(text, payload, header.fin, false);
+                let text = self
+                    .core
+                    .st
+                    .borrow()
+                    .message
+                    .as_ref()
+                    .map(|(text, _)| *text);
+                match text {
+                    Some(text) => self.add_fragment(text, payload, header.fin, false),
+                    None => self.fail(CloseCode::PROTOCOL, "a continuation without a message"),
+                }
             }
             Opcode::Ping => {
                 if !self.core.st.borrow().close_sent {
@@ -212,7 +216,7 @@ impl WebSocketConnection {
                 self.with_events(|events, conn| events.on_ping(conn, &payload));
             }
             Opcode::Pong => {
-                self.core.st.borrow_mut().last_pong = Some(self.core.stream.io_loop().time());
+                self.core.st.borrow_mut().unanswered_since = None;
                 self.with_events(|events, conn| events.on_pong(conn, &payload));
             }
             Opcode::Close => self.on_close_frame(&payload),
@@ -514,22 +518,19 @@ impl WebSocketConnection {
             }
             let now = conn.core.stream.io_loop().time();
             let timeout = conn.core.options.ping_timeout.unwrap_or(interval);
-            // The last ping has had no pong since, for `timeout` or more.
-            let unanswered = {
-                let st = conn.core.st.borrow();
-                match (st.last_ping, st.last_pong) {
-                    (Some(ping), Some(pong)) if pong >= ping => false,
-                    (Some(ping), _) => now.duration_since(ping) >= timeout,
-                    (None, _) => false,
-                }
-            };
-            if unanswered {
+            // A ping has waited `timeout` for its pong: the peer is gone.
+            let since = conn.core.st.borrow().unanswered_since;
+            if since.is_some_and(|t| now.duration_since(t) >= timeout) {
                 log::debug!("WebSocket peer did not answer a ping within {timeout:?}: closing");
                 conn.close(Some(CloseCode::GOING_AWAY.0), Some("ping timed out"));
                 return;
             }
             let _ = conn.ping(b"");
-            conn.core.st.borrow_mut().last_ping = Some(now);
+            conn.core
+                .st
+                .borrow_mut()
+                .unanswered_since
+                .get_or_insert(now);
             conn.schedule_ping();
         });
         self.core.st.borrow_mut().ping_timer = Some(handle);

@@ -41,6 +41,23 @@ impl Socket {
             Socket::Tls(t) => t.write(buf),
         }
     }
+    /// One `writev` of several buffers (TLS sends a handshake flight's
+    /// records in one system call this way).
+    #[cfg(feature = "tls")]
+    pub(super) fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => (&*s).write_vectored(bufs),
+            Socket::Unix(s) => (&*s).write_vectored(bufs),
+            Socket::Pipe(p) => (&p.file).write_vectored(bufs),
+            Socket::Tls(t) => {
+                let first = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &b[..]);
+                t.write(first)
+            }
+        }
+    }
     pub(super) fn take_error(&self) -> io::Result<Option<io::Error>> {
         match self.plain() {
             Socket::Tcp(s) => s.take_error(),

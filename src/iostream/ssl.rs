@@ -1,36 +1,4 @@
 //! `SSLIOStream`: the same [`IOStream`] over TLS, and STARTTLS.
-//!
-//! ```
-//! use squall::iostream::IOStream;
-//! use squall::tls::{ClientOptions, ServerOptions};
-//! use squall::IOLoop;
-//!
-//! let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-//! let (cert_pem, key_pem) = (cert.cert.pem(), cert.key_pair.serialize_pem());
-//! let server_config = ServerOptions::new(cert_pem.as_bytes(), key_pem.as_bytes()).build()?;
-//! let client_config = ClientOptions::new().ca_certs(cert_pem.as_bytes()).build()?;
-//!
-//! let io_loop = IOLoop::new()?;
-//! let (a, b) = std::os::unix::net::UnixStream::pair()?;
-//! // Both start in plain text (as after an SMTP "STARTTLS" exchange)...
-//! let server = IOStream::with_loop(a, &io_loop)?;
-//! let client = IOStream::with_loop(b, &io_loop)?;
-//! // ...and each side upgrades; the futures resolve after the handshake.
-//! let server = server.start_tls(true, Some(server_config.into()), None);
-//! let client = client.start_tls(false, Some(client_config.into()), Some("localhost"));
-//! let server = io_loop.run_sync(move || server, None)?;
-//! let client = io_loop.run_sync(move || client, None)?;
-//! client.write(&b"hello over TLS\n"[..]);
-//! let got = io_loop.run_sync(move || server.read_until(b"\n", None), None)?;
-//! assert_eq!(got, b"hello over TLS\n");
-//! # Ok::<(), squall::Error>(())
-//! ```
-//!
-//! Everything else (`read_until`, `read_bytes`, `read_until_close`, the
-//! read hook, `write`, `flushed`, buffer limits, half-close) works as on a
-//! plain stream; `close` sends `close_notify`. See `tls.rs` beside this file
-//! for how the layer below behaves, and why a peer that ends without
-//! `close_notify` fails `read_until_close`.
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -43,9 +11,43 @@ use crate::future::Future;
 use crate::ioloop::IOLoop;
 use crate::tls::SslOptions;
 
+/// `SSLIOStream`: the same [`IOStream`] over TLS, and STARTTLS.
+///
+/// ```
+/// use squall::iostream::IOStream;
+/// use squall::tls::{ClientOptions, ServerOptions};
+/// use squall::IOLoop;
+///
+/// let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+/// let (cert_pem, key_pem) = (cert.cert.pem(), cert.key_pair.serialize_pem());
+/// let server_config = ServerOptions::new(cert_pem.as_bytes(), key_pem.as_bytes()).build()?;
+/// let client_config = ClientOptions::new().ca_certs(cert_pem.as_bytes()).build()?;
+///
+/// let io_loop = IOLoop::new()?;
+/// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+/// // Both start in plain text (as after an SMTP "STARTTLS" exchange)...
+/// let server = IOStream::with_loop(a, &io_loop)?;
+/// let client = IOStream::with_loop(b, &io_loop)?;
+/// // ...and each side upgrades; the futures resolve after the handshake.
+/// let server = server.start_tls(true, Some(server_config.into()), None);
+/// let client = client.start_tls(false, Some(client_config.into()), Some("localhost"));
+/// let server = io_loop.run_sync(move || server, None)?;
+/// let client = io_loop.run_sync(move || client, None)?;
+/// client.write(&b"hello over TLS\n"[..]);
+/// let got = io_loop.run_sync(move || server.read_until(b"\n", None), None)?;
+/// assert_eq!(got, b"hello over TLS\n");
+/// # Ok::<(), squall::Error>(())
+/// ```
+///
+/// Everything else (`read_until`, `read_bytes`, `read_until_close`, the
+/// read hook, `write`, `flushed`, buffer limits, half-close) works as on a
+/// plain stream; `close` sends `close_notify`. See `tls.rs` beside this file
+/// for how the layer below behaves, and why a peer that ends without
+/// `close_notify` fails `read_until_close`.
+///
 /// Tornado's `SSLIOStream`: an [`IOStream`] whose socket speaks TLS. The
 /// same type; build one with [`IOStream::with_ssl`] or
-/// [`IOStream::start_tls`]. See the [module docs](self).
+/// [`IOStream::start_tls`].
 pub type SSLIOStream = IOStream;
 
 impl IOStream {

@@ -37,6 +37,8 @@ pub struct TlsSocket {
     socket: Socket,
     conn: RefCell<rustls::Connection>,
     truncated: Cell<bool>,
+    /// The last socket read of this `read` call was short: don't ask again.
+    drained: Cell<bool>,
     /// Plaintext bytes a write took whose ciphertext has not all gone out:
     /// the stream's write futures for them wait (see `unsent_plaintext`).
     unsent: Cell<usize>,
@@ -52,18 +54,32 @@ impl std::fmt::Debug for TlsSocket {
 }
 
 /// The plain socket as `io::Read`/`io::Write`, for rustls's `read_tls` and
-/// `write_tls`.
-struct Plain<'a>(&'a Socket);
+/// `write_tls`. It notes a short read: the socket was drained by it, so
+/// asking again would only cost a `recv` that says `WouldBlock` (the plain
+/// stream skips that call the same way). And it writes vectored: rustls
+/// hands a handshake flight over as several records, which then leave in
+/// one `writev`.
+struct Plain<'a> {
+    socket: &'a Socket,
+    drained: &'a Cell<bool>,
+}
 
 impl Read for Plain<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        let n = self.socket.read(buf)?;
+        if n > 0 && n < buf.len() {
+            self.drained.set(true);
+        }
+        Ok(n)
     }
 }
 
 impl Write for Plain<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        self.socket.write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.socket.write_vectored(bufs)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -81,12 +97,20 @@ impl TlsSocket {
             socket,
             conn: RefCell::new(conn),
             truncated: Cell::new(false),
+            drained: Cell::new(false),
             unsent: Cell::new(0),
         }
     }
 
     pub(super) fn plain(&self) -> &Socket {
         &self.socket
+    }
+
+    fn plain_io(&self) -> Plain<'_> {
+        Plain {
+            socket: &self.socket,
+            drained: &self.drained,
+        }
     }
 
     /// Reads plaintext into `buf`: what rustls has decrypted, then what the
@@ -99,6 +123,7 @@ impl TlsSocket {
         }
         let mut conn = self.conn.borrow_mut();
         let mut filled = 0;
+        self.drained.set(false);
         loop {
             match conn.reader().read(&mut buf[filled..]) {
                 // `close_notify` came: the clean end.
@@ -123,7 +148,15 @@ impl TlsSocket {
                 }
                 Err(e) => return Err(e),
             }
-            match conn.read_tls(&mut Plain(&self.socket)) {
+            if self.drained.get() && filled > 0 {
+                // The socket gave all it had a moment ago: return the
+                // short read, which tells the stream so. (With nothing to
+                // return, ask the socket again: a `WouldBlock` must come
+                // from it, or a FIN that came with the data would be
+                // missed.)
+                return Ok(filled);
+            }
+            match conn.read_tls(&mut self.plain_io()) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return if filled > 0 { Ok(filled) } else { Err(e) };
@@ -132,12 +165,12 @@ impl TlsSocket {
             }
             if let Err(err) = conn.process_new_packets() {
                 // rustls queued an alert saying why: send it if it fits.
-                let _ = write_out(&mut conn, &self.socket);
+                let _ = write_out(&mut conn, &mut self.plain_io());
                 return Err(tls_io_error(err));
             }
             // Handshake messages (or a key update) to answer with; what
             // the socket does not take now goes on the next write edge.
-            write_out(&mut conn, &self.socket)?;
+            write_out(&mut conn, &mut self.plain_io())?;
         }
     }
 
@@ -168,7 +201,7 @@ impl TlsSocket {
     /// `write_out`, and once nothing waits, the last write's plaintext is
     /// out too.
     fn send(&self, conn: &mut rustls::Connection) -> io::Result<bool> {
-        let all = write_out(conn, &self.socket)?;
+        let all = write_out(conn, &mut self.plain_io())?;
         if all {
             self.unsent.set(0);
         }
@@ -199,7 +232,7 @@ impl TlsSocket {
     pub(super) fn close_notify(&self) {
         let mut conn = self.conn.borrow_mut();
         conn.send_close_notify();
-        let _ = write_out(&mut conn, &self.socket);
+        let _ = write_out(&mut conn, &mut self.plain_io());
     }
 
     /// The protocol ALPN chose, if any.
@@ -226,9 +259,9 @@ impl TlsSocket {
 
 /// Writes rustls's waiting ciphertext until the socket would block.
 /// `Ok(true)`: all of it went out.
-fn write_out(conn: &mut rustls::Connection, socket: &Socket) -> io::Result<bool> {
+fn write_out(conn: &mut rustls::Connection, plain: &mut Plain<'_>) -> io::Result<bool> {
     while conn.wants_write() {
-        match conn.write_tls(&mut Plain(socket)) {
+        match conn.write_tls(plain) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

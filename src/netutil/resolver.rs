@@ -1,24 +1,4 @@
 //! `Resolver`: host names to addresses without blocking the loop, Tornado's
-//! `netutil.Resolver`.
-//!
-//! `getaddrinfo` blocks (a slow DNS server can hold it for seconds), so the
-//! default resolver runs it on a thread pool and the answer comes back
-//! through the loop, as Tornado's `DefaultExecutorResolver` does. IP
-//! literals need no lookup and answer at once.
-//!
-//! ```
-//! use squall::netutil::{AddressFamily, Resolver};
-//! use squall::IOLoop;
-//!
-//! let io_loop = IOLoop::new()?;
-//! let addrs = io_loop.run_sync(|| {
-//!     // Tests and staging: send a name elsewhere (Tornado's OverrideResolver).
-//!     let resolver = Resolver::new().with_override("api.example.com", "127.0.0.1");
-//!     resolver.resolve("api.example.com", 8443, AddressFamily::Unspec)
-//! }, None)?;
-//! assert_eq!(addrs, ["127.0.0.1:8443".parse().unwrap()]);
-//! # Ok::<(), squall::Error>(())
-//! ```
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -64,9 +44,31 @@ enum Lookup {
     Blocking,
 }
 
+/// `Resolver`: host names to addresses without blocking the loop, Tornado's
+/// `netutil.Resolver`.
+///
+/// `getaddrinfo` blocks (a slow DNS server can hold it for seconds), so the
+/// default resolver runs it on a thread pool and the answer comes back
+/// through the loop, as Tornado's `DefaultExecutorResolver` does. IP
+/// literals need no lookup and answer at once.
+///
+/// ```
+/// use squall::netutil::{AddressFamily, Resolver};
+/// use squall::IOLoop;
+///
+/// let io_loop = IOLoop::new()?;
+/// let addrs = io_loop.run_sync(|| {
+///     // Tests and staging: send a name elsewhere (Tornado's OverrideResolver).
+///     let resolver = Resolver::new().with_override("api.example.com", "127.0.0.1");
+///     resolver.resolve("api.example.com", 8443, AddressFamily::Unspec)
+/// }, None)?;
+/// assert_eq!(addrs, ["127.0.0.1:8443".parse().unwrap()]);
+/// # Ok::<(), squall::Error>(())
+/// ```
+///
 /// Resolves host names without blocking the loop; cheap to clone. The HTTP
 /// client and [`TCPClient`](crate::tcpclient::TCPClient) use one. See the
-/// [module docs](self).
+/// [`netutil`](crate::netutil) docs.
 #[derive(Clone)]
 pub struct Resolver {
     lookup: Lookup,

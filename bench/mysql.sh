@@ -67,7 +67,7 @@ python3 - "$OUT" <<'PY'
 import re, statistics, sys
 runs = {}
 for line in open(sys.argv[1]):
-    m = re.match(r"(\S+) (.+): (\d+) queries/s, ([\d.]+) us CPU/query", line)
+    m = re.match(r"(\S+) [\"'](.+)[\"']: (\d+) queries/s, ([\d.]+) us CPU/query", line)
     if m:
         runs.setdefault((m.group(2), m.group(1)), []).append((float(m.group(3)), float(m.group(4))))
 print("| query | client | queries/s | us CPU/query |")

@@ -49,7 +49,7 @@ async def main(host, port, user, password, db, connections, seconds, sql):
     wall, cpu = time.monotonic() - t0, cpu_seconds() - cpu0
     n = max(counts["done"], 1)
     print(
-        "tormysql(tornado %s) %r: %.0f queries/s, %.1f us CPU/query, %d queries, %d rows each, %d connections"
+        "tormysql(tornado-%s) %r: %.0f queries/s, %.1f us CPU/query, %d queries, %d rows each, %d connections"
         % (tornado.version, sql, n / wall, cpu * 1e6 / n, counts["done"], counts["rows"] // n, connections)
     )
     for c in clients:

@@ -254,13 +254,21 @@ impl Connection {
         if opts.database.is_some() {
             caps |= CLIENT_CONNECT_WITH_DB;
         }
+        // The plugin asked for, else the server's; one this client lacks is
+        // answered with mysql_native_password, for the server to switch
+        // from if the account needs another (as PyMySQL does).
         let mut plugin = opts
             .auth_plugin
             .clone()
             .unwrap_or_else(|| hs.auth_plugin.clone());
         let password = opts.password.as_bytes();
-        let auth = protocol::scramble(&plugin, password, &hs.nonce)
-            .ok_or_else(|| MysqlError::Unsupported(format!("auth plugin {plugin}")).into_error())?;
+        let auth = match protocol::scramble(&plugin, password, &hs.nonce) {
+            Some(auth) => auth,
+            None => {
+                plugin = protocol::NATIVE_PASSWORD.to_owned();
+                protocol::scramble_native(password, &hs.nonce)
+            }
+        };
         let response = protocol::handshake_response(
             caps,
             &opts.user,

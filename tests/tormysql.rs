@@ -274,6 +274,13 @@ fn values_past_16_mb_both_ways() {
         assert_eq!(v.len(), exact);
         assert!(v.iter().all(|&b| b == b'a'));
         assert_eq!(wait(c.query("SELECT 1"))?.scalar(), Some("1"));
+        // A query whose packet is exactly 16 MB - 1 (command byte included):
+        // written with an empty packet after it.
+        let head = "SELECT LENGTH('";
+        let k = protocol::MAX_PAYLOAD - 1 - head.len() - "')".len();
+        let sql = format!("{head}{}')", "b".repeat(k));
+        assert_eq!(1 + sql.len(), protocol::MAX_PAYLOAD);
+        assert_eq!(wait(c.query(sql))?.rows[0].parse_value::<usize>(0), Some(k));
 
         // 20 MB of arbitrary bytes written (the query is split into
         // packets) and read back (the row is joined).
@@ -282,7 +289,7 @@ fn values_past_16_mb_both_ways() {
         let mut sql = b"INSERT INTO big VALUES (1, ".to_vec();
         sql.extend(protocol::quote(&value));
         sql.push(b')');
-        assert!(sql.len() > 2 * protocol::MAX_PAYLOAD / 2);
+        assert!(sql.len() > protocol::MAX_PAYLOAD, "more than one packet");
         assert_eq!(wait(c.query(sql))?.affected_rows, 1);
         let rs = wait(c.query("SELECT LENGTH(v), v, 'tail' FROM big"))?;
         assert_eq!(rs.rows[0].parse_value::<usize>(0), Some(20 << 20));
@@ -603,4 +610,100 @@ fn a_server_killed_mid_query_fails_the_call_and_the_pool_recovers() {
         Ok(())
     })
     .expect("recovers");
+}
+
+/// A one-connection fake server that proposes `caching_sha2_password`
+/// (which MariaDB does not implement), answers the client's scramble with
+/// `0x01 verdict` (3: fast auth succeeded, 4: full auth needed) and, after
+/// 3, an OK. Returns the scramble the client sent.
+fn fake_caching_sha2_server(
+    verdict: u8,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(secs(10))).unwrap();
+        let nonce = b"abcdefghijklmnopqrst";
+        let caps = protocol::CLIENT_CAPABILITIES | protocol::CLIENT_CONNECT_WITH_DB;
+        let mut g = vec![10];
+        g.extend_from_slice(b"8.0.36-fake\0");
+        g.extend_from_slice(&1u32.to_le_bytes());
+        g.extend_from_slice(&nonce[..8]);
+        g.push(0);
+        g.extend_from_slice(&(caps as u16).to_le_bytes());
+        g.push(45);
+        g.extend_from_slice(&2u16.to_le_bytes());
+        g.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
+        g.push(21);
+        g.extend_from_slice(&[0; 10]);
+        g.extend_from_slice(&nonce[8..]);
+        g.push(0);
+        g.extend_from_slice(b"caching_sha2_password\0");
+        let send = |s: &mut std::net::TcpStream, payload: &[u8], seq: u8| {
+            s.write_all(&protocol::frame(payload, seq).0).unwrap();
+        };
+        send(&mut s, &g, 0);
+        let mut h = [0; 4];
+        s.read_exact(&mut h).unwrap();
+        let (len, seq) = protocol::parse_header(&h);
+        assert_eq!(seq, 1);
+        let mut response = vec![0; len];
+        s.read_exact(&mut response).unwrap();
+        let mut r = protocol::Reader::new(&response);
+        r.bytes(32, "fixed part").unwrap();
+        assert_eq!(r.nul_str(), b"native");
+        let n = r.u8("auth length").unwrap() as usize;
+        let auth = r.bytes(n, "auth").unwrap().to_vec();
+        assert_eq!(r.nul_str(), mariadb::DATABASE.as_bytes());
+        assert_eq!(r.nul_str(), b"caching_sha2_password");
+        send(&mut s, &[0x01, verdict], 2);
+        if verdict == 3 {
+            send(&mut s, &[0, 0, 0, 2, 0, 0, 0], 3);
+            // The client's COM_QUIT, then its close.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+            assert_eq!(rest, [1, 0, 0, 0, protocol::COM_QUIT]);
+        }
+        auth
+    });
+    (addr, server)
+}
+
+#[test]
+fn caching_sha2_password_fast_path_against_a_fake_server() {
+    // No MariaDB needed (it has no caching_sha2_password); in turn with the
+    // others all the same, for the descriptor count.
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (addr, server) = fake_caching_sha2_server(3);
+    let mut opts = Options::new(addr, "native", "secret");
+    opts.database = Some(mariadb::DATABASE.to_owned());
+    let plugin = run(move || {
+        let c = wait(Client::connect(opts))?;
+        let plugin = c.auth_plugin();
+        wait(c.close())?;
+        Ok(plugin)
+    })
+    .expect("fast auth succeeds");
+    assert_eq!(plugin.as_deref(), Some("caching_sha2_password"));
+    // The scramble sent: the known vector (see protocol.rs's unit test).
+    let auth = server.join().expect("fake server");
+    let hex: String = auth.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "c76e2898612a4cf042c77fa8c4702c4c64c0c2c557c53c4d75595aaa6abae809"
+    );
+
+    // Full authentication (the server has no cached entry) needs TLS or
+    // RSA, which this client does not do: a clear, typed refusal.
+    let (addr, server) = fake_caching_sha2_server(4);
+    let mut opts = Options::new(addr, "native", "secret");
+    opts.database = Some(mariadb::DATABASE.to_owned());
+    let err = run(move || wait(Client::connect(opts))).expect_err("full auth is refused");
+    assert!(
+        matches!(MysqlError::of(&err), Some(MysqlError::Unsupported(what)) if what.contains("full authentication")),
+        "{err:?}"
+    );
+    server.join().expect("fake server");
 }

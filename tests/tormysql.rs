@@ -370,6 +370,7 @@ fn pool_with(db: &MariaDb, max: usize, wait_timeout: Duration, idle: Duration) -
 #[test]
 fn pool_limits_queues_times_out_and_closes_idle_connections() {
     let Some((_turn, db)) = server() else { return };
+    let fds_before = open_fds();
     let db = Rc::new(db);
     let d = db.clone();
     run(move || {
@@ -475,6 +476,7 @@ fn pool_limits_queues_times_out_and_closes_idle_connections() {
         Ok(())
     })
     .expect("pool");
+    assert_eq!(open_fds(), fds_before, "closed pools leave no socket open");
 }
 
 #[test]
@@ -563,6 +565,7 @@ fn pool_transactions_return_connections_on_every_path() {
 #[test]
 fn a_server_killed_mid_query_fails_the_call_and_the_pool_recovers() {
     let Some((_turn, db)) = server() else { return };
+    let fds_before = open_fds();
     let db = Rc::new(RefCell::new(db));
     let d = db.clone();
     run(move || {
@@ -610,6 +613,8 @@ fn a_server_killed_mid_query_fails_the_call_and_the_pool_recovers() {
         Ok(())
     })
     .expect("recovers");
+    // Every socket of the dead server's connections, and of the new one, closed.
+    assert_eq!(open_fds(), fds_before);
 }
 
 /// A one-connection fake server that proposes `caching_sha2_password`

@@ -70,6 +70,11 @@ pub enum ErrorKind {
     /// An HTTP exchange completed with a non-2xx status; the source is an
     /// [`HTTPError`](crate::httpclient::HTTPError) carrying the response.
     HttpStatus,
+    /// TLS failed: a handshake the peer or a certificate check refused, a
+    /// corrupt record, a connection cut without `close_notify` where that
+    /// matters, or TLS settings that cannot be loaded. The source, when
+    /// there is one, is the `rustls::Error`.
+    Tls,
     /// A call that only works inside a stackful coroutine (`greenlet::wait`
     /// and friends) was made outside one.
     NotInCoroutine,
@@ -101,6 +106,7 @@ impl ErrorKind {
             ErrorKind::ProcessFailed => "process failed",
             ErrorKind::HttpProtocol => "HTTP protocol error",
             ErrorKind::HttpStatus => "HTTP error",
+            ErrorKind::Tls => "TLS error",
             ErrorKind::NotInCoroutine => "not in a coroutine",
             ErrorKind::Other => "error",
         }
@@ -222,11 +228,26 @@ impl From<io::Error> for Error {
     fn from(err: io::Error) -> Error {
         let kind = if err.kind() == io::ErrorKind::TimedOut {
             ErrorKind::Timeout
+        } else if is_tls_failure(&err) {
+            // A TLS stream reports a failed handshake or a bad record as an
+            // io::Error wrapping the rustls::Error, as rustls's own does.
+            ErrorKind::Tls
         } else {
             ErrorKind::Io
         };
         Error::with_source(kind, err.to_string(), err)
     }
+}
+
+#[cfg(feature = "tls")]
+fn is_tls_failure(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+#[cfg(not(feature = "tls"))]
+fn is_tls_failure(_: &io::Error) -> bool {
+    false
 }
 
 impl From<&str> for Error {

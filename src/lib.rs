@@ -44,8 +44,11 @@ pub mod netutil;
 pub mod process;
 pub mod queues;
 pub mod stack_context;
+pub mod tcpclient;
 pub mod tcpserver;
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(feature = "trace")]
 pub mod trace;
 pub mod web;

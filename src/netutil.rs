@@ -56,6 +56,9 @@
 //! The callback's errors and panics are reported at once, each costing only
 //! its own connection.
 
+mod resolver;
+pub use resolver::{AddressFamily, Resolver};
+
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;

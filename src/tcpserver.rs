@@ -98,6 +98,8 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
+#[cfg(feature = "tls")]
+use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -114,6 +116,10 @@ use crate::process;
 /// when a child is asked to stop.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a TLS client may take over its handshake by default: 20 s, the
+/// HTTP client's default connect timeout in Tornado.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How often a shutting-down server looks whether its connections are closed.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 
@@ -128,6 +134,12 @@ struct Shared {
     name: &'static str,
     nodelay: Cell<bool>,
     max_buffer_size: Cell<Option<usize>>,
+    /// TLS for every accepted connection (Tornado's `ssl_options`).
+    #[cfg(feature = "tls")]
+    ssl_options: RefCell<Option<Arc<rustls::ServerConfig>>>,
+    /// How long a TLS client has to finish its handshake.
+    #[cfg(feature = "tls")]
+    handshake_timeout: Cell<Duration>,
     /// Accepted streams (weak: a closed stream the user dropped is freed),
     /// pruned of closed ones now and then: what a graceful shutdown waits for.
     connections: RefCell<Vec<WeakIOStream>>,
@@ -142,7 +154,7 @@ impl Shared {
         let io_loop = IOLoop::current();
         // Accepted non-blocking: wrapping it costs no system call.
         let socket = mio::net::TcpStream::from_std(conn);
-        let stream = IOStream::with_loop(socket, &io_loop)?;
+        let stream = self.open_stream(socket, &io_loop)?;
         if self.nodelay.get() {
             if let Err(err) = stream.set_nodelay(true) {
                 // The peer may have reset the connection already.
@@ -160,6 +172,38 @@ impl Shared {
             )
         })?;
         handle_stream(stream, peer)
+    }
+}
+
+impl Shared {
+    /// The accepted connection as a stream: a plain one, or an
+    /// `SSLIOStream` whose handshake runs as the client's bytes come (the
+    /// handler gets it at once, as in Tornado; its first read waits for the
+    /// handshake), closed if the handshake outlasts `handshake_timeout`.
+    #[cfg(feature = "tls")]
+    fn open_stream(
+        &self,
+        socket: mio::net::TcpStream,
+        io_loop: &IOLoop,
+    ) -> Result<IOStream, Error> {
+        let config = self.ssl_options.borrow().clone();
+        match config {
+            None => IOStream::with_loop(socket, io_loop),
+            Some(config) => {
+                let stream = IOStream::with_ssl(socket, config, None, io_loop)?;
+                stream.set_handshake_timeout(self.handshake_timeout.get());
+                Ok(stream)
+            }
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn open_stream(
+        &self,
+        socket: mio::net::TcpStream,
+        io_loop: &IOLoop,
+    ) -> Result<IOStream, Error> {
+        IOStream::with_loop(socket, io_loop)
     }
 }
 
@@ -232,6 +276,10 @@ impl TCPServer {
                     name: std::any::type_name::<F>(),
                     nodelay: Cell::new(false),
                     max_buffer_size: Cell::new(None),
+                    #[cfg(feature = "tls")]
+                    ssl_options: RefCell::new(None),
+                    #[cfg(feature = "tls")]
+                    handshake_timeout: Cell::new(DEFAULT_HANDSHAKE_TIMEOUT),
                     connections: RefCell::new(Vec::new()),
                     live_after_prune: Cell::new(0),
                 }),
@@ -265,6 +313,25 @@ impl TCPServer {
     /// (Tornado's `max_buffer_size`); `None` keeps [`IOStream`]'s default.
     pub fn set_max_buffer_size(&self, max: Option<usize>) {
         self.inner.shared.max_buffer_size.set(max);
+    }
+
+    /// Serves TLS on every connection accepted from now on (Tornado's
+    /// `ssl_options`); `None` goes back to plain TCP. Build the
+    /// configuration with [`tls::ServerOptions`](crate::tls::ServerOptions)
+    /// (certificate and key files) or bring a rustls `ServerConfig`. Set it
+    /// before [`start(n)`](TCPServer::start): the forked children share it.
+    #[cfg(feature = "tls")]
+    pub fn set_ssl_options(&self, config: Option<Arc<rustls::ServerConfig>>) {
+        *self.inner.shared.ssl_options.borrow_mut() = config;
+    }
+
+    /// How long a TLS client has to finish its handshake before its
+    /// connection is closed (default [`DEFAULT_HANDSHAKE_TIMEOUT`], Tornado's
+    /// connect timeout). A stalled handshake costs a socket and a timer, and
+    /// never delays other connections.
+    #[cfg(feature = "tls")]
+    pub fn set_handshake_timeout(&self, timeout: Duration) {
+        self.inner.shared.handshake_timeout.set(timeout);
     }
 
     /// Binds `port` on `address` and starts accepting at once: the

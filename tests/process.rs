@@ -14,6 +14,11 @@
 
 #[path = "common/peers.rs"]
 mod need;
+#[path = "common/nginx.rs"]
+mod nginx_kit;
+#[cfg(feature = "tls")]
+#[path = "common/tls.rs"]
+mod tls_kit;
 use need::Peer;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -60,6 +65,21 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
         println!("PORT {port}");
         std::io::stdout().flush()
     };
+    #[cfg(feature = "tls")]
+    if env_or("API", "tcpserver") == "https" {
+        // HTTPS from files loaded once, before the fork: every child
+        // serves with the configuration the parent built.
+        let http = HTTPServer::new(Application::new().route("/", || WhoAmI));
+        http.set_ssl_options(squall::tls::ServerOptions::new(
+            std::path::PathBuf::from(env_or("CERT", "")),
+            std::path::PathBuf::from(env_or("KEY", "")),
+        ))?;
+        http.bind(0, Some("127.0.0.1"), None, reuse_port)?;
+        announce(http.local_addrs()[0].port())?;
+        http.start(procs)?;
+        IOLoop::current().start()?;
+        return Ok(());
+    }
     if env_or("API", "tcpserver") == "http" {
         // The real HTTPServer, trusting the proxy's headers.
         let http = HTTPServer::new(Application::new().route("/", || WhoAmI));
@@ -227,6 +247,10 @@ impl Server {
         server.addr = SocketAddr::from(([127, 0, 0, 1], port));
         // With reuse-port sockets, nothing listens until a child has bound
         // its own: connections are refused until then. (One request.)
+        // (An HTTPS server is probed by its test, over TLS.)
+        if settings.contains(&("API", "https")) {
+            return server;
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Err(err) = server.whoami() {
             assert!(
@@ -551,79 +575,36 @@ fn fork_processes_is_refused_with_threads_then_after_an_ioloop() {
 }
 
 /// nginx on a free loopback port, proxying to `upstream`, in its own
-/// process group (killed on drop).
+/// process group (known to the watchdog; stopped on drop).
 struct Nginx {
-    child: Child,
+    inner: nginx_kit::Nginx,
     addr: SocketAddr,
-    dir: std::path::PathBuf,
 }
 
 impl Nginx {
     fn start(upstream: SocketAddr) -> Nginx {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("squall-nginx-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         // The configuration docs/deployment.md shows, on test ports.
-        let conf = format!(
-            r#"daemon off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/tmp/body;
-    proxy_temp_path {dir}/tmp/proxy;
-    fastcgi_temp_path {dir}/tmp/fastcgi;
-    uwsgi_temp_path {dir}/tmp/uwsgi;
-    scgi_temp_path {dir}/tmp/scgi;
-    upstream squall {{
-        server {upstream};
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
+        let inner = nginx_kit::Nginx::start_with(
+            |_| format!("upstream squall {{ server {upstream}; }}"),
+            |_| {
+                r#"location / {
             proxy_pass http://squall;
             proxy_set_header Host $http_host;
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Scheme $scheme;
             proxy_redirect off;
-        }}
-    }}
-}}
-"#,
-            dir = dir.display()
+        }"#
+                .to_string()
+            },
+            false,
+            |cmd| {
+                cmd.process_group(0);
+            },
         );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(if std::path::Path::new("/usr/sbin/nginx").exists() {
-            "/usr/sbin/nginx"
-        } else {
-            "nginx"
-        })
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .process_group(0)
-        .spawn()
-        .expect("nginx is installed (.ci/run installs it)");
-        GROUPS.lock().unwrap().push(child.id() as libc::pid_t);
-        let nginx = Nginx {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(nginx.addr).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nginx
+        GROUPS.lock().unwrap().push(inner.pid() as libc::pid_t);
+        let addr = inner.addr;
+        Nginx { inner, addr }
     }
 
     /// `GET /` through nginx from 127.0.0.2 (loopback, but not the address
@@ -650,12 +631,40 @@ http {{
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let pgid = self.child.id() as libc::pid_t;
-        kill_group(pgid);
-        let _ = self.child.wait();
+        let pgid = self.inner.pid() as libc::pid_t;
         GROUPS.lock().unwrap().retain(|&g| g != pgid);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `HTTPServer::set_ssl_options` + `bind` + `start(2)`: both children
+/// answer over TLS, each handshake verified against the test CA.
+#[cfg(feature = "tls")]
+fn https_with_start_two_serves_from_both_children() {
+    let certs = tls_kit::Certs::new("process CA");
+    let files = certs.write_files(&tls_kit::temp_dir("process-tls"));
+    let mut server = Server::start(&[
+        ("API", "https"),
+        ("CERT", files.cert.to_str().unwrap()),
+        ("KEY", files.key.to_str().unwrap()),
+    ]);
+    let mut pids = BTreeMap::new();
+    for i in 0..200 {
+        let mut conn = tls_kit::tls_connect(server.addr, certs.client_config(), "localhost");
+        let (status, body) = tls_kit::https_exchange(
+            &mut conn,
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let (pid, _task) = parse_whoami(&String::from_utf8_lossy(&body)).unwrap();
+        *pids.entry(pid).or_insert(0) += 1;
+        if pids.len() >= 2 && i >= 20 {
+            break;
+        }
+    }
+    println!("    over TLS, answers per pid: {pids:?}");
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    server.stop_gracefully();
+    let _ = std::fs::remove_dir_all(files.ca.parent().unwrap());
 }
 
 fn behind_nginx_with_the_client_address_in_x_real_ip() {
@@ -723,6 +732,11 @@ const TESTS: &[Test] = &[
     (
         "fork_processes_is_refused_with_threads_then_after_an_ioloop",
         fork_processes_is_refused_with_threads_then_after_an_ioloop,
+    ),
+    #[cfg(feature = "tls")]
+    (
+        "https_with_start_two_serves_from_both_children",
+        https_with_start_two_serves_from_both_children,
     ),
     (
         "requests_spread_over_two_pids_shared_socket",

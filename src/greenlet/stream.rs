@@ -73,6 +73,49 @@ impl Stream {
         Ok(Stream::from(stream))
     }
 
+    /// Connects to `host:port` by name ([`TCPClient`](crate::tcpclient::TCPClient):
+    /// resolved off the loop, Happy Eyeballs), with an optional deadline for
+    /// the whole connect.
+    ///
+    /// # Errors
+    /// The connect's error (unresolvable, refused, timed out...); `NotInCoroutine`.
+    pub fn connect_host(host: &str, port: u16, timeout: Option<Duration>) -> Result<Stream, Error> {
+        ensure_in_coroutine()?;
+        let mut options = crate::tcpclient::ConnectOptions::new();
+        options.timeout = timeout;
+        let stream = wait(crate::tcpclient::TCPClient::new().connect_with(host, port, options))?;
+        Ok(Stream::from(stream))
+    }
+
+    /// STARTTLS from inside the child (a MySQL or Postgres driver switches
+    /// to TLS after its first packets): [`IOStream::start_tls`], waited for.
+    /// Returns the TLS stream, which replaces this one (with its timeout).
+    ///
+    /// # Errors
+    /// The handshake's error (kind `Tls` for a refused certificate);
+    /// `NotInCoroutine`.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(
+        &self,
+        server_side: bool,
+        ssl_options: Option<crate::tls::SslOptions>,
+        server_hostname: Option<&str>,
+    ) -> Result<Stream, Error> {
+        ensure_in_coroutine()?;
+        let options = crate::iostream::side_options(server_side, ssl_options)?;
+        let tls = self.stream.upgrade_tls(options, server_hostname)?;
+        // The stream's timeout bounds the handshake, and closes the TLS
+        // stream (the old one is spent) if it runs out.
+        if let Some(timeout) = self.timeout.get() {
+            tls.set_handshake_timeout(timeout);
+        }
+        let stream = wait(tls.wait_for_handshake())?;
+        Ok(Stream {
+            stream,
+            timeout: Rc::new(Cell::new(self.timeout.get())),
+        })
+    }
+
     /// Reads up to and including `delimiter` ([`IOStream::read_until`]).
     ///
     /// # Errors

@@ -402,11 +402,10 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         let (Some(method), Some(uri)) = (req.method, req.path) else {
             return Err(400);
         };
-        let mut request = core
-            .spare
-            .borrow_mut()
-            .take()
-            .unwrap_or_else(|| Box::new(HTTPServerRequest::empty(core.peer)));
+        let mut request =
+            core.spare.borrow_mut().take().unwrap_or_else(|| {
+                Box::new(HTTPServerRequest::empty(core.peer, core.stream.is_tls()))
+            });
         // The head is copied once, whole; the URI and the fields are ranges
         // of it. It is text: the request line and names are ASCII (httparse
         // checked). `text`, the batch's UTF-8 prefix, usually covers it;
@@ -468,6 +467,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         };
         if core.opts.xheaders {
             request.real_ip = super::request::forwarded_ip(&request.headers);
+            request.forwarded_https = super::request::forwarded_https(&request.headers);
         }
         Ok(Some((skip + n, request, body, expect_continue)))
     }

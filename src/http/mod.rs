@@ -234,6 +234,40 @@ impl HTTPServer {
         self.update(|o| o.xheaders = trust);
     }
 
+    /// Serves HTTPS: TLS on every connection accepted from now on (Tornado's
+    /// `HTTPServer(app, ssl_options=...)`). A configuration that offers no
+    /// ALPN protocol is given `http/1.1`, so clients that ask get an answer.
+    ///
+    /// ```no_run
+    /// use squall::http::HTTPServer;
+    /// use squall::tls::ServerOptions;
+    /// use squall::web::Application;
+    ///
+    /// let server = HTTPServer::new(Application::new());
+    /// server.set_ssl_options(ServerOptions::new(
+    ///     std::path::Path::new("/etc/ssl/example.pem"),
+    ///     std::path::Path::new("/etc/ssl/example.key"),
+    /// ))?;
+    /// server.listen(443, None)?;
+    /// # Ok::<(), squall::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Tls`](crate::ErrorKind::Tls) if the certificate or key
+    /// cannot be loaded.
+    #[cfg(feature = "tls")]
+    pub fn set_ssl_options(
+        &self,
+        options: impl Into<crate::tls::ServerSslConfig>,
+    ) -> Result<(), crate::Error> {
+        let mut config = options.into().into_config()?;
+        if config.alpn_protocols.is_empty() {
+            std::sync::Arc::make_mut(&mut config).alpn_protocols = vec![b"http/1.1".to_vec()];
+        }
+        self.tcp.set_ssl_options(Some(config));
+        Ok(())
+    }
+
     /// Binds `port` on `address` and serves at once; see [`TCPServer::listen`].
     ///
     /// # Errors

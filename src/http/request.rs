@@ -96,6 +96,11 @@ pub struct HTTPServerRequest {
     /// The connection outlives this request (from the version and the
     /// `Connection` header, worked out while parsing).
     pub(crate) keep_alive: bool,
+    /// The connection speaks TLS (fixed for the connection's requests).
+    pub(crate) tls: bool,
+    /// The scheme a trusted proxy named (`X-Scheme` / `X-Forwarded-Proto`),
+    /// with `set_xheaders(true)`: `Some(true)` for https.
+    pub(crate) forwarded_https: Option<bool>,
 }
 
 impl HTTPServerRequest {
@@ -145,6 +150,18 @@ impl HTTPServerRequest {
     /// hop of `X-Forwarded-For`).
     pub fn remote_ip(&self) -> String {
         self.real_ip.unwrap_or(self.remote.ip()).to_string()
+    }
+
+    /// `"https"` or `"http"`: Tornado's `request.protocol`. The
+    /// connection's (TLS or not), unless the server trusts a proxy's
+    /// headers ([`set_xheaders(true)`](super::HTTPServer::set_xheaders)) and
+    /// it sent `X-Scheme` or `X-Forwarded-Proto` (`http` or `https`).
+    pub fn protocol(&self) -> &'static str {
+        if self.forwarded_https.unwrap_or(self.tls) {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The `Host` header, or `""`.
@@ -199,7 +216,7 @@ impl HTTPServerRequest {
     }
 
     /// A request with nothing in it yet, from `remote`.
-    pub(crate) fn empty(remote: SocketAddr) -> HTTPServerRequest {
+    pub(crate) fn empty(remote: SocketAddr, tls: bool) -> HTTPServerRequest {
         HTTPServerRequest {
             method: Method::Get,
             uri: 0..0,
@@ -211,6 +228,8 @@ impl HTTPServerRequest {
             path_args: Vec::new(),
             real_ip: None,
             keep_alive: true,
+            tls,
+            forwarded_https: None,
         }
     }
 
@@ -230,7 +249,25 @@ impl HTTPServerRequest {
         self.body.clear();
         self.path_args.clear();
         self.real_ip = None;
+        self.forwarded_https = None;
         true
+    }
+}
+
+/// The scheme a trusted proxy sent: `X-Scheme`, else `X-Forwarded-Proto`
+/// (its first entry), when it is `http` or `https` (anything else is
+/// ignored, as Tornado does).
+pub(crate) fn forwarded_https(headers: &HTTPHeaders) -> Option<bool> {
+    let scheme = headers
+        .get("X-Scheme")
+        .or_else(|| headers.get("X-Forwarded-Proto"))?;
+    let scheme = scheme.split(',').next().unwrap_or("").trim();
+    if scheme.eq_ignore_ascii_case("https") {
+        Some(true)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -263,5 +300,17 @@ mod tests {
         assert_eq!(forwarded_ip(&h), Some("10.0.0.2".parse().unwrap()));
         h.set("X-Forwarded-For", "garbage");
         assert_eq!(forwarded_ip(&h), None);
+    }
+
+    #[test]
+    fn forwarded_scheme_from_x_scheme_then_x_forwarded_proto() {
+        let mut h = HTTPHeaders::new();
+        assert_eq!(forwarded_https(&h), None);
+        h.set("X-Forwarded-Proto", "https, http");
+        assert_eq!(forwarded_https(&h), Some(true));
+        h.set("X-Scheme", "HTTP");
+        assert_eq!(forwarded_https(&h), Some(false));
+        h.set("X-Scheme", "gopher");
+        assert_eq!(forwarded_https(&h), None);
     }
 }

@@ -15,9 +15,47 @@ use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::ioloop::{IOLoop, TimeoutHandle};
 use crate::iostream::IOStream;
+use crate::netutil::Resolver;
 
-/// (host, port): what a pooled connection can be reused for.
-pub(crate) type HostKey = (String, u16);
+/// What a pooled connection can be reused for: the host and port, and for
+/// `https://` the TLS options it was verified with (a connection made with
+/// `validate_cert=false` must never serve a request that wants it checked).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct HostKey {
+    host: String,
+    port: u16,
+    tls: Option<TlsKey>,
+}
+
+#[cfg(feature = "tls")]
+type TlsKey = crate::tls::ClientOptions;
+/// Without TLS there are no `https://` URLs, so never `Some`.
+#[cfg(not(feature = "tls"))]
+type TlsKey = ();
+
+impl HostKey {
+    pub(crate) fn of(url: &Url, request: &HTTPRequest) -> HostKey {
+        #[cfg(feature = "tls")]
+        let tls = url.https.then(|| request.tls_options());
+        #[cfg(not(feature = "tls"))]
+        let tls = {
+            let _ = request;
+            None
+        };
+        HostKey {
+            host: url.host.clone(),
+            port: url.port,
+            tls,
+        }
+    }
+
+    /// The TLS configuration for this key's connections (built once per
+    /// distinct options, then shared).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_options(&self) -> Option<&crate::tls::ClientOptions> {
+        self.tls.as_ref()
+    }
+}
 
 /// Client-wide settings (Tornado's `AsyncHTTPClient.configure` keywords).
 ///
@@ -43,6 +81,9 @@ pub struct ClientConfig {
     pub max_body_size: usize,
     /// The largest response head accepted (default 64 KiB).
     pub max_header_size: usize,
+    /// How host names become addresses (Tornado's `resolver` keyword):
+    /// the default thread-pool [`Resolver`], or one with overrides, say.
+    pub resolver: Resolver,
 }
 
 impl Default for ClientConfig {
@@ -52,6 +93,7 @@ impl Default for ClientConfig {
             max_per_host: None,
             max_body_size: 100 * 1024 * 1024,
             max_header_size: 64 * 1024,
+            resolver: Resolver::new(),
         }
     }
 }
@@ -60,6 +102,12 @@ impl ClientConfig {
     /// The defaults.
     pub fn new() -> ClientConfig {
         ClientConfig::default()
+    }
+
+    /// Sets the [`Resolver`].
+    pub fn resolver(mut self, resolver: Resolver) -> ClientConfig {
+        self.resolver = resolver;
+        self
     }
 
     /// Sets `max_clients` (at least 1).
@@ -131,6 +179,10 @@ struct State {
     /// Oldest first; reuse takes the newest (the likeliest still open).
     idle: VecDeque<Idle>,
     inflight: HashMap<u64, Rc<Exchange>>,
+    /// TLS configurations by options: building one reads files and parses
+    /// certificates, so each distinct set is built once per client.
+    #[cfg(feature = "tls")]
+    tls_configs: HashMap<crate::tls::ClientOptions, std::sync::Arc<rustls::ClientConfig>>,
     processing: bool,
     again: bool,
     stats: ClientStats,
@@ -187,10 +239,11 @@ impl AsyncHTTPClient {
     /// completes with the response once its body is in.
     ///
     /// Fails with an [`ErrorKind`]: `InvalidArgument` for a URL it cannot
-    /// fetch (`https://` among them), `Io` if the connection is refused or
+    /// fetch, `Io` if the connection is refused or
     /// the name does not resolve, `Timeout` (source
     /// [`HTTPTimeoutError`] with the phase), `StreamClosed` if the server
-    /// hangs up early, `HttpProtocol` for a malformed answer or a body over
+    /// hangs up early, `Tls` for a certificate that does not verify (or any
+    /// other failed handshake), `HttpProtocol` for a malformed answer or a body over
     /// `max_body_size`, `HttpStatus` (source [`HTTPError`], carrying the
     /// response) for a non-2xx answer when the request's `raise_error` is
     /// set, `Closed` if the client is closed first.
@@ -326,7 +379,10 @@ fn redirect(request: &HTTPRequest, response: &Answer) -> Option<HTTPRequest> {
         }
     }
     next.headers.remove("Host");
-    let same_host = Url::parse(&next.url).is_ok_and(|u| u.host == base.host && u.port == base.port);
+    // Credentials stay only on the same origin: not across hosts, and not
+    // from https:// down to http://.
+    let same_host = Url::parse(&next.url)
+        .is_ok_and(|u| u.host == base.host && u.port == base.port && u.https == base.https);
     if same_host {
         // The new URL has no `user:password@`: keep the old one's.
         if let (Some((user, password)), None) = (&base.credentials, &next.auth_username) {
@@ -367,7 +423,7 @@ impl ClientInner {
             let id = st.next_id;
             st.queue.push_back(Queued {
                 id,
-                key: (url.host.clone(), url.port),
+                key: HostKey::of(&url, &request),
                 request,
                 url,
                 wire,
@@ -530,6 +586,26 @@ impl ClientInner {
             }
         });
         conn_id
+    }
+
+    /// The TLS configuration for an `https://` key's connections.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_config(
+        &self,
+        key: &HostKey,
+    ) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
+        let options = key.tls_options().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidState, "TLS asked for a plain http:// key")
+        })?;
+        if let Some(config) = self.st.borrow().tls_configs.get(options) {
+            return Ok(config.clone());
+        }
+        let config = options.build()?;
+        self.st
+            .borrow_mut()
+            .tls_configs
+            .insert(options.clone(), config.clone());
+        Ok(config)
     }
 
     pub(crate) fn note_retry(&self) {

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use super::client::{ClientInner, HostKey};
 use super::parse::{self, protocol_error, Framing, Head};
 use super::request::HTTPRequest;
-use super::resolve::resolve;
 use super::response::{HTTPTimeoutError, TimeoutPhase};
 use super::url::Url;
 use crate::error::{Error, ErrorKind};
@@ -19,6 +18,7 @@ use crate::future::Future;
 use crate::httputil::{has_token, ChunkedDecoder, ChunkedWants};
 use crate::ioloop::TimeoutHandle;
 use crate::iostream::IOStream;
+use crate::netutil::AddressFamily;
 
 /// The longest line read for a chunked body at least: the decoder's bound on
 /// a chunk-size line (4096) and its CRLF. Trailer lines may be as long as
@@ -102,7 +102,7 @@ impl Exchange {
         future: Future<Answer>,
     ) -> Rc<Exchange> {
         let started = client.io_loop.time();
-        let key = (url.host.clone(), url.port);
+        let key = HostKey::of(&url, &request);
         Rc::new(Exchange {
             id,
             client,
@@ -203,17 +203,27 @@ impl Exchange {
         self.arm_timer();
         let attempt = self.attempt();
         let me = self.clone();
-        resolve(&self.client.io_loop, &self.url.host, self.url.port).add_done_callback(
-            move |addrs: &Future<Vec<SocketAddr>>| {
-                if !me.current(attempt) {
-                    return;
-                }
-                match addrs.take_result() {
-                    Ok(addrs) => me.try_addr(Rc::new(addrs), 0, attempt),
-                    Err(err) => me.finish(Err(err)),
-                }
-            },
+        let addrs = self.client.config.resolver.resolve_on(
+            &self.client.io_loop,
+            &self.url.host,
+            self.url.port,
+            AddressFamily::Unspec,
         );
+        addrs.add_done_callback(move |addrs: &Future<Vec<SocketAddr>>| {
+            if !me.current(attempt) {
+                return;
+            }
+            match addrs.take_result() {
+                Ok(mut addrs) => {
+                    // IPv4 first: a server bound to 127.0.0.1 is the common
+                    // case for `localhost`, and each address is tried in
+                    // turn only after the one before is refused.
+                    addrs.sort_by_key(SocketAddr::is_ipv6);
+                    me.try_addr(Rc::new(addrs), 0, attempt)
+                }
+                Err(err) => me.finish(Err(err)),
+            }
+        });
     }
 
     /// Connects to `addrs[i]`; on a refusal, tries the next one.
@@ -246,12 +256,9 @@ impl Exchange {
                 return;
             }
             match result {
-                Ok(stream) => {
-                    let conn_id = me.client.adopt(&stream);
-                    me.st.borrow_mut().connecting = false;
-                    me.arm_timer();
-                    me.send(conn_id, stream, false);
-                }
+                #[cfg(feature = "tls")]
+                Ok(stream) if me.url.https => me.handshake(stream, attempt),
+                Ok(stream) => me.connected(stream),
                 Err(err) if err.kind() == ErrorKind::Timeout => {
                     let phase = if connect <= request {
                         TimeoutPhase::Connect
@@ -268,6 +275,50 @@ impl Exchange {
                 Err(err) => me.finish(Err(err)),
             }
         });
+    }
+
+    /// The connection is made (and, for `https://`, its handshake done):
+    /// the connect phase is over.
+    fn connected(self: &Rc<Self>, stream: IOStream) {
+        let conn_id = self.client.adopt(&stream);
+        self.st.borrow_mut().connecting = false;
+        self.arm_timer();
+        self.send(conn_id, stream, false);
+    }
+
+    /// `https://`: TLS over the new connection, still within the connect
+    /// deadline (a server that stalls its handshake is a connect timeout).
+    /// The TLS stream is held while it runs, so a deadline or the client's
+    /// close ends it.
+    #[cfg(feature = "tls")]
+    fn handshake(self: &Rc<Self>, plain: IOStream, attempt: u32) {
+        let upgraded = self
+            .client
+            .tls_config(&self.key)
+            .and_then(|config| plain.upgrade_tls(config.into(), Some(&self.url.host)));
+        let tls = match upgraded {
+            Ok(tls) => tls,
+            Err(err) => {
+                plain.close();
+                return self.finish(Err(err));
+            }
+        };
+        self.st.borrow_mut().stream = Some(tls.clone());
+        let me = self.clone();
+        tls.wait_for_handshake()
+            .add_done_callback(move |done: &Future<IOStream>| {
+                let result = done.take_result();
+                if !me.current(attempt) {
+                    if let Ok(stream) = result {
+                        stream.close();
+                    }
+                    return;
+                }
+                match result {
+                    Ok(stream) => me.connected(stream),
+                    Err(err) => me.finish(Err(err)),
+                }
+            });
     }
 
     // ----- request and head ------------------------------------------------
@@ -446,8 +497,14 @@ impl Exchange {
                 self.connect();
             }
             None => {
-                let err = match err.kind() {
-                    ErrorKind::StreamClosed => Error::with_source(
+                // A stream closed by a TLS failure (the server's alert) says
+                // so with the kind users match on, not as a mere close.
+                let cause = self.st.borrow().stream.as_ref().and_then(IOStream::error);
+                let err = match (err.kind(), cause) {
+                    (ErrorKind::StreamClosed, Some(cause)) if cause.kind() == ErrorKind::Tls => {
+                        cause
+                    }
+                    (ErrorKind::StreamClosed, _) => Error::with_source(
                         ErrorKind::StreamClosed,
                         format!(
                             "connection closed before a complete answer from {}",

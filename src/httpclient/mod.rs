@@ -53,24 +53,29 @@
 //! ```
 //!
 //! # What it does
-//! - HTTP/1.1 over plain TCP (no TLS: an `https://` URL is an
-//!   [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)).
-//!   Answers are parsed with `httparse`; bodies framed by `Content-Length`,
-//!   chunked coding or the server's close; no body for `HEAD`, 204 and 304;
-//!   1xx answers skipped.
+//! - HTTP/1.1 over TCP, and over TLS for `https://` (feature `tls`, on by
+//!   default): the server's certificate is verified against the system's
+//!   roots unless the request says otherwise ([`HTTPRequest::validate_cert`],
+//!   [`HTTPRequest::ca_certs`], [`HTTPRequest::client_cert`], Tornado's
+//!   keywords); the handshake counts as connecting, within
+//!   `connect_timeout`. Answers are parsed with `httparse`; bodies framed
+//!   by `Content-Length`, chunked coding or the server's close; no body for
+//!   `HEAD`, 204 and 304; 1xx answers skipped.
 //! - Keep-alive: after a complete answer the connection goes back to a pool
-//!   per host:port and the next request to that host reuses it. The pool is
-//!   bounded: [`ClientConfig::max_clients`] requests in flight (the rest wait
-//!   in a FIFO queue, as Tornado's `max_clients`) and as many open
-//!   connections at most, [`ClientConfig::max_per_host`] per host. A pooled
-//!   connection the server closed is noticed and dropped; if the server
-//!   closes it just as a request goes out, an idempotent request is sent
-//!   once more on a new connection.
-//! - Redirects (301, 302, 303, 307, 308) are followed up to
-//!   [`HTTPRequest::max_redirects`]; 303 (and 301/302 after a non-GET)
+//!   per host:port (and, for `https://`, per TLS options) and the next
+//!   request to that host reuses it. The pool is bounded:
+//!   [`ClientConfig::max_clients`] requests in flight (the rest wait in a
+//!   FIFO queue, as Tornado's `max_clients`) and as many open connections
+//!   at most, [`ClientConfig::max_per_host`] per host. A pooled connection
+//!   the server closed is noticed and dropped; if the server closes it just
+//!   as a request goes out, an idempotent request is sent once more on a
+//!   new connection.
+//! - Redirects (301, 302, 303, 307, 308), between `http://` and `https://`
+//!   too, are followed up to [`HTTPRequest::max_redirects`]; 303 (and 301/302 after a non-GET)
 //!   become a `GET` without body, 307/308 keep method and body.
-//! - Names are resolved on a helper thread (IP literals directly), so the
-//!   loop never blocks on DNS.
+//! - Names are resolved by a [`Resolver`](crate::netutil::Resolver) (a
+//!   thread pool by default; IP literals directly), so the loop never
+//!   blocks on DNS; [`ClientConfig::resolver`] replaces it.
 //! - [`HTTPClient`] is the blocking wrapper for scripts and tests, on a
 //!   private loop.
 //!
@@ -78,6 +83,7 @@
 //! A fetch fails with a typed [`Error`](crate::Error): `Io` (refused,
 //! unresolvable), `Timeout` with an [`HTTPTimeoutError`] saying which phase
 //! (queue, connect, request), `StreamClosed` (the server hung up early),
+//! `Tls` (a certificate that does not verify, a failed handshake),
 //! `HttpProtocol` (a malformed answer, a head over `max_header_size`, a body
 //! over `max_body_size`), `HttpStatus` for a non-2xx answer (with
 //! `raise_error`, the default), whose [`HTTPError`] carries the response.
@@ -89,7 +95,6 @@ mod client;
 mod exchange;
 pub(crate) mod parse;
 mod request;
-mod resolve;
 mod response;
 mod url;
 

@@ -32,7 +32,7 @@ pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct HTTPRequest {
-    /// An absolute `http://` URL.
+    /// An absolute `http://` or `https://` URL.
     pub url: String,
     /// The method, upper case (`GET` by default).
     pub method: String,
@@ -65,6 +65,21 @@ pub struct HTTPRequest {
     /// `fetch(raise_error=True)`. With false it is returned as a response;
     /// network and protocol errors fail the fetch either way.
     pub raise_error: bool,
+    /// Whether an `https://` server's certificate is verified (true):
+    /// chain, dates and host name. False accepts any certificate (tests and
+    /// private networks only).
+    #[cfg(feature = "tls")]
+    pub validate_cert: bool,
+    /// The CAs to trust for `https://` (a PEM path or bytes) instead of
+    /// the system's roots.
+    #[cfg(feature = "tls")]
+    pub ca_certs: Option<crate::tls::Pem>,
+    /// A client certificate (PEM chain) to present, with `client_key`.
+    #[cfg(feature = "tls")]
+    pub client_cert: Option<crate::tls::Pem>,
+    /// The client certificate's private key (PEM).
+    #[cfg(feature = "tls")]
+    pub client_key: Option<crate::tls::Pem>,
 }
 
 impl HTTPRequest {
@@ -83,7 +98,55 @@ impl HTTPRequest {
             auth_password: None,
             user_agent: None,
             raise_error: true,
+            #[cfg(feature = "tls")]
+            validate_cert: true,
+            #[cfg(feature = "tls")]
+            ca_certs: None,
+            #[cfg(feature = "tls")]
+            client_cert: None,
+            #[cfg(feature = "tls")]
+            client_key: None,
         }
+    }
+
+    /// Sets `validate_cert` (Tornado's keyword): false accepts any
+    /// certificate from an `https://` server.
+    #[cfg(feature = "tls")]
+    pub fn validate_cert(mut self, validate: bool) -> HTTPRequest {
+        self.validate_cert = validate;
+        self
+    }
+
+    /// Trusts these CAs (a PEM path or bytes) for `https://`.
+    #[cfg(feature = "tls")]
+    pub fn ca_certs(mut self, ca_certs: impl Into<crate::tls::Pem>) -> HTTPRequest {
+        self.ca_certs = Some(ca_certs.into());
+        self
+    }
+
+    /// Presents a client certificate (chain and key, PEM paths or bytes).
+    #[cfg(feature = "tls")]
+    pub fn client_cert(
+        mut self,
+        cert: impl Into<crate::tls::Pem>,
+        key: impl Into<crate::tls::Pem>,
+    ) -> HTTPRequest {
+        self.client_cert = Some(cert.into());
+        self.client_key = Some(key.into());
+        self
+    }
+
+    /// The TLS options these fields make.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_options(&self) -> crate::tls::ClientOptions {
+        let mut options = crate::tls::ClientOptions::new().validate_cert(self.validate_cert);
+        if let Some(ca) = &self.ca_certs {
+            options = options.ca_certs(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            options = options.client_cert(cert.clone(), key.clone());
+        }
+        options
     }
 
     /// Sets basic-authentication credentials.

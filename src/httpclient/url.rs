@@ -1,13 +1,16 @@
-//! The little URL handling the client needs: split an `http://` URL into
-//! host, port and request target, and resolve a redirect's `Location`.
+//! The little URL handling the client needs: split an `http://` or
+//! `https://` URL into scheme, host, port and request target, and resolve a
+//! redirect's `Location`.
 
 use std::fmt;
 
 use crate::error::{Error, ErrorKind};
 
-/// An `http://` URL, split for sending.
+/// An `http://` or `https://` URL, split for sending.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Url {
+    /// `https://`: the connection speaks TLS.
+    pub(crate) https: bool,
     /// The host as written (IPv6 without brackets), lower-cased.
     pub(crate) host: String,
     pub(crate) port: u16,
@@ -18,7 +21,8 @@ pub(crate) struct Url {
 }
 
 impl Url {
-    /// Parses an absolute `http://` URL.
+    /// Parses an absolute `http://` or `https://` URL (`https://` only when
+    /// the crate is built with TLS).
     pub(crate) fn parse(url: &str) -> Result<Url, Error> {
         let bad = |why: &str| Error::new(ErrorKind::InvalidArgument, format!("URL {url:?}: {why}"));
         if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
@@ -27,13 +31,14 @@ impl Url {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| bad("not an absolute URL (no scheme)"))?;
-        if scheme.eq_ignore_ascii_case("https") {
+        let https = scheme.eq_ignore_ascii_case("https");
+        if https && !cfg!(feature = "tls") {
             return Err(bad(
-                "https is not supported: squall's HTTP client speaks plain HTTP only",
+                "https needs squall's `tls` feature (this build has no TLS)",
             ));
         }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(bad("unsupported scheme (only http)"));
+        if !https && !scheme.eq_ignore_ascii_case("http") {
+            return Err(bad("unsupported scheme (only http and https)"));
         }
         let rest = rest.split('#').next().unwrap_or_default();
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -64,7 +69,7 @@ impl Url {
             return Err(bad("no host"));
         }
         let port = match port {
-            None | Some("") => 80,
+            None | Some("") => default_port(https),
             Some(p) => p.parse::<u16>().map_err(|_| bad("bad port"))?,
         };
         let target = if target.is_empty() {
@@ -75,6 +80,7 @@ impl Url {
             target.to_string()
         };
         Ok(Url {
+            https,
             host: host.to_ascii_lowercase(),
             port,
             target,
@@ -82,14 +88,24 @@ impl Url {
         })
     }
 
-    /// The `Host` header's value: the port only when not 80.
+    /// `http` or `https`.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The `Host` header's value: the port only when not the scheme's
+    /// default.
     pub(crate) fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == default_port(self.https) {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -104,7 +120,7 @@ impl Url {
             return location.to_string();
         }
         if let Some(rest) = location.strip_prefix("//") {
-            return format!("http://{rest}");
+            return format!("{}://{rest}", self.scheme());
         }
         let path_end = self.target.find('?').unwrap_or(self.target.len());
         let path = &self.target[..path_end];
@@ -119,7 +135,8 @@ impl Url {
             format!("{dir}{location}")
         };
         format!(
-            "http://{}{}",
+            "{}://{}{}",
+            self.scheme(),
             self.host_header(),
             remove_dot_segments(&target)
         )
@@ -128,7 +145,21 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.host_header(), self.target)
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme(),
+            self.host_header(),
+            self.target
+        )
+    }
+}
+
+fn default_port(https: bool) -> u16 {
+    if https {
+        443
+    } else {
+        80
     }
 }
 
@@ -205,7 +236,6 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_send() {
         for bad in [
-            "https://example.com/",
             "ftp://x/",
             "example.com/path",
             "http:///path",
@@ -217,10 +247,19 @@ mod tests {
             let err = Url::parse(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad}");
         }
-        assert!(Url::parse("https://x/")
-            .unwrap_err()
-            .message()
-            .contains("https is not supported"));
+    }
+
+    #[test]
+    fn https_has_its_own_default_port_and_keeps_its_scheme() {
+        let u = Url::parse("HTTPS://Example.com/x").unwrap();
+        assert!(u.https);
+        assert_eq!((u.port, u.host_header().as_str()), (443, "example.com"));
+        assert_eq!(u.to_string(), "https://example.com/x");
+        let u = Url::parse("https://h:80/").unwrap();
+        assert_eq!(u.host_header(), "h:80");
+        assert_eq!(u.join("//o/y"), "https://o/y");
+        assert_eq!(u.join("/z"), "https://h:80/z");
+        assert_eq!(u.join("http://o/"), "http://o/");
     }
 
     #[test]

@@ -67,6 +67,10 @@ mod buffer;
 mod hook;
 mod read;
 mod socket;
+#[cfg(feature = "tls")]
+mod ssl;
+#[cfg(feature = "tls")]
+mod tls;
 mod write;
 
 use std::cell::RefCell;
@@ -85,6 +89,10 @@ use buffer::ReadBuffer;
 use read::PendingRead;
 pub(crate) use socket::WeakIOStream;
 pub use socket::{IntoSocket, Pipe, PipeIOStream, Socket};
+#[cfg(all(feature = "tls", feature = "stackful"))]
+pub(crate) use ssl::side_options;
+#[cfg(feature = "tls")]
+pub use ssl::SSLIOStream;
 
 /// How much the first `read` of a stream asks the kernel for...
 const FIRST_READ_CHUNK: usize = 4 * 1024;
@@ -142,6 +150,12 @@ struct State {
     /// writes after the end, events keep coming (each write edge reports
     /// the socket readable at its end too): they must not run it again.
     hook_heard_eof: bool,
+    /// A TLS handshake runs: `check_handshake` watches for its end.
+    handshaking: bool,
+    /// `wait_for_handshake` futures (and `start_tls`'s).
+    handshake_waiters: Vec<Future<IOStream>>,
+    /// The deadline for the handshake, if one was set.
+    handshake_timeout: Option<TimeoutHandle>,
 }
 
 /// A low-level reader: gets the buffered bytes and whether the peer has
@@ -196,6 +210,7 @@ impl IOStream {
         connecting: Option<Future<IOStream>>,
     ) -> Result<IOStream, Error> {
         let fd = socket.as_raw_fd();
+        let handshaking = socket.handshaking();
         let stream = IOStream {
             inner: Rc::new(Inner {
                 io_loop: io_loop.clone(),
@@ -226,6 +241,9 @@ impl IOStream {
                     read_hook: None,
                     hook_gen: 0,
                     hook_heard_eof: false,
+                    handshaking,
+                    handshake_waiters: Vec::new(),
+                    handshake_timeout: None,
                 }),
             }),
         };
@@ -309,6 +327,37 @@ impl IOStream {
         Ok((stream, future))
     }
 
+    /// [`connecting`](IOStream::connecting) from a given local address
+    /// (`TCPClient`'s `source_ip` / `source_port`), with no deadline of its
+    /// own.
+    pub(crate) fn connecting_from(
+        addr: SocketAddr,
+        source: Option<SocketAddr>,
+        io_loop: &IOLoop,
+    ) -> Result<(IOStream, Future<IOStream>), Error> {
+        let Some(source) = source else {
+            return IOStream::connecting(addr, None, io_loop);
+        };
+        let bound = || -> io::Result<mio::net::TcpStream> {
+            use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+            let socket =
+                RawSocket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_nonblocking(true)?;
+            socket.set_cloexec(true)?;
+            socket.bind(&source.into())?;
+            match socket.connect(&addr.into()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                Err(e) => return Err(e),
+            }
+            Ok(mio::net::TcpStream::from_std(socket.into()))
+        };
+        let socket = bound().map_err(|err| connect_error(addr, err))?;
+        let future = Future::new();
+        let stream = IOStream::open(Socket::Tcp(socket), io_loop, Some(future.clone()))?;
+        Ok((stream, future))
+    }
+
     /// The loop this stream runs on.
     pub fn io_loop(&self) -> &IOLoop {
         &self.inner.io_loop
@@ -339,7 +388,7 @@ impl IOStream {
         }
         let (closed, unsent, draining) = {
             let st = self.inner.state.borrow();
-            (st.closed, st.wlen > 0, st.eof)
+            (st.closed, st.wlen > 0 || self.pending_output(), st.eof)
         };
         if closed {
             return;
@@ -356,6 +405,68 @@ impl IOStream {
             if let Some(err) = err {
                 self.close_with(Some(err));
             }
+        }
+        self.check_handshake();
+    }
+
+    /// Whether data written is still below the stream (TLS ciphertext the
+    /// socket has not taken).
+    #[inline]
+    fn pending_output(&self) -> bool {
+        self.inner
+            .socket
+            .borrow()
+            .as_ref()
+            .is_some_and(Socket::pending_output)
+    }
+
+    /// Plaintext written but not out yet (TLS ciphertext waiting).
+    #[inline]
+    pub(super) fn unsent_plaintext(&self) -> usize {
+        self.inner
+            .socket
+            .borrow()
+            .as_ref()
+            .map_or(0, Socket::unsent_plaintext)
+    }
+
+    /// Notices the end of a TLS handshake: resolves `wait_for_handshake`,
+    /// removes its deadline, and sends what was queued meanwhile. One
+    /// flag test on a plain stream.
+    #[inline]
+    pub(super) fn check_handshake(&self) {
+        if self.inner.state.borrow().handshaking {
+            self.handshake_progress();
+        }
+    }
+
+    #[cold]
+    fn handshake_progress(&self) {
+        let still = {
+            let socket = self.inner.socket.borrow();
+            match socket.as_ref() {
+                Some(socket) => socket.handshaking(),
+                None => return, // closed: close_with failed the waiters
+            }
+        };
+        if still {
+            return;
+        }
+        let (waiters, timeout) = {
+            let mut st = self.inner.state.borrow_mut();
+            st.handshaking = false;
+            (
+                std::mem::take(&mut st.handshake_waiters),
+                st.handshake_timeout.take(),
+            )
+        };
+        if let Some(timeout) = timeout {
+            self.inner.io_loop.remove_timeout(timeout);
+        }
+        // Writes queued during the handshake can go now.
+        self.flush();
+        for waiter in waiters {
+            let _ = waiter.set_result(self.clone());
         }
     }
 
@@ -413,6 +524,7 @@ impl IOStream {
 
     fn close_with(&self, cause: Option<Error>) {
         let hook;
+        let handshake;
         let (read, writes, connecting, timeout, callback, socket, err) = {
             let mut st = self.inner.state.borrow_mut();
             if st.closed {
@@ -428,6 +540,11 @@ impl IOStream {
             // The hook usually holds its owner, which holds this stream.
             hook = st.read_hook.take();
             let writes: Vec<_> = st.write_futures.drain(..).map(|(_, f)| f).collect();
+            handshake = std::mem::take(&mut st.handshake_waiters);
+            st.handshaking = false;
+            if let Some(timeout) = st.handshake_timeout.take() {
+                self.inner.io_loop.remove_timeout(timeout);
+            }
             (
                 st.read.is_some(),
                 writes,
@@ -439,10 +556,19 @@ impl IOStream {
             )
         };
         self.inner.io_loop.remove_handler(self.inner.fd);
+        #[cfg(feature = "tls")]
+        if let Some(Socket::Tls(tls)) = &socket {
+            tls.close_notify();
+        }
         drop(socket);
         drop(hook);
         if let Some(timeout) = timeout {
             self.inner.io_loop.remove_timeout(timeout);
+        }
+        // The handshake's waiters hear the cause itself (a certificate
+        // refused is `Tls`, a deadline `Timeout`), as a connect's does.
+        for waiter in handshake {
+            let _ = waiter.set_error(err.clone().unwrap_or_else(|| closed_error(None)));
         }
         if let Some(connecting) = connecting {
             let err = err.clone().unwrap_or_else(|| closed_error(None));
@@ -533,9 +659,9 @@ impl IOStream {
     /// # Errors
     /// If the socket is closed or the option is refused.
     pub fn set_nodelay(&self, nodelay: bool) -> Result<(), Error> {
-        match self.inner.socket.borrow().as_ref() {
+        match self.inner.socket.borrow().as_ref().map(Socket::plain) {
             Some(Socket::Tcp(s)) => Ok(s.set_nodelay(nodelay)?),
-            Some(Socket::Unix(_) | Socket::Pipe(_)) => Ok(()),
+            Some(_) => Ok(()),
             None => Err(closed_error(None)),
         }
     }
@@ -553,10 +679,19 @@ impl IOStream {
 
     /// The peer's address (TCP only).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        match self.inner.socket.borrow().as_ref() {
+        match self.inner.socket.borrow().as_ref().map(Socket::plain) {
             Some(Socket::Tcp(s)) => s.peer_addr().ok(),
             _ => None,
         }
+    }
+
+    /// Whether the stream runs over TLS (an `SSLIOStream`; always false
+    /// without the `tls` feature).
+    pub fn is_tls(&self) -> bool {
+        !matches!(
+            self.inner.socket.borrow().as_ref(),
+            Some(Socket::Tcp(_) | Socket::Unix(_) | Socket::Pipe(_)) | None
+        )
     }
 
     /// The underlying fd (still owned by the stream).
@@ -621,7 +756,10 @@ impl Drop for Inner {
             let _ = future.set_error(err.clone());
         }
         if let Some(connecting) = st.connecting.take() {
-            let _ = connecting.set_error(err);
+            let _ = connecting.set_error(err.clone());
+        }
+        for waiter in st.handshake_waiters.drain(..) {
+            let _ = waiter.set_error(err.clone());
         }
     }
 }

@@ -229,6 +229,8 @@ impl IOStream {
         );
         if !until_close {
             self.try_complete_read();
+        } else if self.truncated() {
+            self.fail_truncated_read();
         }
         let (closed, unsent) = {
             let st = self.inner.state.borrow();
@@ -246,6 +248,31 @@ impl IOStream {
             // buffer, so a `read_until_close` (or a read that cannot be
             // satisfied) hears of the end with the stream already closed.
             self.close_with(None);
+        }
+    }
+
+    /// Whether the peer ended a TLS stream without `close_notify`.
+    fn truncated(&self) -> bool {
+        self.inner
+            .socket
+            .borrow()
+            .as_ref()
+            .is_some_and(Socket::truncated)
+    }
+
+    /// A `read_until_close` on a TLS stream the peer cut off without
+    /// `close_notify` fails: the end it waited for may be an attacker's
+    /// (a truncated body), so it is not taken as the data's end. The data
+    /// stays buffered. Other reads are delimited by their own framing and
+    /// see an ordinary end.
+    #[cold]
+    fn fail_truncated_read(&self) {
+        let read = self.inner.state.borrow_mut().read.take();
+        if let Some(read) = read {
+            read.future.set_error(Error::new(
+                ErrorKind::Tls,
+                "the peer closed the connection without a TLS close_notify: the data may be truncated",
+            ));
         }
     }
 
@@ -325,6 +352,9 @@ impl IOStream {
             Ok(true) => self.schedule_pump(),
             Ok(false) => {}
         }
+        // Reading may have finished a TLS handshake (its last message can
+        // come with no event of its own to notice it by).
+        self.check_handshake();
     }
 
     /// Reads again on the loop's next iteration: what an edge would do, for
@@ -342,6 +372,7 @@ impl IOStream {
             me.inner.state.borrow_mut().pump_scheduled = false;
             if me.is_open() {
                 me.pump_read();
+                me.check_handshake();
             }
         });
     }

@@ -17,6 +17,9 @@ pub enum Socket {
     Unix(mio::net::UnixStream),
     /// One end of a pipe (a [`PipeIOStream`]).
     Pipe(Pipe),
+    /// A socket under TLS (an [`SSLIOStream`](super::SSLIOStream)).
+    #[cfg(feature = "tls")]
+    Tls(Box<super::tls::TlsSocket>),
 }
 
 impl Socket {
@@ -25,6 +28,8 @@ impl Socket {
             Socket::Tcp(s) => (&*s).read(buf),
             Socket::Unix(s) => (&*s).read(buf),
             Socket::Pipe(p) => p.read(buf),
+            #[cfg(feature = "tls")]
+            Socket::Tls(t) => t.read(buf),
         }
     }
     pub(super) fn write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -32,25 +37,90 @@ impl Socket {
             Socket::Tcp(s) => (&*s).write(buf),
             Socket::Unix(s) => (&*s).write(buf),
             Socket::Pipe(p) => (&p.file).write(buf),
+            #[cfg(feature = "tls")]
+            Socket::Tls(t) => t.write(buf),
         }
     }
     pub(super) fn take_error(&self) -> io::Result<Option<io::Error>> {
-        match self {
+        match self.plain() {
             Socket::Tcp(s) => s.take_error(),
             Socket::Unix(s) => s.take_error(),
-            Socket::Pipe(_) => Ok(None),
+            _ => Ok(None),
         }
     }
     pub(super) fn is_connected(&self) -> io::Result<bool> {
-        let peer = match self {
+        let peer = match self.plain() {
             Socket::Tcp(s) => s.peer_addr().map(drop),
             Socket::Unix(s) => s.peer_addr().map(drop),
-            Socket::Pipe(_) => Ok(()),
+            _ => Ok(()),
         };
         match peer {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The socket under any TLS layer.
+    #[inline]
+    pub(super) fn plain(&self) -> &Socket {
+        match self {
+            #[cfg(feature = "tls")]
+            Socket::Tls(t) => t.plain(),
+            _ => self,
+        }
+    }
+
+    /// Whether written data still waits below the stream (TLS ciphertext
+    /// the socket did not take yet; see `tls.rs`). Always false on a plain
+    /// socket.
+    #[inline]
+    pub(super) fn pending_output(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Socket::Tls(t) => t.pending_output(),
+            _ => false,
+        }
+    }
+
+    /// Plaintext bytes written that are not out yet (TLS: the last write's,
+    /// while its ciphertext waits). Always 0 on a plain socket.
+    #[inline]
+    pub(super) fn unsent_plaintext(&self) -> usize {
+        match self {
+            #[cfg(feature = "tls")]
+            Socket::Tls(t) => t.unsent_plaintext(),
+            _ => 0,
+        }
+    }
+
+    /// Sends what [`pending_output`](Socket::pending_output) says waits.
+    /// `Ok(true)`: nothing is left.
+    #[inline]
+    pub(super) fn flush_output(&self) -> io::Result<bool> {
+        match self {
+            #[cfg(feature = "tls")]
+            Socket::Tls(t) => t.flush_output(),
+            _ => Ok(true),
+        }
+    }
+
+    /// Whether a TLS handshake is still running.
+    #[inline]
+    pub(super) fn handshaking(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Socket::Tls(t) => t.handshaking(),
+            _ => false,
+        }
+    }
+
+    /// Whether the peer ended a TLS connection without `close_notify`.
+    pub(super) fn truncated(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Socket::Tls(t) => t.truncated(),
+            _ => false,
         }
     }
 }
@@ -61,6 +131,8 @@ impl AsRawFd for Socket {
             Socket::Tcp(s) => s.as_raw_fd(),
             Socket::Unix(s) => s.as_raw_fd(),
             Socket::Pipe(p) => p.file.as_raw_fd(),
+            #[cfg(feature = "tls")]
+            Socket::Tls(t) => t.plain().as_raw_fd(),
         }
     }
 }

@@ -61,11 +61,12 @@ impl IOStream {
     /// kernel (at once if nothing is queued); it fails if the stream closes
     /// first.
     pub fn flushed(&self) -> Future<()> {
+        let unsent = self.unsent_plaintext();
         let mut st = self.inner.state.borrow_mut();
         if st.closed {
             return Future::failed(closed_error(st.error.as_ref()));
         }
-        if st.wlen == 0 {
+        if st.wlen == 0 && unsent == 0 {
             return Future::ready(());
         }
         let future = Future::new();
@@ -105,12 +106,16 @@ impl IOStream {
             let bytes = data.as_ref();
             let (written, failure) = write_now(&mut st, socket.as_ref(), bytes);
             let failure = failure.map(Error::from);
-            if written == bytes.len() && failure.is_none() {
+            // All taken, and (under TLS) all of it out as ciphertext too.
+            let out = socket.as_ref().map_or(0, Socket::unsent_plaintext) == 0;
+            if written == bytes.len() && failure.is_none() && out {
                 return Future::ready(());
             }
             let future = Future::new();
             if failure.is_none() {
-                enqueue(&mut st, data.into(), written);
+                if written < bytes.len() {
+                    enqueue(&mut st, data.into(), written);
+                }
                 let mark = st.queued_total;
                 st.write_futures.push_back((mark, future.clone()));
             } else {
@@ -158,9 +163,20 @@ impl IOStream {
                     }
                 }
             }
+            // TLS: ciphertext of earlier writes may wait below the queue.
+            if failure.is_none() && st.wbuf.is_empty() {
+                if let Err(e) = socket.flush_output() {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        failure = Some(Error::from(e));
+                    }
+                }
+            }
+            // Under TLS the last write's plaintext may still wait as
+            // ciphertext: its futures wait with it.
+            let out = st.written_total - socket.unsent_plaintext() as u64;
             let mut done = Vec::new();
             while let Some((mark, _)) = st.write_futures.front() {
-                if *mark > st.written_total {
+                if *mark > out {
                     break;
                 }
                 done.push(st.write_futures.pop_front().expect("checked").1);
@@ -179,7 +195,7 @@ impl IOStream {
         let drained = {
             let st = self.inner.state.borrow();
             st.eof && st.wlen == 0 && !st.closed
-        };
+        } && !self.pending_output();
         if drained {
             self.close_with(None);
         }

@@ -168,3 +168,33 @@ pub fn and_then<T: 'static, U: 'static>(
         Err(e) => Future::failed(e),
     })
 }
+
+/// A TCP listener that never accepts, its backlog full: a connect to it
+/// gets no answer at all (its SYN is dropped), as a black-holed route does.
+pub struct SilentListener {
+    pub addr: std::net::SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<socket2::Socket>,
+}
+
+/// A [`SilentListener`] on `addr` (port 0: a free one).
+pub fn silent_listener(addr: std::net::SocketAddr) -> SilentListener {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    listener.bind(&addr.into()).unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    SilentListener {
+        addr,
+        _listener: listener,
+        _fillers: fillers,
+    }
+}

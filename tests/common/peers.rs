@@ -32,6 +32,8 @@ pub enum Peer {
     Nginx,
     /// `mariadbd` (on PATH or in /usr/sbin), for `mariadb-install-db` beside it.
     Mariadb,
+    /// `openssl` (the command-line tool: `s_client`).
+    Openssl,
 }
 
 fn python() -> String {
@@ -63,6 +65,7 @@ pub fn present(peer: Peer) -> bool {
         Peer::Mariadb => {
             succeeds("mariadbd", &["--version"]) || succeeds("/usr/sbin/mariadbd", &["--version"])
         }
+        Peer::Openssl => succeeds("openssl", &["version"]),
     }
 }
 

@@ -75,6 +75,9 @@ pub enum ErrorKind {
     /// matters, or TLS settings that cannot be loaded. The source, when
     /// there is one, is the `rustls::Error`.
     Tls,
+    /// A WebSocket message or ping after the connection started closing
+    /// (Tornado's `WebSocketClosedError`).
+    WebSocketClosed,
     /// A call that only works inside a stackful coroutine (`greenlet::wait`
     /// and friends) was made outside one.
     NotInCoroutine,
@@ -107,6 +110,7 @@ impl ErrorKind {
             ErrorKind::HttpProtocol => "HTTP protocol error",
             ErrorKind::HttpStatus => "HTTP error",
             ErrorKind::Tls => "TLS error",
+            ErrorKind::WebSocketClosed => "WebSocket closed",
             ErrorKind::NotInCoroutine => "not in a coroutine",
             ErrorKind::Other => "error",
         }

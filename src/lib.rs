@@ -52,6 +52,8 @@ pub mod tls;
 #[cfg(feature = "trace")]
 pub mod trace;
 pub mod web;
+#[cfg(feature = "websocket")]
+pub mod websocket;
 
 // Entry points for fuzz/ and tests/fuzz_regressions.rs; not API.
 #[cfg(feature = "fuzzing")]

@@ -96,7 +96,7 @@ mod exchange;
 pub(crate) mod parse;
 mod request;
 mod response;
-mod url;
+pub(crate) mod url;
 
 /// The header map, shared with the server (re-exported from [`httputil`](crate::httputil)).
 pub use crate::httputil::HTTPHeaders;

@@ -1,0 +1,354 @@
+//! The client side: `websocket_connect` (Tornado's), `ws://` and `wss://`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use super::handshake;
+use super::protocol::{Events, Handled, Side, WebSocketConnection};
+use super::{Message, WebSocketOptions};
+use crate::error::{Error, ErrorKind};
+use crate::future::Future;
+use crate::httpclient::url::Url;
+use crate::httpclient::{HTTPError, HTTPRequest};
+use crate::httputil::HTTPHeaders;
+use crate::iostream::IOStream;
+use crate::tcpclient::TCPClient;
+
+/// The largest handshake answer head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// `websocket_connect`'s other arguments (Tornado's keywords).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// The subprotocols to offer, most preferred first.
+    pub subprotocols: Vec<String>,
+    /// The connection's settings (`max_message_size`, pings...).
+    pub websocket: WebSocketOptions,
+}
+
+impl ConnectOptions {
+    /// No subprotocols, the default settings.
+    pub fn new() -> ConnectOptions {
+        ConnectOptions::default()
+    }
+
+    /// Sets `subprotocols`.
+    pub fn subprotocols(mut self, subprotocols: &[&str]) -> ConnectOptions {
+        self.subprotocols = subprotocols.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Sets the connection's settings.
+    pub fn websocket(mut self, options: WebSocketOptions) -> ConnectOptions {
+        self.websocket = options;
+        self
+    }
+}
+
+/// A client's connection: [`read_message`](Self::read_message) as in
+/// Tornado, plus everything a [`WebSocketConnection`] does (it derefs to
+/// one: `write_message`, `ping`, `close`, `close_code`...).
+#[derive(Clone)]
+pub struct WebSocketClientConnection {
+    conn: WebSocketConnection,
+    inbox: Rc<RefCell<Inbox>>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    /// Messages nobody has asked for yet; `None` marks the end.
+    queue: VecDeque<Option<Message>>,
+    waiting: Option<Future<Option<Message>>>,
+}
+
+impl std::ops::Deref for WebSocketClientConnection {
+    type Target = WebSocketConnection;
+    fn deref(&self) -> &WebSocketConnection {
+        &self.conn
+    }
+}
+
+impl WebSocketClientConnection {
+    /// The next message, or `None` once the connection is closed (Tornado's
+    /// `read_message`). One read at a time: a second while one is pending
+    /// fails with [`ErrorKind::InvalidState`]. Messages that arrive with no
+    /// read pending wait in order (at most `max_message_size` each).
+    pub fn read_message(&self) -> Future<Option<Message>> {
+        let mut inbox = self.inbox.borrow_mut();
+        if inbox.waiting.is_some() {
+            return Future::failed(Error::new(
+                ErrorKind::InvalidState,
+                "a read_message is already pending",
+            ));
+        }
+        match inbox.queue.pop_front() {
+            Some(message) => {
+                if message.is_none() {
+                    inbox.queue.push_back(None); // the end stays the end
+                }
+                Future::ready(message)
+            }
+            None => {
+                let future = Future::new();
+                inbox.waiting = Some(future.clone());
+                future
+            }
+        }
+    }
+
+    /// The connection underneath.
+    pub fn connection(&self) -> &WebSocketConnection {
+        &self.conn
+    }
+}
+
+struct InboxEvents(Rc<RefCell<Inbox>>);
+
+impl InboxEvents {
+    fn push(&self, message: Option<Message>) {
+        let waiting = {
+            let mut inbox = self.0.borrow_mut();
+            match inbox.waiting.take() {
+                Some(waiting) => Some((waiting, message)),
+                None => {
+                    inbox.queue.push_back(message);
+                    None
+                }
+            }
+        };
+        if let Some((waiting, message)) = waiting {
+            let _ = waiting.set_result(message);
+        }
+    }
+}
+
+impl Events for InboxEvents {
+    fn on_message(&mut self, _conn: &WebSocketConnection, message: Message) -> Handled {
+        self.push(Some(message));
+        Ok(None)
+    }
+    fn on_close(&mut self, _conn: &WebSocketConnection) {
+        self.push(None);
+    }
+}
+
+/// Connects to a `ws://` or `wss://` URL (a `&str`, or an [`HTTPRequest`]
+/// for headers, `connect_timeout`, `request_timeout` for the handshake,
+/// and TLS options): Tornado's `websocket_connect`. Redirects are not
+/// followed (as Tornado). Fails with [`ErrorKind::HttpStatus`] (an
+/// [`HTTPError`] with the code) if the server answers anything but 101.
+pub fn websocket_connect(request: impl Into<HTTPRequest>) -> Future<WebSocketClientConnection> {
+    websocket_connect_with(request, ConnectOptions::default())
+}
+
+/// [`websocket_connect`] with subprotocols and settings.
+pub fn websocket_connect_with(
+    request: impl Into<HTTPRequest>,
+    options: ConnectOptions,
+) -> Future<WebSocketClientConnection> {
+    let request = request.into();
+    match Handshake::start(request, options) {
+        Ok(future) => future,
+        Err(err) => Future::failed(err),
+    }
+}
+
+struct Handshake {
+    request: HTTPRequest,
+    options: ConnectOptions,
+    url: Url,
+    key: String,
+    out: Future<WebSocketClientConnection>,
+}
+
+impl Handshake {
+    fn start(
+        request: HTTPRequest,
+        options: ConnectOptions,
+    ) -> Result<Future<WebSocketClientConnection>, Error> {
+        let url = parse_ws_url(&request.url)?;
+        let connect = crate::tcpclient::ConnectOptions::new().timeout(request.connect_timeout);
+        // wss://: TLS, verified as the HTTP client would (`validate_cert`,
+        // `ca_certs`, `client_cert` of the request). Without the `tls`
+        // feature, `Url::parse` has refused it already.
+        #[cfg(feature = "tls")]
+        let connect = if url.https {
+            connect.ssl_options(request.tls_options().build()?)
+        } else {
+            connect
+        };
+        let hs = Rc::new(Handshake {
+            key: handshake::new_key(),
+            out: Future::new(),
+            url,
+            request,
+            options,
+        });
+        let out = hs.out.clone();
+        let h = hs.clone();
+        TCPClient::new()
+            .connect_with(&hs.url.host, hs.url.port, connect)
+            .add_done_callback(
+                move |stream: &Future<IOStream>| match stream.take_result() {
+                    Ok(stream) => h.send(stream),
+                    Err(err) => drop(h.out.set_error(err)),
+                },
+            );
+        Ok(out)
+    }
+
+    fn send(self: &Rc<Self>, stream: IOStream) {
+        let _ = stream.set_nodelay(true);
+        let head = match self.head() {
+            Ok(head) => head,
+            Err(err) => {
+                stream.close();
+                return drop(self.out.set_error(err));
+            }
+        };
+        stream.write(head);
+        // The handshake's answer within request_timeout.
+        let s = stream.clone();
+        let deadline = stream
+            .io_loop()
+            .call_later(self.request.request_timeout, move || {
+                s.close();
+            });
+        let me = self.clone();
+        let s = stream.clone();
+        stream
+            .read_until(b"\r\n\r\n", Some(MAX_HEAD))
+            .add_done_callback(move |head: &Future<Vec<u8>>| {
+                s.io_loop().remove_timeout(deadline);
+                let result = head.take_result().and_then(|head| me.check(&head));
+                match result.and_then(|subprotocol| me.open(s.clone(), subprotocol)) {
+                    Ok(conn) => drop(me.out.set_result(conn)),
+                    Err(err) => {
+                        s.close();
+                        let _ = me.out.set_error(err);
+                    }
+                }
+            });
+    }
+
+    /// The upgrade request (section 4.1).
+    fn head(&self) -> Result<Vec<u8>, Error> {
+        let mut headers = self.request.headers.clone();
+        headers.set("Host", self.url.host_header());
+        headers.set("Upgrade", "websocket");
+        headers.set("Connection", "Upgrade");
+        headers.set("Sec-WebSocket-Key", &self.key);
+        headers.set("Sec-WebSocket-Version", "13");
+        if !self.options.subprotocols.is_empty() {
+            headers.set(
+                "Sec-WebSocket-Protocol",
+                self.options.subprotocols.join(", "),
+            );
+        }
+        let mut head = format!("GET {} HTTP/1.1\r\n", self.url.target).into_bytes();
+        for (name, value) in headers.iter() {
+            crate::httputil::check_header(name, value)?;
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        Ok(head)
+    }
+
+    /// Checks the answer (section 4.1, the client's duties); returns the
+    /// subprotocol the server chose.
+    fn check(&self, raw: &[u8]) -> Result<Option<String>, Error> {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut answer = httparse::Response::new(&mut fields);
+        let parsed = answer.parse(raw).map_err(|e| {
+            Error::new(
+                ErrorKind::HttpProtocol,
+                format!("bad handshake answer: {e}"),
+            )
+        })?;
+        if parsed.is_partial() {
+            return Err(Error::new(ErrorKind::HttpProtocol, "bad handshake answer"));
+        }
+        let code = answer.code.unwrap_or(0);
+        let mut headers = HTTPHeaders::new();
+        for field in answer.headers.iter() {
+            headers.add(field.name, String::from_utf8_lossy(field.value));
+        }
+        if code != 101 {
+            return Err(
+                HTTPError::new(code, format!("WebSocket upgrade refused with {code}")).into_error(),
+            );
+        }
+        let bad = |why: &str| {
+            Error::new(
+                ErrorKind::HttpProtocol,
+                format!("bad handshake answer: {why}"),
+            )
+        };
+        if !handshake::has_token(&headers, "Upgrade", "websocket") {
+            return Err(bad("no Upgrade: websocket"));
+        }
+        if !handshake::has_token(&headers, "Connection", "upgrade") {
+            return Err(bad("no Connection: Upgrade"));
+        }
+        if headers.get("Sec-WebSocket-Accept").map(str::trim)
+            != Some(&handshake::accept_key(&self.key))
+        {
+            return Err(bad("wrong Sec-WebSocket-Accept"));
+        }
+        if headers.get("Sec-WebSocket-Extensions").is_some() {
+            return Err(bad("an extension we did not offer"));
+        }
+        match headers.get("Sec-WebSocket-Protocol").map(str::trim) {
+            None => Ok(None),
+            Some(chosen) if self.options.subprotocols.iter().any(|p| p == chosen) => {
+                Ok(Some(chosen.to_string()))
+            }
+            Some(_) => Err(bad("a subprotocol we did not offer")),
+        }
+    }
+
+    fn open(
+        &self,
+        stream: IOStream,
+        subprotocol: Option<String>,
+    ) -> Result<WebSocketClientConnection, Error> {
+        let inbox = Rc::new(RefCell::new(Inbox::default()));
+        let conn = WebSocketConnection::start(
+            stream,
+            Side::Client,
+            self.options.websocket.clone(),
+            subprotocol,
+            Box::new(InboxEvents(inbox.clone())),
+        )?;
+        // Frames the server sent right behind its answer are buffered: the
+        // hook reads them first.
+        conn.begin()?;
+        Ok(WebSocketClientConnection { conn, inbox })
+    }
+}
+
+/// `ws://` is `http://` and `wss://` is `https://` for the connection.
+fn parse_ws_url(url: &str) -> Result<Url, Error> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("URL {url:?}: not absolute"),
+        )
+    })?;
+    let http = match scheme.to_ascii_lowercase().as_str() {
+        "ws" | "http" => "http",
+        "wss" | "https" => "https",
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("URL {url:?}: a WebSocket URL is ws:// or wss://"),
+            ))
+        }
+    };
+    Url::parse(&format!("{http}://{rest}"))
+}

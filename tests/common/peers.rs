@@ -1,5 +1,5 @@
 //! The real peers some tests talk to — curl, Python's Tornado, pymemcache,
-//! requests, httpx and aiohttp, memcached, nginx — are installed by
+//! requests, httpx and aiohttp, memcached, nginx, MariaDB — are installed by
 //! `.ci/run`, but maybe not on the machine of someone who just cloned the
 //! repository and ran `cargo test`. There a test whose peer is missing says
 //! so and passes without running; under CI (`SQUALL_REQUIRE_PEERS=1`, set
@@ -30,6 +30,8 @@ pub enum Peer {
     Memcached,
     /// `nginx` (on PATH or in /usr/sbin).
     Nginx,
+    /// `mariadbd` (on PATH or in /usr/sbin), for `mariadb-install-db` beside it.
+    Mariadb,
     /// `openssl` (the command-line tool: `s_client`).
     Openssl,
 }
@@ -60,6 +62,9 @@ pub fn present(peer: Peer) -> bool {
         Peer::Python => succeeds(&python(), &["--version"]),
         Peer::Memcached => succeeds("memcached", &["-V"]),
         Peer::Nginx => succeeds("nginx", &["-v"]) || succeeds("/usr/sbin/nginx", &["-v"]),
+        Peer::Mariadb => {
+            succeeds("mariadbd", &["--version"]) || succeeds("/usr/sbin/mariadbd", &["--version"])
+        }
         Peer::Openssl => succeeds("openssl", &["version"]),
     }
 }
@@ -75,7 +80,7 @@ pub fn ready(peers: &[Peer]) -> bool {
     let message = format!(
         "{missing:?} not installed (bash .ci/run installs them; \
          `python3 -m pip install tornado pymemcache requests httpx aiohttp` \
-         for the Python ones)"
+         for the Python ones, `apt-get install mariadb-server` for MariaDB)"
     );
     if std::env::var_os("SQUALL_REQUIRE_PEERS").is_some() {
         panic!("{message}");

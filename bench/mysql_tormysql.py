@@ -1,0 +1,63 @@
+"""The Python peer of `examples/tormysql --bench` in bench/mysql.sh: the
+article's own system, TorMySQL (PyMySQL in greenlets) on Tornado's IOLoop.
+N clients, each a coroutine running one query back to back (a cursor's
+execute, then fetchall) for S seconds; prints queries/s and this process's
+CPU per query (from /proc/self/stat).
+
+    python3 bench/mysql_tormysql.py HOST PORT USER PASSWORD DB CONNECTIONS SECONDS SQL
+
+TorMySQL 0.4.3 (the last release, 2020) imports names that Tornado removed
+in 6.1 (`tornado.iostream._ERRNO_WOULDBLOCK`...) and reads PyMySQL internals
+that changed in 1.1: it runs on Tornado 6.0.4 with PyMySQL 1.0.3.
+"""
+import os
+import sys
+import time
+
+import tornado
+from tornado.ioloop import IOLoop
+import tormysql
+
+
+def cpu_seconds():
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def main(host, port, user, password, db, connections, seconds, sql):
+    clients = [
+        tormysql.Client(host=host, port=port, user=user, passwd=password, db=db, charset="utf8mb4")
+        for _ in range(connections)
+    ]
+    for c in clients:
+        await c.connect()
+    counts = {"done": 0, "rows": 0}
+    cpu0, t0 = cpu_seconds(), time.monotonic()
+    deadline = t0 + seconds
+
+    async def run(client):
+        while time.monotonic() < deadline:
+            cursor = client.cursor()
+            await cursor.execute(sql)
+            rows = cursor.fetchall()
+            await cursor.close()
+            counts["done"] += 1
+            counts["rows"] += len(rows)
+
+    await tornado.gen.multi([run(c) for c in clients])
+    wall, cpu = time.monotonic() - t0, cpu_seconds() - cpu0
+    n = max(counts["done"], 1)
+    print(
+        "tormysql(tornado-%s) %r: %.0f queries/s, %.1f us CPU/query, %d queries, %d rows each, %d connections"
+        % (tornado.version, sql, n / wall, cpu * 1e6 / n, counts["done"], counts["rows"] // n, connections)
+    )
+    for c in clients:
+        await c.close()
+
+
+if __name__ == "__main__":
+    host, port, user, password, db, connections, seconds, sql = sys.argv[1:9]
+    IOLoop.current().run_sync(
+        lambda: main(host, int(port), user, password, db, int(connections), float(seconds), sql)
+    )

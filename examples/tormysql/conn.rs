@@ -1,0 +1,576 @@
+//! The blocking-style driver: PyMySQL's `Connection`, in straight-line code
+//! over [`greenlet::Stream`]. Every read and write here *looks* blocking;
+//! run inside a greenlet child, each one switches to the loop until the
+//! socket is ready, and the loop serves every other connection meanwhile.
+//!
+//! [`client`](super::client) wraps this in futures (TorMySQL's shape);
+//! code that already runs in a child may use it directly.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use squall::greenlet::Stream;
+use squall::{Error, ErrorKind};
+
+use super::protocol::{
+    self, frame, parse_header, Column, Handshake, ProtocolError, Row, ServerError,
+    CACHING_SHA2_PASSWORD, CLIENT_CAPABILITIES, CLIENT_CONNECT_WITH_DB, COM_PING, COM_QUERY,
+    COM_QUIT, MAX_PAYLOAD, SERVER_MORE_RESULTS_EXISTS,
+};
+
+/// How much to ask the socket for at a time (more when a packet needs it).
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Where and how to connect.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// The user name.
+    pub user: String,
+    /// The password (empty: none).
+    pub password: String,
+    /// The database to start in, if any.
+    pub database: Option<String>,
+    /// The bound on the whole connect: TCP connect, greeting and
+    /// authentication (TorMySQL's `connect_timeout`).
+    pub connect_timeout: Duration,
+    /// The bound on each later read and write (PyMySQL's `read_timeout` /
+    /// `write_timeout`): a query whose answer takes longer fails with kind
+    /// `Timeout` and closes the connection. `None`: no bound.
+    pub read_timeout: Option<Duration>,
+    /// The auth plugin to answer the greeting with; `None`: the one the
+    /// server proposes. (MariaDB answers an unknown choice with an auth
+    /// switch request, which this client follows.)
+    pub auth_plugin: Option<String>,
+}
+
+impl Options {
+    /// Options for `user`/`password` at `addr`, 10 s to connect, no read bound.
+    pub fn new(addr: SocketAddr, user: &str, password: &str) -> Options {
+        Options {
+            addr,
+            user: user.to_owned(),
+            password: password.to_owned(),
+            database: None,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: None,
+            auth_plugin: None,
+        }
+    }
+}
+
+// ----- the client's own errors -------------------------------------------------
+
+/// What the MySQL client adds to squall's errors (which it also returns
+/// as they are: `Io`, `StreamClosed`, `Timeout`). Reach it from a
+/// `squall::Error` with [`MysqlError::of`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MysqlError {
+    /// The server answered with an ERR packet (a syntax error, a duplicate
+    /// key, access denied...). After a query the connection goes on.
+    Server(ServerError),
+    /// The server broke the protocol; the connection is closed.
+    Protocol(String),
+    /// Something this client does not do (an auth plugin, LOCAL INFILE).
+    Unsupported(String),
+    /// The connect did not finish within its timeout.
+    ConnectTimeout(Duration),
+    /// The connection is in use by another call (one call at a time).
+    Busy,
+    /// The pool is closed.
+    PoolClosed,
+    /// No pooled connection became free within the pool's wait timeout.
+    WaitTimeout(Duration),
+}
+
+impl fmt::Display for MysqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MysqlError::Server(e) => write!(f, "server error {e}"),
+            MysqlError::Protocol(why) => write!(f, "protocol error: {why}"),
+            MysqlError::Unsupported(what) => write!(f, "not supported: {what}"),
+            MysqlError::ConnectTimeout(after) => {
+                write!(f, "connect timed out after {} ms", after.as_millis())
+            }
+            MysqlError::Busy => f.write_str("the connection is busy with another call"),
+            MysqlError::PoolClosed => f.write_str("the pool is closed"),
+            MysqlError::WaitTimeout(after) => write!(
+                f,
+                "no pooled connection became free within {} ms",
+                after.as_millis()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MysqlError {}
+
+impl MysqlError {
+    /// As a `squall::Error`, with this error as its source.
+    pub fn into_error(self) -> Error {
+        let kind = match self {
+            MysqlError::ConnectTimeout(_) | MysqlError::WaitTimeout(_) => ErrorKind::Timeout,
+            MysqlError::Busy => ErrorKind::InvalidState,
+            MysqlError::PoolClosed => ErrorKind::Closed,
+            _ => ErrorKind::Other,
+        };
+        Error::with_source(kind, self.to_string(), self)
+    }
+
+    /// The MySQL error inside `err`, if it is one.
+    pub fn of(err: &Error) -> Option<&MysqlError> {
+        std::error::Error::source(err)?.downcast_ref()
+    }
+
+    /// The server's error inside `err` (code, SQL state, message), if it is one.
+    pub fn server(err: &Error) -> Option<&ServerError> {
+        match MysqlError::of(err)? {
+            MysqlError::Server(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ProtocolError> for MysqlError {
+    fn from(e: ProtocolError) -> MysqlError {
+        MysqlError::Protocol(e.0)
+    }
+}
+
+fn protocol_error(e: ProtocolError) -> Error {
+    MysqlError::from(e).into_error()
+}
+
+/// Whether the connection survives `err`: a server's ERR packet or a
+/// refused feature leaves the protocol in step, anything else does not.
+fn keeps_connection(err: &Error) -> bool {
+    matches!(
+        MysqlError::of(err),
+        Some(MysqlError::Server(_) | MysqlError::Unsupported(_) | MysqlError::Busy)
+    )
+}
+
+// ----- results ---------------------------------------------------------------
+
+/// What a query returned: columns and rows for a `SELECT`, counts for the rest.
+#[derive(Clone, Debug, Default)]
+pub struct ResultSet {
+    /// The columns (empty for a statement without a result set).
+    pub columns: Vec<Column>,
+    /// The rows, in order.
+    pub rows: Vec<Row>,
+    /// Rows changed (matched, with `CLIENT_FOUND_ROWS`).
+    pub affected_rows: u64,
+    /// `LAST_INSERT_ID()` after an insert.
+    pub last_insert_id: u64,
+    /// Warnings the statement raised.
+    pub warnings: u16,
+    /// The server's status flags after it.
+    pub status: u16,
+    /// The OK packet's human-readable info, if any.
+    pub info: String,
+}
+
+impl ResultSet {
+    /// The first value of the first row as text (`SELECT 1` -> `Some("1")`).
+    pub fn scalar(&self) -> Option<&str> {
+        self.rows.first().and_then(|r| r.str(0))
+    }
+
+    /// The index of the column called `name`.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+// ----- the connection --------------------------------------------------------------
+
+/// One MySQL connection, blocking-style: call it from inside a greenlet
+/// child. After an IO or protocol error it is closed, and every later call
+/// fails at once with kind `StreamClosed`.
+pub struct Connection {
+    stream: Stream,
+    buf: Vec<u8>,
+    pos: usize,
+    seq: u8,
+    broken: bool,
+    /// The server's version string.
+    pub server_version: String,
+    /// The server's id for this connection (`CONNECTION_ID()`, for `KILL`).
+    pub connection_id: u32,
+    /// The auth plugin that authenticated us.
+    pub auth_plugin: String,
+}
+
+impl Connection {
+    /// Connects and authenticates (inside a child). `on_socket` sees the
+    /// stream as soon as TCP is connected, so that a timeout kept outside
+    /// can close it.
+    ///
+    /// # Errors
+    /// The connect's error; [`MysqlError::Server`] for a refused login
+    /// (1045, `28000`: access denied); [`MysqlError::Unsupported`] for an
+    /// auth plugin this client lacks. The socket is closed on every error.
+    pub fn connect(opts: &Options, on_socket: impl FnOnce(&Stream)) -> Result<Connection, Error> {
+        let stream = Stream::connect(opts.addr, Some(opts.connect_timeout))?;
+        on_socket(&stream);
+        let mut conn = Connection {
+            stream,
+            buf: Vec::new(),
+            pos: 0,
+            seq: 0,
+            broken: false,
+            server_version: String::new(),
+            connection_id: 0,
+            auth_plugin: String::new(),
+        };
+        if let Err(err) = conn.stream.io_stream().set_nodelay(true) {
+            conn.stream.close();
+            return Err(err);
+        }
+        match conn.handshake(opts) {
+            Ok(()) => {
+                conn.stream.set_timeout(opts.read_timeout);
+                Ok(conn)
+            }
+            Err(err) => {
+                conn.close();
+                Err(err)
+            }
+        }
+    }
+
+    fn handshake(&mut self, opts: &Options) -> Result<(), Error> {
+        let greeting = self.read_packet()?;
+        if greeting.first() == Some(&0xff) {
+            return Err(server_error(&greeting));
+        }
+        let hs = Handshake::parse(&greeting).map_err(protocol_error)?;
+        self.server_version = hs.server_version.clone();
+        self.connection_id = hs.connection_id;
+        let mut caps = CLIENT_CAPABILITIES & hs.capabilities;
+        if opts.database.is_some() {
+            caps |= CLIENT_CONNECT_WITH_DB;
+        }
+        // The plugin asked for, else the server's; one this client lacks is
+        // answered with mysql_native_password, for the server to switch
+        // from if the account needs another (as PyMySQL does).
+        let mut plugin = opts
+            .auth_plugin
+            .clone()
+            .unwrap_or_else(|| hs.auth_plugin.clone());
+        let password = opts.password.as_bytes();
+        let auth = match protocol::scramble(&plugin, password, &hs.nonce) {
+            Some(auth) => auth,
+            None => {
+                plugin = protocol::NATIVE_PASSWORD.to_owned();
+                protocol::scramble_native(password, &hs.nonce)
+            }
+        };
+        let response = protocol::handshake_response(
+            caps,
+            &opts.user,
+            &auth,
+            opts.database.as_deref(),
+            &plugin,
+        );
+        self.write_packet(&response)?;
+        // The server's answers: OK, ERR, an auth switch, or more data for
+        // the plugin (caching_sha2_password's fast-path verdict).
+        loop {
+            let packet = self.read_packet()?;
+            match packet.first() {
+                Some(0x00) => break,
+                Some(0xff) => return Err(server_error(&packet)),
+                Some(0xfe) => {
+                    // AuthSwitchRequest: the server wants another plugin,
+                    // with a fresh nonce (MariaDB does this when the
+                    // account's plugin is not the one we answered with).
+                    let (name, nonce) =
+                        protocol::parse_auth_switch(&packet).map_err(protocol_error)?;
+                    let auth = protocol::scramble(&name, password, &nonce).ok_or_else(|| {
+                        MysqlError::Unsupported(format!("auth plugin {name}")).into_error()
+                    })?;
+                    plugin = name;
+                    self.write_packet(&auth)?;
+                }
+                Some(0x01) if plugin == CACHING_SHA2_PASSWORD => match packet.get(1) {
+                    // Fast auth succeeded: an OK follows.
+                    Some(3) => {}
+                    // Full authentication needs TLS or the server's RSA key.
+                    Some(4) => {
+                        return Err(MysqlError::Unsupported(
+                            "caching_sha2_password full authentication (needs TLS or RSA)"
+                                .to_owned(),
+                        )
+                        .into_error())
+                    }
+                    _ => {
+                        return Err(protocol_error(ProtocolError(format!(
+                            "unexpected caching_sha2_password data {:?}",
+                            &packet[1..]
+                        ))))
+                    }
+                },
+                _ => {
+                    return Err(protocol_error(ProtocolError(format!(
+                        "unexpected packet during authentication (plugin {plugin})"
+                    ))))
+                }
+            }
+        }
+        self.auth_plugin = plugin;
+        Ok(())
+    }
+
+    /// Runs `sql` (`COM_QUERY`) and reads its whole result. A statement
+    /// that returns several result sets (a `CALL`) yields the first; the
+    /// others are read and dropped.
+    ///
+    /// # Errors
+    /// [`MysqlError::Server`] for the server's ERR (the connection goes
+    /// on); kind `Timeout` past the read timeout, `StreamClosed`/`Io` if the
+    /// connection dies (it is then closed).
+    pub fn query(&mut self, sql: impl AsRef<[u8]>) -> Result<ResultSet, Error> {
+        let sql = sql.as_ref();
+        self.guard(|c| {
+            c.send_command(COM_QUERY, sql)?;
+            let first = c.read_result()?;
+            let mut status = first.status;
+            while status & SERVER_MORE_RESULTS_EXISTS != 0 {
+                status = c.read_result()?.status;
+            }
+            Ok(first)
+        })
+    }
+
+    /// `COM_PING`: whether the server answers.
+    ///
+    /// # Errors
+    /// As [`query`](Connection::query).
+    pub fn ping(&mut self) -> Result<(), Error> {
+        self.guard(|c| {
+            c.send_command(COM_PING, b"")?;
+            let packet = c.read_packet()?;
+            match packet.first() {
+                Some(0x00) => Ok(()),
+                Some(0xff) => Err(server_error(&packet)),
+                _ => Err(protocol_error(ProtocolError("bad answer to ping".into()))),
+            }
+        })
+    }
+
+    /// `COM_QUIT`, then closes the socket (the server answers nothing).
+    pub fn quit(&mut self) {
+        if !self.broken && !self.stream.closed() {
+            let _ = self.send_command(COM_QUIT, b"");
+        }
+        self.close();
+    }
+
+    /// Closes the socket at once (works anywhere, even outside a child).
+    pub fn close(&mut self) {
+        self.broken = true;
+        self.stream.close();
+    }
+
+    /// Whether the connection can no longer be used.
+    pub fn closed(&self) -> bool {
+        self.broken || self.stream.closed()
+    }
+
+    /// The stream underneath (shared).
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// Runs `f`, and closes the connection if it failed in a way that
+    /// leaves the protocol out of step.
+    fn guard<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
+        if self.closed() {
+            return Err(Error::new(
+                ErrorKind::StreamClosed,
+                "the MySQL connection is closed",
+            ));
+        }
+        let result = f(self);
+        if let Err(err) = &result {
+            if !keeps_connection(err) {
+                self.close();
+            }
+        }
+        result
+    }
+
+    fn send_command(&mut self, command: u8, arg: &[u8]) -> Result<(), Error> {
+        if self.pos != self.buf.len() {
+            return Err(protocol_error(ProtocolError(
+                "the server sent bytes nobody asked for".into(),
+            )));
+        }
+        self.seq = 0;
+        let len = 1 + arg.len();
+        if len < MAX_PAYLOAD {
+            // The usual case: one packet, one buffer.
+            let mut out = Vec::with_capacity(4 + len);
+            out.extend_from_slice(&protocol::header(len, 0));
+            out.push(command);
+            out.extend_from_slice(arg);
+            self.seq = 1;
+            return self.stream.write(out);
+        }
+        let mut payload = Vec::with_capacity(len);
+        payload.push(command);
+        payload.extend_from_slice(arg);
+        self.write_packet(&payload)
+    }
+
+    /// Writes `payload` as one logical packet (split past 16 MB).
+    fn write_packet(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let (bytes, next) = frame(payload, self.seq);
+        self.seq = next;
+        self.stream.write(bytes)
+    }
+
+    /// Makes at least `need` unread bytes available in `buf`.
+    fn fill(&mut self, need: usize) -> Result<(), Error> {
+        let mut have = self.buf.len() - self.pos;
+        while have < need {
+            if self.pos > 0 {
+                self.buf.drain(..self.pos);
+                self.pos = 0;
+            }
+            let chunk = self.stream.read_some((need - have).max(READ_CHUNK))?;
+            if self.buf.is_empty() {
+                self.buf = chunk;
+            } else {
+                self.buf.extend_from_slice(&chunk);
+            }
+            have = self.buf.len();
+        }
+        Ok(())
+    }
+
+    /// Reads one logical packet's payload (joining the pieces of one past
+    /// 16 MB), checking sequence ids.
+    fn read_packet(&mut self) -> Result<Vec<u8>, Error> {
+        let mut payload: Option<Vec<u8>> = None;
+        loop {
+            self.fill(4)?;
+            let h = [
+                self.buf[self.pos],
+                self.buf[self.pos + 1],
+                self.buf[self.pos + 2],
+                self.buf[self.pos + 3],
+            ];
+            let (len, seq) = parse_header(&h);
+            if seq != self.seq {
+                return Err(protocol_error(ProtocolError(format!(
+                    "packet out of order: sequence id {seq}, expected {}",
+                    self.seq
+                ))));
+            }
+            self.seq = seq.wrapping_add(1);
+            self.pos += 4;
+            self.fill(len)?;
+            let part = &self.buf[self.pos..self.pos + len];
+            match &mut payload {
+                Some(p) => p.extend_from_slice(part),
+                None => payload = Some(part.to_vec()),
+            }
+            self.pos += len;
+            if self.pos == self.buf.len() {
+                self.buf.clear();
+                self.pos = 0;
+            }
+            if len < MAX_PAYLOAD {
+                return Ok(payload.unwrap_or_default());
+            }
+        }
+    }
+
+    /// Reads one result: an OK, an ERR, or a text result set.
+    fn read_result(&mut self) -> Result<ResultSet, Error> {
+        let first = self.read_packet()?;
+        match first.first() {
+            Some(0x00) => {
+                let ok = protocol::Ok::parse(&first).map_err(protocol_error)?;
+                Ok(ResultSet {
+                    affected_rows: ok.affected_rows,
+                    last_insert_id: ok.last_insert_id,
+                    warnings: ok.warnings,
+                    status: ok.status,
+                    info: ok.info,
+                    ..ResultSet::default()
+                })
+            }
+            Some(0xff) => Err(server_error(&first)),
+            Some(0xfb) => {
+                // LOAD DATA LOCAL INFILE: the server asks for a file. Send
+                // none (an empty packet), read its verdict, and refuse.
+                self.write_packet(b"")?;
+                let verdict = self.read_packet()?;
+                if verdict.first() == Some(&0xff) {
+                    return Err(server_error(&verdict));
+                }
+                Err(MysqlError::Unsupported("LOAD DATA LOCAL INFILE".into()).into_error())
+            }
+            Some(_) => {
+                let count = protocol::Reader::new(&first)
+                    .lenenc_int("column count")
+                    .map_err(protocol_error)? as usize;
+                let mut columns = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let packet = self.read_packet()?;
+                    columns.push(Column::parse(&packet).map_err(protocol_error)?);
+                }
+                let eof = self.read_packet()?;
+                if !protocol::is_eof(&eof) {
+                    return Err(protocol_error(ProtocolError(
+                        "no EOF after the column definitions".into(),
+                    )));
+                }
+                let mut rows = Vec::new();
+                loop {
+                    let packet = self.read_packet()?;
+                    if protocol::is_eof(&packet) {
+                        let (warnings, status) =
+                            protocol::parse_eof(&packet).map_err(protocol_error)?;
+                        return Ok(ResultSet {
+                            columns,
+                            rows,
+                            warnings,
+                            status,
+                            ..ResultSet::default()
+                        });
+                    }
+                    if packet.first() == Some(&0xff) {
+                        // An error part-way (the query was killed, say).
+                        return Err(server_error(&packet));
+                    }
+                    rows.push(Row::parse(packet, count).map_err(protocol_error)?);
+                }
+            }
+            None => Err(protocol_error(ProtocolError("empty packet".into()))),
+        }
+    }
+}
+
+fn server_error(packet: &[u8]) -> Error {
+    match ServerError::parse(packet) {
+        Ok(e) => MysqlError::Server(e).into_error(),
+        Err(e) => protocol_error(e),
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("connection_id", &self.connection_id)
+            .field("server_version", &self.server_version)
+            .field("closed", &self.closed())
+            .finish()
+    }
+}

@@ -7,7 +7,7 @@
 # three serve "Hello, world (over TLS)" with one ECDSA P-256 certificate for
 # localhost, made with openssl for this run, over TLS 1.3.
 #
-#   bench/https.sh                          # all three, RUNS=3 x 10 s each: ~5 min
+#   bench/https.sh                          # all three, RUNS=3 x 10 s per test: ~6 min
 #   bench/https.sh squall hyper             # some servers only
 #   DURATION=2 RUNS=1 bench/https.sh        # a quick check of the script
 #
@@ -24,7 +24,7 @@
 #   drops the session after SSL_clear: every connection is a full
 #   handshake (ECDHE + the server's ECDSA signature).
 # Handshake tests run at HS_CONNS connections (100). For each: req/s,
-# p50/p99 latency, the server's CPU time per request (user and system,
+# p99 latency, the server's CPU time per request (user and system,
 # from /proc/PID/stat before and after each wrk run, over the requests wrk
 # counted), how busy each side's core was, and for close/full the TCP
 # connections accepted per request (PassiveOpens of /proc/net/snmp: 1.00 when

@@ -1,4 +1,4 @@
-//! `Resolver`: host names to addresses without blocking the loop, Tornado's
+//! `Resolver`: host names to addresses without blocking the loop (Tornado's `netutil.Resolver`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};

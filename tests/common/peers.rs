@@ -34,6 +34,8 @@ pub enum Peer {
     Mariadb,
     /// `openssl` (the command-line tool: `s_client`).
     Openssl,
+    /// `python3` able to `import websockets`.
+    Websockets,
 }
 
 fn python() -> String {
@@ -66,6 +68,7 @@ pub fn present(peer: Peer) -> bool {
             succeeds("mariadbd", &["--version"]) || succeeds("/usr/sbin/mariadbd", &["--version"])
         }
         Peer::Openssl => succeeds("openssl", &["version"]),
+        Peer::Websockets => succeeds(&python(), &["-c", "import websockets"]),
     }
 }
 
@@ -79,7 +82,7 @@ pub fn ready(peers: &[Peer]) -> bool {
     }
     let message = format!(
         "{missing:?} not installed (bash .ci/run installs them; \
-         `python3 -m pip install tornado pymemcache requests httpx aiohttp` \
+         `python3 -m pip install tornado pymemcache requests httpx aiohttp websockets` \
          for the Python ones, `apt-get install mariadb-server` for MariaDB)"
     );
     if std::env::var_os("SQUALL_REQUIRE_PEERS").is_some() {

@@ -510,3 +510,47 @@ fn accept_key(key: &str) -> String {
         .expect("python3");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+#[test]
+fn a_handler_routed_in_an_application() {
+    use squall::web::{Application, Exchange, RequestHandler};
+    struct Plain;
+    impl RequestHandler for Plain {
+        fn get(&mut self, x: &Exchange) -> Result<(), squall::Error> {
+            x.write("plain");
+            Ok(())
+        }
+    }
+    let s = TestServer::start(
+        || {
+            Application::new()
+                .route("/ws", websocket::handler(|| Echo { slow: false }))
+                .route("/", || Plain)
+        },
+        |_| {},
+    );
+    // Plain HTTP and WebSocket side by side; a refused upgrade is answered
+    // and the connection goes on.
+    let reply = http_kit::raw_request(
+        s.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(reply.text(), "plain");
+    let mut ws = RawWs::connect(s.addr, "/ws");
+    echo_case(&mut ws, TEXT, b"through the application");
+    ws.send_close(1000, b"");
+    assert_eq!(ws.expect_close(), Some(1000));
+    let reply = http_kit::raw_request(
+        s.addr,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(reply.status, 400);
+    let reply = http_kit::raw_request(
+        s.addr,
+        b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(reply.status, 405);
+}

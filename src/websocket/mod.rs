@@ -63,7 +63,7 @@ pub use client::{
     websocket_connect, websocket_connect_with, ConnectOptions, WebSocketClientConnection,
 };
 pub use protocol::{Handled, WebSocketConnection};
-pub use server::{accept, WebSocketHandler};
+pub use server::{accept, handler, handler_with, Upgrade, WebSocketHandler};
 
 use crate::error::{Error, ErrorKind};
 

@@ -167,3 +167,62 @@ mod tests {
         assert!(!same_origin("null", "example.com"));
     }
 }
+
+/// A route for a [`WebSocketHandler`] in a [`web::Application`](crate::web::Application):
+/// Tornado's `Application([(r"/ws", EchoWebSocket)])`. `make` builds the
+/// handler for each connection.
+///
+/// ```
+/// use squall::web::Application;
+/// use squall::websocket::{self, Handled, Message, WebSocketConnection, WebSocketHandler};
+///
+/// struct Echo;
+/// impl WebSocketHandler for Echo {
+///     fn on_message(&mut self, ws: &WebSocketConnection, message: Message) -> Handled {
+///         ws.write_message(message);
+///         Ok(None)
+///     }
+/// }
+///
+/// let app = Application::new().route("/ws", websocket::handler(|| Echo));
+/// # let _ = app;
+/// ```
+pub fn handler<H, F>(make: F) -> impl Fn() -> Upgrade<H> + 'static
+where
+    H: WebSocketHandler,
+    F: Fn() -> H + 'static,
+{
+    handler_with(make, WebSocketOptions::default())
+}
+
+/// [`handler`] with settings (Tornado's `websocket_ping_interval` and
+/// friends, per route here).
+pub fn handler_with<H, F>(make: F, options: WebSocketOptions) -> impl Fn() -> Upgrade<H> + 'static
+where
+    H: WebSocketHandler,
+    F: Fn() -> H + 'static,
+{
+    move || Upgrade {
+        handler: Some(make()),
+        options: options.clone(),
+    }
+}
+
+/// The `RequestHandler` a [`handler`] route makes: its `get` answers the
+/// upgrade with [`accept`] and hands the connection to the WebSocket
+/// handler; other methods get 405.
+pub struct Upgrade<H> {
+    handler: Option<H>,
+    options: WebSocketOptions,
+}
+
+impl<H: WebSocketHandler> crate::web::RequestHandler for Upgrade<H> {
+    fn get(&mut self, x: &crate::web::Exchange) -> Result<(), Error> {
+        let handler = self
+            .handler
+            .take()
+            .ok_or_else(|| Error::new(crate::ErrorKind::InvalidState, "one upgrade per handler"))?;
+        accept(x.request(), x.connection(), handler, self.options.clone())?;
+        Ok(())
+    }
+}

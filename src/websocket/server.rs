@@ -154,20 +154,6 @@ impl<H: WebSocketHandler> Events for HandlerEvents<H> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::same_origin;
-
-    #[test]
-    fn same_origin_compares_the_host_and_port() {
-        assert!(same_origin("http://example.com", "example.com"));
-        assert!(same_origin("https://Example.com:8443", "example.com:8443"));
-        assert!(!same_origin("http://evil.com", "example.com"));
-        assert!(!same_origin("http://example.com:81", "example.com"));
-        assert!(!same_origin("null", "example.com"));
-    }
-}
-
 /// A route for a [`WebSocketHandler`] in a [`web::Application`](crate::web::Application):
 /// Tornado's `Application([(r"/ws", EchoWebSocket)])`. `make` builds the
 /// handler for each connection.
@@ -224,5 +210,19 @@ impl<H: WebSocketHandler> crate::web::RequestHandler for Upgrade<H> {
             .ok_or_else(|| Error::new(crate::ErrorKind::InvalidState, "one upgrade per handler"))?;
         accept(x.request(), x.connection(), handler, self.options.clone())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn same_origin_compares_the_host_and_port() {
+        assert!(same_origin("http://example.com", "example.com"));
+        assert!(same_origin("https://Example.com:8443", "example.com:8443"));
+        assert!(!same_origin("http://evil.com", "example.com"));
+        assert!(!same_origin("http://example.com:81", "example.com"));
+        assert!(!same_origin("null", "example.com"));
     }
 }

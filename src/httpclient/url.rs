@@ -249,6 +249,14 @@ mod tests {
         }
     }
 
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn https_is_refused_without_tls() {
+        let err = Url::parse("https://example.com/").unwrap_err();
+        assert!(err.message().contains("tls"), "{err}");
+    }
+
+    #[cfg(feature = "tls")]
     #[test]
     fn https_has_its_own_default_port_and_keeps_its_scheme() {
         let u = Url::parse("HTTPS://Example.com/x").unwrap();

@@ -23,9 +23,11 @@ use squall::{ErrorKind, Future, IOLoop};
 use ws_kit::{RawWs, BINARY, CLOSE, CONT, PING, PONG, TEXT};
 
 /// Echoes every message; on `/slow`, holds each message 20 ms before the
-/// next is read (a coroutine on_message).
+/// next is read (a coroutine on_message); on `/deflate`, offers
+/// permessage-deflate.
 struct Echo {
     slow: bool,
+    deflate: bool,
 }
 
 impl WebSocketHandler for Echo {
@@ -49,6 +51,10 @@ impl WebSocketHandler for Echo {
         Ok(Some(done))
     }
 
+    fn get_compression_options(&self) -> Option<websocket::CompressionOptions> {
+        self.deflate.then(Default::default)
+    }
+
     fn select_subprotocol(&self, offered: &[String]) -> Option<String> {
         offered.iter().find(|p| *p == "chat.v2").cloned()
     }
@@ -68,6 +74,7 @@ fn server() -> TestServer {
                 }
                 let echo = Echo {
                     slow: req.path() == "/slow",
+                    deflate: req.path() == "/deflate",
                 };
                 websocket::accept(req, conn, echo, options).map(drop)
             }
@@ -524,7 +531,13 @@ fn a_handler_routed_in_an_application() {
     let s = TestServer::start(
         || {
             Application::new()
-                .route("/ws", websocket::handler(|| Echo { slow: false }))
+                .route(
+                    "/ws",
+                    websocket::handler(|| Echo {
+                        slow: false,
+                        deflate: false,
+                    }),
+                )
                 .route("/", || Plain)
         },
         |_| {},
@@ -553,4 +566,122 @@ fn a_handler_routed_in_an_application() {
     )
     .unwrap();
     assert_eq!(reply.status, 405);
+}
+
+// ----- 12 and 13: permessage-deflate ----------------------------------------------
+
+/// A raw DEFLATE stream of `data`, sync-flushed, without the trailing
+/// `00 00 ff ff` (RFC 7692 7.2.1), made here with flate2 directly.
+fn deflate_raw(data: &[u8]) -> Vec<u8> {
+    let mut c = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(data.len() / 100 + 1024);
+    let mut input = data;
+    loop {
+        out.reserve(64 * 1024);
+        let before = c.total_in();
+        c.compress_vec(input, &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        input = &input[(c.total_in() - before) as usize..];
+        if input.is_empty() && out.ends_with(&[0, 0, 0xff, 0xff]) {
+            break;
+        }
+    }
+    out.truncate(out.len() - 4);
+    out
+}
+
+#[test]
+fn case_12_13_compressed_messages_and_the_bomb() {
+    let s = server();
+    let (mut ws, head) = RawWs::try_connect(
+        s.addr,
+        "/deflate",
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+    );
+    assert!(
+        head.contains("Sec-WebSocket-Extensions: permessage-deflate"),
+        "{head}"
+    );
+    // RFC 7692 7.2.3.1: "Hello", compressed, in one frame (RSV1).
+    let frame = ws.frame_bytes(
+        0x80 | 0x40 | TEXT,
+        &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+    );
+    ws.send_raw(&frame);
+    let echo = ws.recv().unwrap();
+    assert_eq!(
+        (echo.opcode, echo.rsv),
+        (TEXT, 0x4),
+        "the echo is compressed too"
+    );
+    // A compressed message in fragments: RSV1 on the first only.
+    let packed = deflate_raw(&vec![b'z'; 200_000]);
+    let (a, b) = packed.split_at(packed.len() / 2);
+    ws.send_raw(&ws.frame_bytes(0x40 | BINARY, a));
+    ws.send(true, CONT, b);
+    let echo = ws.recv().unwrap();
+    assert_eq!(echo.rsv, 0x4);
+    assert!(
+        echo.payload.len() < 10_000,
+        "sent compressed: {}",
+        echo.payload.len()
+    );
+    // RSV1 on a continuation: 1002.
+    ws.send_raw(&ws.frame_bytes(0x40 | BINARY, a));
+    ws.send_raw(&ws.frame_bytes(0x80 | 0x40 | CONT, b));
+    assert_eq!(ws.expect_close(), Some(1002));
+
+    // A bomb: 50 MiB of zeros in about 50 kB: 1009 once the output passes
+    // the 1 MiB limit, never more allocated.
+    let (mut ws, _) = RawWs::try_connect(
+        s.addr,
+        "/deflate",
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+    );
+    let bomb = deflate_raw(&vec![0u8; 50 << 20]);
+    assert!(bomb.len() < (1 << 20));
+    ws.send_raw(&ws.frame_bytes(0x80 | 0x40 | BINARY, &bomb));
+    assert_eq!(ws.expect_close(), Some(1009));
+    // Not DEFLATE at all: 1007.
+    let (mut ws, _) = RawWs::try_connect(
+        s.addr,
+        "/deflate",
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+    );
+    ws.send_raw(&ws.frame_bytes(0x80 | 0x40 | BINARY, &[0xff, 0xff, 0xff, 0xff]));
+    assert_eq!(ws.expect_close(), Some(1007));
+    // Without the extension agreed, RSV1 stays a protocol error.
+    let mut ws = RawWs::connect(s.addr, "/echo");
+    ws.send_raw(&ws.frame_bytes(
+        0x80 | 0x40 | TEXT,
+        &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+    ));
+    assert_eq!(ws.expect_close(), Some(1002));
+}
+
+#[test]
+fn squall_client_and_server_compress_both_ways() {
+    let s = server();
+    let io_loop = IOLoop::new().unwrap();
+    let url = format!("ws://127.0.0.1:{}/deflate", s.addr.port());
+    let options = websocket::ConnectOptions::new().compression_options(Default::default());
+    let ws = io_loop
+        .run_sync(
+            move || websocket::websocket_connect_with(url.as_str(), options),
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+    for message in [
+        Message::from("κόσμε ".repeat(1000)),
+        Message::from(vec![1u8; 500_000]),
+        Message::from(""),
+        Message::from("again, with the window kept"),
+    ] {
+        ws.write_message(message.clone());
+        let w = ws.clone();
+        let got = io_loop
+            .run_sync(move || w.read_message(), Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(got, Some(message));
+    }
 }

@@ -38,6 +38,9 @@ impl WebSocketHandler for Echo {
     fn check_origin(&self, _origin: &str, _request: &HTTPServerRequest) -> bool {
         true
     }
+    fn get_compression_options(&self) -> Option<websocket::CompressionOptions> {
+        Some(Default::default())
+    }
 }
 
 fn echo_server(tls: Option<std::sync::Arc<squall::tls::rustls::ServerConfig>>) -> TestServer {
@@ -75,6 +78,8 @@ async def main():
     if url.startswith("wss"):
         ctx = ssl.create_default_context(cafile=sys.argv[2])
     async with websockets.connect(url, ssl=ctx, max_size=None, open_timeout=20) as ws:
+        exts = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert "permessage-deflate" in exts, exts
         await ws.send("hello")
         assert await ws.recv() == "hello"
         await ws.send(b"\x00\x01\xff" * 100000)
@@ -125,7 +130,7 @@ import sys
 from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 async def main():
-    ws = await websocket_connect(sys.argv[1], connect_timeout=20)
+    ws = await websocket_connect(sys.argv[1], connect_timeout=20, compression_options={})
     ws.write_message("hello")
     assert await ws.read_message() == "hello"
     ws.write_message(b"\xfe" * 70000, binary=True)
@@ -159,9 +164,11 @@ fn python_server(script: &str) -> (Child, u16) {
 /// Echoes two messages with squall's client, then closes.
 fn squall_client_round_trip(url: String) -> (Option<Message>, Option<Message>, Option<u16>) {
     let io_loop = IOLoop::new().unwrap();
+    // Compression offered: both Python servers accept it.
+    let options = websocket::ConnectOptions::new().compression_options(Default::default());
     let ws = io_loop
         .run_sync(
-            move || websocket::websocket_connect(HTTPRequest::new(url)),
+            move || websocket::websocket_connect_with(HTTPRequest::new(url), options),
             Some(Duration::from_secs(20)),
         )
         .expect("connected");
@@ -220,6 +227,8 @@ asyncio.run(main())
 import asyncio
 import tornado.web, tornado.websocket
 class Echo(tornado.websocket.WebSocketHandler):
+    def get_compression_options(self):
+        return {}
     def on_message(self, message):
         self.write_message(message, binary=isinstance(message, bytes))
 async def main():

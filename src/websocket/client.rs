@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use super::deflate::{self, Agreed, CompressionOptions};
 use super::handshake;
 use super::protocol::{Events, Handled, Side, WebSocketConnection};
 use super::{Message, WebSocketOptions};
@@ -26,6 +27,9 @@ pub struct ConnectOptions {
     pub subprotocols: Vec<String>,
     /// The connection's settings (`max_message_size`, pings...).
     pub websocket: WebSocketOptions,
+    /// Offer permessage-deflate (Tornado's `compression_options`; default
+    /// `None`: no compression).
+    pub compression_options: Option<CompressionOptions>,
 }
 
 impl ConnectOptions {
@@ -37,6 +41,12 @@ impl ConnectOptions {
     /// Sets `subprotocols`.
     pub fn subprotocols(mut self, subprotocols: &[&str]) -> ConnectOptions {
         self.subprotocols = subprotocols.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Offers compression.
+    pub fn compression_options(mut self, options: CompressionOptions) -> ConnectOptions {
+        self.compression_options = Some(options);
         self
     }
 
@@ -223,7 +233,9 @@ impl Handshake {
             .add_done_callback(move |head: &Future<Vec<u8>>| {
                 s.io_loop().remove_timeout(deadline);
                 let result = head.take_result().and_then(|head| me.check(&head));
-                match result.and_then(|subprotocol| me.open(s.clone(), subprotocol)) {
+                match result
+                    .and_then(|(subprotocol, agreed)| me.open(s.clone(), subprotocol, agreed))
+                {
                     Ok(conn) => drop(me.out.set_result(conn)),
                     Err(err) => {
                         s.close();
@@ -241,6 +253,9 @@ impl Handshake {
         headers.set("Connection", "Upgrade");
         headers.set("Sec-WebSocket-Key", &self.key);
         headers.set("Sec-WebSocket-Version", "13");
+        if self.options.compression_options.is_some() {
+            headers.set("Sec-WebSocket-Extensions", deflate::client_offer());
+        }
         if !self.options.subprotocols.is_empty() {
             headers.set(
                 "Sec-WebSocket-Protocol",
@@ -261,7 +276,7 @@ impl Handshake {
 
     /// Checks the answer (section 4.1, the client's duties); returns the
     /// subprotocol the server chose.
-    fn check(&self, raw: &[u8]) -> Result<Option<String>, Error> {
+    fn check(&self, raw: &[u8]) -> Result<(Option<String>, Option<Agreed>), Error> {
         let mut fields = [httparse::EMPTY_HEADER; 64];
         let mut answer = httparse::Response::new(&mut fields);
         let parsed = answer.parse(raw).map_err(|e| {
@@ -300,29 +315,38 @@ impl Handshake {
         {
             return Err(bad("wrong Sec-WebSocket-Accept"));
         }
-        if headers.get("Sec-WebSocket-Extensions").is_some() {
-            return Err(bad("an extension we did not offer"));
-        }
-        match headers.get("Sec-WebSocket-Protocol").map(str::trim) {
-            None => Ok(None),
+        let agreed = match (
+            headers.get("Sec-WebSocket-Extensions"),
+            &self.options.compression_options,
+        ) {
+            (None, _) => None,
+            (Some(answer), Some(_)) => Some(deflate::accept_answer(answer).map_err(bad)?),
+            (Some(_), None) => return Err(bad("an extension we did not offer")),
+        };
+        let subprotocol = match headers.get("Sec-WebSocket-Protocol").map(str::trim) {
+            None => None,
             Some(chosen) if self.options.subprotocols.iter().any(|p| p == chosen) => {
-                Ok(Some(chosen.to_string()))
+                Some(chosen.to_string())
             }
-            Some(_) => Err(bad("a subprotocol we did not offer")),
-        }
+            Some(_) => return Err(bad("a subprotocol we did not offer")),
+        };
+        Ok((subprotocol, agreed))
     }
 
     fn open(
         &self,
         stream: IOStream,
         subprotocol: Option<String>,
+        agreed: Option<Agreed>,
     ) -> Result<WebSocketClientConnection, Error> {
+        let deflate = agreed.zip(self.options.compression_options);
         let inbox = Rc::new(RefCell::new(Inbox::default()));
         let conn = WebSocketConnection::start(
             stream,
             Side::Client,
             self.options.websocket.clone(),
             subprotocol,
+            deflate,
             Box::new(InboxEvents(inbox.clone())),
         )?;
         // Frames the server sent right behind its answer are buffered: the

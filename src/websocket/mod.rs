@@ -49,8 +49,14 @@
 //! `max_message_size`, decided from the frame header, before its payload
 //! is read). Nothing is allocated for a declared length: buffers grow with
 //! the bytes that arrive.
+//!
+//! permessage-deflate (RFC 7692) is used when a handler's
+//! `get_compression_options` (or a client's `compression_options`) asks
+//! for it and the peer agrees; a compressed message is inflated only up to
+//! `max_message_size`.
 
 mod client;
+mod deflate;
 mod frame;
 mod handshake;
 mod protocol;
@@ -62,6 +68,7 @@ use std::time::Duration;
 pub use client::{
     websocket_connect, websocket_connect_with, ConnectOptions, WebSocketClientConnection,
 };
+pub use deflate::CompressionOptions;
 pub use protocol::{Handled, WebSocketConnection};
 pub use server::{accept, handler, handler_with, Upgrade, WebSocketHandler};
 

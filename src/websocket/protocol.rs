@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
+use super::deflate::{Agreed, CompressionOptions, Deflater, InflateError, Inflater};
 use super::frame::{self, Header, Opcode, Rules};
 use super::utf8::Utf8Validator;
 use super::{closed_error, CloseCode, Message, WebSocketOptions};
@@ -65,6 +66,8 @@ struct Core {
     side: Side,
     options: WebSocketOptions,
     subprotocol: Option<String>,
+    /// permessage-deflate, when agreed: (ours, theirs).
+    deflate: Option<RefCell<(Deflater, Inflater)>>,
     st: RefCell<State>,
     /// Taken out while a callback runs: never borrowed across user code.
     events: RefCell<Option<Box<dyn Events>>>,
@@ -72,8 +75,8 @@ struct Core {
 
 #[derive(Default)]
 struct State {
-    /// The message being assembled: (text?, bytes so far).
-    message: Option<(bool, Vec<u8>)>,
+    /// The message being assembled: its kind and the bytes so far.
+    message: Option<(Kind, Vec<u8>)>,
     utf8: Utf8Validator,
     /// An `on_message` future is pending: take no more frames.
     paused: bool,
@@ -100,8 +103,24 @@ impl WebSocketConnection {
         side: Side,
         options: WebSocketOptions,
         subprotocol: Option<String>,
+        deflate: Option<(Agreed, CompressionOptions)>,
         events: Box<dyn Events>,
     ) -> Result<WebSocketConnection, Error> {
+        // Each side resets its own compressor, and its reader of the
+        // other's, as the agreed parameters say.
+        let deflate = deflate.map(|(agreed, compression)| {
+            let (ours, theirs) = match side {
+                Side::Server => (
+                    agreed.server_no_context_takeover,
+                    agreed.client_no_context_takeover,
+                ),
+                Side::Client => (
+                    agreed.client_no_context_takeover,
+                    agreed.server_no_context_takeover,
+                ),
+            };
+            RefCell::new((Deflater::new(compression, ours), Inflater::new(theirs)))
+        });
         // A whole frame waits in the stream's buffer: room for the largest.
         stream.set_max_buffer_size(options.max_message_size.saturating_add(64 * 1024));
         let conn = WebSocketConnection {
@@ -110,6 +129,7 @@ impl WebSocketConnection {
                 side,
                 options,
                 subprotocol,
+                deflate,
                 st: RefCell::new(State::default()),
                 events: RefCell::new(Some(events)),
             }),
@@ -146,7 +166,7 @@ impl WebSocketConnection {
     fn rules(&self) -> Rules {
         Rules {
             masked: self.core.side == Side::Server,
-            rsv1_allowed: false,
+            rsv1_allowed: self.core.deflate.is_some(),
             max_len: self.core.options.max_message_size as u64,
         }
     }
@@ -192,19 +212,26 @@ impl WebSocketConnection {
                 if self.core.st.borrow().message.is_some() {
                     return self.fail(CloseCode::PROTOCOL, "a new message inside a fragmented one");
                 }
-                let text = header.opcode == Opcode::Text;
-                self.add_fragment(text, payload, header.fin, true);
+                let kind = Kind {
+                    text: header.opcode == Opcode::Text,
+                    compressed: header.rsv1,
+                };
+                self.add_fragment(kind, payload, header.fin, true);
             }
             Opcode::Continuation => {
-                let text = self
+                if header.rsv1 {
+                    // RFC 7692 6.1: only a message's first frame says so.
+                    return self.fail(CloseCode::PROTOCOL, "RSV1 on a continuation frame");
+                }
+                let kind = self
                     .core
                     .st
                     .borrow()
                     .message
                     .as_ref()
-                    .map(|(text, _)| *text);
-                match text {
-                    Some(text) => self.add_fragment(text, payload, header.fin, false),
+                    .map(|(kind, _)| *kind);
+                match kind {
+                    Some(kind) => self.add_fragment(kind, payload, header.fin, false),
                     None => self.fail(CloseCode::PROTOCOL, "a continuation without a message"),
                 }
             }
@@ -224,9 +251,9 @@ impl WebSocketConnection {
     }
 
     /// Adds a data frame's payload to the message; delivers it on `fin`.
-    fn add_fragment(&self, text: bool, payload: Vec<u8>, fin: bool, first: bool) {
+    fn add_fragment(&self, kind: Kind, payload: Vec<u8>, fin: bool, first: bool) {
         // Decided under the state's borrow, acted on after it.
-        let step = self.assemble(text, payload, fin, first);
+        let step = self.assemble(kind, payload, fin, first);
         match step {
             Step::Wait => {}
             Step::Deliver(message) => self.deliver(message),
@@ -234,11 +261,13 @@ impl WebSocketConnection {
         }
     }
 
-    fn assemble(&self, text: bool, payload: Vec<u8>, fin: bool, first: bool) -> Step {
+    fn assemble(&self, kind: Kind, payload: Vec<u8>, fin: bool, first: bool) -> Step {
         let max = self.core.options.max_message_size;
         let mut st = self.core.st.borrow_mut();
         let st = &mut *st;
-        if text && !st.utf8.feed(&payload) {
+        // Compressed text is checked once inflated, not as it comes.
+        let text = kind.text;
+        if text && !kind.compressed && !st.utf8.feed(&payload) {
             st.message = None;
             return Step::Fail(CloseCode::INVALID_DATA, "invalid UTF-8");
         }
@@ -253,13 +282,30 @@ impl WebSocketConnection {
             data
         };
         if !fin {
-            st.message = Some((text, data));
+            st.message = Some((kind, data));
             return Step::Wait;
         }
+        let data = if kind.compressed {
+            let inflated = match &self.core.deflate {
+                Some(deflate) => deflate.borrow_mut().1.inflate(&data, max),
+                None => Err(InflateError::Invalid), // RSV1 was refused already
+            };
+            match inflated {
+                Ok(data) => data,
+                Err(InflateError::TooBig) => {
+                    return Step::Fail(CloseCode::TOO_BIG, "message too big")
+                }
+                Err(InflateError::Invalid) => {
+                    return Step::Fail(CloseCode::INVALID_DATA, "invalid compressed data")
+                }
+            }
+        } else {
+            data
+        };
         if !text {
             return Step::Deliver(Message::Binary(data));
         }
-        if !st.utf8.finish() {
+        if !kind.compressed && !st.utf8.finish() {
             return Step::Fail(CloseCode::INVALID_DATA, "invalid UTF-8");
         }
         match String::from_utf8(data) {
@@ -373,6 +419,11 @@ impl WebSocketConnection {
 
     /// A frame of `opcode` around `payload`, masked on a client.
     fn frame(&self, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+        self.frame_with(opcode, payload, false)
+    }
+
+    /// [`frame`](Self::frame), with RSV1 (a compressed message) if asked.
+    fn frame_with(&self, opcode: Opcode, payload: &[u8], rsv1: bool) -> Vec<u8> {
         let mask = match self.core.side {
             Side::Client => {
                 let mut key = [0u8; 4];
@@ -382,7 +433,7 @@ impl WebSocketConnection {
             Side::Server => None,
         };
         let mut out = Vec::with_capacity(payload.len() + 14);
-        frame::write_header(&mut out, true, false, opcode, payload.len(), mask);
+        frame::write_header(&mut out, true, rsv1, opcode, payload.len(), mask);
         let at = out.len();
         out.extend_from_slice(payload);
         if let Some(key) = mask {
@@ -405,15 +456,21 @@ impl WebSocketConnection {
     }
 
     fn send_data(&self, opcode: Opcode, payload: Vec<u8>) -> Future<()> {
+        let (payload, rsv1) = match &self.core.deflate {
+            Some(deflate) => (deflate.borrow_mut().0.compress(&payload), true),
+            None => (payload, false),
+        };
         // A server's large payload goes out as it is, behind its header: no
         // copy. Everything else is one buffer (one write).
         if self.core.side == Side::Server && payload.len() >= 16 * 1024 {
             let mut head = Vec::with_capacity(10);
-            frame::write_header(&mut head, true, false, opcode, payload.len(), None);
+            frame::write_header(&mut head, true, rsv1, opcode, payload.len(), None);
             self.core.stream.write(head);
             return self.core.stream.write(payload);
         }
-        self.core.stream.write(self.frame(opcode, &payload))
+        self.core
+            .stream
+            .write(self.frame_with(opcode, &payload, rsv1))
     }
 
     /// Sends a ping (at most 125 bytes of data); the peer answers with a
@@ -582,6 +639,14 @@ fn close_body(code: u16, reason: &str) -> Vec<u8> {
     let mut body = code.to_be_bytes().to_vec();
     body.extend_from_slice(&reason.as_bytes()[..end]);
     body
+}
+
+/// A message's kind, from its first frame.
+#[derive(Clone, Copy, Debug)]
+struct Kind {
+    text: bool,
+    /// RSV1 under permessage-deflate.
+    compressed: bool,
 }
 
 /// What a data frame leads to.

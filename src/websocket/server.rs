@@ -1,6 +1,7 @@
 //! The server side: `WebSocketHandler` (Tornado's names) and [`accept`],
 //! which answers an upgrade request and hands the connection to it.
 
+use super::deflate::{self, CompressionOptions};
 use super::handshake::{self, Refusal};
 use super::protocol::{Events, Handled, Side, WebSocketConnection};
 use super::{Message, WebSocketOptions};
@@ -41,6 +42,12 @@ pub trait WebSocketHandler: 'static {
     /// Refused: 403.
     fn check_origin(&self, origin: &str, request: &HTTPServerRequest) -> bool {
         same_origin(origin, request.host())
+    }
+
+    /// Whether to offer permessage-deflate compression, and how (Tornado's
+    /// `get_compression_options`; default `None`: no compression).
+    fn get_compression_options(&self) -> Option<CompressionOptions> {
+        None
     }
 
     /// Picks one of the subprotocols the client offered (in its order), or
@@ -109,11 +116,23 @@ pub fn accept(
     if let Some(protocol) = &subprotocol {
         answer.add("Sec-WebSocket-Protocol", protocol);
     }
+    let deflate = handler.get_compression_options().and_then(|compression| {
+        let offers = handshake::list(headers, "Sec-WebSocket-Extensions");
+        let (agreed, reply) = deflate::accept_offer(&offers)?;
+        answer.add("Sec-WebSocket-Extensions", reply);
+        Some((agreed, compression))
+    });
     conn.write_headers(101, &answer)?;
     let stream = conn.detach()?;
     let events = HandlerEvents { handler };
-    let ws =
-        WebSocketConnection::start(stream, Side::Server, options, subprotocol, Box::new(events))?;
+    let ws = WebSocketConnection::start(
+        stream,
+        Side::Server,
+        options,
+        subprotocol,
+        deflate,
+        Box::new(events),
+    )?;
     ws.open_with(request)?;
     Ok(Some(ws))
 }

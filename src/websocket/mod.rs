@@ -58,6 +58,8 @@
 mod client;
 mod deflate;
 mod frame;
+#[cfg(feature = "stackful")]
+mod green;
 mod handshake;
 mod protocol;
 mod server;
@@ -69,6 +71,8 @@ pub use client::{
     websocket_connect, websocket_connect_with, ConnectOptions, WebSocketClientConnection,
 };
 pub use deflate::CompressionOptions;
+#[cfg(feature = "stackful")]
+pub use green::GreenWebSocket;
 pub use protocol::{Handled, WebSocketConnection};
 pub use server::{accept, handler, handler_with, Upgrade, WebSocketHandler};
 

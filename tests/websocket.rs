@@ -685,3 +685,91 @@ fn squall_client_and_server_compress_both_ways() {
         assert_eq!(got, Some(message));
     }
 }
+
+#[test]
+fn an_unread_client_stops_reading_past_its_inbox_limit() {
+    // A raw server floods 4,000 messages (16 MiB); the squall client reads
+    // none for a while: it holds its inbox (16 messages) and a read buffer
+    // of at most max_message_size (1 MiB here) plus a read, the rest stays
+    // in the kernel's buffers, and every message still arrives, in order.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    const COUNT: u32 = 4000; // 16 MiB: more than the kernel's buffers hold
+    let sent_all = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = sent_all.clone();
+    let server = std::thread::spawn(move || {
+        let sent_all = flag;
+        let (conn, _) = listener.accept().unwrap();
+        let mut peer = RawWs::server(conn);
+        let head = peer.read_head();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap()
+            .to_string();
+        peer.send_raw(
+            format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n", accept_key(&key))
+                .as_bytes(),
+        );
+        for i in 0..COUNT {
+            peer.send(
+                true,
+                BINARY,
+                &[&i.to_be_bytes()[..], &[0u8; 4096][..]].concat(),
+            );
+        }
+        sent_all.store(true, std::sync::atomic::Ordering::SeqCst);
+        peer.send_close(1000, b"");
+        peer.expect_close()
+    });
+    let io_loop = IOLoop::new().unwrap();
+    let url = format!("ws://{addr}/");
+    let options = websocket::ConnectOptions::new()
+        .websocket(WebSocketOptions::new().max_message_size(1 << 20));
+    let ws = io_loop
+        .run_sync(
+            move || websocket::websocket_connect_with(url.as_str(), options),
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+    // Let the loop run with nobody reading.
+    let l = io_loop.clone();
+    io_loop
+        .run_sync(
+            move || {
+                let slept = Future::new();
+                let s = slept.clone();
+                l.call_later(Duration::from_millis(300), move || s.set_result(()));
+                slept
+            },
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+    let buffered = ws.stream().buffered();
+    assert!(
+        buffered <= (1 << 20) + 128 * 1024,
+        "the client buffered {buffered} bytes unread"
+    );
+    assert!(
+        !sent_all.load(std::sync::atomic::Ordering::SeqCst),
+        "the client took everything the server sent without reading it"
+    );
+    for i in 0..COUNT {
+        let w = ws.clone();
+        let got = io_loop
+            .run_sync(move || w.read_message(), Some(Duration::from_secs(10)))
+            .unwrap();
+        match got {
+            Some(Message::Binary(data)) => assert_eq!(&data[..4], &i.to_be_bytes()),
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    let w = ws.clone();
+    assert_eq!(
+        io_loop
+            .run_sync(move || w.read_message(), Some(Duration::from_secs(10)))
+            .unwrap(),
+        None
+    );
+    assert_eq!(server.join().unwrap(), Some(1000));
+}

@@ -66,11 +66,18 @@ pub struct WebSocketClientConnection {
     inbox: Rc<RefCell<Inbox>>,
 }
 
+/// How many unread messages a client holds before it stops reading from
+/// the socket (the server then meets TCP's backpressure).
+const INBOX_LIMIT: usize = 16;
+
 #[derive(Default)]
 struct Inbox {
     /// Messages nobody has asked for yet; `None` marks the end.
     queue: VecDeque<Option<Message>>,
     waiting: Option<Future<Option<Message>>>,
+    /// Done when the queue has room again: reading from the socket waits
+    /// for it (what `on_message` returned).
+    room: Option<Future<()>>,
 }
 
 impl std::ops::Deref for WebSocketClientConnection {
@@ -84,7 +91,8 @@ impl WebSocketClientConnection {
     /// The next message, or `None` once the connection is closed (Tornado's
     /// `read_message`). One read at a time: a second while one is pending
     /// fails with [`ErrorKind::InvalidState`]. Messages that arrive with no
-    /// read pending wait in order (at most `max_message_size` each).
+    /// read pending wait in order; past 16 of them the connection stops
+    /// reading until they are read, so memory stays bounded.
     pub fn read_message(&self) -> Future<Option<Message>> {
         let mut inbox = self.inbox.borrow_mut();
         if inbox.waiting.is_some() {
@@ -97,6 +105,15 @@ impl WebSocketClientConnection {
             Some(message) => {
                 if message.is_none() {
                     inbox.queue.push_back(None); // the end stays the end
+                }
+                let room = if inbox.queue.len() < INBOX_LIMIT {
+                    inbox.room.take()
+                } else {
+                    None
+                };
+                drop(inbox);
+                if let Some(room) = room {
+                    let _ = room.set_result(());
                 }
                 Future::ready(message)
             }
@@ -137,7 +154,14 @@ impl InboxEvents {
 impl Events for InboxEvents {
     fn on_message(&mut self, _conn: &WebSocketConnection, message: Message) -> Handled {
         self.push(Some(message));
-        Ok(None)
+        let mut inbox = self.0.borrow_mut();
+        if inbox.queue.len() < INBOX_LIMIT {
+            return Ok(None);
+        }
+        // Full: the next message waits until `read_message` makes room.
+        let room = Future::new();
+        inbox.room = Some(room.clone());
+        Ok(Some(room))
     }
     fn on_close(&mut self, _conn: &WebSocketConnection) {
         self.push(None);

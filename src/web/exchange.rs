@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::{AppInner, Entered, ErrorPage, RequestHandler};
+use super::{AppInner, Entered, ErrorPage, RequestHandler, Settings};
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::http::{HTTPConnection, HTTPServerRequest, SPARE_MAX};
@@ -28,6 +28,8 @@ pub(crate) struct Inner {
     start: Option<Instant>,
     /// The application it serves (and is pooled by).
     app: std::rc::Weak<AppInner>,
+    /// The application's settings.
+    settings: Rc<Settings>,
     /// The handler's method is running: `set_async` enters the request
     /// context.
     in_method: Cell<bool>,
@@ -86,6 +88,7 @@ impl Exchange {
                 handler: Cell::new(None),
                 start,
                 app: Rc::downgrade(app),
+                settings: app.settings.clone(),
                 in_method: Cell::new(false),
                 entered: RefCell::new(None),
                 error_page: Cell::new(default_error_page),
@@ -115,6 +118,11 @@ impl Exchange {
     /// The request.
     pub fn request(&self) -> &HTTPServerRequest {
         self.inner.request()
+    }
+
+    /// The application's settings (Tornado's `self.settings`).
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
     }
 
     /// The connection the response goes to (Tornado's

@@ -41,6 +41,7 @@
 
 mod exchange;
 mod route;
+mod settings;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -55,6 +56,7 @@ use crate::stack_context::{self, ReusableContext};
 pub use exchange::Exchange;
 use exchange::Pool;
 use route::Pattern;
+pub use settings::Settings;
 
 /// A request handler; a fresh one answers each request (Tornado's
 /// `RequestHandler`).
@@ -213,6 +215,8 @@ pub struct Application {
 #[derive(Default)]
 struct AppInner {
     routes: Vec<Route>,
+    /// Shared with every exchange (`Exchange::settings`).
+    settings: Rc<Settings>,
     /// Finished exchanges, emptied, for reuse: an allocation saved per
     /// request.
     pool: Pool,
@@ -322,11 +326,28 @@ impl Application {
         Application::default()
     }
 
+    /// No routes, and these settings (Tornado's
+    /// `Application(handlers, **settings)`).
+    pub fn with_settings(settings: Settings) -> Application {
+        let mut app = Application::default();
+        app.inner_mut().settings = Rc::new(settings);
+        app
+    }
+
+    /// The settings (Tornado's `application.settings`).
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The application, to configure: only before it serves.
+    fn inner_mut(&mut self) -> &mut AppInner {
+        // Only the server's requests share it, and routes and settings are
+        // given before it serves.
+        Rc::get_mut(&mut self.inner).expect("an application is configured before it serves")
+    }
+
     fn add<H: RequestHandler>(&mut self, pattern: Pattern, factory: Factory) {
-        // Only the server's requests share it, and routes are added
-        // before it serves.
-        let inner = Rc::get_mut(&mut self.inner).expect("routes are added before the app serves");
-        inner.routes.push(Route {
+        self.inner_mut().routes.push(Route {
             pattern,
             factory,
             streaming: H::stream_request_body(),

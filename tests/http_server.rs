@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use http_kit::{closed_within, connect, raw_request, read_reply, run, TestServer};
 use squall::gen::{self, Generator, ResultCallback, Resume, Step, Task};
-use squall::web::{Application, Exchange, RequestHandler};
+use squall::web::{Application, Exchange, HTTPError, RequestHandler};
 use squall::{Error, IOLoop};
 
 struct Hello;
@@ -60,6 +60,17 @@ impl RequestHandler for Panics {
     }
     fn post(&mut self, _: &Exchange) -> Result<(), Error> {
         Err(Error::other("handler error"))
+    }
+}
+
+/// Tornado's `raise HTTPError(403)`, and a status that is not one.
+struct Refuses;
+impl RequestHandler for Refuses {
+    fn get(&mut self, _: &Exchange) -> Result<(), Error> {
+        Err(HTTPError::new(403).log_message("not you").into())
+    }
+    fn post(&mut self, _: &Exchange) -> Result<(), Error> {
+        Err(HTTPError::new(1000).into())
     }
 }
 
@@ -228,6 +239,7 @@ fn app() -> Application {
         .route("/hang", || Hang)
         .route("/redirect", || Redirect)
         .route("/forbidden", || Forbidden)
+        .route("/refuses", || Refuses)
 }
 
 fn server() -> TestServer {
@@ -334,6 +346,24 @@ fn handler_panic_and_error_give_500_and_the_server_goes_on() {
         !raw.ends_with("0\r\n\r\n"),
         "a cut-short response must not look complete"
     );
+    assert_eq!(get(&s, "/").status, 200);
+}
+
+/// An `HTTPError` from a handler answers its status, with the error page,
+/// and never shows its log message; an invalid status answers 500.
+#[test]
+fn http_error_answers_its_status() {
+    let s = server();
+    let r = get(&s, "/refuses");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("403: Forbidden"), "{}", r.text());
+    assert!(!r.text().contains("not you"));
+    let r = raw_request(
+        s.addr,
+        b"POST /refuses HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 500);
     assert_eq!(get(&s, "/").status, 200);
 }
 

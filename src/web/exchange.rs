@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::{AppInner, Entered, ErrorPage, RequestHandler, Settings};
+use super::{AppInner, Entered, ErrorPage, HTTPError, RequestHandler, Settings};
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::http::{HTTPConnection, HTTPServerRequest, SPARE_MAX};
@@ -410,14 +410,22 @@ impl Exchange {
         self.inner.error_page.set(page);
     }
 
-    /// An error or panic out of the handler: 500, once.
+    /// An error or panic out of the handler: 500 (or an [`HTTPError`]'s
+    /// status), once.
     pub(crate) fn handler_failed(&self, err: Error) {
-        log::error!(
-            "uncaught error in handler for {} {}: {err}",
-            self.inner.request().method(),
-            self.inner.request().uri()
-        );
-        self.send_error_for(500, Some(&err));
+        let status = HTTPError::status_for(&err);
+        let request = self.inner.request();
+        if status == 500 {
+            log::error!(
+                "uncaught error in handler for {} {}: {err}",
+                request.method(),
+                request.uri()
+            );
+        } else {
+            // Tornado logs an `HTTPError` as a warning: it is an answer.
+            log::warn!("{} {}: {err}", request.method(), request.uri());
+        }
+        self.send_error_for(status, Some(&err));
     }
 
     /// Keeps the handler of a response left open, for its `on_finish` (or

@@ -39,6 +39,7 @@
 //! a client never waits for a response nobody will finish. After the
 //! response is finished, such an error is only logged.
 
+mod error;
 mod exchange;
 mod route;
 mod settings;
@@ -53,6 +54,7 @@ use crate::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServerConnectionDelegate, HTTPServerRequest, Method,
 };
 use crate::stack_context::{self, ReusableContext};
+pub use error::HTTPError;
 pub use exchange::Exchange;
 use exchange::Pool;
 use route::Pattern;

@@ -36,6 +36,8 @@ pub enum Peer {
     Openssl,
     /// `python3` able to `import websockets`.
     Websockets,
+    /// Headless Chromium and its WebDriver (`chromium`, `chromedriver`).
+    Chromium,
 }
 
 fn python() -> String {
@@ -69,6 +71,9 @@ pub fn present(peer: Peer) -> bool {
         }
         Peer::Openssl => succeeds("openssl", &["version"]),
         Peer::Websockets => succeeds(&python(), &["-c", "import websockets"]),
+        Peer::Chromium => {
+            succeeds("chromium", &["--version"]) && succeeds("chromedriver", &["--version"])
+        }
     }
 }
 
@@ -83,7 +88,7 @@ pub fn ready(peers: &[Peer]) -> bool {
     let message = format!(
         "{missing:?} not installed (bash .ci/run installs them; \
          `python3 -m pip install tornado pymemcache requests httpx aiohttp websockets` \
-         for the Python ones, `apt-get install mariadb-server` for MariaDB)"
+         for the Python ones, `apt-get install mariadb-server chromium chromium-driver` for MariaDB and Chromium)"
     );
     if std::env::var_os("SQUALL_REQUIRE_PEERS").is_some() {
         panic!("{message}");

@@ -527,3 +527,80 @@ fn request_timeout_while_connecting() {
     assert_eq!(io_loop.handler_count(), 0);
     assert_clean(&io_loop, &client);
 }
+
+/// Credentials are for the origin they were given to: on a redirect to
+/// another origin (here another port) `Authorization`, `Cookie` and
+/// `Proxy-Authorization` are dropped (as curl, requests and Tornado 6 do);
+/// on the same origin they stay; other headers go on either way.
+#[test]
+fn credentials_do_not_follow_a_redirect_to_another_origin() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target = RawServer::start(move |_, mut conn: TcpStream| {
+        while let Some((head, _)) = read_request(&mut conn) {
+            let _ = tx.send(head);
+            reply(&mut conn, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let elsewhere = target.url("/landed");
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    let origin = RawServer::start(move |_, mut conn: TcpStream| {
+        while let Some((head, _)) = read_request(&mut conn) {
+            let _ = seen_tx.send(head.clone());
+            let location = if head.starts_with("GET /away ") {
+                elsewhere.clone()
+            } else {
+                "/landed".to_owned()
+            };
+            reply(
+                &mut conn,
+                format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    let (io_loop, client) = setup(ClientConfig::new());
+    let with_credentials = |path: &str| {
+        HTTPRequest::new(origin.url(path))
+            .header("Cookie", "session=secret")
+            .header("Proxy-Authorization", "Basic cHJveHk6cHc=")
+            .header("Authorization", "Bearer token")
+            .header("X-Trace", "7")
+    };
+    ok(fetch(&io_loop, &client, with_credentials("/away")));
+    let head = rx.recv_timeout(LIMIT).unwrap();
+    assert!(head.starts_with("GET /landed "), "{head}");
+    for secret in ["Cookie:", "Proxy-Authorization:", "Authorization:"] {
+        assert!(!head.contains(secret), "{secret} crossed origins:\n{head}");
+    }
+    assert!(head.contains("\r\nX-Trace: 7\r\n"), "{head}");
+
+    // Same origin: /here redirects to /landed on the origin itself, which
+    // redirects again (past max_redirects: the answer is that 302); the
+    // second hop carried every header.
+    let (k, _) = kind(fetch(
+        &io_loop,
+        &client,
+        with_credentials("/here").max_redirects(1),
+    ));
+    assert_eq!(k, ErrorKind::HttpStatus);
+    let heads: Vec<String> = seen.try_iter().collect();
+    let landed = heads
+        .iter()
+        .find(|h| h.starts_with("GET /landed "))
+        .unwrap();
+    for kept in [
+        "\r\nCookie: session=secret\r\n",
+        "\r\nProxy-Authorization: Basic cHJveHk6cHc=\r\n",
+        "\r\nAuthorization: Bearer token\r\n",
+    ] {
+        assert!(
+            landed.contains(kept),
+            "{kept:?} dropped on the same origin:\n{landed}"
+        );
+    }
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing more went to the other server"
+    );
+    assert_clean(&io_loop, &client);
+}

@@ -348,6 +348,10 @@ fn hop(
     });
 }
 
+/// The headers that carry credentials: dropped on a redirect to another
+/// origin (scheme, host or port).
+const CREDENTIAL_HEADERS: [&str; 3] = ["Authorization", "Cookie", "Proxy-Authorization"];
+
 /// The request a redirect answer asks for, if it is one to follow.
 fn redirect(request: &HTTPRequest, response: &Answer) -> Option<HTTPRequest> {
     if !request.follow_redirects || !matches!(response.code, 301 | 302 | 303 | 307 | 308) {
@@ -390,8 +394,12 @@ fn redirect(request: &HTTPRequest, response: &Answer) -> Option<HTTPRequest> {
             next.auth_password = Some(password.clone());
         }
     } else {
-        // Credentials are for the host they were given for.
-        next.headers.remove("Authorization");
+        // Credentials are for the origin they were given for (as curl,
+        // requests and Tornado 6): a session cookie or a proxy's password
+        // must not reach whatever host a redirect names.
+        for name in CREDENTIAL_HEADERS {
+            next.headers.remove(name);
+        }
         next.auth_username = None;
         next.auth_password = None;
     }

@@ -47,6 +47,10 @@ pub struct HTTPRequest {
     /// each redirect hop has its own.
     pub request_timeout: Duration,
     /// Whether 301, 302, 303, 307 and 308 answers are followed (true).
+    /// On a redirect to another origin (scheme, host or port) the
+    /// credentials stay behind: `Authorization`, `Cookie`,
+    /// `Proxy-Authorization` and `auth_username`/`auth_password`. On the
+    /// same origin every header goes on.
     pub follow_redirects: bool,
     /// How many redirects are followed at most (5). Past it, the last 3xx
     /// answer is the response (an [`HTTPError`](super::HTTPError) with

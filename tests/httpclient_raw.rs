@@ -94,6 +94,8 @@ fn close_delimited_truncated_and_informational_answers() {
     let server = answering_once(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort");
     let (k, err) = kind(fetch(&io_loop, &client, server.url("/")));
     assert_eq!(k, ErrorKind::StreamClosed, "{err}");
+    // The error says how much of the body came.
+    assert!(err.message().contains("5 of 10 bytes"), "{err}");
     // Closed before any answer (on a fresh connection: no retry).
     let server = RawServer::start(|_, mut conn| {
         read_request(&mut conn);

@@ -564,6 +564,20 @@ impl Exchange {
         }
     }
 
+    /// How much of the body had come when the connection closed, for the
+    /// error: a `Content-Length` body is read whole, so its part is still
+    /// in the stream's buffer.
+    fn body_received(&self, step: &BodyStep) -> String {
+        let st = self.st.borrow();
+        match *step {
+            BodyStep::Length(n) => {
+                let got = st.stream.as_ref().map_or(0, |s| s.buffered());
+                format!("{got} of {n} bytes received")
+            }
+            _ => format!("{} bytes received", st.body.len()),
+        }
+    }
+
     fn on_body(self: &Rc<Self>, step: &mut BodyStep, data: Result<Vec<u8>, Error>) -> Next {
         let max = self.client.config.max_body_size;
         let data = match data {
@@ -585,11 +599,11 @@ impl Exchange {
                         protocol_error("chunk-size or trailer line too long")
                     }
                     _ if err.kind() == ErrorKind::StreamClosed => {
-                        let got = self.st.borrow().body.len();
+                        let got = self.body_received(step);
                         Error::with_source(
                             ErrorKind::StreamClosed,
                             format!(
-                                "connection closed in the middle of the body from {} ({got} bytes read)",
+                                "connection closed in the middle of the body from {} ({got})",
                                 self.url
                             ),
                             err,

@@ -54,6 +54,8 @@ pub fn http_server(data: &[u8]) {
         max_body_size: 4096,
         header_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(30),
+        body_timeout: Duration::from_secs(30),
+        body_min_rate: 500,
         xheaders: data.first().is_some_and(|b| b & 1 == 1),
         default_content_type: None,
         heads: Rc::new(crate::http::Heads::new(None)),

@@ -8,6 +8,7 @@ mod http_kit;
 mod need;
 use need::Peer;
 use std::io::Write;
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -251,6 +252,7 @@ fn server_with_idle(idle: Duration) -> TestServer {
         s.set_max_header_size(4096);
         s.set_max_body_size(1 << 20);
         s.set_header_timeout(Duration::from_millis(300));
+        s.set_body_timeout(Duration::from_millis(300));
         s.set_idle_timeout(idle);
     })
 }
@@ -591,6 +593,55 @@ fn slow_headers_and_idle_connections_are_closed() {
     // A connection that never sends anything is idle too.
     let mut conn = connect(s.addr);
     assert!(closed_within(&mut conn, Duration::from_secs(3)));
+}
+
+/// Clients that hold a connection forever with a trickle of bytes that
+/// each look like progress: blank lines before a request line (the header
+/// timeout runs from the first of them), and a body at a byte every 100 ms
+/// (the body timeout, stretched by the bytes received at the minimum rate,
+/// runs out: 408). A body sent at a slow but honest rate passes.
+#[test]
+fn trickled_blank_lines_and_bodies_are_closed() {
+    let s = server_with_idle(Duration::from_secs(30));
+    let trickle = |conn: &mut TcpStream, bytes: &[u8], every: Duration| -> Duration {
+        let t = Instant::now();
+        for b in bytes {
+            if conn.write_all(&[*b]).is_err() || t.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            std::thread::sleep(every);
+        }
+        t.elapsed()
+    };
+    let mut conn = connect(s.addr);
+    let t = Instant::now();
+    let _ = trickle(&mut conn, &b"\r\n".repeat(30), Duration::from_millis(100));
+    assert!(closed_within(&mut conn, Duration::from_secs(2)));
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    let mut conn = connect(s.addr);
+    conn.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n")
+        .unwrap();
+    let t = Instant::now();
+    let _ = trickle(&mut conn, &[b'x'; 50], Duration::from_millis(100));
+    let mut buf = Vec::new();
+    let reply = read_reply(&mut conn, &mut buf, false);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(reply.map(|r| r.status), Some(408));
+    assert!(closed_within(&mut conn, Duration::from_secs(2)));
+
+    // 20 KB at about 40 KB/s: longer than the body timeout, well above
+    // the minimum rate.
+    let mut conn = connect(s.addr);
+    conn.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n")
+        .unwrap();
+    for _ in 0..20 {
+        conn.write_all(&[b'y'; 1000]).unwrap();
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let reply = read_reply(&mut conn, &mut Vec::new(), false).unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), 20000);
 }
 
 #[test]

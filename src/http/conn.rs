@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::connection::{Body, Core, HTTPConnection, Phase, Reader};
 use super::delegate::{HTTPMessageDelegate, HTTPServerConnectionDelegate};
@@ -42,6 +42,11 @@ pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
     waiting_for_drain: Cell<bool>,
     /// When a partial request head started arriving.
     head_start: Cell<Option<Instant>>,
+    /// The body's clock: (when the timer first saw it coming, time it was
+    /// held back by a pause since). Set by the timer, not per request.
+    body_clock: Cell<Option<(Instant, Duration)>>,
+    /// Body bytes received (for the minimum rate).
+    body_bytes: Cell<u64>,
     /// Something happened since the last tick of the timer.
     active: Cell<bool>,
     /// Ticks in a row with nothing happening.
@@ -78,6 +83,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             decoder: RefCell::new(None),
             waiting_for_drain: Cell::new(false),
             head_start: Cell::new(None),
+            body_clock: Cell::new(None),
+            body_bytes: Cell::new(0),
             active: Cell::new(false),
             quiet_ticks: Cell::new(0),
             timer: Cell::new(None),
@@ -173,10 +180,13 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                         },
                     };
                     used += n;
+                    self.body_bytes.set(self.body_bytes.get() + n as u64);
                     if core.detached.get() {
                         return used;
                     }
                     if complete {
+                        self.body_clock.set(None);
+                        self.body_bytes.set(0);
                         self.body_complete();
                     } else if n == rest.len() || n == 0 {
                         return used;
@@ -394,6 +404,15 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         let buf = &buf[skip..];
         let text = text.and_then(|t| t.get(skip..));
         if buf.is_empty() {
+            // Blank lines are the start of a head for the header timeout
+            // (else a CRLF every few seconds holds a connection forever)
+            // and count against its size.
+            if skip > max_header {
+                return Err(400);
+            }
+            if self.head_start.get().is_none() {
+                self.head_start.set(Some(Instant::now()));
+            }
             return Ok(None);
         }
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -528,7 +547,11 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     /// set the `active` flag.
     fn tick_period(&self) -> std::time::Duration {
         let opts = &self.core().opts;
-        (opts.idle_timeout.min(opts.header_timeout) / Self::TICKS)
+        (opts
+            .idle_timeout
+            .min(opts.header_timeout)
+            .min(opts.body_timeout)
+            / Self::TICKS)
             .max(std::time::Duration::from_millis(1))
     }
 
@@ -562,6 +585,15 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             Phase::Head => (false, true),
             Phase::Body(..) | Phase::Done => (false, false),
         };
+        if matches!(core.phase.get(), Phase::Body(..)) {
+            if self.body_too_slow() {
+                log::debug!("408 for {}: body timeout", core.peer);
+                self.refuse(408);
+                return;
+            }
+        } else if self.body_clock.take().is_some() {
+            self.body_bytes.set(0);
+        }
         // A request head that takes too long, however steadily it trickles.
         let slow_head = reading_head
             && self
@@ -599,6 +631,30 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         } else {
             self.arm();
         }
+    }
+}
+
+impl<D: HTTPServerConnectionDelegate> Conn<D> {
+    /// Whether the body being read is past its time: the body timeout plus
+    /// a second per `body_min_rate` bytes received, not counting time it
+    /// was paused. Its clock starts at the first tick that sees it (within
+    /// a tick of its start), so a request costs no clock reading.
+    fn body_too_slow(&self) -> bool {
+        let opts = &self.core().opts;
+        let Some((start, mut held)) = self.body_clock.get() else {
+            self.body_clock.set(Some((Instant::now(), Duration::ZERO)));
+            return false;
+        };
+        if self.paused.get() {
+            held += self.tick_period();
+            self.body_clock.set(Some((start, held)));
+            return false;
+        }
+        let earned = match opts.body_min_rate {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs_f64(self.body_bytes.get() as f64 / rate as f64),
+        };
+        start.elapsed().saturating_sub(held) > opts.body_timeout + earned
     }
 }
 

@@ -72,9 +72,12 @@
 //! (100 MiB) 413; a malformed request line or header 400; a transfer coding
 //! other than `chunked` 501; an `Expect` other than `100-continue` 417. After
 //! an error answer the connection closes. A client whose request head takes
-//! longer than [`set_header_timeout`](HTTPServer::set_header_timeout), or
-//! that stays idle (or stalls a body) past
-//! [`set_idle_timeout`](HTTPServer::set_idle_timeout), is disconnected.
+//! longer than [`set_header_timeout`](HTTPServer::set_header_timeout) (blank
+//! lines before it included), or that stays idle (or stalls a body) past
+//! [`set_idle_timeout`](HTTPServer::set_idle_timeout), is disconnected; a
+//! body that trickles in slower than
+//! [`set_body_min_rate`](HTTPServer::set_body_min_rate) past
+//! [`set_body_timeout`](HTTPServer::set_body_timeout) gets 408.
 //!
 //! # How a request flows
 //! The connection parses heads with `httparse` straight from the stream's
@@ -111,6 +114,11 @@ pub(crate) use heads::Heads;
 pub(crate) use request::Method;
 pub use request::{HTTPServerRequest, Version};
 
+/// The default [`HTTPServer::set_body_timeout`].
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default [`HTTPServer::set_body_min_rate`] (Apache's `MinRate`).
+const DEFAULT_BODY_MIN_RATE: u64 = 500;
+
 /// The server's limits and timeouts.
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
@@ -118,6 +126,9 @@ pub(crate) struct Options {
     pub(crate) max_body_size: usize,
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    /// Bytes per second that each earn a body more time.
+    pub(crate) body_min_rate: u64,
     pub(crate) xheaders: bool,
     /// The delegate's `Content-Type` for responses that set none.
     pub(crate) default_content_type: Option<&'static str>,
@@ -171,6 +182,8 @@ impl HTTPServer {
             max_body_size: 100 * 1024 * 1024,
             header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(300),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
             xheaders: false,
             default_content_type: content_type,
             heads: Rc::new(Heads::new(content_type)),
@@ -223,6 +236,26 @@ impl HTTPServer {
     /// A handler still working on a response is not idleness.
     pub fn set_idle_timeout(&self, timeout: Duration) {
         self.update(|o| o.idle_timeout = timeout);
+    }
+
+    /// How long a request body may take (Tornado's `body_timeout`), plus
+    /// one second for every [`body_min_rate`](Self::set_body_min_rate)
+    /// bytes received: a body that trickles in slower than that rate runs
+    /// out of time and is answered 408 (or, if a response has started, the
+    /// connection is closed), however steadily it trickles (as Apache's
+    /// `mod_reqtimeout` `body=20,MinRate=500`). Time the server itself
+    /// holds the body back (a streaming handler's backpressure) does not
+    /// count. Default 60 s: a 10 MB upload at 500 B/s still passes.
+    pub fn set_body_timeout(&self, timeout: Duration) {
+        self.update(|o| o.body_timeout = timeout);
+    }
+
+    /// The rate (bytes per second) a slow body must keep up to earn more
+    /// time past the [`body_timeout`](Self::set_body_timeout). Default 500
+    /// B/s, as Apache's `mod_reqtimeout`; 0 makes the body timeout a plain
+    /// deadline.
+    pub fn set_body_min_rate(&self, bytes_per_second: u64) {
+        self.update(|o| o.body_min_rate = bytes_per_second);
     }
 
     /// Trusts `X-Real-IP` / `X-Forwarded-For` for

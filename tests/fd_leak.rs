@@ -6,7 +6,7 @@
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use squall::{Events, IOLoop};
+use squall::{Events, Future, IOLoop};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -79,4 +79,28 @@ fn no_fd_is_leaked_by_1000_loops() {
     });
     assert_eq!(leaked, 0, "remotes of dropped loops hold fds");
     assert!(remotes.iter().all(|r| r.is_closed()));
+
+    // `run_sync` timed out on a future the loop itself still holds (in a
+    // pending timeout): the loop, dropped without `close()`, is freed all
+    // the same (run_sync's callback on the future holds it weakly).
+    let leaked = leaked_by(|| {
+        for _ in 0..20 {
+            let io_loop = IOLoop::new().unwrap();
+            let result = io_loop.run_sync(
+                || {
+                    let never = Future::<()>::new();
+                    let held = never.clone();
+                    IOLoop::current().call_later(Duration::from_secs(3600), move || drop(held));
+                    never
+                },
+                Some(Duration::from_millis(1)),
+            );
+            assert_eq!(result.unwrap_err().kind(), squall::ErrorKind::Timeout);
+            drop(io_loop);
+        }
+    });
+    assert_eq!(
+        leaked, 0,
+        "fds leaked by loops dropped after run_sync timed out"
+    );
 }

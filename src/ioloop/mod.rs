@@ -589,12 +589,17 @@ impl IOLoop {
 
         let outcome: Rc<RefCell<Option<Result<T, Error>>>> = Rc::new(RefCell::new(None));
         {
-            let (outcome, l) = (outcome.clone(), self.clone());
+            // Weak: a future that outlives this call (one the loop itself
+            // holds, say in a pending timeout) must not keep the loop alive,
+            // a cycle no drop would break.
+            let (outcome, weak) = (outcome.clone(), Rc::downgrade(&self.inner));
             future.add_done_callback(move |done: &Future<T>| {
                 let mut slot = outcome.borrow_mut();
                 if slot.is_none() {
                     *slot = Some(done.take_result());
-                    l.stop();
+                    if let Some(inner) = weak.upgrade() {
+                        inner.stopping.set(true);
+                    }
                 }
             });
         }
@@ -604,7 +609,7 @@ impl IOLoop {
             return outcome.borrow_mut().take().expect("checked above");
         }
         let timer = timeout.map(|limit| {
-            let (outcome, l) = (outcome.clone(), self.clone());
+            let (outcome, weak) = (outcome.clone(), Rc::downgrade(&self.inner));
             self.call_later(limit, move || {
                 let mut slot = outcome.borrow_mut();
                 if slot.is_none() {
@@ -612,7 +617,9 @@ impl IOLoop {
                         ErrorKind::Timeout,
                         format!("operation timed out after {limit:?}"),
                     )));
-                    l.stop();
+                    if let Some(inner) = weak.upgrade() {
+                        inner.stopping.set(true);
+                    }
                 }
             })
         });

@@ -1848,3 +1848,30 @@ fn timers_run_after_the_blocking_log_is_turned_off_mid_run() {
     io_loop.start().unwrap();
     assert!(fired.get(), "the 30 ms timeout did not run within 5 s");
 }
+
+/// A handler whose destructor calls back into the loop (here: closes it)
+/// is dropped with no loop borrow held, also when epoll refuses its fd
+/// (a regular file): no "already borrowed" panic.
+#[test]
+fn a_refused_handler_is_dropped_with_no_borrow_held() {
+    struct ClosesOnDrop(IOLoop);
+    impl Drop for ClosesOnDrop {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
+    let io_loop = IOLoop::new().unwrap();
+    let file = std::fs::File::open("/proc/self/status").unwrap();
+    let guard = ClosesOnDrop(io_loop.clone());
+    let err = io_loop
+        .add_handler(
+            &file,
+            move |_, _| {
+                let _ = &guard;
+            },
+            Events::READ,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    assert!(io_loop.is_closed());
+}

@@ -312,8 +312,8 @@ impl IOLoop {
         R: CallbackReturn,
         F: FnMut(RawFd, Events) -> R + 'static,
     {
-        let poll = self.inner.poll.borrow();
-        let Some(poll) = poll.as_ref() else {
+        let polling = self.inner.poll.borrow();
+        let Some(poll) = polling.as_ref() else {
             return Err(closed());
         };
         let mut handlers = self.inner.handlers.borrow_mut();
@@ -340,7 +340,10 @@ impl IOLoop {
             .register(&mut SourceFd(&fd), token, events.to_interest())
         {
             let entry = handlers.map.remove(key);
+            // The handler is user code: its drop may call back into the
+            // loop (even close it), so no borrow is held over it.
             drop(handlers);
+            drop(polling);
             drop(entry);
             return Err(Error::with_source(
                 ErrorKind::Io,

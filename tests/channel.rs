@@ -214,3 +214,26 @@ fn a_channel_keeps_a_manual_clock_loop_from_jumping_ahead() {
     assert_eq!(at.get(), Some(t0));
     assert_eq!(clock.now(), t0 + Duration::from_secs(100));
 }
+
+/// `send` on a full bounded channel from the loop's own thread would wait
+/// for the loop, which is this thread: an error instead of a deadlock.
+/// (Run on a thread of its own, so a regression fails the test instead of
+/// hanging it.)
+#[test]
+fn send_on_a_full_channel_from_the_loop_s_thread_is_an_error() {
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let io_loop = IOLoop::new().unwrap();
+        let tx = io_loop.remote_sync_channel(1, |_: u8| ());
+        tx.send(1).unwrap();
+        let second = tx.send(2).map_err(|e| e.kind());
+        // try_send says the same, never waiting.
+        let third = tx.try_send(3).map_err(|e| e.kind());
+        let _ = done_tx.send((second, third));
+    });
+    let (second, third) = done
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("send deadlocked on the loop's own thread");
+    assert_eq!(second, Err(squall::ErrorKind::BufferFull));
+    assert_eq!(third, Err(squall::ErrorKind::BufferFull));
+}

@@ -168,14 +168,32 @@ impl<T> Clone for RemoteSender<T> {
 
 impl<T: Send> RemoteSender<T> {
     /// Sends `value`; the handler gets it on the loop's next iteration. On a
-    /// bounded channel that is full, waits for room.
+    /// bounded channel that is full, waits for room — except on the loop's
+    /// own thread, where the wait would never end (only the loop makes
+    /// room): there it fails as [`try_send`](Self::try_send) does.
     ///
     /// # Errors
     /// [`ErrorKind::Closed`] if the loop is closed: the value is not
-    /// silently lost.
+    /// silently lost; [`ErrorKind::BufferFull`] if a bounded channel is full
+    /// and the caller is the loop's thread.
     pub fn send(&self, value: T) -> Result<(), Error> {
         if self.shared.is_closed() {
             return Err(closed());
+        }
+        let value = match self.tx.try_send(value) {
+            Ok(()) => {
+                self.shared.wake_if_sleeping();
+                return Ok(());
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(closed()),
+            Err(TrySendError::Full(value)) => value,
+        };
+        if self.shared.on_loop_thread() {
+            return Err(Error::new(
+                ErrorKind::BufferFull,
+                "the channel into the IOLoop is full, and send() on the loop's own thread \
+                 would wait forever (only the loop makes room)",
+            ));
         }
         self.tx.send(value).map_err(|_| closed())?;
         self.shared.wake_if_sleeping();

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     /// True while the loop is (about to be) blocked in `poll`.
     sleeping: AtomicBool,
     closed: AtomicBool,
+    /// The loop's thread (a loop never moves: it is `!Send`).
+    owner: std::thread::ThreadId,
 }
 
 impl Shared {
@@ -49,6 +51,7 @@ impl Shared {
             queued: AtomicUsize::new(0),
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            owner: std::thread::current().id(),
         });
         (shared, rx)
     }
@@ -117,6 +120,12 @@ impl Shared {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether the caller runs on the loop's own thread (where waiting for
+    /// the loop would wait forever).
+    pub(crate) fn on_loop_thread(&self) -> bool {
+        std::thread::current().id() == self.owner
     }
 }
 

@@ -304,6 +304,38 @@ impl<T: 'static> Future<T> {
     pub fn ptr_eq(&self, other: &Future<T>) -> bool {
         Rc::ptr_eq(&self.state, &other.state)
     }
+
+    /// The value, borrowed: no copy (for large values, or ones that are not
+    /// `Clone`). Let the borrow go before taking the result out of this
+    /// future; while it lives, [`take_result`](Future::take_result) on a
+    /// clone would panic, as a `RefCell` does.
+    ///
+    /// ```
+    /// use squall::Future;
+    ///
+    /// let f = Future::ready(vec![0u8; 1 << 20]);
+    /// assert_eq!(f.result_ref()?.len(), 1 << 20);
+    /// # Ok::<(), squall::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`result`](Future::result): the future's error, or
+    /// [`ErrorKind::InvalidState`] while it is pending or after its value
+    /// was taken.
+    pub fn result_ref(&self) -> Result<std::cell::Ref<'_, T>, Error> {
+        let state = self.state.borrow();
+        match &state.slot {
+            Slot::Done(Ok(_)) => {}
+            Slot::Done(Err(err)) => return Err(err.clone()),
+            Slot::Pending => return Err(not_done()),
+            Slot::Taken => return Err(taken()),
+        }
+        Ok(std::cell::Ref::map(state, |state| match &state.slot {
+            Slot::Done(Ok(value)) => value,
+            // Checked above, under the same borrow.
+            _ => unreachable!(),
+        }))
+    }
 }
 
 impl<T: Clone + 'static> Future<T> {

@@ -215,3 +215,81 @@ fn errors_go_to_the_stack_context_of_add_signal_handler() {
     assert_eq!(caught.get(), vec!["bad signal day".to_string()]);
     io_loop.close();
 }
+
+/// Signals keep arriving (delivered to another thread) while a loop
+/// registers and drops its handler over and over, and the fds the signal
+/// pipe had are reused at once for other pipes: a C handler that loaded the
+/// old write fd just before it was released must finish before the pipe
+/// closes, or its byte lands in whatever reused the number.
+#[test]
+fn a_released_signal_pipe_is_never_written_after_close() {
+    let _l = lock();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A thread that takes the signals: the kernel runs the handler there
+    // (the test thread blocks SIGUSR2 below), concurrently with release.
+    let receiver = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    // SAFETY: plain signal-mask and disposition calls with valid sets. The
+    // disposition a removed handler restores is "ignore": the signals keep
+    // coming between registrations.
+    unsafe {
+        libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                send(libc::SIGUSR2);
+            }
+        })
+    };
+    let io_loop = IOLoop::new().unwrap();
+    let mut stray = 0;
+    for _ in 0..500 {
+        io_loop.add_signal_handler(libc::SIGUSR2, |_| ()).unwrap();
+        io_loop.remove_signal_handler(libc::SIGUSR2);
+        // The pipe's numbers, free again: take them, and see whether a
+        // signal byte arrives in them.
+        let mut fds = [-1; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe to fill.
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
+            0
+        );
+        std::thread::yield_now();
+        let mut buf = [0u8; 16];
+        // SAFETY: reading into a live buffer from the pipe we just made.
+        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            stray += 1;
+        }
+        // SAFETY: closing the two fds pipe2 gave us.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().unwrap();
+    receiver.join().unwrap();
+    // SAFETY: as above, unblocking the set we blocked.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGUSR2, libc::SIG_DFL);
+    }
+    io_loop.close();
+    assert_eq!(stray, 0, "signal bytes written into reused fds");
+}

@@ -40,7 +40,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use super::{closed, IOLoop, Inner};
 use crate::callback::{self, CallbackReturn, Origin};
@@ -53,6 +53,13 @@ const MAX_SIGNAL: usize = 65;
 /// For each signal, the write end of the pipe of the loop handling it, or -1.
 /// Read by the C handler, so an atomic (never on the loop's hot path).
 static WAKE_FDS: [AtomicI32; MAX_SIGNAL] = [const { AtomicI32::new(-1) }; MAX_SIGNAL];
+
+/// C handlers between loading a fd from `WAKE_FDS` and writing to it, on
+/// any thread. A pipe is closed only once this is 0 after its fds were
+/// taken out of `WAKE_FDS`: a handler that loaded the old number just
+/// before must finish first, or its byte could land in whatever file
+/// reused that number.
+static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
 
 type SignalFn = Box<dyn FnMut(i32) -> Result<(), Error>>;
 
@@ -114,6 +121,14 @@ impl Drop for Signals {
         for (&signum, entry) in &self.entries {
             self.release(signum, entry);
         }
+        // No `WAKE_FDS` slot holds our write fd now; a handler still in
+        // flight may have loaded it before. Wait it out (a few instructions;
+        // a handler interrupting this very thread finishes before we look
+        // again), then the fields drop and close the pipe.
+        while IN_HANDLER.load(Ordering::SeqCst) != 0 {
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
     }
 }
 
@@ -122,8 +137,12 @@ extern "C" fn on_signal(signum: libc::c_int) {
     let Some(slot) = usize::try_from(signum).ok().and_then(|i| WAKE_FDS.get(i)) else {
         return;
     };
+    // Counted in flight before the load (see `IN_HANDLER`); atomics are
+    // async-signal-safe.
+    IN_HANDLER.fetch_add(1, Ordering::SeqCst);
     let fd = slot.load(Ordering::SeqCst);
     if fd < 0 {
+        IN_HANDLER.fetch_sub(1, Ordering::SeqCst);
         return;
     }
     let byte = signum as u8;
@@ -136,6 +155,7 @@ extern "C" fn on_signal(signum: libc::c_int) {
         libc::write(fd, (&byte as *const u8).cast(), 1);
         *errno = saved;
     }
+    IN_HANDLER.fetch_sub(1, Ordering::SeqCst);
 }
 
 // SAFETY (both versions): returns the calling thread's errno slot, always

@@ -254,6 +254,32 @@ fn is_tls_failure(_: &io::Error) -> bool {
     false
 }
 
+impl From<Error> for io::Error {
+    /// For code that speaks `io::Result` (a `Read`/`Write` impl, a `main`
+    /// returning `io::Result`): the `io::ErrorKind` of an I/O error inside,
+    /// else one that fits the kind (`TimedOut`, `UnexpectedEof` for a closed
+    /// stream, `InvalidInput`, `InvalidData` for protocol errors, `Other`);
+    /// the squall error stays reachable as the source.
+    ///
+    /// ```
+    /// use squall::{Error, ErrorKind};
+    ///
+    /// let err: std::io::Error = Error::new(ErrorKind::Timeout, "slow").into();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    /// ```
+    fn from(err: Error) -> io::Error {
+        let kind = err.io_error_kind().unwrap_or(match err.kind() {
+            ErrorKind::Timeout => io::ErrorKind::TimedOut,
+            ErrorKind::StreamClosed | ErrorKind::Closed => io::ErrorKind::UnexpectedEof,
+            ErrorKind::InvalidArgument => io::ErrorKind::InvalidInput,
+            ErrorKind::HttpProtocol | ErrorKind::Tls => io::ErrorKind::InvalidData,
+            ErrorKind::BufferFull => io::ErrorKind::OutOfMemory,
+            _ => io::ErrorKind::Other,
+        });
+        io::Error::new(kind, err)
+    }
+}
+
 impl From<&str> for Error {
     fn from(message: &str) -> Error {
         Error::other(message)

@@ -103,7 +103,8 @@ pub fn cpu_count() -> usize {
 ///
 /// # Errors
 /// Before any child is forked: if an `IOLoop` exists or existed in the
-/// process, if other threads are running, or if this process is already a
+/// process, if other threads are running (or their number cannot be read
+/// from `/proc/self/task`: the check fails closed), or if this process is already a
 /// child of `fork_processes` (all `io::ErrorKind::Other`, saying why). If a
 /// fork fails, the children forked so far are stopped and waited for, and
 /// the fork's error is returned.
@@ -134,22 +135,32 @@ pub(crate) fn check_can_fork() -> Result<(), String> {
                 .to_string(),
         );
     }
-    if let Some(threads) = thread_count() {
-        if threads > 1 {
-            return Err(format!(
-                "fork_processes must be called while the process has one thread; it has \
-                 {threads} (only the forking thread survives a fork)"
-            ));
-        }
+    let threads = thread_count()?;
+    if threads > 1 {
+        return Err(format!(
+            "fork_processes must be called while the process has one thread; it has \
+             {threads} (only the forking thread survives a fork)"
+        ));
     }
     Ok(())
 }
 
-/// The number of threads of this process, where `/proc` tells.
-fn thread_count() -> Option<usize> {
-    std::fs::read_dir("/proc/self/task")
-        .ok()
-        .map(Iterator::count)
+/// The number of threads of this process. Where it cannot be known (no
+/// `/proc`, as in some containers, or another OS), forking is refused: the
+/// check fails closed rather than fork a process whose other threads hold
+/// locks the child would find held forever.
+fn thread_count() -> Result<usize, String> {
+    threads_listed_in("/proc/self/task")
+}
+
+/// The entries of `dir` (a `/proc/<pid>/task`), or why they cannot be read.
+fn threads_listed_in(dir: &str) -> Result<usize, String> {
+    std::fs::read_dir(dir).map(Iterator::count).map_err(|err| {
+        format!(
+            "fork_processes cannot count this process's threads ({dir}: {err}); \
+             it refuses to fork without knowing there is only one"
+        )
+    })
 }
 
 fn set_task_id(id: usize) {
@@ -159,6 +170,14 @@ fn set_task_id(id: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without `/proc` the thread count is unknown, and that is a refusal.
+    #[test]
+    fn an_unknown_thread_count_fails_closed() {
+        let err = threads_listed_in("/nonexistent/proc/self/task").unwrap_err();
+        assert!(err.contains("refuses to fork"), "{err}");
+        assert!(threads_listed_in("/proc/self/task").unwrap() >= 1);
+    }
 
     #[test]
     fn refuses_with_threads_or_loops() {

@@ -392,6 +392,33 @@ fn sockets_of_std_servers_see_well_formed_requests() {
     assert_clean(&io_loop, &client);
 }
 
+/// Response heads whose lines end in a bare LF are read as Tornado's
+/// client, curl and requests read them (it used to wait out the timeout).
+#[test]
+fn heads_with_bare_lf_line_ends() {
+    let (io_loop, client) = setup(ClientConfig::new());
+    for raw in [
+        &b"HTTP/1.1 200 OK\nContent-Length: 2\nX-A: b\n\nok"[..],
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 2\nX-A: b\r\n\nok"[..],
+        &b"HTTP/1.1 200 OK\nContent-Length: 2\r\nX-A: b\n\r\nok"[..],
+    ] {
+        let server = answering_once(raw);
+        let r = ok(fetch(
+            &io_loop,
+            &client,
+            HTTPRequest::new(server.url("/")).request_timeout(Duration::from_secs(2)),
+        ));
+        assert_eq!((r.code, r.text().as_str()), (200, "ok"));
+        assert_eq!(r.headers.get("X-A"), Some("b"));
+    }
+    // A 100 Continue with bare LFs before the answer, and the answer too.
+    let server =
+        answering_once(b"HTTP/1.1 100 Continue\n\nHTTP/1.1 201 Created\nContent-Length: 0\n\n");
+    let r = ok(fetch(&io_loop, &client, server.url("/")));
+    assert_eq!(r.code, 201);
+    assert_clean(&io_loop, &client);
+}
+
 #[test]
 fn connection_reuse_follows_the_server_s_word() {
     let (io_loop, client) = setup(ClientConfig::new());

@@ -59,6 +59,8 @@ struct ExState {
     connect_started: Instant,
     timeout: Option<(TimeoutHandle, TimeoutPhase)>,
     informational: u32,
+    /// The lines of the head being read, up to its blank line.
+    raw_head: Vec<u8>,
     head: Option<Head>,
     framing: Framing,
     body: Vec<u8>,
@@ -122,6 +124,7 @@ impl Exchange {
                 connect_started: started,
                 timeout: None,
                 informational: 0,
+                raw_head: Vec::new(),
                 head: None,
                 framing: Framing::Empty,
                 body: Vec::new(),
@@ -350,25 +353,53 @@ impl Exchange {
         self.read_head(attempt);
     }
 
+    /// Reads a head line by line, to its blank line: lines may end in CRLF
+    /// or a bare LF (as Tornado's client, curl and requests accept), which
+    /// one `read_until(b"\r\n\r\n")` could not see. Lines already
+    /// buffered are read without waiting, so a head costs one wake-up.
     fn read_head(self: &Rc<Self>, attempt: u32) {
         loop {
             let Some(stream) = self.stream_if_current(attempt) else {
                 return;
             };
-            let head = stream.read_until(b"\r\n\r\n", Some(self.client.config.max_header_size));
-            if !head.done() {
+            let read = self.st.borrow().raw_head.len();
+            let left = self.client.config.max_header_size.saturating_sub(read);
+            let line = stream.read_until(b"\n", Some(left.max(1)));
+            if !line.done() {
                 let me = self.clone();
-                head.add_done_callback(move |head: &Future<Vec<u8>>| {
-                    if me.current(attempt) && me.on_head(head.take_result()) {
+                line.add_done_callback(move |line: &Future<Vec<u8>>| {
+                    if me.current(attempt) && me.on_head_line(line.take_result()) {
                         me.read_head(attempt);
                     }
                 });
                 return;
             }
-            if !self.on_head(head.take_result()) {
+            if !self.on_head_line(line.take_result()) {
                 return;
             }
         }
+    }
+
+    /// One line of a head; at the blank line, the head. Returns whether to
+    /// read on.
+    fn on_head_line(self: &Rc<Self>, line: Result<Vec<u8>, Error>) -> bool {
+        let line = match line {
+            Ok(line) => line,
+            Err(err) => return self.on_head(Err(err)),
+        };
+        let blank = line == b"\n" || line == b"\r\n";
+        let mut st = self.st.borrow_mut();
+        if blank && st.raw_head.is_empty() {
+            // A stray line end before a status line (after a 1xx, say).
+            return true;
+        }
+        st.raw_head.extend_from_slice(&line);
+        if !blank {
+            return true;
+        }
+        let raw = std::mem::take(&mut st.raw_head);
+        drop(st);
+        self.on_head(Ok(raw))
     }
 
     fn stream_if_current(&self, attempt: u32) -> Option<IOStream> {
@@ -470,6 +501,7 @@ impl Exchange {
         let retry = {
             let mut st = self.st.borrow_mut();
             let nothing_received = st.head.is_none()
+                && st.raw_head.is_empty()
                 && st.informational == 0
                 && st.stream.as_ref().is_some_and(|s| s.buffered() == 0);
             if !st.done

@@ -48,8 +48,17 @@ fn serve(make: fn() -> Application) -> TestServer {
 }
 
 /// One request: `method path` with extra header lines and a body.
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n", addr.port());
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
+        addr.port()
+    );
     for (name, value) in headers {
         raw.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -90,11 +99,15 @@ fn cookie_app() -> Application {
         })
         .route("/set_domain", || {
             F(|x| {
-                x.set_cookie_with("unicode_args", "blah", &CookieOptions {
-                    domain: Some("foo.com".into()),
-                    path: Some("/foo".into()),
-                    ..Default::default()
-                })
+                x.set_cookie_with(
+                    "unicode_args",
+                    "blah",
+                    &CookieOptions {
+                        domain: Some("foo.com".into()),
+                        path: Some("/foo".into()),
+                        ..Default::default()
+                    },
+                )
             })
         })
         .route("/special_char", || {
@@ -111,12 +124,18 @@ fn cookie_app() -> Application {
                     if x.set_cookie(&format!("foo{c}"), "bar").is_ok() {
                         out.push_str(&format!("no error for {c:?} in name\n"));
                     }
-                    let domain = CookieOptions { domain: Some(format!("example{c}.com")), ..Default::default() };
+                    let domain = CookieOptions {
+                        domain: Some(format!("example{c}.com")),
+                        ..Default::default()
+                    };
                     match x.set_cookie_with("foo", "bar", &domain) {
                         Err(e) if e.message().contains("Invalid cookie attribute domain") => {}
                         other => out.push_str(&format!("{other:?} for {c:?} in domain\n")),
                     }
-                    let path = CookieOptions { path: Some(format!("/{c}")), ..Default::default() };
+                    let path = CookieOptions {
+                        path: Some(format!("/{c}")),
+                        ..Default::default()
+                    };
                     match x.set_cookie_with("foo", "bar", &path) {
                         Err(e) if e.message().contains("Invalid cookie attribute path") => {}
                         other => out.push_str(&format!("{other:?} for {c:?} in path\n")),
@@ -134,7 +153,10 @@ fn cookie_app() -> Application {
         })
         .route("/set_overwrite", || {
             F(|x| {
-                let domain = CookieOptions { domain: Some("example.com".into()), ..Default::default() };
+                let domain = CookieOptions {
+                    domain: Some("example.com".into()),
+                    ..Default::default()
+                };
                 x.set_cookie_with("a", "b", &domain)?;
                 x.set_cookie_with("c", "d", &domain)?;
                 // A second call with the same name replaces the first,
@@ -144,19 +166,29 @@ fn cookie_app() -> Application {
         })
         .route("/set_max_age", || {
             F(|x| {
-                let opts = CookieOptions { max_age: Some(Duration::from_secs(10)), ..Default::default() };
+                let opts = CookieOptions {
+                    max_age: Some(Duration::from_secs(10)),
+                    ..Default::default()
+                };
                 x.set_cookie_with("foo", "bar", &opts)
             })
         })
         .route("/set_expires_days", || {
             F(|x| {
-                let opts = CookieOptions { expires_days: Some(10.0), ..Default::default() };
+                let opts = CookieOptions {
+                    expires_days: Some(10.0),
+                    ..Default::default()
+                };
                 x.set_cookie_with("foo", "bar", &opts)
             })
         })
         .route("/set_falsy_flags", || {
             F(|x| {
-                let o = |secure, httponly| CookieOptions { secure, httponly, ..Default::default() };
+                let o = |secure, httponly| CookieOptions {
+                    secure,
+                    httponly,
+                    ..Default::default()
+                };
                 x.set_cookie_with("a", "1", &o(true, false))?;
                 x.set_cookie_with("b", "1", &o(false, false))?;
                 x.set_cookie_with("c", "1", &o(false, true))?;
@@ -189,7 +221,11 @@ fn cookie_app() -> Application {
         .route("/clear_all", || F(|x| x.clear_all_cookies()))
         .route("/all", || {
             F(|x| {
-                let all: Vec<String> = x.cookies().iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let all: Vec<String> = x
+                    .cookies()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 x.write(all.join("&"));
                 Ok(())
             })
@@ -206,25 +242,44 @@ fn cookie_app() -> Application {
 fn set_cookie() {
     let s = serve(cookie_app);
     let r = get(s.addr, "/set", &[]);
-    assert_eq!(sorted_cookies(&r), ["bytes=zxcv; Path=/", "str=asdf; Path=/", "unicode=qwer; Path=/"]);
+    assert_eq!(
+        sorted_cookies(&r),
+        [
+            "bytes=zxcv; Path=/",
+            "str=asdf; Path=/",
+            "unicode=qwer; Path=/"
+        ]
+    );
 }
 
 #[test]
 fn get_cookie() {
     let s = serve(cookie_app);
     assert_eq!(get(s.addr, "/get", &[("Cookie", "foo=bar")]).text(), "bar");
-    assert_eq!(get(s.addr, "/get", &[("Cookie", "foo=\"bar\"")]).text(), "bar");
-    assert_eq!(get(s.addr, "/get", &[("Cookie", "/=exception;")]).text(), "default");
+    assert_eq!(
+        get(s.addr, "/get", &[("Cookie", "foo=\"bar\"")]).text(),
+        "bar"
+    );
+    assert_eq!(
+        get(s.addr, "/get", &[("Cookie", "/=exception;")]).text(),
+        "default"
+    );
     assert_eq!(get(s.addr, "/get", &[]).text(), "default");
     // Two Cookie headers are read as one.
-    assert_eq!(get(s.addr, "/get", &[("Cookie", "a=1"), ("Cookie", "foo=2")]).text(), "2");
+    assert_eq!(
+        get(s.addr, "/get", &[("Cookie", "a=1"), ("Cookie", "foo=2")]).text(),
+        "2"
+    );
 }
 
 #[test]
 fn set_cookie_domain() {
     let s = serve(cookie_app);
     let r = get(s.addr, "/set_domain", &[]);
-    assert_eq!(r.headers_named("Set-Cookie"), ["unicode_args=blah; Domain=foo.com; Path=/foo"]);
+    assert_eq!(
+        r.headers_named("Set-Cookie"),
+        ["unicode_args=blah; Domain=foo.com; Path=/foo"]
+    );
 }
 
 #[test]
@@ -233,18 +288,26 @@ fn cookie_special_char() {
     let r = get(s.addr, "/special_char", &[]);
     assert_eq!(
         sorted_cookies(&r),
-        ["equals=\"a=b\"; Path=/", "quote=\"a\\\"b\"; Path=/", "semicolon=\"a\\073b\"; Path=/"]
+        [
+            "equals=\"a=b\"; Path=/",
+            "quote=\"a\\\"b\"; Path=/",
+            "semicolon=\"a\\073b\"; Path=/"
+        ]
     );
     let data = [
         ("foo=a=b", "a=b"),
         ("foo=\"a=b\"", "a=b"),
-        ("foo=\"a;b\"", "\"a"), // even quoted, ";" is a delimiter
+        ("foo=\"a;b\"", "\"a"),     // even quoted, ";" is a delimiter
         ("foo=a\\073b", "a\\073b"), // escapes only decoded in quotes
         ("foo=\"a\\073b\"", "a;b"),
         ("foo=\"a\\\"b\"", "a\"b"),
     ];
     for (header, expected) in data {
-        assert_eq!(get(s.addr, "/get", &[("Cookie", header)]).text(), expected, "{header}");
+        assert_eq!(
+            get(s.addr, "/get", &[("Cookie", header)]).text(),
+            expected,
+            "{header}"
+        );
     }
 }
 
@@ -260,7 +323,10 @@ fn set_cookie_forbidden_char() {
 fn set_cookie_overwrite() {
     let s = serve(cookie_app);
     let r = get(s.addr, "/set_overwrite", &[]);
-    assert_eq!(sorted_cookies(&r), ["a=e; Path=/", "c=d; Domain=example.com; Path=/"]);
+    assert_eq!(
+        sorted_cookies(&r),
+        ["a=e; Path=/", "c=d; Domain=example.com; Path=/"]
+    );
 }
 
 #[test]
@@ -284,7 +350,10 @@ fn set_cookie_expires_days() {
     let near: Vec<String> = (0..12)
         .map(|s| format_timestamp(before + ten_days + Duration::from_secs(s)))
         .collect();
-    assert!(near.iter().any(|d| d == expires), "{expires} not in {near:?}");
+    assert!(
+        near.iter().any(|d| d == expires),
+        "{expires} not in {near:?}"
+    );
 }
 
 #[test]
@@ -293,10 +362,18 @@ fn set_cookie_false_flags() {
     let r = get(s.addr, "/set_falsy_flags", &[]);
     assert_eq!(
         sorted_cookies(&r),
-        ["a=1; Path=/; Secure", "b=1; Path=/", "c=1; HttpOnly; Path=/", "d=1; Path=/"]
+        [
+            "a=1; Path=/; Secure",
+            "b=1; Path=/",
+            "c=1; HttpOnly; Path=/",
+            "d=1; Path=/"
+        ]
     );
     let r = get(s.addr, "/samesite", &[]);
-    assert_eq!(sorted_cookies(&r), ["s=1; Partitioned; Path=/; SameSite=None; Secure"]);
+    assert_eq!(
+        sorted_cookies(&r),
+        ["s=1; Partitioned; Path=/; SameSite=None; Secure"]
+    );
 }
 
 #[test]
@@ -317,7 +394,11 @@ fn clear_cookies() {
     );
     assert!(cookies[1].starts_with("foo=\"\"; expires=") && cookies[1].ends_with(" GMT; Path=/"));
 
-    let r = get(s.addr, "/clear_all", &[("Cookie", "a=1; b=2; path=x; =bare")]);
+    let r = get(
+        s.addr,
+        "/clear_all",
+        &[("Cookie", "a=1; b=2; path=x; =bare")],
+    );
     let names: Vec<String> = sorted_cookies(&r)
         .iter()
         .map(|c| c.split('=').next().unwrap().to_owned())
@@ -328,7 +409,11 @@ fn clear_cookies() {
 #[test]
 fn cookies_keep_only_legal_names() {
     let s = serve(cookie_app);
-    let r = get(s.addr, "/all", &[("Cookie", "a=1; Path=/x; b c=2; =3; k:v=4; d=\"q\\\"\"; a=5")]);
+    let r = get(
+        s.addr,
+        "/all",
+        &[("Cookie", "a=1; Path=/x; b c=2; =3; k:v=4; d=\"q\\\"\"; a=5")],
+    );
     assert_eq!(r.text(), "a=5&k:v=4&d=q\"");
 }
 
@@ -337,7 +422,11 @@ fn refused_cookie_answers_500_and_sets_nothing() {
     let s = serve(cookie_app);
     let r = get(s.addr, "/error_after_set", &[]);
     assert_eq!(r.status, 500);
-    assert!(!r.head.contains("evil") && !r.head.contains("bad="), "{}", r.head);
+    assert!(
+        !r.head.contains("evil") && !r.head.contains("bad="),
+        "{}",
+        r.head
+    );
 }
 
 /// The exchange is pooled: one request's cookies are not the next one's.
@@ -354,7 +443,11 @@ fn cookies_are_parsed_per_request() {
     .unwrap();
     let mut buf = Vec::new();
     let bodies: Vec<String> = (0..3)
-        .map(|_| http_kit::read_reply(&mut conn, &mut buf, false).unwrap().text())
+        .map(|_| {
+            http_kit::read_reply(&mut conn, &mut buf, false)
+                .unwrap()
+                .text()
+        })
         .collect();
     assert_eq!(bodies, ["first", "default", "third"]);
 }
@@ -372,15 +465,18 @@ fn xsrf_handler() -> F {
 }
 
 fn xsrf_app() -> Application {
-    Application::with_settings(Settings { xsrf_cookies: true, ..Default::default() })
-        .route("/", xsrf_handler)
-        .route("/form", || {
-            F(|x| {
-                x.write(x.xsrf_form_html()?);
-                Ok(())
-            })
+    Application::with_settings(Settings {
+        xsrf_cookies: true,
+        ..Default::default()
+    })
+    .route("/", xsrf_handler)
+    .route("/form", || {
+        F(|x| {
+            x.write(x.xsrf_form_html()?);
+            Ok(())
         })
-        .route("/exempt", || Exempt)
+    })
+    .route("/exempt", || Exempt)
 }
 
 fn xsrf_v1_app() -> Application {
@@ -414,13 +510,21 @@ impl Xsrf {
     fn new() -> Xsrf {
         let s = serve(xsrf_app);
         let v1 = serve(xsrf_v1_app);
-        let mut x = Xsrf { s, v1, token: String::new() };
+        let mut x = Xsrf {
+            s,
+            v1,
+            token: String::new(),
+        };
         x.token = x.get_token(None, 2);
         x
     }
 
     fn get_token(&self, old: Option<&str>, version: u8) -> String {
-        let addr = if version == 1 { self.v1.addr } else { self.s.addr };
+        let addr = if version == 1 {
+            self.v1.addr
+        } else {
+            self.s.addr
+        };
         let cookie = old.map(|t| format!("_xsrf={t}"));
         let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
         let r = get(addr, "/", &headers);
@@ -434,7 +538,8 @@ impl Xsrf {
 
     fn post_to(&self, path: &str, cookie: Option<&str>, body: &str, extra: &[(&str, &str)]) -> u16 {
         let cookie = cookie.map(|t| format!("_xsrf={t}"));
-        let mut headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+        let mut headers: Vec<(&str, &str)> =
+            cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
         headers.push(("Content-Type", "application/x-www-form-urlencoded"));
         headers.extend_from_slice(extra);
         request(self.s.addr, "POST", path, &headers, body).status
@@ -488,14 +593,26 @@ fn xsrf_success_post_body_query_and_headers() {
     assert_eq!(t.post(Some(&t.token), &form(&t.token), &[]), 200);
     let path = format!("/?{}", form(&t.token));
     assert_eq!(t.post_to(&path, Some(&t.token), "", &[]), 200);
-    assert_eq!(t.post(Some(&t.token), "", &[("X-Xsrftoken", &t.token)]), 200);
-    assert_eq!(t.post(Some(&t.token), "", &[("X-CSRFToken", &t.token)]), 200);
+    assert_eq!(
+        t.post(Some(&t.token), "", &[("X-Xsrftoken", &t.token)]),
+        200
+    );
+    assert_eq!(
+        t.post(Some(&t.token), "", &[("X-CSRFToken", &t.token)]),
+        200
+    );
     // Every state-changing method is checked; the safe ones are not.
     for method in ["PUT", "DELETE", "PATCH"] {
         let r = request(t.s.addr, method, "/", &[], "");
         assert_eq!(r.status, 403, "{method}");
         let cookie = format!("_xsrf={}", t.token);
-        let r = request(t.s.addr, method, "/", &[("Cookie", &cookie), ("X-Xsrftoken", &t.token)], "");
+        let r = request(
+            t.s.addr,
+            method,
+            "/",
+            &[("Cookie", &cookie), ("X-Xsrftoken", &t.token)],
+            "",
+        );
         assert_eq!(r.status, 200, "{method}");
     }
     assert_eq!(request(t.s.addr, "OPTIONS", "/", &[], "").status, 405);
@@ -559,7 +676,9 @@ fn xsrf_cookie_only_when_new() {
     let set = r.headers_named("Set-Cookie");
     assert_eq!(set, [format!("_xsrf={}; Path=/", r.text())]);
     let cookie = format!("_xsrf={}", t.token);
-    assert!(get(t.s.addr, "/", &[("Cookie", &cookie)]).headers_named("Set-Cookie").is_empty());
+    assert!(get(t.s.addr, "/", &[("Cookie", &cookie)])
+        .headers_named("Set-Cookie")
+        .is_empty());
     // The form field, with the same token the page would have.
     let html = get(t.s.addr, "/form", &[("Cookie", &cookie)]).text();
     let value = html
@@ -573,7 +692,10 @@ fn xsrf_named_app() -> Application {
     Application::with_settings(Settings {
         xsrf_cookies: true,
         xsrf_cookie_name: "__Host-xsrf".into(),
-        xsrf_cookie_kwargs: CookieOptions { secure: true, ..Default::default() },
+        xsrf_cookie_kwargs: CookieOptions {
+            secure: true,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .route("/", xsrf_handler)
@@ -585,18 +707,30 @@ fn xsrf_cookie_name_and_kwargs() {
     let s = serve(xsrf_named_app);
     let r = get(s.addr, "/", &[]);
     let token = r.text();
-    assert_eq!(r.headers_named("Set-Cookie"), [format!("__Host-xsrf={token}; Path=/; Secure")]);
+    assert_eq!(
+        r.headers_named("Set-Cookie"),
+        [format!("__Host-xsrf={token}; Path=/; Secure")]
+    );
     let cookie = format!("__Host-xsrf={token}");
     let ok = request(
         s.addr,
         "POST",
         "/",
-        &[("Cookie", &cookie), ("Content-Type", "application/x-www-form-urlencoded")],
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
         &form(&token),
     );
     assert_eq!(ok.status, 200);
     let wrong_name = format!("_xsrf={token}");
-    let r = request(s.addr, "POST", "/", &[("Cookie", &wrong_name), ("X-Xsrftoken", &token)], "");
+    let r = request(
+        s.addr,
+        "POST",
+        "/",
+        &[("Cookie", &wrong_name), ("X-Xsrftoken", &token)],
+        "",
+    );
     assert_eq!(r.status, 403);
 }
 
@@ -613,10 +747,16 @@ impl RequestHandler for Page {
         Ok(x.get_cookie("user").map(str::to_owned))
     }
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
-        let Some(user) = authenticated(self, x)? else { return Ok(()) };
+        let Some(user) = authenticated(self, x)? else {
+            return Ok(());
+        };
         // Asked again: the first answer, kept.
         let again = self.current_user(x)?;
-        x.write(format!("{user} {again:?} {:?} {}", x.current_user(), self.lookups));
+        x.write(format!(
+            "{user} {again:?} {:?} {}",
+            x.current_user(),
+            self.lookups
+        ));
         Ok(())
     }
     fn post(&mut self, x: &Exchange) -> Result<(), Error> {
@@ -656,13 +796,16 @@ impl RequestHandler for Prepared {
 }
 
 fn auth_app() -> Application {
-    Application::with_settings(Settings { login_url: Some("/login".into()), ..Default::default() })
-        .route("/page", Page::default)
-        .route("/relative", || OwnLogin("/login"))
-        .route("/absolute", || OwnLogin("http://example.com/login"))
-        .route("/query", || OwnLogin("/login?from=here"))
-        .route("/admin", || Authenticated(Page::default()))
-        .route("/prepared", || Prepared)
+    Application::with_settings(Settings {
+        login_url: Some("/login".into()),
+        ..Default::default()
+    })
+    .route("/page", Page::default)
+    .route("/relative", || OwnLogin("/login"))
+    .route("/absolute", || OwnLogin("http://example.com/login"))
+    .route("/query", || OwnLogin("/login?from=here"))
+    .route("/admin", || Authenticated(Page::default()))
+    .route("/prepared", || Prepared)
 }
 
 /// AuthRedirectTest.
@@ -676,12 +819,18 @@ fn auth_redirect() {
     assert_eq!(r.status, 302);
     assert_eq!(
         r.header("Location").unwrap(),
-        format!("http://example.com/login?next=http%3A%2F%2F127.0.0.1%3A{}%2Fabsolute", s.addr.port())
+        format!(
+            "http://example.com/login?next=http%3A%2F%2F127.0.0.1%3A{}%2Fabsolute",
+            s.addr.port()
+        )
     );
     let r = get(s.addr, "/query", &[]);
     assert_eq!(r.header("Location").unwrap(), "/login?from=here");
     let r = get(s.addr, "/page?a=1&b=%20", &[]);
-    assert_eq!(r.header("Location").unwrap(), "/login?next=%2Fpage%3Fa%3D1%26b%3D%2520");
+    assert_eq!(
+        r.header("Location").unwrap(),
+        "/login?next=%2Fpage%3Fa%3D1%26b%3D%2520"
+    );
     let r = request(s.addr, "HEAD", "/page", &[], "");
     assert_eq!(r.status, 302);
 }
@@ -694,13 +843,22 @@ fn authenticated_user_and_refusals() {
     assert_eq!(r.text(), "ada Some(\"ada\") Some(\"ada\") 1");
     // Not GET or HEAD: 403, no redirect.
     assert_eq!(request(s.addr, "POST", "/page", &[], "").status, 403);
-    assert_eq!(request(s.addr, "POST", "/page", &[("Cookie", "user=ada")], "").text(), "posted");
+    assert_eq!(
+        request(s.addr, "POST", "/page", &[("Cookie", "user=ada")], "").text(),
+        "posted"
+    );
     // An empty name is nobody.
     assert_eq!(get(s.addr, "/page", &[("Cookie", "user=")]).status, 302);
     // The wrapper guards every verb.
-    assert_eq!(get(s.addr, "/admin", &[]).header("Location").unwrap(), "/login?next=%2Fadmin");
+    assert_eq!(
+        get(s.addr, "/admin", &[]).header("Location").unwrap(),
+        "/login?next=%2Fadmin"
+    );
     assert_eq!(request(s.addr, "POST", "/admin", &[], "").status, 403);
-    assert_eq!(get(s.addr, "/admin", &[("Cookie", "user=root")]).status, 200);
+    assert_eq!(
+        get(s.addr, "/admin", &[("Cookie", "user=root")]).status,
+        200
+    );
     assert_eq!(get(s.addr, "/prepared", &[]).text(), "from-prepare");
 }
 
@@ -727,9 +885,14 @@ fn xsrf_cookie_of_a_logged_in_user_lasts() {
     let s = serve(|| Application::new().route("/", || Form));
     let anonymous = get(s.addr, "/", &[]).header("Set-Cookie").unwrap();
     assert!(!anonymous.contains("expires"), "{anonymous}");
-    let user = get(s.addr, "/", &[("Cookie", "user=ada")]).header("Set-Cookie").unwrap();
+    let user = get(s.addr, "/", &[("Cookie", "user=ada")])
+        .header("Set-Cookie")
+        .unwrap();
     let in_30_days = format_timestamp(SystemTime::now() + Duration::from_secs(30 * 86400));
-    assert!(user.contains(&format!("expires={}", &in_30_days[..16])), "{user} vs {in_30_days}");
+    assert!(
+        user.contains(&format!("expires={}", &in_30_days[..16])),
+        "{user} vs {in_30_days}"
+    );
 }
 
 // ----- signed cookies ----------------------------------------------------------------
@@ -758,10 +921,16 @@ mod signed {
                 "/set_old" => x.set_secure_cookie("foo", "old name")?,
                 "/get" => {
                     let value = x.get_signed_cookie("foo")?;
-                    x.write(format!("{:?}", value.map(|v| String::from_utf8_lossy(&v).into_owned())));
+                    x.write(format!(
+                        "{:?}",
+                        value.map(|v| String::from_utf8_lossy(&v).into_owned())
+                    ));
                 }
                 "/get_v2_only" => {
-                    let opts = DecodeOptions { min_version: 2, ..Default::default() };
+                    let opts = DecodeOptions {
+                        min_version: 2,
+                        ..Default::default()
+                    };
                     let value = x.get_signed_cookie_with("foo", None, &opts)?;
                     x.write(format!("{value:?}"));
                 }
@@ -773,9 +942,16 @@ mod signed {
     }
 
     fn routes(app: Application) -> Application {
-        ["/set", "/set_bytes", "/set_old", "/get", "/get_v2_only", "/key_version"]
-            .iter()
-            .fold(app, |app, path| app.route(path, signed_handler))
+        [
+            "/set",
+            "/set_bytes",
+            "/set_old",
+            "/get",
+            "/get_v2_only",
+            "/key_version",
+        ]
+        .iter()
+        .fold(app, |app, path| app.route(path, signed_handler))
     }
 
     fn single_app() -> Application {
@@ -825,11 +1001,17 @@ mod signed {
         let s = serve(single_app);
         let r = get(s.addr, "/set", &[]);
         let set = r.header("Set-Cookie").unwrap();
-        assert!(set.starts_with("foo=2|1:0|10:") && set.contains("; expires="), "{set}");
+        assert!(
+            set.starts_with("foo=2|1:0|10:") && set.contains("; expires="),
+            "{set}"
+        );
         let in_30_days = format_timestamp(SystemTime::now() + Duration::from_secs(30 * 86400));
         assert!(set.contains(&in_30_days[..16]), "{set}");
         let cookie = cookie_pair(&r);
-        assert_eq!(get(s.addr, "/get", &[("Cookie", &cookie)]).text(), "Some(\"bar\")");
+        assert_eq!(
+            get(s.addr, "/get", &[("Cookie", &cookie)]).text(),
+            "Some(\"bar\")"
+        );
         assert_eq!(get(s.addr, "/get", &[]).text(), "None");
         // Altered: refused.
         let altered = cookie.replace("YmFy", "YmFz");
@@ -837,9 +1019,15 @@ mod signed {
         assert_eq!(get(s.addr, "/get", &[("Cookie", &altered)]).text(), "None");
         // Arbitrary bytes, and Tornado's older method name.
         let r = get(s.addr, "/set_bytes", &[]);
-        assert_eq!(get(s.addr, "/get", &[("Cookie", &cookie_pair(&r))]).text(), "Some(\"\u{fffd}\\0;\")");
+        assert_eq!(
+            get(s.addr, "/get", &[("Cookie", &cookie_pair(&r))]).text(),
+            "Some(\"\u{fffd}\\0;\")"
+        );
         let r = get(s.addr, "/set_old", &[]);
-        assert_eq!(get(s.addr, "/get", &[("Cookie", &cookie_pair(&r))]).text(), "Some(\"old name\")");
+        assert_eq!(
+            get(s.addr, "/get", &[("Cookie", &cookie_pair(&r))]).text(),
+            "Some(\"old name\")"
+        );
     }
 
     /// SecureCookieV1Test: version 1 values are still read, unless
@@ -847,12 +1035,24 @@ mod signed {
     #[test]
     fn v1_values_read() {
         let s = serve(single_app);
-        let opts = SignOptions { version: 1, ..Default::default() };
+        let opts = SignOptions {
+            version: 1,
+            ..Default::default()
+        };
         let v1 = create_signed_value_with(&SECRET.into(), "foo", "bar", &opts).unwrap();
         let cookie = format!("foo=\"{v1}\"");
-        assert_eq!(get(s.addr, "/get", &[("Cookie", &cookie)]).text(), "Some(\"bar\")");
-        assert_eq!(get(s.addr, "/get_v2_only", &[("Cookie", &cookie)]).text(), "None");
-        assert_eq!(get(s.addr, "/key_version", &[("Cookie", &cookie)]).text(), "None");
+        assert_eq!(
+            get(s.addr, "/get", &[("Cookie", &cookie)]).text(),
+            "Some(\"bar\")"
+        );
+        assert_eq!(
+            get(s.addr, "/get_v2_only", &[("Cookie", &cookie)]).text(),
+            "None"
+        );
+        assert_eq!(
+            get(s.addr, "/key_version", &[("Cookie", &cookie)]).text(),
+            "None"
+        );
     }
 
     /// SecureCookieV2Test's key version cases.
@@ -864,13 +1064,28 @@ mod signed {
         let from_kv0 = cookie_pair(&get(kv0.addr, "/set", &[]));
         let from_kv1 = cookie_pair(&get(kv1.addr, "/set", &[]));
         for (server, cookie) in [(&kv0, &from_kv0), (&kv1, &from_kv1), (&kv1, &from_kv0)] {
-            assert_eq!(get(server.addr, "/get", &[("Cookie", cookie)]).text(), "Some(\"bar\")");
+            assert_eq!(
+                get(server.addr, "/get", &[("Cookie", cookie)]).text(),
+                "Some(\"bar\")"
+            );
         }
-        assert_eq!(get(kv1.addr, "/key_version", &[("Cookie", &from_kv0)]).text(), "Some(0)");
-        assert_eq!(get(kv1.addr, "/key_version", &[("Cookie", &from_kv1)]).text(), "Some(1)");
+        assert_eq!(
+            get(kv1.addr, "/key_version", &[("Cookie", &from_kv0)]).text(),
+            "Some(0)"
+        );
+        assert_eq!(
+            get(kv1.addr, "/key_version", &[("Cookie", &from_kv1)]).text(),
+            "Some(1)"
+        );
         // Key 0 retired: its cookies are no longer read.
-        assert_eq!(get(kv1_only.addr, "/get", &[("Cookie", &from_kv0)]).text(), "None");
-        assert_eq!(get(kv1_only.addr, "/get", &[("Cookie", &from_kv1)]).text(), "Some(\"bar\")");
+        assert_eq!(
+            get(kv1_only.addr, "/get", &[("Cookie", &from_kv0)]).text(),
+            "None"
+        );
+        assert_eq!(
+            get(kv1_only.addr, "/get", &[("Cookie", &from_kv1)]).text(),
+            "Some(\"bar\")"
+        );
     }
 
     #[test]
@@ -880,7 +1095,10 @@ mod signed {
         assert_eq!(get(s.addr, "/get", &[]).status, 500);
         // A versioned secret without key_version cannot sign.
         let s = serve(|| {
-            routes(Application::with_settings(Settings { cookie_secret: Some(versions()), ..Default::default() }))
+            routes(Application::with_settings(Settings {
+                cookie_secret: Some(versions()),
+                ..Default::default()
+            }))
         });
         assert_eq!(get(s.addr, "/set", &[]).status, 500);
     }
@@ -891,17 +1109,27 @@ mod signed {
         let secret: CookieSecret = SECRET.into();
         let day = Duration::from_secs(86400);
         let present = UNIX_EPOCH + Duration::from_secs(1_300_000_000);
-        let signed = create_signed_value_with(&secret, "k", "v", &SignOptions {
-            now: Some(present - day * 32),
-            ..Default::default()
-        })
+        let signed = create_signed_value_with(
+            &secret,
+            "k",
+            "v",
+            &SignOptions {
+                now: Some(present - day * 32),
+                ..Default::default()
+            },
+        )
         .unwrap();
         let at = |now, max_age_days| {
-            decode_signed_value_with(&secret, "k", &signed, &DecodeOptions {
-                now: Some(now),
-                max_age_days,
-                ..Default::default()
-            })
+            decode_signed_value_with(
+                &secret,
+                "k",
+                &signed,
+                &DecodeOptions {
+                    now: Some(now),
+                    max_age_days,
+                    ..Default::default()
+                },
+            )
             .unwrap()
         };
         assert_eq!(at(present - day * 32, 31.0).unwrap(), b"v");
@@ -932,7 +1160,11 @@ print(json.dumps(out))
         if !need::ready(&[Peer::Tornado]) {
             return;
         }
-        let (ok, out, err) = run(Command::new(python()).args(["-c", TORNADO_SIGN, SECRET]), None, Duration::from_secs(60));
+        let (ok, out, err) = run(
+            Command::new(python()).args(["-c", TORNADO_SIGN, SECRET]),
+            None,
+            Duration::from_secs(60),
+        );
         assert!(ok, "{err}");
         let field = |name: &str| -> String {
             let start = out.find(&format!("\"{name}\": \"")).unwrap() + name.len() + 5;
@@ -943,31 +1175,55 @@ print(json.dumps(out))
         let present = UNIX_EPOCH + Duration::from_secs(1_300_000_000);
         // Byte for byte what squall makes with the same inputs.
         for (version, name) in [(1, "v1"), (2, "v2")] {
-            let ours = create_signed_value_with(&secret, "key", "value", &SignOptions {
-                version,
-                now: Some(present),
-                ..Default::default()
-            })
+            let ours = create_signed_value_with(
+                &secret,
+                "key",
+                "value",
+                &SignOptions {
+                    version,
+                    now: Some(present),
+                    ..Default::default()
+                },
+            )
             .unwrap();
             assert_eq!(ours, field(name));
         }
-        let ours = create_signed_value_with(&secret, "n\u{e9}", "x", &SignOptions {
-            now: Some(present),
-            ..Default::default()
-        })
+        let ours = create_signed_value_with(
+            &secret,
+            "n\u{e9}",
+            "x",
+            &SignOptions {
+                now: Some(present),
+                ..Default::default()
+            },
+        )
         .unwrap();
         assert_eq!(ours, field("v2_unicode_name").replace("\\u00e9", "\u{e9}"));
         // Read by squall, directly and as a cookie through the server.
-        assert_eq!(decode_signed_value(&secret, "user", &field("v2_bytes")).unwrap(), b"\xe9\x00;ok");
-        assert_eq!(decode_signed_value(&versions(), "user", &field("v2_kv1")).unwrap(), b"ada");
+        assert_eq!(
+            decode_signed_value(&secret, "user", &field("v2_bytes")).unwrap(),
+            b"\xe9\x00;ok"
+        );
+        assert_eq!(
+            decode_signed_value(&versions(), "user", &field("v2_kv1")).unwrap(),
+            b"ada"
+        );
         let s = serve(kv1_app);
-        let kv1 = create_signed_value_with(&versions(), "foo", "bar", &SignOptions {
-            key_version: Some(1),
-            ..Default::default()
-        })
+        let kv1 = create_signed_value_with(
+            &versions(),
+            "foo",
+            "bar",
+            &SignOptions {
+                key_version: Some(1),
+                ..Default::default()
+            },
+        )
         .unwrap();
         let cookie = format!("foo=\"{kv1}\"");
-        assert_eq!(get(s.addr, "/get", &[("Cookie", &cookie)]).text(), "Some(\"bar\")");
+        assert_eq!(
+            get(s.addr, "/get", &[("Cookie", &cookie)]).text(),
+            "Some(\"bar\")"
+        );
     }
 
     /// Python's side of [`squall_signs_python_tornado_reads`]: the
@@ -1026,7 +1282,13 @@ print(v_c, v_p, raw_c == raw_p, binascii.b2a_hex(raw_c).decode())
         let s = serve(xsrf_app);
         let r = get(s.addr, "/", &[]);
         let cookie = r.header("Set-Cookie").unwrap();
-        let cookie = cookie.strip_prefix("_xsrf=").unwrap().split(';').next().unwrap().to_owned();
+        let cookie = cookie
+            .strip_prefix("_xsrf=")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
         let sent = format!("_xsrf={cookie}");
         let page = get(s.addr, "/", &[("Cookie", &sent)]).text();
         assert_ne!(page, cookie);
@@ -1040,7 +1302,51 @@ print(v_c, v_p, raw_c == raw_p, binascii.b2a_hex(raw_c).decode())
         assert_eq!(fields[..3], ["2", "2", "True"], "{out}");
         // And Tornado's own v1 (hex) form of that token passes squall's check.
         let hex = fields[3];
-        let r = request(s.addr, "POST", "/", &[("Cookie", &sent), ("X-Xsrftoken", hex)], "");
+        let r = request(
+            s.addr,
+            "POST",
+            "/",
+            &[("Cookie", &sent), ("X-Xsrftoken", hex)],
+            "",
+        );
         assert_eq!(r.status, 200);
     }
+}
+
+/// A streaming handler is checked when its head arrives, before
+/// `prepare`: a forged upload is refused before any of its body is taken.
+#[test]
+fn xsrf_checks_streaming_handlers_before_prepare() {
+    #[derive(Default)]
+    struct Upload {
+        bytes: usize,
+    }
+    impl RequestHandler for Upload {
+        fn stream_request_body() -> bool {
+            true
+        }
+        fn data_received(
+            &mut self,
+            _x: &Exchange,
+            chunk: &[u8],
+        ) -> Result<Option<squall::Future<()>>, Error> {
+            self.bytes += chunk.len();
+            Ok(None)
+        }
+        fn post(&mut self, x: &Exchange) -> Result<(), Error> {
+            x.write(format!("{} bytes", self.bytes));
+            Ok(())
+        }
+    }
+    let s = serve(|| {
+        Application::with_settings(Settings {
+            xsrf_cookies: true,
+            ..Default::default()
+        })
+        .route("/upload", Upload::default)
+    });
+    assert_eq!(request(s.addr, "POST", "/upload", &[], "data").status, 403);
+    let headers = [("Cookie", "_xsrf=abcd"), ("X-Xsrftoken", "abcd")];
+    let r = request(s.addr, "POST", "/upload", &headers, "data");
+    assert_eq!((r.status, r.text().as_str()), (200, "4 bytes"));
 }

@@ -59,7 +59,10 @@ pub fn parse_cookie(header: &str) -> Vec<(String, String)> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     for chunk in header.split(';') {
         let (key, value) = chunk.split_once('=').unwrap_or(("", chunk));
-        let (key, value) = (key.trim_matches(is_py_space), value.trim_matches(is_py_space));
+        let (key, value) = (
+            key.trim_matches(is_py_space),
+            value.trim_matches(is_py_space),
+        );
         if key.is_empty() && value.is_empty() {
             continue;
         }
@@ -169,9 +172,7 @@ fn quote_cookie_value(value: &str, out: &mut String) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if is_legal_char(c) || " ()/<=>?@[]{}".contains(c) || c as u32 > 0xff => {
-                out.push(c)
-            }
+            c if is_legal_char(c) || " ()/<=>?@[]{}".contains(c) || c as u32 > 0xff => out.push(c),
             c => {
                 let _ = write!(out, "\\{:03o}", c as u32);
             }
@@ -322,7 +323,11 @@ pub fn check_cookie(name: &str, value: &str) -> Result<(), Error> {
 /// # Errors
 /// [`ErrorKind::InvalidArgument`] as [`check_cookie`], or if the domain or
 /// the path holds a control character, a space or a `;`.
-pub fn format_set_cookie(name: &str, value: &str, options: &CookieOptions) -> Result<String, Error> {
+pub fn format_set_cookie(
+    name: &str,
+    value: &str,
+    options: &CookieOptions,
+) -> Result<String, Error> {
     check_cookie(name, value)?;
     let domain = options.domain.as_deref().filter(|d| !d.is_empty());
     let path = options.path.as_deref().filter(|p| !p.is_empty());
@@ -382,26 +387,40 @@ mod tests {
     fn parse_like_tornado() {
         // Tornado's httputil_test ParseCookieTest cases (Django's).
         let cases: &[(&str, &[(&str, &str)])] = &[
-            ("chips=ahoy; vienna=finger", &[("chips", "ahoy"), ("vienna", "finger")]),
-            (r#"keebler="E=mc2; L=\"Loves\"; fudge=\012;""#, &[
-                ("keebler", "\"E=mc2"),
-                ("L", "\\\"Loves\\\""),
-                ("fudge", "\\012"),
-                ("", "\""),
-            ]),
+            (
+                "chips=ahoy; vienna=finger",
+                &[("chips", "ahoy"), ("vienna", "finger")],
+            ),
+            (
+                r#"keebler="E=mc2; L=\"Loves\"; fudge=\012;""#,
+                &[
+                    ("keebler", "\"E=mc2"),
+                    ("L", "\\\"Loves\\\""),
+                    ("fudge", "\\012"),
+                    ("", "\""),
+                ],
+            ),
             ("keebler=E=mc2", &[("keebler", "E=mc2")]),
             ("key:term=value:term", &[("key:term", "value:term")]),
-            ("a=b; c=[; d=r; f=h", &[("a", "b"), ("c", "["), ("d", "r"), ("f", "h")]),
-            ("a=b; Domain=example.com", &[("a", "b"), ("Domain", "example.com")]),
+            (
+                "a=b; c=[; d=r; f=h",
+                &[("a", "b"), ("c", "["), ("d", "r"), ("f", "h")],
+            ),
+            (
+                "a=b; Domain=example.com",
+                &[("a", "b"), ("Domain", "example.com")],
+            ),
             ("a=b; h=i; a=c", &[("a", "c"), ("h", "i")]),
-            ("abc=def; unnamed; django_language=en", &[
-                ("abc", "def"),
-                ("", "unnamed"),
-                ("django_language", "en"),
-            ]),
+            (
+                "abc=def; unnamed; django_language=en",
+                &[("abc", "def"), ("", "unnamed"), ("django_language", "en")],
+            ),
             ("a=b; \"; c=d", &[("a", "b"), ("", "\""), ("c", "d")]),
             ("a b c=d e = f; gh=i", &[("a b c", "d e = f"), ("gh", "i")]),
-            ("a   b,c<>@:/[]?{}=d  \"  =e,f g", &[("a   b,c<>@:/[]?{}", "d  \"  =e,f g")]),
+            (
+                "a   b,c<>@:/[]?{}=d  \"  =e,f g",
+                &[("a   b,c<>@:/[]?{}", "d  \"  =e,f g")],
+            ),
             ("saint=André Bessette", &[("saint", "André Bessette")]),
             ("  =  b  ;  ;  =  ;   c  =  ;  ", &[("", "b"), ("c", "")]),
             ("", &[]),
@@ -444,7 +463,7 @@ mod tests {
         assert_eq!(unquote_cookie(r#""\012""#), "\n");
         assert_eq!(unquote_cookie(r#""\400""#), "400");
         assert_eq!(unquote_cookie(r#""\\""#), "\\");
-        assert_eq!(unquote_cookie("\"a\\\"") , "a\\");
+        assert_eq!(unquote_cookie("\"a\\\""), "a\\");
         assert_eq!(unquote_cookie("\"a\\\nb\""), "a\\\nb");
         assert_eq!(unquote_cookie("\"\""), "");
         assert_eq!(unquote_cookie(r#""中\"""#), "中\"");
@@ -476,10 +495,22 @@ mod tests {
             let err = format_set_cookie(&name, "bar", &opts).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument);
             assert!(err.message().contains("name"), "{err}");
-            let domain = CookieOptions { domain: Some(format!("example{c}.com")), ..Default::default() };
-            assert!(format_set_cookie("foo", "bar", &domain).unwrap_err().message().contains("domain"));
-            let path = CookieOptions { path: Some(format!("/{c}")), ..Default::default() };
-            assert!(format_set_cookie("foo", "bar", &path).unwrap_err().message().contains("path"));
+            let domain = CookieOptions {
+                domain: Some(format!("example{c}.com")),
+                ..Default::default()
+            };
+            assert!(format_set_cookie("foo", "bar", &domain)
+                .unwrap_err()
+                .message()
+                .contains("domain"));
+            let path = CookieOptions {
+                path: Some(format!("/{c}")),
+                ..Default::default()
+            };
+            assert!(format_set_cookie("foo", "bar", &path)
+                .unwrap_err()
+                .message()
+                .contains("path"));
         }
         for bad in ["a b", "a\r\nSet-Cookie: x=1", "a\0", "\t", "a\x7f"] {
             assert!(format_set_cookie("foo", bad, &opts).is_err(), "{bad:?}");
@@ -507,16 +538,34 @@ mod tests {
             "a=1; Domain=example.com; expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; \
              Max-Age=10; Partitioned; Path=/p; SameSite=Strict; Secure"
         );
-        let none = CookieOptions { path: None, ..Default::default() };
+        let none = CookieOptions {
+            path: None,
+            ..Default::default()
+        };
         assert_eq!(format_set_cookie("a", "1", &none).unwrap(), "a=1");
-        let zero = CookieOptions { max_age: Some(Duration::ZERO), ..Default::default() };
-        assert_eq!(format_set_cookie("a", "1", &zero).unwrap(), "a=1; Max-Age=0; Path=/");
-        let past = CookieOptions { expires_days: Some(-365.0), ..Default::default() };
+        let zero = CookieOptions {
+            max_age: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        assert_eq!(
+            format_set_cookie("a", "1", &zero).unwrap(),
+            "a=1; Max-Age=0; Path=/"
+        );
+        let past = CookieOptions {
+            expires_days: Some(-365.0),
+            ..Default::default()
+        };
         let s = format_set_cookie("a", "", &past).unwrap();
-        assert!(s.starts_with("a=\"\"; expires=") && s.ends_with("; Path=/"), "{s}");
+        assert!(
+            s.starts_with("a=\"\"; expires=") && s.ends_with("; Path=/"),
+            "{s}"
+        );
         // Absurd day counts do not panic: no `expires` rather than a wrap.
         for days in [f64::NAN, f64::INFINITY, 1e300, -1e300] {
-            let odd = CookieOptions { expires_days: Some(days), ..Default::default() };
+            let odd = CookieOptions {
+                expires_days: Some(days),
+                ..Default::default()
+            };
             assert!(format_set_cookie("a", "1", &odd).is_ok());
         }
     }

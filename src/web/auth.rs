@@ -77,7 +77,12 @@ impl Exchange {
     /// `request.full_url()`).
     pub(super) fn full_url(&self) -> String {
         let request = self.request();
-        format!("{}://{}{}", request.protocol(), request.host(), request.uri())
+        format!(
+            "{}://{}{}",
+            request.protocol(),
+            request.host(),
+            request.uri()
+        )
     }
 }
 

@@ -108,7 +108,11 @@ impl fmt::Debug for CookieSecret {
         match self {
             CookieSecret::Single(_) => f.write_str("CookieSecret::Single(..)"),
             CookieSecret::Versioned(map) => {
-                write!(f, "CookieSecret::Versioned({:?})", map.keys().collect::<Vec<_>>())
+                write!(
+                    f,
+                    "CookieSecret::Versioned({:?})",
+                    map.keys().collect::<Vec<_>>()
+                )
             }
         }
     }

@@ -47,7 +47,7 @@ mod route;
 mod settings;
 #[cfg(feature = "signed_cookies")]
 mod signed;
-mod xsrf;
+pub(crate) mod xsrf;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -58,6 +58,8 @@ use crate::future::Future;
 use crate::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServerConnectionDelegate, HTTPServerRequest, Method,
 };
+/// Cookie attributes and `SameSite`, from [`httputil`](crate::httputil).
+pub use crate::httputil::{CookieOptions, SameSite};
 use crate::stack_context::{self, ReusableContext};
 pub use auth::{authenticated, Authenticated};
 pub use cookies::CookieSecret;
@@ -68,12 +70,10 @@ use route::Pattern;
 pub use settings::Settings;
 #[cfg(feature = "signed_cookies")]
 pub use signed::{
-    create_signed_value, create_signed_value_with, decode_signed_value,
-    decode_signed_value_with, get_signature_key_version, DecodeOptions, SignOptions,
+    create_signed_value, create_signed_value_with, decode_signed_value, decode_signed_value_with,
+    get_signature_key_version, DecodeOptions, SignOptions,
 };
 use xsrf::XsrfState;
-/// Cookie attributes and `SameSite`, from [`httputil`](crate::httputil).
-pub use crate::httputil::{CookieOptions, SameSite};
 
 /// A request handler; a fresh one answers each request (Tornado's
 /// `RequestHandler`).

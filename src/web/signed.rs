@@ -161,10 +161,15 @@ pub fn create_signed_value_with(
         }
         2 => {
             if matches!(secret, CookieSecret::Versioned(_)) && options.key_version.is_none() {
-                return Err(invalid("Key version must be set when sign key dict is used"));
+                return Err(invalid(
+                    "Key version must be set when sign key dict is used",
+                ));
             }
             let key = secret.key(options.key_version).ok_or_else(|| {
-                invalid(format!("no secret for key version {:?}", options.key_version))
+                invalid(format!(
+                    "no secret for key version {:?}",
+                    options.key_version
+                ))
             })?;
             let key_version = options.key_version.unwrap_or(0).to_string();
             // Python's `len(name)` counts characters, not bytes: the same
@@ -305,7 +310,10 @@ fn decode_v1(
         mac.update(part);
     }
     if !verify(mac, signature) {
-        log::warn!("Invalid cookie signature {:?}", String::from_utf8_lossy(value));
+        log::warn!(
+            "Invalid cookie signature {:?}",
+            String::from_utf8_lossy(value)
+        );
         return None;
     }
     let timestamp = int(timestamp_text)? as f64;
@@ -397,7 +405,11 @@ impl Exchange {
     /// [`ErrorKind::InvalidState`] without a `cookie_secret` setting, or
     /// with a versioned one and no `key_version` setting;
     /// [`ErrorKind::InvalidArgument`] if `key_version` names no secret.
-    pub fn create_signed_value(&self, name: &str, value: impl AsRef<[u8]>) -> Result<String, Error> {
+    pub fn create_signed_value(
+        &self,
+        name: &str,
+        value: impl AsRef<[u8]>,
+    ) -> Result<String, Error> {
         let secret = self.cookie_secret()?;
         let key_version = self.settings().key_version;
         if matches!(secret, CookieSecret::Versioned(_)) && key_version.is_none() {
@@ -545,12 +557,19 @@ mod tests {
     const FUTURE: u64 = PRESENT + 86400 * 31;
 
     fn sign(version: u8, now: u64) -> String {
-        let opts = SignOptions { version, now: at(now), ..Default::default() };
+        let opts = SignOptions {
+            version,
+            now: at(now),
+            ..Default::default()
+        };
         create_signed_value_with(&CookieSecret::new(SECRET), "key", "value", &opts).unwrap()
     }
 
     fn decode(value: &str, now: u64) -> Option<Vec<u8>> {
-        let opts = DecodeOptions { now: at(now), ..Default::default() };
+        let opts = DecodeOptions {
+            now: at(now),
+            ..Default::default()
+        };
         decode_signed_value_with(&CookieSecret::new(SECRET), "key", value, &opts).unwrap()
     }
 
@@ -572,7 +591,11 @@ mod tests {
         for version in [1, 2] {
             let signed = sign(version, PRESENT);
             assert_eq!(decode(&signed, PRESENT).unwrap(), b"value");
-            assert_eq!(decode(&sign(version, PAST), PRESENT), None, "v{version} past");
+            assert_eq!(
+                decode(&sign(version, PAST), PRESENT),
+                None,
+                "v{version} past"
+            );
             // v1 refuses a timestamp more than 31 days ahead; v2 signs it.
             let ahead = sign(version, FUTURE + 10);
             assert_eq!(decode(&ahead, PRESENT).is_some(), version == 2);
@@ -582,10 +605,20 @@ mod tests {
     #[test]
     fn min_version() {
         let v1 = sign(1, PRESENT);
-        let opts = DecodeOptions { min_version: 2, now: at(PRESENT), ..Default::default() };
+        let opts = DecodeOptions {
+            min_version: 2,
+            now: at(PRESENT),
+            ..Default::default()
+        };
         let secret = CookieSecret::new(SECRET);
-        assert_eq!(decode_signed_value_with(&secret, "key", &v1, &opts).unwrap(), None);
-        let opts = DecodeOptions { min_version: 3, ..opts };
+        assert_eq!(
+            decode_signed_value_with(&secret, "key", &v1, &opts).unwrap(),
+            None
+        );
+        let opts = DecodeOptions {
+            min_version: 3,
+            ..opts
+        };
         assert!(decode_signed_value_with(&secret, "key", &v1, &opts).is_err());
     }
 
@@ -616,12 +649,21 @@ mod tests {
     fn key_versions() {
         let secrets = CookieSecret::versioned([(0, "ajklasdf0ojaisdf"), (1, "aslkjasaolwkjsdf")]);
         for kv in [0, 1] {
-            let opts = SignOptions { key_version: Some(kv), ..Default::default() };
+            let opts = SignOptions {
+                key_version: Some(kv),
+                ..Default::default()
+            };
             let signed = create_signed_value_with(&secrets, "foo", "bar", &opts).unwrap();
             assert_eq!(get_signature_key_version(&signed), Some(kv));
-            assert_eq!(decode_signed_value(&secrets, "foo", &signed).unwrap(), b"bar");
+            assert_eq!(
+                decode_signed_value(&secrets, "foo", &signed).unwrap(),
+                b"bar"
+            );
         }
-        let opts = SignOptions { key_version: Some(0), ..Default::default() };
+        let opts = SignOptions {
+            key_version: Some(0),
+            ..Default::default()
+        };
         let signed = create_signed_value_with(&secrets, "foo", "bar", &opts).unwrap();
         let dropped = CookieSecret::versioned([(1, "aslkjasaolwkjsdf")]);
         assert_eq!(decode_signed_value(&dropped, "foo", &signed), None);
@@ -629,9 +671,15 @@ mod tests {
         assert!(create_signed_value(&secrets, "foo", "bar").is_err());
         // A single secret reads a value whatever key version it records.
         let single = CookieSecret::new("s");
-        let opts = SignOptions { key_version: Some(7), ..Default::default() };
+        let opts = SignOptions {
+            key_version: Some(7),
+            ..Default::default()
+        };
         let signed = create_signed_value_with(&single, "foo", "bar", &opts).unwrap();
-        assert_eq!(decode_signed_value(&single, "foo", &signed).unwrap(), b"bar");
+        assert_eq!(
+            decode_signed_value(&single, "foo", &signed).unwrap(),
+            b"bar"
+        );
         assert_eq!(get_signature_key_version("dmFsdWU=|1300000000|31c9"), None);
     }
 
@@ -639,9 +687,15 @@ mod tests {
     fn arbitrary_bytes() {
         let secret = CookieSecret::new("0123456789");
         for version in [1, 2] {
-            let opts = SignOptions { version, ..Default::default() };
+            let opts = SignOptions {
+                version,
+                ..Default::default()
+            };
             let signed = create_signed_value_with(&secret, "foo", [0xe9], &opts).unwrap();
-            assert_eq!(decode_signed_value(&secret, "foo", &signed).unwrap(), [0xe9]);
+            assert_eq!(
+                decode_signed_value(&secret, "foo", &signed).unwrap(),
+                [0xe9]
+            );
         }
     }
 
@@ -649,9 +703,14 @@ mod tests {
     #[test]
     fn v1_digits_moved_to_the_timestamp() {
         let secret = CookieSecret::new("0123456789");
-        let opts = SignOptions { version: 1, ..Default::default() };
+        let opts = SignOptions {
+            version: 1,
+            ..Default::default()
+        };
         // base64 of these bytes is `12345678`.
-        let signed = create_signed_value_with(&secret, "foo", [0xd7, 0x6d, 0xf8, 0xe7, 0xae, 0xfc], &opts).unwrap();
+        let signed =
+            create_signed_value_with(&secret, "foo", [0xd7, 0x6d, 0xf8, 0xe7, 0xae, 0xfc], &opts)
+                .unwrap();
         let (payload, rest) = signed.split_once('|').unwrap();
         assert_eq!(payload, "12345678");
         let tampered = format!("1234|5678{rest}");

@@ -53,11 +53,11 @@ pub(crate) struct XsrfState {
 
 /// Tornado's `_get_raw_xsrf_token` tuple.
 #[derive(Clone)]
-struct RawToken {
+pub(crate) struct RawToken {
     /// The version of the cookie it was read from; `None`: made now.
     version: Option<u64>,
     /// The token itself: random bytes.
-    token: Vec<u8>,
+    pub(crate) token: Vec<u8>,
     /// When it was made (seconds since the epoch).
     timestamp: i64,
 }
@@ -130,13 +130,16 @@ fn parse_int(s: &str) -> Option<i64> {
 /// XORs `data` with the 4-byte `mask`, repeated (Tornado's
 /// `_websocket_mask`).
 fn mask_with(mask: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    data.iter().zip(mask.iter().cycle()).map(|(d, m)| d ^ m).collect()
+    data.iter()
+        .zip(mask.iter().cycle())
+        .map(|(d, m)| d ^ m)
+        .collect()
 }
 
 /// Tornado's `_decode_xsrf_token`: a cookie or submitted token to its raw
 /// form; `None` for one it cannot read (a version other than 2 is unknown,
 /// as in Tornado; version 1 has no prefix).
-fn decode_token(token: &str) -> Option<RawToken> {
+pub(crate) fn decode_token(token: &str) -> Option<RawToken> {
     match version_prefix(token.as_bytes()) {
         Some(2) => {
             let mut parts = token.split('|');
@@ -220,7 +223,13 @@ fn xsrf_argument(x: &Exchange) -> Option<String> {
     }
     let value: String = last?
         .chars()
-        .map(|c| if matches!(c, '\0'..='\x08' | '\x0e'..='\x1f') { ' ' } else { c })
+        .map(|c| {
+            if matches!(c, '\0'..='\x08' | '\x0e'..='\x1f') {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     Some(value.trim().to_owned())
 }
@@ -334,13 +343,11 @@ impl Exchange {
     /// submitted, it cannot be read, or it does not match.
     pub fn check_xsrf_cookie(&self) -> Result<(), Error> {
         let headers = self.request().headers();
-        let submitted = xsrf_argument(self)
-            .filter(|t| !t.is_empty())
-            .or_else(|| {
-                ["X-Xsrftoken", "X-Csrftoken"]
-                    .iter()
-                    .find_map(|h| headers.get(h).filter(|t| !t.is_empty()).map(str::to_owned))
-            });
+        let submitted = xsrf_argument(self).filter(|t| !t.is_empty()).or_else(|| {
+            ["X-Xsrftoken", "X-Csrftoken"]
+                .iter()
+                .find_map(|h| headers.get(h).filter(|t| !t.is_empty()).map(str::to_owned))
+        });
         let Some(submitted) = submitted else {
             return Err(HTTPError::new(403)
                 .log_message("'_xsrf' argument missing from POST")
@@ -374,9 +381,7 @@ pub(super) fn check_before_prepare(
         return Ok(());
     }
     match x.request().method {
-        Method::Post | Method::Put | Method::Patch | Method::Delete => {
-            handler.check_xsrf_cookie(x)
-        }
+        Method::Post | Method::Put | Method::Patch | Method::Delete => handler.check_xsrf_cookie(x),
         _ => Ok(()),
     }
 }
@@ -401,7 +406,10 @@ mod tests {
     #[test]
     fn tokens_decode() {
         // v1: hex, or the bytes themselves.
-        assert_eq!(decode_token("deadbeef").unwrap().token, [0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(
+            decode_token("deadbeef").unwrap().token,
+            [0xde, 0xad, 0xbe, 0xef]
+        );
         assert_eq!(decode_token("xoxo").unwrap().token, b"xoxo");
         assert_eq!(decode_token("abc").unwrap().token, b"abc");
         // v2: unmasked.

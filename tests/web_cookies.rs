@@ -93,7 +93,7 @@ fn cookie_app() -> Application {
         })
         .route("/get", || {
             F(|x| {
-                x.write(x.get_cookie("foo").unwrap_or("default").to_owned());
+                x.write(x.get_cookie("foo").unwrap_or("default"));
                 Ok(())
             })
         })

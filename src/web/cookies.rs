@@ -94,6 +94,7 @@ impl CookieSecret {
 
     /// The secret for a value signed with `key_version` (`None`: the
     /// single secret; a map needs a version).
+    #[cfg(feature = "signed_cookies")]
     pub(crate) fn key(&self, key_version: Option<u32>) -> Option<&[u8]> {
         match (self, key_version) {
             (CookieSecret::Single(secret), _) => Some(secret),

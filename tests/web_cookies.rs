@@ -1350,3 +1350,30 @@ fn xsrf_checks_streaming_handlers_before_prepare() {
     let r = request(s.addr, "POST", "/upload", &headers, "data");
     assert_eq!((r.status, r.text().as_str()), (200, "4 bytes"));
 }
+
+/// Tornado checks in `_execute`, before `prepare`: a refused request runs
+/// neither `prepare` nor the verb, and `on_finish` still runs.
+#[test]
+fn xsrf_check_comes_before_prepare() {
+    static FINISHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    struct Guarded;
+    impl RequestHandler for Guarded {
+        fn prepare(&mut self, _x: &Exchange) -> Result<(), Error> {
+            panic!("prepare ran for a forged request");
+        }
+        fn on_finish(&mut self) {
+            FINISHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let s = serve(|| {
+        Application::with_settings(Settings {
+            xsrf_cookies: true,
+            ..Default::default()
+        })
+        .route("/", || Guarded)
+    });
+    let r = request(s.addr, "POST", "/", &[], "");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("403: Forbidden"), "{}", r.text());
+    assert_eq!(FINISHED.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

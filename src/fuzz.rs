@@ -299,3 +299,40 @@ fn read_next(
         }
     });
 }
+
+/// The cookie parsers, on any text: the `Cookie` header parser
+/// (`httputil::parse_cookie`), the XSRF token decoder, and with
+/// `signed_cookies` the signed-value decoder. None may panic; the header's
+/// cookies are stripped and unique, and each that `format_set_cookie`
+/// accepts comes back unchanged through a `Set-Cookie` and a parse.
+pub fn cookie(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let cookies = httputil::parse_cookie(&text);
+    let mut names = std::collections::HashSet::new();
+    for (name, value) in &cookies {
+        assert!(names.insert(name.as_str()), "{name:?} twice in {text:?}");
+        assert!(!name.starts_with([' ', '\t']) && !name.ends_with([' ', '\t']));
+        let options = httputil::CookieOptions {
+            path: None,
+            ..Default::default()
+        };
+        if let Ok(line) = httputil::format_set_cookie(name, value, &options) {
+            assert!(httputil::check_header_value(&line).is_ok(), "{line:?}");
+            let back = httputil::parse_cookie(&line);
+            assert_eq!(back, [(name.clone(), value.clone())], "{line:?}");
+        }
+    }
+    if let Some(raw) = crate::web::xsrf::decode_token(&text) {
+        // A token read from `text` has at most as many bytes as it.
+        assert!(raw.token.len() <= text.len());
+    }
+    #[cfg(feature = "signed_cookies")]
+    {
+        use crate::web::{decode_signed_value, get_signature_key_version, CookieSecret};
+        let secret = CookieSecret::new("fuzz");
+        let versions = CookieSecret::versioned([(0, "a"), (1, "b")]);
+        assert_eq!(decode_signed_value(&secret, "n", &text), None);
+        assert_eq!(decode_signed_value(&versions, "n", &text), None);
+        let _ = get_signature_key_version(&text);
+    }
+}

@@ -4,7 +4,8 @@
 //! status reason phrases ([`responses`]), query strings ([`parse_qs_bytes`],
 //! [`url_unescape`], [`url_escape`]), a [`ChunkedDecoder`] for
 //! `Transfer-Encoding: chunked` bodies, and HTTP dates ([`format_timestamp`],
-//! cached per second by [`HttpDate`]).
+//! cached per second by [`HttpDate`]), and cookies ([`parse_cookie`],
+//! [`format_set_cookie`]).
 //!
 //! ```
 //! use squall::httputil::{parse_qs_bytes, responses, HTTPHeaders};
@@ -21,11 +22,13 @@
 //! ```
 
 mod chunked;
+mod cookie;
 mod date;
 mod headers;
 mod url;
 
 pub use chunked::*;
+pub use cookie::*;
 pub use date::*;
 pub use headers::*;
 pub use url::*;

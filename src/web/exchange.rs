@@ -37,6 +37,9 @@ pub(crate) struct Inner {
     entered: RefCell<Option<Entered>>,
     /// The route's handler's `write_error`.
     error_page: Cell<ErrorPage>,
+    /// Cookies, XSRF token and current user, made on first use (see
+    /// cookies.rs): a request that uses none pays nothing.
+    cookie_state: std::cell::OnceCell<Box<super::cookies::CookieState>>,
 }
 
 /// Finished exchanges, emptied, kept by an application for its next
@@ -92,6 +95,7 @@ impl Exchange {
                 in_method: Cell::new(false),
                 entered: RefCell::new(None),
                 error_page: Cell::new(default_error_page),
+                cookie_state: std::cell::OnceCell::new(),
             }),
         }
     }
@@ -113,6 +117,16 @@ impl Exchange {
         inner.start =
             log::log_enabled!(target: "squall::access", log::Level::Info).then(Instant::now);
         Ok(Exchange { inner: rc })
+    }
+
+    /// This request's cookie state (cookies.rs), made on first use.
+    pub(super) fn cookie_state(&self) -> &super::cookies::CookieState {
+        self.inner.cookie_state.get_or_init(Box::default)
+    }
+
+    /// The response headers, for cookies.rs to replace a `Set-Cookie`.
+    pub(super) fn with_headers<R>(&self, f: impl FnOnce(&mut HTTPHeaders) -> R) -> R {
+        f(&mut self.inner.headers.borrow_mut())
     }
 
     /// The request.
@@ -508,6 +522,9 @@ impl Exchange {
         *inner.handler.get_mut() = None;
         inner.start = None;
         inner.error_page.set(default_error_page);
+        if let Some(state) = inner.cookie_state.get_mut() {
+            state.reset();
+        }
         if spare.is_none() {
             *spare = Some(Exchange { inner: rc });
             return;

@@ -39,10 +39,15 @@
 //! a client never waits for a response nobody will finish. After the
 //! response is finished, such an error is only logged.
 
+mod auth;
+mod cookies;
 mod error;
 mod exchange;
 mod route;
 mod settings;
+#[cfg(feature = "signed_cookies")]
+mod signed;
+pub(crate) mod xsrf;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -53,12 +58,22 @@ use crate::future::Future;
 use crate::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServerConnectionDelegate, HTTPServerRequest, Method,
 };
+/// Cookie attributes and `SameSite`, from [`httputil`](crate::httputil).
+pub use crate::httputil::{CookieOptions, SameSite};
 use crate::stack_context::{self, ReusableContext};
+pub use auth::{authenticated, Authenticated};
+pub use cookies::CookieSecret;
 pub use error::HTTPError;
 pub use exchange::Exchange;
 use exchange::Pool;
 use route::Pattern;
 pub use settings::Settings;
+#[cfg(feature = "signed_cookies")]
+pub use signed::{
+    create_signed_value, create_signed_value_with, decode_signed_value, decode_signed_value_with,
+    get_signature_key_version, DecodeOptions, SignOptions,
+};
+use xsrf::XsrfState;
 
 /// A request handler; a fresh one answers each request (Tornado's
 /// `RequestHandler`).
@@ -186,6 +201,39 @@ pub trait RequestHandler: 'static {
     /// answers 500 and the rest of the body is dropped.
     fn data_received(&mut self, x: &Exchange, chunk: &[u8]) -> Result<Option<Future<()>>, Error> {
         Ok(None)
+    }
+
+    /// Who is logged in, from the request (Tornado's `get_current_user`):
+    /// usually a signed cookie's value. Called at most once per request,
+    /// through [`current_user`](Self::current_user). Default: nobody.
+    fn get_current_user(&mut self, x: &Exchange) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+
+    /// The current user (Tornado's `self.current_user`): the one set with
+    /// [`Exchange::set_current_user`], else what
+    /// [`get_current_user`](Self::get_current_user) says, asked once and
+    /// kept for the request (then also [`Exchange::current_user`]). Not
+    /// meant to be overridden.
+    fn current_user(&mut self, x: &Exchange) -> Result<Option<String>, Error> {
+        auth::current_user_of(self, x)
+    }
+
+    /// Where [`authenticated`] sends a visitor not logged in (Tornado's
+    /// `get_login_url`). Default: the `login_url` setting, and an
+    /// [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) error
+    /// (a 500) without one.
+    fn get_login_url(&mut self, x: &Exchange) -> Result<String, Error> {
+        auth::login_url_setting(x)
+    }
+
+    /// The XSRF check run before [`prepare`](Self::prepare) for `POST`,
+    /// `PUT`, `PATCH` and `DELETE` when the `xsrf_cookies` setting is on
+    /// (Tornado's `check_xsrf_cookie`). Default:
+    /// [`Exchange::check_xsrf_cookie`]; override with `Ok(())` to exempt a
+    /// handler (an API that authenticates otherwise).
+    fn check_xsrf_cookie(&mut self, x: &Exchange) -> Result<(), Error> {
+        x.check_xsrf_cookie()
     }
 }
 
@@ -532,9 +580,12 @@ impl HTTPMessageDelegate for RequestDelegate {
                 return;
             }
         };
-        let result = self
-            .app
-            .in_method(&x, || callback::catch_value(|| handler.prepare(&x)));
+        let result = self.app.in_method(&x, || {
+            callback::catch_value(|| {
+                xsrf::check_before_prepare(&mut *handler, &x)?;
+                handler.prepare(&x)
+            })
+        });
         if let Ok(Err(err)) | Err(err) = result {
             x.handler_failed(err);
         }
@@ -670,6 +721,7 @@ impl RequestDelegate {
                     (None, None) => return Ok(()),
                 };
                 if !prepared {
+                    xsrf::check_before_prepare(&mut **handler, &x)?;
                     handler.prepare(&x)?;
                 }
                 if !x.finished() {

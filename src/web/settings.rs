@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use super::CookieSecret;
+use crate::httputil::CookieOptions;
+
 /// What an [`Application`](super::Application) is configured with, under
 /// Tornado's setting names; every handler reads them through
 /// [`Exchange::settings`](super::Exchange::settings) (Tornado's
@@ -38,6 +41,33 @@ pub struct Settings {
     /// HTML-escape template expressions (Tornado's `autoescape`, whose
     /// default is `"xhtml_escape"`). Default on.
     pub autoescape: bool,
+    /// The secret that signs cookies (Tornado's `cookie_secret`): one
+    /// secret, or several by key version to rotate them (with
+    /// [`key_version`](Self::key_version) naming the one that signs). Used
+    /// with feature `signed_cookies`. Never logged: its `Debug` hides it.
+    pub cookie_secret: Option<CookieSecret>,
+    /// Which secret of a [`CookieSecret::Versioned`] signs new values
+    /// (Tornado's `key_version`); values signed with the others are still
+    /// read.
+    pub key_version: Option<u32>,
+    /// Check the XSRF token of every `POST`, `PUT`, `PATCH` and `DELETE`
+    /// before `prepare` (Tornado's `xsrf_cookies`); see
+    /// [`Exchange::check_xsrf_cookie`](super::Exchange::check_xsrf_cookie).
+    /// Default off.
+    pub xsrf_cookies: bool,
+    /// The cookie holding the XSRF token (Tornado's `xsrf_cookie_name`).
+    /// Default `_xsrf`.
+    pub xsrf_cookie_name: String,
+    /// The form of new XSRF tokens (Tornado's `xsrf_cookie_version`): 2,
+    /// masked afresh on every request (the default), or 1, the bare token
+    /// in hex. Both are read.
+    pub xsrf_cookie_version: u8,
+    /// The attributes of the XSRF cookie (Tornado's `xsrf_cookie_kwargs`),
+    /// e.g. `secure` and `httponly`.
+    pub xsrf_cookie_kwargs: CookieOptions,
+    /// Where [`authenticated`](super::authenticated) sends a visitor who
+    /// is not logged in (Tornado's `login_url`).
+    pub login_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -48,6 +78,13 @@ impl Default for Settings {
             compress_response: false,
             template_path: None,
             autoescape: true,
+            cookie_secret: None,
+            key_version: None,
+            xsrf_cookies: false,
+            xsrf_cookie_name: "_xsrf".to_owned(),
+            xsrf_cookie_version: 2,
+            xsrf_cookie_kwargs: CookieOptions::default(),
+            login_url: None,
         }
     }
 }

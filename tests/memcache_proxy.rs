@@ -81,6 +81,7 @@ impl Cluster {
                 dead_retry: DEAD_RETRY,
                 ..Options::default()
             },
+            window_bytes: proxy::WINDOW_BYTES,
         })
         .expect("cannot start the proxy");
         Cluster {

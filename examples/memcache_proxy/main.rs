@@ -13,8 +13,10 @@
 //!                                     exit 0 if all is well
 //! memcache_proxy --listen ADDR --upstream ADDR [--upstream ADDR ...]
 //!                [--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N]
+//!                [--item-size-max SIZE] [--window-bytes SIZE]
 //!                [--processes N]      serve until SIGINT or SIGTERM (with N != 1:
-//!                                     from N forked processes, 0 = one per CPU)
+//!                                     from N forked processes, 0 = one per CPU);
+//!                                     SIZE in bytes, or with k or m (KiB, MiB)
 //! memcache_proxy --load ADDR [--clients N] [--seconds S] [--value-size B] [--keys K]
 //!                                     the benchmark's load client (bench/memcache.sh)
 //! ```
@@ -32,8 +34,36 @@
 //! answer `SERVER_ERROR <reason>` at once (it is retried after
 //! `--dead-retry-ms`); the other keys are served as usual. `stats` answers
 //! the proxy's own counters: connections, live sessions, pending timeouts
-//! and fd handlers of its loop, and the state of each upstream. A value over
-//! 1 MiB (memcached's default item limit) is refused without being buffered.
+//! and fd handlers of its loop, answer bytes held (`answer_bytes`, and the
+//! most one connection ever held, `max_connection_answer_bytes`), and the
+//! state of each upstream. A client speaking the binary protocol (first
+//! byte 0x80) is answered `CLIENT_ERROR binary protocol is not supported`
+//! and closed at once.
+//!
+//! A `get` answer is streamed, as memcached streams it: its keys are fetched
+//! in windows, each written to the client and taken by its socket before
+//! the next is fetched, so a client that asks for 300 copies of a 1 MiB
+//! value in a 1.2 KB request, or reads slowly, or not at all, costs the
+//! proxy one window, and a client that reads late still gets every value.
+//! If an upstream fails before any value of a `get` went out, the answer is
+//! `SERVER_ERROR <reason>` alone; after, its keys in that window are left
+//! out (misses, counted in `upstream_errors`) and `END` still comes last.
+//!
+//! The bounds, per client connection:
+//! - the item limit, `--item-size-max` (default 1 MiB, memcached's `-I`; set
+//!   it to your memcached's): a larger value is refused without being
+//!   buffered, from a client or an upstream;
+//! - `get` values in flight, `--window-bytes` (default 4 MiB): a window is
+//!   that many bytes of the item limit, 4 keys of 1 MiB, so the answer held
+//!   is at most 4 MiB plus the `VALUE` lines, however long the `get`. Larger
+//!   windows are fewer round trips for a long multi-get (with 4 keys a
+//!   window, 100 small values take 25 of them) for more memory;
+//! - a `get`/`gets` line: 2 MiB and 100,000 keys (`CLIENT_ERROR line too
+//!   long` and close past 2 MiB, `CLIENT_ERROR too many keys` past the
+//!   count); any other line: 64 KiB;
+//! - commands in flight: 256 (a client that sends without reading is not
+//!   read further), with the answers of other commands waiting for a `get`
+//!   ahead of them.
 //!
 //! The modules: [`protocol`] (client commands, parsed with limits), [`reply`]
 //! (server replies), [`hash`] (the consistent-hash ring), [`client`] (the
@@ -76,7 +106,8 @@ use testkit::{Memcached, TextClient};
 type BoxResult<T> = Result<T, Box<dyn StdError>>;
 
 const USAGE: &str = "usage: memcache_proxy [--listen ADDR --upstream ADDR [--upstream ADDR ...] \
-[--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N] [--processes N]] | --load ADDR [--clients N] \
+[--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N] [--processes N] [--item-size-max SIZE] \
+[--window-bytes SIZE]] | --load ADDR [--clients N] \
 [--seconds S] [--value-size B] [--keys K] | --self-test";
 
 fn main() -> BoxResult<()> {
@@ -109,6 +140,21 @@ fn parse<T: std::str::FromStr>(name: &str, value: &str) -> BoxResult<T> {
         .map_err(|_| format!("{name}: bad value {value:?}").into())
 }
 
+/// A size in bytes, with an optional `k` or `m` (KiB, MiB) as memcached's
+/// `-I` takes it; at least 1.
+fn parse_size(name: &str, value: &str) -> BoxResult<usize> {
+    let lower = value.to_ascii_lowercase();
+    let (digits, unit) = match lower.as_bytes().last() {
+        Some(b'k') => (&lower[..lower.len() - 1], 1024),
+        Some(b'm') => (&lower[..lower.len() - 1], 1024 * 1024),
+        _ => (&lower[..], 1),
+    };
+    let n: usize = parse(name, digits)?;
+    n.checked_mul(unit)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{name}: bad size {value:?}").into())
+}
+
 /// `HOST:PORT` (a name is resolved once, at start) as an address.
 fn resolve(name: &str, value: &str) -> BoxResult<SocketAddr> {
     use std::net::ToSocketAddrs;
@@ -125,6 +171,7 @@ fn serve(args: &[String]) -> BoxResult<()> {
     let mut options = Options::default();
     let mut connect_timeout = None;
     let mut processes = 1;
+    let mut window_bytes = proxy::WINDOW_BYTES;
     for (name, value) in pairs(args)? {
         match name {
             "--listen" => listen = Some(resolve(name, value)?),
@@ -135,6 +182,8 @@ fn serve(args: &[String]) -> BoxResult<()> {
             }
             "--dead-retry-ms" => options.dead_retry = Duration::from_millis(parse(name, value)?),
             "--processes" => processes = parse(name, value)?,
+            "--item-size-max" => options.max_value = parse_size(name, value)?,
+            "--window-bytes" => window_bytes = parse_size(name, value)?,
             _ => return Err(format!("unknown option {name}\n{USAGE}").into()),
         }
     }
@@ -147,6 +196,7 @@ fn serve(args: &[String]) -> BoxResult<()> {
         listen,
         upstreams,
         options,
+        window_bytes,
     };
     if processes != 1 {
         // Forks; returns in each child, which serves until SIGTERM/SIGINT
@@ -249,6 +299,7 @@ fn self_test() -> BoxResult<()> {
             dead_retry,
             ..Options::default()
         },
+        window_bytes: proxy::WINDOW_BYTES,
     })?;
     println!("the proxy, on {}:", proxy.addr);
     let mut c = TextClient::connect(proxy.addr)?;

@@ -43,13 +43,12 @@ use squall::stack_context::ExceptionStackContext;
 use squall::{Error, Future, IOLoop, IOStream, Remote, TCPServer};
 
 use super::client::{Client, MemcacheError, Options};
-use super::protocol::{Command, CommandParser, Keys, Parsed, ITEM_SIZE_MAX};
+use super::protocol::{Command, CommandParser, Keys, Parsed};
 use super::reply::Item;
 
 /// Commands one client may have in flight before the proxy stops reading it.
 pub const MAX_PIPELINE: usize = 256;
-/// The values of a `get` one connection may have in flight: a window is as
-/// many keys as values of the largest size (the item limit) fit in this.
+/// The default of [`Config::window_bytes`].
 pub const WINDOW_BYTES: usize = 4 * 1024 * 1024;
 /// The most keys in a window, however small the item limit.
 pub const MAX_WINDOW_KEYS: usize = 256;
@@ -69,8 +68,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The upstream memcached servers.
     pub upstreams: Vec<SocketAddr>,
-    /// The client's timeouts.
+    /// The client's timeouts, and the item size limit (`max_value`, as
+    /// memcached's `-I`), for values in both directions.
     pub options: Options,
+    /// The values of a `get` one client connection may have in flight: a
+    /// window is as many keys as values of the item limit fit in this (4
+    /// keys of 1 MiB by default). More is fewer round trips for large
+    /// multi-gets and more memory per connection.
+    pub window_bytes: usize,
 }
 
 struct Shared {
@@ -86,6 +91,8 @@ struct Shared {
     upstream_errors: Cell<u64>,
     /// Keys of a `get` one connection may have in flight.
     window_keys: usize,
+    /// The item size limit, for values from clients.
+    max_value: usize,
     /// Answer bytes held for all connections (ready, or written and not
     /// yet taken by the kernel).
     answer_bytes: Cell<usize>,
@@ -104,7 +111,9 @@ impl Shared {
             live_sessions: Cell::new(0),
             commands: Cell::new(0),
             upstream_errors: Cell::new(0),
-            window_keys: (WINDOW_BYTES / config.options.max_value.max(1)).clamp(1, MAX_WINDOW_KEYS),
+            window_keys: (config.window_bytes / config.options.max_value.max(1))
+                .clamp(1, MAX_WINDOW_KEYS),
+            max_value: config.options.max_value,
             answer_bytes: Cell::new(0),
             max_connection_answer_bytes: Cell::new(0),
         })
@@ -268,7 +277,7 @@ impl Session {
             stream: stream.clone(),
             peer,
             inbuf: RefCell::new(Vec::new()),
-            parser: RefCell::new(CommandParser::new(ITEM_SIZE_MAX)),
+            parser: RefCell::new(CommandParser::new(shared.max_value)),
             slots: RefCell::new(VecDeque::new()),
             first_seq: Cell::new(0),
             reading: Cell::new(false),

@@ -1106,6 +1106,30 @@ fn a_multi_get_of_three_thousand_keys_is_answered_whole() {
     assert!(long.line().is_err(), "the connection should be closed");
 }
 
+/// memcslap's own multi-get, as the issue ran it: it stores 3,000 keys
+/// through the proxy, asks for all of them in one `get` line of ~120 KB and
+/// says how many came back.
+#[test]
+fn memcslap_mget_of_three_thousand_keys_through_the_proxy() {
+    if !need::ready(&[Peer::Memcached, Peer::Memcslap]) {
+        return;
+    }
+    let cluster = Cluster::start(2);
+    let output = Command::new("memcslap")
+        .arg(format!("--servers=127.0.0.1:{}", cluster.proxy.addr.port()))
+        .args(["--test=mget", "--execute-number=3000", "--tcp-nodelay"])
+        .output()
+        .expect("cannot run memcslap");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("Time to mget"))
+        .unwrap_or_else(|| panic!("no mget line in {stdout}"));
+    assert!(line.contains(" 3000 keys"), "{line}");
+    assert_eq!(cluster.stat("upstream_errors"), "0");
+}
+
 #[test]
 fn a_binary_protocol_request_is_refused_at_once() {
     if !need::ready(&[Peer::Memcached]) {

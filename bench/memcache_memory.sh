@@ -5,7 +5,7 @@
 # memcached). Prints the proxy's peak RSS (VmHWM) before and after, how much
 # of the answer arrived and how long it took; then memcslap's `--test=mget`
 # of 3,000 keys (a 120 KB line) and a binary-protocol request, through the
-# proxy.
+# proxy; last, what the bound costs a multi-get of small values.
 #
 #   bash bench/memcache_memory.sh
 #   PROXY_BIN=path/to/an/older/memcache_proxy bash bench/memcache_memory.sh   # compare
@@ -52,10 +52,10 @@ wait_port "$PROXY_PORT"
 hwm() { awk '/VmHWM/ {print $2 " kB"}' "/proc/$PROXY_PID/status"; }
 
 echo "== $(date -u +%FT%TZ), $(nproc) cores, memcached $(memcached -V | cut -d' ' -f2), proxy $PROXY_BIN"
-echo "proxy peak RSS at start: $(hwm)"
-python3 - "$PROXY_PORT" "$COPIES" <<'PY'
+big_get() {  # PORT LABEL: set the value, get it COPIES times in one request, count what comes
+  python3 - "$1" "$COPIES" "$2" <<'PY'
 import socket, sys, time
-port, copies = int(sys.argv[1]), int(sys.argv[2])
+port, copies, label = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 value = bytes(i % 251 for i in range(1024 * 1024 - 1024))
 s = socket.create_connection(("127.0.0.1", port))
 s.sendall(b"set big 0 0 %d\r\n" % len(value) + value + b"\r\n")
@@ -74,9 +74,13 @@ while got < want:
     tail = (tail + data)[-5:]
 took = time.time() - started
 ok = got == want and tail == b"END\r\n"
-print(f"{len(request)}-byte request, get of one {len(value)}-byte value x {copies}: "
+print(f"{label}: {len(request)}-byte request, get of one {len(value)}-byte value x {copies}: "
       f"{got} of {want} bytes in {took:.2f} s, {'whole, END last' if ok else 'CONNECTION DROPPED'}")
 PY
+}
+big_get "$MC_PORT" "memcached direct"
+echo "proxy peak RSS at start: $(hwm)"
+big_get "$PROXY_PORT" "through the proxy"
 echo "proxy peak RSS after:    $(hwm)"
 
 echo "== memcslap --test=mget --execute-number=3000 (one 3,000-key get line) through the proxy"
@@ -123,3 +127,44 @@ except socket.timeout:
 print(f"   {answer!r} after {time.time() - started:.3f} s")
 PY
 echo "proxy peak RSS at the end: $(hwm)"
+
+# What the bound costs: a window is 4 keys (4 MiB of 1 MiB values), so a
+# long multi-get of small values takes one upstream round trip per 4 keys;
+# `--window-bytes 64m` (64 keys a window) is shown beside it. Skipped for
+# an older binary without the option.
+if "$PROXY_BIN" --help | grep -q -- --window-bytes; then
+  WIDE_PORT=$(free_port)
+  "$PROXY_BIN" --listen "127.0.0.1:$WIDE_PORT" --upstream "127.0.0.1:$MC_PORT" --timeout-ms 5000 \
+    --window-bytes 64m >/dev/null &
+  PIDS+=($!)
+  wait_port "$WIDE_PORT"
+fi
+echo "== one get of N 100-byte values, 2000 times on one connection: p50 / p99"
+for n in 1 10 100; do
+  for target in "direct $MC_PORT" "proxy $PROXY_PORT" ${WIDE_PORT:+"proxy-64m $WIDE_PORT"}; do
+    set -- $target
+    python3 - "$2" "$n" "$1" <<'PY'
+import socket, sys, time
+port, n, label = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection(("127.0.0.1", port))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+keys = [b"small:%d" % i for i in range(n)]
+s.sendall(b"".join(b"set %s 0 0 100 noreply\r\n%s\r\n" % (k, b"x" * 100) for k in keys) + b"version\r\n")
+buf = b""
+while not buf.endswith(b"\r\n"):
+    buf += s.recv(100)
+line = b"get " + b" ".join(keys) + b"\r\n"
+times = []
+for _ in range(2000):
+    started = time.perf_counter()
+    s.sendall(line)
+    buf = b""
+    while not buf.endswith(b"END\r\n"):
+        buf += s.recv(1 << 20)
+    times.append(time.perf_counter() - started)
+    assert buf.count(b"VALUE ") == n
+times.sort()
+print(f"   {n:3} keys, {label:9}: {times[1000] * 1e3:.3f} ms / {times[1980] * 1e3:.3f} ms")
+PY
+  done
+done

@@ -395,10 +395,12 @@ pub fn strip_cr(line: &[u8]) -> &[u8] {
 }
 
 /// Whether the buffered start of a line is a `get`/`gets` (those may be
-/// longer than other lines).
+/// longer than other lines). Only the first [`MAX_LINE`] bytes count, so
+/// the answer is the same however the line arrives in pieces.
 fn is_get_line(buf: &[u8]) -> bool {
-    let start = buf.iter().position(|&b| b != b' ').unwrap_or(buf.len());
-    let rest = &buf[start..];
+    let head = &buf[..buf.len().min(MAX_LINE)];
+    let start = head.iter().position(|&b| b != b' ').unwrap_or(head.len());
+    let rest = &head[start..];
     rest.starts_with(b"get ") || rest.starts_with(b"gets ")
 }
 

@@ -7,6 +7,9 @@
 //! installs both).
 
 #[allow(dead_code)]
+#[path = "../examples/memcache_proxy/answer.rs"]
+mod answer;
+#[allow(dead_code)]
 #[path = "../examples/memcache_proxy/client.rs"]
 mod client;
 #[allow(dead_code)]

@@ -68,11 +68,14 @@
 //! The modules: [`protocol`] (client commands, parsed with limits), [`reply`]
 //! (server replies), [`hash`] (the consistent-hash ring), [`client`] (the
 //! article's client) over [`upstream`] (servers and their pipelined
-//! connections), [`proxy`] (the server), plus [`testkit`], [`fake`] and
-//! [`load`] for testing and measuring.
+//! connections), [`proxy`] (the server) and [`answer`] (its answers on their
+//! way out), plus [`testkit`], [`fake`] and [`load`] for testing and
+//! measuring.
 
 // The modules are complete (tests/memcache_proxy.rs uses them too); this
 // program uses parts of them.
+#[allow(dead_code)]
+mod answer;
 #[allow(dead_code)]
 mod client;
 mod fake;

@@ -42,8 +42,9 @@ use std::time::Instant;
 use squall::stack_context::ExceptionStackContext;
 use squall::{Error, Future, IOLoop, IOStream, Remote, TCPServer};
 
+use super::answer::{Answer, GetStream, Pieces, Slot, Window};
 use super::client::{Client, MemcacheError, Options};
-use super::protocol::{Command, CommandParser, Keys, Parsed};
+use super::protocol::{Command, CommandParser, Parsed};
 use super::reply::Item;
 
 /// Commands one client may have in flight before the proxy stops reading it.
@@ -54,8 +55,6 @@ pub const WINDOW_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_WINDOW_KEYS: usize = 256;
 /// A safety net only: the windows keep a connection's answers far below it.
 const MAX_WRITE_BUFFER: usize = 64 * 1024 * 1024;
-/// Answer pieces at least this big are written as they are, not copied.
-const BIG_PIECE: usize = 16 * 1024;
 /// How much a session asks its stream for at a time.
 const READ_CHUNK: usize = 64 * 1024;
 /// What `version` answers.
@@ -182,59 +181,6 @@ impl Proxy {
         self.server.stop();
         self.shared.client.close();
     }
-}
-
-/// A `get` being answered window by window.
-struct GetStream {
-    keys: Keys,
-    cas: bool,
-    /// The first key not yet asked for.
-    next: Cell<usize>,
-    /// A value of it has been written: an error can no longer be its answer.
-    sent: Cell<bool>,
-    /// It was answered with an error line: what is left of it writes nothing.
-    aborted: Cell<bool>,
-}
-
-/// One window's values (one entry per key), and the error of an upstream
-/// that failed to answer its part.
-struct Window {
-    get: Rc<GetStream>,
-    values: Vec<Option<Item>>,
-    error: Option<String>,
-    /// It holds the last keys: `END` follows it.
-    last: bool,
-}
-
-/// A command's answer.
-enum Answer {
-    Bytes(Vec<u8>),
-    Window(Window),
-}
-
-impl Answer {
-    /// Its size on the wire (near enough, for the stats).
-    fn size(&self) -> usize {
-        match self {
-            Answer::Bytes(bytes) => bytes.len(),
-            Answer::Window(w) => w
-                .values
-                .iter()
-                .flatten()
-                .map(|item| item.data.len() + item.key.len() + 48)
-                .sum(),
-        }
-    }
-}
-
-/// A place in the answer queue.
-struct Slot {
-    /// `None` while the command is in flight.
-    answer: Option<Answer>,
-    /// Keys of a `get` window it reserves.
-    keys: usize,
-    /// Answer bytes counted in `Session::held`.
-    bytes: usize,
 }
 
 /// One client connection.
@@ -490,16 +436,7 @@ impl Session {
             );
         }
         for item in window.values.into_iter().flatten() {
-            let mut head = Vec::with_capacity(item.key.len() + 48);
-            head.extend_from_slice(b"VALUE ");
-            head.extend_from_slice(&item.key);
-            let _ = match item.cas {
-                Some(cas) => write!(head, " {} {} {cas}\r\n", item.flags, item.data.len()),
-                None => write!(head, " {} {}\r\n", item.flags, item.data.len()),
-            };
-            out.push(head);
-            out.push(item.data);
-            out.push(b"\r\n".to_vec());
+            out.push_item(item);
             get.sent.set(true);
         }
         if window.last {
@@ -822,27 +759,6 @@ fn error_line(err: &Error) -> String {
 
 fn one_line(s: &str) -> String {
     s.replace(['\r', '\n'], " ")
-}
-
-/// Answer bytes on their way to one write each: small pieces gathered into
-/// one buffer, big ones (values) kept as they are, so nothing large is copied.
-#[derive(Default)]
-struct Pieces {
-    pieces: Vec<Vec<u8>>,
-}
-
-impl Pieces {
-    fn push(&mut self, piece: Vec<u8>) {
-        if piece.is_empty() {
-            return;
-        }
-        match self.pieces.last_mut() {
-            Some(tail) if piece.len() < BIG_PIECE && tail.len() < BIG_PIECE => {
-                tail.extend_from_slice(&piece)
-            }
-            _ => self.pieces.push(piece),
-        }
-    }
 }
 
 /// A proxy running on its own thread and loop, stopped when dropped (for

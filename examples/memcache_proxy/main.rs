@@ -409,8 +409,40 @@ fn self_test() -> BoxResult<()> {
         "a value just under 1 MiB is stored",
     )?;
     check(
-        c.get_one("almost")? == Ok(Some(almost)),
+        c.get_one("almost")? == Ok(Some(almost.clone())),
         "and comes back whole",
+    )?;
+
+    // A get of 64 MiB in a 0.4 KB request streams through one window.
+    c.send(format!("get{}\r\n", " almost".repeat(64)).as_bytes())?;
+    let streamed = c.for_each_value(|_, _, data, _| assert!(data == &almost[..]))?;
+    let held = c.stats()?.get("max_connection_answer_bytes").cloned();
+    let held: usize = held.unwrap_or_default().parse()?;
+    check(
+        streamed == Ok(64) && held <= proxy::WINDOW_BYTES + 64 * 1024,
+        format_args!("64 copies of a 1 MiB value, streamed; at most {held} bytes held"),
+    )?;
+    // A multi-get line of 3,000 keys (120 KB), as memcslap's mget sends.
+    let many: Vec<String> = (0..3000)
+        .map(|i| format!("many:{i:05}:{}", "k".repeat(30)))
+        .collect();
+    for key in many.iter().step_by(100) {
+        c.set(key, key.as_bytes())?;
+    }
+    let asked: Vec<&str> = many.iter().map(String::as_str).collect();
+    let got = c.get(&asked)?.map_err(|line| format!("long get: {line}"))?;
+    check(
+        got.len() == 30 && got.iter().all(|(k, _, v, _)| v == k.as_bytes()),
+        "a get of 3,000 keys in one line",
+    )?;
+    // The binary protocol: refused at once, and closed.
+    let mut binary = TextClient::connect(proxy.addr)?;
+    binary.set_read_timeout(Duration::from_secs(1))?;
+    binary.send(&[0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
+    let answer = binary.line()?;
+    check(
+        answer == "CLIENT_ERROR binary protocol is not supported" && binary.line().is_err(),
+        format_args!("a binary request: {answer:?}, closed"),
     )?;
 
     if real {

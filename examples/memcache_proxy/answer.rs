@@ -9,7 +9,6 @@
 //! error can no longer be the answer).
 
 use std::cell::Cell;
-use std::io::Write as _;
 use std::rc::Rc;
 
 use super::protocol::Keys;
@@ -90,10 +89,8 @@ pub struct Pieces {
 impl Pieces {
     /// Adds `piece` at the end.
     pub fn push(&mut self, piece: Vec<u8>) {
-        if piece.is_empty() {
-            return;
-        }
         match self.pieces.last_mut() {
+            _ if piece.is_empty() => {}
             Some(tail) if piece.len() < BIG_PIECE && tail.len() < BIG_PIECE => {
                 tail.extend_from_slice(&piece)
             }
@@ -101,19 +98,27 @@ impl Pieces {
         }
     }
 
-    /// Adds a `VALUE` block: its line, the value itself (moved, not
-    /// copied), and its line end.
+    /// Adds a copy of the small `bytes` at the end.
+    pub fn push_slice(&mut self, bytes: &[u8]) {
+        match self.pieces.last_mut() {
+            Some(tail) if tail.len() < BIG_PIECE => tail.extend_from_slice(bytes),
+            _ if bytes.is_empty() => {}
+            _ => self.pieces.push(bytes.to_vec()),
+        }
+    }
+
+    /// Adds a `VALUE` block: its line, the value itself (moved, not copied
+    /// unless small), and its line end.
     pub fn push_item(&mut self, item: Item) {
-        let mut head = Vec::with_capacity(item.key.len() + 48);
-        head.extend_from_slice(b"VALUE ");
-        head.extend_from_slice(&item.key);
-        let _ = match item.cas {
-            Some(cas) => write!(head, " {} {} {cas}\r\n", item.flags, item.data.len()),
-            None => write!(head, " {} {}\r\n", item.flags, item.data.len()),
+        self.push_slice(b"VALUE ");
+        self.push_slice(&item.key);
+        let line_end = match item.cas {
+            Some(cas) => format!(" {} {} {cas}\r\n", item.flags, item.data.len()),
+            None => format!(" {} {}\r\n", item.flags, item.data.len()),
         };
-        self.push(head);
+        self.push_slice(line_end.as_bytes());
         self.push(item.data);
-        self.push(b"\r\n".to_vec());
+        self.push_slice(b"\r\n");
     }
 }
 
@@ -133,7 +138,13 @@ mod tests {
             data,
             cas: Some(9),
         });
-        out.push(b"END\r\n".to_vec());
+        out.push_slice(b"END\r\n");
+        out.push_item(Item {
+            key: b"small".to_vec(),
+            flags: 0,
+            data: b"v".to_vec(),
+            cas: None,
+        });
         let pieces = &out.pieces;
         assert_eq!(
             pieces.len(),
@@ -146,6 +157,6 @@ mod tests {
             at,
             "the value is the one fetched, not a copy"
         );
-        assert_eq!(pieces[2], b"\r\nEND\r\n");
+        assert_eq!(pieces[2], b"\r\nEND\r\nVALUE small 0 1\r\nv\r\n");
     }
 }

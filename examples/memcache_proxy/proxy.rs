@@ -422,7 +422,7 @@ impl Session {
             if !get.sent.get() {
                 // Nothing of it out yet: the error is the whole answer, as
                 // for any command, and the rest of it is not fetched.
-                out.push(format!("{error}\r\n").into_bytes());
+                out.push_slice(format!("{error}\r\n").as_bytes());
                 get.aborted.set(true);
                 let mut open = self.open_get.borrow_mut();
                 if open.as_ref().is_some_and(|g| Rc::ptr_eq(g, get)) {
@@ -440,7 +440,7 @@ impl Session {
             get.sent.set(true);
         }
         if window.last {
-            out.push(b"END\r\n".to_vec());
+            out.push_slice(b"END\r\n");
         }
     }
 

@@ -322,9 +322,9 @@ impl Client {
     /// `get`/`gets` of several keys, split across their servers; `callback`
     /// gets one entry per key, in order (`None` for a miss). If any server
     /// fails, the whole call fails with its error.
-    pub fn get_multi(
+    pub fn get_multi<K: AsRef<[u8]>>(
         &self,
-        keys: &[Vec<u8>],
+        keys: &[K],
         cas: bool,
         callback: impl FnOnce(Vec<Option<Item>>) + 'static,
         fail_callback: impl FnOnce(Error) + 'static,
@@ -338,13 +338,14 @@ impl Client {
         }
         let mut groups: BTreeMap<Option<usize>, Vec<&[u8]>> = BTreeMap::new();
         for key in keys {
+            let key = key.as_ref();
             let group = groups.entry(self.server_for(key)).or_default();
-            if !group.contains(&key.as_slice()) {
+            if !group.contains(&key) {
                 group.push(key);
             }
         }
         let join = Rc::new(RefCell::new(Join {
-            keys: keys.to_vec(),
+            keys: keys.iter().map(|k| k.as_ref().to_vec()).collect(),
             found: HashMap::new(),
             left: groups.len(),
             callback: Some(Box::new(callback)),
@@ -371,6 +372,7 @@ impl Client {
                 move |items: Vec<Item>| {
                     let done = {
                         let mut j = ok.borrow_mut();
+                        let j = &mut *j;
                         for item in items {
                             j.found.insert(item.key.clone(), item);
                         }
@@ -378,7 +380,7 @@ impl Client {
                         if j.left > 0 || j.fail_callback.is_none() {
                             None
                         } else {
-                            let values = j.keys.iter().map(|k| j.found.get(k).cloned()).collect();
+                            let values = take_values(&j.keys, &mut j.found);
                             j.callback.take().map(|cb| (cb, values))
                         }
                     };
@@ -723,6 +725,26 @@ impl Client {
             server.close();
         }
     }
+}
+
+/// One entry per key of `keys` from `found`: a value asked for once is
+/// moved out, not copied (values may be 1 MiB each); one asked for again is
+/// copied for all but its last time.
+fn take_values(keys: &[Vec<u8>], found: &mut HashMap<Vec<u8>, Item>) -> Vec<Option<Item>> {
+    let mut last = HashMap::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        last.insert(key.as_slice(), i);
+    }
+    keys.iter()
+        .enumerate()
+        .map(|(i, key)| {
+            if last.get(key.as_slice()) == Some(&i) {
+                found.remove(key)
+            } else {
+                found.get(key).cloned()
+            }
+        })
+        .collect()
 }
 
 fn status(reply: Reply) -> Option<Status> {

@@ -76,10 +76,10 @@ fn answer(
             keys,
             cas: with_cas,
         } => {
-            for key in keys {
-                if let Some((flags, data, unique)) = store.get(&key) {
+            for key in keys.iter() {
+                if let Some((flags, data, unique)) = store.get(key) {
                     out.extend_from_slice(b"VALUE ");
-                    out.extend_from_slice(&key);
+                    out.extend_from_slice(key);
                     let tail = if with_cas {
                         format!(" {flags} {} {unique}\r\n", data.len())
                     } else {

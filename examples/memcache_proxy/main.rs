@@ -13,8 +13,10 @@
 //!                                     exit 0 if all is well
 //! memcache_proxy --listen ADDR --upstream ADDR [--upstream ADDR ...]
 //!                [--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N]
+//!                [--item-size-max SIZE] [--window-bytes SIZE]
 //!                [--processes N]      serve until SIGINT or SIGTERM (with N != 1:
-//!                                     from N forked processes, 0 = one per CPU)
+//!                                     from N forked processes, 0 = one per CPU);
+//!                                     SIZE in bytes, or with k or m (KiB, MiB)
 //! memcache_proxy --load ADDR [--clients N] [--seconds S] [--value-size B] [--keys K]
 //!                                     the benchmark's load client (bench/memcache.sh)
 //! ```
@@ -32,17 +34,48 @@
 //! answer `SERVER_ERROR <reason>` at once (it is retried after
 //! `--dead-retry-ms`); the other keys are served as usual. `stats` answers
 //! the proxy's own counters: connections, live sessions, pending timeouts
-//! and fd handlers of its loop, and the state of each upstream. A value over
-//! 1 MiB (memcached's default item limit) is refused without being buffered.
+//! and fd handlers of its loop, answer bytes held (`answer_bytes`, and the
+//! most one connection ever held, `max_connection_answer_bytes`), and the
+//! state of each upstream. A client speaking the binary protocol (first
+//! byte 0x80) is answered `CLIENT_ERROR binary protocol is not supported`
+//! and closed at once.
+//!
+//! A `get` answer is streamed, as memcached streams it: its keys are fetched
+//! in windows, each written to the client and taken by its socket before
+//! the next is fetched, so a client that asks for 300 copies of a 1 MiB
+//! value in a 1.2 KB request, or reads slowly, or not at all, costs the
+//! proxy one window, and a client that reads late still gets every value.
+//! If an upstream fails before any value of a `get` went out, the answer is
+//! `SERVER_ERROR <reason>` alone; after, its keys in that window are left
+//! out (misses, counted in `upstream_errors`) and `END` still comes last.
+//!
+//! The bounds, per client connection:
+//! - the item limit, `--item-size-max` (default 1 MiB, memcached's `-I`; set
+//!   it to your memcached's): a larger value is refused without being
+//!   buffered, from a client or an upstream;
+//! - `get` values in flight, `--window-bytes` (default 4 MiB): a window is
+//!   that many bytes of the item limit, 4 keys of 1 MiB, so the answer held
+//!   is at most 4 MiB plus the `VALUE` lines, however long the `get`. Larger
+//!   windows are fewer round trips for a long multi-get (with 4 keys a
+//!   window, 100 small values take 25 of them) for more memory;
+//! - a `get`/`gets` line: 2 MiB and 100,000 keys (`CLIENT_ERROR line too
+//!   long` and close past 2 MiB, `CLIENT_ERROR too many keys` past the
+//!   count); any other line: 64 KiB;
+//! - commands in flight: 256 (a client that sends without reading is not
+//!   read further), with the answers of other commands waiting for a `get`
+//!   ahead of them.
 //!
 //! The modules: [`protocol`] (client commands, parsed with limits), [`reply`]
 //! (server replies), [`hash`] (the consistent-hash ring), [`client`] (the
 //! article's client) over [`upstream`] (servers and their pipelined
-//! connections), [`proxy`] (the server), plus [`testkit`], [`fake`] and
-//! [`load`] for testing and measuring.
+//! connections), [`proxy`] (the server) and [`answer`] (its answers on their
+//! way out), plus [`testkit`], [`fake`] and [`load`] for testing and
+//! measuring.
 
 // The modules are complete (tests/memcache_proxy.rs uses them too); this
 // program uses parts of them.
+#[allow(dead_code)]
+mod answer;
 #[allow(dead_code)]
 mod client;
 mod fake;
@@ -76,7 +109,8 @@ use testkit::{Memcached, TextClient};
 type BoxResult<T> = Result<T, Box<dyn StdError>>;
 
 const USAGE: &str = "usage: memcache_proxy [--listen ADDR --upstream ADDR [--upstream ADDR ...] \
-[--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N] [--processes N]] | --load ADDR [--clients N] \
+[--timeout-ms N] [--connect-timeout-ms N] [--dead-retry-ms N] [--processes N] [--item-size-max SIZE] \
+[--window-bytes SIZE]] | --load ADDR [--clients N] \
 [--seconds S] [--value-size B] [--keys K] | --self-test";
 
 fn main() -> BoxResult<()> {
@@ -109,6 +143,21 @@ fn parse<T: std::str::FromStr>(name: &str, value: &str) -> BoxResult<T> {
         .map_err(|_| format!("{name}: bad value {value:?}").into())
 }
 
+/// A size in bytes, with an optional `k` or `m` (KiB, MiB) as memcached's
+/// `-I` takes it; at least 1.
+fn parse_size(name: &str, value: &str) -> BoxResult<usize> {
+    let lower = value.to_ascii_lowercase();
+    let (digits, unit) = match lower.as_bytes().last() {
+        Some(b'k') => (&lower[..lower.len() - 1], 1024),
+        Some(b'm') => (&lower[..lower.len() - 1], 1024 * 1024),
+        _ => (&lower[..], 1),
+    };
+    let n: usize = parse(name, digits)?;
+    n.checked_mul(unit)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{name}: bad size {value:?}").into())
+}
+
 /// `HOST:PORT` (a name is resolved once, at start) as an address.
 fn resolve(name: &str, value: &str) -> BoxResult<SocketAddr> {
     use std::net::ToSocketAddrs;
@@ -125,6 +174,7 @@ fn serve(args: &[String]) -> BoxResult<()> {
     let mut options = Options::default();
     let mut connect_timeout = None;
     let mut processes = 1;
+    let mut window_bytes = proxy::WINDOW_BYTES;
     for (name, value) in pairs(args)? {
         match name {
             "--listen" => listen = Some(resolve(name, value)?),
@@ -135,6 +185,8 @@ fn serve(args: &[String]) -> BoxResult<()> {
             }
             "--dead-retry-ms" => options.dead_retry = Duration::from_millis(parse(name, value)?),
             "--processes" => processes = parse(name, value)?,
+            "--item-size-max" => options.max_value = parse_size(name, value)?,
+            "--window-bytes" => window_bytes = parse_size(name, value)?,
             _ => return Err(format!("unknown option {name}\n{USAGE}").into()),
         }
     }
@@ -147,6 +199,7 @@ fn serve(args: &[String]) -> BoxResult<()> {
         listen,
         upstreams,
         options,
+        window_bytes,
     };
     if processes != 1 {
         // Forks; returns in each child, which serves until SIGTERM/SIGINT
@@ -249,6 +302,7 @@ fn self_test() -> BoxResult<()> {
             dead_retry,
             ..Options::default()
         },
+        window_bytes: proxy::WINDOW_BYTES,
     })?;
     println!("the proxy, on {}:", proxy.addr);
     let mut c = TextClient::connect(proxy.addr)?;
@@ -355,8 +409,40 @@ fn self_test() -> BoxResult<()> {
         "a value just under 1 MiB is stored",
     )?;
     check(
-        c.get_one("almost")? == Ok(Some(almost)),
+        c.get_one("almost")? == Ok(Some(almost.clone())),
         "and comes back whole",
+    )?;
+
+    // A get of 64 MiB in a 0.4 KB request streams through one window.
+    c.send(format!("get{}\r\n", " almost".repeat(64)).as_bytes())?;
+    let streamed = c.for_each_value(|_, _, data, _| assert!(data == &almost[..]))?;
+    let held = c.stats()?.get("max_connection_answer_bytes").cloned();
+    let held: usize = held.unwrap_or_default().parse()?;
+    check(
+        streamed == Ok(64) && held <= proxy::WINDOW_BYTES + 64 * 1024,
+        format_args!("64 copies of a 1 MiB value, streamed; at most {held} bytes held"),
+    )?;
+    // A multi-get line of 3,000 keys (120 KB), as memcslap's mget sends.
+    let many: Vec<String> = (0..3000)
+        .map(|i| format!("many:{i:05}:{}", "k".repeat(30)))
+        .collect();
+    for key in many.iter().step_by(100) {
+        c.set(key, key.as_bytes())?;
+    }
+    let asked: Vec<&str> = many.iter().map(String::as_str).collect();
+    let got = c.get(&asked)?.map_err(|line| format!("long get: {line}"))?;
+    check(
+        got.len() == 30 && got.iter().all(|(k, _, v, _)| v == k.as_bytes()),
+        "a get of 3,000 keys in one line",
+    )?;
+    // The binary protocol: refused at once, and closed.
+    let mut binary = TextClient::connect(proxy.addr)?;
+    binary.set_read_timeout(Duration::from_secs(1))?;
+    binary.send(&[0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
+    let answer = binary.line()?;
+    check(
+        answer == "CLIENT_ERROR binary protocol is not supported" && binary.line().is_err(),
+        format_args!("a binary request: {answer:?}, closed"),
     )?;
 
     if real {

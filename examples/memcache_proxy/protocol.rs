@@ -4,17 +4,94 @@
 //!
 //! The parser takes the bytes received so far and says how many it used:
 //! nothing while a command is incomplete, so the caller keeps reading.
-//! Every buffer has a bound: a line longer than [`MAX_LINE`] is
-//! refused (the connection cannot be resynchronised after it), a value larger
-//! than the item limit is refused and its bytes skipped without buffering,
-//! as memcached itself does.
+//! Every buffer has a bound: a line longer than [`MAX_LINE`] (a `get`/`gets`
+//! line: [`MAX_GET_LINE`]) is refused (the connection cannot be
+//! resynchronised after it), a `get` of more than [`MAX_GET_KEYS`] keys is
+//! refused, a value larger than the item limit is refused and its bytes
+//! skipped without buffering, as memcached itself does. A connection whose
+//! first byte is the binary protocol's request magic (0x80) is refused at
+//! once, not left waiting for a line end that never comes.
 
 /// memcached's longest key.
 pub const MAX_KEY_LEN: usize = 250;
-/// The longest command line accepted (a multi-key `get` is one line).
+/// The longest command line accepted, but for `get`/`gets`.
 pub const MAX_LINE: usize = 64 * 1024;
+/// The longest `get`/`gets` line accepted: a multi-get is one line, and
+/// memcached sets it no limit (memcslap's `--test=mget` sends 3,000 keys in
+/// 120 KB); 2 MiB is over 8,000 keys of memcached's longest.
+pub const MAX_GET_LINE: usize = 2 * 1024 * 1024;
+/// The most keys in one `get`/`gets`.
+pub const MAX_GET_KEYS: usize = 100_000;
+/// The first byte of a binary-protocol request.
+pub const BINARY_REQUEST_MAGIC: u8 = 0x80;
 /// memcached's default item size limit (`-I 1m`): larger values are refused.
 pub const ITEM_SIZE_MAX: usize = 1024 * 1024;
+
+/// The keys of a `get`, in the order asked (duplicates kept): their bytes
+/// in one buffer and where each ends, so a line of thousands of keys is
+/// parsed with no allocation per key.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Keys {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Keys {
+    /// No keys, with room for `bytes` bytes of them.
+    pub fn with_capacity(bytes: usize) -> Keys {
+        Keys {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Adds a key at the end.
+    pub fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        // Lines are bounded by MAX_GET_LINE, far below u32::MAX.
+        self.ends.push(self.bytes.len() as u32);
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Key number `i`.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(&self.bytes[start..end])
+    }
+
+    /// The keys, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).filter_map(move |i| self.get(i))
+    }
+}
+
+impl<'a> FromIterator<&'a [u8]> for Keys {
+    fn from_iter<I: IntoIterator<Item = &'a [u8]>>(iter: I) -> Keys {
+        let mut keys = Keys::default();
+        for key in iter {
+            keys.push(key);
+        }
+        keys
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
 
 /// The storage commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +130,7 @@ pub enum Command {
     /// `get`/`gets KEY...`
     Get {
         /// The keys, in the order asked (duplicates kept).
-        keys: Vec<Vec<u8>>,
+        keys: Keys,
         /// `gets`: also return the CAS unique of each value.
         cas: bool,
     },
@@ -147,6 +224,8 @@ pub struct CommandParser {
     /// Bytes of a refused data block still to skip.
     swallow: usize,
     max_value: usize,
+    /// Some byte of the connection has been looked at.
+    started: bool,
 }
 
 impl Default for CommandParser {
@@ -163,6 +242,7 @@ impl CommandParser {
         CommandParser {
             swallow: 0,
             max_value,
+            started: false,
         }
     }
 
@@ -175,8 +255,27 @@ impl CommandParser {
             self.swallow -= n;
             return (n, None);
         }
-        let Some(nl) = memchr::memchr(b'\n', &buf[..buf.len().min(MAX_LINE)]) else {
-            if buf.len() >= MAX_LINE {
+        if !self.started && !buf.is_empty() {
+            self.started = true;
+            if buf[0] == BINARY_REQUEST_MAGIC {
+                // A binary client waits for a 24-byte header, never for a
+                // line: say so at once (a binary client reads it as a bad
+                // magic and gives up) and close, rather than leave it hanging.
+                return (
+                    buf.len(),
+                    Some(Parsed::Fatal(
+                        "CLIENT_ERROR binary protocol is not supported".into(),
+                    )),
+                );
+            }
+        }
+        let limit = if is_get_line(buf) {
+            MAX_GET_LINE
+        } else {
+            MAX_LINE
+        };
+        let Some(nl) = memchr::memchr(b'\n', &buf[..buf.len().min(limit)]) else {
+            if buf.len() >= limit {
                 return (
                     buf.len(),
                     Some(Parsed::Fatal("CLIENT_ERROR line too long".into())),
@@ -190,6 +289,14 @@ impl CommandParser {
         let Some(name) = tokens.next() else {
             return (line_len, Some(Parsed::Error("ERROR".into())));
         };
+        if name == b"get" || name == b"gets" {
+            // Straight from the line: no vector of tokens for thousands of keys.
+            let parsed = match parse_get(tokens, line.len(), name == b"gets") {
+                Ok(command) => Parsed::Command(command),
+                Err(line) => Parsed::Error(line),
+            };
+            return (line_len, Some(parsed));
+        }
         let args: Vec<&[u8]> = tokens.collect();
         let store = match name {
             b"set" => Some(StoreOp::Set),
@@ -204,7 +311,6 @@ impl CommandParser {
             return self.parse_store(op, &args, buf, line_len);
         }
         let parsed = match name {
-            b"get" | b"gets" => parse_get(&args, name == b"gets"),
             b"delete" => parse_delete(&args),
             b"incr" | b"decr" => parse_arith(&args, name == b"incr"),
             b"touch" => parse_touch(&args),
@@ -288,26 +394,46 @@ pub fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// Whether the buffered start of a line is a `get`/`gets` (those may be
+/// longer than other lines). Only the first [`MAX_LINE`] bytes count, so
+/// the answer is the same however the line arrives in pieces.
+fn is_get_line(buf: &[u8]) -> bool {
+    let head = &buf[..buf.len().min(MAX_LINE)];
+    let start = head.iter().position(|&b| b != b' ').unwrap_or(head.len());
+    let rest = &head[start..];
+    rest.starts_with(b"get ") || rest.starts_with(b"gets ")
+}
+
+fn valid_key(token: &[u8]) -> bool {
+    !token.is_empty() && token.len() <= MAX_KEY_LEN && token.iter().all(|&b| b > b' ' && b != 0x7f)
+}
+
 pub fn key(token: &[u8]) -> Option<Vec<u8>> {
-    let ok = !token.is_empty()
-        && token.len() <= MAX_KEY_LEN
-        && token.iter().all(|&b| b > b' ' && b != 0x7f);
-    ok.then(|| token.to_vec())
+    valid_key(token).then(|| token.to_vec())
 }
 
 pub fn number<T: std::str::FromStr>(token: &[u8]) -> Option<T> {
     std::str::from_utf8(token).ok()?.parse().ok()
 }
 
-fn parse_get(args: &[&[u8]], cas: bool) -> Result<Command, String> {
-    if args.is_empty() {
+fn parse_get<'a>(
+    tokens: impl Iterator<Item = &'a [u8]>,
+    line_len: usize,
+    cas: bool,
+) -> Result<Command, String> {
+    let mut keys = Keys::with_capacity(line_len);
+    for token in tokens {
+        if !valid_key(token) {
+            return Err(BAD_FORMAT.into());
+        }
+        if keys.len() == MAX_GET_KEYS {
+            return Err("CLIENT_ERROR too many keys".into());
+        }
+        keys.push(token);
+    }
+    if keys.is_empty() {
         return Err("ERROR".into());
     }
-    let keys = args
-        .iter()
-        .map(|t| key(t))
-        .collect::<Option<Vec<_>>>()
-        .ok_or(BAD_FORMAT)?;
     Ok(Command::Get { keys, cas })
 }
 
@@ -411,11 +537,11 @@ mod tests {
             got,
             vec![
                 Parsed::Command(Command::Get {
-                    keys: vec![b"a".to_vec(), b"b".to_vec(), b"a".to_vec()],
+                    keys: [&b"a"[..], b"b", b"a"].into_iter().collect(),
                     cas: false
                 }),
                 Parsed::Command(Command::Get {
-                    keys: vec![b"k".to_vec()],
+                    keys: [&b"k"[..]].into_iter().collect(),
                     cas: true
                 }),
                 Parsed::Command(Command::Store {
@@ -517,6 +643,75 @@ mod tests {
         assert_eq!(parser.parse(b"set k 0 0 5\r\nab"), (0, None));
         let long = vec![b'a'; MAX_LINE];
         assert!(matches!(parser.parse(&long), (_, Some(Parsed::Fatal(_)))));
+    }
+
+    #[test]
+    fn long_get_lines_up_to_their_own_bound() {
+        // 3,000 keys of 40 bytes: past MAX_LINE, well within MAX_GET_LINE.
+        let keys: Vec<String> = (0..3000).map(|i| format!("{i:040}")).collect();
+        let line = format!("gets {}\r\n", keys.join(" "));
+        assert!(line.len() > MAX_LINE);
+        let mut parser = CommandParser::new(16);
+        assert_eq!(parser.parse(&line.as_bytes()[..line.len() - 1]), (0, None));
+        let (n, parsed) = parser.parse(line.as_bytes());
+        assert_eq!(n, line.len());
+        let Some(Parsed::Command(Command::Get {
+            keys: got,
+            cas: true,
+        })) = parsed
+        else {
+            panic!("{parsed:?}");
+        };
+        assert_eq!(got.len(), 3000);
+        assert!(got.iter().eq(keys.iter().map(String::as_bytes)));
+        assert_eq!(got.get(3000), None);
+        // Other commands keep the short bound; a get line past its own is fatal.
+        let mut parser = CommandParser::new(16);
+        let long_set = format!("set {}", "k".repeat(MAX_LINE));
+        assert!(matches!(
+            parser.parse(long_set.as_bytes()),
+            (_, Some(Parsed::Fatal(_)))
+        ));
+        let mut parser = CommandParser::new(16);
+        let mut long_get = b"get".to_vec();
+        while long_get.len() <= MAX_GET_LINE {
+            long_get.extend_from_slice(b" key");
+        }
+        assert_eq!(parser.parse(&long_get[..MAX_GET_LINE - 1]), (0, None));
+        assert_eq!(
+            parser.parse(&long_get),
+            (
+                long_get.len(),
+                Some(Parsed::Fatal("CLIENT_ERROR line too long".into()))
+            )
+        );
+        // More keys than MAX_GET_KEYS (short ones fit the line): refused, in sync.
+        let mut parser = CommandParser::new(16);
+        let many = format!("get{}\r\nversion\r\n", " k".repeat(MAX_GET_KEYS + 1));
+        let (n, parsed) = parser.parse(many.as_bytes());
+        assert_eq!(parsed, Some(err("CLIENT_ERROR too many keys")));
+        assert_eq!(
+            parser.parse(&many.as_bytes()[n..]),
+            (9, Some(Parsed::Command(Command::Version)))
+        );
+    }
+
+    #[test]
+    fn a_binary_request_is_refused_at_its_first_byte() {
+        let mut parser = CommandParser::new(16);
+        assert_eq!(
+            parser.parse(&[0x80, 0x00, 0x00]),
+            (
+                3,
+                Some(Parsed::Fatal(
+                    "CLIENT_ERROR binary protocol is not supported".into()
+                ))
+            )
+        );
+        // Only as the connection's first byte: later, 0x80 is junk in a line.
+        let mut parser = CommandParser::new(16);
+        assert_eq!(parser.parse(b"ver"), (0, None));
+        assert_eq!(parser.parse(b"ver\x80\r\n"), (6, Some(err("ERROR"))));
     }
 
     /// Random mixes of protocol words, numbers and junk, fed in random

@@ -10,6 +10,19 @@
 //! in flight or answers waiting for the socket, so a client that sends
 //! without reading cannot grow the proxy's memory.
 //!
+//! A `get` is answered as memcached answers it, streamed: its keys are
+//! fetched in windows of at most [`WINDOW_BYTES`] worth of values (keys ×
+//! the item limit: 4 keys of 1 MiB), each window written to the client and
+//! its write flushed to the socket before the next is fetched, so a session
+//! holds at most one window of answer however many keys and however large
+//! their values (the `max_connection_answer_bytes` stat). Commands after a
+//! `get` wait until all its keys are asked for, so each still sees the
+//! effects of the ones before it. If an upstream fails before any value of
+//! the `get` went out, the whole answer is `SERVER_ERROR <reason>`, as for
+//! any command; once values went out they cannot be taken back, so a later
+//! window's failed keys are left out (answered as misses, counted in
+//! `upstream_errors` and logged) and `END` still comes last.
+//!
 //! A session runs inside its own `ExceptionStackContext`; each call the
 //! client makes runs inside a context nested in it. A call's own errors
 //! (timeouts, dead servers) stop at the call's context and come back as the
@@ -29,13 +42,18 @@ use std::time::Instant;
 use squall::stack_context::ExceptionStackContext;
 use squall::{Error, Future, IOLoop, IOStream, Remote, TCPServer};
 
+use super::answer::{Answer, GetStream, Pieces, Slot, Window};
 use super::client::{Client, MemcacheError, Options};
-use super::protocol::{Command, CommandParser, Parsed, ITEM_SIZE_MAX};
+use super::protocol::{Command, CommandParser, Parsed};
 use super::reply::Item;
 
 /// Commands one client may have in flight before the proxy stops reading it.
 pub const MAX_PIPELINE: usize = 256;
-/// The most answers queued for a client that does not read them.
+/// The default of [`Config::window_bytes`].
+pub const WINDOW_BYTES: usize = 4 * 1024 * 1024;
+/// The most keys in a window, however small the item limit.
+pub const MAX_WINDOW_KEYS: usize = 256;
+/// A safety net only: the windows keep a connection's answers far below it.
 const MAX_WRITE_BUFFER: usize = 64 * 1024 * 1024;
 /// How much a session asks its stream for at a time.
 const READ_CHUNK: usize = 64 * 1024;
@@ -49,8 +67,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The upstream memcached servers.
     pub upstreams: Vec<SocketAddr>,
-    /// The client's timeouts.
+    /// The client's timeouts, and the item size limit (`max_value`, as
+    /// memcached's `-I`), for values in both directions.
     pub options: Options,
+    /// The values of a `get` one client connection may have in flight: a
+    /// window is as many keys as values of the item limit fit in this (4
+    /// keys of 1 MiB by default). More is fewer round trips for large
+    /// multi-gets and more memory per connection.
+    pub window_bytes: usize,
 }
 
 struct Shared {
@@ -64,6 +88,15 @@ struct Shared {
     live_sessions: Cell<u64>,
     commands: Cell<u64>,
     upstream_errors: Cell<u64>,
+    /// Keys of a `get` one connection may have in flight.
+    window_keys: usize,
+    /// The item size limit, for values from clients.
+    max_value: usize,
+    /// Answer bytes held for all connections (ready, or written and not
+    /// yet taken by the kernel).
+    answer_bytes: Cell<usize>,
+    /// The most answer bytes one connection ever held at once.
+    max_connection_answer_bytes: Cell<usize>,
 }
 
 impl Shared {
@@ -77,6 +110,11 @@ impl Shared {
             live_sessions: Cell::new(0),
             commands: Cell::new(0),
             upstream_errors: Cell::new(0),
+            window_keys: (config.window_bytes / config.options.max_value.max(1))
+                .clamp(1, MAX_WINDOW_KEYS),
+            max_value: config.options.max_value,
+            answer_bytes: Cell::new(0),
+            max_connection_answer_bytes: Cell::new(0),
         })
     }
 
@@ -152,8 +190,8 @@ struct Session {
     peer: SocketAddr,
     inbuf: RefCell<Vec<u8>>,
     parser: RefCell<CommandParser>,
-    /// Answers in command order; `None` while the command is in flight.
-    slots: RefCell<VecDeque<Option<Vec<u8>>>>,
+    /// Answers in command order.
+    slots: RefCell<VecDeque<Slot>>,
     /// The sequence number of `slots[0]`.
     first_seq: Cell<u64>,
     /// A read is outstanding.
@@ -167,6 +205,14 @@ struct Session {
     stalled: Cell<bool>,
     /// `quit` or a fatal error: close once the answers before it are out.
     closing: Cell<bool>,
+    /// The `get` with keys not yet asked for: nothing after it is dispatched.
+    open_get: RefCell<Option<Rc<GetStream>>>,
+    /// Keys of `get` windows asked for and not yet written out.
+    window_in_flight: Cell<usize>,
+    /// Answer bytes ready or written and not yet taken by the kernel.
+    held: Cell<usize>,
+    /// `pump` is on the stack.
+    pumping: Cell<bool>,
 }
 
 impl Session {
@@ -177,7 +223,7 @@ impl Session {
             stream: stream.clone(),
             peer,
             inbuf: RefCell::new(Vec::new()),
-            parser: RefCell::new(CommandParser::new(ITEM_SIZE_MAX)),
+            parser: RefCell::new(CommandParser::new(shared.max_value)),
             slots: RefCell::new(VecDeque::new()),
             first_seq: Cell::new(0),
             reading: Cell::new(false),
@@ -185,6 +231,10 @@ impl Session {
             in_read_more: Cell::new(false),
             stalled: Cell::new(false),
             closing: Cell::new(false),
+            open_get: RefCell::new(None),
+            window_in_flight: Cell::new(0),
+            held: Cell::new(0),
+            pumping: Cell::new(false),
         });
         shared.live_sessions.set(shared.live_sessions.get() + 1);
         shared
@@ -210,6 +260,7 @@ impl Session {
             && !self.closing.get()
             && !self.stream.closed()
             && !self.stream.writing()
+            && !self.stalled.get()
             && self.slots.borrow().len() < MAX_PIPELINE
     }
 
@@ -254,7 +305,7 @@ impl Session {
             if self.closing.get() {
                 break;
             }
-            if self.slots.borrow().len() >= MAX_PIPELINE {
+            if self.slots.borrow().len() >= MAX_PIPELINE || self.open_get.borrow().is_some() {
                 self.stalled.set(true);
                 break;
             }
@@ -274,43 +325,66 @@ impl Session {
         self.flush();
     }
 
-    fn push_slot(&self) -> u64 {
+    /// A slot at the end of the queue (reserving `keys` keys of a window).
+    fn push_slot(&self, keys: usize) -> u64 {
         let mut slots = self.slots.borrow_mut();
-        slots.push_back(None);
+        slots.push_back(Slot {
+            answer: None,
+            keys,
+            bytes: 0,
+        });
         self.first_seq.get() + slots.len() as u64 - 1
     }
 
     /// Fills the slot of command `seq` with its answer and sends what is ready.
-    fn complete(self: &Rc<Self>, seq: u64, answer: Vec<u8>) {
+    fn complete(self: &Rc<Self>, seq: u64, answer: Answer) {
+        let bytes = answer.size();
         {
             let mut slots = self.slots.borrow_mut();
             let index = (seq - self.first_seq.get()) as usize;
-            slots[index] = Some(answer);
+            slots[index].answer = Some(answer);
+            slots[index].bytes = bytes;
+        }
+        let held = self.held.get() + bytes;
+        self.held.set(held);
+        let shared = &self.shared;
+        shared.answer_bytes.set(shared.answer_bytes.get() + bytes);
+        if held > shared.max_connection_answer_bytes.get() {
+            shared.max_connection_answer_bytes.set(held);
         }
         self.flush();
     }
 
     fn complete_line(self: &Rc<Self>, seq: u64, line: &str) {
-        self.complete(seq, format!("{line}\r\n").into_bytes());
+        self.complete(seq, Answer::Bytes(format!("{line}\r\n").into_bytes()));
     }
 
-    /// Writes the answers at the head of the queue that are ready, in one write.
+    /// Writes the answers at the head of the queue that are ready: small
+    /// pieces gathered, values as they are (never copied).
     fn flush(self: &Rc<Self>) {
-        let mut out = Vec::new();
-        {
-            let mut slots = self.slots.borrow_mut();
-            while let Some(Some(_)) = slots.front() {
-                out.extend_from_slice(&slots.pop_front().flatten().unwrap_or_default());
+        let mut out = Pieces::default();
+        let (mut keys, mut bytes) = (0, 0);
+        loop {
+            let slot = {
+                let mut slots = self.slots.borrow_mut();
+                if !slots.front().is_some_and(|s| s.answer.is_some()) {
+                    break;
+                }
                 self.first_seq.set(self.first_seq.get() + 1);
+                slots.pop_front()
+            };
+            let Some(slot) = slot else { break };
+            keys += slot.keys;
+            bytes += slot.bytes;
+            match slot.answer {
+                Some(Answer::Bytes(answer)) => out.push(answer),
+                Some(Answer::Window(window)) => self.write_window(window, &mut out),
+                None => {}
             }
         }
-        if !out.is_empty() {
-            let written = self.stream.write(out);
-            if !written.done() {
-                let me = self.clone();
-                written.add_done_callback(move |_: &Future<()>| me.after_write());
-                return;
-            }
+        let mut last = None;
+        for piece in out.pieces {
+            let written = self.stream.write(piece);
             if let Some(err) = written.error() {
                 // A client that does not read its answers (the write buffer
                 // is full) or is gone: its answers can no longer arrive in
@@ -319,8 +393,180 @@ impl Session {
                 self.stream.close();
                 return;
             }
+            last = Some(written);
         }
-        self.after_write();
+        match last {
+            Some(written) if !written.done() => {
+                let me = self.clone();
+                written.add_done_callback(move |written: &Future<()>| {
+                    if written.error().is_none() {
+                        me.written(keys, bytes);
+                    }
+                    me.after_write();
+                });
+            }
+            _ => {
+                self.written(keys, bytes);
+                self.after_write();
+            }
+        }
+    }
+
+    /// One window of a `get`, as it goes on the wire.
+    fn write_window(&self, window: Window, out: &mut Pieces) {
+        let get = &window.get;
+        if get.aborted.get() {
+            return; // answered already, with an error
+        }
+        if let Some(error) = window.error {
+            if !get.sent.get() {
+                // Nothing of it out yet: the error is the whole answer, as
+                // for any command, and the rest of it is not fetched.
+                out.push_slice(format!("{error}\r\n").as_bytes());
+                get.aborted.set(true);
+                let mut open = self.open_get.borrow_mut();
+                if open.as_ref().is_some_and(|g| Rc::ptr_eq(g, get)) {
+                    open.take();
+                }
+                return;
+            }
+            log::warn!(
+                "client {}: {error}; keys of a get already half answered are left out",
+                self.peer
+            );
+        }
+        for item in window.values.into_iter().flatten() {
+            out.push_item(item);
+            get.sent.set(true);
+        }
+        if window.last {
+            out.push_slice(b"END\r\n");
+        }
+    }
+
+    /// Answers written are with the kernel: their window's room is free again.
+    fn written(self: &Rc<Self>, keys: usize, bytes: usize) {
+        self.window_in_flight
+            .set(self.window_in_flight.get().saturating_sub(keys));
+        self.held.set(self.held.get().saturating_sub(bytes));
+        let total = &self.shared.answer_bytes;
+        total.set(total.get().saturating_sub(bytes));
+        self.pump();
+    }
+
+    /// Asks for the next windows of the open `get` while there is room.
+    fn pump(self: &Rc<Self>) {
+        // A window answered at once (a dead upstream) comes back here: the
+        // loop below goes on with the room it freed, without recursing.
+        if self.pumping.replace(true) {
+            return;
+        }
+        loop {
+            if self.closing.get() || self.stream.closed() {
+                break;
+            }
+            let Some(get) = self.open_get.borrow().clone() else {
+                break;
+            };
+            let room = self
+                .shared
+                .window_keys
+                .saturating_sub(self.window_in_flight.get());
+            if room == 0 {
+                break;
+            }
+            let start = get.next.get();
+            let end = (start + room).min(get.keys.len());
+            get.next.set(end);
+            let last = end == get.keys.len();
+            if last {
+                self.open_get.borrow_mut().take();
+            }
+            self.window_in_flight
+                .set(self.window_in_flight.get() + end - start);
+            let seq = self.push_slot(end - start);
+            self.fetch_window(get, start..end, seq, last);
+        }
+        self.pumping.set(false);
+    }
+
+    /// Fetches keys `range` of `get`, from each upstream its own, and fills
+    /// slot `seq` with them: a failed upstream fails its keys only.
+    fn fetch_window(
+        self: &Rc<Self>,
+        get: Rc<GetStream>,
+        range: std::ops::Range<usize>,
+        seq: u64,
+        last: bool,
+    ) {
+        struct Join {
+            values: Vec<Option<Item>>,
+            error: Option<String>,
+            left: usize,
+        }
+        let client = &self.shared.client;
+        // Positions in the window, by server (a window is a few keys).
+        let mut groups: Vec<(Option<usize>, Vec<usize>)> = Vec::new();
+        for (pos, i) in range.clone().enumerate() {
+            let server = get.keys.get(i).and_then(|k| client.server_for(k));
+            match groups.iter_mut().find(|(s, _)| *s == server) {
+                Some((_, positions)) => positions.push(pos),
+                None => groups.push((server, vec![pos])),
+            }
+        }
+        let join = Rc::new(RefCell::new(Join {
+            values: vec![None; range.len()],
+            error: None,
+            left: groups.len(),
+        }));
+        let done = {
+            let (me, get, join) = (self.clone(), get.clone(), join.clone());
+            Rc::new(move || {
+                let window = {
+                    let mut j = join.borrow_mut();
+                    j.left -= 1;
+                    if j.left > 0 {
+                        return;
+                    }
+                    Window {
+                        get: get.clone(),
+                        values: std::mem::take(&mut j.values),
+                        error: j.error.take(),
+                        last,
+                    }
+                };
+                me.complete(seq, Answer::Window(window));
+            })
+        };
+        for (_, positions) in groups {
+            let keys: Vec<&[u8]> = positions
+                .iter()
+                .filter_map(|&pos| get.keys.get(range.start + pos))
+                .collect();
+            let (ok_join, ok_done) = (join.clone(), done.clone());
+            let (fail_join, fail_done, shared) = (join.clone(), done.clone(), self.shared.clone());
+            client.get_multi(
+                &keys,
+                get.cas,
+                move |values| {
+                    {
+                        let mut j = ok_join.borrow_mut();
+                        for (pos, value) in positions.into_iter().zip(values) {
+                            j.values[pos] = value;
+                        }
+                    }
+                    ok_done();
+                },
+                move |err: Error| {
+                    shared.count_failure(&err);
+                    fail_join
+                        .borrow_mut()
+                        .error
+                        .get_or_insert_with(|| error_line(&err));
+                    fail_done();
+                },
+            );
+        }
     }
 
     /// Closes after `quit`, or reads (and parses) more if there is room now.
@@ -334,7 +580,10 @@ impl Session {
             }
             return;
         }
-        if self.stalled.get() && !self.processing.get() && self.slots.borrow().len() < MAX_PIPELINE
+        if self.stalled.get()
+            && !self.processing.get()
+            && self.slots.borrow().len() < MAX_PIPELINE
+            && self.open_get.borrow().is_none()
         {
             self.stalled.set(false);
             self.process(); // ends in flush, which comes back here
@@ -351,12 +600,12 @@ impl Session {
             }
             Parsed::Command(command) => return self.command(command),
             Parsed::Error(line) => {
-                let seq = self.push_slot();
+                let seq = self.push_slot(0);
                 self.complete_line(seq, &line);
                 seq
             }
             Parsed::Fatal(line) => {
-                let seq = self.push_slot();
+                let seq = self.push_slot(0);
                 self.complete_line(seq, &line);
                 self.closing.set(true);
                 seq
@@ -368,12 +617,24 @@ impl Session {
     fn command(self: &Rc<Self>, command: Command) {
         let shared = &self.shared;
         shared.commands.set(shared.commands.get() + 1);
-        let seq = self.push_slot();
+        if let Command::Get { keys, cas } = command {
+            // Fetched in windows as there is room; what follows waits.
+            *self.open_get.borrow_mut() = Some(Rc::new(GetStream {
+                keys,
+                cas,
+                next: Cell::new(0),
+                sent: Cell::new(false),
+                aborted: Cell::new(false),
+            }));
+            self.pump();
+            return;
+        }
+        let seq = self.push_slot(0);
         let noreply = command.noreply();
         let me = self.clone();
         let answer = move |line: String| {
             if noreply {
-                me.complete(seq, Vec::new());
+                me.complete(seq, Answer::Bytes(Vec::new()));
             } else {
                 me.complete_line(seq, &line);
             }
@@ -386,22 +647,7 @@ impl Session {
         };
         let client = &shared.client;
         match command {
-            Command::Get { keys, cas } => {
-                let me = self.clone();
-                let fail = {
-                    let me = self.clone();
-                    move |err: Error| {
-                        me.shared.count_failure(&err);
-                        me.complete_line(seq, &error_line(&err))
-                    }
-                };
-                client.get_multi(
-                    &keys,
-                    cas,
-                    move |values| me.complete(seq, format_values(&values)),
-                    fail,
-                );
-            }
+            Command::Get { .. } => unreachable!("handled above"),
             Command::Store {
                 op,
                 key,
@@ -446,7 +692,7 @@ impl Session {
             Command::Version => answer(format!("VERSION {VERSION}")),
             Command::Stats => {
                 let stats = self.stats();
-                self.complete(seq, stats);
+                self.complete(seq, Answer::Bytes(stats));
             }
             Command::Quit => unreachable!("handled by dispatch"),
         }
@@ -468,6 +714,12 @@ impl Session {
         stat("live_sessions", &shared.live_sessions.get());
         stat("cmd_total", &shared.commands.get());
         stat("upstream_errors", &shared.upstream_errors.get());
+        stat("window_keys", &shared.window_keys);
+        stat("answer_bytes", &shared.answer_bytes.get());
+        stat(
+            "max_connection_answer_bytes",
+            &shared.max_connection_answer_bytes.get(),
+        );
         let timers = shared.io_loop.timer_stats();
         stat("pending_timeouts", &timers.pending);
         stat("io_handlers", &shared.io_loop.handler_count());
@@ -490,6 +742,8 @@ impl Drop for Session {
     fn drop(&mut self) {
         let live = &self.shared.live_sessions;
         live.set(live.get() - 1);
+        let total = &self.shared.answer_bytes;
+        total.set(total.get().saturating_sub(self.held.get()));
     }
 }
 
@@ -505,27 +759,6 @@ fn error_line(err: &Error) -> String {
 
 fn one_line(s: &str) -> String {
     s.replace(['\r', '\n'], " ")
-}
-
-fn format_values(values: &[Option<Item>]) -> Vec<u8> {
-    let size: usize = values
-        .iter()
-        .flatten()
-        .map(|i| i.key.len() + i.data.len() + 64)
-        .sum();
-    let mut out = Vec::with_capacity(size + 5);
-    for item in values.iter().flatten() {
-        out.extend_from_slice(b"VALUE ");
-        out.extend_from_slice(&item.key);
-        let _ = match item.cas {
-            Some(cas) => write!(out, " {} {} {cas}\r\n", item.flags, item.data.len()),
-            None => write!(out, " {} {}\r\n", item.flags, item.data.len()),
-        };
-        out.extend_from_slice(&item.data);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"END\r\n");
-    out
 }
 
 /// A proxy running on its own thread and loop, stopped when dropped (for

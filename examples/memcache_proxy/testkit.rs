@@ -182,10 +182,25 @@ impl TextClient {
     /// Reads a `get` answer: `VALUE` blocks up to `END`, or an error line.
     pub fn read_values(&mut self) -> io::Result<Result<Values, String>> {
         let mut values = Vec::new();
+        let answer = self.for_each_value(|key, flags, data, cas| {
+            values.push((key.to_owned(), flags, data.to_vec(), cas));
+        })?;
+        Ok(answer.map(|_| values))
+    }
+
+    /// Reads a `get` answer one value at a time, each handed to `f` (key,
+    /// flags, data, cas) and then dropped, so an answer of any size is read
+    /// in the memory of one value: the number of values, or the error line.
+    pub fn for_each_value(
+        &mut self,
+        mut f: impl FnMut(&str, u32, &[u8], Option<u64>),
+    ) -> io::Result<Result<usize, String>> {
+        let mut count = 0;
+        let mut data = Vec::new();
         loop {
             let line = self.line()?;
             if line == "END" {
-                return Ok(Ok(values));
+                return Ok(Ok(count));
             }
             let parts: Vec<&str> = line.split(' ').collect();
             if parts.len() < 4 || parts[0] != "VALUE" {
@@ -195,11 +210,21 @@ impl TextClient {
             let flags: u32 = parts[2].parse().map_err(bad)?;
             let len: usize = parts[3].parse().map_err(bad)?;
             let cas = parts.get(4).and_then(|c| c.parse().ok());
-            let mut data = vec![0; len + 2];
+            data.resize(len + 2, 0);
             self.reader.read_exact(&mut data)?;
-            data.truncate(len);
-            values.push((parts[1].to_owned(), flags, data, cas));
+            if &data[len..] != b"\r\n" {
+                return Err(io::Error::other(format!(
+                    "no CRLF after the value of {line:?}"
+                )));
+            }
+            f(parts[1], flags, &data[..len], cas);
+            count += 1;
         }
+    }
+
+    /// Sets the read timeout of the connection.
+    pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.writer.set_read_timeout(Some(timeout))
     }
 
     /// The one value of `key`, `Ok(None)` on a miss, or the error line.

@@ -38,6 +38,8 @@ pub enum Peer {
     Websockets,
     /// Headless Chromium and its WebDriver (`chromium`, `chromedriver`).
     Chromium,
+    /// `memcslap` (libmemcached-tools), memcached's load generator.
+    Memcslap,
 }
 
 fn python() -> String {
@@ -74,6 +76,7 @@ pub fn present(peer: Peer) -> bool {
         Peer::Chromium => {
             succeeds("chromium", &["--version"]) && succeeds("chromedriver", &["--version"])
         }
+        Peer::Memcslap => succeeds("memcslap", &["--version"]),
     }
 }
 

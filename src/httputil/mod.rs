@@ -23,11 +23,13 @@
 mod chunked;
 mod date;
 mod headers;
+mod range;
 mod url;
 
 pub use chunked::*;
 pub use date::*;
 pub use headers::*;
+pub use range::*;
 pub use url::*;
 
 use crate::error::{Error, ErrorKind};

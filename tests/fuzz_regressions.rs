@@ -48,6 +48,11 @@ fn corpus_iostream_framing() {
 }
 
 #[test]
+fn corpus_range() {
+    replay("range", __fuzz::range);
+}
+
+#[test]
 fn corpus_memcache_parser() {
     replay("memcache_parser", memcache_check::memcache);
 }

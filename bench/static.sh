@@ -267,6 +267,20 @@ if want squall; then
       echo "- $c: >= ${goal}x $p: $r, $ok"
     done
   done
+  # On a busy machine req/s is shared out by the scheduler; the capacity
+  # (1 / CPU per request) is what each server would do with a core alone.
+  echo "Capacity (1 / CPU per request), squall / peer:"
+  for c in "${cases[@]}"; do
+    a=cpu_squall_$c
+    for pair in nginx:0.8 tornado:20; do
+      p=${pair%%:*}; goal=${pair#*:}
+      case " ${selected[*]} " in *" $p "*) ;; *) continue ;; esac
+      b=cpu_${p}_$c
+      r=$(ratio "${!b}" "${!a}")
+      ok=$(awk -v r="$r" -v g="$goal" 'BEGIN { print (r + 0 >= g) ? "met" : "MISSED" }')
+      echo "- $c: >= ${goal}x $p: $r, $ok"
+    done
+  done
 fi
 for name in "${selected[@]}"; do
   for c in "${cases[@]}"; do

@@ -63,7 +63,8 @@
 //! as 32 hex digits (Tornado uses MD5, also 32 hex digits: the values
 //! differ, the shape is the same). The ETag is the version in quotes, a
 //! strong validator. Versions are cached per thread by device and inode and
-//! rechecked against the file's size and modification time on every use,
+//! rechecked against the file's size and modification and change times
+//! (to the nanosecond) on every use,
 //! so a request costs a `fstat`, not a read of the file, and a changed file
 //! gets a new version (Tornado caches forever). Files larger than
 //! [`HASH_CONTENT_MAX`] (16 MiB) are versioned by their identity (device,
@@ -80,7 +81,7 @@
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -235,7 +236,7 @@ impl StaticFileHandler {
             x.set_header("Cache-Control", format!("max-age={CACHE_MAX_AGE}"))?;
         }
 
-        if should_return_304(x, &version, meta.mtime_secs()) {
+        if should_return_304(x, &version, meta.mtime()) {
             x.set_status(304);
             // Tornado's `_clear_representation_headers` for a 304.
             x.clear_header("Content-Type");
@@ -299,16 +300,6 @@ fn refuse(x: &Exchange, refused: Refused) -> Result<(), Error> {
         Refused::NotFound => 404,
     });
     Ok(())
-}
-
-trait MtimeSecs {
-    fn mtime_secs(&self) -> i64;
-}
-
-impl MtimeSecs for std::fs::Metadata {
-    fn mtime_secs(&self) -> i64 {
-        std::os::unix::fs::MetadataExt::mtime(self)
-    }
 }
 
 /// Tornado's `should_return_304`: `If-None-Match` if present (and not

@@ -192,7 +192,7 @@ pub(crate) fn normalize(path: &str, out: &mut String) -> Result<(), Refused> {
 
 /// Files up to this size are versioned by a hash of their content; larger
 /// ones by a hash of their identity (device, inode, size, modification
-/// time), so a first request never blocks the loop hashing a huge file.
+/// and change times), so a first request never blocks the loop hashing a huge file.
 pub const HASH_CONTENT_MAX: u64 = 16 << 20;
 
 /// How many versions the cache keeps; past it, it starts over.
@@ -202,7 +202,9 @@ const VERSIONS_MAX: usize = 4096;
 #[derive(Clone)]
 pub(crate) struct Version {
     len: u64,
-    mtime: (i64, i64),
+    /// Modification and change times (s, ns): a write changes both, and
+    /// the change time cannot be set back by `touch -d`.
+    times: [i64; 4],
     /// `"<32 hex digits>"`: the ETag; the digits are the `?v=` version.
     pub(crate) etag: Rc<str>,
     /// The modification time as an HTTP date.
@@ -217,7 +219,7 @@ impl Version {
 }
 
 thread_local! {
-    /// Versions by (device, inode), checked against size and mtime on
+    /// Versions by (device, inode), checked against size, mtime and ctime on
     /// each use: a file rewritten gets a new version, and no path string
     /// is hashed or stored. Per thread: a loop and its applications live on
     /// one (Tornado keeps one per process, and never rechecks).
@@ -229,10 +231,11 @@ thread_local! {
 pub(crate) fn version(file: &File, meta: &Metadata) -> io::Result<Version> {
     let key = (meta.dev(), meta.ino());
     let mtime = (meta.mtime(), meta.mtime_nsec());
+    let times = [mtime.0, mtime.1, meta.ctime(), meta.ctime_nsec()];
     let cached = VERSIONS.with(|v| {
         v.borrow()
             .get(&key)
-            .filter(|v| v.len == meta.len() && v.mtime == mtime)
+            .filter(|v| v.len == meta.len() && v.times == times)
             .cloned()
     });
     if let Some(version) = cached {
@@ -255,8 +258,9 @@ pub(crate) fn version(file: &File, meta: &Metadata) -> io::Result<Version> {
         for n in [meta.dev(), meta.ino(), meta.len()] {
             hasher.update(n.to_le_bytes());
         }
-        hasher.update(mtime.0.to_le_bytes());
-        hasher.update(mtime.1.to_le_bytes());
+        for t in times {
+            hasher.update(t.to_le_bytes());
+        }
     }
     let digest = hasher.finalize();
     let mut etag = String::with_capacity(34);
@@ -268,7 +272,7 @@ pub(crate) fn version(file: &File, meta: &Metadata) -> io::Result<Version> {
     let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.0.max(0) as u64);
     let version = Version {
         len: meta.len(),
-        mtime,
+        times,
         etag: etag.into(),
         last_modified: crate::httputil::format_timestamp(modified).into(),
     };
@@ -291,6 +295,46 @@ pub fn reset() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both ways of opening (`openat2` and the portable one) refuse and
+    /// accept the same paths.
+    #[test]
+    fn opening_under_the_root() {
+        let base = std::env::temp_dir().join(format!("squall-static-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.txt"), "a").unwrap();
+        std::fs::write(base.join("secret"), "s").unwrap();
+        let link = |target: &Path, name: &str| {
+            std::os::unix::fs::symlink(target, root.join(name)).unwrap()
+        };
+        link(&base.join("secret"), "out-abs");
+        link(Path::new("../secret"), "out-rel");
+        link(&root.join("a.txt"), "in-abs");
+        link(Path::new("sub/../a.txt"), "in-rel");
+        link(Path::new("missing"), "dangling");
+        let r = Root::open(&root).unwrap();
+        let cases: &[(&str, Result<(), Refused>)] = &[
+            ("a.txt", Ok(())),
+            ("in-abs", Ok(())),
+            ("in-rel", Ok(())),
+            ("sub", Ok(())),
+            ("", Ok(())),
+            ("out-abs", Err(Refused::Forbidden)),
+            ("out-rel", Err(Refused::Forbidden)),
+            ("missing", Err(Refused::NotFound)),
+            ("dangling", Err(Refused::NotFound)),
+            ("a.txt/x", Err(Refused::NotFound)),
+        ];
+        for &(rel, want) in cases {
+            assert_eq!(r.open_file(rel).map(drop), want, "{rel:?}");
+            assert_eq!(r.open_canonical(rel).map(drop), want, "{rel:?} (portable)");
+        }
+        assert!(Root::open(&root.join("a.txt")).is_err());
+        assert!(Root::open(&base.join("nope")).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn normalizing() {

@@ -124,7 +124,10 @@ struct Shared {
 impl StaticFileHandler {
     /// Serves the files under `root` (Tornado's `path` argument). The
     /// directory is opened at the first request: until it exists, every
-    /// request is 404 (and an error logged).
+    /// request is 404 (and an error logged). It then stays open: files
+    /// inside it may come and go, but a root directory replaced by another
+    /// of the same name (a deploy that swaps a symbolic link to the root)
+    /// is only seen by a new handler, after a restart.
     pub fn new(root: impl Into<PathBuf>) -> StaticFileHandler {
         StaticFileHandler {
             shared: Rc::new(Shared {

@@ -527,6 +527,41 @@ fn missing_root() {
     assert_eq!(get(&s, "/s/a.txt", &[]).status, 404);
 }
 
+/// A root reached through a symbolic link that a deploy swaps: the new
+/// directory is served within a second, by the handler and by `static_url`.
+#[test]
+fn a_swapped_root_is_seen_within_a_second() {
+    let scratch = Scratch::new("swap");
+    for (release, text) in [("r1", "one"), ("r2", "two")] {
+        std::fs::create_dir_all(scratch.0.join(release)).unwrap();
+        std::fs::write(scratch.0.join(release).join("v.txt"), text).unwrap();
+    }
+    let current = scratch.0.join("current");
+    std::os::unix::fs::symlink(scratch.0.join("r1"), &current).unwrap();
+    let root = current.clone();
+    let s = TestServer::start(
+        move || {
+            Application::with_settings(Settings {
+                static_path: Some(root),
+                ..Default::default()
+            })
+            .route("/static_url/{path*}", || StaticUrl)
+        },
+        |_| {},
+    );
+    assert_eq!(get(&s, "/static/v.txt", &[]).text(), "one");
+    let v1 = get(&s, "/static_url/v.txt", &[]).text();
+    assert_eq!(v1, format!("/static/v.txt?v={}", version_of(b"one")));
+    // Swap the link atomically, as a deploy does.
+    let next = scratch.0.join("next");
+    std::os::unix::fs::symlink(scratch.0.join("r2"), &next).unwrap();
+    std::fs::rename(&next, &current).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(get(&s, "/static/v.txt", &[]).text(), "two");
+    let v2 = get(&s, "/static_url/v.txt", &[]).text();
+    assert_eq!(v2, format!("/static/v.txt?v={}", version_of(b"two")));
+}
+
 /// The resident set size of this process, in bytes.
 fn rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

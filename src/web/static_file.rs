@@ -124,10 +124,10 @@ struct Shared {
 impl StaticFileHandler {
     /// Serves the files under `root` (Tornado's `path` argument). The
     /// directory is opened at the first request: until it exists, every
-    /// request is 404 (and an error logged). It then stays open: files
-    /// inside it may come and go, but a root directory replaced by another
-    /// of the same name (a deploy that swaps a symbolic link to the root)
-    /// is only seen by a new handler, after a restart.
+    /// request is 404 (and an error logged). It then stays open, and once
+    /// a second at most the path is checked to lead there still: a root
+    /// replaced by another directory of the same name (a deploy that swaps
+    /// a symbolic link) is served from within a second.
     pub fn new(root: impl Into<PathBuf>) -> StaticFileHandler {
         StaticFileHandler {
             shared: Rc::new(Shared {
@@ -160,8 +160,11 @@ impl StaticFileHandler {
     /// The root, opened.
     fn dir(&self) -> Result<Rc<Root>, Error> {
         if let Some(dir) = self.shared.dir.borrow().as_ref() {
-            return Ok(dir.clone());
+            if dir.is_current() {
+                return Ok(dir.clone());
+            }
         }
+        *self.shared.dir.borrow_mut() = None;
         let dir = Rc::new(Root::open(&self.shared.root)?);
         *self.shared.dir.borrow_mut() = Some(dir.clone());
         Ok(dir)
@@ -537,8 +540,11 @@ pub fn get_version(settings: &Settings, path: &str) -> Option<String> {
     normalize(path, &mut rel).ok()?;
     let found = ROOTS.with(|roots| {
         let mut roots = roots.borrow_mut();
-        if let Some(dir) = roots.iter().find(|(p, _)| p == root) {
-            return Some(dir.1.clone());
+        if let Some(at) = roots.iter().position(|(p, _)| p == root) {
+            if roots[at].1.is_current() {
+                return Some(roots[at].1.clone());
+            }
+            roots.remove(at);
         }
         let dir = Rc::new(Root::open(root).ok()?);
         if roots.len() >= 16 {

@@ -1,13 +1,14 @@
 //! Opening a static file safely under its root, and the cache of file
 //! versions (content hashes) behind ETags and `static_url`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -28,7 +29,16 @@ pub(crate) struct Root {
     canonical: PathBuf,
     #[cfg(target_os = "linux")]
     dir: File,
+    /// The path as configured, and the (device, inode) it led to.
+    configured: PathBuf,
+    id: (u64, u64),
+    /// When it was last checked to lead there still.
+    checked: Cell<Instant>,
 }
+
+/// How often a root is checked for having been replaced by another
+/// directory of the same name (a deploy that swaps a symbolic link).
+const RECHECK: Duration = Duration::from_secs(1);
 
 impl Root {
     /// Opens `root`, which must be a directory.
@@ -42,6 +52,9 @@ impl Root {
                 format!("static root {} is not a directory", root.display()),
             ));
         }
+        let meta = std::fs::metadata(&canonical).map_err(|e| {
+            Error::with_source(ErrorKind::Io, format!("static root {}", root.display()), e)
+        })?;
         #[cfg(target_os = "linux")]
         let dir = std::fs::OpenOptions::new()
             .read(true)
@@ -54,7 +67,23 @@ impl Root {
             canonical,
             #[cfg(target_os = "linux")]
             dir,
+            configured: root.to_owned(),
+            id: (meta.dev(), meta.ino()),
+            checked: Cell::new(Instant::now()),
         })
+    }
+
+    /// Whether the configured path still leads to this directory; looked
+    /// at once a second at most (a clock read otherwise), so a root
+    /// swapped by a deploy is served within a second, as a server that
+    /// resolves the root per request would.
+    pub(crate) fn is_current(&self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.checked.get()) < RECHECK {
+            return true;
+        }
+        self.checked.set(now);
+        std::fs::metadata(&self.configured).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
     }
 
     /// Opens `rel` (a path [`normalize`]d: relative, no `.` or `..`

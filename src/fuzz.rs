@@ -336,3 +336,83 @@ pub fn cookie(data: &[u8]) {
         let _ = get_signature_key_version(&text);
     }
 }
+
+/// The `Range` parser (`httputil::parse_request_range`) and what the
+/// static file handler does with its result: arbitrary bytes as a header
+/// value (lossily UTF-8), resolved against body sizes taken from the input.
+/// A range must resolve inside the body, non-empty, and round-trip through
+/// its `Content-Range`; parsing must agree with a reference reading of
+/// Tornado's rules.
+pub fn range(data: &[u8]) {
+    let data = &data[..data.len().min(4096)];
+    let header = String::from_utf8_lossy(data);
+    let parsed = httputil::parse_request_range(&header);
+    // A reference reading, written differently: unit `bytes`, one dash (or
+    // none), digits around it.
+    let reference = (|| {
+        let (unit, value) = header.split_once('=')?;
+        if unit.trim_matches([' ', '\t']) != "bytes" {
+            return None;
+        }
+        let value = value.trim_matches([' ', '\t']);
+        let mut parts = value.splitn(2, '-');
+        let a = parts.next().unwrap_or("").trim_matches([' ', '\t']);
+        let b = parts.next().unwrap_or("").trim_matches([' ', '\t']);
+        let digits = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
+        if !digits(a) || !digits(b) {
+            return None;
+        }
+        Some((!a.is_empty(), !b.is_empty()))
+    })();
+    match (parsed, reference) {
+        (None, None) => return,
+        (Some(r), Some((has_start, has_end))) => {
+            let shape = match r {
+                httputil::ByteRange::From { end, .. } => (true, end.is_some()),
+                httputil::ByteRange::Suffix(_) => (false, true),
+                httputil::ByteRange::All => (false, false),
+            };
+            assert_eq!(shape, (has_start, has_end), "{header:?}: {r:?}");
+        }
+        (p, r) => panic!("{header:?}: parsed {p:?}, reference {r:?}"),
+    }
+    let range = parsed.expect("checked");
+    let mut rng = Rng::new(data);
+    let sizes = [
+        0,
+        1,
+        2,
+        26,
+        1 << 20,
+        u64::MAX,
+        rng.next() % 4096,
+        rng.next(),
+    ];
+    for size in sizes {
+        let Some((start, end)) = range.resolve(size) else {
+            continue;
+        };
+        assert!(
+            start <= end && end <= size,
+            "{header:?} on {size}: {start}..{end}"
+        );
+        if let httputil::ByteRange::All = range {
+            assert_eq!((start, end), (0, size));
+            continue;
+        }
+        assert!(start < end, "{header:?} on {size}: empty span");
+        let text = httputil::content_range(start, end, size);
+        let back = text
+            .strip_prefix("bytes ")
+            .and_then(|t| t.split_once('/'))
+            .and_then(|(span, total)| {
+                let (a, b) = span.split_once('-')?;
+                Some((
+                    a.parse::<u64>().ok()?,
+                    b.parse::<u64>().ok()?,
+                    total.parse::<u64>().ok()?,
+                ))
+            });
+        assert_eq!(back, Some((start, end - 1, size)), "{text}");
+    }
+}

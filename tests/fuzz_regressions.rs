@@ -53,6 +53,11 @@ fn corpus_cookie() {
 }
 
 #[test]
+fn corpus_range() {
+    replay("range", __fuzz::range);
+}
+
+#[test]
 fn corpus_memcache_parser() {
     replay("memcache_parser", memcache_check::memcache);
 }

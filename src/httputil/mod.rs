@@ -25,12 +25,14 @@ mod chunked;
 mod cookie;
 mod date;
 mod headers;
+mod range;
 mod url;
 
 pub use chunked::*;
 pub use cookie::*;
 pub use date::*;
 pub use headers::*;
+pub use range::*;
 pub use url::*;
 
 use crate::error::{Error, ErrorKind};

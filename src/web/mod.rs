@@ -48,6 +48,10 @@ mod settings;
 #[cfg(feature = "signed_cookies")]
 mod signed;
 pub(crate) mod xsrf;
+#[cfg(feature = "static")]
+pub mod static_file;
+#[cfg(feature = "static")]
+mod static_open;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -74,6 +78,8 @@ pub use signed::{
     get_signature_key_version, DecodeOptions, SignOptions,
 };
 use xsrf::XsrfState;
+#[cfg(feature = "static")]
+pub use static_file::StaticFileHandler;
 
 /// A request handler; a fresh one answers each request (Tornado's
 /// `RequestHandler`).
@@ -381,6 +387,13 @@ impl Application {
     pub fn with_settings(settings: Settings) -> Application {
         let mut app = Application::default();
         app.inner_mut().settings = Rc::new(settings);
+        // Tornado serves `static_path` before the application's own routes.
+        #[cfg(feature = "static")]
+        let app = static_file::add_static_routes(app);
+        #[cfg(not(feature = "static"))]
+        if app.settings().static_path.is_some() {
+            log::warn!("static_path is set, but squall was built without feature `static`: no static files are served");
+        }
         app
     }
 

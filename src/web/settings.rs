@@ -38,6 +38,15 @@ pub struct Settings {
     /// HTML-escape template expressions (Tornado's `autoescape`, whose
     /// default is `"xhtml_escape"`). Default on.
     pub autoescape: bool,
+    /// The host whose [`add_handlers`](super::Application::add_handlers)
+    /// routes also answer requests whose own host matches none (Tornado's
+    /// `default_host`). Default `None`.
+    pub default_host: Option<String>,
+    /// Keep compiled templates (Tornado's `compiled_template_cache`):
+    /// when off, a template file changed on disk is read again at its next
+    /// render (one `stat` per template per render), for development.
+    /// Default on.
+    pub compiled_template_cache: bool,
 }
 
 impl Default for Settings {
@@ -48,6 +57,8 @@ impl Default for Settings {
             compress_response: false,
             template_path: None,
             autoescape: true,
+            default_host: None,
+            compiled_template_cache: true,
         }
     }
 }

@@ -51,7 +51,10 @@ fn reverse_url_escapes_like_tornado() {
     assert_eq!(r("decode_arg", &[&"foo"]).unwrap(), "/decode_arg/foo");
     assert_eq!(r("decode_arg", &[&42]).unwrap(), "/decode_arg/42");
     assert_eq!(r("decode_arg", &[&"\u{e9}"]).unwrap(), "/decode_arg/%C3%A9");
-    assert_eq!(r("decode_arg", &[&"1 + 1"]).unwrap(), "/decode_arg/1%20%2B%201");
+    assert_eq!(
+        r("decode_arg", &[&"1 + 1"]).unwrap(),
+        "/decode_arg/1%20%2B%201"
+    );
     assert_eq!(r("decode_arg", &[&"a/b"]).unwrap(), "/decode_arg/a%2Fb");
     // A trailing {path*} keeps its slashes.
     assert_eq!(r("files", &[&"a b/c.txt"]).unwrap(), "/files/a%20b/c.txt");
@@ -59,8 +62,14 @@ fn reverse_url_escapes_like_tornado() {
     let err = r("nope", &[]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("nope"), "{err}");
-    assert_eq!(r("decode_arg", &[]).unwrap_err().kind(), ErrorKind::InvalidArgument);
-    assert_eq!(r("decode_arg", &[&1, &2]).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        r("decode_arg", &[]).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        r("decode_arg", &[&1, &2]).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
 }
 
 #[cfg(feature = "regex")]
@@ -73,8 +82,14 @@ fn reverse_url_of_regex_routes() {
         .name("post")
         .route_regex(r"/(?:a|b)/(\d+)", || Says("x"))
         .name("complex");
-    assert_eq!(app.reverse_url("decode_arg", &[&"1 + 1"]).unwrap(), "/decode_arg/1%20%2B%201");
-    assert_eq!(app.reverse_url("post", &[&2026, &"hi"]).unwrap(), "/2026/hi.html");
+    assert_eq!(
+        app.reverse_url("decode_arg", &[&"1 + 1"]).unwrap(),
+        "/decode_arg/1%20%2B%201"
+    );
+    assert_eq!(
+        app.reverse_url("post", &[&2026, &"hi"]).unwrap(),
+        "/2026/hi.html"
+    );
     // Tornado: "Cannot reverse url regex".
     let err = app.reverse_url("complex", &[&1]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
@@ -102,7 +117,9 @@ fn exchange_reverse_url() {
                 .name("user")
                 .add_handlers(
                     "admin.example.com",
-                    Routes::new().route("/admin", || Says("admin")).name("admin"),
+                    Routes::new()
+                        .route("/admin", || Says("admin"))
+                        .name("admin"),
                 )
         },
         |_| {},
@@ -118,14 +135,18 @@ fn redirect_app() -> Application {
     let app = Application::new()
         .route("/src", || RedirectHandler::new("/dst"))
         .route("/src2", || RedirectHandler::new("/dst2?foo=bar"))
-        .route("/temp", || RedirectHandler::new("/elsewhere").permanent(false))
+        .route("/temp", || {
+            RedirectHandler::new("/elsewhere").permanent(false)
+        })
         .route("/user/{id}/{tab}", || RedirectHandler::new("/u/{id}#{tab}"))
         .route("/bad/{id}", || RedirectHandler::new("/x/{nope}"))
         .route("/gone", || ErrorHandler::new(410))
         .route("/see-other", || StatusRedirect(303))
         .route("/not-3xx", || StatusRedirect(200));
     #[cfg(feature = "regex")]
-    let app = app.route_regex(r"/(.*?)/(.*?)/(.*)", || RedirectHandler::new("/{1}/{0}/{2}"));
+    let app = app.route_regex(r"/(.*?)/(.*?)/(.*)", || {
+        RedirectHandler::new("/{1}/{0}/{2}")
+    });
     app
 }
 
@@ -152,7 +173,10 @@ fn redirect_handler() {
     };
     assert_eq!(location("/src"), (301, "/dst".to_owned()));
     assert_eq!(location("/src?foo=bar"), (301, "/dst?foo=bar".to_owned()));
-    assert_eq!(location("/src2?foo2=bar2"), (301, "/dst2?foo=bar&foo2=bar2".to_owned()));
+    assert_eq!(
+        location("/src2?foo2=bar2"),
+        (301, "/dst2?foo=bar&foo2=bar2".to_owned())
+    );
     assert_eq!(location("/temp"), (302, "/elsewhere".to_owned()));
     // Named captures by name; arguments re-encoded, grouped by name.
     assert_eq!(location("/user/7/posts"), (301, "/u/7#posts".to_owned()));
@@ -195,9 +219,18 @@ fn host_matching() {
         || {
             let app = Application::new()
                 .route("/foo", || Says("wildcard"))
-                .add_handlers("www.example.com", Routes::new().route("/foo", || Says("[0]")))
-                .add_handlers(r"www\.example\.com", Routes::new().route("/bar", || Says("[1]")))
-                .add_handlers("www.example.com", Routes::new().route("/baz", || Says("[2]")))
+                .add_handlers(
+                    "www.example.com",
+                    Routes::new().route("/foo", || Says("[0]")),
+                )
+                .add_handlers(
+                    r"www\.example\.com",
+                    Routes::new().route("/bar", || Says("[1]")),
+                )
+                .add_handlers(
+                    "www.example.com",
+                    Routes::new().route("/baz", || Says("[2]")),
+                )
                 .add_handlers("*.sub.test", Routes::new().route("/baz", || Says("[sub]")));
             #[cfg(feature = "regex")]
             let app = app.add_handlers("www.e.*e.com", Routes::new().route("/baz", || Says("[3]")));
@@ -231,8 +264,14 @@ fn default_host_matching() {
                 default_host: Some(default_host.to_owned()),
                 ..Default::default()
             })
-            .add_handlers("www.example.com", Routes::new().route("/foo", || Says("[0]")))
-            .add_handlers(r"www\.example\.com", Routes::new().route("/bar", || Says("[1]")))
+            .add_handlers(
+                "www.example.com",
+                Routes::new().route("/foo", || Says("[0]")),
+            )
+            .add_handlers(
+                r"www\.example\.com",
+                Routes::new().route("/bar", || Says("[1]")),
+            )
             .add_handlers("www.test.com", Routes::new().route("/baz", || Says("[2]")))
         }
     };
@@ -294,17 +333,31 @@ fn error_pages_through_write_error() {
     for method in ["POST", "DELETE", "BREW"] {
         let raw = format!("{method} /custom HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         let reply = raw_request(server.addr, raw.as_bytes()).unwrap();
-        assert_eq!((reply.status, reply.text()), (405, "custom 405".to_owned()), "{method}");
+        assert_eq!(
+            (reply.status, reply.text()),
+            (405, "custom 405".to_owned()),
+            "{method}"
+        );
     }
     // No route: the default handler's page, for any host.
     let reply = get(&server, "/missing", "");
-    assert_eq!((reply.status, reply.text()), (404, "nothing here (404)".to_owned()));
+    assert_eq!(
+        (reply.status, reply.text()),
+        (404, "nothing here (404)".to_owned())
+    );
     let reply = get(&server, "/missing", "Host: api.test\r\n");
-    assert_eq!((reply.status, reply.text()), (404, "nothing here (404)".to_owned()));
+    assert_eq!(
+        (reply.status, reply.text()),
+        (404, "nothing here (404)".to_owned())
+    );
     // POST to a missing path, with a body: the default handler still answers.
-    let raw = b"POST /missing HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
+    let raw =
+        b"POST /missing HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
     let reply = raw_request(server.addr, raw).unwrap();
-    assert_eq!((reply.status, reply.text()), (404, "nothing here (404)".to_owned()));
+    assert_eq!(
+        (reply.status, reply.text()),
+        (404, "nothing here (404)".to_owned())
+    );
 }
 
 /// Without a default handler: Tornado's plain 404 page.

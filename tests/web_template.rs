@@ -43,20 +43,29 @@ impl Drop for Dir {
 }
 
 const FILES: &[(&str, &str)] = &[
-    ("base.html", "<title>{% block title %}default{% endblock %}</title>\n{% block body %}{% endblock %}"),
+    (
+        "base.html",
+        "<title>{% block title %}default{% endblock %}</title>\n{% block body %}{% endblock %}",
+    ),
     (
         "page.html",
         "{% extends \"base.html\" %}{% block title %}{{ title }}{% endblock %}\
          {% block body %}<p>{{ name }}</p>{% include \"part.html\" %}{% endblock %}",
     ),
-    ("part.html", "[{% for i in items %}{{ i }}{% if not loop.last %},{% endif %}{% endfor %}]"),
+    (
+        "part.html",
+        "[{% for i in items %}{{ i }}{% if not loop.last %},{% endif %}{% endfor %}]",
+    ),
     (
         "request.html",
         "{{ request.method }} {{ request.path }} {{ request.query }} {{ request.host_name }} \
          {{ request.headers[\"x-test\"] }} {{ request.arguments.a[1] }} {{ request.path_args.id }} \
          {{ reverse_url(\"item\", \"a b\") }} {{ url_escape(\"x y\") }}",
     ),
-    ("raw.html", "{{ html }}|{{ html|safe }}|{{ html|xhtml_escape }}"),
+    (
+        "raw.html",
+        "{{ html }}|{{ html|safe }}|{{ html|xhtml_escape }}",
+    ),
     ("sub/inner.txt", "inner {{ n }}"),
     ("syntax.html", "line one\n{% if %}"),
     ("undefined.html", "line one\nline two {{ missing_name }}"),
@@ -115,7 +124,9 @@ fn server(dir: &Path, settings: Settings) -> TestServer {
 }
 
 fn get(server: &TestServer, path: &str, headers: &str) -> Reply {
-    let raw = format!("GET {path} HTTP/1.1\r\nHost: Example.com:8080\r\n{headers}Connection: close\r\n\r\n");
+    let raw = format!(
+        "GET {path} HTTP/1.1\r\nHost: Example.com:8080\r\n{headers}Connection: close\r\n\r\n"
+    );
     raw_request(server.addr, raw.as_bytes()).expect("a reply")
 }
 
@@ -151,14 +162,21 @@ fn autoescape_off() {
         },
     );
     let reply = get(&server, "/render/1?page.html", "");
-    assert_eq!(reply.text(), "<title>T<i></title>\n<p><ada & bob></p>[1,2,3]");
+    assert_eq!(
+        reply.text(),
+        "<title>T<i></title>\n<p><ada & bob></p>[1,2,3]"
+    );
 }
 
 #[test]
 fn the_request_in_the_namespace() {
     let dir = Dir::new("request", FILES);
     let server = server(&dir.0, Settings::default());
-    let reply = get(&server, "/render/42?request.html&a=1&a=2", "X-Test: <yes>\r\n");
+    let reply = get(
+        &server,
+        "/render/42?request.html&a=1&a=2",
+        "X-Test: <yes>\r\n",
+    );
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.text(),
@@ -185,13 +203,19 @@ fn render_string_and_errors() {
     assert!(included.contains("undefined.html"), "{included}");
     // No way out of the template directory.
     let _outside = Dir::new("outside", &[("secret.html", "secret")]);
-    let climb = format!("/string/..%2Fsquall-tpl-outside-{}%2Fsecret.html", std::process::id());
+    let climb = format!(
+        "/string/..%2Fsquall-tpl-outside-{}%2Fsecret.html",
+        std::process::id()
+    );
     let escaped = text(&climb);
     assert!(escaped.starts_with("Template:"), "{escaped}");
     // `render` that fails: 500, the error logged with the template.
     let reply = get(&server, "/render/1?undefined.html", "");
     assert_eq!(reply.status, 500);
-    assert!(!reply.text().contains("line one"), "nothing rendered is sent");
+    assert!(
+        !reply.text().contains("line one"),
+        "nothing rendered is sent"
+    );
 }
 
 #[test]

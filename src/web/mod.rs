@@ -61,9 +61,13 @@ use crate::stack_context::{self, ReusableContext};
 pub use error::HTTPError;
 pub use exchange::Exchange;
 use exchange::Pool;
+/// The template engine (feature `template`), re-exported so a context is
+/// built with the version squall uses: `squall::web::minijinja::context!`.
+#[cfg(feature = "template")]
+pub use minijinja;
 use route::Pattern;
-use routing::{HostPattern, HostRoutes};
 pub use routing::{ErrorHandler, RedirectHandler, Routes};
+use routing::{HostPattern, HostRoutes};
 pub use settings::Settings;
 
 /// A request handler; a fresh one answers each request (Tornado's
@@ -388,7 +392,9 @@ impl Application {
         H: RequestHandler,
         F: Fn() -> H + 'static,
     {
-        self.inner_mut().routes.push(Route::new::<H, F>(pattern, factory));
+        self.inner_mut()
+            .routes
+            .push(Route::new::<H, F>(pattern, factory));
     }
 
     /// Adds a route: `pattern` is an exact path (`/about`) or one with
@@ -511,8 +517,8 @@ impl Application {
         let pattern = HostPattern::parse(host_pattern).unwrap_or_else(|e| panic!("{e}"));
         let inner = self.inner_mut();
         let start = inner.extra.len();
-        let names = Arc::get_mut(&mut inner.names)
-            .expect("names are shared once the application serves");
+        let names =
+            Arc::get_mut(&mut inner.names).expect("names are shared once the application serves");
         for (name, i) in &routes.names {
             names.add(name, &routes.routes[*i].pattern);
         }
@@ -562,7 +568,11 @@ impl Application {
     /// no route has that name, the number of arguments is not the route's,
     /// or the route is a regular expression too complex to reverse (each
     /// `(` must open a capture group, and what is outside them be literal).
-    pub fn reverse_url(&self, name: &str, args: &[&dyn std::fmt::Display]) -> Result<String, Error> {
+    pub fn reverse_url(
+        &self,
+        name: &str,
+        args: &[&dyn std::fmt::Display],
+    ) -> Result<String, Error> {
         self.inner.names.reverse(name, args)
     }
 
@@ -605,12 +615,20 @@ impl AppInner {
     }
 
     /// The route with this id: one of `routes`, else of `extra`.
-    #[inline]
+    #[inline(always)]
     fn route(&self, id: usize) -> &Route {
         match self.routes.get(id) {
             Some(route) => route,
-            None => &self.extra[id - self.routes.len()],
+            None => self.extra_route(id),
         }
+    }
+
+    /// A route for some hosts, or the default handler: out of line, so
+    /// the usual route's path stays as short as it was.
+    #[cold]
+    #[inline(never)]
+    fn extra_route(&self, id: usize) -> &Route {
+        &self.extra[id - self.routes.len()]
     }
 
     #[cold]
@@ -634,7 +652,9 @@ impl AppInner {
                 .filter(|group| matching(&group.pattern))
                 .find_map(|group| {
                     let routes = &self.extra[group.routes.clone()];
-                    let i = routes.iter().position(|r| r.pattern.match_into(path, args))?;
+                    let i = routes
+                        .iter()
+                        .position(|r| r.pattern.match_into(path, args))?;
                     Some(self.routes.len() + group.routes.start + i)
                 })
         };

@@ -242,9 +242,10 @@ impl Reverse {
     }
 
     fn build(&self, name: &str, args: &[&dyn fmt::Display]) -> Result<String, Error> {
-        let pieces = self.0.as_ref().map_err(|why| {
-            invalid(format!("reverse_url({name:?}): cannot reverse {why}"))
-        })?;
+        let pieces = self
+            .0
+            .as_ref()
+            .map_err(|why| invalid(format!("reverse_url({name:?}): cannot reverse {why}")))?;
         if args.len() != self.args() {
             return Err(invalid(format!(
                 "reverse_url({name:?}): {} arguments given, the route takes {}",
@@ -263,8 +264,7 @@ impl Reverse {
                 }
                 Piece::Rest => {
                     let arg = args.next().map(ToString::to_string).unwrap_or_default();
-                    let parts: Vec<String> =
-                        arg.split('/').map(|p| url_escape(p, false)).collect();
+                    let parts: Vec<String> = arg.split('/').map(|p| url_escape(p, false)).collect();
                     url.push_str(&parts.join("/"));
                 }
             }
@@ -436,7 +436,9 @@ fn format_url(template: &str, args: &[(String, String)]) -> Result<String, Error
         }
         let close = tail.find('}').filter(|_| tail.starts_with('{'));
         let Some(close) = close else {
-            return Err(invalid(format!("redirect URL {template:?}: unbalanced brace")));
+            return Err(invalid(format!(
+                "redirect URL {template:?}: unbalanced brace"
+            )));
         };
         let field = &tail[1..close];
         let value = match field.parse::<usize>() {
@@ -541,7 +543,10 @@ mod tests {
         assert!(format_url("/{", &captures).is_err());
         assert!(format_url("/}", &captures).is_err());
         let r = RedirectHandler::new("/dst2?foo=bar");
-        assert_eq!(r.target(&[], "foo2=bar2").unwrap(), "/dst2?foo=bar&foo2=bar2");
+        assert_eq!(
+            r.target(&[], "foo2=bar2").unwrap(),
+            "/dst2?foo=bar&foo2=bar2"
+        );
         // Grouped by name, in the order names first came; re-encoded.
         let r = RedirectHandler::new("/d#top");
         assert_eq!(
@@ -592,14 +597,41 @@ mod tests {
         assert_eq!(r.build("n", &[]).unwrap(), "/");
     }
 
+    proptest::proptest! {
+        /// What a request controls — its `Host`, its captures, its query —
+        /// never makes host matching or a redirect target panic.
+        #[test]
+        fn request_input_never_panics(
+            host in "\\PC{0,24}",
+            arg in "\\PC{0,12}",
+            query in "[a-z=&;%+#?é\\x00 ]{0,24}",
+        ) {
+            let name = host_name(&host);
+            for pattern in ["www.example.com", "*.example.com", "*", "*.b.c"] {
+                let _ = HostPattern::parse(pattern).unwrap().matches(name);
+            }
+            let captures = vec![("id".to_owned(), arg)];
+            for url in ["/u/{0}", "/u/{id}?x=1#f", "/{{{0}}}"] {
+                let target = RedirectHandler::new(url).target(&captures, &query).unwrap();
+                proptest::prop_assert!(target.starts_with('/'));
+            }
+        }
+    }
+
     #[cfg(feature = "regex")]
     #[test]
     fn reverse_regexes() {
         let build = |p: &str, args: &[&dyn fmt::Display]| {
             Reverse::of(&Pattern::regex(p).unwrap()).build("n", args)
         };
-        assert_eq!(build(r"/decode_arg/(.*)", &[&42]).unwrap(), "/decode_arg/42");
-        assert_eq!(build(r"/decode_arg/(.*)", &[&"é"]).unwrap(), "/decode_arg/%C3%A9");
+        assert_eq!(
+            build(r"/decode_arg/(.*)", &[&42]).unwrap(),
+            "/decode_arg/42"
+        );
+        assert_eq!(
+            build(r"/decode_arg/(.*)", &[&"é"]).unwrap(),
+            "/decode_arg/%C3%A9"
+        );
         assert_eq!(build(r"^/x\.html$", &[]).unwrap(), "/x.html");
         assert_eq!(
             build(r"/(?P<year>\d+)/(?P<slug>[a-z]+)", &[&2026, &"a"]).unwrap(),

@@ -20,6 +20,7 @@
 //! (as functions and as filters).
 //!
 //! ```
+//! use squall::web::minijinja::context;
 //! use squall::web::{Application, Exchange, RequestHandler, Settings};
 //! use squall::Error;
 //!
@@ -27,7 +28,7 @@
 //! impl RequestHandler for Hello {
 //!     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
 //!         // templates/hello.html: <p>Hello, {{ name }}, from {{ request.path }}</p>
-//!         x.render("hello.html", minijinja::context! { name => "<ada>" })
+//!         x.render("hello.html", context! { name => "<ada>" })
 //!     }
 //! }
 //! let app = Application::with_settings(Settings {
@@ -59,10 +60,7 @@ pub(super) struct Templates {
 impl Templates {
     pub(super) fn new(settings: &Settings, names: SharedNames) -> Templates {
         let mut env = Environment::new();
-        let path = settings
-            .template_path
-            .clone()
-            .unwrap_or_else(|| ".".into());
+        let path = settings.template_path.clone().unwrap_or_else(|| ".".into());
         // Rejects names that climb out of the directory (`../x`).
         env.set_loader(minijinja::path_loader(path));
         env.set_auto_reload(!settings.compiled_template_cache);
@@ -89,7 +87,9 @@ impl Templates {
     /// Renders a template given as text (for tests).
     #[cfg(test)]
     fn render_source(&self, source: &str, context: impl Into<Value>) -> Result<String, Error> {
-        self.env.render_str(source, context.into()).map_err(template_error)
+        self.env
+            .render_str(source, context.into())
+            .map_err(template_error)
     }
 }
 
@@ -155,14 +155,18 @@ impl Exchange {
     /// [`Settings::template_path`]) with `context` and returns it (Tornado's
     /// `render_string`). `context` is anything serde serializes to a map: a
     /// `#[derive(Serialize)]` struct, a `HashMap`, or
-    /// `minijinja::context! { name => value }`; its names hide the
+    /// [`context!`](minijinja::context) `{ name => value }`; its names hide the
     /// namespace's (`request`, `reverse_url`...).
     ///
     /// # Errors
     /// [`ErrorKind::Template`] naming the template and the line: no such
     /// template, a syntax error, a name not defined, a failing call;
     /// [`ErrorKind::InvalidState`] if the application is gone.
-    pub fn render_string<C: serde::Serialize>(&self, name: &str, context: C) -> Result<String, Error> {
+    pub fn render_string<C: serde::Serialize>(
+        &self,
+        name: &str,
+        context: C,
+    ) -> Result<String, Error> {
         let app = self
             .app()
             .ok_or_else(|| Error::new(ErrorKind::InvalidState, "the application is gone"))?;
@@ -171,9 +175,10 @@ impl Exchange {
             .get_or_init(|| Templates::new(&app.settings, app.names.clone()));
         let context = Value::from(minijinja::value::Serde(&context));
         // A context that is no map (`()`, say) adds no names.
-        let context = if context.as_object().is_some_and(|o| {
-            matches!(o.repr(), minijinja::value::ObjectRepr::Map)
-        }) {
+        let context = if context
+            .as_object()
+            .is_some_and(|o| matches!(o.repr(), minijinja::value::ObjectRepr::Map))
+        {
             context
         } else {
             Value::from_pairs(std::iter::empty::<(Value, Value)>())
@@ -275,7 +280,11 @@ fn url_escape_fn(value: &Value, plus: Option<bool>) -> String {
 /// `json_encode(v)`: JSON, safe to put in HTML and in a `<script>` (as
 /// minijinja's `tojson`; Tornado's only escapes `</`).
 fn json_encode_fn(value: &Value) -> Result<Value, minijinja::Error> {
-    minijinja::filters::tojson(value, None, Kwargs::from_iter(std::iter::empty::<(&str, Value)>()))
+    minijinja::filters::tojson(
+        value,
+        None,
+        Kwargs::from_iter(std::iter::empty::<(&str, Value)>()),
+    )
 }
 
 /// `squeeze(s)`: runs of whitespace as one space, trimmed; Tornado's.
@@ -325,11 +334,9 @@ impl Object for RequestObject {
                         .into_iter()
                         .map(|(n, values)| (n, Value::from_iter(values))),
                 ),
-                "path_args" => Value::from_pairs(
-                    r.path_args()
-                        .iter()
-                        .map(|(n, v)| (n.as_str(), v.as_str())),
-                ),
+                "path_args" => {
+                    Value::from_pairs(r.path_args().iter().map(|(n, v)| (n.as_str(), v.as_str())))
+                }
                 _ => return None,
             })
         })?
@@ -396,13 +403,20 @@ mod tests {
             t.render_source("{{ v }}", ctx.clone()).unwrap(),
             "&lt;a href=&#x27;x&#x27;&gt;&amp;&quot;/"
         );
-        assert_eq!(t.render_source("{{ v|safe }}", ctx.clone()).unwrap(), "<a href='x'>&\"/");
+        assert_eq!(
+            t.render_source("{{ v|safe }}", ctx.clone()).unwrap(),
+            "<a href='x'>&\"/"
+        );
         // Escaped once, by the function or by autoescape, not twice.
         assert_eq!(
-            t.render_source("{{ xhtml_escape(v) }}|{{ v|xhtml_escape }}", ctx.clone()).unwrap(),
+            t.render_source("{{ xhtml_escape(v) }}|{{ v|xhtml_escape }}", ctx.clone())
+                .unwrap(),
             "&lt;a href=&#x27;x&#x27;&gt;&amp;&quot;/|&lt;a href=&#x27;x&#x27;&gt;&amp;&quot;/"
         );
-        assert_eq!(engine(false).render_source("{{ v }}", ctx).unwrap(), "<a href='x'>&\"/");
+        assert_eq!(
+            engine(false).render_source("{{ v }}", ctx).unwrap(),
+            "<a href='x'>&\"/"
+        );
         assert_eq!(t.render_source("{{ 1.5 }}|{{ 3 }}", ()).unwrap(), "1.5|3");
     }
 
@@ -411,11 +425,17 @@ mod tests {
         let t = engine(true);
         let ctx = minijinja::context! { v => "a b/é+", s => " a  b\n c ", j => "</script>" };
         assert_eq!(
-            t.render_source("{{ url_escape(v) }}|{{ url_escape(v, false) }}", ctx.clone())
-                .unwrap(),
+            t.render_source(
+                "{{ url_escape(v) }}|{{ url_escape(v, false) }}",
+                ctx.clone()
+            )
+            .unwrap(),
             "a+b%2F%C3%A9%2B|a%20b%2F%C3%A9%2B"
         );
-        assert_eq!(t.render_source("[{{ squeeze(s) }}]", ctx.clone()).unwrap(), "[a b c]");
+        assert_eq!(
+            t.render_source("[{{ squeeze(s) }}]", ctx.clone()).unwrap(),
+            "[a b c]"
+        );
         let json = t.render_source("{{ json_encode(j) }}", ctx).unwrap();
         assert!(!json.contains("</"), "{json}");
         // Strict: a name not defined is an error, as Tornado's NameError.

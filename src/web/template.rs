@@ -156,7 +156,37 @@ impl Exchange {
     /// `render_string`). `context` is anything serde serializes to a map: a
     /// `#[derive(Serialize)]` struct, a `HashMap`, or
     /// [`context!`](minijinja::context) `{ name => value }`; its names hide the
-    /// namespace's (`request`, `reverse_url`...).
+    /// namespace's.
+    ///
+    /// Templates are Jinja (minijinja), loaded from
+    /// [`Settings::template_path`] at their first render and kept compiled
+    /// (unless [`Settings::compiled_template_cache`] is off: then a file
+    /// changed on disk is read again). With [`Settings::autoescape`] on
+    /// (the default) every `{{ }}` in every template is escaped as
+    /// Tornado's `xhtml_escape` (`&<>"'`); `{{ x|safe }}` is Tornado's
+    /// `{% raw x %}`. A name not defined is an error (Tornado's
+    /// `NameError`). The namespace (Tornado's `get_template_namespace`):
+    /// `request` (`request.path`, `.uri`, `.query`, `.method`, `.host`,
+    /// `.host_name`, `.protocol`, `.remote_ip`, `.version`,
+    /// `.headers["User-Agent"]`, `.arguments`, `.path_args`),
+    /// `reverse_url(name, args...)`, and `xhtml_escape`, `url_escape`,
+    /// `json_encode`, `squeeze`, as functions and as filters.
+    ///
+    /// ```
+    /// use squall::web::minijinja::context;
+    /// use squall::web::{Exchange, RequestHandler};
+    ///
+    /// struct Page;
+    /// impl RequestHandler for Page {
+    ///     fn get(&mut self, x: &Exchange) -> Result<(), squall::Error> {
+    ///         // templates/page.html:
+    ///         // {% extends "base.html" %}{% block body %}{{ name }}{% endblock %}
+    ///         let html = x.render_string("page.html", context! { name => "ada" })?;
+    ///         x.write(html);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
     ///
     /// # Errors
     /// [`ErrorKind::Template`] naming the template and the line: no such

@@ -81,6 +81,10 @@ pub enum ErrorKind {
     /// A call that only works inside a stackful coroutine (`greenlet::wait`
     /// and friends) was made outside one.
     NotInCoroutine,
+    /// A template could not be rendered (feature `template`): not found,
+    /// a syntax error, an undefined name...; the message names the
+    /// template and the line, the source is the engine's error.
+    Template,
     /// Anything else: user errors converted from strings land here.
     Other,
 }
@@ -112,6 +116,7 @@ impl ErrorKind {
             ErrorKind::Tls => "TLS error",
             ErrorKind::WebSocketClosed => "WebSocket closed",
             ErrorKind::NotInCoroutine => "not in a coroutine",
+            ErrorKind::Template => "template error",
             ErrorKind::Other => "error",
         }
     }

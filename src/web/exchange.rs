@@ -129,6 +129,11 @@ impl Exchange {
         f(&mut self.inner.headers.borrow_mut())
     }
 
+    /// The application serving it (gone only if the server was dropped).
+    pub(super) fn app(&self) -> Option<Rc<AppInner>> {
+        self.inner.app.upgrade()
+    }
+
     /// The request.
     pub fn request(&self) -> &HTTPServerRequest {
         self.inner.request()
@@ -367,6 +372,23 @@ impl Exchange {
     /// is sent: a redirect target taken from a request cannot add headers);
     /// [`ErrorKind::InvalidState`] if the headers were already sent.
     pub fn redirect(&self, url: &str, permanent: bool) -> Result<(), Error> {
+        self.redirect_with_status(url, if permanent { 301 } else { 302 })
+    }
+
+    /// Redirects to `url` with any 3xx `status` (303 after a `POST`, 307
+    /// or 308 to keep the method) and finishes: Tornado's
+    /// `redirect(url, status=...)`.
+    ///
+    /// # Errors
+    /// As [`redirect`](Self::redirect), and
+    /// [`ErrorKind::InvalidArgument`] if `status` is not 300-399.
+    pub fn redirect_with_status(&self, url: &str, status: u16) -> Result<(), Error> {
+        if !(300..400).contains(&status) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("redirect with status {status}: not a 3xx"),
+            ));
+        }
         if self.inner.conn().headers_written() {
             return Err(Error::new(
                 ErrorKind::InvalidState,
@@ -374,7 +396,7 @@ impl Exchange {
             ));
         }
         self.set_header("Location", url)?;
-        self.set_status(if permanent { 301 } else { 302 });
+        self.set_status(status);
         self.inner.body.borrow_mut().clear();
         self.finish()
     }

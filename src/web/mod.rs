@@ -44,6 +44,7 @@ mod cookies;
 mod error;
 mod exchange;
 mod route;
+mod routing;
 mod settings;
 #[cfg(feature = "signed_cookies")]
 mod signed;
@@ -52,9 +53,12 @@ pub(crate) mod xsrf;
 pub mod static_file;
 #[cfg(feature = "static")]
 mod static_open;
+#[cfg(feature = "template")]
+mod template;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::callback;
 use crate::error::Error;
@@ -70,7 +74,13 @@ pub use cookies::CookieSecret;
 pub use error::HTTPError;
 pub use exchange::Exchange;
 use exchange::Pool;
+/// The template engine (feature `template`), re-exported so a context is
+/// built with the version squall uses: `squall::web::minijinja::context!`.
+#[cfg(feature = "template")]
+pub use minijinja;
 use route::Pattern;
+pub use routing::{ErrorHandler, RedirectHandler, Routes};
+use routing::{HostPattern, HostRoutes};
 pub use settings::Settings;
 #[cfg(feature = "signed_cookies")]
 pub use signed::{
@@ -254,6 +264,21 @@ struct Route {
     write_error: ErrorPage,
 }
 
+impl Route {
+    fn new<H, F>(pattern: Pattern, factory: F) -> Route
+    where
+        H: RequestHandler,
+        F: Fn() -> H + 'static,
+    {
+        Route {
+            pattern,
+            factory: Box::new(move || Box::new(factory())),
+            streaming: H::stream_request_body(),
+            write_error: H::write_error,
+        }
+    }
+}
+
 /// Writes an error page: a handler's `write_error`.
 pub(crate) type ErrorPage = fn(&Exchange, u16, Option<&Error>);
 
@@ -270,7 +295,21 @@ pub struct Application {
 /// The routes, shared by the requests in flight.
 #[derive(Default)]
 struct AppInner {
+    /// The routes for any host (Tornado's `Application(handlers)`).
     routes: Vec<Route>,
+    /// Routes for some hosts (`add_handlers`) and the default handler; a
+    /// route's id is its index in `routes`, or `routes.len()` + its index
+    /// here.
+    extra: Vec<Route>,
+    /// The host groups, in the order added.
+    hosts: Vec<HostRoutes>,
+    /// The default handler's index in `extra`.
+    default_route: Option<usize>,
+    /// Named routes, for `reverse_url`.
+    names: routing::SharedNames,
+    /// The template engine, made at the first render.
+    #[cfg(feature = "template")]
+    templates: std::cell::OnceCell<template::Templates>,
     /// Shared with every exchange (`Exchange::settings`).
     settings: Rc<Settings>,
     /// Finished exchanges, emptied, for reuse: an allocation saved per
@@ -409,13 +448,14 @@ impl Application {
         Rc::get_mut(&mut self.inner).expect("an application is configured before it serves")
     }
 
-    fn add<H: RequestHandler>(&mut self, pattern: Pattern, factory: Factory) {
-        self.inner_mut().routes.push(Route {
-            pattern,
-            factory,
-            streaming: H::stream_request_body(),
-            write_error: H::write_error,
-        });
+    fn add<H, F>(&mut self, pattern: Pattern, factory: F)
+    where
+        H: RequestHandler,
+        F: Fn() -> H + 'static,
+    {
+        self.inner_mut()
+            .routes
+            .push(Route::new::<H, F>(pattern, factory));
     }
 
     /// Adds a route: `pattern` is an exact path (`/about`) or one with
@@ -432,7 +472,7 @@ impl Application {
         F: Fn() -> H + 'static,
     {
         let pattern = Pattern::parse(pattern).unwrap_or_else(|e| panic!("{e}"));
-        self.add::<H>(pattern, Box::new(move || Box::new(factory())));
+        self.add::<H, F>(pattern, factory);
         self
     }
 
@@ -487,11 +527,118 @@ impl Application {
         F: Fn() -> H + 'static,
     {
         let pattern = Pattern::regex(pattern)?;
-        self.add::<H>(pattern, Box::new(move || Box::new(factory())));
+        self.add::<H, F>(pattern, factory);
         Ok(self)
     }
 
-    /// How many routes.
+    /// Names the route added last (Tornado's `url(..., name=...)`), for
+    /// [`reverse_url`](Self::reverse_url) and the templates' `reverse_url`.
+    /// A later route of the same name replaces it (with a warning).
+    ///
+    /// # Panics
+    /// If no route was added yet.
+    pub fn name(mut self, name: &str) -> Application {
+        let inner = self.inner_mut();
+        let route = inner.routes.last().expect("name() before any route");
+        Arc::get_mut(&mut inner.names)
+            .expect("names are shared once the application serves")
+            .add(name, &route.pattern);
+        self
+    }
+
+    /// Adds routes for the hosts `host_pattern` matches (Tornado's
+    /// `add_handlers`): a host name (`www.example.com`, letter case
+    /// ignored, the request's port left out), a wildcard
+    /// (`*.example.com`: its subdomains, not itself; `*` or `.*`: every
+    /// host), or, with feature `regex`, a regular expression matching the
+    /// whole host name, as Tornado's (`r"www\.example\.(com|org)"`).
+    ///
+    /// A request is matched against the routes of the host groups its
+    /// host matches, in the order they were added, then against the
+    /// routes for any host, then against the groups matching
+    /// [`Settings::default_host`] (Tornado's order).
+    ///
+    /// ```
+    /// use squall::web::{Application, ErrorHandler, RedirectHandler, Routes, Settings};
+    ///
+    /// let app = Application::with_settings(Settings {
+    ///     default_host: Some("www.example.com".into()),
+    ///     ..Default::default()
+    /// })
+    /// .add_handlers("www.example.com", Routes::new().route("/", || ErrorHandler::new(503)))
+    /// .add_handlers("*.example.com", Routes::new().route("/", || RedirectHandler::new("https://www.example.com/")));
+    /// # let _ = app;
+    /// ```
+    ///
+    /// # Panics
+    /// On a host pattern that is not valid (or is a regular expression,
+    /// without feature `regex`), as [`route`](Self::route) does on a
+    /// malformed path.
+    pub fn add_handlers(mut self, host_pattern: &str, routes: Routes) -> Application {
+        let pattern = HostPattern::parse(host_pattern).unwrap_or_else(|e| panic!("{e}"));
+        let inner = self.inner_mut();
+        let start = inner.extra.len();
+        let names =
+            Arc::get_mut(&mut inner.names).expect("names are shared once the application serves");
+        for (name, i) in &routes.names {
+            names.add(name, &routes.routes[*i].pattern);
+        }
+        inner.extra.extend(routes.routes);
+        inner.hosts.push(HostRoutes {
+            pattern,
+            routes: start..inner.extra.len(),
+        });
+        self
+    }
+
+    /// The handler for requests no route matches (Tornado's
+    /// `default_handler_class`), instead of the plain 404 page: its
+    /// methods answer, and its `write_error` writes its error pages. A
+    /// custom 404 page is a default handler whose `prepare` returns
+    /// `HTTPError::new(404)` and whose `write_error` writes the page.
+    pub fn default_handler<H, F>(mut self, factory: F) -> Application
+    where
+        H: RequestHandler,
+        F: Fn() -> H + 'static,
+    {
+        let inner = self.inner_mut();
+        let route = Route::new::<H, F>(Pattern::Exact(String::new()), factory);
+        match inner.default_route {
+            Some(i) => inner.extra[i] = route,
+            None => {
+                inner.default_route = Some(inner.extra.len());
+                inner.extra.push(route);
+            }
+        }
+        self
+    }
+
+    /// The path of the route named `name` (see [`name`](Self::name)) with
+    /// `args` in its captures, in order (Tornado's `reverse_url`). Each
+    /// argument is url-escaped (`/` too, except in a trailing `{name*}`).
+    ///
+    /// ```
+    /// use squall::web::{Application, ErrorHandler};
+    ///
+    /// let app = Application::new().route("/user/{id}/posts/{n}", || ErrorHandler::new(404)).name("posts");
+    /// assert_eq!(app.reverse_url("posts", &[&"ada", &3]).unwrap(), "/user/ada/posts/3");
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) if
+    /// no route has that name, the number of arguments is not the route's,
+    /// or the route is a regular expression too complex to reverse (each
+    /// `(` must open a capture group, and what is outside them be literal).
+    pub fn reverse_url(
+        &self,
+        name: &str,
+        args: &[&dyn std::fmt::Display],
+    ) -> Result<String, Error> {
+        self.inner.names.reverse(name, args)
+    }
+
+    /// How many routes (for any host; those of
+    /// [`add_handlers`](Self::add_handlers) are not counted).
     pub fn len(&self) -> usize {
         self.inner.routes.len()
     }
@@ -503,9 +650,15 @@ impl Application {
 }
 
 impl AppInner {
-    /// The index of the first route matching the request's path; its
+    /// The id of the route for the request (see [`route`](Self::route)):
+    /// the first whose path matches, among those for the request's host
+    /// when there are host groups; else the default handler's. Its
     /// captures go into the request.
+    #[inline]
     fn find(&self, request: &mut HTTPServerRequest) -> Option<usize> {
+        if !self.hosts.is_empty() {
+            return self.find_by_host(request);
+        }
         // The request's own (recycled, empty) vector takes the captures.
         let HTTPServerRequest {
             headers,
@@ -519,6 +672,69 @@ impl AppInner {
         self.routes
             .iter()
             .position(|route| route.pattern.match_into(path, path_args))
+            .or_else(|| self.default_id())
+    }
+
+    /// The route with this id: one of `routes`, else of `extra`.
+    #[inline(always)]
+    fn route(&self, id: usize) -> &Route {
+        match self.routes.get(id) {
+            Some(route) => route,
+            None => self.extra_route(id),
+        }
+    }
+
+    /// A route for some hosts, or the default handler: out of line, so
+    /// the usual route's path stays as short as it was.
+    #[cold]
+    #[inline(never)]
+    fn extra_route(&self, id: usize) -> &Route {
+        &self.extra[id - self.routes.len()]
+    }
+
+    #[cold]
+    fn default_id(&self) -> Option<usize> {
+        self.default_route.map(|i| self.routes.len() + i)
+    }
+
+    /// Tornado's order: the routes of the hosts matching the request's
+    /// `Host` (without its port) in the order added, then the routes for
+    /// any host, then those of the hosts matching `default_host` (unless
+    /// the request came through a proxy that named the client, with
+    /// `X-Real-Ip`), then the default handler.
+    #[inline(never)]
+    fn find_by_host(&self, request: &mut HTTPServerRequest) -> Option<usize> {
+        let mut args = std::mem::take(&mut request.path_args);
+        let path = request.path();
+        let host = routing::host_name(request.host());
+        let in_hosts = |matching: &dyn Fn(&HostPattern) -> bool, args: &mut Vec<_>| {
+            self.hosts
+                .iter()
+                .filter(|group| matching(&group.pattern))
+                .find_map(|group| {
+                    let routes = &self.extra[group.routes.clone()];
+                    let i = routes
+                        .iter()
+                        .position(|r| r.pattern.match_into(path, args))?;
+                    Some(self.routes.len() + group.routes.start + i)
+                })
+        };
+        let found = in_hosts(&|p| p.matches(host), &mut args)
+            .or_else(|| {
+                self.routes
+                    .iter()
+                    .position(|route| route.pattern.match_into(path, &mut args))
+            })
+            .or_else(|| {
+                let default_host = self.settings.default_host.as_deref()?;
+                if request.headers.get("X-Real-Ip").is_some() {
+                    return None;
+                }
+                in_hosts(&|p| p.matches(default_host), &mut args)
+            })
+            .or_else(|| self.default_id());
+        request.path_args = args;
+        found
     }
 }
 
@@ -569,7 +785,7 @@ enum State {
 impl HTTPMessageDelegate for RequestDelegate {
     fn headers_received(&mut self, mut request: Box<HTTPServerRequest>) {
         let route = self.app.find(&mut request);
-        let streaming = route.filter(|&i| self.app.routes[i].streaming);
+        let streaming = route.filter(|&i| self.app.route(i).streaming);
         let Some(streaming) = streaming else {
             if self.conn.expects_body() {
                 self.state = State::Buffering(request, route);
@@ -583,7 +799,7 @@ impl HTTPMessageDelegate for RequestDelegate {
         };
         let x = self.exchange(request);
         let app = self.app.clone();
-        let route = &app.routes[streaming];
+        let route = app.route(streaming);
         x.set_error_page(route.write_error);
         let mut handler = match callback::catch_value(|| (route.factory)()) {
             Ok(handler) => handler,
@@ -708,7 +924,7 @@ impl RequestDelegate {
             x.park(&self.app.pool, &mut self.spare);
             return;
         };
-        x.set_error_page(self.app.routes[route].write_error);
+        x.set_error_page(self.app.route(route).write_error);
         self.run(x, None, Some(route));
     }
 
@@ -730,7 +946,7 @@ impl RequestDelegate {
             callback::catch_value(|| -> Result<(), Error> {
                 let handler = match (&mut handler, route) {
                     (Some(handler), _) => handler,
-                    (slot, Some(route)) => slot.insert((app.routes[route].factory)()),
+                    (slot, Some(route)) => slot.insert((app.route(route).factory)()),
                     (None, None) => return Ok(()),
                 };
                 if !prepared {

@@ -68,6 +68,15 @@ pub struct Settings {
     /// Where [`authenticated`](super::authenticated) sends a visitor who
     /// is not logged in (Tornado's `login_url`).
     pub login_url: Option<String>,
+    /// The host whose [`add_handlers`](super::Application::add_handlers)
+    /// routes also answer requests whose own host matches none (Tornado's
+    /// `default_host`). Default `None`.
+    pub default_host: Option<String>,
+    /// Keep compiled templates (Tornado's `compiled_template_cache`):
+    /// when off, a template file changed on disk is read again at its next
+    /// render (one `stat` per template per render), for development.
+    /// Default on.
+    pub compiled_template_cache: bool,
 }
 
 impl Default for Settings {
@@ -85,6 +94,8 @@ impl Default for Settings {
             xsrf_cookie_version: 2,
             xsrf_cookie_kwargs: CookieOptions::default(),
             login_url: None,
+            default_host: None,
+            compiled_template_cache: true,
         }
     }
 }

@@ -22,11 +22,15 @@
 
 mod chunked;
 mod date;
+mod encoding;
+#[cfg(feature = "gzip")]
+pub(crate) mod gzip;
 mod headers;
 mod url;
 
 pub use chunked::*;
 pub use date::*;
+pub use encoding::*;
 pub use headers::*;
 pub use url::*;
 

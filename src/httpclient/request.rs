@@ -84,6 +84,16 @@ pub struct HTTPRequest {
     /// The client certificate's private key (PEM).
     #[cfg(feature = "tls")]
     pub client_key: Option<crate::tls::Pem>,
+    /// Whether a gzipped answer is decoded (true, Tornado's default):
+    /// `Accept-Encoding: gzip` is sent unless the request has an
+    /// `Accept-Encoding` of its own, and a `Content-Encoding: gzip` body
+    /// arrives decoded, the header renamed `X-Consumed-Content-Encoding`
+    /// (as Tornado's `simple_httpclient` does). The decoded body is held to
+    /// [`ClientConfig::max_body_size`](super::ClientConfig::max_body_size);
+    /// past it, or if the body is not valid gzip, the fetch fails with
+    /// [`ErrorKind::HttpProtocol`]. Feature `gzip`.
+    #[cfg(feature = "gzip")]
+    pub decompress_response: bool,
 }
 
 impl HTTPRequest {
@@ -110,7 +120,30 @@ impl HTTPRequest {
             client_cert: None,
             #[cfg(feature = "tls")]
             client_key: None,
+            #[cfg(feature = "gzip")]
+            decompress_response: true,
         }
+    }
+
+    /// Sets `decompress_response` (Tornado's keyword): false leaves a
+    /// gzipped body as it came, and asks for none.
+    ///
+    /// ```
+    /// use squall::httpclient::HTTPRequest;
+    ///
+    /// let raw = HTTPRequest::new("http://127.0.0.1:8888/").decompress_response(false);
+    /// assert!(!raw.decompress_response);
+    /// ```
+    #[cfg(feature = "gzip")]
+    pub fn decompress_response(mut self, decompress: bool) -> HTTPRequest {
+        self.decompress_response = decompress;
+        self
+    }
+
+    /// Tornado's older name for [`decompress_response`](Self::decompress_response).
+    #[cfg(feature = "gzip")]
+    pub fn use_gzip(self, gzip: bool) -> HTTPRequest {
+        self.decompress_response(gzip)
     }
 
     /// Sets `validate_cert` (Tornado's keyword): false accepts any
@@ -270,6 +303,10 @@ impl HTTPRequest {
         }
         if let (Some(agent), false) = (&self.user_agent, self.headers.contains("User-Agent")) {
             field("User-Agent", agent)?;
+        }
+        #[cfg(feature = "gzip")]
+        if self.decompress_response && !self.headers.contains("Accept-Encoding") {
+            field("Accept-Encoding", "gzip")?;
         }
         let credentials = match (&self.auth_username, url_credentials) {
             (Some(user), _) => Some((user.as_str(), self.auth_password.as_deref().unwrap_or(""))),

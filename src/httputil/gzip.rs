@@ -97,6 +97,7 @@ impl Drop for GzipStream {
 }
 
 /// `input`, gzipped whole.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn gzip(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() / 3 + 64);
     GzipStream::new().write(input, &mut out, true);

@@ -41,6 +41,7 @@
 
 mod error;
 mod exchange;
+pub mod gzip;
 mod route;
 mod settings;
 

@@ -217,7 +217,10 @@ pub fn gunzip(data: &[u8]) {
         let back = crate::httputil::gzip::gunzip(&wire, input.len()).expect("round trip");
         assert_eq!(back, input);
         let whole = crate::httputil::gzip::gzip(input);
-        assert_eq!(crate::httputil::gzip::gunzip(&whole, input.len()).expect("whole"), input);
+        assert_eq!(
+            crate::httputil::gzip::gunzip(&whole, input.len()).expect("whole"),
+            input
+        );
     }
 }
 

@@ -264,7 +264,9 @@ mod tests {
     use super::*;
 
     fn sample(n: usize) -> Vec<u8> {
-        (0..n).map(|i| b"squall gzip "[i % 12] ^ (i / 997) as u8).collect()
+        (0..n)
+            .map(|i| b"squall gzip "[i % 12] ^ (i / 997) as u8)
+            .collect()
     }
 
     #[test]

@@ -394,17 +394,35 @@ mod tests {
 
     #[test]
     fn encodes_head_and_body() {
+        // Asking for gzip (feature `gzip`, Tornado's default) adds a field.
+        let ae = if cfg!(feature = "gzip") {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
         let req = HTTPRequest::new("http://h/").method("post").body("abc");
         let wire = req.encode("h:81", "/p?q", None).unwrap();
         assert_eq!(
-            wire,
-            b"POST /p?q HTTP/1.1\r\nHost: h:81\r\nContent-Length: 3\r\n\r\nabc"
+            String::from_utf8(wire).unwrap(),
+            format!("POST /p?q HTTP/1.1\r\nHost: h:81\r\n{ae}Content-Length: 3\r\n\r\nabc")
         );
         let get = HTTPRequest::new("http://h/").header("Host", "other");
         assert_eq!(
-            get.encode("h", "/", None).unwrap(),
-            b"GET / HTTP/1.1\r\nHost: other\r\n\r\n"
+            String::from_utf8(get.encode("h", "/", None).unwrap()).unwrap(),
+            format!("GET / HTTP/1.1\r\nHost: other\r\n{ae}\r\n")
         );
+        #[cfg(feature = "gzip")]
+        {
+            let own = HTTPRequest::new("http://h/").header("accept-encoding", "br");
+            let wire = String::from_utf8(own.encode("h", "/", None).unwrap()).unwrap();
+            assert_eq!(
+                wire,
+                "GET / HTTP/1.1\r\nHost: h\r\naccept-encoding: br\r\n\r\n"
+            );
+            let off = HTTPRequest::new("http://h/").decompress_response(false);
+            let wire = String::from_utf8(off.encode("h", "/", None).unwrap()).unwrap();
+            assert_eq!(wire, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        }
     }
 
     #[test]

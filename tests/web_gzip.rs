@@ -6,7 +6,6 @@
 //! included; the `Accept-Encoding` parser against a model (proptest). The
 //! client's side is tests/httpclient_gzip.rs.
 
-#[allow(dead_code)]
 mod common;
 
 #[allow(dead_code)]

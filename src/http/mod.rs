@@ -137,6 +137,7 @@ pub(crate) struct Options {
     /// The cached response-head lines, shared by the connections.
     pub(crate) heads: Rc<Heads>,
     /// Gzipped request bodies are decoded (`set_decompress_request`).
+    #[cfg_attr(not(feature = "gzip"), allow(dead_code))]
     pub(crate) decompress_request: bool,
 }
 

@@ -56,6 +56,7 @@ pub const CONTENT_TYPES: [&str; 7] = [
 
 /// Whether a media type (`Content-Type` without its parameters) is worth
 /// compressing.
+#[cfg(feature = "gzip")]
 fn compressible(content_type: &str) -> bool {
     let media = content_type.split(';').next().unwrap_or("").trim();
     media
@@ -153,7 +154,7 @@ impl Exchange {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "gzip"))]
 mod tests {
     #[test]
     fn compressible_types() {

@@ -271,6 +271,7 @@ pub fn python() -> String {
 /// A Python server (`python3 -c script`, the venv's if first on PATH) on a
 /// free port: the child and the port, which the script prints first. The
 /// caller kills the child (by its PID, `Child::kill`).
+#[allow(dead_code)] // not every test that includes this file uses it
 pub fn python_server(script: &str) -> (std::process::Child, u16) {
     use std::io::BufRead;
     let mut child = Command::new(python())

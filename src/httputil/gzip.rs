@@ -321,4 +321,53 @@ mod tests {
         assert_eq!(gunzip(&z, 12), Ok(b"hello, world".to_vec()));
         assert_eq!(gunzip(&z, 11), Err(GunzipError::TooLarge));
     }
+
+    proptest::proptest! {
+        /// Damaged gzip (bytes flipped, cut short): never a panic, never
+        /// past the limit, and decoding whole or in pieces agrees.
+        #[test]
+        fn damaged_gzip_is_refused_the_same_way_in_any_pieces(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            repeat in 1usize..40,
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), 1u8..=255), 0..6),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            piece in 1usize..300,
+        ) {
+            let plain = data.repeat(repeat);
+            let mut z = gzip(&plain);
+            for (at, x) in &flips {
+                let i = at.index(z.len());
+                z[i] ^= x;
+            }
+            if flips.is_empty() {
+                let keep = cut.index(z.len() + 1);
+                z.truncate(keep);
+            }
+            let max = 20_000;
+            let whole = gunzip(&z, max);
+            let mut d = Gunzip::new(max);
+            let mut body = Vec::new();
+            let mut result = Ok(());
+            for p in z.chunks(piece) {
+                result = d.feed(p, &mut |out| body.extend_from_slice(out));
+                if result.is_err() {
+                    break;
+                }
+            }
+            if result.is_ok() {
+                result = d.finish(&mut |out| body.extend_from_slice(out));
+            }
+            proptest::prop_assert!(body.len() <= max);
+            match (&whole, &result) {
+                (Ok(w), Ok(())) => proptest::prop_assert_eq!(w, &body),
+                (Err(_), Err(_)) => {}
+                _ => proptest::prop_assert!(false, "whole {:?}, pieces {:?}", whole.map(|w| w.len()), result),
+            }
+            // Undamaged and within the limit, it comes back whole.
+            if flips.is_empty() && z.len() == gzip(&plain).len() && plain.len() <= max {
+                proptest::prop_assert_eq!(whole.as_deref().ok(), Some(&plain[..]));
+            }
+        }
+    }
 }

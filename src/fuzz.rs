@@ -59,6 +59,8 @@ pub fn http_server(data: &[u8]) {
         xheaders: data.first().is_some_and(|b| b & 1 == 1),
         default_content_type: None,
         heads: Rc::new(crate::http::Heads::new(None)),
+        // Half the inputs with gzipped bodies decoded (feature `gzip`).
+        decompress_request: data.first().is_some_and(|b| b & 2 == 2),
     });
     let server = IOStream::with_loop(server, &io_loop).expect("server stream");
     let peer = "127.0.0.1:1".parse().expect("addr");
@@ -138,6 +140,87 @@ pub fn chunked(data: &[u8]) {
                 "the whole input failed but the pieces decoded a body"
             );
         }
+    }
+}
+
+/// The `Accept-Encoding` parser: never panics, weights stay in 0..=1000,
+/// and what it says agrees with itself when the value is extended.
+pub fn accept_encoding(data: &[u8]) {
+    let header = String::from_utf8_lossy(&data[..data.len().min(8192)]);
+    let gzip = httputil::accept_encoding_weight(&header, "gzip");
+    let x_gzip = httputil::accept_encoding_weight(&header, "x-gzip");
+    let star = httputil::accept_encoding_weight(&header, "*");
+    assert!(gzip <= 1000 && x_gzip <= 1000 && star <= 1000);
+    let accepted = httputil::accepts_gzip(&header);
+    if accepted {
+        assert!(gzip > 0 || x_gzip > 0, "{header:?}");
+    }
+    // An entry `gzip` (weight 1) outweighs anything before it.
+    let more = format!("{header}, gzip");
+    assert_eq!(httputil::accept_encoding_weight(&more, "gzip"), 1000);
+    assert!(httputil::accepts_gzip(&more), "{more:?}");
+    // `gzip;q=0` after a value naming no gzip refuses it, whatever `*` says.
+    let named = header.split(',').any(|e| {
+        let name = e.split(';').next().unwrap_or("").trim_matches([' ', '\t']);
+        name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")
+    });
+    if !named {
+        let refused = format!("{header},gzip;q=0");
+        assert!(!httputil::accepts_gzip(&refused), "{refused:?}");
+    }
+}
+
+/// The bounded gzip decoder: arbitrary input decoded whole and in random
+/// pieces must agree (and never pass the limit); compressed data with
+/// random flush points must come back as it was. The first byte picks.
+#[cfg(feature = "gzip")]
+pub fn gunzip(data: &[u8]) {
+    use crate::httputil::gzip::{Gunzip, GzipStream};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let (seed, input) = rest.split_at(rest.len().min(8));
+    let mut rng = Rng::new(seed);
+    if mode & 1 == 0 {
+        // Arbitrary bytes (mutated gzip, mostly): whole vs pieces.
+        let max = 1 << 16;
+        let whole = crate::httputil::gzip::gunzip(input, max);
+        let mut decoder = Gunzip::new(max);
+        let mut body = Vec::new();
+        let mut at = 0;
+        let mut result = Ok(());
+        while at < input.len() && result.is_ok() {
+            let end = (at + 1 + rng.below(64)).min(input.len());
+            result = decoder.feed(&input[at..end], &mut |p| body.extend_from_slice(p));
+            at = end;
+        }
+        if result.is_ok() {
+            result = decoder.finish(&mut |p| body.extend_from_slice(p));
+        }
+        assert!(body.len() <= max);
+        match (whole, result) {
+            (Ok(w), Ok(())) => assert_eq!(w, body),
+            (Err(_), Err(_)) => {}
+            (w, p) => panic!("whole {:?} but pieces {p:?}", w.map(|b| b.len())),
+        }
+    } else {
+        // A round trip, flushed at random points.
+        let mut stream = GzipStream::new();
+        let mut wire = Vec::new();
+        let mut at = 0;
+        while at < input.len() {
+            let end = (at + 1 + rng.below(256)).min(input.len());
+            stream.write(&input[at..end], &mut wire, false);
+            at = end;
+        }
+        stream.write(b"", &mut wire, true);
+        let back = crate::httputil::gzip::gunzip(&wire, input.len()).expect("round trip");
+        assert_eq!(back, input);
+        let whole = crate::httputil::gzip::gzip(input);
+        assert_eq!(
+            crate::httputil::gzip::gunzip(&whole, input.len()).expect("whole"),
+            input
+        );
     }
 }
 

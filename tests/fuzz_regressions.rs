@@ -58,6 +58,17 @@ fn corpus_range() {
 }
 
 #[test]
+fn corpus_accept_encoding() {
+    replay("accept_encoding", __fuzz::accept_encoding);
+}
+
+#[cfg(feature = "gzip")]
+#[test]
+fn corpus_gunzip() {
+    replay("gunzip", __fuzz::gunzip);
+}
+
+#[test]
 fn corpus_memcache_parser() {
     replay("memcache_parser", memcache_check::memcache);
 }

@@ -54,6 +54,9 @@ pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
     timer: Cell<Option<TimeoutHandle>>,
     /// The last `Host` value found valid here.
     host: HostCache,
+    /// The decoder of a gzipped body being read (`decompress_request`).
+    #[cfg(feature = "gzip")]
+    gunzip: Cell<Option<Box<super::gzip::RequestGunzip>>>,
 }
 
 /// What a request head says of its body; `Err(status)` to refuse it.
@@ -89,6 +92,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             quiet_ticks: Cell::new(0),
             timer: Cell::new(None),
             host: HostCache::default(),
+            #[cfg(feature = "gzip")]
+            gunzip: Cell::new(None),
         });
         let weak: Weak<dyn Reader> = conn.me.clone();
         *conn.core().reader.borrow_mut() = Some(weak);
@@ -226,7 +231,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     /// A head was parsed: the delegate hears of it.
     fn start_message(
         self: &Rc<Self>,
-        request: Box<HTTPServerRequest>,
+        #[allow(unused_mut)] mut request: Box<HTTPServerRequest>,
         body: Option<Body>,
         expect_continue: bool,
         have: usize,
@@ -242,6 +247,12 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             // has had its say on the limit.
             Some(body) => Phase::Body(body),
         });
+        // A gzipped body is decoded on its way (the delegate sees the
+        // header renamed): one test when `decompress_request` is off.
+        #[cfg(feature = "gzip")]
+        let gzipped = core.opts.decompress_request
+            && body.is_some()
+            && super::gzip::take_gzip_coding(&mut request);
         let mut message = self.new_message();
         message.headers_received(request);
         let Some(body) = body else {
@@ -265,6 +276,12 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             }
         }
         self.message.set(Some(message));
+        #[cfg(feature = "gzip")]
+        if gzipped {
+            // The decoded body is held to the limit the delegate left.
+            let decoder = super::gzip::RequestGunzip::new(max);
+            self.gunzip.set(Some(Box::new(decoder)));
+        }
         if let Body::Length(n) = body {
             if n > max as u64 {
                 self.refuse(413);
@@ -309,8 +326,23 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         }
     }
 
-    /// Hands a piece of the body to the message delegate.
+    /// Hands a piece of the body to the message delegate (decoded first,
+    /// if it is gzipped).
     fn deliver(self: &Rc<Self>, chunk: &[u8]) {
+        #[cfg(feature = "gzip")]
+        if let Some(mut gunzip) = self.gunzip.take() {
+            // Out of its cell while the delegate runs.
+            match gunzip.feed(chunk, &mut |piece| self.deliver_plain(piece)) {
+                Ok(()) => self.gunzip.set(Some(gunzip)),
+                Err(status) => self.refuse(status),
+            }
+            return;
+        }
+        self.deliver_plain(chunk);
+    }
+
+    /// Hands a piece of the body to the message delegate, as it is.
+    fn deliver_plain(self: &Rc<Self>, chunk: &[u8]) {
         let message = self.message.take();
         let Some(mut message) = message else {
             return;
@@ -337,6 +369,14 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     /// The whole body has come.
     fn body_complete(self: &Rc<Self>) {
         let core = self.core();
+        #[cfg(feature = "gzip")]
+        if let Some(mut gunzip) = self.gunzip.take() {
+            // The gzip stream must have ended with the body.
+            if let Err(status) = gunzip.finish(&mut |piece| self.deliver_plain(piece)) {
+                self.refuse(status);
+                return;
+            }
+        }
         if matches!(core.phase.get(), Phase::Body(_)) {
             core.phase.set(Phase::Busy);
         }

@@ -95,6 +95,8 @@
 pub(crate) mod conn;
 pub(crate) mod connection;
 mod delegate;
+#[cfg(feature = "gzip")]
+pub mod gzip;
 mod heads;
 mod request;
 
@@ -134,6 +136,9 @@ pub(crate) struct Options {
     pub(crate) default_content_type: Option<&'static str>,
     /// The cached response-head lines, shared by the connections.
     pub(crate) heads: Rc<Heads>,
+    /// Gzipped request bodies are decoded (`set_decompress_request`).
+    #[cfg_attr(not(feature = "gzip"), allow(dead_code))]
+    pub(crate) decompress_request: bool,
 }
 
 /// A non-blocking, single-threaded HTTP/1.1 server; Tornado's `HTTPServer`.
@@ -187,6 +192,7 @@ impl HTTPServer {
             xheaders: false,
             default_content_type: content_type,
             heads: Rc::new(Heads::new(content_type)),
+            decompress_request: false,
         })));
         let delegate = Rc::new(delegate);
         let o = opts.clone();
@@ -219,6 +225,15 @@ impl HTTPServer {
     /// The largest request body accepted; larger gets 413. Default 100 MiB.
     pub fn set_max_body_size(&self, max: usize) {
         self.update(|o| o.max_body_size = max);
+    }
+
+    /// Decodes request bodies sent with `Content-Encoding: gzip` before the
+    /// delegate sees them (Tornado's `decompress_request`); default off.
+    /// The decoded size is held to [`set_max_body_size`](Self::set_max_body_size)
+    /// (413 past it); see [`http::gzip`](crate::http::gzip). Feature `gzip`.
+    #[cfg(feature = "gzip")]
+    pub fn set_decompress_request(&self, decompress: bool) {
+        self.update(|o| o.decompress_request = decompress);
     }
 
     /// How long a client may take to send a request head, from its first

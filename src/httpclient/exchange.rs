@@ -751,7 +751,10 @@ impl Exchange {
         };
         self.client.release(self.id, &self.key, pooled);
         let result = outcome.and_then(|()| {
-            let head = head.ok_or_else(|| protocol_error("no response head"))?;
+            #[allow(unused_mut)]
+            let mut head = head.ok_or_else(|| protocol_error("no response head"))?;
+            #[cfg(feature = "gzip")]
+            let body = self.decoded(&mut head, body)?;
             Ok(Answer {
                 code: head.code,
                 reason: head.reason,
@@ -761,6 +764,42 @@ impl Exchange {
             })
         });
         let _ = self.future.complete(result);
+    }
+}
+
+#[cfg(feature = "gzip")]
+impl Exchange {
+    /// The body as the caller wants it: a gzipped one decoded (with
+    /// `decompress_response`), its `Content-Encoding` renamed
+    /// `X-Consumed-Content-Encoding`, as Tornado's client does. Decoded
+    /// after the whole body came, within `max_body_size` both ways.
+    fn decoded(&self, head: &mut Head, body: Vec<u8>) -> Result<Vec<u8>, Error> {
+        use crate::httputil::gzip::{gunzip, GunzipError};
+
+        if !self.request.decompress_response {
+            return Ok(body);
+        }
+        let Some(coding) = head.headers.get("Content-Encoding") else {
+            return Ok(body);
+        };
+        if !coding.trim().eq_ignore_ascii_case("gzip") {
+            return Ok(body);
+        }
+        let coding = coding.to_owned();
+        head.headers.add("X-Consumed-Content-Encoding", coding);
+        head.headers.remove("Content-Encoding");
+        let max = self.client.config.max_body_size;
+        match gunzip(&body, max) {
+            Ok(decoded) => Ok(decoded),
+            Err(GunzipError::TooLarge) => Err(protocol_error(format!(
+                "gzipped response body from {} exceeds max_body_size ({max} bytes) decoded",
+                self.url
+            ))),
+            Err(GunzipError::Corrupt) => Err(protocol_error(format!(
+                "response body from {} is not valid gzip",
+                self.url
+            ))),
+        }
     }
 }
 

@@ -84,6 +84,16 @@ pub struct HTTPRequest {
     /// The client certificate's private key (PEM).
     #[cfg(feature = "tls")]
     pub client_key: Option<crate::tls::Pem>,
+    /// Whether a gzipped answer is decoded (true, Tornado's default):
+    /// `Accept-Encoding: gzip` is sent unless the request has an
+    /// `Accept-Encoding` of its own, and a `Content-Encoding: gzip` body
+    /// arrives decoded, the header renamed `X-Consumed-Content-Encoding`
+    /// (as Tornado's `simple_httpclient` does). The decoded body is held to
+    /// [`ClientConfig::max_body_size`](super::ClientConfig::max_body_size);
+    /// past it, or if the body is not valid gzip, the fetch fails with
+    /// [`ErrorKind::HttpProtocol`]. Feature `gzip`.
+    #[cfg(feature = "gzip")]
+    pub decompress_response: bool,
 }
 
 impl HTTPRequest {
@@ -110,7 +120,30 @@ impl HTTPRequest {
             client_cert: None,
             #[cfg(feature = "tls")]
             client_key: None,
+            #[cfg(feature = "gzip")]
+            decompress_response: true,
         }
+    }
+
+    /// Sets `decompress_response` (Tornado's keyword): false leaves a
+    /// gzipped body as it came, and asks for none.
+    ///
+    /// ```
+    /// use squall::httpclient::HTTPRequest;
+    ///
+    /// let raw = HTTPRequest::new("http://127.0.0.1:8888/").decompress_response(false);
+    /// assert!(!raw.decompress_response);
+    /// ```
+    #[cfg(feature = "gzip")]
+    pub fn decompress_response(mut self, decompress: bool) -> HTTPRequest {
+        self.decompress_response = decompress;
+        self
+    }
+
+    /// Tornado's older name for [`decompress_response`](Self::decompress_response).
+    #[cfg(feature = "gzip")]
+    pub fn use_gzip(self, gzip: bool) -> HTTPRequest {
+        self.decompress_response(gzip)
     }
 
     /// Sets `validate_cert` (Tornado's keyword): false accepts any
@@ -271,6 +304,10 @@ impl HTTPRequest {
         if let (Some(agent), false) = (&self.user_agent, self.headers.contains("User-Agent")) {
             field("User-Agent", agent)?;
         }
+        #[cfg(feature = "gzip")]
+        if self.decompress_response && !self.headers.contains("Accept-Encoding") {
+            field("Accept-Encoding", "gzip")?;
+        }
         let credentials = match (&self.auth_username, url_credentials) {
             (Some(user), _) => Some((user.as_str(), self.auth_password.as_deref().unwrap_or(""))),
             (None, Some((user, password))) => Some((user.as_str(), password.as_str())),
@@ -357,17 +394,35 @@ mod tests {
 
     #[test]
     fn encodes_head_and_body() {
+        // Asking for gzip (feature `gzip`, Tornado's default) adds a field.
+        let ae = if cfg!(feature = "gzip") {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
         let req = HTTPRequest::new("http://h/").method("post").body("abc");
         let wire = req.encode("h:81", "/p?q", None).unwrap();
         assert_eq!(
-            wire,
-            b"POST /p?q HTTP/1.1\r\nHost: h:81\r\nContent-Length: 3\r\n\r\nabc"
+            String::from_utf8(wire).unwrap(),
+            format!("POST /p?q HTTP/1.1\r\nHost: h:81\r\n{ae}Content-Length: 3\r\n\r\nabc")
         );
         let get = HTTPRequest::new("http://h/").header("Host", "other");
         assert_eq!(
-            get.encode("h", "/", None).unwrap(),
-            b"GET / HTTP/1.1\r\nHost: other\r\n\r\n"
+            String::from_utf8(get.encode("h", "/", None).unwrap()).unwrap(),
+            format!("GET / HTTP/1.1\r\nHost: other\r\n{ae}\r\n")
         );
+        #[cfg(feature = "gzip")]
+        {
+            let own = HTTPRequest::new("http://h/").header("accept-encoding", "br");
+            let wire = String::from_utf8(own.encode("h", "/", None).unwrap()).unwrap();
+            assert_eq!(
+                wire,
+                "GET / HTTP/1.1\r\nHost: h\r\naccept-encoding: br\r\n\r\n"
+            );
+            let off = HTTPRequest::new("http://h/").decompress_response(false);
+            let wire = String::from_utf8(off.encode("h", "/", None).unwrap()).unwrap();
+            assert_eq!(wire, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        }
     }
 
     #[test]

@@ -24,6 +24,9 @@
 mod chunked;
 mod cookie;
 mod date;
+mod encoding;
+#[cfg(feature = "gzip")]
+pub(crate) mod gzip;
 mod headers;
 mod range;
 mod url;
@@ -31,6 +34,7 @@ mod url;
 pub use chunked::*;
 pub use cookie::*;
 pub use date::*;
+pub use encoding::*;
 pub use headers::*;
 pub use range::*;
 pub use url::*;

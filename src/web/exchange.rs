@@ -17,7 +17,7 @@ pub(crate) struct Inner {
     /// `None` only while pooled, or dropping.
     request: Option<Box<HTTPServerRequest>>,
     status: Cell<u16>,
-    headers: RefCell<HTTPHeaders>,
+    pub(super) headers: RefCell<HTTPHeaders>,
     body: RefCell<Vec<u8>>,
     finished: Cell<bool>,
     asynchronous: Cell<bool>,
@@ -40,6 +40,10 @@ pub(crate) struct Inner {
     /// Cookies, XSRF token and current user, made on first use (see
     /// cookies.rs): a request that uses none pays nothing.
     cookie_state: std::cell::OnceCell<Box<super::cookies::CookieState>>,
+    /// The compressor of a response being gzipped piece by piece
+    /// (`compress_response`; see gzip.rs).
+    #[cfg(feature = "gzip")]
+    pub(super) gzip: RefCell<Option<crate::httputil::gzip::GzipStream>>,
 }
 
 /// Finished exchanges, emptied, kept by an application for its next
@@ -59,7 +63,7 @@ const POOL_MAX: usize = 32;
 /// callbacks and calls [`finish`](Exchange::finish) from there.
 #[derive(Clone)]
 pub struct Exchange {
-    inner: Rc<Inner>,
+    pub(super) inner: Rc<Inner>,
 }
 
 impl Exchange {
@@ -96,6 +100,8 @@ impl Exchange {
                 entered: RefCell::new(None),
                 error_page: Cell::new(default_error_page),
                 cookie_state: std::cell::OnceCell::new(),
+                #[cfg(feature = "gzip")]
+                gzip: RefCell::new(None),
             }),
         }
     }
@@ -310,7 +316,11 @@ impl Exchange {
             ));
         }
         let conn = inner.conn();
-        if !conn.headers_written() {
+        let first = !conn.headers_written();
+        if inner.settings.compress_response {
+            self.transform_output(&mut inner.body.borrow_mut(), first, false);
+        }
+        if first {
             if let Err(err) = conn.write_headers(inner.status.get(), &inner.headers.borrow()) {
                 return Future::failed(err);
             }
@@ -340,6 +350,10 @@ impl Exchange {
             return Err(Error::new(ErrorKind::InvalidState, "finish() called twice"));
         }
         let conn = inner.conn();
+        if inner.settings.compress_response && !conn.closed() {
+            let first = !conn.headers_written();
+            self.transform_output(&mut inner.body.borrow_mut(), first, true);
+        }
         let result = if conn.closed() {
             Ok(())
         } else if !conn.headers_written() {
@@ -546,6 +560,10 @@ impl Exchange {
         inner.error_page.set(default_error_page);
         if let Some(state) = inner.cookie_state.get_mut() {
             state.reset();
+        }
+        #[cfg(feature = "gzip")]
+        {
+            *inner.gzip.get_mut() = None;
         }
         if spare.is_none() {
             *spare = Some(Exchange { inner: rc });

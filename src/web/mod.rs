@@ -43,6 +43,7 @@ mod auth;
 mod cookies;
 mod error;
 mod exchange;
+pub mod gzip;
 mod route;
 mod routing;
 mod settings;

@@ -33,7 +33,9 @@ pub struct Settings {
     /// `static_url_prefix`). Default `/static/`.
     pub static_url_prefix: String,
     /// Compress responses with gzip when the client accepts it (Tornado's
-    /// `compress_response`). Default off.
+    /// `compress_response`; see [`web::gzip`](super::gzip) for which).
+    /// Default off. Needs feature `gzip` (a default one); without it,
+    /// responses go uncompressed.
     pub compress_response: bool,
     /// The directory templates are loaded from (Tornado's
     /// `template_path`); `None`: the current directory.

@@ -267,3 +267,27 @@ pub fn run(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> (bool, S
 pub fn python() -> String {
     std::env::var("SQUALL_PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
+
+/// A Python server (`python3 -c script`, the venv's if first on PATH) on a
+/// free port: the child and the port, which the script prints first. The
+/// caller kills the child (by its PID, `Child::kill`).
+#[allow(dead_code)] // not every test that includes this file uses it
+pub fn python_server(script: &str) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the server's first line");
+    let Ok(port) = line.trim().parse() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the Python server printed {line:?}, not its port");
+    };
+    (child, port)
+}

@@ -22,12 +22,16 @@
 
 mod chunked;
 mod date;
+mod form;
 mod headers;
+mod multipart;
 mod url;
 
 pub use chunked::*;
 pub use date::*;
+pub use form::*;
 pub use headers::*;
+pub use multipart::*;
 pub use url::*;
 
 use crate::error::{Error, ErrorKind};

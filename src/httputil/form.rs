@@ -264,9 +264,9 @@ pub fn parse_form_urlencoded(
                 limits.max_field_size
             )));
         }
-        let name = unescape_bytes(name, true);
+        let name = url_unescape_bytes(name, true);
         let name = String::from_utf8_lossy(&name).into_owned();
-        parsed.push((name, unescape_bytes(value, true)));
+        parsed.push((name, url_unescape_bytes(value, true)));
     }
     for (name, value) in parsed {
         arguments.entry(name).or_default().push(value);
@@ -275,8 +275,13 @@ pub fn parse_form_urlencoded(
 }
 
 /// Decodes `%XX` escapes, and `+` as a space when `plus`, to bytes (Python's
-/// `unquote_to_bytes`): an invalid escape is kept as it is.
-pub(crate) fn unescape_bytes(s: &[u8], plus: bool) -> Vec<u8> {
+/// `unquote_to_bytes`; Tornado's `url_unescape(value, encoding=None)`): an
+/// invalid escape is kept as it is.
+///
+/// ```
+/// assert_eq!(squall::httputil::url_unescape_bytes(b"%e9+%zz", true), b"\xe9 %zz");
+/// ```
+pub fn url_unescape_bytes(s: &[u8], plus: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -385,7 +390,7 @@ pub fn parse_header(line: &str) -> (String, HashMap<String, String>) {
         match rfc2231_name(&name) {
             Some((base, number, encoded)) => {
                 let bytes = if encoded {
-                    unescape_bytes(value.as_bytes(), false)
+                    url_unescape_bytes(value.as_bytes(), false)
                 } else {
                     value.into_bytes()
                 };

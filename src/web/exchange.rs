@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     entered: RefCell<Option<Entered>>,
     /// The route's handler's `write_error`.
     error_page: Cell<ErrorPage>,
+    /// The request's arguments, parsed when first asked for.
+    arguments: super::arguments::ArgumentCache,
 }
 
 /// Finished exchanges, emptied, kept by an application for its next
@@ -92,6 +94,7 @@ impl Exchange {
                 in_method: Cell::new(false),
                 entered: RefCell::new(None),
                 error_page: Cell::new(default_error_page),
+                arguments: Default::default(),
             }),
         }
     }
@@ -118,6 +121,12 @@ impl Exchange {
     /// The request.
     pub fn request(&self) -> &HTTPServerRequest {
         self.inner.request()
+    }
+
+    /// The request's parsed arguments (see `arguments.rs`).
+    #[inline]
+    pub(super) fn argument_cache(&self) -> &super::arguments::ArgumentCache {
+        &self.inner.arguments
     }
 
     /// The application's settings (Tornado's `self.settings`).
@@ -508,6 +517,7 @@ impl Exchange {
         *inner.handler.get_mut() = None;
         inner.start = None;
         inner.error_page.set(default_error_page);
+        inner.arguments.reset();
         if spare.is_none() {
             *spare = Some(Exchange { inner: rc });
             return;

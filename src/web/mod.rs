@@ -39,6 +39,7 @@
 //! a client never waits for a response nobody will finish. After the
 //! response is finished, such an error is only logged.
 
+mod arguments;
 mod error;
 mod exchange;
 mod route;
@@ -54,6 +55,7 @@ use crate::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServerConnectionDelegate, HTTPServerRequest, Method,
 };
 use crate::stack_context::{self, ReusableContext};
+pub use arguments::{ArgumentSource, MultipartReader};
 pub use error::HTTPError;
 pub use exchange::Exchange;
 use exchange::Pool;

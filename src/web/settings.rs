@@ -38,6 +38,11 @@ pub struct Settings {
     /// HTML-escape template expressions (Tornado's `autoescape`, whose
     /// default is `"xhtml_escape"`). Default on.
     pub autoescape: bool,
+    /// Limits on parsing form bodies for
+    /// [`Exchange::get_argument`](super::Exchange::get_argument) and
+    /// friends (Tornado's `ParseBodyConfig`). Default:
+    /// [`FormLimits::default`](crate::httputil::FormLimits).
+    pub form_limits: crate::httputil::FormLimits,
 }
 
 impl Default for Settings {
@@ -48,6 +53,7 @@ impl Default for Settings {
             compress_response: false,
             template_path: None,
             autoescape: true,
+            form_limits: Default::default(),
         }
     }
 }

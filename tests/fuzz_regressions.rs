@@ -48,6 +48,16 @@ fn corpus_iostream_framing() {
 }
 
 #[test]
+fn corpus_form() {
+    replay("form", __fuzz::form);
+}
+
+#[test]
+fn corpus_multipart() {
+    replay("multipart", __fuzz::multipart);
+}
+
+#[test]
 fn corpus_memcache_parser() {
     replay("memcache_parser", memcache_check::memcache);
 }

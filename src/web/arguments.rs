@@ -61,15 +61,20 @@ pub(crate) struct ArgumentCache {
 }
 
 impl ArgumentCache {
-    /// For the next request. Free while nothing was parsed.
+    /// For the next request. Two tests while nothing was parsed: the
+    /// emptying (drop glue and all) stays out of the request's path.
     #[inline]
     pub(crate) fn reset(&mut self) {
-        if self.query.get().is_some() {
-            self.query.take();
+        if self.query.get().is_some() || self.body.get().is_some() {
+            self.clear();
         }
-        if self.body.get().is_some() {
-            self.body.take();
-        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn clear(&mut self) {
+        self.query.take();
+        self.body.take();
     }
 }
 

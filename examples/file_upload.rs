@@ -119,7 +119,12 @@ impl Saving {
     }
 
     fn done(self) -> String {
-        format!("saved {} {} {}", self.name, self.size, hex(&self.digest.finalize()))
+        format!(
+            "saved {} {} {}",
+            self.name,
+            self.size,
+            hex(&self.digest.finalize())
+        )
     }
 }
 
@@ -148,8 +153,12 @@ impl RequestHandler for StreamHandler {
     }
 
     fn data_received(&mut self, _x: &Exchange, chunk: &[u8]) -> Result<Option<Future<()>>, Error> {
-        let (dir, saving, field, lines) =
-            (&self.dir, &mut self.saving, &mut self.field, &mut self.lines);
+        let (dir, saving, field, lines) = (
+            &self.dir,
+            &mut self.saving,
+            &mut self.field,
+            &mut self.lines,
+        );
         let Some(reader) = self.reader.as_mut() else {
             return Ok(None);
         };
@@ -172,7 +181,10 @@ impl RequestHandler for StreamHandler {
                         lines.push(s.done());
                     }
                     if let Some((name, value)) = field.take() {
-                        lines.push(format!("field {name} {:?}", String::from_utf8_lossy(&value)));
+                        lines.push(format!(
+                            "field {name} {:?}",
+                            String::from_utf8_lossy(&value)
+                        ));
                     }
                 }
             }
@@ -385,7 +397,9 @@ fn self_test_run(io_loop: &IOLoop, port: u16, dir: &Path) -> Result<(), Error> {
         );
         // What the server said it saved, and what is on disk.
         if !expect(&format!("saved {name} {len} {hash}")) {
-            return Err(Error::other(format!("the server did not save {name} as sent")));
+            return Err(Error::other(format!(
+                "the server did not save {name} as sent"
+            )));
         }
         let on_disk = hash_file(&dir.join(name))?;
         if on_disk != format!("{len} {hash}") {
@@ -394,7 +408,11 @@ fn self_test_run(io_loop: &IOLoop, port: u16, dir: &Path) -> Result<(), Error> {
         println!("checked {name}: {len} bytes, sha256 {hash}");
     }
     let peak = peak_rss_kib();
-    println!("server peak RSS {} MiB for a {} MiB upload", peak / 1024, size >> 20);
+    println!(
+        "server peak RSS {} MiB for a {} MiB upload",
+        peak / 1024,
+        size >> 20
+    );
     if peak > 100 * 1024 {
         return Err(Error::other("the streamed upload was held in memory"));
     }

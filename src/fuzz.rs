@@ -314,13 +314,20 @@ pub fn form(data: &[u8]) {
             let values: usize = args.values().map(Vec::len).sum();
             assert!(values <= limits.max_fields, "{values} values accepted");
             // Decoding never makes a value longer.
-            assert!(args.values().flatten().all(|v| v.len() <= limits.max_field_size));
+            assert!(args
+                .values()
+                .flatten()
+                .all(|v| v.len() <= limits.max_field_size));
         }
         Err(err) => {
             let pairs = 1 + data.iter().filter(|&&b| b == b'&').count();
             let longest = data
                 .split(|&b| b == b'&')
-                .map(|p| p.iter().position(|&b| b == b'=').map_or(0, |i| p.len() - i - 1))
+                .map(|p| {
+                    p.iter()
+                        .position(|&b| b == b'=')
+                        .map_or(0, |i| p.len() - i - 1)
+                })
                 .max()
                 .unwrap_or(0);
             match FormLimit::from_error(&err) {
@@ -336,7 +343,10 @@ pub fn form(data: &[u8]) {
     assert!(params.keys().all(|k| *k == k.to_ascii_lowercase()));
     let _ = httputil::multipart_boundary(&text);
     let unescaped = crate::escape::xhtml_unescape(&text);
-    assert_eq!(crate::escape::xhtml_unescape(&crate::escape::xhtml_escape(&text)), text);
+    assert_eq!(
+        crate::escape::xhtml_unescape(&crate::escape::xhtml_escape(&text)),
+        text
+    );
     let _ = crate::escape::squeeze(&unescaped);
     let plus = data.first().is_some_and(|b| b & 1 == 1);
     let url = crate::escape::url_escape(&text, plus);
@@ -390,7 +400,11 @@ pub fn multipart(data: &[u8]) {
                 }
                 Ok(())
             })?;
-            assert!(parser.buffered() <= 256 + 4 + 8, "held {}", parser.buffered());
+            assert!(
+                parser.buffered() <= 256 + 4 + 8,
+                "held {}",
+                parser.buffered()
+            );
             assert!(parser.parts() <= 8);
             at = end;
         }

@@ -46,7 +46,11 @@ fn body_of(fields: &[Field]) -> Vec<u8> {
             None => String::new(),
         };
         body.extend_from_slice(
-            format!("Content-Disposition: form-data; name=\"{}\"{file}\r\n\r\n", f.name).as_bytes(),
+            format!(
+                "Content-Disposition: form-data; name=\"{}\"{file}\r\n\r\n",
+                f.name
+            )
+            .as_bytes(),
         );
         body.extend_from_slice(&f.value);
         body.extend_from_slice(b"\r\n");

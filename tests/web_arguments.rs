@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use http_kit::{raw_request, run, Reply, TestServer};
 use squall::httputil::{
-    parse_body_arguments, parse_multipart_form_data, Arguments, FormLimit, FormLimits, Files,
+    parse_body_arguments, parse_multipart_form_data, Arguments, Files, FormLimit, FormLimits,
     MultipartEvent, MultipartParser,
 };
 use squall::web::{Application, Exchange, HTTPError, MultipartReader, RequestHandler, Settings};
@@ -84,7 +84,11 @@ fn special_filenames() {
         let body = crlf(&format!(
             "--1234\nContent-Disposition: form-data; name=\"files\"; filename=\"{quoted}\"\n\nFoo\n--1234--"
         ));
-        assert_eq!(one_file("1234", &body), (name.into(), b"Foo".to_vec()), "{name:?}");
+        assert_eq!(
+            one_file("1234", &body),
+            (name.into(), b"Foo".to_vec()),
+            "{name:?}"
+        );
     }
 }
 
@@ -113,7 +117,10 @@ fn raw_utf8_filename() {
     let body = crlf(
         "--1234\nContent-Disposition: form-data; name=\"files\"; filename=\"测试.txt\"\n\nFoo\n--1234--",
     );
-    assert_eq!(one_file("1234", &body), ("测试.txt".into(), b"Foo".to_vec()));
+    assert_eq!(
+        one_file("1234", &body),
+        ("测试.txt".into(), b"Foo".to_vec())
+    );
 }
 
 #[test]
@@ -121,7 +128,10 @@ fn quoted_boundary() {
     let body = crlf(
         "--1234\nContent-Disposition: form-data; name=\"files\"; filename=\"ab.txt\"\n\nFoo\n--1234--",
     );
-    assert_eq!(one_file("\"1234\"", &body), ("ab.txt".into(), b"Foo".to_vec()));
+    assert_eq!(
+        one_file("\"1234\"", &body),
+        ("ab.txt".into(), b"Foo".to_vec())
+    );
     // And through the content type.
     let (mut args, mut files) = (Arguments::new(), Files::new());
     parse_body_arguments(
@@ -181,12 +191,18 @@ fn malformed_bodies_are_errors_and_add_nothing() {
         assert!(args.is_empty() && files.is_empty(), "{what}");
     }
     // A good part before the bad one adds nothing either.
-    let body = crlf("--1234\nContent-Disposition: form-data; name=\"a\"\n\n1\n--1234\nX: y\n\n2\n--1234--");
-    let (mut args, mut files) = (Arguments::new(), Files::new());
-    assert!(
-        parse_multipart_form_data(b"1234", &body, &mut args, &mut files, &FormLimits::default())
-            .is_err()
+    let body = crlf(
+        "--1234\nContent-Disposition: form-data; name=\"a\"\n\n1\n--1234\nX: y\n\n2\n--1234--",
     );
+    let (mut args, mut files) = (Arguments::new(), Files::new());
+    assert!(parse_multipart_form_data(
+        b"1234",
+        &body,
+        &mut args,
+        &mut files,
+        &FormLimits::default()
+    )
+    .is_err());
     assert!(args.is_empty());
 }
 
@@ -223,7 +239,8 @@ fn data_after_the_final_boundary_and_a_preamble_are_ignored() {
 fn crlf_handling_inside_values() {
     // A value may hold CRLFs, dashes, even `--1234` not at a line start;
     // LF-only header lines are read too (RFC 9112's leniency, as Tornado).
-    let body = b"--1234\r\nContent-Disposition: form-data; name=\"a\"\nContent-Type: text/plain\r\n\r\n\
+    let body =
+        b"--1234\r\nContent-Disposition: form-data; name=\"a\"\nContent-Type: text/plain\r\n\r\n\
         \r\nline\r\n--123 x--1234 \r\n-\r\n\r\n--1234\r\n\
         Content-Disposition: form-data; name=\"empty\"\r\n\r\n\r\n--1234  \t\r\n\
         Content-Disposition: form-data; name=\"a\"\r\n\r\nsecond\r\n--1234--";
@@ -231,7 +248,10 @@ fn crlf_handling_inside_values() {
     assert!(files.is_empty());
     assert_eq!(
         args["a"],
-        [b"\r\nline\r\n--123 x--1234 \r\n-\r\n".to_vec(), b"second".to_vec()]
+        [
+            b"\r\nline\r\n--123 x--1234 \r\n-\r\n".to_vec(),
+            b"second".to_vec()
+        ]
     );
     assert_eq!(args["empty"], [Vec::<u8>::new()]);
 }
@@ -259,7 +279,11 @@ fn disposition_params_parse_in_linear_time() {
     };
     // The best of three: one slow run (a page fault, a busy core) is noise.
     // Tornado's sizes: 10,000 is about the default part header limit.
-    let best = |n: usize| (0..3).map(|_| time(n).as_secs_f64()).fold(f64::MAX, f64::min);
+    let best = |n: usize| {
+        (0..3)
+            .map(|_| time(n).as_secs_f64())
+            .fold(f64::MAX, f64::min)
+    };
     let small = best(1_000);
     let large = best(10_000);
     assert!(large / small < 20.0, "{small} vs {large}");
@@ -267,7 +291,9 @@ fn disposition_params_parse_in_linear_time() {
 
 #[test]
 fn multipart_limits() {
-    let body = crlf("--1234\nContent-Disposition: form-data; name=\"files\"; filename=\"ab.txt\"\n\n\n--1234--");
+    let body = crlf(
+        "--1234\nContent-Disposition: form-data; name=\"files\"; filename=\"ab.txt\"\n\n\n--1234--",
+    );
     let check = |limits: FormLimits, limit: Option<FormLimit>| {
         let (mut a, mut f) = (Arguments::new(), Files::new());
         let result = parse_multipart_form_data(b"1234", &body, &mut a, &mut f, &limits);
@@ -296,7 +322,8 @@ fn multipart_limits() {
     assert!(err.message().contains("disabled"));
     // A field (no filename) over its size; a file of that size is fine.
     let field = crlf("--b\nContent-Disposition: form-data; name=\"f\"\n\n12345\n--b--");
-    let file = crlf("--b\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\n\n12345\n--b--");
+    let file =
+        crlf("--b\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\n\n12345\n--b--");
     let small = FormLimits {
         max_field_size: 4,
         ..FormLimits::default()
@@ -334,7 +361,9 @@ fn streaming_parser_state_is_bounded() {
         parser.feed(&piece, &mut on).unwrap();
         max_held = max_held.max(parser.buffered());
     }
-    parser.feed(b"\r\n------squall-bound--\r\n", &mut on).unwrap();
+    parser
+        .feed(b"\r\n------squall-bound--\r\n", &mut on)
+        .unwrap();
     parser.finish().unwrap();
     assert_eq!(seen, 4096 * 64 * 1024);
     assert!(max_held <= 20, "held {max_held} bytes between pieces");
@@ -345,7 +374,9 @@ fn streaming_parser_state_is_bounded() {
 fn a_failed_parser_stays_failed() {
     let mut parser = MultipartParser::new(b"b", FormLimits::default()).unwrap();
     let mut ok = |_: MultipartEvent<'_>| Ok(());
-    let err = parser.feed(b"--b\r\nno colon here\r\n\r\n", &mut ok).unwrap_err();
+    let err = parser
+        .feed(b"--b\r\nno colon here\r\n\r\n", &mut ok)
+        .unwrap_err();
     let again = parser.feed(b"--b--", &mut ok).unwrap_err();
     assert!(err.ptr_eq(&again));
     assert!(parser.finish().unwrap_err().ptr_eq(&err));
@@ -473,7 +504,10 @@ fn get_argument_as_tornado() {
     assert_eq!(get(&s, "/get_argument?foo=").text(), "");
     assert_eq!(get(&s, "/get_argument").text(), "default");
     // The body wins in the singular; the plural merges, query first.
-    assert_eq!(post(&s, "/get_argument?foo=bar", FORM, b"foo=hello").text(), "hello");
+    assert_eq!(
+        post(&s, "/get_argument?foo=bar", FORM, b"foo=hello").text(),
+        "hello"
+    );
     assert_eq!(
         post(&s, "/get_arguments?foo=bar", FORM, b"foo=hello").text(),
         r#"default=["bar", "hello"] query=["bar"] body=["hello"]"#
@@ -528,9 +562,18 @@ fn multipart_through_the_server() {
     // Malformed forms: 400, never 500.
     let bad: [(&str, &[u8]); 5] = [
         ("multipart/form-data", b"--XX--"),
-        ("multipart/form-data; boundary=XX", b"--XX\r\nContent-Disposition: form-data; name=a\r\n\r\nunterminated"),
-        ("multipart/form-data; boundary=XX", b"--XX\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XX--"),
-        ("multipart/form-data; boundary=XX", b"--XX\r\nContent-Disposition: form-data; name=a\r\n--XX\r\n\r\nx\r\n--XX--"),
+        (
+            "multipart/form-data; boundary=XX",
+            b"--XX\r\nContent-Disposition: form-data; name=a\r\n\r\nunterminated",
+        ),
+        (
+            "multipart/form-data; boundary=XX",
+            b"--XX\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XX--",
+        ),
+        (
+            "multipart/form-data; boundary=XX",
+            b"--XX\r\nContent-Disposition: form-data; name=a\r\n--XX\r\n\r\nx\r\n--XX--",
+        ),
         ("multipart/form-dataxyz; boundary=XX", b"--XX--"),
     ];
     for (ct, body) in bad {
@@ -557,7 +600,12 @@ fn form_limits_answer_their_status() {
         format!("--XX\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
     };
     let mp = "multipart/form-data; boundary=XX";
-    let three = format!("{}{}{}--XX--", part("a", "1"), part("b", "2"), part("c", "3"));
+    let three = format!(
+        "{}{}{}--XX--",
+        part("a", "1"),
+        part("b", "2"),
+        part("c", "3")
+    );
     assert_eq!(post(&s, "/files", mp, three.as_bytes()).status, 400);
     let big_header = part(&"n".repeat(200), "1") + "--XX--";
     assert_eq!(post(&s, "/files", mp, big_header.as_bytes()).status, 413);
@@ -566,7 +614,16 @@ fn form_limits_answer_their_status() {
     let ok = part("a", &"v".repeat(16)) + "--XX--";
     assert_eq!(post(&s, "/files", mp, ok.as_bytes()).status, 200);
     assert_eq!(post(&s, "/files", FORM, b"a=1&b=2&c=3&d=4").status, 400);
-    assert_eq!(post(&s, "/files", FORM, &[b"a=".as_slice(), &[b'v'; 17]].concat()).status, 413);
+    assert_eq!(
+        post(
+            &s,
+            "/files",
+            FORM,
+            &[b"a=".as_slice(), &[b'v'; 17]].concat()
+        )
+        .status,
+        413
+    );
     assert_eq!(post(&s, "/files", FORM, b"a=1&b=2&c=3").status, 200);
     // The query counts too.
     assert_eq!(get(&s, "/required?name=1&a&b&c").status, 400);
@@ -723,13 +780,19 @@ print(r.text)
     assert_eq!(lines[0], "200", "{out}");
     // `requests` sends a non-ASCII filename raw, in UTF-8.
     assert!(lines.contains(&"photo: été.jpg image/jpeg 2000"), "{out}");
-    assert!(lines.contains(&"notes: notes.txt application/unknown 22"), "{out}");
+    assert!(
+        lines.contains(&"notes: notes.txt application/unknown 22"),
+        "{out}"
+    );
     assert!(lines.contains(&"tag=\"b\""), "{out}");
     assert!(lines.contains(&"title=\"Holiday\""), "{out}");
     let data: Vec<u8> = (0..4096).flat_map(|_| 0..=255u8).collect();
     let stream = lines.iter().position(|l| *l == "STREAM 200").expect(&out);
     let parts = &lines[stream + 1..];
-    assert!(parts.contains(&format!("note 2 {:x}", fnv(b"hi")).as_str()), "{out}");
+    assert!(
+        parts.contains(&format!("note 2 {:x}", fnv(b"hi")).as_str()),
+        "{out}"
+    );
     let big = format!("big {} {:x}", data.len(), fnv(&data));
     assert!(parts.contains(&big.as_str()), "{out}");
 }

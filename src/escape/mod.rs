@@ -98,7 +98,12 @@ fn reference(s: &str) -> Option<(String, usize)> {
     let len = bytes
         .iter()
         .take(32)
-        .take_while(|b| !matches!(b, b'\t' | b'\n' | b'\x0c' | b' ' | b'<' | b'&' | b'#' | b';'))
+        .take_while(|b| {
+            !matches!(
+                b,
+                b'\t' | b'\n' | b'\x0c' | b' ' | b'<' | b'&' | b'#' | b';'
+            )
+        })
         .count();
     if len == 0 {
         return None;
@@ -135,9 +140,9 @@ fn lookup(name: &str) -> Option<&'static (&'static str, u32, bool)> {
 fn numeric(code: u32) -> String {
     // Windows-1252 for the C1 range, as browsers do.
     const C1: [u32; 32] = [
-        0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160,
-        0x2039, 0x152, 0x8d, 0x17d, 0x8f, 0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013,
-        0x2014, 0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
+        0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039,
+        0x152, 0x8d, 0x17d, 0x8f, 0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014,
+        0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
     ];
     let c = match code {
         0 => '\u{fffd}',
@@ -273,7 +278,10 @@ mod tests {
         assert_eq!(xhtml_unescape("&#99999999999999999999;"), "\u{fffd}");
         assert_eq!(xhtml_unescape("&#xFFFF;&#xFDD0;x"), "x");
         assert_eq!(xhtml_unescape("&é; &"), "&é; &");
-        assert_eq!(xhtml_unescape(&format!("&{};", "a".repeat(40))), format!("&{};", "a".repeat(40)));
+        assert_eq!(
+            xhtml_unescape(&format!("&{};", "a".repeat(40))),
+            format!("&{};", "a".repeat(40))
+        );
     }
 
     /// Tornado's escape_test.py `test_xhtml_escape` cases.

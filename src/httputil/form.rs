@@ -378,9 +378,8 @@ pub fn parse_header(line: &str) -> (String, HashMap<String, String>) {
     let mut parts = split_params(line).into_iter();
     let key = parts.next().unwrap_or_default().to_owned();
     let mut params: HashMap<String, String> = HashMap::new();
-    // RFC 2231 parameters, by name in first-seen order: (number, value
-    // bytes, percent-encoded).
-    let mut extended: Vec<(String, Vec<(Option<u32>, Vec<u8>, bool)>)> = Vec::new();
+    // RFC 2231 parameters, by name in first-seen order.
+    let mut extended: Vec<(String, Vec<Continuation>)> = Vec::new();
     for p in parts {
         let Some((name, value)) = p.split_once('=') else {
             continue;
@@ -421,6 +420,10 @@ pub fn parse_header(line: &str) -> (String, HashMap<String, String>) {
     }
     (key, params)
 }
+
+/// One piece of an RFC 2231 parameter: its number (`name*1*`), its value
+/// (bytes, percent-decoded if it was encoded), whether it was encoded.
+type Continuation = (Option<u32>, Vec<u8>, bool);
 
 /// Splits on `;` outside quoted strings (a backslash escapes the next
 /// character inside one), trimming each piece: Tornado's `_parseparam`, in
@@ -547,8 +550,12 @@ mod tests {
     #[test]
     fn urlencoded_as_parse_qs() {
         let mut args = Arguments::new();
-        parse_form_urlencoded(b"a=1&&b=&c&a=%32+3&d=%zz;e", &mut args, &FormLimits::default())
-            .unwrap();
+        parse_form_urlencoded(
+            b"a=1&&b=&c&a=%32+3&d=%zz;e",
+            &mut args,
+            &FormLimits::default(),
+        )
+        .unwrap();
         assert_eq!(args["a"], [b"1".to_vec(), b"2 3".to_vec()]);
         assert_eq!(args["b"], [b"".to_vec()]);
         assert_eq!(args["c"], [b"".to_vec()]);
@@ -573,7 +580,10 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(multipart_boundary("multipart/form-data; boundary=ab").unwrap(), "ab");
+        assert_eq!(
+            multipart_boundary("multipart/form-data; boundary=ab").unwrap(),
+            "ab"
+        );
         assert_eq!(
             multipart_boundary("Multipart/Form-Data; charset=x; boundary=\"ab\"").unwrap(),
             "\"ab\""

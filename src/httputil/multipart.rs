@@ -344,7 +344,10 @@ impl MultipartParser {
                 State::Body { field_size } => {
                     let (data, end) = match memmem::find(rest, &self.delimiter) {
                         Some(i) => (&rest[..i], true),
-                        None => (&rest[..rest.len() - held_back(&self.delimiter, rest)], false),
+                        None => (
+                            &rest[..rest.len() - held_back(&self.delimiter, rest)],
+                            false,
+                        ),
                     };
                     if let Some(size) = field_size {
                         *size += data.len();
@@ -370,7 +373,6 @@ impl MultipartParser {
             }
         }
     }
-
 }
 
 /// How many bytes at the end of `rest` (which holds no whole `delimiter`)
@@ -407,17 +409,14 @@ fn parse_part_head(block: &[u8]) -> Result<Part, Error> {
         if line.is_empty() {
             continue;
         }
-        if line
-            .bytes()
-            .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
-        {
+        if line.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(form_error(format!(
                 "Invalid multipart/form-data: Invalid header value {line:?}"
             )));
         }
-        headers.parse_line(line).map_err(|e| {
-            form_error(format!("Invalid multipart/form-data: {}", e.message()))
-        })?;
+        headers
+            .parse_line(line)
+            .map_err(|e| form_error(format!("Invalid multipart/form-data: {}", e.message())))?;
     }
     let disposition = headers.get("Content-Disposition").unwrap_or("");
     let (kind, mut params) = parse_header(disposition);
@@ -459,7 +458,8 @@ mod tests {
     /// the first boundary (a bug the split property found).
     #[test]
     fn a_preamble_split_anywhere() {
-        let body = b"pre\r\namble--x\r\n--ab\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--ab--";
+        let body =
+            b"pre\r\namble--x\r\n--ab\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--ab--";
         for cut in 0..body.len() {
             let mut p = MultipartParser::new(b"ab", FormLimits::default()).unwrap();
             let mut data = Vec::new();

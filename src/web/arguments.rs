@@ -37,7 +37,7 @@ use std::cell::OnceCell;
 use super::{Exchange, HTTPError};
 use crate::error::Error;
 use crate::httputil::{
-    parse_body_arguments, parse_form_urlencoded, Arguments, FormLimit, Files, MultipartEvent,
+    parse_body_arguments, parse_form_urlencoded, Arguments, Files, FormLimit, MultipartEvent,
     MultipartParser,
 };
 
@@ -97,10 +97,7 @@ fn decode(value: &[u8], name: &str, strip: bool) -> Result<String, Error> {
         )
     })?;
     let cleaned: String;
-    let mut s = if text
-        .bytes()
-        .any(|b| matches!(b, 0x00..=0x08 | 0x0e..=0x1f))
-    {
+    let mut s = if text.bytes().any(|b| matches!(b, 0x00..=0x08 | 0x0e..=0x1f)) {
         cleaned = text
             .chars()
             .map(|c| match c {

@@ -65,7 +65,7 @@ impl HTTPHeaders {
     /// folded into the previous value, as Tornado does.
     ///
     /// # Errors
-    /// [`ErrorKind::HttpProtocol`] on a line without a colon, or a
+    /// [`ErrorKind::HttpProtocol`](crate::ErrorKind::HttpProtocol) on a line without a colon, or a
     /// continuation line with nothing to continue.
     pub fn parse(block: &str) -> Result<HTTPHeaders, Error> {
         let mut h = HTTPHeaders::new();

@@ -796,3 +796,37 @@ print(r.text)
     let big = format!("big {} {:x}", data.len(), fnv(&data));
     assert!(parts.contains(&big.as_str()), "{out}");
 }
+
+/// Exchanges are pooled and reused on a keep-alive connection: each
+/// request's arguments and files are its own.
+#[test]
+fn arguments_do_not_leak_between_requests_on_one_connection() {
+    let s = server_with(FormLimits::default());
+    let mut conn = http_kit::connect(s.addr);
+    let mut buf = Vec::new();
+    let mut ask = |raw: &[u8]| {
+        conn.write_all(raw).unwrap();
+        http_kit::read_reply(&mut conn, &mut buf, false).unwrap()
+    };
+    let r = ask(b"GET /required?name=first HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.text(), r#""first" ["first"]"#);
+    let r = ask(b"GET /required?name=second HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.text(), r#""second" ["second"]"#);
+    let r = ask(b"GET /required HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 400);
+    let body = b"--XX\r\nContent-Disposition: form-data; name=f; filename=a\r\n\r\nA\r\n--XX--";
+    let mut raw = format!(
+        "POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    assert_eq!(ask(&raw).text(), "f: a application/unknown 1\n");
+    let r = ask(b"POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!((r.status, r.text()), (200, String::new()));
+    // A malformed body's 400 is not remembered either.
+    let r = ask(b"POST /required?name=q HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\nname=\xff");
+    assert_eq!(r.status, 400);
+    let r = ask(b"GET /required?name=ok HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.text(), r#""ok" ["ok"]"#);
+}

@@ -499,3 +499,134 @@ pub fn range(data: &[u8]) {
         assert_eq!(back, Some((start, end - 1, size)), "{text}");
     }
 }
+
+/// The urlencoded form parser, and the other text parsers of forms and
+/// escapes: never a panic; a pair past the limits is refused only when a
+/// limit is really passed, and what is accepted keeps within them.
+pub fn form(data: &[u8]) {
+    use crate::httputil::{Arguments, FormLimit, FormLimits};
+    let limits = FormLimits {
+        max_fields: 16,
+        max_field_size: 64,
+        ..FormLimits::default()
+    };
+    let mut args = Arguments::new();
+    match httputil::parse_form_urlencoded(data, &mut args, &limits) {
+        Ok(()) => {
+            let values: usize = args.values().map(Vec::len).sum();
+            assert!(values <= limits.max_fields, "{values} values accepted");
+            // Decoding never makes a value longer.
+            assert!(args
+                .values()
+                .flatten()
+                .all(|v| v.len() <= limits.max_field_size));
+        }
+        Err(err) => {
+            let pairs = 1 + data.iter().filter(|&&b| b == b'&').count();
+            let longest = data
+                .split(|&b| b == b'&')
+                .map(|p| {
+                    p.iter()
+                        .position(|&b| b == b'=')
+                        .map_or(0, |i| p.len() - i - 1)
+                })
+                .max()
+                .unwrap_or(0);
+            match FormLimit::from_error(&err) {
+                Some(FormLimit::Fields) => assert!(pairs > limits.max_fields),
+                Some(FormLimit::FieldSize) => assert!(longest > limits.max_field_size),
+                other => panic!("urlencoded error {err} ({other:?})"),
+            }
+            assert!(args.is_empty(), "an error added arguments");
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    let (_, params) = httputil::parse_header(&text);
+    assert!(params.keys().all(|k| *k == k.to_ascii_lowercase()));
+    let _ = httputil::multipart_boundary(&text);
+    let unescaped = crate::escape::xhtml_unescape(&text);
+    assert_eq!(
+        crate::escape::xhtml_unescape(&crate::escape::xhtml_escape(&text)),
+        text
+    );
+    let _ = crate::escape::squeeze(&unescaped);
+    let plus = data.first().is_some_and(|b| b & 1 == 1);
+    let url = crate::escape::url_escape(&text, plus);
+    assert_eq!(crate::escape::url_unescape(&url, plus), text);
+}
+
+/// The multipart parser: the first 8 bytes seed how the rest is split; the
+/// rest is the body under boundary `ab` (the seed's first byte picks a
+/// quoted one, or a longer one). Whole or in pieces it must agree (parts,
+/// values, success), events must come in order, and what it holds between
+/// pieces stays within a header block and a delimiter.
+pub fn multipart(data: &[u8]) {
+    use crate::httputil::{FormLimits, MultipartEvent, MultipartParser};
+    let (seed, body) = data.split_at(data.len().min(8));
+    let boundary: &[u8] = match seed.first().map(|b| b % 3) {
+        Some(1) => b"\"ab\"",
+        Some(2) => b"--ab-\r",
+        _ => b"ab",
+    };
+    let limits = FormLimits {
+        max_parts: 8,
+        max_part_header_size: 256,
+        max_field_size: 512,
+        ..FormLimits::default()
+    };
+    type Parts = Vec<(String, Option<String>, Vec<u8>)>;
+    let run = |pieces: &mut dyn FnMut() -> usize| -> Result<Parts, crate::Error> {
+        let mut parser = MultipartParser::new(boundary, limits.clone())?;
+        let mut parts: Parts = Vec::new();
+        let mut open = false;
+        let mut at = 0;
+        while at < body.len() {
+            let end = (at + pieces()).min(body.len());
+            parser.feed(&body[at..end], |e| {
+                match e {
+                    MultipartEvent::PartStart(p) => {
+                        assert!(!open, "a part inside a part");
+                        assert!(!p.name.is_empty());
+                        open = true;
+                        parts.push((p.name, p.filename, Vec::new()));
+                    }
+                    MultipartEvent::Data(d) => {
+                        assert!(open && !d.is_empty(), "stray data");
+                        let value = &mut parts.last_mut().expect("a part").2;
+                        value.extend_from_slice(d);
+                    }
+                    MultipartEvent::PartEnd => {
+                        assert!(open, "an end without a start");
+                        open = false;
+                    }
+                }
+                Ok(())
+            })?;
+            assert!(
+                parser.buffered() <= 256 + 4 + 8,
+                "held {}",
+                parser.buffered()
+            );
+            assert!(parser.parts() <= 8);
+            at = end;
+        }
+        parser.finish()?;
+        assert!(!open);
+        Ok(parts)
+    };
+    let whole = run(&mut || usize::MAX);
+    let mut rng = Rng::new(seed);
+    let split = run(&mut || 1 + rng.below(12));
+    match (&whole, &split) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "the split disagrees"),
+        (Err(_), Err(_)) => {}
+        _ => panic!("whole {whole:?} but split {split:?}"),
+    }
+    if let Ok(parts) = whole {
+        for (_, filename, value) in parts {
+            if filename.is_none() {
+                assert!(value.len() <= 512);
+            }
+        }
+    }
+}

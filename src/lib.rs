@@ -29,6 +29,7 @@
 
 mod callback;
 pub mod error;
+pub mod escape;
 pub mod executor;
 pub mod future;
 pub mod gen;

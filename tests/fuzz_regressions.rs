@@ -69,6 +69,16 @@ fn corpus_gunzip() {
 }
 
 #[test]
+fn corpus_form() {
+    replay("form", __fuzz::form);
+}
+
+#[test]
+fn corpus_multipart() {
+    replay("multipart", __fuzz::multipart);
+}
+
+#[test]
 fn corpus_memcache_parser() {
     replay("memcache_parser", memcache_check::memcache);
 }

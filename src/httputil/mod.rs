@@ -27,7 +27,9 @@ mod date;
 mod encoding;
 #[cfg(feature = "gzip")]
 pub(crate) mod gzip;
+mod form;
 mod headers;
+mod multipart;
 mod range;
 mod url;
 
@@ -35,7 +37,9 @@ pub use chunked::*;
 pub use cookie::*;
 pub use date::*;
 pub use encoding::*;
+pub use form::*;
 pub use headers::*;
+pub use multipart::*;
 pub use range::*;
 pub use url::*;
 

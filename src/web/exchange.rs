@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     /// (`compress_response`; see gzip.rs).
     #[cfg(feature = "gzip")]
     pub(super) gzip: RefCell<Option<crate::httputil::gzip::GzipStream>>,
+    /// The request's arguments, parsed when first asked for.
+    arguments: super::arguments::ArgumentCache,
 }
 
 /// Finished exchanges, emptied, kept by an application for its next
@@ -102,6 +104,7 @@ impl Exchange {
                 cookie_state: std::cell::OnceCell::new(),
                 #[cfg(feature = "gzip")]
                 gzip: RefCell::new(None),
+                arguments: Default::default(),
             }),
         }
     }
@@ -143,6 +146,12 @@ impl Exchange {
     /// The request.
     pub fn request(&self) -> &HTTPServerRequest {
         self.inner.request()
+    }
+
+    /// The request's parsed arguments (see `arguments.rs`).
+    #[inline]
+    pub(super) fn argument_cache(&self) -> &super::arguments::ArgumentCache {
+        &self.inner.arguments
     }
 
     /// The application's settings (Tornado's `self.settings`).
@@ -565,6 +574,7 @@ impl Exchange {
         {
             *inner.gzip.get_mut() = None;
         }
+        inner.arguments.reset();
         if spare.is_none() {
             *spare = Some(Exchange { inner: rc });
             return;

@@ -41,6 +41,7 @@
 
 mod auth;
 mod cookies;
+mod arguments;
 mod error;
 mod exchange;
 pub mod gzip;
@@ -72,6 +73,7 @@ pub use crate::httputil::{CookieOptions, SameSite};
 use crate::stack_context::{self, ReusableContext};
 pub use auth::{authenticated, Authenticated};
 pub use cookies::CookieSecret;
+pub use arguments::{ArgumentSource, MultipartReader};
 pub use error::HTTPError;
 pub use exchange::Exchange;
 use exchange::Pool;

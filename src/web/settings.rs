@@ -79,6 +79,11 @@ pub struct Settings {
     /// render (one `stat` per template per render), for development.
     /// Default on.
     pub compiled_template_cache: bool,
+    /// Limits on parsing form bodies for
+    /// [`Exchange::get_argument`](super::Exchange::get_argument) and
+    /// friends (Tornado's `ParseBodyConfig`). Default:
+    /// [`FormLimits::default`](crate::httputil::FormLimits).
+    pub form_limits: crate::httputil::FormLimits,
 }
 
 impl Default for Settings {
@@ -98,6 +103,7 @@ impl Default for Settings {
             login_url: None,
             default_host: None,
             compiled_template_cache: true,
+            form_limits: Default::default(),
         }
     }
 }

@@ -210,7 +210,8 @@ awk -v tests="$TESTS" -v servers="${selected[*]}" -v work="$work" -v c="$C" -v s
   function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
   function target(what, r, op, goal) {
     if (r == "-") return
-    printf "- %s: %s, %s\n", what, r, ((op == "<=") ? (r <= goal) : (r >= goal)) ? "met" : "MISSED"
+    # r is a string: compare it as a number.
+    printf "- %s: %s, %s\n", what, r, ((op == "<=") ? (r + 0 <= goal) : (r + 0 >= goal)) ? "met" : "MISSED"
   }
   BEGIN {
     ntests = split(tests, T, " "); nserv = split(servers, S, " ")

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! ws_load ADDR [--conns 100] [--seconds 10] [--warmup 1] [--size 64]
-//!              [--binary] [--server-pid PID]
+//!              [--binary] [--server-pid PID] [--messages N]
 //! ws_load 127.0.0.1:8888                          # 64-byte text echo, 100 connections
 //! ws_load 127.0.0.1:8888 --conns 4 --size 1048576 --binary
 //! ```
@@ -16,7 +16,9 @@
 //! process's own user+system CPU over the window as % of one core, and, with
 //! `--server-pid`, the server's utime/stime over the same window (read from
 //! `/proc/PID/stat` at its start and end, so the warm-up and the handshakes
-//! are not counted), per message. Exits non-zero when a connection fails
+//! are not counted), per message. `--messages N` ends the run once N round
+//! trips are done, warm-up included (for instruction counts under callgrind,
+//! where a fixed duration would give a different count every run). Exits non-zero when a connection fails
 //! (refused, closed, a bad handshake or an echo that differs).
 //!
 //! Why it stays cheaper than any server it loads: each connection's frame is
@@ -52,11 +54,14 @@ struct Config {
     size: usize,
     binary: bool,
     server_pid: Option<u32>,
+    /// Stop after this many round trips in all.
+    messages: Option<u64>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: ws_load ADDR [--conns N] [--seconds D] [--warmup W] [--size BYTES] [--binary] [--server-pid PID]"
+        "usage: ws_load ADDR [--conns N] [--seconds D] [--warmup W] [--size BYTES] [--binary] \
+         [--server-pid PID] [--messages N]"
     );
     std::process::exit(2)
 }
@@ -75,6 +80,7 @@ fn parse_args() -> Config {
         size: 64,
         binary: false,
         server_pid: None,
+        messages: None,
     };
     while let Some(flag) = args.next() {
         if flag == "--binary" {
@@ -87,6 +93,7 @@ fn parse_args() -> Config {
             "--seconds" => c.seconds = value.parse().unwrap_or_else(|_| usage()),
             "--warmup" => c.warmup = value.parse().unwrap_or_else(|_| usage()),
             "--size" => c.size = value.parse().unwrap_or_else(|_| usage()),
+            "--messages" => c.messages = Some(value.parse().unwrap_or_else(|_| usage())),
             "--server-pid" => c.server_pid = Some(value.parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
@@ -386,6 +393,14 @@ fn proc_ticks(pid: u32) -> Option<(u64, u64)> {
     Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
 }
 
+/// Where the measured window began: when, this process's CPU time, the
+/// server's ticks.
+struct WindowStart {
+    at: Instant,
+    cpu: (Duration, Duration),
+    server: Option<(u64, u64)>,
+}
+
 fn percentile(hist: &[u32], p: f64) -> usize {
     let total: u64 = hist.iter().map(|&n| n as u64).sum();
     let want = ((total as f64) * p).ceil() as u64;
@@ -450,20 +465,29 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let window_start = start + Duration::from_secs_f64(cfg.warmup);
     let window_end = window_start + Duration::from_secs_f64(cfg.seconds);
-    let mut at_start: Option<(Instant, Counters, (Duration, Duration), Option<(u64, u64)>)> = None;
+    let mut at_start: Option<WindowStart> = None;
     let mut failures = 0usize;
+    // Round trips before the window (the counters restart at its start).
+    let mut before_window = 0;
     let mut first_failure = None;
     let mut alive = vec![true; conns.len()];
     loop {
         let now = Instant::now();
         if at_start.is_none() && now >= window_start {
-            at_start = Some((
-                now,
-                std::mem::take(&mut load.counters),
-                own_cpu(),
-                cfg.server_pid.and_then(proc_ticks),
-            ));
+            let warm = std::mem::take(&mut load.counters);
+            before_window = warm.messages;
+            at_start = Some(WindowStart {
+                at: now,
+                cpu: own_cpu(),
+                server: cfg.server_pid.and_then(proc_ticks),
+            });
             load.recording = true;
+        }
+        if cfg
+            .messages
+            .is_some_and(|n| before_window + load.counters.messages >= n)
+        {
+            break;
         }
         if now >= window_end {
             break;
@@ -501,7 +525,12 @@ fn main() -> ExitCode {
         .iter()
         .filter(|c| matches!(c.phase, Phase::Handshake))
         .count();
-    let Some((t0, _, cpu0, server0)) = at_start else {
+    let Some(WindowStart {
+        at: t0,
+        cpu: cpu0,
+        server: server0,
+    }) = at_start
+    else {
         eprintln!("ws_load: stopped before the measured window");
         if let Some(why) = first_failure {
             eprintln!("ws_load: {why}");

@@ -30,7 +30,11 @@
 # Environment: D (s per measured window, 10; or DURATION), C (echo
 # connections, 100; or CONNS), SIZE (64), BULK_C (4), BULK_SIZE (1048576),
 # TESTS ("echo bulk"), RUNS (3), WARMUP (s, 1), SERVER_CPU (0), LOAD_CPU (1),
-# PORT (first port, 18280). CARGO_TARGET_DIR (and PEERS_TARGET_DIR) are
+# PORT (first port, 18280), PRIO (a command the servers and the load run
+# under: on a machine that others share, their jobs delay every round trip
+# by milliseconds whatever the nice level, and PRIO="chrt -f 10" (real-time,
+# needs root) measures the servers rather than the scheduler; the kernel
+# still leaves other work 5% of both cores while it runs). CARGO_TARGET_DIR (and PEERS_TARGET_DIR) are
 # honoured, as in bench/servers.sh.
 # Needs: taskset, python3 with tornado 6 (else Tornado is skipped).
 set -euo pipefail
@@ -47,6 +51,9 @@ WARMUP=${WARMUP:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PORT=${PORT:-18280}
+PRIO=${PRIO:-}
+# How the servers and the load are started: pinned, under PRIO if set.
+read -r -a prio <<<"$PRIO"
 # Quiet servers: a log on stderr would be measured too.
 export RUST_LOG=${RUST_LOG:-warn}
 
@@ -116,8 +123,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 start_server() { # name port
-  # taskset execs the server: $pid is the server's own PID.
-  taskset -c "$SERVER_CPU" $(ws_cmd "$1" "$2") >"$work/$1.log" 2>&1 &
+  # PRIO's command and taskset exec the server: $pid is the server's own PID.
+  "${prio[@]}" taskset -c "$SERVER_CPU" $(ws_cmd "$1" "$2") >"$work/$1.log" 2>&1 &
   pid=$!
   local i
   for i in $(seq 100); do
@@ -149,7 +156,7 @@ measure() { # name port test
   esac
   # Let the previous run's connections close.
   sleep 1
-  if ! taskset -c "$LOAD_CPU" "$load_bin" "127.0.0.1:$2" $args --seconds "$D" --warmup "$WARMUP" \
+  if ! "${prio[@]}" taskset -c "$LOAD_CPU" "$load_bin" "127.0.0.1:$2" $args --seconds "$D" --warmup "$WARMUP" \
       --server-pid "$pid" >"$out" 2>"$work/load.err"; then
     echo "ws_load failed against $1 ($3):" >&2; cat "$out" "$work/load.err" "$work/$1.log" >&2; exit 1
   fi
@@ -200,7 +207,7 @@ done
 echo
 echo "WebSocket echo, one core per side: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs" \
   "($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(uname -r)"
-echo "command: D=$D C=$C SIZE=$SIZE BULK_C=$BULK_C BULK_SIZE=$BULK_SIZE RUNS=$RUNS bench/websocket.sh ${*:-}"
+echo "command: ${PRIO:+PRIO=\"$PRIO\" }D=$D C=$C SIZE=$SIZE BULK_C=$BULK_C BULK_SIZE=$BULK_SIZE RUNS=$RUNS bench/websocket.sh ${*:-}"
 echo "load average before: $load_before, after: $load_after"
 awk -v tests="$TESTS" -v servers="${selected[*]}" -v work="$work" -v c="$C" -v size="$SIZE" \
   -v bc="$BULK_C" -v bsize="$BULK_SIZE" '

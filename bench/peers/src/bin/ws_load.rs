@@ -433,6 +433,8 @@ fn main() -> ExitCode {
     let mut conns: Vec<Conn> = (0..cfg.conns)
         .map(|i| {
             let mut stream = TcpStream::connect(cfg.addr).expect("connect");
+            // As every server here: a small frame goes out at once.
+            stream.set_nodelay(true).expect("TCP_NODELAY");
             poll.registry()
                 .register(
                     &mut stream,

@@ -13,7 +13,6 @@
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Message;
 
 async fn echo(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
@@ -21,15 +20,10 @@ async fn echo(stream: TcpStream) {
         return;
     };
     while let Some(Ok(message)) = ws.next().await {
-        match message {
-            Message::Text(_) | Message::Binary(_) => {
-                if ws.send(message).await.is_err() {
-                    return;
-                }
-            }
-            Message::Close(_) => {}
-            // Pings are answered by tungstenite; pongs need nothing.
-            _ => {}
+        // Pings are answered by tungstenite itself; pongs and the close
+        // frame need nothing here (tungstenite replies to a close).
+        if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+            return;
         }
     }
 }

@@ -8,7 +8,7 @@
 # the shape of its echo-server example) and Python Tornado 6
 # (bench/peers/ws_echo_tornado.py, a WebSocketHandler echo).
 #
-#   bench/websocket.sh                     # all three, RUNS=3 x 10 s per test: ~3 min
+#   bench/websocket.sh                     # all three, RUNS=3 x 10 s per test: ~4 min
 #   bench/websocket.sh squall tungstenite  # some servers only
 #   D=2 RUNS=1 bench/websocket.sh          # a quick check of the script
 #

@@ -18,8 +18,10 @@
 //! `/proc/PID/stat` at its start and end, so the warm-up and the handshakes
 //! are not counted), per message. `--messages N` ends the run once N round
 //! trips are done, warm-up included (for instruction counts under callgrind,
-//! where a fixed duration would give a different count every run). Exits non-zero when a connection fails
-//! (refused, closed, a bad handshake or an echo that differs).
+//! where a fixed duration would give a different count every run; the
+//! round trips finished in the same poll are counted too, so divide by the
+//! printed count). Exits non-zero when a connection fails (refused, closed,
+//! a bad handshake or an echo that differs).
 //!
 //! Why it stays cheaper than any server it loads: each connection's frame is
 //! built and masked once (a fixed payload and mask key per connection, so

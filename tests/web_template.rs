@@ -67,6 +67,10 @@ const FILES: &[(&str, &str)] = &[
         "{{ html }}|{{ html|safe }}|{{ html|xhtml_escape }}",
     ),
     ("sub/inner.txt", "inner {{ n }}"),
+    (
+        "helpers.html",
+        "{{ xsrf_form_html() }}@@{{ current_user() }}@@{{ static_url(\"app.css\") }}",
+    ),
     ("syntax.html", "line one\n{% if %}"),
     ("undefined.html", "line one\nline two {{ missing_name }}"),
     ("includes_bad.html", "{% include \"undefined.html\" %}"),
@@ -88,6 +92,15 @@ impl RequestHandler for Render {
                 n => 7,
             },
         )
+    }
+}
+
+/// A logged-in user's page using Tornado's request helpers.
+struct Helpers;
+impl RequestHandler for Helpers {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        x.set_current_user(Some("ada".to_owned()));
+        x.render("helpers.html", context! {})
     }
 }
 
@@ -118,6 +131,7 @@ fn server(dir: &Path, settings: Settings) -> TestServer {
             .route("/string/{name*}", || RenderString)
             .route("/items/{x}", || Render)
             .name("item")
+            .route("/helpers", || Helpers)
         },
         |_| {},
     )
@@ -266,4 +280,34 @@ fn render_after_finish_is_refused() {
     );
     let reply = get(&server, "/", "");
     assert_eq!((reply.status, reply.text()), (200, "once".to_owned()));
+}
+
+/// Tornado's `get_template_namespace` helpers: `xsrf_form_html()` (not
+/// escaped twice), `current_user()`, and with static files `static_url()`
+/// with its version.
+#[test]
+fn request_helpers_in_the_namespace() {
+    let dir = Dir::new("helpers", FILES);
+    dir.write("app.css", "body {}");
+    let server = server(
+        &dir.0,
+        Settings {
+            static_path: Some(dir.0.clone()),
+            ..Settings::default()
+        },
+    );
+    let reply = get(&server, "/helpers", "");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = reply.text();
+    let parts: Vec<&str> = text.split("@@").collect();
+    assert!(
+        parts[0].starts_with("<input type=\"hidden\" name=\"_xsrf\" value=\"2|"),
+        "{text}"
+    );
+    assert_eq!(parts[1], "ada");
+    if cfg!(feature = "static") {
+        assert!(parts[2].starts_with("/static/app.css?v="), "{text}");
+    } else {
+        assert_eq!(parts[2], "");
+    }
 }

@@ -25,9 +25,9 @@ mod chunked;
 mod cookie;
 mod date;
 mod encoding;
+mod form;
 #[cfg(feature = "gzip")]
 pub(crate) mod gzip;
-mod form;
 mod headers;
 mod multipart;
 mod range;

@@ -39,9 +39,9 @@
 //! a client never waits for a response nobody will finish. After the
 //! response is finished, such an error is only logged.
 
+mod arguments;
 mod auth;
 mod cookies;
-mod arguments;
 mod error;
 mod exchange;
 pub mod gzip;
@@ -50,13 +50,13 @@ mod routing;
 mod settings;
 #[cfg(feature = "signed_cookies")]
 mod signed;
-pub(crate) mod xsrf;
 #[cfg(feature = "static")]
 pub mod static_file;
 #[cfg(feature = "static")]
 mod static_open;
 #[cfg(feature = "template")]
 mod template;
+pub(crate) mod xsrf;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -71,9 +71,9 @@ use crate::http::{
 /// Cookie attributes and `SameSite`, from [`httputil`](crate::httputil).
 pub use crate::httputil::{CookieOptions, SameSite};
 use crate::stack_context::{self, ReusableContext};
+pub use arguments::{ArgumentSource, MultipartReader};
 pub use auth::{authenticated, Authenticated};
 pub use cookies::CookieSecret;
-pub use arguments::{ArgumentSource, MultipartReader};
 pub use error::HTTPError;
 pub use exchange::Exchange;
 use exchange::Pool;
@@ -90,9 +90,9 @@ pub use signed::{
     create_signed_value, create_signed_value_with, decode_signed_value, decode_signed_value_with,
     get_signature_key_version, DecodeOptions, SignOptions,
 };
-use xsrf::XsrfState;
 #[cfg(feature = "static")]
 pub use static_file::StaticFileHandler;
+use xsrf::XsrfState;
 
 /// A request handler; a fresh one answers each request (Tornado's
 /// `RequestHandler`).

@@ -115,6 +115,20 @@ fn namespace(env: &mut Environment<'static>, names: SharedNames) {
     env.add_filter("json_encode", json_encode_fn);
     env.add_function("squeeze", squeeze_fn);
     env.add_filter("squeeze", squeeze_fn);
+    // The request's own, as Tornado's `get_template_namespace`.
+    env.add_function("xsrf_form_html", || -> Result<Value, minijinja::Error> {
+        let html = with_exchange(|x| x.xsrf_form_html())
+            .unwrap_or_else(|| Ok(String::new()))
+            .map_err(function_error)?;
+        Ok(Value::from_safe_string(html))
+    });
+    env.add_function("current_user", || {
+        with_exchange(|x| x.current_user()).flatten()
+    });
+    #[cfg(feature = "static")]
+    env.add_function("static_url", |path: &str| {
+        with_exchange(|x| x.static_url(path)).unwrap_or_default()
+    });
 }
 
 thread_local! {

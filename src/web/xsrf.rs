@@ -42,7 +42,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::{Exchange, HTTPError, RequestHandler};
 use crate::error::{Error, ErrorKind};
 use crate::http::Method;
-use crate::httputil::{parse_qsl, CookieOptions};
+use crate::httputil::CookieOptions;
 
 /// The XSRF token of one request, as read (or made) and as sent.
 #[derive(Default)]
@@ -197,41 +197,11 @@ fn xhtml_escape(s: &str) -> String {
     out
 }
 
-/// The `_xsrf` argument of the request: its last value in the query
-/// string or a `application/x-www-form-urlencoded` body, control
-/// characters made spaces and stripped, as Tornado's `get_argument`.
-///
-/// Until `Exchange::get_argument` (form and multipart bodies) lands, this
-/// reads the query and urlencoded bodies itself; switch it over then.
-fn xsrf_argument(x: &Exchange) -> Option<String> {
-    let request = x.request();
-    let mut last = None;
-    let mut take = |qs: &str| {
-        for (name, value) in parse_qsl(qs) {
-            if name == "_xsrf" {
-                last = Some(value);
-            }
-        }
-    };
-    take(request.query());
-    let form = request
-        .headers()
-        .get("Content-Type")
-        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-    if form && !request.body().is_empty() {
-        take(&String::from_utf8_lossy(request.body()));
-    }
-    let value: String = last?
-        .chars()
-        .map(|c| {
-            if matches!(c, '\0'..='\x08' | '\x0e'..='\x1f') {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect();
-    Some(value.trim().to_owned())
+/// The `_xsrf` argument of the request (Tornado's
+/// `get_argument("_xsrf", None)`): the query string, an urlencoded or a
+/// multipart body; a malformed body is its 400.
+fn xsrf_argument(x: &Exchange) -> Result<Option<String>, Error> {
+    x.get_argument_opt("_xsrf")
 }
 
 impl Exchange {
@@ -343,7 +313,7 @@ impl Exchange {
     /// submitted, it cannot be read, or it does not match.
     pub fn check_xsrf_cookie(&self) -> Result<(), Error> {
         let headers = self.request().headers();
-        let submitted = xsrf_argument(self).filter(|t| !t.is_empty()).or_else(|| {
+        let submitted = xsrf_argument(self)?.filter(|t| !t.is_empty()).or_else(|| {
             ["X-Xsrftoken", "X-Csrftoken"]
                 .iter()
                 .find_map(|h| headers.get(h).filter(|t| !t.is_empty()).map(str::to_owned))

@@ -568,6 +568,48 @@ fn a_handler_routed_in_an_application() {
     assert_eq!(reply.status, 405);
 }
 
+/// A `websocket::handler` route takes the application's settings
+/// (Tornado's `websocket_max_message_size`, `websocket_ping_interval`).
+#[test]
+fn application_settings_reach_a_handler_route() {
+    use squall::web::{Application, Settings};
+    let s = TestServer::start(
+        || {
+            Application::with_settings(Settings {
+                websocket_max_message_size: 100,
+                websocket_ping_interval: Some(Duration::from_millis(50)),
+                ..Default::default()
+            })
+            .route(
+                "/ws",
+                websocket::handler(|| Echo {
+                    slow: false,
+                    deflate: false,
+                }),
+            )
+        },
+        |_| {},
+    );
+    let mut ws = RawWs::connect(s.addr, "/ws");
+    // A ping comes from the interval.
+    let frame = ws.recv().expect("a ping");
+    assert_eq!(frame.opcode, PING);
+    // The next frame that is not a ping (answered on the way).
+    let next = |ws: &mut RawWs| loop {
+        let frame = ws.recv().expect("a frame");
+        if frame.opcode != PING {
+            return frame;
+        }
+        ws.send(true, PONG, &frame.payload);
+    };
+    ws.send(true, PONG, &frame.payload);
+    ws.send(true, TEXT, &[b'a'; 100]);
+    assert_eq!(next(&mut ws).payload.len(), 100);
+    ws.send(true, TEXT, &[b'a'; 101]);
+    let frame = next(&mut ws);
+    assert_eq!((frame.opcode, frame.close_code()), (CLOSE, Some(1009)));
+}
+
 // ----- 12 and 13: permessage-deflate ----------------------------------------------
 
 /// A raw DEFLATE stream of `data`, sync-flushed, without the trailing

@@ -84,6 +84,18 @@ pub struct Settings {
     /// friends (Tornado's `ParseBodyConfig`). Default:
     /// [`FormLimits::default`](crate::httputil::FormLimits).
     pub form_limits: crate::httputil::FormLimits,
+    /// Ping every WebSocket of a [`websocket::handler`] route this often
+    /// (Tornado's `websocket_ping_interval`). Default: never.
+    ///
+    /// [`websocket::handler`]: crate::websocket
+    pub websocket_ping_interval: Option<std::time::Duration>,
+    /// Close a WebSocket that has not answered a ping within this
+    /// (Tornado's `websocket_ping_timeout`). Default: the ping interval.
+    pub websocket_ping_timeout: Option<std::time::Duration>,
+    /// The largest WebSocket message accepted (Tornado's
+    /// `websocket_max_message_size`): a larger one closes with 1009.
+    /// Default 10 MiB.
+    pub websocket_max_message_size: usize,
 }
 
 impl Default for Settings {
@@ -104,6 +116,9 @@ impl Default for Settings {
             default_host: None,
             compiled_template_cache: true,
             form_limits: Default::default(),
+            websocket_ping_interval: None,
+            websocket_ping_timeout: None,
+            websocket_max_message_size: 10 * 1024 * 1024,
         }
     }
 }

@@ -192,16 +192,23 @@ impl<H: WebSocketHandler> Events for HandlerEvents<H> {
 /// let app = Application::new().route("/ws", websocket::handler(|| Echo));
 /// # let _ = app;
 /// ```
+///
+/// Its connections take the application's settings, as Tornado's:
+/// `websocket_ping_interval`, `websocket_ping_timeout` and
+/// `websocket_max_message_size` in [`web::Settings`](crate::web::Settings).
 pub fn handler<H, F>(make: F) -> impl Fn() -> Upgrade<H> + 'static
 where
     H: WebSocketHandler,
     F: Fn() -> H + 'static,
 {
-    handler_with(make, WebSocketOptions::default())
+    move || Upgrade {
+        handler: Some(make()),
+        options: None,
+    }
 }
 
-/// [`handler`] with settings (Tornado's `websocket_ping_interval` and
-/// friends, per route here).
+/// [`handler`] with options of its own for this route, instead of the
+/// application's settings.
 pub fn handler_with<H, F>(make: F, options: WebSocketOptions) -> impl Fn() -> Upgrade<H> + 'static
 where
     H: WebSocketHandler,
@@ -209,8 +216,18 @@ where
 {
     move || Upgrade {
         handler: Some(make()),
-        options: options.clone(),
+        options: Some(options.clone()),
     }
+}
+
+/// The options a route without its own takes from the application's
+/// settings (Tornado's `websocket_*` settings).
+fn options_from(settings: &crate::web::Settings) -> WebSocketOptions {
+    let mut options =
+        WebSocketOptions::default().max_message_size(settings.websocket_max_message_size);
+    options.ping_interval = settings.websocket_ping_interval;
+    options.ping_timeout = settings.websocket_ping_timeout;
+    options
 }
 
 /// The `RequestHandler` a [`handler`] route makes: its `get` answers the
@@ -218,7 +235,8 @@ where
 /// handler; other methods get 405.
 pub struct Upgrade<H> {
     handler: Option<H>,
-    options: WebSocketOptions,
+    /// `None`: the application's settings.
+    options: Option<WebSocketOptions>,
 }
 
 impl<H: WebSocketHandler> crate::web::RequestHandler for Upgrade<H> {
@@ -227,7 +245,11 @@ impl<H: WebSocketHandler> crate::web::RequestHandler for Upgrade<H> {
             .handler
             .take()
             .ok_or_else(|| Error::new(crate::ErrorKind::InvalidState, "one upgrade per handler"))?;
-        accept(x.request(), x.connection(), handler, self.options.clone())?;
+        let options = match &self.options {
+            Some(options) => options.clone(),
+            None => options_from(x.settings()),
+        };
+        accept(x.request(), x.connection(), handler, options)?;
         Ok(())
     }
 }

@@ -282,8 +282,8 @@ fn tornado_formatter(
         && !value.is_none()
     {
         let escaped = match value.as_str() {
-            Some(s) => xhtml_escape(s),
-            None => xhtml_escape(&value.to_string()),
+            Some(s) => crate::escape::xhtml_escape(s),
+            None => crate::escape::xhtml_escape(&value.to_string()),
         };
         return out.write_str(&escaped).map_err(|_| {
             minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write output")
@@ -292,28 +292,12 @@ fn tornado_formatter(
     minijinja::escape_formatter(out, state, value)
 }
 
-/// Tornado's `xhtml_escape`: `&<>"'` as entities.
-pub(super) fn xhtml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// `xhtml_escape(v)`: escaped, and marked safe (not escaped again).
 fn xhtml_escape_fn(value: &Value) -> Value {
     if value.is_safe() {
         return value.clone();
     }
-    Value::from_safe_string(xhtml_escape(&value.to_string()))
+    Value::from_safe_string(crate::escape::xhtml_escape(&value.to_string()))
 }
 
 /// `url_escape(v, plus=true)`, Tornado's.

@@ -181,22 +181,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A minimal HTML attribute escape (Tornado's `xhtml_escape`).
-fn xhtml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The `_xsrf` argument of the request (Tornado's
 /// `get_argument("_xsrf", None)`): the query string, an urlencoded or a
 /// multipart body; a malformed body is its 400.
@@ -295,7 +279,7 @@ impl Exchange {
     pub fn xsrf_form_html(&self) -> Result<String, Error> {
         Ok(format!(
             r#"<input type="hidden" name="_xsrf" value="{}"/>"#,
-            xhtml_escape(&self.xsrf_token()?)
+            crate::escape::xhtml_escape(&self.xsrf_token()?)
         ))
     }
 

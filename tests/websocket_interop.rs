@@ -12,11 +12,10 @@ mod need;
 #[path = "common/tls.rs"]
 mod tls_kit;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use http_kit::{python, run, TestServer};
+use http_kit::{python, python_server, run, TestServer};
 use need::Peer;
 use squall::http::{HTTPConnection, HTTPServerRequest};
 use squall::httpclient::HTTPRequest;
@@ -142,23 +141,6 @@ async def main():
 IOLoop.current().run_sync(main, timeout=30)
 "#;
     python_client(script, &[&format!("ws://127.0.0.1:{}/", s.addr.port())]);
-}
-
-/// A Python server on a free port: returns it and its port (the script
-/// prints the port first).
-fn python_server(script: &str) -> (Child, u16) {
-    let mut child = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().parse().expect("the server's port");
-    (child, port)
 }
 
 /// Echoes two messages with squall's client, then closes.

@@ -27,7 +27,9 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::rc::Rc;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use crate::callback::{self, CallbackReturn, Origin};
 use crate::error::{Error, ErrorKind};
@@ -47,14 +49,20 @@ enum DoneFn<T> {
     /// A user closure.
     Call(UserDoneFn<T>),
     /// A waiter that only needs a nudge (a gen `Runner` waiting on a
-    /// `YieldFuture`): an `Rc` it already has, so no closure is allocated.
+    /// `YieldFuture`, or an `async` coroutine awaiting this future): an `Rc`
+    /// it already has, so no closure is allocated.
     Wake(Rc<dyn Wake>),
+    /// A `std` waker: this future is being awaited by a task of some other
+    /// executor (or by a combinator inside one of ours).
+    Waker(Waker),
 }
 
 /// Something woken when a future completes; it reads the result itself.
 pub(crate) trait Wake {
     /// The future it waits on is done.
     fn wake(self: Rc<Self>);
+    /// Itself, to be told apart by type (a gen `Runner` finds itself).
+    fn into_any(self: Rc<Self>) -> Rc<dyn std::any::Any>;
 }
 
 struct DoneCallback<T> {
@@ -202,6 +210,10 @@ impl<T: 'static> Future<T> {
                 w.wake();
                 Ok(())
             }),
+            DoneFn::Waker(w) => callback::invoke(&ctx, Origin::DoneCallback, name, || {
+                w.wake();
+                Ok(())
+            }),
         }
     }
 
@@ -267,6 +279,33 @@ impl<T: 'static> Future<T> {
             ctx: Context::capture(),
             name,
         });
+    }
+
+    /// Registers whoever polls this pending future to be woken when it is
+    /// done, once: an `async` coroutine of ours as its `Rc` (woken at once,
+    /// like a generator), anyone else as their `std` waker. A future polled
+    /// again while pending (by `select`-style code) does not pile up wakers.
+    fn register_poller(&self, waker: &Waker) {
+        let wake = polling_wake(waker);
+        let state = self.state.borrow();
+        let known = |cb: &DoneCallback<T>| match (&cb.f, &wake) {
+            (DoneFn::Wake(w), Some(mine)) => same_rc(w, mine),
+            (DoneFn::Waker(w), None) => w.will_wake(waker),
+            _ => false,
+        };
+        if state.first.iter().chain(state.rest.iter()).any(known) {
+            return;
+        }
+        drop(state);
+        let name = "squall::Future (awaited)";
+        match wake {
+            Some(wake) => self.add_waker(wake, name),
+            None => self.push_done_callback(DoneCallback {
+                f: DoneFn::Waker(waker.clone()),
+                ctx: Context::capture(),
+                name,
+            }),
+        }
     }
 
     fn push_done_callback(&self, cb: DoneCallback<T>) {
@@ -439,6 +478,77 @@ impl<T> fmt::Debug for Future<T> {
     }
 }
 
+/// Awaiting a `Future` gives its outcome: `let n = future.await?;`.
+///
+/// The value is *moved out* ([`take_result`](Future::take_result)): clones
+/// that look afterwards see it taken, while done-callbacks, which run at
+/// completion, before the awaiting coroutine resumes, still see it. Inside a
+/// [`gen::coroutine`](crate::gen::coroutine) a pending future wakes the
+/// coroutine the moment it completes, exactly as a yielded
+/// [`YieldFuture`](crate::gen::YieldFuture) wakes a generator; polled by any
+/// other executor, it wakes that executor's `std` waker.
+impl<T: 'static> std::future::Future for Future<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        if self.done() {
+            return Poll::Ready(self.take_result());
+        }
+        self.register_poller(cx.waker());
+        Poll::Pending
+    }
+}
+
+/// The `async` coroutine being polled on this thread: the `Rc` that wakes
+/// its `Runner` and the `std` waker it polls with. A future that is polled
+/// with that very waker registers the `Rc` instead: no atomics, no queue.
+pub(crate) struct Polling {
+    /// The coroutine's runner (weak: the coroutine owns this).
+    pub(crate) wake: Weak<dyn Wake>,
+    /// The `std` waker the coroutine is polled with.
+    pub(crate) waker: Waker,
+}
+
+thread_local! {
+    static POLLING: RefCell<Option<Rc<Polling>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a poll) with `polling` as this thread's current coroutine;
+/// the previous one is back afterwards, on unwinding too (polls nest when a
+/// completion inside one resumes another coroutine).
+pub(crate) fn with_polling<R>(polling: &Rc<Polling>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Rc<Polling>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            POLLING.with(|p| *p.borrow_mut() = prev);
+        }
+    }
+    let prev = POLLING.with(|p| p.borrow_mut().replace(polling.clone()));
+    let _restore = Restore(prev);
+    f()
+}
+
+/// The current coroutine's `Rc` waker, if `waker` is the one it is polled
+/// with (not a waker a combinator inside it made for its own children).
+pub(crate) fn polling_wake(waker: &Waker) -> Option<Rc<dyn Wake>> {
+    POLLING.with(|p| {
+        let p = p.borrow();
+        let p = p.as_ref()?;
+        if p.waker.will_wake(waker) {
+            p.wake.upgrade()
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether two `Rc<dyn Wake>` are one object (compares addresses only, not
+/// vtables, which may differ between codegen units).
+fn same_rc(a: &Rc<dyn Wake>, b: &Rc<dyn Wake>) -> bool {
+    std::ptr::eq(Rc::as_ptr(a) as *const (), Rc::as_ptr(b) as *const ())
+}
+
 /// Copies `a`'s outcome into `b` when `a` completes (Tornado's `chain_future`).
 ///
 /// If `b` is already done by then, `a`'s outcome is dropped.
@@ -545,5 +655,35 @@ mod tests {
         });
         f.set_result(9).unwrap();
         assert!(*inner_ran.borrow());
+    }
+
+    /// A waker that counts its wakes, as another executor's would.
+    struct Counting(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Counting {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn polled_by_another_executor_it_wakes_that_executor_once() {
+        use std::future::Future as _;
+        let counter = std::sync::Arc::new(Counting(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let mut f = Future::<u8>::new();
+        // Polled three times while pending: one registration, not three.
+        for _ in 0..3 {
+            assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+        }
+        let clone = f.clone();
+        clone.set_result(4).unwrap();
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(matches!(Pin::new(&mut f).poll(&mut cx), Poll::Ready(Ok(4))));
+        // The value was moved out by the await.
+        assert_eq!(
+            clone.take_result().unwrap_err().kind(),
+            ErrorKind::InvalidState
+        );
     }
 }

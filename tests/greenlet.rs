@@ -602,7 +602,7 @@ fn stream_timeout_fails_a_slow_read_and_closes_the_stream() {
     let got = AsyncTest::new().run(|_| {
         // A server that reads and never answers.
         let server = TCPServer::new(|stream: IOStream, _| {
-            let _ = stream.read_until_close();
+            drop(stream.read_until_close());
         });
         server.listen(0, Some("127.0.0.1")).unwrap();
         let addr = server.local_addrs()[0];

@@ -139,7 +139,7 @@ fn framing_app() -> Application {
         fn get(&mut self, x: &Exchange) -> Result<(), Error> {
             x.set_status(304);
             x.write("a body that must never be sent");
-            let _ = x.flush();
+            drop(x.flush());
             x.write("nor this");
             Ok(())
         }
@@ -556,7 +556,7 @@ fn late_errors_app() -> Application {
         fn get(&mut self, x: &Exchange) -> Result<(), Error> {
             x.set_async();
             x.write("part of it");
-            let _ = x.flush();
+            drop(x.flush());
             IOLoop::current().call_later(Duration::from_millis(5), || {
                 Err::<(), _>(Error::new(ErrorKind::InvalidState, "half way"))
             });

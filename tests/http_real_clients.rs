@@ -103,11 +103,11 @@ impl RequestHandler for Stream {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
         x.set_async();
         x.write("one,");
-        let _ = x.flush();
+        drop(x.flush());
         let x = x.clone();
         IOLoop::current().call_later(Duration::from_millis(30), move || {
             x.write("two,");
-            let _ = x.flush();
+            drop(x.flush());
             let x2 = x.clone();
             IOLoop::current().call_later(Duration::from_millis(30), move || {
                 x2.write("three");

@@ -80,7 +80,7 @@ struct PanicsLate;
 impl RequestHandler for PanicsLate {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
         x.write("partial");
-        let _ = x.flush();
+        drop(x.flush());
         panic!("late bug");
     }
 }
@@ -105,11 +105,11 @@ impl RequestHandler for Stream {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
         x.set_async();
         x.write("one,");
-        let _ = x.flush();
+        drop(x.flush());
         let x = x.clone();
         IOLoop::current().call_later(Duration::from_millis(20), move || {
             x.write("two,");
-            let _ = x.flush();
+            drop(x.flush());
             x.write("three");
             x.finish()
         });

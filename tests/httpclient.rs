@@ -447,7 +447,7 @@ impl squall::web::RequestHandler for Chunks {
     fn get(&mut self, x: &squall::web::Exchange) -> Result<(), squall::Error> {
         // Flushed before finishing: a chunked answer.
         x.write("one;");
-        let _ = x.flush();
+        drop(x.flush());
         x.write("two");
         Ok(())
     }

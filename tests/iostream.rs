@@ -221,7 +221,7 @@ fn read_until_across_one_byte_writes() {
                     assert!(!head.done(), "done after {i} bytes");
                     assert!(rs.reading());
                 }
-                let _ = ws.write(&msg[i..=i]);
+                drop(ws.write(&msg[i..=i]));
             })
         };
         and_then(&sent, move |()| {
@@ -248,7 +248,7 @@ fn read_until_with_delimiter_split_over_two_reads() {
                 first.extend_from_slice(&delimiter[..split]);
                 let mut second = delimiter[split..].to_vec();
                 second.extend_from_slice(b"tail");
-                let _ = ws.write(first.clone());
+                drop(ws.write(first.clone()));
                 let r = rs.clone();
                 let want = first.len();
                 let arrived = until(io_loop, move || r.buffered() >= want);
@@ -256,7 +256,7 @@ fn read_until_with_delimiter_split_over_two_reads() {
                     // The first part has arrived, and is not enough.
                     assert_eq!(rs.buffered(), first.len());
                     assert!(!line.done());
-                    let _ = ws.write(second);
+                    drop(ws.write(second));
                     and_then(&line, move |got| {
                         let mut want = first.clone();
                         want.extend_from_slice(&delimiter[split..]);
@@ -287,9 +287,9 @@ fn large_read_until_is_not_quadratic() {
         let (rs, ws) = unix_pair();
         let started = Instant::now();
         for _ in 0..4096 {
-            let _ = ws.write(vec![b'A'; 1024]);
+            drop(ws.write(vec![b'A'; 1024]));
         }
-        let _ = ws.write(&b"\r\n"[..]);
+        drop(ws.write(&b"\r\n"[..]));
         and_then(&rs.read_until(b"\r\n", None), move |data| {
             assert_eq!(data.len(), 4096 * 1024 + 2);
             assert!(started.elapsed() < Duration::from_secs(10));
@@ -306,18 +306,18 @@ fn read_until_max_bytes() {
         let (closed, close_count) = on_close(&rs);
         // Room to spare.
         let f = rs.read_until(b"def", Some(50));
-        let _ = ws.write(&b"abcdef"[..]);
+        drop(ws.write(&b"abcdef"[..]));
         and_then(&f, move |data| {
             assert_eq!(data, b"abcdef");
             // Just enough.
             let f = rs.read_until(b"def", Some(6));
-            let _ = ws.write(&b"abcdef"[..]);
+            drop(ws.write(&b"abcdef"[..]));
             and_then(&f, move |data| {
                 assert_eq!(data, b"abcdef");
                 // Not enough: known only once the data comes.
                 let f = rs.read_until(b"def", Some(5));
                 assert!(!f.done());
-                let _ = ws.write(&b"123456"[..]);
+                drop(ws.write(&b"123456"[..]));
                 and_then(&expect_err(&f), move |err| {
                     assert_eq!(err.kind(), ErrorKind::UnsatisfiableRead, "{err}");
                     assert!(rs.closed());
@@ -340,7 +340,7 @@ fn read_until_max_bytes_inline() {
     AsyncTest::new().run(|io_loop| {
         let (rs, ws) = unix_pair();
         let (closed, _) = on_close(&rs);
-        let _ = ws.write(&b"123456"[..]);
+        drop(ws.write(&b"123456"[..]));
         let r = rs.clone();
         and_then(&until(io_loop, move || r.buffered() == 6), move |()| {
             // Read into the buffer on arrival, with no read pending.
@@ -362,7 +362,7 @@ fn read_until_fails_when_the_delimiter_lies_beyond_max_bytes() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
         let (closed, _) = on_close(&rs);
-        let _ = ws.write(&b"abcdef"[..]);
+        drop(ws.write(&b"abcdef"[..]));
         let f = rs.read_until(b"def", Some(5));
         and_then(&expect_err(&f), move |err| {
             assert_eq!(err.kind(), ErrorKind::UnsatisfiableRead);
@@ -384,7 +384,7 @@ fn read_until_max_bytes_reached_by_small_pieces() {
         let sent = each_turn(io_loop, 9, move |i| {
             assert!(!fut.done(), "failed after {i} bytes");
             assert!(!r.closed());
-            let _ = w.write(&b"x"[..]);
+            drop(w.write(&b"x"[..]));
         });
         let io = io_loop.clone();
         and_then(&sent, move |()| {
@@ -392,7 +392,7 @@ fn read_until_max_bytes_reached_by_small_pieces() {
             and_then(&until(&io, move || r.buffered() == 9), move |()| {
                 assert!(!f.done());
                 assert_eq!(rs.buffered(), 9);
-                let _ = ws.write(&b"x"[..]);
+                drop(ws.write(&b"x"[..]));
                 and_then(&expect_err(&f), move |err| {
                     assert_eq!(err.kind(), ErrorKind::UnsatisfiableRead);
                     assert!(rs.closed());
@@ -410,9 +410,9 @@ fn read_bytes_exact() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
         let f = rs.read_bytes(10, false);
-        let _ = ws.write(&b"0123"[..]);
-        let _ = ws.write(&b"4567"[..]);
-        let _ = ws.write(&b"89abc"[..]);
+        drop(ws.write(&b"0123"[..]));
+        drop(ws.write(&b"4567"[..]));
+        drop(ws.write(&b"89abc"[..]));
         and_then(&f, move |data| {
             assert_eq!(data, b"0123456789");
             and_then(&rs.read_bytes(3, false), move |rest| {
@@ -436,8 +436,8 @@ fn read_into_fills_the_callers_buffer() {
         let buf = vec![0u8; 10];
         let at = buf.as_ptr() as usize;
         let f = rs.read_into(buf, false);
-        let _ = ws.write(&b"0123"[..]);
-        let _ = ws.write(&b"456789abc"[..]);
+        drop(ws.write(&b"0123"[..]));
+        drop(ws.write(&b"456789abc"[..]));
         and_then(&f, move |(buf, n)| {
             assert_eq!((&buf[..], n), (&b"0123456789"[..], 10));
             assert_eq!(buf.as_ptr() as usize, at, "the caller's allocation");
@@ -447,7 +447,7 @@ fn read_into_fills_the_callers_buffer() {
             // Nothing buffered: straight from the socket, partial.
             let f = rs.read_into(vec![7; 64 * 1024], true);
             let big = pseudo_random(200 * 1024, 9);
-            let _ = ws.write(big.clone());
+            drop(ws.write(big.clone()));
             let ws2 = ws.clone();
             and_then(&f, move |(first, n)| {
                 assert!(n > 0 && n <= 64 * 1024 && first.len() == 64 * 1024);
@@ -459,7 +459,7 @@ fn read_into_fills_the_callers_buffer() {
                     assert_eq!(second[..], big[n..]);
                     // The peer leaves before a full read is filled: closed.
                     let f = rs.read_into(vec![0; 8], false);
-                    let _ = ws2.write(&b"xyz"[..]);
+                    drop(ws2.write(&b"xyz"[..]));
                     ws2.close();
                     then(&f, |r| {
                         assert_closed_error(&r.expect_err("short read_into"));
@@ -477,12 +477,12 @@ fn read_bytes_partial() {
         let (rs, ws) = unix_pair();
         // More than there is: resolves with what comes.
         let f = rs.read_bytes(50, true);
-        let _ = ws.write(&b"hello"[..]);
+        drop(ws.write(&b"hello"[..]));
         and_then(&f, move |data| {
             assert_eq!(data, b"hello");
             // Less than there is: the count is still respected.
             let f = rs.read_bytes(3, true);
-            let _ = ws.write(&b"world"[..]);
+            drop(ws.write(&b"world"[..]));
             and_then(&f, move |data| {
                 assert_eq!(data, b"wor");
                 // Partial reads never return nothing; read_bytes(0) does.
@@ -501,8 +501,8 @@ fn read_until_close_returns_everything() {
         let (rs, ws) = unix_pair();
         let (closed, _) = on_close(&rs);
         let all = rs.read_until_close();
-        let _ = ws.write(&b"hel"[..]);
-        let _ = ws.write(&b"lo "[..]);
+        drop(ws.write(&b"hel"[..]));
+        drop(ws.write(&b"lo "[..]));
         let w = ws.write(&b"world"[..]);
         and_then(&w, move |()| {
             ws.close();
@@ -523,7 +523,7 @@ fn read_until_close_returns_everything() {
 fn read_until_close_after_close() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
-        let _ = ws.write(&b"1234"[..]);
+        drop(ws.write(&b"1234"[..]));
         ws.close();
         // The stream does not close before the data is read: the data is
         // buffered when it sees the end.
@@ -583,7 +583,7 @@ fn delayed_close_callback() {
     // Tornado's test_future_delayed_close_callback and test_close_buffered_data.
     AsyncTest::new().run(|io_loop| {
         let (rs, ws) = unix_pair();
-        let _ = ws.write(vec![b'A'; 512]);
+        drop(ws.write(vec![b'A'; 512]));
         let io = io_loop.clone();
         and_then(&rs.read_bytes(256, false), move |first| {
             assert_eq!(first, vec![b'A'; 256]);
@@ -603,7 +603,7 @@ fn delayed_close_callback() {
 fn buffered_data_satisfies_reads_without_a_loop_turn() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
-        let _ = ws.write(&b"abc\r\ndef\r\nghijkl"[..]);
+        drop(ws.write(&b"abc\r\ndef\r\nghijkl"[..]));
         and_then(&rs.read_until(b"\r\n", None), move |first| {
             assert_eq!(first, b"abc\r\n");
             // Everything else arrived in the same read: each of these is
@@ -616,7 +616,7 @@ fn buffered_data_satisfies_reads_without_a_loop_turn() {
             // And with nothing buffered, a read waits.
             let f = rs.read_bytes(1, false);
             assert!(!f.done() && rs.reading());
-            let _ = ws.write(&b"z"[..]);
+            drop(ws.write(&b"z"[..]));
             and_then(&f, |z| {
                 assert_eq!(z, b"z");
                 Future::ready(())
@@ -643,7 +643,7 @@ fn many_mixed_reads_with_random_sizes() {
         let mut off = 0;
         while off < total {
             let n = next(1000).min(total - off);
-            let _ = ws.write(&data[off..off + n]);
+            drop(ws.write(&data[off..off + n]));
             off += n;
         }
         // Read iteratively: a read satisfied at once is consumed in the same
@@ -838,7 +838,7 @@ fn close_callback_runs_once() {
     AsyncTest::new().run(|io_loop| {
         let (rs, ws) = unix_pair();
         let (closed, count) = on_close(&rs);
-        let _ = ws.write(&b"a"[..]);
+        drop(ws.write(&b"a"[..]));
         let io = io_loop.clone();
         and_then(&rs.read_bytes(1, false), move |a| {
             assert_eq!(a, b"a");
@@ -870,7 +870,7 @@ fn close_callback_with_pending_read() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
         let (closed, _) = on_close(&rs);
-        let _ = ws.write(&b"OK\r\n"[..]);
+        drop(ws.write(&b"OK\r\n"[..]));
         and_then(&rs.read_until(b"\r\n", None), move |ok| {
             assert_eq!(ok, b"OK\r\n");
             ws.close();
@@ -1041,7 +1041,7 @@ fn a_flooding_peer_does_not_starve_other_streams() {
                 let f = flood.clone();
                 and_then(&until(&io, move || f.buffered() >= 2 << 20), move |()| {
                     let ping = rs.read_until(b"\n", None);
-                    let _ = ws.write(&b"ping\n"[..]);
+                    drop(ws.write(&b"ping\n"[..]));
                     and_then(&ping, move |line| {
                         assert_eq!(line, b"ping\n");
                         assert!(!all.done(), "the flood hogged the loop");
@@ -1091,7 +1091,7 @@ fn connect_write_and_read() {
         and_then(&connected, move |stream| {
             assert_eq!(stream.peer_addr(), Some(addr));
             stream.set_nodelay(true).unwrap();
-            let _ = stream.write(&b"ping!"[..]);
+            drop(stream.write(&b"ping!"[..]));
             and_then(&stream.read_until_close(), |data| {
                 assert_eq!(data, b"pong:ping!");
                 Future::ready(())
@@ -1211,7 +1211,7 @@ fn a_second_concurrent_read_is_invalid() {
             failed_now(&rs.read_until(b"", None)).kind(),
             ErrorKind::InvalidArgument
         );
-        let _ = ws.write(&b"line\n"[..]);
+        drop(ws.write(&b"line\n"[..]));
         and_then(&first, |line| {
             assert_eq!(line, b"line\n");
             Future::ready(())
@@ -1226,7 +1226,7 @@ fn read_buffer_limit_is_enforced() {
         rs.set_max_buffer_size(1024);
         let (closed, _) = on_close(&rs);
         let f = rs.read_until(b"\n", None);
-        let _ = ws.write(vec![b'x'; 4096]);
+        drop(ws.write(vec![b'x'; 4096]));
         and_then(&expect_err(&f), move |err| {
             assert_closed_error(&err);
             assert!(rs.closed());
@@ -1249,7 +1249,7 @@ fn read_bytes_beyond_the_buffer_limit_fails() {
         let (rs, ws2) = unix_pair();
         rs.set_max_buffer_size(1024);
         let f = rs.read_bytes(4096, true);
-        let _ = ws2.write(vec![b'y'; 100]);
+        drop(ws2.write(vec![b'y'; 100]));
         drop(ws);
         and_then(&f, move |data| {
             assert_eq!(data, vec![b'y'; 100]);
@@ -1273,8 +1273,8 @@ fn small_reads_from_a_large_backlog_respect_the_limit() {
             data.extend_from_slice(&[b'a'; 1023]);
             data.push(b'\n');
         }
-        let _ = ws.write(data.clone());
-        let _ = ws.write(data);
+        drop(ws.write(data.clone()));
+        drop(ws.write(data));
         let reads = Rc::new(Cell::new(0));
         let done = Future::new();
         fn next(rs: IOStream, reads: Rc<Cell<usize>>, done: Future<()>) {
@@ -1378,7 +1378,7 @@ fn thousand_concurrent_echo_clients() {
                 stream.read_until(b"\n", Some(1024)).add_done_callback(
                     move |f: &Future<Vec<u8>>| {
                         if let Ok(line) = f.take_result() {
-                            let _ = s.write(line);
+                            drop(s.write(line));
                             serve(s);
                         }
                     },
@@ -1410,7 +1410,7 @@ fn thousand_concurrent_echo_clients() {
                 .map(|i| {
                     and_then(&IOStream::connect(addr), move |stream| {
                         let msg = format!("hello from client {i}\n").into_bytes();
-                        let _ = stream.write(msg.clone());
+                        drop(stream.write(msg.clone()));
                         and_then(&stream.read_until(b"\n", None), move |reply| {
                             assert_eq!(reply, msg);
                             stream.close();

@@ -65,12 +65,12 @@ fn cycle(
         let stream = f.take_result().expect("connect failed");
         if i % 2 == 0 {
             // "I close": the server waits for the end.
-            let _ = stream.write(&b"c"[..]);
+            drop(stream.write(&b"c"[..]));
             stream.close();
             next(counts);
         } else {
             // "You close".
-            let _ = stream.write(&b"s"[..]);
+            drop(stream.write(&b"s"[..]));
             stream
                 .read_until_close()
                 .add_done_callback(move |f: &Future<Vec<u8>>| {

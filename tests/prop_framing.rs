@@ -138,7 +138,7 @@ fn feed(io_loop: &IOLoop, writer: IOStream, chunks: Rc<Vec<Vec<u8>>>, i: usize) 
             .add_done_callback(move |_: &Future<()>| w.close());
         return;
     }
-    let _ = writer.write(chunks[i].clone());
+    drop(writer.write(chunks[i].clone()));
     let l = io_loop.clone();
     io_loop.add_callback(move || feed(&l, writer, chunks, i + 1));
 }

@@ -140,7 +140,7 @@ fn get_with_putters() {
 fn blocking_get_wait() {
     manual().run(|io_loop| {
         let q = Queue::new(0);
-        let _ = q.put(0);
+        drop(q.put(0));
         let (q1, q2) = (q.clone(), q.clone());
         io_loop.call_later(ms(10), move || q1.put_nowait(1).unwrap());
         io_loop.call_later(ms(20), move || q2.put_nowait(2).unwrap());
@@ -212,7 +212,7 @@ fn get_timeout_preempted() {
     manual().run(|io_loop| {
         let q = Queue::new(0);
         let get = q.get_timeout(ms(10));
-        let _ = q.put(0);
+        drop(q.put(0));
         let l = io_loop.clone();
         script(
             io_loop,
@@ -243,7 +243,7 @@ fn timed_out_putters_leave_the_line_and_their_items_are_never_put() {
                 step(move || {
                     assert_eq!(q.putters(), 1);
                     assert!(!put.done()); // the last one is still waiting
-                    let _ = q.put(11);
+                    drop(q.put(11));
                     assert_eq!(q.putters(), 2);
                     assert_eq!(q.get().take_result().unwrap(), 0);
                     assert_eq!(q.putters(), 1);
@@ -309,7 +309,7 @@ fn a_dropped_getter_takes_no_item() {
 #[test]
 fn put_nowait_full_gives_the_item_back() {
     let q = Queue::new(1);
-    let _ = q.put(0);
+    drop(q.put(0));
     let strings = Queue::new(1);
     strings.put_nowait("a".to_string()).unwrap();
     let full: QueueFull<String> = strings.put_nowait("b".to_string()).unwrap_err();
@@ -499,7 +499,7 @@ macro_rules! join_tests {
             fn join_timeout() {
                 let err = manual().try_run(|_| {
                     let q = $new(0);
-                    let _ = q.put(0);
+                    drop(q.put(0));
                     q.join_timeout(ms(10))
                 });
                 assert_eq!(err.0.unwrap_err().kind(), ErrorKind::Timeout);
@@ -525,8 +525,8 @@ fn priority_order() {
     q.put_nowait((1, "a")).unwrap();
     q.put_nowait((0, "b")).unwrap();
     assert!(q.full());
-    let _ = q.put((3, "c"));
-    let _ = q.put((2, "d"));
+    drop(q.put((3, "c")));
+    drop(q.put((2, "d")));
     assert_eq!(q.get_nowait().unwrap(), (0, "b"));
     assert_eq!(q.get().take_result().unwrap(), (1, "a"));
     assert_eq!(q.get_nowait().unwrap(), (2, "d"));
@@ -540,8 +540,8 @@ fn lifo_order() {
     q.put_nowait(1).unwrap();
     q.put_nowait(0).unwrap();
     assert!(q.full());
-    let _ = q.put(3);
-    let _ = q.put(2);
+    drop(q.put(3));
+    drop(q.put(2));
     assert_eq!(q.get_nowait().unwrap(), 3);
     assert_eq!(q.get().take_result().unwrap(), 2);
     assert_eq!(q.get_nowait().unwrap(), 0);

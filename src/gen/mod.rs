@@ -37,12 +37,15 @@
 //! run is queued for the outermost one, so a chain of ten thousand coroutines
 //! does not overflow the stack. `RUST_LOG=squall::gen=trace` logs each step.
 
+mod awaitable;
 mod points;
 mod runner;
+mod task;
 mod value;
 
 #[cfg(feature = "stackful")]
 pub use crate::greenlet::{stackful, Co, Stackful};
+pub use awaitable::{timeout, PointFuture, Sleep};
 pub use points::{
     moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Task, Wait, WaitAll, WaitIterator,
     YieldFuture, YieldPoint,
@@ -145,9 +148,9 @@ where
     }
 }
 
-/// A generator that yields `point` once and returns its result.
-pub(crate) fn once(point: impl YieldPoint) -> impl Generator<Output = Value> {
-    let mut point = Some(Box::new(point) as Box<dyn YieldPoint>);
+/// [`once`] for a point already boxed.
+pub(crate) fn once_boxed(point: Box<dyn YieldPoint>) -> impl Generator<Output = Value> {
+    let mut point = Some(point);
     from_fn((), move |_, input| match input {
         Resume::Start => match point.take() {
             Some(p) => Step::Yield(p),
@@ -158,28 +161,79 @@ pub(crate) fn once(point: impl YieldPoint) -> impl Generator<Output = Value> {
     })
 }
 
-fn start<G: Generator>(gen: G, done: Box<dyn FnOnce(Result<G::Output, Error>)>) {
-    let runner = Runner::new(Box::new(Driver {
-        gen,
-        output: None,
-        done,
-    }));
-    runner.run();
+/// A generator that yields `point` once and returns its result.
+pub(crate) fn once(point: impl YieldPoint) -> impl Generator<Output = Value> {
+    once_boxed(Box::new(point))
 }
 
-/// Runs `gen` and returns a Future of its result (Tornado's `@gen.coroutine`).
+/// What [`coroutine`] and [`engine`] run: a [`Generator`] or an `async`
+/// block (any `std` future whose output is `Result<T, squall::Error>`).
+///
+/// `M` only tells the two impls apart (`Generator` or `Async`); it is
+/// inferred, never written.
+pub trait IntoCoroutine<M>: 'static {
+    /// What the coroutine returns.
+    type Output: 'static;
+    #[doc(hidden)]
+    fn start(self, done: Box<dyn FnOnce(Result<Self::Output, Error>)>);
+}
+
+/// [`IntoCoroutine`]'s marker for a hand-written [`Generator`].
+pub enum GeneratorMarker {}
+/// [`IntoCoroutine`]'s marker for an `async` block.
+pub enum AsyncMarker {}
+
+impl<G: Generator> IntoCoroutine<GeneratorMarker> for G {
+    type Output = G::Output;
+    fn start(self, done: Box<dyn FnOnce(Result<G::Output, Error>)>) {
+        Runner::new(Box::new(Driver {
+            gen: self,
+            output: None,
+            done,
+        }))
+        .run();
+    }
+}
+
+impl<T, F> IntoCoroutine<AsyncMarker> for F
+where
+    T: 'static,
+    F: std::future::Future<Output = Result<T, Error>> + 'static,
+{
+    type Output = T;
+    fn start(self, done: Box<dyn FnOnce(Result<T, Error>)>) {
+        Runner::new(Box::new(task::AsyncDriver::new(self, done))).run();
+    }
+}
+
+/// Runs a coroutine and returns a Future of its result (Tornado's
+/// `@gen.coroutine`): a hand-written [`Generator`], or an `async` block,
+/// which the same [`Runner`] drives (each pending `.await` is a registered
+/// key; being woken is that key's result).
 ///
 /// An error — returned, panicked, or thrown in and not caught — goes into the
-/// future, never raised.
-pub fn coroutine<G: Generator>(gen: G) -> Future<G::Output> {
+/// future, never raised. The coroutine runs up to its first wait before
+/// `coroutine` returns, as in Tornado.
+///
+/// ```
+/// use std::time::Duration;
+/// use squall::{gen, Future, IOLoop};
+///
+/// let io_loop = IOLoop::new()?;
+/// let answer = io_loop.run_sync(|| gen::coroutine(async {
+///     gen::sleep(Duration::from_millis(5)).await?;
+///     let half: Future<u32> = Future::ready(21);
+///     Ok(half.await? * 2)
+/// }), None)?;
+/// assert_eq!(answer, 42);
+/// # Ok::<(), squall::Error>(())
+/// ```
+pub fn coroutine<M, C: IntoCoroutine<M>>(coro: C) -> Future<C::Output> {
     let future = Future::new();
     let f = future.clone();
-    start(
-        gen,
-        Box::new(move |result| {
-            let _ = f.complete(result);
-        }),
-    );
+    coro.start(Box::new(move |result| {
+        let _ = f.complete(result);
+    }));
     future
 }
 
@@ -191,18 +245,15 @@ pub fn coroutine<G: Generator>(gen: G) -> Future<G::Output> {
 /// error (`|r| r.map(drop)`), the error travels to the caller's handlers, or
 /// to the log. If the generator fails before its first yield, `done` is
 /// called before `engine` returns.
-pub fn engine<G, R, D>(gen: G, done: D)
+pub fn engine<M, C, R, D>(coro: C, done: D)
 where
-    G: Generator,
+    C: IntoCoroutine<M>,
     R: CallbackReturn,
-    D: FnOnce(Result<G::Output, Error>) -> R + 'static,
+    D: FnOnce(Result<C::Output, Error>) -> R + 'static,
 {
     let ctx = Context::capture();
     let name = std::any::type_name::<D>();
-    start(
-        gen,
-        Box::new(move |result| {
-            callback::invoke(&ctx, Origin::Callback, name, || done(result).into_outcome());
-        }),
-    );
+    coro.start(Box::new(move |result| {
+        callback::invoke(&ctx, Origin::Callback, name, || done(result).into_outcome());
+    }));
 }

@@ -292,6 +292,11 @@ impl<T: 'static> YieldFuture<T> {
     pub fn new(future: Future<T>) -> YieldFuture<T> {
         YieldFuture { future }
     }
+
+    /// The future waited for.
+    pub fn into_inner(self) -> Future<T> {
+        self.future
+    }
 }
 
 impl<T: 'static> YieldPoint for YieldFuture<T> {
@@ -315,11 +320,9 @@ impl<T: 'static> YieldPoint for YieldFuture<T> {
 }
 
 /// A point that resumes the generator after `delay` on the current loop
-/// (Tornado's `gen.sleep`); the result is `()`.
-pub fn sleep(delay: Duration) -> Task {
-    Task::new(move |cb: ResultCallback| {
-        IOLoop::current().call_later(delay, move || cb.call(()));
-    })
+/// (Tornado's `gen.sleep`); the result is `()`. Yield it, or `.await` it.
+pub fn sleep(delay: Duration) -> super::Sleep {
+    super::Sleep::new(delay)
 }
 
 /// A point that resumes the generator on the next loop iteration, letting

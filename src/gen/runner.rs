@@ -67,6 +67,9 @@ impl From<FreshKey> for Key {
 struct Slot {
     registered: bool,
     result: Option<Result<Value, Error>>,
+    /// Given up by an `.await` that was dropped before its result came: a
+    /// late result is dropped quietly and the slot goes.
+    cancelled: bool,
 }
 
 #[derive(Default)]
@@ -98,7 +101,7 @@ impl Keys {
 
 /// A generator with its output type erased, so `Runner` is one type.
 pub(crate) trait ErasedGen {
-    fn resume(&mut self, input: Resume) -> Option<Box<dyn YieldPoint>>;
+    fn resume(&mut self, input: Resume, runner: &Runner) -> Option<Box<dyn YieldPoint>>;
     /// Delivers the output; `err` overrides it (a leaked callback).
     fn finish(self: Box<Self>, err: Option<Error>);
     fn failed(&self) -> bool;
@@ -114,7 +117,7 @@ pub(crate) struct Driver<G: super::Generator> {
 }
 
 impl<G: super::Generator> ErasedGen for Driver<G> {
-    fn resume(&mut self, input: Resume) -> Option<Box<dyn YieldPoint>> {
+    fn resume(&mut self, input: Resume, _runner: &Runner) -> Option<Box<dyn YieldPoint>> {
         let gen = &mut self.gen;
         match callback::catch_value(|| gen.resume(input)) {
             Ok(Step::Yield(point)) => Some(point),
@@ -165,11 +168,22 @@ struct Inner {
     /// The caller's context plus the runner's own exception handler.
     ctx: RefCell<Context>,
     deactivate: RefCell<Option<Deactivate>>,
+    /// Something arrived since the generator last ran (a result, a wake):
+    /// what an `async` coroutine's suspension waits for.
+    woken: Cell<bool>,
+    /// The key an `async` coroutine is suspended on: a wake is its result.
+    suspend_key: Cell<Option<FreshKey>>,
+    /// Keys registered while an `.await` starts its yield point, so that
+    /// dropping the `.await` can give them up.
+    recording: RefCell<Option<Vec<Key>>>,
 }
 
 impl Wake for Inner {
     fn wake(self: Rc<Self>) {
-        Runner { inner: self }.run();
+        Runner { inner: self }.wake();
+    }
+    fn into_any(self: Rc<Self>) -> Rc<dyn std::any::Any> {
+        self
     }
 }
 
@@ -196,6 +210,9 @@ impl Runner {
                 had_exception: Cell::new(false),
                 ctx: RefCell::new(Context::empty()),
                 deactivate: RefCell::new(None),
+                woken: Cell::new(false),
+                suspend_key: Cell::new(None),
+                recording: RefCell::new(None),
             }),
         };
         // Everything the generator schedules runs under this context, so an
@@ -240,7 +257,87 @@ impl Runner {
             ));
         }
         slot.registered = true;
+        slot.cancelled = false;
+        drop(keys);
+        if let Some(recorded) = self.inner.recording.borrow_mut().as_mut() {
+            recorded.push(key);
+        }
         Ok(())
+    }
+
+    /// Runs `start` (a yield point's start, for an `.await`) and returns it
+    /// with the keys it registered.
+    pub(crate) fn recording_keys<R>(&self, start: impl FnOnce() -> R) -> (R, Vec<Key>) {
+        let outer = self.inner.recording.borrow_mut().replace(Vec::new());
+        let result = start();
+        let keys = std::mem::replace(&mut *self.inner.recording.borrow_mut(), outer);
+        (result, keys.unwrap_or_default())
+    }
+
+    /// Gives up `key`: an `.await` was dropped before its result came. The
+    /// key stops counting as pending; a result already there is dropped
+    /// now, one still to come is dropped quietly when it comes.
+    pub(crate) fn cancel(&self, key: &Key) {
+        let removed = {
+            let mut keys = self.inner.keys.borrow_mut();
+            match keys.get_mut(key) {
+                Some(slot) if slot.registered && slot.result.is_none() => {
+                    slot.registered = false;
+                    slot.cancelled = true;
+                    None
+                }
+                Some(_) => keys.remove(key),
+                None => None,
+            }
+        };
+        // A result's value is the user's: dropped with no borrow held.
+        drop(removed);
+    }
+
+    /// A nudge: the coroutine's suspension key gets its result if it is
+    /// suspended, else the next check for readiness sees `woken`. Then the
+    /// runner runs (or, if it is running, its loop picks the wake up).
+    pub(crate) fn wake(&self) {
+        if let Some(key) = self.inner.suspend_key.take() {
+            let key = Key::Fresh(key);
+            if self.awaits_result(&key) == Some(true) {
+                self.set_result(&key, Ok(Value::unit()));
+                return;
+            }
+        }
+        self.inner.woken.set(true);
+        self.run();
+    }
+
+    /// Whether something arrived since the last call (and clears it).
+    pub(crate) fn take_woken(&self) -> bool {
+        self.inner.woken.replace(false)
+    }
+
+    /// Marks `key` as the one an `async` coroutine is suspended on.
+    pub(crate) fn set_suspend_key(&self, key: Option<FreshKey>) {
+        self.inner.suspend_key.set(key);
+    }
+
+    /// The runner of the `async` coroutine being polled on this thread, if
+    /// `waker` is the one it polls with.
+    pub(crate) fn polling(waker: &std::task::Waker) -> Option<Runner> {
+        let wake = crate::future::polling_wake(waker)?;
+        let inner = wake.into_any().downcast::<Inner>().ok()?;
+        Some(Runner { inner })
+    }
+
+    /// A handle that does not keep the runner alive.
+    pub(crate) fn downgrade(&self) -> WeakRunner {
+        WeakRunner {
+            inner: Rc::downgrade(&self.inner),
+        }
+    }
+
+    /// The runner's wake-up as a weak `dyn Wake`, for [`crate::future::Polling`].
+    pub(crate) fn weak_waker(&self) -> std::rc::Weak<dyn Wake> {
+        let weak: std::rc::Weak<Inner> = Rc::downgrade(&self.inner);
+        weak
     }
 
     /// Whether `key`'s result has arrived.
@@ -269,6 +366,15 @@ impl Runner {
             match keys.get_mut(key) {
                 Some(slot) if slot.registered && slot.result.is_none() => {
                     slot.result = Some(result);
+                    self.inner.woken.set(true);
+                }
+                Some(slot) if slot.cancelled => {
+                    // An `.await` given up: nobody wants it. Dropped after
+                    // the borrow, as it is the user's value.
+                    let slot = keys.remove(key);
+                    drop(keys);
+                    drop((slot, result));
+                    return;
                 }
                 Some(slot) if slot.registered => {
                     drop(keys);
@@ -332,6 +438,11 @@ impl Runner {
             self.inner.keys.borrow_mut().get_mut(key),
             Some(slot) if slot.registered && slot.result.is_none()
         ))
+    }
+
+    /// Whether `key` was given up by a dropped `.await`.
+    fn is_cancelled(&self, key: &Key) -> bool {
+        matches!(self.inner.keys.borrow_mut().get_mut(key), Some(slot) if slot.cancelled)
     }
 
     /// Whether the generator has finished.
@@ -438,9 +549,9 @@ impl Runner {
                 .take()
                 .expect("generator present while running");
             #[cfg(feature = "trace")]
-            let next = crate::trace::step(gen.name(), || gen.resume(input));
+            let next = crate::trace::step(gen.name(), || gen.resume(input, self));
             #[cfg(not(feature = "trace"))]
-            let next = gen.resume(input);
+            let next = gen.resume(input, self);
             match next {
                 Some(mut point) => {
                     *inner.gen.borrow_mut() = Some(gen);
@@ -482,6 +593,20 @@ impl Runner {
         drop(keys);
         drop(point);
         gen.finish(leaked);
+    }
+}
+
+/// A [`Runner`] that may be gone: what an `async` coroutine's `std` waker
+/// finds it through.
+#[derive(Clone)]
+pub(crate) struct WeakRunner {
+    inner: std::rc::Weak<Inner>,
+}
+
+impl WeakRunner {
+    /// The runner, if it is still alive.
+    pub(crate) fn upgrade(&self) -> Option<Runner> {
+        self.inner.upgrade().map(|inner| Runner { inner })
     }
 }
 
@@ -602,6 +727,10 @@ struct DropNotice {
 
 impl Drop for DropNotice {
     fn drop(&mut self) {
+        if self.runner.is_cancelled(&self.key) {
+            self.runner.cancel(&self.key);
+            return;
+        }
         if self.runner.awaits_result(&self.key) == Some(true) {
             self.runner.set_result(
                 &self.key,

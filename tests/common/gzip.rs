@@ -105,7 +105,7 @@ impl RequestHandler for Streamed {
             x.set_header("Content-Length", (2 * part(1).len()).to_string())?;
         }
         x.write(part(1));
-        let _ = x.flush();
+        drop(x.flush());
         WAITING.with(|w| *w.borrow_mut() = Some(x.clone()));
         Ok(())
     }

@@ -1,0 +1,334 @@
+//! `async` coroutines on the [`Runner`]: an `async` block is a generator the
+//! compiler wrote.
+//!
+//! Each resume polls the block once. If it finishes, that is the generator's
+//! `Return`. If it is pending, the generator yields a [`Suspend`] point: a
+//! fresh callback key, registered like any `Task`'s, whose result is the
+//! coroutine's wake-up. So a pending `.await` is a registered key, a wake is
+//! that key's result, and everything that watches a Runner (stack contexts,
+//! `LeakedCallback`, the trace, the blocking log) sees an `async` coroutine
+//! exactly as it sees a hand-written generator.
+//!
+//! Two ways to be woken:
+//! - a squall [`Future`] (or a yield point) awaited directly by the
+//!   coroutine registers the runner itself (an `Rc`) and wakes it at once on
+//!   completion, as a generator's `YieldFuture` does;
+//! - anything else gets a `std` [`Waker`]. Woken on the loop's thread it
+//!   queues the coroutine for the next loop iteration (no allocation once
+//!   the queue has grown, no syscall); woken on another thread it goes
+//!   through the loop's [`Remote`] door, the only way in from outside.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future as StdFuture;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use slotmap::{new_key_type, SlotMap};
+
+use super::runner::{ErasedGen, WeakRunner};
+use super::{Key, Resume, Runner, Value, YieldPoint};
+use crate::callback;
+use crate::error::{Error, ErrorKind};
+use crate::future::{with_polling, Polling};
+use crate::ioloop::{IOLoop, Remote};
+
+/// Drives an `async` block as the Runner's generator.
+pub(crate) struct AsyncDriver<F: StdFuture> {
+    /// Boxed once, so it never moves while it is polled: that is the whole
+    /// of what `Pin` asks for here.
+    future: Pin<Box<F>>,
+    /// Made at the first resume, when the runner is known.
+    polling: Option<Rc<Polling>>,
+    /// The waker's own `Arc`, to see whether a clone of it got out.
+    waker: Option<Arc<TaskWaker>>,
+    task: Option<TaskId>,
+    output: Option<F::Output>,
+    done: Option<Box<dyn FnOnce(F::Output)>>,
+}
+
+impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> AsyncDriver<F> {
+    pub(crate) fn new(future: F, done: Box<dyn FnOnce(Result<T, Error>)>) -> Self {
+        AsyncDriver {
+            future: Box::pin(future),
+            polling: None,
+            waker: None,
+            task: None,
+            output: None,
+            done: Some(done),
+        }
+    }
+
+    /// The waker this coroutine is polled with, made once: an `Arc` naming
+    /// the coroutine by its id in this thread's table (an `Rc` cannot cross
+    /// threads, an id can).
+    fn polling(&mut self, runner: &Runner) -> Rc<Polling> {
+        if let Some(polling) = &self.polling {
+            return polling.clone();
+        }
+        let id = LOCAL.with(|l| {
+            l.borrow_mut().tasks.insert(Entry {
+                weak: runner.downgrade(),
+                strong: None,
+            })
+        });
+        self.task = Some(id);
+        let arc = Arc::new(TaskWaker {
+            id,
+            home: thread_tag(),
+            remote: IOLoop::try_current().map(|l| l.remote()),
+        });
+        let waker = Waker::from(arc.clone());
+        self.waker = Some(arc);
+        let polling = Rc::new(Polling {
+            wake: runner.weak_waker(),
+            waker,
+        });
+        self.polling = Some(polling.clone());
+        polling
+    }
+}
+
+impl<F: StdFuture> AsyncDriver<F> {
+    /// A squall future or yield point awaited by the coroutine holds its
+    /// runner (as a generator's does); a `std` waker cannot, being `Send`.
+    /// So while a clone of the waker is out there (a channel kept it), this
+    /// thread's table holds the runner, or nothing would; once no clone is
+    /// left, a coroutine nobody can wake is dropped, not kept forever.
+    fn hold_if_waker_escaped(&self, runner: &Runner) {
+        let (Some(arc), Some(id)) = (&self.waker, self.task) else {
+            return;
+        };
+        // Ours: `self.waker` and the `Waker` inside `polling`.
+        let escaped = Arc::strong_count(arc) > 2;
+        let dropped = LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            let entry = l.tasks.get_mut(id)?;
+            match (escaped, entry.strong.is_some()) {
+                (true, false) => entry.strong = Some(runner.clone()),
+                (false, true) => return entry.strong.take(),
+                _ => {}
+            }
+            None
+        });
+        // Not the last handle (the caller holds one): dropped with no borrow.
+        drop(dropped);
+    }
+}
+
+impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> ErasedGen for AsyncDriver<F> {
+    fn resume(&mut self, input: Resume, runner: &Runner) -> Option<Box<dyn YieldPoint>> {
+        if let Resume::Error(err) = input {
+            // An error raised by a callback the coroutine scheduled (its
+            // stack context), or a failed start: a generator could catch it,
+            // an `async` block cannot be entered with it. It ends the
+            // coroutine, as an uncaught throw ends a generator; the block is
+            // dropped, which gives up whatever it was awaiting.
+            self.output = Some(Err(err));
+            return None;
+        }
+        let polling = self.polling(runner);
+        let future = self.future.as_mut();
+        let polled = with_polling(&polling, || {
+            let mut cx = Context::from_waker(&polling.waker);
+            callback::catch_value(move || future.poll(&mut cx))
+        });
+        match polled {
+            Ok(Poll::Pending) => {
+                self.hold_if_waker_escaped(runner);
+                Some(Box::new(Suspend { key: None }))
+            }
+            Ok(Poll::Ready(output)) => {
+                self.output = Some(output);
+                None
+            }
+            Err(panic) => {
+                self.output = Some(Err(panic));
+                None
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>, err: Option<Error>) {
+        let result = match (err, self.output.take()) {
+            (Some(err), _) => Err(err),
+            (None, Some(result)) => result,
+            (None, None) => Err(Error::new(
+                ErrorKind::InvalidState,
+                "coroutine finished without a result",
+            )),
+        };
+        let done = self.done.take().expect("finished once");
+        // The block (and what it still holds) goes before `done` runs.
+        drop(self);
+        done(result);
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self.output, Some(Err(_)))
+    }
+
+    #[cfg(feature = "trace")]
+    fn name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+}
+
+impl<F: StdFuture> Drop for AsyncDriver<F> {
+    fn drop(&mut self) {
+        if let Some(id) = self.task.take() {
+            // `try_with`: a coroutine may be dropped while its thread exits.
+            // The entry's strong handle (if any) is this very runner, being
+            // dropped: it is taken out under the borrow and dropped after.
+            let entry = LOCAL
+                .try_with(|l| l.borrow_mut().tasks.remove(id))
+                .ok()
+                .flatten();
+            drop(entry);
+        }
+    }
+}
+
+/// What an `async` coroutine yields while it is pending: one fresh key,
+/// registered, whose result is the wake-up.
+struct Suspend {
+    key: Option<Key>,
+}
+
+impl YieldPoint for Suspend {
+    fn start(&mut self, runner: &Runner) -> Result<(), Error> {
+        let key = runner.fresh_key();
+        runner.register_callback(key.clone())?;
+        if let Key::Fresh(fresh) = key {
+            runner.set_suspend_key(Some(fresh));
+        }
+        self.key = Some(key);
+        Ok(())
+    }
+
+    fn is_ready(&self, runner: &Runner) -> bool {
+        // Woken while it was being polled (a result or a completion that
+        // came synchronously) counts too: the coroutine is polled again.
+        let key = self.key.as_ref().expect("started");
+        runner.is_ready(key).unwrap_or(true) || runner.take_woken()
+    }
+
+    fn get_result(&mut self, runner: &Runner) -> Result<Value, Error> {
+        let key = self.key.take().expect("started");
+        runner.set_suspend_key(None);
+        runner.take_woken();
+        if runner.is_ready(&key).unwrap_or(false) {
+            runner.pop_result(&key)?;
+        } else {
+            runner.cancel(&key);
+        }
+        Ok(Value::unit())
+    }
+}
+
+new_key_type! {
+    /// An `async` coroutine in this thread's table.
+    struct TaskId;
+}
+
+/// This thread's `async` coroutines (weakly: a coroutine nobody can wake is
+/// dropped, not kept here) and the ones woken since the last drain.
+#[derive(Default)]
+struct Local {
+    tasks: SlotMap<TaskId, Entry>,
+    ready: VecDeque<TaskId>,
+    drain_scheduled: bool,
+}
+
+/// A coroutine in the table: weakly, and strongly while its waker is out.
+struct Entry {
+    weak: WeakRunner,
+    strong: Option<Runner>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+    static THREAD_TAG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A number for this thread, unique in the process: a waker compares it to
+/// know whether it is woken at home (cheaper than `thread::current()`).
+fn thread_tag() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    THREAD_TAG.with(|t| {
+        if t.get() == 0 {
+            t.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        t.get()
+    })
+}
+
+/// The `std` waker of an `async` coroutine: `Send + Sync`, so it holds only
+/// the coroutine's id, its thread's tag and the loop's remote handle.
+struct TaskWaker {
+    id: TaskId,
+    home: u64,
+    remote: Option<Remote>,
+}
+
+impl std::task::Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if THREAD_TAG.try_with(Cell::get).unwrap_or(0) == self.home {
+            wake_at_home(self.id);
+            return;
+        }
+        let id = self.id;
+        match &self.remote {
+            // A closed loop runs nothing again: there is nobody to wake.
+            Some(remote) => drop(remote.add_callback(move || wake_at_home(id))),
+            None => log::warn!(
+                "an async coroutine created with no IOLoop was woken from another thread: \
+                 nothing can deliver it"
+            ),
+        }
+    }
+}
+
+/// Queues coroutine `id` for the next loop iteration: a `std` waker may be
+/// called from anywhere (inside user code holding its own borrows, say),
+/// so it never polls in place. One loop callback drains the whole queue.
+fn wake_at_home(id: TaskId) {
+    let schedule = LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        if !l.tasks.contains_key(id) {
+            return false;
+        }
+        l.ready.push_back(id);
+        !std::mem::replace(&mut l.drain_scheduled, true)
+    });
+    if schedule {
+        match IOLoop::try_current() {
+            Some(io_loop) if !io_loop.is_closed() => io_loop.spawn_callback(drain_ready),
+            _ => drain_ready(),
+        }
+    }
+}
+
+/// Wakes every queued coroutine, in the order they were woken.
+fn drain_ready() {
+    LOCAL.with(|l| l.borrow_mut().drain_scheduled = false);
+    loop {
+        let runner = LOCAL.with(|l| {
+            let mut l = l.borrow_mut();
+            let id = l.ready.pop_front()?;
+            Some(l.tasks.get(id).and_then(|e| e.weak.upgrade()))
+        });
+        match runner {
+            None => break,
+            Some(Some(runner)) => runner.wake(),
+            Some(None) => {}
+        }
+    }
+}

@@ -104,7 +104,7 @@ fn wait_iterator_next_is_awaitable() {
         let mut it = WaitIterator::new(vec![later(&l, ms(20), "a"), later(&l, ms(1), "b")]);
         let mut order = Vec::new();
         while !it.done() {
-            let (i, v): (usize, &str) = it.next().await?.downcast()?;
+            let (i, v) = it.next().await?;
             order.push((i, v));
         }
         Ok(order)
@@ -438,3 +438,28 @@ fn an_async_coroutine_and_a_generator_await_each_other() {
 }
 
 use std::future::IntoFuture;
+
+#[test]
+fn iostream_reads_and_writes_are_awaitable() {
+    let io_loop = IOLoop::new().unwrap();
+    io_loop.make_current();
+    let got = run(&io_loop, async {
+        let (a, b) = common::socketpair();
+        let (a, b) = (squall::IOStream::new(a)?, squall::IOStream::new(b)?);
+        let echo = gen::coroutine({
+            let b = b.clone();
+            async move {
+                let line = b.read_until(b"\n", None).await?;
+                b.write(line).await?;
+                Ok(())
+            }
+        });
+        a.write(b"ping\n".to_vec()).await?;
+        let answer = a.read_until(b"\n", None).await?;
+        echo.await?;
+        a.close();
+        b.close();
+        Ok(answer)
+    });
+    assert_eq!(got.unwrap(), b"ping\n");
+}

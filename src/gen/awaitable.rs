@@ -24,11 +24,12 @@
 
 use std::future::{Future as StdFuture, IntoFuture};
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::points::{Callback, Multi, MultiKeyed, Task, Wait, WaitAll, YieldFuture};
+use super::points::{Callback, Multi, MultiKeyed, Next, Task, Wait, WaitAll, YieldFuture};
 use super::{Key, ResultCallback, Runner, Value, YieldPoint};
 use crate::callback;
 use crate::error::{Error, ErrorKind};
@@ -166,6 +167,35 @@ impl<K: Hash + Eq + 'static> IntoFuture for MultiKeyed<K> {
     type IntoFuture = PointFuture<MultiKeyed<K>>;
     fn into_future(self) -> PointFuture<MultiKeyed<K>> {
         PointFuture::new(self)
+    }
+}
+
+/// Awaiting a [`WaitIterator`](super::WaitIterator)'s next gives
+/// `(index, value)`, typed.
+impl<T: 'static> IntoFuture for Next<T> {
+    type Output = Result<(usize, T), Error>;
+    type IntoFuture = Typed<PointFuture<Next<T>>, (usize, T)>;
+    fn into_future(self) -> Self::IntoFuture {
+        Typed {
+            inner: PointFuture::new(self),
+            _out: PhantomData,
+        }
+    }
+}
+
+/// A point's [`Value`] downcast to `O` when it is ready (what awaiting a
+/// typed point, like [`Next`], runs).
+pub struct Typed<F, O> {
+    inner: F,
+    _out: PhantomData<fn() -> O>,
+}
+
+impl<F: StdFuture<Output = Result<Value, Error>> + Unpin, O: 'static> StdFuture for Typed<F, O> {
+    type Output = Result<O, Error>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.inner)
+            .poll(cx)
+            .map(|value| value.and_then(Value::downcast))
     }
 }
 

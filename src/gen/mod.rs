@@ -36,6 +36,72 @@
 //! waiting for it, inside its own `run()`), but only so deep: past that, a
 //! run is queued for the outermost one, so a chain of ten thousand coroutines
 //! does not overflow the stack. `RUST_LOG=squall::gen=trace` logs each step.
+//!
+//! # `async`/`await` is the Runner
+//! An `async` block is a generator the compiler wrote: [`coroutine`] takes
+//! one as readily as a [`Generator`], and the same `Runner` drives it. Each
+//! resume polls the block once; while it is pending, it yields one fresh
+//! key, registered like a [`Task`]'s, and whatever wakes it delivers that
+//! key's result. A squall [`Future`] awaited in it wakes the runner the
+//! moment it completes, as a yielded [`YieldFuture`] does; a yield point
+//! awaited in it ([`Task`], [`sleep`], [`Callback`]/[`Wait`], [`Multi`],
+//! [`WaitIterator::next`], [`with_timeout`]) is started on the same runner,
+//! its keys the runner's. So stack contexts, [`LeakedCallback`](crate::ErrorKind::LeakedCallback),
+//! the trace and the blocking log see both forms alike. An `.await` that is
+//! dropped (see [`timeout`]) gives its keys up, and a [`Sleep`] removes its
+//! timeout.
+//!
+//! ```
+//! use std::time::Duration;
+//! use squall::gen::{self, ResultCallback, Task};
+//! use squall::{Future, IOLoop};
+//!
+//! let io_loop = IOLoop::new()?;
+//! let total = io_loop.run_sync(|| gen::coroutine(async {
+//!     let one: i32 = Task::new(|cb: ResultCallback| cb.call(1i32)).await?.downcast()?;
+//!     gen::sleep(Duration::from_millis(1)).await?;
+//!     let two = Future::ready(2).await?;
+//!     Ok(one + two)
+//! }), None)?;
+//! assert_eq!(total, 3);
+//! # Ok::<(), squall::Error>(())
+//! ```
+//!
+//! An `async` block's error type is `squall::Error`; where the compiler
+//! cannot see it (a block whose only `Ok` comes before any `?` on a squall
+//! result), write `Ok::<_, squall::Error>(value)`.
+//!
+//! ## Futures from other crates
+//! Any `std` future that needs only a waker runs here: `futures` channels,
+//! `async-channel`, `event-listener`-based crates. Their waker is `Send`: woken
+//! on the loop's thread it queues the coroutine for the next iteration (it
+//! never polls in place, inside someone else's code), woken on another
+//! thread it enters through the loop's [`Remote`](crate::Remote).
+//!
+//! A future that needs *another runtime's reactor* cannot work on this loop:
+//! a tokio socket or timer is registered with tokio's reactor, which only a
+//! tokio runtime drives. tokio checks this when such a future is created or
+//! first polled and panics ("there is no reactor running"); the coroutine
+//! catches the panic and fails with it ([`ErrorKind::Panic`](crate::ErrorKind::Panic)), so
+//! it is an error, never a hang. To use a tokio library, run a tokio runtime
+//! on a thread of its own and talk to it through channels: send the work
+//! there with a channel or `Handle::spawn`, and await the answer here on a
+//! `futures` oneshot (or use [`Remote::add_callback`](crate::Remote::add_callback)
+//! to complete a squall `Future`). The same shape with a plain thread:
+//!
+//! ```
+//! use squall::{gen, Error, IOLoop};
+//!
+//! let io_loop = IOLoop::new()?;
+//! let answer = io_loop.run_sync(|| gen::coroutine(async {
+//!     let (tx, rx) = futures_channel::oneshot::channel();
+//!     // With tokio: `handle.spawn(async move { tx.send(fetch().await) })`.
+//!     std::thread::spawn(move || tx.send(6 * 7));
+//!     rx.await.map_err(|_| Error::other("the other side went away"))
+//! }), None)?;
+//! assert_eq!(answer, 42);
+//! # Ok::<(), squall::Error>(())
+//! ```
 
 mod awaitable;
 mod points;
@@ -45,10 +111,10 @@ mod value;
 
 #[cfg(feature = "stackful")]
 pub use crate::greenlet::{stackful, Co, Stackful};
-pub use awaitable::{timeout, PointFuture, Sleep};
+pub use awaitable::{timeout, PointFuture, Sleep, Timeout, Typed};
 pub use points::{
-    moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Task, Wait, WaitAll, WaitIterator,
-    YieldFuture, YieldPoint,
+    moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Next, Task, Wait, WaitAll,
+    WaitIterator, YieldFuture, YieldPoint,
 };
 #[cfg(feature = "stackful")]
 pub(crate) use runner::{child_run_depth, drain_put_off, swap_run_depth};

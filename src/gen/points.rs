@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -360,6 +361,25 @@ pub fn with_timeout(timeout: Duration, point: impl YieldPoint) -> YieldFuture<Va
     YieldFuture::new(outer)
 }
 
+/// The next future of a [`WaitIterator`] to finish: a yield point whose
+/// result is `(index, value)`, and, awaited, that tuple typed.
+pub struct Next<T> {
+    task: Task,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> YieldPoint for Next<T> {
+    fn start(&mut self, runner: &Runner) -> Result<(), Error> {
+        self.task.start(runner)
+    }
+    fn is_ready(&self, runner: &Runner) -> bool {
+        self.task.is_ready(runner)
+    }
+    fn get_result(&mut self, runner: &Runner) -> Result<Value, Error> {
+        self.task.get_result(runner)
+    }
+}
+
 /// Hands back futures in the order they finish, with the index of each
 /// (Tornado's `gen.WaitIterator`).
 ///
@@ -435,25 +455,35 @@ impl<T: 'static> WaitIterator<T> {
     /// A point whose result is `(index, value)` of the next future to finish
     /// (its error is thrown in instead). Called after [`done`](WaitIterator::done),
     /// the point throws [`ErrorKind::InvalidState`] rather than wait forever.
+    ///
+    /// Yield it from a generator (the result is a [`Value`] holding the
+    /// tuple), or `.await` it in an `async` coroutine, typed:
+    /// `let (index, value) = it.next().await?;`.
     #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Task {
+    pub fn next(&mut self) -> Next<T> {
         if self.remaining == 0 {
-            return Task::new(|cb: ResultCallback| {
-                cb.fail(Error::new(
-                    ErrorKind::InvalidState,
-                    "WaitIterator::next called after every future was handed back",
-                ))
-            });
+            return Next {
+                task: Task::new(|cb: ResultCallback| {
+                    cb.fail(Error::new(
+                        ErrorKind::InvalidState,
+                        "WaitIterator::next called after every future was handed back",
+                    ))
+                }),
+                _item: PhantomData,
+            };
         }
         self.remaining -= 1;
         let queue = self.queue.clone();
-        Task::new(move |cb: ResultCallback| {
-            let ready = queue.borrow_mut().done.pop_front();
-            match ready {
-                Some((index, result)) => deliver(&queue, cb, index, result),
-                None => queue.borrow_mut().waiter = Some(cb),
-            }
-        })
+        Next {
+            task: Task::new(move |cb: ResultCallback| {
+                let ready = queue.borrow_mut().done.pop_front();
+                match ready {
+                    Some((index, result)) => deliver(&queue, cb, index, result),
+                    None => queue.borrow_mut().waiter = Some(cb),
+                }
+            }),
+            _item: PhantomData,
+        }
     }
 
     /// The index of the future handed back last: with an error thrown in,

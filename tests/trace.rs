@@ -243,6 +243,38 @@ fn runner_steps_are_recorded_inside_what_resumed_them() {
 }
 
 #[test]
+fn async_coroutine_steps_are_recorded_like_a_generators() {
+    // The same coroutine as above, as an `async` block: the same Runner
+    // steps, resumed by the same timeouts.
+    let (io_loop, _clock) = manual_loop();
+    io_loop.trace().enable(100);
+    let result = io_loop
+        .run_sync(
+            || {
+                gen::coroutine(async {
+                    let mut n = 0u32;
+                    while n < 2 {
+                        n += 1;
+                        gen::sleep(ms(5)).await?;
+                    }
+                    Ok(n)
+                })
+            },
+            None,
+        )
+        .unwrap();
+    assert_eq!(result, 2);
+    let records = io_loop.trace().drain();
+    let steps: Vec<&Record> = records.iter().filter(|r| r.kind == Kind::Step).collect();
+    assert_eq!(steps.len(), 3, "{records:#?}");
+    assert_eq!(
+        steps.iter().map(|r| r.start).collect::<Vec<_>>(),
+        [ms(0), ms(5), ms(10)]
+    );
+    assert!(steps.iter().all(|r| r.name.contains("async")), "{steps:#?}");
+}
+
+#[test]
 fn remote_callbacks_are_recorded() {
     let io_loop = IOLoop::new().unwrap();
     io_loop.trace().enable(100);

@@ -463,3 +463,24 @@ fn iostream_reads_and_writes_are_awaitable() {
     });
     assert_eq!(got.unwrap(), b"ping\n");
 }
+
+#[test]
+fn std_and_squall_wakes_alternate_ten_thousand_times() {
+    // A oneshot already sent (ready at the first poll) and a squall future
+    // completed by the loop, one after the other: both wake paths, many
+    // times over, in one coroutine.
+    let io_loop = IOLoop::new().unwrap();
+    let got = run(&io_loop, async {
+        for i in 0..10_000u32 {
+            let f = Future::<u32>::new();
+            let g = f.clone();
+            IOLoop::current().add_callback(move || g.set_result(i));
+            let (tx, rx) = futures_channel::oneshot::channel::<u32>();
+            tx.send(i).unwrap();
+            assert_eq!(rx.await.unwrap(), i);
+            assert_eq!(f.await?, i);
+        }
+        Ok(())
+    });
+    got.unwrap();
+}

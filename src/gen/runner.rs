@@ -294,6 +294,19 @@ impl Runner {
         drop(removed);
     }
 
+    /// Every key slot the runner holds, registered or given up (tests).
+    #[cfg(test)]
+    pub(crate) fn key_slots(&self) -> usize {
+        let keys = self.inner.keys.borrow();
+        keys.fresh.len() + keys.labels.len()
+    }
+
+    /// Removes `key` outright: for a key no callback was ever made for.
+    pub(crate) fn forget(&self, key: &Key) {
+        let removed = self.inner.keys.borrow_mut().remove(key);
+        drop(removed);
+    }
+
     /// A nudge: the coroutine's suspension key gets its result if it is
     /// suspended, else the next check for readiness sees `woken`. Then the
     /// runner runs (or, if it is running, its loop picks the wake up).

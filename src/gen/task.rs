@@ -223,7 +223,10 @@ impl YieldPoint for Suspend {
         if runner.is_ready(&key).unwrap_or(false) {
             runner.pop_result(&key)?;
         } else {
-            runner.cancel(&key);
+            // Woken some other way (during the poll, or by a result for an
+            // awaited point's key). No callback holds this key, and a wake
+            // checks that it is still registered: it can simply go.
+            runner.forget(&key);
         }
         Ok(Value::unit())
     }
@@ -330,5 +333,65 @@ fn drain_ready() {
             Some(Some(runner)) => runner.wake(),
             Some(None) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::future::Future;
+
+    /// The runner of the coroutine this is awaited in.
+    fn own_runner() -> impl StdFuture<Output = Runner> {
+        std::future::poll_fn(|cx| Poll::Ready(Runner::polling(cx.waker()).expect("in a coroutine")))
+    }
+
+    #[test]
+    fn suspension_keys_and_given_up_keys_do_not_pile_up() {
+        let io_loop = IOLoop::new().unwrap();
+        let slots = io_loop
+            .run_sync(
+                || {
+                    super::super::coroutine(async {
+                        let runner = own_runner().await;
+                        for i in 0..1_000u32 {
+                            // Woken during its own poll: it completes a
+                            // future it has just registered on.
+                            let f = Future::<u32>::new();
+                            let mut awaited = f.clone();
+                            let mut first = true;
+                            let got = std::future::poll_fn(|cx| {
+                                if std::mem::take(&mut first) {
+                                    assert!(Pin::new(&mut awaited).poll(cx).is_pending());
+                                    f.set_result(i).unwrap();
+                                    return Poll::Pending;
+                                }
+                                Pin::new(&mut awaited).poll(cx)
+                            })
+                            .await?;
+                            assert_eq!(got, i);
+                            // An awaited Task given up before its callback.
+                            let kept = std::rc::Rc::new(std::cell::Cell::new(None));
+                            let k = kept.clone();
+                            let task =
+                                super::super::Task::new(move |cb: super::super::ResultCallback| {
+                                    k.set(Some(cb))
+                                });
+                            let mut task = std::future::IntoFuture::into_future(task);
+                            let polled = std::future::poll_fn(|cx| {
+                                Poll::Ready(Pin::new(&mut task).poll(cx).is_pending())
+                            })
+                            .await;
+                            assert!(polled);
+                            drop(task);
+                            kept.take().unwrap().call(i);
+                        }
+                        Ok(runner.key_slots())
+                    })
+                },
+                None,
+            )
+            .unwrap();
+        assert_eq!(slots, 0);
     }
 }

@@ -27,6 +27,8 @@ mod protocol;
 mod common;
 #[path = "common/peers.rs"]
 mod need;
+#[path = "common/tls.rs"]
+mod test_tls;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -713,4 +715,65 @@ fn caching_sha2_password_fast_path_against_a_fake_server() {
         "{err:?}"
     );
     server.join().expect("fake server");
+}
+
+#[test]
+fn tls_connections_and_an_account_that_requires_them() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !need::ready(&[Peer::Mariadb]) {
+        return;
+    }
+    let certs = test_tls::Certs::new("squall mariadb test CA");
+    let db = MariaDb::start_with_tls(&certs.server.cert, &certs.server.key)
+        .expect("cannot start mariadbd with TLS");
+    let trusted = squall::tls::ClientOptions::new().ca_certs(certs.ca.cert.as_bytes().to_vec());
+    let stranger = test_tls::Certs::new("someone else");
+    let untrusted =
+        squall::tls::ClientOptions::new().ca_certs(stranger.ca.cert.as_bytes().to_vec());
+    let plain = options(&db);
+    let fds_before = open_fds();
+    let (version, plain_is_tls, refused, bad_cert) = run(move || {
+        // A normal account, over TLS: the session says which version.
+        let mut o = plain.clone();
+        o.ssl = Some(trusted.clone());
+        let client = wait(Client::connect(o.clone()))?;
+        assert_eq!(client.is_tls(), Some(true));
+        let status = wait(client.query("SHOW SESSION STATUS LIKE 'Ssl_version'"))?;
+        let version = status.rows[0].str(1).unwrap_or_default().to_owned();
+        assert_eq!(wait(client.query("SELECT 40 + 2"))?.scalar(), Some("42"));
+        wait(client.close())?;
+        let client = wait(Client::connect(plain.clone()))?;
+        let plain_is_tls = client.is_tls();
+        wait(client.close())?;
+        // The TLS-only account: refused in the clear, let in over TLS.
+        let (user, password) = mariadb::TLS_USER;
+        let mut tls_user = Options::new(plain.addr, user, password);
+        tls_user.connect_timeout = secs(10);
+        let refused = wait(Client::connect(tls_user.clone()))
+            .map(drop)
+            .unwrap_err();
+        tls_user.ssl = Some(trusted);
+        let client = wait(Client::connect(tls_user.clone()))?;
+        assert_eq!(
+            wait(client.query("SELECT CURRENT_USER()"))?
+                .scalar()
+                .map(|u| u.starts_with(user)),
+            Some(true)
+        );
+        wait(client.close())?;
+        // A server certificate we do not trust: a TLS error, not a login.
+        tls_user.ssl = Some(untrusted);
+        let bad_cert = wait(Client::connect(tls_user)).map(drop).unwrap_err();
+        Ok((version, plain_is_tls, refused, bad_cert))
+    })
+    .unwrap();
+    assert!(version.starts_with("TLSv1."), "{version:?}");
+    assert_eq!(plain_is_tls, Some(false));
+    assert_eq!(
+        server_code(&refused).map(|(code, _)| code),
+        Some(1045),
+        "{refused}"
+    );
+    assert_eq!(bad_cert.kind(), ErrorKind::Tls, "{bad_cert}");
+    assert_eq!(open_fds(), fds_before);
 }

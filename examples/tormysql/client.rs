@@ -190,6 +190,12 @@ impl Client {
     pub fn auth_plugin(&self) -> Option<String> {
         self.conn.try_borrow().ok().map(|c| c.auth_plugin.clone())
     }
+
+    /// Whether the connection is encrypted (`Options::ssl`); `None` while a
+    /// query holds it.
+    pub fn is_tls(&self) -> Option<bool> {
+        self.conn.try_borrow().ok().map(|c| c.is_tls())
+    }
 }
 
 impl std::fmt::Debug for Client {

@@ -11,12 +11,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use squall::greenlet::Stream;
+use squall::tls::ClientOptions;
 use squall::{Error, ErrorKind};
 
 use super::protocol::{
     self, frame, parse_header, Column, Handshake, ProtocolError, Row, ServerError,
-    CACHING_SHA2_PASSWORD, CLIENT_CAPABILITIES, CLIENT_CONNECT_WITH_DB, COM_PING, COM_QUERY,
-    COM_QUIT, MAX_PAYLOAD, SERVER_MORE_RESULTS_EXISTS,
+    CACHING_SHA2_PASSWORD, CLIENT_CAPABILITIES, CLIENT_CONNECT_WITH_DB, CLIENT_SSL, COM_PING,
+    COM_QUERY, COM_QUIT, MAX_PAYLOAD, SERVER_MORE_RESULTS_EXISTS,
 };
 
 /// How much to ask the socket for at a time (more when a packet needs it).
@@ -44,6 +45,13 @@ pub struct Options {
     /// server proposes. (MariaDB answers an unknown choice with an auth
     /// switch request, which this client follows.)
     pub auth_plugin: Option<String>,
+    /// Switch to TLS after the greeting (PyMySQL's `ssl`), verifying the
+    /// server with these options; `None`: plain TCP. A server that cannot
+    /// do TLS is then an error, never a silent fallback.
+    pub ssl: Option<ClientOptions>,
+    /// The name to check the server's certificate against; `None`: the
+    /// address's IP.
+    pub server_hostname: Option<String>,
 }
 
 impl Options {
@@ -57,6 +65,8 @@ impl Options {
             connect_timeout: Duration::from_secs(10),
             read_timeout: None,
             auth_plugin: None,
+            ssl: None,
+            server_hostname: None,
         }
     }
 }
@@ -254,6 +264,14 @@ impl Connection {
         if opts.database.is_some() {
             caps |= CLIENT_CONNECT_WITH_DB;
         }
+        let tls = match &opts.ssl {
+            Some(ssl) => {
+                self.switch_to_tls(opts, ssl, hs.capabilities, caps)?;
+                caps |= CLIENT_SSL;
+                true
+            }
+            None => false,
+        };
         // The plugin asked for, else the server's; one this client lacks is
         // answered with mysql_native_password, for the server to switch
         // from if the account needs another (as PyMySQL does).
@@ -299,10 +317,19 @@ impl Connection {
                 Some(0x01) if plugin == CACHING_SHA2_PASSWORD => match packet.get(1) {
                     // Fast auth succeeded: an OK follows.
                     Some(3) => {}
-                    // Full authentication needs TLS or the server's RSA key.
+                    // Full authentication: over TLS the password itself,
+                    // NUL-terminated (the channel is private); in the clear
+                    // it would need the server's RSA key, which this client
+                    // does not do (connect with `ssl`).
+                    Some(4) if tls => {
+                        let mut clear = password.to_vec();
+                        clear.push(0);
+                        self.write_packet(&clear)?;
+                    }
                     Some(4) => {
                         return Err(MysqlError::Unsupported(
-                            "caching_sha2_password full authentication (needs TLS or RSA)"
+                            "caching_sha2_password full authentication without TLS \
+                             (needs the server's RSA key): connect with `ssl`"
                                 .to_owned(),
                         )
                         .into_error())
@@ -323,6 +350,41 @@ impl Connection {
         }
         self.auth_plugin = plugin;
         Ok(())
+    }
+
+    /// SSLRequest, then the TLS handshake: the stream is replaced by its
+    /// TLS form, and the sequence goes on inside it.
+    fn switch_to_tls(
+        &mut self,
+        opts: &Options,
+        ssl: &ClientOptions,
+        server_caps: u32,
+        caps: u32,
+    ) -> Result<(), Error> {
+        if server_caps & CLIENT_SSL == 0 {
+            return Err(MysqlError::Unsupported(
+                "TLS was asked for, and the server cannot do it".to_owned(),
+            )
+            .into_error());
+        }
+        self.write_packet(&protocol::ssl_request(caps))?;
+        let hostname = opts
+            .server_hostname
+            .clone()
+            .unwrap_or_else(|| opts.addr.ip().to_string());
+        let config = ssl.build()?;
+        // Bytes the server sent after the greeting would be lost in the
+        // switch; it sends none before our TLS hello.
+        debug_assert_eq!(self.pos, self.buf.len());
+        self.stream = self
+            .stream
+            .start_tls(false, Some(config.into()), Some(&hostname))?;
+        Ok(())
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.stream.io_stream().is_tls()
     }
 
     /// Runs `sql` (`COM_QUERY`) and reads its whole result. A statement

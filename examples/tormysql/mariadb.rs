@@ -76,12 +76,29 @@ pub struct MariaDb {
     dir: PathBuf,
     mariadbd: PathBuf,
     child: Option<Child>,
+    /// Serves TLS with the certificate and key in `dir` (and has the
+    /// [`TLS_USER`] account, which may only log in over TLS).
+    tls: bool,
 }
+
+/// The account [`MariaDb::start_with_tls`] makes that may only log in over
+/// TLS (`REQUIRE SSL`): user and password.
+pub const TLS_USER: (&str, &str) = ("squall_tls", "tls-only-secret");
 
 impl MariaDb {
     /// Installs a data directory in a fresh temporary directory and starts
     /// a server on it.
     pub fn start() -> io::Result<MariaDb> {
+        MariaDb::start_with(None)
+    }
+
+    /// [`start`](MariaDb::start), serving TLS with this certificate chain
+    /// and key (PEM), and with the [`TLS_USER`] account.
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> io::Result<MariaDb> {
+        MariaDb::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> io::Result<MariaDb> {
         let (mariadbd, install_db) = binaries()
             .ok_or_else(|| io::Error::other("mariadbd / mariadb-install-db not installed"))?;
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -97,7 +114,12 @@ impl MariaDb {
             dir,
             mariadbd,
             child: None,
+            tls: tls.is_some(),
         };
+        if let Some((cert, key)) = tls {
+            fs::write(db.dir.join("cert.pem"), cert)?;
+            fs::write(db.dir.join("key.pem"), key)?;
+        }
         let log = fs::File::create(db.dir.join("install.log"))?;
         let mut install = Command::new(&install_db);
         install
@@ -120,6 +142,13 @@ impl MariaDb {
         for (user, password, plugin) in USERS {
             init.push_str(&format!(
                 "CREATE USER '{user}'@'%' IDENTIFIED VIA {plugin} USING PASSWORD('{password}');\n\
+                 GRANT ALL ON *.* TO '{user}'@'%';\n"
+            ));
+        }
+        if db.tls {
+            let (user, password) = TLS_USER;
+            init.push_str(&format!(
+                "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}' REQUIRE SSL;\n\
                  GRANT ALL ON *.* TO '{user}'@'%';\n"
             ));
         }
@@ -161,6 +190,13 @@ impl MariaDb {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if self.tls {
+            cmd.arg(format!(
+                "--ssl-cert={}",
+                self.dir.join("cert.pem").display()
+            ))
+            .arg(format!("--ssl-key={}", self.dir.join("key.pem").display()));
+        }
         if first {
             cmd.arg(format!(
                 "--init-file={}",

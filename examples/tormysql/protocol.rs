@@ -22,6 +22,8 @@ pub const CLIENT_FOUND_ROWS: u32 = 2;
 pub const CLIENT_LONG_FLAG: u32 = 4;
 pub const CLIENT_CONNECT_WITH_DB: u32 = 8;
 pub const CLIENT_PROTOCOL_41: u32 = 0x200;
+/// Set by a server that can switch to TLS; sent in an SSLRequest.
+pub const CLIENT_SSL: u32 = 0x800;
 pub const CLIENT_TRANSACTIONS: u32 = 0x2000;
 pub const CLIENT_SECURE_CONNECTION: u32 = 0x8000;
 pub const CLIENT_MULTI_RESULTS: u32 = 0x2_0000;
@@ -332,6 +334,19 @@ pub fn handshake_response(
         out.extend_from_slice(plugin.as_bytes());
         out.push(0);
     }
+    out
+}
+
+/// SSLRequest: the handshake response's fixed 32 bytes (capabilities with
+/// [`CLIENT_SSL`], packet size, charset, filler) and nothing else. The
+/// client sends it instead of saying who it is, switches to TLS, and then
+/// sends the whole handshake response inside.
+pub fn ssl_request(capabilities: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    out.extend_from_slice(&(capabilities | CLIENT_SSL).to_le_bytes());
+    out.extend_from_slice(&(MAX_PAYLOAD as u32).to_le_bytes());
+    out.push(CHARSET_UTF8MB4);
+    out.extend_from_slice(&[0; 23]);
     out
 }
 

@@ -171,6 +171,6 @@ fn lane(
                 let _ = all.set_result(());
             }
         }
-        Ok::<(), Error>(())
+        Ok(())
     });
 }

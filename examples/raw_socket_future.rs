@@ -43,7 +43,7 @@ fn get_data(io_loop: &IOLoop, addr: SocketAddr, message: &str) -> Future<Vec<u8>
     })();
     let sock = match sent {
         Ok(sock) => sock,
-        Err(err) => return Future::failed(err),
+        Err(err) => return Future::failed(err.into()),
     };
 
     let fd = sock.as_raw_fd();
@@ -71,7 +71,7 @@ fn get_data(io_loop: &IOLoop, addr: SocketAddr, message: &str) -> Future<Vec<u8>
             }
             Err(err) => {
                 l.remove_handler(fd);
-                let _ = f.set_error(err);
+                let _ = f.set_error(err.into());
             }
         }
     };
@@ -95,7 +95,7 @@ fn start_echo_server(io_loop: &IOLoop) -> Result<TCPServer, Error> {
                     s.write(line)
                         .add_done_callback(move |_: &Future<()>| s2.close());
                 });
-                Ok::<(), Error>(())
+                Ok(())
             });
     });
     server.listen(0, Some("127.0.0.1"))?;

@@ -200,7 +200,7 @@ fn fetch_line(io_loop: &IOLoop, addr: SocketAddr, message: &str) -> Future<Strin
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                     Err(e) => {
                         l.remove_handler(fd);
-                        return f.set_error(e);
+                        return f.set_error(e.into());
                     }
                 }
                 l.remove_handler(fd);
@@ -582,7 +582,7 @@ fn echo_client(addr: SocketAddr, line: String) -> Future<Vec<u8>> {
         let stream = connected.take_result()?;
         stream.write(line); // done or not, the read below waits for the answer
         squall::chain_future(&stream.read_until_close(), &r);
-        Ok::<(), Error>(())
+        Ok(())
     });
     reply
 }

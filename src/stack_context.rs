@@ -25,7 +25,7 @@
 //!     ctx.run(|| {
 //!         // Scheduled inside the context: its error comes back to the handler.
 //!         l.call_later(Duration::from_millis(1), || {
-//!             Err::<(), _>(Error::new(ErrorKind::Timeout, "server too slow"))
+//!             Err(Error::new(ErrorKind::Timeout, "server too slow"))
 //!         });
 //!     });
 //!     let l2 = l.clone();
@@ -486,7 +486,7 @@ impl NullContext {
 /// };
 /// let mut callback = None;
 /// handler("application", false).run(|| {
-///     callback = Some(wrap(|| Err::<(), _>(Error::other("boom"))));
+///     callback = Some(wrap(|| Err(Error::other("boom"))));
 /// });
 /// // A library calls the application's callback from its own context.
 /// handler("library", true).run(|| callback.take().unwrap()());

@@ -14,7 +14,7 @@
 //!             let line = line.take_result()?;
 //!             let s2 = s.clone();
 //!             s.write(line).add_done_callback(move |_: &Future<()>| s2.close());
-//!             Ok::<(), squall::Error>(())
+//!             Ok(())
 //!         });
 //!     });
 //!     server.listen(0, Some("127.0.0.1")).expect("listening");
@@ -31,7 +31,7 @@
 //!             server.stop();
 //!             r.complete(all.take_result())
 //!         });
-//!         Ok::<(), squall::Error>(())
+//!         Ok(())
 //!     });
 //!     reply
 //! }, None)?;

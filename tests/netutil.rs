@@ -212,7 +212,7 @@ fn accepts_a_burst_of_500_connections() {
                     if p.borrow().len() == N {
                         d.set_result(())?;
                     }
-                    Ok::<(), Error>(())
+                    Ok(())
                 })
                 .unwrap();
             let result = Future::new();
@@ -268,7 +268,7 @@ fn one_busy_listener_cannot_starve_the_loop() {
                 s.set(true);
                 d.set_result(())?;
             }
-            Ok::<(), Error>(())
+            Ok(())
         })
         .unwrap();
         sample_each_iteration(io_loop, count, samples.clone(), stop);

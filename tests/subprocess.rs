@@ -59,7 +59,7 @@ fn echo_through_cat() {
                 wait.add_done_callback(move |st: &Future<ExitStatus>| {
                     d.complete(st.take_result().map(|s| (out, s)))
                 });
-                Ok::<(), squall::Error>(())
+                Ok(())
             });
         done
     });
@@ -152,7 +152,7 @@ fn stderr_and_an_exit_callback_set_after_the_exit() {
                         // Already exited: the callback still runs (next iteration).
                         c2.set_exit_callback(move |status| d.set_result((out, status)));
                     });
-                Ok::<(), squall::Error>(())
+                Ok(())
             });
         done
     });

@@ -191,12 +191,12 @@ fn stop_stops_accepting_and_existing_connections_go_on() {
                                 r.set_result((first, second, refused, listening))
                             },
                         );
-                        Ok::<(), Error>(())
+                        Ok(())
                     },
                 );
-                Ok::<(), Error>(())
+                Ok(())
             });
-            Ok::<(), Error>(())
+            Ok(())
         });
         assert!(!accepted.done());
         result
@@ -267,7 +267,7 @@ fn handle_stream_errors_are_logged_and_the_server_keeps_serving() {
                                 rr.complete(line.take_result())
                             },
                         );
-                        Ok::<(), Error>(())
+                        Ok(())
                     });
                     reply
                 } else {
@@ -485,7 +485,7 @@ fn listens_on_ipv6_loopback() {
                     let s2 = s.clone();
                     s.write(line)
                         .add_done_callback(move |_: &Future<()>| s2.close());
-                    Ok::<(), Error>(())
+                    Ok(())
                 });
         });
         server.listen(0, Some("::1")).unwrap();

@@ -43,7 +43,7 @@
 //!             server.stop();
 //!             d.set_result((hello.text(), code))
 //!         });
-//!         Ok::<(), squall::Error>(())
+//!         Ok(())
 //!     });
 //!     done
 //! }, None)?;

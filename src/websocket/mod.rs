@@ -30,7 +30,7 @@
 //!         let ws: websocket::WebSocketClientConnection = ws.take_result()?;
 //!         ws.write_message("hello");
 //!         squall::chain_future(&ws.read_message(), &r);
-//!         Ok::<(), squall::Error>(())
+//!         Ok(())
 //!     });
 //!     reply
 //! }, None)?;

@@ -22,6 +22,7 @@ pub mod ops {
     use std::rc::Rc;
     use std::time::{Duration, Instant};
 
+    use squall::netutil::BindOptions;
     use squall::{Future, IOLoop, IOStream, TCPServer};
 
     /// Connections, each with one message in flight.
@@ -82,7 +83,7 @@ pub mod ops {
             });
             server.set_nodelay(true);
             server
-                .listen(0, Some("127.0.0.1"))
+                .listen_with(0, BindOptions::new().address("127.0.0.1"))
                 .expect("listening on loopback");
             let addr = server.local_addrs()[0];
             let connects: Vec<Future<IOStream>> = (0..CONNECTIONS)
@@ -180,7 +181,7 @@ pub mod ops {
             }
         });
         server
-            .listen(0, Some("127.0.0.1"))
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
             .expect("listening on loopback");
         let addr = server.local_addrs()[0];
         let l = io_loop.clone();

@@ -47,7 +47,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use squall::executor::ThreadPoolExecutor;
-use squall::netutil::bind_sockets;
+use squall::netutil::{bind_sockets_with, BindOptions};
 use squall::{Future, IOLoop, IOStream, PeriodicCallback, Remote, TCPServer};
 
 /// Room for every client's connection at once: past the backlog, a
@@ -109,7 +109,10 @@ fn spawn_backend(
                 let io_loop = IOLoop::new()?;
                 io_loop.make_current();
                 let server = backend(delay);
-                server.add_sockets(bind_sockets(0, Some("127.0.0.1"), Some(BACKLOG), false)?)?;
+                server.add_sockets(bind_sockets_with(
+                    0,
+                    BindOptions::new().address("127.0.0.1").backlog(BACKLOG),
+                )?)?;
                 Ok::<_, squall::Error>((io_loop, server))
             })();
             match started {
@@ -231,7 +234,10 @@ fn start(
     pings: Rc<RefCell<Vec<Duration>>>,
 ) -> Result<Future<Vec<String>>, squall::Error> {
     let front = front(pool, backend_addr);
-    front.add_sockets(bind_sockets(0, Some("127.0.0.1"), Some(BACKLOG), false)?)?;
+    front.add_sockets(bind_sockets_with(
+        0,
+        BindOptions::new().address("127.0.0.1").backlog(BACKLOG),
+    )?)?;
     let front_addr = front.local_addrs()[0];
     println!(
         "front on {front_addr}, backend on {backend_addr}: {} jobs of {:?} {}",
@@ -416,7 +422,10 @@ fn serve(port: u16, config: Config) -> Result<(), Box<dyn std::error::Error>> {
         false => Some(Arc::new(ThreadPoolExecutor::new(config.workers)?)),
     };
     let front = front(pool, backend_addr);
-    front.add_sockets(bind_sockets(port, Some("127.0.0.1"), Some(BACKLOG), false)?)?;
+    front.add_sockets(bind_sockets_with(
+        port,
+        BindOptions::new().address("127.0.0.1").backlog(BACKLOG),
+    )?)?;
     println!(
         "serving on {:?} (`work N`, `ping`); jobs take {:?}; Ctrl-C to stop",
         front.local_addrs(),

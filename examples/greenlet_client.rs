@@ -15,6 +15,7 @@
 //! The 100 clients finish in about the time of one: while one waits for its
 //! echo, the loop runs the others.
 
+use squall::netutil::BindOptions;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -78,7 +79,7 @@ fn start_echo_server(delay: Duration) -> Result<(TCPServer, SocketAddr), Error> 
             Ok(())
         })
     });
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     let addr = server.local_addrs()[0];
     Ok((server, addr))
 }

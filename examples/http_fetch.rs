@@ -5,6 +5,7 @@
 //! server (a `TCPServer` on a thread of its own) is loaded by 100 concurrent
 //! fetch loops for two seconds, and the rate is printed.
 
+use squall::netutil::BindOptions;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -97,7 +98,7 @@ fn self_test() -> Result<(), Error> {
         io_loop.make_current();
         let server = TCPServer::new(|stream: IOStream, _: SocketAddr| serve(stream));
         server.set_nodelay(true);
-        server.listen(0, Some("127.0.0.1"))?;
+        server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
         tx.send((server.local_addrs()[0], io_loop.remote()))
             .expect("main thread");
         io_loop.start()

@@ -16,6 +16,7 @@
 //! Run: `cargo run --release --example raw_socket_future` (no arguments; it
 //! checks its own results and exits 0, which is how CI runs it).
 
+use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -98,7 +99,7 @@ fn start_echo_server(io_loop: &IOLoop) -> Result<TCPServer, Error> {
                 Ok(())
             });
     });
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     Ok(server)
 }
 

@@ -18,6 +18,7 @@
 //! `timeline.svg` in a browser: hover a span for its details).
 //! `RUST_LOG=squall::trace=trace` also logs each record as it happens.
 
+use squall::netutil::BindOptions;
 use std::cell::Cell;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -108,7 +109,7 @@ fn workload(io_loop: &IOLoop) -> Future<String> {
     };
 
     let server = TCPServer::new(echo);
-    if let Err(err) = server.listen(0, Some("127.0.0.1")) {
+    if let Err(err) = server.listen_with(0, BindOptions::new().address("127.0.0.1")) {
         let _ = all.set_error(err);
         return all;
     }

@@ -21,6 +21,7 @@
 //!  8. an echo server                      (article 3: `TCPServer`)
 //!  9. an HTTP request                     (squall's server and client)
 
+use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -596,7 +597,7 @@ fn stop_8_echo_server(io_loop: &IOLoop) -> Result<(), Error> {
             data: Vec::new(),
         })
     });
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     let addr = server.local_addrs()[0];
     say(format!(
         "listening on {addr}; each connection: read_until(\\n), sleep {DELAY:?}, write, close"
@@ -649,7 +650,7 @@ fn stop_9_http(io_loop: &IOLoop) -> Result<(), Error> {
         io_loop,
         Application::new().route("/slow/{n}", || SlowHandler),
     );
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     let base = format!("http://{}", server.local_addrs()[0]);
     say(format!(
         "GET {base}/slow/N answers after {DELAY:?} without blocking (set_async + call_later)"

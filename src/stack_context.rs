@@ -25,7 +25,7 @@
 //!     ctx.run(|| {
 //!         // Scheduled inside the context: its error comes back to the handler.
 //!         l.call_later(Duration::from_millis(1), || {
-//!             Err(Error::new(ErrorKind::Timeout, "server too slow"))
+//!             Err::<(), _>(Error::new(ErrorKind::Timeout, "server too slow"))
 //!         });
 //!     });
 //!     let l2 = l.clone();
@@ -486,7 +486,7 @@ impl NullContext {
 /// };
 /// let mut callback = None;
 /// handler("application", false).run(|| {
-///     callback = Some(wrap(|| Err(Error::other("boom"))));
+///     callback = Some(wrap(|| Err::<(), _>(Error::other("boom"))));
 /// });
 /// // A library calls the application's callback from its own context.
 /// handler("library", true).run(|| callback.take().unwrap()());
@@ -521,7 +521,7 @@ where
 /// let f = failed.clone();
 /// ExceptionStackContext::new(move |_: &Error| { f.set(true); true }).run(|| {
 ///     // `spawn_callback` captures no context, so the caller wraps its callback.
-///     lookup(&io_loop, 0, wrap1(|value: Option<u32>| value.ok_or("not found").map(drop)));
+///     lookup(&io_loop, 0, wrap1(|value: Option<u32>| value.ok_or(Error::other("not found"))));
 /// });
 /// let l = io_loop.clone();
 /// io_loop.call_later(Duration::from_millis(5), move || l.stop());

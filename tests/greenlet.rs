@@ -6,6 +6,7 @@
 
 mod common;
 
+use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -481,7 +482,9 @@ fn echo_server(backlog: u32) -> (TCPServer, SocketAddr) {
             Ok(())
         })
     });
-    let sockets = netutil::bind_sockets(0, Some("127.0.0.1"), Some(backlog), false).unwrap();
+    let sockets =
+        netutil::bind_sockets_with(0, BindOptions::new().address("127.0.0.1").backlog(backlog))
+            .unwrap();
     server.add_sockets(sockets).unwrap();
     let addr = server.local_addrs()[0];
     (server, addr)
@@ -604,7 +607,9 @@ fn stream_timeout_fails_a_slow_read_and_closes_the_stream() {
         let server = TCPServer::new(|stream: IOStream, _| {
             let _ = stream.read_until_close();
         });
-        server.listen(0, Some("127.0.0.1")).unwrap();
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         let addr = server.local_addrs()[0];
         greenlet::spawn(move || {
             let stream = Stream::connect(addr, None)?;

@@ -7,6 +7,7 @@
 #[path = "common/tls.rs"]
 mod tls_kit;
 
+use squall::netutil::BindOptions;
 use std::time::Duration;
 
 use squall::greenlet::{self, Stream};
@@ -34,7 +35,9 @@ fn starttls_from_straight_line_code_on_both_sides() {
                         Ok(())
                     })
                 });
-                server.listen(0, Some("127.0.0.1")).expect("listening");
+                server
+                    .listen_with(0, BindOptions::new().address("127.0.0.1"))
+                    .expect("listening");
                 let port = server.local_addrs()[0].port();
                 greenlet::spawn(move || {
                     let plain =

@@ -10,6 +10,7 @@
 #[path = "common/http.rs"]
 mod http_kit;
 
+use squall::netutil::BindOptions;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::rc::Rc;
@@ -356,8 +357,10 @@ fn on_connection_close_is_called_once_for_a_message_left_waiting() {
         io_loop.make_current();
         let a = HTTPServer::with_loop(&io_loop, LongPoll);
         let b = HTTPServer::with_loop(&io_loop, Count);
-        a.listen(0, Some("127.0.0.1")).unwrap();
-        b.listen(0, Some("127.0.0.1")).unwrap();
+        a.listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
+        b.listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         tx.send((a.local_addrs()[0], b.local_addrs()[0], io_loop.remote()))
             .unwrap();
         io_loop.start().unwrap();

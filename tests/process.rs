@@ -20,6 +20,7 @@ mod nginx_kit;
 #[path = "common/tls.rs"]
 mod tls_kit;
 use need::Peer;
+use squall::netutil::BindOptions;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -74,7 +75,12 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
             std::path::PathBuf::from(env_or("CERT", "")),
             std::path::PathBuf::from(env_or("KEY", "")),
         ))?;
-        http.bind(0, Some("127.0.0.1"), None, reuse_port)?;
+        http.bind_with(
+            0,
+            BindOptions::new()
+                .address("127.0.0.1")
+                .reuse_port(reuse_port),
+        )?;
         announce(http.local_addrs()[0].port())?;
         http.start(procs)?;
         IOLoop::current().start()?;
@@ -84,11 +90,21 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
         // The real HTTPServer, trusting the proxy's headers.
         let http = HTTPServer::new(Application::new().route("/", || WhoAmI));
         http.set_xheaders(true);
-        http.bind(0, Some("127.0.0.1"), None, reuse_port)?;
+        http.bind_with(
+            0,
+            BindOptions::new()
+                .address("127.0.0.1")
+                .reuse_port(reuse_port),
+        )?;
         announce(http.local_addrs()[0].port())?;
         http.start(procs)?;
     } else if env_or("API", "tcpserver") == "fork" {
-        let sockets = netutil::bind_sockets(0, Some("127.0.0.1"), None, reuse_port)?;
+        let sockets = netutil::bind_sockets_with(
+            0,
+            BindOptions::new()
+                .address("127.0.0.1")
+                .reuse_port(reuse_port),
+        )?;
         announce(sockets[0].local_addr()?.port())?;
         process::fork_processes(procs, max_restarts)?;
         server.add_sockets(sockets)?;
@@ -98,7 +114,12 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
             Duration::from_secs(5),
         )?;
     } else {
-        server.bind(0, Some("127.0.0.1"), None, reuse_port)?;
+        server.bind_with(
+            0,
+            BindOptions::new()
+                .address("127.0.0.1")
+                .reuse_port(reuse_port),
+        )?;
         announce(server.local_addrs()[0].port())?;
         server.start_with(procs, max_restarts)?;
     }
@@ -568,7 +589,9 @@ fn fork_processes_is_refused_with_threads_then_after_an_ioloop() {
     let err = process::fork_processes(2, None).unwrap_err();
     assert!(err.to_string().contains("IOLoop"), "{err}");
     let server = TCPServer::new(|_: IOStream, _: SocketAddr| ());
-    server.bind(0, Some("127.0.0.1"), None, false).unwrap();
+    server
+        .bind_with(0, BindOptions::new().address("127.0.0.1"))
+        .unwrap();
     let err = server.start(2).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
     assert_eq!(process::task_id(), None);

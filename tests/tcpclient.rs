@@ -8,6 +8,7 @@ mod common;
 #[path = "common/tls.rs"]
 mod tls_kit;
 
+use squall::netutil::BindOptions;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -222,7 +223,9 @@ fn tls_by_host_name_verifies_that_name() {
         stream.write(&b"secret\n"[..]);
     });
     server.set_ssl_options(Some(certs.server_config()));
-    server.listen(0, Some("127.0.0.1")).unwrap();
+    server
+        .listen_with(0, BindOptions::new().address("127.0.0.1"))
+        .unwrap();
     let port = server.local_addrs()[0].port();
     let config = certs.client_config();
     let line = io_loop

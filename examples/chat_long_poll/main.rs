@@ -32,6 +32,7 @@
 //!
 //! ci-args: --self-test
 
+use squall::netutil::BindOptions;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -302,7 +303,7 @@ fn main() -> Result<(), Error> {
     io_loop.make_current();
     let buffer: Shared = Rc::default();
     let server = HTTPServer::new(app(&buffer));
-    server.listen(port, Some("127.0.0.1"))?;
+    server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     let addr = server.local_addrs()[0];
     if !self_test {
         println!("chat on http://{addr}/");

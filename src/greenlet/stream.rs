@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use squall::greenlet::{self, Stream};
-//! use squall::{IOLoop, IOStream, TCPServer};
+//! use squall::{netutil::BindOptions, IOLoop, IOStream, TCPServer};
 //!
 //! let io_loop = IOLoop::new()?;
 //! let reply = io_loop.run_sync(|| {
@@ -17,7 +17,7 @@
 //!         stream.close();
 //!         Ok(())
 //!     }));
-//!     server.listen(0, Some("127.0.0.1")).expect("listening");
+//!     server.listen_with(0, BindOptions::new().address("127.0.0.1")).expect("listening");
 //!     let addr = server.local_addrs()[0];
 //!     greenlet::spawn(move || {
 //!         let stream = Stream::connect(addr, Some(std::time::Duration::from_secs(5)))?;

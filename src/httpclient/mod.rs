@@ -7,7 +7,7 @@
 //! ```
 //! use std::net::SocketAddr;
 //! use squall::httpclient::{AsyncHTTPClient, HTTPError, HTTPRequest, HTTPResponse};
-//! use squall::{ErrorKind, Future, IOLoop, IOStream, TCPServer};
+//! use squall::{netutil::BindOptions, ErrorKind, Future, IOLoop, IOStream, TCPServer};
 //!
 //! let io_loop = IOLoop::new()?;
 //! let (hello, missing) = io_loop.run_sync(|| {
@@ -27,7 +27,7 @@
 //!             serve(s); // keep-alive: wait for the next request
 //!         });
 //!     }
-//!     server.listen(0, Some("127.0.0.1")).expect("listen");
+//!     server.listen_with(0, BindOptions::new().address("127.0.0.1")).expect("listen");
 //!     let base = format!("http://{}", server.local_addrs()[0]);
 //!
 //!     let client = AsyncHTTPClient::new();

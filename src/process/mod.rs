@@ -7,9 +7,9 @@
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
-//! use squall::{netutil, process, IOLoop, IOStream, TCPServer};
+//! use squall::{netutil::{self, BindOptions}, process, IOLoop, IOStream, TCPServer};
 //!
-//! let sockets = netutil::bind_sockets(8090, Some("127.0.0.1"), None, false)?;
+//! let sockets = netutil::bind_sockets_with(8090, BindOptions::new().address("127.0.0.1"))?;
 //! // Returns in each child, with its task id; the parent never returns.
 //! let task = process::fork_processes(2, None)?;
 //! let server = TCPServer::new(move |stream: IOStream, _peer: SocketAddr| {

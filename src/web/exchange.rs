@@ -651,7 +651,11 @@ mod tests {
     fn parked_exchange_lets_the_connection_go() {
         let io_loop = IOLoop::new().unwrap();
         let server = HTTPServer::with_loop(&io_loop, Application::new().route("/", || Hello));
-        let listeners = crate::netutil::bind_sockets(0, Some("127.0.0.1"), None, false).unwrap();
+        let listeners = crate::netutil::bind_sockets_with(
+            0,
+            crate::netutil::BindOptions::new().address("127.0.0.1"),
+        )
+        .unwrap();
         let port = listeners[0].local_addr().unwrap().port();
         server.add_sockets(listeners).unwrap();
         let client = std::thread::spawn(move || {

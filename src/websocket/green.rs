@@ -11,6 +11,7 @@ use crate::httpclient::HTTPRequest;
 /// client would be.
 ///
 /// ```
+/// use squall::netutil::BindOptions;
 /// use squall::greenlet;
 /// use squall::http::{HTTPConnection, HTTPServer, HTTPServerRequest};
 /// use squall::websocket::{self, GreenWebSocket, Handled, Message, WebSocketConnection, WebSocketHandler};
@@ -29,7 +30,7 @@ use crate::httpclient::HTTPRequest;
 ///     let server = HTTPServer::new(|req: &HTTPServerRequest, conn: &HTTPConnection| {
 ///         websocket::accept(req, conn, Echo, Default::default()).map(drop)
 ///     });
-///     server.listen(0, Some("127.0.0.1")).expect("listening");
+///     server.listen_with(0, BindOptions::new().address("127.0.0.1")).expect("listening");
 ///     let url = format!("ws://127.0.0.1:{}/", server.local_addrs()[0].port());
 ///     greenlet::spawn(move || {
 ///         let ws = GreenWebSocket::connect(url.as_str())?;

@@ -39,7 +39,7 @@ pub mod ops {
     /// Echoes every [`MESSAGE`] bytes `stream` reads, until it closes.
     fn echo(stream: IOStream) {
         loop {
-            let read = stream.read_bytes(MESSAGE, false);
+            let read = stream.read_bytes(MESSAGE);
             if read.done() {
                 // Buffered already: loop rather than recurse.
                 match read.take_result() {
@@ -219,7 +219,7 @@ pub mod ops {
     /// Reads until `total` bytes arrived, then stops the loop.
     fn drain(stream: IOStream, total: u64, received: Rc<Cell<u64>>, io_loop: IOLoop) {
         loop {
-            let read = stream.read_bytes(BULK_READ, true);
+            let read = stream.read_bytes_partial(BULK_READ);
             if !read.done() {
                 let s = stream.clone();
                 read.add_done_callback(move |read: &Future<Vec<u8>>| {
@@ -257,7 +257,7 @@ pub mod ops {
         io_loop: IOLoop,
     ) {
         loop {
-            let read = stream.read_into(buf, true);
+            let read = stream.read_into_partial(buf);
             if !read.done() {
                 let s = stream.clone();
                 read.add_done_callback(move |read: &Future<(Vec<u8>, usize)>| {
@@ -293,7 +293,7 @@ pub mod ops {
         stream.write([7u8; MESSAGE]);
         let s = stream.clone();
         stream
-            .read_bytes(MESSAGE, false)
+            .read_bytes(MESSAGE)
             .add_done_callback(move |echo: &Future<Vec<u8>>| {
                 black_box(echo.take_result().expect("echo"));
                 if left > 1 {

@@ -108,7 +108,7 @@ fn spawn_server(
 fn echo_later(stream: IOStream) {
     let s = stream.clone();
     stream
-        .read_until(b"\n", Some(1024))
+        .read_until_max_bytes(b"\n", 1024)
         .add_done_callback(move |line: &Future<Vec<u8>>| {
             let Ok(line) = line.take_result() else {
                 return s.close();

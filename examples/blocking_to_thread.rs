@@ -79,9 +79,8 @@ impl Default for Config {
 fn backend(delay: Duration) -> TCPServer {
     TCPServer::new(move |stream: IOStream, _peer: SocketAddr| {
         let s = stream.clone();
-        stream
-            .read_until(b"\n", Some(1024))
-            .add_done_callback(move |line: &Future<Vec<u8>>| {
+        stream.read_until_max_bytes(b"\n", 1024).add_done_callback(
+            move |line: &Future<Vec<u8>>| {
                 let Ok(line) = line.take_result() else {
                     s.close();
                     return;
@@ -92,7 +91,8 @@ fn backend(delay: Duration) -> TCPServer {
                     s.write(line)
                         .add_done_callback(move |_: &Future<()>| s2.close());
                 });
-            });
+            },
+        );
     })
 }
 
@@ -147,9 +147,8 @@ fn blocking_fetch(backend: SocketAddr, n: usize) -> std::io::Result<String> {
 fn front(pool: Option<Arc<ThreadPoolExecutor>>, backend_addr: SocketAddr) -> TCPServer {
     TCPServer::new(move |stream: IOStream, _peer: SocketAddr| {
         let (s, pool) = (stream.clone(), pool.clone());
-        stream
-            .read_until(b"\n", Some(1024))
-            .add_done_callback(move |line: &Future<Vec<u8>>| {
+        stream.read_until_max_bytes(b"\n", 1024).add_done_callback(
+            move |line: &Future<Vec<u8>>| {
                 let line = match line.take_result() {
                     Ok(line) => String::from_utf8_lossy(&line).trim().to_owned(),
                     Err(_) => return s.close(),
@@ -194,7 +193,8 @@ fn front(pool: Option<Arc<ThreadPoolExecutor>>, backend_addr: SocketAddr) -> TCP
                     }
                     _ => reply(&s, "error unknown command\n".into()),
                 }
-            });
+            },
+        );
     })
 }
 

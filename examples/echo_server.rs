@@ -42,7 +42,7 @@ fn handle_echo(stream: IOStream, peer: SocketAddr, delay: Duration) -> Future<()
     let d = done.clone();
     let s = stream.clone();
     stream
-        .read_until(b"\n", None)
+        .read_until(b"\n")
         .add_done_callback(move |line: &Future<Vec<u8>>| {
             let line = match line.take_result() {
                 Ok(line) => line,

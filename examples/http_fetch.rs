@@ -79,7 +79,7 @@ fn fetch_urls(urls: Vec<String>) -> Result<(), Error> {
 fn serve(stream: IOStream) {
     let s = stream.clone();
     stream
-        .read_until(b"\r\n\r\n", Some(64 * 1024))
+        .read_until_max_bytes(b"\r\n\r\n", 64 * 1024)
         .add_done_callback(move |head: &Future<Vec<u8>>| {
             if head.take_result().is_ok() {
                 s.write(&b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!"[..]);

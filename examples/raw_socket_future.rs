@@ -87,7 +87,7 @@ fn start_echo_server(io_loop: &IOLoop) -> Result<TCPServer, Error> {
     let server = TCPServer::with_loop(io_loop, |stream: IOStream, _peer: SocketAddr| {
         let s = stream.clone();
         stream
-            .read_until(b"\n", None)
+            .read_until(b"\n")
             .add_done_callback(move |line: &Future<Vec<u8>>| {
                 let line = line.take_result()?;
                 let io_loop = s.io_loop().clone();

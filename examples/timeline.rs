@@ -35,8 +35,9 @@ const BLOCK: Duration = Duration::from_millis(50);
 fn echo(stream: IOStream, _peer: SocketAddr) -> Future<()> {
     let done = Future::new();
     let (d, s) = (done.clone(), stream.clone());
-    stream.read_until(b"\n", Some(1024)).add_done_callback(
-        move |line: &Future<Vec<u8>>| match line.take_result() {
+    stream
+        .read_until_max_bytes(b"\n", 1024)
+        .add_done_callback(move |line: &Future<Vec<u8>>| match line.take_result() {
             Ok(line) => {
                 let s2 = s.clone();
                 s.write(line).add_done_callback(move |w: &Future<()>| {
@@ -48,8 +49,7 @@ fn echo(stream: IOStream, _peer: SocketAddr) -> Future<()> {
                 s.close();
                 let _ = d.set_error(err);
             }
-        },
-    );
+        });
     done
 }
 

@@ -472,7 +472,7 @@ fn stop_7_greenlet(io_loop: &IOLoop, service: SocketAddr) -> Result<(), Error> {
     fn query(addr: SocketAddr, sql: &str) -> Result<String, Error> {
         let conn = Stream::connect(addr, Some(Duration::from_secs(2)))?; // switches
         conn.write(format!("{sql}\n"))?; // switches
-        let row = conn.read_until(b"\n", Some(1024)); // switches for ~100 ms
+        let row = conn.read_until_max_bytes(b"\n", 1024); // switches for ~100 ms
         conn.close();
         Ok(String::from_utf8_lossy(&row?).trim().to_owned())
     }
@@ -544,7 +544,7 @@ impl Echo {
         Ok(match self.at {
             At::Start => {
                 self.at = At::Reading;
-                YieldFuture::new(self.stream.read_until(b"\n", Some(1024))).into()
+                YieldFuture::new(self.stream.read_until_max_bytes(b"\n", 1024)).into()
             }
             At::Reading => {
                 self.data = input.into_result::<Vec<u8>>()?.unwrap_or_default();

@@ -19,7 +19,7 @@
 //!     let l = line.clone();
 //!     stream.add_done_callback(move |stream: &squall::Future<IOStream>| {
 //!         match stream.take_result() {
-//!             Ok(stream) => squall::chain_future(&stream.read_until(b"\n", None), &l),
+//!             Ok(stream) => squall::chain_future(&stream.read_until(b"\n"), &l),
 //!             Err(err) => drop(l.set_error(err)),
 //!         }
 //!     });

@@ -10,7 +10,7 @@
 //!     // An echo server: read a line, write it back, close.
 //!     let server = TCPServer::new(|stream: IOStream, _peer: SocketAddr| {
 //!         let s = stream.clone();
-//!         stream.read_until(b"\n", None).add_done_callback(move |line: &Future<Vec<u8>>| {
+//!         stream.read_until(b"\n").add_done_callback(move |line: &Future<Vec<u8>>| {
 //!             let line = line.take_result()?;
 //!             let s2 = s.clone();
 //!             s.write(line).add_done_callback(move |_: &Future<()>| s2.close());

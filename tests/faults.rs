@@ -134,7 +134,7 @@ fn peer_reset_mid_request_fails_the_read_with_the_cause() {
             let r = r.clone();
             let s = stream.clone();
             stream
-                .read_until(b"\r\n\r\n", None)
+                .read_until(b"\r\n\r\n")
                 .add_done_callback(move |f: &Future<Vec<u8>>| {
                     let err = f.error().expect("the read must fail");
                     assert!(s.closed(), "the stream is closed when the read fails");
@@ -175,7 +175,7 @@ fn peer_half_close_mid_request_ends_the_read_cleanly() {
             let r = r.clone();
             let s = stream.clone();
             stream
-                .read_until(b"\r\n\r\n", None)
+                .read_until(b"\r\n\r\n")
                 .add_done_callback(move |f: &Future<Vec<u8>>| {
                     let err = f.error().expect("the read must fail");
                     let _ = r.set_result((err, s.error()));

@@ -473,7 +473,7 @@ fn echo_server(backlog: u32) -> (TCPServer, SocketAddr) {
     let server = TCPServer::new(|stream: IOStream, _peer| {
         greenlet::spawn(move || {
             let stream = Stream::from(stream);
-            match stream.read_until(b"\n", Some(1024)) {
+            match stream.read_until_max_bytes(b"\n", 1024) {
                 Ok(line) => stream.write(line)?,
                 Err(err) if err.kind() == ErrorKind::StreamClosed => {}
                 Err(err) => return Err(err),
@@ -617,7 +617,7 @@ fn stream_timeout_fails_a_slow_read_and_closes_the_stream() {
             assert_eq!(stream.timeout(), Some(ms(50)));
             stream.write(&b"question\n"[..])?;
             let t0 = Instant::now();
-            let err = stream.read_until(b"\n", None).unwrap_err();
+            let err = stream.read_until(b"\n").unwrap_err();
             let took = t0.elapsed();
             server.stop();
             Ok((err.kind(), took >= ms(50), stream.closed()))

@@ -26,10 +26,10 @@ fn starttls_from_straight_line_code_on_both_sides() {
                     let config = server_config.clone();
                     greenlet::spawn(move || {
                         let plain = Stream::from(stream);
-                        assert_eq!(plain.read_until(b"\n", Some(64))?, b"STARTTLS\n");
+                        assert_eq!(plain.read_until_max_bytes(b"\n", 64)?, b"STARTTLS\n");
                         plain.write(&b"GO\n"[..])?;
                         let tls = plain.start_tls(true, Some(config.into()), None)?;
-                        let line = tls.read_until(b"\n", Some(64))?;
+                        let line = tls.read_until_max_bytes(b"\n", 64)?;
                         tls.write([b"secure ".as_slice(), &line].concat())?;
                         tls.close();
                         Ok(())
@@ -43,7 +43,7 @@ fn starttls_from_straight_line_code_on_both_sides() {
                     let plain =
                         Stream::connect_host("localhost", port, Some(Duration::from_secs(5)))?;
                     plain.write(&b"STARTTLS\n"[..])?;
-                    assert_eq!(plain.read_until(b"\n", Some(64))?, b"GO\n");
+                    assert_eq!(plain.read_until_max_bytes(b"\n", 64)?, b"GO\n");
                     let tls =
                         plain.start_tls(false, Some(client_config.into()), Some("localhost"))?;
                     tls.write(&b"hello\n"[..])?;

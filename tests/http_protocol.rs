@@ -82,7 +82,7 @@ fn upgrade_server() -> TestServer {
             x.set_async(); // the response is no longer the server's
             fn next(stream: squall::IOStream) {
                 let s = stream.clone();
-                stream.read_until(b"\n", Some(1024)).add_done_callback(
+                stream.read_until_max_bytes(b"\n", 1024).add_done_callback(
                     move |f: &Future<Vec<u8>>| {
                         let Ok(line) = f.result() else { return };
                         if line == b"bye\n" {

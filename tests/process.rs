@@ -156,7 +156,7 @@ fn handle(stream: IOStream, peer: SocketAddr) -> Future<()> {
     let done = Future::new();
     let (d, s) = (done.clone(), stream.clone());
     stream
-        .read_until(b"\r\n\r\n", Some(16 * 1024))
+        .read_until_max_bytes(b"\r\n\r\n", 16 * 1024)
         .add_done_callback(move |head: &Future<Vec<u8>>| {
             let head = match head.take_result() {
                 Ok(head) => head,

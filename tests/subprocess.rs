@@ -209,7 +209,7 @@ fn pipe_streams_hear_end_of_file_and_a_gone_reader() {
         let d = done.clone();
         let (r2, w2) = (reader.clone(), writer.clone());
         reader
-            .read_until(b"\n", None)
+            .read_until(b"\n")
             .add_done_callback(move |line: &Future<Vec<u8>>| {
                 assert_eq!(line.take_result().unwrap(), b"line one\n");
                 // The reader goes away: the writer's next writes fail, and

@@ -242,7 +242,7 @@ fn tls_by_host_name_verifies_that_name() {
                 let o = out.clone();
                 connected.add_done_callback(move |c: &squall::Future<IOStream>| {
                     match c.take_result() {
-                        Ok(stream) => squall::chain_future(&stream.read_until(b"\n", None), &o),
+                        Ok(stream) => squall::chain_future(&stream.read_until(b"\n"), &o),
                         Err(err) => drop(o.set_error(err)),
                     }
                 });

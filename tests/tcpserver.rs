@@ -52,7 +52,7 @@ fn all<T: 'static>(futures: Vec<Future<T>>) -> Future<Vec<T>> {
 fn echo_lines(stream: IOStream, delay: Option<Duration>) {
     let s = stream.clone();
     stream
-        .read_until(b"\n", None)
+        .read_until(b"\n")
         .add_done_callback(move |line: &Future<Vec<u8>>| {
             let Ok(line) = line.take_result() else {
                 return; // the client went away
@@ -76,7 +76,7 @@ fn echo_lines(stream: IOStream, delay: Option<Duration>) {
 fn echo_once(stream: IOStream) {
     let s = stream.clone();
     stream
-        .read_until(b"\n", None)
+        .read_until(b"\n")
         .add_done_callback(move |line: &Future<Vec<u8>>| {
             let Ok(line) = line.take_result() else {
                 return s.close();
@@ -106,7 +106,7 @@ fn exchange(addr: SocketAddr, line: Vec<u8>) -> Future<Vec<u8>> {
 /// Connects, sends `line`, returns the first line back (the stream stays open).
 fn request(conn: &IOStream, line: &[u8]) -> Future<Vec<u8>> {
     conn.write(line.to_vec());
-    conn.read_until(b"\n", None)
+    conn.read_until(b"\n")
 }
 
 #[test]
@@ -120,7 +120,7 @@ fn echo_with_200_concurrent_clients() {
             let done = Future::new();
             let (s, d) = (stream.clone(), done.clone());
             stream
-                .read_until(b"\n", None)
+                .read_until(b"\n")
                 .add_done_callback(move |line: &Future<Vec<u8>>| {
                     let line = match line.take_result() {
                         Ok(line) => line,
@@ -429,7 +429,7 @@ fn nodelay_and_buffer_size_options_apply_to_accepted_streams() {
             s.borrow_mut().push(format!("nodelay={}", nodelay(&stream)));
             let (st, s2) = (stream.clone(), s.clone());
             stream
-                .read_until(b"\n", None)
+                .read_until(b"\n")
                 .add_done_callback(move |line: &Future<Vec<u8>>| match line.take_result() {
                     Ok(line) => {
                         s2.borrow_mut().push("echo".to_owned());
@@ -494,7 +494,7 @@ fn listens_on_ipv6_loopback() {
             assert!(peer.is_ipv6());
             let s = stream.clone();
             stream
-                .read_until(b"\n", None)
+                .read_until(b"\n")
                 .add_done_callback(move |line: &Future<Vec<u8>>| {
                     let line = line.take_result()?;
                     let s2 = s.clone();

@@ -102,10 +102,10 @@ fn start_tls_round_trip_and_bulk_both_ways() {
     server.write(down.clone());
     let (s, c) = (server.clone(), client.clone());
     let got_up = io_loop
-        .run_sync(move || s.read_bytes(8 << 20, false), LIMIT)
+        .run_sync(move || s.read_bytes(8 << 20), LIMIT)
         .unwrap();
     let got_down = io_loop
-        .run_sync(move || c.read_bytes(8 << 20, false), LIMIT)
+        .run_sync(move || c.read_bytes(8 << 20), LIMIT)
         .unwrap();
     assert!(got_up == up, "client -> server bytes differ");
     assert!(got_down == down, "server -> client bytes differ");
@@ -133,7 +133,7 @@ fn writes_before_the_handshake_queue_behind_it() {
     let payload = pseudo_random(300_000, 3);
     let written = client.write(payload.clone());
     let got = io_loop
-        .run_sync(move || server.read_bytes(300_000, false), LIMIT)
+        .run_sync(move || server.read_bytes(300_000), LIMIT)
         .unwrap();
     assert!(got == payload);
     io_loop.run_sync(move || written, LIMIT).unwrap();
@@ -318,7 +318,7 @@ fn truncation_without_close_notify_fails_read_until_close_only() {
         let c = client.clone();
         if delimited {
             let line = io_loop
-                .run_sync(move || c.read_until(b"\n", None), LIMIT)
+                .run_sync(move || c.read_until(b"\n"), LIMIT)
                 .unwrap();
             assert_eq!(line, b"line one\n");
         } else {
@@ -398,7 +398,7 @@ fn start_tls_refuses_a_busy_stream_and_the_wrong_side() {
         .result()
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    let _pending = stream.read_bytes(1, false);
+    let _pending = stream.read_bytes(1);
     let err = stream
         .start_tls(true, Some(certs.server_config().into()), None)
         .result()
@@ -473,7 +473,7 @@ fn a_write_is_done_only_when_its_ciphertext_is_out() {
     client.set_max_buffer_size(1 << 20);
     let c = client.clone();
     let got = io_loop
-        .run_sync(move || c.read_bytes(60_000, false), LIMIT)
+        .run_sync(move || c.read_bytes(60_000), LIMIT)
         .unwrap();
     assert_eq!(got.len(), 60_000);
     let w = written.clone();

@@ -275,7 +275,7 @@ impl Session {
             return;
         }
         while self.can_read() {
-            let data = self.stream.read_bytes(READ_CHUNK, true);
+            let data = self.stream.read_bytes_partial(READ_CHUNK);
             if data.done() {
                 self.on_data(data.take_result());
                 continue;

@@ -12,7 +12,7 @@
 //!     // The server's handler is straight-line code too.
 //!     let server = TCPServer::new(|stream: IOStream, _| greenlet::spawn(move || {
 //!         let stream = Stream::from(stream);
-//!         let line = stream.read_until(b"\n", Some(1024))?;
+//!         let line = stream.read_until_max_bytes(b"\n", 1024)?;
 //!         stream.write(line)?;
 //!         stream.close();
 //!         Ok(())
@@ -119,10 +119,24 @@ impl Stream {
     /// Reads up to and including `delimiter` ([`IOStream::read_until`]).
     ///
     /// # Errors
-    /// The read's error (stream closed, `max_bytes` exceeded...); `NotInCoroutine`.
-    pub fn read_until(&self, delimiter: &[u8], max_bytes: Option<usize>) -> Result<Vec<u8>, Error> {
+    /// The read's error (stream closed...); `NotInCoroutine`.
+    pub fn read_until(&self, delimiter: &[u8]) -> Result<Vec<u8>, Error> {
         ensure_in_coroutine()?;
-        self.wait(self.stream.read_until(delimiter, max_bytes))
+        self.wait(self.stream.read_until(delimiter))
+    }
+
+    /// Reads up to and including `delimiter`, at most `max_bytes`
+    /// ([`IOStream::read_until_max_bytes`]).
+    ///
+    /// # Errors
+    /// The read's error (stream closed, `max_bytes` exceeded...); `NotInCoroutine`.
+    pub fn read_until_max_bytes(
+        &self,
+        delimiter: &[u8],
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, Error> {
+        ensure_in_coroutine()?;
+        self.wait(self.stream.read_until_max_bytes(delimiter, max_bytes))
     }
 
     /// Reads exactly `n` bytes.
@@ -131,7 +145,7 @@ impl Stream {
     /// The read's error; `NotInCoroutine`.
     pub fn read_bytes(&self, n: usize) -> Result<Vec<u8>, Error> {
         ensure_in_coroutine()?;
-        self.wait(self.stream.read_bytes(n, false))
+        self.wait(self.stream.read_bytes(n))
     }
 
     /// Reads what is there, at least one byte and at most `n` (a socket's `recv`).
@@ -140,7 +154,7 @@ impl Stream {
     /// The read's error; `NotInCoroutine`.
     pub fn read_some(&self, n: usize) -> Result<Vec<u8>, Error> {
         ensure_in_coroutine()?;
-        self.wait(self.stream.read_bytes(n, true))
+        self.wait(self.stream.read_bytes_partial(n))
     }
 
     /// Reads everything until the peer closes.

@@ -16,7 +16,7 @@
 //!     let server = TCPServer::new(|stream: IOStream, _: SocketAddr| serve(stream));
 //!     fn serve(stream: IOStream) {
 //!         let s = stream.clone();
-//!         stream.read_until(b"\r\n\r\n", Some(65536)).add_done_callback(move |head: &Future<Vec<u8>>| {
+//!         stream.read_until_max_bytes(b"\r\n\r\n", 65536).add_done_callback(move |head: &Future<Vec<u8>>| {
 //!             let Ok(head) = head.take_result() else { return };
 //!             let reply: &[u8] = if head.starts_with(b"GET / ") {
 //!                 b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!"

@@ -18,7 +18,7 @@
 //!     let r = reply.clone();
 //!     IOStream::connect(addr).add_done_callback(move |connected: &squall::Future<IOStream>| {
 //!         match connected.result() {
-//!             Ok(stream) => squall::chain_future(&stream.read_until(b"\r\n", None), &r),
+//!             Ok(stream) => squall::chain_future(&stream.read_until(b"\r\n"), &r),
 //!             Err(err) => { let _ = r.set_error(err); }
 //!         }
 //!     });

@@ -34,7 +34,7 @@ use crate::tls::SslOptions;
 /// let server = io_loop.run_sync(move || server, None)?;
 /// let client = io_loop.run_sync(move || client, None)?;
 /// client.write(&b"hello over TLS\n"[..]);
-/// let got = io_loop.run_sync(move || server.read_until(b"\n", None), None)?;
+/// let got = io_loop.run_sync(move || server.read_until(b"\n"), None)?;
 /// assert_eq!(got, b"hello over TLS\n");
 /// # Ok::<(), squall::Error>(())
 /// ```

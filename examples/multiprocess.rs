@@ -80,7 +80,7 @@ fn serve(port: u16, reuse_port: bool, xheaders: bool) -> Result<(), Box<dyn std:
         let sockets = netutil::bind_sockets_with(port, BindOptions::new().address("127.0.0.1"))?;
         announce(sockets[0].local_addr()?, "shared sockets")?;
         // ...then fork: this returns in each child (the parent supervises).
-        let task = process::fork_processes(PROCESSES, None)?;
+        let task = process::fork_processes(PROCESSES)?;
         log::info!("task {task} is pid {}", std::process::id());
         // Only now the child's own loop.
         server.add_sockets(sockets)?;

@@ -190,7 +190,7 @@ impl Shared {
         match config {
             None => IOStream::with_loop(socket, io_loop),
             Some(config) => {
-                let stream = IOStream::with_ssl(socket, config, None, io_loop)?;
+                let stream = IOStream::with_ssl(socket, config, io_loop)?;
                 stream.set_handshake_timeout(self.handshake_timeout.get());
                 Ok(stream)
             }
@@ -404,18 +404,19 @@ impl TCPServer {
     /// [`add_sockets`](TCPServer::add_sockets). In a child: if its own
     /// `SO_REUSEPORT` socket cannot be bound.
     pub fn start(&self, num_processes: usize) -> Result<(), Error> {
-        self.start_with(num_processes, None)
+        self.start_max_restarts(num_processes, process::DEFAULT_MAX_RESTARTS)
     }
 
-    /// [`start`](TCPServer::start) with Tornado's `max_restarts` (`None`:
-    /// [`process::DEFAULT_MAX_RESTARTS`]).
+    /// [`start`](TCPServer::start) with Tornado's `max_restarts` (for
+    /// `start`: [`process::DEFAULT_MAX_RESTARTS`]), passed to
+    /// [`process::fork_processes_max_restarts`].
     ///
     /// # Errors
     /// As [`start`](TCPServer::start).
-    pub fn start_with(
+    pub fn start_max_restarts(
         &self,
         num_processes: usize,
-        max_restarts: Option<usize>,
+        max_restarts: usize,
     ) -> Result<(), Error> {
         if self.inner.started.get() {
             return Err(Error::new(
@@ -448,7 +449,7 @@ impl TCPServer {
             }
         }
         self.inner.started.set(true);
-        process::fork_processes(num_processes, max_restarts)?;
+        process::fork_processes_max_restarts(num_processes, max_restarts)?;
         // In a child.
         let mut listeners = shared;
         for (reservation, addr, backlog) in reserved {

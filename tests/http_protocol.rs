@@ -175,7 +175,7 @@ fn framing_app() -> Application {
             let v = x.request().get_query_argument("v").unwrap_or_default();
             match x.set_header("X-Echo", &v) {
                 Err(e) if e.kind() == ErrorKind::InvalidArgument => {
-                    let redirect = x.redirect(&v, false);
+                    let redirect = x.redirect(&v);
                     assert_eq!(redirect.unwrap_err().kind(), ErrorKind::InvalidArgument);
                     x.set_status(400);
                     x.write("refused");

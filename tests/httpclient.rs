@@ -485,7 +485,7 @@ fn squall_server_keep_alive_chunked_and_errors() {
     struct Moved;
     impl squall::web::RequestHandler for Moved {
         fn get(&mut self, x: &squall::web::Exchange) -> Result<(), squall::Error> {
-            x.redirect("/chunks", false)?;
+            x.redirect("/chunks")?;
             Ok(())
         }
     }

@@ -48,13 +48,13 @@ fn env_or(name: &str, default: &str) -> String {
 ///
 /// Settings: `PROCS` (2), `MAX_RESTARTS` (none), `REUSE_PORT` (0/1), `API`
 /// (`fork`: `bind_sockets` + `fork_processes` + `add_sockets`, the seed
-/// article's way; `tcpserver`: `bind` + `start_with(n)`).
+/// article's way; `tcpserver`: `bind` + `start_max_restarts(n, ..)`).
 fn server_role() -> Result<(), Box<dyn std::error::Error>> {
     let procs: usize = env_or("PROCS", "2").parse()?;
-    let max_restarts: Option<usize> = std::env::var("MAX_RESTARTS")
-        .ok()
-        .map(|v| v.parse())
-        .transpose()?;
+    let max_restarts: usize = match std::env::var("MAX_RESTARTS") {
+        Ok(v) => v.parse()?,
+        Err(_) => process::DEFAULT_MAX_RESTARTS,
+    };
     let reuse_port = env_or("REUSE_PORT", "0") == "1";
     let counter = std::rc::Rc::new(std::cell::Cell::new(0u64));
     let c = counter.clone();
@@ -106,7 +106,7 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
                 .reuse_port(reuse_port),
         )?;
         announce(sockets[0].local_addr()?.port())?;
-        process::fork_processes(procs, max_restarts)?;
+        process::fork_processes_max_restarts(procs, max_restarts)?;
         server.add_sockets(sockets)?;
         server.shutdown_on_signals(
             &IOLoop::current(),
@@ -121,7 +121,7 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
                 .reuse_port(reuse_port),
         )?;
         announce(server.local_addrs()[0].port())?;
-        server.start_with(procs, max_restarts)?;
+        server.start_max_restarts(procs, max_restarts)?;
     }
     IOLoop::current().start()?;
     println!(
@@ -580,13 +580,13 @@ fn running(pid: u32) -> bool {
 fn fork_processes_is_refused_with_threads_then_after_an_ioloop() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let other = std::thread::spawn(move || rx.recv());
-    let err = process::fork_processes(2, None).unwrap_err();
+    let err = process::fork_processes(2).unwrap_err();
     assert!(err.to_string().contains("thread"), "{err}");
     drop(tx);
     let _ = other.join();
 
     let _io_loop = IOLoop::new().unwrap();
-    let err = process::fork_processes(2, None).unwrap_err();
+    let err = process::fork_processes(2).unwrap_err();
     assert!(err.to_string().contains("IOLoop"), "{err}");
     let server = TCPServer::new(|_: IOStream, _: SocketAddr| ());
     server

@@ -157,7 +157,7 @@ impl RequestHandler for AuthLoginHandler {
         } else {
             "/".to_owned()
         };
-        x.redirect(&next, false)
+        x.redirect(&next)
     }
 }
 
@@ -193,9 +193,7 @@ impl RequestHandler for MessageNewHandler {
         let html = x.render_string("message.html", json!({ "message": &message }))?;
         message["html"] = Value::String(html);
         match x.get_argument_opt("next")? {
-            Some(next) if next.starts_with('/') && !next.starts_with("//") => {
-                x.redirect(&next, false)?
-            }
+            Some(next) if next.starts_with('/') && !next.starts_with("//") => x.redirect(&next)?,
             _ => x.write_json(&message)?,
         }
         new_message(&self.buffer, message);

@@ -97,12 +97,32 @@ impl Stream {
     #[cfg(feature = "tls")]
     pub fn start_tls(
         &self,
-        server_side: bool,
-        ssl_options: Option<crate::tls::SslOptions>,
+        ssl_options: impl Into<crate::tls::SslOptions>,
+    ) -> Result<Stream, Error> {
+        self.start_tls_as(ssl_options.into(), None)
+    }
+
+    /// [`start_tls`](Stream::start_tls) with Tornado's `server_hostname`
+    /// ([`IOStream::start_tls_server_hostname`]).
+    ///
+    /// # Errors
+    /// As [`start_tls`](Stream::start_tls).
+    #[cfg(feature = "tls")]
+    pub fn start_tls_server_hostname(
+        &self,
+        ssl_options: impl Into<crate::tls::SslOptions>,
+        server_hostname: &str,
+    ) -> Result<Stream, Error> {
+        self.start_tls_as(ssl_options.into(), Some(server_hostname))
+    }
+
+    #[cfg(feature = "tls")]
+    fn start_tls_as(
+        &self,
+        options: crate::tls::SslOptions,
         server_hostname: Option<&str>,
     ) -> Result<Stream, Error> {
         ensure_in_coroutine()?;
-        let options = crate::iostream::side_options(server_side, ssl_options)?;
         let tls = self.stream.upgrade_tls(options, server_hostname)?;
         // The stream's timeout bounds the handshake, and closes the TLS
         // stream (the old one is spent) if it runs out.

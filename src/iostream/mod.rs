@@ -89,8 +89,6 @@ use buffer::ReadBuffer;
 use read::PendingRead;
 pub(crate) use socket::WeakIOStream;
 pub use socket::{IntoSocket, Pipe, PipeIOStream, Socket};
-#[cfg(all(feature = "tls", feature = "stackful"))]
-pub(crate) use ssl::side_options;
 #[cfg(feature = "tls")]
 pub use ssl::SSLIOStream;
 

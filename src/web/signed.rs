@@ -437,7 +437,7 @@ impl Exchange {
     /// fn post(&mut self, x: &Exchange) -> Result<(), squall::Error> {
     ///     // ...once the password is checked:
     ///     x.set_signed_cookie("user", "ada")?;
-    ///     x.redirect("/", false)
+    ///     x.redirect("/")
     /// }
     /// # }
     /// ```

@@ -36,7 +36,7 @@ use crate::httpclient::HTTPRequest;
 ///         let ws = GreenWebSocket::connect(url.as_str())?;
 ///         ws.write_message("hello")?;
 ///         let reply = ws.read_message()?;
-///         ws.close(Some(1000), None);
+///         ws.close_with(1000, "");
 ///         Ok(reply)
 ///     })
 /// }, None)?;
@@ -86,9 +86,15 @@ impl GreenWebSocket {
         wait(self.conn.read_message())
     }
 
-    /// Starts the closing handshake (returns at once).
-    pub fn close(&self, code: Option<u16>, reason: Option<&str>) {
-        self.conn.close(code, reason);
+    /// Starts the closing handshake (returns at once), with no status code.
+    pub fn close(&self) {
+        self.conn.close();
+    }
+
+    /// Starts the closing handshake with Tornado's `code` and `reason`
+    /// ([`WebSocketConnection::close_with`](super::WebSocketConnection::close_with)).
+    pub fn close_with(&self, code: u16, reason: &str) {
+        self.conn.close_with(code, reason);
     }
 
     /// The future-returning connection underneath.

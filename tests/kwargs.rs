@@ -294,3 +294,36 @@ fn get_arguments_strip_by_default_and_unstripped_keeps_spaces() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.text(), r#"["x"] [" x "] [" y "]"#);
 }
+
+#[cfg(feature = "signed_cookies")]
+#[test]
+fn decode_signed_cookie_reads_a_value_given_by_name() {
+    use squall::web::{create_signed_value, CookieSecret, DecodeOptions, Settings};
+    fn app() -> Application {
+        Application::with_settings(Settings {
+            cookie_secret: Some("a secret of 16 chars".into()),
+            ..Default::default()
+        })
+        .route("/decode", || {
+            F(|x| {
+                let value = x.get_query_argument("v")?;
+                let options = DecodeOptions::default();
+                let decoded = x.decode_signed_cookie("token", &value, &options)?;
+                // The cookie named the same is not what is read.
+                let cookie = x.get_signed_cookie_with("token", &options)?;
+                x.write(format!("{decoded:?} {cookie:?}"));
+                Ok(())
+            })
+        })
+    }
+    let secret = CookieSecret::from("a secret of 16 chars");
+    let signed = create_signed_value(&secret, "token", "42").unwrap();
+    let server = serve(app);
+    let path = format!("/decode?v={}", squall::escape::url_escape(&signed, true));
+    let reply = get(server.addr, &path, &[("Cookie", "token=forged")]);
+    assert_eq!(reply.text(), "Some([52, 50]) None");
+    // Signed under another name: refused.
+    let other = create_signed_value(&secret, "other", "42").unwrap();
+    let path = format!("/decode?v={}", squall::escape::url_escape(&other, true));
+    assert_eq!(get(server.addr, &path, &[]).text(), "None None");
+}

@@ -8,7 +8,6 @@ mod common;
 #[path = "common/tls.rs"]
 mod tls_kit;
 
-use squall::netutil::BindOptions;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -216,6 +215,7 @@ fn resolver_overrides_and_the_thread_pool() {
 #[test]
 fn tls_by_host_name_verifies_that_name() {
     let _serial = serial();
+    use squall::netutil::BindOptions;
     use squall::TCPServer;
     let certs = tls_kit::Certs::new("tcpclient CA");
     let io_loop = IOLoop::new().unwrap();

@@ -59,7 +59,9 @@ use crate::stack_context::{self, Context};
 /// `|| { step()?; Ok(()) }` infers it (one `Result` implementation leaves the
 /// compiler one choice; a generic `E: Into<Error>` would leave it none). A
 /// callback with another error type converts at the end
-/// (`.map_err(Error::from)`), as `?` would. The `!` implementation is what
+/// (`.map_err(Error::from)`), as `?` would; one that can only fail names
+/// its value type, which nothing else decides: `|| Err::<(), _>(err)`.
+/// The `!` implementation is what
 /// lets `|| panic!("..")` and `|| loop { .. }` compile: such a closure's
 /// return type falls back to `()` in edition 2021 (an error on current Rust,
 /// `dependency_on_unit_never_type_fallback`) and to `!` in edition 2024.

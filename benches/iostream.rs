@@ -22,6 +22,7 @@ pub mod ops {
     use std::rc::Rc;
     use std::time::{Duration, Instant};
 
+    use squall::netutil::BindOptions;
     use squall::{Future, IOLoop, IOStream, TCPServer};
 
     /// Connections, each with one message in flight.
@@ -38,7 +39,7 @@ pub mod ops {
     /// Echoes every [`MESSAGE`] bytes `stream` reads, until it closes.
     fn echo(stream: IOStream) {
         loop {
-            let read = stream.read_bytes(MESSAGE, false);
+            let read = stream.read_bytes(MESSAGE);
             if read.done() {
                 // Buffered already: loop rather than recurse.
                 match read.take_result() {
@@ -82,7 +83,7 @@ pub mod ops {
             });
             server.set_nodelay(true);
             server
-                .listen(0, Some("127.0.0.1"))
+                .listen_with(0, BindOptions::new().address("127.0.0.1"))
                 .expect("listening on loopback");
             let addr = server.local_addrs()[0];
             let connects: Vec<Future<IOStream>> = (0..CONNECTIONS)
@@ -180,7 +181,7 @@ pub mod ops {
             }
         });
         server
-            .listen(0, Some("127.0.0.1"))
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
             .expect("listening on loopback");
         let addr = server.local_addrs()[0];
         let l = io_loop.clone();
@@ -218,7 +219,7 @@ pub mod ops {
     /// Reads until `total` bytes arrived, then stops the loop.
     fn drain(stream: IOStream, total: u64, received: Rc<Cell<u64>>, io_loop: IOLoop) {
         loop {
-            let read = stream.read_bytes(BULK_READ, true);
+            let read = stream.read_bytes_partial(BULK_READ);
             if !read.done() {
                 let s = stream.clone();
                 read.add_done_callback(move |read: &Future<Vec<u8>>| {
@@ -256,7 +257,7 @@ pub mod ops {
         io_loop: IOLoop,
     ) {
         loop {
-            let read = stream.read_into(buf, true);
+            let read = stream.read_into_partial(buf);
             if !read.done() {
                 let s = stream.clone();
                 read.add_done_callback(move |read: &Future<(Vec<u8>, usize)>| {
@@ -292,7 +293,7 @@ pub mod ops {
         stream.write([7u8; MESSAGE]);
         let s = stream.clone();
         stream
-            .read_bytes(MESSAGE, false)
+            .read_bytes(MESSAGE)
             .add_done_callback(move |echo: &Future<Vec<u8>>| {
                 black_box(echo.take_result().expect("echo"));
                 if left > 1 {

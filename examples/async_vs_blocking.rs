@@ -20,6 +20,7 @@
 //! Usage: `async_vs_blocking [SECONDS]` (10 by default, per handler). It
 //! exits 0 by itself when async beats blocking by at least 10x.
 
+use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -47,7 +48,7 @@ fn main() -> Result<(), Error> {
 
     let echo = spawn_server(|| {
         let server = TCPServer::new(|stream: IOStream, _: SocketAddr| echo_later(stream));
-        server.listen(0, Some("127.0.0.1"))?;
+        server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
         Ok(server.local_addrs()[0])
     })?;
     let http = spawn_server(move || {
@@ -55,7 +56,7 @@ fn main() -> Result<(), Error> {
             .route("/blocking", move || BlockingHandler { echo })
             .route("/async", move || AsyncHandler { echo });
         let server = HTTPServer::new(app);
-        server.listen(0, Some("127.0.0.1"))?;
+        server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
         Ok(server.local_addrs()[0])
     })?;
     println!("echo server on {echo} ({ECHO_DELAY:?} delay), HTTP server on {http}");
@@ -107,7 +108,7 @@ fn spawn_server(
 fn echo_later(stream: IOStream) {
     let s = stream.clone();
     stream
-        .read_until(b"\n", Some(1024))
+        .read_until_max_bytes(b"\n", 1024)
         .add_done_callback(move |line: &Future<Vec<u8>>| {
             let Ok(line) = line.take_result() else {
                 return s.close();

@@ -47,7 +47,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use squall::executor::ThreadPoolExecutor;
-use squall::netutil::bind_sockets;
+use squall::netutil::{bind_sockets_with, BindOptions};
 use squall::{Future, IOLoop, IOStream, PeriodicCallback, Remote, TCPServer};
 
 /// Room for every client's connection at once: past the backlog, a
@@ -79,9 +79,8 @@ impl Default for Config {
 fn backend(delay: Duration) -> TCPServer {
     TCPServer::new(move |stream: IOStream, _peer: SocketAddr| {
         let s = stream.clone();
-        stream
-            .read_until(b"\n", Some(1024))
-            .add_done_callback(move |line: &Future<Vec<u8>>| {
+        stream.read_until_max_bytes(b"\n", 1024).add_done_callback(
+            move |line: &Future<Vec<u8>>| {
                 let Ok(line) = line.take_result() else {
                     s.close();
                     return;
@@ -92,7 +91,8 @@ fn backend(delay: Duration) -> TCPServer {
                     s.write(line)
                         .add_done_callback(move |_: &Future<()>| s2.close());
                 });
-            });
+            },
+        );
     })
 }
 
@@ -109,7 +109,10 @@ fn spawn_backend(
                 let io_loop = IOLoop::new()?;
                 io_loop.make_current();
                 let server = backend(delay);
-                server.add_sockets(bind_sockets(0, Some("127.0.0.1"), Some(BACKLOG), false)?)?;
+                server.add_sockets(bind_sockets_with(
+                    0,
+                    BindOptions::new().address("127.0.0.1").backlog(BACKLOG),
+                )?)?;
                 Ok::<_, squall::Error>((io_loop, server))
             })();
             match started {
@@ -144,9 +147,8 @@ fn blocking_fetch(backend: SocketAddr, n: usize) -> std::io::Result<String> {
 fn front(pool: Option<Arc<ThreadPoolExecutor>>, backend_addr: SocketAddr) -> TCPServer {
     TCPServer::new(move |stream: IOStream, _peer: SocketAddr| {
         let (s, pool) = (stream.clone(), pool.clone());
-        stream
-            .read_until(b"\n", Some(1024))
-            .add_done_callback(move |line: &Future<Vec<u8>>| {
+        stream.read_until_max_bytes(b"\n", 1024).add_done_callback(
+            move |line: &Future<Vec<u8>>| {
                 let line = match line.take_result() {
                     Ok(line) => String::from_utf8_lossy(&line).trim().to_owned(),
                     Err(_) => return s.close(),
@@ -191,7 +193,8 @@ fn front(pool: Option<Arc<ThreadPoolExecutor>>, backend_addr: SocketAddr) -> TCP
                     }
                     _ => reply(&s, "error unknown command\n".into()),
                 }
-            });
+            },
+        );
     })
 }
 
@@ -231,7 +234,10 @@ fn start(
     pings: Rc<RefCell<Vec<Duration>>>,
 ) -> Result<Future<Vec<String>>, squall::Error> {
     let front = front(pool, backend_addr);
-    front.add_sockets(bind_sockets(0, Some("127.0.0.1"), Some(BACKLOG), false)?)?;
+    front.add_sockets(bind_sockets_with(
+        0,
+        BindOptions::new().address("127.0.0.1").backlog(BACKLOG),
+    )?)?;
     let front_addr = front.local_addrs()[0];
     println!(
         "front on {front_addr}, backend on {backend_addr}: {} jobs of {:?} {}",
@@ -416,7 +422,10 @@ fn serve(port: u16, config: Config) -> Result<(), Box<dyn std::error::Error>> {
         false => Some(Arc::new(ThreadPoolExecutor::new(config.workers)?)),
     };
     let front = front(pool, backend_addr);
-    front.add_sockets(bind_sockets(port, Some("127.0.0.1"), Some(BACKLOG), false)?)?;
+    front.add_sockets(bind_sockets_with(
+        port,
+        BindOptions::new().address("127.0.0.1").backlog(BACKLOG),
+    )?)?;
     println!(
         "serving on {:?} (`work N`, `ping`); jobs take {:?}; Ctrl-C to stop",
         front.local_addrs(),

@@ -20,6 +20,7 @@
 //! `echo hello | nc 127.0.0.1 8888` in another terminal (or many at once).
 //! `RUST_LOG=squall=debug` shows what the server does.
 
+use squall::netutil::BindOptions;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -41,7 +42,7 @@ fn handle_echo(stream: IOStream, peer: SocketAddr, delay: Duration) -> Future<()
     let d = done.clone();
     let s = stream.clone();
     stream
-        .read_until(b"\n", None)
+        .read_until(b"\n")
         .add_done_callback(move |line: &Future<Vec<u8>>| {
             let line = match line.take_result() {
                 Ok(line) => line,
@@ -100,7 +101,7 @@ fn self_test() -> Result<(), Box<dyn std::error::Error>> {
         || {
             let server = echo_server(SELF_TEST_DELAY);
             server
-                .listen(0, Some("127.0.0.1"))
+                .listen_with(0, BindOptions::new().address("127.0.0.1"))
                 .expect("cannot listen on 127.0.0.1");
             let addr = server.local_addrs()[0];
             println!("echo server on {addr}, delay {SELF_TEST_DELAY:?}");
@@ -161,7 +162,7 @@ fn serve(port: u16, delay: Duration) -> Result<(), Box<dyn std::error::Error>> {
     let io_loop = IOLoop::new()?;
     io_loop.make_current();
     let server = echo_server(delay);
-    server.listen(port, Some("127.0.0.1"))?;
+    server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     println!(
         "echo server listening on {:?}, answering after {delay:?}; Ctrl-C to stop",
         server.local_addrs()

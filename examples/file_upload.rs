@@ -20,6 +20,7 @@
 //!
 //! ci-args: --self-test
 
+use squall::netutil::BindOptions;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -292,7 +293,7 @@ fn main() -> Result<(), Error> {
     let io_loop = IOLoop::new()?;
     io_loop.make_current();
     let server = HTTPServer::new(app(&Rc::new(dir.clone())));
-    server.listen(port, Some("127.0.0.1"))?;
+    server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     let port = server.local_addrs()[0].port();
     if !self_test {
         println!("uploads to {} via http://127.0.0.1:{port}/", dir.display());

@@ -15,6 +15,7 @@
 //! The 100 clients finish in about the time of one: while one waits for its
 //! echo, the loop runs the others.
 
+use squall::netutil::BindOptions;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ fn echo_client(addr: SocketAddr, id: usize) -> Result<Vec<u8>, Error> {
     // checks that no timeout is left on the loop at the end).
     let stream = Stream::connect(addr, Some(CONNECT_TIMEOUT))?;
     stream.write(format!("hello from client {id}\n"))?;
-    let echo = stream.read_until(b"\n", Some(64 * 1024))?;
+    let echo = stream.read_until_max_bytes(b"\n", 64 * 1024)?;
     stream.close();
     Ok(echo)
 }
@@ -67,7 +68,7 @@ fn start_echo_server(delay: Duration) -> Result<(TCPServer, SocketAddr), Error> 
     let server = TCPServer::new(move |stream: IOStream, _peer: SocketAddr| {
         greenlet::spawn(move || {
             let stream = Stream::from(stream);
-            let line = match stream.read_until(b"\n", Some(64 * 1024)) {
+            let line = match stream.read_until_max_bytes(b"\n", 64 * 1024) {
                 Ok(line) => line,
                 Err(err) if err.kind() == ErrorKind::StreamClosed => return Ok(()),
                 Err(err) => return Err(err),
@@ -78,7 +79,7 @@ fn start_echo_server(delay: Duration) -> Result<(TCPServer, SocketAddr), Error> 
             Ok(())
         })
     });
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     let addr = server.local_addrs()[0];
     Ok((server, addr))
 }

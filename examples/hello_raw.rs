@@ -11,6 +11,7 @@
 //!
 //! ci-args: --self-test
 
+use squall::netutil::BindOptions;
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ fn main() -> Result<(), Error> {
         conn.write_response(200, &none, b"Hello, world")
     });
     if arg.as_deref() == Some("--self-test") {
-        server.listen(0, Some("127.0.0.1"))?;
+        server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
         let addr = server.local_addrs()[0];
         let remote = io_loop.remote();
         let client = std::thread::spawn(move || {
@@ -58,7 +59,7 @@ fn main() -> Result<(), Error> {
         return Err(Error::other(format!("self-test failed: {answer:?}")));
     }
     let port = arg.and_then(|p| p.parse().ok()).unwrap_or(8888);
-    server.listen(port, Some("127.0.0.1"))?;
+    server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     println!("hello_raw on http://127.0.0.1:{port}/");
     io_loop.start()
 }

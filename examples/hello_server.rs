@@ -32,6 +32,7 @@
 //! ci-args below: CI runs the self-test, since serving forever never exits.
 //! ci-args: --self-test
 
+use squall::netutil::BindOptions;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -105,12 +106,17 @@ fn main() -> Result<(), Error> {
     }
     let server = HTTPServer::new(app(Duration::from_secs(2)));
     if processes == 1 {
-        server.listen(port, Some("127.0.0.1"))?;
+        server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     } else {
         // No IOLoop may exist before the fork: bind, then start(n) forks
         // and each child makes its own loop (with reuse-port, each child
         // binds its own socket).
-        server.bind(port, Some("127.0.0.1"), None, reuse_port)?;
+        server.bind_with(
+            port,
+            BindOptions::new()
+                .address("127.0.0.1")
+                .reuse_port(reuse_port),
+        )?;
         server.start(processes)?;
     }
     let io_loop = IOLoop::current();
@@ -151,7 +157,7 @@ fn fetch(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
 fn self_test(io_loop: &IOLoop) -> Result<(), Error> {
     let delay = Duration::from_millis(600);
     let server = HTTPServer::new(app(delay));
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     let addr = server.local_addrs()[0];
     let remote = io_loop.remote();
     let client = std::thread::spawn(move || -> Result<(), String> {

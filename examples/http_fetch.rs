@@ -5,6 +5,7 @@
 //! server (a `TCPServer` on a thread of its own) is loaded by 100 concurrent
 //! fetch loops for two seconds, and the rate is printed.
 
+use squall::netutil::BindOptions;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -78,7 +79,7 @@ fn fetch_urls(urls: Vec<String>) -> Result<(), Error> {
 fn serve(stream: IOStream) {
     let s = stream.clone();
     stream
-        .read_until(b"\r\n\r\n", Some(64 * 1024))
+        .read_until_max_bytes(b"\r\n\r\n", 64 * 1024)
         .add_done_callback(move |head: &Future<Vec<u8>>| {
             if head.take_result().is_ok() {
                 s.write(&b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!"[..]);
@@ -97,7 +98,7 @@ fn self_test() -> Result<(), Error> {
         io_loop.make_current();
         let server = TCPServer::new(|stream: IOStream, _: SocketAddr| serve(stream));
         server.set_nodelay(true);
-        server.listen(0, Some("127.0.0.1"))?;
+        server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
         tx.send((server.local_addrs()[0], io_loop.remote()))
             .expect("main thread");
         io_loop.start()
@@ -171,6 +172,6 @@ fn lane(
                 let _ = all.set_result(());
             }
         }
-        Ok::<(), Error>(())
+        Ok(())
     });
 }

@@ -19,6 +19,7 @@
 //!
 //! ci-args: --self-test
 
+use squall::netutil::BindOptions;
 use std::path::{Path, PathBuf};
 
 use squall::http::HTTPServer;
@@ -70,7 +71,7 @@ fn main() -> Result<(), Error> {
     io_loop.make_current();
     let server = HTTPServer::new(Application::new().route("/", || MainHandler));
     server.set_ssl_options(ServerOptions::new(cert.as_path(), key.as_path()))?;
-    server.listen(port, Some("127.0.0.1"))?;
+    server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     let port = server.local_addrs()[0].port();
     if !self_test {
         println!(

@@ -23,6 +23,7 @@
 //!
 //! ci-args: --self-test
 
+use squall::netutil::BindOptions;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -68,15 +69,18 @@ fn serve(port: u16, reuse_port: bool, xheaders: bool) -> Result<(), Box<dyn std:
         // Tornado's `server.bind(); server.start(n)`: start(n) forks, and each child binds
         // its own SO_REUSEPORT socket on the port (and stops gracefully on
         // SIGTERM).
-        server.bind(port, Some("127.0.0.1"), None, true)?;
+        server.bind_with(
+            port,
+            BindOptions::new().address("127.0.0.1").reuse_port(true),
+        )?;
         announce(server.local_addrs()[0], "one SO_REUSEPORT socket per child")?;
         server.start(PROCESSES)?;
     } else {
         // Article 5: bind first (the children share these sockets)...
-        let sockets = netutil::bind_sockets(port, Some("127.0.0.1"), None, false)?;
+        let sockets = netutil::bind_sockets_with(port, BindOptions::new().address("127.0.0.1"))?;
         announce(sockets[0].local_addr()?, "shared sockets")?;
         // ...then fork: this returns in each child (the parent supervises).
-        let task = process::fork_processes(PROCESSES, None)?;
+        let task = process::fork_processes(PROCESSES)?;
         log::info!("task {task} is pid {}", std::process::id());
         // Only now the child's own loop.
         server.add_sockets(sockets)?;

@@ -16,6 +16,7 @@
 //! Run: `cargo run --release --example raw_socket_future` (no arguments; it
 //! checks its own results and exits 0, which is how CI runs it).
 
+use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -43,7 +44,7 @@ fn get_data(io_loop: &IOLoop, addr: SocketAddr, message: &str) -> Future<Vec<u8>
     })();
     let sock = match sent {
         Ok(sock) => sock,
-        Err(err) => return Future::failed(err),
+        Err(err) => return Future::failed(err.into()),
     };
 
     let fd = sock.as_raw_fd();
@@ -71,7 +72,7 @@ fn get_data(io_loop: &IOLoop, addr: SocketAddr, message: &str) -> Future<Vec<u8>
             }
             Err(err) => {
                 l.remove_handler(fd);
-                let _ = f.set_error(err);
+                let _ = f.set_error(err.into());
             }
         }
     };
@@ -86,7 +87,7 @@ fn start_echo_server(io_loop: &IOLoop) -> Result<TCPServer, Error> {
     let server = TCPServer::with_loop(io_loop, |stream: IOStream, _peer: SocketAddr| {
         let s = stream.clone();
         stream
-            .read_until(b"\n", None)
+            .read_until(b"\n")
             .add_done_callback(move |line: &Future<Vec<u8>>| {
                 let line = line.take_result()?;
                 let io_loop = s.io_loop().clone();
@@ -95,10 +96,10 @@ fn start_echo_server(io_loop: &IOLoop) -> Result<TCPServer, Error> {
                     s.write(line)
                         .add_done_callback(move |_: &Future<()>| s2.close());
                 });
-                Ok::<(), Error>(())
+                Ok(())
             });
     });
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     Ok(server)
 }
 

@@ -23,6 +23,7 @@
 //! with a std client, check the answer, exit 0) or `register_handler PORT`
 //! (serve on 127.0.0.1:PORT until killed; try `curl 127.0.0.1:PORT/`).
 
+use squall::netutil::BindOptions;
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -109,12 +110,12 @@ fn main() -> Result<(), Error> {
         let port: u16 = port
             .parse()
             .map_err(|_| Error::other("usage: register_handler [PORT]"))?;
-        server.listen(port, Some("127.0.0.1"))?;
+        server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
         println!("serving on http://127.0.0.1:{port}/");
         return io_loop.start();
     }
     // Self-check: a std client on a thread; the loop stops when it is done.
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     let addr = server.local_addrs()[0];
     let remote = io_loop.remote();
     let client = std::thread::spawn(move || {

@@ -22,6 +22,7 @@
 //!
 //! ci-args: --self-test
 
+use squall::netutil::BindOptions;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -78,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = args.get(1).map_or(Ok(8888), |p| p.parse())?;
     let io_loop = IOLoop::new()?;
     let server = HTTPServer::with_loop(&io_loop, app(dir.clone()));
-    server.listen(port, Some("127.0.0.1"))?;
+    server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     println!(
         "serving {} on http://127.0.0.1:{port}/static/",
         dir.display()
@@ -105,7 +106,7 @@ fn self_test() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(dir.join("hello.txt"), "Hello, static world\n")?;
     let io_loop = IOLoop::new()?;
     let server = HTTPServer::with_loop(&io_loop, app(dir.clone()));
-    let listeners = squall::netutil::bind_sockets(0, Some("127.0.0.1"), None, false)?;
+    let listeners = squall::netutil::bind_sockets_with(0, BindOptions::new().address("127.0.0.1"))?;
     let port = listeners[0].local_addr()?.port();
     server.add_sockets(listeners)?;
     let remote = io_loop.remote();

@@ -18,6 +18,7 @@
 //! `timeline.svg` in a browser: hover a span for its details).
 //! `RUST_LOG=squall::trace=trace` also logs each record as it happens.
 
+use squall::netutil::BindOptions;
 use std::cell::Cell;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -34,8 +35,9 @@ const BLOCK: Duration = Duration::from_millis(50);
 fn echo(stream: IOStream, _peer: SocketAddr) -> Future<()> {
     let done = Future::new();
     let (d, s) = (done.clone(), stream.clone());
-    stream.read_until(b"\n", Some(1024)).add_done_callback(
-        move |line: &Future<Vec<u8>>| match line.take_result() {
+    stream
+        .read_until_max_bytes(b"\n", 1024)
+        .add_done_callback(move |line: &Future<Vec<u8>>| match line.take_result() {
             Ok(line) => {
                 let s2 = s.clone();
                 s.write(line).add_done_callback(move |w: &Future<()>| {
@@ -47,8 +49,7 @@ fn echo(stream: IOStream, _peer: SocketAddr) -> Future<()> {
                 s.close();
                 let _ = d.set_error(err);
             }
-        },
-    );
+        });
     done
 }
 
@@ -108,7 +109,7 @@ fn workload(io_loop: &IOLoop) -> Future<String> {
     };
 
     let server = TCPServer::new(echo);
-    if let Err(err) = server.listen(0, Some("127.0.0.1")) {
+    if let Err(err) = server.listen_with(0, BindOptions::new().address("127.0.0.1")) {
         let _ = all.set_error(err);
         return all;
     }

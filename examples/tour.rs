@@ -21,6 +21,7 @@
 //!  8. an echo server                      (article 3: `TCPServer`)
 //!  9. an HTTP request                     (squall's server and client)
 
+use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -200,7 +201,7 @@ fn fetch_line(io_loop: &IOLoop, addr: SocketAddr, message: &str) -> Future<Strin
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                     Err(e) => {
                         l.remove_handler(fd);
-                        return f.set_error(e);
+                        return f.set_error(e.into());
                     }
                 }
                 l.remove_handler(fd);
@@ -471,7 +472,7 @@ fn stop_7_greenlet(io_loop: &IOLoop, service: SocketAddr) -> Result<(), Error> {
     fn query(addr: SocketAddr, sql: &str) -> Result<String, Error> {
         let conn = Stream::connect(addr, Some(Duration::from_secs(2)))?; // switches
         conn.write(format!("{sql}\n"))?; // switches
-        let row = conn.read_until(b"\n", Some(1024)); // switches for ~100 ms
+        let row = conn.read_until_max_bytes(b"\n", 1024); // switches for ~100 ms
         conn.close();
         Ok(String::from_utf8_lossy(&row?).trim().to_owned())
     }
@@ -543,7 +544,7 @@ impl Echo {
         Ok(match self.at {
             At::Start => {
                 self.at = At::Reading;
-                YieldFuture::new(self.stream.read_until(b"\n", Some(1024))).into()
+                YieldFuture::new(self.stream.read_until_max_bytes(b"\n", 1024)).into()
             }
             At::Reading => {
                 self.data = input.into_result::<Vec<u8>>()?.unwrap_or_default();
@@ -582,7 +583,7 @@ fn echo_client(addr: SocketAddr, line: String) -> Future<Vec<u8>> {
         let stream = connected.take_result()?;
         stream.write(line); // done or not, the read below waits for the answer
         squall::chain_future(&stream.read_until_close(), &r);
-        Ok::<(), Error>(())
+        Ok(())
     });
     reply
 }
@@ -596,7 +597,7 @@ fn stop_8_echo_server(io_loop: &IOLoop) -> Result<(), Error> {
             data: Vec::new(),
         })
     });
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     let addr = server.local_addrs()[0];
     say(format!(
         "listening on {addr}; each connection: read_until(\\n), sleep {DELAY:?}, write, close"
@@ -649,7 +650,7 @@ fn stop_9_http(io_loop: &IOLoop) -> Result<(), Error> {
         io_loop,
         Application::new().route("/slow/{n}", || SlowHandler),
     );
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     let base = format!("http://{}", server.local_addrs()[0]);
     say(format!(
         "GET {base}/slow/N answers after {DELAY:?} without blocking (set_async + call_later)"

@@ -38,6 +38,7 @@
 //!
 //! Usage: `web_spider [CONCURRENCY]` (default 10).
 
+use squall::netutil::BindOptions;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, VecDeque};
 use std::rc::Rc;
@@ -293,7 +294,7 @@ fn main() -> Result<(), Error> {
 
     let app = Application::new().route("/page/{n}", || Page);
     let server = HTTPServer::new(app);
-    server.listen(0, Some("127.0.0.1"))?;
+    server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     let base = format!("http://{}", server.local_addrs()[0]);
     println!("crawling {base} with {concurrency} workers");
 

@@ -14,6 +14,7 @@
 //!
 //! ci-args: --self-test
 
+use squall::netutil::BindOptions;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -200,7 +201,7 @@ fn main() -> Result<(), Error> {
     io_loop.make_current();
     let chat: Shared = Rc::default();
     let server = HTTPServer::new(app(&chat));
-    server.listen(port, Some("127.0.0.1"))?;
+    server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     let port = server.local_addrs()[0].port();
     if !self_test {
         println!("chat on http://127.0.0.1:{port}/");

@@ -9,13 +9,33 @@
 //! ```
 //! use squall::{CallbackReturn, Error, Future};
 //!
-//! // Anything a callback may return: (), Result<(), E: Into<Error>>, or a Future
-//! // whose later failure is reported like a returned error.
+//! // Anything a callback may return: (), Result<T, Error> (the value is
+//! // dropped, the error reported), a Future whose later failure is reported
+//! // like a returned error, or nothing at all (a callback that panics).
 //! fn check<R: CallbackReturn>(_: impl FnOnce() -> R) {}
+//! fn step() -> std::io::Result<()> {
+//!     Ok(())
+//! }
 //! check(|| ());
-//! check(|| -> Result<(), Error> { Ok(()) });
-//! check(|| -> Result<(), std::io::Error> { Ok(()) });
+//! check(|| panic!("a panic is reported like an error"));
+//! check(|| {
+//!     step()?; // an io::Error converts with `?`: the error type is inferred
+//!     Ok(())
+//! });
+//! check(|| -> Result<u32, Error> { Ok(7) });
 //! check(|| Future::<u32>::new());
+//! // Another error type converts at the end, as with `?` elsewhere:
+//! check(|| step().map_err(Error::from));
+//! ```
+//!
+//! In edition 2024 a closure that never returns has the return type `!`
+//! (not `()`), which is a `CallbackReturn` too:
+//!
+//! ```edition2024
+//! let io_loop = squall::IOLoop::new()?;
+//! io_loop.add_callback(|| panic!("reported, and the loop goes on"));
+//! io_loop.add_callback(|| unreachable!());
+//! # Ok::<(), squall::Error>(())
 //! ```
 
 use std::any::Any;
@@ -29,10 +49,22 @@ use crate::stack_context::{self, Context};
 
 /// What a callback's return value means for error handling.
 ///
-/// Implemented for `()`, for `Result<(), E>` where `E: Into<Error>`, and for
-/// [`Future<T>`]: a callback that returns a future has that future's later
+/// Implemented for `()`, for `Result<T, Error>` (any `T`: the value is
+/// dropped), for [`Future<T>`] and for the never type `!` (a callback that
+/// only panics). A callback that returns a future has that future's later
 /// failure reported exactly as if the callback had returned the error, so
 /// errors are never silently dropped.
+///
+/// Why exactly these: the error type is [`Error`] and nothing else, so that
+/// `|| { step()?; Ok(()) }` infers it (one `Result` implementation leaves the
+/// compiler one choice; a generic `E: Into<Error>` would leave it none). A
+/// callback with another error type converts at the end
+/// (`.map_err(Error::from)`), as `?` would; one that can only fail names
+/// its value type, which nothing else decides: `|| Err::<(), _>(err)`.
+/// The `!` implementation is what
+/// lets `|| panic!("..")` and `|| loop { .. }` compile: such a closure's
+/// return type falls back to `()` in edition 2021 (an error on current Rust,
+/// `dependency_on_unit_never_type_fallback`) and to `!` in edition 2024.
 pub trait CallbackReturn: 'static {
     /// Turns the value into "ok" or the error to report.
     fn into_outcome(self) -> Result<(), Error>;
@@ -45,10 +77,11 @@ impl CallbackReturn for () {
     }
 }
 
-impl<E: Into<Error> + 'static> CallbackReturn for Result<(), E> {
+impl<T: 'static> CallbackReturn for Result<T, Error> {
     #[inline]
     fn into_outcome(self) -> Result<(), Error> {
-        self.map_err(Into::into)
+        // Tornado ignores a callback's return value; only the error matters.
+        self.map(drop)
     }
 }
 
@@ -62,6 +95,31 @@ impl<T: 'static> CallbackReturn for Future<T> {
             None => Ok(()),
         });
         Ok(())
+    }
+}
+
+mod never {
+    /// The output type of a function pointer type: `<fn() -> ! as
+    /// FnOutput>::Output` names the never type on stable Rust, where `!` may
+    /// only be written as a return type (the `never_type` feature is unstable).
+    pub trait FnOutput {
+        /// The function's return type.
+        type Output;
+    }
+
+    impl<O> FnOutput for fn() -> O {
+        type Output = O;
+    }
+
+    /// The never type `!`, for the implementation below.
+    pub type Never = <fn() -> ! as FnOutput>::Output;
+}
+
+/// A callback that never returns (`|| panic!("..")`, `|| loop { .. }`).
+impl CallbackReturn for never::Never {
+    #[inline]
+    fn into_outcome(self) -> Result<(), Error> {
+        match self {}
     }
 }
 

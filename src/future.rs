@@ -111,8 +111,11 @@ impl<T: 'static> Future<T> {
     }
 
     /// A future already failed with `err`.
-    pub fn failed(err: impl Into<Error>) -> Future<T> {
-        Future::with_slot(Slot::Done(Err(err.into())))
+    ///
+    /// The argument is an [`Error`] (not `impl Into<Error>`) so that
+    /// `Future::failed(io_err.into())` infers, as `Err(io_err.into())` does.
+    pub fn failed(err: Error) -> Future<T> {
+        Future::with_slot(Slot::Done(Err(err)))
     }
 
     fn with_slot(slot: Slot<T>) -> Future<T> {
@@ -140,10 +143,13 @@ impl<T: 'static> Future<T> {
 
     /// Completes the future with an error and runs its done-callbacks.
     ///
+    /// The argument is an [`Error`], like [`Future::failed`]'s, so that
+    /// `set_error(io_err.into())` infers.
+    ///
     /// # Errors
     /// [`ErrorKind::InvalidState`] if the future is already done.
-    pub fn set_error(&self, err: impl Into<Error>) -> Result<(), Error> {
-        self.complete(Err(err.into()))
+    pub fn set_error(&self, err: Error) -> Result<(), Error> {
+        self.complete(Err(err))
     }
 
     /// Completes the future with `result`, value or error.
@@ -613,7 +619,7 @@ mod tests {
 
     #[test]
     fn errors_stay_readable() {
-        let f = Future::<u8>::failed("nope");
+        let f = Future::<u8>::failed("nope".into());
         assert_eq!(f.error().unwrap().message(), "nope");
         assert_eq!(f.take_result().unwrap_err().message(), "nope");
         assert_eq!(f.result().unwrap_err().message(), "nope");

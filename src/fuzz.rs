@@ -367,8 +367,8 @@ fn read_next(
         return;
     }
     let read = match &ops[i] {
-        Op::Until(d) => reader.read_until(d, None),
-        Op::Bytes(n) => reader.read_bytes(*n, false),
+        Op::Until(d) => reader.read_until(d),
+        Op::Bytes(n) => reader.read_bytes(*n),
     };
     let r = reader.clone();
     read.add_done_callback(move |f: &Future<Vec<u8>>| match f.take_result() {

@@ -24,6 +24,38 @@
 //! assert_eq!(answer, 42);
 //! # Ok::<(), squall::Error>(())
 //! ```
+//!
+//! A callback returns what suits it, with no annotations: nothing, a
+//! `Result<T, Error>` (`?` converts other errors), a [`Future`], or it
+//! panics. Errors and panics go to the [`stack_context`] the callback was
+//! scheduled under, or to the log; the loop goes on
+//! ([`CallbackReturn`] says why these forms).
+//!
+//! ```
+//! use std::time::Duration;
+//! use squall::{Error, Future, IOLoop};
+//!
+//! fn step() -> std::io::Result<()> {
+//!     Ok(())
+//! }
+//!
+//! let io_loop = IOLoop::new()?;
+//! io_loop.add_callback(|| println!("nothing to report"));
+//! io_loop.add_callback(|| panic!("reported as an ErrorKind::Panic error"));
+//! io_loop.add_callback(|| {
+//!     step()?; // an io::Error becomes a squall::Error
+//!     Ok(())
+//! });
+//! io_loop.add_callback(|| -> Result<u32, Error> { Ok(7) }); // the 7 is dropped
+//! io_loop.call_later(Duration::from_millis(1), || {
+//!     let io_err = std::io::Error::other("reported when it fails");
+//!     Future::<i32>::failed(io_err.into())
+//! });
+//! let l = io_loop.clone();
+//! io_loop.call_later(Duration::from_millis(5), move || l.stop());
+//! io_loop.start()?;
+//! # Ok::<(), squall::Error>(())
+//! ```
 #![warn(missing_docs)]
 #![cfg(unix)]
 

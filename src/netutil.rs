@@ -9,10 +9,10 @@
 //!
 //! ```
 //! use std::net::{SocketAddr, TcpStream};
-//! use squall::{netutil, Future, IOLoop};
+//! use squall::{netutil::{self, BindOptions}, Future, IOLoop};
 //!
 //! // Port 0: the OS picks a free port.
-//! let listener = netutil::bind_sockets(0, Some("127.0.0.1"), None, false)?.remove(0);
+//! let listener = netutil::bind_sockets_with(0, BindOptions::new().address("127.0.0.1"))?.remove(0);
 //! let addr = listener.local_addr()?;
 //! // The socket listens already: a connect to loopback completes at once.
 //! let client = TcpStream::connect(addr)?;
@@ -97,22 +97,86 @@ const PORT_ATTEMPTS: usize = 10;
 const ENFILE: i32 = 23;
 const EMFILE: i32 = 24;
 
-/// Creates listening sockets bound to `port` on every address of `address`;
-/// Tornado's `bind_sockets`.
+/// Tornado's keyword arguments of `bind_sockets`, `TCPServer.bind` and
+/// `listen`: where and how to listen, for [`bind_sockets_with`],
+/// [`TCPServer::bind_with`](crate::TCPServer::bind_with) and
+/// [`listen_with`](crate::TCPServer::listen_with) (and `HTTPServer`'s).
 ///
-/// - `address`: a host name or an IP literal (`"127.0.0.1"`, `"::1"`,
-///   `"[::1]"`, `"localhost"`); `None` or `Some("")` means all interfaces,
-///   `0.0.0.0` and `::`. A name may resolve to several addresses, IPv4 and
-///   IPv6: each gets its own socket (IPv4 first). Resolving a name blocks,
-///   as `getaddrinfo` does.
-/// - `port`: `0` lets the OS pick a free port; with several addresses, they
-///   all get the same one (if the port picked for the first is taken on a
-///   later one, the whole set is bound again, a few times at most).
-/// - `backlog`: the queue of connections not yet accepted; `None` is
-///   [`DEFAULT_BACKLOG`].
-/// - `reuse_port`: sets `SO_REUSEPORT`, so several sockets (in one process or
-///   several) can bind the same address and port and the kernel spreads
-///   connections among them.
+/// The defaults (`BindOptions::new()`) are Tornado's: all interfaces, both
+/// families, [`DEFAULT_BACKLOG`], no `SO_REUSEPORT`.
+///
+/// ```
+/// use squall::netutil::{self, AddressFamily, BindOptions};
+///
+/// let options = BindOptions::new()
+///     .address("localhost")
+///     .family(AddressFamily::Inet)
+///     .backlog(64);
+/// let listeners = netutil::bind_sockets_with(0, options)?;
+/// assert_eq!(listeners.len(), 1);
+/// assert!(listeners[0].local_addr()?.is_ipv4());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BindOptions {
+    /// A host name or an IP literal (`"127.0.0.1"`, `"::1"`, `"[::1]"`,
+    /// `"localhost"`); `None` or `""` means all interfaces, `0.0.0.0` and
+    /// `::`. A name may resolve to several addresses, IPv4 and IPv6: each
+    /// gets its own socket (IPv4 first). Resolving a name blocks, as
+    /// `getaddrinfo` does.
+    pub address: Option<String>,
+    /// Which addresses of `address` to bind (Tornado's `family`): both
+    /// families by default, or only IPv4 or only IPv6.
+    pub family: AddressFamily,
+    /// The queue of connections not yet accepted; `None` is
+    /// [`DEFAULT_BACKLOG`]. The kernel caps it at `net.core.somaxconn`.
+    pub backlog: Option<u32>,
+    /// Sets `SO_REUSEPORT`, so several sockets (in one process or several)
+    /// can bind the same address and port and the kernel spreads connections
+    /// among them.
+    pub reuse_port: bool,
+}
+
+impl BindOptions {
+    /// The defaults: all interfaces, both families, the default backlog, no
+    /// `SO_REUSEPORT`.
+    pub fn new() -> BindOptions {
+        BindOptions::default()
+    }
+
+    /// Sets `address`: a host name or an IP literal.
+    pub fn address(mut self, address: impl Into<String>) -> BindOptions {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// Sets `family`.
+    pub fn family(mut self, family: AddressFamily) -> BindOptions {
+        self.family = family;
+        self
+    }
+
+    /// Sets `backlog`.
+    pub fn backlog(mut self, backlog: u32) -> BindOptions {
+        self.backlog = Some(backlog);
+        self
+    }
+
+    /// Sets `reuse_port`.
+    pub fn reuse_port(mut self, reuse_port: bool) -> BindOptions {
+        self.reuse_port = reuse_port;
+        self
+    }
+}
+
+/// Creates listening sockets bound to `port` on all interfaces (`0.0.0.0`
+/// and `::`); Tornado's `bind_sockets(port)`. [`bind_sockets_with`] takes
+/// Tornado's keyword arguments (`address`, `family`, `backlog`,
+/// `reuse_port`).
+///
+/// `port` `0` lets the OS pick a free port; with several addresses, they
+/// all get the same one (if the port picked for the first is taken on a
+/// later one, the whole set is bound again, a few times at most).
 ///
 /// Every socket has `SO_REUSEADDR` (a restarted server can bind at once,
 /// despite connections of the old one in `TIME_WAIT`) and `FD_CLOEXEC`, is
@@ -126,28 +190,58 @@ const EMFILE: i32 = 24;
 /// # Errors
 /// The first error creating, configuring, binding or listening on a socket
 /// (the kind is kept, e.g. `AddrInUse`, and the message names the address);
-/// `InvalidInput` if the address does not resolve; `AddrNotAvailable` if
-/// every address was skipped. On error no socket stays open.
+/// `AddrNotAvailable` if every address was skipped. On error no socket stays
+/// open.
 ///
 /// ```
-/// let listeners = squall::netutil::bind_sockets(0, Some("127.0.0.1"), Some(64), false)?;
-/// assert_eq!(listeners.len(), 1);
+/// let listeners = squall::netutil::bind_sockets(0)?;
+/// assert!(!listeners.is_empty());
 /// assert_ne!(listeners[0].local_addr()?.port(), 0);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn bind_sockets(
-    port: u16,
-    address: Option<&str>,
-    backlog: Option<u32>,
-    reuse_port: bool,
-) -> io::Result<Vec<TcpListener>> {
-    let (addrs, literal) = resolve(address, port)?;
-    bind_addrs_inner(&addrs, backlog, reuse_port, !literal)
+pub fn bind_sockets(port: u16) -> io::Result<Vec<TcpListener>> {
+    bind_sockets_with(port, BindOptions::default())
+}
+
+/// [`bind_sockets`] with Tornado's keyword arguments: the address to bind,
+/// the family, the backlog and `SO_REUSEPORT` (see [`BindOptions`]).
+///
+/// # Errors
+/// As [`bind_sockets`]; `InvalidInput` if the address does not resolve, or
+/// resolves to no address of `family`.
+///
+/// ```
+/// use squall::netutil::{bind_sockets_with, BindOptions};
+///
+/// let options = BindOptions::new().address("127.0.0.1").backlog(64);
+/// let listeners = bind_sockets_with(0, options)?;
+/// assert_eq!(listeners.len(), 1);
+/// assert_eq!(listeners[0].local_addr()?.ip().to_string(), "127.0.0.1");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn bind_sockets_with(port: u16, options: BindOptions) -> io::Result<Vec<TcpListener>> {
+    let (addrs, literal) = resolve(options.address.as_deref(), port)?;
+    let before = addrs.len();
+    let addrs: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| options.family.admits(a))
+        .collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{:?} has no {:?} address ({before} of other families)",
+                options.address.as_deref().unwrap_or(""),
+                options.family
+            ),
+        ));
+    }
+    bind_addrs_inner(&addrs, options.backlog, options.reuse_port, !literal)
 }
 
 /// Like [`bind_sockets`], for addresses already resolved: one listening
-/// socket per address, in order, with the same options. Addresses with port
-/// `0` get one port picked by the OS, the same for all of them.
+/// socket per address, in order. Addresses with port `0` get one port picked
+/// by the OS, the same for all of them.
 ///
 /// Unlike `bind_sockets`, every address must bind: none is skipped.
 ///
@@ -157,22 +251,39 @@ pub fn bind_sockets(
 /// ```
 /// use std::net::SocketAddr;
 /// let addrs: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
-/// let listeners = squall::netutil::bind_addrs(&addrs, None, false)?;
+/// let listeners = squall::netutil::bind_addrs(&addrs)?;
 /// assert_eq!(listeners.len(), 1);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn bind_addrs(
-    addrs: &[SocketAddr],
-    backlog: Option<u32>,
-    reuse_port: bool,
-) -> io::Result<Vec<TcpListener>> {
+pub fn bind_addrs(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
+    bind_addrs_with(addrs, BindOptions::default())
+}
+
+/// [`bind_addrs`] with a backlog and `SO_REUSEPORT` from `options`.
+///
+/// # Errors
+/// As [`bind_addrs`]; `InvalidInput` if `options` names an `address` (the
+/// addresses are given) or if an address is not of `options.family`.
+pub fn bind_addrs_with(addrs: &[SocketAddr], options: BindOptions) -> io::Result<Vec<TcpListener>> {
     if addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "bind_addrs: no address given",
         ));
     }
-    bind_addrs_inner(addrs, backlog, reuse_port, false)
+    if let Some(address) = &options.address {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bind_addrs: the addresses are given, not {address:?}"),
+        ));
+    }
+    if let Some(other) = addrs.iter().find(|a| !options.family.admits(a)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bind_addrs: {other} is not {:?}", options.family),
+        ));
+    }
+    bind_addrs_inner(addrs, options.backlog, options.reuse_port, false)
 }
 
 /// The addresses to bind for `address`, IPv4 first, without duplicates, and

@@ -521,7 +521,7 @@ where
 /// let f = failed.clone();
 /// ExceptionStackContext::new(move |_: &Error| { f.set(true); true }).run(|| {
 ///     // `spawn_callback` captures no context, so the caller wraps its callback.
-///     lookup(&io_loop, 0, wrap1(|value: Option<u32>| value.ok_or("not found").map(drop)));
+///     lookup(&io_loop, 0, wrap1(|value: Option<u32>| value.ok_or(Error::other("not found"))));
 /// });
 /// let l = io_loop.clone();
 /// io_loop.call_later(Duration::from_millis(5), move || l.stop());

@@ -3,14 +3,14 @@
 //!
 //! ```
 //! use squall::tcpclient::TCPClient;
-//! use squall::{IOLoop, IOStream, TCPServer};
+//! use squall::{netutil::BindOptions, IOLoop, IOStream, TCPServer};
 //!
 //! let io_loop = IOLoop::new()?;
 //! let greeting = io_loop.run_sync(|| {
 //!     let server = TCPServer::new(|stream: IOStream, _peer| {
 //!         stream.write(&b"hello\n"[..]);
 //!     });
-//!     server.listen(0, Some("127.0.0.1")).expect("listening");
+//!     server.listen_with(0, BindOptions::new().address("127.0.0.1")).expect("listening");
 //!     let port = server.local_addrs()[0].port();
 //!     // "localhost" is resolved off the loop; ::1 (refused here) and
 //!     // 127.0.0.1 are tried as RFC 8305 says.
@@ -19,7 +19,7 @@
 //!     let l = line.clone();
 //!     stream.add_done_callback(move |stream: &squall::Future<IOStream>| {
 //!         match stream.take_result() {
-//!             Ok(stream) => squall::chain_future(&stream.read_until(b"\n", None), &l),
+//!             Ok(stream) => squall::chain_future(&stream.read_until(b"\n"), &l),
 //!             Err(err) => drop(l.set_error(err)),
 //!         }
 //!     });

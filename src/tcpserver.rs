@@ -3,21 +3,21 @@
 //!
 //! ```
 //! use std::net::SocketAddr;
-//! use squall::{Future, IOLoop, IOStream, TCPServer};
+//! use squall::{netutil::BindOptions, Future, IOLoop, IOStream, TCPServer};
 //!
 //! let io_loop = IOLoop::new()?;
 //! let reply = io_loop.run_sync(|| {
 //!     // An echo server: read a line, write it back, close.
 //!     let server = TCPServer::new(|stream: IOStream, _peer: SocketAddr| {
 //!         let s = stream.clone();
-//!         stream.read_until(b"\n", None).add_done_callback(move |line: &Future<Vec<u8>>| {
+//!         stream.read_until(b"\n").add_done_callback(move |line: &Future<Vec<u8>>| {
 //!             let line = line.take_result()?;
 //!             let s2 = s.clone();
 //!             s.write(line).add_done_callback(move |_: &Future<()>| s2.close());
-//!             Ok::<(), squall::Error>(())
+//!             Ok(())
 //!         });
 //!     });
-//!     server.listen(0, Some("127.0.0.1")).expect("listening");
+//!     server.listen_with(0, BindOptions::new().address("127.0.0.1")).expect("listening");
 //!     let addr = server.local_addrs()[0];
 //!
 //!     // A client on the same loop.
@@ -31,7 +31,7 @@
 //!             server.stop();
 //!             r.complete(all.take_result())
 //!         });
-//!         Ok::<(), squall::Error>(())
+//!         Ok(())
 //!     });
 //!     reply
 //! }, None)?;
@@ -72,10 +72,10 @@
 //! [`process::fork_processes`] and returns in each of them, which then
 //! accepts on its own loop (so no loop may exist before; make it after
 //! `start`). The parent never returns: it supervises the children.
-//! - Sockets bound with `reuse_port == false` are shared: every child
+//! - Sockets bound without `reuse_port` are shared: every child
 //!   accepts on the same listening socket, and the kernel wakes them all
 //!   for a connection that exactly one of them gets.
-//! - Sockets bound with `reuse_port == true` are not shared: each child binds
+//! - Sockets bound with `reuse_port` ([`BindOptions::reuse_port`]) are not shared: each child binds
 //!   its own `SO_REUSEPORT` socket on the same address and port, and the
 //!   kernel spreads connections among them by a hash of the client's address
 //!   and port. The parent keeps the port reserved with a socket that is bound
@@ -109,7 +109,7 @@ use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::ioloop::IOLoop;
 use crate::iostream::{IOStream, WeakIOStream};
-use crate::netutil::{self, RemoveHandle};
+use crate::netutil::{self, BindOptions, RemoveHandle};
 use crate::process;
 
 /// The bound [`start(n)`](TCPServer::start) gives connections in flight
@@ -190,7 +190,7 @@ impl Shared {
         match config {
             None => IOStream::with_loop(socket, io_loop),
             Some(config) => {
-                let stream = IOStream::with_ssl(socket, config, None, io_loop)?;
+                let stream = IOStream::with_ssl(socket, config, io_loop)?;
                 stream.set_handshake_timeout(self.handshake_timeout.get());
                 Ok(stream)
             }
@@ -334,32 +334,51 @@ impl TCPServer {
         self.inner.shared.handshake_timeout.set(timeout);
     }
 
-    /// Binds `port` on `address` and starts accepting at once: the
-    /// single-process shortcut for `bind` + `start(1)`. `address` and `port`
-    /// mean what they mean to [`netutil::bind_sockets`]: `None` is all
-    /// interfaces, port 0 a free port (see [`local_addrs`](TCPServer::local_addrs)).
+    /// Binds `port` on all interfaces and starts accepting at once: the
+    /// single-process shortcut for `bind` + `start(1)`; Tornado's
+    /// `listen(port)`. Port 0 is a free port (see
+    /// [`local_addrs`](TCPServer::local_addrs)). [`listen_with`](TCPServer::listen_with)
+    /// takes Tornado's keyword arguments (`address`, `backlog`, ...).
     ///
     /// # Errors
     /// If binding fails, or the loop cannot watch the sockets.
-    pub fn listen(&self, port: u16, address: Option<&str>) -> Result<(), Error> {
-        let listeners = netutil::bind_sockets(port, address, None, false)?;
+    pub fn listen(&self, port: u16) -> Result<(), Error> {
+        self.listen_with(port, BindOptions::default())
+    }
+
+    /// [`listen`](TCPServer::listen) with Tornado's keyword arguments:
+    /// `listen(port, address="127.0.0.1")` is
+    /// `listen_with(port, BindOptions::new().address("127.0.0.1"))`. The
+    /// options mean what they mean to [`netutil::bind_sockets_with`].
+    ///
+    /// # Errors
+    /// If binding fails, or the loop cannot watch the sockets.
+    pub fn listen_with(&self, port: u16, options: BindOptions) -> Result<(), Error> {
+        let listeners = netutil::bind_sockets_with(port, options)?;
         self.add_sockets(listeners)
     }
 
-    /// Binds `port` on `address` (see [`netutil::bind_sockets`] for the
-    /// arguments); accepting starts with [`start`](TCPServer::start), or at
-    /// once if the server is started already.
+    /// Binds `port` on all interfaces; accepting starts with
+    /// [`start`](TCPServer::start), or at once if the server is started
+    /// already. Tornado's `bind(port)`; [`bind_with`](TCPServer::bind_with)
+    /// takes the keyword arguments.
     ///
     /// # Errors
     /// If binding fails.
-    pub fn bind(
-        &self,
-        port: u16,
-        address: Option<&str>,
-        backlog: Option<u32>,
-        reuse_port: bool,
-    ) -> Result<(), Error> {
-        let listeners = netutil::bind_sockets(port, address, backlog, reuse_port)?;
+    pub fn bind(&self, port: u16) -> Result<(), Error> {
+        self.bind_with(port, BindOptions::default())
+    }
+
+    /// [`bind`](TCPServer::bind) with Tornado's keyword arguments (`address`,
+    /// `family`, `backlog`, `reuse_port`; see [`BindOptions`]):
+    /// `bind(8888, reuse_port=True)` is
+    /// `bind_with(8888, BindOptions::new().reuse_port(true))`.
+    ///
+    /// # Errors
+    /// If binding fails.
+    pub fn bind_with(&self, port: u16, options: BindOptions) -> Result<(), Error> {
+        let backlog = options.backlog;
+        let listeners = netutil::bind_sockets_with(port, options)?;
         self.inner.backlog.set(backlog);
         if self.inner.started.get() {
             self.add_sockets(listeners)
@@ -385,18 +404,19 @@ impl TCPServer {
     /// [`add_sockets`](TCPServer::add_sockets). In a child: if its own
     /// `SO_REUSEPORT` socket cannot be bound.
     pub fn start(&self, num_processes: usize) -> Result<(), Error> {
-        self.start_with(num_processes, None)
+        self.start_max_restarts(num_processes, process::DEFAULT_MAX_RESTARTS)
     }
 
-    /// [`start`](TCPServer::start) with Tornado's `max_restarts` (`None`:
-    /// [`process::DEFAULT_MAX_RESTARTS`]).
+    /// [`start`](TCPServer::start) with Tornado's `max_restarts` (for
+    /// `start`: [`process::DEFAULT_MAX_RESTARTS`]), passed to
+    /// [`process::fork_processes_max_restarts`].
     ///
     /// # Errors
     /// As [`start`](TCPServer::start).
-    pub fn start_with(
+    pub fn start_max_restarts(
         &self,
         num_processes: usize,
-        max_restarts: Option<usize>,
+        max_restarts: usize,
     ) -> Result<(), Error> {
         if self.inner.started.get() {
             return Err(Error::new(
@@ -429,11 +449,18 @@ impl TCPServer {
             }
         }
         self.inner.started.set(true);
-        process::fork_processes(num_processes, max_restarts)?;
+        process::fork_processes_max_restarts(num_processes, max_restarts)?;
         // In a child.
         let mut listeners = shared;
         for (reservation, addr, backlog) in reserved {
-            let mut own = netutil::bind_addrs(&[addr], backlog, true)?;
+            let mut own = netutil::bind_addrs_with(
+                &[addr],
+                BindOptions {
+                    backlog,
+                    reuse_port: true,
+                    ..BindOptions::default()
+                },
+            )?;
             drop(reservation);
             listeners.append(&mut own);
         }

@@ -14,6 +14,7 @@
 #[path = "common/http.rs"]
 mod http_kit;
 
+use squall::netutil::BindOptions;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -111,7 +112,9 @@ where
     F: FnMut(IOStream, SocketAddr) + 'static,
 {
     let server = TCPServer::with_loop(io_loop, handle);
-    server.listen(0, Some("127.0.0.1")).expect("listen");
+    server
+        .listen_with(0, BindOptions::new().address("127.0.0.1"))
+        .expect("listen");
     let addr = server.local_addrs()[0];
     done.add_done_callback(move |_: &Future<()>| server.stop());
     addr
@@ -131,7 +134,7 @@ fn peer_reset_mid_request_fails_the_read_with_the_cause() {
             let r = r.clone();
             let s = stream.clone();
             stream
-                .read_until(b"\r\n\r\n", None)
+                .read_until(b"\r\n\r\n")
                 .add_done_callback(move |f: &Future<Vec<u8>>| {
                     let err = f.error().expect("the read must fail");
                     assert!(s.closed(), "the stream is closed when the read fails");
@@ -172,7 +175,7 @@ fn peer_half_close_mid_request_ends_the_read_cleanly() {
             let r = r.clone();
             let s = stream.clone();
             stream
-                .read_until(b"\r\n\r\n", None)
+                .read_until(b"\r\n\r\n")
                 .add_done_callback(move |f: &Future<Vec<u8>>| {
                     let err = f.error().expect("the read must fail");
                     let _ = r.set_result((err, s.error()));
@@ -398,7 +401,9 @@ fn callback_panics_at_1000_per_second_are_all_logged_and_no_request_is_lost() {
         let io_loop = IOLoop::new().expect("loop");
         io_loop.make_current();
         let server = HTTPServer::with_loop(&io_loop, Application::new().route("/", || Counted));
-        server.listen(0, Some("127.0.0.1")).expect("listen");
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .expect("listen");
         tx.send((server.local_addrs()[0], io_loop.remote()))
             .unwrap();
         panic_ticker(io_loop.clone());
@@ -685,7 +690,9 @@ fn nofile_child() {
     let io_loop = IOLoop::new().expect("loop");
     io_loop.make_current();
     let server = HTTPServer::with_loop(&io_loop, hello_app());
-    server.listen(0, Some("127.0.0.1")).expect("listen");
+    server
+        .listen_with(0, BindOptions::new().address("127.0.0.1"))
+        .expect("listen");
     println!("ADDR {}", server.local_addrs()[0]);
     fn report(l: IOLoop) {
         println!("CPU {}", cpu_time().as_micros());

@@ -45,7 +45,10 @@ fn set_twice_is_invalid_state() {
         ErrorKind::InvalidState
     );
     assert_eq!(
-        Future::<u8>::failed("x").set_result(2).unwrap_err().kind(),
+        Future::<u8>::failed("x".into())
+            .set_result(2)
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidState
     );
 }
@@ -58,7 +61,7 @@ fn a_second_set_does_not_run_the_callbacks_again() {
     future.add_done_callback(move |_: &Future<u8>| c.set(c.get() + 1));
     future.set_result(1).unwrap();
     let _ = future.set_result(2);
-    let _ = future.set_error("again");
+    let _ = future.set_error("again".into());
     assert_eq!(calls.get(), 1);
 }
 
@@ -102,7 +105,7 @@ fn failing_done_callback_is_reported_and_the_others_still_run() {
     let future = Future::<u8>::new();
     let ran = Log::new();
     let r = ran.clone();
-    future.add_done_callback::<(), _>(move |_: &Future<u8>| {
+    future.add_done_callback(move |_: &Future<u8>| {
         r.push(1);
         panic!("first done-callback panics");
     });

@@ -449,13 +449,13 @@ fn iostream_reads_and_writes_are_awaitable() {
         let echo = gen::coroutine({
             let b = b.clone();
             async move {
-                let line = b.read_until(b"\n", None).await?;
+                let line = b.read_until(b"\n").await?;
                 b.write(line).await?;
                 Ok(())
             }
         });
         a.write(b"ping\n".to_vec()).await?;
-        let answer = a.read_until(b"\n", None).await?;
+        let answer = a.read_until(b"\n").await?;
         echo.await?;
         a.close();
         b.close();
@@ -483,4 +483,29 @@ fn std_and_squall_wakes_alternate_ten_thousand_times() {
         Ok(())
     });
     got.unwrap();
+}
+
+#[test]
+fn spawn_callback_runs_an_async_coroutine_and_reports_its_error() {
+    // Tornado: IOLoop.current().spawn_callback(coro). A callback returning
+    // the coroutine's Future: a failure is reported like a callback's.
+    let io_loop = IOLoop::new().unwrap();
+    io_loop.make_current();
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let l = io_loop.clone();
+    let ((), errors) = squall::testing::capture_unhandled(|| {
+        io_loop.spawn_callback(move || {
+            gen::coroutine(async move {
+                gen::sleep(ms(2)).await?;
+                r.set(true);
+                l.stop();
+                Err::<(), _>(Error::new(ErrorKind::Closed, "background task failed"))
+            })
+        });
+        io_loop.start().unwrap();
+    });
+    assert!(ran.get());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].message(), "background task failed");
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -472,7 +473,7 @@ fn echo_server(backlog: u32) -> (TCPServer, SocketAddr) {
     let server = TCPServer::new(|stream: IOStream, _peer| {
         greenlet::spawn(move || {
             let stream = Stream::from(stream);
-            match stream.read_until(b"\n", Some(1024)) {
+            match stream.read_until_max_bytes(b"\n", 1024) {
                 Ok(line) => stream.write(line)?,
                 Err(err) if err.kind() == ErrorKind::StreamClosed => {}
                 Err(err) => return Err(err),
@@ -481,7 +482,9 @@ fn echo_server(backlog: u32) -> (TCPServer, SocketAddr) {
             Ok(())
         })
     });
-    let sockets = netutil::bind_sockets(0, Some("127.0.0.1"), Some(backlog), false).unwrap();
+    let sockets =
+        netutil::bind_sockets_with(0, BindOptions::new().address("127.0.0.1").backlog(backlog))
+            .unwrap();
     server.add_sockets(sockets).unwrap();
     let addr = server.local_addrs()[0];
     (server, addr)
@@ -604,7 +607,9 @@ fn stream_timeout_fails_a_slow_read_and_closes_the_stream() {
         let server = TCPServer::new(|stream: IOStream, _| {
             drop(stream.read_until_close());
         });
-        server.listen(0, Some("127.0.0.1")).unwrap();
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         let addr = server.local_addrs()[0];
         greenlet::spawn(move || {
             let stream = Stream::connect(addr, None)?;
@@ -612,7 +617,7 @@ fn stream_timeout_fails_a_slow_read_and_closes_the_stream() {
             assert_eq!(stream.timeout(), Some(ms(50)));
             stream.write(&b"question\n"[..])?;
             let t0 = Instant::now();
-            let err = stream.read_until(b"\n", None).unwrap_err();
+            let err = stream.read_until(b"\n").unwrap_err();
             let took = t0.elapsed();
             server.stop();
             Ok((err.kind(), took >= ms(50), stream.closed()))

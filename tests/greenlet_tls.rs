@@ -7,6 +7,7 @@
 #[path = "common/tls.rs"]
 mod tls_kit;
 
+use squall::netutil::BindOptions;
 use std::time::Duration;
 
 use squall::greenlet::{self, Stream};
@@ -25,24 +26,25 @@ fn starttls_from_straight_line_code_on_both_sides() {
                     let config = server_config.clone();
                     greenlet::spawn(move || {
                         let plain = Stream::from(stream);
-                        assert_eq!(plain.read_until(b"\n", Some(64))?, b"STARTTLS\n");
+                        assert_eq!(plain.read_until_max_bytes(b"\n", 64)?, b"STARTTLS\n");
                         plain.write(&b"GO\n"[..])?;
-                        let tls = plain.start_tls(true, Some(config.into()), None)?;
-                        let line = tls.read_until(b"\n", Some(64))?;
+                        let tls = plain.start_tls(config)?;
+                        let line = tls.read_until_max_bytes(b"\n", 64)?;
                         tls.write([b"secure ".as_slice(), &line].concat())?;
                         tls.close();
                         Ok(())
                     })
                 });
-                server.listen(0, Some("127.0.0.1")).expect("listening");
+                server
+                    .listen_with(0, BindOptions::new().address("127.0.0.1"))
+                    .expect("listening");
                 let port = server.local_addrs()[0].port();
                 greenlet::spawn(move || {
                     let plain =
                         Stream::connect_host("localhost", port, Some(Duration::from_secs(5)))?;
                     plain.write(&b"STARTTLS\n"[..])?;
-                    assert_eq!(plain.read_until(b"\n", Some(64))?, b"GO\n");
-                    let tls =
-                        plain.start_tls(false, Some(client_config.into()), Some("localhost"))?;
+                    assert_eq!(plain.read_until_max_bytes(b"\n", 64)?, b"GO\n");
+                    let tls = plain.start_tls_server_hostname(client_config, "localhost")?;
                     tls.write(&b"hello\n"[..])?;
                     let reply = tls.read_until_close()?;
                     server.stop();
@@ -69,7 +71,7 @@ fn a_stalled_handshake_fails_with_the_stream_timeout() {
                     let plain = Stream::connect(addr, None)?;
                     plain.set_timeout(Some(Duration::from_millis(200)));
                     plain
-                        .start_tls(false, Some(client_config.into()), Some("localhost"))
+                        .start_tls_server_hostname(client_config, "localhost")
                         .map(drop)
                 })
             },

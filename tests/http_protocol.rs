@@ -10,6 +10,7 @@
 #[path = "common/http.rs"]
 mod http_kit;
 
+use squall::netutil::BindOptions;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::rc::Rc;
@@ -81,7 +82,7 @@ fn upgrade_server() -> TestServer {
             x.set_async(); // the response is no longer the server's
             fn next(stream: squall::IOStream) {
                 let s = stream.clone();
-                stream.read_until(b"\n", Some(1024)).add_done_callback(
+                stream.read_until_max_bytes(b"\n", 1024).add_done_callback(
                     move |f: &Future<Vec<u8>>| {
                         let Ok(line) = f.result() else { return };
                         if line == b"bye\n" {
@@ -174,7 +175,7 @@ fn framing_app() -> Application {
             let v = x.request().get_query_argument("v").unwrap_or_default();
             match x.set_header("X-Echo", &v) {
                 Err(e) if e.kind() == ErrorKind::InvalidArgument => {
-                    let redirect = x.redirect(&v, false);
+                    let redirect = x.redirect(&v);
                     assert_eq!(redirect.unwrap_err().kind(), ErrorKind::InvalidArgument);
                     x.set_status(400);
                     x.write("refused");
@@ -356,8 +357,10 @@ fn on_connection_close_is_called_once_for_a_message_left_waiting() {
         io_loop.make_current();
         let a = HTTPServer::with_loop(&io_loop, LongPoll);
         let b = HTTPServer::with_loop(&io_loop, Count);
-        a.listen(0, Some("127.0.0.1")).unwrap();
-        b.listen(0, Some("127.0.0.1")).unwrap();
+        a.listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
+        b.listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         tx.send((a.local_addrs()[0], b.local_addrs()[0], io_loop.remote()))
             .unwrap();
         io_loop.start().unwrap();

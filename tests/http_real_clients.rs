@@ -135,7 +135,7 @@ struct InjectRedirect;
 impl RequestHandler for InjectRedirect {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
         let to = x.request().get_query_argument("to").unwrap_or_default();
-        match x.redirect(&to, false) {
+        match x.redirect(&to) {
             Err(e) if e.kind() == ErrorKind::InvalidArgument => {
                 x.send_error(400);
                 Ok(())

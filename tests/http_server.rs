@@ -199,7 +199,7 @@ impl RequestHandler for Hang {
 struct Redirect;
 impl RequestHandler for Redirect {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
-        x.redirect("/", false)?;
+        x.redirect("/")?;
         Ok(())
     }
 }

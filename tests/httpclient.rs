@@ -14,6 +14,7 @@ mod peers;
 #[path = "common/peers.rs"]
 mod need;
 use need::Peer;
+use squall::netutil::BindOptions;
 use std::time::{Duration, Instant};
 
 use kit::*;
@@ -474,7 +475,9 @@ fn squall_server_keep_alive_chunked_and_errors() {
             .route("/echo", || Echo)
             .route("/moved", || Moved);
         let server = squall::http::HTTPServer::new(app);
-        server.listen(0, Some("127.0.0.1")).unwrap();
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         tx.send((server.local_addrs()[0], io_loop.remote()))
             .unwrap();
         io_loop.start().unwrap();
@@ -482,7 +485,7 @@ fn squall_server_keep_alive_chunked_and_errors() {
     struct Moved;
     impl squall::web::RequestHandler for Moved {
         fn get(&mut self, x: &squall::web::Exchange) -> Result<(), squall::Error> {
-            x.redirect("/chunks", false)?;
+            x.redirect("/chunks")?;
             Ok(())
         }
     }

@@ -380,7 +380,7 @@ fn handler_sees_read_when_the_peer_writes_and_write_when_writable() {
         .unwrap();
     // Nothing to read yet: the handler must not be called before the write.
     let mut writer = b.try_clone().unwrap();
-    io_loop.call_later(secs(1), move || writer.write_all(b"hello"));
+    io_loop.call_later(secs(1), move || Ok(writer.write_all(b"hello")?));
     let timed_out = guard(&io_loop, secs(60));
     io_loop.start().unwrap();
     assert!(!timed_out.get());
@@ -498,7 +498,7 @@ fn edge_triggered_handler_is_not_called_again_until_new_data() {
         )
         .unwrap();
     // Nine bytes are still unread when new data arrives at 10 s.
-    io_loop.call_later(secs(10), move || b.write_all(&[1]));
+    io_loop.call_later(secs(10), move || Ok(b.write_all(&[1])?));
     let (errors_guarded, errors) = capture_unhandled(|| {
         let timed_out = guard(&io_loop, secs(20));
         io_loop.start().unwrap();
@@ -664,7 +664,7 @@ fn update_handler_changes_the_interest_from_read_to_write() {
         )
         .unwrap();
     let mut writer = b.try_clone().unwrap();
-    io_loop.call_later(secs(1), move || writer.write_all(b"x"));
+    io_loop.call_later(secs(1), move || Ok(writer.write_all(b"x")?));
     let timed_out = guard(&io_loop, secs(60));
     io_loop.start().unwrap();
     assert!(!timed_out.get());
@@ -752,7 +752,7 @@ fn handler_errors_are_reported_and_it_stays_registered() {
     io_loop
         .add_handler(
             &a,
-            move |_, _| -> Result<(), std::io::Error> {
+            move |_, _| -> Result<(), Error> {
                 c.set(c.get() + 1);
                 let mut buf = [0u8; 1];
                 reader.read_exact(&mut buf)?;
@@ -760,7 +760,7 @@ fn handler_errors_are_reported_and_it_stays_registered() {
                     panic!("handler panics");
                 }
                 l.stop();
-                Err(std::io::Error::other("handler fails"))
+                Err(std::io::Error::other("handler fails").into())
             },
             Events::READ,
         )
@@ -853,7 +853,7 @@ fn remote_callbacks_from_8_threads_arrive_exactly_once_in_order() {
 fn remote_callback_wakes_a_loop_sleeping_in_a_long_poll() {
     let io_loop = IOLoop::new().unwrap();
     // The only pending timeout is an hour away: the loop sleeps in poll.
-    io_loop.call_later::<(), _>(secs(3600), || panic!("an hour passed?"));
+    io_loop.call_later(secs(3600), || panic!("an hour passed?"));
     // A watchdog that does not rely on the waker: if the remote callback never
     // runs, a write on this socket ends the test instead of hanging it.
     let (watch, mut poke) = socketpair();
@@ -1064,9 +1064,9 @@ fn failing_callbacks_are_reported_and_the_loop_goes_on() {
     let (io_loop, _clock) = manual_loop();
     let after = Rc::new(Cell::new(false));
     let ((), errors) = capture_unhandled(|| {
-        io_loop.add_callback::<(), _>(|| panic!("boom"));
+        io_loop.add_callback(|| panic!("boom"));
         io_loop.add_callback(|| Err::<(), _>(Error::new(ErrorKind::Timeout, "late")));
-        io_loop.call_later(secs(1), || Err::<(), _>("a timeout fails"));
+        io_loop.call_later(secs(1), || Err::<(), _>("a timeout fails".into()));
         let l = io_loop.clone();
         io_loop.add_callback(move || {
             // Returns a future that fails later: reported then.
@@ -1116,9 +1116,7 @@ fn failing_remote_callback_is_reported() {
             remote
                 .add_callback(|| Err::<(), _>(Error::new(ErrorKind::Timeout, "remote")))
                 .unwrap();
-            remote
-                .add_callback::<(), _>(|| panic!("remote panic"))
-                .unwrap();
+            remote.add_callback(|| panic!("remote panic")).unwrap();
             remote.add_callback(|| IOLoop::current().stop()).unwrap();
         })
         .join()
@@ -1145,7 +1143,7 @@ fn async_test_fails_on_unhandled_errors_and_try_run_returns_them() {
 
     let outcome = std::panic::catch_unwind(|| {
         AsyncTest::new().run(|io_loop| {
-            io_loop.add_callback::<(), _>(|| panic!("unhandled in a test"));
+            io_loop.add_callback(|| panic!("unhandled in a test"));
             let future = Future::new();
             let f = future.clone();
             io_loop.add_callback(move || f.set_result(()));
@@ -1270,7 +1268,7 @@ fn run_sync_returns_the_value_the_error_or_a_timeout() {
     );
     assert_eq!(
         io_loop
-            .run_sync(|| Future::<()>::failed("failed"), None)
+            .run_sync(|| Future::<()>::failed("failed".into()), None)
             .unwrap_err()
             .kind(),
         ErrorKind::Other

@@ -209,7 +209,7 @@ fn read_until_across_one_byte_writes() {
         let (rs, ws) = unix_pair();
         let message = b"GET / HTTP/1.0\r\nHost: example\r\n\r\nbody".to_vec();
         let head_len = message.len() - 4;
-        let head = rs.read_until(b"\r\n\r\n", None);
+        let head = rs.read_until(b"\r\n\r\n");
         assert!(!head.done());
         // One byte per loop iteration: the reader sees it arrive in as many
         // reads, and must find the delimiter only when its last byte comes.
@@ -229,7 +229,7 @@ fn read_until_across_one_byte_writes() {
                 assert_eq!(line, b"GET / HTTP/1.0\r\nHost: example\r\n\r\n");
                 // What came after the delimiter stays buffered (it may still
                 // be arriving: read it as a separate read).
-                rs.read_bytes(4, false)
+                rs.read_bytes(4)
             })
         })
     });
@@ -243,7 +243,7 @@ fn read_until_with_delimiter_split_over_two_reads() {
         let rounds: Vec<Future<()>> = (1..delimiter.len())
             .map(|split| {
                 let (rs, ws) = unix_pair();
-                let line = rs.read_until(delimiter, None);
+                let line = rs.read_until(delimiter);
                 let mut first = b"partial-boundary-".to_vec(); // a decoy prefix
                 first.extend_from_slice(&delimiter[..split]);
                 let mut second = delimiter[split..].to_vec();
@@ -261,7 +261,7 @@ fn read_until_with_delimiter_split_over_two_reads() {
                         let mut want = first.clone();
                         want.extend_from_slice(&delimiter[split..]);
                         assert_eq!(got, want);
-                        and_then(&rs.read_bytes(4, false), move |tail| {
+                        and_then(&rs.read_bytes(4), move |tail| {
                             assert_eq!(tail, b"tail");
                             drop(rs);
                             Future::ready(())
@@ -290,7 +290,7 @@ fn large_read_until_is_not_quadratic() {
             drop(ws.write(vec![b'A'; 1024]));
         }
         drop(ws.write(&b"\r\n"[..]));
-        and_then(&rs.read_until(b"\r\n", None), move |data| {
+        and_then(&rs.read_until(b"\r\n"), move |data| {
             assert_eq!(data.len(), 4096 * 1024 + 2);
             assert!(started.elapsed() < Duration::from_secs(10));
             drop(ws);
@@ -305,17 +305,17 @@ fn read_until_max_bytes() {
         let (rs, ws) = unix_pair();
         let (closed, close_count) = on_close(&rs);
         // Room to spare.
-        let f = rs.read_until(b"def", Some(50));
+        let f = rs.read_until_max_bytes(b"def", 50);
         drop(ws.write(&b"abcdef"[..]));
         and_then(&f, move |data| {
             assert_eq!(data, b"abcdef");
             // Just enough.
-            let f = rs.read_until(b"def", Some(6));
+            let f = rs.read_until_max_bytes(b"def", 6);
             drop(ws.write(&b"abcdef"[..]));
             and_then(&f, move |data| {
                 assert_eq!(data, b"abcdef");
                 // Not enough: known only once the data comes.
-                let f = rs.read_until(b"def", Some(5));
+                let f = rs.read_until_max_bytes(b"def", 5);
                 assert!(!f.done());
                 drop(ws.write(&b"123456"[..]));
                 and_then(&expect_err(&f), move |err| {
@@ -345,7 +345,7 @@ fn read_until_max_bytes_inline() {
         and_then(&until(io_loop, move || r.buffered() == 6), move |()| {
             // Read into the buffer on arrival, with no read pending.
             assert_eq!(rs.buffered(), 6);
-            let f = rs.read_until(b"def", Some(5));
+            let f = rs.read_until_max_bytes(b"def", 5);
             let err = failed_now(&f);
             assert_eq!(err.kind(), ErrorKind::UnsatisfiableRead);
             assert!(rs.closed());
@@ -363,7 +363,7 @@ fn read_until_fails_when_the_delimiter_lies_beyond_max_bytes() {
         let (rs, ws) = unix_pair();
         let (closed, _) = on_close(&rs);
         drop(ws.write(&b"abcdef"[..]));
-        let f = rs.read_until(b"def", Some(5));
+        let f = rs.read_until_max_bytes(b"def", 5);
         and_then(&expect_err(&f), move |err| {
             assert_eq!(err.kind(), ErrorKind::UnsatisfiableRead);
             assert!(rs.closed());
@@ -377,7 +377,7 @@ fn read_until_fails_when_the_delimiter_lies_beyond_max_bytes() {
 fn read_until_max_bytes_reached_by_small_pieces() {
     AsyncTest::new().run(|io_loop| {
         let (rs, ws) = unix_pair();
-        let f = rs.read_until(b"\n", Some(10));
+        let f = rs.read_until_max_bytes(b"\n", 10);
         let (fut, r, w) = (f.clone(), rs.clone(), ws.clone());
         // One byte a turn: the read stays pending for 9 bytes, and fails on
         // the 10th (a delimiter could now only end beyond the limit).
@@ -409,16 +409,16 @@ fn read_until_max_bytes_reached_by_small_pieces() {
 fn read_bytes_exact() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
-        let f = rs.read_bytes(10, false);
+        let f = rs.read_bytes(10);
         drop(ws.write(&b"0123"[..]));
         drop(ws.write(&b"4567"[..]));
         drop(ws.write(&b"89abc"[..]));
         and_then(&f, move |data| {
             assert_eq!(data, b"0123456789");
-            and_then(&rs.read_bytes(3, false), move |rest| {
+            and_then(&rs.read_bytes(3), move |rest| {
                 assert_eq!(rest, b"abc");
                 // Zero bytes is done at once.
-                assert_eq!(value_now(&rs.read_bytes(0, false)), b"");
+                assert_eq!(value_now(&rs.read_bytes(0)), b"");
                 drop(ws);
                 Future::ready(())
             })
@@ -435,30 +435,30 @@ fn read_into_fills_the_callers_buffer() {
         let (rs, ws) = unix_pair();
         let buf = vec![0u8; 10];
         let at = buf.as_ptr() as usize;
-        let f = rs.read_into(buf, false);
+        let f = rs.read_into(buf);
         drop(ws.write(&b"0123"[..]));
         drop(ws.write(&b"456789abc"[..]));
         and_then(&f, move |(buf, n)| {
             assert_eq!((&buf[..], n), (&b"0123456789"[..], 10));
             assert_eq!(buf.as_ptr() as usize, at, "the caller's allocation");
             // "abc" is buffered now: copied in; partial resolves with it.
-            let (buf, n) = value_now(&rs.read_into(buf, true));
+            let (buf, n) = value_now(&rs.read_into_partial(buf));
             assert_eq!((&buf[..n], buf.len()), (&b"abc"[..], 10));
             // Nothing buffered: straight from the socket, partial.
-            let f = rs.read_into(vec![7; 64 * 1024], true);
+            let f = rs.read_into_partial(vec![7; 64 * 1024]);
             let big = pseudo_random(200 * 1024, 9);
             drop(ws.write(big.clone()));
             let ws2 = ws.clone();
             and_then(&f, move |(first, n)| {
                 assert!(n > 0 && n <= 64 * 1024 && first.len() == 64 * 1024);
                 assert_eq!(first[..n], big[..n]);
-                // The rest, whole: read_into(n, false) waits for all of it.
-                let f = rs.read_into(vec![0; big.len() - n], false);
+                // The rest, whole: read_into(buf) waits for all of it.
+                let f = rs.read_into(vec![0; big.len() - n]);
                 and_then(&f, move |(second, m)| {
                     assert_eq!(m, big.len() - n);
                     assert_eq!(second[..], big[n..]);
                     // The peer leaves before a full read is filled: closed.
-                    let f = rs.read_into(vec![0; 8], false);
+                    let f = rs.read_into(vec![0; 8]);
                     drop(ws2.write(&b"xyz"[..]));
                     ws2.close();
                     then(&f, |r| {
@@ -476,18 +476,18 @@ fn read_bytes_partial() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
         // More than there is: resolves with what comes.
-        let f = rs.read_bytes(50, true);
+        let f = rs.read_bytes_partial(50);
         drop(ws.write(&b"hello"[..]));
         and_then(&f, move |data| {
             assert_eq!(data, b"hello");
             // Less than there is: the count is still respected.
-            let f = rs.read_bytes(3, true);
+            let f = rs.read_bytes_partial(3);
             drop(ws.write(&b"world"[..]));
             and_then(&f, move |data| {
                 assert_eq!(data, b"wor");
                 // Partial reads never return nothing; read_bytes(0) does.
-                assert_eq!(value_now(&rs.read_bytes(0, true)), b"");
-                assert_eq!(value_now(&rs.read_bytes(10, true)), b"ld");
+                assert_eq!(value_now(&rs.read_bytes_partial(0)), b"");
+                assert_eq!(value_now(&rs.read_bytes_partial(10)), b"ld");
                 drop(ws);
                 Future::ready(())
             })
@@ -510,8 +510,8 @@ fn read_until_close_returns_everything() {
                 assert_eq!(data, b"hello world");
                 assert!(rs.closed());
                 // Nothing else to read: the error comes at once.
-                assert_closed_error(&failed_now(&rs.read_bytes(1, false)));
-                assert_closed_error(&failed_now(&rs.read_until(b"\n", None)));
+                assert_closed_error(&failed_now(&rs.read_bytes(1)));
+                assert_closed_error(&failed_now(&rs.read_until(b"\n")));
                 assert_eq!(value_now(&rs.read_until_close()), b"");
                 closed
             })
@@ -527,7 +527,7 @@ fn read_until_close_after_close() {
         ws.close();
         // The stream does not close before the data is read: the data is
         // buffered when it sees the end.
-        and_then(&rs.read_bytes(1, false), move |one| {
+        and_then(&rs.read_bytes(1), move |one| {
             assert_eq!(one, b"1");
             and_then(&rs.read_until_close(), move |rest| {
                 assert_eq!(rest, b"234");
@@ -572,7 +572,7 @@ fn end_of_stream_is_seen_without_a_pending_read() {
         });
         and_then(&closed, move |()| {
             assert!(rs.closed());
-            assert_eq!(value_now(&rs.read_bytes(3, false)), b"bye");
+            assert_eq!(value_now(&rs.read_bytes(3)), b"bye");
             Future::ready(())
         })
     });
@@ -585,13 +585,13 @@ fn delayed_close_callback() {
         let (rs, ws) = unix_pair();
         drop(ws.write(vec![b'A'; 512]));
         let io = io_loop.clone();
-        and_then(&rs.read_bytes(256, false), move |first| {
+        and_then(&rs.read_bytes(256), move |first| {
             assert_eq!(first, vec![b'A'; 256]);
             ws.close();
             and_then(&sleep(&io, Duration::from_millis(10)), move |()| {
-                and_then(&rs.read_bytes(256, false), move |second| {
+                and_then(&rs.read_bytes(256), move |second| {
                     assert_eq!(second, vec![b'A'; 256]);
-                    assert_closed_error(&failed_now(&rs.read_bytes(1, false)));
+                    assert_closed_error(&failed_now(&rs.read_bytes(1)));
                     Future::ready(())
                 })
             })
@@ -604,17 +604,17 @@ fn buffered_data_satisfies_reads_without_a_loop_turn() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
         drop(ws.write(&b"abc\r\ndef\r\nghijkl"[..]));
-        and_then(&rs.read_until(b"\r\n", None), move |first| {
+        and_then(&rs.read_until(b"\r\n"), move |first| {
             assert_eq!(first, b"abc\r\n");
             // Everything else arrived in the same read: each of these is
             // done when returned.
-            assert_eq!(value_now(&rs.read_until(b"\r\n", None)), b"def\r\n");
-            assert_eq!(value_now(&rs.read_bytes(2, false)), b"gh");
-            assert_eq!(value_now(&rs.read_bytes(100, true)), b"ijkl");
+            assert_eq!(value_now(&rs.read_until(b"\r\n")), b"def\r\n");
+            assert_eq!(value_now(&rs.read_bytes(2)), b"gh");
+            assert_eq!(value_now(&rs.read_bytes_partial(100)), b"ijkl");
             assert!(!rs.reading());
             assert_eq!(rs.buffered(), 0);
             // And with nothing buffered, a read waits.
-            let f = rs.read_bytes(1, false);
+            let f = rs.read_bytes(1);
             assert!(!f.done() && rs.reading());
             drop(ws.write(&b"z"[..]));
             and_then(&f, |z| {
@@ -665,9 +665,9 @@ fn many_mixed_reads_with_random_sizes() {
                 }
                 let want = next(1000).min(total - have);
                 let f = match next(3) {
-                    1 => rs.read_bytes(want, false),
-                    2 => rs.read_bytes(want, true),
-                    _ => rs.read_bytes(want, false),
+                    1 => rs.read_bytes(want),
+                    2 => rs.read_bytes_partial(want),
+                    _ => rs.read_bytes(want),
                 };
                 if f.done() {
                     match f.take_result() {
@@ -774,7 +774,7 @@ fn writes_complete_in_order() {
         }
         assert!(ws.writing(), "the writes should have queued");
         assert!(futures.last().map(|f| !f.done()).unwrap());
-        let all = rs.read_bytes(expected.len(), false);
+        let all = rs.read_bytes(expected.len());
         and_then(&all, move |data| {
             assert!(data == expected, "the bytes arrived out of order");
             and_then(&join_all(futures), move |results| {
@@ -818,7 +818,7 @@ fn concurrent_producers_futures_are_never_orphaned() {
             produce(ws.clone(), n, m, done.clone());
             all.push(done);
         }
-        let consumed = rs.read_bytes(total, false);
+        let consumed = rs.read_bytes(total);
         and_then(&consumed, move |data| {
             assert_eq!(data.len(), total);
             and_then(&join_all(all), |results| {
@@ -840,7 +840,7 @@ fn close_callback_runs_once() {
         let (closed, count) = on_close(&rs);
         drop(ws.write(&b"a"[..]));
         let io = io_loop.clone();
-        and_then(&rs.read_bytes(1, false), move |a| {
+        and_then(&rs.read_bytes(1), move |a| {
             assert_eq!(a, b"a");
             assert_eq!(count.get(), 0);
             ws.close();
@@ -871,10 +871,10 @@ fn close_callback_with_pending_read() {
         let (rs, ws) = unix_pair();
         let (closed, _) = on_close(&rs);
         drop(ws.write(&b"OK\r\n"[..]));
-        and_then(&rs.read_until(b"\r\n", None), move |ok| {
+        and_then(&rs.read_until(b"\r\n"), move |ok| {
             assert_eq!(ok, b"OK\r\n");
             ws.close();
-            let pending = rs.read_until(b"\r\n", None);
+            let pending = rs.read_until(b"\r\n");
             and_then(&closed, move |()| {
                 assert_closed_error(&failed_now(&pending));
                 Future::ready(())
@@ -887,7 +887,7 @@ fn close_callback_with_pending_read() {
 fn explicit_close_fails_pending_futures() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
-        let read = rs.read_bytes(10, false);
+        let read = rs.read_bytes(10);
         let write = rs.write(vec![0u8; 16 << 20]);
         assert!(!read.done() && !write.done());
         rs.close();
@@ -896,7 +896,7 @@ fn explicit_close_fails_pending_futures() {
         assert!(!rs.reading() && !rs.writing());
         // Everything fails afterwards, without a loop turn.
         assert_closed_error(&failed_now(&rs.write(&b"x"[..])));
-        assert_closed_error(&failed_now(&rs.read_bytes(1, false)));
+        assert_closed_error(&failed_now(&rs.read_bytes(1)));
         assert!(rs.set_nodelay(true).is_err());
         drop(ws);
         Future::ready(())
@@ -909,7 +909,7 @@ fn pending_futures_fail_when_the_peer_closes() {
         let (a, peer) = UnixStream::pair().unwrap();
         let rs = IOStream::new(a).unwrap();
         let (closed, _) = on_close(&rs);
-        let read = rs.read_until(b"\n", None);
+        let read = rs.read_until(b"\n");
         let write1 = rs.write(vec![1u8; 8 << 20]);
         let write2 = rs.write(&b"more"[..]);
         assert!(rs.writing(), "the writes should have queued");
@@ -930,7 +930,7 @@ fn pending_futures_fail_when_the_peer_resets() {
         let (client, peer) = std_tcp_pair();
         let rs = IOStream::new(client).unwrap();
         let (closed, _) = on_close(&rs);
-        let read = rs.read_bytes(1, false);
+        let read = rs.read_bytes(1);
         let write = rs.write(vec![2u8; 64 << 20]);
         assert!(rs.writing(), "the write should have queued");
         // SO_LINGER 0: closing sends a RST.
@@ -998,7 +998,7 @@ fn dropped_open_stream_is_freed_when_its_loop_closes() {
     }
     let flag = Flag(dropped.clone());
     stream.set_close_callback(move || drop(flag));
-    let read = stream.read_bytes(1, false);
+    let read = stream.read_bytes(1);
     drop(stream);
     assert_eq!(io_loop.handler_count(), 1);
     assert!(!dropped.get(), "the loop holds an open stream");
@@ -1028,7 +1028,7 @@ fn a_flooding_peer_does_not_starve_other_streams() {
                 }
             });
             let (rs, ws) = unix_pair();
-            let first = flood.read_bytes(1024, false);
+            let first = flood.read_bytes(1024);
             let io = io_loop.clone();
             and_then(&first, move |kb| {
                 assert_eq!(kb.len(), 1024);
@@ -1040,7 +1040,7 @@ fn a_flooding_peer_does_not_starve_other_streams() {
                 let all = flood.read_until_close();
                 let f = flood.clone();
                 and_then(&until(&io, move || f.buffered() >= 2 << 20), move |()| {
-                    let ping = rs.read_until(b"\n", None);
+                    let ping = rs.read_until(b"\n");
                     drop(ws.write(&b"ping\n"[..]));
                     and_then(&ping, move |line| {
                         assert_eq!(line, b"ping\n");
@@ -1183,7 +1183,7 @@ fn connect_timeout_is_cancelled_on_success() {
                 );
                 let (mut conn, _) = listener.accept().unwrap();
                 conn.write_all(b"hi").unwrap();
-                and_then(&stream.read_bytes(2, false), |hi| {
+                and_then(&stream.read_bytes(2), |hi| {
                     assert_eq!(hi, b"hi");
                     Future::ready(())
                 })
@@ -1198,17 +1198,13 @@ fn connect_timeout_is_cancelled_on_success() {
 fn a_second_concurrent_read_is_invalid() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
-        let first = rs.read_until(b"\n", None);
-        for second in [
-            rs.read_bytes(1, false),
-            rs.read_until(b"x", None),
-            rs.read_until_close(),
-        ] {
+        let first = rs.read_until(b"\n");
+        for second in [rs.read_bytes(1), rs.read_until(b"x"), rs.read_until_close()] {
             assert_eq!(failed_now(&second).kind(), ErrorKind::InvalidState);
         }
         assert!(!rs.closed(), "a refused read leaves the stream alone");
         assert_eq!(
-            failed_now(&rs.read_until(b"", None)).kind(),
+            failed_now(&rs.read_until(b"")).kind(),
             ErrorKind::InvalidArgument
         );
         drop(ws.write(&b"line\n"[..]));
@@ -1225,7 +1221,7 @@ fn read_buffer_limit_is_enforced() {
         let (rs, ws) = unix_pair();
         rs.set_max_buffer_size(1024);
         let (closed, _) = on_close(&rs);
-        let f = rs.read_until(b"\n", None);
+        let f = rs.read_until(b"\n");
         drop(ws.write(vec![b'x'; 4096]));
         and_then(&expect_err(&f), move |err| {
             assert_closed_error(&err);
@@ -1241,14 +1237,14 @@ fn read_bytes_beyond_the_buffer_limit_fails() {
     AsyncTest::new().run(|_| {
         let (rs, ws) = unix_pair();
         rs.set_max_buffer_size(1024);
-        let f = rs.read_bytes(4096, false);
+        let f = rs.read_bytes(4096);
         assert!(f.done(), "it can never be satisfied");
         assert_closed_error(&f.error().unwrap());
         assert!(rs.closed());
         // A partial read of more than the limit is fine: it takes what comes.
         let (rs, ws2) = unix_pair();
         rs.set_max_buffer_size(1024);
-        let f = rs.read_bytes(4096, true);
+        let f = rs.read_bytes_partial(4096);
         drop(ws2.write(vec![b'y'; 100]));
         drop(ws);
         and_then(&f, move |data| {
@@ -1285,9 +1281,9 @@ fn small_reads_from_a_large_backlog_respect_the_limit() {
             }
             assert!(rs.buffered() <= 10 * 1024 + 64 * 1024);
             let f = if n < 100 {
-                rs.read_bytes(1024, false)
+                rs.read_bytes(1024)
             } else {
-                rs.read_until(b"\n", Some(4096))
+                rs.read_until_max_bytes(b"\n", 4096)
             };
             f.add_done_callback(move |f: &Future<Vec<u8>>| match f.take_result() {
                 Ok(line) => {
@@ -1337,7 +1333,7 @@ fn write_buffer_limit_is_enforced() {
         assert_eq!(err.kind(), ErrorKind::BufferFull, "{err}");
         assert!(!ws.closed(), "a refused write leaves the stream open");
         // What was accepted arrives, and nothing of the refused write.
-        and_then(&rs.read_bytes(accepted, false), move |data| {
+        and_then(&rs.read_bytes(accepted), move |data| {
             assert_eq!(data.len(), accepted);
             for (k, c) in data.chunks(chunk).enumerate() {
                 assert!(c.iter().all(|&b| b == k as u8), "chunk {k} corrupted");
@@ -1346,7 +1342,7 @@ fn write_buffer_limit_is_enforced() {
             // Drained, the stream takes writes again.
             let f = ws.write(vec![9u8; chunk]);
             assert!(f.error().is_none());
-            and_then(&rs.read_bytes(chunk, false), move |d| {
+            and_then(&rs.read_bytes(chunk), move |d| {
                 assert!(d.iter().all(|&b| b == 9));
                 drop(ws);
                 Future::ready(())
@@ -1375,7 +1371,7 @@ fn thousand_concurrent_echo_clients() {
 
             fn serve(stream: IOStream) {
                 let s = stream.clone();
-                stream.read_until(b"\n", Some(1024)).add_done_callback(
+                stream.read_until_max_bytes(b"\n", 1024).add_done_callback(
                     move |f: &Future<Vec<u8>>| {
                         if let Ok(line) = f.take_result() {
                             drop(s.write(line));
@@ -1411,7 +1407,7 @@ fn thousand_concurrent_echo_clients() {
                     and_then(&IOStream::connect(addr), move |stream| {
                         let msg = format!("hello from client {i}\n").into_bytes();
                         drop(stream.write(msg.clone()));
-                        and_then(&stream.read_until(b"\n", None), move |reply| {
+                        and_then(&stream.read_until(b"\n"), move |reply| {
                             assert_eq!(reply, msg);
                             stream.close();
                             Future::ready(())
@@ -1479,7 +1475,7 @@ fn read_throughput(total: usize) -> f64 {
                             let _ = s.done.set_result(checksum(&s.first));
                             return;
                         }
-                        s.rs.read_bytes(CHUNK.min(s.total - s.got), false)
+                        s.rs.read_bytes(CHUNK.min(s.total - s.got))
                     };
                     if !f.done() {
                         let st = st.clone();

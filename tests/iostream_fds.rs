@@ -114,7 +114,7 @@ fn run_cycles(n: usize) {
                                     });
                                     // The client says who closes.
                                     let s = stream.clone();
-                                    stream.read_bytes(1, false).add_done_callback(
+                                    stream.read_bytes(1).add_done_callback(
                                         move |f: &Future<Vec<u8>>| {
                                             if f.take_result().ok().as_deref() == Some(b"s") {
                                                 s.close();

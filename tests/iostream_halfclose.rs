@@ -165,12 +165,12 @@ fn buffered_reads_are_delivered_after_the_end() {
             p.shutdown(Shutdown::Write).unwrap();
         }
         let s = stream.clone();
-        let lines = and_then(&stream.read_until(b"\n", None), move |first| {
+        let lines = and_then(&stream.read_until(b"\n"), move |first| {
             assert_eq!(first, b"a\n");
             let s2 = s.clone();
-            and_then(&s.read_until(b"\n", None), move |second| {
+            and_then(&s.read_until(b"\n"), move |second| {
                 assert_eq!(second, b"b\n");
-                then(&s2.read_until(b"\n", None), |third| {
+                then(&s2.read_until(b"\n"), |third| {
                     let err = third.expect_err("nothing is left to read");
                     assert_eq!(err.kind(), ErrorKind::StreamClosed, "{err}");
                     Future::ready(())
@@ -201,7 +201,7 @@ fn a_reply_to_a_future_read_reaches_a_half_closed_peer() {
             let stream = IOStream::new(server).unwrap();
             let (closed, closes) = on_close(&stream);
             let s = stream.clone();
-            let wrote = and_then(&stream.read_until(b"\n", None), move |line| {
+            let wrote = and_then(&stream.read_until(b"\n"), move |line| {
                 assert_eq!(line, b"request\n");
                 s.write(reply())
             });
@@ -278,12 +278,12 @@ fn writes_after_the_end_go_out_while_draining() {
             let stream = IOStream::new(server).unwrap();
             let (closed, closes) = on_close(&stream);
             let s = stream.clone();
-            let done = and_then(&stream.read_until(b"\n", None), move |line| {
+            let done = and_then(&stream.read_until(b"\n"), move |line| {
                 assert_eq!(line, b"request\n");
                 let first = s.write(reply());
                 assert!(s.writing(), "the reply should have queued");
                 let s2 = s.clone();
-                then(&s.read_bytes(1, false), move |more| {
+                then(&s.read_bytes(1), move |more| {
                     // The end: nothing more will come...
                     let err = more.expect_err("the peer sent nothing more");
                     assert_eq!(err.kind(), ErrorKind::StreamClosed, "{err}");
@@ -333,9 +333,7 @@ fn draining_to_a_slow_reader_does_not_spin() {
             let (closed, _) = on_close(&stream);
             let (wall, cpu) = (Instant::now(), thread_cpu_time());
             let s = stream.clone();
-            let wrote = and_then(&stream.read_until(b"\n", None), move |_line| {
-                s.write(reply())
-            });
+            let wrote = and_then(&stream.read_until(b"\n"), move |_line| s.write(reply()));
             and_then(&wrote, move |()| {
                 and_then(&closed, move |()| {
                     let (wall, cpu) = (wall.elapsed(), thread_cpu_time() - cpu);

@@ -29,7 +29,7 @@ fn hook_sees_bytes_in_place_keeps_the_unconsumed_and_resumes() {
             })
             .unwrap();
         // A future read is refused while the hook is set.
-        let refused = stream.read_bytes(1, false);
+        let refused = stream.read_bytes(1);
         assert_eq!(refused.error().unwrap().kind(), ErrorKind::InvalidState);
         peer.write_all(b"one\ntwo").unwrap();
         let done = Future::new();
@@ -54,7 +54,7 @@ fn hook_sees_bytes_in_place_keeps_the_unconsumed_and_resumes() {
             // Clearing the hook gives the buffer back to future reads.
             st.clear_read_hook();
             peer.write_all(b"line\n").unwrap();
-            let read = st.read_until(b"\n", None);
+            let read = st.read_until(b"\n");
             read.add_done_callback(move |f: &Future<Vec<u8>>| {
                 assert_eq!(f.result().unwrap(), b"line\n");
                 let _ = d.set_result(());

@@ -18,7 +18,7 @@ fn closing_the_loop_frees_streams_held_by_their_own_callbacks() {
         let stream = squall::IOStream::with_loop(a, &io_loop).unwrap();
         let s = stream.clone();
         stream
-            .read_until(b"\n", None)
+            .read_until(b"\n")
             .add_done_callback(move |_: &squall::Future<Vec<u8>>| drop(s));
         drop(stream);
         io_loop.close();

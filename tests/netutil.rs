@@ -4,6 +4,7 @@
 //! test runs in a child process (this binary again, selected by an env var)
 //! with a lowered `RLIMIT_NOFILE`, so that it cannot starve the other tests.
 
+use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -57,7 +58,7 @@ fn assert_accepts(listener: &TcpListener) {
 
 #[test]
 fn port_zero_picks_a_port_that_accepts() {
-    let listeners = netutil::bind_sockets(0, Some("127.0.0.1"), None, false).unwrap();
+    let listeners = netutil::bind_sockets_with(0, BindOptions::new().address("127.0.0.1")).unwrap();
     assert_eq!(listeners.len(), 1);
     let addr = listeners[0].local_addr().unwrap();
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
@@ -72,7 +73,7 @@ fn ipv6_literal_binds_and_accepts() {
         return;
     }
     for address in ["::1", "[::1]"] {
-        let listeners = netutil::bind_sockets(0, Some(address), None, false).unwrap();
+        let listeners = netutil::bind_sockets_with(0, BindOptions::new().address(address)).unwrap();
         assert_eq!(listeners.len(), 1);
         assert!(listeners[0].local_addr().unwrap().is_ipv6());
         assert!(SockRef::from(&listeners[0]).only_v6().unwrap());
@@ -91,7 +92,7 @@ fn several_addresses_share_the_picked_port() {
     // Many times over: a port free on 127.0.0.1 may be taken on ::1, and
     // then the set is bound again.
     for _ in 0..50 {
-        let listeners = netutil::bind_addrs(&addrs, None, false).unwrap();
+        let listeners = netutil::bind_addrs(&addrs).unwrap();
         assert_eq!(listeners.len(), addrs.len());
         let ports: Vec<u16> = listeners
             .iter()
@@ -100,7 +101,7 @@ fn several_addresses_share_the_picked_port() {
         assert!(ports.iter().all(|p| *p == ports[0] && *p != 0), "{ports:?}");
         assert!(listeners[0].local_addr().unwrap().is_ipv4());
     }
-    let listeners = netutil::bind_addrs(&addrs, None, false).unwrap();
+    let listeners = netutil::bind_addrs(&addrs).unwrap();
     for listener in &listeners {
         assert_accepts(listener);
     }
@@ -108,7 +109,7 @@ fn several_addresses_share_the_picked_port() {
 
 #[test]
 fn a_name_binds_each_of_its_addresses_on_one_port() {
-    let listeners = netutil::bind_sockets(0, Some("localhost"), None, false).unwrap();
+    let listeners = netutil::bind_sockets_with(0, BindOptions::new().address("localhost")).unwrap();
     assert!(!listeners.is_empty());
     let port = listeners[0].local_addr().unwrap().port();
     for listener in &listeners {
@@ -121,7 +122,8 @@ fn a_name_binds_each_of_its_addresses_on_one_port() {
 
 #[test]
 fn sockets_are_reuseaddr_nonblocking_and_cloexec() {
-    let listeners = netutil::bind_sockets(0, Some("127.0.0.1"), Some(16), false).unwrap();
+    let listeners =
+        netutil::bind_sockets_with(0, BindOptions::new().address("127.0.0.1").backlog(16)).unwrap();
     let sock = SockRef::from(&listeners[0]);
     assert!(sock.reuse_address().unwrap(), "SO_REUSEADDR");
     assert!(!sock.reuse_port().unwrap(), "SO_REUSEPORT only when asked");
@@ -136,7 +138,7 @@ fn sockets_are_reuseaddr_nonblocking_and_cloexec() {
 
 #[test]
 fn reuseaddr_lets_a_restarted_server_rebind_over_time_wait() {
-    let listeners = netutil::bind_sockets(0, Some("127.0.0.1"), None, false).unwrap();
+    let listeners = netutil::bind_sockets_with(0, BindOptions::new().address("127.0.0.1")).unwrap();
     let port = listeners[0].local_addr().unwrap().port();
     // A connection the server closes first leaves it in TIME_WAIT.
     {
@@ -147,38 +149,48 @@ fn reuseaddr_lets_a_restarted_server_rebind_over_time_wait() {
         drop(client);
     }
     drop(listeners);
-    let again = netutil::bind_sockets(port, Some("127.0.0.1"), None, false).unwrap();
+    let again = netutil::bind_sockets_with(port, BindOptions::new().address("127.0.0.1")).unwrap();
     assert_eq!(again[0].local_addr().unwrap().port(), port);
 }
 
 #[test]
 fn reuse_port_lets_two_sockets_bind_one_port() {
-    let first = netutil::bind_sockets(0, Some("127.0.0.1"), None, true).unwrap();
+    let first =
+        netutil::bind_sockets_with(0, BindOptions::new().address("127.0.0.1").reuse_port(true))
+            .unwrap();
     assert!(SockRef::from(&first[0]).reuse_port().unwrap());
     let port = first[0].local_addr().unwrap().port();
-    let second = netutil::bind_sockets(port, Some("127.0.0.1"), None, true).unwrap();
+    let second = netutil::bind_sockets_with(
+        port,
+        BindOptions::new().address("127.0.0.1").reuse_port(true),
+    )
+    .unwrap();
     assert_eq!(second[0].local_addr().unwrap().port(), port);
 
     // Without it, the port is taken.
-    let err = netutil::bind_sockets(port, Some("127.0.0.1"), None, false).unwrap_err();
+    let err =
+        netutil::bind_sockets_with(port, BindOptions::new().address("127.0.0.1")).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
 }
 
 #[test]
 fn bad_addresses_are_errors() {
-    let err = netutil::bind_sockets(0, Some("no-such-host.invalid"), None, false).unwrap_err();
+    let err = netutil::bind_sockets_with(0, BindOptions::new().address("no-such-host.invalid"))
+        .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-    let err = netutil::bind_addrs(&[], None, false).unwrap_err();
+    let err = netutil::bind_addrs(&[]).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
 
 // ----- add_accept_handler -------------------------------------------------------
 
 fn loopback_listener(backlog: Option<u32>) -> (TcpListener, SocketAddr) {
-    let listener = netutil::bind_sockets(0, Some("127.0.0.1"), backlog, false)
-        .unwrap()
-        .remove(0);
+    let options = BindOptions {
+        backlog,
+        ..BindOptions::new().address("127.0.0.1")
+    };
+    let listener = netutil::bind_sockets_with(0, options).unwrap().remove(0);
     let addr = listener.local_addr().unwrap();
     (listener, addr)
 }
@@ -212,7 +224,7 @@ fn accepts_a_burst_of_500_connections() {
                     if p.borrow().len() == N {
                         d.set_result(())?;
                     }
-                    Ok::<(), Error>(())
+                    Ok(())
                 })
                 .unwrap();
             let result = Future::new();
@@ -268,7 +280,7 @@ fn one_busy_listener_cannot_starve_the_loop() {
                 s.set(true);
                 d.set_result(())?;
             }
-            Ok::<(), Error>(())
+            Ok(())
         })
         .unwrap();
         sample_each_iteration(io_loop, count, samples.clone(), stop);

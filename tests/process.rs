@@ -20,6 +20,7 @@ mod nginx_kit;
 #[path = "common/tls.rs"]
 mod tls_kit;
 use need::Peer;
+use squall::netutil::BindOptions;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -47,13 +48,13 @@ fn env_or(name: &str, default: &str) -> String {
 ///
 /// Settings: `PROCS` (2), `MAX_RESTARTS` (none), `REUSE_PORT` (0/1), `API`
 /// (`fork`: `bind_sockets` + `fork_processes` + `add_sockets`, the seed
-/// article's way; `tcpserver`: `bind` + `start_with(n)`).
+/// article's way; `tcpserver`: `bind` + `start_max_restarts(n, ..)`).
 fn server_role() -> Result<(), Box<dyn std::error::Error>> {
     let procs: usize = env_or("PROCS", "2").parse()?;
-    let max_restarts: Option<usize> = std::env::var("MAX_RESTARTS")
-        .ok()
-        .map(|v| v.parse())
-        .transpose()?;
+    let max_restarts: usize = match std::env::var("MAX_RESTARTS") {
+        Ok(v) => v.parse()?,
+        Err(_) => process::DEFAULT_MAX_RESTARTS,
+    };
     let reuse_port = env_or("REUSE_PORT", "0") == "1";
     let counter = std::rc::Rc::new(std::cell::Cell::new(0u64));
     let c = counter.clone();
@@ -74,7 +75,12 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
             std::path::PathBuf::from(env_or("CERT", "")),
             std::path::PathBuf::from(env_or("KEY", "")),
         ))?;
-        http.bind(0, Some("127.0.0.1"), None, reuse_port)?;
+        http.bind_with(
+            0,
+            BindOptions::new()
+                .address("127.0.0.1")
+                .reuse_port(reuse_port),
+        )?;
         announce(http.local_addrs()[0].port())?;
         http.start(procs)?;
         IOLoop::current().start()?;
@@ -84,13 +90,23 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
         // The real HTTPServer, trusting the proxy's headers.
         let http = HTTPServer::new(Application::new().route("/", || WhoAmI));
         http.set_xheaders(true);
-        http.bind(0, Some("127.0.0.1"), None, reuse_port)?;
+        http.bind_with(
+            0,
+            BindOptions::new()
+                .address("127.0.0.1")
+                .reuse_port(reuse_port),
+        )?;
         announce(http.local_addrs()[0].port())?;
         http.start(procs)?;
     } else if env_or("API", "tcpserver") == "fork" {
-        let sockets = netutil::bind_sockets(0, Some("127.0.0.1"), None, reuse_port)?;
+        let sockets = netutil::bind_sockets_with(
+            0,
+            BindOptions::new()
+                .address("127.0.0.1")
+                .reuse_port(reuse_port),
+        )?;
         announce(sockets[0].local_addr()?.port())?;
-        process::fork_processes(procs, max_restarts)?;
+        process::fork_processes_max_restarts(procs, max_restarts)?;
         server.add_sockets(sockets)?;
         server.shutdown_on_signals(
             &IOLoop::current(),
@@ -98,9 +114,14 @@ fn server_role() -> Result<(), Box<dyn std::error::Error>> {
             Duration::from_secs(5),
         )?;
     } else {
-        server.bind(0, Some("127.0.0.1"), None, reuse_port)?;
+        server.bind_with(
+            0,
+            BindOptions::new()
+                .address("127.0.0.1")
+                .reuse_port(reuse_port),
+        )?;
         announce(server.local_addrs()[0].port())?;
-        server.start_with(procs, max_restarts)?;
+        server.start_max_restarts(procs, max_restarts)?;
     }
     IOLoop::current().start()?;
     println!(
@@ -135,7 +156,7 @@ fn handle(stream: IOStream, peer: SocketAddr) -> Future<()> {
     let done = Future::new();
     let (d, s) = (done.clone(), stream.clone());
     stream
-        .read_until(b"\r\n\r\n", Some(16 * 1024))
+        .read_until_max_bytes(b"\r\n\r\n", 16 * 1024)
         .add_done_callback(move |head: &Future<Vec<u8>>| {
             let head = match head.take_result() {
                 Ok(head) => head,
@@ -559,16 +580,18 @@ fn running(pid: u32) -> bool {
 fn fork_processes_is_refused_with_threads_then_after_an_ioloop() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let other = std::thread::spawn(move || rx.recv());
-    let err = process::fork_processes(2, None).unwrap_err();
+    let err = process::fork_processes(2).unwrap_err();
     assert!(err.to_string().contains("thread"), "{err}");
     drop(tx);
     let _ = other.join();
 
     let _io_loop = IOLoop::new().unwrap();
-    let err = process::fork_processes(2, None).unwrap_err();
+    let err = process::fork_processes(2).unwrap_err();
     assert!(err.to_string().contains("IOLoop"), "{err}");
     let server = TCPServer::new(|_: IOStream, _: SocketAddr| ());
-    server.bind(0, Some("127.0.0.1"), None, false).unwrap();
+    server
+        .bind_with(0, BindOptions::new().address("127.0.0.1"))
+        .unwrap();
     let err = server.start(2).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
     assert_eq!(process::task_id(), None);

@@ -45,7 +45,7 @@ fn round() {
                                 d.complete(st.take_result().map(|s| (out, s)))
                             },
                         );
-                        Ok::<(), squall::Error>(())
+                        Ok(())
                     });
                 done
             },

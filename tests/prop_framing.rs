@@ -156,9 +156,10 @@ fn read_next(
     done: Future<()>,
 ) {
     let read = match frames.get(i) {
-        Some(Frame::Line(_, max)) => reader.read_until(delimiter, *max),
-        Some(Frame::Bytes(v)) => reader.read_bytes(v.len(), false),
-        None => reader.read_until(delimiter, None),
+        Some(Frame::Line(_, Some(max))) => reader.read_until_max_bytes(delimiter, *max),
+        Some(Frame::Line(_, None)) => reader.read_until(delimiter),
+        Some(Frame::Bytes(v)) => reader.read_bytes(v.len()),
+        None => reader.read_until(delimiter),
     };
     let r = reader.clone();
     read.add_done_callback(move |f: &Future<Vec<u8>>| {

@@ -205,7 +205,7 @@ fn errors_go_to_the_stack_context_of_add_signal_handler() {
     })
     .run(|| {
         io_loop
-            .add_signal_handler(libc::SIGUSR2, |_| Err::<(), _>("bad signal day"))
+            .add_signal_handler(libc::SIGUSR2, |_| Err::<(), _>("bad signal day".into()))
             .unwrap();
     });
     io_loop.add_callback(|| send(libc::SIGUSR2));

@@ -702,7 +702,7 @@ fn wrap1_carries_the_argument_and_the_context() {
             4,
             Box::new(wrap1(move |r: Result<u32, Error>| {
                 g.set(Some(r?));
-                Ok::<(), Error>(())
+                Ok(())
             })),
         );
         lookup(0, Box::new(wrap1(|r: Result<u32, Error>| r.map(drop))));

@@ -59,7 +59,7 @@ fn echo_through_cat() {
                 wait.add_done_callback(move |st: &Future<ExitStatus>| {
                     d.complete(st.take_result().map(|s| (out, s)))
                 });
-                Ok::<(), squall::Error>(())
+                Ok(())
             });
         done
     });
@@ -152,7 +152,7 @@ fn stderr_and_an_exit_callback_set_after_the_exit() {
                         // Already exited: the callback still runs (next iteration).
                         c2.set_exit_callback(move |status| d.set_result((out, status)));
                     });
-                Ok::<(), squall::Error>(())
+                Ok(())
             });
         done
     });
@@ -209,7 +209,7 @@ fn pipe_streams_hear_end_of_file_and_a_gone_reader() {
         let d = done.clone();
         let (r2, w2) = (reader.clone(), writer.clone());
         reader
-            .read_until(b"\n", None)
+            .read_until(b"\n")
             .add_done_callback(move |line: &Future<Vec<u8>>| {
                 assert_eq!(line.take_result().unwrap(), b"line one\n");
                 // The reader goes away: the writer's next writes fail, and

@@ -215,6 +215,7 @@ fn resolver_overrides_and_the_thread_pool() {
 #[test]
 fn tls_by_host_name_verifies_that_name() {
     let _serial = serial();
+    use squall::netutil::BindOptions;
     use squall::TCPServer;
     let certs = tls_kit::Certs::new("tcpclient CA");
     let io_loop = IOLoop::new().unwrap();
@@ -222,7 +223,9 @@ fn tls_by_host_name_verifies_that_name() {
         stream.write(&b"secret\n"[..]);
     });
     server.set_ssl_options(Some(certs.server_config()));
-    server.listen(0, Some("127.0.0.1")).unwrap();
+    server
+        .listen_with(0, BindOptions::new().address("127.0.0.1"))
+        .unwrap();
     let port = server.local_addrs()[0].port();
     let config = certs.client_config();
     let line = io_loop
@@ -239,7 +242,7 @@ fn tls_by_host_name_verifies_that_name() {
                 let o = out.clone();
                 connected.add_done_callback(move |c: &squall::Future<IOStream>| {
                     match c.take_result() {
-                        Ok(stream) => squall::chain_future(&stream.read_until(b"\n", None), &o),
+                        Ok(stream) => squall::chain_future(&stream.read_until(b"\n"), &o),
                         Err(err) => drop(o.set_error(err)),
                     }
                 });

@@ -4,6 +4,7 @@
 //! child process (this binary again, selected by an env var), where no other
 //! test opens or closes fds while it counts.
 
+use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::io::BorrowedFd;
@@ -51,7 +52,7 @@ fn all<T: 'static>(futures: Vec<Future<T>>) -> Future<Vec<T>> {
 fn echo_lines(stream: IOStream, delay: Option<Duration>) {
     let s = stream.clone();
     stream
-        .read_until(b"\n", None)
+        .read_until(b"\n")
         .add_done_callback(move |line: &Future<Vec<u8>>| {
             let Ok(line) = line.take_result() else {
                 return; // the client went away
@@ -75,7 +76,7 @@ fn echo_lines(stream: IOStream, delay: Option<Duration>) {
 fn echo_once(stream: IOStream) {
     let s = stream.clone();
     stream
-        .read_until(b"\n", None)
+        .read_until(b"\n")
         .add_done_callback(move |line: &Future<Vec<u8>>| {
             let Ok(line) = line.take_result() else {
                 return s.close();
@@ -105,7 +106,7 @@ fn exchange(addr: SocketAddr, line: Vec<u8>) -> Future<Vec<u8>> {
 /// Connects, sends `line`, returns the first line back (the stream stays open).
 fn request(conn: &IOStream, line: &[u8]) -> Future<Vec<u8>> {
     conn.write(line.to_vec());
-    conn.read_until(b"\n", None)
+    conn.read_until(b"\n")
 }
 
 #[test]
@@ -119,7 +120,7 @@ fn echo_with_200_concurrent_clients() {
             let done = Future::new();
             let (s, d) = (stream.clone(), done.clone());
             stream
-                .read_until(b"\n", None)
+                .read_until(b"\n")
                 .add_done_callback(move |line: &Future<Vec<u8>>| {
                     let line = match line.take_result() {
                         Ok(line) => line,
@@ -135,7 +136,9 @@ fn echo_with_200_concurrent_clients() {
                 });
             done
         });
-        server.listen(0, Some("127.0.0.1")).unwrap();
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         let addr = server.local_addrs()[0];
         let replies: Vec<Future<Vec<u8>>> = (0..CLIENTS)
             .map(|i| exchange(addr, format!("client {i}\n").into_bytes()))
@@ -167,7 +170,9 @@ fn stop_stops_accepting_and_existing_connections_go_on() {
             let _ = a.set_result(());
             echo_lines(stream, None);
         });
-        server.listen(0, Some("127.0.0.1")).unwrap();
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         assert!(server.is_listening());
         let addr = server.local_addrs()[0];
         let result = Future::new();
@@ -191,12 +196,12 @@ fn stop_stops_accepting_and_existing_connections_go_on() {
                                 r.set_result((first, second, refused, listening))
                             },
                         );
-                        Ok::<(), Error>(())
+                        Ok(())
                     },
                 );
-                Ok::<(), Error>(())
+                Ok(())
             });
-            Ok::<(), Error>(())
+            Ok(())
         });
         assert!(!accepted.done());
         result
@@ -244,7 +249,9 @@ fn handle_stream_errors_are_logged_and_the_server_keeps_serving() {
                     }
                 }
             });
-            server.listen(0, Some("127.0.0.1")).unwrap();
+            server
+                .listen_with(0, BindOptions::new().address("127.0.0.1"))
+                .unwrap();
             let addr = server.local_addrs()[0];
             // One after the other, so that the server sees them in this order.
             let result = Future::new();
@@ -267,7 +274,7 @@ fn handle_stream_errors_are_logged_and_the_server_keeps_serving() {
                                 rr.complete(line.take_result())
                             },
                         );
-                        Ok::<(), Error>(())
+                        Ok(())
                     });
                     reply
                 } else {
@@ -302,7 +309,9 @@ fn handle_stream_may_return_a_result() {
             stream.close();
             Err(Error::other(format!("no thanks, {}", peer.ip())))
         });
-        server.listen(0, Some("127.0.0.1")).unwrap();
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         let reply = exchange(server.local_addrs()[0], b"hi\n".to_vec());
         reply.add_done_callback(move |_: &Future<Vec<u8>>| server.stop());
         reply
@@ -321,7 +330,9 @@ fn bind_then_start() {
             a.set(a.get() + 1);
             echo_once(stream);
         });
-        server.bind(0, Some("127.0.0.1"), Some(32), false).unwrap();
+        server
+            .bind_with(0, BindOptions::new().address("127.0.0.1").backlog(32))
+            .unwrap();
         assert!(!server.is_listening());
         let addr = server.local_addrs()[0];
         assert_ne!(addr.port(), 0);
@@ -354,7 +365,9 @@ fn bind_then_start() {
 fn start_with_several_processes_is_refused_once_a_loop_exists() {
     AsyncTest::new().run(|_| {
         let server = TCPServer::new(|_s: IOStream, _: SocketAddr| ());
-        server.bind(0, Some("127.0.0.1"), None, false).unwrap();
+        server
+            .bind_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         for n in [0, 2, 8] {
             let err = server.start(n).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidState);
@@ -416,7 +429,7 @@ fn nodelay_and_buffer_size_options_apply_to_accepted_streams() {
             s.borrow_mut().push(format!("nodelay={}", nodelay(&stream)));
             let (st, s2) = (stream.clone(), s.clone());
             stream
-                .read_until(b"\n", None)
+                .read_until(b"\n")
                 .add_done_callback(move |line: &Future<Vec<u8>>| match line.take_result() {
                     Ok(line) => {
                         s2.borrow_mut().push("echo".to_owned());
@@ -431,7 +444,9 @@ fn nodelay_and_buffer_size_options_apply_to_accepted_streams() {
                     }
                 });
         });
-        server.listen(0, Some("127.0.0.1")).unwrap();
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         let addr = server.local_addrs()[0];
         let mut line = vec![b'a'; 100];
         line.push(b'\n');
@@ -479,16 +494,18 @@ fn listens_on_ipv6_loopback() {
             assert!(peer.is_ipv6());
             let s = stream.clone();
             stream
-                .read_until(b"\n", None)
+                .read_until(b"\n")
                 .add_done_callback(move |line: &Future<Vec<u8>>| {
                     let line = line.take_result()?;
                     let s2 = s.clone();
                     s.write(line)
                         .add_done_callback(move |_: &Future<()>| s2.close());
-                    Ok::<(), Error>(())
+                    Ok(())
                 });
         });
-        server.listen(0, Some("::1")).unwrap();
+        server
+            .listen_with(0, BindOptions::new().address("::1"))
+            .unwrap();
         let addr = server.local_addrs()[0];
         assert!(addr.is_ipv6());
         let reply = exchange(addr, b"six\n".to_vec());
@@ -523,13 +540,16 @@ fn serve_and_close(clients: usize, stop: bool) {
             move || {
                 let server =
                     TCPServer::with_loop(&l, |stream: IOStream, _: SocketAddr| echo_once(stream));
-                server.listen(0, Some("127.0.0.1")).unwrap();
+                server
+                    .listen_with(0, BindOptions::new().address("127.0.0.1"))
+                    .unwrap();
                 let kept = Rc::new(RefCell::new(Vec::new()));
                 let k = kept.clone();
                 let idle = TCPServer::with_loop(&l, move |stream: IOStream, _: SocketAddr| {
                     k.borrow_mut().push(stream);
                 });
-                idle.listen(0, Some("127.0.0.1")).unwrap();
+                idle.listen_with(0, BindOptions::new().address("127.0.0.1"))
+                    .unwrap();
                 let addr = server.local_addrs()[0];
                 let replies: Vec<_> = (0..clients)
                     .map(|_| exchange(addr, b"ping\n".to_vec()))
@@ -603,7 +623,9 @@ fn shutdown_waits_for_open_connections_then_closes_the_stragglers() {
         let server = TCPServer::new(move |stream: IOStream, _: SocketAddr| {
             a.borrow_mut().push(stream);
         });
-        server.listen(0, Some("127.0.0.1")).unwrap();
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         let addr = server.local_addrs()[0];
         let clients: Vec<_> = (0..2)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
@@ -636,7 +658,9 @@ fn shutdown_waits_for_open_connections_then_closes_the_stragglers() {
 fn shutdown_with_nothing_open_is_done_at_once() {
     AsyncTest::new().run(|_| {
         let server = TCPServer::new(|_s: IOStream, _: SocketAddr| ());
-        server.listen(0, Some("127.0.0.1")).unwrap();
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
         let done = server.shutdown(Duration::from_secs(10));
         assert!(done.done());
         assert!(server.local_addrs().is_empty());

@@ -50,7 +50,7 @@ struct Jump;
 impl RequestHandler for Jump {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
         let to = x.request().query().to_string();
-        x.redirect(&to, false)?;
+        x.redirect(&to)?;
         Ok(())
     }
 }

@@ -36,8 +36,8 @@ fn upgrade(
     let s = IOStream::with_loop(a, io_loop).expect("server stream");
     let c = IOStream::with_loop(b, io_loop).expect("client stream");
     (
-        s.start_tls(true, Some(server.into()), None),
-        c.start_tls(false, Some(client.into()), Some(name)),
+        s.start_tls(server),
+        c.start_tls_server_hostname(client, name),
     )
 }
 
@@ -102,10 +102,10 @@ fn start_tls_round_trip_and_bulk_both_ways() {
     server.write(down.clone());
     let (s, c) = (server.clone(), client.clone());
     let got_up = io_loop
-        .run_sync(move || s.read_bytes(8 << 20, false), LIMIT)
+        .run_sync(move || s.read_bytes(8 << 20), LIMIT)
         .unwrap();
     let got_down = io_loop
-        .run_sync(move || c.read_bytes(8 << 20, false), LIMIT)
+        .run_sync(move || c.read_bytes(8 << 20), LIMIT)
         .unwrap();
     assert!(got_up == up, "client -> server bytes differ");
     assert!(got_down == down, "server -> client bytes differ");
@@ -125,15 +125,15 @@ fn writes_before_the_handshake_queue_behind_it() {
     let certs = Certs::new("queue CA");
     let io_loop = IOLoop::new().unwrap();
     let (a, b) = std_tcp_pair();
-    let server =
-        IOStream::with_ssl(a, certs.server_config(), None, &io_loop).expect("server stream");
-    let client = IOStream::with_ssl(b, certs.client_config(), Some("localhost"), &io_loop)
-        .expect("client stream");
+    let server = IOStream::with_ssl(a, certs.server_config(), &io_loop).expect("server stream");
+    let client =
+        IOStream::with_ssl_server_hostname(b, certs.client_config(), "localhost", &io_loop)
+            .expect("client stream");
     // Written at once, long before the handshake is done.
     let payload = pseudo_random(300_000, 3);
     let written = client.write(payload.clone());
     let got = io_loop
-        .run_sync(move || server.read_bytes(300_000, false), LIMIT)
+        .run_sync(move || server.read_bytes(300_000), LIMIT)
         .unwrap();
     assert!(got == payload);
     io_loop.run_sync(move || written, LIMIT).unwrap();
@@ -247,7 +247,7 @@ fn server_with_raw_peer(io_loop: &IOLoop, certs: &Certs) -> (IOStream, TcpStream
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (accepted, _) = listener.accept().unwrap();
-    let stream = IOStream::with_ssl(accepted, certs.server_config(), None, io_loop).unwrap();
+    let stream = IOStream::with_ssl(accepted, certs.server_config(), io_loop).unwrap();
     (stream, peer)
 }
 
@@ -318,7 +318,7 @@ fn truncation_without_close_notify_fails_read_until_close_only() {
         let c = client.clone();
         if delimited {
             let line = io_loop
-                .run_sync(move || c.read_until(b"\n", None), LIMIT)
+                .run_sync(move || c.read_until(b"\n"), LIMIT)
                 .unwrap();
             assert_eq!(line, b"line one\n");
         } else {
@@ -388,19 +388,15 @@ fn client_certificates_required_optional_and_alpn() {
 }
 
 #[test]
-fn start_tls_refuses_a_busy_stream_and_the_wrong_side() {
+fn start_tls_refuses_a_busy_stream() {
+    // (The side is the options' type: there is no wrong side to refuse.)
     let certs = Certs::new("busy CA");
     let io_loop = IOLoop::new().unwrap();
     let (a, _b) = std_tcp_pair();
     let stream = IOStream::with_loop(a, &io_loop).unwrap();
+    let _pending = stream.read_bytes(1);
     let err = stream
-        .start_tls(true, Some(certs.client_config().into()), None)
-        .result()
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    let _pending = stream.read_bytes(1, false);
-    let err = stream
-        .start_tls(true, Some(certs.server_config().into()), None)
+        .start_tls(certs.server_config())
         .result()
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
@@ -459,8 +455,8 @@ fn a_write_is_done_only_when_its_ciphertext_is_out() {
     let (server, client) = outcomes(
         &io_loop,
         (
-            s.start_tls(true, Some(certs.server_config().into()), None),
-            c.start_tls(false, Some(certs.client_config().into()), Some("localhost")),
+            s.start_tls(certs.server_config()),
+            c.start_tls_server_hostname(certs.client_config(), "localhost"),
         ),
     );
     let (server, client) = (server.unwrap(), client.unwrap());
@@ -473,7 +469,7 @@ fn a_write_is_done_only_when_its_ciphertext_is_out() {
     client.set_max_buffer_size(1 << 20);
     let c = client.clone();
     let got = io_loop
-        .run_sync(move || c.read_bytes(60_000, false), LIMIT)
+        .run_sync(move || c.read_bytes(60_000), LIMIT)
         .unwrap();
     assert_eq!(got.len(), 60_000);
     let w = written.clone();

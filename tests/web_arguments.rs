@@ -55,7 +55,7 @@ struct Required;
 impl RequestHandler for Required {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
         let v = x.get_argument("name")?;
-        let raw = x.get_arguments_from("name", squall::web::ArgumentSource::All, false)?;
+        let raw = x.get_arguments_unstripped("name", squall::web::ArgumentSource::All)?;
         x.write(format!("{v:?} {raw:?}"));
         Ok(())
     }

@@ -429,7 +429,7 @@ mod signed {
                         min_version: 2,
                         ..Default::default()
                     };
-                    let value = x.get_signed_cookie_with("foo", None, &opts)?;
+                    let value = x.get_signed_cookie_with("foo", &opts)?;
                     x.write(format!("{value:?}"));
                 }
                 "/key_version" => x.write(format!("{:?}", x.get_signed_cookie_key_version("foo")?)),

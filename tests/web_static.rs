@@ -206,11 +206,11 @@ fn static_urls_carry_the_content_version() {
         ..Default::default()
     };
     assert_eq!(
-        squall::web::static_file::make_static_url(&settings, "robots.txt", true),
+        squall::web::static_file::make_static_url(&settings, "robots.txt"),
         format!("/static/robots.txt?v={v}")
     );
     assert_eq!(
-        squall::web::static_file::make_static_url(&settings, "robots.txt", false),
+        squall::web::static_file::make_static_url_without_version(&settings, "robots.txt"),
         "/static/robots.txt"
     );
 }

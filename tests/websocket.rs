@@ -34,7 +34,7 @@ impl WebSocketHandler for Echo {
     fn on_message(&mut self, ws: &WebSocketConnection, message: Message) -> Handled {
         if let Message::Text(text) = &message {
             if text == "close me" {
-                ws.close(Some(4000), Some("as you asked"));
+                ws.close_with(4000, "as you asked");
                 return Ok(None);
             }
         }

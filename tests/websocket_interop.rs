@@ -28,7 +28,7 @@ struct Echo;
 impl WebSocketHandler for Echo {
     fn on_message(&mut self, ws: &WebSocketConnection, message: Message) -> Handled {
         if message == Message::from("bye") {
-            ws.close(Some(1000), Some("done"));
+            ws.close_with(1000, "done");
         } else {
             ws.write_message(message);
         }
@@ -164,7 +164,7 @@ fn squall_client_round_trip(url: String) -> (Option<Message>, Option<Message>, O
     let second = io_loop
         .run_sync(move || w.read_message(), Some(Duration::from_secs(20)))
         .unwrap();
-    ws.close(Some(1000), Some("client done"));
+    ws.close_with(1000, "client done");
     let w = ws.clone();
     let end = io_loop
         .run_sync(move || w.read_message(), Some(Duration::from_secs(20)))

@@ -32,6 +32,7 @@
 //!
 //! ci-args: --self-test
 
+use squall::netutil::BindOptions;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -156,7 +157,7 @@ impl RequestHandler for AuthLoginHandler {
         } else {
             "/".to_owned()
         };
-        x.redirect(&next, false)
+        x.redirect(&next)
     }
 }
 
@@ -192,9 +193,7 @@ impl RequestHandler for MessageNewHandler {
         let html = x.render_string("message.html", json!({ "message": &message }))?;
         message["html"] = Value::String(html);
         match x.get_argument_opt("next")? {
-            Some(next) if next.starts_with('/') && !next.starts_with("//") => {
-                x.redirect(&next, false)?
-            }
+            Some(next) if next.starts_with('/') && !next.starts_with("//") => x.redirect(&next)?,
             _ => x.write_json(&message)?,
         }
         new_message(&self.buffer, message);
@@ -302,7 +301,7 @@ fn main() -> Result<(), Error> {
     io_loop.make_current();
     let buffer: Shared = Rc::default();
     let server = HTTPServer::new(app(&buffer));
-    server.listen(port, Some("127.0.0.1"))?;
+    server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     let addr = server.local_addrs()[0];
     if !self_test {
         println!("chat on http://{addr}/");

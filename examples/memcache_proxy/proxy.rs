@@ -30,6 +30,7 @@
 //! else (a bug) travels on out to the session's context, which closes that
 //! client's connection and nobody else's.
 
+use squall::netutil::BindOptions;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -142,7 +143,7 @@ impl Proxy {
         });
         server.set_nodelay(true);
         let ip = config.listen.ip().to_string();
-        server.listen(config.listen.port(), Some(&ip))?;
+        server.listen_with(config.listen.port(), BindOptions::new().address(&ip))?;
         Ok(Proxy { server, shared })
     }
 
@@ -162,7 +163,10 @@ impl Proxy {
         });
         server.set_nodelay(true);
         let ip = config.listen.ip().to_string();
-        server.bind(config.listen.port(), Some(&ip), None, true)?;
+        server.bind_with(
+            config.listen.port(),
+            BindOptions::new().address(&ip).reuse_port(true),
+        )?;
         server.start(processes)?;
         // In a child: the server's sockets are on this process's current loop.
         let io_loop = IOLoop::current();
@@ -271,7 +275,7 @@ impl Session {
             return;
         }
         while self.can_read() {
-            let data = self.stream.read_bytes(READ_CHUNK, true);
+            let data = self.stream.read_bytes_partial(READ_CHUNK);
             if data.done() {
                 self.on_data(data.take_result());
                 continue;

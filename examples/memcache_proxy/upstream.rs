@@ -243,7 +243,7 @@ impl Conn {
             let Some(stream) = self.stream.borrow().clone() else {
                 return;
             };
-            let data = stream.read_bytes(READ_CHUNK, true);
+            let data = stream.read_bytes_partial(READ_CHUNK);
             if !data.done() {
                 let me = self.clone();
                 data.add_done_callback(move |data: &Future<Vec<u8>>| {

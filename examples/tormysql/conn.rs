@@ -376,9 +376,7 @@ impl Connection {
         // Bytes the server sent after the greeting would be lost in the
         // switch; it sends none before our TLS hello.
         debug_assert_eq!(self.pos, self.buf.len());
-        self.stream = self
-            .stream
-            .start_tls(false, Some(config.into()), Some(&hostname))?;
+        self.stream = self.stream.start_tls_server_hostname(config, &hostname)?;
         Ok(())
     }
 

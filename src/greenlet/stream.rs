@@ -5,19 +5,19 @@
 //!
 //! ```
 //! use squall::greenlet::{self, Stream};
-//! use squall::{IOLoop, IOStream, TCPServer};
+//! use squall::{netutil::BindOptions, IOLoop, IOStream, TCPServer};
 //!
 //! let io_loop = IOLoop::new()?;
 //! let reply = io_loop.run_sync(|| {
 //!     // The server's handler is straight-line code too.
 //!     let server = TCPServer::new(|stream: IOStream, _| greenlet::spawn(move || {
 //!         let stream = Stream::from(stream);
-//!         let line = stream.read_until(b"\n", Some(1024))?;
+//!         let line = stream.read_until_max_bytes(b"\n", 1024)?;
 //!         stream.write(line)?;
 //!         stream.close();
 //!         Ok(())
 //!     }));
-//!     server.listen(0, Some("127.0.0.1")).expect("listening");
+//!     server.listen_with(0, BindOptions::new().address("127.0.0.1")).expect("listening");
 //!     let addr = server.local_addrs()[0];
 //!     greenlet::spawn(move || {
 //!         let stream = Stream::connect(addr, Some(std::time::Duration::from_secs(5)))?;
@@ -97,12 +97,32 @@ impl Stream {
     #[cfg(feature = "tls")]
     pub fn start_tls(
         &self,
-        server_side: bool,
-        ssl_options: Option<crate::tls::SslOptions>,
+        ssl_options: impl Into<crate::tls::SslOptions>,
+    ) -> Result<Stream, Error> {
+        self.start_tls_as(ssl_options.into(), None)
+    }
+
+    /// [`start_tls`](Stream::start_tls) with Tornado's `server_hostname`
+    /// ([`IOStream::start_tls_server_hostname`]).
+    ///
+    /// # Errors
+    /// As [`start_tls`](Stream::start_tls).
+    #[cfg(feature = "tls")]
+    pub fn start_tls_server_hostname(
+        &self,
+        ssl_options: impl Into<crate::tls::SslOptions>,
+        server_hostname: &str,
+    ) -> Result<Stream, Error> {
+        self.start_tls_as(ssl_options.into(), Some(server_hostname))
+    }
+
+    #[cfg(feature = "tls")]
+    fn start_tls_as(
+        &self,
+        options: crate::tls::SslOptions,
         server_hostname: Option<&str>,
     ) -> Result<Stream, Error> {
         ensure_in_coroutine()?;
-        let options = crate::iostream::side_options(server_side, ssl_options)?;
         let tls = self.stream.upgrade_tls(options, server_hostname)?;
         // The stream's timeout bounds the handshake, and closes the TLS
         // stream (the old one is spent) if it runs out.
@@ -119,10 +139,24 @@ impl Stream {
     /// Reads up to and including `delimiter` ([`IOStream::read_until`]).
     ///
     /// # Errors
-    /// The read's error (stream closed, `max_bytes` exceeded...); `NotInCoroutine`.
-    pub fn read_until(&self, delimiter: &[u8], max_bytes: Option<usize>) -> Result<Vec<u8>, Error> {
+    /// The read's error (stream closed...); `NotInCoroutine`.
+    pub fn read_until(&self, delimiter: &[u8]) -> Result<Vec<u8>, Error> {
         ensure_in_coroutine()?;
-        self.wait(self.stream.read_until(delimiter, max_bytes))
+        self.wait(self.stream.read_until(delimiter))
+    }
+
+    /// Reads up to and including `delimiter`, at most `max_bytes`
+    /// ([`IOStream::read_until_max_bytes`]).
+    ///
+    /// # Errors
+    /// The read's error (stream closed, `max_bytes` exceeded...); `NotInCoroutine`.
+    pub fn read_until_max_bytes(
+        &self,
+        delimiter: &[u8],
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, Error> {
+        ensure_in_coroutine()?;
+        self.wait(self.stream.read_until_max_bytes(delimiter, max_bytes))
     }
 
     /// Reads exactly `n` bytes.
@@ -131,7 +165,7 @@ impl Stream {
     /// The read's error; `NotInCoroutine`.
     pub fn read_bytes(&self, n: usize) -> Result<Vec<u8>, Error> {
         ensure_in_coroutine()?;
-        self.wait(self.stream.read_bytes(n, false))
+        self.wait(self.stream.read_bytes(n))
     }
 
     /// Reads what is there, at least one byte and at most `n` (a socket's `recv`).
@@ -140,7 +174,7 @@ impl Stream {
     /// The read's error; `NotInCoroutine`.
     pub fn read_some(&self, n: usize) -> Result<Vec<u8>, Error> {
         ensure_in_coroutine()?;
-        self.wait(self.stream.read_bytes(n, true))
+        self.wait(self.stream.read_bytes_partial(n))
     }
 
     /// Reads everything until the peer closes.

@@ -11,14 +11,14 @@
 //! ```no_run
 //! use squall::http::{HTTPConnection, HTTPServer, HTTPServerRequest};
 //! use squall::httputil::HTTPHeaders;
-//! use squall::{Error, IOLoop};
+//! use squall::{netutil::BindOptions, Error, IOLoop};
 //!
 //! let server = HTTPServer::new(|req: &HTTPServerRequest, conn: &HTTPConnection| {
 //!     let mut headers = HTTPHeaders::new();
 //!     headers.add("Content-Type", "text/plain");
 //!     conn.write_response(200, &headers, format!("{} {}\n", req.method(), req.uri()).as_bytes())
 //! });
-//! server.listen(8888, Some("127.0.0.1"))?;
+//! server.listen_with(8888, BindOptions::new().address("127.0.0.1"))?;
 //! IOLoop::current().start()?;
 //! # Ok::<(), Error>(())
 //! ```
@@ -37,7 +37,7 @@
 //! ```no_run
 //! use squall::http::HTTPServer;
 //! use squall::web::{Application, Exchange, RequestHandler};
-//! use squall::{Error, IOLoop};
+//! use squall::{netutil::BindOptions, Error, IOLoop};
 //!
 //! struct MainHandler;
 //! impl RequestHandler for MainHandler {
@@ -49,7 +49,7 @@
 //!
 //! let app = Application::new().route("/", || MainHandler);
 //! let server = HTTPServer::new(app);
-//! server.listen(8888, Some("127.0.0.1"))?;
+//! server.listen_with(8888, BindOptions::new().address("127.0.0.1"))?;
 //! IOLoop::current().start()?;
 //! # Ok::<(), Error>(())
 //! ```
@@ -106,6 +106,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::ioloop::IOLoop;
+use crate::netutil::BindOptions;
 use crate::tcpserver::TCPServer;
 
 pub(crate) use conn::Conn;
@@ -296,7 +297,7 @@ impl HTTPServer {
     ///     std::path::Path::new("/etc/ssl/example.pem"),
     ///     std::path::Path::new("/etc/ssl/example.key"),
     /// ))?;
-    /// server.listen(443, None)?;
+    /// server.listen(443)?;
     /// # Ok::<(), squall::Error>(())
     /// ```
     ///
@@ -316,26 +317,41 @@ impl HTTPServer {
         Ok(())
     }
 
-    /// Binds `port` on `address` and serves at once; see [`TCPServer::listen`].
+    /// Binds `port` on all interfaces and serves at once; see
+    /// [`TCPServer::listen`].
     ///
     /// # Errors
     /// As [`TCPServer::listen`].
-    pub fn listen(&self, port: u16, address: Option<&str>) -> Result<(), Error> {
-        self.tcp.listen(port, address)
+    pub fn listen(&self, port: u16) -> Result<(), Error> {
+        self.tcp.listen(port)
     }
 
-    /// Binds without serving yet; see [`TCPServer::bind`].
+    /// [`listen`](HTTPServer::listen) with Tornado's keyword arguments
+    /// (`address`, `family`, `backlog`, `reuse_port`); see
+    /// [`TCPServer::listen_with`].
+    ///
+    /// # Errors
+    /// As [`TCPServer::listen`].
+    pub fn listen_with(&self, port: u16, options: BindOptions) -> Result<(), Error> {
+        self.tcp.listen_with(port, options)
+    }
+
+    /// Binds `port` on all interfaces without serving yet; see
+    /// [`TCPServer::bind`].
     ///
     /// # Errors
     /// As [`TCPServer::bind`].
-    pub fn bind(
-        &self,
-        port: u16,
-        address: Option<&str>,
-        backlog: Option<u32>,
-        reuse_port: bool,
-    ) -> Result<(), Error> {
-        self.tcp.bind(port, address, backlog, reuse_port)
+    pub fn bind(&self, port: u16) -> Result<(), Error> {
+        self.tcp.bind(port)
+    }
+
+    /// [`bind`](HTTPServer::bind) with Tornado's keyword arguments; see
+    /// [`TCPServer::bind_with`].
+    ///
+    /// # Errors
+    /// As [`TCPServer::bind`].
+    pub fn bind_with(&self, port: u16, options: BindOptions) -> Result<(), Error> {
+        self.tcp.bind_with(port, options)
     }
 
     /// Serves on the bound sockets, in `num_processes` processes; see

@@ -364,7 +364,7 @@ impl Exchange {
             };
             let read = self.st.borrow().raw_head.len();
             let left = self.client.config.max_header_size.saturating_sub(read);
-            let line = stream.read_until(b"\n", Some(left.max(1)));
+            let line = stream.read_until_max_bytes(b"\n", left.max(1));
             if !line.done() {
                 let me = self.clone();
                 line.add_done_callback(move |line: &Future<Vec<u8>>| {
@@ -559,23 +559,23 @@ impl Exchange {
                 return;
             };
             let read = match step {
-                BodyStep::Length(n) => stream.read_bytes(n, false),
+                BodyStep::Length(n) => stream.read_bytes(n),
                 // Exactly the next line or chunk, never past the body: what
                 // follows stays buffered, and keeps the connection out of
                 // the pool. Lines are read to LF, not CRLF, so that the
                 // decoder sees a bare LF and refuses it.
                 BodyStep::Chunked => match self.chunked_wants() {
-                    ChunkedWants::Line => stream.read_until(
+                    ChunkedWants::Line => stream.read_until_max_bytes(
                         b"\n",
-                        Some(MAX_CHUNK_LINE.max(self.client.config.max_header_size)),
+                        MAX_CHUNK_LINE.max(self.client.config.max_header_size),
                     ),
                     // At most max_body_size + 2: the decoder checked the size.
-                    ChunkedWants::Bytes(n) => stream.read_bytes(n as usize, false),
+                    ChunkedWants::Bytes(n) => stream.read_bytes(n as usize),
                     // Never here (the read that completed the body
                     // finished the exchange), but never hang either.
                     ChunkedWants::Done => return self.finish(Ok(())),
                 },
-                BodyStep::UntilClose => stream.read_bytes(CLOSE_READ, true),
+                BodyStep::UntilClose => stream.read_bytes_partial(CLOSE_READ),
             };
             if !read.done() {
                 let me = self.clone();

@@ -7,7 +7,7 @@
 //! ```
 //! use std::net::SocketAddr;
 //! use squall::httpclient::{AsyncHTTPClient, HTTPError, HTTPRequest, HTTPResponse};
-//! use squall::{ErrorKind, Future, IOLoop, IOStream, TCPServer};
+//! use squall::{netutil::BindOptions, ErrorKind, Future, IOLoop, IOStream, TCPServer};
 //!
 //! let io_loop = IOLoop::new()?;
 //! let (hello, missing) = io_loop.run_sync(|| {
@@ -16,7 +16,7 @@
 //!     let server = TCPServer::new(|stream: IOStream, _: SocketAddr| serve(stream));
 //!     fn serve(stream: IOStream) {
 //!         let s = stream.clone();
-//!         stream.read_until(b"\r\n\r\n", Some(65536)).add_done_callback(move |head: &Future<Vec<u8>>| {
+//!         stream.read_until_max_bytes(b"\r\n\r\n", 65536).add_done_callback(move |head: &Future<Vec<u8>>| {
 //!             let Ok(head) = head.take_result() else { return };
 //!             let reply: &[u8] = if head.starts_with(b"GET / ") {
 //!                 b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!"
@@ -27,7 +27,7 @@
 //!             serve(s); // keep-alive: wait for the next request
 //!         });
 //!     }
-//!     server.listen(0, Some("127.0.0.1")).expect("listen");
+//!     server.listen_with(0, BindOptions::new().address("127.0.0.1")).expect("listen");
 //!     let base = format!("http://{}", server.local_addrs()[0]);
 //!
 //!     let client = AsyncHTTPClient::new();
@@ -43,7 +43,7 @@
 //!             server.stop();
 //!             d.set_result((hello.text(), code))
 //!         });
-//!         Ok::<(), squall::Error>(())
+//!         Ok(())
 //!     });
 //!     done
 //! }, None)?;

@@ -29,8 +29,9 @@
 //! `RUST_LOG=squall=trace` prints a line per iteration.
 //!
 //! # Errors in callbacks
-//! Every callback, timeout and handler may return `()`, `Result<(), E>` with
-//! `E: Into<Error>`, or a [`Future`] (see [`CallbackReturn`]). An `Err` or a panic
+//! Every callback, timeout and handler may return `()`, `Result<T, Error>`
+//! (`|| { step()?; Ok(()) }` needs no annotation), or a [`Future`], or never
+//! return (`|| panic!("..")`); see [`CallbackReturn`]. An `Err` or a panic
 //! goes to the [stack context](crate::stack_context) captured when the callback
 //! was scheduled; if none handles it, it is logged with `log::error!`. The loop
 //! always goes on.

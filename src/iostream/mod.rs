@@ -18,7 +18,7 @@
 //!     let r = reply.clone();
 //!     IOStream::connect(addr).add_done_callback(move |connected: &squall::Future<IOStream>| {
 //!         match connected.result() {
-//!             Ok(stream) => squall::chain_future(&stream.read_until(b"\r\n", None), &r),
+//!             Ok(stream) => squall::chain_future(&stream.read_until(b"\r\n"), &r),
 //!             Err(err) => { let _ = r.set_error(err); }
 //!         }
 //!     });
@@ -89,8 +89,6 @@ use buffer::ReadBuffer;
 use read::PendingRead;
 pub(crate) use socket::WeakIOStream;
 pub use socket::{IntoSocket, Pipe, PipeIOStream, Socket};
-#[cfg(all(feature = "tls", feature = "stackful"))]
-pub(crate) use ssl::side_options;
 #[cfg(feature = "tls")]
 pub use ssl::SSLIOStream;
 

@@ -9,7 +9,7 @@
 //! # let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
 //! b.write_all(b"HELO there\r\nrest")?;
 //! let line = io_loop.run_sync(
-//!     || IOStream::with_loop(a, &IOLoop::current()).unwrap().read_until(b"\r\n", None),
+//!     || IOStream::with_loop(a, &IOLoop::current()).unwrap().read_until(b"\r\n"),
 //!     None,
 //! )?;
 //! assert_eq!(line, b"HELO there\r\n");
@@ -24,10 +24,22 @@ use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 
 impl IOStream {
-    /// Reads up to and including `delimiter`. With `max_bytes`, if that many
-    /// bytes arrive without the delimiter, the read fails with
+    /// Reads up to and including `delimiter` (Tornado's `read_until`). With
+    /// no bound, the buffer grows until the delimiter comes or the stream's
+    /// `max_buffer_size` is reached; on untrusted input give one with
+    /// [`read_until_max_bytes`](IOStream::read_until_max_bytes).
+    pub fn read_until(&self, delimiter: &[u8]) -> Future<Vec<u8>> {
+        self.read_until_bounded(delimiter, None)
+    }
+
+    /// [`read_until`](IOStream::read_until) with Tornado's `max_bytes`: if
+    /// that many bytes arrive without the delimiter, the read fails with
     /// [`ErrorKind::UnsatisfiableRead`] and the stream is closed.
-    pub fn read_until(&self, delimiter: &[u8], max_bytes: Option<usize>) -> Future<Vec<u8>> {
+    pub fn read_until_max_bytes(&self, delimiter: &[u8], max_bytes: usize) -> Future<Vec<u8>> {
+        self.read_until_bounded(delimiter, Some(max_bytes))
+    }
+
+    fn read_until_bounded(&self, delimiter: &[u8], max_bytes: Option<usize>) -> Future<Vec<u8>> {
         if delimiter.is_empty() {
             return Future::failed(Error::new(
                 ErrorKind::InvalidArgument,
@@ -43,17 +55,27 @@ impl IOStream {
 
     /// Reads up to and including the end of the first match of `pattern`
     /// (Tornado's `read_until_regex`), a regular expression over bytes
-    /// (`regex::bytes` syntax). Fails with
-    /// [`ErrorKind::UnsatisfiableRead`] if no match ends within `max_bytes`.
+    /// (`regex::bytes` syntax).
     ///
     /// The match is decided on the bytes at hand, as in Tornado: a pattern
     /// that could match more with more data (`[0-9]+`) ends where the data
     /// received so far ends, so anchor patterns on a terminator.
     ///
     /// Each arrival searches the whole buffer again (a regex cannot resume
-    /// mid-search), so set `max_bytes` on untrusted input; compile once with
+    /// mid-search), so on untrusted input bound the read with
+    /// [`read_until_regex_max_bytes`](IOStream::read_until_regex_max_bytes);
+    /// compile once with
     /// [`read_until_regex_with`](IOStream::read_until_regex_with) when
     /// reading many messages. Needs the `regex` feature.
+    #[cfg(feature = "regex")]
+    pub fn read_until_regex(&self, pattern: &str) -> Future<Vec<u8>> {
+        self.read_until_pattern(pattern, None)
+    }
+
+    /// [`read_until_regex`](IOStream::read_until_regex) with Tornado's
+    /// `max_bytes`: fails with [`ErrorKind::UnsatisfiableRead`] (and closes
+    /// the stream) if no match ends within `max_bytes`. Needs the `regex`
+    /// feature.
     ///
     /// ```
     /// # use squall::{IOLoop, IOStream};
@@ -62,14 +84,19 @@ impl IOStream {
     /// let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
     /// let stream = IOStream::with_loop(a, &io_loop)?;
     /// b.write_all(b"HTTP/1.1 200 OK\r\n\r\nbody")?;
-    /// let head = io_loop.run_sync(|| stream.read_until_regex(r"\r?\n\r?\n", Some(65536)), None)?;
+    /// let head = io_loop.run_sync(|| stream.read_until_regex_max_bytes(r"\r?\n\r?\n", 65536), None)?;
     /// assert_eq!(head, b"HTTP/1.1 200 OK\r\n\r\n");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[cfg(feature = "regex")]
-    pub fn read_until_regex(&self, pattern: &str, max_bytes: Option<usize>) -> Future<Vec<u8>> {
+    pub fn read_until_regex_max_bytes(&self, pattern: &str, max_bytes: usize) -> Future<Vec<u8>> {
+        self.read_until_pattern(pattern, Some(max_bytes))
+    }
+
+    #[cfg(feature = "regex")]
+    fn read_until_pattern(&self, pattern: &str, max_bytes: Option<usize>) -> Future<Vec<u8>> {
         match regex::bytes::Regex::new(pattern) {
-            Ok(regex) => self.read_until_regex_with(&regex, max_bytes),
+            Ok(regex) => self.read_until_compiled(&regex, max_bytes),
             Err(err) => Future::failed(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("read_until_regex: {err}"),
@@ -80,7 +107,23 @@ impl IOStream {
     /// [`read_until_regex`](IOStream::read_until_regex) with a compiled
     /// regex (cloning one is cheap). Needs the `regex` feature.
     #[cfg(feature = "regex")]
-    pub fn read_until_regex_with(
+    pub fn read_until_regex_with(&self, regex: &regex::bytes::Regex) -> Future<Vec<u8>> {
+        self.read_until_compiled(regex, None)
+    }
+
+    /// [`read_until_regex_max_bytes`](IOStream::read_until_regex_max_bytes)
+    /// with a compiled regex. Needs the `regex` feature.
+    #[cfg(feature = "regex")]
+    pub fn read_until_regex_with_max_bytes(
+        &self,
+        regex: &regex::bytes::Regex,
+        max_bytes: usize,
+    ) -> Future<Vec<u8>> {
+        self.read_until_compiled(regex, Some(max_bytes))
+    }
+
+    #[cfg(feature = "regex")]
+    fn read_until_compiled(
         &self,
         regex: &regex::bytes::Regex,
         max_bytes: Option<usize>,
@@ -91,25 +134,35 @@ impl IOStream {
         })
     }
 
-    /// Reads into `buf` (Tornado's `read_into`): fills all of it, or with
-    /// `partial` resolves as soon as at least one byte has arrived. The
-    /// future gives `buf` back, its length unchanged, with how many bytes at
-    /// its start are new. Bytes already buffered are copied in; the rest
+    /// Reads into `buf` until all of it is filled (Tornado's `read_into`).
+    /// The future gives `buf` back, its length unchanged, with how many bytes
+    /// at its start are new. Bytes already buffered are copied in; the rest
     /// goes from the socket straight into `buf`, so a caller that passes the
     /// same vector round copies nothing and allocates nothing: the way to
-    /// move bulk data.
+    /// move bulk data ([`read_into_partial`](IOStream::read_into_partial)
+    /// takes what comes).
+    pub fn read_into(&self, buf: Vec<u8>) -> Future<(Vec<u8>, usize)> {
+        self.read_into_buf(buf, false)
+    }
+
+    /// [`read_into`](IOStream::read_into) with Tornado's `partial=True`:
+    /// resolves as soon as at least one byte has arrived.
     ///
     /// ```no_run
     /// # use squall::iostream::IOStream;
     /// # fn f(stream: IOStream) {
-    /// stream.read_into(vec![0; 64 * 1024], true).add_done_callback(|f| {
+    /// stream.read_into_partial(vec![0; 64 * 1024]).add_done_callback(|f| {
     ///     if let Ok((buf, n)) = f.take_result() {
     ///         println!("{n} new bytes: {:?}", &buf[..n]); // then pass `buf` again
     ///     }
     /// });
     /// # }
     /// ```
-    pub fn read_into(&self, buf: Vec<u8>, partial: bool) -> Future<(Vec<u8>, usize)> {
+    pub fn read_into_partial(&self, buf: Vec<u8>) -> Future<(Vec<u8>, usize)> {
+        self.read_into_buf(buf, true)
+    }
+
+    fn read_into_buf(&self, buf: Vec<u8>, partial: bool) -> Future<(Vec<u8>, usize)> {
         if buf.is_empty() {
             return Future::ready((buf, 0));
         }
@@ -125,9 +178,18 @@ impl IOStream {
         }
     }
 
-    /// Reads exactly `n` bytes; with `partial`, resolves as soon as at least
-    /// one byte (and at most `n`) is there.
-    pub fn read_bytes(&self, n: usize, partial: bool) -> Future<Vec<u8>> {
+    /// Reads exactly `n` bytes (Tornado's `read_bytes`).
+    pub fn read_bytes(&self, n: usize) -> Future<Vec<u8>> {
+        self.read_bytes_inner(n, false)
+    }
+
+    /// [`read_bytes`](IOStream::read_bytes) with Tornado's `partial=True`:
+    /// resolves as soon as at least one byte (and at most `n`) is there.
+    pub fn read_bytes_partial(&self, n: usize) -> Future<Vec<u8>> {
+        self.read_bytes_inner(n, true)
+    }
+
+    fn read_bytes_inner(&self, n: usize, partial: bool) -> Future<Vec<u8>> {
         if n == 0 {
             return Future::ready(Vec::new());
         }

@@ -29,12 +29,12 @@ use crate::tls::SslOptions;
 /// let server = IOStream::with_loop(a, &io_loop)?;
 /// let client = IOStream::with_loop(b, &io_loop)?;
 /// // ...and each side upgrades; the futures resolve after the handshake.
-/// let server = server.start_tls(true, Some(server_config.into()), None);
-/// let client = client.start_tls(false, Some(client_config.into()), Some("localhost"));
+/// let server = server.start_tls(server_config);
+/// let client = client.start_tls_server_hostname(client_config, "localhost");
 /// let server = io_loop.run_sync(move || server, None)?;
 /// let client = io_loop.run_sync(move || client, None)?;
 /// client.write(&b"hello over TLS\n"[..]);
-/// let got = io_loop.run_sync(move || server.read_until(b"\n", None), None)?;
+/// let got = io_loop.run_sync(move || server.read_until(b"\n"), None)?;
 /// assert_eq!(got, b"hello over TLS\n");
 /// # Ok::<(), squall::Error>(())
 /// ```
@@ -52,22 +52,48 @@ pub type SSLIOStream = IOStream;
 
 impl IOStream {
     /// An `SSLIOStream` over a connected socket, on `io_loop`: Tornado's
-    /// `SSLIOStream(socket, ssl_options=...)`. The handshake starts at once
-    /// (a client sends its hello) and runs as data comes; reads wait for it
-    /// and writes queue behind it. `server_hostname` is the name a client
-    /// asks for (SNI) and verifies the certificate against; without one, a
-    /// client uses the peer's IP address.
+    /// `SSLIOStream(socket, ssl_options=...)`. The side is the options'
+    /// ([`SslOptions::Server`] or [`SslOptions::Client`]). The handshake
+    /// starts at once (a client sends its hello) and runs as data comes;
+    /// reads wait for it and writes queue behind it. A client verifies the
+    /// certificate against the peer's IP address; give it the name to ask
+    /// for (SNI) and verify with
+    /// [`with_ssl_server_hostname`](IOStream::with_ssl_server_hostname).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a client whose peer has no IP
+    /// address; as [`with_loop`](IOStream::with_loop) otherwise.
+    pub fn with_ssl(
+        socket: impl IntoSocket,
+        ssl_options: impl Into<SslOptions>,
+        io_loop: &IOLoop,
+    ) -> Result<SSLIOStream, Error> {
+        IOStream::ssl_stream(socket, ssl_options.into(), None, io_loop)
+    }
+
+    /// [`with_ssl`](IOStream::with_ssl) with Tornado's `server_hostname`:
+    /// the name a client asks for (SNI) and verifies the certificate
+    /// against (a server ignores it).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for a client with a name that cannot
     /// be a TLS server name; as [`with_loop`](IOStream::with_loop) otherwise.
-    pub fn with_ssl(
+    pub fn with_ssl_server_hostname(
         socket: impl IntoSocket,
         ssl_options: impl Into<SslOptions>,
+        server_hostname: &str,
+        io_loop: &IOLoop,
+    ) -> Result<SSLIOStream, Error> {
+        IOStream::ssl_stream(socket, ssl_options.into(), Some(server_hostname), io_loop)
+    }
+
+    fn ssl_stream(
+        socket: impl IntoSocket,
+        ssl_options: SslOptions,
         server_hostname: Option<&str>,
         io_loop: &IOLoop,
     ) -> Result<SSLIOStream, Error> {
-        let socket = tls_socket(socket.into_socket()?, ssl_options.into(), server_hostname)?;
+        let socket = tls_socket(socket.into_socket()?, ssl_options, server_hostname)?;
         let stream = IOStream::open(socket, io_loop, None)?;
         // A client speaks first.
         stream.flush();
@@ -76,24 +102,38 @@ impl IOStream {
 
     /// STARTTLS: turns this plain stream into an [`SSLIOStream`] over the
     /// same connection and returns it once the handshake is done (Tornado's
-    /// `start_tls`). `ssl_options` must be the side `server_side` names; a
-    /// client may pass `None` for the default (system roots, verification
-    /// on).
+    /// `start_tls`). The side is the options': Tornado's
+    /// `start_tls(True, ssl_options=...)` is `start_tls(server_options)`. A
+    /// client verifies the certificate against the peer's IP address; give
+    /// it a name with
+    /// [`start_tls_server_hostname`](IOStream::start_tls_server_hostname)
+    /// ([`tls::default_client_config`](crate::tls::default_client_config)
+    /// is Tornado's default client context: system roots, verification on).
     ///
     /// This stream is spent afterwards (closed, with its close callback
     /// dropped, the connection now the new stream's). It must be idle: no
     /// read pending, nothing buffered either way (what the peer sent after
     /// its "STARTTLS" belongs to the TLS layer, which would never see it).
-    pub fn start_tls(
+    pub fn start_tls(&self, ssl_options: impl Into<SslOptions>) -> Future<SSLIOStream> {
+        self.start_tls_as(ssl_options.into(), None)
+    }
+
+    /// [`start_tls`](IOStream::start_tls) with Tornado's `server_hostname`:
+    /// `start_tls(False, ssl_options=..., server_hostname="mail.example")`
+    /// is `start_tls_server_hostname(client_options, "mail.example")`.
+    pub fn start_tls_server_hostname(
         &self,
-        server_side: bool,
-        ssl_options: Option<SslOptions>,
+        ssl_options: impl Into<SslOptions>,
+        server_hostname: &str,
+    ) -> Future<SSLIOStream> {
+        self.start_tls_as(ssl_options.into(), Some(server_hostname))
+    }
+
+    fn start_tls_as(
+        &self,
+        options: SslOptions,
         server_hostname: Option<&str>,
     ) -> Future<SSLIOStream> {
-        let options = match side_options(server_side, ssl_options) {
-            Ok(options) => options,
-            Err(err) => return Future::failed(err),
-        };
         match self.upgrade_tls(options, server_hostname) {
             Ok(stream) => stream.wait_for_handshake(),
             Err(err) => Future::failed(err),
@@ -237,26 +277,6 @@ impl IOStream {
     /// The host name a client asked for (SNI), on a server's stream.
     pub fn server_name(&self) -> Option<String> {
         self.with_tls(TlsSocket::server_name)
-    }
-}
-
-/// `start_tls`'s options: those given, checked against `server_side`, or
-/// for a client the default configuration.
-pub(crate) fn side_options(
-    server_side: bool,
-    ssl_options: Option<SslOptions>,
-) -> Result<SslOptions, Error> {
-    match (ssl_options, server_side) {
-        (Some(options), side) if options.is_server() == side => Ok(options),
-        (Some(_), _) => Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "start_tls: ssl_options are for the other side than server_side says",
-        )),
-        (None, false) => Ok(SslOptions::Client(crate::tls::default_client_config()?)),
-        (None, true) => Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "start_tls: a server needs ssl_options (a certificate)",
-        )),
     }
 }
 

@@ -24,7 +24,7 @@ pub enum AddressFamily {
 }
 
 impl AddressFamily {
-    fn admits(self, addr: &SocketAddr) -> bool {
+    pub(crate) fn admits(self, addr: &SocketAddr) -> bool {
         match self {
             AddressFamily::Unspec => true,
             AddressFamily::Inet => addr.is_ipv4(),

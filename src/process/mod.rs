@@ -7,11 +7,11 @@
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
-//! use squall::{netutil, process, IOLoop, IOStream, TCPServer};
+//! use squall::{netutil::{self, BindOptions}, process, IOLoop, IOStream, TCPServer};
 //!
-//! let sockets = netutil::bind_sockets(8090, Some("127.0.0.1"), None, false)?;
+//! let sockets = netutil::bind_sockets_with(8090, BindOptions::new().address("127.0.0.1"))?;
 //! // Returns in each child, with its task id; the parent never returns.
-//! let task = process::fork_processes(2, None)?;
+//! let task = process::fork_processes(2)?;
 //! let server = TCPServer::new(move |stream: IOStream, _peer: SocketAddr| {
 //!     stream.write(format!("hello from task {task}\n"));
 //!     stream.close();
@@ -98,8 +98,10 @@ pub fn cpu_count() -> usize {
 /// Forks `num_processes` children (`0`: one per CPU, [`cpu_count`]) and
 /// returns, in each child, its task id (`0..num_processes`); Tornado's
 /// `fork_processes`. The parent never returns: it supervises the children
-/// and exits when they are done (see the [module docs](self) for restarts,
-/// `max_restarts` (`None`: [`DEFAULT_MAX_RESTARTS`]) and signals).
+/// and exits when they are done (see the [module docs](self) for restarts
+/// and signals), restarting children at most [`DEFAULT_MAX_RESTARTS`]
+/// times in all ([`fork_processes_max_restarts`] sets Tornado's
+/// `max_restarts`).
 ///
 /// # Errors
 /// Before any child is forked: if an `IOLoop` exists or existed in the
@@ -108,7 +110,17 @@ pub fn cpu_count() -> usize {
 /// child of `fork_processes` (all `io::ErrorKind::Other`, saying why). If a
 /// fork fails, the children forked so far are stopped and waited for, and
 /// the fork's error is returned.
-pub fn fork_processes(num_processes: usize, max_restarts: Option<usize>) -> io::Result<usize> {
+pub fn fork_processes(num_processes: usize) -> io::Result<usize> {
+    fork_processes_max_restarts(num_processes, DEFAULT_MAX_RESTARTS)
+}
+
+/// [`fork_processes`] with Tornado's `max_restarts`: how many times in all
+/// the parent restarts children that failed before it gives up (and exits
+/// 1).
+///
+/// # Errors
+/// As [`fork_processes`].
+pub fn fork_processes_max_restarts(num_processes: usize, max_restarts: usize) -> io::Result<usize> {
     check_can_fork().map_err(io::Error::other)?;
     let n = if num_processes == 0 {
         cpu_count()
@@ -117,7 +129,7 @@ pub fn fork_processes(num_processes: usize, max_restarts: Option<usize>) -> io::
     };
     // Output still buffered would be written once by every child.
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    supervisor::run(n, max_restarts.unwrap_or(DEFAULT_MAX_RESTARTS))
+    supervisor::run(n, max_restarts)
 }
 
 /// Why forking now would be unsafe, if it would.
@@ -183,7 +195,7 @@ mod tests {
     fn refuses_with_threads_or_loops() {
         // The test harness runs tests on threads, and other tests make loops.
         let _loop = crate::IOLoop::new().unwrap();
-        let err = fork_processes(2, None).unwrap_err();
+        let err = fork_processes(2).unwrap_err();
         assert!(err.to_string().contains("IOLoop"), "{err}");
         assert_eq!(task_id(), None);
         assert!(cpu_count() >= 1);

@@ -158,7 +158,7 @@ thread_local! {
 ///         child.wait_for_exit(true).add_done_callback(move |status: &Future<ExitStatus>| {
 ///             d.complete(status.take_result().map(|s| (out, s)))
 ///         });
-///         Ok::<(), squall::Error>(())
+///         Ok(())
 ///     });
 ///     done
 /// }, None)?;

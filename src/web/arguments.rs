@@ -204,16 +204,40 @@ impl Exchange {
 
     /// Every value of argument `name` from `source`, decoded as UTF-8,
     /// control characters (other than whitespace) turned to spaces, and
-    /// stripped of surrounding whitespace if `strip`: Tornado's
-    /// `_get_arguments`, the general form of the methods below
-    /// (`get_arguments(name, strip=False)` is
-    /// `get_arguments_from(name, ArgumentSource::All, false)`).
+    /// stripped of surrounding whitespace: Tornado's `_get_arguments`, the
+    /// general form of the methods below.
+    /// [`get_arguments_unstripped`](Self::get_arguments_unstripped) is
+    /// Tornado's `strip=False`.
     ///
     /// # Errors
     /// An [`HTTPError`] 400 if a value is not UTF-8 (the log names the
     /// argument), or the form's error (see
     /// [`body_arguments`](Self::body_arguments)).
     pub fn get_arguments_from(
+        &self,
+        name: &str,
+        source: ArgumentSource,
+    ) -> Result<Vec<String>, Error> {
+        self.arguments_decoded(name, source, true)
+    }
+
+    /// [`get_arguments_from`](Self::get_arguments_from) without stripping
+    /// whitespace: Tornado's `get_arguments(name, strip=False)` is
+    /// `get_arguments_unstripped(name, ArgumentSource::All)` (and
+    /// `get_query_arguments`, `get_body_arguments` with `strip=False` are
+    /// `ArgumentSource::Query`, `ArgumentSource::Body`).
+    ///
+    /// # Errors
+    /// As [`get_arguments_from`](Self::get_arguments_from).
+    pub fn get_arguments_unstripped(
+        &self,
+        name: &str,
+        source: ArgumentSource,
+    ) -> Result<Vec<String>, Error> {
+        self.arguments_decoded(name, source, false)
+    }
+
+    fn arguments_decoded(
         &self,
         name: &str,
         source: ArgumentSource,
@@ -236,7 +260,7 @@ impl Exchange {
     }
 
     fn last_argument(&self, name: &str, source: ArgumentSource) -> Result<Option<String>, Error> {
-        Ok(self.get_arguments_from(name, source, true)?.pop())
+        Ok(self.get_arguments_from(name, source)?.pop())
     }
 
     /// The last value of argument `name`, from the query or the body
@@ -279,7 +303,7 @@ impl Exchange {
     /// # Errors
     /// As [`get_arguments_from`](Self::get_arguments_from).
     pub fn get_arguments(&self, name: &str) -> Result<Vec<String>, Error> {
-        self.get_arguments_from(name, ArgumentSource::All, true)
+        self.get_arguments_from(name, ArgumentSource::All)
     }
 
     /// [`get_argument`](Self::get_argument) from the query only
@@ -316,7 +340,7 @@ impl Exchange {
     /// # Errors
     /// As [`get_arguments`](Self::get_arguments).
     pub fn get_query_arguments(&self, name: &str) -> Result<Vec<String>, Error> {
-        self.get_arguments_from(name, ArgumentSource::Query, true)
+        self.get_arguments_from(name, ArgumentSource::Query)
     }
 
     /// [`get_argument`](Self::get_argument) from the body only (Tornado's
@@ -353,7 +377,7 @@ impl Exchange {
     /// # Errors
     /// As [`get_arguments`](Self::get_arguments).
     pub fn get_body_arguments(&self, name: &str) -> Result<Vec<String>, Error> {
-        self.get_arguments_from(name, ArgumentSource::Body, true)
+        self.get_arguments_from(name, ArgumentSource::Body)
     }
 
     /// A reader for this request's `multipart/form-data` body, for a

@@ -168,7 +168,7 @@ pub fn authenticated<H: RequestHandler + ?Sized>(
         url.push_str("?next=");
         url.push_str(&url_escape(&next, true));
     }
-    x.redirect(&url, false)?;
+    x.redirect(&url)?;
     Ok(None)
 }
 

@@ -388,14 +388,24 @@ impl Exchange {
         result
     }
 
-    /// Redirects to `url` (301 if `permanent`, else 302) and finishes.
+    /// Redirects to `url` with a 302 (Found) and finishes: Tornado's
+    /// `redirect(url)`.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] if `url` holds CR, LF or NUL (nothing
     /// is sent: a redirect target taken from a request cannot add headers);
     /// [`ErrorKind::InvalidState`] if the headers were already sent.
-    pub fn redirect(&self, url: &str, permanent: bool) -> Result<(), Error> {
-        self.redirect_with_status(url, if permanent { 301 } else { 302 })
+    pub fn redirect(&self, url: &str) -> Result<(), Error> {
+        self.redirect_with_status(url, 302)
+    }
+
+    /// Redirects to `url` with a 301 (Moved Permanently) and finishes:
+    /// Tornado's `redirect(url, permanent=True)`.
+    ///
+    /// # Errors
+    /// As [`redirect`](Self::redirect).
+    pub fn redirect_permanent(&self, url: &str) -> Result<(), Error> {
+        self.redirect_with_status(url, 301)
     }
 
     /// Redirects to `url` with any 3xx `status` (303 after a `POST`, 307
@@ -651,7 +661,11 @@ mod tests {
     fn parked_exchange_lets_the_connection_go() {
         let io_loop = IOLoop::new().unwrap();
         let server = HTTPServer::with_loop(&io_loop, Application::new().route("/", || Hello));
-        let listeners = crate::netutil::bind_sockets(0, Some("127.0.0.1"), None, false).unwrap();
+        let listeners = crate::netutil::bind_sockets_with(
+            0,
+            crate::netutil::BindOptions::new().address("127.0.0.1"),
+        )
+        .unwrap();
         let port = listeners[0].local_addr().unwrap().port();
         server.add_sockets(listeners).unwrap();
         let client = std::thread::spawn(move || {

@@ -417,7 +417,11 @@ impl RequestHandler for RedirectHandler {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
         let request = x.request();
         let to = self.target(request.path_args(), request.query())?;
-        x.redirect(&to, self.permanent)
+        if self.permanent {
+            x.redirect_permanent(&to)
+        } else {
+            x.redirect(&to)
+        }
     }
 }
 

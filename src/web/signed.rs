@@ -399,7 +399,7 @@ impl Exchange {
     /// `cookie_secret` (and `key_version`) (Tornado's
     /// `RequestHandler.create_signed_value`): for signed values outside
     /// cookies; read them back with
-    /// [`get_signed_cookie_with`](Self::get_signed_cookie_with).
+    /// [`decode_signed_cookie`](Self::decode_signed_cookie).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidState`] without a `cookie_secret` setting, or
@@ -437,7 +437,7 @@ impl Exchange {
     /// fn post(&mut self, x: &Exchange) -> Result<(), squall::Error> {
     ///     // ...once the password is checked:
     ///     x.set_signed_cookie("user", "ada")?;
-    ///     x.redirect("/", false)
+    ///     x.redirect("/")
     /// }
     /// # }
     /// ```
@@ -479,12 +479,11 @@ impl Exchange {
     /// [`ErrorKind::InvalidState`] without a `cookie_secret` setting.
     #[doc(alias = "get_secure_cookie")]
     pub fn get_signed_cookie(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.get_signed_cookie_with(name, None, &DecodeOptions::default())
+        self.get_signed_cookie_with(name, &DecodeOptions::default())
     }
 
-    /// [`get_signed_cookie`](Self::get_signed_cookie) with Tornado's other
-    /// arguments: `value` to decode instead of the cookie's, and the
-    /// maximum age and oldest format.
+    /// [`get_signed_cookie`](Self::get_signed_cookie) with Tornado's
+    /// `max_age_days` and `min_version` (and a clock) in `options`.
     ///
     /// # Errors
     /// As [`get_signed_cookie`](Self::get_signed_cookie), and
@@ -492,14 +491,29 @@ impl Exchange {
     pub fn get_signed_cookie_with(
         &self,
         name: &str,
-        value: Option<&str>,
         options: &DecodeOptions,
     ) -> Result<Option<Vec<u8>>, Error> {
         let secret = self.cookie_secret()?;
-        let Some(value) = value.or_else(|| self.get_cookie(name)) else {
+        let Some(value) = self.get_cookie(name) else {
             return Ok(None);
         };
         decode_signed_value_with(secret, name, value, options)
+    }
+
+    /// Decodes `value` as the signed cookie `name` would be, with the
+    /// application's `cookie_secret`: Tornado's
+    /// `get_signed_cookie(name, value=...)`, for a signed value that came
+    /// another way (a header, a query argument).
+    ///
+    /// # Errors
+    /// As [`get_signed_cookie_with`](Self::get_signed_cookie_with).
+    pub fn decode_signed_cookie(
+        &self,
+        name: &str,
+        value: &str,
+        options: &DecodeOptions,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        decode_signed_value_with(self.cookie_secret()?, name, value, options)
     }
 
     /// The key version the signed cookie `name` was made with (Tornado's

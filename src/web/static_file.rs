@@ -211,7 +211,7 @@ impl StaticFileHandler {
                 if path.starts_with("//") {
                     return refuse(x, Refused::Forbidden);
                 }
-                return x.redirect(&format!("{path}/"), true);
+                return x.redirect_permanent(&format!("{path}/"));
             }
             index = if rel.is_empty() {
                 default.clone()
@@ -514,10 +514,21 @@ impl Pump {
 }
 
 /// Tornado's `make_static_url`: `static_url_prefix` + `path`, and
-/// `?v=<version>` if `include_version` and the file exists under
-/// `static_path`. For templates and other code with settings but no
-/// [`Exchange`]; versions are cached as for ETags.
-pub fn make_static_url(settings: &Settings, path: &str, include_version: bool) -> String {
+/// `?v=<version>` if the file exists under `static_path`. For templates and
+/// other code with settings but no [`Exchange`]; versions are cached as for
+/// ETags. [`make_static_url_without_version`] is Tornado's
+/// `include_version=False`.
+pub fn make_static_url(settings: &Settings, path: &str) -> String {
+    static_url_for(settings, path, true)
+}
+
+/// [`make_static_url`] without the `?v=` version: Tornado's
+/// `make_static_url(settings, path, include_version=False)`.
+pub fn make_static_url_without_version(settings: &Settings, path: &str) -> String {
+    static_url_for(settings, path, false)
+}
+
+fn static_url_for(settings: &Settings, path: &str, include_version: bool) -> String {
     let mut url = String::with_capacity(settings.static_url_prefix.len() + path.len() + 36);
     url.push_str(&settings.static_url_prefix);
     url.push_str(path);
@@ -574,7 +585,7 @@ impl Exchange {
     /// has no version. Browsers may cache a versioned URL for ten years:
     /// the version changes with the content.
     pub fn static_url(&self, path: &str) -> String {
-        make_static_url(self.settings(), path, true)
+        make_static_url(self.settings(), path)
     }
 
     /// [`static_url`](Self::static_url) with the scheme and host of the

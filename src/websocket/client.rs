@@ -253,7 +253,7 @@ impl Handshake {
         let me = self.clone();
         let s = stream.clone();
         stream
-            .read_until(b"\r\n\r\n", Some(MAX_HEAD))
+            .read_until_max_bytes(b"\r\n\r\n", MAX_HEAD)
             .add_done_callback(move |head: &Future<Vec<u8>>| {
                 s.io_loop().remove_timeout(deadline);
                 let result = head.take_result().and_then(|head| me.check(&head));

@@ -11,6 +11,7 @@ use crate::httpclient::HTTPRequest;
 /// client would be.
 ///
 /// ```
+/// use squall::netutil::BindOptions;
 /// use squall::greenlet;
 /// use squall::http::{HTTPConnection, HTTPServer, HTTPServerRequest};
 /// use squall::websocket::{self, GreenWebSocket, Handled, Message, WebSocketConnection, WebSocketHandler};
@@ -29,13 +30,13 @@ use crate::httpclient::HTTPRequest;
 ///     let server = HTTPServer::new(|req: &HTTPServerRequest, conn: &HTTPConnection| {
 ///         websocket::accept(req, conn, Echo, Default::default()).map(drop)
 ///     });
-///     server.listen(0, Some("127.0.0.1")).expect("listening");
+///     server.listen_with(0, BindOptions::new().address("127.0.0.1")).expect("listening");
 ///     let url = format!("ws://127.0.0.1:{}/", server.local_addrs()[0].port());
 ///     greenlet::spawn(move || {
 ///         let ws = GreenWebSocket::connect(url.as_str())?;
 ///         ws.write_message("hello")?;
 ///         let reply = ws.read_message()?;
-///         ws.close(Some(1000), None);
+///         ws.close_with(1000, "");
 ///         Ok(reply)
 ///     })
 /// }, None)?;
@@ -85,9 +86,15 @@ impl GreenWebSocket {
         wait(self.conn.read_message())
     }
 
-    /// Starts the closing handshake (returns at once).
-    pub fn close(&self, code: Option<u16>, reason: Option<&str>) {
-        self.conn.close(code, reason);
+    /// Starts the closing handshake (returns at once), with no status code.
+    pub fn close(&self) {
+        self.conn.close();
+    }
+
+    /// Starts the closing handshake with Tornado's `code` and `reason`
+    /// ([`WebSocketConnection::close_with`](super::WebSocketConnection::close_with)).
+    pub fn close_with(&self, code: u16, reason: &str) {
+        self.conn.close_with(code, reason);
     }
 
     /// The future-returning connection underneath.

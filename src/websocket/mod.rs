@@ -4,6 +4,7 @@
 //! [`WebSocketHandler`]; a client connects with [`websocket_connect`]:
 //!
 //! ```
+//! use squall::netutil::BindOptions;
 //! use squall::http::{HTTPConnection, HTTPServer, HTTPServerRequest};
 //! use squall::websocket::{self, Handled, Message, WebSocketConnection, WebSocketHandler};
 //! use squall::IOLoop;
@@ -22,7 +23,7 @@
 //!     let server = HTTPServer::new(|req: &HTTPServerRequest, conn: &HTTPConnection| {
 //!         websocket::accept(req, conn, Echo, Default::default()).map(drop)
 //!     });
-//!     server.listen(0, Some("127.0.0.1")).expect("listening");
+//!     server.listen_with(0, BindOptions::new().address("127.0.0.1")).expect("listening");
 //!     let url = format!("ws://127.0.0.1:{}/echo", server.local_addrs()[0].port());
 //!     let reply = squall::Future::new();
 //!     let r = reply.clone();
@@ -30,7 +31,7 @@
 //!         let ws: websocket::WebSocketClientConnection = ws.take_result()?;
 //!         ws.write_message("hello");
 //!         squall::chain_future(&ws.read_message(), &r);
-//!         Ok::<(), squall::Error>(())
+//!         Ok(())
 //!     });
 //!     reply
 //! }, None)?;

@@ -155,7 +155,7 @@ impl WebSocketConnection {
         let opened = self.with_events(|events, conn| events.open(conn, request));
         if let Some(Err(err)) = opened {
             log::error!("WebSocket open failed: {err}");
-            self.close(Some(CloseCode::INTERNAL_ERROR.0), Some("internal error"));
+            self.close_with(CloseCode::INTERNAL_ERROR.0, "internal error");
             return Err(err);
         }
         self.begin()
@@ -340,7 +340,7 @@ impl WebSocketConnection {
 
     fn handler_failed(&self, err: &Error) {
         log::error!("WebSocket on_message failed: {err}");
-        self.close(Some(CloseCode::INTERNAL_ERROR.0), Some("internal error"));
+        self.close_with(CloseCode::INTERNAL_ERROR.0, "internal error");
     }
 
     fn on_close_frame(&self, payload: &[u8]) {
@@ -493,10 +493,21 @@ impl WebSocketConnection {
         Ok(())
     }
 
-    /// Starts the closing handshake: sends a close frame with `code` (and
-    /// `reason`, at most 123 bytes), then waits for the peer's for
-    /// `close_timeout` before closing the connection. Harmless twice.
-    pub fn close(&self, code: Option<u16>, reason: Option<&str>) {
+    /// Starts the closing handshake: sends a close frame with no status
+    /// code, then waits for the peer's for `close_timeout` before closing
+    /// the connection (Tornado's `close()`). Harmless twice.
+    pub fn close(&self) {
+        self.close_frame(None, "");
+    }
+
+    /// [`close`](Self::close) with Tornado's `code` and `reason` (at most
+    /// 123 bytes, cut at a character boundary): `close(code=4000,
+    /// reason="bye")` is `close_with(4000, "bye")`.
+    pub fn close_with(&self, code: u16, reason: &str) {
+        self.close_frame(Some(code), reason);
+    }
+
+    fn close_frame(&self, code: Option<u16>, reason: &str) {
         let received = {
             let mut st = self.core.st.borrow_mut();
             if std::mem::replace(&mut st.close_sent, true) {
@@ -505,7 +516,7 @@ impl WebSocketConnection {
             st.close_received
         };
         let body = match code {
-            Some(code) => close_body(code, reason.unwrap_or("")),
+            Some(code) => close_body(code, reason),
             None => Vec::new(),
         };
         let frame = self.frame(Opcode::Close, &body);
@@ -579,7 +590,7 @@ impl WebSocketConnection {
             let since = conn.core.st.borrow().unanswered_since;
             if since.is_some_and(|t| now.duration_since(t) >= timeout) {
                 log::debug!("WebSocket peer did not answer a ping within {timeout:?}: closing");
-                conn.close(Some(CloseCode::GOING_AWAY.0), Some("ping timed out"));
+                conn.close_with(CloseCode::GOING_AWAY.0, "ping timed out");
                 return;
             }
             let _ = conn.ping(b"");

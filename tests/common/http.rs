@@ -1,6 +1,7 @@
 //! A squall HTTP server on its own thread and loop, for tests that talk to it
 //! with blocking clients (std sockets, curl, Python Tornado).
 
+use squall::netutil::BindOptions;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -30,7 +31,9 @@ impl TestServer {
             io_loop.make_current();
             let server = HTTPServer::with_loop(&io_loop, app());
             configure(&server);
-            server.listen(0, Some("127.0.0.1")).expect("listen");
+            server
+                .listen_with(0, BindOptions::new().address("127.0.0.1"))
+                .expect("listen");
             tx.send((server.local_addrs()[0], io_loop.remote()))
                 .expect("send");
             io_loop.start().expect("loop start");

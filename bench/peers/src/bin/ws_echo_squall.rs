@@ -10,6 +10,7 @@
 //! (10 MiB messages, so the 1 MiB throughput test fits).
 
 use squall::http::HTTPServer;
+use squall::netutil::BindOptions;
 use squall::web::Application;
 use squall::websocket::{self, Handled, Message, WebSocketConnection, WebSocketHandler};
 use squall::IOLoop;
@@ -33,6 +34,6 @@ fn main() -> Result<(), squall::Error> {
     io_loop.make_current();
     let app = Application::new().route("/", websocket::handler(|| Echo));
     let server = HTTPServer::new(app);
-    server.listen(port, Some("127.0.0.1"))?;
+    server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     io_loop.start()
 }

@@ -45,6 +45,7 @@ mod cookies;
 mod error;
 mod exchange;
 pub mod gzip;
+mod refused;
 mod route;
 mod routing;
 mod settings;
@@ -757,6 +758,16 @@ impl HTTPServerConnectionDelegate for Application {
     fn default_content_type(&self) -> Option<&'static str> {
         Some("text/html; charset=UTF-8")
     }
+
+    /// The error page of the route the head asked for (see refused.rs).
+    fn on_protocol_error(
+        &self,
+        conn: &HTTPConnection,
+        status: u16,
+        request: Box<HTTPServerRequest>,
+    ) {
+        refused::head_refused(&self.inner, conn, status, request);
+    }
 }
 
 /// One request's way through an [`Application`]: routed when its head
@@ -867,6 +878,11 @@ impl HTTPMessageDelegate for RequestDelegate {
         if !matches!(self.state, State::Start | State::Done) {
             self.body_complete();
         }
+    }
+
+    /// The handler's error page (see refused.rs).
+    fn on_protocol_error(&mut self, status: u16) {
+        self.body_refused(status);
     }
 
     fn on_connection_close(&mut self) {

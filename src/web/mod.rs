@@ -57,6 +57,8 @@ pub mod static_file;
 mod static_open;
 #[cfg(feature = "template")]
 mod template;
+#[cfg(all(feature = "template", feature = "fuzzing"))]
+pub(crate) use template::render_for_fuzz;
 pub(crate) mod xsrf;
 
 use std::cell::RefCell;

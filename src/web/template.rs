@@ -74,6 +74,10 @@ impl Templates {
         env.set_formatter(tornado_formatter);
         // Tornado: a name the template does not know is a `NameError`.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Every render is bounded: its work, its memory and its output
+        // (minijinja charges the bytes it writes). Recursion (includes,
+        // macros, nesting) is bounded by minijinja's own limit.
+        env.set_fuel(settings.template_fuel);
         namespace(&mut env, names);
         Templates { env }
     }
@@ -91,6 +95,28 @@ impl Templates {
             .render_str(source, context.into())
             .map_err(template_error)
     }
+}
+
+/// For the `template` fuzz target (src/fuzz.rs): renders `sources[0]`,
+/// the others loadable by name (`t1.html`, ...; it is `t0.html`) for
+/// `{% include %}`, `{% extends %}` and `{% import %}`, through an
+/// application's engine as `settings` make it (namespace, escaping,
+/// limits).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn render_for_fuzz(
+    settings: &Settings,
+    sources: Vec<String>,
+    context: Value,
+) -> Result<String, Error> {
+    let mut templates = Templates::new(settings, SharedNames::default());
+    templates.env.set_loader(move |name| {
+        let i = name
+            .strip_prefix('t')
+            .and_then(|n| n.strip_suffix(".html"))
+            .and_then(|n| n.parse::<usize>().ok());
+        Ok(i.and_then(|i| sources.get(i).cloned()))
+    });
+    templates.render("t0.html", context)
 }
 
 /// The names every template sees, besides its context (Tornado's
@@ -471,6 +497,48 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Template);
         // Outside a render there is no request: its fields are undefined.
         assert!(t.render_source("{{ request.path }}", ()).is_err());
+    }
+
+    fn fueled(fuel: Option<u64>) -> Templates {
+        let settings = Settings {
+            template_fuel: fuel,
+            ..Default::default()
+        };
+        Templates::new(&settings, SharedNames::default())
+    }
+
+    /// Fuel bounds a render's work and its output; recursion stops at
+    /// minijinja's limit (on a test thread's stack, in a debug build).
+    #[test]
+    fn every_render_is_bounded() {
+        let t = fueled(Some(10_000));
+        for source in [
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "{% for i in range(1000) %}{{ 'abcd' * 10000 }}{% endfor %}",
+            "{{ 'a' * 1000000 }}",
+        ] {
+            let err = t.render_source(source, ()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Template);
+            assert!(err.to_string().contains("fuel"), "{err}");
+        }
+        // 10,000 fuel pays for 640,000 bytes: a string made (charged) and
+        // written (charged again) of 200,000.
+        let out = t.render_source("{{ 'a' * 200000 }}", ()).unwrap();
+        assert_eq!(out.len(), 200_000);
+        // Without fuel, the same render that ran out runs to its end.
+        let out = fueled(None)
+            .render_source(
+                "{% for i in range(1000) %}{{ 'abcd' * 1000 }}{% endfor %}",
+                (),
+            )
+            .unwrap();
+        assert_eq!(out.len(), 4_000_000);
+        let deep = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+        let err = fueled(None).render_source(deep, ()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Template);
+        let nested = format!("{{{{ {}1{} }}}}", "(".repeat(1000), ")".repeat(1000));
+        let err = t.render_source(&nested, ()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Template);
     }
 
     /// Values of every shape a context may hold.

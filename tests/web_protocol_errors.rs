@@ -517,3 +517,83 @@ fn raw_delegates_answer_through_the_hooks() {
     assert!(got.contains("Transfer-Encoding: chunked"), "{got:?}");
     assert!(!got.ends_with("0\r\n\r\n"), "never finished: {got:?}");
 }
+
+/// A gzipped body (`set_decompress_request`) refused as it is decoded: a
+/// small body that decodes past the limit (413) and one that is no gzip
+/// (400) get the route's page too.
+#[cfg(feature = "gzip")]
+#[test]
+fn a_gzipped_body_refused_gets_the_routes_page() {
+    let s = TestServer::start(
+        || app(false),
+        |s| {
+            s.set_decompress_request(true);
+            s.set_max_body_size(1024);
+        },
+    );
+    // 100,000 zero bytes gzipped (Python's `gzip.compress(..., mtime=0)`):
+    // 132 bytes.
+    let mut bomb = vec![
+        31, 139, 8, 0, 0, 0, 0, 0, 2, 3, 237, 193, 49, 1, 0, 0, 0, 194, 160, 245, 79, 109, 13, 15,
+        160,
+    ];
+    bomb.extend_from_slice(&[0; 96]);
+    bomb.extend_from_slice(&[128, 87, 3, 125, 149, 17, 212, 160, 134, 1, 0]);
+    assert_eq!(bomb.len(), 132);
+    let post = |body: &[u8]| {
+        let mut raw = format!(
+            "POST /api HTTP/1.1\r\nHost: a\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(body);
+        refused(&s, &raw)
+    };
+    let r = post(&bomb);
+    assert_eq!((r.status, r.text()), (413, api_page(413, "POST", "/api")));
+    let r = post(b"this is not gzip at all");
+    assert_eq!((r.status, r.text()), (400, api_page(400, "POST", "/api")));
+}
+
+/// A `write_error` that panics on a refusal: Tornado's page instead, and
+/// the server goes on.
+#[test]
+fn a_failing_error_page_falls_back_to_tornados() {
+    struct Broken;
+    impl RequestHandler for Broken {
+        fn write_error(_x: &Exchange, _status: u16, _error: Option<&Error>) {
+            panic!("the error page is broken");
+        }
+    }
+    let s = TestServer::start(
+        || Application::new().route("/", || Broken),
+        |s| s.set_max_body_size(10),
+    );
+    for (raw, status) in [
+        (
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n"[..],
+            413,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: z\r\n\r\n",
+            400,
+        ),
+    ] {
+        let r = refused(&s, raw);
+        assert_eq!(r.status, status);
+        let reason = if r.status == 413 {
+            "Content Too Large"
+        } else {
+            "Bad Request"
+        };
+        assert_eq!(
+            r.text(),
+            format!(
+                "<html><title>{0}: {reason}</title><body>{0}: {reason}</body></html>",
+                r.status
+            )
+        );
+    }
+    let r = raw_request(s.addr, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(r.status, 405);
+}

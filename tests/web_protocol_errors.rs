@@ -471,6 +471,9 @@ fn raw_delegates_answer_through_the_hooks() {
             if request.path() == "/none" {
                 return;
             }
+            if request.path() == "/panic" {
+                panic!("the hook fails");
+            }
             let page = format!("head {status} {} {}", request.method(), request.uri());
             let _ = conn.write_response(status, &HTTPHeaders::new(), page.as_bytes());
         }
@@ -484,6 +487,9 @@ fn raw_delegates_answer_through_the_hooks() {
             let _ = self.conn.write_response(200, &HTTPHeaders::new(), b"ok");
         }
         fn on_protocol_error(&mut self, status: u16) {
+            if *self.path.borrow() == "/panic" {
+                panic!("the hook fails");
+            }
             let page = format!("body {status} {}", self.path.borrow());
             let _ = self
                 .conn
@@ -501,12 +507,28 @@ fn raw_delegates_answer_through_the_hooks() {
         b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
     );
     assert_eq!((r.status, r.text()), (413, "body 413 /up".to_owned()));
-    // Left unanswered: the server's own.
+    // Left unanswered, or failing: the server's own.
     let r = refused(
         &s,
         b"POST /none HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
     );
     assert_eq!((r.status, r.text()), (400, "400: Bad Request".to_owned()));
+    let r = refused(
+        &s,
+        b"POST /panic HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+    );
+    assert_eq!((r.status, r.text()), (400, "400: Bad Request".to_owned()));
+    let r = refused(
+        &s,
+        b"POST /panic HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n",
+    );
+    assert_eq!(
+        (r.status, r.text()),
+        (413, "413: Content Too Large".to_owned())
+    );
+    // The server goes on.
+    let r = raw_request(s.addr, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!((r.status, r.text()), (200, "ok".to_owned()));
     // Left open: the head that went out, then the connection closes.
     let mut conn = connect(s.addr);
     conn.write_all(b"POST /open HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n")

@@ -85,7 +85,8 @@ pub trait HTTPServerConnectionDelegate: 'static {
     /// ones: trust none of them). A head whose request line could not be
     /// read at all gets the server's answer without this being asked.
     /// Called at most once per connection; the response must be finished
-    /// before it returns (one begun and left open is cut off).
+    /// before it returns (one begun and left open is cut off). A panic
+    /// here is caught and logged, and the server answers.
     ///
     /// [`web::Application`](crate::web::Application) answers with the
     /// routed handler's [`write_error`](crate::web::RequestHandler::write_error)

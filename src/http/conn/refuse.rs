@@ -6,6 +6,7 @@
 //! connection, so nothing here is worth a cycle of a request that passes.
 
 use super::{decode_obs_text, Conn, MAX_HEADERS};
+use crate::callback::catch_value;
 use crate::http::connection::{Core, Phase};
 use crate::http::delegate::{HTTPMessageDelegate, HTTPServerConnectionDelegate};
 use crate::http::request::{forwarded_https, forwarded_ip, HTTPServerRequest, Method, Version};
@@ -29,7 +30,10 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             let message = self.message.take();
             if let Some(mut message) = message {
                 core.refusing();
-                message.on_protocol_error(status);
+                // A hook that fails leaves the answer to the server.
+                if let Err(err) = catch_value(|| message.on_protocol_error(status)) {
+                    log::error!("on_protocol_error({status}) failed: {err}");
+                }
                 if self.refusal_answered(status) {
                     // Its response is finished: nothing to tell it.
                     drop(message);
@@ -68,8 +72,11 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         };
         core.begin(&request);
         core.refusing();
-        self.delegate
-            .on_protocol_error(&self.handle, status, request);
+        let delegate = &self.delegate;
+        if let Err(err) = catch_value(|| delegate.on_protocol_error(&self.handle, status, request))
+        {
+            log::error!("on_protocol_error({status}) failed: {err}");
+        }
         self.refusal_answered(status);
     }
 

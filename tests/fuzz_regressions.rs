@@ -185,3 +185,20 @@ fn template_seeds_render_or_stop() {
         );
     }
 }
+
+/// Found by the `template` target: minijinja 3.1.0 panics compiling
+/// `{% import "t1.html" as m %endmacro %}` (the name after `as` read as
+/// `m % endmacro`, an expression its code generator calls unreachable).
+/// A template error now.
+#[cfg(feature = "template")]
+#[test]
+fn template_import_as_an_expression_is_an_error() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/template/crash_import_as_expression");
+    let err = __fuzz::template_render(&std::fs::read(path).unwrap()).unwrap_err();
+    assert_eq!(err.kind(), squall::ErrorKind::Template);
+    let mut minimal = vec![1, 0];
+    minimal.extend_from_slice(b"{% import \"t1.html\" as m % x %}");
+    let err = __fuzz::template_render(&minimal).unwrap_err();
+    assert_eq!(err.kind(), squall::ErrorKind::Template);
+}

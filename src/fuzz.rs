@@ -630,3 +630,123 @@ pub fn multipart(data: &[u8]) {
         }
     }
 }
+
+/// The fuel the `template` target renders with: small, so every input
+/// runs in well under a second.
+#[cfg(feature = "template")]
+const TEMPLATE_FUEL: u64 = 20_000;
+
+/// Templates (feature `template`): the first byte picks autoescaping (bit
+/// 0), the second is the length of the context that follows (decoded by
+/// [`fuzz_value`] into the names `a` to `d`); the rest, split at NUL
+/// bytes, is up to four templates (text, lossy UTF-8), the first rendered
+/// with the others loadable as `t1.html`... Through an application's engine (Tornado's namespace,
+/// escaping) with [`TEMPLATE_FUEL`]: the render is `Ok` or a
+/// [`Template`](crate::ErrorKind::Template) error, never a panic or a
+/// hang, and its output stays within what the fuel pays for.
+#[cfg(feature = "template")]
+pub fn template(data: &[u8]) {
+    // libFuzzer's panic hook aborts at any panic, even one caught: the
+    // engine's own (minijinja 3.1.0 has some), which the wrapper turns
+    // into template errors, must not count. The hook is back before a
+    // panic that got past the wrapper goes on, to abort there.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let rendered = std::panic::catch_unwind(|| template_render(data));
+    std::panic::set_hook(hook);
+    let rendered = rendered.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    match rendered {
+        // A byte of output costs a 64th of a unit of fuel.
+        Ok(out) => assert!(
+            out.len() as u64 <= TEMPLATE_FUEL * 64,
+            "{} bytes of output",
+            out.len()
+        ),
+        Err(err) => assert_eq!(err.kind(), crate::ErrorKind::Template, "{err}"),
+    }
+}
+
+/// The render of [`template`], for tests that look at what a seed gives.
+#[cfg(feature = "template")]
+pub fn template_render(data: &[u8]) -> Result<String, crate::Error> {
+    use minijinja::Value;
+    let Some((&flags, rest)) = data.split_first() else {
+        return Ok(String::new());
+    };
+    let rest = &rest[..rest.len().min(16 * 1024)];
+    // A byte of length, the context, then the templates split at NUL.
+    let (&len, rest) = rest.split_first().unwrap_or((&0, &[]));
+    let (mut context, rest) = rest.split_at(usize::from(len).min(rest.len()));
+    let sources: Vec<String> = rest
+        .split(|&b| b == 0)
+        .take(4)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let names = ["a", "b", "c", "d"];
+    let context = Value::from_pairs(
+        names
+            .iter()
+            .map(|&n| (n, fuzz_value(&mut context, 0)))
+            .collect::<Vec<_>>(),
+    );
+    let settings = crate::web::Settings {
+        autoescape: flags & 1 == 1,
+        template_fuel: Some(TEMPLATE_FUEL),
+        ..Default::default()
+    };
+    crate::web::render_for_fuzz(&settings, sources, context)
+}
+
+/// A template value of any shape from the front of `bytes` (consumed):
+/// none, a bool, an integer, a float, a string (plain or marked safe), a
+/// list or a map (up to 7 entries, 4 levels deep).
+#[cfg(feature = "template")]
+fn fuzz_value(bytes: &mut &[u8], depth: u32) -> minijinja::Value {
+    use minijinja::Value;
+    let mut take = |n: usize| -> &[u8] {
+        let (head, tail) = bytes.split_at(n.min(bytes.len()));
+        *bytes = tail;
+        head
+    };
+    let Some(&tag) = take(1).first() else {
+        return Value::from(());
+    };
+    let word = |b: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(b);
+        w
+    };
+    match tag % 8 {
+        0 => Value::from(()),
+        1 => Value::from(tag & 0x80 != 0),
+        2 => Value::from(i64::from_le_bytes(word(take(8)))),
+        3 => Value::from(f64::from_le_bytes(word(take(8)))),
+        4 | 5 => {
+            let len = usize::from(take(1).first().copied().unwrap_or(0));
+            let text = String::from_utf8_lossy(take(len)).into_owned();
+            if tag % 8 == 5 {
+                Value::from_safe_string(text)
+            } else {
+                Value::from(text)
+            }
+        }
+        6 if depth < 4 => {
+            let n = take(1).first().map_or(0, |b| b % 8);
+            Value::from(
+                (0..n)
+                    .map(|_| fuzz_value(bytes, depth + 1))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        7 if depth < 4 => {
+            let n = take(1).first().map_or(0, |b| b % 8);
+            let mut map = std::collections::BTreeMap::new();
+            for _ in 0..n {
+                let key = fuzz_value(bytes, depth + 1).to_string();
+                map.insert(key, fuzz_value(bytes, depth + 1));
+            }
+            Value::from(map)
+        }
+        _ => Value::from(i64::from(tag)),
+    }
+}

@@ -311,3 +311,62 @@ fn request_helpers_in_the_namespace() {
         assert_eq!(parts[2], "");
     }
 }
+
+/// Every render is bounded by `template_fuel`: a template that would loop
+/// for ever or write gigabytes fails with a template error (a 500 from
+/// `render`), soon, and the server goes on; `None` lifts the bound.
+#[test]
+fn template_fuel_bounds_every_render() {
+    let files = &[
+        (
+            "forever.html",
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+        ),
+        (
+            "huge.html",
+            "{% for i in range(100000) %}{{ \"ab\" * 50000 }}{% endfor %}",
+        ),
+        ("self.html", "x{% include \"self.html\" %}"),
+        ("big.html", "{{ \"ab\" * 100000 }}"),
+    ];
+    let dir = Dir::new("fuel", files);
+    let server = server(
+        &dir.0,
+        Settings {
+            template_fuel: Some(100_000),
+            ..Default::default()
+        },
+    );
+    let text = |path: &str| get(&server, path, "").text();
+    let started = std::time::Instant::now();
+    for name in ["forever.html", "huge.html"] {
+        let failed = text(&format!("/string/{name}"));
+        assert!(failed.starts_with("Template:"), "{failed}");
+        assert!(failed.contains("fuel"), "{failed}");
+        assert_eq!(get(&server, &format!("/render/1?{name}"), "").status, 500);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Recursion stops at minijinja's limit, not at the stack's end.
+    let deep = text("/string/self.html");
+    assert!(deep.starts_with("Template:"), "{deep}");
+    // 200 KB is within 100,000 fuel (6.4 MB of output).
+    assert_eq!(text("/string/big.html").len(), "ok:".len() + 200_000);
+    drop(server);
+    // Unbounded: the same loop, smaller, runs to its end.
+    dir.write(
+        "loop.html",
+        "{% for i in range(2000) %}{% for j in range(200) %}x{% endfor %}{% endfor %}",
+    );
+    let server = self::server(
+        &dir.0,
+        Settings {
+            template_fuel: None,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        get(&server, "/string/loop.html", "").text().len(),
+        3 + 400_000
+    );
+    assert_eq!(Settings::default().template_fuel, Some(1_000_000));
+}

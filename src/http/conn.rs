@@ -21,6 +21,8 @@ use crate::httputil::{self, ChunkedDecoder};
 use crate::ioloop::TimeoutHandle;
 use crate::iostream::IOStream;
 
+mod refuse;
+
 /// Headers a request may have (more is a 431).
 const MAX_HEADERS: usize = 100;
 
@@ -159,7 +161,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                             }
                         }
                         Err(status) => {
-                            core.error_response(status);
+                            self.refuse_head(status, &buf[used..]);
                             return used;
                         }
                     }
@@ -389,26 +391,6 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         }
         if !core.in_hook.get() {
             core.flush_out();
-        }
-    }
-
-    /// A bad request (or a body over the limit): answered with `status` if
-    /// nothing was answered yet, and the connection closes; the message
-    /// delegate, if any, hears the connection close.
-    fn refuse(&self, status: u16) {
-        let core = self.core();
-        // A delegate whose response is still open will hear no `finish`.
-        let tell = core.answering();
-        if core.nothing_written() || !core.answering() {
-            core.error_response(status);
-        } else {
-            self.handle.abort();
-        }
-        if tell {
-            let message = self.message.take();
-            if let Some(mut message) = message {
-                message.on_connection_close();
-            }
         }
     }
 

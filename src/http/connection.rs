@@ -430,6 +430,12 @@ impl Core {
         self.max_body_size.set(self.opts.max_body_size);
     }
 
+    /// The request being read is refused: its response, whoever writes
+    /// it, says `Connection: close`.
+    pub(crate) fn refusing(&self) {
+        self.keep_alive.set(false);
+    }
+
     /// Whether a response has been begun and not finished.
     pub(crate) fn answering(&self) -> bool {
         matches!(self.response.get(), Response::Pending | Response::Body(_))

@@ -72,6 +72,33 @@ pub trait HTTPServerConnectionDelegate: 'static {
     fn default_content_type(&self) -> Option<&'static str> {
         None
     }
+
+    /// The server refuses a request whose head it could not accept (a bad
+    /// `Content-Length` or `Host`, a head over `max_header_size`: `status`
+    /// 400, 431, 501...) before any message delegate was made for it:
+    /// answer it through `conn` here, or leave it and the server sends its
+    /// own short `text/plain` answer. Either way the connection closes
+    /// after it (the response says `Connection: close`).
+    ///
+    /// `request` is what could be read of the head: its request line, and
+    /// its headers if the head was complete (they may be the malformed
+    /// ones: trust none of them). A head whose request line could not be
+    /// read at all gets the server's answer without this being asked.
+    /// Called at most once per connection; the response must be finished
+    /// before it returns (one begun and left open is cut off). A panic
+    /// here is caught and logged, and the server answers.
+    ///
+    /// [`web::Application`](crate::web::Application) answers with the
+    /// routed handler's [`write_error`](crate::web::RequestHandler::write_error)
+    /// page. Default: the server's answer.
+    #[allow(unused_variables)]
+    fn on_protocol_error(
+        &self,
+        conn: &HTTPConnection,
+        status: u16,
+        request: Box<HTTPServerRequest>,
+    ) {
+    }
 }
 
 /// One request's events; Tornado's `HTTPMessageDelegate`.
@@ -119,6 +146,21 @@ pub trait HTTPMessageDelegate: 'static {
     /// nothing else is.
     fn on_connection_close(&mut self) {}
 
+    /// The server refuses the request being read, after its head: its body
+    /// is over the limit (`status` 413), badly framed or badly gzipped
+    /// (400), or too slow in coming (408). Asked only while nothing of the
+    /// response has been written: answer it through the connection here
+    /// (finished before this returns; the response says
+    /// `Connection: close`, and the connection closes after it), or leave
+    /// it and the server sends its own short `text/plain` answer; then
+    /// [`on_connection_close`](Self::on_connection_close) follows. Nothing
+    /// else is called after this.
+    ///
+    /// [`web::Application`](crate::web::Application)'s delegate answers
+    /// with the handler's [`write_error`](crate::web::RequestHandler::write_error)
+    /// page. Default: the server's answer.
+    fn on_protocol_error(&mut self, status: u16) {}
+
     /// The response is finished and the request read: return `true` to
     /// serve the connection's next request with this same delegate, made
     /// ready for it as if [`start_request`](HTTPServerConnectionDelegate::start_request)
@@ -148,6 +190,9 @@ impl HTTPMessageDelegate for Box<dyn HTTPMessageDelegate> {
     }
     fn on_connection_close(&mut self) {
         (**self).on_connection_close();
+    }
+    fn on_protocol_error(&mut self, status: u16) {
+        (**self).on_protocol_error(status);
     }
     fn reuse(&mut self) -> bool {
         (**self).reuse()

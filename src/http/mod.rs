@@ -79,6 +79,13 @@
 //! [`set_body_min_rate`](HTTPServer::set_body_min_rate) past
 //! [`set_body_timeout`](HTTPServer::set_body_timeout) gets 408.
 //!
+//! These answers are the server's own short `text/plain` ones, unless the
+//! delegate writes its own page: [`HTTPServerConnectionDelegate::on_protocol_error`]
+//! for a refused head whose request line could be read,
+//! [`HTTPMessageDelegate::on_protocol_error`] for a body refused after the
+//! head was handed on. [`web::Application`](crate::web::Application) answers
+//! them with the routed handler's `write_error` page.
+//!
 //! # How a request flows
 //! The connection parses heads with `httparse` straight from the stream's
 //! read buffer ([`IOStream::set_read_hook`](crate::IOStream::set_read_hook)),

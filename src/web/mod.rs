@@ -45,6 +45,7 @@ mod cookies;
 mod error;
 mod exchange;
 pub mod gzip;
+mod refused;
 mod route;
 mod routing;
 mod settings;
@@ -56,6 +57,8 @@ pub mod static_file;
 mod static_open;
 #[cfg(feature = "template")]
 mod template;
+#[cfg(all(feature = "template", feature = "fuzzing"))]
+pub(crate) use template::render_for_fuzz;
 pub(crate) mod xsrf;
 
 use std::cell::RefCell;
@@ -757,6 +760,16 @@ impl HTTPServerConnectionDelegate for Application {
     fn default_content_type(&self) -> Option<&'static str> {
         Some("text/html; charset=UTF-8")
     }
+
+    /// The error page of the route the head asked for (see refused.rs).
+    fn on_protocol_error(
+        &self,
+        conn: &HTTPConnection,
+        status: u16,
+        request: Box<HTTPServerRequest>,
+    ) {
+        refused::head_refused(&self.inner, conn, status, request);
+    }
 }
 
 /// One request's way through an [`Application`]: routed when its head
@@ -867,6 +880,11 @@ impl HTTPMessageDelegate for RequestDelegate {
         if !matches!(self.state, State::Start | State::Done) {
             self.body_complete();
         }
+    }
+
+    /// The handler's error page (see refused.rs).
+    fn on_protocol_error(&mut self, status: u16) {
+        self.body_refused(status);
     }
 
     fn on_connection_close(&mut self) {

@@ -96,6 +96,15 @@ pub struct Settings {
     /// `websocket_max_message_size`): a larger one closes with 1009.
     /// Default 10 MiB.
     pub websocket_max_message_size: usize,
+    /// The most work one template render may do (minijinja's fuel; no
+    /// Tornado setting): each instruction costs 1, and every 64 bytes
+    /// produced (output included) 1 more, so a render never runs longer or
+    /// writes more than this allows (1,000,000: about a million
+    /// instructions, or 64 MB of output). A render that runs out is a
+    /// template error (a 500). `None`: no bound, for trusted templates
+    /// only: a loop over `range(100000)` inside another never ends.
+    /// Default `Some(1_000_000)`.
+    pub template_fuel: Option<u64>,
 }
 
 impl Default for Settings {
@@ -119,6 +128,7 @@ impl Default for Settings {
             websocket_ping_interval: None,
             websocket_ping_timeout: None,
             websocket_max_message_size: 10 * 1024 * 1024,
+            template_fuel: Some(1_000_000),
         }
     }
 }

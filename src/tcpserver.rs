@@ -112,6 +112,8 @@ use crate::iostream::{IOStream, WeakIOStream};
 use crate::netutil::{self, RemoveHandle};
 use crate::process;
 
+mod trim;
+
 /// The bound [`start(n)`](TCPServer::start) gives connections in flight
 /// when a child is asked to stop.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -145,10 +147,16 @@ struct Shared {
     connections: RefCell<Vec<WeakIOStream>>,
     /// `connections.len()` after the last pruning.
     live_after_prune: Cell<usize>,
+    /// Gives memory back after many connections have closed.
+    trim: trim::TrimWatch,
 }
 
 impl Shared {
-    fn handle_connection(&self, conn: TcpStream, peer: SocketAddr) -> Result<(), Error> {
+    fn handle_connection(
+        self: &Rc<Self>,
+        conn: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(), Error> {
         // The accept handler runs on the loop the socket was added on, which
         // is then the current one.
         let io_loop = IOLoop::current();
@@ -210,13 +218,17 @@ impl Shared {
 impl Shared {
     /// Remembers an accepted stream; prunes the closed ones when the list has
     /// doubled since the last time (amortised O(1) per connection).
-    fn track(&self, stream: &IOStream) {
-        let mut connections = self.connections.borrow_mut();
-        if connections.len() >= 2 * self.live_after_prune.get().max(32) {
-            connections.retain(is_open);
-            self.live_after_prune.set(connections.len());
-        }
-        connections.push(stream.downgrade());
+    fn track(self: &Rc<Self>, stream: &IOStream) {
+        let tracked = {
+            let mut connections = self.connections.borrow_mut();
+            if connections.len() >= 2 * self.live_after_prune.get().max(32) {
+                connections.retain(is_open);
+                self.live_after_prune.set(connections.len());
+            }
+            connections.push(stream.downgrade());
+            connections.len()
+        };
+        self.trim.accepted(self, tracked);
     }
 
     fn open_connections(&self) -> usize {
@@ -282,6 +294,7 @@ impl TCPServer {
                     handshake_timeout: Cell::new(DEFAULT_HANDSHAKE_TIMEOUT),
                     connections: RefCell::new(Vec::new()),
                     live_after_prune: Cell::new(0),
+                    trim: trim::TrimWatch::default(),
                 }),
                 io_loop: RefCell::new(None),
                 handles: RefCell::new(Vec::new()),

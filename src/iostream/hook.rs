@@ -164,6 +164,8 @@ impl IOStream {
             }
         };
         rbuf.skip(used.min(len));
+        // Nothing left (the usual case): the region goes back to the thread.
+        rbuf.give_back();
         // `restore_hook`, inline: this is every request's path.
         let mut st = self.inner.state.borrow_mut();
         st.rbuf = rbuf;
@@ -210,6 +212,9 @@ impl IOStream {
                 }
                 hook => {
                     st.read_hook = hook;
+                    // Not run (nothing new, or the hook is busy): what the
+                    // read borrowed goes back all the same.
+                    st.rbuf.give_back();
                     None
                 }
             };

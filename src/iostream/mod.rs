@@ -645,7 +645,8 @@ impl IOStream {
     pub fn release_buffers(&self) {
         let mut st = self.inner.state.borrow_mut();
         if st.rbuf.len() == 0 {
-            st.rbuf = ReadBuffer::new();
+            // (Back to the thread's spare region, if it was that.)
+            st.rbuf.give_back();
             st.read_chunk = FIRST_READ_CHUNK;
         }
         if st.wlen == 0 {

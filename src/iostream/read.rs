@@ -211,6 +211,8 @@ impl IOStream {
         } else if reading {
             self.try_complete_read();
         }
+        // Whatever the read borrowed goes back if it is not holding bytes.
+        self.inner.state.borrow_mut().rbuf.give_back();
     }
 
     /// The peer has closed its side (`eof`; maybe only its write side, and
@@ -291,7 +293,10 @@ impl IOStream {
             };
             match outcome {
                 ReadOutcome::Pending => return false,
-                outcome => (st.read.take().expect("checked").future, outcome),
+                outcome => {
+                    st.rbuf.give_back();
+                    (st.read.take().expect("checked").future, outcome)
+                }
             }
         };
         match outcome {

@@ -152,11 +152,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn handle_connection(
-        self: &Rc<Self>,
-        conn: TcpStream,
-        peer: SocketAddr,
-    ) -> Result<(), Error> {
+    fn handle_connection(self: &Rc<Self>, conn: TcpStream, peer: SocketAddr) -> Result<(), Error> {
         // The accept handler runs on the loop the socket was added on, which
         // is then the current one.
         let io_loop = IOLoop::current();

@@ -41,7 +41,10 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -64,7 +67,9 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
 }
 
 fn settle() -> isize {
@@ -126,7 +131,11 @@ fn an_idle_keep_alive_connection_holds_little_heap() {
     // one (about 2 KiB; each figure has some slack for other threads).
     // The second wave is counted from the first one's end: the loop's
     // tables have grown to their size already.
-    assert!(per(open, base) < 1900.0, "{:.0} B per open connection", per(open, base));
+    assert!(
+        per(open, base) < 1900.0,
+        "{:.0} B per open connection",
+        per(open, base)
+    );
     assert!(
         per(answered, first_closed) < 2300.0,
         "{:.0} B per idle connection",
@@ -160,7 +169,9 @@ fn slow_clients_cost_little_and_leave_nothing_behind() {
     let server = TestServer::start(|| Application::new().route("/", || Hello), |_| {});
     let addr = server.addr;
     let mut normal = TcpStream::connect(addr).unwrap();
-    normal.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    normal
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut buf = [0u8; 4096];
     let mut ask = |c: &mut TcpStream| -> Duration {
         let t = Instant::now();
@@ -216,9 +227,16 @@ fn slow_clients_cost_little_and_leave_nothing_behind() {
     assert!(per_slow < 1800.0, "{per_slow:.0} B per slow client");
     // A debug build on a shared machine: generous, but a server stalled by
     // the slow clients would miss it by far.
-    assert!(p99 < Duration::from_millis(500), "normal client's p99 {p99:?}");
+    assert!(
+        p99 < Duration::from_millis(500),
+        "normal client's p99 {p99:?}"
+    );
     // The server still holds every slow connection (none finished a head).
-    assert_eq!(server.loop_stats().0, 1 + 1 + SLOW, "listener, normal, slow");
+    assert_eq!(
+        server.loop_stats().0,
+        1 + 1 + SLOW,
+        "listener, normal, slow"
+    );
 
     drop(slow);
     let start = Instant::now();

@@ -324,7 +324,6 @@ impl HTTPConnection {
             if !out.is_empty() {
                 let _ = core.stream.write_from(&mut out);
             }
-            // (Whatever is left, with a closed stream, goes with the core.)
         }
         core.stream.clear_read_hook();
         // The server's close callback holds the connection: let it go.
@@ -445,7 +444,7 @@ impl Core {
     /// line, the body.
     #[inline]
     fn write_usual(&self, body: &[u8]) {
-        let mut out = self.out_mut();
+        let mut out = self.out.borrow_mut();
         // A `HEAD` answer says how long the body would be, and sends none.
         let sent = if self.head_request.get() {
             &[][..]
@@ -544,7 +543,7 @@ impl Core {
         if framing == Framing::UntilClose {
             self.keep_alive.set(false);
         }
-        let mut out = self.out_mut();
+        let mut out = self.out.borrow_mut();
         write_status_line(&mut out, status);
         self.opts
             .heads
@@ -613,7 +612,7 @@ impl Core {
         if chunk.is_empty() {
             return Ok(());
         }
-        let mut out = self.out_mut();
+        let mut out = self.out.borrow_mut();
         match framing {
             Framing::None => {
                 log::debug!(
@@ -661,7 +660,7 @@ impl Core {
         };
         self.response.set(Response::Done);
         match framing {
-            Framing::Chunked => self.out_mut().extend_from_slice(b"0\r\n\r\n"),
+            Framing::Chunked => self.out.borrow_mut().extend_from_slice(b"0\r\n\r\n"),
             Framing::UntilClose => self.closing.set(true),
             Framing::Length(left) if left > 0 => {
                 log::error!(
@@ -735,11 +734,6 @@ impl Core {
                 out.clear();
             }
         }
-        // All out (`write_from` keeps the capacity): the batch's memory
-        // goes back to the thread, so an idle connection holds none.
-        if out.is_empty() && out.capacity() != 0 {
-            put_out_spare(std::mem::take(&mut *out));
-        }
         drop(out);
         if self.closing.get() && !self.close_scheduled.replace(true) {
             let stream = self.stream.clone();
@@ -762,7 +756,7 @@ impl Core {
             httputil::responses(status)
         );
         let body = format!("{status}: {}", httputil::responses(status));
-        let mut out = self.out_mut();
+        let mut out = self.out.borrow_mut();
         write_status_line(&mut out, status);
         self.opts
             .heads
@@ -784,19 +778,9 @@ impl Core {
 
     /// `100 Continue`, for a client waiting for it before sending a body.
     pub(crate) fn write_continue(&self) {
-        self.out_mut()
+        self.out
+            .borrow_mut()
             .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-    }
-
-    /// The output batch, for appending: it borrows the thread's spare
-    /// batch memory if it holds none (see [`put_out_spare`]).
-    #[inline]
-    fn out_mut(&self) -> std::cell::RefMut<'_, Vec<u8>> {
-        let mut out = self.out.borrow_mut();
-        if out.capacity() == 0 {
-            *out = OUT_SPARE.with(Cell::take);
-        }
-        out
     }
 
     /// Frees the idle connection's buffers (only those holding nothing).
@@ -809,35 +793,6 @@ impl Core {
         }
         drop(self.spare.take());
     }
-}
-
-/// Output batches up to this capacity go back to the thread when written;
-/// a larger one (a large body given whole) is freed.
-const OUT_SPARE_MAX: usize = 64 * 1024;
-
-thread_local! {
-    /// The thread's spare output batch: a connection's batch is built in it
-    /// and handed back once written (the hook's turn, or a response outside
-    /// it), so an idle keep-alive connection holds no output memory and a
-    /// busy one allocates none (the same memory goes round).
-    static OUT_SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
-
-/// Makes `batch` (written, empty) the thread's spare one; the larger of the
-/// two is kept, within [`OUT_SPARE_MAX`].
-#[inline]
-fn put_out_spare(batch: Vec<u8>) {
-    if batch.capacity() > OUT_SPARE_MAX {
-        return;
-    }
-    OUT_SPARE.with(|spare| {
-        let held = spare.take();
-        spare.set(if held.capacity() >= batch.capacity() {
-            held
-        } else {
-            batch
-        });
-    });
 }
 
 /// Tornado's error page: `<html><title>404: Not Found</title>...`.

@@ -14,9 +14,12 @@
 //! until they are dropped, which accepts alone would only do after as many
 //! new connections as there were.
 //!
-//! Fixed `mallopt` thresholds (`M_TRIM_THRESHOLD`, `M_MMAP_THRESHOLD`) were
-//! measured too and give back far less: they only shorten the heap's top,
-//! and the freed connections sit below objects that outlive them.
+//! Fixed `mallopt` thresholds (`M_TRIM_THRESHOLD`, `M_MMAP_THRESHOLD`, set
+//! to 128 KiB through `GLIBC_TUNABLES`) were measured too, and gave back
+//! nothing (63.2 MB kept either way, bench/idle_memory.sh with N=10000):
+//! they only shorten the heap's top, and the freed connections sit below
+//! objects that outlive them. `malloc_trim` also returns free pages in the
+//! middle of the heap.
 //!
 //! Elsewhere than glibc (musl, macOS, a Rust global allocator) the watch is
 //! not built: those allocators return memory their own way.
@@ -125,7 +128,11 @@ fn look(shared: &Rc<Shared>) {
         log::debug!(
             "{open} connections open, {peak} at the peak: malloc_trim took {:?}{}",
             start.elapsed(),
-            if released { "" } else { " and released nothing" }
+            if released {
+                ""
+            } else {
+                " and released nothing"
+            }
         );
     }
     watch.peak.set(decision.peak);
@@ -156,24 +163,64 @@ mod tests {
         // Many open: watch on, nothing to trim.
         assert_eq!(
             decide(0, 10_000),
-            Decision { trim: false, peak: 10_000, again: true }
+            Decision {
+                trim: false,
+                peak: 10_000,
+                again: true
+            }
         );
         // Fell by 4,000 of 10,000: not half yet.
         assert_eq!(
             decide(10_000, 6_000),
-            Decision { trim: false, peak: 10_000, again: true }
+            Decision {
+                trim: false,
+                peak: 10_000,
+                again: true
+            }
         );
         // Below half: trim, and the peak starts again from here.
         assert_eq!(
             decide(10_000, 4_900),
-            Decision { trim: true, peak: 4_900, again: true }
+            Decision {
+                trim: true,
+                peak: 4_900,
+                again: true
+            }
         );
         // All gone: trim, and stop watching.
-        assert_eq!(decide(10_000, 0), Decision { trim: true, peak: 0, again: false });
+        assert_eq!(
+            decide(10_000, 0),
+            Decision {
+                trim: true,
+                peak: 0,
+                again: false
+            }
+        );
         // A small server's churn is never worth a trim.
-        assert_eq!(decide(1_500, 700), Decision { trim: false, peak: 1_500, again: true });
-        assert_eq!(decide(1_000, 0), Decision { trim: false, peak: 0, again: false });
+        assert_eq!(
+            decide(1_500, 700),
+            Decision {
+                trim: false,
+                peak: 1_500,
+                again: true
+            }
+        );
+        assert_eq!(
+            decide(1_000, 0),
+            Decision {
+                trim: false,
+                peak: 0,
+                again: false
+            }
+        );
         // Few connections left and nothing to trim: the watch stops.
-        assert_eq!(decide(300, 100), Decision { trim: false, peak: 100, again: false });
+        assert_eq!(
+            decide(300, 100),
+            Decision {
+                trim: false,
+                peak: 100,
+                again: false
+            }
+        );
     }
 }

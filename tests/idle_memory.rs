@@ -125,12 +125,12 @@ fn an_idle_keep_alive_connection_holds_little_heap() {
         per(open, base),
         per(answered, first_closed)
     );
-    // Before the shared read region and output batch: 5.2 KiB open, 6.0
-    // KiB after a request (a 4 KiB read buffer each). Now the stream, the
-    // connection, its timer and the request's objects kept for the next
-    // one (about 2 KiB; each figure has some slack for other threads).
-    // The second wave is counted from the first one's end: the loop's
-    // tables have grown to their size already.
+    // Before the loop's shared read region: 5.2 KiB open, 6.0 KiB after a
+    // request (a 4 KiB read buffer each). Now the stream, the connection,
+    // its timer and the request's objects kept for the next one: about
+    // 1.3 KiB, and up to 0.4 KiB more when the loop's tables double
+    // meanwhile (cancelled timeouts wait for compaction). The second wave
+    // is counted from the first one's end: the tables have grown already.
     assert!(
         per(open, base) < 1900.0,
         "{:.0} B per open connection",
@@ -141,20 +141,24 @@ fn an_idle_keep_alive_connection_holds_little_heap() {
         "{:.0} B per idle connection",
         per(answered, first_closed)
     );
-    // Every connection's memory comes back: later waves end where the first
-    // did (the loop's tables keep their size). Within 128 B each, for what
-    // other threads and the loop's lazily shrunk tables do meanwhile; any
-    // of a connection's objects left behind would be more.
-    let second_closed = close_wave(&server, conns, 1);
-    let (_, conns) = open_wave(&server, N, true);
-    let third_closed = close_wave(&server, conns, 1);
-    for closed in [second_closed, third_closed] {
-        assert!(
-            per(closed, first_closed) <= 128.0,
-            "{:.0} B per closed connection kept",
-            per(closed, first_closed)
-        );
+    // Every connection's memory comes back: waves of connections opened,
+    // answered and closed do not add up. A connection's objects left
+    // behind would add at least 176 B per connection at every wave; the
+    // loop's tables (which keep their size, and double now and then as
+    // cancelled timeouts wait for compaction) only at some. So at least
+    // one of three more waves must end where the one before ended.
+    let mut closed = close_wave(&server, conns, 1);
+    let mut growth = Vec::new();
+    for _ in 0..3 {
+        let (_, conns) = open_wave(&server, N, true);
+        let now = close_wave(&server, conns, 1);
+        growth.push(per(now, closed));
+        closed = now;
     }
+    assert!(
+        growth.iter().any(|&g| g <= 32.0),
+        "bytes per connection kept, wave by wave: {growth:?}"
+    );
 }
 
 /// Slowloris: 500 clients trickling a request head one byte at a time, and
@@ -250,5 +254,7 @@ fn slow_clients_cost_little_and_leave_nothing_behind() {
     ask(&mut normal);
     let after = settle();
     let kept = (after - base) as f64 / SLOW as f64;
-    assert!(kept <= 128.0, "{kept:.0} B per gone slow client kept");
+    // (Within 256 B each, for the loop's tables, as above: a stream or a
+    // connection left behind would be more.)
+    assert!(kept <= 256.0, "{kept:.0} B per gone slow client kept");
 }

@@ -67,6 +67,14 @@
 //! every accepted stream, which suits request/response protocols made of
 //! small writes. [`IOStream::set_nodelay`] does it for one stream.
 //!
+//! Memory: with glibc, whose `malloc` keeps what the heap freed, a server
+//! that held many connections gives their memory back once most have
+//! closed (`malloc_trim`, at most every 2 s and only after at least 1,024
+//! connections closed and half of the peak gone; 10,000 closed connections
+//! leave 5 MB of RSS rather than 63 MB). It costs nothing per connection
+//! but a comparison at accept; a timer looks only while 256 or more
+//! connections are tracked.
+//!
 //! # Several processes
 //! `bind` then `start(n)` (`n == 0`: one per CPU) forks `n` children with
 //! [`process::fork_processes`] and returns in each of them, which then

@@ -57,6 +57,7 @@ for tool in wrk taskset curl; do
 done
 
 . "$root/bench/servers.sh"
+. "$root/bench/lib.sh"
 
 # -c 1000 needs 1000 sockets on each side, plus the server's own.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -117,38 +118,6 @@ cpu_ticks() {
   local p
   for p in "$1" $(pgrep -P "$1"); do sed 's/.*) //' "/proc/$p/stat"; done |
     awk '{ u += $12; s += $13 } END { print u, s }'
-}
-
-start_server() { # name port
-  local cmd
-  cmd=$(server_cmd "$1" "$2")
-  # taskset execs the server: $pid is the server's own PID.
-  # Several processes share both cores (and wrk's): one core would make
-  # the second process pointless.
-  local cpus=$SERVER_CPU
-  case $1 in squall2*) cpus=$SERVER_CPU,$WRK_CPU ;; esac
-  taskset -c "$cpus" $cmd >"$work/$1.log" 2>&1 &
-  pid=$!
-  local i
-  for i in $(seq 100); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "$1 exited at start:" >&2; cat "$work/$1.log" >&2; exit 1
-    fi
-    if curl -sf -o "$work/body" "http://127.0.0.1:$2/" 2>/dev/null; then
-      if ! grep -q "Hello, world" "$work/body"; then
-        echo "$1 answered something other than Hello, world:" >&2; head -c 300 "$work/body" >&2; exit 1
-      fi
-      return
-    fi
-    sleep 0.1
-  done
-  echo "$1 is not answering on port $2 after 10 s" >&2; exit 1
-}
-
-stop_server() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  pid=
 }
 
 # One wrk run; appends a line to $work/NAME.TEST:

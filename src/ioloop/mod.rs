@@ -135,6 +135,10 @@ struct Inner {
     signals: RefCell<Option<signal::Signals>>,
     #[cfg(feature = "trace")]
     trace: crate::trace::Tracer,
+    /// Read buffer memory the loop's streams share: a stream holding no
+    /// unread bytes owns none, and borrows this for its next read
+    /// (iostream's `ReadBuffer`). Empty while lent.
+    read_spare: Cell<Vec<u8>>,
 }
 
 /// A single-threaded event loop, Tornado's `IOLoop`.
@@ -200,6 +204,7 @@ impl IOLoop {
                 blocking_deadline: Cell::new(None),
                 iteration: Cell::new(0),
                 signals: RefCell::new(None),
+                read_spare: Cell::new(Vec::new()),
                 #[cfg(feature = "trace")]
                 trace: crate::trace::Tracer::new(clock.clone()),
                 clock,
@@ -264,6 +269,12 @@ impl IOLoop {
     #[inline]
     pub(crate) fn iteration(&self) -> u64 {
         self.inner.iteration.get()
+    }
+
+    /// The loop's shared read buffer memory (see the field).
+    #[inline]
+    pub(crate) fn read_spare(&self) -> &Cell<Vec<u8>> {
+        &self.inner.read_spare
     }
 
     /// The clock this loop reads.

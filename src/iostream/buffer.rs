@@ -6,9 +6,36 @@
 //! and grows by doubling; the stream asks for small reads first (see
 //! `IOStream`'s read chunk), so an idle or chatty connection holds kilobytes,
 //! not the 64 KiB of a bulk read.
+//!
+//! # A region only while bytes are held
+//! A stream with nothing buffered owns no region: its next read borrows its
+//! loop's spare one (a `Cell` the loop holds for its streams), and
+//! [`give_back`](ReadBuffer::give_back) returns it once the reader has
+//! consumed everything, the usual case for a request/response protocol. A
+//! reader that leaves a few bytes (a partial request head) keeps them in a
+//! region of their own size, moved back in front of the spare region at
+//! the next read. So an idle keep-alive connection, or a slow client
+//! trickling a head, holds no 4 KiB buffer; a busy one pays no allocation
+//! per read (the same region goes round), just two moves of a `Vec`.
+//! Larger leftovers (a body arriving, a bulk read) keep their region, as
+//! copying them out and back at every read would cost more than it saves.
+
+use std::cell::Cell;
 
 /// An emptied buffer larger than this is freed.
 const RELEASE_ABOVE: usize = 4 << 20;
+
+/// Leftovers up to this size move to a region of their own size when the
+/// reader is done, and the large region goes back to the thread.
+const SHRINK_LEFTOVER: usize = 2 * 1024;
+
+/// The spare region is kept only up to this size (a bulk read's larger one
+/// is freed rather than held by the loop for good).
+const SPARE_MAX: usize = 256 * 1024;
+
+/// Where a buffer with no region borrows one: the loop's spare region
+/// (empty while lent).
+pub(crate) type Lender = Cell<Vec<u8>>;
 
 /// Reads at least this large may take the buffer's region instead of a
 /// copy (at most half of it unused).
@@ -43,23 +70,53 @@ impl ReadBuffer {
 
     /// A writable region of at least `min` bytes after the data.
     ///
-    /// The consumed prefix is reclaimed first if that makes room; otherwise
-    /// the data moves to a new region at least twice as large. That region
-    /// comes from `vec![0; n]`, i.e. `calloc`, which for large sizes maps
-    /// pages that are already zero: growing costs no zeroing pass (and
-    /// neither does it in debug builds, where `resize` writes byte by byte).
+    /// With no region, the lender's is borrowed if it is large enough (the
+    /// usual case, inline). Otherwise the consumed prefix is reclaimed if
+    /// that makes room, a small leftover moves in front of the lender's
+    /// region, or the data moves to a new region at least twice as large.
+    /// That region comes from `vec![0; n]`, i.e. `calloc`, which for large
+    /// sizes maps pages that are already zero: growing costs no zeroing
+    /// pass (and neither does it in debug builds, where `resize` writes
+    /// byte by byte).
     #[inline]
-    pub(crate) fn spare(&mut self, min: usize) -> &mut [u8] {
+    pub(crate) fn spare(&mut self, min: usize, lender: &Lender) -> &mut [u8] {
         if self.buf.len() - self.end < min {
-            self.make_room(min);
+            if self.buf.is_empty() {
+                // (No region: no data, `end` is 0.)
+                let region = lender.take();
+                if region.len() >= min {
+                    self.buf = region;
+                } else {
+                    lender.set(region);
+                    self.make_room(min, lender);
+                }
+            } else {
+                self.make_room(min, lender);
+            }
         }
         &mut self.buf[self.end..]
     }
 
-    /// `spare`'s slow path: reclaim the consumed prefix, or grow.
+    /// `spare`'s slow path: reclaim the consumed prefix, move a small
+    /// leftover into the lender's region, or grow.
     #[inline(never)]
-    fn make_room(&mut self, min: usize) {
+    fn make_room(&mut self, min: usize, lender: &Lender) {
         let len = self.len();
+        if len <= SHRINK_LEFTOVER {
+            let region = lender.take();
+            if region.len() >= len + min && region.len() > self.buf.len() {
+                let mut region = region;
+                region[..len].copy_from_slice(&self.buf[self.start..self.end]);
+                // The small region is freed (or kept by the lender, if it
+                // is larger than what the lender holds now).
+                let own = std::mem::replace(&mut self.buf, region);
+                self.start = 0;
+                self.end = len;
+                lend(lender, own);
+                return;
+            }
+            lender.set(region);
+        }
         if self.buf.len() - len >= min {
             self.buf.copy_within(self.start..self.end, 0);
         } else {
@@ -69,6 +126,48 @@ impl ReadBuffer {
         }
         self.start = 0;
         self.end = len;
+    }
+
+    /// The reader is done for now: returns the region to the lender if it
+    /// holds nothing, or moves a small leftover to a region of its own
+    /// size (see the module docs). Called after every reader's turn, so its
+    /// common case (everything consumed, the lender empty) is inline.
+    #[inline]
+    pub(crate) fn give_back(&mut self, lender: &Lender) {
+        if self.end == 0 {
+            if !self.buf.is_empty() {
+                let region = std::mem::take(&mut self.buf);
+                if region.len() <= SPARE_MAX {
+                    // Usually the lender is empty (this region is its
+                    // own): one swap; else the larger is kept.
+                    let held = lender.replace(region);
+                    if !held.is_empty() {
+                        keep_larger(lender, held);
+                    }
+                }
+            }
+        } else {
+            self.shrink(lender);
+        }
+    }
+
+    /// `give_back` with bytes left: a small leftover in a large region
+    /// moves out.
+    #[inline(never)]
+    fn shrink(&mut self, lender: &Lender) {
+        let len = self.len();
+        if len <= SHRINK_LEFTOVER && self.buf.len() > len {
+            let own = self.buf[self.start..self.end].to_vec();
+            lend(lender, std::mem::replace(&mut self.buf, own));
+            self.start = 0;
+            self.end = len;
+        }
+    }
+
+    /// The size of the region held (for tests).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
     }
 
     /// Marks `n` bytes of the spare region as received.
@@ -112,21 +211,46 @@ impl ReadBuffer {
     }
 }
 
+/// `give_back` found the lender holding a region (`held`) already: the
+/// larger one that can be kept stays.
+#[inline(never)]
+fn keep_larger(lender: &Lender, held: Vec<u8>) {
+    let region = lender.take();
+    lender.set(held);
+    lend(lender, region);
+}
+
+/// Makes `region` the lender's, unless it holds a larger one already (or
+/// `region` is too large to keep): the other is freed.
+fn lend(lender: &Lender, region: Vec<u8>) {
+    if region.is_empty() || region.len() > SPARE_MAX {
+        return;
+    }
+    let held = lender.take();
+    // Keep the larger: a region is only as useful as the reads it fits.
+    lender.set(if held.len() >= region.len() {
+        held
+    } else {
+        region
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn fill_consume_and_reuse() {
+        let l = Lender::default();
         let mut b = ReadBuffer::new();
-        let spare = b.spare(4);
+        let spare = b.spare(4, &l);
         spare[..4].copy_from_slice(b"abcd");
         b.commit(4);
         assert_eq!(b.consume(1), b"a");
         assert_eq!(b.data(), b"bcd");
         let cap = b.buf.len();
         // Reclaims the consumed prefix before growing.
-        let spare = b.spare(cap - 3);
+        let spare = b.spare(cap - 3, &l);
         assert!(spare.len() >= cap - 3);
         assert_eq!(b.data(), b"bcd");
         assert_eq!(b.consume(3), b"bcd");
@@ -135,10 +259,11 @@ mod tests {
 
     #[test]
     fn grows_by_doubling_keeps_data_and_frees_a_large_emptied_buffer() {
+        let l = Lender::default();
         let mut b = ReadBuffer::new();
         let mut expected = Vec::new();
         for i in 0..100u8 {
-            let spare = b.spare(64 * 1024);
+            let spare = b.spare(64 * 1024, &l);
             assert!(spare.len() >= 64 * 1024);
             spare[..64 * 1024].fill(i);
             b.commit(64 * 1024);
@@ -157,8 +282,9 @@ mod tests {
 
     #[test]
     fn a_large_read_of_everything_takes_the_region() {
+        let l = Lender::default();
         let mut b = ReadBuffer::new();
-        let spare = b.spare(64 * 1024);
+        let spare = b.spare(64 * 1024, &l);
         let cap = spare.len();
         spare[..64 * 1024].fill(7);
         b.commit(64 * 1024);
@@ -170,13 +296,13 @@ mod tests {
         assert!(out.capacity() >= cap);
         assert_eq!((b.len(), b.buf.len()), (0, 0));
         // The next read gets a fresh region.
-        let spare = b.spare(8);
+        let spare = b.spare(8, &l);
         spare[..3].copy_from_slice(b"abc");
         b.commit(3);
         assert_eq!(b.consume(3), b"abc");
 
         // Not from the start, or not all of it, or small: copied.
-        let spare = b.spare(64 * 1024);
+        let spare = b.spare(64 * 1024, &l);
         spare[..64 * 1024].fill(1);
         b.commit(64 * 1024);
         assert_eq!(b.consume(1).len(), 1);
@@ -184,5 +310,85 @@ mod tests {
         assert_ne!(rest.as_ptr(), b.buf.as_ptr());
         assert!(rest.iter().all(|&x| x == 1));
         assert!(b.buf.len() >= 64 * 1024, "kept its region");
+    }
+
+    #[test]
+    fn an_emptied_buffer_gives_its_region_back_and_the_next_read_borrows_it() {
+        let l = Lender::default();
+        let mut a = ReadBuffer::new();
+        a.spare(4096, &l)[..5].copy_from_slice(b"hello");
+        a.commit(5);
+        let region = a.buf.as_ptr();
+        assert_eq!(a.consume(5), b"hello");
+        a.give_back(&l);
+        assert_eq!(a.capacity(), 0, "nothing held once empty");
+        // Another stream's read lands in the same region: no allocation.
+        let mut b = ReadBuffer::new();
+        b.spare(4096, &l)[..3].copy_from_slice(b"abc");
+        b.commit(3);
+        assert_eq!(b.buf.as_ptr(), region);
+        let lent = l.take();
+        assert_eq!(lent.len(), 0, "lent out meanwhile");
+        b.skip(3);
+        b.give_back(&l);
+        let back = l.take();
+        assert_eq!(back.as_ptr(), region);
+    }
+
+    #[test]
+    fn a_small_leftover_moves_out_and_back_in_front_of_the_next_read() {
+        let l = Lender::default();
+        let mut b = ReadBuffer::new();
+        b.spare(4096, &l)[..10].copy_from_slice(b"GET / HTTP");
+        b.commit(10);
+        b.give_back(&l);
+        // The leftover keeps a region of its own size; the large one is the
+        // lender's again.
+        assert_eq!(b.capacity(), 10);
+        assert_eq!(b.data(), b"GET / HTTP");
+        let held = l.take();
+        assert!(held.len() >= 4096);
+        l.set(held);
+        // The next read goes after it, in the lender's region.
+        let spare = b.spare(4096, &l);
+        assert!(spare.len() >= 4096);
+        spare[..6].copy_from_slice(b"/1.1\r\n");
+        b.commit(6);
+        assert_eq!(b.data(), b"GET / HTTP/1.1\r\n");
+        assert!(b.capacity() >= 4096);
+        b.give_back(&l);
+        assert_eq!(b.capacity(), 16);
+        assert_eq!(b.data(), b"GET / HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn a_large_leftover_keeps_its_region() {
+        let l = Lender::default();
+        let mut b = ReadBuffer::new();
+        let spare = b.spare(8192, &l);
+        spare[..5000].fill(1);
+        b.commit(5000);
+        let cap = b.capacity();
+        b.give_back(&l);
+        assert_eq!(b.capacity(), cap, "not copied out");
+        assert_eq!(b.len(), 5000);
+        b.skip(5000);
+        b.give_back(&l);
+        assert_eq!(b.capacity(), 0);
+    }
+
+    #[test]
+    fn the_lender_keeps_the_larger_region_within_a_bound() {
+        let l = Lender::default();
+        lend(&l, vec![0; 100]);
+        lend(&l, vec![0; 50]);
+        assert_eq!(l.take().len(), 100);
+        lend(&l, vec![0; SPARE_MAX + 1]);
+        assert_eq!(l.take().len(), 0, "too large to keep");
+        // An emptied buffer gives a region too large to keep to no one.
+        let mut b = ReadBuffer::new();
+        b.spare(SPARE_MAX + 1, &l);
+        b.give_back(&l);
+        assert_eq!((b.capacity(), l.take().len()), (0, 0));
     }
 }

@@ -164,6 +164,8 @@ impl IOStream {
             }
         };
         rbuf.skip(used.min(len));
+        // Nothing left (the usual case): the region goes back to the thread.
+        rbuf.give_back(self.inner.io_loop.read_spare());
         // `restore_hook`, inline: this is every request's path.
         let mut st = self.inner.state.borrow_mut();
         st.rbuf = rbuf;
@@ -190,7 +192,7 @@ impl IOStream {
             // Ok(true): the socket is left undrained.
             let read = match socket.as_ref() {
                 Some(socket) if !st.eof && !st.drained && st.connecting.is_none() => {
-                    read_socket(&mut st, socket)
+                    read_socket(&mut st, socket, inner.io_loop.read_spare())
                 }
                 _ => Ok(false),
             };
@@ -210,6 +212,9 @@ impl IOStream {
                 }
                 hook => {
                     st.read_hook = hook;
+                    // Not run (nothing new, or the hook is busy): what the
+                    // read borrowed goes back all the same.
+                    st.rbuf.give_back(inner.io_loop.read_spare());
                     None
                 }
             };

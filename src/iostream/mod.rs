@@ -35,7 +35,12 @@
 //! the loop only says when the socket has something new. So reading and
 //! writing cost no `epoll_ctl` calls. Reads land in one buffer, 4 KiB at a
 //! time at first and up to 64 KiB once the peer sends in bulk; `read_until`
-//! searches only the bytes that are new since its last look.
+//! searches only the bytes that are new since its last look. A stream that
+//! holds no unread bytes owns no buffer memory: its reads borrow a region
+//! its loop lends to all its streams, given back once the reader has taken
+//! everything (a few bytes left over, such as a partial request head, move
+//! to a region of their own size). So an idle connection, or one whose
+//! peer trickles bytes, costs no 4 KiB buffer, and a busy one allocates none.
 //!
 //! A read goes on until the socket would block, even after a short read: the
 //! data and the peer's FIN can come in one edge, and stopping at the data
@@ -634,16 +639,17 @@ impl IOStream {
         self.inner.state.borrow().rbuf.len()
     }
 
-    /// Frees the read and write buffers if they hold no data, so a
-    /// connection that has gone idle keeps no buffer memory; the next read
-    /// starts again with a small chunk (4 KiB). For protocols with their own
-    /// idle clock (the HTTP server calls it once a keep-alive connection has
-    /// been quiet for a timer tick); calling it on a busy stream costs only
-    /// the next read's allocation.
+    /// Frees the write queue and gives the read region back to the loop if
+    /// they hold no data (a stream with nothing buffered holds no read
+    /// region anyway, see the [module docs](self)), and starts reads again
+    /// with a small chunk (4 KiB). For protocols with their own idle clock
+    /// (the HTTP server calls it once a keep-alive connection has been
+    /// quiet for a timer tick); calling it on a busy stream costs little.
     pub fn release_buffers(&self) {
         let mut st = self.inner.state.borrow_mut();
         if st.rbuf.len() == 0 {
-            st.rbuf = ReadBuffer::new();
+            // (Back to the thread's spare region, if it was that.)
+            st.rbuf.give_back(self.inner.io_loop.read_spare());
             st.read_chunk = FIRST_READ_CHUNK;
         }
         if st.wlen == 0 {

@@ -18,7 +18,7 @@
 
 use std::io;
 
-use super::buffer::ReadBuffer;
+use super::buffer::{Lender, ReadBuffer};
 use super::{closed_error, IOStream, Socket, State, READ_BUDGET, READ_CHUNK};
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
@@ -273,6 +273,9 @@ impl IOStream {
         } else if reading {
             self.try_complete_read();
         }
+        // Whatever the read borrowed goes back if it is not holding bytes.
+        let lender = self.inner.io_loop.read_spare();
+        self.inner.state.borrow_mut().rbuf.give_back(lender);
     }
 
     /// The peer has closed its side (`eof`; maybe only its write side, and
@@ -353,7 +356,10 @@ impl IOStream {
             };
             match outcome {
                 ReadOutcome::Pending => return false,
-                outcome => (st.read.take().expect("checked").future, outcome),
+                outcome => {
+                    st.rbuf.give_back(self.inner.io_loop.read_spare());
+                    (st.read.take().expect("checked").future, outcome)
+                }
             }
         };
         match outcome {
@@ -407,7 +413,7 @@ impl IOStream {
             if st.eof || st.drained {
                 return;
             }
-            read_socket(&mut st, socket)
+            read_socket(&mut st, socket, self.inner.io_loop.read_spare())
         };
         match result {
             Err(err) => self.close_with(Some(err.into())),
@@ -445,7 +451,7 @@ impl IOStream {
 /// or the turn's budget is spent. `Ok(true)`: stopped with the socket not
 /// drained (read again on the next iteration; no new edge will come).
 #[inline]
-pub(super) fn read_socket(st: &mut State, socket: &Socket) -> io::Result<bool> {
+pub(super) fn read_socket(st: &mut State, socket: &Socket, lender: &Lender) -> io::Result<bool> {
     // A pending read_bytes needs this much buffered; past it, stop
     // and let it complete rather than drain a fast peer first.
     let target = match st.read.as_ref().map(|r| &r.kind) {
@@ -500,7 +506,7 @@ pub(super) fn read_socket(st: &mut State, socket: &Socket) -> io::Result<bool> {
                 continue;
             }
         }
-        match fill_once(st, socket) {
+        match fill_once(st, socket, lender) {
             Ok((n, go_on)) => {
                 got += n;
                 if !go_on {
@@ -521,9 +527,9 @@ pub(super) fn read_socket(st: &mut State, socket: &Socket) -> io::Result<bool> {
 /// would miss the end for good. (Data or a FIN arriving after this read is
 /// a new edge.)
 #[inline]
-fn fill_once(st: &mut State, socket: &Socket) -> io::Result<(usize, bool)> {
+fn fill_once(st: &mut State, socket: &Socket, lender: &Lender) -> io::Result<(usize, bool)> {
     let chunk = st.read_chunk;
-    let spare = &mut st.rbuf.spare(chunk)[..chunk];
+    let spare = &mut st.rbuf.spare(chunk, lender)[..chunk];
     match socket.read(spare) {
         Ok(0) => {
             st.eof = true;

@@ -1,0 +1,226 @@
+//! Memory back after a mass close: glibc's `malloc` keeps what its heap
+//! freed, so a server that held 10,000 connections keeps their tens of
+//! megabytes of RSS after they have gone (bench/idle_memory.sh: 63 MB).
+//! `malloc_trim(0)` hands the free pages back to the kernel, but walks the
+//! whole heap, so it is not called per connection: a watch looks every
+//! [`CHECK_EVERY`] while the server has many connections, and trims once
+//! their number has fallen by at least [`MIN_DROP`] and by half since the
+//! last look at its peak. Nothing is done per request or per accept but one
+//! comparison; the watch's timer only runs while at least [`WATCH_FROM`]
+//! connections are (or recently were) open.
+//!
+//! Each look also prunes the server's list of connections: its weak
+//! references keep a closed stream's allocation (a few hundred bytes)
+//! until they are dropped, which accepts alone would only do after as many
+//! new connections as there were.
+//!
+//! Fixed `mallopt` thresholds (`M_TRIM_THRESHOLD`, `M_MMAP_THRESHOLD`, set
+//! to 128 KiB through `GLIBC_TUNABLES`) were measured too, and gave back
+//! nothing (63.2 MB kept either way, bench/idle_memory.sh with N=10000):
+//! they only shorten the heap's top, and the freed connections sit below
+//! objects that outlive them. `malloc_trim` also returns free pages in the
+//! middle of the heap.
+//!
+//! Elsewhere than glibc (musl, macOS, a Rust global allocator) the watch is
+//! not built: those allocators return memory their own way.
+//!
+//! ```
+//! # use squall::{IOLoop, TCPServer, IOStream};
+//! // Nothing to do: every TCPServer (and so every HTTPServer) has the watch.
+//! let server = TCPServer::new(|_stream: IOStream, _peer: std::net::SocketAddr| {});
+//! # let _ = server;
+//! ```
+
+use std::cell::Cell;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use super::Shared;
+use crate::ioloop::{IOLoop, TimeoutHandle};
+
+/// Connections tracked before the watch starts looking.
+pub(super) const WATCH_FROM: usize = 256;
+/// How often the watch looks, while it runs.
+pub(super) const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// The fewest closed connections worth a trim.
+pub(super) const MIN_DROP: usize = 1024;
+
+/// The watch's state, one per server.
+#[derive(Default)]
+pub(super) struct TrimWatch {
+    timer: Cell<Option<TimeoutHandle>>,
+    /// The most connections seen open since the last trim.
+    peak: Cell<usize>,
+}
+
+impl TrimWatch {
+    /// After an accept, with `tracked` connections on the list (closed
+    /// ones not yet pruned included): starts the watch if there are many.
+    #[inline]
+    pub(super) fn accepted(&self, shared: &Rc<Shared>, tracked: usize) {
+        if cfg!(all(target_os = "linux", target_env = "gnu"))
+            && tracked >= WATCH_FROM
+            && !self.armed()
+        {
+            arm(Rc::downgrade(shared));
+        }
+    }
+
+    fn armed(&self) -> bool {
+        let handle = self.timer.take();
+        let armed = handle.is_some();
+        self.timer.set(handle);
+        armed
+    }
+}
+
+fn arm(shared: Weak<Shared>) {
+    let Some(strong) = shared.upgrade() else {
+        return;
+    };
+    let io_loop = IOLoop::current();
+    let handle = io_loop.call_later(CHECK_EVERY, move || {
+        if let Some(shared) = shared.upgrade() {
+            shared.trim.timer.set(None);
+            look(&shared);
+        }
+    });
+    if let Some(old) = strong.trim.timer.replace(Some(handle)) {
+        io_loop.remove_timeout(old);
+    }
+}
+
+/// What a look decides.
+#[derive(Debug, PartialEq, Eq)]
+struct Decision {
+    trim: bool,
+    /// The peak to remember.
+    peak: usize,
+    /// Look again later.
+    again: bool,
+}
+
+/// With `peak` connections the most seen since the last trim and `open`
+/// now: trim once they fell by [`MIN_DROP`] and by half; watch on while
+/// there are many, or a fall short of that may still come.
+fn decide(peak: usize, open: usize) -> Decision {
+    let peak = peak.max(open);
+    let trim = peak - open >= MIN_DROP && open <= peak / 2;
+    let peak = if trim { open } else { peak };
+    let again = open >= WATCH_FROM / 2 || peak - open >= MIN_DROP;
+    Decision {
+        trim,
+        // Not watching: the next wave of accepts starts afresh.
+        peak: if again { peak } else { open },
+        again,
+    }
+}
+
+/// One look (see [`decide`]).
+fn look(shared: &Rc<Shared>) {
+    let open = shared.open_connections();
+    let watch = &shared.trim;
+    let peak = watch.peak.get();
+    let decision = decide(peak, open);
+    if decision.trim {
+        let start = std::time::Instant::now();
+        let released = trim();
+        log::debug!(
+            "{open} connections open, {peak} at the peak: malloc_trim took {:?}{}",
+            start.elapsed(),
+            if released {
+                ""
+            } else {
+                " and released nothing"
+            }
+        );
+    }
+    watch.peak.set(decision.peak);
+    if decision.again {
+        arm(Rc::downgrade(shared));
+    }
+}
+
+/// Gives the heap's free pages back to the kernel; whether any were.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() -> bool {
+    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks;
+    // it takes no pointer of ours and frees nothing in use.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_once_connections_fell_by_half_and_enough() {
+        // Many open: watch on, nothing to trim.
+        assert_eq!(
+            decide(0, 10_000),
+            Decision {
+                trim: false,
+                peak: 10_000,
+                again: true
+            }
+        );
+        // Fell by 4,000 of 10,000: not half yet.
+        assert_eq!(
+            decide(10_000, 6_000),
+            Decision {
+                trim: false,
+                peak: 10_000,
+                again: true
+            }
+        );
+        // Below half: trim, and the peak starts again from here.
+        assert_eq!(
+            decide(10_000, 4_900),
+            Decision {
+                trim: true,
+                peak: 4_900,
+                again: true
+            }
+        );
+        // All gone: trim, and stop watching.
+        assert_eq!(
+            decide(10_000, 0),
+            Decision {
+                trim: true,
+                peak: 0,
+                again: false
+            }
+        );
+        // A small server's churn is never worth a trim.
+        assert_eq!(
+            decide(1_500, 700),
+            Decision {
+                trim: false,
+                peak: 1_500,
+                again: true
+            }
+        );
+        assert_eq!(
+            decide(1_000, 0),
+            Decision {
+                trim: false,
+                peak: 0,
+                again: false
+            }
+        );
+        // Few connections left and nothing to trim: the watch stops.
+        assert_eq!(
+            decide(300, 100),
+            Decision {
+                trim: false,
+                peak: 100,
+                again: false
+            }
+        );
+    }
+}

@@ -153,7 +153,7 @@ pub mod ops {
     /// Sends `total` bytes through one loopback connection, writer and
     /// reader on one loop: the writer keeps one [`BULK_WRITE`]-byte write in
     /// flight (the next is queued when the last reaches the kernel), the
-    /// reader takes what is there with `read_bytes(BULK_READ, true)`. Timed
+    /// reader takes what is there with `read_bytes_partial(BULK_READ)`. Timed
     /// from the first write to the last byte read, connection set-up
     /// excluded.
     pub fn bulk_transfer(total: u64) -> Duration {

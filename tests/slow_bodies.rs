@@ -242,7 +242,7 @@ fn stream_reads_declared_lengths() {
     let mut held = Vec::new();
     for (ours, mut theirs) in pairs {
         let stream = IOStream::with_loop(ours, &io_loop).expect("stream");
-        let read = stream.read_bytes(DECLARED, false);
+        let read = stream.read_bytes(DECLARED);
         theirs.write_all(b"x").expect("send");
         held.push((stream, read, theirs));
     }

@@ -46,7 +46,10 @@ impl Observer for Recorder {
         self.push(format!("iteration {iteration}"));
     }
     fn began(&self, span: &Span, now: Instant) {
-        assert!(self.open.replace(Some(now)).is_none(), "spans do not nest here");
+        assert!(
+            self.open.replace(Some(now)).is_none(),
+            "spans do not nest here"
+        );
         self.push(format!("began {}", word(span.kind)));
     }
     fn ended(&self, span: &Span, started: Instant, now: Instant) {
@@ -57,7 +60,13 @@ impl Observer for Recorder {
     fn poll_began(&self, timeout: Option<Duration>, _now: Instant) {
         self.push(format!("poll began {timeout:?}"));
     }
-    fn poll_ended(&self, _timeout: Option<Duration>, events: usize, started: Instant, now: Instant) {
+    fn poll_ended(
+        &self,
+        _timeout: Option<Duration>,
+        events: usize,
+        started: Instant,
+        now: Instant,
+    ) {
         assert!(now >= started);
         self.push(format!("poll ended {events}"));
     }
@@ -160,7 +169,11 @@ fn observers_may_come_and_go_from_inside_an_observer() {
     let events = next.take();
     // Installed during the first callback's `began`: it does not hear that
     // callback end (it never heard it begin), and hears the second whole.
-    assert_eq!(events[..2], ["began callback", "ended callback"], "{events:#?}");
+    assert_eq!(
+        events[..2],
+        ["began callback", "ended callback"],
+        "{events:#?}"
+    );
     assert_eq!(events.last().unwrap(), "ended timeout");
 }
 
@@ -309,7 +322,10 @@ fn a_remote_callback_run_by_close_finds_the_loop_closed() {
         .unwrap();
     io_loop.make_current();
     io_loop.close();
-    assert!(seen.load(Ordering::Relaxed), "close ran the accepted callback");
+    assert!(
+        seen.load(Ordering::Relaxed),
+        "close ran the accepted callback"
+    );
     assert!(io_loop.remote().add_callback(|| ()).is_err());
     IOLoop::clear_current();
 }

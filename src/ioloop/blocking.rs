@@ -3,16 +3,17 @@
 //! `set_blocking_log_threshold`).
 
 use std::cell::Cell;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::observer::{Observer, Span};
 use super::IOLoop;
 
-/// Times every span; the loop installs it for
-/// [`IOLoop::set_blocking_log_threshold`].
+/// Times every span. The loop's observer list holds it in place, off until
+/// [`IOLoop::set_blocking_log_threshold`] gives it a threshold, and calls it
+/// directly rather than through a `dyn` pointer (see `Observers::ended`).
+#[derive(Default)]
 pub(super) struct BlockingLog {
-    threshold: Duration,
+    threshold: Cell<Option<Duration>>,
     /// No later than the current span's start plus the threshold (`None`:
     /// not known yet, or beyond the clock). Only a span ending past it costs
     /// the subtraction: a span longer than the threshold must end past it,
@@ -21,22 +22,32 @@ pub(super) struct BlockingLog {
 }
 
 impl BlockingLog {
-    pub(super) fn new(threshold: Duration) -> BlockingLog {
-        BlockingLog {
-            threshold,
-            deadline: Cell::new(None),
-        }
+    pub(super) fn set(&self, threshold: Option<Duration>) {
+        self.threshold.set(threshold);
+        self.deadline.set(None);
+    }
+
+    #[inline]
+    pub(super) fn is_on(&self) -> bool {
+        self.threshold.get().is_some()
     }
 
     #[cold]
     #[inline(never)]
     fn past_deadline(&self, span: &Span, started: Instant, now: Instant) {
+        let Some(threshold) = self.threshold.get() else {
+            return;
+        };
         let took = now.saturating_duration_since(started);
-        if took > self.threshold {
-            log::warn!("{} `{}` blocked the IOLoop for {took:?}", span.kind, span.name);
+        if took > threshold {
+            log::warn!(
+                "{} `{}` blocked the IOLoop for {took:?}",
+                span.kind,
+                span.name
+            );
         }
         // The next span starts at `now` or later.
-        self.deadline.set(now.checked_add(self.threshold));
+        self.deadline.set(now.checked_add(threshold));
     }
 }
 
@@ -57,15 +68,8 @@ impl IOLoop {
     /// `threshold` (`None` turns it off). One blocking call stalls every
     /// client of a single-threaded loop; this finds it.
     ///
-    /// It is an [`Observer`](crate::ioloop::Observer) of the loop.
+    /// The log is one of the loop's [observers](crate::ioloop::observer).
     pub fn set_blocking_log_threshold(&self, threshold: Option<Duration>) {
-        let new = threshold.map(|t| Rc::new(BlockingLog::new(t)));
-        if let Some(new) = &new {
-            self.add_observer(new.clone());
-        }
-        let old = std::mem::replace(&mut *self.inner.blocking_log.borrow_mut(), new);
-        if let Some(old) = old {
-            self.remove_observer(&old);
-        }
+        self.inner.observers.set_blocking_log(threshold);
     }
 }

@@ -133,8 +133,6 @@ struct Inner {
     /// Told of every span of user code and every poll (see `observer`).
     /// Shared with the tracer, which installs itself when enabled.
     observers: Rc<observer::Observers>,
-    /// The blocking log's observer, while it is on.
-    blocking_log: RefCell<Option<Rc<blocking::BlockingLog>>>,
     /// Iterations so far: lets per-iteration caches (the HTTP `Date`)
     /// know when to look at the clock again.
     iteration: Cell<u64>,
@@ -206,7 +204,6 @@ impl IOLoop {
                 #[cfg(feature = "trace")]
                 trace: crate::trace::Tracer::new(clock.clone(), Rc::downgrade(&observers)),
                 observers,
-                blocking_log: RefCell::new(None),
                 iteration: Cell::new(0),
                 signals: RefCell::new(None),
                 clock,

@@ -40,10 +40,13 @@
 //!
 //! # What it costs
 //! With no observer installed, each event costs the loop one predictable
-//! branch and nothing else: no clock read, no call. With one, the loop reads
-//! the system's monotonic clock once at the end of each span (a span's start
-//! is the previous one's end when nothing but the loop ran in between) and
-//! calls each observer's methods through a `dyn` pointer.
+//! branch and nothing else: no clock read, no call, the [`Span`] never
+//! made. With one, the loop reads the system's monotonic clock once at the
+//! end of each span (a span's start is the previous one's end when nothing
+//! but the loop ran in between) and calls each observer's methods through
+//! a `dyn` pointer; the blocking log, which servers keep on, is called
+//! directly instead, and costs about what it did before it was an observer
+//! (`bench/http_callgrind.sh`: within 1% of a request).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -52,6 +55,7 @@ use std::panic::Location;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::blocking::BlockingLog;
 use super::{Events, IOLoop};
 
 /// What the loop is running: the argument of [`Observer::began`] and
@@ -155,15 +159,26 @@ pub trait Observer {
 /// The observers installed at one moment.
 type List = Rc<[Rc<dyn Observer>]>;
 
+/// What a span's end needs from its beginning: when it began, and the
+/// observers (beyond the blocking log) that heard it begin.
+pub(super) type Started = (Instant, Option<List>);
+
 /// The loop's observers, and the clock reading they share.
 pub(crate) struct Observers {
-    /// Replaced, never changed in place: the dispatch clones the `Rc` and
-    /// holds no borrow while observers run (they may add or remove some).
-    /// A span's end goes to the list its beginning went to, so every
-    /// observer hears both ends of a span or neither.
-    list: RefCell<List>,
-    /// Whether `list` is non-empty: the one branch the loop pays per event.
+    /// Whether any observer is installed: the one branch the loop pays per
+    /// event when none is.
     active: Cell<bool>,
+    /// The blocking log, held in place and called directly: `hello_server`
+    /// keeps it on, and a list walk and two `dyn` calls per span cost that
+    /// hot path 5% of a request. It is an `Observer` like the others.
+    blocking: BlockingLog,
+    /// The others, replaced, never changed in place: the dispatch clones
+    /// the `Rc` and holds no borrow while observers run (they may add or
+    /// remove some). A span's end goes to the list its beginning went to,
+    /// so every observer hears both ends of a span or neither.
+    list: RefCell<Option<List>>,
+    /// Whether `list` is `Some`: a `Cell` read, cheaper than the borrow.
+    listening: Cell<bool>,
     /// While observers are installed: the clock read when the last span
     /// ended, if only the loop's own bookkeeping ran since. Forgotten when
     /// the loop is about to wait or has been away (`forget_reading`).
@@ -173,8 +188,10 @@ pub(crate) struct Observers {
 impl Default for Observers {
     fn default() -> Observers {
         Observers {
-            list: RefCell::new(Rc::new([])),
             active: Cell::new(false),
+            blocking: BlockingLog::default(),
+            list: RefCell::new(None),
+            listening: Cell::new(false),
             last: Cell::new(None),
         }
     }
@@ -183,10 +200,12 @@ impl Default for Observers {
 impl Observers {
     pub(crate) fn add(&self, observer: Rc<dyn Observer>) {
         let mut list = self.list.borrow_mut();
-        let mut grown: Vec<Rc<dyn Observer>> = list.iter().cloned().collect();
+        let mut grown: Vec<Rc<dyn Observer>> =
+            list.iter().flat_map(|l| l.iter()).cloned().collect();
         grown.push(observer);
-        *list = grown.into();
-        self.active.set(true);
+        *list = Some(grown.into());
+        drop(list);
+        self.update_active();
     }
 
     /// Removes the observer at `ptr` (compared by address); returns whether
@@ -194,20 +213,36 @@ impl Observers {
     pub(crate) fn remove(&self, ptr: *const ()) -> bool {
         let old = {
             let mut list = self.list.borrow_mut();
-            if !list.iter().any(|o| same(o, ptr)) {
+            let Some(old) = list.as_ref() else {
+                return false;
+            };
+            if !old.iter().any(|o| same(o, ptr)) {
                 return false;
             }
             let kept: Vec<Rc<dyn Observer>> =
-                list.iter().filter(|o| !same(o, ptr)).cloned().collect();
-            self.active.set(!kept.is_empty());
-            std::mem::replace(&mut *list, kept.into())
+                old.iter().filter(|o| !same(o, ptr)).cloned().collect();
+            let kept = (!kept.is_empty()).then(|| kept.into());
+            std::mem::replace(&mut *list, kept)
         };
-        if !self.active.get() {
-            self.last.set(None);
-        }
+        self.update_active();
         // Dropped with no borrow held: the observer's drop is user code.
         drop(old);
         true
+    }
+
+    pub(super) fn set_blocking_log(&self, threshold: Option<Duration>) {
+        self.blocking.set(threshold);
+        self.update_active();
+    }
+
+    fn update_active(&self) {
+        self.listening.set(self.list.borrow().is_some());
+        let active = self.blocking.is_on() || self.listening.get();
+        self.active.set(active);
+        if !active {
+            // Nothing refreshes it any more.
+            self.last.set(None);
+        }
     }
 
     #[inline]
@@ -234,6 +269,7 @@ impl Observers {
         self.last.set(None);
     }
 
+    #[inline]
     fn now(&self) -> Instant {
         match self.last.get() {
             Some(now) => now,
@@ -245,60 +281,93 @@ impl Observers {
         }
     }
 
-    fn list(&self) -> List {
+    /// The observers beyond the blocking log, if any.
+    #[inline]
+    fn list(&self) -> Option<List> {
         self.list.borrow().clone()
     }
 
     #[inline(never)]
     pub(super) fn iteration_began(&self, iteration: u64) {
-        for observer in self.list().iter() {
+        for observer in self.list().iter().flat_map(|l| l.iter()) {
             observer.iteration_began(iteration);
         }
     }
 
-    #[inline(never)]
-    pub(super) fn began(&self, span: &Span) -> (Instant, List) {
+    /// A span begins: its start is the last span's end if nothing but the
+    /// loop ran since (one clock read per span, not two).
+    #[inline]
+    pub(super) fn began(&self, span: &Span) -> Started {
         let now = self.now();
-        let list = self.list();
+        (now, self.list_began(span, now))
+    }
+
+    #[inline]
+    fn list_began(&self, span: &Span, now: Instant) -> Option<List> {
+        if !self.listening.get() {
+            return None;
+        }
+        self.list_began_slow(span, now)
+    }
+
+    #[inline(never)]
+    fn list_began_slow(&self, span: &Span, now: Instant) -> Option<List> {
+        let list = self.list()?;
         for observer in list.iter() {
             observer.began(span, now);
         }
-        (now, list)
+        Some(list)
     }
 
-    #[inline(never)]
-    pub(super) fn ended(&self, span: &Span, (started, list): (Instant, List)) {
+    #[inline]
+    pub(super) fn ended(&self, span: &Span, (started, list): Started) {
         let now = Instant::now();
         self.last.set(Some(now));
-        for observer in list.iter() {
-            observer.ended(span, started, now);
+        if self.blocking.is_on() {
+            self.blocking.ended(span, started, now);
+        }
+        if let Some(list) = list {
+            list_ended(&list, span, started, now);
         }
     }
 
+    /// The loop is about to wait: the observers in the list hear of it,
+    /// and the last reading is forgotten (waiting is nobody's span).
+    #[inline]
+    pub(super) fn poll_began(&self, timeout: Option<Duration>) -> Option<Started> {
+        let started = if self.listening.get() {
+            Some(self.list_poll_began(timeout))
+        } else {
+            None
+        };
+        self.last.set(None);
+        started
+    }
+
     #[inline(never)]
-    pub(super) fn poll_began(&self, timeout: Option<Duration>) -> (Instant, List) {
+    fn list_poll_began(&self, timeout: Option<Duration>) -> Started {
         let now = self.now();
         let list = self.list();
-        for observer in list.iter() {
+        for observer in list.iter().flat_map(|l| l.iter()) {
             observer.poll_began(timeout, now);
         }
-        // Waiting is nobody's span.
-        self.last.set(None);
         (now, list)
     }
 
     #[inline(never)]
-    pub(super) fn poll_ended(
-        &self,
-        timeout: Option<Duration>,
-        events: usize,
-        (started, list): (Instant, List),
-    ) {
+    pub(super) fn poll_ended(&self, timeout: Option<Duration>, events: usize, started: Started) {
         let now = Instant::now();
         self.last.set(Some(now));
-        for observer in list.iter() {
-            observer.poll_ended(timeout, events, started, now);
+        for observer in started.1.iter().flat_map(|l| l.iter()) {
+            observer.poll_ended(timeout, events, started.0, now);
         }
+    }
+}
+
+#[inline(never)]
+fn list_ended(list: &List, span: &Span, started: Instant, now: Instant) {
+    for observer in list.iter() {
+        observer.ended(span, started, now);
     }
 }
 
@@ -309,7 +378,11 @@ fn same(observer: &Rc<dyn Observer>, ptr: *const ()) -> bool {
 impl fmt::Debug for Observers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Observers")
-            .field("count", &self.list.borrow().len())
+            .field("blocking_log", &self.blocking.is_on())
+            .field(
+                "others",
+                &self.list.borrow().as_ref().map_or(0, |l| l.len()),
+            )
             .finish()
     }
 }
@@ -335,8 +408,9 @@ impl IOLoop {
     /// Tells the observers an iteration begins.
     #[inline]
     pub(super) fn observe_iteration(&self, iteration: u64) {
-        if self.inner.observers.active() {
-            self.inner.observers.iteration_began(iteration);
+        let observers = &*self.inner.observers;
+        if observers.active() && observers.listening.get() {
+            observers.iteration_began(iteration);
         }
     }
 
@@ -367,7 +441,9 @@ impl IOLoop {
         }
         let started = observers.poll_began(timeout);
         let result = self.poll(timeout);
-        observers.poll_ended(timeout, self.polled_events(), started);
+        if let Some(started) = started {
+            observers.poll_ended(timeout, self.polled_events(), started);
+        }
         result
     }
 }

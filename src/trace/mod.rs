@@ -314,8 +314,7 @@ impl Tracer {
         self.starts.borrow_mut().clear();
         if !self.enabled.replace(true) {
             ACTIVE.with(|a| a.set(a.get() + 1));
-            if let (Some(observers), Some(this)) = (self.observers.upgrade(), self.this.upgrade())
-            {
+            if let (Some(observers), Some(this)) = (self.observers.upgrade(), self.this.upgrade()) {
                 observers.add(this);
             }
         }
@@ -463,7 +462,13 @@ impl Observer for Tracer {
         self.push_start();
     }
 
-    fn poll_ended(&self, timeout: Option<Duration>, events: usize, _started: Instant, now: Instant) {
+    fn poll_ended(
+        &self,
+        timeout: Option<Duration>,
+        events: usize,
+        _started: Instant,
+        now: Instant,
+    ) {
         let (started, ended) = self.pop_start(now);
         self.record(Kind::Poll { timeout, events }, started, ended, "", None);
     }

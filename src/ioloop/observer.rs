@@ -289,8 +289,10 @@ impl Observers {
 
     #[inline(never)]
     pub(super) fn iteration_began(&self, iteration: u64) {
-        for observer in self.list().iter().flat_map(|l| l.iter()) {
-            observer.iteration_began(iteration);
+        if let Some(list) = self.list() {
+            for observer in list.iter() {
+                observer.iteration_began(iteration);
+            }
         }
     }
 

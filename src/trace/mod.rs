@@ -44,10 +44,12 @@
 //! # What it costs
 //! Measured with `benches/trace_cost.rs` (one callback per iteration, the
 //! `add_callback_one` workload) under `valgrind --tool=callgrind`,
-//! instructions per loop iteration: 618 without the feature, 631 with it
-//! but tracing off (+13: the branches, the call site stored with each
-//! callback), 828 recording into a full ring (+210: two clock reads and a
-//! record written). The bench's own doc gives the commands.
+//! instructions per loop iteration: 516 without the feature, 524 with it
+//! but tracing off (the call site stored with each callback; the loop's
+//! branch for observers is there either way), 971 recording into a full
+//! ring (two clock reads, the observer list walked at the iteration's start
+//! and at each end of the span, and a record written). The bench's own doc
+//! gives the commands.
 //!
 //! # For terminals
 //! A record's `Display` is one line; [`render_text`] prints many. With

@@ -57,6 +57,8 @@
 //! # Ok::<(), squall::Error>(())
 //! ```
 #![warn(missing_docs)]
+// Every `unsafe` block says why it is sound, in a `// SAFETY:` comment.
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg(unix)]
 
 mod callback;

@@ -314,3 +314,49 @@ fn text_and_svg_forms() {
     // Nothing to draw is still a picture.
     assert!(trace::render_svg(&[]).ends_with("</svg>\n"));
 }
+
+/// The tracer is one of the loop's observers: it sees values from a
+/// `remote_channel` (as remote spans), records a span that runs inside
+/// another (a `Remote` callback that `close()` runs from a callback) with
+/// its own times, and disabling it leaves the loop unobserved.
+#[test]
+fn the_tracer_is_an_observer_of_every_span() {
+    let (io_loop, clock) = manual_loop();
+    io_loop.trace().enable(100);
+    let sender = io_loop.remote_channel(move |n: u64| clock.advance(ms(n)));
+    sender.send(2).unwrap();
+    let remote = io_loop.remote();
+    let c = {
+        let l = io_loop.clone();
+        move || {
+            // Queued from here, run by the close below, inside this span.
+            remote.add_callback(|| ()).unwrap();
+            l.close();
+        }
+    };
+    // Next iteration: after the channel's value.
+    let l = io_loop.clone();
+    io_loop.add_callback(move || l.add_callback(c));
+    io_loop.start().unwrap();
+    let records = io_loop.trace().drain();
+    let kinds: Vec<(u64, Kind, Duration)> = records
+        .iter()
+        .map(|r| (r.iteration, r.kind, r.duration))
+        .collect();
+    // Stored when they end: in the second iteration the nested remote
+    // callback comes before the callback that closed the loop.
+    assert_eq!(
+        kinds,
+        [
+            (1, Kind::Callback, Duration::ZERO),
+            (1, Kind::Remote, ms(2)),
+            (2, Kind::Remote, Duration::ZERO),
+            (2, Kind::Callback, Duration::ZERO),
+        ],
+        "{}",
+        trace::render_text(&records)
+    );
+    assert_eq!(records[2].start, records[3].start, "no time passed between");
+    io_loop.trace().disable();
+    assert!(!io_loop.trace().is_enabled());
+}

@@ -45,7 +45,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
+use super::observer::{Span, SpanKind};
 use super::remote::Shared;
+use super::IOLoop;
 use crate::callback::{self, CallbackReturn, Origin};
 use crate::error::{Error, ErrorKind};
 use crate::stack_context::Context;
@@ -55,7 +57,7 @@ pub(crate) trait Source {
     /// Handles the messages present when called (not ones that arrive
     /// meanwhile, so a busy producer cannot starve the loop). Returns how
     /// many, and whether the channel is finished (no sender left, empty).
-    fn drain(&self) -> (usize, bool);
+    fn drain(&self, io_loop: &IOLoop) -> (usize, bool);
     /// Whether no message is waiting.
     fn is_empty(&self) -> bool;
     /// Whether a drain found the channel finished.
@@ -73,8 +75,19 @@ struct ChannelSource<T> {
     finished: Cell<bool>,
 }
 
+impl<T: 'static> ChannelSource<T> {
+    /// One value to the handler, as an observed span of the loop.
+    #[inline]
+    fn run(&self, io_loop: &IOLoop, handler: &mut Handler<T>, msg: T) {
+        let span = || Span::new(SpanKind::Remote, self.name, None);
+        io_loop.observed(span, || {
+            callback::invoke(&self.ctx, Origin::Remote, self.name, || handler(msg))
+        });
+    }
+}
+
 impl<T: 'static> Source for ChannelSource<T> {
-    fn drain(&self) -> (usize, bool) {
+    fn drain(&self, io_loop: &IOLoop) -> (usize, bool) {
         let present = self.rx.len();
         let Some(mut handler) = self.handler.take() else {
             // Re-entered from its own handler: the outer drain goes on.
@@ -86,7 +99,7 @@ impl<T: 'static> Source for ChannelSource<T> {
             match self.rx.try_recv() {
                 Ok(msg) => {
                     handled += 1;
-                    callback::invoke(&self.ctx, Origin::Remote, self.name, || handler(msg));
+                    self.run(io_loop, &mut handler, msg);
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
@@ -102,7 +115,7 @@ impl<T: 'static> Source for ChannelSource<T> {
             match self.rx.try_recv() {
                 Ok(msg) => {
                     handled += 1;
-                    callback::invoke(&self.ctx, Origin::Remote, self.name, || handler(msg));
+                    self.run(io_loop, &mut handler, msg);
                 }
                 Err(TryRecvError::Disconnected) => finished = true,
                 Err(TryRecvError::Empty) => {}

@@ -15,6 +15,7 @@ use slotmap::{new_key_type, Key, KeyData, SlotMap};
 
 use mio::unix::SourceFd;
 
+use super::observer::{Span, SpanKind};
 use super::{closed, IOLoop, WAKER_TOKEN};
 use crate::callback::{self, CallbackReturn, Origin};
 use crate::error::{Error, ErrorKind};
@@ -223,6 +224,17 @@ pub(crate) struct Handler {
     pub(crate) site: &'static std::panic::Location<'static>,
 }
 
+impl Handler {
+    /// Where it was added, if the build keeps that (feature `trace`).
+    #[inline]
+    fn site(&self) -> Option<&'static std::panic::Location<'static>> {
+        #[cfg(feature = "trace")]
+        return Some(self.site);
+        #[cfg(not(feature = "trace"))]
+        return None;
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Handlers {
     pub(crate) map: SlotMap<HandlerKey, Handler>,
@@ -424,10 +436,7 @@ impl IOLoop {
                         if events.is_empty() {
                             None
                         } else {
-                            #[cfg(feature = "trace")]
-                            let site = Some(entry.site);
-                            #[cfg(not(feature = "trace"))]
-                            let site: Option<()> = None;
+                            let site = entry.site();
                             entry
                                 .f
                                 .take()
@@ -436,19 +445,13 @@ impl IOLoop {
                     }
                 }
             };
-            let Some((mut f, fd, events, ctx, name, _site)) = taken else {
+            let Some((mut f, fd, events, ctx, name, site)) = taken else {
                 continue;
             };
-            let started = self.blocking_clock();
-            #[cfg(feature = "trace")]
-            let traced = inner.trace.is_enabled().then(|| inner.trace.now());
-            callback::invoke(&ctx, Origin::Handler(fd), name, || f(fd, events));
-            #[cfg(feature = "trace")]
-            if let Some(traced) = traced {
-                let kind = crate::trace::Kind::Handler { fd, events };
-                inner.trace.record(kind, traced, name, _site);
-            }
-            self.check_blocking(started, Origin::Handler(fd), name);
+            let span = || Span::new(SpanKind::Handler { fd, events }, name, site);
+            self.observed(span, || {
+                callback::invoke(&ctx, Origin::Handler(fd), name, || f(fd, events))
+            });
 
             // Put the handler back, unless it was removed while it ran.
             let mut handlers = inner.handlers.borrow_mut();

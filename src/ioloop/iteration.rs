@@ -1,114 +1,142 @@
 //! One turn of the loop: the timeouts due, the callbacks queued before it,
-//! messages from other threads, then a poll and the fd handlers it reports;
-//! and the blocking log, which times each callback and handler.
+//! messages from other threads, then a poll and the fd handlers it reports.
+//! Every piece of user code runs as an observed span (see `observer`).
 
 use std::time::{Duration, Instant};
 
+use super::observer::{Span, SpanKind};
+use super::remote::RemoteFn;
+use super::timers::TimeoutKey;
 use super::{Callback, Clock, IOLoop, Origin, RemoteMsg, WAKER_TOKEN};
 use crate::callback;
 use crate::error::Error;
 use crate::stack_context::Context;
 
 impl IOLoop {
-    /// The blocking log's last clock reading, while the log is on (then it
-    /// is kept fresh: taken when the last callback ended, or this one began).
-    #[inline]
-    pub(super) fn blocking_reading(&self) -> Option<Instant> {
-        self.inner.blocking_threshold.get()?;
-        self.inner.blocking_last.get()
-    }
-
+    /// One iteration: Tornado's five steps (see the module docs of `ioloop`).
     pub(super) fn run_once(&self) -> Result<(), Error> {
         let inner = &*self.inner;
-        inner.iteration.set(inner.iteration.get().wrapping_add(1));
-        #[cfg(feature = "trace")]
-        if inner.trace.is_enabled() {
-            inner.trace.begin_iteration();
-        }
+        let iteration = inner.iteration.get().wrapping_add(1);
+        inner.iteration.set(iteration);
+        self.observe_iteration(iteration);
 
-        // 1. Timeouts due now (noted before callbacks run, as Tornado does).
-        // The empty cases, the usual ones, skip the buffer juggling below.
-        let mut due = Vec::new();
-        let mut now = None;
-        {
-            let mut timers = inner.timers.borrow_mut();
-            if !timers.is_empty() {
-                let mut spare = inner.due.borrow_mut();
-                let t = self.loop_time();
-                now = Some(t);
-                timers.pop_due(t, &mut spare);
-                if !spare.is_empty() {
-                    due = std::mem::take(&mut *spare);
-                }
-            }
-        }
+        // 1. Note the timeouts due now, before any callback runs.
+        let (due, now) = self.take_due_timeouts();
 
-        // 2. Callbacks queued before this iteration, then remote ones.
-        let mut ncallbacks = 0;
-        if !inner.callbacks.borrow().is_empty() {
-            let mut batch = {
-                let mut spare = std::mem::take(&mut *inner.spare.borrow_mut());
-                std::mem::swap(&mut spare, &mut *inner.callbacks.borrow_mut());
-                spare
-            };
-            ncallbacks = batch.len();
-            for cb in batch.drain(..) {
-                if inner.closed.get() {
-                    // Closed by an earlier callback of this batch: the rest
-                    // are pending callbacks, and `close` drops those.
-                    drop(cb);
-                } else {
-                    self.run_callback(cb, Origin::Callback);
-                }
-            }
-            *inner.spare.borrow_mut() = batch;
-        }
+        // 2. Run the callbacks queued before this iteration, then the ones
+        //    other threads sent.
+        let ncallbacks = self.run_callbacks();
         let nremote = self.run_remote_callbacks() + self.run_channels();
 
-        // 3. Due timeouts; one removed meanwhile is gone from the map.
-        let ntimeouts = due.len();
-        if ntimeouts > 0 {
-            for key in due.drain(..) {
-                let cb = inner.timers.borrow_mut().take(key);
-                if let Some(cb) = cb {
-                    self.run_callback(cb, Origin::Timeout);
-                }
-            }
-            *inner.due.borrow_mut() = due;
-        }
+        // 3. Run the due timeouts; one removed meanwhile is gone.
+        let ntimeouts = self.run_timeouts(due);
 
         if inner.stopping.get() || inner.closed.get() {
             return Ok(());
         }
 
-        // 4. Poll. If nothing ran, the time read for the timers is still now.
+        // 4. Poll: at once if callbacks are queued, else until the next
+        //    deadline. If nothing ran, the time read in step 1 is still now.
         let ran = ncallbacks + nremote + ntimeouts > 0;
         let timeout = self.poll_timeout(if ran { None } else { now });
-        // With no fd handler registered, a non-blocking poll could only
-        // report the remote waker, and remote messages are read every
-        // iteration anyway: skip the syscall.
-        if timeout == Some(Duration::ZERO) && self.inner.handlers.borrow().map.is_empty() {
-            // The last poll's events are spent.
-            inner.events.borrow_mut().clear();
-        } else {
-            #[cfg(feature = "trace")]
-            let started = inner.trace.is_enabled().then(|| inner.trace.now());
-            // Time spent waiting here is nobody's fault.
-            inner.blocking_last.set(None);
-            self.poll(timeout)?;
-            #[cfg(feature = "trace")]
-            if let Some(started) = started {
-                let kind = crate::trace::Kind::Poll {
-                    timeout,
-                    events: self.polled_events(),
-                };
-                inner.trace.record(kind, started, "", None);
-            }
-        }
+        self.poll_unless_pointless(timeout)?;
 
-        // 5. Handlers.
+        // 5. Call the handler of each ready fd.
         self.dispatch_events();
 
+        self.log_iteration(ncallbacks, nremote, ntimeouts, timeout);
+        Ok(())
+    }
+
+    /// Step 1: pops the timeouts due now, with the time read to decide (if
+    /// the loop read it). The empty cases, the usual ones, skip the buffer
+    /// juggling.
+    #[inline]
+    fn take_due_timeouts(&self) -> (Vec<TimeoutKey>, Option<Instant>) {
+        let inner = &*self.inner;
+        let mut timers = inner.timers.borrow_mut();
+        if timers.is_empty() {
+            return (Vec::new(), None);
+        }
+        let mut spare = inner.due.borrow_mut();
+        let now = self.loop_time();
+        timers.pop_due(now, &mut spare);
+        let due = if spare.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut *spare)
+        };
+        (due, Some(now))
+    }
+
+    /// Step 2: the callbacks queued before this iteration began. The queue
+    /// is swapped with last turn's emptied vector (kept for its capacity),
+    /// so callbacks added meanwhile wait for the next turn.
+    #[inline]
+    fn run_callbacks(&self) -> usize {
+        let inner = &*self.inner;
+        if inner.callbacks.borrow().is_empty() {
+            return 0;
+        }
+        let mut batch = {
+            let mut spare = std::mem::take(&mut *inner.spare.borrow_mut());
+            std::mem::swap(&mut spare, &mut *inner.callbacks.borrow_mut());
+            spare
+        };
+        let count = batch.len();
+        for cb in batch.drain(..) {
+            if inner.closed.get() {
+                // Closed by an earlier callback of this batch: the rest
+                // are pending callbacks, and `close` drops those.
+                drop(cb);
+            } else {
+                self.run_callback(cb, SpanKind::Callback, Origin::Callback);
+            }
+        }
+        *inner.spare.borrow_mut() = batch;
+        count
+    }
+
+    /// Step 3: the timeouts noted in step 1, in deadline order.
+    #[inline]
+    fn run_timeouts(&self, mut due: Vec<TimeoutKey>) -> usize {
+        let count = due.len();
+        if count == 0 {
+            return 0;
+        }
+        for key in due.drain(..) {
+            let cb = self.inner.timers.borrow_mut().take(key);
+            if let Some(cb) = cb {
+                self.run_callback(cb, SpanKind::Timeout, Origin::Timeout);
+            }
+        }
+        *self.inner.due.borrow_mut() = due;
+        count
+    }
+
+    /// Step 4: polls, but not when it could only report the remote waker
+    /// (no fd handler, no wait), since remote messages are read every
+    /// iteration anyway: that skips a syscall.
+    #[inline]
+    fn poll_unless_pointless(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        if timeout == Some(Duration::ZERO) && self.inner.handlers.borrow().map.is_empty() {
+            // The last poll's events are spent.
+            self.inner.events.borrow_mut().clear();
+            Ok(())
+        } else {
+            self.observed_poll(timeout)
+        }
+    }
+
+    /// `RUST_LOG=squall=trace`: one line per iteration.
+    #[inline]
+    fn log_iteration(
+        &self,
+        ncallbacks: usize,
+        nremote: usize,
+        ntimeouts: usize,
+        timeout: Option<Duration>,
+    ) {
         if log::log_enabled!(target: "squall::ioloop", log::Level::Trace) {
             log::trace!(
                 target: "squall::ioloop",
@@ -117,7 +145,6 @@ impl IOLoop {
                 self.polled_events()
             );
         }
-        Ok(())
     }
 
     fn poll_timeout(&self, now: Option<Instant>) -> Option<Duration> {
@@ -132,21 +159,23 @@ impl IOLoop {
         timers.next_timeout(now.unwrap_or_else(|| self.loop_time()))
     }
 
-    /// The time for the loop's own timer decisions. With the blocking log
-    /// on (and the system clock), its last reading will do: it was taken when
-    /// the last callback ended, and only the loop has run since. That saves
-    /// a clock read or two per iteration.
+    /// The time for the loop's own timer decisions. While observers are
+    /// installed (the blocking log, say), the loop read the system clock
+    /// when the last span of user code ended, and only the loop's own
+    /// bookkeeping ran since: that reading will do, and saves a clock read
+    /// per iteration. Every span refreshes it and a poll forgets it, so it
+    /// is never older than the loop's own work (see `Observers::recent`).
     #[inline]
     fn loop_time(&self) -> Instant {
         let inner = &*self.inner;
-        match (&inner.clock, self.blocking_reading()) {
-            (Clock::System, Some(last)) => last,
+        match (&inner.clock, inner.observers.recent()) {
+            (Clock::System, Some(recent)) => recent,
             _ => self.time(),
         }
     }
 
     /// How many fd events the last poll reported (the waker's aside).
-    fn polled_events(&self) -> usize {
+    pub(super) fn polled_events(&self) -> usize {
         let events = self.inner.events.borrow();
         events
             .iter()
@@ -154,7 +183,7 @@ impl IOLoop {
             .count()
     }
 
-    fn poll(&self, timeout: Option<Duration>) -> Result<(), Error> {
+    pub(super) fn poll(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let inner = &*self.inner;
         // A manual clock never waits for real time: poll without blocking and,
         // if nothing happened, jump to the next deadline.
@@ -229,19 +258,7 @@ impl IOLoop {
             };
             received += 1;
             match msg {
-                RemoteMsg::Callback(mut f, name) => {
-                    let started = self.blocking_clock();
-                    #[cfg(feature = "trace")]
-                    let traced = inner.trace.is_enabled().then(|| inner.trace.now());
-                    callback::invoke(&Context::empty(), Origin::Remote, name, &mut *f);
-                    #[cfg(feature = "trace")]
-                    if let Some(traced) = traced {
-                        inner
-                            .trace
-                            .record(crate::trace::Kind::Remote, traced, name, None);
-                    }
-                    self.check_blocking(started, Origin::Remote, name);
-                }
+                RemoteMsg::Callback(f, name) => self.run_remote(f, name),
                 RemoteMsg::Stop => self.stop(),
             }
         }
@@ -257,10 +274,6 @@ impl IOLoop {
         if count == 0 {
             return 0;
         }
-        // Channel handlers run outside the blocking log, so its last
-        // reading is no longer now for them (`recent_instant`), nor after
-        // them (`loop_time`).
-        inner.blocking_last.set(None);
         let mut handled = 0;
         let mut finished = false;
         for i in 0..count {
@@ -272,10 +285,7 @@ impl IOLoop {
             if inner.closed.get() {
                 break;
             }
-            let (n, done) = source.drain();
-            if n > 0 {
-                inner.blocking_last.set(None);
-            }
+            let (n, done) = source.drain(self);
             handled += n;
             finished |= done;
         }
@@ -296,85 +306,20 @@ impl IOLoop {
         self.inner.channels.borrow().iter().all(|s| s.is_empty())
     }
 
+    /// A callback or timeout, as one observed span.
     #[inline]
-    fn run_callback(&self, cb: Callback, origin: Origin) {
-        #[cfg(feature = "trace")]
-        let Callback { f, ctx, name, site } = cb;
-        #[cfg(not(feature = "trace"))]
-        let Callback { f, ctx, name } = cb;
-        let started = self.blocking_clock();
-        // One call of `invoke` on both paths, so it stays inlined.
-        #[cfg(feature = "trace")]
-        let traced = self
-            .inner
-            .trace
-            .is_enabled()
-            .then(|| self.inner.trace.now());
-        callback::invoke(&ctx, origin, name, f);
-        #[cfg(feature = "trace")]
-        if let Some(traced) = traced {
-            self.trace_callback(traced, origin, name, site);
-        }
-        self.check_blocking(started, origin, name);
+    fn run_callback(&self, cb: Callback, kind: SpanKind, origin: Origin) {
+        let site = cb.site();
+        let Callback { f, ctx, name, .. } = cb;
+        let span = || Span::new(kind, name, site);
+        self.observed(span, || callback::invoke(&ctx, origin, name, f));
     }
 
-    #[cfg(feature = "trace")]
-    #[cold]
-    #[inline(never)]
-    fn trace_callback(
-        &self,
-        started: Instant,
-        origin: Origin,
-        name: &'static str,
-        site: &'static std::panic::Location<'static>,
-    ) {
-        let kind = match origin {
-            Origin::Timeout => crate::trace::Kind::Timeout,
-            _ => crate::trace::Kind::Callback,
-        };
-        self.inner.trace.record(kind, started, name, Some(site));
-    }
-
-    /// When the callback about to run starts, if the blocking log is on:
-    /// the end of the previous one, when it ran in this stretch of work.
-    #[inline]
-    pub(super) fn blocking_clock(&self) -> Option<Instant> {
-        let threshold = self.inner.blocking_threshold.get()?;
-        if let Some(last) = self.inner.blocking_last.get() {
-            return Some(last);
-        }
-        let now = Instant::now();
-        self.inner.blocking_last.set(Some(now));
-        self.inner.blocking_deadline.set(now.checked_add(threshold));
-        Some(now)
-    }
-
-    /// After a callback that began at `started`: warns if it took longer
-    /// than the threshold. A callback that takes longer than the threshold
-    /// ends past the deadline (set at or before its start, at most a
-    /// threshold ahead), so comparing with the deadline is enough until then.
-    #[inline]
-    pub(super) fn check_blocking(&self, started: Option<Instant>, origin: Origin, name: &str) {
-        let Some(started) = started else {
-            return;
-        };
-        let now = Instant::now();
-        if self.inner.blocking_deadline.get().is_some_and(|d| now > d) {
-            self.past_deadline(started, now, origin, name);
-        }
-        self.inner.blocking_last.set(Some(now));
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn past_deadline(&self, started: Instant, now: Instant, origin: Origin, name: &str) {
-        let Some(threshold) = self.inner.blocking_threshold.get() else {
-            return;
-        };
-        let took = now.saturating_duration_since(started);
-        if took > threshold {
-            log::warn!("{origin} `{name}` blocked the IOLoop for {took:?}");
-        }
-        self.inner.blocking_deadline.set(now.checked_add(threshold));
+    /// A callback from another thread, as one observed span.
+    pub(super) fn run_remote(&self, mut f: RemoteFn, name: &'static str) {
+        let span = || Span::new(SpanKind::Remote, name, None);
+        self.observed(span, || {
+            callback::invoke(&Context::empty(), Origin::Remote, name, &mut *f)
+        });
     }
 }

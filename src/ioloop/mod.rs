@@ -36,11 +36,13 @@
 //! was scheduled; if none handles it, it is logged with `log::error!`. The loop
 //! always goes on.
 
+mod blocking;
 pub mod channel;
 mod clock;
 mod handlers;
 /// `run_once`, the five steps above, and the blocking log.
 mod iteration;
+pub mod observer;
 mod periodic;
 mod remote;
 pub mod signal;
@@ -49,6 +51,7 @@ mod timers;
 pub use channel::RemoteSender;
 pub use clock::{Clock, ManualClock};
 pub use handlers::{Events, ToRawFd};
+pub use observer::{Observer, Span, SpanKind};
 pub use periodic::PeriodicCallback;
 pub use remote::Remote;
 pub use timers::{Deadline, TimeoutHandle, TimerStats};
@@ -85,6 +88,15 @@ pub(crate) struct Callback {
 }
 
 impl Callback {
+    /// Where it was scheduled, if the build keeps that (feature `trace`).
+    #[inline]
+    pub(crate) fn site(&self) -> Option<&'static std::panic::Location<'static>> {
+        #[cfg(feature = "trace")]
+        return Some(self.site);
+        #[cfg(not(feature = "trace"))]
+        return None;
+    }
+
     #[inline]
     #[cfg_attr(feature = "trace", track_caller)]
     fn new<R, F>(f: F, ctx: Context) -> Callback
@@ -119,22 +131,16 @@ struct Inner {
     running: Cell<bool>,
     stopping: Cell<bool>,
     closed: Cell<bool>,
-    blocking_threshold: Cell<Option<Duration>>,
-    /// For the blocking log: when the last timed callback ended (the next
-    /// one's start: one clock read per callback, not two). Cleared before
-    /// polling (waiting is not blocking).
-    blocking_last: Cell<Option<Instant>>,
-    /// A deadline no later than `blocking_last` plus the threshold (`None`:
-    /// beyond the clock). Only a callback ending past it costs clock
-    /// arithmetic.
-    blocking_deadline: Cell<Option<Instant>>,
+    /// Told of every span of user code and every poll (see `observer`).
+    /// Shared with the tracer, which installs itself when enabled.
+    observers: Rc<observer::Observers>,
     /// Iterations so far: lets per-iteration caches (the HTTP `Date`)
     /// know when to look at the clock again.
     iteration: Cell<u64>,
     /// Signal pipe and callbacks, once a signal handler is added.
     signals: RefCell<Option<signal::Signals>>,
     #[cfg(feature = "trace")]
-    trace: crate::trace::Tracer,
+    trace: Rc<crate::trace::Tracer>,
     /// Read buffer memory the loop's streams share: a stream holding no
     /// unread bytes owns none, and borrows this for its next read
     /// (iostream's `ReadBuffer`). Empty while lent.
@@ -184,6 +190,7 @@ impl IOLoop {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (remote, rx) = remote::Shared::new(waker);
+        let observers = Rc::new(observer::Observers::default());
         Ok(IOLoop {
             inner: Rc::new(Inner {
                 poll: RefCell::new(Some(poll)),
@@ -199,14 +206,12 @@ impl IOLoop {
                 running: Cell::new(false),
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
-                blocking_threshold: Cell::new(None),
-                blocking_last: Cell::new(None),
-                blocking_deadline: Cell::new(None),
+                #[cfg(feature = "trace")]
+                trace: crate::trace::Tracer::new(clock.clone(), Rc::downgrade(&observers)),
+                observers,
                 iteration: Cell::new(0),
                 signals: RefCell::new(None),
                 read_spare: Cell::new(Vec::new()),
-                #[cfg(feature = "trace")]
-                trace: crate::trace::Tracer::new(clock.clone()),
                 clock,
             }),
         })
@@ -256,12 +261,12 @@ impl IOLoop {
     }
 
     /// A recent reading of the system's monotonic clock (not the loop's
-    /// clock, which may be manual): the blocking log's, no older than the
-    /// callback running now, or a fresh one. For caches of wall-clock
-    /// things, such as the HTTP `Date`, that need not be exact.
+    /// clock, which may be manual): the one taken for the observers, no
+    /// older than the span running now, or a fresh one. For caches of
+    /// wall-clock things, such as the HTTP `Date`, that need not be exact.
     #[inline]
     pub(crate) fn recent_instant(&self) -> Instant {
-        self.blocking_reading().unwrap_or_else(Instant::now)
+        self.inner.observers.recent().unwrap_or_else(Instant::now)
     }
 
     /// How many iterations the loop has begun; what a cache of something
@@ -490,8 +495,8 @@ impl IOLoop {
         }
         inner.running.set(true);
         // Whatever happened since the last `start` is not the next
-        // callback's doing (see `blocking_clock`).
-        inner.blocking_last.set(None);
+        // callback's doing, and the observers' last reading is old.
+        inner.observers.forget_reading();
         let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
         let result = self.run_until_stopped();
         let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
@@ -521,19 +526,13 @@ impl IOLoop {
         self.inner.running.get()
     }
 
-    /// Logs a warning whenever one callback or handler runs longer than
-    /// `threshold` (`None` turns it off). One blocking call stalls every
-    /// client of a single-threaded loop; this finds it.
-    pub fn set_blocking_log_threshold(&self, threshold: Option<Duration>) {
-        self.inner.blocking_threshold.set(threshold);
-        // The log's last reading stops being kept fresh once it is off.
-        self.inner.blocking_last.set(None);
-    }
-
     /// Closes the loop: drops every pending callback, timeout and handler,
     /// releases its epoll and eventfd descriptors, and makes [`Remote`]s
-    /// report [`ErrorKind::Closed`]. Closing twice is harmless. The fds of
-    /// registered handlers belong to their owners and are not closed.
+    /// report [`ErrorKind::Closed`]. Callbacks other threads sent before
+    /// (their [`Remote::add_callback`] said `Ok`) are run now, the loop
+    /// already closed: a sender is never told `Ok` for a callback that does
+    /// not run. Closing twice is harmless. The fds of registered handlers
+    /// belong to their owners and are not closed.
     pub fn close(&self) {
         let inner = &self.inner;
         if inner.closed.replace(true) {
@@ -541,9 +540,16 @@ impl IOLoop {
         }
         inner.remote.close();
         inner.stopping.set(true);
+        let rx = inner.remote_rx.borrow_mut().take();
+        if let Some(rx) = &rx {
+            for msg in rx.try_iter() {
+                if let RemoteMsg::Callback(f, name) = msg {
+                    self.run_remote(f, name);
+                }
+            }
+        }
         // Take everything out first, then drop it with no borrow held:
         // dropping a closure runs user code that may call back into the loop.
-        let rx = inner.remote_rx.borrow_mut().take();
         let channels = std::mem::take(&mut *inner.channels.borrow_mut());
         let callbacks = std::mem::take(&mut *inner.callbacks.borrow_mut());
         let spare = std::mem::take(&mut *inner.spare.borrow_mut());
@@ -663,6 +669,15 @@ impl Drop for Inner {
         // A loop dropped without `close()` is closed all the same for its
         // `Remote`s: they say so, and release the eventfd they share.
         self.remote.close();
+        // And what they were told `Ok` for still runs (see `close`); there
+        // is no loop left to observe it.
+        if let Some(rx) = self.remote_rx.get_mut().take() {
+            for msg in rx.try_iter() {
+                if let RemoteMsg::Callback(mut f, name) = msg {
+                    callback::invoke(&Context::empty(), Origin::Remote, name, &mut *f);
+                }
+            }
+        }
     }
 }
 

@@ -3,6 +3,11 @@
 //! Callbacks cross through a crossbeam channel. The loop announces when it is
 //! about to sleep in `poll`; a sender wakes it (one `eventfd` write) only then,
 //! so a busy loop fed from many threads pays no syscall per callback.
+//!
+//! A callback accepted (`Ok`) always runs, even when `close()` races the
+//! send: a sender marks itself in flight before it looks at `closed`, and
+//! `close` waits until no sender is in flight before it takes what is
+//! queued and runs it. So every message is either refused or run.
 
 use std::fmt;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
@@ -38,6 +43,8 @@ pub(crate) struct Shared {
     /// True while the loop is (about to be) blocked in `poll`.
     sleeping: AtomicBool,
     closed: AtomicBool,
+    /// Senders between their look at `closed` and the end of their send.
+    in_flight: AtomicUsize,
     /// The loop's thread (a loop never moves: it is `!Send`).
     owner: std::thread::ThreadId,
 }
@@ -51,6 +58,7 @@ impl Shared {
             queued: AtomicUsize::new(0),
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             owner: std::thread::current().id(),
         });
         (shared, rx)
@@ -87,19 +95,34 @@ impl Shared {
         self.sleeping.store(false, Ordering::Relaxed);
     }
 
+    /// Refuses every send from now on, and returns once the sends that
+    /// were accepted are all in the channel (what the loop then receives is
+    /// all it will ever get).
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        // Pairs with `send`: both store, then load, all SeqCst, so either
+        // the sender sees `closed` or we see it in flight and wait. A send
+        // into an unbounded channel never blocks: the wait is short.
+        while self.in_flight.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
         drop(waker);
     }
 
     fn send(&self, msg: RemoteMsg) -> Result<(), Error> {
-        if self.is_closed() {
-            return Err(closed());
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let sent = if self.closed.load(Ordering::SeqCst) {
+            Err(closed())
+        } else {
+            self.tx.send(msg).map_err(|_| closed())
+        };
+        if sent.is_ok() {
+            // Release: whoever sees the count sees the message.
+            self.queued.fetch_add(1, Ordering::Release);
         }
-        self.tx.send(msg).map_err(|_| closed())?;
-        // Release: whoever sees the count sees the message.
-        self.queued.fetch_add(1, Ordering::Release);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        sent?;
         self.wake_if_sleeping();
         Ok(())
     }
@@ -161,9 +184,14 @@ impl Remote {
     /// Runs `f` on the loop's thread, on its next iteration, with no stack
     /// context (contexts belong to one thread).
     ///
+    /// Once this returns `Ok`, `f` runs, whatever happens next: if the loop
+    /// is closed before its next iteration, [`close`](crate::IOLoop::close)
+    /// runs it (on the loop's thread, the loop already closed), and so does
+    /// dropping the loop.
+    ///
     /// # Errors
     /// [`ErrorKind::Closed`] if the loop has been closed: the callback is not
-    /// silently lost.
+    /// silently lost, it is dropped on this thread and never runs.
     pub fn add_callback<R, F>(&self, f: F) -> Result<(), Error>
     where
         R: CallbackReturn,

@@ -1,10 +1,11 @@
 //! A picture of the loop: what each iteration did, recorded into a bounded
 //! ring buffer, printed as text or drawn as an SVG timeline.
 //!
-//! Behind the cargo feature `trace`. Without it the loop carries no hook at
-//! all; with it, a loop whose tracing is off pays one predictable branch
-//! per callback and per iteration, and recording costs a clock read at each
-//! end of a span. Turn it on with [`Tracer::enable`], read the records with
+//! Behind the cargo feature `trace`. The tracer is one of the loop's
+//! [observers](crate::ioloop::observer): it joins them when enabled and
+//! leaves when disabled, so a loop whose tracing is off pays nothing for it
+//! (the loop's one branch per event is there for every observer).
+//! Recording costs a clock read at each end of a span. Turn it on with [`Tracer::enable`], read the records with
 //! [`Tracer::snapshot`] or [`Tracer::drain`]:
 //!
 //! ```
@@ -43,10 +44,12 @@
 //! # What it costs
 //! Measured with `benches/trace_cost.rs` (one callback per iteration, the
 //! `add_callback_one` workload) under `valgrind --tool=callgrind`,
-//! instructions per loop iteration: 618 without the feature, 631 with it
-//! but tracing off (+13: the branches, the call site stored with each
-//! callback), 828 recording into a full ring (+210: two clock reads and a
-//! record written). The bench's own doc gives the commands.
+//! instructions per loop iteration: 516 without the feature, 524 with it
+//! but tracing off (the call site stored with each callback; the loop's
+//! branch for observers is there either way), 971 recording into a full
+//! ring (two clock reads, the observer list walked at the iteration's start
+//! and at each end of the span, and a record written). The bench's own doc
+//! gives the commands.
 //!
 //! # For terminals
 //! A record's `Display` is one line; [`render_text`] prints many. With
@@ -63,9 +66,11 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::os::unix::io::RawFd;
 use std::panic::Location;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::ioloop::{Clock, Events};
+use crate::ioloop::observer::Observers;
+use crate::ioloop::{Clock, Events, Observer, Span, SpanKind};
 use crate::IOLoop;
 use ring::Ring;
 
@@ -239,6 +244,15 @@ pub struct Tracer {
     iteration: Cell<u64>,
     clock: Clock,
     state: RefCell<State>,
+    /// The loop's observers, joined while enabled (weak: the loop owns
+    /// the tracer, not the other way round).
+    observers: Weak<Observers>,
+    /// Itself, to join them with.
+    this: Weak<Tracer>,
+    /// Loop-clock starts of the spans running now: a stack, as a span can
+    /// run inside another (a `Remote`'s callbacks run by a `close()` that a
+    /// callback called).
+    starts: RefCell<Vec<Instant>>,
 }
 
 struct State {
@@ -272,9 +286,9 @@ impl Raw {
 }
 
 impl Tracer {
-    pub(crate) fn new(clock: Clock) -> Tracer {
+    pub(crate) fn new(clock: Clock, observers: Weak<Observers>) -> Rc<Tracer> {
         let origin = clock.now();
-        Tracer {
+        Rc::new_cyclic(|this| Tracer {
             enabled: Cell::new(false),
             iteration: Cell::new(0),
             clock,
@@ -282,7 +296,10 @@ impl Tracer {
                 ring: Ring::new(0),
                 origin,
             }),
-        }
+            observers,
+            this: this.clone(),
+            starts: RefCell::new(Vec::new()),
+        })
     }
 
     /// Starts recording into a fresh ring of `capacity` records: when it is
@@ -295,8 +312,13 @@ impl Tracer {
             origin: self.clock.now(),
         };
         self.iteration.set(0);
+        // A span begun before is not ours to end.
+        self.starts.borrow_mut().clear();
         if !self.enabled.replace(true) {
             ACTIVE.with(|a| a.set(a.get() + 1));
+            if let (Some(observers), Some(this)) = (self.observers.upgrade(), self.this.upgrade()) {
+                observers.add(this);
+            }
         }
     }
 
@@ -304,6 +326,9 @@ impl Tracer {
     pub fn disable(&self) {
         if self.enabled.replace(false) {
             ACTIVE.with(|a| a.set(a.get() - 1));
+            if let Some(observers) = self.observers.upgrade() {
+                observers.remove((self as *const Tracer).cast::<()>());
+            }
         }
     }
 
@@ -358,29 +383,46 @@ impl Tracer {
         self.iteration.get()
     }
 
-    // ----- hooks (called only when enabled) --------------------------------
+    // ----- recording (while enabled) ---------------------------------------
 
     #[inline]
     pub(crate) fn now(&self) -> Instant {
         self.clock.now()
     }
 
-    pub(crate) fn begin_iteration(&self) {
-        self.iteration.set(self.iteration.get() + 1);
+    /// The loop clock's reading for an observer's `now`, a system-clock
+    /// one: the same instant, unless the loop's clock is manual.
+    fn loop_now(&self, system: Instant) -> Instant {
+        match &self.clock {
+            Clock::System => system,
+            Clock::Manual(_) => self.clock.now(),
+        }
     }
 
-    /// Records a span that began at `started` and ends now.
+    fn push_start(&self) {
+        let now = self.clock.now();
+        self.starts.borrow_mut().push(now);
+    }
+
+    fn pop_start(&self, system_now: Instant) -> (Instant, Instant) {
+        let ended = self.loop_now(system_now);
+        let started = self.starts.borrow_mut().pop().unwrap_or(ended);
+        (started, ended)
+    }
+
+    /// Records a span that began at `started` and ended at `ended`.
     pub(crate) fn record(
         &self,
         kind: Kind,
         started: Instant,
+        ended: Instant,
         name: &'static str,
         site: Option<&'static Location<'static>>,
     ) {
         let raw = Raw {
             iteration: self.iteration.get(),
             started,
-            ended: self.clock.now(),
+            ended,
             kind,
             name,
             site,
@@ -391,6 +433,46 @@ impl Tracer {
             log::trace!(target: "squall::trace", "{record}");
         }
         self.state.borrow_mut().ring.push(raw);
+    }
+}
+
+/// The loop tells the tracer what it does while tracing is enabled. Each
+/// span's start is read here from the loop's clock (not taken from the
+/// loop, whose reading may be the previous span's end), so the gaps the
+/// loop's own work leaves between spans stay visible.
+impl Observer for Tracer {
+    fn iteration_began(&self, _iteration: u64) {
+        self.iteration.set(self.iteration.get() + 1);
+    }
+
+    fn began(&self, _span: &Span, _now: Instant) {
+        self.push_start();
+    }
+
+    fn ended(&self, span: &Span, _started: Instant, now: Instant) {
+        let kind = match span.kind {
+            SpanKind::Callback => Kind::Callback,
+            SpanKind::Timeout => Kind::Timeout,
+            SpanKind::Handler { fd, events } => Kind::Handler { fd, events },
+            _ => Kind::Remote,
+        };
+        let (started, ended) = self.pop_start(now);
+        self.record(kind, started, ended, span.name, span.site);
+    }
+
+    fn poll_began(&self, _timeout: Option<Duration>, _now: Instant) {
+        self.push_start();
+    }
+
+    fn poll_ended(
+        &self,
+        timeout: Option<Duration>,
+        events: usize,
+        _started: Instant,
+        now: Instant,
+    ) {
+        let (started, ended) = self.pop_start(now);
+        self.record(Kind::Poll { timeout, events }, started, ended, "", None);
     }
 }
 
@@ -433,6 +515,6 @@ fn step_traced<R>(name: &'static str, f: impl FnOnce() -> R) -> R {
     }
     let started = tracer.now();
     let result = f();
-    tracer.record(Kind::Step, started, name, None);
+    tracer.record(Kind::Step, started, tracer.now(), name, None);
     result
 }

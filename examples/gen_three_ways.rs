@@ -229,14 +229,22 @@ fn check() -> Result<(), Error> {
             )));
         }
     }
-    let waits = runs[0].1 .1.iter().filter(|s| *s == "not ready: waiting").count();
+    let waits = runs[0]
+        .1
+         .1
+        .iter()
+        .filter(|s| *s == "not ready: waiting")
+        .count();
     if waits != 3 || runs[0].1 .1.last().map(String::as_str) != Some("return") {
         return Err(Error::other(format!(
             "expected three waits and a return: {:?}",
             runs[0].1 .1
         )));
     }
-    println!("same {} steps in all three forms; 3 waits\n", runs[0].1 .1.len());
+    println!(
+        "same {} steps in all three forms; 3 waits\n",
+        runs[0].1 .1.len()
+    );
 
     // A future already done: only the generator gives it to the Runner.
     let runs = run_all(answer_now)?;

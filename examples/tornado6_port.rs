@@ -236,7 +236,10 @@ async fn self_test(running: Rc<Running>) -> Result<(), Error> {
     let client = AsyncHTTPClient::new();
 
     let hello = client.fetch(format!("{base}/")).await?;
-    check(hello.code == 200 && hello.text() == "Hello, world", &hello.text())?;
+    check(
+        hello.code == 200 && hello.text() == "Hello, world",
+        &hello.text(),
+    )?;
 
     let fetched = client.fetch(format!("{base}/fetch")).await?;
     check(

@@ -797,7 +797,10 @@ fn the_client_and_the_pool_from_an_async_block() {
                 // One call at a time per client: a second one fails at once.
                 let first = client.query("SELECT SLEEP(0.05)");
                 let err = client.query("SELECT 1").await.unwrap_err();
-                assert!(matches!(MysqlError::of(&err), Some(MysqlError::Busy)), "{err}");
+                assert!(
+                    matches!(MysqlError::of(&err), Some(MysqlError::Busy)),
+                    "{err}"
+                );
                 first.await?;
                 client.close().await?;
 
@@ -811,23 +814,34 @@ fn the_client_and_the_pool_from_an_async_block() {
                 )
                 .await?;
                 let side_by_side = started.elapsed();
-                let values: Vec<_> = all.iter().map(|rs| rs.scalar().map(str::to_owned)).collect();
+                let values: Vec<_> = all
+                    .iter()
+                    .map(|rs| rs.scalar().map(str::to_owned))
+                    .collect();
                 assert_eq!(
                     values,
                     [Some("1".into()), Some("2".into()), Some("3".into())]
                 );
-                assert!(side_by_side < ms(850), "one after another: {side_by_side:?}");
+                assert!(
+                    side_by_side < ms(850),
+                    "one after another: {side_by_side:?}"
+                );
 
                 // A transaction, and a server error as a typed error.
                 pool.execute("CREATE TEMPORARY TABLE IF NOT EXISTS t_async (n INT)")
                     .await?;
                 let tx = pool.begin().await?;
-                tx.execute("CREATE TABLE IF NOT EXISTS t_async_tx (n INT)").await?;
-                tx.execute("INSERT INTO t_async_tx VALUES (41), (1)").await?;
+                tx.execute("CREATE TABLE IF NOT EXISTS t_async_tx (n INT)")
+                    .await?;
+                tx.execute("INSERT INTO t_async_tx VALUES (41), (1)")
+                    .await?;
                 let sum = tx.execute("SELECT SUM(n) FROM t_async_tx").await?;
                 assert_eq!(sum.scalar(), Some("42"));
                 tx.rollback().await?;
-                let err = pool.execute("SELECT * FROM no_such_table").await.unwrap_err();
+                let err = pool
+                    .execute("SELECT * FROM no_such_table")
+                    .await
+                    .unwrap_err();
                 assert_eq!(server_code(&err).map(|(code, _)| code), Some(1146));
 
                 // asyncio.wait_for: the await is given up after 50 ms; the

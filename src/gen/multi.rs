@@ -96,9 +96,9 @@ where
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use crate::ioloop::{Clock, ManualClock};
     use crate::testing::capture_unhandled;
     use crate::IOLoop;
-    use crate::ioloop::{Clock, ManualClock};
     use std::time::Duration;
 
     fn later<T: 'static>(io_loop: &IOLoop, ms: u64, value: Result<T, Error>) -> Future<T> {

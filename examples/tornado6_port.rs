@@ -88,6 +88,7 @@ use squall::gen;
 use squall::http::HTTPServer;
 use squall::httpclient::{AsyncHTTPClient, HTTPRequest};
 use squall::locks::Event;
+use squall::netutil::BindOptions;
 use squall::queues::Queue;
 use squall::web::{Application, Exchange, RequestHandler};
 use squall::{Error, Future, IOLoop, PeriodicCallback};
@@ -213,7 +214,7 @@ fn start(port: u16, tick: Duration) -> Result<Running, Error> {
     let state = Rc::new(State::default());
     let queue = Queue::new(2);
     let server = HTTPServer::new(make_app(&state, &queue));
-    server.listen(port, Some("127.0.0.1"))?;
+    server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     let port = server.local_addrs()[0].port();
     let s = state.clone();
     let ticker = PeriodicCallback::new(move || s.ticks.set(s.ticks.get() + 1), tick)?;

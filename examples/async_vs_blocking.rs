@@ -4,21 +4,33 @@
 //! Three parts, each on a thread with its own loop:
 //! - an echo server (`TCPServer`): reads a line, waits 2 s *with the loop*,
 //!   writes it back and closes;
-//! - an HTTP server with two handlers that ask the echo server:
+//! - an HTTP server with three handlers that ask the echo server:
 //!   `/blocking` with a plain std socket (`write`, then a blocking read: the
 //!   whole server stalls 2 s per request), and `/async` with a raw
 //!   non-blocking socket registered with `add_handler`, whose callback
 //!   resolves a `Future` (removing the handler first) that finishes the
 //!   response;
+//!   and `/await`, the same asynchronous handler as Tornado 6 writes it
+//!   (`async def get`, an `IOStream` awaited: connect, write, read until
+//!   close);
 //! - the load: 200 concurrent clients of squall's `AsyncHTTPClient`, each
 //!   fetching again as soon as an answer comes, for 10 s per handler.
+//!
+//! ```python
+//! class AwaitHandler(RequestHandler):
+//!     async def get(self):
+//!         stream = await TCPClient().connect("127.0.0.1", echo_port)
+//!         await stream.write(b"hello\n")
+//!         self.write(await stream.read_until_close())
+//! ```
 //!
 //! The article measured 0.4 fetches/s blocking against 80 async with
 //! http_load: 200 requests can wait 2 s each at the same time, but only if
 //! nothing blocks the loop.
 //!
 //! Usage: `async_vs_blocking [SECONDS]` (10 by default, per handler). It
-//! exits 0 by itself when async beats blocking by at least 10x.
+//! exits 0 by itself when both asynchronous forms beat blocking by at least
+//! 10x (and `/await` keeps up with `/async`: the same loop does the work).
 
 use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
@@ -31,7 +43,7 @@ use std::time::{Duration, Instant};
 use squall::http::HTTPServer;
 use squall::httpclient::{AsyncHTTPClient, ClientConfig, HTTPRequest, HTTPResponse};
 use squall::web::{Application, Exchange, RequestHandler};
-use squall::{Error, Events, Future, IOLoop, IOStream, TCPServer};
+use squall::{gen, Error, Events, Future, IOLoop, IOStream, TCPServer};
 
 const CLIENTS: usize = 200;
 const ECHO_DELAY: Duration = Duration::from_secs(2);
@@ -54,7 +66,8 @@ fn main() -> Result<(), Error> {
     let http = spawn_server(move || {
         let app = Application::new()
             .route("/blocking", move || BlockingHandler { echo })
-            .route("/async", move || AsyncHandler { echo });
+            .route("/async", move || AsyncHandler { echo })
+            .route("/await", move || AwaitHandler { echo });
         let server = HTTPServer::new(app);
         server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
         Ok(server.local_addrs()[0])
@@ -66,13 +79,19 @@ fn main() -> Result<(), Error> {
     // requests it had not reached, and would stall anything after it.
     let io_loop = IOLoop::new()?;
     let asynchronous = load(&io_loop, format!("http://{http}/async"), window)?;
+    let awaited = load(&io_loop, format!("http://{http}/await"), window)?;
     let blocking = load(&io_loop, format!("http://{http}/blocking"), window)?;
     println!("async:    {asynchronous}");
+    println!("await:    {awaited}");
     println!("blocking: {blocking}");
     let ratio = asynchronous.rate() / blocking.rate().max(1e-9);
-    println!("async / blocking: {ratio:.0}x");
+    let await_ratio = awaited.rate() / blocking.rate().max(1e-9);
+    println!("async / blocking: {ratio:.0}x; await / blocking: {await_ratio:.0}x");
     if blocking.fetches == 0 || asynchronous.fetches < CLIENTS as u64 || ratio < 10.0 {
         return Err(Error::other("async did not beat blocking by 10x"));
+    }
+    if awaited.fetches < CLIENTS as u64 || await_ratio < 10.0 {
+        return Err(Error::other("await did not beat blocking by 10x"));
     }
     // The servers' threads are left to the process exit (the blocking one
     // is still working through its backlog, 2 s a request).
@@ -158,6 +177,26 @@ impl RequestHandler for AsyncHandler {
             }
             x.finish()
         });
+        Ok(())
+    }
+}
+
+/// The Tornado 6 form of [`AsyncHandler`]: a native coroutine awaiting an
+/// `IOStream`. The response finishes when the coroutine does; an error
+/// answers 500.
+struct AwaitHandler {
+    echo: SocketAddr,
+}
+
+impl RequestHandler for AwaitHandler {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        let (x2, echo) = (x.clone(), self.echo);
+        x.finish_on(&gen::coroutine(async move {
+            let stream = IOStream::connect(echo).await?;
+            stream.write("hello\n").await?;
+            x2.write(stream.read_until_close().await?);
+            Ok(())
+        }));
         Ok(())
     }
 }

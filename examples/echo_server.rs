@@ -5,15 +5,32 @@
 //! waits its 2 seconds, the loop serves everyone else, so 200 clients are
 //! answered in about 2 seconds, not 400.
 //!
+//! The article's `handle_stream` is a `@gen.coroutine`; its Tornado 6 form,
+//! a native coroutine, is [`handle_echo_async`] here, served with `--async`:
+//!
+//! ```python
+//! class EchoServer(TCPServer):
+//!     async def handle_stream(self, stream, address):
+//!         try:
+//!             data = await stream.read_until(b"\n")
+//!         except StreamClosedError:
+//!             return
+//!         await gen.sleep(2)
+//!         await stream.write(data)
+//!         stream.close()
+//! ```
+//!
 //! Usage:
 //!
 //! ```text
 //! echo_server                    self-test (what CI runs): serve on an ephemeral
 //!                                port, run 20 clients against it with a 200 ms
-//!                                delay, check every echo and the timing, exit 0
+//!                                delay, check every echo and the timing, exit 0;
+//!                                then the same against the async form
 //! echo_server --self-test        the same
 //! echo_server PORT [DELAY_SECS]  serve forever on 127.0.0.1:PORT (delay 2 s)
 //! echo_server --serve            serve forever on 127.0.0.1:8888, delay 2 s
+//! echo_server --async ...        any of the above, with the async handler
 //! ```
 //!
 //! Try it: `cargo run --release --example echo_server -- 8888`, then
@@ -26,7 +43,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use squall::{ErrorKind, Future, IOLoop, IOStream, TCPServer};
+use squall::{gen, Error, ErrorKind, Future, IOLoop, IOStream, TCPServer};
 
 const DEFAULT_PORT: u16 = 8888;
 const DEFAULT_DELAY: Duration = Duration::from_secs(2);
@@ -72,8 +89,42 @@ fn handle_echo(stream: IOStream, peer: SocketAddr, delay: Duration) -> Future<()
     done
 }
 
-fn echo_server(delay: Duration) -> TCPServer {
-    TCPServer::new(move |stream: IOStream, peer: SocketAddr| handle_echo(stream, peer, delay))
+/// The same connection as a native coroutine (Tornado 6's `async def
+/// handle_stream`): one `.await` where the callback form has one callback.
+fn handle_echo_async(stream: IOStream, peer: SocketAddr, delay: Duration) -> Future<()> {
+    gen::coroutine(async move {
+        let line = match stream.read_until(b"\n").await {
+            Ok(line) => line,
+            // The client left before sending a whole line: nothing to do.
+            Err(err) if err.kind() == ErrorKind::StreamClosed => {
+                log::debug!("{peer} left early: {err}");
+                return Ok(());
+            }
+            Err(err) => {
+                stream.close();
+                return Err(err);
+            }
+        };
+        log::debug!("{peer} sent {} bytes; answering in {delay:?}", line.len());
+        gen::sleep(delay).await?;
+        let written = stream.write(line).await;
+        stream.close();
+        written
+    })
+}
+
+/// Which `handle_stream` the server runs.
+#[derive(Clone, Copy, Debug)]
+enum Form {
+    Callbacks,
+    Async,
+}
+
+fn echo_server(delay: Duration, form: Form) -> TCPServer {
+    TCPServer::new(move |stream: IOStream, peer: SocketAddr| match form {
+        Form::Callbacks => handle_echo(stream, peer, delay),
+        Form::Async => handle_echo_async(stream, peer, delay),
+    })
 }
 
 /// A client: connect, send `line`, read until the server closes.
@@ -94,23 +145,44 @@ fn client(addr: SocketAddr, line: String) -> Future<Vec<u8>> {
     reply
 }
 
-fn self_test() -> Result<(), Box<dyn std::error::Error>> {
+/// The async form of [`client`].
+async fn client_async(addr: SocketAddr, line: String) -> Result<Vec<u8>, Error> {
+    let conn = IOStream::connect(addr).await?;
+    conn.write(line.into_bytes()).await?;
+    conn.read_until_close().await
+}
+
+fn self_test(forms: &[Form]) -> Result<(), Box<dyn std::error::Error>> {
+    for &form in forms {
+        self_test_form(form)?;
+    }
+    println!("ok");
+    Ok(())
+}
+
+fn self_test_form(form: Form) -> Result<(), Box<dyn std::error::Error>> {
     let io_loop = IOLoop::new()?;
     let started = Instant::now();
     let replies = io_loop.run_sync(
-        || {
-            let server = echo_server(SELF_TEST_DELAY);
+        move || {
+            let server = echo_server(SELF_TEST_DELAY, form);
             server
                 .listen_with(0, BindOptions::new().address("127.0.0.1"))
                 .expect("cannot listen on 127.0.0.1");
             let addr = server.local_addrs()[0];
-            println!("echo server on {addr}, delay {SELF_TEST_DELAY:?}");
+            println!("{form:?} echo server on {addr}, delay {SELF_TEST_DELAY:?}");
 
             let all: Future<Vec<Result<Vec<u8>, squall::Error>>> = Future::new();
             let left = Rc::new(Cell::new(SELF_TEST_CLIENTS));
             let replies: Rc<Vec<Future<Vec<u8>>>> = Rc::new(
                 (0..SELF_TEST_CLIENTS)
-                    .map(|i| client(addr, format!("hello from client {i}\n")))
+                    .map(|i| {
+                        let line = format!("hello from client {i}\n");
+                        match form {
+                            Form::Callbacks => client(addr, line),
+                            Form::Async => gen::coroutine(client_async(addr, line)),
+                        }
+                    })
                     .collect(),
             );
             for reply in replies.iter() {
@@ -154,14 +226,13 @@ fn self_test() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("the clients were served one by one: {took:?}").into());
     }
     io_loop.close();
-    println!("ok");
     Ok(())
 }
 
-fn serve(port: u16, delay: Duration) -> Result<(), Box<dyn std::error::Error>> {
+fn serve(port: u16, delay: Duration, form: Form) -> Result<(), Box<dyn std::error::Error>> {
     let io_loop = IOLoop::new()?;
     io_loop.make_current();
-    let server = echo_server(delay);
+    let server = echo_server(delay, form);
     server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     println!(
         "echo server listening on {:?}, answering after {delay:?}; Ctrl-C to stop",
@@ -173,12 +244,22 @@ fn serve(port: u16, delay: Duration) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let form = match args.first().map(String::as_str) {
+        Some("--async") => {
+            args.remove(0);
+            Some(Form::Async)
+        }
+        _ => None,
+    };
     match args.first().map(String::as_str) {
-        None | Some("--self-test") => self_test(),
-        Some("--serve") => serve(DEFAULT_PORT, DEFAULT_DELAY),
+        None | Some("--self-test") => match form {
+            Some(form) => self_test(&[form]),
+            None => self_test(&[Form::Callbacks, Form::Async]),
+        },
+        Some("--serve") => serve(DEFAULT_PORT, DEFAULT_DELAY, form.unwrap_or(Form::Callbacks)),
         Some("-h") | Some("--help") => {
-            println!("usage: echo_server [--self-test | --serve | PORT [DELAY_SECS]]");
+            println!("usage: echo_server [--async] [--self-test | --serve | PORT [DELAY_SECS]]");
             Ok(())
         }
         Some(port) => {
@@ -190,7 +271,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 None => DEFAULT_DELAY,
             };
-            serve(port, delay)
+            serve(port, delay, form.unwrap_or(Form::Callbacks))
         }
     }
 }

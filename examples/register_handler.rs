@@ -19,9 +19,22 @@
 //!         IOLoop.current().add_timeout(time.time() + 0.05, partial(callback, 2))
 //! ```
 //!
+//! Its Tornado 6 twin, served on `/async`, is the same handler with native
+//! coroutines; the callbacks stay as they are, awaited as `gen.Task`s
+//! (`Task` is awaitable):
+//!
+//! ```python
+//! class AsyncHandler(RequestHandler):
+//!     async def get(self):
+//!         response = await gen.Task(self.method_while)
+//!         later = await gen.Task(self.method_later)
+//!         self.write("response %s, later %s" % (response, later))
+//! ```
+//!
 //! Usage: `register_handler` (self-check: serve on a free port, fetch `/`
-//! with a std client, check the answer, exit 0) or `register_handler PORT`
-//! (serve on 127.0.0.1:PORT until killed; try `curl 127.0.0.1:PORT/`).
+//! and `/async` with a std client, check the answers, exit 0) or
+//! `register_handler PORT` (serve on 127.0.0.1:PORT until killed; try
+//! `curl 127.0.0.1:PORT/` and `curl 127.0.0.1:PORT/async`).
 
 use squall::netutil::BindOptions;
 use std::io::{Read, Write};
@@ -102,10 +115,32 @@ impl RequestHandler for Handler {
     }
 }
 
+/// The `async def get` twin: the state machine above is what the compiler
+/// writes for this block. `finish_on` finishes the response when the
+/// coroutine is done (an error answers 500).
+struct AsyncHandler;
+
+impl RequestHandler for AsyncHandler {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        let x2 = x.clone();
+        x.finish_on(&gen::coroutine(async move {
+            let response: i32 = Task::new(method_while).await?.downcast()?;
+            let later: i32 = Task::new(method_later).await?.downcast()?;
+            x2.write(format!("response {response}, later {later}"));
+            Ok(())
+        }));
+        Ok(())
+    }
+}
+
 fn main() -> Result<(), Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let io_loop = IOLoop::current();
-    let server = HTTPServer::new(Application::new().route("/", || Handler));
+    let server = HTTPServer::new(
+        Application::new()
+            .route("/", || Handler)
+            .route("/async", || AsyncHandler),
+    );
     if let Some(port) = std::env::args().nth(1) {
         let port: u16 = port
             .parse()
@@ -119,24 +154,27 @@ fn main() -> Result<(), Error> {
     let addr = server.local_addrs()[0];
     let remote = io_loop.remote();
     let client = std::thread::spawn(move || {
-        let result = (|| -> std::io::Result<String> {
+        let fetch = |path: &str| -> std::io::Result<String> {
             let mut conn = std::net::TcpStream::connect(addr)?;
             conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-            conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+            let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            conn.write_all(head.as_bytes())?;
             let mut reply = String::new();
             conn.read_to_string(&mut reply)?;
             Ok(reply)
-        })();
+        };
+        let result = fetch("/").and_then(|a| Ok((a, fetch("/async")?)));
         let _ = remote.stop();
         result
     });
     io_loop.start()?;
-    let reply = client.join().expect("client thread").map_err(Error::from)?;
-    println!("{}", reply.trim_end());
-    if reply.starts_with("HTTP/1.1 200") && reply.ends_with("response 1, later 2") {
-        println!("register_handler: ok");
-        Ok(())
-    } else {
-        Err(Error::other(format!("unexpected reply: {reply:?}")))
+    let (generator, native) = client.join().expect("client thread").map_err(Error::from)?;
+    for reply in [&generator, &native] {
+        println!("{}\n", reply.trim_end());
+        if !(reply.starts_with("HTTP/1.1 200") && reply.ends_with("response 1, later 2")) {
+            return Err(Error::other(format!("unexpected reply: {reply:?}")));
+        }
     }
+    println!("register_handler: ok (generator and async forms)");
+    Ok(())
 }

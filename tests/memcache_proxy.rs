@@ -13,6 +13,9 @@ mod answer;
 #[path = "../examples/memcache_proxy/client.rs"]
 mod client;
 #[allow(dead_code)]
+#[path = "../examples/memcache_proxy/client_async.rs"]
+mod client_async;
+#[allow(dead_code)]
 #[path = "../examples/memcache_proxy/hash.rs"]
 mod hash;
 #[allow(dead_code)]
@@ -1162,4 +1165,64 @@ fn a_binary_protocol_request_is_refused_at_once() {
     let mut c = cluster.client();
     assert_eq!(c.set("k", b"v").unwrap(), "STORED");
     cluster.settles_to(&[("curr_connections", "2"), ("live_sessions", "2")]);
+}
+
+#[test]
+fn client_from_an_async_block() {
+    // The article's client, awaited: each call's two callbacks become one
+    // Future (examples/memcache_proxy/client_async.rs).
+    if !need::ready(&[Peer::Memcached]) {
+        return;
+    }
+    use reply::Status;
+    use squall::{gen, ErrorKind};
+    let servers = [Memcached::start().unwrap(), Memcached::start().unwrap()];
+    let io_loop = IOLoop::new().unwrap();
+    let addrs: Vec<SocketAddr> = servers.iter().map(Memcached::addr).collect();
+    let c = Rc::new(Client::new(&io_loop, &addrs, Options::default()));
+    let silent = Rc::new(Client::new(
+        &io_loop,
+        &[silent_server()],
+        Options {
+            timeout: Duration::from_millis(50),
+            ..Options::default()
+        },
+    ));
+    let (c2, s2) = (c.clone(), silent.clone());
+    let got = io_loop.run_sync(
+        move || {
+            gen::coroutine(async move {
+                let keys: Vec<Vec<u8>> =
+                    (0..20).map(|i| format!("async:{i}").into_bytes()).collect();
+                // Stored side by side across both servers.
+                let stored =
+                    gen::multi(keys.iter().map(|k| c2.set_async(k, &k[6..], 0)).collect()).await?;
+                assert!(stored.iter().all(|s| *s == Status::Stored));
+                let one = c2.get_async(b"async:7").await?.expect("hit");
+                assert_eq!(one.data, b"7");
+                assert_eq!(c2.get_async(b"async:none").await?, None);
+                let many = c2.get_multi_async(&keys, false).await?;
+                let values: Vec<Vec<u8>> = many.into_iter().map(|i| i.expect("hit").data).collect();
+                let expected: Vec<Vec<u8>> = keys.iter().map(|k| k[6..].to_vec()).collect();
+                assert_eq!(values, expected);
+                assert_eq!(c2.set_async(b"n", b"40", 0).await?, Status::Stored);
+                assert_eq!(c2.incr_async(b"n", 2).await?, Some(42));
+                assert_eq!(c2.delete_async(b"n").await?, Status::Deleted);
+                assert_eq!(c2.incr_async(b"n", 2).await?, None);
+                // The client's own timeout, as an error of the await.
+                let err = s2.get_async(b"k").await.unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+                assert!(client::MemcacheError::of(&err).is_some(), "{err}");
+                Ok::<_, Error>(())
+            })
+        },
+        Some(Duration::from_secs(20)),
+    );
+    got.unwrap();
+    // Every call's timeout removed or run.
+    run_for(&io_loop, Duration::from_millis(10));
+    assert_eq!(io_loop.timer_stats().pending, 0);
+    c.close();
+    silent.close();
+    io_loop.close();
 }

@@ -78,6 +78,8 @@
 mod answer;
 #[allow(dead_code)]
 mod client;
+#[allow(dead_code)]
+mod client_async;
 mod fake;
 mod hash;
 mod load;

@@ -25,6 +25,31 @@
 //! `greenlet::Stream`), [`client`] (TorMySQL's `Client`: futures through
 //! `async_call_method`, the connect timeout), [`pool`] (the
 //! `ConnectionPool`, transactions), and [`mariadb`] (a server for tests).
+//!
+//! # The same client from `async`
+//!
+//! Every call returns a squall `Future`, so the three ways of writing a
+//! coroutine all use the client unchanged: straight-line code in a greenlet
+//! (`greenlet::wait(f)`), a generator (`YieldFuture::new(f)`, or
+//! `co.wait(f)` in `gen::stackful`), and an `async` block (`f.await`), as
+//! TorMySQL's users went from `yield` to `await`:
+//!
+//! ```text
+//! async def fetch_one(pool):                    gen::coroutine(async move {
+//!     async with await pool.begin() as tx:          let tx = pool.begin().await?;
+//!         await tx.execute("INSERT ...")             tx.execute("INSERT ...").await?;
+//!                                                    tx.commit().await?;
+//!     cursor = await pool.execute("SELECT v")       let rs = pool.execute("SELECT v").await?;
+//!     return cursor.fetchone()                      Ok(rs.scalar().map(str::to_owned))
+//!                                               })
+//! ```
+//!
+//! The driver still runs in a child greenlet per call: the `async` block
+//! only awaits the call's `Future`, so a query given up with `gen::timeout`
+//! still finishes in its child (a MySQL query cannot be taken back) before
+//! its connection goes back to the pool. The self-test runs the async form
+//! too, and `tests/tormysql.rs` has an `async` test (`gen::multi` over the
+//! pool, a transaction, `gen::timeout`).
 
 #[allow(dead_code)]
 mod client;
@@ -172,6 +197,27 @@ fn self_test() -> BoxResult<()> {
         Some(Duration::from_secs(30)),
     )?;
     println!("gen::stackful: {n:?}");
+    // The same from an `async` block: the client's futures are awaited.
+    let p = pool.clone();
+    let (n, both) = io_loop.run_sync(
+        move || {
+            gen::coroutine(async move {
+                let rs = p.execute("SELECT v FROM selftest WHERE id = 1").await?;
+                let both = gen::multi(vec![p.execute("SELECT 1"), p.execute("SELECT 2")]).await?;
+                let both: Vec<String> = both
+                    .iter()
+                    .filter_map(|rs| rs.scalar())
+                    .map(str::to_owned)
+                    .collect();
+                Ok((rs.scalar().map(str::to_owned), both))
+            })
+        },
+        Some(Duration::from_secs(30)),
+    )?;
+    println!("async: {n:?}, gen::multi: {both:?}");
+    if n.as_deref() != Some("kept") || both != ["1", "2"] {
+        return Err("the async form did not get the rows".into());
+    }
 
     // 3. 100 SLEEP(0.2) at once on one loop: about 0.2 s, not 20 s.
     let p = pool.clone();

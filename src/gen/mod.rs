@@ -104,6 +104,7 @@
 //! ```
 
 mod awaitable;
+mod multi;
 mod points;
 mod runner;
 mod task;
@@ -112,6 +113,7 @@ mod value;
 #[cfg(feature = "stackful")]
 pub use crate::greenlet::{stackful, Co, Stackful};
 pub use awaitable::{timeout, PointFuture, Sleep, Timeout, Typed};
+pub use multi::{multi, multi_keyed};
 pub use points::{
     moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Next, Task, Wait, WaitAll,
     WaitIterator, YieldFuture, YieldPoint,

@@ -23,7 +23,8 @@ pub struct ClientConfig {
     /// without holding back requests to other hosts.
     pub max_per_host: Option<usize>,
     /// The largest body accepted (default 100 MiB); past it the fetch fails
-    /// with [`ErrorKind::HttpProtocol`] and the connection is closed.
+    /// with [`ErrorKind::HttpProtocol`](crate::ErrorKind::HttpProtocol) and
+    /// the connection is closed.
     pub max_body_size: usize,
     /// The largest response head accepted (default 64 KiB).
     pub max_header_size: usize,

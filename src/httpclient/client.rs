@@ -425,7 +425,9 @@ impl ClientInner {
 
 impl Drop for ClientInner {
     fn drop(&mut self) {
-        // Idle connections are closed as the pool drops.
+        // The loop holds open streams: pooled ones would outlive the client
+        // (a finished exchange still around holds the pool).
+        self.pool.close();
         for q in self.st.get_mut().queue.drain(..) {
             if let Some(handle) = q.timeout {
                 self.pool.io_loop.remove_timeout(handle);

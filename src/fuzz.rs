@@ -77,8 +77,10 @@ pub fn http_server(data: &[u8]) {
     io_loop.close();
 }
 
-/// The chunked-body decoder: decoding the input in one call and in random
-/// pieces (the first 8 bytes seed the split) must agree.
+/// The chunked-body decoder: decoding the input in one call (as the
+/// server's read hook does), in random pieces (the first 8 bytes seed the
+/// split) and piece by piece as the decoder asks (as the HTTP client reads:
+/// a line through its LF, or exactly the bytes it wants) must agree.
 pub fn chunked(data: &[u8]) {
     let (seed, input) = data.split_at(data.len().min(8));
     let max_body = 1 << 16;
@@ -140,6 +142,71 @@ pub fn chunked(data: &[u8]) {
                 "the whole input failed but the pieces decoded a body"
             );
         }
+    }
+    let whole_done = whole.is_done();
+    chunked_as_the_client_reads(input, max_body, &whole_result, whole_done, &whole_body);
+}
+
+/// The client's way through a chunked body ([`ChunkedDecoder::wants`]): it
+/// must take every piece it asked for whole (the client fails a body
+/// "out of step" otherwise) and agree with the whole-input decoding.
+fn chunked_as_the_client_reads(
+    input: &[u8],
+    max_body: usize,
+    whole: &Result<usize, crate::Error>,
+    whole_done: bool,
+    whole_body: &[u8],
+) {
+    use crate::httputil::ChunkedWants;
+
+    let mut decoder = ChunkedDecoder::new(max_body);
+    let mut body = Vec::new();
+    let mut at = 0;
+    let mut failed = false;
+    loop {
+        let rest = &input[at..];
+        let piece = match decoder.wants() {
+            ChunkedWants::Done => break,
+            ChunkedWants::Line => match memchr::memchr(b'\n', rest) {
+                Some(nl) => &rest[..=nl],
+                // The client would wait for the rest of the line.
+                None => break,
+            },
+            ChunkedWants::Bytes(n) => match usize::try_from(n) {
+                Ok(n) if n <= rest.len() => &rest[..n],
+                _ => break,
+            },
+        };
+        match decoder.decode(piece, &mut body) {
+            Ok(used) => {
+                assert_eq!(used, piece.len(), "a piece asked for was not taken whole");
+                at += used;
+            }
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    match whole {
+        Ok(used) => {
+            // Every piece the whole decoding took was there to be read.
+            assert!(
+                !failed,
+                "the client's reads failed where the whole input decoded"
+            );
+            assert_eq!(decoder.is_done(), whole_done, "done differs");
+            assert!(whole_body.starts_with(&body), "bodies differ");
+            if whole_done {
+                assert_eq!(body, whole_body, "bodies differ");
+                assert_eq!(at, *used, "consumed differs");
+            }
+        }
+        // It may stop before the bad byte only if it never came.
+        Err(_) => assert!(
+            failed || !decoder.is_done(),
+            "the whole input failed but the client's reads decoded a body"
+        ),
     }
 }
 

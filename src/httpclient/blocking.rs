@@ -1,6 +1,8 @@
 //! `HTTPClient`: the blocking convenience wrapper, on a private loop.
 
-use super::client::{AsyncHTTPClient, ClientConfig, ClientStats};
+use super::client::AsyncHTTPClient;
+use super::config::ClientConfig;
+use super::pool::ClientStats;
 use super::request::HTTPRequest;
 use super::response::HTTPResponse;
 use crate::error::Error;

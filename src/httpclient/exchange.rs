@@ -1,15 +1,16 @@
 //! One request and its answer over one connection (one redirect hop):
 //! connect or reuse, write, read the head, read the body, hand the
 //! connection back. Every path ends in [`Exchange::finish`], which removes
-//! the timeout and either pools or closes the connection.
+//! the timeout, hands the slot back to the pool with the connection (or
+//! closes it), and calls the release callback the client gave.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use super::client::{ClientInner, HostKey};
 use super::parse::{self, protocol_error, Framing, Head};
+use super::pool::{HostKey, Pool};
 use super::request::HTTPRequest;
 use super::response::{HTTPTimeoutError, TimeoutPhase};
 use super::url::Url;
@@ -78,10 +79,18 @@ pub(crate) struct Answer {
     pub(crate) url: String,
 }
 
+/// What an exchange calls when it ends, after handing its slot and its
+/// connection back to the pool: the client's (Tornado's
+/// `release_callback`), to start what waits.
+pub(crate) type ReleaseCallback = Box<dyn FnOnce()>;
+
 /// One hop of a fetch, from dequeue to the end of its answer.
 pub(crate) struct Exchange {
     pub(crate) id: u64,
-    client: Rc<ClientInner>,
+    /// The client's connections, loop and settings.
+    pool: Rc<Pool>,
+    /// Taken (and called) by [`finish`](Exchange::finish).
+    release_callback: RefCell<Option<ReleaseCallback>>,
     request: Rc<HTTPRequest>,
     url: Url,
     key: HostKey,
@@ -97,17 +106,19 @@ impl Exchange {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: u64,
-        client: Rc<ClientInner>,
+        pool: Rc<Pool>,
         request: Rc<HTTPRequest>,
         url: Url,
         wire: Vec<u8>,
         future: Future<Answer>,
+        release_callback: ReleaseCallback,
     ) -> Rc<Exchange> {
-        let started = client.io_loop.time();
+        let started = pool.io_loop.time();
         let key = HostKey::of(&url, &request);
         Rc::new(Exchange {
             id,
-            client,
+            pool,
+            release_callback: RefCell::new(Some(release_callback)),
             request,
             url,
             key,
@@ -179,10 +190,10 @@ impl Exchange {
             st.timeout.take()
         };
         if let Some((handle, _)) = old {
-            self.client.io_loop.remove_timeout(handle);
+            self.pool.io_loop.remove_timeout(handle);
         }
         let weak: Weak<Exchange> = Rc::downgrade(self);
-        let handle = self.client.io_loop.call_at(when, move || {
+        let handle = self.pool.io_loop.call_at(when, move || {
             if let Some(me) = weak.upgrade() {
                 me.st.borrow_mut().timeout = None;
                 let limit = match phase {
@@ -201,13 +212,13 @@ impl Exchange {
         {
             let mut st = self.st.borrow_mut();
             st.connecting = true;
-            st.connect_started = self.client.io_loop.time();
+            st.connect_started = self.pool.io_loop.time();
         }
         self.arm_timer();
         let attempt = self.attempt();
         let me = self.clone();
-        let addrs = self.client.config.resolver.resolve_on(
-            &self.client.io_loop,
+        let addrs = self.pool.config.resolver.resolve_on(
+            &self.pool.io_loop,
             &self.url.host,
             self.url.port,
             AddressFamily::Unspec,
@@ -232,7 +243,7 @@ impl Exchange {
     /// Connects to `addrs[i]`; on a refusal, tries the next one.
     fn try_addr(self: &Rc<Self>, addrs: Rc<Vec<SocketAddr>>, i: usize, attempt: u32) {
         let (connect, request) = self.deadlines();
-        let now = self.client.io_loop.time();
+        let now = self.pool.io_loop.time();
         // The stream's own connect timeout fires at our deadline too; it
         // tells a refused address (try the next) from a silent one.
         let left = connect
@@ -241,7 +252,7 @@ impl Exchange {
             .max(Duration::from_millis(1));
         let me = self.clone();
         let addr = addrs[i];
-        let connected = match IOStream::connecting(addr, Some(left), &self.client.io_loop) {
+        let connected = match IOStream::connecting(addr, Some(left), &self.pool.io_loop) {
             Ok((stream, connected)) => {
                 // Held while connecting, so that finishing early (a timeout,
                 // the client's close) aborts the connect.
@@ -283,7 +294,7 @@ impl Exchange {
     /// The connection is made (and, for `https://`, its handshake done):
     /// the connect phase is over.
     fn connected(self: &Rc<Self>, stream: IOStream) {
-        let conn_id = self.client.adopt(&stream);
+        let conn_id = self.pool.adopt(&stream);
         self.st.borrow_mut().connecting = false;
         self.arm_timer();
         self.send(conn_id, stream, false);
@@ -296,7 +307,7 @@ impl Exchange {
     #[cfg(feature = "tls")]
     fn handshake(self: &Rc<Self>, plain: IOStream, attempt: u32) {
         let upgraded = self
-            .client
+            .pool
             .tls_config(&self.key)
             .and_then(|config| plain.upgrade_tls(config.into(), Some(&self.url.host)));
         let tls = match upgraded {
@@ -363,7 +374,7 @@ impl Exchange {
                 return;
             };
             let read = self.st.borrow().raw_head.len();
-            let left = self.client.config.max_header_size.saturating_sub(read);
+            let left = self.pool.config.max_header_size.saturating_sub(read);
             let line = stream.read_until_max_bytes(b"\n", left.max(1));
             if !line.done() {
                 let me = self.clone();
@@ -417,7 +428,7 @@ impl Exchange {
             Err(err) if err.kind() == ErrorKind::UnsatisfiableRead => {
                 self.finish(Err(protocol_error(format!(
                     "response head larger than max_header_size ({} bytes)",
-                    self.client.config.max_header_size
+                    self.pool.config.max_header_size
                 ))));
                 return false;
             }
@@ -464,7 +475,7 @@ impl Exchange {
                 return false;
             }
         };
-        let max = self.client.config.max_body_size;
+        let max = self.pool.config.max_body_size;
         if let Framing::Length(n) = framing {
             if n > max as u64 {
                 self.finish(Err(too_large(n, max)));
@@ -484,7 +495,7 @@ impl Exchange {
             Framing::Length(n) => BodyStep::Length(n as usize),
             Framing::Chunked => {
                 self.st.borrow_mut().chunked = Some(
-                    ChunkedDecoder::new(max).with_max_trailer(self.client.config.max_header_size),
+                    ChunkedDecoder::new(max).with_max_trailer(self.pool.config.max_header_size),
                 );
                 BodyStep::Chunked
             }
@@ -525,7 +536,7 @@ impl Exchange {
                     self.url
                 );
                 stale.close();
-                self.client.note_retry();
+                self.pool.note_retry();
                 self.connect();
             }
             None => {
@@ -567,7 +578,7 @@ impl Exchange {
                 BodyStep::Chunked => match self.chunked_wants() {
                     ChunkedWants::Line => stream.read_until_max_bytes(
                         b"\n",
-                        MAX_CHUNK_LINE.max(self.client.config.max_header_size),
+                        MAX_CHUNK_LINE.max(self.pool.config.max_header_size),
                     ),
                     // At most max_body_size + 2: the decoder checked the size.
                     ChunkedWants::Bytes(n) => stream.read_bytes(n as usize),
@@ -611,7 +622,7 @@ impl Exchange {
     }
 
     fn on_body(self: &Rc<Self>, step: &mut BodyStep, data: Result<Vec<u8>, Error>) -> Next {
-        let max = self.client.config.max_body_size;
+        let max = self.pool.config.max_body_size;
         let data = match data {
             Ok(data) => data,
             Err(err) => {
@@ -725,7 +736,7 @@ impl Exchange {
             )
         };
         if let Some((handle, _)) = timeout {
-            self.client.io_loop.remove_timeout(handle);
+            self.pool.io_loop.remove_timeout(handle);
         }
         let framing = self.st.borrow().framing;
         let reusable = outcome.is_ok()
@@ -749,7 +760,11 @@ impl Exchange {
             }
             None => None,
         };
-        self.client.release(self.id, &self.key, pooled);
+        self.pool.release(&self.key, pooled);
+        let release = self.release_callback.borrow_mut().take();
+        if let Some(release) = release {
+            release();
+        }
         let result = outcome.and_then(|()| {
             #[allow(unused_mut)]
             let mut head = head.ok_or_else(|| protocol_error("no response head"))?;
@@ -788,7 +803,7 @@ impl Exchange {
         let coding = coding.to_owned();
         head.headers.add("X-Consumed-Content-Encoding", coding);
         head.headers.remove("Content-Encoding");
-        let max = self.client.config.max_body_size;
+        let max = self.pool.config.max_body_size;
         match gunzip(&body, max) {
             Ok(decoded) => Ok(decoded),
             Err(GunzipError::TooLarge) => Err(protocol_error(format!(

@@ -92,8 +92,10 @@
 
 mod blocking;
 mod client;
+mod config;
 mod exchange;
 pub(crate) mod parse;
+mod pool;
 mod request;
 mod response;
 pub(crate) mod url;
@@ -101,6 +103,8 @@ pub(crate) mod url;
 /// The header map, shared with the server (re-exported from [`httputil`](crate::httputil)).
 pub use crate::httputil::HTTPHeaders;
 pub use blocking::HTTPClient;
-pub use client::{AsyncHTTPClient, ClientConfig, ClientStats};
+pub use client::AsyncHTTPClient;
+pub use config::ClientConfig;
+pub use pool::ClientStats;
 pub use request::{HTTPRequest, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT};
 pub use response::{HTTPError, HTTPResponse, HTTPTimeoutError, TimeoutPhase};

@@ -50,6 +50,8 @@ pub use points::{
     moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Task, Wait, WaitAll, WaitIterator,
     YieldFuture, YieldPoint,
 };
+/// For the web layer's `run_async`: the coroutine it may have to cancel.
+pub(crate) use runner::WeakRunner;
 #[cfg(feature = "stackful")]
 pub(crate) use runner::{child_run_depth, drain_put_off, swap_run_depth};
 pub use runner::{FreshKey, Key, ResultCallback, Runner};

@@ -42,6 +42,7 @@
 mod arguments;
 mod auth;
 mod cookies;
+mod coroutine;
 mod error;
 mod exchange;
 pub mod gzip;

@@ -9,7 +9,6 @@
 #[path = "common/http.rs"]
 mod http_kit;
 
-#[allow(dead_code)]
 #[path = "common/web.rs"]
 mod web_kit;
 
@@ -23,9 +22,12 @@ use squall::web::{Application, Exchange, HTTPError, RequestHandler};
 use squall::{gen, Error, ErrorKind, IOLoop};
 use web_kit::{get, serve};
 
+/// What `A`'s function makes: the `async` block, boxed.
+type Block = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>>>>;
+
 /// A handler whose `get` is one `async` block, made by a plain function
 /// (so routes stay one line each).
-struct A(fn(Exchange) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>>>>);
+struct A(fn(Exchange) -> Block);
 
 impl RequestHandler for A {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {

@@ -106,7 +106,8 @@ impl<F: StdFuture> AsyncDriver<F> {
         let (Some(arc), Some(id)) = (&self.waker, self.task) else {
             return;
         };
-        // Ours: `self.waker` and the `Waker` inside `polling`.
+        // Ours: `self.waker` and the `Waker` inside `polling`; a wake from
+        // another thread on its way home holds one too.
         let escaped = Arc::strong_count(arc) > 2;
         if escaped == self.held {
             // As it was: no trip to the table (the usual suspension, on a
@@ -279,10 +280,16 @@ impl std::task::Wake for TaskWaker {
             wake_at_home(self.id);
             return;
         }
-        let id = self.id;
         match &self.remote {
-            // A closed loop runs nothing again: there is nobody to wake.
-            Some(remote) => drop(remote.add_callback(move || wake_at_home(id))),
+            Some(remote) => {
+                // The wake carries a handle of its own: until it is home,
+                // the coroutine looks awaited (`hold_if_waker_escaped`), even
+                // if the waker that sent it is dropped at once, before the
+                // poll that handed it out has returned.
+                let this = self.clone();
+                // A closed loop runs nothing again: there is nobody to wake.
+                drop(remote.add_callback(move || wake_at_home(this.id)));
+            }
             None => log::warn!(
                 "an async coroutine created with no IOLoop was woken from another thread: \
                  nothing can deliver it"

@@ -8,6 +8,7 @@
 #   bench/http_callgrind.sh                  # squall hyper mio, N=20000
 #   N=5000 bench/http_callgrind.sh squall    # one server, a quicker look
 #   bench/http_callgrind.sh actix may        # the framework peers (names: bench/servers.sh)
+#   bench/http_callgrind.sh squall squallasync  # the same hello world as an async handler
 #   KEEP=1 bench/http_callgrind.sh squall    # keep the 2N profile for callgrind_annotate
 #                                            # or bench/cg_breakdown.py (per function, per line)
 #

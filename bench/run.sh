@@ -68,6 +68,11 @@ row future_set_result "future set_result + callback" tokio
 row gen_step_pending_future "gen step, pending future" tokio
 row gen_step_ready_future "gen step, ready future (squall)" -
 row gen_step_ready_task "gen step, ready Task (squall)" -
+row async_step_pending_future "async .await step, pending future" tokio
+row async_step_ready_future "async .await, ready future (squall)" -
+row async_wake_rc "wake: Future -> coroutine, Rc" -
+row async_wake_std_local "wake: std Waker, loop thread" -
+row async_wake_std_remote "wake: std Waker, other thread" tokio
 row echo_64b_100conns "echo 64 B round trip, 100 conns" tokio
 row echo_64b_100conns "  (mio: hand-written loop)" mio
 echo "ratio = squall/tokio; tokio column: current_thread runtime (see bench/peers/benches/peers.rs)"

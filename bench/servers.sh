@@ -24,6 +24,7 @@ fi
 server_cmd() { # name port -> the command line
   case $1 in
     squall) echo "$squall_target/release/examples/hello_server $2" ;;
+    squallasync) echo "$squall_target/release/examples/hello_server --async $2" ;;
     squallraw) echo "$squall_target/release/examples/hello_raw $2" ;;
     squall2) echo "$squall_target/release/examples/hello_server --processes 2 $2" ;;
     squall2rp) echo "$squall_target/release/examples/hello_server --processes 2 --reuse-port $2" ;;

@@ -13,6 +13,25 @@
 //!   `io_loop.add_callback` set it, and yields `YieldFuture::new(f)`; the loop
 //!   runs, one callback per step — the shape of real coroutine code.
 //!
+//! * `async_step_pending_future`: `gen_step_pending_future` written as an
+//!   `async` block: each step makes a pending `Future`, has
+//!   `io_loop.add_callback` set it, and `.await`s it.
+//! * `async_step_ready_future`: the block `.await`s `Future::ready(i)`:
+//!   no suspension, no loop turns.
+//!
+//! What a wake costs, path by path (each op: one suspension, one wake, one
+//! poll that makes the next thing to wait for):
+//!
+//! * `async_wake_rc`: a squall `Future` the block awaits is completed by
+//!   plain code on the loop's thread: it wakes the coroutine's `Runner`
+//!   through its `Rc`, at once, without the loop.
+//! * `async_wake_std_local`: the block awaits a foreign future holding a
+//!   `std` `Waker`, which a loop callback wakes (on the loop's thread: the
+//!   coroutine is queued and polled on the next iteration).
+//! * `async_wake_std_remote`: the same waker woken from another thread:
+//!   through the loop's `Remote` door (a ping-pong: the thread waits for
+//!   each waker the coroutine hands it).
+//!
 //! Every figure is per step: one coroutine of `iters` steps is timed, its
 //! set-up (runner, context, result future) amortised over them.
 
@@ -20,7 +39,12 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 /// The workloads, shared with `bench/peers` (which includes this file).
 pub mod ops {
+    use std::cell::{Cell, RefCell};
     use std::hint::black_box;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::task::{Context, Poll, Waker};
     use std::time::{Duration, Instant};
 
     use squall::gen::{self, ResultCallback, Resume, Step, Task, YieldFuture};
@@ -90,6 +114,180 @@ pub mod ops {
         result.result().expect("generator finished");
         elapsed
     }
+
+    /// Runs the loop until `result` is done; the time since `start`.
+    fn run_until<T: Clone + 'static>(
+        io_loop: &IOLoop,
+        result: &Future<T>,
+        start: Instant,
+    ) -> Duration {
+        let l = io_loop.clone();
+        result.add_done_callback(move |_: &Future<T>| l.stop());
+        if !result.done() {
+            io_loop.start().expect("loop runs");
+        }
+        let elapsed = start.elapsed();
+        result.result().expect("coroutine finished");
+        elapsed
+    }
+
+    /// `pending_future` as an `async` block: `iters` awaits of a pending
+    /// future that a callback (added by the step) resolves on the next
+    /// iteration.
+    pub fn async_pending_future(io_loop: &IOLoop, iters: u64) -> Duration {
+        // The coroutine's wakers find the loop as the current one.
+        io_loop.make_current();
+        let start = Instant::now();
+        let l = io_loop.clone();
+        let result = gen::coroutine(async move {
+            for i in 0..iters {
+                let f = Future::<u64>::new();
+                let set = f.clone();
+                l.add_callback(move || set.set_result(i).expect("pending"));
+                black_box(f.await?);
+            }
+            Ok(0u64)
+        });
+        run_until(io_loop, &result, start)
+    }
+
+    /// `iters` awaits of an already resolved future.
+    pub fn async_ready_future(iters: u64) -> Duration {
+        let start = Instant::now();
+        let result = gen::coroutine(async move {
+            for i in 0..iters {
+                black_box(Future::ready(i).await?);
+            }
+            Ok(0u64)
+        });
+        let elapsed = start.elapsed();
+        result.result().expect("coroutine finished");
+        elapsed
+    }
+
+    /// `iters` wakes through the `Rc` path: the block awaits a pending
+    /// future it left in `slot`; this loop (plain code, no IOLoop) takes it
+    /// and completes it, which polls the block at once, which leaves the
+    /// next one.
+    pub fn wake_rc(iters: u64) -> Duration {
+        let slot: Rc<RefCell<Option<Future<u64>>>> = Rc::default();
+        let start = Instant::now();
+        let s = slot.clone();
+        let result = gen::coroutine(async move {
+            for _ in 0..iters {
+                let f = Future::<u64>::new();
+                *s.borrow_mut() = Some(f.clone());
+                black_box(f.await?);
+            }
+            Ok(0u64)
+        });
+        let mut i = 0;
+        loop {
+            let next = slot.borrow_mut().take();
+            let Some(f) = next else { break };
+            f.set_result(i).expect("pending");
+            i += 1;
+        }
+        let elapsed = start.elapsed();
+        result.result().expect("coroutine finished");
+        elapsed
+    }
+
+    /// A foreign (non-squall) future on the loop's thread: ready once
+    /// `set`, waking the `std` waker it was polled with.
+    #[derive(Clone, Default)]
+    struct LocalFlag(Rc<(Cell<bool>, RefCell<Option<Waker>>)>);
+
+    impl LocalFlag {
+        fn set(&self) {
+            self.0 .0.set(true);
+            let waker = self.0 .1.borrow_mut().take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
+    impl std::future::Future for LocalFlag {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 .0.get() {
+                return Poll::Ready(());
+            }
+            *self.0 .1.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    /// `iters` wakes through a `std` waker on the loop's thread: each step
+    /// has a callback set a foreign future and wake its waker (queued:
+    /// polled on the next iteration), the shape of `async_pending_future`.
+    pub fn wake_std_local(io_loop: &IOLoop, iters: u64) -> Duration {
+        // The coroutine's wakers find the loop as the current one.
+        io_loop.make_current();
+        let start = Instant::now();
+        let l = io_loop.clone();
+        let result = gen::coroutine(async move {
+            for _ in 0..iters {
+                let flag = LocalFlag::default();
+                let set = flag.clone();
+                l.add_callback(move || set.set());
+                flag.await;
+            }
+            Ok(0u64)
+        });
+        run_until(io_loop, &result, start)
+    }
+
+    /// The thread-safe flag `wake_std_remote` waits on.
+    #[derive(Clone, Default)]
+    struct RemoteFlag(Arc<Mutex<(bool, Option<Waker>)>>);
+
+    impl std::future::Future for RemoteFlag {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let mut state = self.0.lock().expect("flag");
+            if state.0 {
+                return Poll::Ready(());
+            }
+            state.1 = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    /// `iters` wakes from another thread: the block hands a flag to a
+    /// thread (started with `pin`, to place it on a CPU of its own), which
+    /// sets it and wakes the waker: through the loop's `Remote` door.
+    pub fn wake_std_remote(io_loop: &IOLoop, iters: u64, pin: fn()) -> Duration {
+        // The coroutine's waker takes the current loop's `Remote`.
+        io_loop.make_current();
+        let (tx, rx) = mpsc::channel::<RemoteFlag>();
+        let thread = std::thread::spawn(move || {
+            pin();
+            for flag in rx {
+                let waker = {
+                    let mut state = flag.0.lock().expect("flag");
+                    state.0 = true;
+                    state.1.take()
+                };
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+        });
+        let start = Instant::now();
+        let result = gen::coroutine(async move {
+            for _ in 0..iters {
+                let flag = RemoteFlag::default();
+                tx.send(flag.clone()).expect("thread alive");
+                flag.await;
+            }
+            Ok(0u64)
+        });
+        let elapsed = run_until(io_loop, &result, start);
+        thread.join().expect("thread");
+        elapsed
+    }
 }
 
 fn gen_steps(c: &mut Criterion) {
@@ -109,5 +307,34 @@ fn gen_steps(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gen_steps);
+fn async_steps(c: &mut Criterion) {
+    let io_loop = squall::IOLoop::new().expect("loop");
+    let mut g = c.benchmark_group("async_step_pending_future");
+    g.bench_function("squall", |b| {
+        b.iter_custom(|iters| ops::async_pending_future(&io_loop, iters))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("async_step_ready_future");
+    g.bench_function("squall", |b| b.iter_custom(ops::async_ready_future));
+    g.finish();
+
+    let mut g = c.benchmark_group("async_wake_rc");
+    g.bench_function("squall", |b| b.iter_custom(ops::wake_rc));
+    g.finish();
+
+    let mut g = c.benchmark_group("async_wake_std_local");
+    g.bench_function("squall", |b| {
+        b.iter_custom(|iters| ops::wake_std_local(&io_loop, iters))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("async_wake_std_remote");
+    g.bench_function("squall", |b| {
+        b.iter_custom(|iters| ops::wake_std_remote(&io_loop, iters, || {}))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, gen_steps, async_steps);
 criterion_main!(benches);

@@ -16,7 +16,7 @@
 //! logger that records those lines, runs each form, prints the steps side
 //! by side and checks that they are the same sequence: `send`, `start yield
 //! point`, `not ready: waiting`, ... `return`. An `async` block is a
-//! generator the compiler wrote; each pending `.await` is a registered key,
+//! generator the compiler wrote; each pending `.await` is a yield point,
 //! exactly as each `yield` is.
 //!
 //! It then shows where the forms do differ: a future that is already done.

@@ -13,14 +13,21 @@
 //! hello_server PORT          serve on 127.0.0.1:PORT
 //! hello_server --self-test   serve on a free port, fetch every route with a
 //!                            plain std client, check the answers, exit 0
+//! hello_server --async [PORT]
+//!                            `/` answered by an `async` handler (Tornado 6's
+//!                            `async def get`): what bench/http_callgrind.sh
+//!                            compares with the plain one (`squallasync`)
 //! hello_server --processes N [--reuse-port] PORT
 //!                            Tornado's bind + start(N): N forked processes
 //!                            accepting on one shared socket (or, with
 //!                            --reuse-port, one SO_REUSEPORT socket each)
 //! ```
 //!
-//! Routes: `/` answers `Hello, world`; `/sleep` answers after 2 s, waiting
+//! Routes: `/` answers `Hello, world`; `/async` too, from an `async`
+//! block; `/sleep` answers after 2 s, waiting
 //! with the loop (`call_later`), so everyone else is served meanwhile;
+//! `/async_sleep` the same, written as Tornado 6's
+//! `async def get(self): await gen.sleep(2); self.write(...)`;
 //! `/blocking` sleeps 2 s with `std::thread::sleep` — on purpose, the
 //! mistake the second seed article warns about: the whole server stalls,
 //! and the loop's blocking log names the culprit.
@@ -39,13 +46,40 @@ use std::time::{Duration, Instant};
 
 use squall::http::HTTPServer;
 use squall::web::{Application, Exchange, RequestHandler};
-use squall::{Error, IOLoop};
+use squall::{gen, Error, IOLoop};
 
 struct MainHandler;
 impl RequestHandler for MainHandler {
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
         x.write("Hello, world");
         Ok(())
+    }
+}
+
+/// `MainHandler` as Tornado 6's `async def get`: the response is finished
+/// when the block returns.
+struct AsyncMainHandler;
+impl RequestHandler for AsyncMainHandler {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        x.run_async(|x| async move {
+            x.write("Hello, world");
+            Ok(())
+        })
+    }
+}
+
+/// `SleepHandler` as an `async` block.
+struct AsyncSleepHandler {
+    delay: Duration,
+}
+impl RequestHandler for AsyncSleepHandler {
+    fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+        let delay = self.delay;
+        x.run_async(move |x| async move {
+            gen::sleep(delay).await?;
+            x.write(format!("slept {:?} in a coroutine\n", x.request().path()));
+            Ok(())
+        })
     }
 }
 
@@ -77,10 +111,15 @@ impl RequestHandler for BlockingHandler {
     }
 }
 
-fn app(delay: Duration) -> Application {
-    Application::new()
-        .route("/", || MainHandler)
+fn app(delay: Duration, async_root: bool) -> Application {
+    let app = if async_root {
+        Application::new().route("/", || AsyncMainHandler)
+    } else {
+        Application::new().route("/", || MainHandler)
+    };
+    app.route("/async", || AsyncMainHandler)
         .route("/sleep", move || SleepHandler { delay })
+        .route("/async_sleep", move || AsyncSleepHandler { delay })
         .route("/blocking", move || BlockingHandler { delay })
 }
 
@@ -92,8 +131,9 @@ fn main() -> Result<(), Error> {
         io_loop.set_blocking_log_threshold(Some(Duration::from_millis(500)));
         return self_test(&io_loop);
     }
-    let usage = || Error::other("usage: hello_server [--processes N [--reuse-port]] [PORT]");
-    let (mut port, mut processes, mut reuse_port) = (8888, 1, false);
+    let usage =
+        || Error::other("usage: hello_server [--async] [--processes N [--reuse-port]] [PORT]");
+    let (mut port, mut processes, mut reuse_port, mut async_root) = (8888, 1, false, false);
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -101,10 +141,11 @@ fn main() -> Result<(), Error> {
                 processes = rest.next().and_then(|n| n.parse().ok()).ok_or_else(usage)?;
             }
             "--reuse-port" => reuse_port = true,
+            "--async" => async_root = true,
             p => port = p.parse().map_err(|_| usage())?,
         }
     }
-    let server = HTTPServer::new(app(Duration::from_secs(2)));
+    let server = HTTPServer::new(app(Duration::from_secs(2), async_root));
     if processes == 1 {
         server.listen_with(port, BindOptions::new().address("127.0.0.1"))?;
     } else {
@@ -123,7 +164,7 @@ fn main() -> Result<(), Error> {
     // Report callbacks that hold the loop longer than this.
     io_loop.set_blocking_log_threshold(Some(Duration::from_millis(500)));
     println!(
-        "serving on http://127.0.0.1:{port}/ (routes /, /sleep, /blocking){}",
+        "serving on http://127.0.0.1:{port}/ (routes /, /async, /sleep, /async_sleep, /blocking){}",
         if processes == 1 {
             String::new()
         } else {
@@ -156,7 +197,7 @@ fn fetch(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
 
 fn self_test(io_loop: &IOLoop) -> Result<(), Error> {
     let delay = Duration::from_millis(600);
-    let server = HTTPServer::new(app(delay));
+    let server = HTTPServer::new(app(delay, false));
     server.listen_with(0, BindOptions::new().address("127.0.0.1"))?;
     let addr = server.local_addrs()[0];
     let remote = io_loop.remote();
@@ -170,6 +211,7 @@ fn self_test(io_loop: &IOLoop) -> Result<(), Error> {
             Ok(t.elapsed())
         };
         check("/", 200, "Hello, world")?;
+        check("/async", 200, "Hello, world")?;
         check("/nope", 404, "404: Not Found")?;
         // While /sleep waits on the loop, / is answered at once.
         let sleeper = std::thread::spawn(move || fetch(addr, "/sleep"));
@@ -179,6 +221,16 @@ fn self_test(io_loop: &IOLoop) -> Result<(), Error> {
         if status != 200 || !body.contains("slept") || quick >= delay {
             return Err(format!(
                 "/sleep: {status} {body:?}, / took {quick:?} meanwhile"
+            ));
+        }
+        // The same, with the wait written as an `async` block.
+        let sleeper = std::thread::spawn(move || fetch(addr, "/async_sleep"));
+        std::thread::sleep(Duration::from_millis(100));
+        let quick = check("/async", 200, "Hello, world")?;
+        let (status, body) = sleeper.join().unwrap().map_err(|e| e.to_string())?;
+        if status != 200 || !body.contains("in a coroutine") || quick >= delay {
+            return Err(format!(
+                "/async_sleep: {status} {body:?}, /async took {quick:?} meanwhile"
             ));
         }
         // While /blocking sleeps, / waits for it: the stall.

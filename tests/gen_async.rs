@@ -509,3 +509,49 @@ fn spawn_callback_runs_an_async_coroutine_and_reports_its_error() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].message(), "background task failed");
 }
+
+/// A foreign future whose waker is woken, and let go, by another thread
+/// before the poll that handed it out has even returned `Pending`: the
+/// wake is in flight through the loop's `Remote` door, and the coroutine
+/// must still be there when it arrives (nothing else holds it).
+struct WokenAwayDuringPoll {
+    woken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::future::Future for WokenAwayDuringPoll {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::sync::atomic::Ordering;
+        if self.woken.load(Ordering::SeqCst) {
+            return std::task::Poll::Ready(());
+        }
+        let waker = cx.waker().clone();
+        let woken = self.woken.clone();
+        std::thread::spawn(move || {
+            woken.store(true, Ordering::SeqCst);
+            waker.wake();
+        })
+        .join()
+        .expect("waking thread");
+        std::task::Poll::Pending
+    }
+}
+
+#[test]
+fn a_wake_from_another_thread_during_the_poll_is_not_lost() {
+    let io_loop = IOLoop::new().unwrap();
+    io_loop.make_current();
+    let result = run(&io_loop, async {
+        for _ in 0..100 {
+            WokenAwayDuringPoll {
+                woken: Default::default(),
+            }
+            .await;
+        }
+        Ok(7)
+    });
+    assert_eq!(result.unwrap(), 7);
+}

@@ -40,10 +40,10 @@
 //! # `async`/`await` is the Runner
 //! An `async` block is a generator the compiler wrote: [`coroutine`] takes
 //! one as readily as a [`Generator`], and the same `Runner` drives it. Each
-//! resume polls the block once; while it is pending, it yields one fresh
-//! key, registered like a [`Task`]'s, and whatever wakes it delivers that
-//! key's result. A squall [`Future`] awaited in it wakes the runner the
-//! moment it completes, as a yielded [`YieldFuture`] does; a yield point
+//! resume polls the block once; while it is pending, it yields a
+//! suspension point, ready once the runner is woken. A squall [`Future`]
+//! awaited in it wakes the runner the moment it completes, as a yielded
+//! [`YieldFuture`] does (no key, exactly as there); a yield point
 //! awaited in it ([`Task`], [`sleep`], [`Callback`]/[`Wait`], [`Multi`],
 //! [`WaitIterator::next`], [`with_timeout`]) is started on the same runner,
 //! its keys the runner's. So stack contexts, [`LeakedCallback`](crate::ErrorKind::LeakedCallback),
@@ -118,6 +118,8 @@ pub use points::{
     moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Next, Task, Wait, WaitAll,
     WaitIterator, YieldFuture, YieldPoint,
 };
+/// For the web layer's `run_async`: the coroutine it may have to cancel.
+pub(crate) use runner::WeakRunner;
 #[cfg(feature = "stackful")]
 pub(crate) use runner::{child_run_depth, drain_put_off, swap_run_depth};
 pub use runner::{FreshKey, Key, ResultCallback, Runner};
@@ -276,8 +278,8 @@ where
 
 /// Runs a coroutine and returns a Future of its result (Tornado's
 /// `@gen.coroutine`): a hand-written [`Generator`], or an `async` block,
-/// which the same [`Runner`] drives (each pending `.await` is a registered
-/// key; being woken is that key's result).
+/// which the same [`Runner`] drives (a pending `.await` is a yield point;
+/// the keys are those of the points it awaits).
 ///
 /// An error — returned, panicked, or thrown in and not caught — goes into the
 /// future, never raised. The coroutine runs up to its first wait before

@@ -171,8 +171,6 @@ struct Inner {
     /// Something arrived since the generator last ran (a result, a wake):
     /// what an `async` coroutine's suspension waits for.
     woken: Cell<bool>,
-    /// The key an `async` coroutine is suspended on: a wake is its result.
-    suspend_key: Cell<Option<FreshKey>>,
     /// Keys registered while an `.await` starts its yield point, so that
     /// dropping the `.await` can give them up.
     recording: RefCell<Option<Vec<Key>>>,
@@ -211,7 +209,6 @@ impl Runner {
                 ctx: RefCell::new(Context::empty()),
                 deactivate: RefCell::new(None),
                 woken: Cell::new(false),
-                suspend_key: Cell::new(None),
                 recording: RefCell::new(None),
             }),
         };
@@ -301,23 +298,10 @@ impl Runner {
         keys.fresh.len() + keys.labels.len()
     }
 
-    /// Removes `key` outright: for a key no callback was ever made for.
-    pub(crate) fn forget(&self, key: &Key) {
-        let removed = self.inner.keys.borrow_mut().remove(key);
-        drop(removed);
-    }
-
-    /// A nudge: the coroutine's suspension key gets its result if it is
-    /// suspended, else the next check for readiness sees `woken`. Then the
-    /// runner runs (or, if it is running, its loop picks the wake up).
+    /// A nudge: the next check for readiness of an `async` coroutine's
+    /// suspension sees `woken`. Then the runner runs (or, if it is running,
+    /// its loop picks the wake up).
     pub(crate) fn wake(&self) {
-        if let Some(key) = self.inner.suspend_key.take() {
-            let key = Key::Fresh(key);
-            if self.awaits_result(&key) == Some(true) {
-                self.set_result(&key, Ok(Value::unit()));
-                return;
-            }
-        }
         self.inner.woken.set(true);
         self.run();
     }
@@ -325,11 +309,6 @@ impl Runner {
     /// Whether something arrived since the last call (and clears it).
     pub(crate) fn take_woken(&self) -> bool {
         self.inner.woken.replace(false)
-    }
-
-    /// Marks `key` as the one an `async` coroutine is suspended on.
-    pub(crate) fn set_suspend_key(&self, key: Option<FreshKey>) {
-        self.inner.suspend_key.set(key);
     }
 
     /// The runner of the `async` coroutine being polled on this thread, if

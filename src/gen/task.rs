@@ -2,12 +2,13 @@
 //! compiler wrote.
 //!
 //! Each resume polls the block once. If it finishes, that is the generator's
-//! `Return`. If it is pending, the generator yields a [`Suspend`] point: a
-//! fresh callback key, registered like any `Task`'s, whose result is the
-//! coroutine's wake-up. So a pending `.await` is a registered key, a wake is
-//! that key's result, and everything that watches a Runner (stack contexts,
-//! `LeakedCallback`, the trace, the blocking log) sees an `async` coroutine
-//! exactly as it sees a hand-written generator.
+//! `Return`. If it is pending, the generator yields a [`Suspend`] point,
+//! ready once the runner is woken. So a pending `.await` is a yield point
+//! and a wake is its readiness, and everything that watches a Runner (stack
+//! contexts, the trace, the blocking log) sees an `async` coroutine exactly
+//! as it sees a hand-written generator. (The yield points and futures the
+//! block awaits register their own keys, as a generator's would: a
+//! suspension needs none, and so costs no allocation.)
 //!
 //! Two ways to be woken:
 //! - a squall [`Future`] (or a yield point) awaited directly by the
@@ -30,7 +31,7 @@ use std::task::{Context, Poll, Waker};
 use slotmap::{new_key_type, SlotMap};
 
 use super::runner::{ErasedGen, WeakRunner};
-use super::{Key, Resume, Runner, Value, YieldPoint};
+use super::{Resume, Runner, Value, YieldPoint};
 use crate::callback;
 use crate::error::{Error, ErrorKind};
 use crate::future::{with_polling, Polling};
@@ -46,6 +47,8 @@ pub(crate) struct AsyncDriver<F: StdFuture> {
     /// The waker's own `Arc`, to see whether a clone of it got out.
     waker: Option<Arc<TaskWaker>>,
     task: Option<TaskId>,
+    /// The table holds the runner strongly (the waker is out there).
+    held: bool,
     output: Option<F::Output>,
     done: Option<Box<dyn FnOnce(F::Output)>>,
 }
@@ -57,6 +60,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> AsyncDriver<
             polling: None,
             waker: None,
             task: None,
+            held: false,
             output: None,
             done: Some(done),
         }
@@ -98,12 +102,19 @@ impl<F: StdFuture> AsyncDriver<F> {
     /// So while a clone of the waker is out there (a channel kept it), this
     /// thread's table holds the runner, or nothing would; once no clone is
     /// left, a coroutine nobody can wake is dropped, not kept forever.
-    fn hold_if_waker_escaped(&self, runner: &Runner) {
+    fn hold_if_waker_escaped(&mut self, runner: &Runner) {
         let (Some(arc), Some(id)) = (&self.waker, self.task) else {
             return;
         };
-        // Ours: `self.waker` and the `Waker` inside `polling`.
+        // Ours: `self.waker` and the `Waker` inside `polling`; a wake from
+        // another thread on its way home holds one too.
         let escaped = Arc::strong_count(arc) > 2;
+        if escaped == self.held {
+            // As it was: no trip to the table (the usual suspension, on a
+            // squall future, whose waker never gets out).
+            return;
+        }
+        self.held = escaped;
         let dropped = LOCAL.with(|l| {
             let mut l = l.borrow_mut();
             let entry = l.tasks.get_mut(id)?;
@@ -139,7 +150,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> ErasedGen fo
         match polled {
             Ok(Poll::Pending) => {
                 self.hold_if_waker_escaped(runner);
-                Some(Box::new(Suspend { key: None }))
+                Some(Box::new(Suspend))
             }
             Ok(Poll::Ready(output)) => {
                 self.output = Some(output);
@@ -192,42 +203,24 @@ impl<F: StdFuture> Drop for AsyncDriver<F> {
     }
 }
 
-/// What an `async` coroutine yields while it is pending: one fresh key,
-/// registered, whose result is the wake-up.
-struct Suspend {
-    key: Option<Key>,
-}
+/// What an `async` coroutine yields while it is pending: ready once the
+/// runner is woken ([`Runner::wake`], or a result for one of its keys). A
+/// unit struct: boxing it allocates nothing.
+struct Suspend;
 
 impl YieldPoint for Suspend {
-    fn start(&mut self, runner: &Runner) -> Result<(), Error> {
-        let key = runner.fresh_key();
-        runner.register_callback(key.clone())?;
-        if let Key::Fresh(fresh) = key {
-            runner.set_suspend_key(Some(fresh));
-        }
-        self.key = Some(key);
+    fn start(&mut self, _runner: &Runner) -> Result<(), Error> {
         Ok(())
     }
 
     fn is_ready(&self, runner: &Runner) -> bool {
-        // Woken while it was being polled (a result or a completion that
-        // came synchronously) counts too: the coroutine is polled again.
-        let key = self.key.as_ref().expect("started");
-        runner.is_ready(key).unwrap_or(true) || runner.take_woken()
+        // Woken since the last poll, while it was being polled too (a
+        // completion that came synchronously): the coroutine is polled
+        // again.
+        runner.take_woken()
     }
 
-    fn get_result(&mut self, runner: &Runner) -> Result<Value, Error> {
-        let key = self.key.take().expect("started");
-        runner.set_suspend_key(None);
-        runner.take_woken();
-        if runner.is_ready(&key).unwrap_or(false) {
-            runner.pop_result(&key)?;
-        } else {
-            // Woken some other way (during the poll, or by a result for an
-            // awaited point's key). No callback holds this key, and a wake
-            // checks that it is still registered: it can simply go.
-            runner.forget(&key);
-        }
+    fn get_result(&mut self, _runner: &Runner) -> Result<Value, Error> {
         Ok(Value::unit())
     }
 }
@@ -287,10 +280,16 @@ impl std::task::Wake for TaskWaker {
             wake_at_home(self.id);
             return;
         }
-        let id = self.id;
         match &self.remote {
-            // A closed loop runs nothing again: there is nobody to wake.
-            Some(remote) => drop(remote.add_callback(move || wake_at_home(id))),
+            Some(remote) => {
+                // The wake carries a handle of its own: until it is home,
+                // the coroutine looks awaited (`hold_if_waker_escaped`), even
+                // if the waker that sent it is dropped at once, before the
+                // poll that handed it out has returned.
+                let this = self.clone();
+                // A closed loop runs nothing again: there is nobody to wake.
+                drop(remote.add_callback(move || wake_at_home(this.id)));
+            }
             None => log::warn!(
                 "an async coroutine created with no IOLoop was woken from another thread: \
                  nothing can deliver it"

@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub(super) gzip: RefCell<Option<crate::httputil::gzip::GzipStream>>,
     /// The request's arguments, parsed when first asked for.
     arguments: super::arguments::ArgumentCache,
+    /// The `async` block of `run_async`, if one runs (see coroutine.rs).
+    pub(super) coroutine: super::coroutine::CoroutineSlot,
 }
 
 /// Finished exchanges, emptied, kept by an application for its next
@@ -105,6 +107,7 @@ impl Exchange {
                 #[cfg(feature = "gzip")]
                 gzip: RefCell::new(None),
                 arguments: Default::default(),
+                coroutine: Default::default(),
             }),
         }
     }
@@ -509,6 +512,8 @@ impl Exchange {
         if self.inner.finished.replace(true) {
             return;
         }
+        // A `run_async` block waiting is dropped first (coroutine.rs).
+        self.inner.coroutine.cancel();
         let handler = handler.or_else(|| self.inner.handler.take());
         if let Some(mut handler) = handler {
             handler.on_connection_close();

@@ -28,7 +28,10 @@
 //! A handler method that returns with the response unfinished finishes it
 //! for you — unless it called [`Exchange::set_async`] (Tornado's
 //! `@web.asynchronous`) or [`Exchange::finish_on`]: then the response
-//! stays open until a later callback calls [`Exchange::finish`]. An `Err`
+//! stays open until a later callback calls [`Exchange::finish`]. A method
+//! written as an `async` block (Tornado 6's `async def get`) hands the
+//! block to [`Exchange::run_async`]: the response finishes when it ends.
+//! An `Err`
 //! or a panic from a handler answers 500 (once; if the response had
 //! started, the connection is closed instead), and the server goes on.
 //!
@@ -42,6 +45,7 @@
 mod arguments;
 mod auth;
 mod cookies;
+mod coroutine;
 mod error;
 mod exchange;
 pub mod gzip;

@@ -12,6 +12,9 @@
 //! | `future_set_result`      | `Future::new` + `add_done_callback` + `set_result` | `oneshot::channel` + poll (pending) + `send` + poll (ready) |
 //! | `gen_step_pending_future` | one `gen::Runner` step: yield `YieldFuture` of a pending future that an `add_callback` sets | one loop of a spawned task: `oneshot::channel`, `spawn` a task that sends, `.await` the receiver |
 //! | `gen_step_ready_future`, `gen_step_ready_task` | one step on an already resolved point (squall only) | - |
+//! | `async_step_pending_future` | `gen_step_pending_future` as an `async` block: `.await` a pending future that an `add_callback` sets | as `gen_step_pending_future` |
+//! | `async_step_ready_future`, `async_wake_rc`, `async_wake_std_local` | `.await` a ready future; a wake through the `Runner`'s `Rc`; a `std` waker woken on the loop's thread (squall only; see `benches/gen.rs`) | - |
+//! | `async_wake_std_remote` | a `std` waker woken from another thread (the `Remote` door), the thread handed each flag through a channel | a task awaiting a `oneshot` whose sender a thread got through a channel |
 //! | `echo_64b_100conns`      | one 64-byte echo round trip, 100 connections in flight, `TCPServer` + `IOStream` clients on one loop | the same with `TcpListener`/`TcpStream` tasks (`tokio`); a hand-written mio loop (`mio`) |
 //!
 //! Every figure is per operation. The squall workloads are the root crate's
@@ -347,6 +350,70 @@ fn tokio_pending_oneshot(rt: &Runtime, iters: u64) -> Duration {
     })
 }
 
+/// `iters` awaits of a `oneshot` filled by another thread, which gets each
+/// sender through a channel: `async_wake_std_remote`'s tokio side.
+fn tokio_oneshot_from_thread(rt: &Runtime, iters: u64) -> Duration {
+    let (tx, rx) = std::sync::mpsc::channel::<oneshot::Sender<u64>>();
+    let thread = std::thread::spawn(move || {
+        squall_bench::ops::pin_from_env(squall_bench::ops::PRODUCER_CPU_VAR);
+        for (i, sender) in rx.into_iter().enumerate() {
+            let _ = sender.send(i as u64);
+        }
+    });
+    let elapsed = rt.block_on(async {
+        let start = Instant::now();
+        tokio::spawn(async move {
+            for _ in 0..iters {
+                let (sender, receiver) = oneshot::channel::<u64>();
+                tx.send(sender).expect("thread alive");
+                black_box(receiver.await.expect("sent"));
+            }
+        })
+        .await
+        .expect("task ran");
+        start.elapsed()
+    });
+    thread.join().expect("thread");
+    elapsed
+}
+
+fn pin_producer() {
+    squall_bench::ops::pin_from_env(squall_bench::ops::PRODUCER_CPU_VAR);
+}
+
+fn async_steps(c: &mut Criterion) {
+    let io_loop = squall::IOLoop::new().expect("loop");
+    let rt = runtime();
+    let mut g = c.benchmark_group("async_step_pending_future");
+    g.bench_function("squall", |b| {
+        b.iter_custom(|iters| gen_ops::async_pending_future(&io_loop, iters))
+    });
+    g.bench_function("tokio", |b| {
+        b.iter_custom(|iters| tokio_pending_oneshot(&rt, iters))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("async_step_ready_future");
+    g.bench_function("squall", |b| b.iter_custom(gen_ops::async_ready_future));
+    g.finish();
+    let mut g = c.benchmark_group("async_wake_rc");
+    g.bench_function("squall", |b| b.iter_custom(gen_ops::wake_rc));
+    g.finish();
+    let mut g = c.benchmark_group("async_wake_std_local");
+    g.bench_function("squall", |b| {
+        b.iter_custom(|iters| gen_ops::wake_std_local(&io_loop, iters))
+    });
+    g.finish();
+    let mut g = c.benchmark_group("async_wake_std_remote");
+    g.bench_function("squall", |b| {
+        b.iter_custom(|iters| gen_ops::wake_std_remote(&io_loop, iters, pin_producer))
+    });
+    g.bench_function("tokio", |b| {
+        b.iter_custom(|iters| tokio_oneshot_from_thread(&rt, iters))
+    });
+    g.finish();
+}
+
 fn gen_steps(c: &mut Criterion) {
     let io_loop = squall::IOLoop::new().expect("loop");
     let rt = runtime();
@@ -398,6 +465,6 @@ criterion_group! {
     config = config();
     // Timeouts last: their million pending timers and sleeps leave the
     // heap in a state the others should not inherit.
-    targets = add_callback, remote, future, gen_steps, echo, timeouts
+    targets = add_callback, remote, future, gen_steps, async_steps, echo, timeouts
 }
 criterion_main!(peers);

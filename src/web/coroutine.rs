@@ -1,0 +1,245 @@
+//! Handler methods written as `async` blocks: Tornado 6's `async def get`.
+//!
+//! A handler's method starts its `async` block with
+//! [`Exchange::run_async`] and returns; the response stays open until the
+//! block ends, then finishes (unless the block finished it already). An
+//! error out of the block goes the way of any handler error: the
+//! [`HTTPError`](super::HTTPError)'s status or 500, through the handler's
+//! `write_error`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use squall::web::{Application, Exchange, RequestHandler};
+//! use squall::{gen, Error};
+//!
+//! // Tornado:
+//! //     async def get(self):
+//! //         await gen.sleep(0.01)
+//! //         self.write("slept")
+//! struct Slow;
+//! impl RequestHandler for Slow {
+//!     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+//!         x.run_async(|x| async move {
+//!             gen::sleep(Duration::from_millis(10)).await?;
+//!             x.write("slept");
+//!             Ok(())
+//!         })
+//!     }
+//! }
+//! let app = Application::new().route("/slow", || Slow);
+//! # let _ = app;
+//! ```
+//!
+//! The block is `'static`, as anything that outlives the method call: it
+//! gets its own clone of the [`Exchange`], and takes clones of what it needs
+//! from the handler (an `AsyncHTTPClient`, an `Rc` of shared state), as a
+//! Tornado coroutine reads `self`.
+//!
+//! If the client goes away while the block is waiting, the block is
+//! **dropped** there (what it awaited is given up: its timeouts removed,
+//! its keys cancelled), then the handler's `on_connection_close` and
+//! `on_finish` run: nothing is left running for a response nobody will
+//! read. (Tornado lets the coroutine run on and fails its later writes; a
+//! Rust future is cancelled by dropping it, and that is cheaper and leaves
+//! nothing behind.) Once the response is finished, the block is no longer
+//! tied to the connection: it runs to its end, as Tornado's does.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future as StdFuture;
+use std::task::Poll;
+
+use super::Exchange;
+use crate::error::{Error, ErrorKind};
+use crate::gen::{self, Runner};
+use crate::ioloop::IOLoop;
+
+/// The `async` block of an exchange, as its [`Exchange`] sees it: kept in
+/// the exchange (no allocation of its own), so that the client leaving can
+/// cancel it.
+#[derive(Default)]
+pub(crate) struct CoroutineSlot {
+    /// A block is running for this exchange.
+    running: Cell<bool>,
+    /// The client left: the block is to be dropped at its next poll.
+    cancelled: Cell<bool>,
+    /// The block's runner, weakly (the runner holds the block, which holds
+    /// the exchange: a strong handle here would be a cycle), set the first
+    /// time the block waits.
+    runner: RefCell<Option<gen::WeakRunner>>,
+}
+
+impl CoroutineSlot {
+    /// The client left before the response was finished: a waiting block
+    /// is woken to be dropped, now. Called by `Exchange::connection_closed`
+    /// with no borrow held (dropping the block runs user code).
+    pub(crate) fn cancel(&self) {
+        if !self.running.get() {
+            return;
+        }
+        self.cancelled.set(true);
+        let runner = self.runner.borrow_mut().take();
+        if let Some(runner) = runner.and_then(|weak| weak.upgrade()) {
+            runner.wake();
+        }
+    }
+}
+
+/// Resets the slot when the block goes, however it goes (finished, or
+/// dropped by its runner); a block dropped before it finished leaves an
+/// unfinished response behind, which is answered 500 rather than left
+/// hanging.
+struct SlotGuard {
+    x: Exchange,
+    completed: bool,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let slot = &self.x.inner.coroutine;
+        slot.running.set(false);
+        let runner = slot.runner.borrow_mut().take();
+        drop(runner);
+        if self.completed || slot.cancelled.get() || self.x.finished() {
+            return;
+        }
+        // Dropped unfinished (an error thrown into it, or nobody left who
+        // could wake it). On the next iteration, not inside the drop: by
+        // then the error thrown in has answered, or this does.
+        let x = self.x.clone();
+        let answer = move || {
+            if !x.finished() {
+                x.handler_failed(Error::new(
+                    ErrorKind::InvalidState,
+                    "the handler's coroutine was dropped before it finished",
+                ));
+            }
+        };
+        match IOLoop::try_current() {
+            Some(io_loop) if !io_loop.is_closed() => io_loop.add_callback(answer),
+            _ => answer(),
+        }
+    }
+}
+
+impl Exchange {
+    /// Runs the `async` block `f` makes (given its own clone of this
+    /// exchange) as the handler's coroutine: Tornado 6's `async def get`.
+    /// The response stays open while the block runs and is finished when
+    /// it returns `Ok` (unless it was finished already, or the connection
+    /// [detached](crate::http::HTTPConnection::detach)); an `Err` or a
+    /// panic answers as one from the handler's method would: the
+    /// [`HTTPError`](super::HTTPError)'s status or 500, through the
+    /// handler's `write_error` (or, if the response had started, the
+    /// connection is closed).
+    ///
+    /// Call it from a verb method and return what it returns. The block
+    /// starts at once and runs up to its first wait before this returns;
+    /// it runs in the request's stack context (as after
+    /// [`set_async`](Self::set_async)), so an error in a callback it
+    /// scheduled ends it the same way. If the client leaves while it waits,
+    /// the block is dropped (see the [module docs](self)).
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use squall::httpclient::AsyncHTTPClient;
+    /// use squall::web::{Exchange, HTTPError, RequestHandler};
+    /// use squall::Error;
+    ///
+    /// // Tornado:
+    /// //     async def get(self):
+    /// //         r = await self.http.fetch(self.upstream)
+    /// //         self.write(r.body)
+    /// struct Proxy {
+    ///     http: AsyncHTTPClient,
+    ///     upstream: Rc<str>,
+    /// }
+    /// impl RequestHandler for Proxy {
+    ///     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+    ///         let (http, url) = (self.http.clone(), self.upstream.clone());
+    ///         x.run_async(|x| async move {
+    ///             let r = http.fetch(&*url).await?;
+    ///             if r.code != 200 {
+    ///                 return Err(HTTPError::new(502).into());
+    ///             }
+    ///             x.write(r.body);
+    ///             Ok(())
+    ///         })
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] if the response is already finished, or
+    /// a block started by an earlier call is still running (one coroutine
+    /// answers a request); `f` is not called then.
+    pub fn run_async<F, Fut>(&self, f: F) -> Result<(), Error>
+    where
+        F: FnOnce(Exchange) -> Fut,
+        Fut: StdFuture<Output = Result<(), Error>> + 'static,
+    {
+        let slot = &self.inner.coroutine;
+        if self.finished() {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "run_async() after the response was finished",
+            ));
+        }
+        if slot.running.get() {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "run_async() while this request's coroutine is running",
+            ));
+        }
+        slot.running.set(true);
+        slot.cancelled.set(false);
+        // The request's stack context, entered for the rest of the method:
+        // the runner captures it as it starts.
+        self.set_async();
+        let block = f(self.clone());
+        let mut guard = SlotGuard {
+            x: self.clone(),
+            completed: false,
+        };
+        let body = async move {
+            let mut block = std::pin::pin!(block);
+            std::future::poll_fn(move |cx| {
+                let slot = &guard.x.inner.coroutine;
+                let polled = if slot.cancelled.get() {
+                    Poll::Ready(Err(Error::new(
+                        ErrorKind::StreamClosed,
+                        "the client closed the connection",
+                    )))
+                } else {
+                    block.as_mut().poll(cx)
+                };
+                match polled {
+                    Poll::Ready(_) => guard.completed = true,
+                    // Waiting: remember the runner, to wake it should the
+                    // client leave (once; it is the same runner each time).
+                    Poll::Pending => {
+                        let mut runner = slot.runner.borrow_mut();
+                        if runner.is_none() {
+                            *runner = Runner::polling(cx.waker()).map(|r| r.downgrade());
+                        }
+                    }
+                }
+                polled
+            })
+            .await
+        };
+        let x = self.clone();
+        gen::engine(body, move |result: Result<(), Error>| {
+            if x.inner.coroutine.cancelled.get() {
+                // The client left; the handler heard it already.
+                return;
+            }
+            if let Err(err) = result {
+                x.handler_failed(err);
+            }
+            if !x.finished() {
+                let _ = x.finish();
+            }
+        });
+        Ok(())
+    }
+}

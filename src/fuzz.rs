@@ -705,10 +705,10 @@ const TEMPLATE_FUEL: u64 = 20_000;
 
 /// Templates (feature `template`): the first byte picks autoescaping (bit
 /// 0), the second is the length of the context that follows (decoded by
-/// [`fuzz_value`] into the names `a` to `d`); the rest, split at NUL
+/// `fuzz_value` into the names `a` to `d`); the rest, split at NUL
 /// bytes, is up to four templates (text, lossy UTF-8), the first rendered
 /// with the others loadable as `t1.html`... Through an application's engine (Tornado's namespace,
-/// escaping) with [`TEMPLATE_FUEL`]: the render is `Ok` or a
+/// escaping) with `TEMPLATE_FUEL`: the render is `Ok` or a
 /// [`Template`](crate::ErrorKind::Template) error, never a panic or a
 /// hang, and its output stays within what the fuel pays for.
 #[cfg(feature = "template")]

@@ -137,7 +137,8 @@ impl Exchange {
     /// it runs in the request's stack context (as after
     /// [`set_async`](Self::set_async)), so an error in a callback it
     /// scheduled ends it the same way. If the client leaves while it waits,
-    /// the block is dropped (see the [module docs](self)).
+    /// the block is dropped (its timeouts removed, its keys given up)
+    /// before `on_connection_close` runs.
     ///
     /// ```
     /// use std::rc::Rc;

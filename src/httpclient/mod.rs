@@ -55,8 +55,8 @@
 //! # What it does
 //! - HTTP/1.1 over TCP, and over TLS for `https://` (feature `tls`, on by
 //!   default): the server's certificate is verified against the system's
-//!   roots unless the request says otherwise ([`HTTPRequest::validate_cert`],
-//!   [`HTTPRequest::ca_certs`], [`HTTPRequest::client_cert`], Tornado's
+//!   roots unless the request says otherwise (`HTTPRequest::validate_cert`,
+//!   `HTTPRequest::ca_certs`, `HTTPRequest::client_cert`, Tornado's
 //!   keywords); the handshake counts as connecting, within
 //!   `connect_timeout`. Answers are parsed with `httparse`; bodies framed
 //!   by `Content-Length`, chunked coding or the server's close; no body for

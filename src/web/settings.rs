@@ -84,10 +84,9 @@ pub struct Settings {
     /// friends (Tornado's `ParseBodyConfig`). Default:
     /// [`FormLimits::default`](crate::httputil::FormLimits).
     pub form_limits: crate::httputil::FormLimits,
-    /// Ping every WebSocket of a [`websocket::handler`] route this often
-    /// (Tornado's `websocket_ping_interval`). Default: never.
-    ///
-    /// [`websocket::handler`]: crate::websocket
+    /// Ping every WebSocket of a `websocket::handler` route (feature
+    /// `websocket`) this often (Tornado's `websocket_ping_interval`).
+    /// Default: never.
     pub websocket_ping_interval: Option<std::time::Duration>,
     /// Close a WebSocket that has not answered a ping within this
     /// (Tornado's `websocket_ping_timeout`). Default: the ping interval.

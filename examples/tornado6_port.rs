@@ -76,9 +76,10 @@
 //! every route with the async HTTP client from a coroutine, checks the
 //! answers, and exits 0 within a few seconds.
 //!
-//! `async def get` is written `x.finish_on(&gen::coroutine(async move { .. }))`:
-//! the response finishes when the coroutine does, and an error out of it
-//! answers 500, as an exception out of a Tornado coroutine handler does.
+//! `async def get` is written `x.run_async(|x| async move { .. })`: the
+//! response finishes when the block does, and an error out of it answers
+//! through `write_error` (500, or the `HTTPError`'s status), as an exception
+//! out of a Tornado coroutine handler does.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -133,18 +134,17 @@ struct FetchHandler;
 impl RequestHandler for FetchHandler {
     // async def get(self):
     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
-        let (x2, host) = (x.clone(), x.request().host().to_owned());
-        x.finish_on(&gen::coroutine(async move {
+        let host = x.request().host().to_owned();
+        x.run_async(|x| async move {
             let client = AsyncHTTPClient::new();
             let response = client.fetch(format!("http://{host}/")).await?;
-            x2.write(format!(
+            x.write(format!(
                 "fetched {} bytes: {}",
                 response.body.len(),
                 response.text()
             ));
             Ok(())
-        }));
-        Ok(())
+        })
     }
 }
 
@@ -156,15 +156,14 @@ struct SubmitHandler {
 impl RequestHandler for SubmitHandler {
     // async def post(self):
     fn post(&mut self, x: &Exchange) -> Result<(), Error> {
-        let (x2, queue) = (x.clone(), self.queue.clone());
+        let queue = self.queue.clone();
         let item = String::from_utf8_lossy(x.request().body()).into_owned();
-        x.finish_on(&gen::coroutine(async move {
+        x.run_async(|x| async move {
             queue.put(item).await?;
-            x2.set_status(202);
-            x2.write("queued");
+            x.set_status(202);
+            x.write("queued");
             Ok(())
-        }));
-        Ok(())
+        })
     }
 }
 

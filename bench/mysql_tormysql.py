@@ -20,9 +20,11 @@ import tormysql
 
 
 def cpu_seconds():
+    """(user, system) CPU seconds of this process so far."""
     with open("/proc/self/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    hz = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / hz, int(fields[12]) / hz
 
 
 async def main(host, port, user, password, db, connections, seconds, sql):
@@ -46,11 +48,13 @@ async def main(host, port, user, password, db, connections, seconds, sql):
             counts["rows"] += len(rows)
 
     await tornado.gen.multi([run(c) for c in clients])
-    wall, cpu = time.monotonic() - t0, cpu_seconds() - cpu0
+    wall, cpu1 = time.monotonic() - t0, cpu_seconds()
+    user, sys_ = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     n = max(counts["done"], 1)
     print(
-        "tormysql(tornado-%s) %r: %.0f queries/s, %.1f us CPU/query, %d queries, %d rows each, %d connections"
-        % (tornado.version, sql, n / wall, cpu * 1e6 / n, counts["done"], counts["rows"] // n, connections)
+        "tormysql(tornado-%s) %r: %.0f queries/s, %.1f us CPU/query (%.1f user + %.1f sys), %d queries, %d rows each, %d connections"
+        % (tornado.version, sql, n / wall, (user + sys_) * 1e6 / n, user * 1e6 / n, sys_ * 1e6 / n,
+           counts["done"], counts["rows"] // n, connections)
     )
     for c in clients:
         await c.close()

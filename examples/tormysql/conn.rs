@@ -14,10 +14,11 @@ use squall::greenlet::Stream;
 use squall::tls::ClientOptions;
 use squall::{Error, ErrorKind};
 
+use super::auth::{Auth, Credentials, Step};
 use super::protocol::{
     self, frame, parse_header, Column, Handshake, ProtocolError, Row, ServerError,
-    CACHING_SHA2_PASSWORD, CLIENT_CAPABILITIES, CLIENT_CONNECT_WITH_DB, CLIENT_SSL, COM_PING,
-    COM_QUERY, COM_QUIT, MAX_PAYLOAD, SERVER_MORE_RESULTS_EXISTS,
+    CLIENT_CAPABILITIES, CLIENT_CONNECT_WITH_DB, CLIENT_SSL, COM_PING, COM_QUERY, COM_QUIT,
+    MAX_PAYLOAD, SERVER_MORE_RESULTS_EXISTS,
 };
 
 /// How much to ask the socket for at a time (more when a packet needs it).
@@ -52,6 +53,23 @@ pub struct Options {
     /// The name to check the server's certificate against; `None`: the
     /// address's IP.
     pub server_hostname: Option<String>,
+    /// The server's RSA public key, PEM (PyMySQL's `server_public_key`):
+    /// `sha256_password` and `caching_sha2_password`'s full authentication
+    /// encrypt the password with it on a connection without TLS, whatever
+    /// key the server sends.
+    pub server_public_key: Option<Vec<u8>>,
+    /// Whether the server may be asked for its public key when there is
+    /// none above (libmysqlclient's `--get-server-public-key`; PyMySQL
+    /// always asks, and so does this client by default). A key asked for on
+    /// a plain connection is only as good as the network: turn this off and
+    /// configure the key to be safe from a man in the middle. With neither,
+    /// a password that would need RSA is not sent: [`MysqlError::Insecure`].
+    pub get_server_public_key: bool,
+    /// The largest packet (one logical payload: a row, a greeting) taken
+    /// from the server (libmysqlclient's `max_allowed_packet`, 1 GiB by
+    /// default). A longer one is refused from its headers, before its
+    /// bytes are buffered, and the connection is closed.
+    pub max_packet_size: usize,
 }
 
 impl Options {
@@ -67,6 +85,9 @@ impl Options {
             auth_plugin: None,
             ssl: None,
             server_hostname: None,
+            server_public_key: None,
+            get_server_public_key: true,
+            max_packet_size: 1 << 30,
         }
     }
 }
@@ -85,6 +106,11 @@ pub enum MysqlError {
     Protocol(String),
     /// Something this client does not do (an auth plugin, LOCAL INFILE).
     Unsupported(String),
+    /// The password would have gone unprotected (no TLS, no RSA key), so
+    /// it was not sent; the connection is closed.
+    Insecure(String),
+    /// The server's RSA public key (sent or configured) cannot be used.
+    PublicKey(String),
     /// The connect did not finish within its timeout.
     ConnectTimeout(Duration),
     /// The connection is in use by another call (one call at a time).
@@ -101,6 +127,8 @@ impl fmt::Display for MysqlError {
             MysqlError::Server(e) => write!(f, "server error {e}"),
             MysqlError::Protocol(why) => write!(f, "protocol error: {why}"),
             MysqlError::Unsupported(what) => write!(f, "not supported: {what}"),
+            MysqlError::Insecure(why) => write!(f, "password not sent: {why}"),
+            MysqlError::PublicKey(why) => write!(f, "server public key: {why}"),
             MysqlError::ConnectTimeout(after) => {
                 write!(f, "connect timed out after {} ms", after.as_millis())
             }
@@ -206,6 +234,7 @@ pub struct Connection {
     pos: usize,
     seq: u8,
     broken: bool,
+    max_packet: usize,
     /// The server's version string.
     pub server_version: String,
     /// The server's id for this connection (`CONNECTION_ID()`, for `KILL`).
@@ -232,6 +261,7 @@ impl Connection {
             pos: 0,
             seq: 0,
             broken: false,
+            max_packet: opts.max_packet_size,
             server_version: String::new(),
             connection_id: 0,
             auth_plugin: String::new(),
@@ -272,83 +302,36 @@ impl Connection {
             }
             None => false,
         };
-        // The plugin asked for, else the server's; one this client lacks is
-        // answered with mysql_native_password, for the server to switch
-        // from if the account needs another (as PyMySQL does).
-        let mut plugin = opts
+        // The plugin asked for, else the server's; the conversation that
+        // follows (switches, verdicts, key requests) is auth.rs's.
+        let plugin = opts
             .auth_plugin
             .clone()
             .unwrap_or_else(|| hs.auth_plugin.clone());
-        let password = opts.password.as_bytes();
-        let auth = match protocol::scramble(&plugin, password, &hs.nonce) {
-            Some(auth) => auth,
-            None => {
-                plugin = protocol::NATIVE_PASSWORD.to_owned();
-                protocol::scramble_native(password, &hs.nonce)
-            }
+        let creds = Credentials {
+            password: opts.password.as_bytes().to_vec(),
+            tls,
+            server_public_key: opts.server_public_key.clone(),
+            get_server_public_key: opts.get_server_public_key,
         };
+        let (mut auth, first) = Auth::start(creds, &plugin, &hs.nonce);
         let response = protocol::handshake_response(
             caps,
             &opts.user,
-            &auth,
+            &first,
             opts.database.as_deref(),
-            &plugin,
+            auth.plugin(),
         );
         self.write_packet(&response)?;
-        // The server's answers: OK, ERR, an auth switch, or more data for
-        // the plugin (caching_sha2_password's fast-path verdict).
         loop {
             let packet = self.read_packet()?;
-            match packet.first() {
-                Some(0x00) => break,
-                Some(0xff) => return Err(server_error(&packet)),
-                Some(0xfe) => {
-                    // AuthSwitchRequest: the server wants another plugin,
-                    // with a fresh nonce (MariaDB does this when the
-                    // account's plugin is not the one we answered with).
-                    let (name, nonce) =
-                        protocol::parse_auth_switch(&packet).map_err(protocol_error)?;
-                    let auth = protocol::scramble(&name, password, &nonce).ok_or_else(|| {
-                        MysqlError::Unsupported(format!("auth plugin {name}")).into_error()
-                    })?;
-                    plugin = name;
-                    self.write_packet(&auth)?;
-                }
-                Some(0x01) if plugin == CACHING_SHA2_PASSWORD => match packet.get(1) {
-                    // Fast auth succeeded: an OK follows.
-                    Some(3) => {}
-                    // Full authentication: over TLS the password itself,
-                    // NUL-terminated (the channel is private); in the clear
-                    // it would need the server's RSA key, which this client
-                    // does not do (connect with `ssl`).
-                    Some(4) if tls => {
-                        let mut clear = password.to_vec();
-                        clear.push(0);
-                        self.write_packet(&clear)?;
-                    }
-                    Some(4) => {
-                        return Err(MysqlError::Unsupported(
-                            "caching_sha2_password full authentication without TLS \
-                             (needs the server's RSA key): connect with `ssl`"
-                                .to_owned(),
-                        )
-                        .into_error())
-                    }
-                    _ => {
-                        return Err(protocol_error(ProtocolError(format!(
-                            "unexpected caching_sha2_password data {:?}",
-                            &packet[1..]
-                        ))))
-                    }
-                },
-                _ => {
-                    return Err(protocol_error(ProtocolError(format!(
-                        "unexpected packet during authentication (plugin {plugin})"
-                    ))))
-                }
+            match auth.on_packet(&packet).map_err(MysqlError::into_error)? {
+                Step::Done => break,
+                Step::Read => {}
+                Step::Send(data) => self.write_packet(&data)?,
             }
         }
-        self.auth_plugin = plugin;
+        self.auth_plugin = auth.plugin().to_owned();
         Ok(())
     }
 
@@ -533,6 +516,14 @@ impl Connection {
                 ))));
             }
             self.seq = seq.wrapping_add(1);
+            let so_far = payload.as_ref().map_or(0, Vec::len);
+            if so_far + len > self.max_packet {
+                return Err(protocol_error(ProtocolError(format!(
+                    "a packet of over {} bytes (max_packet_size {})",
+                    so_far + len,
+                    self.max_packet
+                ))));
+            }
             self.pos += 4;
             self.fill(len)?;
             let part = &self.buf[self.pos..self.pos + len];
@@ -581,7 +572,9 @@ impl Connection {
                 let count = protocol::Reader::new(&first)
                     .lenenc_int("column count")
                     .map_err(protocol_error)? as usize;
-                let mut columns = Vec::with_capacity(count);
+                // The count is the server's word: room grows with the
+                // definitions that actually arrive.
+                let mut columns = Vec::with_capacity(count.min(256));
                 for _ in 0..count {
                     let packet = self.read_packet()?;
                     columns.push(Column::parse(&packet).map_err(protocol_error)?);

@@ -21,7 +21,9 @@
 //! ```
 //!
 //! The modules: [`protocol`] (packets, the handshake, result sets, the
-//! password scrambles; pure), [`conn`] (the blocking-style driver over
+//! password scrambles; pure), [`auth`] (the authentication conversation:
+//! `caching_sha2_password`'s verdicts, RSA key exchange, `sha256_password`,
+//! MariaDB's `client_ed25519`; pure), [`conn`] (the blocking-style driver over
 //! `greenlet::Stream`), [`client`] (TorMySQL's `Client`: futures through
 //! `async_call_method`, the connect timeout), [`pool`] (the
 //! `ConnectionPool`, transactions), and [`mariadb`] (a server for tests).
@@ -51,6 +53,8 @@
 //! too, and `tests/tormysql.rs` has an `async` test (`gen::multi` over the
 //! pool, a transaction, `gen::timeout`).
 
+#[allow(dead_code)]
+mod auth;
 #[allow(dead_code)]
 mod client;
 #[allow(dead_code)]
@@ -259,19 +263,19 @@ fn server() -> BoxResult<()> {
     Ok(())
 }
 
-/// This process's CPU time so far (user + system), from /proc/self/stat.
-fn cpu_time() -> Duration {
+/// This process's CPU time so far, `(user, system)`, from /proc/self/stat.
+fn cpu_time() -> (Duration, Duration) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name (which may hold spaces) in parentheses.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros(ticks * 1_000_000 / hz)
+    let ticks = |i: usize| {
+        let t: u64 = fields.get(i).and_then(|t| t.parse().ok()).unwrap_or(0);
+        Duration::from_micros(t * 1_000_000 / hz)
+    };
+    (ticks(11), ticks(12))
 }
 
 fn bench(args: &[String]) -> BoxResult<()> {
@@ -349,12 +353,16 @@ fn bench(args: &[String]) -> BoxResult<()> {
         },
         Some(Duration::from_secs(seconds + 60)),
     )?;
-    let (wall, cpu) = (t0.elapsed(), cpu_time() - cpu0);
+    let (wall, cpu1) = (t0.elapsed(), cpu_time());
+    let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
     let n = done.get().max(1);
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "squall-tormysql({mode}) {query:?}: {:.0} queries/s, {:.1} us CPU/query, {} queries, {} rows each, {connections} connections",
+        "squall-tormysql({mode}) {query:?}: {:.0} queries/s, {:.1} us CPU/query ({:.1} user + {:.1} sys), {} queries, {} rows each, {connections} connections",
         n as f64 / wall.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / n as f64,
+        per(user + sys),
+        per(user),
+        per(sys),
         done.get(),
         rows.get() / n as usize,
     );

@@ -389,14 +389,15 @@ pub fn scramble(plugin: &str, password: &[u8], nonce: &[u8]) -> Option<Vec<u8>> 
     }
 }
 
-/// An AuthSwitchRequest (0xfe): the plugin to use and its nonce.
+/// An AuthSwitchRequest (0xfe): the plugin to use and its data, as sent.
+/// (The data is not trimmed: the 20-byte scrambles are followed by a NUL
+/// their plugins ignore, and `client_ed25519`'s 32-byte nonce, which has
+/// none, may end in a zero byte.)
 pub fn parse_auth_switch(payload: &[u8]) -> Parsed<(String, Vec<u8>)> {
     let mut r = Reader::new(payload);
     r.u8("auth switch")?;
     let plugin = String::from_utf8_lossy(r.nul_str()).into_owned();
-    let data = r.rest();
-    let data = data.strip_suffix(&[0]).unwrap_or(data);
-    Ok((plugin, data.to_vec()))
+    Ok((plugin, r.rest().to_vec()))
 }
 
 // ----- OK, ERR, EOF -----------------------------------------------------------

@@ -15,15 +15,18 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 
-/// CPU time of this process so far (user + system).
-fn cpu_time() -> Duration {
+/// CPU time of this process so far: (user, system).
+fn cpu_time() -> (Duration, Duration) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11..13].iter().filter_map(|t| t.parse::<u64>().ok()).sum();
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros(ticks * 1_000_000 / hz)
+    let ticks = |i: usize| {
+        let t: u64 = fields.get(i).and_then(|t| t.parse().ok()).unwrap_or(0);
+        Duration::from_micros(t * 1_000_000 / hz)
+    };
+    (ticks(11), ticks(12))
 }
 
 fn main() {
@@ -78,12 +81,16 @@ fn main() {
         for t in tasks {
             conns.push(t.await.expect("task"));
         }
-        let (wall, cpu) = (t0.elapsed(), cpu_time() - cpu0);
+        let (wall, cpu1) = (t0.elapsed(), cpu_time());
+        let (user, sys) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
         let n = done.get().max(1);
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
         println!(
-            "mysql_async(current_thread) {sql:?}: {:.0} queries/s, {:.1} us CPU/query, {} queries, {} rows each, {connections} connections",
+            "mysql_async(current_thread) {sql:?}: {:.0} queries/s, {:.1} us CPU/query ({:.1} user + {:.1} sys), {} queries, {} rows each, {connections} connections",
             n as f64 / wall.as_secs_f64(),
-            cpu.as_secs_f64() * 1e6 / n as f64,
+            per(user + sys),
+            per(user),
+            per(sys),
             done.get(),
             rows.get() / n as usize,
         );

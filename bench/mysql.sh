@@ -12,7 +12,7 @@
 #   SERVER_CPU=0 CLIENT_CPU=1 bash bench/mysql.sh   # pinned (taskset)
 #
 # Each run prints queries/s and the client process's CPU per query
-# (utime + stime from /proc/self/stat over the timed part, and the two
+# (user + system time from getrusage over the timed part, and the two
 # apart); the table at the end has the median of the rounds. By default the
 # server runs on the same cores as the client, so the figures compare the
 # clients; they are not limits. SERVER_CPU / CLIENT_CPU (taskset CPU lists)

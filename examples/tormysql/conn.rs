@@ -21,8 +21,15 @@ use super::protocol::{
     MAX_PAYLOAD, SERVER_MORE_RESULTS_EXISTS,
 };
 
-/// How much to ask the socket for at a time (more when a packet needs it).
+/// How much to ask the socket for at a time while a packet is incomplete
+/// (more when the packet needs it).
 const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer's size: a result of a few KB comes in one read,
+/// straight from the socket into it.
+const READ_BUFFER: usize = 16 * 1024;
+/// An empty read buffer bigger than this (a large value went through) is
+/// given back rather than kept for the connection's life.
+const KEEP_BUFFER: usize = 256 * 1024;
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]
@@ -230,8 +237,12 @@ impl ResultSet {
 /// fails at once with kind `StreamClosed`.
 pub struct Connection {
     stream: Stream,
+    /// The read buffer: `buf[pos..end]` is unread; `buf.len()` is its room.
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
+    /// A packet past 16 MB, its pieces joined.
+    joined: Vec<u8>,
     seq: u8,
     broken: bool,
     max_packet: usize,
@@ -259,6 +270,8 @@ impl Connection {
             stream,
             buf: Vec::new(),
             pos: 0,
+            end: 0,
+            joined: Vec::new(),
             seq: 0,
             broken: false,
             max_packet: opts.max_packet_size,
@@ -358,7 +371,7 @@ impl Connection {
         let config = ssl.build()?;
         // Bytes the server sent after the greeting would be lost in the
         // switch; it sends none before our TLS hello.
-        debug_assert_eq!(self.pos, self.buf.len());
+        debug_assert_eq!(self.pos, self.end);
         self.stream = self.stream.start_tls_server_hostname(config, &hostname)?;
         Ok(())
     }
@@ -448,7 +461,7 @@ impl Connection {
     }
 
     fn send_command(&mut self, command: u8, arg: &[u8]) -> Result<(), Error> {
-        if self.pos != self.buf.len() {
+        if self.pos != self.end {
             return Err(protocol_error(ProtocolError(
                 "the server sent bytes nobody asked for".into(),
             )));
@@ -477,38 +490,53 @@ impl Connection {
         self.stream.write(bytes)
     }
 
-    /// Makes at least `need` unread bytes available in `buf`.
+    /// Makes at least `need` unread bytes available in `buf[pos..end]`. The
+    /// buffer grows with the bytes that arrive, never with a length the
+    /// server declared.
     fn fill(&mut self, need: usize) -> Result<(), Error> {
-        let mut have = self.buf.len() - self.pos;
-        while have < need {
-            if self.pos > 0 {
-                self.buf.drain(..self.pos);
+        while self.end - self.pos < need {
+            if self.pos == self.end {
+                // Nothing unread (the usual case, at a result's start): the
+                // socket reads straight into the buffer, no allocation and
+                // no copy.
                 self.pos = 0;
-            }
-            let chunk = self.stream.read_some((need - have).max(READ_CHUNK))?;
-            if self.buf.is_empty() {
-                self.buf = chunk;
+                self.end = 0;
+                if self.buf.len() < READ_BUFFER || self.buf.len() > KEEP_BUFFER {
+                    self.buf = vec![0; READ_BUFFER];
+                }
+                let (buf, n) = self
+                    .stream
+                    .read_into_partial(std::mem::take(&mut self.buf))?;
+                self.buf = buf;
+                self.end = n;
             } else {
-                self.buf.extend_from_slice(&chunk);
+                // Part of a packet is here: keep it at the front, append
+                // what comes.
+                if self.pos > 0 {
+                    self.buf.copy_within(self.pos..self.end, 0);
+                    self.end -= self.pos;
+                    self.pos = 0;
+                }
+                let chunk = self.stream.read_some((need - self.end).max(READ_CHUNK))?;
+                let end = self.end + chunk.len();
+                if end > self.buf.len() {
+                    self.buf.resize(end, 0);
+                }
+                self.buf[self.end..end].copy_from_slice(&chunk);
+                self.end = end;
             }
-            have = self.buf.len();
         }
         Ok(())
     }
 
-    /// Reads one logical packet's payload (joining the pieces of one past
-    /// 16 MB), checking sequence ids.
-    fn read_packet(&mut self) -> Result<Vec<u8>, Error> {
-        let mut payload: Option<Vec<u8>> = None;
+    /// Reads one logical packet, checking sequence ids: its payload, in the
+    /// read buffer (no copy), or, for one past 16 MB, its pieces joined.
+    fn packet(&mut self) -> Result<&[u8], Error> {
+        let mut joined: Option<Vec<u8>> = None;
         loop {
             self.fill(4)?;
-            let h = [
-                self.buf[self.pos],
-                self.buf[self.pos + 1],
-                self.buf[self.pos + 2],
-                self.buf[self.pos + 3],
-            ];
-            let (len, seq) = parse_header(&h);
+            let h = &self.buf[self.pos..self.pos + 4];
+            let (len, seq) = parse_header(&[h[0], h[1], h[2], h[3]]);
             if seq != self.seq {
                 return Err(protocol_error(ProtocolError(format!(
                     "packet out of order: sequence id {seq}, expected {}",
@@ -516,7 +544,7 @@ impl Connection {
                 ))));
             }
             self.seq = seq.wrapping_add(1);
-            let so_far = payload.as_ref().map_or(0, Vec::len);
+            let so_far = joined.as_ref().map_or(0, Vec::len);
             if so_far + len > self.max_packet {
                 return Err(protocol_error(ProtocolError(format!(
                     "a packet of over {} bytes (max_packet_size {})",
@@ -526,28 +554,35 @@ impl Connection {
             }
             self.pos += 4;
             self.fill(len)?;
-            let part = &self.buf[self.pos..self.pos + len];
-            match &mut payload {
-                Some(p) => p.extend_from_slice(part),
-                None => payload = Some(part.to_vec()),
-            }
+            let start = self.pos;
             self.pos += len;
-            if self.pos == self.buf.len() {
-                self.buf.clear();
-                self.pos = 0;
+            match joined.as_mut() {
+                None if len < MAX_PAYLOAD => return Ok(&self.buf[start..start + len]),
+                None => joined = Some(self.buf[start..start + len].to_vec()),
+                Some(j) => j.extend_from_slice(&self.buf[start..start + len]),
             }
             if len < MAX_PAYLOAD {
-                return Ok(payload.unwrap_or_default());
+                self.joined = joined.unwrap_or_default();
+                return Ok(&self.joined);
             }
         }
     }
 
-    /// Reads one result: an OK, an ERR, or a text result set.
+    /// [`packet`](Connection::packet), owned (the handshake's few packets).
+    fn read_packet(&mut self) -> Result<Vec<u8>, Error> {
+        let packet = self.packet()?.to_vec();
+        self.joined = Vec::new();
+        Ok(packet)
+    }
+
+    /// Reads one result: an OK, an ERR, or a text result set. Packets are
+    /// parsed where they lie in the read buffer; a row is copied once, into
+    /// its own allocation.
     fn read_result(&mut self) -> Result<ResultSet, Error> {
-        let first = self.read_packet()?;
-        match first.first() {
+        let first = self.packet()?;
+        match first.first().copied() {
             Some(0x00) => {
-                let ok = protocol::Ok::parse(&first).map_err(protocol_error)?;
+                let ok = protocol::Ok::parse(first).map_err(protocol_error)?;
                 Ok(ResultSet {
                     affected_rows: ok.affected_rows,
                     last_insert_id: ok.last_insert_id,
@@ -557,40 +592,41 @@ impl Connection {
                     ..ResultSet::default()
                 })
             }
-            Some(0xff) => Err(server_error(&first)),
+            Some(0xff) => Err(server_error(first)),
             Some(0xfb) => {
                 // LOAD DATA LOCAL INFILE: the server asks for a file. Send
                 // none (an empty packet), read its verdict, and refuse.
                 self.write_packet(b"")?;
-                let verdict = self.read_packet()?;
+                let verdict = self.packet()?;
                 if verdict.first() == Some(&0xff) {
-                    return Err(server_error(&verdict));
+                    return Err(server_error(verdict));
                 }
                 Err(MysqlError::Unsupported("LOAD DATA LOCAL INFILE".into()).into_error())
             }
             Some(_) => {
-                let count = protocol::Reader::new(&first)
+                let count = protocol::Reader::new(first)
                     .lenenc_int("column count")
                     .map_err(protocol_error)? as usize;
                 // The count is the server's word: room grows with the
                 // definitions that actually arrive.
                 let mut columns = Vec::with_capacity(count.min(256));
                 for _ in 0..count {
-                    let packet = self.read_packet()?;
-                    columns.push(Column::parse(&packet).map_err(protocol_error)?);
+                    let packet = self.packet()?;
+                    columns.push(Column::parse(packet).map_err(protocol_error)?);
                 }
-                let eof = self.read_packet()?;
-                if !protocol::is_eof(&eof) {
+                let eof = self.packet()?;
+                if !protocol::is_eof(eof) {
                     return Err(protocol_error(ProtocolError(
                         "no EOF after the column definitions".into(),
                     )));
                 }
                 let mut rows = Vec::new();
                 loop {
-                    let packet = self.read_packet()?;
-                    if protocol::is_eof(&packet) {
+                    let packet = self.packet()?;
+                    if protocol::is_eof(packet) {
                         let (warnings, status) =
-                            protocol::parse_eof(&packet).map_err(protocol_error)?;
+                            protocol::parse_eof(packet).map_err(protocol_error)?;
+                        self.joined = Vec::new();
                         return Ok(ResultSet {
                             columns,
                             rows,
@@ -601,7 +637,7 @@ impl Connection {
                     }
                     if packet.first() == Some(&0xff) {
                         // An error part-way (the query was killed, say).
-                        return Err(server_error(&packet));
+                        return Err(server_error(packet));
                     }
                     rows.push(Row::parse(packet, count).map_err(protocol_error)?);
                 }

@@ -159,6 +159,43 @@ fn self_test() -> BoxResult<()> {
         return Err(format!("expected error 1064, got {error}").into());
     }
 
+    // 1b. MariaDB's ed25519 plugin: an account made for it, logged in to
+    // (the server switches us to client_ed25519 and its 32-byte nonce).
+    let o = opts.clone();
+    let ed25519 = io_loop.run_sync(
+        move || {
+            greenlet::async_call_method(move || {
+                let admin = greenlet::wait(Client::connect(o.clone()))?;
+                if let Err(err) = greenlet::wait(admin.query("INSTALL SONAME 'auth_ed25519'")) {
+                    // 1968: already installed; anything else: not shipped here.
+                    if MysqlError::server(&err).map(|e| e.code) != Some(1968) {
+                        greenlet::wait(admin.close())?;
+                        return Ok(format!("skipped ({err})"));
+                    }
+                }
+                greenlet::wait(admin.query(
+                    "CREATE USER IF NOT EXISTS 'selftest_ed'@'%' \
+                     IDENTIFIED VIA ed25519 USING PASSWORD('ed-secret')",
+                ))?;
+                greenlet::wait(admin.close())?;
+                let mut ed = o;
+                ed.user = "selftest_ed".into();
+                ed.password = "ed-secret".into();
+                ed.database = None;
+                let client = greenlet::wait(Client::connect(ed))?;
+                let who = greenlet::wait(client.query("SELECT CURRENT_USER()"))?;
+                greenlet::wait(client.close())?;
+                Ok(format!(
+                    "{} as {}",
+                    client.auth_plugin().unwrap_or_default(),
+                    who.scalar().unwrap_or("?")
+                ))
+            })
+        },
+        Some(Duration::from_secs(30)),
+    )?;
+    println!("ed25519: {ed25519}");
+
     // 2. The pool: a transaction in straight-line code, then a gen coroutine.
     let pool = ConnectionPool::new(
         opts.clone(),

@@ -516,6 +516,46 @@ fn stream_facade_round_trip_and_connect_timeout_removed() {
 }
 
 #[test]
+fn stream_read_into_partial_fills_the_callers_buffer_and_keeps_the_timeout() {
+    let got = AsyncTest::new().run(|_| {
+        let (server, addr) = echo_server(128);
+        greenlet::spawn(move || {
+            let stream = Stream::connect(addr, Some(Duration::from_secs(5)))?;
+            stream.write(&b"abcdef\n"[..])?;
+            // At most the buffer's length, from its start; the same vector
+            // comes back, its length unchanged.
+            let (buf, n) = stream.read_into_partial(vec![0; 4])?;
+            assert_eq!(buf.len(), 4);
+            assert!((1..=4).contains(&n), "{n}");
+            let mut got = buf[..n].to_vec();
+            let (buf, m) = stream.read_into_partial(buf)?;
+            got.extend_from_slice(&buf[..m]);
+            got.extend(stream.read_until_close()?);
+            server.stop();
+            Ok(got)
+        })
+    });
+    assert_eq!(got, b"abcdef\n");
+    // A peer that sends nothing: the stream's timeout ends the read.
+    let (server, addr) = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        (l, addr)
+    };
+    let kind = AsyncTest::new().run(move |_| {
+        greenlet::spawn(move || {
+            let stream = Stream::connect(addr, Some(Duration::from_secs(5)))?;
+            stream.set_timeout(Some(ms(50)));
+            let err = stream.read_into_partial(vec![0; 16]).unwrap_err();
+            assert!(stream.closed());
+            Ok(err.kind())
+        })
+    });
+    drop(server);
+    assert_eq!(kind, ErrorKind::Timeout);
+}
+
+#[test]
 fn stream_connect_refused_is_an_error_in_the_child() {
     let addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

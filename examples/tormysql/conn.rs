@@ -14,14 +14,22 @@ use squall::greenlet::Stream;
 use squall::tls::ClientOptions;
 use squall::{Error, ErrorKind};
 
+use super::auth::{Auth, Credentials, Step};
 use super::protocol::{
     self, frame, parse_header, Column, Handshake, ProtocolError, Row, ServerError,
-    CACHING_SHA2_PASSWORD, CLIENT_CAPABILITIES, CLIENT_CONNECT_WITH_DB, CLIENT_SSL, COM_PING,
-    COM_QUERY, COM_QUIT, MAX_PAYLOAD, SERVER_MORE_RESULTS_EXISTS,
+    CLIENT_CAPABILITIES, CLIENT_CONNECT_WITH_DB, CLIENT_SSL, COM_PING, COM_QUERY, COM_QUIT,
+    MAX_PAYLOAD, SERVER_MORE_RESULTS_EXISTS,
 };
 
-/// How much to ask the socket for at a time (more when a packet needs it).
+/// How much to ask the socket for at a time while a packet is incomplete
+/// (more when the packet needs it).
 const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer's size: a result of a few KB comes in one read,
+/// straight from the socket into it.
+const READ_BUFFER: usize = 16 * 1024;
+/// An empty read buffer bigger than this (a large value went through) is
+/// given back rather than kept for the connection's life.
+const KEEP_BUFFER: usize = 256 * 1024;
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]
@@ -52,6 +60,23 @@ pub struct Options {
     /// The name to check the server's certificate against; `None`: the
     /// address's IP.
     pub server_hostname: Option<String>,
+    /// The server's RSA public key, PEM (PyMySQL's `server_public_key`):
+    /// `sha256_password` and `caching_sha2_password`'s full authentication
+    /// encrypt the password with it on a connection without TLS, whatever
+    /// key the server sends.
+    pub server_public_key: Option<Vec<u8>>,
+    /// Whether the server may be asked for its public key when there is
+    /// none above (libmysqlclient's `--get-server-public-key`; PyMySQL
+    /// always asks, and so does this client by default). A key asked for on
+    /// a plain connection is only as good as the network: turn this off and
+    /// configure the key to be safe from a man in the middle. With neither,
+    /// a password that would need RSA is not sent: [`MysqlError::Insecure`].
+    pub get_server_public_key: bool,
+    /// The largest packet (one logical payload: a row, a greeting) taken
+    /// from the server (libmysqlclient's `max_allowed_packet`, 1 GiB by
+    /// default). A longer one is refused from its headers, before its
+    /// bytes are buffered, and the connection is closed.
+    pub max_packet_size: usize,
 }
 
 impl Options {
@@ -67,6 +92,9 @@ impl Options {
             auth_plugin: None,
             ssl: None,
             server_hostname: None,
+            server_public_key: None,
+            get_server_public_key: true,
+            max_packet_size: 1 << 30,
         }
     }
 }
@@ -85,6 +113,11 @@ pub enum MysqlError {
     Protocol(String),
     /// Something this client does not do (an auth plugin, LOCAL INFILE).
     Unsupported(String),
+    /// The password would have gone unprotected (no TLS, no RSA key), so
+    /// it was not sent; the connection is closed.
+    Insecure(String),
+    /// The server's RSA public key (sent or configured) cannot be used.
+    PublicKey(String),
     /// The connect did not finish within its timeout.
     ConnectTimeout(Duration),
     /// The connection is in use by another call (one call at a time).
@@ -101,6 +134,8 @@ impl fmt::Display for MysqlError {
             MysqlError::Server(e) => write!(f, "server error {e}"),
             MysqlError::Protocol(why) => write!(f, "protocol error: {why}"),
             MysqlError::Unsupported(what) => write!(f, "not supported: {what}"),
+            MysqlError::Insecure(why) => write!(f, "password not sent: {why}"),
+            MysqlError::PublicKey(why) => write!(f, "server public key: {why}"),
             MysqlError::ConnectTimeout(after) => {
                 write!(f, "connect timed out after {} ms", after.as_millis())
             }
@@ -202,10 +237,15 @@ impl ResultSet {
 /// fails at once with kind `StreamClosed`.
 pub struct Connection {
     stream: Stream,
+    /// The read buffer: `buf[pos..end]` is unread; `buf.len()` is its room.
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
+    /// A packet past 16 MB, its pieces joined.
+    joined: Vec<u8>,
     seq: u8,
     broken: bool,
+    max_packet: usize,
     /// The server's version string.
     pub server_version: String,
     /// The server's id for this connection (`CONNECTION_ID()`, for `KILL`).
@@ -230,8 +270,11 @@ impl Connection {
             stream,
             buf: Vec::new(),
             pos: 0,
+            end: 0,
+            joined: Vec::new(),
             seq: 0,
             broken: false,
+            max_packet: opts.max_packet_size,
             server_version: String::new(),
             connection_id: 0,
             auth_plugin: String::new(),
@@ -272,83 +315,36 @@ impl Connection {
             }
             None => false,
         };
-        // The plugin asked for, else the server's; one this client lacks is
-        // answered with mysql_native_password, for the server to switch
-        // from if the account needs another (as PyMySQL does).
-        let mut plugin = opts
+        // The plugin asked for, else the server's; the conversation that
+        // follows (switches, verdicts, key requests) is auth.rs's.
+        let plugin = opts
             .auth_plugin
             .clone()
             .unwrap_or_else(|| hs.auth_plugin.clone());
-        let password = opts.password.as_bytes();
-        let auth = match protocol::scramble(&plugin, password, &hs.nonce) {
-            Some(auth) => auth,
-            None => {
-                plugin = protocol::NATIVE_PASSWORD.to_owned();
-                protocol::scramble_native(password, &hs.nonce)
-            }
+        let creds = Credentials {
+            password: opts.password.as_bytes().to_vec(),
+            tls,
+            server_public_key: opts.server_public_key.clone(),
+            get_server_public_key: opts.get_server_public_key,
         };
+        let (mut auth, first) = Auth::start(creds, &plugin, &hs.nonce);
         let response = protocol::handshake_response(
             caps,
             &opts.user,
-            &auth,
+            &first,
             opts.database.as_deref(),
-            &plugin,
+            auth.plugin(),
         );
         self.write_packet(&response)?;
-        // The server's answers: OK, ERR, an auth switch, or more data for
-        // the plugin (caching_sha2_password's fast-path verdict).
         loop {
             let packet = self.read_packet()?;
-            match packet.first() {
-                Some(0x00) => break,
-                Some(0xff) => return Err(server_error(&packet)),
-                Some(0xfe) => {
-                    // AuthSwitchRequest: the server wants another plugin,
-                    // with a fresh nonce (MariaDB does this when the
-                    // account's plugin is not the one we answered with).
-                    let (name, nonce) =
-                        protocol::parse_auth_switch(&packet).map_err(protocol_error)?;
-                    let auth = protocol::scramble(&name, password, &nonce).ok_or_else(|| {
-                        MysqlError::Unsupported(format!("auth plugin {name}")).into_error()
-                    })?;
-                    plugin = name;
-                    self.write_packet(&auth)?;
-                }
-                Some(0x01) if plugin == CACHING_SHA2_PASSWORD => match packet.get(1) {
-                    // Fast auth succeeded: an OK follows.
-                    Some(3) => {}
-                    // Full authentication: over TLS the password itself,
-                    // NUL-terminated (the channel is private); in the clear
-                    // it would need the server's RSA key, which this client
-                    // does not do (connect with `ssl`).
-                    Some(4) if tls => {
-                        let mut clear = password.to_vec();
-                        clear.push(0);
-                        self.write_packet(&clear)?;
-                    }
-                    Some(4) => {
-                        return Err(MysqlError::Unsupported(
-                            "caching_sha2_password full authentication without TLS \
-                             (needs the server's RSA key): connect with `ssl`"
-                                .to_owned(),
-                        )
-                        .into_error())
-                    }
-                    _ => {
-                        return Err(protocol_error(ProtocolError(format!(
-                            "unexpected caching_sha2_password data {:?}",
-                            &packet[1..]
-                        ))))
-                    }
-                },
-                _ => {
-                    return Err(protocol_error(ProtocolError(format!(
-                        "unexpected packet during authentication (plugin {plugin})"
-                    ))))
-                }
+            match auth.on_packet(&packet).map_err(MysqlError::into_error)? {
+                Step::Done => break,
+                Step::Read => {}
+                Step::Send(data) => self.write_packet(&data)?,
             }
         }
-        self.auth_plugin = plugin;
+        self.auth_plugin = auth.plugin().to_owned();
         Ok(())
     }
 
@@ -375,7 +371,7 @@ impl Connection {
         let config = ssl.build()?;
         // Bytes the server sent after the greeting would be lost in the
         // switch; it sends none before our TLS hello.
-        debug_assert_eq!(self.pos, self.buf.len());
+        debug_assert_eq!(self.pos, self.end);
         self.stream = self.stream.start_tls_server_hostname(config, &hostname)?;
         Ok(())
     }
@@ -465,7 +461,7 @@ impl Connection {
     }
 
     fn send_command(&mut self, command: u8, arg: &[u8]) -> Result<(), Error> {
-        if self.pos != self.buf.len() {
+        if self.pos != self.end {
             return Err(protocol_error(ProtocolError(
                 "the server sent bytes nobody asked for".into(),
             )));
@@ -494,38 +490,53 @@ impl Connection {
         self.stream.write(bytes)
     }
 
-    /// Makes at least `need` unread bytes available in `buf`.
+    /// Makes at least `need` unread bytes available in `buf[pos..end]`. The
+    /// buffer grows with the bytes that arrive, never with a length the
+    /// server declared.
     fn fill(&mut self, need: usize) -> Result<(), Error> {
-        let mut have = self.buf.len() - self.pos;
-        while have < need {
-            if self.pos > 0 {
-                self.buf.drain(..self.pos);
+        while self.end - self.pos < need {
+            if self.pos == self.end {
+                // Nothing unread (the usual case, at a result's start): the
+                // socket reads straight into the buffer, no allocation and
+                // no copy.
                 self.pos = 0;
-            }
-            let chunk = self.stream.read_some((need - have).max(READ_CHUNK))?;
-            if self.buf.is_empty() {
-                self.buf = chunk;
+                self.end = 0;
+                if self.buf.len() < READ_BUFFER || self.buf.len() > KEEP_BUFFER {
+                    self.buf = vec![0; READ_BUFFER];
+                }
+                let (buf, n) = self
+                    .stream
+                    .read_into_partial(std::mem::take(&mut self.buf))?;
+                self.buf = buf;
+                self.end = n;
             } else {
-                self.buf.extend_from_slice(&chunk);
+                // Part of a packet is here: keep it at the front, append
+                // what comes.
+                if self.pos > 0 {
+                    self.buf.copy_within(self.pos..self.end, 0);
+                    self.end -= self.pos;
+                    self.pos = 0;
+                }
+                let chunk = self.stream.read_some((need - self.end).max(READ_CHUNK))?;
+                let end = self.end + chunk.len();
+                if end > self.buf.len() {
+                    self.buf.resize(end, 0);
+                }
+                self.buf[self.end..end].copy_from_slice(&chunk);
+                self.end = end;
             }
-            have = self.buf.len();
         }
         Ok(())
     }
 
-    /// Reads one logical packet's payload (joining the pieces of one past
-    /// 16 MB), checking sequence ids.
-    fn read_packet(&mut self) -> Result<Vec<u8>, Error> {
-        let mut payload: Option<Vec<u8>> = None;
+    /// Reads one logical packet, checking sequence ids: its payload, in the
+    /// read buffer (no copy), or, for one past 16 MB, its pieces joined.
+    fn packet(&mut self) -> Result<&[u8], Error> {
+        let mut joined: Option<Vec<u8>> = None;
         loop {
             self.fill(4)?;
-            let h = [
-                self.buf[self.pos],
-                self.buf[self.pos + 1],
-                self.buf[self.pos + 2],
-                self.buf[self.pos + 3],
-            ];
-            let (len, seq) = parse_header(&h);
+            let h = &self.buf[self.pos..self.pos + 4];
+            let (len, seq) = parse_header(&[h[0], h[1], h[2], h[3]]);
             if seq != self.seq {
                 return Err(protocol_error(ProtocolError(format!(
                     "packet out of order: sequence id {seq}, expected {}",
@@ -533,30 +544,45 @@ impl Connection {
                 ))));
             }
             self.seq = seq.wrapping_add(1);
+            let so_far = joined.as_ref().map_or(0, Vec::len);
+            if so_far + len > self.max_packet {
+                return Err(protocol_error(ProtocolError(format!(
+                    "a packet of over {} bytes (max_packet_size {})",
+                    so_far + len,
+                    self.max_packet
+                ))));
+            }
             self.pos += 4;
             self.fill(len)?;
-            let part = &self.buf[self.pos..self.pos + len];
-            match &mut payload {
-                Some(p) => p.extend_from_slice(part),
-                None => payload = Some(part.to_vec()),
-            }
+            let start = self.pos;
             self.pos += len;
-            if self.pos == self.buf.len() {
-                self.buf.clear();
-                self.pos = 0;
+            match joined.as_mut() {
+                None if len < MAX_PAYLOAD => return Ok(&self.buf[start..start + len]),
+                None => joined = Some(self.buf[start..start + len].to_vec()),
+                Some(j) => j.extend_from_slice(&self.buf[start..start + len]),
             }
             if len < MAX_PAYLOAD {
-                return Ok(payload.unwrap_or_default());
+                self.joined = joined.unwrap_or_default();
+                return Ok(&self.joined);
             }
         }
     }
 
-    /// Reads one result: an OK, an ERR, or a text result set.
+    /// [`packet`](Connection::packet), owned (the handshake's few packets).
+    fn read_packet(&mut self) -> Result<Vec<u8>, Error> {
+        let packet = self.packet()?.to_vec();
+        self.joined = Vec::new();
+        Ok(packet)
+    }
+
+    /// Reads one result: an OK, an ERR, or a text result set. Packets are
+    /// parsed where they lie in the read buffer; a row is copied once, into
+    /// its own allocation.
     fn read_result(&mut self) -> Result<ResultSet, Error> {
-        let first = self.read_packet()?;
-        match first.first() {
+        let first = self.packet()?;
+        match first.first().copied() {
             Some(0x00) => {
-                let ok = protocol::Ok::parse(&first).map_err(protocol_error)?;
+                let ok = protocol::Ok::parse(first).map_err(protocol_error)?;
                 Ok(ResultSet {
                     affected_rows: ok.affected_rows,
                     last_insert_id: ok.last_insert_id,
@@ -566,38 +592,41 @@ impl Connection {
                     ..ResultSet::default()
                 })
             }
-            Some(0xff) => Err(server_error(&first)),
+            Some(0xff) => Err(server_error(first)),
             Some(0xfb) => {
                 // LOAD DATA LOCAL INFILE: the server asks for a file. Send
                 // none (an empty packet), read its verdict, and refuse.
                 self.write_packet(b"")?;
-                let verdict = self.read_packet()?;
+                let verdict = self.packet()?;
                 if verdict.first() == Some(&0xff) {
-                    return Err(server_error(&verdict));
+                    return Err(server_error(verdict));
                 }
                 Err(MysqlError::Unsupported("LOAD DATA LOCAL INFILE".into()).into_error())
             }
             Some(_) => {
-                let count = protocol::Reader::new(&first)
+                let count = protocol::Reader::new(first)
                     .lenenc_int("column count")
                     .map_err(protocol_error)? as usize;
-                let mut columns = Vec::with_capacity(count);
+                // The count is the server's word: room grows with the
+                // definitions that actually arrive.
+                let mut columns = Vec::with_capacity(count.min(256));
                 for _ in 0..count {
-                    let packet = self.read_packet()?;
-                    columns.push(Column::parse(&packet).map_err(protocol_error)?);
+                    let packet = self.packet()?;
+                    columns.push(Column::parse(packet).map_err(protocol_error)?);
                 }
-                let eof = self.read_packet()?;
-                if !protocol::is_eof(&eof) {
+                let eof = self.packet()?;
+                if !protocol::is_eof(eof) {
                     return Err(protocol_error(ProtocolError(
                         "no EOF after the column definitions".into(),
                     )));
                 }
                 let mut rows = Vec::new();
                 loop {
-                    let packet = self.read_packet()?;
-                    if protocol::is_eof(&packet) {
+                    let packet = self.packet()?;
+                    if protocol::is_eof(packet) {
                         let (warnings, status) =
-                            protocol::parse_eof(&packet).map_err(protocol_error)?;
+                            protocol::parse_eof(packet).map_err(protocol_error)?;
+                        self.joined = Vec::new();
                         return Ok(ResultSet {
                             columns,
                             rows,
@@ -608,7 +637,7 @@ impl Connection {
                     }
                     if packet.first() == Some(&0xff) {
                         // An error part-way (the query was killed, say).
-                        return Err(server_error(&packet));
+                        return Err(server_error(packet));
                     }
                     rows.push(Row::parse(packet, count).map_err(protocol_error)?);
                 }

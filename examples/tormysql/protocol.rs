@@ -389,14 +389,15 @@ pub fn scramble(plugin: &str, password: &[u8], nonce: &[u8]) -> Option<Vec<u8>> 
     }
 }
 
-/// An AuthSwitchRequest (0xfe): the plugin to use and its nonce.
+/// An AuthSwitchRequest (0xfe): the plugin to use and its data, as sent.
+/// (The data is not trimmed: the 20-byte scrambles are followed by a NUL
+/// their plugins ignore, and `client_ed25519`'s 32-byte nonce, which has
+/// none, may end in a zero byte.)
 pub fn parse_auth_switch(payload: &[u8]) -> Parsed<(String, Vec<u8>)> {
     let mut r = Reader::new(payload);
     r.u8("auth switch")?;
     let plugin = String::from_utf8_lossy(r.nul_str()).into_owned();
-    let data = r.rest();
-    let data = data.strip_suffix(&[0]).unwrap_or(data);
-    Ok((plugin, data.to_vec()))
+    Ok((plugin, r.rest().to_vec()))
 }
 
 // ----- OK, ERR, EOF -----------------------------------------------------------
@@ -530,47 +531,91 @@ impl Column {
 }
 
 /// One row of a text result set: its packet's payload and where each value
-/// is in it (`None` for SQL NULL). One allocation per row, whatever its
-/// width.
+/// is in it (`None` for SQL NULL), in one allocation per row, whatever its
+/// width: the payload, then each value's `(start, end)` as two
+/// little-endian `u32`s (`u32::MAX` twice for NULL).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Row {
     data: Vec<u8>,
-    spans: Vec<Option<(u32, u32)>>,
+    /// Where the spans start (the payload's length).
+    spans: usize,
 }
 
+/// A NULL value's span.
+const NULL_SPAN: u32 = u32::MAX;
+
 impl Row {
-    /// Parses a row of `columns` values.
-    pub fn parse(data: Vec<u8>, columns: usize) -> Parsed<Row> {
-        let mut spans = Vec::with_capacity(columns);
-        let mut r = Reader::new(&data);
-        for _ in 0..columns {
-            spans.push(
-                r.lenenc_span("row value")?
-                    .map(|(a, b)| (a as u32, b as u32)),
-            );
+    /// Parses a row of `columns` values from its packet's payload (copied).
+    pub fn parse(payload: &[u8], columns: usize) -> Parsed<Row> {
+        if payload.len() >= NULL_SPAN as usize {
+            return Err(ProtocolError("a row of 4 GB or more".to_owned()));
         }
-        if r.remaining() != 0 {
+        // `columns` counts column definitions that arrived: bounded by bytes.
+        // (Not `vec![0; n]`: calloc zeroes what the copy overwrites.)
+        let mut data = Vec::with_capacity(payload.len() + 8 * columns);
+        data.extend_from_slice(payload);
+        data.resize(payload.len() + 8 * columns, 0);
+        let spans = &mut data[payload.len()..];
+        let mut pos = 0;
+        for span in spans.chunks_exact_mut(8) {
+            // The usual value is shorter than 251 bytes: its length is one
+            // byte, read here; the rest go through the general reader.
+            let (a, b) = match payload.get(pos) {
+                Some(&len) if len < 0xfb => {
+                    let (a, b) = (pos + 1, pos + 1 + usize::from(len));
+                    if b > payload.len() {
+                        return Err(short("row value"));
+                    }
+                    pos = b;
+                    (a as u32, b as u32)
+                }
+                _ => {
+                    let mut r = Reader { buf: payload, pos };
+                    let value = r.lenenc_span("row value")?;
+                    pos = r.pos;
+                    match value {
+                        Some((a, b)) => (a as u32, b as u32),
+                        None => (NULL_SPAN, NULL_SPAN),
+                    }
+                }
+            };
+            span[..4].copy_from_slice(&a.to_le_bytes());
+            span[4..].copy_from_slice(&b.to_le_bytes());
+        }
+        if pos != payload.len() {
             return Err(ProtocolError(format!(
                 "{} bytes left over after a row of {columns} values",
-                r.remaining()
+                payload.len() - pos
             )));
         }
-        Ok(Row { data, spans })
+        Ok(Row {
+            data,
+            spans: payload.len(),
+        })
+    }
+
+    fn span(&self, i: usize) -> Option<(usize, usize)> {
+        let at = self.spans + 8 * i;
+        let s = &self.data[at..at + 8];
+        let a = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        let b = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
+        (a != NULL_SPAN).then_some((a as usize, b as usize))
     }
 
     /// The number of values.
     pub fn len(&self) -> usize {
-        self.spans.len()
+        (self.data.len() - self.spans) / 8
     }
 
     /// Whether the row has no values.
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.len() == 0
     }
 
     /// Value `i`'s bytes; `None` for NULL (panics past the end, like indexing).
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        self.spans[i].map(|(a, b)| &self.data[a as usize..b as usize])
+        assert!(i < self.len(), "value {i} of a row of {}", self.len());
+        self.span(i).map(|(a, b)| &self.data[a..b])
     }
 
     /// Value `i` as text; `None` for NULL or for bytes that are not UTF-8.
@@ -712,12 +757,14 @@ mod tests {
         );
         assert!(is_eof(b"\xfe\x00\x00\x02\x00"));
         assert!(!is_eof(b"\xfe\x00\x00\x00\x00\x00\x00\x00\x00"));
-        let row = Row::parse(b"\x011\xfb\x00".to_vec(), 3).unwrap();
+        let row = Row::parse(b"\x011\xfb\x00", 3).unwrap();
+        assert_eq!(row.len(), 3);
         assert_eq!(row.str(0), Some("1"));
         assert_eq!(row.get(1), None);
         assert_eq!(row.get(2), Some(&b""[..]));
-        assert!(Row::parse(b"\x011".to_vec(), 2).is_err());
-        assert!(Row::parse(b"\x011\x00".to_vec(), 1).is_err());
+        assert!(Row::parse(b"\x011", 2).is_err());
+        assert!(Row::parse(b"\x011\x00", 1).is_err());
+        assert!(Row::parse(b"", 0).unwrap().is_empty());
         assert_eq!(quote(b"a'b\\\0"), b"'a\\'b\\\\\\0'".to_vec());
     }
 

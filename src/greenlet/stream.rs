@@ -177,6 +177,19 @@ impl Stream {
         self.wait(self.stream.read_bytes_partial(n))
     }
 
+    /// Reads what is there into `buf` (at least one byte, at most
+    /// `buf.len()`), giving it back with how many bytes at its start are new
+    /// ([`IOStream::read_into_partial`]): from the socket straight into the
+    /// caller's buffer, so a driver that passes the same vector each time
+    /// allocates and copies nothing per read.
+    ///
+    /// # Errors
+    /// The read's error (the buffer is then dropped); `NotInCoroutine`.
+    pub fn read_into_partial(&self, buf: Vec<u8>) -> Result<(Vec<u8>, usize), Error> {
+        ensure_in_coroutine()?;
+        self.wait(self.stream.read_into_partial(buf))
+    }
+
     /// Reads everything until the peer closes.
     ///
     /// # Errors

@@ -555,6 +555,19 @@ fn same_rc(a: &Rc<dyn Wake>, b: &Rc<dyn Wake>) -> bool {
     std::ptr::eq(Rc::as_ptr(a) as *const (), Rc::as_ptr(b) as *const ())
 }
 
+impl<T: 'static> CallbackReturn for Future<T> {
+    fn into_outcome(self) -> Result<(), Error> {
+        // The done-callback captures the current stack context, which is the
+        // one this callback runs under: the late failure goes where an
+        // immediate one would have gone.
+        self.add_done_callback(|f: &Future<T>| match f.error() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        });
+        Ok(())
+    }
+}
+
 /// Copies `a`'s outcome into `b` when `a` completes (Tornado's `chain_future`).
 ///
 /// If `b` is already done by then, `a`'s outcome is dropped.

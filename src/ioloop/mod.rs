@@ -530,8 +530,10 @@ impl IOLoop {
     /// releases its epoll and eventfd descriptors, and makes [`Remote`]s
     /// report [`ErrorKind::Closed`]. Callbacks other threads sent before
     /// (their [`Remote::add_callback`] said `Ok`) are run now, the loop
-    /// already closed: a sender is never told `Ok` for a callback that does
-    /// not run. Closing twice is harmless. The fds of registered handlers
+    /// already closed, and the values queued in its
+    /// [typed channels](IOLoop::remote_channel) handed to their handlers: a
+    /// sender is never told `Ok` for a callback that does not run or a value
+    /// that is not handled. Closing twice is harmless. The fds of registered handlers
     /// belong to their owners and are not closed.
     pub fn close(&self) {
         let inner = &self.inner;
@@ -551,6 +553,11 @@ impl IOLoop {
         // Take everything out first, then drop it with no borrow held:
         // dropping a closure runs user code that may call back into the loop.
         let channels = std::mem::take(&mut *inner.channels.borrow_mut());
+        // No value can enter a channel any more: what senders were told
+        // `Ok` for is handled now, as the remote callbacks above.
+        for source in &channels {
+            source.close();
+        }
         let callbacks = std::mem::take(&mut *inner.callbacks.borrow_mut());
         let spare = std::mem::take(&mut *inner.spare.borrow_mut());
         let timeouts = inner.timers.borrow_mut().drain();
@@ -677,6 +684,11 @@ impl Drop for Inner {
                     callback::invoke(&Context::empty(), Origin::Remote, name, &mut *f);
                 }
             }
+        }
+        // And the values queued in its typed channels.
+        let channels = std::mem::take(self.channels.get_mut());
+        for source in &channels {
+            source.close();
         }
     }
 }

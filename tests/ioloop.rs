@@ -1729,7 +1729,7 @@ fn add_future_runs_on_the_next_iteration() {
         let lg2 = lg.clone();
         // Queued before the future completes: runs before the add_future callback.
         l.add_callback(move || lg2.push("queued earlier".to_owned()));
-        f.set_result(9).unwrap();
+        f.set_result(9);
         lg.push("set_result returned".to_owned());
     });
     let lg = log.clone();

@@ -119,6 +119,17 @@ impl<T> Drop for State<T> {
 /// A clonable, single-threaded placeholder for a `Result<T, Error>`.
 ///
 /// Clones share one state. See the [module docs](self).
+///
+/// It is `#[must_use]`: a future made and forgotten is a warning, since
+/// its outcome, an error above all, would go unseen.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn write_twice(stream: &squall::IOStream) {
+///     stream.write(b"forgotten".to_vec()); // error: unused `Future` that must be used
+///     drop(stream.write(b"ignored on purpose".to_vec())); // fine
+/// }
+/// ```
 #[must_use = "a Future's outcome is lost if nobody looks: add a done-callback, await it or \
               return it; to ignore it on purpose (a write whose failure also closes the \
               stream), drop(..) it"]

@@ -758,6 +758,7 @@ impl Drop for Inner {
         let err = Error::new(ErrorKind::StreamClosed, "stream dropped");
         if let Some(read) = st.read.take() {
             read.future.set_error(err.clone());
+            read.future.mark_observed();
         }
         for (_, future) in st.write_futures.drain(..) {
             future.try_set_error(err.clone());

@@ -398,6 +398,9 @@ impl IOStream {
             }
         };
         read.future.set_error(err);
+        // Marked read, as Tornado does at a close: the end is news the close
+        // callback brings too; a read future left unread must not log it.
+        read.future.mark_observed();
     }
 
     /// Reads from the socket until it would block, the peer closes, or the
@@ -594,6 +597,13 @@ pub(super) enum ReadFuture {
 }
 
 impl ReadFuture {
+    pub(super) fn mark_observed(&self) {
+        match self {
+            ReadFuture::Bytes(f) => f.mark_observed(),
+            ReadFuture::Into(f) => f.mark_observed(),
+        }
+    }
+
     pub(super) fn set_error(&self, err: Error) {
         match self {
             ReadFuture::Bytes(f) => f.try_set_error(err),

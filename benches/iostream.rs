@@ -44,7 +44,7 @@ pub mod ops {
                 // Buffered already: loop rather than recurse.
                 match read.take_result() {
                     Ok(data) => {
-                        stream.write(data);
+                        drop(stream.write(data));
                         continue;
                     }
                     Err(_) => return stream.close(),
@@ -53,7 +53,7 @@ pub mod ops {
             let s = stream.clone();
             read.add_done_callback(move |read: &Future<Vec<u8>>| match read.take_result() {
                 Ok(data) => {
-                    s.write(data);
+                    drop(s.write(data));
                     echo(s);
                 }
                 Err(_) => s.close(),
@@ -290,7 +290,7 @@ pub mod ops {
     /// Sends a message and reads its echo, `left` times; the last client to
     /// finish stops the loop.
     fn ping(stream: IOStream, left: u64, busy: Rc<Cell<usize>>, io_loop: IOLoop) {
-        stream.write([7u8; MESSAGE]);
+        drop(stream.write([7u8; MESSAGE]));
         let s = stream.clone();
         stream
             .read_bytes(MESSAGE)

@@ -238,7 +238,7 @@ fn get_data(echo: SocketAddr) -> Result<Future<Vec<u8>>, Error> {
                 let socket = sock.borrow_mut().take();
                 drop(socket);
                 let data = received.take();
-                let _ = f.complete(outcome.map(|()| data));
+                f.try_complete(outcome.map(|()| data));
             }
         },
         Events::READ,

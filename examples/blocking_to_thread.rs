@@ -205,12 +205,12 @@ fn ask(addr: SocketAddr, line: String) -> Future<String> {
     IOStream::connect(addr).add_done_callback(move |conn: &Future<IOStream>| {
         let conn = match conn.take_result() {
             Ok(conn) => conn,
-            Err(err) => return drop(a.set_error(err)),
+            Err(err) => return a.set_error(err),
         };
-        conn.write(line.into_bytes());
+        drop(conn.write(line.into_bytes()));
         conn.read_until_close()
             .add_done_callback(move |r: &Future<Vec<u8>>| {
-                let _ = a.complete(
+                a.try_complete(
                     r.take_result()
                         .map(|b| String::from_utf8_lossy(&b).into_owned()),
                 );
@@ -276,14 +276,14 @@ fn start(
         let (pinger, front) = (pinger.clone(), front.clone());
         reply.add_done_callback(move |r: &Future<String>| {
             if let Some(err) = r.error() {
-                let _ = all.set_error(err);
+                all.try_set_error(err);
                 return;
             }
             left.set(left.get() - 1);
             if left.get() == 0 {
                 pinger.stop();
                 front.stop();
-                let _ = all.set_result(replies.iter().map(|r| r.result().unwrap()).collect());
+                all.try_set_result(replies.iter().map(|r| r.result().unwrap()).collect());
             }
         });
     }

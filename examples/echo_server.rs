@@ -66,12 +66,12 @@ fn handle_echo(stream: IOStream, peer: SocketAddr, delay: Duration) -> Future<()
                 // The client left before sending a whole line: nothing to do.
                 Err(err) if err.kind() == ErrorKind::StreamClosed => {
                     log::debug!("{peer} left early: {err}");
-                    let _ = d.set_result(());
+                    d.try_set_result(());
                     return;
                 }
                 Err(err) => {
                     s.close();
-                    let _ = d.set_error(err);
+                    d.try_set_error(err);
                     return;
                 }
             };
@@ -82,7 +82,7 @@ fn handle_echo(stream: IOStream, peer: SocketAddr, delay: Duration) -> Future<()
                 s.write(line)
                     .add_done_callback(move |written: &Future<()>| {
                         s2.close();
-                        let _ = d.complete(written.take_result());
+                        d.try_complete(written.take_result());
                     });
             });
         });
@@ -135,11 +135,11 @@ fn client(addr: SocketAddr, line: String) -> Future<Vec<u8>> {
         let conn = match conn.take_result() {
             Ok(conn) => conn,
             Err(err) => {
-                let _ = r.set_error(err);
+                r.try_set_error(err);
                 return;
             }
         };
-        conn.write(line.into_bytes());
+        drop(conn.write(line.into_bytes()));
         squall::chain_future(&conn.read_until_close(), &r);
     });
     reply
@@ -190,13 +190,13 @@ fn self_test_form(form: Form) -> Result<(), Box<dyn std::error::Error>> {
                     (all.clone(), left.clone(), replies.clone(), server.clone());
                 reply.add_done_callback(move |reply: &Future<Vec<u8>>| {
                     if let Some(err) = reply.error() {
-                        let _ = all.set_error(err);
+                        all.try_set_error(err);
                         return;
                     }
                     left.set(left.get() - 1);
                     if left.get() == 0 {
                         server.stop();
-                        let _ = all.set_result(replies.iter().map(|r| r.result()).collect());
+                        all.try_set_result(replies.iter().map(|r| r.result()).collect());
                     }
                 });
             }

@@ -61,7 +61,7 @@ fn fetch_urls(urls: Vec<String>) -> Result<(), Error> {
                         }
                         left.set(left.get() - 1);
                         if left.get() == 0 {
-                            let _ = all.set_result(failures.get());
+                            all.try_set_result(failures.get());
                         }
                     });
             }
@@ -82,7 +82,7 @@ fn serve(stream: IOStream) {
         .read_until_max_bytes(b"\r\n\r\n", 64 * 1024)
         .add_done_callback(move |head: &Future<Vec<u8>>| {
             if head.take_result().is_ok() {
-                s.write(&b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!"[..]);
+                drop(s.write(&b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!"[..]));
                 serve(s);
             }
         });
@@ -169,7 +169,7 @@ fn lane(
         } else {
             running.set(running.get() - 1);
             if running.get() == 0 {
-                let _ = all.set_result(());
+                all.try_set_result(());
             }
         }
         Ok(())

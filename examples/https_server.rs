@@ -96,7 +96,7 @@ fn main() -> Result<(), Error> {
                 .add_done_callback(move |r: &Future<HTTPResponse>| {
                     let body = match r.take_result() {
                         Ok(r) => r.text(),
-                        Err(err) => return drop(d.set_error(err)),
+                        Err(err) => return d.set_error(err),
                     };
                     c.fetch(u)
                         .add_done_callback(move |r: &Future<HTTPResponse>| {

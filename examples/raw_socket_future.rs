@@ -68,11 +68,11 @@ fn get_data(io_loop: &IOLoop, addr: SocketAddr, message: &str) -> Future<Vec<u8>
             Ok(false) => {}
             Ok(true) => {
                 l.remove_handler(fd);
-                let _ = f.set_result(std::mem::take(&mut received));
+                f.try_set_result(std::mem::take(&mut received));
             }
             Err(err) => {
                 l.remove_handler(fd);
-                let _ = f.set_error(err.into());
+                f.try_set_error(err.into());
             }
         }
     };
@@ -132,7 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                     left.set(left.get() - 1);
                     if left.get() == 0 {
-                        let _ = match failed.take() {
+                        match failed.take() {
                             Some(err) => all.set_error(err),
                             None => all.set_result(
                                 calls

@@ -384,7 +384,7 @@ fn get_all(client: &Rc<Client>, keys: &[&'static str]) -> Future<Vec<(&'static s
             results.borrow_mut().push((key, outcome));
             if results.borrow().len() == total {
                 let all = results.take();
-                let _ = done.set_result(all);
+                done.try_set_result(all);
             }
         }
     };

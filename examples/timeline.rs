@@ -42,12 +42,12 @@ fn echo(stream: IOStream, _peer: SocketAddr) -> Future<()> {
                 let s2 = s.clone();
                 s.write(line).add_done_callback(move |w: &Future<()>| {
                     s2.close();
-                    let _ = d.complete(w.take_result());
+                    d.try_complete(w.take_result());
                 });
             }
             Err(err) => {
                 s.close();
-                let _ = d.set_error(err);
+                d.try_set_error(err);
             }
         });
     done
@@ -63,7 +63,7 @@ fn client(addr: SocketAddr) -> impl gen::Generator<Output = String> {
                     Ok(conn) => conn,
                     Err(err) => return Step::Return(Err(err)),
                 };
-                conn.write(&b"hello, loop\n"[..]);
+                drop(conn.write(&b"hello, loop\n"[..]));
                 let reply = conn.read_until_close();
                 *stream = Some(conn);
                 YieldFuture::new(reply).into()
@@ -98,19 +98,19 @@ fn workload(io_loop: &IOLoop) -> Future<String> {
         let (all, parts, reply) = (all.clone(), parts.clone(), reply.clone());
         move |result: Result<(), Error>| {
             if let Err(err) = result {
-                let _ = all.set_error(err);
+                all.try_set_error(err);
                 return;
             }
             parts.set(parts.get() - 1);
             if parts.get() == 0 {
-                let _ = all.set_result(reply.borrow().clone());
+                all.try_set_result(reply.borrow().clone());
             }
         }
     };
 
     let server = TCPServer::new(echo);
     if let Err(err) = server.listen_with(0, BindOptions::new().address("127.0.0.1")) {
-        let _ = all.set_error(err);
+        all.try_set_error(err);
         return all;
     }
     let addr = server.local_addrs()[0];

@@ -201,17 +201,19 @@ fn fetch_line(io_loop: &IOLoop, addr: SocketAddr, message: &str) -> Future<Strin
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                     Err(e) => {
                         l.remove_handler(fd);
-                        return f.set_error(e.into());
+                        f.set_error(e.into());
+                        return Ok(());
                     }
                 }
                 l.remove_handler(fd);
-                f.set_result(String::from_utf8_lossy(&received).trim().to_owned())
+                f.set_result(String::from_utf8_lossy(&received).trim().to_owned());
+                Ok(())
             },
             Events::READ,
         )
     })();
     if let Err(err) = registered {
-        let _ = future.set_error(err);
+        future.try_set_error(err);
     }
     future
 }
@@ -260,19 +262,19 @@ fn gather<T: 'static>(futures: Vec<Future<T>>) -> Future<Vec<T>> {
                 return;
             }
             if let Some(err) = f.error() {
-                let _ = all.set_error(err);
+                all.try_set_error(err);
                 return;
             }
             remaining.set(remaining.get() - 1);
             if remaining.get() == 0 {
                 let values: Result<Vec<T>, Error> =
                     futures.iter().map(|f| f.take_result()).collect();
-                let _ = all.complete(values);
+                all.try_complete(values);
             }
         });
     }
     if futures.is_empty() {
-        let _ = all.set_result(Vec::new());
+        all.try_set_result(Vec::new());
     }
     all
 }
@@ -299,7 +301,10 @@ fn stop_4_future(io_loop: &IOLoop) -> Result<(), Error> {
     // future completes (never inside set_result).
     let seen = Future::new();
     let s = seen.clone();
-    io_loop.add_future(&future, move |f: &Future<u64>| s.set_result(f.result()?));
+    io_loop.add_future(&future, move |f: &Future<u64>| {
+        s.set_result(f.result()?);
+        Ok(())
+    });
     let value = io_loop.run_sync(move || seen, None)?;
     say(format!(
         "10 ms later a timeout called set_result(144); add_future's callback saw {value}"
@@ -335,7 +340,7 @@ fn call_with_timeout(
     // `_cleanup`: receives what any callback scheduled below returns as Err.
     let cleanup = ExceptionStackContext::new(move |err: &Error| {
         say(format!("   the context's handler caught: {err}"));
-        r.set_error(err.clone()).is_ok() // true: handled
+        r.try_set_error(err.clone()) // true: handled
     });
     let (l, r) = (io_loop.clone(), result.clone());
     cleanup.run(|| {
@@ -352,7 +357,7 @@ fn call_with_timeout(
             if r.done() {
                 return;
             }
-            let _ = r.set_result("VALUE");
+            r.try_set_result("VALUE");
         });
     });
     result
@@ -581,7 +586,7 @@ fn echo_client(addr: SocketAddr, line: String) -> Future<Vec<u8>> {
     let r = reply.clone();
     IOStream::connect(addr).add_done_callback(move |connected: &Future<IOStream>| {
         let stream = connected.take_result()?;
-        stream.write(line); // done or not, the read below waits for the answer
+        drop(stream.write(line)); // done or not, the read below waits for the answer
         squall::chain_future(&stream.read_until_close(), &r);
         Ok(())
     });

@@ -236,9 +236,9 @@ fn self_test_clients(port: u16) -> Future<String> {
         move |clients: &Future<Vec<websocket::WebSocketClientConnection>>| {
             let clients = match clients.take_result() {
                 Ok(clients) => clients,
-                Err(err) => return drop(o.set_error(err)),
+                Err(err) => return o.set_error(err),
             };
-            clients[0].write_message(r#"{"body": "hello <b>world</b>"}"#);
+            drop(clients[0].write_message(r#"{"body": "hello <b>world</b>"}"#));
             let reads: Vec<_> = clients.iter().map(|c| c.read_message()).collect();
             let o2 = o.clone();
             all(reads).add_done_callback(move |got: &Future<Vec<Option<Message>>>| {
@@ -263,7 +263,7 @@ fn self_test_clients(port: u16) -> Future<String> {
                 });
                 let summary = match checked {
                     Ok(summary) => summary,
-                    Err(err) => return drop(o2.set_error(err)),
+                    Err(err) => return o2.set_error(err),
                 };
                 // A new visitor's page shows the cached message.
                 let page = squall::httpclient::AsyncHTTPClient::new()
@@ -276,7 +276,7 @@ fn self_test_clients(port: u16) -> Future<String> {
                             Err(Error::other("the page lacks the cached message"))
                         }
                     });
-                    let _ = o2.complete(result);
+                    o2.try_complete(result);
                 });
             });
         },
@@ -297,13 +297,13 @@ fn all<T: 'static>(futures: Vec<Future<T>>) -> Future<Vec<T>> {
                 return;
             }
             if let Some(err) = done.error() {
-                let _ = out.set_error(err);
+                out.try_set_error(err);
                 return;
             }
             left.set(left.get() - 1);
             if left.get() == 0 {
                 let values = slots.iter().map(|f| f.take_result()).collect();
-                let _ = out.complete(values);
+                out.try_complete(values);
             }
         });
     }

@@ -16,13 +16,37 @@
 //! future.add_done_callback(move |f: &Future<u32>| s.set(f.result().unwrap()));
 //! assert!(!future.done());
 //!
-//! future.set_result(42)?;
+//! future.set_result(42);
 //! assert_eq!(seen.get(), 42);
 //! assert_eq!(future.result()?, 42);
-//! // A future is completed once; the second attempt is an error, not a panic.
-//! assert!(future.set_result(7).is_err());
+//! // A future is completed once. Where completions race (a reply and a
+//! // timeout), the loser uses `try_set_result`, which says it lost:
+//! assert!(!future.try_set_result(7));
 //! # Ok::<(), squall::Error>(())
 //! ```
+//!
+//! # Completing twice
+//! [`set_result`](Future::set_result), [`set_error`](Future::set_error) and
+//! [`complete`](Future::complete) on a future that is already done is a bug
+//! in the caller (Tornado raises `InvalidStateError`): a debug build panics
+//! with a message naming the caller's line (inside a callback the panic is
+//! caught and reported like any error), a release build logs it with
+//! `log::error!` and drops the value, as a user error never kills the loop.
+//! Code in which two completions race on purpose calls
+//! [`try_set_result`](Future::try_set_result) and its siblings (Tornado's
+//! `future_set_result_unless_cancelled`).
+//!
+//! # An error nobody read
+//! A future that failed and is dropped, all its clones, without anyone
+//! having looked at its error ([`result`](Future::result),
+//! [`error`](Future::error), [`take_result`](Future::take_result),
+//! [`result_ref`](Future::result_ref), or `.await`) logs it once with
+//! `log::error!` ("Future exception was never retrieved", as Tornado does),
+//! so a failure is not lost in silence. A done-callback that returns the
+//! future's error, or a callback that returns the future, count as reading
+//! it. A stream's own futures that fail because the stream closed are
+//! marked read, as in Tornado: ignoring the future of a write to a client
+//! that went away logs nothing.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -76,11 +100,39 @@ struct State<T> {
     // Most futures have exactly one done-callback: keep it inline.
     first: Option<DoneCallback<T>>,
     rest: Vec<DoneCallback<T>>,
+    /// Whether someone looked at the error (see the module docs): a `Cell`,
+    /// as `error()` and `result()` only borrow the state.
+    observed: Cell<bool>,
+}
+
+impl<T> Drop for State<T> {
+    fn drop(&mut self) {
+        // Only a failed future pays for this: one compare otherwise.
+        if let Slot::Done(Err(err)) = &self.slot {
+            if !self.observed.get() {
+                log::error!("Future exception was never retrieved: {err}");
+            }
+        }
+    }
 }
 
 /// A clonable, single-threaded placeholder for a `Result<T, Error>`.
 ///
 /// Clones share one state. See the [module docs](self).
+///
+/// It is `#[must_use]`: a future made and forgotten is a warning, since
+/// its outcome, an error above all, would go unseen.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn write_twice(stream: &squall::IOStream) {
+///     stream.write(b"forgotten".to_vec()); // error: unused `Future` that must be used
+///     drop(stream.write(b"ignored on purpose".to_vec())); // fine
+/// }
+/// ```
+#[must_use = "a Future's outcome is lost if nobody looks: add a done-callback, await it or \
+              return it; to ignore it on purpose (a write whose failure also closes the \
+              stream), drop(..) it"]
 pub struct Future<T> {
     state: Rc<RefCell<State<T>>>,
 }
@@ -124,6 +176,7 @@ impl<T: 'static> Future<T> {
                 slot,
                 first: None,
                 rest: Vec::new(),
+                observed: Cell::new(false),
             })),
         }
     }
@@ -135,9 +188,13 @@ impl<T: 'static> Future<T> {
     /// little later, by the outermost completion, so as not to overflow the
     /// stack.)
     ///
-    /// # Errors
-    /// [`ErrorKind::InvalidState`] if the future is already done.
-    pub fn set_result(&self, value: T) -> Result<(), Error> {
+    /// # Panics
+    /// In a debug build, if the future is already done (a release build
+    /// logs that and drops `value`); see [completing
+    /// twice](self#completing-twice). Use
+    /// [`try_set_result`](Future::try_set_result) where completions race.
+    #[track_caller]
+    pub fn set_result(&self, value: T) {
         self.complete(Ok(value))
     }
 
@@ -146,31 +203,71 @@ impl<T: 'static> Future<T> {
     /// The argument is an [`Error`], like [`Future::failed`]'s, so that
     /// `set_error(io_err.into())` infers.
     ///
-    /// # Errors
-    /// [`ErrorKind::InvalidState`] if the future is already done.
-    pub fn set_error(&self, err: Error) -> Result<(), Error> {
+    /// # Panics
+    /// In a debug build, if the future is already done; see
+    /// [`set_result`](Future::set_result).
+    #[track_caller]
+    pub fn set_error(&self, err: Error) {
         self.complete(Err(err))
     }
 
     /// Completes the future with `result`, value or error.
     ///
-    /// # Errors
-    /// [`ErrorKind::InvalidState`] if the future is already done.
-    pub fn complete(&self, result: Result<T, Error>) -> Result<(), Error> {
+    /// # Panics
+    /// In a debug build, if the future is already done; see
+    /// [`set_result`](Future::set_result).
+    #[track_caller]
+    pub fn complete(&self, result: Result<T, Error>) {
+        if !self.try_complete(result) {
+            completed_twice(std::panic::Location::caller());
+        }
+    }
+
+    /// Completes the future with `value` if it is still pending: for code in
+    /// which completions race (a reply and its timeout), Tornado's
+    /// `future_set_result_unless_cancelled`. Returns whether this call
+    /// completed it; if not, `value` is dropped.
+    pub fn try_set_result(&self, value: T) -> bool {
+        self.try_complete(Ok(value))
+    }
+
+    /// [`set_error`](Future::set_error) if the future is still pending;
+    /// returns whether this call completed it.
+    pub fn try_set_error(&self, err: Error) -> bool {
+        self.try_complete(Err(err))
+    }
+
+    /// [`complete`](Future::complete) if the future is still pending;
+    /// returns whether this call completed it.
+    pub fn try_complete(&self, result: Result<T, Error>) -> bool {
         let (first, rest) = {
             let mut state = self.state.borrow_mut();
             if !matches!(state.slot, Slot::Pending) {
-                return Err(Error::new(
-                    ErrorKind::InvalidState,
-                    "future is already done",
-                ));
+                // A losing error is not an unread one: it never was the
+                // future's outcome. Dropped with no borrow held.
+                drop(state);
+                drop(result);
+                return false;
             }
             state.slot = Slot::Done(result);
             (state.first.take(), std::mem::take(&mut state.rest))
         };
         // No borrow is held from here: callbacks may use this future freely.
         self.dispatch(first, rest);
-        Ok(())
+        true
+    }
+
+    /// Marks the error, if any, as read: for futures a library fails and
+    /// its user may ignore on purpose (a stream's futures when it closes).
+    pub(crate) fn mark_observed(&self) {
+        self.state.borrow().observed.set(true);
+    }
+
+    /// This future, its error marked as read (see
+    /// [`mark_observed`](Future::mark_observed)).
+    pub(crate) fn observed(self) -> Future<T> {
+        self.mark_observed();
+        self
     }
 
     /// Runs done-callbacks now, or, deep inside other completions (a long
@@ -230,8 +327,12 @@ impl<T: 'static> Future<T> {
 
     /// The error, if the future failed.
     pub fn error(&self) -> Option<Error> {
-        match &self.state.borrow().slot {
-            Slot::Done(Err(err)) => Some(err.clone()),
+        let state = self.state.borrow();
+        match &state.slot {
+            Slot::Done(Err(err)) => {
+                state.observed.set(true);
+                Some(err.clone())
+            }
             _ => None,
         }
     }
@@ -250,6 +351,7 @@ impl<T: 'static> Future<T> {
             Slot::Done(Ok(value)) => Ok(value),
             Slot::Done(Err(err)) => {
                 state.slot = Slot::Done(Err(err.clone()));
+                state.observed.set(true);
                 Err(err)
             }
             Slot::Pending => {
@@ -371,7 +473,10 @@ impl<T: 'static> Future<T> {
         let state = self.state.borrow();
         match &state.slot {
             Slot::Done(Ok(_)) => {}
-            Slot::Done(Err(err)) => return Err(err.clone()),
+            Slot::Done(Err(err)) => {
+                state.observed.set(true);
+                return Err(err.clone());
+            }
             Slot::Pending => return Err(not_done()),
             Slot::Taken => return Err(taken()),
         }
@@ -390,8 +495,13 @@ impl<T: Clone + 'static> Future<T> {
     /// The future's error; or [`ErrorKind::InvalidState`] while it is pending
     /// or after its value was taken with [`take_result`](Future::take_result).
     pub fn result(&self) -> Result<T, Error> {
-        match &self.state.borrow().slot {
-            Slot::Done(result) => result.clone(),
+        let state = self.state.borrow();
+        match &state.slot {
+            Slot::Done(Ok(value)) => Ok(value.clone()),
+            Slot::Done(Err(err)) => {
+                state.observed.set(true);
+                Err(err.clone())
+            }
             Slot::Pending => Err(not_done()),
             Slot::Taken => Err(taken()),
         }
@@ -462,6 +572,22 @@ fn run_deferred() {
         let _nested = Nested::enter();
         job();
     }
+}
+
+/// A second completion: a bug in the caller. Panics in a debug build (the
+/// test suite finds it); a release build logs it, as a user error must not
+/// kill the loop.
+#[cold]
+fn completed_twice(at: &'static std::panic::Location<'static>) {
+    let message = format!(
+        "squall: a Future was completed twice (set_result/set_error/complete at {at} on a \
+         future already done); use try_set_result/try_set_error/try_complete where \
+         completions race"
+    );
+    if cfg!(debug_assertions) {
+        panic!("{message}");
+    }
+    log::error!("{message}");
 }
 
 fn not_done() -> Error {
@@ -555,15 +681,29 @@ fn same_rc(a: &Rc<dyn Wake>, b: &Rc<dyn Wake>) -> bool {
     std::ptr::eq(Rc::as_ptr(a) as *const (), Rc::as_ptr(b) as *const ())
 }
 
+impl<T: 'static> CallbackReturn for Future<T> {
+    fn into_outcome(self) -> Result<(), Error> {
+        // The done-callback captures the current stack context, which is the
+        // one this callback runs under: the late failure goes where an
+        // immediate one would have gone.
+        self.add_done_callback(|f: &Future<T>| match f.error() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        });
+        Ok(())
+    }
+}
+
 /// Copies `a`'s outcome into `b` when `a` completes (Tornado's `chain_future`).
 ///
 /// If `b` is already done by then, `a`'s outcome is dropped.
 pub fn chain_future<T: Clone + 'static>(a: &Future<T>, b: &Future<T>) {
     let b = b.clone();
     a.add_done_callback(move |a: &Future<T>| {
+        // If `b` is done already (its timeout won), `a`'s outcome is
+        // dropped, as in Tornado.
         if !b.done() {
-            // `b` is pending, so this cannot fail.
-            let _ = b.complete(a.result());
+            b.complete(a.result());
         }
     });
 }
@@ -582,7 +722,7 @@ mod tests {
             f.add_done_callback(move |_: &Future<i32>| log.borrow_mut().push(i));
         }
         assert!(log.borrow().is_empty());
-        f.set_result(1).unwrap();
+        f.set_result(1);
         assert_eq!(*log.borrow(), [0, 1, 2]);
         let l = log.clone();
         f.add_done_callback(move |_: &Future<i32>| l.borrow_mut().push(3));
@@ -590,14 +730,24 @@ mod tests {
     }
 
     #[test]
-    fn set_twice_is_invalid_state() {
+    fn try_completion_of_a_done_future_says_it_lost_and_keeps_the_first() {
         let f = Future::ready(1);
-        assert_eq!(f.set_result(2).unwrap_err().kind(), ErrorKind::InvalidState);
-        assert_eq!(
-            f.set_error(Error::other("x")).unwrap_err().kind(),
-            ErrorKind::InvalidState
-        );
+        assert!(!f.try_set_result(2));
+        assert!(!f.try_set_error(Error::other("x")));
+        assert!(!f.try_complete(Ok(3)));
         assert_eq!(f.result().unwrap(), 1);
+        let g = Future::new();
+        assert!(g.try_set_result(4));
+        assert_eq!(g.result().unwrap(), 4);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "a Future was completed twice")]
+    fn completing_twice_panics_in_a_debug_build() {
+        let f = Future::new();
+        f.set_result(1);
+        f.set_result(2);
     }
 
     #[test]
@@ -608,7 +758,7 @@ mod tests {
             f.take_result().err().unwrap().kind(),
             ErrorKind::InvalidState
         );
-        f.set_result(NotClone(3)).unwrap();
+        f.set_result(NotClone(3));
         assert_eq!(f.take_result().unwrap().0, 3);
         assert_eq!(
             f.take_result().err().unwrap().kind(),
@@ -629,11 +779,11 @@ mod tests {
     fn chain_copies_value_and_error() {
         let (a, b) = (Future::new(), Future::new());
         chain_future(&a, &b);
-        a.set_result(5).unwrap();
+        a.set_result(5);
         assert_eq!(b.result().unwrap(), 5);
         let (c, d) = (Future::<u8>::new(), Future::new());
         chain_future(&c, &d);
-        c.set_error(Error::new(ErrorKind::Timeout, "t")).unwrap();
+        c.set_error(Error::new(ErrorKind::Timeout, "t"));
         assert_eq!(d.error().unwrap().kind(), ErrorKind::Timeout);
     }
 
@@ -643,7 +793,7 @@ mod tests {
         for w in futures.windows(2) {
             chain_future(&w[0], &w[1]);
         }
-        futures[0].set_result(7).unwrap();
+        futures[0].set_result(7);
         assert!(futures.iter().all(|f| f.result().unwrap() == 7));
         assert_eq!(NESTING.with(Cell::get), 0);
         assert!(DEFERRED.with(|d| d.borrow().is_empty()));
@@ -659,7 +809,7 @@ mod tests {
             let ir = ir.clone();
             f.add_done_callback(move |_: &Future<u8>| *ir.borrow_mut() = true);
         });
-        f.set_result(9).unwrap();
+        f.set_result(9);
         assert!(*inner_ran.borrow());
     }
 
@@ -683,7 +833,7 @@ mod tests {
             assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
         }
         let clone = f.clone();
-        clone.set_result(4).unwrap();
+        clone.set_result(4);
         assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(matches!(Pin::new(&mut f).poll(&mut cx), Poll::Ready(Ok(4))));
         // The value was moved out by the await.

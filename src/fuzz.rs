@@ -430,7 +430,7 @@ fn read_next(
     done: Future<()>,
 ) {
     if i == ops.len() {
-        let _ = done.set_result(());
+        done.try_set_result(());
         return;
     }
     let read = match &ops[i] {
@@ -445,7 +445,7 @@ fn read_next(
         }
         Err(_) => {
             got.borrow_mut().push(None);
-            let _ = done.set_result(());
+            done.try_set_result(());
         }
     });
 }

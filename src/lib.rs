@@ -62,6 +62,7 @@
 #![cfg(unix)]
 
 mod callback;
+mod catch;
 pub mod error;
 pub mod escape;
 pub mod executor;

@@ -323,7 +323,7 @@ impl<T: 'static, S: Store<T>> Queue<T, S> {
                         }) = putter
                         {
                             drop((item, timer));
-                            let _ = future.set_error(waiters::timed_out("Queue.put"));
+                            future.try_set_error(waiters::timed_out("Queue.put"));
                         }
                     },
                 ))
@@ -366,7 +366,7 @@ impl<T: 'static, S: Store<T>> Queue<T, S> {
         if let Some((future, timer)) = putter {
             self.finished.clear();
             drop(timer);
-            let _ = future.set_result(());
+            future.try_set_result(());
         }
         Ok(item)
     }

@@ -71,7 +71,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::callback::{self, CallbackReturn, Origin};
+use crate::catch::{self, CallbackReturn, Origin};
 use crate::error::Error;
 
 /// A captured context stack: the innermost frame, or none.
@@ -208,7 +208,7 @@ impl Drop for Guards {
 /// outward while handlers decline; logs it if nobody handles it.
 pub(crate) fn route(ctx: &Context, err: Error, origin: Origin, name: &'static str) {
     if let Some(err) = offer(ctx, err) {
-        callback::report_unhandled(err, origin, name);
+        catch::report_unhandled(err, origin, name);
     }
 }
 
@@ -222,7 +222,7 @@ fn offer(ctx: &Context, mut err: Error) -> Option<Error> {
                 // The handler runs under the contexts outside it, so an error it
                 // raises itself travels outward, as in Python's `with` nesting.
                 let mut handled = false;
-                let outcome = callback::catch(|| {
+                let outcome = catch::catch(|| {
                     handled = enter(&f.parent, || handler(&err));
                     Ok(())
                 });
@@ -360,7 +360,7 @@ impl ExceptionStackContext {
             Context::capture().push(FrameKind::Exception(self.handler.clone(), active.clone()));
         let outcome = {
             let _restore = set_current(ctx.clone());
-            callback::catch(|| f().into_outcome())
+            catch::catch(|| f().into_outcome())
         };
         if let Err(err) = outcome {
             route(&ctx, err, Origin::Context, std::any::type_name::<R>());
@@ -545,9 +545,12 @@ where
 
 /// The body of a wrapped closure: see [`wrap`].
 fn call_wrapped(ctx: &Context, name: &'static str, f: impl FnOnce() -> Result<(), Error>) {
-    if !callback::in_catch() {
-        // Nobody to hand an unhandled error back to: route it, then log it.
-        callback::invoke(ctx, Origin::Callback, name, f);
+    if !catch::in_catch() {
+        // Nobody to hand an unhandled error back to: route it, then log it
+        // (as `callback::invoke`, a layer up, does for scheduled callbacks).
+        if let Err(err) = catch::catch(|| enter(ctx, f)) {
+            route(ctx, err, Origin::Callback, name);
+        }
         return;
     }
     if ctx.is_current() {
@@ -555,13 +558,13 @@ fn call_wrapped(ctx: &Context, name: &'static str, f: impl FnOnce() -> Result<()
         // this very stack and routes what we pass back; routing it here too
         // would offer it to the same handlers twice.
         if let Err(err) = f() {
-            callback::unwind(err);
+            catch::unwind(err);
         }
         return;
     }
-    if let Err(err) = callback::catch(|| enter(ctx, f)) {
+    if let Err(err) = catch::catch(|| enter(ctx, f)) {
         if let Some(err) = offer(ctx, err) {
-            callback::unwind(err);
+            catch::unwind(err);
         }
     }
 }
@@ -587,8 +590,8 @@ fn call_wrapped(ctx: &Context, name: &'static str, f: impl FnOnce() -> Result<()
 /// # Ok::<(), squall::Error>(())
 /// ```
 pub fn raise(err: Error) -> ! {
-    if callback::in_catch() {
-        callback::unwind(err)
+    if catch::in_catch() {
+        catch::unwind(err)
     } else {
         std::panic::panic_any(err)
     }

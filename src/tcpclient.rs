@@ -20,7 +20,7 @@
 //!     stream.add_done_callback(move |stream: &squall::Future<IOStream>| {
 //!         match stream.take_result() {
 //!             Ok(stream) => squall::chain_future(&stream.read_until(b"\n"), &l),
-//!             Err(err) => drop(l.set_error(err)),
+//!             Err(err) => l.set_error(err),
 //!         }
 //!     });
 //!     line
@@ -359,7 +359,7 @@ impl Connector {
 
     fn succeed(&self, stream: IOStream) {
         if self.finish() {
-            let _ = self.future.set_result(stream);
+            self.future.try_set_result(stream);
         } else {
             stream.close();
         }
@@ -367,7 +367,7 @@ impl Connector {
 
     fn fail(&self, err: Error) {
         if self.finish() {
-            let _ = self.future.set_error(err);
+            self.future.try_set_error(err);
         }
     }
 

@@ -629,7 +629,7 @@ fn poll_drained(
 ) {
     let open = shared.open_connections();
     if open == 0 {
-        let _ = done.set_result(());
+        done.try_set_result(());
         return;
     }
     if io_loop.time() >= deadline {
@@ -638,7 +638,7 @@ fn poll_drained(
         for stream in streams.iter().filter_map(WeakIOStream::upgrade) {
             stream.close();
         }
-        let _ = done.set_result(());
+        done.try_set_result(());
         return;
     }
     let l = io_loop.clone();

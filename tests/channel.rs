@@ -237,3 +237,79 @@ fn send_on_a_full_channel_from_the_loop_s_thread_is_an_error() {
     assert_eq!(second, Err(squall::ErrorKind::BufferFull));
     assert_eq!(third, Err(squall::ErrorKind::BufferFull));
 }
+
+/// What a `send` said `Ok` for is handled, even when the loop closes before
+/// its next iteration: `close()` hands the queued values to the handler (the
+/// loop already closed), as it runs `Remote::add_callback`'s queued callbacks.
+#[test]
+fn values_queued_when_the_loop_closes_are_still_handled() {
+    let io_loop = IOLoop::new().unwrap();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let (g, l) = (got.clone(), io_loop.clone());
+    let tx = io_loop.remote_channel(move |v: u32| {
+        // The loop is closed by now: what the handler schedules is dropped.
+        assert!(l.is_closed());
+        g.borrow_mut().push(v);
+    });
+    let sender = thread::spawn(move || {
+        for v in 0..100 {
+            tx.send(v).unwrap();
+        }
+        tx
+    });
+    let tx = sender.join().unwrap();
+    io_loop.close();
+    assert_eq!(*got.borrow(), (0..100).collect::<Vec<_>>());
+    assert_eq!(tx.send(100).unwrap_err().kind(), ErrorKind::Closed);
+
+    // The same for a loop dropped without close(), and a bounded channel.
+    let io_loop = IOLoop::new().unwrap();
+    let got = Rc::new(Cell::new(0));
+    let g = got.clone();
+    let tx = io_loop.remote_sync_channel(8, move |v: u32| g.set(g.get() + v));
+    for v in 1..=8 {
+        tx.send(v).unwrap();
+    }
+    drop(io_loop);
+    assert_eq!(got.get(), 36);
+    assert_eq!(tx.try_send(1).unwrap_err().kind(), ErrorKind::Closed);
+}
+
+/// Senders racing `close()`, on a bounded channel too (some of them waiting
+/// for room): each value is either refused with `Closed` or handled, never
+/// lost, and no sender waits for good.
+#[test]
+fn every_value_is_refused_or_handled_when_close_races_the_senders() {
+    for capacity in [None, Some(4)] {
+        let io_loop = IOLoop::new().unwrap();
+        let handled = Rc::new(Cell::new(0u64));
+        let h = handled.clone();
+        let tx = match capacity {
+            None => io_loop.remote_channel(move |_: u64| h.set(h.get() + 1)),
+            Some(cap) => io_loop.remote_sync_channel(cap, move |_: u64| h.set(h.get() + 1)),
+        };
+        let start = Arc::new(Barrier::new(5));
+        let senders: Vec<_> = (0..4)
+            .map(|_| {
+                let (tx, start) = (tx.clone(), start.clone());
+                thread::spawn(move || {
+                    start.wait();
+                    let mut accepted = 0u64;
+                    while tx.send(accepted).is_ok() {
+                        accepted += 1;
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        drop(tx);
+        start.wait();
+        // Let the loop take some, then close it under the senders' feet.
+        let l = io_loop.clone();
+        io_loop.call_later(ms(20), move || l.close());
+        io_loop.start().unwrap();
+        let accepted: u64 = senders.into_iter().map(|s| s.join().unwrap()).sum();
+        assert!(accepted > 0);
+        assert_eq!(handled.get(), accepted, "capacity {capacity:?}");
+    }
+}

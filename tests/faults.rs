@@ -138,7 +138,7 @@ fn peer_reset_mid_request_fails_the_read_with_the_cause() {
                 .add_done_callback(move |f: &Future<Vec<u8>>| {
                     let err = f.error().expect("the read must fail");
                     assert!(s.closed(), "the stream is closed when the read fails");
-                    let _ = r.set_result(err);
+                    r.try_set_result(err);
                 });
         });
         thread::spawn(move || {
@@ -150,7 +150,7 @@ fn peer_reset_mid_request_fails_the_read_with_the_cause() {
         });
         let d = done.clone();
         result.add_done_callback(move |_: &Future<Error>| {
-            let _ = d.set_result(());
+            d.try_set_result(());
         });
         result
     });
@@ -178,7 +178,7 @@ fn peer_half_close_mid_request_ends_the_read_cleanly() {
                 .read_until(b"\r\n\r\n")
                 .add_done_callback(move |f: &Future<Vec<u8>>| {
                     let err = f.error().expect("the read must fail");
-                    let _ = r.set_result((err, s.error()));
+                    r.try_set_result((err, s.error()));
                 });
         });
         thread::spawn(move || {
@@ -190,7 +190,7 @@ fn peer_half_close_mid_request_ends_the_read_cleanly() {
         });
         let d = done.clone();
         result.add_done_callback(move |_: &Future<(Error, Option<Error>)>| {
-            let _ = d.set_result(());
+            d.try_set_result(());
         });
         result
     });
@@ -218,7 +218,7 @@ fn peer_that_stops_reading_a_100_mib_write_then_leaves() {
                 stream
                     .write(vec![7u8; SIZE])
                     .add_done_callback(move |f: &Future<()>| {
-                        let _ = r.set_result(f.error().expect("the write must fail"));
+                        r.try_set_result(f.error().expect("the write must fail"));
                     });
             });
             thread::spawn(move || {
@@ -238,7 +238,7 @@ fn peer_that_stops_reading_a_100_mib_write_then_leaves() {
             });
             let d = done.clone();
             result.add_done_callback(move |_: &Future<Error>| {
-                let _ = d.set_result(());
+                d.try_set_result(());
             });
             result
         });

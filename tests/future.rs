@@ -12,45 +12,56 @@ use squall::{chain_future, Error, ErrorKind, Future, IOLoop};
 use common::{drop_flag, guard, manual_loop, secs, Log};
 
 #[test]
-fn set_twice_is_invalid_state() {
+fn a_second_try_completion_loses_and_the_first_outcome_stays() {
     let future = Future::new();
-    future.set_result(1).unwrap();
-    assert_eq!(
-        future.set_result(2).unwrap_err().kind(),
-        ErrorKind::InvalidState
-    );
-    assert_eq!(
-        future.set_error(Error::other("late")).unwrap_err().kind(),
-        ErrorKind::InvalidState
-    );
-    assert_eq!(
-        future.complete(Ok(3)).unwrap_err().kind(),
-        ErrorKind::InvalidState
-    );
+    future.set_result(1);
+    assert!(!future.try_set_result(2));
+    assert!(!future.try_set_error(Error::other("late")));
+    assert!(!future.try_complete(Ok(3)));
     assert_eq!(future.result().unwrap(), 1, "the first result stays");
 
     let failed = Future::<u8>::new();
-    failed
-        .set_error(Error::new(ErrorKind::Timeout, "first"))
-        .unwrap();
-    assert_eq!(
-        failed.set_result(1).unwrap_err().kind(),
-        ErrorKind::InvalidState
-    );
+    failed.set_error(Error::new(ErrorKind::Timeout, "first"));
+    assert!(!failed.try_set_result(1));
     assert_eq!(failed.error().unwrap().message(), "first");
 
     // Done from the start, too.
-    assert_eq!(
-        Future::ready(1).set_result(2).unwrap_err().kind(),
-        ErrorKind::InvalidState
+    assert!(!Future::ready(1).try_set_result(2));
+    let failed = Future::<u8>::failed("x".into());
+    assert!(!failed.try_set_result(2));
+    assert_eq!(failed.error().unwrap().message(), "x");
+}
+
+/// Completing a done future is a bug in the caller: a debug build panics
+/// with a message that names the line, as Tornado raises InvalidStateError.
+#[test]
+#[cfg(debug_assertions)]
+fn completing_a_done_future_again_panics_naming_the_caller_in_a_debug_build() {
+    let future = Future::ready(1);
+    let line = line!() + 1; // the set_result below
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.set_result(2)))
+        .unwrap_err();
+    let message = common::panic_message(panic);
+    assert!(message.contains("completed twice"), "{message}");
+    assert!(
+        message.contains(&format!("tests/future.rs:{line}")),
+        "{message}"
     );
-    assert_eq!(
-        Future::<u8>::failed("x".into())
-            .set_result(2)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::InvalidState
-    );
+    assert_eq!(future.result().unwrap(), 1);
+
+    // Inside a callback the panic is caught and reported like any error:
+    // the loop goes on.
+    let io_loop = IOLoop::new().unwrap();
+    let f = Future::<u8>::failed("first".into());
+    let g = f.clone();
+    io_loop.add_callback(move || g.set_error("second".into()));
+    let l = io_loop.clone();
+    io_loop.add_callback(move || l.stop());
+    let (started, unhandled) = squall::testing::capture_unhandled(|| io_loop.start());
+    started.unwrap();
+    assert_eq!(unhandled.len(), 1);
+    assert_eq!(unhandled[0].kind(), ErrorKind::Panic);
+    assert_eq!(f.error().unwrap().message(), "first");
 }
 
 #[test]
@@ -59,9 +70,9 @@ fn a_second_set_does_not_run_the_callbacks_again() {
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
     future.add_done_callback(move |_: &Future<u8>| c.set(c.get() + 1));
-    future.set_result(1).unwrap();
-    let _ = future.set_result(2);
-    let _ = future.set_error("again".into());
+    future.set_result(1);
+    future.try_set_result(2);
+    future.try_set_error("again".into());
     assert_eq!(calls.get(), 1);
 }
 
@@ -75,7 +86,7 @@ fn done_callbacks_run_in_order_and_at_once_when_done() {
     }
     assert!(log.is_empty(), "nothing runs before completion");
     assert!(!future.done());
-    future.set_result("v").unwrap();
+    future.set_result("v");
     assert!(future.done());
     assert_eq!(log.get(), (0..5).map(|i| (i, "v")).collect::<Vec<_>>());
 
@@ -94,9 +105,7 @@ fn done_callbacks_see_a_failure_too() {
     future.add_done_callback(move |f: &Future<u8>| {
         s.push((f.done(), f.error().map(|e| e.kind()), f.result().is_err()))
     });
-    future
-        .set_error(Error::new(ErrorKind::StreamClosed, "gone"))
-        .unwrap();
+    future.set_error(Error::new(ErrorKind::StreamClosed, "gone"));
     assert_eq!(seen.get(), [(true, Some(ErrorKind::StreamClosed), true)]);
 }
 
@@ -116,8 +125,7 @@ fn failing_done_callback_is_reported_and_the_others_still_run() {
     });
     let r = ran.clone();
     future.add_done_callback(move |_: &Future<u8>| r.push(3));
-    let (set, errors) = capture_unhandled(|| future.set_result(1));
-    set.unwrap();
+    let ((), errors) = capture_unhandled(|| future.set_result(1));
     assert_eq!(ran.get(), [1, 2, 3]);
     let kinds: Vec<_> = errors.iter().map(Error::kind).collect();
     assert_eq!(kinds, [ErrorKind::Panic, ErrorKind::InvalidArgument]);
@@ -137,7 +145,7 @@ fn done_callback_errors_go_to_the_context_captured_when_added() {
         f.add_done_callback(|_: &Future<u8>| Err::<(), _>(Error::new(ErrorKind::Timeout, "t")))
     });
     // Completed outside the context: the error still goes home.
-    let (_, unhandled) = capture_unhandled(|| future.set_result(0).unwrap());
+    let (_, unhandled) = capture_unhandled(|| future.set_result(0));
     assert!(unhandled.is_empty(), "{unhandled:?}");
     assert_eq!(handled.get(), [ErrorKind::Timeout]);
 }
@@ -152,11 +160,11 @@ fn done_callback_may_use_the_future_and_add_more() {
         let lg2 = lg.clone();
         // Added while done: runs at once, before the next queued callback.
         f.add_done_callback(move |_: &Future<u8>| lg2.push("nested".to_owned()));
-        assert!(f.set_result(9).is_err());
+        assert!(!f.try_set_result(9));
     });
     let lg = log.clone();
     future.add_done_callback(move |_: &Future<u8>| lg.push("second".to_owned()));
-    future.set_result(4).unwrap();
+    future.set_result(4);
     assert_eq!(log.get(), ["first sees Ok(4)", "nested", "second"]);
 }
 
@@ -173,7 +181,7 @@ fn result_take_result_and_error() {
     );
     assert!(pending.error().is_none());
     assert!(!pending.done(), "a failed take leaves it pending");
-    pending.set_result("s".to_owned()).unwrap();
+    pending.set_result("s".to_owned());
     assert_eq!(pending.result().unwrap(), "s");
     assert_eq!(pending.take_result().unwrap(), "s");
     assert_eq!(
@@ -204,7 +212,7 @@ fn clones_share_one_state() {
     let b = a.clone();
     assert!(a.ptr_eq(&b));
     assert!(!a.ptr_eq(&Future::new()));
-    b.set_result(3).unwrap();
+    b.set_result(3);
     assert_eq!(a.result().unwrap(), 3);
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }
@@ -224,12 +232,12 @@ fn chain_future_copies_the_outcome() {
     let (a, b) = (Future::new(), Future::new());
     chain_future(&a, &b);
     assert!(!b.done());
-    a.set_result(5).unwrap();
+    a.set_result(5);
     assert_eq!(b.result().unwrap(), 5);
 
     let (c, d) = (Future::<u8>::new(), Future::new());
     chain_future(&c, &d);
-    c.set_error(Error::new(ErrorKind::Timeout, "t")).unwrap();
+    c.set_error(Error::new(ErrorKind::Timeout, "t"));
     assert_eq!(d.error().unwrap().kind(), ErrorKind::Timeout);
 
     // Already done source: copied at once.
@@ -240,8 +248,7 @@ fn chain_future_copies_the_outcome() {
     // A target done first keeps its own outcome, quietly.
     let (f, g) = (Future::new(), Future::ready(1));
     chain_future(&f, &g);
-    let (set, unhandled) = capture_unhandled(|| f.set_result(2));
-    set.unwrap();
+    let ((), unhandled) = capture_unhandled(|| f.set_result(2));
     assert!(unhandled.is_empty(), "{unhandled:?}");
     assert_eq!(g.result().unwrap(), 1);
 
@@ -250,7 +257,7 @@ fn chain_future_copies_the_outcome() {
     for w in futures.windows(2) {
         chain_future(&w[0], &w[1]);
     }
-    futures[0].set_result(7).unwrap();
+    futures[0].set_result(7);
     assert!(futures.iter().all(|f| f.result().unwrap() == 7));
 }
 
@@ -262,10 +269,10 @@ fn nested_completion_runs_the_callbacks_before_set_result_returns() {
     b.add_done_callback(move |_: &Future<u8>| lg.push("b's callback"));
     let (lg, b2) = (log.clone(), b.clone());
     a.add_done_callback(move |_: &Future<u8>| {
-        b2.set_result(1).unwrap();
+        b2.set_result(1);
         lg.push("after b.set_result");
     });
-    a.set_result(0).unwrap();
+    a.set_result(0);
     assert_eq!(log.get(), ["b's callback", "after b.set_result"]);
 }
 
@@ -277,7 +284,7 @@ fn a_chain_of_100_000_futures_does_not_overflow_the_stack() {
     for w in futures.windows(2) {
         chain_future(&w[0], &w[1]);
     }
-    futures[0].set_result(7).unwrap();
+    futures[0].set_result(7);
     assert!(futures.iter().all(|f| f.result().unwrap() == 7));
 
     // Each done-callback completes the next with a new value; by the time
@@ -291,11 +298,11 @@ fn a_chain_of_100_000_futures_does_not_overflow_the_stack() {
             let v = f.result().unwrap();
             last.set(v);
             if let Some(next) = next {
-                next.set_result(v + 1).unwrap();
+                next.set_result(v + 1);
             }
         });
     }
-    futures[0].set_result(0).unwrap();
+    futures[0].set_result(0);
     assert_eq!(last.get(), N - 1);
     assert_eq!(futures[N - 1].result().unwrap(), N - 1);
 }
@@ -312,7 +319,7 @@ fn add_future_runs_on_the_next_iteration_not_inside_set_result() {
     });
     let (f, r, l) = (future.clone(), ran.clone(), io_loop.clone());
     io_loop.add_callback(move || {
-        f.set_result(3).unwrap();
+        f.set_result(3);
         assert!(!r.get(), "add_future's callback ran inside set_result");
         let (r, l2) = (r.clone(), l.clone());
         l.add_callback(move || {
@@ -357,7 +364,7 @@ fn add_future_does_not_keep_a_dropped_loop_alive() {
     }
     assert!(!dropped.get());
     // The loop is gone; completing the future must not panic or run anything.
-    future.set_result(1).unwrap();
+    future.set_result(1);
     assert!(dropped.get(), "the callback was released");
     assert!(!ran.get(), "and not run");
 }

@@ -147,7 +147,7 @@ fn future_after<T: 'static>(delay: u64, value: Result<T, Error>) -> Future<T> {
     let future = Future::new();
     let f = future.clone();
     IOLoop::current().call_later(ms(delay), move || {
-        let _ = f.complete(value);
+        f.try_complete(value);
     });
     future
 }
@@ -338,7 +338,7 @@ fn uncaught_error_reaches_engine_done_and_the_callers_context() {
         let caught = Future::new();
         let c = caught.clone();
         let handler = ExceptionStackContext::new(move |err: &Error| {
-            let _ = c.set_result(err.message().to_owned());
+            c.try_set_result(err.message().to_owned());
             true
         });
         handler.run(|| {
@@ -394,7 +394,7 @@ fn engine_error_after_a_yield_reaches_the_callers_context() {
         let caught = Future::new();
         let c = caught.clone();
         ExceptionStackContext::new(move |err: &Error| {
-            let _ = c.set_result(format!("{:?}: {}", err.kind(), err.message()));
+            c.try_set_result(format!("{:?}: {}", err.kind(), err.message()));
             true
         })
         .run(|| {
@@ -501,7 +501,7 @@ fn error_from_a_callback_scheduled_by_a_finished_generator_goes_to_the_caller() 
         let caught = Future::new();
         let c = caught.clone();
         ExceptionStackContext::new(move |err: &Error| {
-            let _ = c.set_result(err.message().to_owned());
+            c.try_set_result(err.message().to_owned());
             true
         })
         .run(|| {
@@ -1342,7 +1342,7 @@ fn a_chain_of_ten_thousand_coroutines_does_not_overflow() {
         );
     }
     assert!(!top.done());
-    leaf.set_result(0).unwrap();
+    leaf.set_result(0);
     // Still all done before `set_result` returned, with no loop at all.
     assert_eq!(top.result().unwrap(), DEPTH);
 }

@@ -40,7 +40,7 @@ fn future_after<T: 'static>(delay: u64, value: Result<T, Error>) -> Future<T> {
     let future = Future::new();
     let f = future.clone();
     IOLoop::current().call_later(ms(delay), move || {
-        let _ = f.complete(value);
+        f.try_complete(value);
     });
     future
 }
@@ -330,7 +330,7 @@ fn stackful_engine_delivers_to_done() {
                     gen::stackful(|co| co.yield_point(task_after(5, 9u8))?.downcast::<u8>()),
                     move |r: Result<u8, Error>| {
                         g.set(Some(r.unwrap()));
-                        let _ = f.set_result(());
+                        f.try_set_result(());
                     },
                 );
                 finished

@@ -89,7 +89,7 @@ fn upgrade_server() -> TestServer {
                             s.close();
                             return;
                         }
-                        s.write(line.to_ascii_uppercase());
+                        drop(s.write(line.to_ascii_uppercase()));
                         next(s.clone());
                     },
                 );

@@ -357,7 +357,7 @@ fn max_per_host_does_not_hold_back_other_hosts() {
                             assert!(f.take_result().is_ok());
                             o.borrow_mut().push(i);
                             if o.borrow().len() == n {
-                                let _ = all.set_result(());
+                                all.try_set_result(());
                             }
                         });
                 }

@@ -33,7 +33,7 @@ fn join(futures: Vec<Future<HTTPResponse>>) -> Future<Vec<Result<HTTPResponse, E
         f.add_done_callback(move |f: &Future<HTTPResponse>| {
             results.borrow_mut().push(f.take_result());
             if results.borrow().len() == n {
-                let _ = all.set_result(results.borrow_mut().drain(..).collect());
+                all.try_set_result(results.borrow_mut().drain(..).collect());
             }
         });
     }

@@ -330,7 +330,7 @@ fn close_fails_queued_and_inflight_fetches() {
                 let d = done.clone();
                 IOLoop::current().call_later(Duration::from_millis(100), move || {
                     c2.close();
-                    let _ = d.set_result((first.error(), second.error()));
+                    d.try_set_result((first.error(), second.error()));
                 });
                 done
             },
@@ -506,7 +506,7 @@ fn queued_requests_start_in_order() {
                             assert!(f.take_result().is_ok());
                             o.borrow_mut().push(i);
                             if o.borrow().len() == 20 {
-                                let _ = all.set_result(());
+                                all.try_set_result(());
                             }
                         });
                 }

@@ -1729,7 +1729,7 @@ fn add_future_runs_on_the_next_iteration() {
         let lg2 = lg.clone();
         // Queued before the future completes: runs before the add_future callback.
         l.add_callback(move || lg2.push("queued earlier".to_owned()));
-        f.set_result(9).unwrap();
+        f.set_result(9);
         lg.push("set_result returned".to_owned());
     });
     let lg = log.clone();
@@ -1872,4 +1872,69 @@ fn a_refused_handler_is_dropped_with_no_borrow_held() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io);
     assert!(io_loop.is_closed());
+}
+
+// ----- which loop: the implicit current loop -------------------------------
+
+/// A stream made before any loop runs lands on the implicit loop that
+/// `IOLoop::current()` makes; running another loop would leave it waiting
+/// for good (a `run_sync` ending in a timeout). Refused at once instead,
+/// with a message that says what happened and what to do.
+#[test]
+fn running_another_loop_while_the_implicit_one_holds_work_is_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let pending = squall::IOStream::connect(addr);
+    let io_loop = IOLoop::new().unwrap();
+    let started = std::time::Instant::now();
+    let p = pending.clone();
+    let err = io_loop
+        .run_sync(move || p, Some(Duration::from_secs(2)))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+    assert!(err.message().contains("implicitly"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(io_loop.start().unwrap_err().kind(), ErrorKind::InvalidState);
+
+    // The implicit loop itself runs its work, Tornado's way.
+    let stream = IOLoop::current()
+        .run_sync(move || pending, Some(Duration::from_secs(5)))
+        .unwrap();
+    // Closed, it leaves the implicit loop with nothing to strand. Made
+    // inside run_sync, a stream is on the loop that runs.
+    stream.close();
+    let stream = io_loop
+        .run_sync(
+            move || squall::IOStream::connect(addr),
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap();
+    drop(stream);
+}
+
+#[test]
+fn an_implicit_loop_without_work_or_an_explicit_current_loop_does_not_stop_another() {
+    // Asked for, and holding nothing: nothing would be stranded.
+    let implicit = IOLoop::current();
+    let io_loop = IOLoop::new().unwrap();
+    assert_eq!(io_loop.run_sync(|| Future::ready(1), None).unwrap(), 1);
+    drop(implicit);
+
+    // A loop made current on purpose may hold work for later.
+    let later = IOLoop::new().unwrap();
+    later.make_current();
+    later.add_callback(|| ());
+    let other = IOLoop::new().unwrap();
+    assert_eq!(other.run_sync(|| Future::ready(2), None).unwrap(), 2);
+    IOLoop::clear_current();
+
+    // make_current first: objects made afterwards are on that loop.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let io_loop = IOLoop::new().unwrap();
+    io_loop.make_current();
+    let pending = squall::IOStream::connect(listener.local_addr().unwrap());
+    assert!(io_loop
+        .run_sync(move || pending, Some(Duration::from_secs(5)))
+        .is_ok());
+    IOLoop::clear_current();
 }

@@ -68,7 +68,7 @@ fn next_turn(io_loop: &IOLoop) -> Future<()> {
 fn until(io_loop: &IOLoop, cond: impl Fn() -> bool + 'static) -> Future<()> {
     fn check(io_loop: IOLoop, cond: Rc<dyn Fn() -> bool>, done: Future<()>) {
         if cond() {
-            let _ = done.set_result(());
+            done.try_set_result(());
         } else {
             let l = io_loop.clone();
             io_loop.call_later(Duration::from_millis(1), move || check(l, cond, done));
@@ -93,15 +93,14 @@ fn each_turn(io_loop: &IOLoop, n: usize, step: impl FnMut(usize) + 'static) -> F
     fn turn<F: FnMut(usize) + 'static>(st: Rc<RefCell<State<F>>>) {
         let mut s = st.borrow_mut();
         if s.i == s.n {
-            let _ = s.done.set_result(());
+            s.done.try_set_result(());
             return;
         }
         let i = s.i;
         s.i += 1;
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (s.step)(i))) {
-            let _ = s
-                .done
-                .set_error(Error::other(format!("step {i}: {}", panic_message(panic))));
+            s.done
+                .try_set_error(Error::other(format!("step {i}: {}", panic_message(panic))));
             return;
         }
         let l = s.io_loop.clone();
@@ -125,7 +124,7 @@ fn join_all<T: 'static>(futures: Vec<Future<T>>) -> Future<Vec<R<T>>> {
     let out = Future::new();
     let n = futures.len();
     if n == 0 {
-        let _ = out.set_result(Vec::new());
+        out.try_set_result(Vec::new());
         return out;
     }
     let results: Rc<RefCell<Vec<Option<R<T>>>>> =
@@ -138,7 +137,7 @@ fn join_all<T: 'static>(futures: Vec<Future<T>>) -> Future<Vec<R<T>>> {
             left.set(left.get() - 1);
             if left.get() == 0 {
                 let all = results.borrow_mut().drain(..).map(Option::unwrap).collect();
-                let _ = out.set_result(all);
+                out.try_set_result(all);
             }
         });
     }
@@ -153,7 +152,7 @@ fn on_close(stream: &IOStream) -> (Future<()>, Rc<Cell<usize>>) {
     let (c, n) = (closed.clone(), count.clone());
     stream.set_close_callback(move || {
         n.set(n.get() + 1);
-        let _ = c.set_result(());
+        c.try_set_result(());
     });
     (closed, count)
 }
@@ -660,7 +659,7 @@ fn many_mixed_reads_with_random_sizes() {
             loop {
                 let have = received.borrow().len();
                 if have == total {
-                    let _ = done.set_result(());
+                    done.try_set_result(());
                     return;
                 }
                 let want = next(1000).min(total - have);
@@ -673,7 +672,7 @@ fn many_mixed_reads_with_random_sizes() {
                     match f.take_result() {
                         Ok(chunk) => received.borrow_mut().extend_from_slice(&chunk),
                         Err(e) => {
-                            let _ = done.set_error(e);
+                            done.try_set_error(e);
                             return;
                         }
                     }
@@ -686,7 +685,7 @@ fn many_mixed_reads_with_random_sizes() {
                         read_more(rs, received, total, next, done);
                     }
                     Err(e) => {
-                        let _ = done.set_error(e);
+                        done.try_set_error(e);
                     }
                 });
                 return;
@@ -801,13 +800,13 @@ fn concurrent_producers_futures_are_never_orphaned() {
         let total = m * n * producers;
         fn produce(ws: IOStream, left: usize, m: usize, done: Future<()>) {
             if left == 0 {
-                let _ = done.set_result(());
+                done.try_set_result(());
                 return;
             }
             ws.write(vec![b'x'; m])
                 .add_done_callback(move |f: &Future<()>| match f.error() {
                     Some(e) => {
-                        let _ = done.set_error(e);
+                        done.try_set_error(e);
                     }
                     None => produce(ws, left - 1, m, done),
                 });
@@ -1276,7 +1275,7 @@ fn small_reads_from_a_large_backlog_respect_the_limit() {
         fn next(rs: IOStream, reads: Rc<Cell<usize>>, done: Future<()>) {
             let n = reads.get();
             if n == 200 {
-                let _ = done.set_result(());
+                done.try_set_result(());
                 return;
             }
             assert!(rs.buffered() <= 10 * 1024 + 64 * 1024);
@@ -1290,7 +1289,7 @@ fn small_reads_from_a_large_backlog_respect_the_limit() {
                     let mut want = vec![b'a'; 1023];
                     want.push(b'\n');
                     if line != want {
-                        let _ = done.set_error(Error::other(format!("read {n}: wrong data")));
+                        done.try_set_error(Error::other(format!("read {n}: wrong data")));
                         return;
                     }
                     reads.set(n + 1);
@@ -1299,7 +1298,7 @@ fn small_reads_from_a_large_backlog_respect_the_limit() {
                     io.add_callback(move || next(rs, reads, done));
                 }
                 Err(e) => {
-                    let _ = done.set_error(e);
+                    done.try_set_error(e);
                 }
             });
         }
@@ -1472,7 +1471,7 @@ fn read_throughput(total: usize) -> f64 {
                         let s = st.borrow();
                         if s.got == s.total {
                             eprintln!("most buffered: {} KiB", s.max_buffered >> 10);
-                            let _ = s.done.set_result(checksum(&s.first));
+                            s.done.try_set_result(checksum(&s.first));
                             return;
                         }
                         s.rs.read_bytes(CHUNK.min(s.total - s.got))

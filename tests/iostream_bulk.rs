@@ -29,7 +29,7 @@ fn read_plan(
 ) {
     let left = total - got.borrow().len();
     if left == 0 {
-        let _ = done.set_result(got.take());
+        done.try_set_result(got.take());
         return;
     }
     let (n, partial) = plan[step % plan.len()];
@@ -55,7 +55,7 @@ fn read_plan(
                     read_plan(s, p, step + 1, total, g, d);
                 }
                 Err(e) => {
-                    let _ = d.set_error(e);
+                    d.try_set_error(e);
                 }
             }
         });
@@ -102,7 +102,7 @@ fn mixed_large_and_small_reads_get_every_byte_in_order() {
             assert!(got == expected, "bytes differ");
             assert_eq!(stream.buffered(), 0);
             stream.close();
-            let _ = o.set_result(());
+            o.try_set_result(());
         });
         out
     });
@@ -127,7 +127,7 @@ fn end_of_stream_during_a_large_read() {
                 let err = exact.take_result().unwrap_err();
                 assert_eq!(err.kind(), ErrorKind::StreamClosed);
                 assert!(s.closed());
-                let _ = o.set_result(());
+                o.try_set_result(());
             });
         out
     });
@@ -144,7 +144,7 @@ fn end_of_stream_during_a_large_read() {
             .add_future(&read, move |read: &Future<Vec<u8>>| {
                 let data = read.take_result().unwrap();
                 assert!(!data.is_empty() && data.iter().all(|&b| b == 9));
-                let _ = o.set_result(());
+                o.try_set_result(());
             });
         out
     });
@@ -189,7 +189,7 @@ fn borrowed_and_owned_writes_arrive_intact_and_in_order() {
             stream.close();
             let got = reader.join().unwrap();
             assert!(got == expected, "bytes differ");
-            let _ = o.set_result(());
+            o.try_set_result(());
         });
         out
     });

@@ -48,7 +48,7 @@ fn cycle(
     let next = move |counts: Rc<Counts>| {
         counts.clients.set(counts.clients.get() + 1);
         if counts.clients.get() == n {
-            let _ = done.set_result(());
+            done.try_set_result(());
         } else {
             let l = io_loop.clone();
             io_loop.add_callback(move || cycle(l, addr, refused, i + LANES, n, counts, done));
@@ -153,7 +153,7 @@ fn run_cycles(n: usize) {
                         assert!(io.remove_handler(&*listener));
                         // Each stream's handler is gone with it.
                         assert_eq!(io.handler_count(), 0);
-                        let _ = f.set_result(());
+                        f.try_set_result(());
                     } else {
                         let l = io.clone();
                         io.call_later(Duration::from_millis(1), move || {

@@ -57,7 +57,7 @@ fn hook_sees_bytes_in_place_keeps_the_unconsumed_and_resumes() {
             let read = st.read_until(b"\n");
             read.add_done_callback(move |f: &Future<Vec<u8>>| {
                 assert_eq!(f.result().unwrap(), b"line\n");
-                let _ = d.set_result(());
+                d.try_set_result(());
             });
         });
         done
@@ -80,7 +80,7 @@ fn hook_hears_eof_then_the_stream_closes_and_drops_it() {
                 let _keep = &h;
                 if eof {
                     assert_eq!(buf, b"last words");
-                    let _ = d.set_result(());
+                    d.try_set_result(());
                 }
                 0
             })
@@ -148,7 +148,7 @@ fn hook_behind_a_full_buffer_reads_on_without_a_new_edge() {
                 assert!(buf.len() <= 4096 + 64 * 1024 && buf.iter().all(|&b| b == 7));
                 count.set(count.get() + buf.len());
                 if count.get() == TOTAL {
-                    let _ = d.set_result(());
+                    d.try_set_result(());
                 }
                 buf.len()
             })

@@ -37,7 +37,7 @@ fn a_match_split_over_many_writes_and_what_follows_stays_buffered() {
                 .add_done_callback(move |rest: &Future<Vec<u8>>| {
                     assert_eq!(rest.result().unwrap(), b"rest");
                     drop(peer);
-                    let _ = d.set_result(());
+                    d.try_set_result(());
                 });
         });
         done
@@ -60,7 +60,7 @@ fn the_first_match_ends_the_read() {
                     // Greedy within the data at hand.
                     assert_eq!(f.result().unwrap(), b"cd345");
                     drop(peer);
-                    let _ = d.set_result(());
+                    d.try_set_result(());
                 });
         });
         done
@@ -79,7 +79,7 @@ fn no_match_within_max_bytes_fails_and_closes() {
             assert_eq!(f.error().unwrap().kind(), ErrorKind::UnsatisfiableRead);
             assert!(s.closed());
             drop(peer);
-            let _ = d.set_result(());
+            d.try_set_result(());
         });
         done
     });
@@ -96,7 +96,7 @@ fn the_peer_closing_before_a_match_fails_the_read() {
         let d = done.clone();
         read.add_done_callback(move |f: &Future<Vec<u8>>| {
             assert_eq!(f.error().unwrap().kind(), ErrorKind::StreamClosed);
-            let _ = d.set_result(());
+            d.try_set_result(());
         });
         done
     });

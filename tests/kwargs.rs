@@ -102,7 +102,7 @@ fn echo_server(io_loop: &IOLoop) -> TCPServer {
             .read_until(b"\n")
             .add_done_callback(move |line: &Future<Vec<u8>>| {
                 let line = line.take_result()?;
-                s.write(line);
+                drop(s.write(line));
                 s.close();
                 Ok(())
             });
@@ -120,7 +120,7 @@ fn round_trip(io_loop: &IOLoop, port: u16) -> Vec<u8> {
                 IOStream::connect_with(addr, None, &l).add_done_callback(
                     move |conn: &Future<IOStream>| {
                         let conn = conn.take_result()?;
-                        conn.write(&b"ping\n"[..]);
+                        drop(conn.write(&b"ping\n"[..]));
                         let all = conn.read_until_close();
                         all.add_done_callback(move |all: &Future<Vec<u8>>| {
                             r.complete(all.take_result())

@@ -31,7 +31,7 @@ fn script(io_loop: &IOLoop, steps: Vec<(u64, Step0)>) -> Future<()> {
         io_loop.call_later(ms(t), move || {
             step();
             if i + 1 == n {
-                let _ = d.set_result(());
+                d.try_set_result(());
             }
         });
     }
@@ -622,12 +622,12 @@ fn join_all(futures: Vec<Future<()>>) -> Future<()> {
         let (all, left) = (all.clone(), left.clone());
         f.add_done_callback(move |f: &Future<()>| {
             if let Some(err) = f.error() {
-                let _ = all.set_error(err);
+                all.try_set_error(err);
                 return;
             }
             *left.borrow_mut() -= 1;
             if *left.borrow() == 0 {
-                let _ = all.set_result(());
+                all.try_set_result(());
             }
         });
     }
@@ -813,7 +813,7 @@ fn lock_dropped_with_timed_waiters_still_times_them_out() {
         let done = Future::new();
         let d = done.clone();
         timed.add_done_callback(move |_: &Future<_>| {
-            let _ = d.set_result((t, during.get() - l.timer_stats().pending));
+            d.try_set_result((t, during.get() - l.timer_stats().pending));
         });
         done
     });

@@ -811,10 +811,10 @@ fn wait<T: 'static>(
             let (ok, failed) = (future.clone(), future.clone());
             call(
                 Box::new(move |value| {
-                    let _ = ok.set_result(value);
+                    ok.try_set_result(value);
                 }),
                 Box::new(move |err| {
-                    let _ = failed.set_error(err);
+                    failed.try_set_error(err);
                 }),
             );
             future

@@ -222,7 +222,7 @@ fn accepts_a_burst_of_500_connections() {
                     drop(conn);
                     p.borrow_mut().push(peer);
                     if p.borrow().len() == N {
-                        d.set_result(())?;
+                        d.set_result(());
                     }
                     Ok(())
                 })
@@ -278,7 +278,7 @@ fn one_busy_listener_cannot_starve_the_loop() {
             c.set(c.get() + 1);
             if c.get() == N {
                 s.set(true);
-                d.set_result(())?;
+                d.set_result(());
             }
             Ok(())
         })
@@ -320,7 +320,7 @@ fn a_blocking_listener_is_made_non_blocking() {
         let done = Future::new();
         let d = done.clone();
         let handle = netutil::add_accept_handler(listener, move |_conn: TcpStream, _| {
-            let _ = d.set_result(());
+            d.try_set_result(());
         })
         .unwrap();
         let result = Future::new();
@@ -416,7 +416,7 @@ fn callback_errors_are_reported_and_accepting_goes_on() {
                             later
                         }
                         _ => {
-                            let _ = d.set_result(());
+                            d.try_set_result(());
                             Future::ready(())
                         }
                     }
@@ -451,7 +451,7 @@ fn callback_errors_go_to_the_stack_context_of_the_caller() {
         let h = handle.clone();
         let io = io_loop.clone();
         ExceptionStackContext::new(move |err: &Error| {
-            let _ = c.set_result(err.message().to_owned());
+            c.try_set_result(err.message().to_owned());
             true
         })
         .run(move || {

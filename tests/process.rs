@@ -163,9 +163,9 @@ fn handle(stream: IOStream, peer: SocketAddr) -> Future<()> {
                 Err(err) => {
                     s.close();
                     if err.kind() != ErrorKind::StreamClosed {
-                        let _ = d.set_error(err);
+                        d.try_set_error(err);
                     } else {
-                        let _ = d.set_result(());
+                        d.try_set_result(());
                     }
                     return;
                 }
@@ -198,7 +198,7 @@ fn handle(stream: IOStream, peer: SocketAddr) -> Future<()> {
                     if let Some(code) = exit {
                         std::process::exit(code);
                     }
-                    let _ = d.complete(w.take_result());
+                    d.try_complete(w.take_result());
                 });
             };
             if let Some(code) = path.strip_prefix("/exit/") {

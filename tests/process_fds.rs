@@ -29,7 +29,7 @@ fn round() {
                     .stderr(Stdio::piped());
                 let child = Subprocess::spawn(&mut cmd).unwrap();
                 let stdin = child.stdin().unwrap();
-                stdin.write(&b"x"[..]);
+                drop(stdin.write(&b"x"[..]));
                 stdin.close();
                 let done = Future::new();
                 let d = done.clone();

@@ -167,7 +167,7 @@ fn read_next(
         let last = result.is_err() || i == frames.len();
         got.borrow_mut().push(result);
         if last {
-            let _ = done.set_result(());
+            done.try_set_result(());
         } else {
             read_next(r, delimiter, frames, i + 1, got, done);
         }

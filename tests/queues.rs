@@ -31,7 +31,7 @@ fn script(io_loop: &IOLoop, steps: Vec<(u64, Action)>) -> Future<()> {
         io_loop.call_later(ms(t), move || {
             step();
             if i + 1 == n {
-                let _ = d.set_result(());
+                d.try_set_result(());
             }
         });
     }
@@ -585,12 +585,12 @@ fn producer_consumer() {
         let consumer = RefCell::new(Some(consumer));
         producer.add_done_callback(move |p: &Future<()>| {
             if let Some(err) = p.error() {
-                let _ = d.set_error(err);
+                d.try_set_error(err);
                 return;
             }
             q.join().add_done_callback(move |_: &Future<()>| {
                 drop(consumer.take());
-                let _ = d.set_result(());
+                d.try_set_result(());
             });
         });
         done

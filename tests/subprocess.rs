@@ -78,7 +78,7 @@ fn exit_codes_and_raise_error() {
         let done = Future::new();
         let d = done.clone();
         raised.add_done_callback(move |raised: &Future<ExitStatus>| {
-            let _ = d.set_result((plain.result(), raised.result()));
+            d.try_set_result((plain.result(), raised.result()));
         });
         done
     });
@@ -111,7 +111,7 @@ fn a_signalled_child_is_reported_as_such() {
                 assert_eq!(c.exit_status(), Some(ExitStatus::Signaled(libc::SIGKILL)));
                 let err = c.send_signal(libc::SIGTERM).unwrap_err();
                 assert_eq!(err.kind(), ErrorKind::InvalidState);
-                let _ = d.set_result((plain.result(), raised, log.get()));
+                d.try_set_result((plain.result(), raised, log.get()));
             });
         });
         done
@@ -179,7 +179,7 @@ fn poll_reaped(io_loop: IOLoop, pid: u32, done: Future<u32>) {
     // SAFETY: signal 0 only checks whether the pid exists (a zombie does).
     let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
     if !exists {
-        let _ = done.set_result(pid);
+        done.try_set_result(pid);
         return;
     }
     let l = io_loop.clone();
@@ -204,7 +204,7 @@ fn pipe_streams_hear_end_of_file_and_a_gone_reader() {
         assert!(w.is_write_end() && !r.is_write_end());
         let reader = PipeIOStream::from_pipe(r).unwrap();
         let writer = PipeIOStream::from_pipe(w).unwrap();
-        writer.write(&b"line one\nline two\n"[..]);
+        drop(writer.write(&b"line one\nline two\n"[..]));
         let done = Future::new();
         let d = done.clone();
         let (r2, w2) = (reader.clone(), writer.clone());
@@ -218,7 +218,7 @@ fn pipe_streams_hear_end_of_file_and_a_gone_reader() {
                 w2.set_close_callback(move || d.set_result(()));
                 let w3 = w2.clone();
                 IOLoop::current().add_callback(move || {
-                    w3.write(vec![0u8; 200_000]);
+                    drop(w3.write(vec![0u8; 200_000]));
                 });
             });
         done

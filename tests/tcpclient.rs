@@ -220,7 +220,7 @@ fn tls_by_host_name_verifies_that_name() {
     let certs = tls_kit::Certs::new("tcpclient CA");
     let io_loop = IOLoop::new().unwrap();
     let server = TCPServer::with_loop(&io_loop, |stream: IOStream, _| {
-        stream.write(&b"secret\n"[..]);
+        drop(stream.write(&b"secret\n"[..]));
     });
     server.set_ssl_options(Some(certs.server_config()));
     server
@@ -243,7 +243,7 @@ fn tls_by_host_name_verifies_that_name() {
                 connected.add_done_callback(move |c: &squall::Future<IOStream>| {
                     match c.take_result() {
                         Ok(stream) => squall::chain_future(&stream.read_until(b"\n"), &o),
-                        Err(err) => drop(o.set_error(err)),
+                        Err(err) => o.set_error(err),
                     }
                 });
                 out

@@ -25,7 +25,7 @@ fn all<T: 'static>(futures: Vec<Future<T>>) -> Future<Vec<T>> {
     let result = Future::new();
     let n = futures.len();
     if n == 0 {
-        let _ = result.set_result(Vec::new());
+        result.try_set_result(Vec::new());
         return result;
     }
     let left = Rc::new(Cell::new(n));
@@ -34,13 +34,13 @@ fn all<T: 'static>(futures: Vec<Future<T>>) -> Future<Vec<T>> {
         let (left, shared, result) = (left.clone(), shared.clone(), result.clone());
         f.add_done_callback(move |f: &Future<T>| {
             if let Some(err) = f.error() {
-                let _ = result.set_error(err);
+                result.try_set_error(err);
                 return;
             }
             left.set(left.get() - 1);
             if left.get() == 0 && !result.done() {
                 let values = shared.iter().map(|f| f.take_result()).collect();
-                let _ = result.complete(values);
+                result.try_complete(values);
             }
         });
     }
@@ -95,9 +95,9 @@ fn exchange(addr: SocketAddr, line: Vec<u8>) -> Future<Vec<u8>> {
     IOStream::connect(addr).add_done_callback(move |conn: &Future<IOStream>| {
         let conn = match conn.take_result() {
             Ok(conn) => conn,
-            Err(err) => return drop(r.set_error(err)),
+            Err(err) => return r.set_error(err),
         };
-        conn.write(line);
+        drop(conn.write(line));
         squall::chain_future(&conn.read_until_close(), &r);
     });
     result
@@ -105,7 +105,7 @@ fn exchange(addr: SocketAddr, line: Vec<u8>) -> Future<Vec<u8>> {
 
 /// Connects, sends `line`, returns the first line back (the stream stays open).
 fn request(conn: &IOStream, line: &[u8]) -> Future<Vec<u8>> {
-    conn.write(line.to_vec());
+    drop(conn.write(line.to_vec()));
     conn.read_until(b"\n")
 }
 
@@ -124,13 +124,13 @@ fn echo_with_200_concurrent_clients() {
                 .add_done_callback(move |line: &Future<Vec<u8>>| {
                     let line = match line.take_result() {
                         Ok(line) => line,
-                        Err(err) => return drop(d.set_error(err)),
+                        Err(err) => return d.set_error(err),
                     };
                     s.io_loop().clone().call_later(DELAY, move || {
                         let s2 = s.clone();
                         s.write(line).add_done_callback(move |w: &Future<()>| {
                             s2.close();
-                            let _ = d.complete(w.take_result());
+                            d.try_complete(w.take_result());
                         });
                     });
                 });
@@ -167,7 +167,7 @@ fn stop_stops_accepting_and_existing_connections_go_on() {
         let accepted = Future::new();
         let a = accepted.clone();
         let server = TCPServer::new(move |stream: IOStream, _peer: SocketAddr| {
-            let _ = a.set_result(());
+            a.try_set_result(());
             echo_lines(stream, None);
         });
         server
@@ -258,7 +258,7 @@ fn handle_stream_errors_are_logged_and_the_server_keeps_serving() {
             let r = result.clone();
             fn chain(addr: SocketAddr, left: usize, got: Vec<Vec<u8>>, r: Future<Vec<Vec<u8>>>) {
                 if left == 0 {
-                    let _ = r.set_result(got);
+                    r.try_set_result(got);
                     return;
                 }
                 let reply = if left == 1 {

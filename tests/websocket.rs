@@ -39,13 +39,13 @@ impl WebSocketHandler for Echo {
             }
         }
         if !self.slow {
-            ws.write_message(message);
+            drop(ws.write_message(message));
             return Ok(None);
         }
         let done = Future::new();
         let (d, ws) = (done.clone(), ws.clone());
         IOLoop::current().call_later(Duration::from_millis(20), move || {
-            ws.write_message(message);
+            drop(ws.write_message(message));
             d.set_result(())
         });
         Ok(Some(done))
@@ -428,7 +428,7 @@ fn squall_client_echo_subprotocols_and_close_codes() {
         Message::from(vec![0u8, 1, 2]),
         Message::from(vec![9u8; 200_000]),
     ] {
-        ws.write_message(message.clone());
+        drop(ws.write_message(message.clone()));
         let w = ws.clone();
         let got = io_loop
             .run_sync(move || w.read_message(), Some(Duration::from_secs(10)))
@@ -436,7 +436,7 @@ fn squall_client_echo_subprotocols_and_close_codes() {
         assert_eq!(got, Some(message));
     }
     // The server closes: read_message gives None, the code is known.
-    ws.write_message("close me");
+    drop(ws.write_message("close me"));
     let w = ws.clone();
     let end = io_loop
         .run_sync(move || w.read_message(), Some(Duration::from_secs(10)))
@@ -719,7 +719,7 @@ fn squall_client_and_server_compress_both_ways() {
         Message::from(""),
         Message::from("again, with the window kept"),
     ] {
-        ws.write_message(message.clone());
+        drop(ws.write_message(message.clone()));
         let w = ws.clone();
         let got = io_loop
             .run_sync(move || w.read_message(), Some(Duration::from_secs(10)))

@@ -30,7 +30,7 @@ impl WebSocketHandler for Echo {
         if message == Message::from("bye") {
             ws.close_with(1000, "done");
         } else {
-            ws.write_message(message);
+            drop(ws.write_message(message));
         }
         Ok(None)
     }
@@ -154,12 +154,12 @@ fn squall_client_round_trip(url: String) -> (Option<Message>, Option<Message>, O
             Some(Duration::from_secs(20)),
         )
         .expect("connected");
-    ws.write_message("hello");
+    drop(ws.write_message("hello"));
     let w = ws.clone();
     let first = io_loop
         .run_sync(move || w.read_message(), Some(Duration::from_secs(20)))
         .unwrap();
-    ws.write_message(vec![7u8; 300_000]);
+    drop(ws.write_message(vec![7u8; 300_000]));
     let w = ws.clone();
     let second = io_loop
         .run_sync(move || w.read_message(), Some(Duration::from_secs(20)))

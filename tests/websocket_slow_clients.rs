@@ -55,7 +55,7 @@ impl WebSocketHandler for Counted {
         Ok(())
     }
     fn on_message(&mut self, ws: &WebSocketConnection, message: Message) -> Handled {
-        ws.write_message(message);
+        drop(ws.write_message(message));
         Ok(None)
     }
     fn on_close(&mut self, _ws: &WebSocketConnection) {

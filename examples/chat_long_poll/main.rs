@@ -105,7 +105,7 @@ fn new_message(buffer: &Shared, message: Value) {
         std::mem::take(&mut b.waiters)
     };
     for (_, waiter) in waiters {
-        let _ = waiter.set_result(vec![message.clone()]);
+        waiter.try_set_result(vec![message.clone()]);
     }
 }
 
@@ -242,7 +242,7 @@ impl RequestHandler for MessageUpdatesHandler {
         if let Some(id) = self.waiting.take() {
             let cancelled = self.buffer.borrow_mut().cancel_wait(id);
             if let Some(future) = cancelled {
-                let _ = future.set_result(Vec::new());
+                future.try_set_result(Vec::new());
             }
         }
     }

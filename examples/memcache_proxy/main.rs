@@ -587,7 +587,7 @@ fn client_alone(upstreams: &[SocketAddr]) -> BoxResult<()> {
                     move |outcome| {
                         outcomes.borrow_mut().push(outcome);
                         if outcomes.borrow().len() == total {
-                            let _ = done.set_result(outcomes.take());
+                            done.try_set_result(outcomes.take());
                         }
                     }
                 };

@@ -298,7 +298,7 @@ impl Conn {
                     let pending = self.pending.borrow_mut().pop_front();
                     if let Some(pending) = pending {
                         // Runs the call's callbacks, under the call's context.
-                        let _ = pending.reply.set_result(reply);
+                        pending.reply.try_set_result(reply);
                     }
                     if self.closed.get() {
                         return false;
@@ -358,7 +358,7 @@ impl Conn {
         let pending: Vec<Pending> = self.pending.borrow_mut().drain(..).collect();
         let err = self.close_error();
         for p in pending {
-            let _ = p.reply.set_error(err.clone());
+            p.reply.try_set_error(err.clone());
         }
     }
 }

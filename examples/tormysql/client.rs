@@ -58,7 +58,7 @@ impl Client {
                 if let Some(stream) = socket.borrow_mut().take() {
                     stream.close();
                 }
-                let _ = future.set_error(MysqlError::ConnectTimeout(after).into_error());
+                future.try_set_error(MysqlError::ConnectTimeout(after).into_error());
             })
         };
         let connection = {
@@ -81,10 +81,10 @@ impl Client {
             match done.take_result() {
                 Ok(mut conn) if out.done() => conn.close(), // too late: timed out
                 Ok(conn) => {
-                    let _ = out.set_result(Client::new(conn));
+                    out.try_set_result(Client::new(conn));
                 }
                 Err(err) => {
-                    let _ = out.set_error(err);
+                    out.try_set_error(err);
                 }
             }
         });

@@ -413,7 +413,7 @@ fn run_chain(
     finished: Future<()>,
 ) {
     if stop.get() {
-        let _ = finished.set_result(());
+        finished.try_set_result(());
         return;
     }
     let next = client.query(sql.clone());
@@ -424,7 +424,7 @@ fn run_chain(
             run_chain(client, sql, done, rows, stop, finished);
         }
         Err(err) => {
-            let _ = finished.set_error(err);
+            finished.try_set_error(err);
         }
     });
 }

@@ -108,7 +108,7 @@ impl ConnectionPool {
         let out = Future::new();
         let (o, pool) = (out.clone(), Rc::downgrade(&self.inner));
         client.add_done_callback(move |done: &Future<Client>| {
-            let _ = o.complete(done.take_result().map(|client| PooledConnection {
+            o.try_complete(done.take_result().map(|client| PooledConnection {
                 client: Some(client),
                 pool,
             }));
@@ -167,7 +167,7 @@ impl ConnectionPool {
                             .waiters
                             .retain(|w| !w.future.ptr_eq(&f));
                     }
-                    let _ = f.set_error(MysqlError::WaitTimeout(after).into_error());
+                    f.try_set_error(MysqlError::WaitTimeout(after).into_error());
                 });
                 self.inner.state.borrow_mut().waiters.push_back(Waiter {
                     future: future.clone(),
@@ -193,13 +193,13 @@ impl ConnectionPool {
                         }
                     }
                     Ok(client) => {
-                        let _ = future.set_result(client);
+                        future.try_set_result(client);
                     }
                     Err(err) => {
                         if let Some(pool) = &pool {
                             pool.inner.state.borrow_mut().open -= 1;
                         }
-                        let _ = future.set_error(err);
+                        future.try_set_error(err);
                     }
                 }
             },
@@ -235,7 +235,7 @@ impl ConnectionPool {
             if !waiter.future.done() {
                 // Completed with no borrow held: the waiter's callback may
                 // use the pool at once.
-                let _ = waiter.future.set_result(client);
+                waiter.future.try_set_result(client);
                 return;
             }
         }
@@ -335,7 +335,9 @@ impl ConnectionPool {
         }
         for waiter in waiters {
             self.inner.io_loop.remove_timeout(waiter.timeout);
-            let _ = waiter.future.set_error(MysqlError::PoolClosed.into_error());
+            waiter
+                .future
+                .try_set_error(MysqlError::PoolClosed.into_error());
         }
     }
 }

@@ -101,7 +101,7 @@ fn take<T: 'static>(ticket: Ticket) -> Option<Future<T>> {
 pub(crate) fn complete<T: 'static>(ticket: Ticket, result: Result<T, Error>) {
     if let Some(future) = take::<T>(ticket) {
         // Pending until now: nobody else can complete it.
-        let _ = future.complete(result);
+        future.try_complete(result);
     }
 }
 

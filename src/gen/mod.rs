@@ -302,7 +302,7 @@ pub fn coroutine<M, C: IntoCoroutine<M>>(coro: C) -> Future<C::Output> {
     let future = Future::new();
     let f = future.clone();
     coro.start(Box::new(move |result| {
-        let _ = f.complete(result);
+        f.try_complete(result);
     }));
     future
 }

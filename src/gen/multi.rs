@@ -87,7 +87,7 @@ where
         let result = all
             .take_result()
             .map(|values| keys.into_iter().zip(values).collect::<HashMap<K, T>>());
-        let _ = k.complete(result);
+        k.try_complete(result);
     });
     keyed
 }

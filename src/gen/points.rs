@@ -345,7 +345,7 @@ pub fn with_timeout(timeout: Duration, point: impl YieldPoint) -> YieldFuture<Va
     let o = outer.clone();
     let timer = io_loop.call_later(timeout, move || {
         if !o.done() {
-            let _ = o.set_error(Error::new(
+            o.try_set_error(Error::new(
                 ErrorKind::Timeout,
                 format!("timed out after {timeout:?}"),
             ));
@@ -355,7 +355,7 @@ pub fn with_timeout(timeout: Duration, point: impl YieldPoint) -> YieldFuture<Va
     inner.add_done_callback(move |f: &Future<Value>| {
         io_loop.remove_timeout(timer);
         if !o.done() {
-            let _ = o.complete(f.take_result());
+            o.try_complete(f.take_result());
         }
     });
     YieldFuture::new(outer)
@@ -396,8 +396,8 @@ impl<T: 'static> YieldPoint for Next<T> {
 ///     }
 ///     if it.done() { Step::Return(Ok(seen.clone())) } else { it.next().into() }
 /// }));
-/// b.set_result("b")?;
-/// a.set_result("a")?;
+/// b.set_result("b");
+/// a.set_result("a");
 /// assert_eq!(order.result()?, [(1, "b"), (0, "a")]);
 /// # Ok::<(), squall::Error>(())
 /// ```

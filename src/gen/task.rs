@@ -362,7 +362,7 @@ mod tests {
                             let got = std::future::poll_fn(|cx| {
                                 if std::mem::take(&mut first) {
                                     assert!(Pin::new(&mut awaited).poll(cx).is_pending());
-                                    f.set_result(i).unwrap();
+                                    f.set_result(i);
                                     return Poll::Pending;
                                 }
                                 Pin::new(&mut awaited).poll(cx)

@@ -164,7 +164,7 @@ fn hop(
         let answer = match answer.take_result() {
             Ok(answer) => answer,
             Err(err) => {
-                let _ = out.set_error(err);
+                out.try_set_error(err);
                 return;
             }
         };
@@ -191,7 +191,7 @@ fn hop(
         } else {
             Ok(response)
         };
-        let _ = out.complete(result);
+        out.try_complete(result);
     });
 }
 
@@ -325,9 +325,8 @@ impl ClientInner {
             st.queue.remove(i)
         };
         if let Some(q) = queued {
-            let _ = q
-                .future
-                .set_error(HTTPTimeoutError::new_error(TimeoutPhase::Queue, limit));
+            q.future
+                .try_set_error(HTTPTimeoutError::new_error(TimeoutPhase::Queue, limit));
         }
     }
 
@@ -413,7 +412,7 @@ impl ClientInner {
             if let Some(handle) = q.timeout {
                 self.pool.io_loop.remove_timeout(handle);
             }
-            let _ = q.future.set_error(closed_error());
+            q.future.try_set_error(closed_error());
         }
         let mut inflight: Vec<_> = inflight.into_values().collect();
         inflight.sort_by_key(|ex| ex.id);
@@ -432,7 +431,7 @@ impl Drop for ClientInner {
             if let Some(handle) = q.timeout {
                 self.pool.io_loop.remove_timeout(handle);
             }
-            let _ = q.future.set_error(closed_error());
+            q.future.try_set_error(closed_error());
         }
     }
 }

@@ -778,7 +778,7 @@ impl Exchange {
                 url: self.url.to_string(),
             })
         });
-        let _ = self.future.complete(result);
+        self.future.try_complete(result);
     }
 }
 

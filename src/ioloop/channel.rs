@@ -35,15 +35,25 @@
 //! The handler runs on the loop's thread under the stack context that was
 //! active when the channel was made. The channel lives while a sender does:
 //! once every [`RemoteSender`] is dropped and the last message handled, the
-//! loop forgets the handler. After the loop closes, `send` fails with
-//! [`ErrorKind::Closed`].
+//! loop forgets the handler.
+//!
+//! # When the loop closes
+//! Every value is either refused or handled, as with
+//! [`Remote::add_callback`](crate::Remote::add_callback): once `send` says
+//! `Ok`, the handler gets the value. Values still queued when the loop is
+//! closed (or dropped) are handed to the handler by
+//! [`close`](crate::IOLoop::close) itself, the loop already closed; from
+//! then on `send` and `try_send` fail with [`ErrorKind::Closed`] and the
+//! value is dropped on the sender's thread. A sender waiting for room in a
+//! full bounded channel wakes and gets `Closed` too. (Unlike a `std` or
+//! tokio channel whose receiver is dropped, nothing accepted is lost.)
 
 use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError};
 
 use super::observer::{Span, SpanKind};
 use super::remote::Shared;
@@ -62,7 +72,15 @@ pub(crate) trait Source {
     fn is_empty(&self) -> bool;
     /// Whether a drain found the channel finished.
     fn finished(&self) -> bool;
+    /// The loop is closing and no value can arrive any more: handles every
+    /// value left (or has the drain running now, if called from inside the
+    /// handler, go on to the last one).
+    fn close(&self);
 }
+
+/// How long a sender waiting for room in a full channel waits before it
+/// looks whether the loop closed: the longest `close` waits for it.
+const WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(2);
 
 type Handler<T> = Box<dyn FnMut(T) -> Result<(), Error>>;
 
@@ -73,6 +91,8 @@ struct ChannelSource<T> {
     ctx: Context,
     name: &'static str,
     finished: Cell<bool>,
+    /// Set by `close`: drains go on to the last value.
+    closing: Cell<bool>,
 }
 
 impl<T: 'static> ChannelSource<T> {
@@ -95,7 +115,9 @@ impl<T: 'static> Source for ChannelSource<T> {
         };
         let mut handled = 0;
         let mut finished = false;
-        while handled < present {
+        // Past the values present at the start only when closing: nothing
+        // new can arrive then, and nothing may be left behind.
+        while handled < present || self.closing.get() {
             match self.rx.try_recv() {
                 Ok(msg) => {
                     handled += 1;
@@ -133,6 +155,19 @@ impl<T: 'static> Source for ChannelSource<T> {
     fn finished(&self) -> bool {
         self.finished.get()
     }
+
+    fn close(&self) {
+        self.closing.set(true);
+        // The handler is out while it runs: the drain running it goes on.
+        let Some(mut handler) = self.handler.take() else {
+            return;
+        };
+        // No observer span: the loop is closed (or being dropped).
+        for msg in self.rx.try_iter() {
+            callback::invoke(&self.ctx, Origin::Remote, self.name, || handler(msg));
+        }
+        self.handler.set(Some(handler));
+    }
 }
 
 pub(crate) fn new_channel<T, R, F>(
@@ -155,6 +190,7 @@ where
         ctx: Context::capture(),
         name: std::any::type_name::<F>(),
         finished: Cell::new(false),
+        closing: Cell::new(false),
     };
     (RemoteSender { tx, shared }, Rc::new(source))
 }
@@ -185,21 +221,17 @@ impl<T: Send> RemoteSender<T> {
     /// own thread, where the wait would never end (only the loop makes
     /// room): there it fails as [`try_send`](Self::try_send) does.
     ///
+    /// Once this returns `Ok` the handler gets `value`, even if the loop is
+    /// closed first (see [the module docs](self#when-the-loop-closes)).
+    ///
     /// # Errors
-    /// [`ErrorKind::Closed`] if the loop is closed: the value is not
-    /// silently lost; [`ErrorKind::BufferFull`] if a bounded channel is full
+    /// [`ErrorKind::Closed`] if the loop is closed (also while waiting for
+    /// room): the value is not silently lost; [`ErrorKind::BufferFull`] if a bounded channel is full
     /// and the caller is the loop's thread.
     pub fn send(&self, value: T) -> Result<(), Error> {
-        if self.shared.is_closed() {
-            return Err(closed());
-        }
-        let value = match self.tx.try_send(value) {
-            Ok(()) => {
-                self.shared.wake_if_sleeping();
-                return Ok(());
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(closed()),
-            Err(TrySendError::Full(value)) => value,
+        let mut value = match self.try_send_value(value)? {
+            None => return Ok(()),
+            Some(value) => value,
         };
         if self.shared.on_loop_thread() {
             return Err(Error::new(
@@ -208,9 +240,35 @@ impl<T: Send> RemoteSender<T> {
                  would wait forever (only the loop makes room)",
             ));
         }
-        self.tx.send(value).map_err(|_| closed())?;
-        self.shared.wake_if_sleeping();
-        Ok(())
+        loop {
+            // Waits for room a slice at a time, in flight (so `close` waits
+            // at most one slice for this sender, and what it sends is
+            // handled), looking at `closed` between slices.
+            let sending = self.shared.begin_send()?;
+            match self.tx.send_timeout(value, WAIT_SLICE) {
+                Ok(()) => {
+                    drop(sending);
+                    self.shared.wake_if_sleeping();
+                    return Ok(());
+                }
+                Err(SendTimeoutError::Timeout(v)) => value = v,
+                Err(SendTimeoutError::Disconnected(_)) => return Err(closed()),
+            }
+        }
+    }
+
+    /// Sends `value` if there is room; gives it back if the channel is full.
+    fn try_send_value(&self, value: T) -> Result<Option<T>, Error> {
+        let sending = self.shared.begin_send()?;
+        match self.tx.try_send(value) {
+            Ok(()) => {
+                drop(sending);
+                self.shared.wake_if_sleeping();
+                Ok(None)
+            }
+            Err(TrySendError::Full(value)) => Ok(Some(value)),
+            Err(TrySendError::Disconnected(_)) => Err(closed()),
+        }
     }
 
     /// Sends `value` if there is room, never waiting.
@@ -219,19 +277,12 @@ impl<T: Send> RemoteSender<T> {
     /// [`ErrorKind::BufferFull`] if a bounded channel is full;
     /// [`ErrorKind::Closed`] if the loop is closed.
     pub fn try_send(&self, value: T) -> Result<(), Error> {
-        if self.shared.is_closed() {
-            return Err(closed());
-        }
-        match self.tx.try_send(value) {
-            Ok(()) => {
-                self.shared.wake_if_sleeping();
-                Ok(())
-            }
-            Err(TrySendError::Full(_)) => Err(Error::new(
+        match self.try_send_value(value)? {
+            None => Ok(()),
+            Some(_) => Err(Error::new(
                 ErrorKind::BufferFull,
                 "the channel into the IOLoop is full",
             )),
-            Err(TrySendError::Disconnected(_)) => Err(closed()),
         }
     }
 

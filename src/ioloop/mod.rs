@@ -28,6 +28,48 @@
 //!
 //! `RUST_LOG=squall=trace` prints a line per iteration.
 //!
+//! # Which loop
+//! Everything that schedules work goes on *the thread's current loop* unless
+//! given one. The current loop is the one running ([`start`](IOLoop::start),
+//! [`run_sync`](IOLoop::run_sync), also while `run_sync` calls its
+//! function), else the one [`make_current`](IOLoop::make_current) named,
+//! else one that [`IOLoop::current`] creates on first use (Tornado's
+//! `IOLoop.current()`), the *implicit* loop.
+//!
+//! | Uses the current loop | Takes a loop |
+//! |---|---|
+//! | `IOStream::new`, `connect`, `connect_timeout`, `from_pipe` | `IOStream::with_loop`, `connect_with`, `pipe_with_loop` |
+//! | `TCPServer::new`, `HTTPServer::new` (when sockets are added), `netutil::add_accept_handler` | `TCPServer::with_loop`, `HTTPServer::with_loop`, `add_accept_handler_on` |
+//! | `TCPClient::connect`, `AsyncHTTPClient::new`, `Resolver::resolve` | `AsyncHTTPClient::with_loop`/`with_config`, `Resolver::resolve_on` |
+//! | `Subprocess::spawn`, `ThreadPoolExecutor::submit` | `Subprocess::spawn_on`, `ThreadPoolExecutor::submit_to` |
+//! | `PeriodicCallback::start`; the timeouts of locks, queues, `gen::sleep`, `gen::with_timeout` | (the loop current when called) |
+//!
+//! So a program written Tornado's way, `TCPServer::new(..)` then
+//! `IOLoop::current().start()`, runs on the implicit loop. The trap is an
+//! object made *before* another loop runs: it lands on the implicit loop,
+//! which never runs, and waits for good. [`start`](IOLoop::start) and
+//! [`run_sync`](IOLoop::run_sync) refuse that with
+//! [`ErrorKind::InvalidState`], naming what is stranded, when the thread's
+//! current loop is an implicit one holding work (handlers, timeouts,
+//! callbacks, channels) and is not the loop being run:
+//!
+//! ```
+//! use squall::{ErrorKind, IOLoop, IOStream};
+//!
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! // Made before any loop runs: on the implicit loop, not on `io_loop`.
+//! let pending = IOStream::connect(listener.local_addr()?);
+//! let io_loop = IOLoop::new()?;
+//! let p = pending.clone();
+//! let err = io_loop.run_sync(move || p, None).unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::InvalidState);
+//! // The implicit loop is the one to run it (Tornado's way); or the stream
+//! // is made inside `io_loop.run_sync(..)`, on the loop that runs.
+//! let stream = IOLoop::current().run_sync(move || pending, None)?;
+//! # drop(stream);
+//! # Ok::<(), squall::Error>(())
+//! ```
+//!
 //! # Errors in callbacks
 //! Every callback, timeout and handler may return `()`, `Result<T, Error>`
 //! (`|| { step()?; Ok(()) }` needs no annotation), or a [`Future`], or never
@@ -137,6 +179,9 @@ struct Inner {
     /// Iterations so far: lets per-iteration caches (the HTTP `Date`)
     /// know when to look at the clock again.
     iteration: Cell<u64>,
+    /// Made by `IOLoop::current()` for a thread that had none (see
+    /// "Which loop" in the module docs).
+    implicit: Cell<bool>,
     /// Signal pipe and callbacks, once a signal handler is added.
     signals: RefCell<Option<signal::Signals>>,
     #[cfg(feature = "trace")]
@@ -210,6 +255,7 @@ impl IOLoop {
                 trace: crate::trace::Tracer::new(clock.clone(), Rc::downgrade(&observers)),
                 observers,
                 iteration: Cell::new(0),
+                implicit: Cell::new(false),
                 signals: RefCell::new(None),
                 read_spare: Cell::new(Vec::new()),
                 clock,
@@ -217,7 +263,8 @@ impl IOLoop {
         })
     }
 
-    /// This thread's current loop, created on first use.
+    /// This thread's current loop, created on first use (the *implicit*
+    /// loop: see [which loop](self#which-loop) each constructor uses).
     ///
     /// # Panics
     /// If no loop is current and the OS refuses to create one (out of file
@@ -227,6 +274,7 @@ impl IOLoop {
             return current;
         }
         let io_loop = IOLoop::new().expect("squall: cannot create the thread's IOLoop");
+        io_loop.inner.implicit.set(true);
         io_loop.make_current();
         io_loop
     }
@@ -490,6 +538,7 @@ impl IOLoop {
                 "IOLoop is already running",
             ));
         }
+        self.check_not_stranding()?;
         if inner.stopping.replace(false) {
             return Ok(());
         }
@@ -504,6 +553,46 @@ impl IOLoop {
         inner.running.set(false);
         inner.stopping.set(false);
         result
+    }
+
+    /// Refuses to run this loop while the thread's current loop is an
+    /// implicit one (made by [`IOLoop::current`]) holding work that could
+    /// then never run: objects made before this loop ran, on the wrong loop
+    /// (see [which loop](self#which-loop)). Otherwise they would wait for
+    /// good, and a `run_sync` would end in a puzzling timeout.
+    fn check_not_stranding(&self) -> Result<(), Error> {
+        let stranded = CURRENT.with(|c| {
+            let current = c.borrow();
+            let other = current.as_ref()?;
+            if other.ptr_eq(self) || !other.inner.implicit.get() {
+                return None;
+            }
+            let inner = &other.inner;
+            let handlers = inner.handlers.borrow().map.len();
+            let timeouts = inner.timers.borrow().stats().pending;
+            let callbacks = inner.callbacks.borrow().len();
+            let channels = inner.channels.borrow().len();
+            (handlers + timeouts + callbacks + channels > 0).then(|| {
+                format!(
+                    "{handlers} fd handler(s), {timeouts} timeout(s), {callbacks} callback(s), \
+                     {channels} channel(s)"
+                )
+            })
+        });
+        match stranded {
+            None => Ok(()),
+            Some(work) => Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "this thread's current IOLoop was made implicitly by IOLoop::current() \
+                     (which IOStream::connect, TCPServer::new, AsyncHTTPClient::new and others \
+                     call when no loop is current) and holds {work} that would never run while \
+                     another loop runs: make those objects inside run_sync or start, call \
+                     make_current() on this loop before making them, or pass it to them \
+                     (IOStream::with_loop, connect_with, TCPServer::with_loop, ...)"
+                ),
+            )),
+        }
     }
 
     fn run_until_stopped(&self) -> Result<(), Error> {
@@ -530,8 +619,10 @@ impl IOLoop {
     /// releases its epoll and eventfd descriptors, and makes [`Remote`]s
     /// report [`ErrorKind::Closed`]. Callbacks other threads sent before
     /// (their [`Remote::add_callback`] said `Ok`) are run now, the loop
-    /// already closed: a sender is never told `Ok` for a callback that does
-    /// not run. Closing twice is harmless. The fds of registered handlers
+    /// already closed, and the values queued in its
+    /// [typed channels](IOLoop::remote_channel) handed to their handlers: a
+    /// sender is never told `Ok` for a callback that does not run or a value
+    /// that is not handled. Closing twice is harmless. The fds of registered handlers
     /// belong to their owners and are not closed.
     pub fn close(&self) {
         let inner = &self.inner;
@@ -551,6 +642,11 @@ impl IOLoop {
         // Take everything out first, then drop it with no borrow held:
         // dropping a closure runs user code that may call back into the loop.
         let channels = std::mem::take(&mut *inner.channels.borrow_mut());
+        // No value can enter a channel any more: what senders were told
+        // `Ok` for is handled now, as the remote callbacks above.
+        for source in &channels {
+            source.close();
+        }
         let callbacks = std::mem::take(&mut *inner.callbacks.borrow_mut());
         let spare = std::mem::take(&mut *inner.spare.borrow_mut());
         let timeouts = inner.timers.borrow_mut().drain();
@@ -595,6 +691,7 @@ impl IOLoop {
         if self.is_closed() {
             return Err(closed());
         }
+        self.check_not_stranding()?;
         let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
         let future = match callback::catch_value(f) {
             Ok(future) => future,
@@ -677,6 +774,11 @@ impl Drop for Inner {
                     callback::invoke(&Context::empty(), Origin::Remote, name, &mut *f);
                 }
             }
+        }
+        // And the values queued in its typed channels.
+        let channels = std::mem::take(self.channels.get_mut());
+        for source in &channels {
+            source.close();
         }
     }
 }

@@ -111,20 +111,32 @@ impl Shared {
     }
 
     fn send(&self, msg: RemoteMsg) -> Result<(), Error> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let sent = if self.closed.load(Ordering::SeqCst) {
-            Err(closed())
-        } else {
-            self.tx.send(msg).map_err(|_| closed())
-        };
-        if sent.is_ok() {
+        {
+            let _sending = self.begin_send()?;
+            self.tx.send(msg).map_err(|_| closed())?;
             // Release: whoever sees the count sees the message.
             self.queued.fetch_add(1, Ordering::Release);
         }
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        sent?;
         self.wake_if_sleeping();
         Ok(())
+    }
+
+    /// Marks the caller in flight for as long as the returned guard lives,
+    /// then looks at `closed`: a send made under the guard is one `close`
+    /// waits for, so what it queues is handled; after `close` it is refused.
+    /// For every channel into the loop (callbacks, typed channels).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`] if the loop is closed.
+    pub(crate) fn begin_send(&self) -> Result<Sending<'_>, Error> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let sending = Sending(self);
+        // Pairs with `close`: both store, then load, all SeqCst, so either
+        // we see `closed` or `close` sees us in flight and waits.
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(closed());
+        }
+        Ok(sending)
     }
 
     /// After a message was queued (on any channel into the loop): wakes the
@@ -149,6 +161,15 @@ impl Shared {
     /// the loop would wait forever).
     pub(crate) fn on_loop_thread(&self) -> bool {
         std::thread::current().id() == self.owner
+    }
+}
+
+/// A sender in flight (see [`Shared::begin_send`]); no longer when dropped.
+pub(crate) struct Sending<'a>(&'a Shared);
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -69,7 +69,7 @@ impl IOStream {
     ///                 used += i + 1;
     ///             }
     ///             if eof {
-    ///                 let _ = d.set_result(std::mem::take(&mut lines));
+    ///                 d.try_set_result(std::mem::take(&mut lines));
     ///             }
     ///             used
     ///         });

@@ -19,7 +19,7 @@
 //!     IOStream::connect(addr).add_done_callback(move |connected: &squall::Future<IOStream>| {
 //!         match connected.result() {
 //!             Ok(stream) => squall::chain_future(&stream.read_until(b"\r\n"), &r),
-//!             Err(err) => { let _ = r.set_error(err); }
+//!             Err(err) => { r.try_set_error(err); }
 //!         }
 //!     });
 //!     reply
@@ -469,7 +469,7 @@ impl IOStream {
         // Writes queued during the handshake can go now.
         self.flush();
         for waiter in waiters {
-            let _ = waiter.set_result(self.clone());
+            waiter.try_set_result(self.clone());
         }
     }
 
@@ -504,7 +504,7 @@ impl IOStream {
                     self.inner.io_loop.remove_timeout(timeout);
                 }
                 if let Some(future) = future {
-                    let _ = future.set_result(self.clone());
+                    future.try_set_result(self.clone());
                 }
                 // Writes queued while connecting can go now.
                 self.flush();
@@ -571,15 +571,18 @@ impl IOStream {
         // The handshake's waiters hear the cause itself (a certificate
         // refused is `Tls`, a deadline `Timeout`), as a connect's does.
         for waiter in handshake {
-            let _ = waiter.set_error(err.clone().unwrap_or_else(|| closed_error(None)));
+            waiter.try_set_error(err.clone().unwrap_or_else(|| closed_error(None)));
         }
         if let Some(connecting) = connecting {
             let err = err.clone().unwrap_or_else(|| closed_error(None));
-            let _ = connecting.set_error(err);
+            connecting.try_set_error(err);
         }
         let closed = closed_error(err.as_ref());
         for future in writes {
-            let _ = future.set_error(closed.clone());
+            future.try_set_error(closed.clone());
+            // As Tornado does: the close is the news, and is seen by whoever
+            // cares; a write future nobody reads must not log it again.
+            future.mark_observed();
         }
         if read {
             // Buffered data may still satisfy it (read_until_close always is).
@@ -755,15 +758,17 @@ impl Drop for Inner {
         let err = Error::new(ErrorKind::StreamClosed, "stream dropped");
         if let Some(read) = st.read.take() {
             read.future.set_error(err.clone());
+            read.future.mark_observed();
         }
         for (_, future) in st.write_futures.drain(..) {
-            let _ = future.set_error(err.clone());
+            future.try_set_error(err.clone());
+            future.mark_observed();
         }
         if let Some(connecting) = st.connecting.take() {
-            let _ = connecting.set_error(err.clone());
+            connecting.try_set_error(err.clone());
         }
         for waiter in st.handshake_waiters.drain(..) {
-            let _ = waiter.set_error(err.clone());
+            waiter.try_set_error(err.clone());
         }
     }
 }

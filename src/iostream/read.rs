@@ -398,6 +398,9 @@ impl IOStream {
             }
         };
         read.future.set_error(err);
+        // Marked read, as Tornado does at a close: the end is news the close
+        // callback brings too; a read future left unread must not log it.
+        read.future.mark_observed();
     }
 
     /// Reads from the socket until it would block, the peer closes, or the
@@ -594,19 +597,26 @@ pub(super) enum ReadFuture {
 }
 
 impl ReadFuture {
+    pub(super) fn mark_observed(&self) {
+        match self {
+            ReadFuture::Bytes(f) => f.mark_observed(),
+            ReadFuture::Into(f) => f.mark_observed(),
+        }
+    }
+
     pub(super) fn set_error(&self, err: Error) {
-        let _ = match self {
-            ReadFuture::Bytes(f) => f.set_error(err),
-            ReadFuture::Into(f) => f.set_error(err),
+        match self {
+            ReadFuture::Bytes(f) => f.try_set_error(err),
+            ReadFuture::Into(f) => f.try_set_error(err),
         };
     }
 
     /// Settles with the bytes read and how many of them are new (all of
     /// them but for `read_into`, whose buffer comes back whole).
     pub(super) fn settle(&self, outcome: Result<(Vec<u8>, usize), Error>) {
-        let _ = match self {
-            ReadFuture::Bytes(f) => f.complete(outcome.map(|(data, _)| data)),
-            ReadFuture::Into(f) => f.complete(outcome),
+        match self {
+            ReadFuture::Bytes(f) => f.try_complete(outcome.map(|(data, _)| data)),
+            ReadFuture::Into(f) => f.try_complete(outcome),
         };
     }
 }

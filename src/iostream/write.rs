@@ -64,7 +64,7 @@ impl IOStream {
         let unsent = self.unsent_plaintext();
         let mut st = self.inner.state.borrow_mut();
         if st.closed {
-            return Future::failed(closed_error(st.error.as_ref()));
+            return Future::failed(closed_error(st.error.as_ref())).observed();
         }
         if st.wlen == 0 && unsent == 0 {
             return Future::ready(());
@@ -87,6 +87,12 @@ impl IOStream {
     /// What the kernel takes at once is written straight from `data`; only
     /// the rest is kept, so a borrowed slice is copied only when the socket
     /// cannot take it all, and an owned `Vec` or `String` is never copied.
+    ///
+    /// Ignoring the future is fine when only the order of writes matters
+    /// (`drop(stream.write(..))`: a [`Future`] is `#[must_use]`): a write
+    /// that fails also closes the stream, so the close callback and every
+    /// pending read hear of it, and a write failed by the close is not
+    /// logged as an error nobody read.
     pub fn write<D>(&self, data: D) -> Future<()>
     where
         D: AsRef<[u8]> + Into<Vec<u8>>,
@@ -95,7 +101,7 @@ impl IOStream {
             let socket = self.inner.socket.borrow();
             let mut st = self.inner.state.borrow_mut();
             if st.closed {
-                return Future::failed(closed_error(st.error.as_ref()));
+                return Future::failed(closed_error(st.error.as_ref())).observed();
             }
             if data.as_ref().is_empty() {
                 return Future::ready(());
@@ -184,7 +190,7 @@ impl IOStream {
             done
         };
         for future in done {
-            let _ = future.set_result(());
+            future.try_set_result(());
         }
         if let Some(err) = failure {
             self.close_with(Some(err));

@@ -120,7 +120,7 @@ impl<T: 'static> Waiter<T> {
         let Waiter { future, timer } = self;
         drop(timer);
         // Only a waiter still in line is resolved, so it is pending.
-        let _ = future.complete(result);
+        future.try_complete(result);
     }
 }
 

@@ -220,7 +220,7 @@ impl Resolver {
                 let out = Future::new();
                 let o = out.clone();
                 answer.add_done_callback(move |done: &Future<Result<Vec<SocketAddr>, Error>>| {
-                    let _ = o.complete(done.take_result().and_then(|r| r));
+                    o.try_complete(done.take_result().and_then(|r| r));
                 });
                 out
             }

@@ -333,12 +333,12 @@ impl Subprocess {
 
 fn settle(future: &Future<ExitStatus>, status: ExitStatus, raise_error: bool, pid: u32) {
     if raise_error && !status.success() {
-        let _ = future.set_error(Error::new(
+        future.try_set_error(Error::new(
             ErrorKind::ProcessFailed,
             format!("subprocess {pid} {status}"),
         ));
     } else {
-        let _ = future.set_result(status);
+        future.try_set_result(status);
     }
 }
 
@@ -382,7 +382,7 @@ fn finish(inner: &Rc<Inner>, status: io::Result<ExitStatus>) {
                 err,
             );
             for (future, _) in waiters {
-                let _ = future.set_error(err.clone());
+                future.try_set_error(err.clone());
             }
         }
     }

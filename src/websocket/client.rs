@@ -113,7 +113,7 @@ impl WebSocketClientConnection {
                 };
                 drop(inbox);
                 if let Some(room) = room {
-                    let _ = room.set_result(());
+                    room.try_set_result(());
                 }
                 Future::ready(message)
             }
@@ -146,7 +146,7 @@ impl InboxEvents {
             }
         };
         if let Some((waiting, message)) = waiting {
-            let _ = waiting.set_result(message);
+            waiting.try_set_result(message);
         }
     }
 }
@@ -227,7 +227,9 @@ impl Handshake {
             .add_done_callback(
                 move |stream: &Future<IOStream>| match stream.take_result() {
                     Ok(stream) => h.send(stream),
-                    Err(err) => drop(h.out.set_error(err)),
+                    Err(err) => {
+                        h.out.try_set_error(err);
+                    }
                 },
             );
         Ok(out)
@@ -239,10 +241,11 @@ impl Handshake {
             Ok(head) => head,
             Err(err) => {
                 stream.close();
-                return drop(self.out.set_error(err));
+                self.out.try_set_error(err);
+                return;
             }
         };
-        stream.write(head);
+        drop(stream.write(head));
         // The handshake's answer within request_timeout.
         let s = stream.clone();
         let deadline = stream
@@ -260,10 +263,12 @@ impl Handshake {
                 match result
                     .and_then(|(subprotocol, agreed)| me.open(s.clone(), subprotocol, agreed))
                 {
-                    Ok(conn) => drop(me.out.set_result(conn)),
+                    Ok(conn) => {
+                        me.out.try_set_result(conn);
+                    }
                     Err(err) => {
                         s.close();
-                        let _ = me.out.set_error(err);
+                        me.out.try_set_error(err);
                     }
                 }
             });

@@ -238,7 +238,9 @@ impl WebSocketConnection {
             Opcode::Ping => {
                 if !self.core.st.borrow().close_sent {
                     let frame = self.frame(Opcode::Pong, &payload);
-                    self.core.stream.write(frame);
+                    // A write that fails closes the stream, which this
+                    // connection hears of: its future tells nothing more.
+                    drop(self.core.stream.write(frame));
                 }
                 self.with_events(|events, conn| events.on_ping(conn, &payload));
             }
@@ -372,7 +374,7 @@ impl WebSocketConnection {
             // Echo the code, as Tornado does (none if none came).
             let body = code.map(|c| c.to_be_bytes().to_vec()).unwrap_or_default();
             let frame = self.frame(Opcode::Close, &body);
-            self.core.stream.write(frame);
+            drop(self.core.stream.write(frame));
         }
         self.closing_handshake_done();
     }
@@ -410,7 +412,7 @@ impl WebSocketConnection {
         };
         if send {
             let frame = self.frame(Opcode::Close, &close_body(code.0, reason));
-            self.core.stream.write(frame);
+            drop(self.core.stream.write(frame));
         }
         self.close_after_flush();
     }
@@ -465,7 +467,7 @@ impl WebSocketConnection {
         if self.core.side == Side::Server && payload.len() >= 16 * 1024 {
             let mut head = Vec::with_capacity(10);
             frame::write_header(&mut head, true, rsv1, opcode, payload.len(), None);
-            self.core.stream.write(head);
+            drop(self.core.stream.write(head));
             return self.core.stream.write(payload);
         }
         self.core
@@ -489,7 +491,7 @@ impl WebSocketConnection {
         if self.is_closing() {
             return Err(closed_error());
         }
-        self.core.stream.write(self.frame(Opcode::Ping, data));
+        drop(self.core.stream.write(self.frame(Opcode::Ping, data)));
         Ok(())
     }
 
@@ -520,7 +522,7 @@ impl WebSocketConnection {
             None => Vec::new(),
         };
         let frame = self.frame(Opcode::Close, &body);
-        self.core.stream.write(frame);
+        drop(self.core.stream.write(frame));
         if received {
             self.closing_handshake_done();
         } else {

@@ -145,10 +145,10 @@ pub fn then<T: 'static, U: 'static>(
         let result = done.take_result();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || f(result))) {
             Ok(next) => next.add_done_callback(move |n: &Future<U>| {
-                let _ = o.complete(n.take_result());
+                o.try_complete(n.take_result());
             }),
             Err(panic) => {
-                let _ = o.set_error(squall::Error::other(format!(
+                o.try_set_error(squall::Error::other(format!(
                     "assertion failed in a step: {}",
                     panic_message(panic)
                 )));

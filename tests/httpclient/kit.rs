@@ -48,7 +48,7 @@ pub fn fetch_all(
                     results.borrow_mut()[i] = Some(f.take_result());
                     if results.borrow().iter().all(Option::is_some) {
                         let out: Vec<_> = results.borrow_mut().drain(..).flatten().collect();
-                        let _ = all.set_result(out);
+                        all.try_set_result(out);
                     }
                 });
             }

@@ -125,6 +125,18 @@ impl Context {
         }
     }
 
+    /// Re-seats this stack's innermost frame on `parent`, if nothing else
+    /// holds the frame (nobody captured it): a frame made once and reused,
+    /// like a pooled coroutine's. Returns the old parent (for the caller
+    /// to drop once it holds no borrow), or `Err(parent)`, with nothing
+    /// changed, if the frame is shared or there is none.
+    pub(crate) fn reparent(&mut self, parent: Context) -> Result<Context, Context> {
+        match self.0.as_mut().and_then(Rc::get_mut) {
+            Some(frame) => Ok(std::mem::replace(&mut frame.parent, parent)),
+            None => Err(parent),
+        }
+    }
+
     fn push(&self, kind: FrameKind) -> Context {
         Context(Some(Rc::new(Frame {
             kind,

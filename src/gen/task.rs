@@ -54,6 +54,29 @@ pub(crate) struct AsyncDriver<F: StdFuture> {
 }
 
 impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> AsyncDriver<F> {
+    /// The driver of a block whose first poll (see `shell.rs`) was pending:
+    /// the block, pinned where it was polled, and the waker it was polled
+    /// with, its table entry pointing at `runner`.
+    pub(super) fn adopt(
+        future: Pin<Box<F>>,
+        done: Box<dyn FnOnce(Result<T, Error>)>,
+        parts: (Rc<Polling>, Arc<TaskWaker>, TaskId),
+        runner: &Runner,
+    ) -> Self {
+        let (polling, waker, task) = parts;
+        let mut driver = AsyncDriver {
+            future,
+            polling: Some(polling),
+            waker: Some(waker),
+            task: Some(task),
+            held: false,
+            output: None,
+            done: Some(done),
+        };
+        driver.hold_if_waker_escaped(runner);
+        driver
+    }
+
     pub(crate) fn new(future: F, done: Box<dyn FnOnce(Result<T, Error>)>) -> Self {
         AsyncDriver {
             future: Box::pin(future),
@@ -206,7 +229,7 @@ impl<F: StdFuture> Drop for AsyncDriver<F> {
 /// What an `async` coroutine yields while it is pending: ready once the
 /// runner is woken ([`Runner::wake`], or a result for one of its keys). A
 /// unit struct: boxing it allocates nothing.
-struct Suspend;
+pub(super) struct Suspend;
 
 impl YieldPoint for Suspend {
     fn start(&mut self, _runner: &Runner) -> Result<(), Error> {
@@ -227,32 +250,32 @@ impl YieldPoint for Suspend {
 
 new_key_type! {
     /// An `async` coroutine in this thread's table.
-    struct TaskId;
+    pub(super) struct TaskId;
 }
 
 /// This thread's `async` coroutines (weakly: a coroutine nobody can wake is
 /// dropped, not kept here) and the ones woken since the last drain.
 #[derive(Default)]
-struct Local {
-    tasks: SlotMap<TaskId, Entry>,
-    ready: VecDeque<TaskId>,
+pub(super) struct Local {
+    pub(super) tasks: SlotMap<TaskId, Entry>,
+    pub(super) ready: VecDeque<TaskId>,
     drain_scheduled: bool,
 }
 
 /// A coroutine in the table: weakly, and strongly while its waker is out.
-struct Entry {
-    weak: WeakRunner,
-    strong: Option<Runner>,
+pub(super) struct Entry {
+    pub(super) weak: WeakRunner,
+    pub(super) strong: Option<Runner>,
 }
 
 thread_local! {
-    static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+    pub(super) static LOCAL: RefCell<Local> = RefCell::new(Local::default());
     static THREAD_TAG: Cell<u64> = const { Cell::new(0) };
 }
 
 /// A number for this thread, unique in the process: a waker compares it to
 /// know whether it is woken at home (cheaper than `thread::current()`).
-fn thread_tag() -> u64 {
+pub(super) fn thread_tag() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     THREAD_TAG.with(|t| {
         if t.get() == 0 {
@@ -264,10 +287,10 @@ fn thread_tag() -> u64 {
 
 /// The `std` waker of an `async` coroutine: `Send + Sync`, so it holds only
 /// the coroutine's id, its thread's tag and the loop's remote handle.
-struct TaskWaker {
-    id: TaskId,
-    home: u64,
-    remote: Option<Remote>,
+pub(super) struct TaskWaker {
+    pub(super) id: TaskId,
+    pub(super) home: u64,
+    pub(super) remote: Option<Remote>,
 }
 
 impl std::task::Wake for TaskWaker {

@@ -172,8 +172,9 @@ where
     } = Shell::take();
     let mut block = Box::pin(future);
     let unused = runner.run_first(move |runner| {
+        let pinned = block.as_mut();
         let poll = || {
-            let block = block.as_mut();
+            let block = pinned;
             with_polling(&polling, || {
                 let mut cx = Context::from_waker(&polling.waker);
                 callback::catch_value(move || block.poll(&mut cx))

@@ -184,6 +184,23 @@ pub(crate) fn enter<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` with `ctx` current, where `ctx`'s innermost frame, an
+/// exception handler, sits on the current stack (a frame just made, or a
+/// pooled one re-seated): entering it is then what pushing it now is (as
+/// [`ExceptionStackContext::run`] does), so the guards of the stack below,
+/// entered already, are not made again. Otherwise as [`enter`].
+#[inline]
+pub(crate) fn enter_pushed<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
+    let pushed = ctx.0.as_ref().is_some_and(|frame| {
+        matches!(frame.kind, FrameKind::Exception(..)) && frame.parent.is_current()
+    });
+    if !pushed {
+        return enter(ctx, f);
+    }
+    let _restore = set_current(ctx.clone());
+    f()
+}
+
 struct Guards(Vec<Box<dyn Any>>);
 
 impl Guards {

@@ -93,6 +93,10 @@ impl Keys {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.fresh.is_empty() && self.labels.is_empty()
+    }
+
     fn pending(&self) -> usize {
         self.fresh.values().filter(|s| s.registered).count()
             + self.labels.values().filter(|s| s.registered).count()
@@ -584,7 +588,10 @@ impl Runner {
     pub(super) fn conclude(&self, failed: bool, deactivate: bool) -> Option<Error> {
         let inner = &*self.inner;
         inner.finished.set(true);
-        let pending = inner.keys.borrow().pending();
+        let (pending, no_keys) = {
+            let keys = inner.keys.borrow();
+            (keys.pending(), keys.is_empty())
+        };
         let leaked = (pending > 0 && !inner.had_exception.get() && !failed).then(|| {
             Error::new(
                 ErrorKind::LeakedCallback,
@@ -599,7 +606,8 @@ impl Runner {
         }
         // Drop what the generator left behind (results, its last yield point)
         // before delivering, with no borrow held.
-        let keys = std::mem::take(&mut *inner.keys.borrow_mut());
+        // (No keys, the usual case: nothing to take, no new empty table.)
+        let keys = (!no_keys).then(|| std::mem::take(&mut *inner.keys.borrow_mut()));
         let point = inner.point.borrow_mut().take();
         drop(keys);
         drop(point);
@@ -631,7 +639,9 @@ impl Runner {
         let value = {
             let _running = Running::enter(self, depth);
             let ctx = inner.ctx.borrow().clone();
-            crate::stack_context::enter(&ctx, || {
+            // Just made or re-seated on the current stack: entered as a
+            // context is pushed, the stack's guards not made again.
+            crate::stack_context::enter_pushed(&ctx, || {
                 log::trace!(target: "squall::gen", "send");
                 let (more, value) = first(self);
                 if more {

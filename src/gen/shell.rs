@@ -171,13 +171,13 @@ where
         task,
     } = Shell::take();
     let mut block = Box::pin(future);
-    let unused = runner.run_first(move |runner| {
+    let mut done = Some(done);
+    let finished = runner.run_first(|runner| {
         let pinned = block.as_mut();
         let poll = || {
-            let block = pinned;
             with_polling(&polling, || {
                 let mut cx = Context::from_waker(&polling.waker);
-                callback::catch_value(move || block.poll(&mut cx))
+                callback::catch_value(move || pinned.poll(&mut cx))
             })
         };
         #[cfg(feature = "trace")]
@@ -188,8 +188,9 @@ where
             Ok(Poll::Pending) => {
                 // It waits: an ordinary coroutine from here on, on this
                 // shell's runner, suspended as `AsyncDriver::resume` does.
+                let done = Box::new(done.take().expect("done taken once"));
                 let parts = (polling, waker, task);
-                let driver = AsyncDriver::adopt(block, Box::new(done), parts, runner);
+                let driver = AsyncDriver::adopt(block, done, parts, runner);
                 runner.wait_on(Box::new(driver), Box::new(Suspend));
                 return (true, None);
             }
@@ -199,13 +200,14 @@ where
         let leaked = runner.conclude(result.is_err(), false);
         // The block (and what it still holds) goes before `done` runs.
         drop(block);
-        done(match leaked {
+        let result = match leaked {
             Some(err) => Err(err),
             None => result,
-        });
-        (false, Some((polling, waker)))
+        };
+        (false, Some((result, polling, waker)))
     });
-    if let Some((polling, waker)) = unused {
+    if let Some((result, polling, waker)) = finished {
+        // Back in the pool first: a coroutine `done` starts may use it.
         Shell {
             runner,
             polling,
@@ -213,5 +215,11 @@ where
             task,
         }
         .recycle();
+        // Out of the runner's context, no longer running: as the runner
+        // would have delivered, but with the caller's stack current
+        // already (`engine` enters it for nothing).
+        if let Some(done) = done.take() {
+            done(result);
+        }
     }
 }

@@ -109,6 +109,12 @@ pub(crate) trait ErasedGen {
     /// Delivers the output; `err` overrides it (a leaked callback).
     fn finish(self: Box<Self>, err: Option<Error>);
     fn failed(&self) -> bool;
+    /// Whether its runner's parts go back to a pool when it finishes (an
+    /// `async` coroutine's, see `shell.rs`): the pool then deactivates the
+    /// runner's context, unless it reuses it.
+    fn retires(&self) -> bool {
+        false
+    }
     /// The generator's type name, for the trace.
     #[cfg(feature = "trace")]
     fn name(&self) -> &'static str;
@@ -576,7 +582,7 @@ impl Runner {
     }
 
     fn finish(&self, gen: Box<dyn ErasedGen>) {
-        let leaked = self.conclude(gen.failed(), true);
+        let leaked = self.conclude(gen.failed(), !gen.retires());
         gen.finish(leaked);
     }
 
@@ -620,6 +626,11 @@ impl Runner {
         if let Some(deactivate) = deactivate {
             deactivate.deactivate();
         }
+    }
+
+    /// Whether this is the only strong handle on the runner.
+    pub(super) fn is_only_handle(&self) -> bool {
+        Rc::strong_count(&self.inner) == 1
     }
 
     /// Whether `run` would queue rather than run here (nested too deep).

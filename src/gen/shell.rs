@@ -32,6 +32,7 @@
 //! ```
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future as StdFuture;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -60,8 +61,13 @@ const OWN_WEAK: usize = 3;
 /// first poll, nested; a few suffice.
 const POOL_MAX: usize = 8;
 
+/// Shells of coroutines that waited, kept from their end until nothing
+/// holds them any more (the last wake's handle goes after the end).
+const RETIRED_MAX: usize = 64;
+
 thread_local! {
     static POOL: RefCell<Vec<Shell>> = const { RefCell::new(Vec::new()) };
+    static RETIRED: RefCell<VecDeque<Shell>> = const { RefCell::new(VecDeque::new()) };
 }
 
 impl Shell {
@@ -93,10 +99,14 @@ impl Shell {
 
     /// A shell from the pool (for the current loop), or a new one.
     fn take() -> Shell {
+        let mut reclaimed = false;
         loop {
             let pooled = POOL.with(|p| p.borrow_mut().pop());
             let Some(shell) = pooled else {
-                return Shell::fresh();
+                if std::mem::replace(&mut reclaimed, true) || !reclaim() {
+                    return Shell::fresh();
+                }
+                continue;
             };
             // A waker must lead to the loop the coroutine runs on.
             if IOLoop::current_is(shell.waker.remote.as_ref()) && shell.runner.reuse() {
@@ -109,17 +119,7 @@ impl Shell {
     /// Back into the pool, if the coroutine left no handle on any part;
     /// else its runner is done with for good.
     fn recycle(self) {
-        let clean = Rc::strong_count(&self.polling) == 1
-            // Ours and the one inside `polling.waker`.
-            && Arc::strong_count(&self.waker) == 2
-            && LOCAL.with(|l| {
-                let l = l.borrow();
-                // Not woken on its way out (a stray wake would reach the
-                // next coroutine), not held for an escaped waker.
-                !l.ready.contains(&self.task)
-                    && l.tasks.get(self.task).is_some_and(|e| e.strong.is_none())
-            })
-            && self.runner.recycle(OWN_WEAK);
+        let clean = self.clean() && self.runner.recycle(OWN_WEAK);
         if !clean {
             return self.discard();
         }
@@ -139,6 +139,21 @@ impl Shell {
         }
     }
 
+    /// Whether the coroutine left no handle on the waker, `Polling` or
+    /// table entry (the runner checks itself, in `Runner::recycle`).
+    fn clean(&self) -> bool {
+        Rc::strong_count(&self.polling) == 1
+            // Ours and the one inside `polling.waker`.
+            && Arc::strong_count(&self.waker) == 2
+            && LOCAL.with(|l| {
+                let l = l.borrow();
+                // Not woken on its way out (a stray wake would reach the
+                // next coroutine), not held for an escaped waker.
+                !l.ready.contains(&self.task)
+                    && l.tasks.get(self.task).is_some_and(|e| e.strong.is_none())
+            })
+    }
+
     /// A shell that is not reused: its context off for good, its table
     /// entry gone (dropped with no borrow held).
     fn discard(self) {
@@ -151,6 +166,69 @@ impl Shell {
     }
 }
 
+/// The parts of a coroutine that waited and has finished (its driver
+/// gives them back as it delivers): kept until nothing holds them, then
+/// pooled. Its runner is not yet deactivated (it declines errors, being
+/// finished); a shell given up is.
+pub(super) fn retire(polling: Rc<Polling>, waker: Arc<TaskWaker>, task: TaskId) {
+    let runner = LOCAL.with(|l| {
+        let l = l.borrow();
+        let entry = l.tasks.get(task)?;
+        // Held for a waker that got out: not a shell to reuse.
+        if entry.strong.is_some() {
+            return None;
+        }
+        entry.weak.upgrade()
+    });
+    let Some(runner) = runner else {
+        let entry = LOCAL
+            .try_with(|l| l.borrow_mut().tasks.remove(task))
+            .ok()
+            .flatten();
+        if let Some(runner) = entry.as_ref().and_then(|e| e.weak.upgrade()) {
+            runner.deactivate_context();
+        }
+        drop(entry);
+        return;
+    };
+    let shell = Shell {
+        runner,
+        polling,
+        waker,
+        task,
+    };
+    let evicted = RETIRED
+        .try_with(|r| {
+            let mut r = r.borrow_mut();
+            let evicted = (r.len() >= RETIRED_MAX).then(|| r.pop_front()).flatten();
+            r.push_back(shell);
+            evicted
+        })
+        .unwrap_or(None);
+    if let Some(shell) = evicted {
+        shell.discard();
+    }
+}
+
+/// Moves the retired shells nothing holds any more into the pool; whether
+/// one went.
+fn reclaim() -> bool {
+    let mut any = false;
+    let count = RETIRED.with(|r| r.borrow().len());
+    for _ in 0..count {
+        let Some(shell) = RETIRED.with(|r| r.borrow_mut().pop_front()) else {
+            break;
+        };
+        if Rc::strong_count(&shell.polling) == 1 && shell.runner.is_only_handle() {
+            any = true;
+            shell.recycle();
+        } else {
+            RETIRED.with(|r| r.borrow_mut().push_back(shell));
+        }
+    }
+    any
+}
+
 /// Starts the `async` coroutine `future`, which delivers to `done`: its
 /// first poll on a pooled shell, its runner taking over only if it waits.
 pub(super) fn start<T, F, D>(future: F, done: D)
@@ -161,7 +239,7 @@ where
 {
     if Runner::too_deep() {
         // Queued for the outermost run, as any run this deep.
-        Runner::new(Box::new(AsyncDriver::new(future, Box::new(done)))).run();
+        Runner::new(Box::new(AsyncDriver::new(future, done))).run();
         return;
     }
     let Shell {
@@ -188,7 +266,7 @@ where
             Ok(Poll::Pending) => {
                 // It waits: an ordinary coroutine from here on, on this
                 // shell's runner, suspended as `AsyncDriver::resume` does.
-                let done = Box::new(done.take().expect("done taken once"));
+                let done = done.take().expect("done taken once");
                 let parts = (polling, waker, task);
                 let driver = AsyncDriver::adopt(block, done, parts, runner);
                 runner.wait_on(Box::new(driver), Box::new(Suspend));

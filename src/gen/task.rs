@@ -38,7 +38,7 @@ use crate::future::{with_polling, Polling};
 use crate::ioloop::{IOLoop, Remote};
 
 /// Drives an `async` block as the Runner's generator.
-pub(crate) struct AsyncDriver<F: StdFuture> {
+pub(crate) struct AsyncDriver<F: StdFuture, D> {
     /// Boxed once, so it never moves while it is polled: that is the whole
     /// of what `Pin` asks for here.
     future: Pin<Box<F>>,
@@ -50,16 +50,22 @@ pub(crate) struct AsyncDriver<F: StdFuture> {
     /// The table holds the runner strongly (the waker is out there).
     held: bool,
     output: Option<F::Output>,
-    done: Option<Box<dyn FnOnce(F::Output)>>,
+    /// Inline, not boxed: one allocation fewer per coroutine.
+    done: Option<D>,
 }
 
-impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> AsyncDriver<F> {
+impl<T, F, D> AsyncDriver<F, D>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T, Error>> + 'static,
+    D: FnOnce(Result<T, Error>) + 'static,
+{
     /// The driver of a block whose first poll (see `shell.rs`) was pending:
     /// the block, pinned where it was polled, and the waker it was polled
     /// with, its table entry pointing at `runner`.
     pub(super) fn adopt(
         future: Pin<Box<F>>,
-        done: Box<dyn FnOnce(Result<T, Error>)>,
+        done: D,
         parts: (Rc<Polling>, Arc<TaskWaker>, TaskId),
         runner: &Runner,
     ) -> Self {
@@ -77,7 +83,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> AsyncDriver<
         driver
     }
 
-    pub(crate) fn new(future: F, done: Box<dyn FnOnce(Result<T, Error>)>) -> Self {
+    pub(crate) fn new(future: F, done: D) -> Self {
         AsyncDriver {
             future: Box::pin(future),
             polling: None,
@@ -119,7 +125,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> AsyncDriver<
     }
 }
 
-impl<F: StdFuture> AsyncDriver<F> {
+impl<F: StdFuture, D> AsyncDriver<F, D> {
     /// A squall future or yield point awaited by the coroutine holds its
     /// runner (as a generator's does); a `std` waker cannot, being `Send`.
     /// So while a clone of the waker is out there (a channel kept it), this
@@ -153,7 +159,12 @@ impl<F: StdFuture> AsyncDriver<F> {
     }
 }
 
-impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> ErasedGen for AsyncDriver<F> {
+impl<T, F, D> ErasedGen for AsyncDriver<F, D>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T, Error>> + 'static,
+    D: FnOnce(Result<T, Error>) + 'static,
+{
     fn resume(&mut self, input: Resume, runner: &Runner) -> Option<Box<dyn YieldPoint>> {
         if let Resume::Error(err) = input {
             // An error raised by a callback the coroutine scheduled (its
@@ -196,6 +207,13 @@ impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> ErasedGen fo
             )),
         };
         let done = self.done.take().expect("finished once");
+        // Its runner's parts, for the next coroutine once nothing holds
+        // them (see `shell.rs`).
+        if let (Some(polling), Some(waker), Some(task)) =
+            (self.polling.take(), self.waker.take(), self.task.take())
+        {
+            super::shell::retire(polling, waker, task);
+        }
         // The block (and what it still holds) goes before `done` runs.
         drop(self);
         done(result);
@@ -205,13 +223,17 @@ impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> ErasedGen fo
         matches!(self.output, Some(Err(_)))
     }
 
+    fn retires(&self) -> bool {
+        self.polling.is_some() && self.waker.is_some() && self.task.is_some()
+    }
+
     #[cfg(feature = "trace")]
     fn name(&self) -> &'static str {
         std::any::type_name::<F>()
     }
 }
 
-impl<F: StdFuture> Drop for AsyncDriver<F> {
+impl<F: StdFuture, D> Drop for AsyncDriver<F, D> {
     fn drop(&mut self) {
         if let Some(id) = self.task.take() {
             // `try_with`: a coroutine may be dropped while its thread exits.

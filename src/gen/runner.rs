@@ -596,7 +596,10 @@ impl Runner {
         inner.finished.set(true);
         let (pending, no_keys) = {
             let keys = inner.keys.borrow();
-            (keys.pending(), keys.is_empty())
+            match keys.is_empty() {
+                true => (0, true),
+                false => (keys.pending(), false),
+            }
         };
         let leaked = (pending > 0 && !inner.had_exception.get() && !failed).then(|| {
             Error::new(

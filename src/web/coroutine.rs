@@ -313,6 +313,7 @@ impl Exchange {
 
     /// Runs `prepare` (the handler's, given as `f`) with blocks started
     /// in it marked as an `async` prepare.
+    #[inline]
     pub(super) fn preparing<R>(&self, f: impl FnOnce() -> R) -> R {
         struct Preparing<'a>(&'a Cell<bool>);
         impl Drop for Preparing<'_> {
@@ -329,11 +330,15 @@ impl Exchange {
     /// After `prepare`: whether its `async` block is still waiting, so the
     /// verb method waits for it (and runs when it ends, if the response is
     /// not finished by then).
+    #[inline]
     pub(super) fn verb_waits_for_prepare(&self) -> bool {
         let slot = &self.inner.coroutine;
-        let waits = slot.running.get() && slot.prepare_block.get();
-        slot.verb_waits.set(waits);
-        waits
+        // One load for a handler with no block running, the usual one.
+        if !slot.running.get() || !slot.prepare_block.get() {
+            return false;
+        }
+        slot.verb_waits.set(true);
+        true
     }
 
     /// The verb method of a handler whose `async` prepare has just ended

@@ -209,3 +209,45 @@ fn an_async_handler_that_answers_at_once_allocates_one_box_more_than_a_plain_one
         "plain {plain}, async {with_async} allocations per request"
     );
 }
+
+#[test]
+fn a_callback_kept_from_a_coroutine_that_finished_at_once_reports_to_the_caller() {
+    // The coroutine's context was captured by a callback that outlives it:
+    // its runner is not reused, and the callback's later error goes past
+    // the finished coroutine to the caller's context, as before pooling.
+    let _serial = serial();
+    let io_loop = IOLoop::new().unwrap();
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let l = io_loop.clone();
+    io_loop.add_callback(move || {
+        let caller = squall::stack_context::ExceptionStackContext::new(move |err: &Error| {
+            s.borrow_mut().push(err.message().to_owned());
+            true
+        });
+        let l2 = l.clone();
+        caller.run(move || {
+            for i in 0..3 {
+                let l3 = l2.clone();
+                let done = gen::coroutine(async move {
+                    l3.add_callback(move || Err::<(), _>(Error::other(format!("late {i}"))));
+                    Ok(i)
+                });
+                assert_eq!(done.result().unwrap(), i);
+            }
+            // And one that waits meanwhile, on whatever shell comes: it
+            // sees none of those errors.
+            let waiting = gen::coroutine(async {
+                gen::sleep(std::time::Duration::from_millis(20)).await?;
+                Ok(7)
+            });
+            let l4 = l2.clone();
+            waiting.add_done_callback(move |f: &Future<i32>| {
+                assert_eq!(f.result().unwrap(), 7);
+                l4.stop();
+            });
+        });
+    });
+    io_loop.start().unwrap();
+    assert_eq!(*seen.borrow(), ["late 0", "late 1", "late 2"]);
+}

@@ -125,6 +125,18 @@ impl Context {
         }
     }
 
+    /// Re-seats this stack's innermost frame on `parent`, if nothing else
+    /// holds the frame (nobody captured it): a frame made once and reused,
+    /// like a pooled coroutine's. Returns the old parent (for the caller
+    /// to drop once it holds no borrow), or `Err(parent)`, with nothing
+    /// changed, if the frame is shared or there is none.
+    pub(crate) fn reparent(&mut self, parent: Context) -> Result<Context, Context> {
+        match self.0.as_mut().and_then(Rc::get_mut) {
+            Some(frame) => Ok(std::mem::replace(&mut frame.parent, parent)),
+            None => Err(parent),
+        }
+    }
+
     fn push(&self, kind: FrameKind) -> Context {
         Context(Some(Rc::new(Frame {
             kind,
@@ -169,6 +181,23 @@ pub(crate) fn enter<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
     }
     let _restore = set_current(ctx.clone());
     let _guards = Guards::enter(ctx);
+    f()
+}
+
+/// Runs `f` with `ctx` current, where `ctx`'s innermost frame, an
+/// exception handler, sits on the current stack (a frame just made, or a
+/// pooled one re-seated): entering it is then what pushing it now is (as
+/// [`ExceptionStackContext::run`] does), so the guards of the stack below,
+/// entered already, are not made again. Otherwise as [`enter`].
+#[inline]
+pub(crate) fn enter_pushed<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
+    let pushed = ctx.0.as_ref().is_some_and(|frame| {
+        matches!(frame.kind, FrameKind::Exception(..)) && frame.parent.is_current()
+    });
+    if !pushed {
+        return enter(ctx, f);
+    }
+    let _restore = set_current(ctx.clone());
     f()
 }
 

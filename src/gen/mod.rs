@@ -107,6 +107,7 @@ mod awaitable;
 mod multi;
 mod points;
 mod runner;
+mod shell;
 mod task;
 mod value;
 
@@ -245,7 +246,7 @@ pub trait IntoCoroutine<M>: 'static {
     /// What the coroutine returns.
     type Output: 'static;
     #[doc(hidden)]
-    fn start(self, done: Box<dyn FnOnce(Result<Self::Output, Error>)>);
+    fn start<D: FnOnce(Result<Self::Output, Error>) + 'static>(self, done: D);
 }
 
 /// [`IntoCoroutine`]'s marker for a hand-written [`Generator`].
@@ -255,11 +256,11 @@ pub enum AsyncMarker {}
 
 impl<G: Generator> IntoCoroutine<GeneratorMarker> for G {
     type Output = G::Output;
-    fn start(self, done: Box<dyn FnOnce(Result<G::Output, Error>)>) {
+    fn start<D: FnOnce(Result<G::Output, Error>) + 'static>(self, done: D) {
         Runner::new(Box::new(Driver {
             gen: self,
             output: None,
-            done,
+            done: Box::new(done),
         }))
         .run();
     }
@@ -271,8 +272,9 @@ where
     F: std::future::Future<Output = Result<T, Error>> + 'static,
 {
     type Output = T;
-    fn start(self, done: Box<dyn FnOnce(Result<T, Error>)>) {
-        Runner::new(Box::new(task::AsyncDriver::new(self, done))).run();
+    fn start<D: FnOnce(Result<T, Error>) + 'static>(self, done: D) {
+        // The first poll on a pooled runner; see `shell.rs`.
+        shell::start(self, done);
     }
 }
 
@@ -301,9 +303,9 @@ where
 pub fn coroutine<M, C: IntoCoroutine<M>>(coro: C) -> Future<C::Output> {
     let future = Future::new();
     let f = future.clone();
-    coro.start(Box::new(move |result| {
+    coro.start(move |result| {
         f.try_complete(result);
-    }));
+    });
     future
 }
 
@@ -323,7 +325,7 @@ where
 {
     let ctx = Context::capture();
     let name = std::any::type_name::<D>();
-    coro.start(Box::new(move |result| {
+    coro.start(move |result| {
         callback::invoke(&ctx, Origin::Callback, name, || done(result).into_outcome());
-    }));
+    });
 }

@@ -93,6 +93,10 @@ impl Keys {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.fresh.is_empty() && self.labels.is_empty()
+    }
+
     fn pending(&self) -> usize {
         self.fresh.values().filter(|s| s.registered).count()
             + self.labels.values().filter(|s| s.registered).count()
@@ -105,6 +109,12 @@ pub(crate) trait ErasedGen {
     /// Delivers the output; `err` overrides it (a leaked callback).
     fn finish(self: Box<Self>, err: Option<Error>);
     fn failed(&self) -> bool;
+    /// Whether its runner's parts go back to a pool when it finishes (an
+    /// `async` coroutine's, see `shell.rs`): the pool then deactivates the
+    /// runner's context, unless it reuses it.
+    fn retires(&self) -> bool {
+        false
+    }
     /// The generator's type name, for the trace.
     #[cfg(feature = "trace")]
     fn name(&self) -> &'static str;
@@ -196,9 +206,18 @@ pub struct Runner {
 
 impl Runner {
     pub(crate) fn new(gen: Box<dyn ErasedGen>) -> Runner {
+        let runner = Runner::blank();
+        *runner.inner.gen.borrow_mut() = Some(gen);
+        runner
+    }
+
+    /// A runner with no generator yet, its context made over the current
+    /// stack: what an `async` coroutine's first poll runs in (see
+    /// `shell.rs`), the generator coming only if the block has to wait.
+    pub(super) fn blank() -> Runner {
         let runner = Runner {
             inner: Rc::new(Inner {
-                gen: RefCell::new(Some(gen)),
+                gen: RefCell::new(None),
                 point: RefCell::new(None),
                 keys: RefCell::new(Keys::default()),
                 pending_error: RefCell::new(None),
@@ -563,10 +582,26 @@ impl Runner {
     }
 
     fn finish(&self, gen: Box<dyn ErasedGen>) {
+        let leaked = self.conclude(gen.failed(), !gen.retires());
+        gen.finish(leaked);
+    }
+
+    /// The end of the generator, but for delivering its result: marks the
+    /// runner finished, says whether callbacks leaked, deactivates the
+    /// context (if `deactivate`: a pooled runner's first poll leaves that
+    /// to its shell, which reuses a frame nobody captured) and drops what
+    /// the generator left behind.
+    pub(super) fn conclude(&self, failed: bool, deactivate: bool) -> Option<Error> {
         let inner = &*self.inner;
         inner.finished.set(true);
-        let pending = inner.keys.borrow().pending();
-        let leaked = (pending > 0 && !inner.had_exception.get() && !gen.failed()).then(|| {
+        let (pending, no_keys) = {
+            let keys = inner.keys.borrow();
+            match keys.is_empty() {
+                true => (0, true),
+                false => (keys.pending(), false),
+            }
+        };
+        let leaked = (pending > 0 && !inner.had_exception.get() && !failed).then(|| {
             Error::new(
                 ErrorKind::LeakedCallback,
                 format!(
@@ -575,16 +610,120 @@ impl Runner {
             )
         });
         log::trace!(target: "squall::gen", "return");
-        if let Some(deactivate) = inner.deactivate.borrow_mut().take() {
-            deactivate.deactivate();
+        if deactivate {
+            self.deactivate_context();
         }
         // Drop what the generator left behind (results, its last yield point)
         // before delivering, with no borrow held.
-        let keys = std::mem::take(&mut *inner.keys.borrow_mut());
+        // (No keys, the usual case: nothing to take, no new empty table.)
+        let keys = (!no_keys).then(|| std::mem::take(&mut *inner.keys.borrow_mut()));
         let point = inner.point.borrow_mut().take();
         drop(keys);
         drop(point);
-        gen.finish(leaked);
+        leaked
+    }
+
+    /// Turns the runner's exception context off for good.
+    pub(super) fn deactivate_context(&self) {
+        let deactivate = self.inner.deactivate.borrow_mut().take();
+        if let Some(deactivate) = deactivate {
+            deactivate.deactivate();
+        }
+    }
+
+    /// Whether this is the only strong handle on the runner.
+    pub(super) fn is_only_handle(&self) -> bool {
+        Rc::strong_count(&self.inner) == 1
+    }
+
+    /// Whether `run` would queue rather than run here (nested too deep).
+    pub(super) fn too_deep() -> bool {
+        RUN_DEPTH.with(Cell::get) >= MAX_NESTED_RUNS
+    }
+
+    /// The first step of a runner made [`blank`](Self::blank): `first`
+    /// runs as `resume` would, marked running, inside the runner's context
+    /// (and the trace's step). If it returns `true` it has installed a
+    /// generator waiting on a point (`wait_on`), and the runner goes on as
+    /// `run` does. Not when [`too_deep`](Self::too_deep).
+    pub(super) fn run_first<R>(&self, first: impl FnOnce(&Runner) -> (bool, R)) -> R {
+        let inner = &*self.inner;
+        let depth = RUN_DEPTH.with(Cell::get);
+        inner.started.set(true);
+        let value = {
+            let _running = Running::enter(self, depth);
+            let ctx = inner.ctx.borrow().clone();
+            // Just made or re-seated on the current stack: entered as a
+            // context is pushed, the stack's guards not made again.
+            crate::stack_context::enter_pushed(&ctx, || {
+                log::trace!(target: "squall::gen", "send");
+                let (more, value) = first(self);
+                if more {
+                    self.steps();
+                }
+                value
+            })
+        };
+        if depth == 0 {
+            while let Some(runner) = PUT_OFF.with(|q| q.borrow_mut().pop_front()) {
+                runner.run_here(0);
+            }
+        }
+        value
+    }
+
+    /// Gives a blank runner its generator, waiting on `point` (started by
+    /// the caller), as `steps` does when a generator yields.
+    pub(super) fn wait_on(&self, gen: Box<dyn ErasedGen>, point: Box<dyn YieldPoint>) {
+        *self.inner.gen.borrow_mut() = Some(gen);
+        log::trace!(target: "squall::gen", "start yield point");
+        *self.inner.point.borrow_mut() = Some(point);
+    }
+
+    /// Makes a finished runner (one [`conclude`](Self::conclude)d without
+    /// deactivating) blank again for the next coroutine, if nothing but
+    /// its caller and its own parts (`weak` weak handles) can reach it:
+    /// nobody holds it, nobody captured its context. Its context is lifted
+    /// off the stack it sat on (re-seated by [`reuse`](Self::reuse)). It
+    /// stays marked finished meanwhile, so a stray `run` does nothing.
+    pub(super) fn recycle(&self, weak: usize) -> bool {
+        let inner = &*self.inner;
+        if Rc::strong_count(&self.inner) != 1
+            || Rc::weak_count(&self.inner) != weak
+            || !inner.finished.get()
+            || inner.running.get()
+            || inner.gen.borrow().is_some()
+            || inner.pending_error.borrow().is_some()
+            || inner.recording.borrow().is_some()
+            || inner.deactivate.borrow().is_none()
+        {
+            return false;
+        }
+        let lifted = inner.ctx.borrow_mut().reparent(Context::empty());
+        // The stack it sat on may end here: dropped with no borrow held.
+        if lifted.is_err() {
+            return false;
+        }
+        drop(lifted);
+        inner.started.set(false);
+        inner.had_exception.set(false);
+        inner.woken.set(false);
+        true
+    }
+
+    /// Re-seats a recycled runner's context on the current stack and
+    /// unmarks it finished: a new coroutine's runner, made without
+    /// allocating.
+    pub(super) fn reuse(&self) -> bool {
+        let inner = &*self.inner;
+        let seated = inner.ctx.borrow_mut().reparent(Context::capture());
+        if seated.is_err() {
+            return false;
+        }
+        // The empty stack it sat on while idle: nothing to drop.
+        drop(seated);
+        inner.finished.set(false);
+        true
     }
 }
 

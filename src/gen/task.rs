@@ -38,7 +38,7 @@ use crate::future::{with_polling, Polling};
 use crate::ioloop::{IOLoop, Remote};
 
 /// Drives an `async` block as the Runner's generator.
-pub(crate) struct AsyncDriver<F: StdFuture> {
+pub(crate) struct AsyncDriver<F: StdFuture, D> {
     /// Boxed once, so it never moves while it is polled: that is the whole
     /// of what `Pin` asks for here.
     future: Pin<Box<F>>,
@@ -50,11 +50,40 @@ pub(crate) struct AsyncDriver<F: StdFuture> {
     /// The table holds the runner strongly (the waker is out there).
     held: bool,
     output: Option<F::Output>,
-    done: Option<Box<dyn FnOnce(F::Output)>>,
+    /// Inline, not boxed: one allocation fewer per coroutine.
+    done: Option<D>,
 }
 
-impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> AsyncDriver<F> {
-    pub(crate) fn new(future: F, done: Box<dyn FnOnce(Result<T, Error>)>) -> Self {
+impl<T, F, D> AsyncDriver<F, D>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T, Error>> + 'static,
+    D: FnOnce(Result<T, Error>) + 'static,
+{
+    /// The driver of a block whose first poll (see `shell.rs`) was pending:
+    /// the block, pinned where it was polled, and the waker it was polled
+    /// with, its table entry pointing at `runner`.
+    pub(super) fn adopt(
+        future: Pin<Box<F>>,
+        done: D,
+        parts: (Rc<Polling>, Arc<TaskWaker>, TaskId),
+        runner: &Runner,
+    ) -> Self {
+        let (polling, waker, task) = parts;
+        let mut driver = AsyncDriver {
+            future,
+            polling: Some(polling),
+            waker: Some(waker),
+            task: Some(task),
+            held: false,
+            output: None,
+            done: Some(done),
+        };
+        driver.hold_if_waker_escaped(runner);
+        driver
+    }
+
+    pub(crate) fn new(future: F, done: D) -> Self {
         AsyncDriver {
             future: Box::pin(future),
             polling: None,
@@ -96,7 +125,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> AsyncDriver<
     }
 }
 
-impl<F: StdFuture> AsyncDriver<F> {
+impl<F: StdFuture, D> AsyncDriver<F, D> {
     /// A squall future or yield point awaited by the coroutine holds its
     /// runner (as a generator's does); a `std` waker cannot, being `Send`.
     /// So while a clone of the waker is out there (a channel kept it), this
@@ -130,7 +159,12 @@ impl<F: StdFuture> AsyncDriver<F> {
     }
 }
 
-impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> ErasedGen for AsyncDriver<F> {
+impl<T, F, D> ErasedGen for AsyncDriver<F, D>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T, Error>> + 'static,
+    D: FnOnce(Result<T, Error>) + 'static,
+{
     fn resume(&mut self, input: Resume, runner: &Runner) -> Option<Box<dyn YieldPoint>> {
         if let Resume::Error(err) = input {
             // An error raised by a callback the coroutine scheduled (its
@@ -173,6 +207,13 @@ impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> ErasedGen fo
             )),
         };
         let done = self.done.take().expect("finished once");
+        // Its runner's parts, for the next coroutine once nothing holds
+        // them (see `shell.rs`).
+        if let (Some(polling), Some(waker), Some(task)) =
+            (self.polling.take(), self.waker.take(), self.task.take())
+        {
+            super::shell::retire(polling, waker, task);
+        }
         // The block (and what it still holds) goes before `done` runs.
         drop(self);
         done(result);
@@ -182,13 +223,17 @@ impl<T: 'static, F: StdFuture<Output = Result<T, Error>> + 'static> ErasedGen fo
         matches!(self.output, Some(Err(_)))
     }
 
+    fn retires(&self) -> bool {
+        self.polling.is_some() && self.waker.is_some() && self.task.is_some()
+    }
+
     #[cfg(feature = "trace")]
     fn name(&self) -> &'static str {
         std::any::type_name::<F>()
     }
 }
 
-impl<F: StdFuture> Drop for AsyncDriver<F> {
+impl<F: StdFuture, D> Drop for AsyncDriver<F, D> {
     fn drop(&mut self) {
         if let Some(id) = self.task.take() {
             // `try_with`: a coroutine may be dropped while its thread exits.
@@ -206,7 +251,7 @@ impl<F: StdFuture> Drop for AsyncDriver<F> {
 /// What an `async` coroutine yields while it is pending: ready once the
 /// runner is woken ([`Runner::wake`], or a result for one of its keys). A
 /// unit struct: boxing it allocates nothing.
-struct Suspend;
+pub(super) struct Suspend;
 
 impl YieldPoint for Suspend {
     fn start(&mut self, _runner: &Runner) -> Result<(), Error> {
@@ -227,32 +272,32 @@ impl YieldPoint for Suspend {
 
 new_key_type! {
     /// An `async` coroutine in this thread's table.
-    struct TaskId;
+    pub(super) struct TaskId;
 }
 
 /// This thread's `async` coroutines (weakly: a coroutine nobody can wake is
 /// dropped, not kept here) and the ones woken since the last drain.
 #[derive(Default)]
-struct Local {
-    tasks: SlotMap<TaskId, Entry>,
-    ready: VecDeque<TaskId>,
+pub(super) struct Local {
+    pub(super) tasks: SlotMap<TaskId, Entry>,
+    pub(super) ready: VecDeque<TaskId>,
     drain_scheduled: bool,
 }
 
 /// A coroutine in the table: weakly, and strongly while its waker is out.
-struct Entry {
-    weak: WeakRunner,
-    strong: Option<Runner>,
+pub(super) struct Entry {
+    pub(super) weak: WeakRunner,
+    pub(super) strong: Option<Runner>,
 }
 
 thread_local! {
-    static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+    pub(super) static LOCAL: RefCell<Local> = RefCell::new(Local::default());
     static THREAD_TAG: Cell<u64> = const { Cell::new(0) };
 }
 
 /// A number for this thread, unique in the process: a waker compares it to
 /// know whether it is woken at home (cheaper than `thread::current()`).
-fn thread_tag() -> u64 {
+pub(super) fn thread_tag() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     THREAD_TAG.with(|t| {
         if t.get() == 0 {
@@ -264,10 +309,10 @@ fn thread_tag() -> u64 {
 
 /// The `std` waker of an `async` coroutine: `Send + Sync`, so it holds only
 /// the coroutine's id, its thread's tag and the loop's remote handle.
-struct TaskWaker {
-    id: TaskId,
-    home: u64,
-    remote: Option<Remote>,
+pub(super) struct TaskWaker {
+    pub(super) id: TaskId,
+    pub(super) home: u64,
+    pub(super) remote: Option<Remote>,
 }
 
 impl std::task::Wake for TaskWaker {

@@ -302,6 +302,17 @@ impl IOLoop {
         Rc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// Whether `remote` is the door into this thread's current loop (`None`
+    /// for none, if there is none), without a handle made for the asking:
+    /// a pooled coroutine's waker checks it still fits.
+    pub(crate) fn current_is(remote: Option<&Remote>) -> bool {
+        CURRENT.with(|c| match (&*c.borrow(), remote) {
+            (Some(l), Some(r)) => Arc::ptr_eq(&l.inner.remote, &r.shared),
+            (None, None) => true,
+            _ => false,
+        })
+    }
+
     /// The loop's clock reading. Deadlines are on this clock.
     #[inline]
     pub fn time(&self) -> Instant {

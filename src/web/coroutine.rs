@@ -30,6 +30,48 @@
 //! # let _ = app;
 //! ```
 //!
+//! Started from [`prepare`](super::RequestHandler::prepare), the block is
+//! Tornado 6's `async def prepare`: the verb method waits for it, and runs
+//! when it ends `Ok` with the response still open (at once if it never
+//! had to wait); an error answers instead, and a response it finished
+//! (a redirect, say) skips the verb, as in Tornado. (Not for a
+//! [streaming](super::RequestHandler::data_received) handler's prepare:
+//! there the block is an ordinary handler coroutine, and the body is
+//! read meanwhile.)
+//!
+//! ```
+//! use std::cell::RefCell;
+//! use std::rc::Rc;
+//! use std::time::Duration;
+//! use squall::web::{Exchange, RequestHandler};
+//! use squall::{gen, Error};
+//!
+//! // Tornado:
+//! //     async def prepare(self):
+//! //         self.user = await self.load_user()
+//! //     def get(self):
+//! //         self.write(f"hello {self.user}")
+//! #[derive(Default)]
+//! struct Greet {
+//!     user: Rc<RefCell<String>>,
+//! }
+//! impl RequestHandler for Greet {
+//!     fn prepare(&mut self, x: &Exchange) -> Result<(), Error> {
+//!         let user = self.user.clone();
+//!         x.run_async(|_x| async move {
+//!             gen::sleep(Duration::from_millis(1)).await?; // a lookup
+//!             *user.borrow_mut() = "ann".into();
+//!             Ok(())
+//!         })
+//!     }
+//!     fn get(&mut self, x: &Exchange) -> Result<(), Error> {
+//!         x.write(format!("hello {}", self.user.borrow()));
+//!         Ok(())
+//!     }
+//! }
+//! # let _ = squall::web::Application::new().route("/", Greet::default);
+//! ```
+//!
 //! The block is `'static`, as anything that outlives the method call: it
 //! gets its own clone of the [`Exchange`], and takes clones of what it needs
 //! from the handler (an `AsyncHTTPClient`, an `Rc` of shared state), as a
@@ -66,6 +108,14 @@ pub(crate) struct CoroutineSlot {
     /// the exchange: a strong handle here would be a cycle), set the first
     /// time the block waits.
     runner: RefCell<Option<gen::WeakRunner>>,
+    /// The handler's `prepare` is running: a block started now is an
+    /// `async` prepare.
+    in_prepare: Cell<bool>,
+    /// The running block is the handler's `async` prepare.
+    prepare_block: Cell<bool>,
+    /// The prepare block was still waiting when `prepare` returned: the
+    /// verb method runs when it ends.
+    verb_waits: Cell<bool>,
 }
 
 impl CoroutineSlot {
@@ -169,6 +219,10 @@ impl Exchange {
     /// }
     /// ```
     ///
+    /// Called from `prepare`, it is Tornado 6's `async def prepare`: the
+    /// verb method runs when the block ends `Ok` and the response is still
+    /// open (see [`RequestHandler::prepare`](super::RequestHandler::prepare)).
+    ///
     /// # Errors
     /// [`ErrorKind::InvalidState`] if the response is already finished, or
     /// a block started by an earlier call is still running (one coroutine
@@ -193,6 +247,9 @@ impl Exchange {
         }
         slot.running.set(true);
         slot.cancelled.set(false);
+        let is_prepare = slot.in_prepare.get();
+        slot.prepare_block.set(is_prepare);
+        slot.verb_waits.set(false);
         // The request's stack context, entered for the rest of the method:
         // the runner captures it as it starts.
         self.set_async();
@@ -234,13 +291,89 @@ impl Exchange {
                 // The client left; the handler heard it already.
                 return;
             }
-            if let Err(err) = result {
-                x.handler_failed(err);
+            match result {
+                Err(err) => x.handler_failed(err),
+                // Tornado awaits `prepare`, then calls the verb method: at
+                // once if the block ended inside `prepare` (the caller does),
+                // else now.
+                Ok(()) if is_prepare => {
+                    if x.inner.coroutine.verb_waits.replace(false) && !x.finished() {
+                        x.verb_after_prepare();
+                    }
+                    return;
+                }
+                Ok(()) => {}
             }
             if !x.finished() {
                 let _ = x.finish();
             }
         });
         Ok(())
+    }
+
+    /// Runs `prepare` (the handler's, given as `f`) with blocks started
+    /// in it marked as an `async` prepare.
+    #[inline]
+    pub(super) fn preparing<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Preparing<'a>(&'a Cell<bool>);
+        impl Drop for Preparing<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let slot = &self.inner.coroutine;
+        slot.in_prepare.set(true);
+        let _preparing = Preparing(&slot.in_prepare);
+        f()
+    }
+
+    /// After `prepare`: whether its `async` block is still waiting, so the
+    /// verb method waits for it (and runs when it ends, if the response is
+    /// not finished by then).
+    #[inline]
+    pub(super) fn verb_waits_for_prepare(&self) -> bool {
+        let slot = &self.inner.coroutine;
+        // One load for a handler with no block running, the usual one.
+        if !slot.running.get() || !slot.prepare_block.get() {
+            return false;
+        }
+        slot.verb_waits.set(true);
+        true
+    }
+
+    /// The verb method of a handler whose `async` prepare has just ended
+    /// (its handler parked in the exchange meanwhile), then the end the
+    /// application gives any method: finished unless it went
+    /// asynchronous, `on_finish` once finished, an error answered.
+    fn verb_after_prepare(&self) {
+        let (Some(app), Some(mut handler)) = (self.inner.app.upgrade(), self.inner.handler.take())
+        else {
+            return;
+        };
+        // The prepare's block made the response asynchronous; the verb
+        // method decides anew, as it would have after a plain prepare.
+        self.inner.asynchronous.set(false);
+        let result = app.in_method(self, || {
+            crate::callback::catch_value(|| -> Result<(), Error> {
+                super::call_verb(&mut *handler, self)?;
+                if !self.finished() && !self.is_async() {
+                    let _ = self.finish();
+                }
+                Ok(())
+            })
+        });
+        if let Ok(Err(err)) | Err(err) = result {
+            self.handler_failed(err);
+            if !self.finished() && !self.is_async() {
+                let _ = self.finish();
+            }
+        }
+        if self.finished() {
+            if let Err(err) = crate::callback::catch_value(|| handler.on_finish()) {
+                log::error!("on_finish failed: {err}");
+            }
+        } else {
+            self.park_handler(handler);
+        }
     }
 }

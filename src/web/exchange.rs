@@ -20,14 +20,14 @@ pub(crate) struct Inner {
     pub(super) headers: RefCell<HTTPHeaders>,
     body: RefCell<Vec<u8>>,
     finished: Cell<bool>,
-    asynchronous: Cell<bool>,
+    pub(super) asynchronous: Cell<bool>,
     /// The handler of an asynchronous response, for its `on_finish` or
     /// `on_connection_close`.
-    handler: Cell<Option<Box<dyn RequestHandler>>>,
+    pub(super) handler: Cell<Option<Box<dyn RequestHandler>>>,
     /// For the access log (only read when it is enabled).
     start: Option<Instant>,
     /// The application it serves (and is pooled by).
-    app: std::rc::Weak<AppInner>,
+    pub(super) app: std::rc::Weak<AppInner>,
     /// The application's settings.
     settings: Rc<Settings>,
     /// The handler's method is running: `set_async` enters the request

@@ -110,7 +110,9 @@ use xsrf::XsrfState;
 #[allow(unused_variables)]
 pub trait RequestHandler: 'static {
     /// Runs before the verb method; finishing the response here (e.g. with
-    /// [`Exchange::send_error`]) skips it.
+    /// [`Exchange::send_error`]) skips it. An `async` block started here
+    /// with [`Exchange::run_async`] is Tornado 6's `async def prepare`:
+    /// the verb method runs when it ends.
     fn prepare(&mut self, x: &Exchange) -> Result<(), Error> {
         Ok(())
     }
@@ -914,6 +916,24 @@ impl HTTPMessageDelegate for RequestDelegate {
     }
 }
 
+/// Calls the handler's method for the request's verb.
+#[inline]
+fn call_verb(handler: &mut dyn RequestHandler, x: &Exchange) -> Result<(), Error> {
+    match x.request().method {
+        Method::Get => handler.get(x),
+        Method::Head => handler.head(x),
+        Method::Post => handler.post(x),
+        Method::Put => handler.put(x),
+        Method::Delete => handler.delete(x),
+        Method::Patch => handler.patch(x),
+        Method::Options => handler.options(x),
+        Method::Other(_) => {
+            x.send_error(405);
+            Ok(())
+        }
+    }
+}
+
 impl RequestDelegate {
     /// The body has come: the handler runs (or, streaming, its verb method).
     fn body_complete(&mut self) {
@@ -976,22 +996,11 @@ impl RequestDelegate {
                 };
                 if !prepared {
                     xsrf::check_before_prepare(&mut **handler, &x)?;
-                    handler.prepare(&x)?;
+                    // An `async` prepare (coroutine.rs) may make the verb wait.
+                    x.preparing(|| handler.prepare(&x))?;
                 }
-                if !x.finished() {
-                    match x.request().method {
-                        Method::Get => handler.get(&x),
-                        Method::Head => handler.head(&x),
-                        Method::Post => handler.post(&x),
-                        Method::Put => handler.put(&x),
-                        Method::Delete => handler.delete(&x),
-                        Method::Patch => handler.patch(&x),
-                        Method::Options => handler.options(&x),
-                        Method::Other(_) => {
-                            x.send_error(405);
-                            Ok(())
-                        }
-                    }?;
+                if !x.finished() && !x.verb_waits_for_prepare() {
+                    call_verb(&mut **handler, &x)?;
                 }
                 // The usual end, in the same catch: a panicking `on_finish`
                 // is caught like one in `get` (and only logged: the

@@ -1,0 +1,303 @@
+//! An `async` coroutine's first poll, made cheap: most coroutines a server
+//! starts (a handler that answers at once) finish in it.
+//!
+//! A coroutine needs a [`Runner`] with its exception context, a `std`
+//! waker with its entry in the thread's table, and the `Polling` record
+//! that lets a squall future find the runner: five allocations, all
+//! wired to each other. Made once, they are a **shell**; a coroutine that
+//! finishes in its first poll leaves its shell as it found it (nobody
+//! holds the runner, captured its context or cloned its waker), and the
+//! next coroutine on the thread takes it from a small pool, its context
+//! re-seated on the stack current then. One that has to wait keeps its
+//! shell for good: its runner goes on as any other (the block, pinned
+//! where it was first polled, becomes the runner's generator), and the
+//! pool makes a new shell for the next one.
+//!
+//! The first poll is the runner's first step, nothing else: it runs
+//! marked running, in the runner's context (so a callback scheduled in it
+//! throws a later error into the coroutine), as a trace step, with the
+//! same `send` / `return` log lines, and a finished coroutine is checked
+//! for leaked callbacks as ever. What it skips is only the generator's
+//! box and its `Resume` plumbing, and the allocations.
+//!
+//! ```
+//! use squall::{gen, Future, IOLoop};
+//!
+//! let io_loop = IOLoop::new()?;
+//! // Finishes in its first poll: no allocation but the block's box (and
+//! // the Future `coroutine` returns), once the thread has a shell.
+//! let n = io_loop.run_sync(|| gen::coroutine(async { Ok(Future::ready(20).await? + 1) }), None)?;
+//! assert_eq!(n, 21);
+//! # Ok::<(), squall::Error>(())
+//! ```
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future as StdFuture;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use super::runner::Runner;
+use super::task::{thread_tag, AsyncDriver, Entry, Suspend, TaskId, TaskWaker, LOCAL};
+use crate::callback;
+use crate::error::Error;
+use crate::future::{with_polling, Polling};
+use crate::ioloop::IOLoop;
+
+/// A runner (with no generator) and what its coroutine is polled with.
+struct Shell {
+    runner: Runner,
+    polling: Rc<Polling>,
+    waker: Arc<TaskWaker>,
+    task: TaskId,
+}
+
+/// The weak handles on a shell's runner that are the shell's own: its
+/// context's handler, `Polling::wake` and the table entry.
+const OWN_WEAK: usize = 3;
+
+/// Shells kept per thread: one per coroutine that finishes inside another's
+/// first poll, nested; a few suffice.
+const POOL_MAX: usize = 8;
+
+/// Shells of coroutines that waited, kept from their end until nothing
+/// holds them any more (the last wake's handle goes after the end).
+const RETIRED_MAX: usize = 64;
+
+thread_local! {
+    static POOL: RefCell<Vec<Shell>> = const { RefCell::new(Vec::new()) };
+    static RETIRED: RefCell<VecDeque<Shell>> = const { RefCell::new(VecDeque::new()) };
+}
+
+impl Shell {
+    /// A new shell, its context over the current stack.
+    fn fresh() -> Shell {
+        let runner = Runner::blank();
+        let task = LOCAL.with(|l| {
+            l.borrow_mut().tasks.insert(Entry {
+                weak: runner.downgrade(),
+                strong: None,
+            })
+        });
+        let waker = Arc::new(TaskWaker {
+            id: task,
+            home: thread_tag(),
+            remote: IOLoop::try_current().map(|l| l.remote()),
+        });
+        let polling = Rc::new(Polling {
+            wake: runner.weak_waker(),
+            waker: Waker::from(waker.clone()),
+        });
+        Shell {
+            runner,
+            polling,
+            waker,
+            task,
+        }
+    }
+
+    /// A shell from the pool (for the current loop), or a new one.
+    fn take() -> Shell {
+        let mut reclaimed = false;
+        loop {
+            let pooled = POOL.with(|p| p.borrow_mut().pop());
+            let Some(shell) = pooled else {
+                if std::mem::replace(&mut reclaimed, true) || !reclaim() {
+                    return Shell::fresh();
+                }
+                continue;
+            };
+            // A waker must lead to the loop the coroutine runs on.
+            if IOLoop::current_is(shell.waker.remote.as_ref()) && shell.runner.reuse() {
+                return shell;
+            }
+            shell.discard();
+        }
+    }
+
+    /// Back into the pool, if the coroutine left no handle on any part;
+    /// else its runner is done with for good.
+    fn recycle(self) {
+        let clean = self.clean() && self.runner.recycle(OWN_WEAK);
+        if !clean {
+            return self.discard();
+        }
+        let full = POOL
+            .try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() >= POOL_MAX {
+                    return Some(self);
+                }
+                p.push(self);
+                None
+            })
+            // The thread is ending: the shell goes with the closure.
+            .unwrap_or(None);
+        if let Some(shell) = full {
+            shell.discard();
+        }
+    }
+
+    /// Whether the coroutine left no handle on the waker, `Polling` or
+    /// table entry (the runner checks itself, in `Runner::recycle`).
+    fn clean(&self) -> bool {
+        Rc::strong_count(&self.polling) == 1
+            // Ours and the one inside `polling.waker`.
+            && Arc::strong_count(&self.waker) == 2
+            && LOCAL.with(|l| {
+                let l = l.borrow();
+                // Not woken on its way out (a stray wake would reach the
+                // next coroutine), not held for an escaped waker.
+                !l.ready.contains(&self.task)
+                    && l.tasks.get(self.task).is_some_and(|e| e.strong.is_none())
+            })
+    }
+
+    /// A shell that is not reused: its context off for good, its table
+    /// entry gone (dropped with no borrow held).
+    fn discard(self) {
+        self.runner.deactivate_context();
+        let entry = LOCAL
+            .try_with(|l| l.borrow_mut().tasks.remove(self.task))
+            .ok()
+            .flatten();
+        drop(entry);
+    }
+}
+
+/// The parts of a coroutine that waited and has finished (its driver
+/// gives them back as it delivers): kept until nothing holds them, then
+/// pooled. Its runner is not yet deactivated (it declines errors, being
+/// finished); a shell given up is.
+pub(super) fn retire(polling: Rc<Polling>, waker: Arc<TaskWaker>, task: TaskId) {
+    let runner = LOCAL.with(|l| {
+        let l = l.borrow();
+        let entry = l.tasks.get(task)?;
+        // Held for a waker that got out: not a shell to reuse.
+        if entry.strong.is_some() {
+            return None;
+        }
+        entry.weak.upgrade()
+    });
+    let Some(runner) = runner else {
+        let entry = LOCAL
+            .try_with(|l| l.borrow_mut().tasks.remove(task))
+            .ok()
+            .flatten();
+        if let Some(runner) = entry.as_ref().and_then(|e| e.weak.upgrade()) {
+            runner.deactivate_context();
+        }
+        drop(entry);
+        return;
+    };
+    let shell = Shell {
+        runner,
+        polling,
+        waker,
+        task,
+    };
+    let evicted = RETIRED
+        .try_with(|r| {
+            let mut r = r.borrow_mut();
+            let evicted = (r.len() >= RETIRED_MAX).then(|| r.pop_front()).flatten();
+            r.push_back(shell);
+            evicted
+        })
+        .unwrap_or(None);
+    if let Some(shell) = evicted {
+        shell.discard();
+    }
+}
+
+/// Moves the retired shells nothing holds any more into the pool; whether
+/// one went.
+fn reclaim() -> bool {
+    let mut any = false;
+    let count = RETIRED.with(|r| r.borrow().len());
+    for _ in 0..count {
+        let Some(shell) = RETIRED.with(|r| r.borrow_mut().pop_front()) else {
+            break;
+        };
+        if Rc::strong_count(&shell.polling) == 1 && shell.runner.is_only_handle() {
+            any = true;
+            shell.recycle();
+        } else {
+            RETIRED.with(|r| r.borrow_mut().push_back(shell));
+        }
+    }
+    any
+}
+
+/// Starts the `async` coroutine `future`, which delivers to `done`: its
+/// first poll on a pooled shell, its runner taking over only if it waits.
+pub(super) fn start<T, F, D>(future: F, done: D)
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T, Error>> + 'static,
+    D: FnOnce(Result<T, Error>) + 'static,
+{
+    if Runner::too_deep() {
+        // Queued for the outermost run, as any run this deep.
+        Runner::new(Box::new(AsyncDriver::new(future, done))).run();
+        return;
+    }
+    let Shell {
+        runner,
+        polling,
+        waker,
+        task,
+    } = Shell::take();
+    let mut block = Box::pin(future);
+    let mut done = Some(done);
+    let finished = runner.run_first(|runner| {
+        let pinned = block.as_mut();
+        let poll = || {
+            with_polling(&polling, || {
+                let mut cx = Context::from_waker(&polling.waker);
+                callback::catch_value(move || pinned.poll(&mut cx))
+            })
+        };
+        #[cfg(feature = "trace")]
+        let polled = crate::trace::step(std::any::type_name::<F>(), poll);
+        #[cfg(not(feature = "trace"))]
+        let polled = poll();
+        let result = match polled {
+            Ok(Poll::Pending) => {
+                // It waits: an ordinary coroutine from here on, on this
+                // shell's runner, suspended as `AsyncDriver::resume` does.
+                let done = done.take().expect("done taken once");
+                let parts = (polling, waker, task);
+                let driver = AsyncDriver::adopt(block, done, parts, runner);
+                runner.wait_on(Box::new(driver), Box::new(Suspend));
+                return (true, None);
+            }
+            Ok(Poll::Ready(output)) => output,
+            Err(panic) => Err(panic),
+        };
+        let leaked = runner.conclude(result.is_err(), false);
+        // The block (and what it still holds) goes before `done` runs.
+        drop(block);
+        let result = match leaked {
+            Some(err) => Err(err),
+            None => result,
+        };
+        (false, Some((result, polling, waker)))
+    });
+    if let Some((result, polling, waker)) = finished {
+        // Back in the pool first: a coroutine `done` starts may use it.
+        Shell {
+            runner,
+            polling,
+            waker,
+            task,
+        }
+        .recycle();
+        // Out of the runner's context, no longer running: as the runner
+        // would have delivered, but with the caller's stack current
+        // already (`engine` enters it for nothing).
+        if let Some(done) = done.take() {
+            done(result);
+        }
+    }
+}

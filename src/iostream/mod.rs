@@ -369,36 +369,29 @@ impl IOStream {
     // ----- events ----------------------------------------------------------
 
     fn handle_events(&self, events: Events) {
-        let readable = events.is_readable() || events.is_error();
-        // One borrow for what every edge looks at first (a connected
-        // stream's read edge is every request's path).
-        let (connecting, hooked) = {
-            let mut st = self.inner.state.borrow_mut();
-            let connecting = st.connecting.is_some();
-            if readable && !connecting {
-                self.note_read_edge(&mut st, events);
-            }
-            (connecting, st.read_hook.is_some())
-        };
-        if connecting {
+        if self.inner.state.borrow().connecting.is_some() {
             self.finish_connect();
             if !self.is_open() {
                 return;
             }
-            if readable {
-                let hooked = {
-                    let mut st = self.inner.state.borrow_mut();
-                    self.note_read_edge(&mut st, events);
-                    st.read_hook.is_some()
-                };
-                self.pump_after_edge(hooked);
-            }
-        } else if readable {
-            self.pump_after_edge(hooked);
         }
-        let (closed, queued, draining, handshaking) = {
+        if events.is_readable() || events.is_error() {
+            // A new edge: the socket may have something again.
+            let hooked = {
+                let mut st = self.inner.state.borrow_mut();
+                st.drained = false;
+                st.peer_closing |= events.is_read_closed();
+                st.read_hook.is_some()
+            };
+            if hooked {
+                self.pump_hook(false);
+            } else {
+                self.pump_read();
+            }
+        }
+        let (closed, unsent, draining) = {
             let st = self.inner.state.borrow();
-            (st.closed, st.wlen > 0, st.eof, st.handshaking)
+            (st.closed, st.wlen > 0 || self.pending_output(), st.eof)
         };
         if closed {
             return;
@@ -407,9 +400,7 @@ impl IOStream {
         // well: it may be all there is (a pipe whose reader went away with
         // the pipe full reports no write edge and no socket error), and the
         // write's failure is what closes the stream.
-        if (events.is_writable() || (draining && events.is_error()))
-            && (queued || self.pending_output())
-        {
+        if unsent && (events.is_writable() || (draining && events.is_error())) {
             self.flush();
         }
         if events.is_error() && self.is_open() {
@@ -418,27 +409,7 @@ impl IOStream {
                 self.close_with(Some(err));
             }
         }
-        // (Only a handshake under way can end here.)
-        if handshaking {
-            self.check_handshake();
-        }
-    }
-
-    /// A read edge: the socket may have something again.
-    #[inline]
-    fn note_read_edge(&self, st: &mut State, events: Events) {
-        st.drained = false;
-        st.peer_closing |= events.is_read_closed();
-    }
-
-    /// Reads after a read edge: through the hook, or for a pending read.
-    #[inline]
-    fn pump_after_edge(&self, hooked: bool) {
-        if hooked {
-            self.pump_hook(false);
-        } else {
-            self.pump_read();
-        }
+        self.check_handshake();
     }
 
     /// Whether data written is still below the stream (TLS ciphertext the

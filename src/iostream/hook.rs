@@ -204,8 +204,9 @@ impl IOStream {
     /// does is what the general path (`pump_hook_with`) would, minus the
     /// cases it cannot meet here: a read that fills its chunk, or sees the
     /// end, goes on there (`ReadOn`); any other state goes there at once
-    /// (`No`). About a tenth of a raw server's request
-    /// (`bench/http_callgrind.sh squallraw`): one borrow and no read loop.
+    /// (`No`). It is every request's read in a raw server, and its own
+    /// instructions are about a tenth of the request's
+    /// (`bench/http_callgrind.sh squallraw`): one borrow, no read loop.
     #[inline]
     fn pump_hook_usual(&self) -> Usual {
         let inner = &*self.inner;

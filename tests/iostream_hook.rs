@@ -210,3 +210,89 @@ fn a_hook_panicking_under_set_or_resume_closes_the_stream_and_returns() {
             done
         });
 }
+
+/// The hook's usual edge (nothing buffered, one short read) and the cases
+/// it hands on: a burst larger than a read chunk is read on to its end
+/// with no second edge (none would come), a short read the hook leaves a
+/// part of keeps that part for the next edge, and bytes arriving with the
+/// peer's end reach the hook with `eof`.
+#[test]
+fn hook_reads_a_burst_whole_keeps_a_leftover_and_hears_data_with_the_end() {
+    AsyncTest::new().run(|io_loop: &IOLoop| {
+        let (a, peer) = UnixStream::pair().unwrap();
+        let peer = Rc::new(RefCell::new(Some(peer)));
+        let stream = IOStream::new(a).unwrap();
+        // Everything the hook consumed, and whether it heard the end.
+        let got: Rc<RefCell<Vec<u8>>> = Rc::default();
+        let ended = Rc::new(std::cell::Cell::new(false));
+        let (g, e) = (got.clone(), ended.clone());
+        stream
+            .set_read_hook(move |buf: &[u8], eof| {
+                if eof {
+                    e.set(true);
+                }
+                // Whole lines only (all of it at the end).
+                let used = match buf.iter().rposition(|&b| b == b'\n') {
+                    _ if eof => buf.len(),
+                    Some(i) => i + 1,
+                    None => 0,
+                };
+                g.borrow_mut().extend_from_slice(&buf[..used]);
+                used
+            })
+            .unwrap();
+        let burst: Vec<u8> = (0..20_000u32)
+            .map(|i| {
+                if i % 100 == 99 {
+                    b'\n'
+                } else {
+                    b'a' + (i % 26) as u8
+                }
+            })
+            .collect();
+        let done = Future::new();
+        let (d, p, g2, e2) = (done.clone(), peer.clone(), got.clone(), ended.clone());
+        let burst2 = burst.clone();
+        let l = io_loop.clone();
+        // The hook is installed and idle: each write below is a new edge.
+        io_loop.call_later(Duration::from_millis(20), move || {
+            p.borrow_mut().as_mut().unwrap().write_all(&burst2).unwrap();
+            let (p, g, e) = (p.clone(), g2.clone(), e2.clone());
+            l.clone().call_later(Duration::from_millis(50), move || {
+                assert_eq!(g.borrow().len(), 20_000, "the burst read to its end");
+                assert_eq!(*g.borrow(), burst2);
+                // A line in two short reads: the first part waits.
+                p.borrow_mut()
+                    .as_mut()
+                    .unwrap()
+                    .write_all(b"half a ")
+                    .unwrap();
+                let (p, g, e) = (p.clone(), g.clone(), e.clone());
+                l.clone().call_later(Duration::from_millis(30), move || {
+                    assert_eq!(g.borrow().len(), 20_000, "no whole line yet");
+                    p.borrow_mut()
+                        .as_mut()
+                        .unwrap()
+                        .write_all(b"line\n")
+                        .unwrap();
+                    let (p, g, e) = (p.clone(), g.clone(), e.clone());
+                    l.clone().call_later(Duration::from_millis(30), move || {
+                        assert!(g.borrow().ends_with(b"half a line\n"));
+                        assert!(!e.get());
+                        // Data and the end together.
+                        let mut peer = p.borrow_mut().take().unwrap();
+                        peer.write_all(b"last, unfinished").unwrap();
+                        drop(peer);
+                        let (g, e) = (g.clone(), e.clone());
+                        l.call_later(Duration::from_millis(30), move || {
+                            assert!(e.get(), "the end heard");
+                            assert!(g.borrow().ends_with(b"line\nlast, unfinished"));
+                            let _ = d.set_result(());
+                        });
+                    });
+                });
+            });
+        });
+        done
+    });
+}

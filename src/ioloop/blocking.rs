@@ -32,9 +32,18 @@ impl BlockingLog {
         self.threshold.get().is_some()
     }
 
+    /// Whether a span ending at `now` may have blocked too long: only then
+    /// is it looked at (see `past_deadline`).
+    #[inline]
+    pub(super) fn overdue(&self, now: Instant) -> bool {
+        // Spans start no earlier than the previous one ended, so a deadline
+        // set at an end stays early enough for every later span.
+        !matches!(self.deadline.get(), Some(deadline) if now <= deadline)
+    }
+
     #[cold]
     #[inline(never)]
-    fn past_deadline(&self, span: &Span, started: Instant, now: Instant) {
+    pub(super) fn past_deadline(&self, span: &Span, started: Instant, now: Instant) {
         let Some(threshold) = self.threshold.get() else {
             return;
         };
@@ -54,11 +63,8 @@ impl BlockingLog {
 impl Observer for BlockingLog {
     #[inline]
     fn ended(&self, span: &Span, started: Instant, now: Instant) {
-        // Spans start no earlier than the previous one ended, so a deadline
-        // set at an end stays early enough for every later span.
-        match self.deadline.get() {
-            Some(deadline) if now <= deadline => {}
-            _ => self.past_deadline(span, started, now),
+        if self.overdue(now) {
+            self.past_deadline(span, started, now);
         }
     }
 }

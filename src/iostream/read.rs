@@ -529,8 +529,10 @@ pub(super) fn read_socket(st: &mut State, socket: &Socket, lender: &Lender) -> i
 #[inline]
 fn fill_once(st: &mut State, socket: &Socket, lender: &Lender) -> io::Result<(usize, bool)> {
     let chunk = st.read_chunk;
-    let spare = &mut st.rbuf.spare(chunk, lender)[..chunk];
-    match socket.read(spare) {
+    // (At least half a chunk: less where the buffer has that room already.)
+    let spare = st.rbuf.spare(chunk, lender);
+    let room = spare.len().min(chunk);
+    match socket.read(&mut spare[..room]) {
         Ok(0) => {
             st.eof = true;
             Ok((0, false))
@@ -540,7 +542,7 @@ fn fill_once(st: &mut State, socket: &Socket, lender: &Lender) -> io::Result<(us
                 st.read_chunk = chunk * 2;
             }
             st.rbuf.commit(n);
-            if n < chunk && !st.peer_closing {
+            if n < room && !st.peer_closing {
                 st.drained = true;
                 return Ok((n, false));
             }

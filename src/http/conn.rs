@@ -635,6 +635,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 core.release_buffers();
                 let idle = self.idle.take();
                 drop(idle);
+                // glibc keeps what was freed: many of these make a trim.
+                crate::tcpserver::note_idle_release();
             }
         }
         let idle = u128::from(self.quiet_ticks.get()) * self.tick_period().as_nanos()

@@ -6,6 +6,10 @@
 //! The tests count the whole process's heap and descriptors, so they run
 //! one at a time (`SERIAL`).
 
+mod common;
+
+use common::open_fds;
+
 #[allow(dead_code)]
 #[path = "common/http.rs"]
 mod http_kit;
@@ -64,12 +68,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
 }
 
 fn settle() -> isize {

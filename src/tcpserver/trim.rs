@@ -14,7 +14,8 @@
 //! objects at its timer's first quiet tick (about 0.8 KiB each, see
 //! `http/conn.rs`). glibc keeps that as it keeps a closed connection's, so
 //! the same watch trims once at least [`MIN_DROP`] connections, and half
-//! of those open, went idle since the last trim ([`note_idle_release`]).
+//! of those open, went idle since the last trim ([`note_idle_release`]),
+//! or at least [`MIN_DROP`] did and no more went idle since its last look.
 //!
 //! A trim after a mass close also shrinks the loop's tables
 //! (`IOLoop::shrink_tables`) and the server's list of connections to what
@@ -75,6 +76,8 @@ pub(super) struct TrimWatch {
     timer: Cell<Option<TimeoutHandle>>,
     /// The most connections seen open since the last trim.
     peak: Cell<usize>,
+    /// The idle releases counted at the last look (see [`decide`]).
+    idle_seen: Cell<usize>,
 }
 
 impl TrimWatch {
@@ -125,15 +128,17 @@ struct Decision {
 }
 
 /// With `peak` connections the most seen since the last trim, `open` now
-/// and `idle` of them gone idle since then: trim once they fell by
-/// [`MIN_DROP`] and by half, or once that many went idle and those are at
-/// least half of the open ones (so a busy server's trims, each a walk of
-/// the heap, stay rare: one per half of its connections going idle);
-/// watch on while there are many, or a fall short of that may still come.
-fn decide(peak: usize, open: usize, idle: usize) -> Decision {
+/// and `idle` of them gone idle since then (`idle_seen` at the last look):
+/// trim once they fell by [`MIN_DROP`] and by half, or once that many went
+/// idle and either those are half of the open ones or the wave is over
+/// (none more since the last look: the stragglers of a wave a trim
+/// already caught). Each trim walks the heap, so it takes [`MIN_DROP`]
+/// releases at least: a busy server's trims stay rare. Watch on while
+/// there are many, or a fall short of that may still come.
+fn decide(peak: usize, open: usize, idle: usize, idle_seen: usize) -> Decision {
     let peak = peak.max(open);
     let fell = peak - open >= MIN_DROP && open <= peak / 2;
-    let trim = fell || (idle >= MIN_DROP && idle >= open / 2);
+    let trim = fell || (idle >= MIN_DROP && (idle >= open / 2 || idle == idle_seen));
     let peak = if trim { open } else { peak };
     let again = open >= WATCH_FROM / 2 || peak - open >= MIN_DROP;
     Decision {
@@ -150,7 +155,8 @@ fn look(shared: &Rc<Shared>) {
     let watch = &shared.trim;
     let peak = watch.peak.get();
     let idle = IDLE_RELEASES.with(Cell::get);
-    let decision = decide(peak, open, idle);
+    let decision = decide(peak, open, idle, watch.idle_seen.get());
+    watch.idle_seen.set(if decision.trim { 0 } else { idle });
     if decision.trim {
         let start = std::time::Instant::now();
         IDLE_RELEASES.with(|n| n.set(0));
@@ -202,7 +208,7 @@ mod tests {
     fn trims_once_connections_fell_by_half_and_enough() {
         // Many open: watch on, nothing to trim.
         assert_eq!(
-            decide(0, 10_000, 0),
+            decide(0, 10_000, 0, 0),
             Decision {
                 trim: false,
                 peak: 10_000,
@@ -211,7 +217,7 @@ mod tests {
         );
         // Fell by 4,000 of 10,000: not half yet.
         assert_eq!(
-            decide(10_000, 6_000, 0),
+            decide(10_000, 6_000, 0, 0),
             Decision {
                 trim: false,
                 peak: 10_000,
@@ -220,7 +226,7 @@ mod tests {
         );
         // Below half: trim, and the peak starts again from here.
         assert_eq!(
-            decide(10_000, 4_900, 0),
+            decide(10_000, 4_900, 0, 0),
             Decision {
                 trim: true,
                 peak: 4_900,
@@ -229,7 +235,7 @@ mod tests {
         );
         // All gone: trim, and stop watching.
         assert_eq!(
-            decide(10_000, 0, 0),
+            decide(10_000, 0, 0, 0),
             Decision {
                 trim: true,
                 peak: 0,
@@ -238,7 +244,7 @@ mod tests {
         );
         // A small server's churn is never worth a trim.
         assert_eq!(
-            decide(1_500, 700, 0),
+            decide(1_500, 700, 0, 0),
             Decision {
                 trim: false,
                 peak: 1_500,
@@ -246,7 +252,7 @@ mod tests {
             }
         );
         assert_eq!(
-            decide(1_000, 0, 0),
+            decide(1_000, 0, 0, 0),
             Decision {
                 trim: false,
                 peak: 0,
@@ -256,7 +262,7 @@ mod tests {
         // Most of the open connections went idle (their buffers freed):
         // trim, and watch on.
         assert_eq!(
-            decide(10_000, 10_000, 10_000),
+            decide(10_000, 10_000, 10_000, 0),
             Decision {
                 trim: true,
                 peak: 10_000,
@@ -264,11 +270,15 @@ mod tests {
             }
         );
         // A few idle among many: not yet; nor a small server's idle ones.
-        assert!(!decide(10_000, 10_000, 4_000).trim);
-        assert!(!decide(800, 800, 800).trim);
+        assert!(!decide(10_000, 10_000, 4_000, 0).trim);
+        assert!(!decide(10_000, 10_000, 4_000, 3_000).trim);
+        assert!(!decide(800, 800, 800, 800).trim);
+        // The same few at two looks: the wave is over, its stragglers are
+        // trimmed.
+        assert!(decide(10_000, 10_000, 3_000, 3_000).trim);
         // Few connections left and nothing to trim: the watch stops.
         assert_eq!(
-            decide(300, 100, 0),
+            decide(300, 100, 0, 0),
             Decision {
                 trim: false,
                 peak: 100,

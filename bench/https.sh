@@ -103,7 +103,7 @@ if want squall; then
   fi
 fi
 if want hyper; then
-  (cd "$root/bench/peers" && cargo build --release --bin hello_hyper_tls)
+  (cd "$root/bench/peers" && CARGO_TARGET_DIR="$peers_target" cargo build --release --bin hello_hyper_tls)
   selected+=(hyper)
 fi
 want nginx && selected+=(nginx)
@@ -163,7 +163,9 @@ http {
 EOF
 }
 
-https_cmd() { # name port -> the command line
+# The command lines (bench/lib.sh's start_server runs them; this replaces
+# bench/servers.sh's hello-world ones).
+server_cmd() { # name port -> the command line
   case $1 in
     squall) echo "$squall_target/release/examples/https_server $work/cert.pem $work/key.pem $2" ;;
     hyper) echo "$peers_target/release/hello_hyper_tls $work/cert.pem $work/key.pem $2" ;;
@@ -180,32 +182,7 @@ cpu_ticks() {
 }
 passive_opens() { awk '/^Tcp:/ { if (h) print $7; h = 1 }' /proc/net/snmp; }
 
-start_server() { # name port
-  local cmd
-  cmd=$(https_cmd "$1" "$2")
-  taskset -c "$SERVER_CPU" $cmd >"$work/$1.log" 2>&1 &
-  pid=$!
-  local i
-  for i in $(seq 100); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "$1 exited at start:" >&2; cat "$work/$1.log" >&2; exit 1
-    fi
-    if curl -sf --cacert "$work/cert.pem" -o "$work/body" "https://localhost:$2/" 2>/dev/null; then
-      if ! grep -q "Hello, world (over TLS)" "$work/body"; then
-        echo "$1 answered something other than Hello, world (over TLS):" >&2; head -c 300 "$work/body" >&2; exit 1
-      fi
-      return
-    fi
-    sleep 0.1
-  done
-  echo "$1 is not answering on port $2 after 10 s" >&2; exit 1
-}
-
-stop_server() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  pid=
-}
+. "$root/bench/lib.sh"
 
 # What a server negotiates with OpenSSL's client defaults (wrk's), and
 # whether it resumes: one connection saving its session, one offering it.
@@ -269,7 +246,7 @@ done
 
 echo "==> negotiated (openssl s_client $(openssl version | cut -d' ' -f2), as wrk's OpenSSL)"
 for i in "${!selected[@]}"; do
-  start_server "${selected[$i]}" $((PORT + i))
+  start_server "${selected[$i]}" $((PORT + i)) probe_tls_hello
   tls_check "${selected[$i]}" $((PORT + i)) | tee -a "$work/negotiated"
   stop_server
 done
@@ -280,7 +257,7 @@ for run in $(seq "$RUNS"); do
   for i in "${!selected[@]}"; do
     name=${selected[$i]}
     port=$((PORT + i))
-    start_server "$name" "$port"
+    start_server "$name" "$port" probe_tls_hello
     if [ "$WARMUP" != 0 ]; then
       taskset -c "$WRK_CPU" wrk -t1 -c100 -d"${WARMUP}s" "https://127.0.0.1:$port/" >/dev/null
     fi

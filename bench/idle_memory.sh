@@ -5,20 +5,25 @@
 #   - with the N connections open, before any request,
 #   - after one request on each (answered, the connections kept open),
 #   - after IDLE seconds more (squall releases an idle connection's buffers
-#     at its timer's first quiet tick: a quarter of the shorter timeout),
-#   - after all are closed (what the allocator gives back).
+#     at its timer's first quiet tick: the timer ticks every quarter of the
+#     shorter timeout, 15 s by default, and the first tick after the request
+#     still saw it, so this takes 15-30 s; once most connections did, the
+#     server's trim watch, looking every 2 s, gives the memory back),
+#   - 5 s after all are closed (what the allocator gives back; squall's
+#     trim watch looks every 2 s, and a close of 10,000 connections may
+#     span two looks).
 # Printed per connection (KiB) and in MiB, server by server.
 #
 #   bench/idle_memory.sh                       # squall hyper mio, N=10000
-#   N=2000 IDLE=5 bench/idle_memory.sh squall  # a quick look
+#   N=2000 IDLE=5 bench/idle_memory.sh squall  # a quick look (no idle release yet)
 #
-# Environment: N (10000), IDLE (20), PORT (18190), CARGO_TARGET_DIR,
+# Environment: N (10000), IDLE (35), PORT (18190), CARGO_TARGET_DIR,
 # PEERS_TARGET_DIR (as bench/http.sh; see bench/servers.sh). Needs python3
 # and `ulimit -n` above N (the script raises the soft limit to the hard one).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-10000}
-IDLE=${IDLE:-20}
+IDLE=${IDLE:-35}
 PORT=${PORT:-18190}
 export RUST_LOG=${RUST_LOG:-warn}
 servers=("$@")
@@ -78,7 +83,7 @@ time.sleep(idle)
 idle_rss = rss_kib()
 for c in conns:
     c.close()
-time.sleep(2.0)
+time.sleep(5.0)
 closed = rss_kib()
 per = lambda r: (r - base) / n
 print(f"{name:<10} {n:>8} {base / 1024:>12.1f} {per(opened):>14.2f} {per(answered):>14.2f} {per(idle_rss):>14.2f} {closed / 1024:>12.1f}")

@@ -1,32 +1,65 @@
-# Sourced by bench/http.sh and bench/slow_clients.sh (after bench/servers.sh):
-# starting a hello-world server pinned to its core, and stopping it.
-# Uses $work (a scratch directory, for the server's log), SERVER_CPU and
-# WRK_CPU; sets $pid.
+# Sourced by bench/http.sh, bench/slow_clients.sh, bench/https.sh,
+# bench/static.sh and bench/websocket.sh: starting a server pinned to its
+# core, waiting until it answers rightly, and stopping it.
+#
+# Uses $work (a scratch directory, for the server's log and the probe's
+# files), SERVER_CPU and WRK_CPU, the function `server_cmd NAME PORT` (the
+# command line: bench/servers.sh's, or the script's own defined after
+# sourcing it) and, if the script sets it, the array `server_prefix` (a
+# command the server runs under, such as `nice -n 0` or `chrt -f 50`).
+# Sets $pid.
 
-start_server() { # name port
-  local cmd
+# The probes: `PROBE NAME PORT` returns 0 once the server answers as it
+# should, non-zero while it does not answer yet, and exits the script if it
+# answers something else (a wrong server on the port, a broken build).
+
+# GET / over plain HTTP says "Hello, world" (the hello-world servers).
+probe_hello() { # name port
+  curl -sf -o "$work/body" "http://127.0.0.1:$2/" 2>/dev/null || return 1
+  if ! grep -q "Hello, world" "$work/body"; then
+    echo "$1 answered something other than Hello, world:" >&2
+    head -c 300 "$work/body" >&2
+    exit 1
+  fi
+}
+
+# GET / over TLS, checked against $work/cert.pem, says "Hello, world (over
+# TLS)" (bench/https.sh).
+probe_tls_hello() { # name port
+  curl -sf --cacert "$work/cert.pem" -o "$work/body" "https://localhost:$2/" 2>/dev/null || return 1
+  if ! grep -q "Hello, world (over TLS)" "$work/body"; then
+    echo "$1 answered something other than Hello, world (over TLS):" >&2
+    head -c 300 "$work/body" >&2
+    exit 1
+  fi
+}
+
+start_server() { # name port [probe (default probe_hello)]
+  local probe=${3:-probe_hello} cmd
   cmd=$(server_cmd "$1" "$2")
-  # taskset execs the server: $pid is the server's own PID.
-  # Several processes share both cores (and wrk's): one core would make
-  # the second process pointless.
+  # taskset execs the server (and a prefix such as nice execs taskset):
+  # $pid is the server's own PID. Several processes share both cores (and
+  # wrk's): one core would make the second process pointless.
   local cpus=$SERVER_CPU
   case $1 in squall2*) cpus=$SERVER_CPU,$WRK_CPU ;; esac
-  taskset -c "$cpus" $cmd >"$work/$1.log" 2>&1 &
+  # shellcheck disable=SC2086
+  ${server_prefix[@]+"${server_prefix[@]}"} taskset -c "$cpus" $cmd >"$work/$1.log" 2>&1 &
   pid=$!
+  rm -f "$work/probe"
   local i
   for i in $(seq 100); do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "$1 exited at start:" >&2; cat "$work/$1.log" >&2; exit 1
     fi
-    if curl -sf -o "$work/body" "http://127.0.0.1:$2/" 2>/dev/null; then
-      if ! grep -q "Hello, world" "$work/body"; then
-        echo "$1 answered something other than Hello, world:" >&2; head -c 300 "$work/body" >&2; exit 1
-      fi
+    if "$probe" "$1" "$2"; then
       return
     fi
     sleep 0.1
   done
-  echo "$1 is not answering on port $2 after 10 s" >&2; exit 1
+  echo "$1 is not answering on port $2 after 10 s:" >&2
+  # (A probe may leave what went wrong in $work/probe.)
+  cat "$work/probe" "$work/$1.log" 2>/dev/null >&2
+  exit 1
 }
 
 stop_server() {
@@ -34,4 +67,3 @@ stop_server() {
   wait "$pid" 2>/dev/null || true
   pid=
 }
-

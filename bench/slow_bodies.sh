@@ -12,9 +12,11 @@
 #   bash bench/slow_bodies.sh                      # 10,000 slow bodies, 120 s
 #   MODE=blank N=10000 bash bench/slow_bodies.sh   # blank-line senders instead
 #   N=1000 SECS=30 bash bench/slow_bodies.sh       # a quick look
+#   MODE=head INTERVAL=5 bash bench/slow_bodies.sh  # bench/slow_clients.sh's pace
 #
 # Environment: MODE (body; any mode of bench/attackers.py but reset and
-# mget), N (10000), SECS (120), CARGO_TARGET_DIR. Needs python3, wrk and
+# mget), N (10000), SECS (120), INTERVAL (s between a connection's sends;
+# attackers.py's default for the mode), CARGO_TARGET_DIR. Needs python3, wrk and
 # `ulimit -n` above N (the soft limit is raised to the hard one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,7 @@ cd "$(dirname "$0")/.."
 MODE=${MODE:-body}
 N=${N:-10000}
 SECS=${SECS:-120}
+INTERVAL=${INTERVAL:-}
 
 for tool in wrk python3; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed"; exit 1; }
@@ -67,7 +70,7 @@ echo "server after a warm-up: RSS $RSS0 KiB, $FD0 fds"
 # The attackers read "status" lines on fd 4 (a fifo) and answer on stdout.
 mkfifo "$LOGS/ctl"
 start=$SECONDS
-nice -n 10 python3 bench/attackers.py "$MODE" "$PORT" "$N" --status 3600 \
+nice -n 10 python3 bench/attackers.py "$MODE" "$PORT" "$N" --status 3600 ${INTERVAL:+--interval "$INTERVAL"} \
   <"$LOGS/ctl" >"$LOGS/attack" 2>&1 & ATTACK=$!
 exec 4>"$LOGS/ctl"
 until grep -q '^OPEN' "$LOGS/attack"; do

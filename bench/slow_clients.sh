@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Slowloris against hello-world servers (issue #26): N clients each trickle a
 # request head, one byte every INTERVAL seconds, never finishing it
-# (bench/slow_clients.py), while wrk plays a normal client. Per server, one
+# (bench/attackers.py head --no-reconnect), while wrk plays a normal client. Per server, one
 # at a time, pinned as in bench/http.sh (server on SERVER_CPU; wrk and the
 # slow clients on WRK_CPU):
 #   - the normal client's p50/p99 latency and req/s without slow clients,
@@ -94,7 +94,8 @@ for i in "${!selected[@]}"; do
   base=$(rss_mib "$pid")
   # The slow clients, talked to through two fifos.
   rm -f "$work/in" "$work/out"; mkfifo "$work/in" "$work/out"
-  taskset -c "$WRK_CPU" python3 "$root/bench/slow_clients.py" "$port" "$N" "$INTERVAL" <"$work/in" >"$work/out" &
+  taskset -c "$WRK_CPU" python3 "$root/bench/attackers.py" head "$port" "$N" --interval "$INTERVAL" \
+    --no-reconnect --status 3600 <"$work/in" >"$work/out" &
   slow_pid=$!
   exec 7>"$work/in" 8<"$work/out"
   read -r word opened <&8
@@ -104,7 +105,11 @@ for i in "${!selected[@]}"; do
   read -r w_rps w_p50 w_p99 w_err < <(normal_client "$port")
   with=$(rss_mib "$pid")
   echo status >&7
-  read -r word held closed <&8
+  # "STATUS t=.. open=HELD opened=.. closed=CLOSED ...": held and closed.
+  read -r word status <&8
+  [ "$word" = STATUS ] || { echo "slow clients: $word $status" >&2; exit 1; }
+  held=$(sed -n 's/.*open=\([0-9]*\).*/\1/p' <<<"$status")
+  closed=$(sed -n 's/.*closed=\([0-9]*\).*/\1/p' <<<"$status")
   exec 7>&-
   wait "$slow_pid" || true
   exec 8<&-

@@ -133,32 +133,14 @@ cpu_ticks() {
     awk '{ u += $12; s += $13 } END { print u, s }'
 }
 
-start_server() { # name port
-  local cmd
-  cmd=$(server_cmd "$1" "$2")
-  taskset -c "$SERVER_CPU" $cmd >"$work/$1.log" 2>&1 &
-  pid=$!
-  local i
-  for i in $(seq 100); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "$1 exited at start:" >&2; cat "$work/$1.log" >&2; exit 1
-    fi
-    if curl -sf -o "$work/body" "http://127.0.0.1:$2/static/small.txt" 2>/dev/null; then
-      if ! cmp -s "$work/body" "$work/files/static/small.txt"; then
-        echo "$1 answered something other than the file" >&2; exit 1
-      fi
-      return
-    fi
-    sleep 0.1
-  done
-  echo "$1 is not answering on port $2 after 10 s" >&2; exit 1
+# The server is up when it serves the file, byte for byte.
+probe_file() { # name port
+  curl -sf -o "$work/body" "http://127.0.0.1:$2/static/small.txt" 2>/dev/null || return 1
+  if ! cmp -s "$work/body" "$work/files/static/small.txt"; then
+    echo "$1 answered something other than the file" >&2; exit 1
+  fi
 }
-
-stop_server() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  pid=
-}
+. "$root/bench/lib.sh"
 
 # One wrk run; appends "req/s p50_ms p99_ms cpu_us/req errors" to $work/NAME.CASE.
 measure() { # name port case [header]
@@ -199,7 +181,7 @@ for run in $(seq "$RUNS"); do
   for i in "${!selected[@]}"; do
     name=${selected[$i]}
     port=$((PORT + i))
-    start_server "$name" "$port"
+    start_server "$name" "$port" probe_file
     etag=$(curl -sI "http://127.0.0.1:$port/static/small.txt" | tr -d '\r' | sed -n 's/^[Ee][Tt][Aa][Gg]: //p')
     [ -n "$etag" ] || { echo "$name sent no ETag" >&2; exit 1; }
     hit=$(status_with "$port" "If-None-Match: $etag")

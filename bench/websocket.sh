@@ -102,7 +102,8 @@ if want tornado; then
 fi
 [ ${#selected[@]} -gt 0 ] || { echo "no server left to measure" >&2; exit 1; }
 
-ws_cmd() { # name port -> the command line
+# The command lines (bench/lib.sh's start_server runs them, under PRIO).
+server_cmd() { # name port -> the command line
   case $1 in
     squall) echo "$peers_target/release/ws_echo_squall $2" ;;
     tungstenite) echo "$peers_target/release/ws_echo_tungstenite $2" ;;
@@ -122,29 +123,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-start_server() { # name port
-  # PRIO's command and taskset exec the server: $pid is the server's own PID.
-  "${prio[@]}" taskset -c "$SERVER_CPU" $(ws_cmd "$1" "$2") >"$work/$1.log" 2>&1 &
-  pid=$!
-  local i
-  for i in $(seq 100); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "$1 exited at start:" >&2; cat "$work/$1.log" >&2; exit 1
-    fi
-    # Up, upgrading, and echoing right: one connection for a moment.
-    if "$load_bin" "127.0.0.1:$2" --conns 1 --seconds 0.2 --warmup 0 >/dev/null 2>"$work/probe"; then
-      return
-    fi
-    sleep 0.1
-  done
-  echo "$1 is not echoing on port $2 after 10 s:" >&2; cat "$work/probe" "$work/$1.log" >&2; exit 1
+# Up, upgrading, and echoing right: one connection for a moment.
+probe_ws() { # name port
+  "$load_bin" "127.0.0.1:$2" --conns 1 --seconds 0.2 --warmup 0 >/dev/null 2>"$work/probe"
 }
-
-stop_server() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  pid=
-}
+server_prefix=("${prio[@]}")
+. "$root/bench/lib.sh"
 
 # One ws_load run; appends a line to $work/NAME.TEST:
 #   rps mbps p50_us p99_us user_us/msg sys_us/msg server_cpu% load_cpu%
@@ -174,7 +158,7 @@ for run in $(seq "$RUNS"); do
   for i in "${!selected[@]}"; do
     name=${selected[$i]}
     port=$((PORT + i))
-    start_server "$name" "$port"
+    start_server "$name" "$port" probe_ws
     printf '    run %d/%d %-12s' "$run" "$RUNS" "$name"
     for t in $TESTS; do
       measure "$name" "$port" "$t"

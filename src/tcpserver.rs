@@ -121,6 +121,7 @@ use crate::netutil::{self, BindOptions, RemoveHandle};
 use crate::process;
 
 mod trim;
+pub(crate) use trim::note_idle_release;
 
 /// The bound [`start(n)`](TCPServer::start) gives connections in flight
 /// when a child is asked to stop.

@@ -10,6 +10,10 @@
 //! its client and takes ~35 s):
 //! `cargo test --test faults -- --ignored idle_keep_alive --nocapture`.
 
+mod common;
+
+use common::open_fds;
+
 #[allow(dead_code)]
 #[path = "common/http.rs"]
 mod http_kit;
@@ -35,12 +39,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
 }
 
 /// Waits (up to 5 s) until the process has `want` descriptors open.

@@ -3,16 +3,14 @@
 //! Its own test binary, with a single test: no other test opens or closes fds
 //! in this process while it counts them.
 
+mod common;
+
+use common::open_fds;
+
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use squall::{Events, Future, IOLoop};
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
 
 /// Counts fds around `f`; retries a few times in case something outside the
 /// test (the harness, a lazily opened file) changed the count meanwhile.

@@ -6,6 +6,10 @@
 //! in this process while it counts them. The server is a Python Tornado
 //! process, so its sockets are not ours.
 
+mod common;
+
+use common::open_fds;
+
 #[path = "httpclient/peers.rs"]
 mod peers;
 
@@ -17,12 +21,6 @@ use std::time::Duration;
 use peers::PyServer;
 use squall::httpclient::{AsyncHTTPClient, ClientConfig, HTTPRequest, HTTPResponse};
 use squall::{Error, Future, IOLoop};
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
 
 fn join(futures: Vec<Future<HTTPResponse>>) -> Future<Vec<Result<HTTPResponse, Error>>> {
     let all = Future::new();

@@ -6,6 +6,10 @@
 //! The tests count the whole process's heap and descriptors, so they run
 //! one at a time (`SERIAL`).
 
+mod common;
+
+use common::open_fds;
+
 #[allow(dead_code)]
 #[path = "common/http.rs"]
 mod http_kit;
@@ -64,12 +68,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
 }
 
 fn settle() -> isize {
@@ -257,4 +255,43 @@ fn slow_clients_cost_little_and_leave_nothing_behind() {
     // (Within 256 B each, for the loop's tables, as above: a stream or a
     // connection left behind would be more.)
     assert!(kept <= 256.0, "{kept:.0} B per gone slow client kept");
+}
+
+/// Slow clients whose unfinished heads pass 2 KiB (100 bytes at a time, to
+/// 3,000): each costs about its bytes and one read's room, not a region
+/// doubled while mostly free. Before, a head just past 2 KiB sat in a
+/// 12 KiB region (the read asked for a whole 4 KiB chunk of room, and the
+/// buffer doubled to find it): 12,749 B per client with the connection,
+/// 6,621 B now (debug build, measured by this test).
+#[test]
+fn a_long_slow_head_costs_its_bytes_not_doubled_regions() {
+    let _serial = serial();
+    const SLOW: usize = 200;
+    const PIECE: usize = 100;
+    const HEAD: usize = 3_000;
+    let server = TestServer::start(|| Application::new().route("/", || Hello), |_| {});
+    // The loop's tables grown to their size first (as above).
+    let (_, conns) = open_wave(&server, SLOW, false);
+    let base = close_wave(&server, conns, 1);
+
+    let mut head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ".to_vec();
+    head.resize(HEAD, b'a');
+    let mut slow: Vec<TcpStream> = (0..SLOW)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    for piece in head.chunks(PIECE) {
+        for c in &mut slow {
+            c.write_all(piece).unwrap();
+        }
+        // Each piece read on its own, as a slow client's would be.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let with_slow = settle();
+    let per_slow = (with_slow - base) as f64 / SLOW as f64;
+    eprintln!("{SLOW} slow clients with {HEAD}-byte heads: {per_slow:.0} B of heap each");
+    assert_eq!(server.loop_stats().0, 1 + SLOW, "every slow client held");
+    // The head, a read's room after it (a chunk, 4 KiB, when the region
+    // had to grow), the connection's own objects (about 1.3 KiB).
+    assert!(per_slow < 9_000.0, "{per_slow:.0} B per slow client");
+    drop(slow);
 }

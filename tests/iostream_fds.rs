@@ -3,6 +3,10 @@
 //! Its own test binary, with a single test: no other test opens or closes fds
 //! in this process while it counts them.
 
+mod common;
+
+use common::open_fds;
+
 use std::cell::Cell;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
@@ -11,12 +15,6 @@ use std::time::{Duration, Instant};
 use squall::iostream::IOStream;
 use squall::testing::AsyncTest;
 use squall::{Events, Future, IOLoop};
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
 
 /// Connections run side by side.
 const LANES: usize = 16;

@@ -1,11 +1,9 @@
 //! Closing a loop frees the streams it held, even those kept alive only by
 //! their own pending callbacks. Its own binary: it counts the process's fds.
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
+mod common;
+
+use common::open_fds;
 
 /// A stream whose pending read's callback holds the stream (the usual echo
 /// pattern) is freed, fd and all, when its loop is closed.

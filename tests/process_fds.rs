@@ -3,17 +3,15 @@
 //! Its own test binary, with a single test: no other test opens or closes fds
 //! in this process while it counts them.
 
+mod common;
+
+use common::open_fds;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use squall::process::{ExitStatus, Subprocess};
 use squall::{Future, IOLoop};
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
 
 /// One round: a loop with a signal handler, a `cat` echoing through its
 /// pipes, everything closed.

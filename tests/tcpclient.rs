@@ -11,7 +11,7 @@ mod tls_kit;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use common::silent_listener;
+use common::{open_fds, silent_listener};
 use squall::netutil::{AddressFamily, Resolver};
 use squall::tcpclient::{ConnectOptions, TCPClient, CONNECTION_ATTEMPT_DELAY};
 use squall::{ErrorKind, IOLoop, IOStream};
@@ -27,11 +27,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Open fds of this process.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// Accepts in the background (a thread), so connects complete.

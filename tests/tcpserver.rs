@@ -4,6 +4,10 @@
 //! child process (this binary again, selected by an env var), where no other
 //! test opens or closes fds while it counts.
 
+mod common;
+
+use common::open_fds;
+
 use squall::netutil::BindOptions;
 use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, TcpListener};
@@ -518,12 +522,6 @@ fn listens_on_ipv6_loopback() {
 // ----- descriptors ------------------------------------------------------------
 
 const CHILD_ENV: &str = "SQUALL_TCPSERVER_FD_CHILD";
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
 
 /// One server lifetime on a fresh loop: serve `clients` echo exchanges,
 /// leave one connection open on a second server that keeps its streams

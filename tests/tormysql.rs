@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use squall::{gen, greenlet, Error, ErrorKind, Future, IOLoop};
 
 use client::Client;
-use common::{ms, pseudo_random, secs};
+use common::{ms, open_fds, pseudo_random, secs};
 use conn::{MysqlError, Options, ResultSet};
 use mariadb::MariaDb;
 use need::Peer;
@@ -80,12 +80,6 @@ fn run<T: 'static>(f: impl FnOnce() -> Result<T, Error> + 'static) -> Result<T, 
 
 fn wait<T: 'static>(f: Future<T>) -> Result<T, Error> {
     greenlet::wait(f)
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
 }
 
 fn server_code(err: &Error) -> Option<(u16, String)> {

@@ -9,6 +9,10 @@
 //! so their 10,000 sockets do not count against this process's fd limit.
 #![cfg(feature = "websocket")]
 
+mod common;
+
+use common::open_fds;
+
 #[allow(dead_code)]
 #[path = "common/http.rs"]
 mod http_kit;
@@ -76,10 +80,6 @@ fn rss_kib() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// One echo round trip on the normal client, answering the server's

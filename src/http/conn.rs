@@ -632,9 +632,14 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 // Quiet between requests: hold no buffers while idle (the
                 // read buffer alone is 4 KiB); a request allocates them
                 // again. Not per request: that would cost the hot path.
-                core.release_buffers();
+                let freed = core.release_buffers();
                 let idle = self.idle.take();
+                let freed = freed || idle.is_some();
                 drop(idle);
+                if freed {
+                    // glibc keeps what was freed: many of these make a trim.
+                    crate::tcpserver::note_idle_release();
+                }
             }
         }
         let idle = u128::from(self.quiet_ticks.get()) * self.tick_period().as_nanos()

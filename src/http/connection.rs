@@ -789,15 +789,22 @@ impl Core {
             .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
 
-    /// Frees the idle connection's buffers (only those holding nothing).
-    pub(crate) fn release_buffers(&self) {
+    /// Frees the idle connection's buffers (only those holding nothing);
+    /// whether it had any of its own to free (a connection that never had
+    /// a request has none).
+    pub(crate) fn release_buffers(&self) -> bool {
         self.stream.release_buffers();
+        let mut freed = false;
         if let Ok(mut out) = self.out.try_borrow_mut() {
-            if out.is_empty() {
+            if out.is_empty() && out.capacity() > 0 {
                 *out = Vec::new();
+                freed = true;
             }
         }
-        drop(self.spare.take());
+        let spare = self.spare.take();
+        freed |= spare.is_some();
+        drop(spare);
+        freed
     }
 }
 

@@ -87,6 +87,7 @@ mod iteration;
 pub mod observer;
 mod periodic;
 mod remote;
+mod shrink;
 pub mod signal;
 mod timers;
 

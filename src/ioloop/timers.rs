@@ -403,6 +403,18 @@ impl Timers {
         }
     }
 
+    /// Gives back the heap's room beyond what its entries need (after a
+    /// mass close; see shrink.rs).
+    pub(crate) fn shrink_heap(&mut self) {
+        super::shrink::shrink_vec(&mut self.heap.v);
+    }
+
+    /// The heap's capacity (for shrink.rs's test).
+    #[cfg(test)]
+    pub(crate) fn heap_capacity(&self) -> usize {
+        self.heap.v.capacity()
+    }
+
     /// Empties the heap, handing back the callbacks to drop outside any borrow.
     pub(crate) fn drain(&mut self) -> Vec<Callback> {
         self.heap.clear();

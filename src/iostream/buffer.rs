@@ -68,16 +68,21 @@ impl ReadBuffer {
         self.end - self.start
     }
 
-    /// A writable region of at least `min` bytes after the data.
+    /// A writable region after the data: `min` bytes, or at least half of
+    /// that where the room is already there (the read is then shorter).
     ///
     /// With no region, the lender's is borrowed if it is large enough (the
     /// usual case, inline). Otherwise the consumed prefix is reclaimed if
-    /// that makes room, a small leftover moves in front of the lender's
-    /// region, or the data moves to a new region at least twice as large.
-    /// That region comes from `vec![0; n]`, i.e. `calloc`, which for large
-    /// sizes maps pages that are already zero: growing costs no zeroing
-    /// pass (and neither does it in debug builds, where `resize` writes
-    /// byte by byte).
+    /// that leaves half of `min` free, a small leftover moves in front of
+    /// the lender's region, or the data moves to a new region of its
+    /// length plus `min`, at least twice its length: growth follows the
+    /// bytes held, and a buffer that is mostly free is never doubled (a
+    /// peer trickling a head, or blank lines, would otherwise cost a new
+    /// region twice the old one each time the room fell short of a whole
+    /// read chunk). That region comes from `vec![0; n]`, i.e. `calloc`,
+    /// which for large sizes maps pages that are already zero: growing
+    /// costs no zeroing pass (and neither does it in debug builds, where
+    /// `resize` writes byte by byte).
     /// Always inlined: every read's path, where a call costs more than
     /// its usual case.
     #[inline(always)]
@@ -104,9 +109,11 @@ impl ReadBuffer {
     #[inline(never)]
     fn make_room(&mut self, min: usize, lender: &Lender) {
         let len = self.len();
+        // Room enough for a read, if not for a whole `min`.
+        let enough = min.div_ceil(2);
         if len <= SHRINK_LEFTOVER {
             let region = lender.take();
-            if region.len() >= len + min && region.len() > self.buf.len() {
+            if region.len() >= len + enough && region.len() > self.buf.len() {
                 let mut region = region;
                 region[..len].copy_from_slice(&self.buf[self.start..self.end]);
                 // The small region is freed (or kept by the lender, if it
@@ -119,10 +126,12 @@ impl ReadBuffer {
             }
             lender.set(region);
         }
-        if self.buf.len() - len >= min {
+        if self.buf.len() - len >= enough {
             self.buf.copy_within(self.start..self.end, 0);
         } else {
-            let mut grown = vec![0u8; (len + min).max(2 * self.buf.len())];
+            // (Twice the length: a large read still copies each byte a
+            // bounded number of times.)
+            let mut grown = vec![0u8; (len + min).max(2 * len)];
             grown[..len].copy_from_slice(&self.buf[self.start..self.end]);
             self.buf = grown;
         }
@@ -267,10 +276,12 @@ mod tests {
         let mut expected = Vec::new();
         for i in 0..100u8 {
             let spare = b.spare(64 * 1024, &l);
-            assert!(spare.len() >= 64 * 1024);
-            spare[..64 * 1024].fill(i);
-            b.commit(64 * 1024);
-            expected.extend(std::iter::repeat(i).take(64 * 1024));
+            // Half a read where the room is there already.
+            assert!(spare.len() >= 32 * 1024);
+            let n = spare.len().min(64 * 1024);
+            spare[..n].fill(i);
+            b.commit(n);
+            expected.extend(std::iter::repeat(i).take(n));
             // Consume a little so the prefix has to be reclaimed now and then.
             let out = b.consume(1000);
             assert_eq!(out[..], expected[..1000]);
@@ -351,14 +362,16 @@ mod tests {
         assert_eq!(b.data(), b"GET / HTTP");
         let held = l.take();
         assert!(held.len() >= 4096);
+        let region = held.as_ptr();
         l.set(held);
-        // The next read goes after it, in the lender's region.
+        // The next read goes after it, in the lender's region (short of a
+        // whole chunk by the leftover: no larger region for that).
         let spare = b.spare(4096, &l);
-        assert!(spare.len() >= 4096);
+        assert_eq!(spare.len(), 4096 - 10);
         spare[..6].copy_from_slice(b"/1.1\r\n");
         b.commit(6);
         assert_eq!(b.data(), b"GET / HTTP/1.1\r\n");
-        assert!(b.capacity() >= 4096);
+        assert_eq!(b.buf.as_ptr(), region);
         b.give_back(&l);
         assert_eq!(b.capacity(), 16);
         assert_eq!(b.data(), b"GET / HTTP/1.1\r\n");
@@ -378,6 +391,67 @@ mod tests {
         b.skip(5000);
         b.give_back(&l);
         assert_eq!(b.capacity(), 0);
+    }
+
+    /// A slow client's head, a byte at a time (or blank lines): the
+    /// region follows the bytes held, never doubling while mostly free.
+    #[test]
+    fn a_trickle_grows_the_region_with_the_bytes_held() {
+        let l = Lender::default();
+        let mut b = ReadBuffer::new();
+        let mut held = 0;
+        let mut most = 0;
+        for i in 0..20_000usize {
+            let spare = b.spare(4096, &l);
+            assert!(spare.len() >= 2048, "at least half a read chunk");
+            spare[0] = (i % 251) as u8;
+            b.commit(1);
+            b.give_back(&l);
+            held += 1;
+            assert_eq!(b.len(), held);
+            most = most.max(b.capacity());
+            // (Before, a 2,050-byte head sat in a 12,290-byte region.)
+            assert!(
+                b.capacity() <= 2 * held + 4096,
+                "{held} bytes held in a region of {}",
+                b.capacity()
+            );
+        }
+        assert!(b
+            .data()
+            .iter()
+            .enumerate()
+            .all(|(i, &x)| x == (i % 251) as u8));
+        assert!(most <= 2 * 20_000 + 4096);
+    }
+
+    /// A few bytes left over (blank lines before a request line): the
+    /// next read lands in the lender's region after them, with no new
+    /// region, though that region has less than a whole chunk free.
+    #[test]
+    fn a_small_leftover_reads_into_the_lenders_region_without_allocating() {
+        let l = Lender::default();
+        l.set(vec![0; 4096]);
+        let lent = {
+            let region = l.take();
+            let ptr = region.as_ptr();
+            l.set(region);
+            ptr
+        };
+        let mut b = ReadBuffer::new();
+        for round in 1..=100usize {
+            let spare = b.spare(4096, &l);
+            assert!(spare.len() >= 2048);
+            spare[..2].copy_from_slice(b"\r\n");
+            b.commit(2);
+            assert_eq!(
+                b.buf.as_ptr(),
+                lent,
+                "round {round}: read into the lender's region"
+            );
+            b.give_back(&l);
+            assert_eq!(b.capacity(), 2 * round, "the leftover alone is held");
+        }
     }
 
     #[test]

@@ -539,8 +539,10 @@ pub(super) fn fill_once(
     lender: &Lender,
 ) -> io::Result<(usize, bool)> {
     let chunk = st.read_chunk;
-    let spare = &mut st.rbuf.spare(chunk, lender)[..chunk];
-    match socket.read(spare) {
+    // (At least half a chunk: less where the buffer has that room already.)
+    let spare = st.rbuf.spare(chunk, lender);
+    let room = spare.len().min(chunk);
+    match socket.read(&mut spare[..room]) {
         Ok(0) => {
             st.eof = true;
             Ok((0, false))
@@ -550,7 +552,7 @@ pub(super) fn fill_once(
                 st.read_chunk = chunk * 2;
             }
             st.rbuf.commit(n);
-            if n < chunk && !st.peer_closing {
+            if n < room && !st.peer_closing {
                 st.drained = true;
                 return Ok((n, false));
             }

@@ -198,3 +198,12 @@ pub fn silent_listener(addr: std::net::SocketAddr) -> SilentListener {
         _fillers: fillers,
     }
 }
+
+/// How many descriptors this process has open now (Linux's
+/// `/proc/self/fd`; the count includes the one that reads the directory,
+/// the same in every call, so differences are exact).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}

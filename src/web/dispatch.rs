@@ -62,37 +62,36 @@ impl AppInner {
     /// response asynchronous ([`Exchange::set_async`]), the request's
     /// context is entered from there to the method's return, so callbacks
     /// scheduled meanwhile carry it (Tornado's `@asynchronous`). A
-    /// synchronous handler, the usual one, pays for none of it.
+    /// synchronous handler, the usual one, pays for none of it: only the
+    /// stack the method starts under is noted, for `set_async` to check.
     #[inline]
     pub(super) fn in_method<R>(&self, x: &Exchange, f: impl FnOnce() -> R) -> R {
-        // A frame over the stack the method starts under, ready for
-        // `set_async` (usually the last request's, free and fitting).
-        {
-            let mut context = self.context.borrow_mut();
-            if !context.as_ref().is_some_and(|c| c.frame.fits()) {
-                // Neither holds an exchange: dropping one runs no user code.
-                *context = Some(RequestContext::new());
-            }
-        }
-        x.method_running(true);
+        x.method_running(Some(stack_context::current_id()));
         let value = f();
-        x.method_running(false);
+        x.method_running(None);
         if let Some(entered) = x.take_entered() {
             self.leave_context(entered);
         }
         value
     }
 
-    /// Enters the request context for `x`; `None` if the method is inside
-    /// a stack context of its own just now (entering ours there would
-    /// restore theirs after they ended).
+    /// Enters the request context for `x`: a frame over the stack its
+    /// method started under (usually the last request's, free and
+    /// fitting). `None` if the method is inside a stack context of its own
+    /// just now (entering ours there would restore theirs after they
+    /// ended).
     pub(super) fn enter_context(&self, x: &Exchange) -> Option<Entered> {
-        let context = self.context.borrow_mut().take()?;
-        let Some(current) = context.frame.enter() else {
+        if x.method_stack() != Some(stack_context::current_id()) {
             log::debug!("set_async() inside a stack context: the request's is not entered");
-            *self.context.borrow_mut() = Some(context);
             return None;
+        }
+        let kept = self.context.borrow_mut().take();
+        let context = match kept {
+            Some(context) if context.frame.fits() => context,
+            // Neither holds an exchange: dropping one runs no user code.
+            _ => RequestContext::new(),
         };
+        let current = context.frame.enter()?;
         *context.exchange.borrow_mut() = Some(x.clone());
         Some(Entered {
             context,
@@ -140,7 +139,7 @@ impl AppInner {
             .iter()
             .position(|route| match &route.pattern {
                 Pattern::Exact(p) => p.as_bytes() == bytes,
-                pattern => pattern.match_into(block.get(range.clone()).unwrap_or(""), path_args),
+                pattern => match_other(pattern, block.get(range.clone()), path_args),
             })
             .or_else(|| self.default_id())
     }
@@ -206,6 +205,13 @@ impl AppInner {
         request.path_args = args;
         found
     }
+}
+
+/// A route with captures or a regular expression: out of line, so that
+/// the loop over exact routes stays short.
+#[inline(never)]
+fn match_other(pattern: &Pattern, path: Option<&str>, args: &mut Vec<(String, String)>) -> bool {
+    pattern.match_into(path.unwrap_or(""), args)
 }
 
 impl HTTPServerConnectionDelegate for Application {
@@ -403,7 +409,7 @@ impl RequestDelegate {
 
     /// Answers 404 without a route, else runs the route's handler: made
     /// and run by the route, which knows its type (see handler.rs).
-    #[inline]
+    #[inline(always)]
     fn dispatch(&mut self, x: Exchange, route: Option<usize>) {
         let Some(route) = route else {
             x.send_error(404);
@@ -435,7 +441,7 @@ impl RequestDelegate {
     /// After the handler's method: a finished exchange is parked for the
     /// next request; one left open keeps its handler (for `on_finish` or
     /// `on_connection_close`) and waits.
-    #[inline]
+    #[inline(always)]
     fn after(&mut self, x: Exchange, open: Option<Box<dyn RequestHandler>>) {
         if x.finished() {
             x.park(&self.app.pool, &mut self.spare);

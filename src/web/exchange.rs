@@ -30,9 +30,11 @@ pub(crate) struct Inner {
     app: std::rc::Weak<AppInner>,
     /// The application's settings.
     settings: Rc<Settings>,
-    /// The handler's method is running: `set_async` enters the request
-    /// context.
-    in_method: Cell<bool>,
+    /// The stack the handler's method started under
+    /// (`stack_context::current_id`),
+    /// while it runs: `set_async` enters the request context if it is
+    /// still the current one.
+    method_stack: Cell<Option<usize>>,
     /// The request context, entered by `set_async` until the method returns.
     entered: RefCell<Option<Entered>>,
     /// The route's handler's `write_error`.
@@ -100,7 +102,7 @@ impl Exchange {
                 start,
                 app: Rc::downgrade(app),
                 settings: app.settings.clone(),
-                in_method: Cell::new(false),
+                method_stack: Cell::new(None),
                 entered: RefCell::new(None),
                 error_page: Cell::new(default_error_page),
                 cookie_state: std::cell::OnceCell::new(),
@@ -148,6 +150,7 @@ impl Exchange {
     }
 
     /// The request.
+    #[inline]
     pub fn request(&self) -> &HTTPServerRequest {
         self.inner.request()
     }
@@ -262,7 +265,7 @@ impl Exchange {
     /// before scheduling the work that will finish the response.
     pub fn set_async(&self) {
         self.inner.asynchronous.set(true);
-        if self.inner.in_method.get() && self.inner.entered.borrow().is_none() {
+        if self.inner.method_stack.get().is_some() && self.inner.entered.borrow().is_none() {
             self.enter_context();
         }
     }
@@ -275,10 +278,16 @@ impl Exchange {
         }
     }
 
-    /// The handler's method starts or ends.
+    /// The handler's method starts (under this stack) or ends.
     #[inline]
-    pub(super) fn method_running(&self, running: bool) {
-        self.inner.in_method.set(running);
+    pub(super) fn method_running(&self, stack: Option<usize>) {
+        self.inner.method_stack.set(stack);
+    }
+
+    /// The stack the running method started under.
+    #[inline]
+    pub(super) fn method_stack(&self) -> Option<usize> {
+        self.inner.method_stack.get()
     }
 
     /// The request context entered by `set_async`, to leave.
@@ -611,11 +620,13 @@ pub(super) fn default_error_page(x: &Exchange, status: u16, _error: Option<&Erro
 }
 
 impl Inner {
+    #[inline]
     fn request(&self) -> &HTTPServerRequest {
         // Taken out only while pooled (no `Exchange` then) or dropping.
         self.request.as_deref().expect("request taken before drop")
     }
 
+    #[inline]
     fn conn(&self) -> &HTTPConnection {
         self.conn.as_ref().expect("connection taken while pooled")
     }

@@ -214,15 +214,25 @@ impl Exchange {
 
     /// Appends to the response body (buffered until `flush` or `finish`).
     /// Ignored, with a warning, once the response is finished.
+    #[inline]
     pub fn write(&self, data: impl AsRef<[u8]>) {
+        self.write_bytes(data.as_ref());
+    }
+
+    /// `write`, once for every type of data.
+    fn write_bytes(&self, data: &[u8]) {
         if self.inner.finished.get() {
-            log::warn!("write() after finish() on {}", self.inner.request().uri());
+            self.write_after_finish();
             return;
         }
-        self.inner
-            .body
-            .borrow_mut()
-            .extend_from_slice(data.as_ref());
+        self.inner.body.borrow_mut().extend_from_slice(data);
+    }
+
+    /// Out of line: the usual `write` needs no room for a log line.
+    #[cold]
+    #[inline(never)]
+    fn write_after_finish(&self) {
+        log::warn!("write() after finish() on {}", self.inner.request().uri());
     }
 
     /// Appends `value` as JSON to the response body and sets
@@ -372,13 +382,15 @@ impl Exchange {
             return Err(Error::new(ErrorKind::InvalidState, "finish() called twice"));
         }
         let conn = inner.conn();
-        if inner.settings.compress_response && !conn.closed() {
-            let first = !conn.headers_written();
+        // Each asked once: compressing writes no head and closes nothing.
+        let closed = conn.closed();
+        let first = !closed && !conn.headers_written();
+        if inner.settings.compress_response && !closed {
             self.transform_output(&mut inner.body.borrow_mut(), first, true);
         }
-        let result = if conn.closed() {
+        let result = if closed {
             Ok(())
-        } else if !conn.headers_written() {
+        } else if first {
             let result = conn.write_response(
                 inner.status.get(),
                 &inner.headers.borrow(),

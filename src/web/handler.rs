@@ -19,7 +19,7 @@ use crate::http::Method;
 ///
 /// Every method has a default: the HTTP verbs answer 405, the hooks do
 /// nothing. A verb method answers through `x` and returns; see the
-/// [module docs](self) for the asynchronous case.
+/// [module docs](super) for the asynchronous case.
 #[allow(unused_variables)]
 pub trait RequestHandler: 'static {
     /// Runs before the verb method; finishing the response here (e.g. with
@@ -69,10 +69,10 @@ pub trait RequestHandler: 'static {
 
     /// Whether the handler takes its request body as it arrives, through
     /// [`data_received`](Self::data_received), rather than whole in
-    /// [`HTTPServerRequest::body`]: Tornado's `@stream_request_body`.
+    /// [`HTTPServerRequest::body`](crate::http::HTTPServerRequest::body): Tornado's `@stream_request_body`.
     /// Then [`prepare`](Self::prepare) runs when the head has arrived
     /// (it may raise the body limit with
-    /// [`HTTPConnection::set_max_body_size`], through
+    /// [`HTTPConnection::set_max_body_size`](crate::http::HTTPConnection::set_max_body_size), through
     /// [`Exchange::connection`]), `data_received` for each piece, and the
     /// verb method once the body is complete.
     ///
@@ -158,7 +158,7 @@ pub trait RequestHandler: 'static {
         auth::current_user_of(self, x)
     }
 
-    /// Where [`authenticated`] sends a visitor not logged in (Tornado's
+    /// Where [`authenticated`](super::authenticated) sends a visitor not logged in (Tornado's
     /// `get_login_url`). Default: the `login_url` setting, and an
     /// [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) error
     /// (a 500) without one.

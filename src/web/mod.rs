@@ -104,8 +104,9 @@ use xsrf::XsrfState;
 /// A set of routes, matched in order; Tornado's `Application`.
 ///
 /// A path no route matches gets 404; a method the handler does not
-/// implement, 405. It is an [`HTTPServerConnectionDelegate`]: give it to
-/// [`HTTPServer::new`](crate::http::HTTPServer::new).
+/// implement, 405. It is an
+/// [`HTTPServerConnectionDelegate`](crate::http::HTTPServerConnectionDelegate):
+/// give it to [`HTTPServer::new`](crate::http::HTTPServer::new).
 #[derive(Default)]
 pub struct Application {
     inner: Rc<AppInner>,

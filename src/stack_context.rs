@@ -164,6 +164,15 @@ impl Drop for Restore {
     }
 }
 
+/// Which stack is current on this thread now, as a number (0: the empty
+/// stack) that names it as long as it lives: for the web layer to note
+/// the stack a handler's method starts under and tell later, cheaply,
+/// whether it is still the current one.
+#[inline]
+pub(crate) fn current_id() -> usize {
+    CURRENT.with(|c| c.borrow().0.as_ref().map_or(0, |f| Rc::as_ptr(f) as usize))
+}
+
 fn set_current(ctx: Context) -> Restore {
     Restore(Some(CURRENT.with(|c| c.replace(ctx))))
 }

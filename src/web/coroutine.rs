@@ -355,7 +355,7 @@ impl Exchange {
         self.inner.asynchronous.set(false);
         let result = app.in_method(self, || {
             crate::callback::catch_value(|| -> Result<(), Error> {
-                super::call_verb(&mut *handler, self)?;
+                super::handler::call_verb(&mut *handler, self)?;
                 if !self.finished() && !self.is_async() {
                     let _ = self.finish();
                 }

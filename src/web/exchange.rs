@@ -30,9 +30,11 @@ pub(crate) struct Inner {
     pub(super) app: std::rc::Weak<AppInner>,
     /// The application's settings.
     settings: Rc<Settings>,
-    /// The handler's method is running: `set_async` enters the request
-    /// context.
-    in_method: Cell<bool>,
+    /// The stack the handler's method started under
+    /// (`stack_context::current_id`),
+    /// while it runs: `set_async` enters the request context if it is
+    /// still the current one.
+    method_stack: Cell<Option<usize>>,
     /// The request context, entered by `set_async` until the method returns.
     entered: RefCell<Option<Entered>>,
     /// The route's handler's `write_error`.
@@ -100,7 +102,7 @@ impl Exchange {
                 start,
                 app: Rc::downgrade(app),
                 settings: app.settings.clone(),
-                in_method: Cell::new(false),
+                method_stack: Cell::new(None),
                 entered: RefCell::new(None),
                 error_page: Cell::new(default_error_page),
                 cookie_state: std::cell::OnceCell::new(),
@@ -115,8 +117,9 @@ impl Exchange {
     /// A parked exchange (see [`park`](Self::park)) with its connection,
     /// for the next request on that connection.
     /// (Parked means unshared: should it be shared after all, the request
-    /// comes back, for a new exchange.)
-    #[inline]
+    /// comes back, for a new exchange.) Always inlined: a few stores on
+    /// every request's path.
+    #[inline(always)]
     pub(super) fn refill(
         self,
         request: Box<HTTPServerRequest>,
@@ -147,6 +150,7 @@ impl Exchange {
     }
 
     /// The request.
+    #[inline]
     pub fn request(&self) -> &HTTPServerRequest {
         self.inner.request()
     }
@@ -210,15 +214,25 @@ impl Exchange {
 
     /// Appends to the response body (buffered until `flush` or `finish`).
     /// Ignored, with a warning, once the response is finished.
+    #[inline]
     pub fn write(&self, data: impl AsRef<[u8]>) {
+        self.write_bytes(data.as_ref());
+    }
+
+    /// `write`, once for every type of data.
+    fn write_bytes(&self, data: &[u8]) {
         if self.inner.finished.get() {
-            log::warn!("write() after finish() on {}", self.inner.request().uri());
+            self.write_after_finish();
             return;
         }
-        self.inner
-            .body
-            .borrow_mut()
-            .extend_from_slice(data.as_ref());
+        self.inner.body.borrow_mut().extend_from_slice(data);
+    }
+
+    /// Out of line: the usual `write` needs no room for a log line.
+    #[cold]
+    #[inline(never)]
+    fn write_after_finish(&self) {
+        log::warn!("write() after finish() on {}", self.inner.request().uri());
     }
 
     /// Appends `value` as JSON to the response body and sets
@@ -261,7 +275,7 @@ impl Exchange {
     /// before scheduling the work that will finish the response.
     pub fn set_async(&self) {
         self.inner.asynchronous.set(true);
-        if self.inner.in_method.get() && self.inner.entered.borrow().is_none() {
+        if self.inner.method_stack.get().is_some() && self.inner.entered.borrow().is_none() {
             self.enter_context();
         }
     }
@@ -274,10 +288,16 @@ impl Exchange {
         }
     }
 
-    /// The handler's method starts or ends.
+    /// The handler's method starts (under this stack) or ends.
     #[inline]
-    pub(super) fn method_running(&self, running: bool) {
-        self.inner.in_method.set(running);
+    pub(super) fn method_running(&self, stack: Option<usize>) {
+        self.inner.method_stack.set(stack);
+    }
+
+    /// The stack the running method started under.
+    #[inline]
+    pub(super) fn method_stack(&self) -> Option<usize> {
+        self.inner.method_stack.get()
     }
 
     /// The request context entered by `set_async`, to leave.
@@ -362,13 +382,15 @@ impl Exchange {
             return Err(Error::new(ErrorKind::InvalidState, "finish() called twice"));
         }
         let conn = inner.conn();
-        if inner.settings.compress_response && !conn.closed() {
-            let first = !conn.headers_written();
+        // Each asked once: compressing writes no head and closes nothing.
+        let closed = conn.closed();
+        let first = !closed && !conn.headers_written();
+        if inner.settings.compress_response && !closed {
             self.transform_output(&mut inner.body.borrow_mut(), first, true);
         }
-        let result = if conn.closed() {
+        let result = if closed {
             Ok(())
-        } else if !conn.headers_written() {
+        } else if first {
             let result = conn.write_response(
                 inner.status.get(),
                 &inner.headers.borrow(),
@@ -610,11 +632,13 @@ pub(super) fn default_error_page(x: &Exchange, status: u16, _error: Option<&Erro
 }
 
 impl Inner {
+    #[inline]
     fn request(&self) -> &HTTPServerRequest {
         // Taken out only while pooled (no `Exchange` then) or dropping.
         self.request.as_deref().expect("request taken before drop")
     }
 
+    #[inline]
     fn conn(&self) -> &HTTPConnection {
         self.conn.as_ref().expect("connection taken while pooled")
     }

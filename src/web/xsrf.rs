@@ -327,8 +327,8 @@ impl Exchange {
 /// `xsrf_cookies` setting is on (Tornado's `_execute`), through the
 /// handler's own `check_xsrf_cookie`. One test for every other request.
 #[inline]
-pub(super) fn check_before_prepare(
-    handler: &mut dyn RequestHandler,
+pub(super) fn check_before_prepare<H: RequestHandler + ?Sized>(
+    handler: &mut H,
     x: &Exchange,
 ) -> Result<(), Error> {
     if !x.settings().xsrf_cookies {

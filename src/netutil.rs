@@ -115,7 +115,7 @@ const EMFILE: i32 = 24;
 /// let listeners = netutil::bind_sockets_with(0, options)?;
 /// assert_eq!(listeners.len(), 1);
 /// assert!(listeners[0].local_addr()?.is_ipv4());
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), squall::Error>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BindOptions {
@@ -188,8 +188,9 @@ impl BindOptions {
 /// from "all interfaces"; an IPv6 literal that cannot be bound is an error.
 ///
 /// # Errors
-/// The first error creating, configuring, binding or listening on a socket
-/// (the kind is kept, e.g. `AddrInUse`, and the message names the address);
+/// An [`ErrorKind::Io`] error for the first failure creating, configuring,
+/// binding or listening on a socket ([`Error::io_error_kind`] keeps the OS's
+/// kind, e.g. `AddrInUse`, and the message names the address), or with
 /// `AddrNotAvailable` if every address was skipped. On error no socket stays
 /// open.
 ///
@@ -197,9 +198,9 @@ impl BindOptions {
 /// let listeners = squall::netutil::bind_sockets(0)?;
 /// assert!(!listeners.is_empty());
 /// assert_ne!(listeners[0].local_addr()?.port(), 0);
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), squall::Error>(())
 /// ```
-pub fn bind_sockets(port: u16) -> io::Result<Vec<TcpListener>> {
+pub fn bind_sockets(port: u16) -> Result<Vec<TcpListener>, Error> {
     bind_sockets_with(port, BindOptions::default())
 }
 
@@ -207,8 +208,9 @@ pub fn bind_sockets(port: u16) -> io::Result<Vec<TcpListener>> {
 /// the family, the backlog and `SO_REUSEPORT` (see [`BindOptions`]).
 ///
 /// # Errors
-/// As [`bind_sockets`]; `InvalidInput` if the address does not resolve, or
-/// resolves to no address of `family`.
+/// As [`bind_sockets`]; [`ErrorKind::InvalidArgument`] if the address
+/// resolves to no address of `family` (one that does not resolve at all is
+/// an `Io` error whose `io_error_kind` is `InvalidInput`).
 ///
 /// ```
 /// use squall::netutil::{bind_sockets_with, BindOptions};
@@ -217,9 +219,9 @@ pub fn bind_sockets(port: u16) -> io::Result<Vec<TcpListener>> {
 /// let listeners = bind_sockets_with(0, options)?;
 /// assert_eq!(listeners.len(), 1);
 /// assert_eq!(listeners[0].local_addr()?.ip().to_string(), "127.0.0.1");
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), squall::Error>(())
 /// ```
-pub fn bind_sockets_with(port: u16, options: BindOptions) -> io::Result<Vec<TcpListener>> {
+pub fn bind_sockets_with(port: u16, options: BindOptions) -> Result<Vec<TcpListener>, Error> {
     let (addrs, literal) = resolve(options.address.as_deref(), port)?;
     let before = addrs.len();
     let addrs: Vec<SocketAddr> = addrs
@@ -227,8 +229,8 @@ pub fn bind_sockets_with(port: u16, options: BindOptions) -> io::Result<Vec<TcpL
         .filter(|a| options.family.admits(a))
         .collect();
     if addrs.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
             format!(
                 "{:?} has no {:?} address ({before} of other families)",
                 options.address.as_deref().unwrap_or(""),
@@ -236,7 +238,12 @@ pub fn bind_sockets_with(port: u16, options: BindOptions) -> io::Result<Vec<TcpL
             ),
         ));
     }
-    bind_addrs_inner(&addrs, options.backlog, options.reuse_port, !literal)
+    Ok(bind_addrs_inner(
+        &addrs,
+        options.backlog,
+        options.reuse_port,
+        !literal,
+    )?)
 }
 
 /// Like [`bind_sockets`], for addresses already resolved: one listening
@@ -246,44 +253,52 @@ pub fn bind_sockets_with(port: u16, options: BindOptions) -> io::Result<Vec<TcpL
 /// Unlike `bind_sockets`, every address must bind: none is skipped.
 ///
 /// # Errors
-/// As [`bind_sockets`]; `InvalidInput` for an empty list.
+/// As [`bind_sockets`]; [`ErrorKind::InvalidArgument`] for an empty list.
 ///
 /// ```
 /// use std::net::SocketAddr;
 /// let addrs: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
 /// let listeners = squall::netutil::bind_addrs(&addrs)?;
 /// assert_eq!(listeners.len(), 1);
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), squall::Error>(())
 /// ```
-pub fn bind_addrs(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
+pub fn bind_addrs(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, Error> {
     bind_addrs_with(addrs, BindOptions::default())
 }
 
 /// [`bind_addrs`] with a backlog and `SO_REUSEPORT` from `options`.
 ///
 /// # Errors
-/// As [`bind_addrs`]; `InvalidInput` if `options` names an `address` (the
+/// As [`bind_addrs`]; [`ErrorKind::InvalidArgument`] if `options` names an `address` (the
 /// addresses are given) or if an address is not of `options.family`.
-pub fn bind_addrs_with(addrs: &[SocketAddr], options: BindOptions) -> io::Result<Vec<TcpListener>> {
+pub fn bind_addrs_with(
+    addrs: &[SocketAddr],
+    options: BindOptions,
+) -> Result<Vec<TcpListener>, Error> {
     if addrs.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
             "bind_addrs: no address given",
         ));
     }
     if let Some(address) = &options.address {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
             format!("bind_addrs: the addresses are given, not {address:?}"),
         ));
     }
     if let Some(other) = addrs.iter().find(|a| !options.family.admits(a)) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
             format!("bind_addrs: {other} is not {:?}", options.family),
         ));
     }
-    bind_addrs_inner(addrs, options.backlog, options.reuse_port, false)
+    Ok(bind_addrs_inner(
+        addrs,
+        options.backlog,
+        options.reuse_port,
+        false,
+    )?)
 }
 
 /// The addresses to bind for `address`, IPv4 first, without duplicates, and

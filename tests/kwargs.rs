@@ -62,7 +62,7 @@ fn bind_options_pick_address_and_family() {
         .address("127.0.0.1")
         .family(AddressFamily::Inet6);
     let err = netutil::bind_sockets_with(0, none).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
 }
 
@@ -76,7 +76,8 @@ fn bind_options_reuse_port_shares_a_port() {
     // Without SO_REUSEPORT on the newcomer, the port is taken.
     let plain = BindOptions::new().address("127.0.0.1").backlog(8);
     let err = netutil::bind_sockets_with(port, plain).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    assert_eq!(err.kind(), ErrorKind::Io);
+    assert_eq!(err.io_error_kind(), Some(io::ErrorKind::AddrInUse));
 }
 
 #[test]
@@ -86,10 +87,10 @@ fn bind_addrs_with_refuses_contradicting_options() {
     assert_eq!(listeners.len(), 1);
     let with_address = BindOptions::new().address("::1");
     let err = netutil::bind_addrs_with(&addrs, with_address).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     let v6_only = BindOptions::new().family(AddressFamily::Inet6);
     let err = netutil::bind_addrs_with(&addrs, v6_only).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     let listeners = netutil::bind_addrs_with(&addrs, BindOptions::new().backlog(4)).unwrap();
     assert_eq!(listeners.len(), 1);
 }

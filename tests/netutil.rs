@@ -170,7 +170,8 @@ fn reuse_port_lets_two_sockets_bind_one_port() {
     // Without it, the port is taken.
     let err =
         netutil::bind_sockets_with(port, BindOptions::new().address("127.0.0.1")).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert_eq!(err.io_error_kind(), Some(io::ErrorKind::AddrInUse), "{err}");
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
 }
 
@@ -178,9 +179,13 @@ fn reuse_port_lets_two_sockets_bind_one_port() {
 fn bad_addresses_are_errors() {
     let err = netutil::bind_sockets_with(0, BindOptions::new().address("no-such-host.invalid"))
         .unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(
+        err.io_error_kind(),
+        Some(io::ErrorKind::InvalidInput),
+        "{err}"
+    );
     let err = netutil::bind_addrs(&[]).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
 
 // ----- add_accept_handler -------------------------------------------------------

@@ -60,8 +60,9 @@ mod shutdown;
 mod subprocess;
 mod supervisor;
 
-use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::error::{Error, ErrorKind};
 
 pub use shutdown::on_shutdown_signals;
 pub use subprocess::{ExitStatus, Subprocess};
@@ -107,10 +108,10 @@ pub fn cpu_count() -> usize {
 /// Before any child is forked: if an `IOLoop` exists or existed in the
 /// process, if other threads are running (or their number cannot be read
 /// from `/proc/self/task`: the check fails closed), or if this process is already a
-/// child of `fork_processes` (all `io::ErrorKind::Other`, saying why). If a
-/// fork fails, the children forked so far are stopped and waited for, and
-/// the fork's error is returned.
-pub fn fork_processes(num_processes: usize) -> io::Result<usize> {
+/// child of `fork_processes` (all [`ErrorKind::InvalidState`], saying why).
+/// If a fork fails, the children forked so far are stopped and waited for,
+/// and the fork's error is returned (an [`ErrorKind::Io`] error).
+pub fn fork_processes(num_processes: usize) -> Result<usize, Error> {
     fork_processes_max_restarts(num_processes, DEFAULT_MAX_RESTARTS)
 }
 
@@ -120,8 +121,11 @@ pub fn fork_processes(num_processes: usize) -> io::Result<usize> {
 ///
 /// # Errors
 /// As [`fork_processes`].
-pub fn fork_processes_max_restarts(num_processes: usize, max_restarts: usize) -> io::Result<usize> {
-    check_can_fork().map_err(io::Error::other)?;
+pub fn fork_processes_max_restarts(
+    num_processes: usize,
+    max_restarts: usize,
+) -> Result<usize, Error> {
+    check_can_fork().map_err(|why| Error::new(ErrorKind::InvalidState, why))?;
     let n = if num_processes == 0 {
         cpu_count()
     } else {
@@ -129,7 +133,7 @@ pub fn fork_processes_max_restarts(num_processes: usize, max_restarts: usize) ->
     };
     // Output still buffered would be written once by every child.
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    supervisor::run(n, max_restarts)
+    Ok(supervisor::run(n, max_restarts)?)
 }
 
 /// Why forking now would be unsafe, if it would.

@@ -633,20 +633,7 @@ fn fake_caching_sha2_server(
         s.set_read_timeout(Some(secs(10))).unwrap();
         let nonce = b"abcdefghijklmnopqrst";
         let caps = protocol::CLIENT_CAPABILITIES | protocol::CLIENT_CONNECT_WITH_DB;
-        let mut g = vec![10];
-        g.extend_from_slice(b"8.0.36-fake\0");
-        g.extend_from_slice(&1u32.to_le_bytes());
-        g.extend_from_slice(&nonce[..8]);
-        g.push(0);
-        g.extend_from_slice(&(caps as u16).to_le_bytes());
-        g.push(45);
-        g.extend_from_slice(&2u16.to_le_bytes());
-        g.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
-        g.push(21);
-        g.extend_from_slice(&[0; 10]);
-        g.extend_from_slice(&nonce[8..]);
-        g.push(0);
-        g.extend_from_slice(b"caching_sha2_password\0");
+        let g = common::mysql_greeting(1, nonce, caps, "caching_sha2_password");
         let send = |s: &mut std::net::TcpStream, payload: &[u8], seq: u8| {
             s.write_all(&protocol::frame(payload, seq).0).unwrap();
         };

@@ -153,22 +153,7 @@ fn greeting(plugin: &str, tls: bool) -> Vec<u8> {
     if tls {
         caps |= protocol::CLIENT_SSL;
     }
-    let mut g = vec![10];
-    g.extend_from_slice(b"8.0.36-fake\0");
-    g.extend_from_slice(&7u32.to_le_bytes());
-    g.extend_from_slice(&NONCE[..8]);
-    g.push(0);
-    g.extend_from_slice(&(caps as u16).to_le_bytes());
-    g.push(45);
-    g.extend_from_slice(&2u16.to_le_bytes());
-    g.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
-    g.push(21);
-    g.extend_from_slice(&[0; 10]);
-    g.extend_from_slice(&NONCE[8..]);
-    g.push(0);
-    g.extend_from_slice(plugin.as_bytes());
-    g.push(0);
-    g
+    common::mysql_greeting(7, NONCE, caps, plugin)
 }
 
 fn parse_response(payload: &[u8]) -> Response {

@@ -207,3 +207,26 @@ pub fn open_fds() -> usize {
         .expect("/proc/self/fd")
         .count()
 }
+
+/// The greeting (handshake v10) a scripted MySQL server sends: server
+/// version `8.0.36-fake`, `connection_id`, the 20-byte `nonce` in its two
+/// parts, the capability flags `caps`, and the auth `plugin` proposed.
+/// Shared by the TorMySQL example's fake-server tests.
+pub fn mysql_greeting(connection_id: u32, nonce: &[u8; 20], caps: u32, plugin: &str) -> Vec<u8> {
+    let mut g = vec![10];
+    g.extend_from_slice(b"8.0.36-fake\0");
+    g.extend_from_slice(&connection_id.to_le_bytes());
+    g.extend_from_slice(&nonce[..8]);
+    g.push(0);
+    g.extend_from_slice(&(caps as u16).to_le_bytes());
+    g.push(45); // utf8mb4
+    g.extend_from_slice(&2u16.to_le_bytes()); // SERVER_STATUS_AUTOCOMMIT
+    g.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
+    g.push(21); // the auth data's length
+    g.extend_from_slice(&[0; 10]);
+    g.extend_from_slice(&nonce[8..]);
+    g.push(0);
+    g.extend_from_slice(plugin.as_bytes());
+    g.push(0);
+    g
+}

@@ -555,3 +555,55 @@ fn a_wake_from_another_thread_during_the_poll_is_not_lost() {
     });
     assert_eq!(result.unwrap(), 7);
 }
+
+/// A coroutine that waited and finished lets go of its runner at once, and
+/// with it of the caller's stack contexts (and what their handlers own: for
+/// `Exchange::run_async`, the request). A runner kept for reuse once held
+/// them until some later coroutine happened to take it.
+#[test]
+fn a_waited_coroutine_lets_go_of_its_callers_stack_context() {
+    use squall::stack_context::ExceptionStackContext;
+    let io_loop = IOLoop::new().unwrap();
+    let marker = Rc::new(());
+    let weak = Rc::downgrade(&marker);
+    io_loop
+        .run_sync(
+            move || {
+                let out: Future<()> = Future::new();
+                let o = out.clone();
+                let deactivate = ExceptionStackContext::new(move |_: &Error| {
+                    let _owned = &marker;
+                    false
+                })
+                .run(move || {
+                    let f = gen::coroutine(async {
+                        gen::sleep(ms(1)).await?;
+                        Ok(())
+                    });
+                    f.add_done_callback(move |f: &Future<()>| o.complete(f.result()));
+                });
+                drop(deactivate);
+                out
+            },
+            Some(secs(5)),
+        )
+        .unwrap();
+    // One more turn of the loop, for anything put off.
+    io_loop
+        .run_sync(
+            || {
+                // Not a coroutine: one would take the kept runner for
+                // itself, which also lets go of what it held.
+                let f = Future::<()>::new();
+                let g = f.clone();
+                IOLoop::current().call_later(ms(5), move || g.set_result(()));
+                f
+            },
+            Some(secs(5)),
+        )
+        .unwrap();
+    assert!(
+        weak.upgrade().is_none(),
+        "the caller's stack context is still held after the coroutine finished"
+    );
+}

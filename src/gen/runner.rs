@@ -711,6 +711,14 @@ impl Runner {
         true
     }
 
+    /// Lifts a finished runner's context frame off the stack it sat on,
+    /// if nobody else holds the frame; whether it could. What the old
+    /// stack held goes (dropped with no borrow held).
+    pub(super) fn lift_context(&self) -> bool {
+        let lifted = self.inner.ctx.borrow_mut().reparent(Context::empty());
+        lifted.is_ok()
+    }
+
     /// Re-seats a recycled runner's context on the current stack and
     /// unmarks it finished: a new coroutine's runner, made without
     /// allocating.

@@ -31,7 +31,7 @@
 //! # Ok::<(), squall::Error>(())
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future as StdFuture;
 use std::rc::Rc;
@@ -68,6 +68,8 @@ const RETIRED_MAX: usize = 64;
 thread_local! {
     static POOL: RefCell<Vec<Shell>> = const { RefCell::new(Vec::new()) };
     static RETIRED: RefCell<VecDeque<Shell>> = const { RefCell::new(VecDeque::new()) };
+    /// Whether a [`sweep`] of the retired shells is queued on the loop.
+    static SWEEP_QUEUED: Cell<bool> = const { Cell::new(false) };
 }
 
 impl Shell {
@@ -207,6 +209,34 @@ pub(super) fn retire(polling: Rc<Polling>, waker: Arc<TaskWaker>, task: TaskId) 
         .unwrap_or(None);
     if let Some(shell) = evicted {
         shell.discard();
+    }
+    // Its context frame still sits on the caller's stack, which may hold
+    // much (a request's `Exchange`): lifted off on the next iteration, once
+    // whoever ran the coroutine's last step let go of the frame.
+    if !SWEEP_QUEUED.with(|q| q.replace(true)) {
+        match IOLoop::try_current() {
+            Some(io_loop) if !io_loop.is_closed() => io_loop.spawn_callback(sweep),
+            _ => SWEEP_QUEUED.with(|q| q.set(false)),
+        }
+    }
+}
+
+/// Lifts each retired shell's context frame off the stack its coroutine
+/// started on, so that a kept runner holds nothing of its caller's; a
+/// shell whose frame somebody else still holds (a callback captured the
+/// context) is given up instead, and its stack goes when they let go.
+fn sweep() {
+    SWEEP_QUEUED.with(|q| q.set(false));
+    let count = RETIRED.with(|r| r.borrow().len());
+    for _ in 0..count {
+        let Some(shell) = RETIRED.with(|r| r.borrow_mut().pop_front()) else {
+            break;
+        };
+        if shell.runner.lift_context() {
+            RETIRED.with(|r| r.borrow_mut().push_back(shell));
+        } else {
+            shell.discard();
+        }
     }
 }
 

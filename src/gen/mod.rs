@@ -304,6 +304,10 @@ pub fn coroutine<M, C: IntoCoroutine<M>>(coro: C) -> Future<C::Output> {
     let future = Future::new();
     let f = future.clone();
     coro.start(move |result| {
+        // Failed because its loop went away: nobody is left to read it.
+        if matches!(&result, Err(err) if crate::catch::is_teardown(err)) {
+            f.mark_observed();
+        }
         f.try_complete(result);
     });
     future

@@ -1,61 +1,18 @@
 //! A failed `Future` dropped with its error unread logs it once ("Future
 //! exception was never retrieved", as Tornado does); one whose error was
 //! read, and a stream's futures failed by its close, log nothing. Its own
-//! test binary: it installs a process-wide logger.
+//! test binary: it installs a process-wide logger (`common::logs`).
 
 mod common;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Mutex;
-use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use common::logs::{errors, never_retrieved};
 use squall::gen::{self, ResultCallback, Resume, Step, Task};
 use squall::queues::Queue;
 use squall::{Error, ErrorKind, Future, IOLoop, IOStream};
-
-/// Every squall error line, with the thread that logged it (tests run in
-/// parallel; each looks at its own).
-struct Capture(Mutex<Vec<(ThreadId, String)>>);
-
-impl Log for Capture {
-    fn enabled(&self, _: &Metadata) -> bool {
-        true
-    }
-    fn log(&self, record: &Record) {
-        if record.target().starts_with("squall") && record.level() == Level::Error {
-            let line = (thread::current().id(), record.args().to_string());
-            self.0.lock().unwrap().push(line);
-        }
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: Capture = Capture(Mutex::new(Vec::new()));
-
-/// This thread's squall error lines so far, taken.
-fn errors() -> Vec<String> {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&LOGGER).unwrap();
-        log::set_max_level(LevelFilter::Error);
-    });
-    let me = thread::current().id();
-    let mut lines = LOGGER.0.lock().unwrap();
-    let (mine, others): (Vec<_>, Vec<_>) = lines.drain(..).partition(|(t, _)| *t == me);
-    *lines = others;
-    mine.into_iter().map(|(_, line)| line).collect()
-}
-
-/// This thread's "never retrieved" lines so far, taken.
-fn never_retrieved() -> Vec<String> {
-    errors()
-        .into_iter()
-        .filter(|line| line.contains("never retrieved"))
-        .collect()
-}
 
 #[test]
 fn a_failed_future_dropped_unread_logs_its_error_once() {

@@ -287,6 +287,14 @@ where
 /// future, never raised. The coroutine runs up to its first wait before
 /// `coroutine` returns, as in Tornado.
 ///
+/// A coroutine still waiting when its loop is closed or dropped (a
+/// background worker that never ends) is failed with
+/// [`ErrorKind::CallbackDropped`](crate::ErrorKind::CallbackDropped), so
+/// that it does not wait forever. If it returns that error, its future
+/// counts as read and a [`spawn_callback`](crate::IOLoop::spawn_callback)
+/// that started it logs it at `debug` only: that is a clean shutdown, not
+/// an error ("never retrieved" is for failures the user could act on).
+///
 /// ```
 /// use std::time::Duration;
 /// use squall::{gen, Future, IOLoop};

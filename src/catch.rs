@@ -217,12 +217,60 @@ thread_local! {
 
 /// The end of the line for an error no stack context handled: log it.
 pub(crate) fn report_unhandled(err: Error, origin: Origin, name: &'static str) {
+    // A coroutine failed because its loop went away (a worker spawned with
+    // `spawn_callback`) is shutdown, not an error: see `TeardownGuard`.
+    if is_teardown(&err) {
+        log::debug!("at loop teardown, in {origin} `{name}`: {err}");
+        return;
+    }
     log::error!("uncaught error in {origin} `{name}`: {err}");
     UNHANDLED_SINK.with(|sink| {
         if let Some(errors) = sink.borrow_mut().as_mut() {
             errors.push(err);
         }
     });
+}
+
+thread_local! {
+    /// How many loops of this thread are dropping what they held.
+    static TEARDOWN: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Held while a loop drops its callbacks, timeouts and handlers (its
+/// `close`, or its last handle dropped). A coroutine still waiting then (a
+/// background worker spawned with `spawn_callback`) is failed with
+/// [`ErrorKind::CallbackDropped`] so that it does not wait forever, and
+/// usually returns that error: a clean shutdown, not something the user
+/// could act on (asyncio says at most "Task was destroyed but it is
+/// pending!"). So its result future counts as read, and an unhandled one
+/// is logged at `debug`. The same error while the loop runs (a user
+/// dropped a callback unheard) is reported as ever.
+pub(crate) struct TeardownGuard(());
+
+impl TeardownGuard {
+    pub(crate) fn enter() -> TeardownGuard {
+        let _ = TEARDOWN.try_with(|d| d.set(d.get() + 1));
+        TeardownGuard(())
+    }
+}
+
+impl Drop for TeardownGuard {
+    fn drop(&mut self) {
+        let _ = TEARDOWN.try_with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// Whether a loop of this thread is going away (see [`TeardownGuard`]), or
+/// the thread itself is exiting (its thread-locals, a current loop among
+/// them, already dropping).
+pub(crate) fn tearing_down() -> bool {
+    TEARDOWN.try_with(|d| d.get() > 0).unwrap_or(true)
+}
+
+/// Whether `err` is a coroutine's wait cut short by its loop going away
+/// (see [`TeardownGuard`]): not worth an error line.
+pub(crate) fn is_teardown(err: &Error) -> bool {
+    err.kind() == ErrorKind::CallbackDropped && tearing_down()
 }
 
 /// Starts collecting unhandled errors on this thread; returns what was being

@@ -46,7 +46,9 @@
 //! future's error, or a callback that returns the future, count as reading
 //! it. A stream's own futures that fail because the stream closed are
 //! marked read, as in Tornado: ignoring the future of a write to a client
-//! that went away logs nothing.
+//! that went away logs nothing. So is a coroutine's future failed because
+//! its loop was closed or dropped while it waited (see
+//! [`gen::coroutine`](crate::gen::coroutine)): a clean shutdown.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

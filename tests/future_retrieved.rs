@@ -1,52 +1,18 @@
 //! A failed `Future` dropped with its error unread logs it once ("Future
 //! exception was never retrieved", as Tornado does); one whose error was
 //! read, and a stream's futures failed by its close, log nothing. Its own
-//! test binary: it installs a process-wide logger.
+//! test binary: it installs a process-wide logger (`common::logs`).
 
 mod common;
 
-use std::sync::Mutex;
-use std::thread::{self, ThreadId};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use common::logs::{errors, never_retrieved};
+use squall::gen::{self, ResultCallback, Resume, Step, Task};
+use squall::queues::Queue;
 use squall::{Error, ErrorKind, Future, IOLoop, IOStream};
-
-/// Every squall error line, with the thread that logged it (tests run in
-/// parallel; each looks at its own).
-struct Capture(Mutex<Vec<(ThreadId, String)>>);
-
-impl Log for Capture {
-    fn enabled(&self, _: &Metadata) -> bool {
-        true
-    }
-    fn log(&self, record: &Record) {
-        if record.target().starts_with("squall") && record.level() == Level::Error {
-            let line = (thread::current().id(), record.args().to_string());
-            self.0.lock().unwrap().push(line);
-        }
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: Capture = Capture(Mutex::new(Vec::new()));
-
-/// This thread's "never retrieved" lines so far, taken.
-fn never_retrieved() -> Vec<String> {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&LOGGER).unwrap();
-        log::set_max_level(LevelFilter::Error);
-    });
-    let me = thread::current().id();
-    let mut lines = LOGGER.0.lock().unwrap();
-    let (mine, others): (Vec<_>, Vec<_>) = lines.drain(..).partition(|(t, _)| *t == me);
-    *lines = others;
-    mine.into_iter()
-        .map(|(_, line)| line)
-        .filter(|line| line.contains("never retrieved"))
-        .collect()
-}
 
 #[test]
 fn a_failed_future_dropped_unread_logs_its_error_once() {
@@ -129,4 +95,188 @@ fn ignored_writes_to_a_stream_whose_peer_went_away_log_nothing() {
     drop(stream);
     io_loop.close();
     assert_eq!(never_retrieved(), Vec::<String>::new());
+}
+
+/// A background worker that waits forever, the way Tornado apps spawn them
+/// (`spawn_callback(worker)`): on a queue nobody feeds (awaited, after a
+/// first timer), and on timers. `?` ends it with the error.
+async fn queue_worker(queue: Queue<u8>) -> Result<(), Error> {
+    gen::sleep(Duration::from_millis(1)).await?;
+    loop {
+        queue.get().await?;
+    }
+}
+
+async fn timer_worker() -> Result<(), Error> {
+    loop {
+        gen::sleep(Duration::from_secs(3600)).await?;
+    }
+}
+
+/// The generator form of a worker waiting forever on a timer.
+fn timer_generator() -> Future<()> {
+    gen::coroutine(gen::from_fn((), |_, input| match input {
+        Resume::Start | Resume::Value(_) => gen::sleep(Duration::from_secs(3600)).into(),
+        Resume::Error(err) => Step::Return(Err(err)),
+    }))
+}
+
+/// A generator waiting on a callback that the loop holds (a timeout far
+/// away): the loop going away drops it, uncalled.
+fn callback_generator() -> Future<()> {
+    gen::coroutine(gen::from_fn((), |_, input| match input {
+        Resume::Start => far_timeout().into(),
+        Resume::Value(_) => Step::Return(Ok(())),
+        Resume::Error(err) => Step::Return(Err(err)),
+    }))
+}
+
+/// The same, `async`.
+async fn callback_worker() -> Result<(), Error> {
+    far_timeout().await?;
+    Ok(())
+}
+
+/// A callback the loop holds, in a timeout far away. Unlike a [`gen::sleep`]
+/// it holds no handle on the loop: a loop dropped with only these pending
+/// is not kept alive by them, and goes.
+fn far_timeout() -> Task {
+    Task::new(|cb: ResultCallback| {
+        IOLoop::current().call_later(Duration::from_secs(3600), move || cb.call(()));
+    })
+}
+
+/// Runs `io_loop` until its workers wait: spawned fire-and-forget, and
+/// started with their futures dropped, or kept in the returned `Vec`. With
+/// `sleeps`, workers on [`gen::sleep`] too.
+fn start_workers(io_loop: &IOLoop, sleeps: bool) -> Vec<Future<()>> {
+    let queue = Queue::<u8>::new(0);
+    let kept = Rc::new(RefCell::new(Vec::new()));
+    let k = kept.clone();
+    let start = move || {
+        let io_loop = IOLoop::current();
+        io_loop.spawn_callback(callback_generator);
+        io_loop.spawn_callback(|| gen::coroutine(callback_worker()));
+        drop(callback_generator());
+        drop(gen::coroutine(callback_worker()));
+        k.borrow_mut().push(callback_generator());
+        k.borrow_mut().push(gen::coroutine(callback_worker()));
+        if sleeps {
+            let q = queue.clone();
+            io_loop.spawn_callback(move || gen::coroutine(queue_worker(q)));
+            io_loop.spawn_callback(|| gen::coroutine(timer_worker()));
+            io_loop.spawn_callback(timer_generator);
+            drop(gen::coroutine(timer_worker()));
+            drop(timer_generator());
+            k.borrow_mut().push(gen::coroutine(timer_worker()));
+            k.borrow_mut().push(timer_generator());
+        }
+        gen::coroutine(async {
+            gen::sleep(Duration::from_millis(20)).await?;
+            Ok(())
+        })
+    };
+    io_loop.run_sync(start, None).unwrap();
+    let kept = kept.take();
+    assert!(kept.iter().all(|f| !f.done()));
+    kept
+}
+
+/// The coroutines still waiting when a loop goes away are failed with
+/// `CallbackDropped` (they must not wait forever); that is teardown, not an
+/// error anyone could act on: no error line (asyncio, the same case, warns
+/// at most), whether the coroutine was spawned, or its future dropped.
+#[test]
+fn waiting_coroutines_at_a_loop_drop_or_close_log_nothing() {
+    errors();
+    let failed_by_teardown = |kept: &[Future<()>]| {
+        for future in kept {
+            assert_eq!(future.error().unwrap().kind(), ErrorKind::CallbackDropped);
+        }
+    };
+    // Closed, its workers' futures dropped after.
+    let io_loop = IOLoop::new().unwrap();
+    let kept = start_workers(&io_loop, true);
+    io_loop.close();
+    failed_by_teardown(&kept);
+    drop(kept);
+    drop(io_loop);
+    assert_eq!(errors(), Vec::<String>::new());
+
+    // Closed while it runs, from a callback.
+    let io_loop = IOLoop::new().unwrap();
+    let kept = start_workers(&io_loop, true);
+    let l = io_loop.clone();
+    io_loop.add_callback(move || l.close());
+    io_loop.start().unwrap();
+    failed_by_teardown(&kept);
+    drop((kept, io_loop));
+    assert_eq!(errors(), Vec::<String>::new());
+
+    // Dropped, never closed: made current, then no longer.
+    let io_loop = IOLoop::new().unwrap();
+    io_loop.make_current();
+    let kept = start_workers(&io_loop, false);
+    IOLoop::clear_current();
+    drop(io_loop);
+    failed_by_teardown(&kept);
+    drop(kept);
+    assert_eq!(errors(), Vec::<String>::new());
+
+    // Dropped while another loop is current, which goes on.
+    let other = IOLoop::new().unwrap();
+    let io_loop = IOLoop::new().unwrap();
+    let kept = start_workers(&io_loop, false);
+    other.make_current();
+    drop(io_loop);
+    failed_by_teardown(&kept);
+    drop(kept);
+    other.run_sync(|| Future::ready(()), None).unwrap();
+    IOLoop::clear_current();
+    drop(other);
+    assert_eq!(errors(), Vec::<String>::new());
+}
+
+/// Real failures still log, coroutines included: one that returns its own
+/// error while its loop runs, and one whose callback a user dropped while
+/// the loop runs normally (`CallbackDropped`, but not teardown). Spawned,
+/// the loop reports them; their futures dropped unread, "never retrieved".
+#[test]
+fn a_coroutine_failing_while_its_loop_runs_still_logs_once() {
+    errors();
+    async fn gives_up() -> Result<(), Error> {
+        gen::sleep(Duration::from_millis(1)).await?;
+        Err(Error::new(ErrorKind::Timeout, "the worker gave up"))
+    }
+    fn loses_its_callback() -> Future<()> {
+        gen::coroutine(gen::from_fn((), |_, input| match input {
+            // The callback is dropped at once, never called.
+            Resume::Start => Task::new(drop::<ResultCallback>).into(),
+            Resume::Value(_) => Step::Return(Ok(())),
+            Resume::Error(err) => Step::Return(Err(err)),
+        }))
+    }
+    let io_loop = IOLoop::new().unwrap();
+    let start = || {
+        let io_loop = IOLoop::current();
+        io_loop.spawn_callback(|| gen::coroutine(gives_up()));
+        io_loop.spawn_callback(loses_its_callback);
+        drop(gen::coroutine(gives_up()));
+        drop(loses_its_callback());
+        gen::coroutine(async {
+            gen::sleep(Duration::from_millis(20)).await?;
+            Ok(())
+        })
+    };
+    io_loop.run_sync(start, None).unwrap();
+    let mut lines = errors();
+    lines.sort();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let dropped = "callback dropped: the callback for key";
+    assert!(lines[0].starts_with("Future exception was never retrieved: callback dropped"));
+    assert!(lines[1].starts_with("Future exception was never retrieved: timeout: the worker"));
+    assert!(lines[2].starts_with("uncaught error") && lines[2].contains(dropped));
+    assert!(lines[3].starts_with("uncaught error") && lines[3].contains("the worker gave up"));
+    io_loop.close();
+    assert_eq!(errors(), Vec::<String>::new());
 }

@@ -36,6 +36,10 @@ mod upstream;
 
 #[path = "common/peers.rs"]
 mod need;
+
+#[path = "common/logs.rs"]
+#[allow(dead_code)]
+mod logs;
 use need::Peer;
 use std::cell::RefCell;
 use std::io::Write as _;
@@ -423,6 +427,7 @@ fn frozen_upstream_times_out_and_leaves_no_timeout_behind() {
     if !need::ready(&[Peer::Memcached]) {
         return;
     }
+    logs::never_retrieved_anywhere();
     let cluster = Cluster::start(2);
     let victim = 0;
     let frozen_keys = cluster.keys_on(victim, "frozen", 10);
@@ -483,6 +488,10 @@ fn frozen_upstream_times_out_and_leaves_no_timeout_behind() {
     );
     assert_eq!(cluster.stat("pending_timeouts"), "0");
     assert_eq!(cluster.stat("upstream_0_state"), "up");
+    // The replies that came after their call's timeout (the closed
+    // connection's error) were read by the client, not left to the log.
+    drop((c, cluster));
+    assert_eq!(logs::never_retrieved_anywhere(), Vec::<String>::new());
 }
 
 #[test]

@@ -294,7 +294,17 @@ impl Client {
             let c = call.clone();
             reply.add_done_callback(move |reply: &Future<Reply>| -> Result<(), Error> {
                 if c.finished() {
-                    return Ok(()); // timed out already; the connection closed since
+                    // Timed out already, and answered so. What comes late (most
+                    // often the error of the connection the timeout closed)
+                    // has nobody left to go to: read here, so that it is not
+                    // reported as an error nobody retrieved.
+                    if let Err(err) = reply.take_result() {
+                        log::debug!(
+                            "{server}: after its call timed out: {err}",
+                            server = c.upstream.addr
+                        );
+                    }
+                    return Ok(());
                 }
                 c.remove_timeout();
                 let server = c.upstream.addr;

@@ -287,6 +287,14 @@ where
 /// future, never raised. The coroutine runs up to its first wait before
 /// `coroutine` returns, as in Tornado.
 ///
+/// A coroutine still waiting when its loop is closed or dropped (a
+/// background worker that never ends) is failed with
+/// [`ErrorKind::CallbackDropped`](crate::ErrorKind::CallbackDropped), so
+/// that it does not wait forever. If it returns that error, its future
+/// counts as read and a [`spawn_callback`](crate::IOLoop::spawn_callback)
+/// that started it logs it at `debug` only: that is a clean shutdown, not
+/// an error ("never retrieved" is for failures the user could act on).
+///
 /// ```
 /// use std::time::Duration;
 /// use squall::{gen, Future, IOLoop};
@@ -304,6 +312,10 @@ pub fn coroutine<M, C: IntoCoroutine<M>>(coro: C) -> Future<C::Output> {
     let future = Future::new();
     let f = future.clone();
     coro.start(move |result| {
+        // Failed because its loop went away: nobody is left to read it.
+        if matches!(&result, Err(err) if crate::catch::is_teardown(err)) {
+            f.mark_observed();
+        }
         f.try_complete(result);
     });
     future

@@ -852,7 +852,9 @@ impl Drop for CallbackShared {
         // loop is closed (or there is none), now; if the loop drops the
         // notice without running it, the notice delivers as it drops.
         match IOLoop::try_current() {
-            Some(io_loop) if !io_loop.is_closed() => io_loop.spawn_callback(move || drop(notice)),
+            Some(io_loop) if !io_loop.is_closed() && !crate::catch::tearing_down() => {
+                io_loop.spawn_callback(move || drop(notice))
+            }
             _ => drop(notice),
         }
     }

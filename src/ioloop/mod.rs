@@ -665,6 +665,8 @@ impl IOLoop {
         let handlers = std::mem::take(&mut *inner.handlers.borrow_mut());
         let signals = signal::take(inner);
         let poll = inner.poll.borrow_mut().take();
+        // What they held goes now: coroutines waiting on it fail quietly.
+        let _teardown = crate::catch::TeardownGuard::enter();
         drop(poll);
         drop(rx);
         drop(channels);
@@ -792,6 +794,15 @@ impl Drop for Inner {
         for source in &channels {
             source.close();
         }
+        // What it still holds goes here rather than after, so that the
+        // coroutines waiting on it know it is teardown (see `catch::TeardownGuard`).
+        let _teardown = crate::catch::TeardownGuard::enter();
+        drop(channels);
+        drop(std::mem::take(self.callbacks.get_mut()));
+        drop(std::mem::take(self.spare.get_mut()));
+        drop(self.timers.get_mut().drain());
+        drop(std::mem::take(self.handlers.get_mut()));
+        drop(self.signals.get_mut().take());
     }
 }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 use squall::ioloop::{Clock, ManualClock};
 use squall::{Future, IOLoop};
 
+pub mod logs;
+
 /// `Duration::from_secs`, shorter.
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

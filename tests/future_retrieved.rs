@@ -4,12 +4,17 @@
 //! test binary: it installs a process-wide logger (`common::logs`).
 
 mod common;
+#[allow(dead_code)]
+#[path = "common/http.rs"]
+mod http_kit;
+#[path = "common/web.rs"]
+mod web_kit;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::logs::{errors, never_retrieved};
+use common::logs::{errors, never_retrieved, never_retrieved_about};
 use squall::gen::{self, ResultCallback, Resume, Step, Task};
 use squall::queues::Queue;
 use squall::{Error, ErrorKind, Future, IOLoop, IOStream};
@@ -279,4 +284,45 @@ fn a_coroutine_failing_while_its_loop_runs_still_logs_once() {
     assert!(lines[3].starts_with("uncaught error") && lines[3].contains("the worker gave up"));
     io_loop.close();
     assert_eq!(errors(), Vec::<String>::new());
+}
+
+/// Streams a chunk every 10 ms, ignoring each flush's future (as the
+/// `#[must_use]` note says to, with `drop`), 30 times.
+fn stream_and_ignore_flushes(x: &squall::web::Exchange) -> Result<(), Error> {
+    fn again(x: squall::web::Exchange, left: u32) {
+        if left == 0 {
+            return;
+        }
+        IOLoop::current().call_later(Duration::from_millis(10), move || {
+            x.write("chunk\n");
+            drop(x.flush());
+            again(x, left - 1);
+        });
+    }
+    x.set_async();
+    x.write("first\n");
+    drop(x.flush());
+    again(x.clone(), 30);
+    Ok(())
+}
+
+#[test]
+fn ignored_flushes_to_a_client_that_left_log_nothing() {
+    use std::io::{Read, Write};
+    never_retrieved(); // (installs the logger)
+    let server = http_kit::TestServer::start(
+        || squall::web::Application::new().route("/", || web_kit::F(stream_and_ignore_flushes)),
+        |_| {},
+    );
+    let mut client = std::net::TcpStream::connect(server.addr).unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0; 64];
+    assert!(client.read(&mut first).unwrap() > 0);
+    drop(client);
+    // The handler goes on flushing into the closed connection.
+    std::thread::sleep(Duration::from_millis(400));
+    drop(server);
+    assert_eq!(never_retrieved_about("flush()"), Vec::<String>::new());
 }

@@ -696,6 +696,10 @@ impl Runner {
             || inner.pending_error.borrow().is_some()
             || inner.recording.borrow().is_some()
             || inner.deactivate.borrow().is_none()
+            // A key or point made after the end (a yield point's `Drop`
+            // registering a callback) would reach the next coroutine.
+            || !inner.keys.borrow().is_empty()
+            || inner.point.borrow().is_some()
         {
             return false;
         }

@@ -348,6 +348,16 @@ impl Exchange {
     fn verb_after_prepare(&self) {
         let (Some(app), Some(mut handler)) = (self.inner.app.upgrade(), self.inner.handler.take())
         else {
+            // Not reached today (a response left open parks its handler,
+            // and the application outlives its requests); were it, the
+            // request must still end rather than hang.
+            self.handler_failed(Error::new(
+                ErrorKind::InvalidState,
+                "the handler waiting for its async prepare is gone",
+            ));
+            if !self.finished() {
+                let _ = self.finish();
+            }
             return;
         };
         // The prepare's block made the response asynchronous; the verb

@@ -341,13 +341,23 @@ impl Exchange {
     /// writing more, and a large body goes out with bounded memory.
     pub fn flush(&self) -> Future<()> {
         let inner = &self.inner;
+        let conn = inner.conn();
         if inner.finished.get() {
+            if conn.closed() {
+                // The client left: a flush a handler ignores on purpose
+                // (a timer streaming to a client that went) logs nothing,
+                // as Tornado marks its write futures' errors read.
+                return Future::failed(Error::new(
+                    ErrorKind::StreamClosed,
+                    "flush(): the client closed the connection",
+                ))
+                .observed();
+            }
             return Future::failed(Error::new(
                 ErrorKind::InvalidState,
                 "flush() after finish()",
             ));
         }
-        let conn = inner.conn();
         let first = !conn.headers_written();
         if inner.settings.compress_response {
             self.transform_output(&mut inner.body.borrow_mut(), first, false);

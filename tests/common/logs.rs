@@ -56,3 +56,9 @@ pub fn never_retrieved() -> Vec<String> {
 pub fn never_retrieved_anywhere() -> Vec<String> {
     take(|_, l| l.contains("never retrieved"))
 }
+
+/// Any thread's "never retrieved" lines that mention `text`, taken: for a
+/// server on a thread of its own, leaving other tests' lines alone.
+pub fn never_retrieved_about(text: &str) -> Vec<String> {
+    take(|_, l| l.contains("never retrieved") && l.contains(text))
+}

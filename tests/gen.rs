@@ -1478,3 +1478,47 @@ fn wait_iterator_next_after_done_throws_instead_of_hanging() {
     });
     assert_eq!(outcome.unwrap_err().kind(), ErrorKind::InvalidState);
 }
+
+/// `?` works inside a `from_fn` step: the step returns
+/// `Result<Step<T>, Error>`, and an `Err` finishes the generator with it.
+#[test]
+fn question_mark_inside_a_from_fn_step() {
+    use squall::gen::{Resume, Step};
+    let io_loop = IOLoop::new().unwrap();
+    let sum = io_loop
+        .run_sync(
+            || {
+                gen::coroutine(gen::from_fn(0u32, |total, input: Resume| {
+                    if let Some(n) = input.into_result::<u32>()? {
+                        *total += n;
+                    }
+                    if *total >= 3 {
+                        return Ok(Step::Return(Ok(*total)));
+                    }
+                    Ok(Step::wait(gen::Task::new(|cb: gen::ResultCallback| {
+                        cb.call(1u32)
+                    })))
+                }))
+            },
+            None,
+        )
+        .unwrap();
+    assert_eq!(sum, 3);
+    // A thrown error and a wrong type both end it through `?`.
+    let err = io_loop
+        .run_sync(
+            || {
+                gen::coroutine(gen::from_fn((), |_, input: Resume| {
+                    match input.into_result::<u32>()? {
+                        None => Ok(Step::wait(gen::Task::new(|cb: gen::ResultCallback| {
+                            cb.call("not a number")
+                        }))),
+                        Some(n) => Ok(Step::Return(Ok(n))),
+                    }
+                }))
+            },
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), squall::ErrorKind::TypeMismatch);
+}

@@ -197,25 +197,72 @@ pub struct FromFn<S, F> {
     f: F,
 }
 
+/// What a [`from_fn`] step returns: a [`Step`], or a `Result` of one, so
+/// that `?` works inside a step (an `Err` finishes the generator with that
+/// error, as `Step::Return(Err(..))` would).
+pub trait IntoStep {
+    /// What the generator returns.
+    type Output: 'static;
+    /// The step.
+    fn into_step(self) -> Step<Self::Output>;
+}
+
+impl<T: 'static> IntoStep for Step<T> {
+    type Output = T;
+    #[inline]
+    fn into_step(self) -> Step<T> {
+        self
+    }
+}
+
+impl<T: 'static> IntoStep for Result<Step<T>, Error> {
+    type Output = T;
+    #[inline]
+    fn into_step(self) -> Step<T> {
+        self.unwrap_or_else(|err| Step::Return(Err(err)))
+    }
+}
+
 /// Builds a small generator from a state and a closure.
-pub fn from_fn<S, T, F>(state: S, f: F) -> FromFn<S, F>
+///
+/// A step returns a [`Step`], or `Result<Step<T>, Error>` so that `?`
+/// works inside it:
+///
+/// ```
+/// use squall::gen::{self, Resume, Step};
+/// use squall::IOLoop;
+///
+/// let io_loop = IOLoop::new()?;
+/// let doubled = io_loop.run_sync(|| {
+///     gen::coroutine(gen::from_fn((), |_, input: Resume| {
+///         // `Start` is `None`; the point's value, `Some(21)`.
+///         match input.into_result::<u32>()? {
+///             None => Ok(Step::wait(gen::Task::new(|cb: gen::ResultCallback| cb.call(21u32)))),
+///             Some(n) => Ok(Step::Return(Ok(2 * n))),
+///         }
+///     }))
+/// }, None)?;
+/// assert_eq!(doubled, 42);
+/// # Ok::<(), squall::Error>(())
+/// ```
+pub fn from_fn<S, R, F>(state: S, f: F) -> FromFn<S, F>
 where
     S: 'static,
-    T: 'static,
-    F: FnMut(&mut S, Resume) -> Step<T> + 'static,
+    R: IntoStep,
+    F: FnMut(&mut S, Resume) -> R + 'static,
 {
     FromFn { state, f }
 }
 
-impl<S, T, F> Generator for FromFn<S, F>
+impl<S, R, F> Generator for FromFn<S, F>
 where
     S: 'static,
-    T: 'static,
-    F: FnMut(&mut S, Resume) -> Step<T> + 'static,
+    R: IntoStep,
+    F: FnMut(&mut S, Resume) -> R + 'static,
 {
-    type Output = T;
-    fn resume(&mut self, input: Resume) -> Step<T> {
-        (self.f)(&mut self.state, input)
+    type Output = R::Output;
+    fn resume(&mut self, input: Resume) -> Step<R::Output> {
+        (self.f)(&mut self.state, input).into_step()
     }
 }
 

@@ -67,6 +67,9 @@ thread_local! {
     /// Connections that went idle and freed their buffers since the last
     /// trim, on this thread (all its servers: the heap is the process's).
     static IDLE_RELEASES: Cell<usize> = const { Cell::new(0) };
+    /// Trims made on this thread, by any of its servers: a server's
+    /// `idle_seen` counts from the last of them only.
+    static TRIMS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// An idle connection has freed its buffers (the HTTP server's idle tick):
@@ -84,6 +87,9 @@ pub(super) struct TrimWatch {
     peak: Cell<usize>,
     /// The idle releases counted at the last look (see [`decide`]).
     idle_seen: Cell<usize>,
+    /// [`TRIMS`] at the last look: another server's trim since then reset
+    /// the count, so `idle_seen` no longer means anything.
+    trims_seen: Cell<u64>,
 }
 
 impl TrimWatch {
@@ -155,17 +161,32 @@ fn decide(peak: usize, open: usize, idle: usize, idle_seen: usize) -> Decision {
     }
 }
 
+/// A server's `idle_seen` from its last look, if no trim (of this server
+/// or another on the thread) reset the count since; else 0, so that a
+/// count started afresh is not taken for "no more since the last look".
+fn seen_since(idle_seen: usize, trims_then: u64, trims_now: u64) -> usize {
+    if trims_then == trims_now {
+        idle_seen
+    } else {
+        0
+    }
+}
+
 /// One look (see [`decide`]).
 fn look(shared: &Rc<Shared>) {
     let open = shared.open_connections();
     let watch = &shared.trim;
     let peak = watch.peak.get();
     let idle = IDLE_RELEASES.with(Cell::get);
-    let decision = decide(peak, open, idle, watch.idle_seen.get());
+    let trims = TRIMS.with(Cell::get);
+    let idle_seen = seen_since(watch.idle_seen.get(), watch.trims_seen.get(), trims);
+    let decision = decide(peak, open, idle, idle_seen);
     watch.idle_seen.set(if decision.trim { 0 } else { idle });
+    watch.trims_seen.set(trims + u64::from(decision.trim));
     if decision.trim {
         let start = std::time::Instant::now();
         IDLE_RELEASES.with(|n| n.set(0));
+        TRIMS.with(|t| t.set(trims + 1));
         // The tables first: what they give back is trimmed with the rest.
         IOLoop::current().shrink_tables();
         {
@@ -209,6 +230,16 @@ fn trim() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_servers_trim_voids_the_idle_count_seen() {
+        assert_eq!(seen_since(1_500, 3, 3), 1_500);
+        // Another server trimmed since (the count restarted from 0): a new
+        // count of 1,500 is not "none more since the last look".
+        assert_eq!(seen_since(1_500, 3, 4), 0);
+        assert!(!decide(6_000, 5_000, 1_500, seen_since(1_500, 3, 4)).trim);
+        assert!(decide(6_000, 5_000, 1_500, seen_since(1_500, 4, 4)).trim);
+    }
 
     #[test]
     fn trims_once_connections_fell_by_half_and_enough() {

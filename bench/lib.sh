@@ -1,6 +1,7 @@
 # Sourced by bench/http.sh, bench/slow_clients.sh, bench/https.sh,
 # bench/static.sh and bench/websocket.sh: starting a server pinned to its
-# core, waiting until it answers rightly, and stopping it.
+# core, waiting until it answers rightly, and stopping it; and by
+# bench/slow_bodies.sh and bench/soak.sh for the readings at its end.
 #
 # Uses $work (a scratch directory, for the server's log and the probe's
 # files), SERVER_CPU and WRK_CPU, the function `server_cmd NAME PORT` (the
@@ -66,4 +67,21 @@ stop_server() {
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   pid=
+}
+
+# A process's resident memory (KiB) and open descriptors, from /proc
+# (bench/slow_bodies.sh, bench/soak.sh).
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+fds() { ls "/proc/$1/fd" | wc -l; }
+
+# wrk's summary (a file) -> "requests errors p99" (errors: socket errors +
+# non-2xx).
+wrk_row() {
+  awk '
+    / requests in / { req = $1 }
+    /Socket errors:/ { gsub(",", ""); err += $4 + $6 + $8 + $10 }
+    /Non-2xx/ { err += $NF }
+    $1 == "99%" { p99 = $2 }
+    END { printf "%s %d %s\n", req ? req : 0, err, p99 ? p99 : "-" }
+  ' "$1"
 }

@@ -35,17 +35,7 @@ BIN="${CARGO_TARGET_DIR:-target}/release/examples"
 LOGS=$(mktemp -d /tmp/slow_bodies.XXXXXX)
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-fds() { ls "/proc/$1/fd" | wc -l; }
-wrk_row() { # wrk's summary -> "requests errors p99"
-  awk '
-    / requests in / { req = $1 }
-    /Socket errors:/ { gsub(",", ""); err += $4 + $6 + $8 + $10 }
-    /Non-2xx/ { err += $NF }
-    $1 == "99%" { p99 = $2 }
-    END { printf "%s %d %s\n", req ? req : 0, err, p99 ? p99 : "-" }
-  ' "$1"
-}
+. bench/lib.sh # rss_kb, fds, wrk_row (the working directory is the repository)
 
 SERVER=; ATTACK=
 cleanup() {

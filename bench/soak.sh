@@ -57,8 +57,7 @@ wait_port() {
   done
   echo "nothing listens on port $1"; exit 1
 }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-fds() { ls "/proc/$1/fd" | wc -l; }
+. bench/lib.sh # rss_kb, fds, wrk_row (the working directory is the repository)
 # Opens 50 connections to port $1, sends $2 (half a request), resets each.
 resets() {
   python3 - "$1" "$2" <<'PY'
@@ -70,16 +69,6 @@ for _ in range(50):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
 PY
-}
-# wrk's summary -> "requests errors p99" (errors: socket errors + non-2xx).
-wrk_row() {
-  awk '
-    / requests in / { req = $1 }
-    /Socket errors:/ { gsub(",", ""); err += $4 + $6 + $8 + $10 }
-    /Non-2xx/ { err += $NF }
-    $1 == "99%" { p99 = $2 }
-    END { printf "%s %d %s\n", req ? req : 0, err, p99 ? p99 : "-" }
-  ' "$1"
 }
 
 MC1=$(free_port); MC2=$(free_port); HTTP=$(free_port); PROXY=$(free_port)

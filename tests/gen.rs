@@ -6,35 +6,25 @@
 //! Everything timed runs on a `ManualClock`: the loop jumps to the next
 //! deadline when idle, so the tests are exact and fast.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::coro::{boxed, future_after, manual, run, since, task_after};
+use common::ms;
 use squall::gen::{
     self, moment, sleep, with_timeout, Callback, Generator, Key, Multi, ResultCallback, Resume,
     Runner, Step, Task, Value, Wait, WaitAll, WaitIterator, YieldFuture, YieldPoint,
 };
 use squall::ioloop::{Clock, ManualClock};
 use squall::stack_context::ExceptionStackContext;
-use squall::testing::{capture_unhandled, AsyncTest};
+use squall::testing::capture_unhandled;
 use squall::{Error, ErrorKind, Future, IOLoop};
 
 // ----- helpers ---------------------------------------------------------------
-
-fn ms(m: u64) -> Duration {
-    Duration::from_millis(m)
-}
-
-/// A test on a fresh loop with a manual clock.
-fn manual() -> AsyncTest {
-    AsyncTest::new().clock(Clock::Manual(ManualClock::new()))
-}
-
-/// Runs `body` on a manual-clock loop; fails on any unhandled error.
-fn run<T: 'static>(body: impl FnOnce(&IOLoop) -> Future<T>) -> T {
-    manual().run(body)
-}
 
 /// A shared, ordered record of what happened.
 #[derive(Clone, Default)]
@@ -127,31 +117,6 @@ fn val<T: 'static>(outcome: Outcome) -> Result<T, Error> {
     outcome?.downcast()
 }
 
-fn boxed(point: impl YieldPoint) -> Box<dyn YieldPoint> {
-    Box::new(point)
-}
-
-/// A task whose callback is called with `value` after `delay` (at once for 0).
-fn task_after<T: 'static>(delay: u64, value: T) -> Task {
-    Task::new(move |cb: ResultCallback| {
-        if delay == 0 {
-            cb.call(value);
-        } else {
-            IOLoop::current().call_later(ms(delay), move || cb.call(value));
-        }
-    })
-}
-
-/// A future completed with `value` after `delay` on the current loop.
-fn future_after<T: 'static>(delay: u64, value: Result<T, Error>) -> Future<T> {
-    let future = Future::new();
-    let f = future.clone();
-    IOLoop::current().call_later(ms(delay), move || {
-        f.try_complete(value);
-    });
-    future
-}
-
 /// Joins coroutines' futures with a `Multi`: the values in order.
 fn join<T: 'static>(futures: Vec<Future<T>>) -> Future<Vec<T>> {
     gen::coroutine(
@@ -182,11 +147,6 @@ fn values<T: 'static>(outcome: Outcome) -> Result<Vec<T>, Error> {
         .into_iter()
         .map(Value::downcast)
         .collect()
-}
-
-/// Loop time elapsed since `t0`.
-fn since(t0: Instant) -> Duration {
-    IOLoop::current().time() - t0
 }
 
 // ----- basics ----------------------------------------------------------------

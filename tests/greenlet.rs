@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use common::coro::{boxed, future_after, manual, run, since, task_after, values_of};
 use common::{drop_flag, ms};
 use squall::gen::{
-    self, with_timeout, Generator, Multi, ResultCallback, Resume, Step, Task, Value, YieldFuture,
-    YieldPoint,
+    self, with_timeout, Generator, Multi, ResultCallback, Resume, Step, Task, YieldFuture,
 };
 use squall::greenlet::{self, Stream};
 use squall::ioloop::{Clock, ManualClock};
@@ -25,55 +25,9 @@ use squall::{netutil, Error, ErrorKind, Future, IOLoop, IOStream, TCPServer};
 
 // ----- helpers ---------------------------------------------------------------
 
-fn manual() -> AsyncTest {
-    AsyncTest::new().clock(Clock::Manual(ManualClock::new()))
-}
-
-/// Runs `body` on a manual-clock loop; fails on any unhandled error.
-fn run<T: 'static>(body: impl FnOnce(&IOLoop) -> Future<T>) -> T {
-    manual().run(body)
-}
-
 /// Every coroutine stack of this thread went back to the pool.
 fn assert_no_live_stacks() {
     assert_eq!(greenlet::stack_stats().live, 0, "a coroutine stack leaked");
-}
-
-/// A future completed with `value` after `delay` on the current loop.
-fn future_after<T: 'static>(delay: u64, value: Result<T, Error>) -> Future<T> {
-    let future = Future::new();
-    let f = future.clone();
-    IOLoop::current().call_later(ms(delay), move || {
-        f.try_complete(value);
-    });
-    future
-}
-
-/// A task whose callback is called with `value` after `delay` (at once for 0).
-fn task_after<T: 'static>(delay: u64, value: T) -> Task {
-    Task::new(move |cb: ResultCallback| {
-        if delay == 0 {
-            cb.call(value);
-        } else {
-            IOLoop::current().call_later(ms(delay), move || cb.call(value));
-        }
-    })
-}
-
-fn boxed(point: impl YieldPoint) -> Box<dyn YieldPoint> {
-    Box::new(point)
-}
-
-fn values<T: 'static>(value: Value) -> Result<Vec<T>, Error> {
-    value
-        .downcast::<Vec<Value>>()?
-        .into_iter()
-        .map(Value::downcast)
-        .collect()
-}
-
-fn since(t0: Instant) -> Duration {
-    IOLoop::current().time() - t0
 }
 
 // ----- async_call_method -------------------------------------------------------
@@ -240,7 +194,7 @@ fn yield_point_takes_any_gen_point() {
         greenlet::spawn(move || {
             assert!(greenlet::in_coroutine());
             let task = greenlet::yield_point(task_after(10, 7u32))?.downcast::<u32>()?;
-            let multi = values::<u32>(greenlet::yield_point(Multi::new(vec![
+            let multi = values_of::<u32>(greenlet::yield_point(Multi::new(vec![
                 boxed(task_after(20, 1u32)),
                 boxed(YieldFuture::new(future_after(5, Ok(2u32)))),
             ]))?)?;

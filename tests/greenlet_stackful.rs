@@ -8,8 +8,8 @@ mod common;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
+use common::coro::{boxed, future_after, manual, run, since, task_after, values_of};
 use common::ms;
 use squall::gen::{
     self, moment, with_timeout, Generator, Multi, ResultCallback, Resume, Step, Task, Value,
@@ -17,59 +17,12 @@ use squall::gen::{
 };
 use squall::greenlet;
 use squall::ioloop::{Clock, ManualClock};
-use squall::testing::AsyncTest;
 use squall::{Error, ErrorKind, Future, IOLoop};
 
-// ----- helpers (as in tests/gen.rs) -------------------------------------------
-
-fn manual() -> AsyncTest {
-    AsyncTest::new().clock(Clock::Manual(ManualClock::new()))
-}
-
-/// Runs `body` on a manual-clock loop; fails on any unhandled error.
-fn run<T: 'static>(body: impl FnOnce(&IOLoop) -> Future<T>) -> T {
-    manual().run(body)
-}
+// ----- helpers (the shared ones are in tests/common/coro.rs) ----------------
 
 fn assert_no_live_stacks() {
     assert_eq!(greenlet::stack_stats().live, 0, "a coroutine stack leaked");
-}
-
-/// A future completed with `value` after `delay` on the current loop.
-fn future_after<T: 'static>(delay: u64, value: Result<T, Error>) -> Future<T> {
-    let future = Future::new();
-    let f = future.clone();
-    IOLoop::current().call_later(ms(delay), move || {
-        f.try_complete(value);
-    });
-    future
-}
-
-/// A task whose callback is called with `value` after `delay` (at once for 0).
-fn task_after<T: 'static>(delay: u64, value: T) -> Task {
-    Task::new(move |cb: ResultCallback| {
-        if delay == 0 {
-            cb.call(value);
-        } else {
-            IOLoop::current().call_later(ms(delay), move || cb.call(value));
-        }
-    })
-}
-
-fn boxed(point: impl YieldPoint) -> Box<dyn YieldPoint> {
-    Box::new(point)
-}
-
-fn values<T: 'static>(value: Value) -> Result<Vec<T>, Error> {
-    value
-        .downcast::<Vec<Value>>()?
-        .into_iter()
-        .map(Value::downcast)
-        .collect()
-}
-
-fn since(t0: Instant) -> Duration {
-    IOLoop::current().time() - t0
 }
 
 // ----- the cases ----------------------------------------------------------------
@@ -137,17 +90,17 @@ fn stackful_multi_of_tasks_and_futures() {
     let got = run(|io_loop| {
         let t0 = io_loop.time();
         gen::coroutine(gen::stackful(move |co| {
-            let tasks = values::<&str>(co.yield_point(Multi::new(vec![
+            let tasks = values_of::<&str>(co.yield_point(Multi::new(vec![
                 boxed(task_after(30, "a")),
                 boxed(task_after(10, "b")),
                 boxed(task_after(0, "c")),
             ]))?)?;
-            let futures = values::<i32>(co.yield_point(Multi::new(vec![
+            let futures = values_of::<i32>(co.yield_point(Multi::new(vec![
                 boxed(YieldFuture::new(future_after(20, Ok(1)))),
                 boxed(YieldFuture::new(Future::ready(2))),
                 boxed(YieldFuture::new(future_after(10, Ok(3)))),
             ]))?)?;
-            let empty = values::<i32>(co.yield_point(Multi::new(Vec::new()))?)?;
+            let empty = values_of::<i32>(co.yield_point(Multi::new(Vec::new()))?)?;
             Ok((tasks, futures, empty, since(t0)))
         }))
     });

@@ -8,44 +8,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::coro::{action, assert_only_test_deadline, at_times, manual};
 use common::{ms, Log};
 use squall::gen::{self, Resume, Step, YieldFuture};
-use squall::ioloop::{Clock, ManualClock};
 use squall::locks::{BoundedSemaphore, Condition, Event, Guard, Lock, Semaphore};
-use squall::testing::AsyncTest;
-use squall::{ErrorKind, Future, IOLoop};
-
-fn manual() -> AsyncTest {
-    AsyncTest::new().clock(Clock::Manual(ManualClock::new()))
-}
-
-type Step0 = Box<dyn FnOnce()>;
-
-/// Runs each step at its time (ms from now, on the loop's clock); the future
-/// is done when the last step in the list has run (give it the latest time).
-fn script(io_loop: &IOLoop, steps: Vec<(u64, Step0)>) -> Future<()> {
-    let done = Future::new();
-    let n = steps.len();
-    for (i, (t, step)) in steps.into_iter().enumerate() {
-        let d = done.clone();
-        io_loop.call_later(ms(t), move || {
-            step();
-            if i + 1 == n {
-                d.try_set_result(());
-            }
-        });
-    }
-    done
-}
-
-fn step(f: impl FnOnce() + 'static) -> Step0 {
-    Box::new(f)
-}
-
-/// Only `AsyncTest`'s own deadline may be pending: every lock timeout is gone.
-fn assert_no_lock_timers(io_loop: &IOLoop) {
-    assert_eq!(io_loop.timer_stats().pending, 1, "a lock timeout leaked");
-}
+use squall::{ErrorKind, Future};
 
 /// Records `key`, or "timeout" if the wait resolved to false.
 fn record_done(history: &Log<String>, future: &Future<bool>, key: impl ToString) {
@@ -138,16 +105,16 @@ fn condition_wait_timeout_resolves_false() {
         let c = Condition::new();
         let wait = c.wait_timeout(ms(10));
         let (c2, w, l) = (c.clone(), wait.clone(), io_loop.clone());
-        script(
+        at_times(
             io_loop,
             vec![
-                (20, step(move || c2.notify_one())), // too late
+                (20, action(move || c2.notify_one())), // too late
                 (
                     30,
-                    step(move || {
+                    action(move || {
                         assert!(!w.result().unwrap());
                         assert_eq!(c.waiters(), 0);
-                        assert_no_lock_timers(&l);
+                        assert_only_test_deadline(&l, "lock");
                     }),
                 ),
             ],
@@ -163,14 +130,14 @@ fn condition_wait_timeout_preempted() {
         io_loop.call_later(ms(10), move || c2.notify_one());
         let wait = c.wait_timeout(ms(20));
         let l = io_loop.clone();
-        script(
+        at_times(
             io_loop,
             vec![(
                 30,
-                step(move || {
+                action(move || {
                     assert!(wait.result().unwrap());
                     // The notify removed the timeout with the waiter.
-                    assert_no_lock_timers(&l);
+                    assert_only_test_deadline(&l, "lock");
                 }),
             )],
         )
@@ -193,12 +160,12 @@ fn condition_timed_out_waiter_does_not_count_against_notify_n() {
             history.clone(),
             history.clone(),
         );
-        script(
+        at_times(
             io_loop,
             vec![
                 (
                     20,
-                    step(move || {
+                    action(move || {
                         assert_eq!(h1.get(), strs(&["timeout"]));
                         c1.notify(2);
                         assert_eq!(h1.get(), strs(&["timeout", "0", "2"]));
@@ -206,7 +173,7 @@ fn condition_timed_out_waiter_does_not_count_against_notify_n() {
                 ),
                 (
                     30,
-                    step(move || {
+                    action(move || {
                         assert_eq!(h2.get(), strs(&["timeout", "0", "2"]));
                         c2.notify_one();
                         assert_eq!(h3.get(), strs(&["timeout", "0", "2", "3"]));
@@ -225,11 +192,11 @@ fn condition_notify_all_with_timeout() {
         record_done(&history, &c.wait(), 0);
         record_done(&history, &c.wait_timeout(ms(10)), 1);
         record_done(&history, &c.wait(), 2);
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert_eq!(history.get(), strs(&["timeout"]));
                     c.notify_all();
                     assert_eq!(history.get(), strs(&["timeout", "0", "2"]));
@@ -257,17 +224,17 @@ fn condition_timed_out_waiters_leave_the_line() {
         let last = c.wait();
         assert_eq!(c.waiters(), 102);
         let l = io_loop.clone();
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert_eq!(c.waiters(), 1);
                     assert!(timed.iter().all(|f| !f.result().unwrap()));
                     assert!(!last.done());
                     c.notify_one();
                     assert!(last.result().unwrap());
-                    assert_no_lock_timers(&l);
+                    assert_only_test_deadline(&l, "lock");
                 }),
             )],
         )
@@ -328,24 +295,24 @@ fn event_timeout_then_normal_operation() {
         let ok: Rc<RefCell<Option<Future<()>>>> = Rc::default();
         let (e1, e2, e3, l) = (e.clone(), e.clone(), e.clone(), io_loop.clone());
         let (ok1, ok2) = (ok.clone(), ok.clone());
-        script(
+        at_times(
             io_loop,
             vec![
                 (
                     20,
-                    step(move || {
+                    action(move || {
                         assert_eq!(timed.error().unwrap().kind(), ErrorKind::Timeout);
                         assert_eq!(e1.waiters(), 0);
                         *ok1.borrow_mut() = Some(e1.wait_timeout(Duration::from_secs(1)));
                     }),
                 ),
-                (30, step(move || e2.set())),
+                (30, action(move || e2.set())),
                 (
                     35,
-                    step(move || {
+                    action(move || {
                         assert!(ok2.borrow().as_ref().unwrap().result().is_ok());
                         assert_eq!(e3.waiters(), 0);
-                        assert_no_lock_timers(&l);
+                        assert_only_test_deadline(&l, "lock");
                     }),
                 ),
             ],
@@ -437,11 +404,11 @@ fn semaphore_acquire_timeout() {
             s.release();
         });
         let l = io_loop.clone();
-        script(
+        at_times(
             io_loop,
             vec![(
                 300,
-                step(move || {
+                action(move || {
                     assert_eq!(acquire.error().unwrap().kind(), ErrorKind::Timeout);
                     // The permit released at 20 ms went to nobody.
                     assert_eq!(sem.value(), 1);
@@ -451,7 +418,7 @@ fn semaphore_acquire_timeout() {
                     assert!(!f.done());
                     drop(a);
                     assert!(f.done());
-                    assert_no_lock_timers(&l);
+                    assert_only_test_deadline(&l, "lock");
                     drop(held);
                 }),
             )],
@@ -466,11 +433,11 @@ fn semaphore_acquire_timeout_preempted() {
         let held = sem.acquire().take_result().unwrap();
         io_loop.call_later(ms(10), move || drop(held));
         let acquire = sem.acquire_timeout(ms(20));
-        script(
+        at_times(
             io_loop,
             vec![(
                 30,
-                step(move || {
+                action(move || {
                     assert!(acquire.take_result().is_ok());
                 }),
             )],
@@ -496,11 +463,11 @@ fn semaphore_timed_out_waiters_leave_the_line() {
         let last = sem.acquire();
         assert_eq!(sem.waiters(), 102);
         let l = io_loop.clone();
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert_eq!(sem.waiters(), 1);
                     assert!(!last.done());
                     sem.release();
@@ -508,7 +475,7 @@ fn semaphore_timed_out_waiters_leave_the_line() {
                     for f in &timed {
                         assert_eq!(f.error().unwrap().kind(), ErrorKind::Timeout);
                     }
-                    assert_no_lock_timers(&l);
+                    assert_only_test_deadline(&l, "lock");
                 }),
             )],
         )
@@ -552,11 +519,11 @@ fn semaphore_timeout_error_leaves_the_count() {
     manual().run(|io_loop| {
         let sem = Semaphore::new(0);
         let f = sem.acquire_timeout(ms(10));
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert_eq!(f.error().unwrap().kind(), ErrorKind::Timeout);
                     assert_eq!(sem.value(), 0);
                     assert!(!sem.acquire().done());
@@ -761,15 +728,15 @@ fn lock_acquire_timeout_leaves_it_locked() {
         let held = lock.acquire();
         let timed = lock.acquire_timeout(ms(10));
         let l = io_loop.clone();
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert_eq!(timed.error().unwrap().kind(), ErrorKind::Timeout);
                     assert!(lock.locked());
                     assert!(!lock.acquire().done());
-                    assert_no_lock_timers(&l);
+                    assert_only_test_deadline(&l, "lock");
                     drop(held);
                 }),
             )],

@@ -9,43 +9,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::coro::{action, assert_only_test_deadline, at_times, manual};
 use common::{ms, Log};
 use squall::gen::{self, Resume, Step, YieldFuture};
-use squall::ioloop::{Clock, ManualClock};
 use squall::queues::{LifoQueue, PriorityQueue, Queue, QueueFull, Store};
-use squall::testing::AsyncTest;
 use squall::{Error, ErrorKind, Future, IOLoop};
-
-fn manual() -> AsyncTest {
-    AsyncTest::new().clock(Clock::Manual(ManualClock::new()))
-}
-
-type Action = Box<dyn FnOnce()>;
-
-/// Runs each step at its time (ms from now); done after the last in the list.
-fn script(io_loop: &IOLoop, steps: Vec<(u64, Action)>) -> Future<()> {
-    let done = Future::new();
-    let n = steps.len();
-    for (i, (t, step)) in steps.into_iter().enumerate() {
-        let d = done.clone();
-        io_loop.call_later(ms(t), move || {
-            step();
-            if i + 1 == n {
-                d.try_set_result(());
-            }
-        });
-    }
-    done
-}
-
-fn step(f: impl FnOnce() + 'static) -> Action {
-    Box::new(f)
-}
-
-/// Only `AsyncTest`'s own deadline may be pending.
-fn assert_no_queue_timers(io_loop: &IOLoop) {
-    assert_eq!(io_loop.timer_stats().pending, 1, "a queue timeout leaked");
-}
 
 fn kind<T: 'static>(f: &Future<T>) -> Option<ErrorKind> {
     f.error().map(|e| e.kind())
@@ -149,18 +117,18 @@ fn blocking_get_wait() {
         let second = q.get_timeout(Duration::from_secs(1));
         assert!(!second.done());
         let l = io_loop.clone();
-        script(
+        at_times(
             io_loop,
             vec![
                 (
                     10,
-                    step(move || assert_eq!(second.take_result().unwrap(), 1)),
+                    action(move || assert_eq!(second.take_result().unwrap(), 1)),
                 ),
                 (
                     20,
-                    step(move || {
+                    action(move || {
                         assert_eq!(q.get_nowait().unwrap(), 2);
-                        assert_no_queue_timers(&l);
+                        assert_only_test_deadline(&l, "queue");
                     }),
                 ),
             ],
@@ -174,11 +142,11 @@ fn get_timeout_takes_no_item() {
         let q = Queue::new(0);
         let timed = q.get_timeout(ms(10));
         let get = q.get();
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert_eq!(kind(&timed), Some(ErrorKind::Timeout));
                     q.put_nowait(0).unwrap();
                     assert_eq!(get.take_result().unwrap(), 0);
@@ -214,13 +182,13 @@ fn get_timeout_preempted() {
         let get = q.get_timeout(ms(10));
         drop(q.put(0));
         let l = io_loop.clone();
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert_eq!(get.take_result().unwrap(), 0);
-                    assert_no_queue_timers(&l);
+                    assert_only_test_deadline(&l, "queue");
                 }),
             )],
         )
@@ -236,11 +204,11 @@ fn timed_out_putters_leave_the_line_and_their_items_are_never_put() {
         let put = q.put(10);
         assert_eq!(q.putters(), 10);
         let l = io_loop.clone();
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert_eq!(q.putters(), 1);
                     assert!(!put.done()); // the last one is still waiting
                     drop(q.put(11));
@@ -254,7 +222,7 @@ fn timed_out_putters_leave_the_line_and_their_items_are_never_put() {
                     assert_eq!(q.get_nowait().unwrap(), 10);
                     assert_eq!(q.get_nowait().unwrap(), 11);
                     assert!(q.empty());
-                    assert_no_queue_timers(&l);
+                    assert_only_test_deadline(&l, "queue");
                 }),
             )],
         )
@@ -269,11 +237,11 @@ fn timed_out_getters_leave_the_line_and_take_nothing() {
         let get = q.get();
         assert_eq!(q.getters(), 11);
         let l = io_loop.clone();
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert_eq!(q.getters(), 1);
                     assert!(!get.done());
                     let another = q.get();
@@ -285,7 +253,7 @@ fn timed_out_getters_leave_the_line_and_take_nothing() {
                     for g in &getters {
                         assert_eq!(kind(g), Some(ErrorKind::Timeout));
                     }
-                    assert_no_queue_timers(&l);
+                    assert_only_test_deadline(&l, "queue");
                 }),
             )],
         )
@@ -353,11 +321,14 @@ fn blocking_put_wait() {
         let futures = [q.put(0), q.put(1)];
         assert!(!futures.iter().any(Future::done));
         let f = futures.clone();
-        script(
+        at_times(
             io_loop,
             vec![
-                (10, step(move || assert!(f[0].done() && !f[1].done()))),
-                (20, step(move || assert!(futures.iter().all(Future::done)))),
+                (10, action(move || assert!(f[0].done() && !f[1].done()))),
+                (
+                    20,
+                    action(move || assert!(futures.iter().all(Future::done))),
+                ),
             ],
         )
     });
@@ -371,17 +342,17 @@ fn put_timeout_drops_the_item() {
         let timed = q.put_timeout(1, ms(10));
         let put = q.put(2);
         let l = io_loop.clone();
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert_eq!(kind(&timed), Some(ErrorKind::Timeout));
                     assert_eq!(q.get_nowait().unwrap(), 0);
                     // 1 was never put.
                     assert_eq!(q.get().take_result().unwrap(), 2);
                     assert!(put.result().is_ok());
-                    assert_no_queue_timers(&l);
+                    assert_only_test_deadline(&l, "queue");
                 }),
             )],
         )
@@ -395,11 +366,11 @@ fn put_timeout_preempted() {
         q.put_nowait(0).unwrap();
         let put = q.put_timeout(1, ms(10));
         assert_eq!(q.get_nowait().unwrap(), 0);
-        script(
+        at_times(
             io_loop,
             vec![(
                 20,
-                step(move || {
+                action(move || {
                     assert!(put.result().is_ok());
                     assert_eq!(q.get_nowait().unwrap(), 1);
                 }),

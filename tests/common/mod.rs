@@ -9,6 +9,7 @@ use std::time::Duration;
 use squall::ioloop::{Clock, ManualClock};
 use squall::{Future, IOLoop};
 
+pub mod coro;
 pub mod logs;
 
 /// `Duration::from_secs`, shorter.

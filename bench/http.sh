@@ -86,29 +86,10 @@ if [ -n "$peers" ]; then
   (cd "$root/bench/peers" && CARGO_TARGET_DIR="$peers_target" cargo build --release $peers)
   for s in hyper actix may mio; do want $s && selected+=($s); done
 fi
-if want tornado; then
-  if tornado_version=$(python3 -c 'import tornado; print(tornado.version)' 2>/dev/null); then
-    case $tornado_version in
-      6.*) selected+=(tornado) ;;
-      *) echo "tornado: SKIPPED: python3 has Tornado $tornado_version, not 6.x" ;;
-    esac
-  else
-    echo "tornado: SKIPPED: python3 cannot import tornado (pip install tornado, in a venv first on PATH)"
-  fi
-fi
+if want tornado; then select_tornado; fi
 [ ${#selected[@]} -gt 0 ] || { echo "no server left to measure" >&2; exit 1; }
 
-work=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+scratch
 
 tck=$(getconf CLK_TCK)
 # utime and stime, in clock ticks: fields 14 and 15 of /proc/PID/stat, counted
@@ -179,23 +160,7 @@ for run in $(seq "$RUNS"); do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# The median of column $2 of file $1 (mean of the middle two for even counts).
-median() {
-  cut -d' ' -f"$2" "$1" | sort -g | awk '{ x[NR] = $1 } END {
-    if (NR % 2) print x[(NR + 1) / 2]; else print (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
-}
-# Medians of every column of every test of one server, as name=value words.
-medians() {
-  local t k
-  for t in "${tests[@]}"; do
-    k=0
-    for col in rps p50 p99 usr sys bytes scpu wcpu; do
-      k=$((k + 1))
-      printf '%s_%s=%s ' "$t" "$col" "$(median "$work/$1.$t" "$k")"
-    done
-  done
-}
-for name in "${selected[@]}"; do medians "$name" >"$work/$name.med"; done
+for name in "${selected[@]}"; do medians "$name" "${tests[*]}" rps p50 p99 usr sys bytes scpu wcpu >"$work/$name.med"; done
 
 echo
 echo "HTTP hello world, one core per side: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs" \

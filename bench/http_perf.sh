@@ -43,14 +43,8 @@ perf stat -x, -e instructions:u true 2>&1 >/dev/null | grep -q '^[0-9]' ||
 peers=$(peer_bins "${servers[@]}")
 [ -z "$peers" ] || (cd "$root/bench/peers" && CARGO_TARGET_DIR="$peers_target" cargo build -q --release $peers)
 
-work=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$root/bench/lib.sh"
+scratch
 
 # One wrk run under perf stat; appends "instructions cycles" per request
 # to $work/NAME.TEST.
@@ -91,10 +85,6 @@ for run in $(seq "$RUNS"); do
   done
 done
 
-median() { # file column
-  cut -d' ' -f"$2" "$1" | sort -g | awk '{ x[NR] = $1 } END {
-    if (NR % 2) print x[(NR + 1) / 2]; else print (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
-}
 
 echo
 echo "User-mode work per request (medians of $RUNS; perf stat instructions:u, cycles:u):"

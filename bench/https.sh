@@ -80,17 +80,8 @@ fi
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-work=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$root/bench/lib.sh"
+scratch
 
 echo "==> build"
 selected=()
@@ -181,8 +172,6 @@ cpu_ticks() {
     awk '{ u += $12; s += $13 } END { print u, s }'
 }
 passive_opens() { awk '/^Tcp:/ { if (h) print $7; h = 1 }' /proc/net/snmp; }
-
-. "$root/bench/lib.sh"
 
 # What a server negotiates with OpenSSL's client defaults (wrk's), and
 # whether it resumes: one connection saving its session, one offering it.
@@ -275,21 +264,7 @@ for run in $(seq "$RUNS"); do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-median() {
-  cut -d' ' -f"$2" "$1" | sort -g | awk '{ x[NR] = $1 } END {
-    if (NR % 2) print x[(NR + 1) / 2]; else print (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
-}
-medians() {
-  local t k
-  for t in "${tests[@]}"; do
-    k=0
-    for col in rps p50 p99 usr sys opens scpu wcpu; do
-      k=$((k + 1))
-      printf '%s_%s=%s ' "$t" "$col" "$(median "$work/$1.$t" "$k")"
-    done
-  done
-}
-for name in "${selected[@]}"; do medians "$name" >"$work/$name.med"; done
+for name in "${selected[@]}"; do medians "$name" "${tests[*]}" rps p50 p99 usr sys opens scpu wcpu >"$work/$name.med"; done
 
 rustls_v=$(sed -n '/^name = "rustls"$/{n;s/^version = "\(.*\)"/\1/p}' "$root/Cargo.lock" | head -1)
 trustls_v=$(sed -n '/^name = "tokio-rustls"$/{n;s/^version = "\(.*\)"/\1/p}' "$root/bench/peers/Cargo.lock" 2>/dev/null | head -1)

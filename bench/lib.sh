@@ -1,7 +1,9 @@
 # Sourced by bench/http.sh, bench/slow_clients.sh, bench/https.sh,
 # bench/static.sh and bench/websocket.sh: starting a server pinned to its
-# core, waiting until it answers rightly, and stopping it; and by
-# bench/slow_bodies.sh and bench/soak.sh for the readings at its end.
+# core, waiting until it answers rightly, and stopping it; a scratch
+# directory; Tornado's presence; medians of runs. By bench/slow_bodies.sh
+# and bench/soak.sh for the readings at its end, and bench/http_perf.sh for
+# its scratch directory and medians.
 #
 # Uses $work (a scratch directory, for the server's log and the probe's
 # files), SERVER_CPU and WRK_CPU, the function `server_cmd NAME PORT` (the
@@ -84,4 +86,55 @@ wrk_row() {
     $1 == "99%" { p99 = $2 }
     END { printf "%s %d %s\n", req ? req : 0, err, p99 ? p99 : "-" }
   ' "$1"
+}
+
+# A scratch directory for the run ($work; and $pid empty), removed at exit
+# after the server still running, if any, is stopped.
+scratch() {
+  work=$(mktemp -d)
+  pid=
+  trap scratch_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+scratch_cleanup() {
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+
+# Adds tornado to the array `selected` if python3 has Tornado 6; says why
+# not otherwise.
+select_tornado() {
+  local version
+  if version=$(python3 -c 'import tornado; print(tornado.version)' 2>/dev/null); then
+    case $version in
+      6.*) selected+=(tornado) ;;
+      *) echo "tornado: SKIPPED: python3 has Tornado $version, not 6.x" ;;
+    esac
+  else
+    echo "tornado: SKIPPED: python3 cannot import tornado (pip install tornado, in a venv first on PATH)"
+  fi
+}
+
+# The median of column $2 of file $1 (mean of the middle two for even counts).
+median() { # file column
+  cut -d' ' -f"$2" "$1" | sort -g | awk '{ x[NR] = $1 } END {
+    if (NR % 2) print x[(NR + 1) / 2]; else print (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
+}
+
+# The medians of every column of every test of one server, as TEST_COL=VALUE
+# words: `medians NAME "TEST..." COL...` reads $work/NAME.TEST, whose
+# columns are the COLs in order.
+medians() {
+  local name=$1 tests=$2 t k col
+  shift 2
+  for t in $tests; do
+    k=0
+    for col in "$@"; do
+      k=$((k + 1))
+      printf '%s_%s=%s ' "$t" "$col" "$(median "$work/$name.$t" "$k")"
+    done
+  done
 }

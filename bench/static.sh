@@ -47,6 +47,7 @@ for tool in wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install wrk util-linux curl)" >&2; exit 1; }
 done
 want() { case " ${servers[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
+. "$root/bench/lib.sh"
 
 echo "==> build"
 squall_target=${CARGO_TARGET_DIR:-$root/target}
@@ -59,29 +60,10 @@ nginx_bin=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
 if want nginx; then
   if [ -n "$nginx_bin" ]; then selected+=(nginx); else echo "nginx: SKIPPED: not found (apt-get install nginx)"; fi
 fi
-if want tornado; then
-  if tornado_version=$(python3 -c 'import tornado; print(tornado.version)' 2>/dev/null); then
-    case $tornado_version in
-      6.*) selected+=(tornado) ;;
-      *) echo "tornado: SKIPPED: python3 has Tornado $tornado_version, not 6.x" ;;
-    esac
-  else
-    echo "tornado: SKIPPED: python3 cannot import tornado (pip install tornado, in a venv first on PATH)"
-  fi
-fi
+if want tornado; then select_tornado; fi
 [ ${#selected[@]} -gt 0 ] || { echo "no server left to measure" >&2; exit 1; }
 
-work=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+scratch
 
 # The served directory: one file of SIZE bytes of text, served under
 # /static/ by every server.
@@ -140,7 +122,6 @@ probe_file() { # name port
     echo "$1 answered something other than the file" >&2; exit 1
   fi
 }
-. "$root/bench/lib.sh"
 
 # One wrk run; appends "req/s p50_ms p99_ms cpu_us/req errors" to $work/NAME.CASE.
 measure() { # name port case [header]
@@ -200,11 +181,6 @@ for run in $(seq "$RUNS"); do
   done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-
-median() { # file column
-  cut -d' ' -f"$2" "$1" | sort -g | awk '{ x[NR] = $1 } END {
-    if (NR % 2) print x[(NR + 1) / 2]; else print (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
-}
 
 echo
 echo "Static file ($SIZE bytes), one core per side: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs" \

@@ -81,6 +81,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((C + 64)) ]; then
 fi
 
 want() { case " ${servers[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
+. "$root/bench/lib.sh"
 echo "==> build"
 bins="--bin ws_load"
 want squall && bins+=" --bin ws_echo_squall"
@@ -90,16 +91,7 @@ load_bin=$peers_target/release/ws_load
 selected=()
 want squall && selected+=(squall)
 want tungstenite && selected+=(tungstenite)
-if want tornado; then
-  if tornado_version=$(python3 -c 'import tornado; print(tornado.version)' 2>/dev/null); then
-    case $tornado_version in
-      6.*) selected+=(tornado) ;;
-      *) echo "tornado: SKIPPED: python3 has Tornado $tornado_version, not 6.x" ;;
-    esac
-  else
-    echo "tornado: SKIPPED: python3 cannot import tornado (pip install tornado, in a venv first on PATH)"
-  fi
-fi
+if want tornado; then select_tornado; fi
 [ ${#selected[@]} -gt 0 ] || { echo "no server left to measure" >&2; exit 1; }
 
 # The command lines (bench/lib.sh's start_server runs them, under PRIO).
@@ -111,24 +103,13 @@ server_cmd() { # name port -> the command line
   esac
 }
 
-work=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+scratch
 
 # Up, upgrading, and echoing right: one connection for a moment.
 probe_ws() { # name port
   "$load_bin" "127.0.0.1:$2" --conns 1 --seconds 0.2 --warmup 0 >/dev/null 2>"$work/probe"
 }
 server_prefix=("${prio[@]}")
-. "$root/bench/lib.sh"
 
 # One ws_load run; appends a line to $work/NAME.TEST:
 #   rps mbps p50_us p99_us user_us/msg sys_us/msg server_cpu% load_cpu%
@@ -173,19 +154,8 @@ for run in $(seq "$RUNS"); do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# The median of column $2 of file $1 (mean of the middle two for even counts).
-median() {
-  cut -d' ' -f"$2" "$1" | sort -g | awk '{ x[NR] = $1 } END {
-    if (NR % 2) print x[(NR + 1) / 2]; else print (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
-}
 for name in "${selected[@]}"; do
-  for t in $TESTS; do
-    k=0
-    for col in rps mbps p50 p99 usr sys scpu lcpu; do
-      k=$((k + 1))
-      printf '%s_%s=%s ' "$t" "$col" "$(median "$work/$name.$t" "$k")"
-    done
-  done >"$work/$name.med"
+  medians "$name" "$TESTS" rps mbps p50 p99 usr sys scpu lcpu >"$work/$name.med"
 done
 
 echo

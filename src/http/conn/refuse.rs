@@ -5,7 +5,8 @@
 //! All of it is off the path of a good request: a refusal ends its
 //! connection, so nothing here is worth a cycle of a request that passes.
 
-use super::{decode_obs_text, Conn, MAX_HEADERS};
+use super::head::decode_obs_text;
+use super::{Conn, MAX_HEADERS};
 use crate::callback::catch_value;
 use crate::http::connection::{Core, Phase};
 use crate::http::delegate::{HTTPMessageDelegate, HTTPServerConnectionDelegate};

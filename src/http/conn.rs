@@ -23,7 +23,7 @@ use crate::iostream::IOStream;
 mod head;
 mod refuse;
 
-use head::{utf8_prefix, HostCache};
+use head::HostCache;
 
 /// Headers a request may have (more is a 431).
 const MAX_HEADERS: usize = 100;
@@ -125,10 +125,6 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     fn process(self: &Rc<Self>, buf: &[u8]) -> usize {
         let core = self.core();
         let mut used = 0;
-        // The longest UTF-8 prefix of (the start of) `buf`, worked out once
-        // for every request head in it: one pass over a batch of pipelined
-        // requests rather than one short, slower pass per head.
-        let mut text: Option<&str> = None;
         loop {
             if core.closing.get() || self.paused.get() {
                 return used;
@@ -147,8 +143,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                         self.wait_for_drain();
                         return used;
                     }
-                    let text = *text.get_or_insert_with(|| utf8_prefix(buf));
-                    match self.parse_head(&buf[used..], text.get(used..)) {
+                    match self.parse_head(&buf[used..]) {
                         Ok(None) => return used,
                         Ok(Some((n, request, body, expect))) => {
                             used += n;

@@ -21,10 +21,7 @@ type Parsed = Result<Option<(usize, Box<HTTPServerRequest>, Option<Body>, bool)>
 impl<D: HTTPServerConnectionDelegate> Conn<D> {
     /// Parses one request head from `buf`. `Err(status)`: answer with that
     /// status and close.
-    ///
-    /// `text`, if given, is a UTF-8 prefix of `buf` (perhaps all of it):
-    /// header values within it need no check of their own.
-    pub(super) fn parse_head(&self, buf: &[u8], text: Option<&str>) -> Parsed {
+    pub(super) fn parse_head(&self, buf: &[u8]) -> Parsed {
         let core = self.core();
         let max_header = core.opts.max_header_size;
         // Tolerate blank lines between pipelined requests (RFC 9112 2.2).
@@ -33,7 +30,6 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
         let buf = &buf[skip..];
-        let text = text.and_then(|t| t.get(skip..));
         if buf.is_empty() {
             // Blank lines are the start of a head for the header timeout
             // (else a CRLF every few seconds holds a connection forever)
@@ -78,40 +74,17 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             .spare
             .take()
             .unwrap_or_else(|| Box::new(HTTPServerRequest::empty(core.peer, core.stream.is_tls())));
-        // The head is copied once, whole; the URI and the fields are ranges
-        // of it. It is text: the request line and names are ASCII (httparse
-        // checked). `text`, the batch's UTF-8 prefix, usually covers it;
-        // past it the head is checked on its own. A head with bytes that are
-        // not UTF-8 (obs-text: a Latin-1 `José`, which RFC 9110 5.5 allows)
-        // takes the slow path: its text has them decoded as Latin-1 (as
-        // Tornado decodes), offsets are mapped to the text's, and the bytes
-        // are kept for `HTTPHeaders::get_bytes`.
+        // The head is copied once, whole, as bytes; the URI and the fields
+        // are ranges of it. Nothing here checks it is UTF-8: a value is
+        // checked when it is asked for as text (`HTTPHeaders`), and a value
+        // with bytes that are not (obs-text: a Latin-1 `José`, which RFC
+        // 9110 5.5 allows) is served all the same, as bytes, and as text
+        // decoded as Latin-1 (as Tornado decodes).
         let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
         let uri_at = at(uri.as_bytes());
-        let fields = match text
-            .and_then(|t| t.get(..n))
-            .or_else(|| std::str::from_utf8(&buf[..n]).ok())
-        {
-            Some(head) => {
-                request.headers.reset_to_block(head);
-                request.uri = uri_at..uri_at + uri.len();
-                scan_fields(
-                    &mut request,
-                    req.headers,
-                    buf,
-                    head,
-                    |x| x,
-                    None,
-                    &self.host,
-                )?
-            }
-            None => obs_text_head(
-                &mut request,
-                req.headers,
-                &buf[..n],
-                uri_at..uri_at + uri.len(),
-            )?,
-        };
+        request.headers.reset_to_block(&buf[..n]);
+        request.uri = uri_at..uri_at + uri.len();
+        let fields = scan_fields(&mut request, req.headers, buf, &self.host)?;
         let Fields {
             length,
             host,
@@ -165,19 +138,14 @@ struct Fields {
     keep_alive: bool,
 }
 
-/// Names `headers` (httparse's, over `buf`) in `request.headers`, whose
-/// text is `head`, and reads the few that frame the request. `pos` takes an
-/// offset in `buf` to one in `head` (the identity but for a decoded
-/// obs-text head, whose value ranges in `buf` go to `raw`). Generic so that
-/// the usual head's path has no mapping at all. `Err(status)` refuses it.
+/// Names `headers` (httparse's, over `buf`, the head `request.headers`
+/// holds a copy of) in `request.headers`, and reads the few that frame the
+/// request. `Err(status)` refuses it.
 #[inline(always)]
 fn scan_fields(
     request: &mut HTTPServerRequest,
     headers: &[httparse::Header<'_>],
     buf: &[u8],
-    head: &str,
-    pos: impl Fn(usize) -> usize,
-    mut raw: Option<&mut Vec<(u32, u32)>>,
     hosts: &HostCache,
 ) -> Result<Fields, u16> {
     let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
@@ -193,30 +161,30 @@ fn scan_fields(
     for h in headers {
         let name = h.name;
         let (ns, vs) = (at(name.as_bytes()), at(h.value));
-        let value_range = pos(vs)..pos(vs + h.value.len());
-        if let Some(raw) = raw.as_mut() {
-            raw.push((vs as u32, (vs + h.value.len()) as u32));
-        }
-        // At char boundaries: see `push_within`.
         request
             .headers
-            .push_within(pos(ns)..pos(ns + name.len()), value_range.clone());
+            .push_within(ns..ns + name.len(), vs..vs + h.value.len());
         // Five names matter here; their lengths rule most headers out
         // without a comparison (or a look at the value).
         if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
             continue;
         }
-        let value = head.get(value_range).unwrap_or_default();
         if name.len() == 4 {
             if is_host(name.as_bytes()) {
                 // One Host, and a valid one (RFC 9112 3.2): a second one is
-                // a smuggling attempt or a broken proxy.
-                if f.host || !hosts.valid(value) {
+                // a smuggling attempt or a broken proxy. (Checked as bytes:
+                // a valid one is ASCII.)
+                if f.host || !hosts.valid(h.value) {
                     return Err(400);
                 }
                 f.host = true;
             }
-        } else if name.len() == 10 {
+            continue;
+        }
+        // The others are rare in a request: their values as text (decoded,
+        // if need be, as `HTTPHeaders::get` would give them).
+        let value = &*httputil::obs_text(h.value);
+        if name.len() == 10 {
             // The first one, as `HTTPHeaders::get` would give.
             if !connection_seen && name.eq_ignore_ascii_case("connection") {
                 connection_seen = true;
@@ -252,58 +220,6 @@ fn scan_fields(
     Ok(f)
 }
 
-/// The slow path of `parse_head`, out of line: a head with bytes that are
-/// not UTF-8, decoded (see `decode_obs_text`), its fields named in the
-/// decoded text, and their values kept as they came.
-#[inline(never)]
-#[cold]
-fn obs_text_head(
-    request: &mut HTTPServerRequest,
-    headers: &[httparse::Header<'_>],
-    head: &[u8],
-    uri: std::ops::Range<usize>,
-) -> Result<Fields, u16> {
-    let (text, map) = decode_obs_text(head);
-    let pos = |x: usize| map[x] as usize;
-    request.headers.reset_to_block(&text);
-    request.uri = pos(uri.start)..pos(uri.end);
-    let mut raw = Vec::new();
-    // A head like this one is rare: no cache for its Host.
-    let host = HostCache::default();
-    let fields = scan_fields(request, headers, head, &text, pos, Some(&mut raw), &host)?;
-    request.headers.keep_raw(head, raw);
-    Ok(fields)
-}
-
-/// `head` as text, with each byte that is not part of UTF-8 decoded as
-/// Latin-1; and for each offset in `head` (and its end), the offset in the
-/// text.
-pub(super) fn decode_obs_text(head: &[u8]) -> (String, Vec<u32>) {
-    let mut text = String::with_capacity(head.len() + 16);
-    let mut map = Vec::with_capacity(head.len() + 1);
-    let mut rest = head;
-    while !rest.is_empty() {
-        let (valid, bad) = match std::str::from_utf8(rest) {
-            Ok(all) => (all, 0),
-            Err(e) => {
-                let valid = std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default();
-                (valid, e.error_len().unwrap_or(rest.len() - e.valid_up_to()))
-            }
-        };
-        for (i, _) in valid.bytes().enumerate() {
-            map.push((text.len() + i) as u32);
-        }
-        text.push_str(valid);
-        for &b in &rest[valid.len()..valid.len() + bad] {
-            map.push(text.len() as u32);
-            text.push(char::from(b));
-        }
-        rest = &rest[valid.len() + bad..];
-    }
-    map.push(text.len() as u32);
-    (text, map)
-}
-
 /// The last `Host` value a connection found valid, for [`valid_host`]
 /// without the byte-by-byte check: a keep-alive client sends the same value
 /// with every request, and comparing the whole of it with the last one is
@@ -318,8 +234,7 @@ struct HostBytes([u8; 30], u8);
 
 impl HostCache {
     #[inline]
-    fn valid(&self, value: &str) -> bool {
-        let value = value.as_bytes();
+    fn valid(&self, value: &[u8]) -> bool {
         let HostBytes(bytes, len) = self.0.get();
         if bytes
             .get(..usize::from(len))
@@ -414,21 +329,6 @@ fn has_chunked_twice(value: &str) -> bool {
         > 1
 }
 
-/// How much of `buf` is checked for UTF-8 at once: enough for a batch of
-/// pipelined heads, not a large body behind them.
-const TEXT_SCAN: usize = 16 * 1024;
-
-/// The longest UTF-8 prefix of `buf`'s first [`TEXT_SCAN`] bytes.
-pub(super) fn utf8_prefix(buf: &[u8]) -> &str {
-    let scan = &buf[..buf.len().min(TEXT_SCAN)];
-    match std::str::from_utf8(scan) {
-        Ok(text) => text,
-        // A multi-byte character cut at the end of the scan, or bytes that
-        // are not UTF-8 (a binary body, obs-text): stop before them.
-        Err(err) => std::str::from_utf8(&scan[..err.valid_up_to()]).unwrap_or(""),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::HostCache;
@@ -437,9 +337,12 @@ mod tests {
     #[test]
     fn host_cache_skips_the_check_only_for_the_same_valid_value() {
         let hosts = HostCache::default();
-        assert!(hosts.valid(""), "empty is allowed");
-        assert!(hosts.valid("example.com:8080"));
-        assert!(hosts.valid("example.com:8080"), "again, from the cache");
+        assert!(hosts.valid("".as_bytes()), "empty is allowed");
+        assert!(hosts.valid("example.com:8080".as_bytes()));
+        assert!(
+            hosts.valid("example.com:8080".as_bytes()),
+            "again, from the cache"
+        );
         for bad in [
             "example.com:8080/",
             "example.com:808 ",
@@ -447,18 +350,21 @@ mod tests {
             "a@b",
             "[::1][",
         ] {
-            assert!(!hosts.valid(bad), "{bad:?}");
+            assert!(!hosts.valid(bad.as_bytes()), "{bad:?}");
         }
-        assert!(hosts.valid("example.com:8080"));
+        assert!(hosts.valid("example.com:8080".as_bytes()));
         assert!(
-            hosts.valid("example.com:808"),
+            hosts.valid("example.com:808".as_bytes()),
             "a prefix is checked, and valid"
         );
         let long = "a-rather-long-host-name.example.com:8080";
         assert!(long.len() > 30);
-        assert!(hosts.valid(long), "too long to keep: checked each time");
-        assert!(hosts.valid(long));
-        assert!(!hosts.valid(&format!("{long}/")));
+        assert!(
+            hosts.valid(long.as_bytes()),
+            "too long to keep: checked each time"
+        );
+        assert!(hosts.valid(long.as_bytes()));
+        assert!(!hosts.valid(format!("{long}/").as_bytes()));
     }
 
     #[test]

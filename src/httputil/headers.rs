@@ -35,18 +35,89 @@ type Field = (u32, u32, u32, u32);
 /// part of UTF-8 decoded as Latin-1, as Tornado decodes.
 #[derive(Clone, Default)]
 pub struct HTTPHeaders {
-    /// The names and values, as bytes: one allocation for the whole block.
-    /// A server copies a request's head in here once, as it came (request
-    /// line, separators and all), and the fields point into it. Nothing
+    /// The names and values: one allocation for the whole block. A server
+    /// copies a request's head in here once, as it came (request line,
+    /// separators and all), as bytes, and the fields point into it. Nothing
     /// checks it is UTF-8 then: a range is checked when it is asked for as
     /// text (most of a head never is), so a request's head costs one copy
-    /// and no pass over it. Text added as `&str` is UTF-8 already.
-    text: Vec<u8>,
+    /// and no pass over it. Fields added as `&str` (a response's) keep it
+    /// a `String`, whose ranges need no check.
+    text: Text,
     fields: Vec<Field>,
     /// `text` decoded (see [`Decoded`]), made the first time a range that
     /// is not UTF-8 is asked for as text: never, for almost every head.
     /// Reset with the text; text appended later is UTF-8 and never needs it.
     decoded: OnceLock<Box<Decoded>>,
+}
+
+/// `HTTPHeaders`' storage: text known to be UTF-8 (every field was added
+/// as `&str`), or bytes as they came (a request head).
+#[derive(Clone)]
+enum Text {
+    Str(String),
+    Bytes(Vec<u8>),
+}
+
+impl Default for Text {
+    fn default() -> Text {
+        Text::Str(String::new())
+    }
+}
+
+impl Text {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Text::Str(s) => s.as_bytes(),
+            Text::Bytes(b) => b,
+        }
+    }
+
+    #[inline]
+    fn push_str(&mut self, text: &str) {
+        match self {
+            Text::Str(s) => s.push_str(text),
+            Text::Bytes(b) => b.extend_from_slice(text.as_bytes()),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Text::Str(s) => s.capacity(),
+            Text::Bytes(b) => b.capacity(),
+        }
+    }
+
+    /// Emptied, as text (keeping the memory): no check, as empty bytes
+    /// are UTF-8.
+    #[inline]
+    fn clear(&mut self) {
+        match self {
+            Text::Str(s) => s.clear(),
+            Text::Bytes(b) => {
+                let mut b = std::mem::take(b);
+                b.clear();
+                *self = Text::Str(String::from_utf8(b).unwrap_or_default());
+            }
+        }
+    }
+
+    /// Replaced by `block`, as bytes (keeping the memory).
+    #[inline]
+    fn set_bytes(&mut self, block: &[u8]) {
+        match self {
+            Text::Bytes(b) => {
+                b.clear();
+                b.extend_from_slice(block);
+            }
+            Text::Str(s) => {
+                let mut b = std::mem::take(s).into_bytes();
+                b.clear();
+                b.extend_from_slice(block);
+                *self = Text::Bytes(b);
+            }
+        }
+    }
 }
 
 /// A head with bytes that are not UTF-8, as text: each such byte decoded as
@@ -67,7 +138,7 @@ impl HTTPHeaders {
     /// No fields, with room for `n`.
     pub fn with_capacity(n: usize) -> HTTPHeaders {
         HTTPHeaders {
-            text: Vec::with_capacity(n * 32),
+            text: Text::Str(String::with_capacity(n * 32)),
             fields: Vec::with_capacity(n),
             decoded: OnceLock::new(),
         }
@@ -133,7 +204,7 @@ impl HTTPHeaders {
     #[inline]
     fn name_is(&self, i: usize, name: &str) -> bool {
         let (ns, ne, _, _) = self.fields[i];
-        self.text[ns as usize..ne as usize].eq_ignore_ascii_case(name.as_bytes())
+        self.text.bytes()[ns as usize..ne as usize].eq_ignore_ascii_case(name.as_bytes())
     }
 
     /// The index of the first field named `name`.
@@ -142,15 +213,19 @@ impl HTTPHeaders {
         (0..self.fields.len()).find(|&i| self.name_is(i, name))
     }
 
-    /// The bytes `s..e` as text: as they are if they are UTF-8 (a check
-    /// over just these bytes, the usual case), else decoded (see
-    /// [`Decoded`]).
+    /// The bytes `s..e` as text: a slice of text added as `&str`; else as
+    /// they are if they are UTF-8 (a check over just these bytes, the
+    /// usual case), else decoded (see [`Decoded`]).
     #[inline]
     fn text_at(&self, s: u32, e: u32) -> &str {
-        let bytes = &self.text[s as usize..e as usize];
-        match std::str::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(_) => self.decoded_at(s as usize, e as usize),
+        let (s, e) = (s as usize, e as usize);
+        match &self.text {
+            // (At char boundaries: pushed as whole `&str`s.)
+            Text::Str(text) => text.get(s..e).unwrap_or_default(),
+            Text::Bytes(bytes) => match std::str::from_utf8(&bytes[s..e]) {
+                Ok(text) => text,
+                Err(_) => self.decoded_at(s, e),
+            },
         }
     }
 
@@ -161,7 +236,7 @@ impl HTTPHeaders {
     #[inline(never)]
     fn decoded_at(&self, s: usize, e: usize) -> &str {
         let decoded = self.decoded.get_or_init(|| {
-            let (text, map) = decode_obs_text(&self.text);
+            let (text, map) = decode_obs_text(self.text.bytes());
             Box::new(Decoded { text, map })
         });
         let at = |x: usize| decoded.map.get(x).map_or(0, |&m| m as usize);
@@ -171,7 +246,7 @@ impl HTTPHeaders {
     /// The bytes in `range` as text (a request's target): see `text_at`.
     /// `None` if the range is not within the text.
     pub(crate) fn text(&self, range: std::ops::Range<usize>) -> Option<&str> {
-        if range.start > range.end || range.end > self.text.len() {
+        if range.start > range.end || range.end > self.text.bytes().len() {
             return None;
         }
         Some(self.text_at(range.start as u32, range.end as u32))
@@ -187,8 +262,9 @@ impl HTTPHeaders {
     /// [`push_within`](Self::push_within) then names its fields.
     #[inline]
     pub(crate) fn reset_to_block(&mut self, block: &[u8]) {
-        self.clear();
-        self.text.extend_from_slice(block);
+        self.text.set_bytes(block);
+        self.fields.clear();
+        self.forget_decoded();
     }
 
     /// The first value of `name` as the bytes that came. For a value that
@@ -205,12 +281,12 @@ impl HTTPHeaders {
     /// ```
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
         let (_, _, vs, ve) = self.fields[self.find(name)?];
-        Some(&self.text[vs as usize..ve as usize])
+        Some(&self.text.bytes()[vs as usize..ve as usize])
     }
 
     /// The bytes (for a request, its whole head, as it came).
     pub(crate) fn block(&self) -> &[u8] {
-        &self.text
+        self.text.bytes()
     }
 
     /// Adds a field whose name and value are already in the text, at these
@@ -225,7 +301,8 @@ impl HTTPHeaders {
         name: std::ops::Range<usize>,
         value: std::ops::Range<usize>,
     ) {
-        debug_assert!(name.end <= self.text.len() && value.end <= self.text.len());
+        debug_assert!(matches!(self.text, Text::Bytes(_)));
+        debug_assert!(name.end.max(value.end) <= self.text.bytes().len());
         self.fields.push((
             name.start as u32,
             name.end as u32,
@@ -238,11 +315,12 @@ impl HTTPHeaders {
     /// text made earlier still covers every range before them.)
     #[inline]
     pub(crate) fn push(&mut self, name: &str, value: &str) {
-        let ns = self.text.len() as u32;
-        self.text.extend_from_slice(name.as_bytes());
-        let ne = self.text.len() as u32;
-        self.text.extend_from_slice(value.as_bytes());
-        self.fields.push((ns, ne, ne, self.text.len() as u32));
+        let ns = self.text.bytes().len() as u32;
+        self.text.push_str(name);
+        let ne = self.text.bytes().len() as u32;
+        self.text.push_str(value);
+        self.fields
+            .push((ns, ne, ne, self.text.bytes().len() as u32));
     }
 
     /// Replaces every field named `name` with one, where the first was.
@@ -292,7 +370,7 @@ impl HTTPHeaders {
     /// Removes every field named `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
         let before = self.fields.len();
-        let text = &self.text;
+        let text = self.text.bytes();
         self.fields.retain(|&(ns, ne, _, _)| {
             !text[ns as usize..ne as usize].eq_ignore_ascii_case(name.as_bytes())
         });
@@ -311,7 +389,13 @@ impl HTTPHeaders {
     pub fn clear(&mut self) {
         self.text.clear();
         self.fields.clear();
-        // (A test, not a store, for the usual head that never made one.)
+        self.forget_decoded();
+    }
+
+    /// Lets a decoded copy of the old text go. (A test, not a store, for
+    /// the usual head, which never made one.)
+    #[inline]
+    fn forget_decoded(&mut self) {
         if self.decoded.get().is_some() {
             self.decoded = OnceLock::new();
         }
@@ -335,10 +419,11 @@ impl HTTPHeaders {
     /// Appends the fields as `Name: value\r\n` lines to `out`, as bytes
     /// (a value that came as obs-text goes out as it came).
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        let text = self.text.bytes();
         for &(ns, ne, vs, ve) in &self.fields {
-            out.extend_from_slice(&self.text[ns as usize..ne as usize]);
+            out.extend_from_slice(&text[ns as usize..ne as usize]);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(&self.text[vs as usize..ve as usize]);
+            out.extend_from_slice(&text[vs as usize..ve as usize]);
             out.extend_from_slice(b"\r\n");
         }
     }

@@ -269,6 +269,39 @@ fn obs_text_values_are_served_as_bytes_and_latin_1_text() {
     assert_eq!(r.text(), "[74, 111, 115, 233] José");
 }
 
+/// Heads are kept as bytes and each value is made text on its own: in one
+/// pipelined batch, a Latin-1 value, a UTF-8 one, and a value cut inside a
+/// UTF-8 sequence each come out right, and the framing fields of a head
+/// with obs-text elsewhere still count (`Connection: close` ends it).
+#[test]
+fn obs_text_in_a_pipelined_batch_is_text_per_value() {
+    let s = TestServer::start(framing_app, |_| {});
+    let mut conn = connect(s.addr);
+    conn.write_all(
+        b"GET /bytes HTTP/1.1\r\nHost: a\r\nX-Name: Jos\xe9\r\n\r\n\
+          GET /bytes HTTP/1.1\r\nHost: a\r\nX-Name: Jos\xc3\xa9\r\n\r\n\
+          GET /bytes HTTP/1.1\r\nX-Name: a\xc3\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let r = read_reply(&mut conn, &mut buf, false).unwrap();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "[74, 111, 115, 233] José")
+    );
+    let r = read_reply(&mut conn, &mut buf, false).unwrap();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "[74, 111, 115, 195, 169] José")
+    );
+    let r = read_reply(&mut conn, &mut buf, false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "[97, 195] aÃ"));
+    assert_eq!(r.header("Connection").as_deref(), Some("close"));
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty() && buf.is_empty(), "{rest:?} {buf:?}");
+}
+
 /// Each must be 400 (Tornado 6's `HTTPServerRawTest` and its invalid
 /// framing cases; RFC 9112 3.2, 6.1, 6.3, 7.1; RFC 9110 8.6).
 #[test]

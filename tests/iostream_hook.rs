@@ -296,3 +296,67 @@ fn hook_reads_a_burst_whole_keeps_a_leftover_and_hears_data_with_the_end() {
         done
     });
 }
+
+/// On the usual path (one short read, handed to the hook in the loop's
+/// spare region): a hook that consumes part, clears itself and starts a
+/// future read there gets the rest through that read, and a hook that
+/// leaves a partial message sees it again with the next bytes.
+#[test]
+fn hook_on_the_usual_path_hands_leftovers_on() {
+    AsyncTest::new().run(|io_loop: &IOLoop| {
+        let (a, peer) = UnixStream::pair().unwrap();
+        let stream = IOStream::new(a).unwrap();
+        let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+        let done = Future::new();
+        let (s, st, d) = (seen.clone(), stream.clone(), done.clone());
+        stream
+            .set_read_hook(move |buf: &[u8], _eof| {
+                s.borrow_mut().push(buf.to_vec());
+                match buf.iter().position(|&b| b == b'\n') {
+                    // No whole line yet: keep it all.
+                    None => 0,
+                    Some(i) if &buf[..i] == b"handover" => {
+                        st.clear_read_hook();
+                        let d = d.clone();
+                        st.read_until(b"\n")
+                            .add_done_callback(move |f: &Future<Vec<u8>>| {
+                                d.try_set_result(f.result().unwrap());
+                            });
+                        i + 1
+                    }
+                    Some(i) => i + 1,
+                }
+            })
+            .unwrap();
+        // Each write is an edge of its own (the loop reads between them).
+        let steps: Vec<&'static [u8]> = vec![b"first\n", b"par", b"tial\n", b"handover\nrest\n"];
+        let steps = Rc::new(RefCell::new(steps.into_iter()));
+        fn next(
+            io_loop: &IOLoop,
+            peer: Rc<RefCell<UnixStream>>,
+            steps: Rc<RefCell<std::vec::IntoIter<&'static [u8]>>>,
+        ) {
+            let Some(step) = steps.borrow_mut().next() else {
+                return;
+            };
+            peer.borrow_mut().write_all(step).unwrap();
+            let l = io_loop.clone();
+            io_loop.call_later(Duration::from_millis(20), move || next(&l, peer, steps));
+        }
+        let peer = Rc::new(RefCell::new(peer.try_clone().unwrap()));
+        next(io_loop, peer, steps);
+        let (seen2, st2) = (seen.clone(), stream.clone());
+        let finished = Future::new();
+        let fin = finished.clone();
+        done.add_done_callback(move |f: &Future<Vec<u8>>| {
+            assert_eq!(f.result().unwrap(), b"rest\n");
+            assert_eq!(
+                *seen2.borrow(),
+                [&b"first\n"[..], b"par", b"partial\n", b"handover\nrest\n"]
+            );
+            assert_eq!(st2.buffered(), 0);
+            fin.set_result(());
+        });
+        finished
+    });
+}

@@ -111,7 +111,8 @@ impl HTTPServerRequest {
 
     /// The request target as sent: path and query (`/a/b?x=1`).
     pub fn uri(&self) -> &str {
-        self.headers.block().get(self.uri.clone()).unwrap_or("")
+        // (UTF-8 always: httparse refuses a target that is not.)
+        self.headers.text(self.uri.clone()).unwrap_or("")
     }
 
     /// The path part of the URI (`/a/b`), still percent-encoded.

@@ -1,6 +1,8 @@
 //! Header fields: `HTTPHeaders`.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
 use super::protocol_error;
 use crate::error::Error;
@@ -8,7 +10,7 @@ use crate::error::Error;
 // ----- headers ---------------------------------------------------------------
 
 /// Where a field is in `HTTPHeaders::text`: (name start, name end, value
-/// start, value end).
+/// start, value end), in bytes.
 type Field = (u32, u32, u32, u32);
 
 /// HTTP header fields: names compare case-insensitively, a name may repeat,
@@ -25,24 +27,106 @@ type Field = (u32, u32, u32, u32);
 /// assert_eq!(h.to_string(), "Content-Type: text/plain\r\nx-a: 3\r\n");
 /// # Ok::<(), squall::Error>(())
 /// ```
+///
+/// A value may hold bytes that are not UTF-8 (obs-text, RFC 9110 5.5, such
+/// as a Latin-1 `José`): a request with one is served, and
+/// [`get_bytes`](HTTPHeaders::get_bytes) gives the bytes as they came, while
+/// [`get`](HTTPHeaders::get) gives the text, with each byte that is not
+/// part of UTF-8 decoded as Latin-1, as Tornado decodes.
 #[derive(Clone, Default)]
 pub struct HTTPHeaders {
     /// The names and values: one allocation for the whole block. A server
     /// copies a request's head in here once, as it came (request line,
-    /// separators and all), and the fields point into it.
-    text: String,
+    /// separators and all), as bytes, and the fields point into it. Nothing
+    /// checks it is UTF-8 then: a range is checked when it is asked for as
+    /// text (most of a head never is), so a request's head costs one copy
+    /// and no pass over it. Fields added as `&str` (a response's) keep it
+    /// a `String`, whose ranges need no check.
+    text: Text,
     fields: Vec<Field>,
-    /// The bytes of a request head that was not all UTF-8 (obs-text, such
-    /// as Latin-1 `José`), with each field value's range in them; `None`
-    /// for every other head. Any change to the fields lets it go.
-    raw: Option<Box<RawHead>>,
+    /// `text` decoded (see [`Decoded`]), made the first time a range that
+    /// is not UTF-8 is asked for as text: never, for almost every head.
+    /// Reset with the text; text appended later is UTF-8 and never needs it.
+    decoded: OnceLock<Box<Decoded>>,
 }
 
-/// A request head as it came, for values that are not UTF-8.
-#[derive(Clone, Default)]
-struct RawHead {
-    bytes: Vec<u8>,
-    values: Vec<(u32, u32)>,
+/// `HTTPHeaders`' storage: text known to be UTF-8 (every field was added
+/// as `&str`), or bytes as they came (a request head).
+#[derive(Clone)]
+enum Text {
+    Str(String),
+    Bytes(Vec<u8>),
+}
+
+impl Default for Text {
+    fn default() -> Text {
+        Text::Str(String::new())
+    }
+}
+
+impl Text {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Text::Str(s) => s.as_bytes(),
+            Text::Bytes(b) => b,
+        }
+    }
+
+    #[inline]
+    fn push_str(&mut self, text: &str) {
+        match self {
+            Text::Str(s) => s.push_str(text),
+            Text::Bytes(b) => b.extend_from_slice(text.as_bytes()),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            Text::Str(s) => s.capacity(),
+            Text::Bytes(b) => b.capacity(),
+        }
+    }
+
+    /// Emptied, as text (keeping the memory): no check, as empty bytes
+    /// are UTF-8.
+    #[inline]
+    fn clear(&mut self) {
+        match self {
+            Text::Str(s) => s.clear(),
+            Text::Bytes(b) => {
+                let mut b = std::mem::take(b);
+                b.clear();
+                *self = Text::Str(String::from_utf8(b).unwrap_or_default());
+            }
+        }
+    }
+
+    /// Replaced by `block`, as bytes (keeping the memory).
+    #[inline]
+    fn set_bytes(&mut self, block: &[u8]) {
+        match self {
+            Text::Bytes(b) => {
+                b.clear();
+                b.extend_from_slice(block);
+            }
+            Text::Str(s) => {
+                let mut b = std::mem::take(s).into_bytes();
+                b.clear();
+                b.extend_from_slice(block);
+                *self = Text::Bytes(b);
+            }
+        }
+    }
+}
+
+/// A head with bytes that are not UTF-8, as text: each such byte decoded as
+/// Latin-1, and where each byte offset of the head (and its end) is in the
+/// text.
+#[derive(Clone)]
+struct Decoded {
+    text: String,
+    map: Vec<u32>,
 }
 
 impl HTTPHeaders {
@@ -54,9 +138,9 @@ impl HTTPHeaders {
     /// No fields, with room for `n`.
     pub fn with_capacity(n: usize) -> HTTPHeaders {
         HTTPHeaders {
-            text: String::with_capacity(n * 32),
+            text: Text::Str(String::with_capacity(n * 32)),
             fields: Vec::with_capacity(n),
-            raw: None,
+            decoded: OnceLock::new(),
         }
     }
 
@@ -90,7 +174,7 @@ impl HTTPHeaders {
                     "first header line cannot start with whitespace",
                 ));
             };
-            let name = self.text[ns as usize..ne as usize].to_owned();
+            let name = self.text_at(ns, ne).to_owned();
             let value = format!("{} {}", self.value_at(self.fields.len() - 1), line.trim());
             self.fields.pop();
             self.add(name, value);
@@ -107,12 +191,65 @@ impl HTTPHeaders {
 
     fn name_at(&self, i: usize) -> &str {
         let (ns, ne, _, _) = self.fields[i];
-        &self.text[ns as usize..ne as usize]
+        self.text_at(ns, ne)
     }
 
     fn value_at(&self, i: usize) -> &str {
         let (_, _, vs, ve) = self.fields[i];
-        &self.text[vs as usize..ve as usize]
+        self.text_at(vs, ve)
+    }
+
+    /// Whether field `i`'s name is `name`, case-insensitively: compared as
+    /// bytes, no text made (every lookup runs this over the fields).
+    #[inline]
+    fn name_is(&self, i: usize, name: &str) -> bool {
+        let (ns, ne, _, _) = self.fields[i];
+        self.text.bytes()[ns as usize..ne as usize].eq_ignore_ascii_case(name.as_bytes())
+    }
+
+    /// The index of the first field named `name`.
+    #[inline]
+    fn find(&self, name: &str) -> Option<usize> {
+        (0..self.fields.len()).find(|&i| self.name_is(i, name))
+    }
+
+    /// The bytes `s..e` as text: a slice of text added as `&str`; else as
+    /// they are if they are UTF-8 (a check over just these bytes, the
+    /// usual case), else decoded (see [`Decoded`]).
+    #[inline]
+    fn text_at(&self, s: u32, e: u32) -> &str {
+        let (s, e) = (s as usize, e as usize);
+        match &self.text {
+            // (At char boundaries: pushed as whole `&str`s.)
+            Text::Str(text) => text.get(s..e).unwrap_or_default(),
+            Text::Bytes(bytes) => match std::str::from_utf8(&bytes[s..e]) {
+                Ok(text) => text,
+                Err(_) => self.decoded_at(s, e),
+            },
+        }
+    }
+
+    /// `text_at` for bytes that are not UTF-8: out of line, as rare as
+    /// such a head is. Ranges lie next to ASCII bytes (a value's ends, a
+    /// request target's), so they map to char boundaries of the text.
+    #[cold]
+    #[inline(never)]
+    fn decoded_at(&self, s: usize, e: usize) -> &str {
+        let decoded = self.decoded.get_or_init(|| {
+            let (text, map) = decode_obs_text(self.text.bytes());
+            Box::new(Decoded { text, map })
+        });
+        let at = |x: usize| decoded.map.get(x).map_or(0, |&m| m as usize);
+        decoded.text.get(at(s)..at(e)).unwrap_or_default()
+    }
+
+    /// The bytes in `range` as text (a request's target): see `text_at`.
+    /// `None` if the range is not within the text.
+    pub(crate) fn text(&self, range: std::ops::Range<usize>) -> Option<&str> {
+        if range.start > range.end || range.end > self.text.bytes().len() {
+            return None;
+        }
+        Some(self.text_at(range.start as u32, range.end as u32))
     }
 
     /// Appends a field (a name may repeat).
@@ -121,29 +258,19 @@ impl HTTPHeaders {
     }
 
     /// Starts over with `block` as the text, and no fields yet: a request
-    /// head, copied in one piece; [`push_within`](Self::push_within) then
-    /// names its fields.
+    /// head, copied in one piece, as bytes (no UTF-8 check: see `text`);
+    /// [`push_within`](Self::push_within) then names its fields.
     #[inline]
-    pub(crate) fn reset_to_block(&mut self, block: &str) {
-        self.text.clear();
-        self.text.push_str(block);
+    pub(crate) fn reset_to_block(&mut self, block: &[u8]) {
+        self.text.set_bytes(block);
         self.fields.clear();
-        self.raw = None;
+        self.forget_decoded();
     }
 
-    /// Keeps the bytes of a head that was not all UTF-8, with the range of
-    /// each field's value in them (in the order of the fields), for
-    /// [`get_bytes`](Self::get_bytes).
-    pub(crate) fn keep_raw(&mut self, bytes: &[u8], values: Vec<(u32, u32)>) {
-        self.raw = Some(Box::new(RawHead {
-            bytes: bytes.to_vec(),
-            values,
-        }));
-    }
-
-    /// The first value of `name` as the bytes that came: for a value that
-    /// is not UTF-8 (obs-text, RFC 9110 5.5), which [`get`](Self::get)
-    /// gives decoded as Latin-1, as Tornado does.
+    /// The first value of `name` as the bytes that came. For a value that
+    /// is not UTF-8 (obs-text, RFC 9110 5.5), [`get`](Self::get) gives it
+    /// decoded, each byte that is not part of UTF-8 as Latin-1, as Tornado
+    /// does; these are the bytes themselves.
     ///
     /// ```
     /// use squall::httputil::HTTPHeaders;
@@ -153,35 +280,29 @@ impl HTTPHeaders {
     /// assert_eq!(h.get_bytes("x-name"), Some("José".as_bytes()));
     /// ```
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        let i = (0..self.fields.len()).find(|&i| self.name_at(i).eq_ignore_ascii_case(name))?;
-        match &self.raw {
-            Some(raw) if raw.values.len() == self.fields.len() => {
-                let (vs, ve) = raw.values[i];
-                raw.bytes.get(vs as usize..ve as usize)
-            }
-            _ => Some(self.value_at(i).as_bytes()),
-        }
+        let (_, _, vs, ve) = self.fields[self.find(name)?];
+        Some(&self.text.bytes()[vs as usize..ve as usize])
     }
 
-    /// The text (for a request, its whole head).
-    pub(crate) fn block(&self) -> &str {
-        &self.text
+    /// The bytes (for a request, its whole head, as it came).
+    pub(crate) fn block(&self) -> &[u8] {
+        self.text.bytes()
     }
 
     /// Adds a field whose name and value are already in the text, at these
-    /// byte ranges, which must lie at char boundaries (the accessors slice
-    /// there). Ranges from `httparse` over a UTF-8 head always do: a name is
-    /// ASCII, and a value starts after `:` or a blank and ends before a
-    /// blank or CR, and next to an ASCII byte is always a boundary. So no
-    /// check here, on every header of every request.
+    /// byte ranges. They need not lie at char boundaries of UTF-8 text:
+    /// a range is checked when asked for as text. Ranges from `httparse`
+    /// lie next to ASCII bytes (a name is ASCII, a value starts after `:`
+    /// or a blank and ends before a blank or CR), so a decoded head's text
+    /// has them at char boundaries.
     #[inline]
     pub(crate) fn push_within(
         &mut self,
         name: std::ops::Range<usize>,
         value: std::ops::Range<usize>,
     ) {
-        debug_assert!(self.text.get(name.clone()).is_some());
-        debug_assert!(self.text.get(value.clone()).is_some());
+        debug_assert!(matches!(self.text, Text::Bytes(_)));
+        debug_assert!(name.end.max(value.end) <= self.text.bytes().len());
         self.fields.push((
             name.start as u32,
             name.end as u32,
@@ -190,27 +311,29 @@ impl HTTPHeaders {
         ));
     }
 
+    /// Appends a field's name and value to the text. (UTF-8: a `decoded`
+    /// text made earlier still covers every range before them.)
     #[inline]
     pub(crate) fn push(&mut self, name: &str, value: &str) {
-        self.raw = None;
-        let ns = self.text.len() as u32;
+        let ns = self.text.bytes().len() as u32;
         self.text.push_str(name);
-        let ne = self.text.len() as u32;
+        let ne = self.text.bytes().len() as u32;
         self.text.push_str(value);
-        self.fields.push((ns, ne, ne, self.text.len() as u32));
+        self.fields
+            .push((ns, ne, ne, self.text.bytes().len() as u32));
     }
 
     /// Replaces every field named `name` with one, where the first was.
     pub fn set(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
         let name = name.as_ref();
-        match (0..self.fields.len()).find(|&i| self.name_at(i).eq_ignore_ascii_case(name)) {
+        match self.find(name) {
             Some(i) => {
                 self.push(name, value.as_ref());
                 let last = self.fields.pop().expect("just pushed");
                 self.fields[i] = last;
                 let mut j = i + 1;
                 while j < self.fields.len() {
-                    if self.name_at(j).eq_ignore_ascii_case(name) {
+                    if self.name_is(j, name) {
                         self.fields.remove(j);
                     } else {
                         j += 1;
@@ -223,15 +346,13 @@ impl HTTPHeaders {
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        (0..self.fields.len())
-            .find(|&i| self.name_at(i).eq_ignore_ascii_case(name))
-            .map(|i| self.value_at(i))
+        self.find(name).map(|i| self.value_at(i))
     }
 
     /// Every value of `name`, in order.
     pub fn get_list(&self, name: &str) -> Vec<&str> {
         (0..self.fields.len())
-            .filter(|&i| self.name_at(i).eq_ignore_ascii_case(name))
+            .filter(|&i| self.name_is(i, name))
             .map(|i| self.value_at(i))
             .collect()
     }
@@ -248,13 +369,13 @@ impl HTTPHeaders {
 
     /// Removes every field named `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
-        self.raw = None;
         let before = self.fields.len();
-        let text = &self.text;
-        self.fields
-            .retain(|&(ns, ne, _, _)| !text[ns as usize..ne as usize].eq_ignore_ascii_case(name));
+        let text = self.text.bytes();
+        self.fields.retain(|&(ns, ne, _, _)| {
+            !text[ns as usize..ne as usize].eq_ignore_ascii_case(name.as_bytes())
+        });
         if self.fields.is_empty() {
-            self.text.clear();
+            self.clear();
         }
         self.fields.len() != before
     }
@@ -268,7 +389,16 @@ impl HTTPHeaders {
     pub fn clear(&mut self) {
         self.text.clear();
         self.fields.clear();
-        self.raw = None;
+        self.forget_decoded();
+    }
+
+    /// Lets a decoded copy of the old text go. (A test, not a store, for
+    /// the usual head, which never made one.)
+    #[inline]
+    fn forget_decoded(&mut self) {
+        if self.decoded.get().is_some() {
+            self.decoded = OnceLock::new();
+        }
     }
 
     /// The fields, in order, as (name, value).
@@ -286,12 +416,14 @@ impl HTTPHeaders {
         self.fields.is_empty()
     }
 
-    /// Appends the fields as `Name: value\r\n` lines to `out`.
+    /// Appends the fields as `Name: value\r\n` lines to `out`, as bytes
+    /// (a value that came as obs-text goes out as it came).
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        for (n, v) in self.iter() {
-            out.extend_from_slice(n.as_bytes());
+        let text = self.text.bytes();
+        for &(ns, ne, vs, ve) in &self.fields {
+            out.extend_from_slice(&text[ns as usize..ne as usize]);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(&text[vs as usize..ve as usize]);
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -331,6 +463,45 @@ impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for HTTPHeaders {
     }
 }
 
+/// `bytes` as text: as they are if they are UTF-8, else with each byte
+/// that is not part of UTF-8 decoded as Latin-1 (as Tornado decodes
+/// obs-text).
+pub(crate) fn obs_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => Cow::Owned(decode_obs_text(bytes).0),
+    }
+}
+
+/// `bytes` as text, with each byte that is not part of UTF-8 decoded as
+/// Latin-1; and for each offset in `bytes` (and its end), the offset in the
+/// text.
+fn decode_obs_text(bytes: &[u8]) -> (String, Vec<u32>) {
+    let mut text = String::with_capacity(bytes.len() + 16);
+    let mut map = Vec::with_capacity(bytes.len() + 1);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (valid, bad) = match std::str::from_utf8(rest) {
+            Ok(all) => (all, 0),
+            Err(e) => {
+                let valid = std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default();
+                (valid, e.error_len().unwrap_or(rest.len() - e.valid_up_to()))
+            }
+        };
+        for (i, _) in valid.bytes().enumerate() {
+            map.push((text.len() + i) as u32);
+        }
+        text.push_str(valid);
+        for &b in &rest[valid.len()..valid.len() + bad] {
+            map.push(text.len() as u32);
+            text.push(char::from(b));
+        }
+        rest = &rest[valid.len() + bad..];
+    }
+    map.push(text.len() as u32);
+    (text, map)
+}
+
 /// Whether a comma-separated header value (`Connection`, `Transfer-Encoding`)
 /// lists `token`, case-insensitively.
 pub fn has_token(value: &str, token: &str) -> bool {
@@ -355,5 +526,57 @@ mod tests {
         assert!(h.remove("a"));
         assert!(!h.contains("A"));
         assert!(has_token("keep-alive, Upgrade", "upgrade"));
+    }
+
+    /// A head kept as bytes: each value is text when it is UTF-8, else
+    /// decoded as Latin-1 (only then is a decoded copy made), and the
+    /// bytes stay as they came, for `get_bytes` and on the wire.
+    #[test]
+    fn a_head_of_bytes_gives_text_lazily() {
+        let head =
+            b"GET /a HTTP/1.1\r\nX-Utf8: Jos\xc3\xa9\r\nX-Latin: Jos\xe9\r\nX-Cut: a\xc3\r\n\r\n";
+        let mut h = HTTPHeaders::new();
+        h.reset_to_block(head);
+        let find = |needle: &[u8]| {
+            head.windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap()
+        };
+        for (name, value) in [
+            (&b"X-Utf8"[..], &b"Jos\xc3\xa9"[..]),
+            (b"X-Latin", b"Jos\xe9"),
+            (b"X-Cut", b"a\xc3"),
+        ] {
+            let (n, v) = (find(name), find(value));
+            h.push_within(n..n + name.len(), v..v + value.len());
+        }
+        assert!(h.decoded.get().is_none());
+        assert_eq!(h.get("x-utf8"), Some("José"));
+        assert!(h.decoded.get().is_none(), "UTF-8 needs no decoded copy");
+        assert_eq!(h.get("x-latin"), Some("José"));
+        assert_eq!(h.get("x-cut"), Some("aÃ"));
+        assert_eq!(h.get_bytes("X-Latin"), Some(&b"Jos\xe9"[..]));
+        assert_eq!(h.get_bytes("x-cut"), Some(&b"a\xc3"[..]));
+        assert_eq!(h.text(4..6), Some("/a"));
+        assert_eq!(h.text(4..head.len() + 1), None);
+        let mut out = Vec::new();
+        h.write_to(&mut out);
+        assert_eq!(
+            out,
+            b"X-Utf8: Jos\xc3\xa9\r\nX-Latin: Jos\xe9\r\nX-Cut: a\xc3\r\n"
+        );
+        // Text added later is UTF-8, after the decoded copy's end.
+        h.add("X-New", "é");
+        assert_eq!(
+            h.iter().map(|(_, v)| v).collect::<Vec<_>>(),
+            ["José", "José", "aÃ", "é"]
+        );
+        assert_eq!(h.get_list("X-LATIN"), ["José"]);
+        // A new head lets the decoded copy go.
+        h.reset_to_block(b"A: b");
+        assert!(h.decoded.get().is_none());
+        assert!(h.is_empty());
+        assert_eq!(obs_text(b"caf\xe9"), "café");
+        assert!(matches!(obs_text(b"plain"), Cow::Borrowed("plain")));
     }
 }

@@ -57,6 +57,25 @@ impl ReadBuffer {
         }
     }
 
+    /// A buffer over `region` (a read made outside any buffer: see the
+    /// read hook's usual path) with its bytes `start..end` received and not
+    /// consumed.
+    pub(crate) fn adopt(region: Vec<u8>, start: usize, end: usize) -> ReadBuffer {
+        debug_assert!(start <= end && end <= region.len());
+        let (start, end) = if start == end { (0, 0) } else { (start, end) };
+        ReadBuffer {
+            buf: region,
+            start,
+            end,
+        }
+    }
+
+    /// Whether the buffer holds no region (and so no bytes).
+    #[inline]
+    pub(crate) fn is_unallocated(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// The bytes received and not yet consumed.
     #[inline]
     pub(crate) fn data(&self) -> &[u8] {
@@ -219,6 +238,19 @@ impl ReadBuffer {
             if self.buf.len() > RELEASE_ABOVE {
                 self.buf = Vec::new();
             }
+        }
+    }
+}
+
+/// Gives a region taken from `lender` (and emptied) back: as
+/// `give_back` does, one swap in the usual case (the lender is empty), else
+/// the larger is kept. Always inlined: every request's path.
+#[inline(always)]
+pub(crate) fn return_region(lender: &Lender, region: Vec<u8>) {
+    if region.len() <= SPARE_MAX {
+        let held = lender.replace(region);
+        if !held.is_empty() {
+            keep_larger(lender, held);
         }
     }
 }

@@ -15,9 +15,11 @@
 //! # Ok::<(), squall::Error>(())
 //! ```
 
-use super::buffer::ReadBuffer;
-use super::read::{fill_once, read_socket};
-use super::{closed_error, IOStream, ReadHook};
+use std::io;
+
+use super::buffer::{self, ReadBuffer};
+use super::read::read_socket;
+use super::{closed_error, IOStream, ReadHook, READ_CHUNK};
 use crate::error::{Error, ErrorKind};
 
 impl IOStream {
@@ -189,8 +191,8 @@ impl IOStream {
     /// A read edge for a stream with a read hook (the HTTP server's path).
     pub(super) fn pump_hook(&self, force_hook: bool) {
         if !force_hook {
-            match self.pump_hook_usual() {
-                Usual::Done => return,
+            match self.pump_hook_usual(false) {
+                Usual::Idle | Usual::Done => return,
                 Usual::ReadOn => return self.pump_hook_with(false, true),
                 Usual::No => {}
             }
@@ -198,62 +200,137 @@ impl IOStream {
         self.pump_hook_with(force_hook, false);
     }
 
-    /// The usual read edge of a request/response connection, on a short
-    /// path: nothing buffered, and one read that drains the socket (a short
-    /// one: a request or a pipelined batch), handed to the hook. What it
-    /// does is what the general path (`pump_hook_with`) would, minus the
-    /// cases it cannot meet here: a read that fills its chunk, or sees the
-    /// end, goes on there (`ReadOn`); any other state goes there at once
-    /// (`No`). It is every request's read in a raw server, and its own
-    /// instructions are about a tenth of the request's
-    /// (`bench/http_callgrind.sh squallraw`): one borrow, no read loop.
+    /// The usual read edge of a request/response connection, on a short,
+    /// straight path: nothing buffered, and one read that drains the socket
+    /// (a short one: a request or a pipelined batch), handed to the hook.
+    /// What it does is what the general path (`pump_hook_with`) would,
+    /// minus the cases it cannot meet here: a read that fills its chunk, or
+    /// sees the end, goes on there (`ReadOn`); any other state goes there
+    /// at once (`No`). It is every request's read in a raw server
+    /// (`bench/http_callgrind.sh squallraw`).
+    ///
+    /// Its shape is the point: one borrow before the hook and one after,
+    /// nothing else. The read lands in the loop's spare region, taken out
+    /// of its cell as a plain `Vec` and given back once the hook has
+    /// consumed it all (the usual case): the stream's own buffer is not
+    /// touched (no moving it out and back in around the hook). Only bytes
+    /// the hook leaves become the buffer's. The borrow after the hook reads
+    /// what the caller would look at next; `Idle` says there is nothing
+    /// (not closed, no end, no future read, nothing unsent on a plain
+    /// socket, no handshake), so an edge costs no further borrow.
+    ///
+    /// `edge`: a new READ edge (not READ_CLOSED) is the caller: the socket
+    /// may have something again, whatever the last read saw.
     #[inline]
-    fn pump_hook_usual(&self) -> Usual {
+    pub(super) fn pump_hook_usual(&self, edge: bool) -> Usual {
         let inner = &*self.inner;
         let lender = inner.io_loop.read_spare();
-        let (hook, rbuf, gen) = {
+        let (mut hook, region, n, gen, plain) = {
             let held = inner.socket.borrow();
             let mut st = inner.state.borrow_mut();
             let Some(socket) = held.as_ref() else {
                 return Usual::No;
             };
+            if edge {
+                st.drained = false;
+            }
             // (No future read is pending while a hook is set.) A chunk
             // within the buffer's limit leaves a short read's bytes under
             // it: no "full" case.
-            if st.rbuf.len() != 0
+            if st.read_hook.is_none()
+                || !st.rbuf.is_unallocated()
                 || st.closed
                 || st.eof
                 || st.drained
+                || st.peer_closing
                 || st.connecting.is_some()
-                || st.read_hook.is_none()
                 || st.read_chunk > st.max_buffer_size
             {
                 return Usual::No;
             }
-            match fill_once(&mut st, socket, lender) {
-                // A short read: the socket is drained.
-                Ok((n, false)) if n > 0 => {}
-                // Nothing there after all (`WouldBlock`): nothing new.
-                Ok((_, false)) if !st.eof => {
-                    st.rbuf.give_back(lender);
-                    return Usual::Done;
-                }
-                // A full chunk (more may wait), or the end.
-                Ok(_) => return Usual::ReadOn,
-                Err(err) => {
-                    st.rbuf.give_back(lender);
-                    drop(st);
-                    drop(held);
-                    self.close_with(Some(err.into()));
-                    return Usual::Done;
-                }
+            let chunk = st.read_chunk;
+            let mut region = lender.take();
+            if region.len() < chunk {
+                // (The first read of the loop: the general path makes one.)
+                lender.set(region);
+                return Usual::No;
             }
+            let n = match socket.read(&mut region[..chunk]) {
+                // A short read: the socket is drained.
+                Ok(n) if n > 0 && n < chunk => {
+                    st.drained = true;
+                    n
+                }
+                // Anything else: what `fill_once` does with it.
+                Ok(0) => {
+                    st.eof = true;
+                    buffer::return_region(lender, region);
+                    return Usual::ReadOn;
+                }
+                // A full chunk: more may wait.
+                Ok(n) => {
+                    if chunk < READ_CHUNK {
+                        st.read_chunk = chunk * 2;
+                    }
+                    st.rbuf = ReadBuffer::adopt(region, 0, n);
+                    return Usual::ReadOn;
+                }
+                Err(e) => {
+                    buffer::return_region(lender, region);
+                    return match e.kind() {
+                        // Nothing there after all: nothing new.
+                        io::ErrorKind::WouldBlock => {
+                            st.drained = true;
+                            Usual::Done
+                        }
+                        io::ErrorKind::Interrupted => Usual::ReadOn,
+                        _ => {
+                            drop(st);
+                            drop(held);
+                            self.close_with(Some(e.into()));
+                            Usual::Done
+                        }
+                    };
+                }
+            };
             let Some(hook) = st.read_hook.take() else {
+                st.rbuf = ReadBuffer::adopt(region, 0, n);
                 return Usual::ReadOn;
             };
-            (hook, std::mem::take(&mut st.rbuf), st.hook_gen)
+            (hook, region, n, st.hook_gen, !socket.may_hold_output())
         };
-        if let Some((eof, reading)) = self.run_taken_hook(hook, rbuf, false, gen, true) {
+        // No borrow is held while the hook runs: it may write, close, or
+        // clear itself. (The loop above reports a panic; the guard closes
+        // the stream then, as `run_taken_hook` does.)
+        let guard = ClosesOnPanic(self);
+        let used = hook(&region[..n], false).min(n);
+        std::mem::forget(guard);
+        let mut st = inner.state.borrow_mut();
+        if used == n {
+            buffer::return_region(lender, region);
+        } else {
+            // Bytes left (a partial head): the buffer's now, as the general
+            // path leaves them (a small leftover in a region of its size).
+            st.rbuf = ReadBuffer::adopt(region, used, n);
+            st.rbuf.give_back(lender);
+        }
+        if st.hook_gen == gen && !st.closed {
+            st.read_hook = Some(hook);
+            let (eof, reading) = (st.eof, st.read.is_some());
+            if !eof && !reading && plain && st.wlen == 0 && !st.handshaking {
+                return Usual::Idle;
+            }
+            drop(st);
+            self.after_hook(eof, reading);
+        } else {
+            // Replaced or closed while it ran; dropped unborrowed, as its
+            // captures may own this stream.
+            drop(st);
+            drop(hook);
+            let (eof, reading) = {
+                let st = inner.state.borrow();
+                (st.eof, st.read.is_some())
+            };
             self.after_hook(eof, reading);
         }
         Usual::Done
@@ -274,7 +351,7 @@ impl IOStream {
     /// borrow reads the socket and takes the hook and buffer out, one puts
     /// them back. (No future read is pending while a hook is set.) `fresh`:
     /// the caller has read new bytes into the buffer already.
-    fn pump_hook_with(&self, force_hook: bool, fresh: bool) {
+    pub(super) fn pump_hook_with(&self, force_hook: bool, fresh: bool) {
         let inner = &*self.inner;
         let (read, taken) = {
             let socket = inner.socket.borrow();
@@ -346,7 +423,10 @@ impl IOStream {
 }
 
 /// What `pump_hook_usual` made of a read edge.
-enum Usual {
+pub(super) enum Usual {
+    /// Handled, and nothing else to do for this event: the stream is open,
+    /// with nothing unsent, no end, no future read and no handshake.
+    Idle,
     /// Handled.
     Done,
     /// Not the usual case: the general path takes it, from the start.

@@ -369,6 +369,21 @@ impl IOStream {
     // ----- events ----------------------------------------------------------
 
     fn handle_events(&self, events: Events) {
+        // A served connection's usual edge (a request came in, and was
+        // answered) first, on a path of its own: see `pump_hook_usual`.
+        // Not for an error or the peer's end, which the general path reads
+        // to the end.
+        if events.is_readable() && !events.is_error() && !events.is_read_closed() {
+            match self.pump_hook_usual(true) {
+                hook::Usual::Idle => return,
+                hook::Usual::Done => return self.after_read_edge(events),
+                hook::Usual::ReadOn => {
+                    self.pump_hook_with(false, true);
+                    return self.after_read_edge(events);
+                }
+                hook::Usual::No => {}
+            }
+        }
         if self.inner.state.borrow().connecting.is_some() {
             self.finish_connect();
             if !self.is_open() {
@@ -389,6 +404,12 @@ impl IOStream {
                 self.pump_read();
             }
         }
+        self.after_read_edge(events);
+    }
+
+    /// `handle_events` once the read side has had its turn: the write
+    /// side's, errors, a handshake's end.
+    fn after_read_edge(&self, events: Events) {
         let (closed, unsent, draining) = {
             let st = self.inner.state.borrow();
             (st.closed, st.wlen > 0 || self.pending_output(), st.eof)

@@ -37,6 +37,16 @@ impl Socket {
             Socket::Tls(t) => t.read(buf),
         }
     }
+    /// Whether written data can wait below the stream (TLS ciphertext):
+    /// never on a plain socket, whose `pending_output` is always false.
+    #[inline]
+    pub(super) fn may_hold_output(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Socket::Tls(_) => true,
+            _ => false,
+        }
+    }
     pub(super) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => (&*s).write(buf),

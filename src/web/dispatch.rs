@@ -131,16 +131,15 @@ impl AppInner {
             path_args,
             ..
         } = request;
-        let block = headers.block();
         let range = uri.start..uri.start + *query_at;
         // An exact route, the usual one, compares bytes: the parser cut
         // the path at ASCII bytes, so it needs no char-boundary checks.
-        let bytes = block.as_bytes().get(range.clone()).unwrap_or(b"");
+        let bytes = headers.block().get(range.clone()).unwrap_or(b"");
         self.routes
             .iter()
             .position(|route| match &route.pattern {
                 Pattern::Exact(p) => p.as_bytes() == bytes,
-                pattern => match_other(pattern, block.get(range.clone()), path_args),
+                pattern => match_other(pattern, headers.text(range.clone()), path_args),
             })
             .or_else(|| self.default_id())
     }

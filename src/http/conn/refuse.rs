@@ -5,7 +5,7 @@
 //! All of it is off the path of a good request: a refusal ends its
 //! connection, so nothing here is worth a cycle of a request that passes.
 
-use super::{decode_obs_text, Conn, MAX_HEADERS};
+use super::{Conn, MAX_HEADERS};
 use crate::callback::catch_value;
 use crate::http::connection::{Core, Phase};
 use crate::http::delegate::{HTTPMessageDelegate, HTTPServerConnectionDelegate};
@@ -141,24 +141,21 @@ fn refused_request(core: &Core, buf: &[u8], status: u16) -> Option<Box<HTTPServe
         }
     };
     let head = &buf[..head_len];
-    // Any bytes that are not UTF-8 decoded as Latin-1, as the parser does.
-    let (text, map) = decode_obs_text(head);
-    let pos = |x: usize| map[x] as usize;
     let mut request = core
         .spare
         .take()
         .unwrap_or_else(|| Box::new(HTTPServerRequest::empty(core.peer, core.stream.is_tls())));
-    request.headers.reset_to_block(&text);
+    // As the parser keeps it: bytes, text when asked (see `parse_head`).
+    request.headers.reset_to_block(head);
     for h in headers {
         let (ns, vs) = (at(h.name.as_bytes()), at(h.value));
-        request.headers.push_within(
-            pos(ns)..pos(ns + h.name.len()),
-            pos(vs)..pos(vs + h.value.len()),
-        );
+        request
+            .headers
+            .push_within(ns..ns + h.name.len(), vs..vs + h.value.len());
     }
-    request.uri = pos(path_at)..pos(path_at + path.len());
-    let uri = request.uri();
-    request.query_at = uri.find('?').unwrap_or(uri.len());
+    request.uri = path_at..path_at + path.len();
+    // (httparse's target is UTF-8: its offsets are the text's.)
+    request.query_at = path.find('?').unwrap_or(path.len());
     request.method = Method::parse(method);
     request.version = if version == 0 {
         Version::Http10

@@ -1,9 +1,10 @@
 //! File-descriptor handlers: the `Events` mask and the registry that maps mio
 //! tokens to handlers.
 //!
-//! Each handler lives in a slotmap whose key *is* its mio token. A key carries
-//! a version, so an event still queued for a handler that was removed — even
-//! when the fd number was reused at once — finds no handler and is dropped.
+//! Each handler lives in a slot table (`slab.rs`) whose key *is* its mio
+//! token. A key carries a version, so an event still queued for a handler
+//! that was removed — even when the fd number was reused at once, or the
+//! table's page was freed and made again — finds no handler and is dropped.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,11 +12,11 @@ use std::ops::{BitAnd, BitOr, BitOrAssign};
 use std::os::unix::io::{AsRawFd, BorrowedFd, RawFd};
 
 use mio::{Interest, Token};
-use slotmap::{new_key_type, Key, KeyData, SlotMap};
 
 use mio::unix::SourceFd;
 
 use super::observer::{Span, SpanKind};
+use super::slab::{slab_key, Slab, SlabKey};
 use super::{closed, IOLoop, WAKER_TOKEN};
 use crate::callback::{self, CallbackReturn, Origin};
 use crate::error::{Error, ErrorKind};
@@ -201,7 +202,8 @@ pub(crate) enum Trigger {
     Edge,
 }
 
-new_key_type! {
+slab_key! {
+    /// A handler's key in the table: its mio token.
     pub(crate) struct HandlerKey;
 }
 
@@ -237,7 +239,7 @@ impl Handler {
 
 #[derive(Default)]
 pub(crate) struct Handlers {
-    pub(crate) map: SlotMap<HandlerKey, Handler>,
+    pub(crate) map: Slab<HandlerKey, Handler>,
     pub(crate) by_fd: HashMap<RawFd, HandlerKey>,
 }
 
@@ -252,13 +254,13 @@ fn delivered(interest: Events) -> Events {
 }
 
 pub(crate) fn token_of(key: HandlerKey) -> Token {
-    // A slotmap key's ffi form is (version << 32 | index); the index never
-    // reaches u32::MAX, so it can never equal the waker's token.
-    Token(key.data().as_ffi() as usize)
+    // A key is (version << 32 | index); the index never reaches u32::MAX,
+    // so it can never equal the waker's token.
+    Token(key.raw() as usize)
 }
 
 pub(crate) fn key_of(token: Token) -> HandlerKey {
-    HandlerKey::from(KeyData::from_ffi(token.0 as u64))
+    HandlerKey::from_raw(token.0 as u64)
 }
 
 impl IOLoop {
@@ -493,7 +495,7 @@ mod tests {
 
     #[test]
     fn token_round_trip() {
-        let mut map: SlotMap<HandlerKey, ()> = SlotMap::with_key();
+        let mut map: Slab<HandlerKey, ()> = Slab::default();
         let a = map.insert(());
         map.remove(a);
         let b = map.insert(());

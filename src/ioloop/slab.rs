@@ -5,7 +5,7 @@
 //! the slot holds a value and bumped on every insert and remove, so a key
 //! kept after its value was removed (a stale mio token, a `TimeoutHandle`
 //! removed twice, a cancelled entry in the timer heap) never matches the
-//! slot's next value. Version 0 is never issued: a zero key is a null key.
+//! slot's next value. The null key (`Default`) has an index past any page.
 //!
 //! Unlike `slotmap`'s single vector, which keeps its peak capacity (the
 //! versions must outlive the values), the slots live in pages of [`PAGE`].
@@ -52,6 +52,9 @@ const SHIFT: u32 = PAGE.trailing_zeros();
 const MASK: u32 = PAGE as u32 - 1;
 /// The end of the free list.
 const NONE: u32 = u32::MAX;
+/// The null key: version 0, and an index past every page, so it never
+/// reaches a slot.
+pub(crate) const NULL: u64 = u32::MAX as u64;
 /// One past the highest index: the index of a key never reaches `u32::MAX`,
 /// so a handler's key (its mio token) never equals the waker's token.
 const MAX_SLOTS: usize = (u32::MAX as usize + 1) - PAGE;
@@ -69,8 +72,15 @@ pub(crate) trait SlabKey: Copy {
 macro_rules! slab_key {
     ($(#[$meta:meta])* $vis:vis struct $name:ident;) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         $vis struct $name(u64);
+
+        impl Default for $name {
+            /// The null key.
+            fn default() -> Self {
+                $name($crate::ioloop::slab::NULL)
+            }
+        }
 
         impl $crate::ioloop::slab::SlabKey for $name {
             #[inline]
@@ -228,10 +238,14 @@ impl<K: SlabKey, V> Slab<K, V> {
         slot.value.as_mut()
     }
 
-    /// Whether `key`'s value is still there.
+    /// Whether `key`'s value is still there, for a key this table issued
+    /// (or the null key): the version alone says so, as an issued key's is
+    /// odd, and a slot's is odd exactly while it holds a value. (The timer
+    /// heap asks this of its top entry every iteration.)
     #[inline]
     pub(crate) fn contains_key(&self, key: K) -> bool {
-        self.get(key).is_some()
+        debug_assert!(key.raw() >> 32 & 1 == 1 || key.raw() == NULL);
+        self.slot(key).is_some()
     }
 
     /// Takes `key`'s value out; `None` if it was gone already.
@@ -364,6 +378,7 @@ mod tests {
     fn a_removed_key_is_stale_and_a_null_key_matches_nothing() {
         let mut slab: Slab<Key, &str> = Slab::default();
         assert_eq!(slab.get(Key::default()), None);
+        assert!(!slab.contains_key(Key::default()));
         let a = slab.insert("a");
         assert_eq!(slab.get(a), Some(&"a"));
         assert_eq!(slab.remove(a), Some("a"));
@@ -374,6 +389,8 @@ mod tests {
         assert_eq!(slab.get(a), None);
         assert_eq!(slab.get(b), Some(&"b"));
         assert_eq!(slab.get(Key::default()), None);
+        assert!(!slab.contains_key(Key::default()) && !slab.contains_key(a));
+        assert!(slab.contains_key(b));
         // Any raw key at all: no panic.
         for raw in [u64::MAX, 1 << 32 | 0xffff_fff0, 3 << 32 | 5_000] {
             assert_eq!(slab.get(Key(raw)), None);

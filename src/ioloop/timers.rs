@@ -364,6 +364,7 @@ impl Timers {
     /// How long from `now` until the earliest live deadline (zero if it is
     /// past), dropping cancelled entries on the way; `None` if none is left.
     /// Worked out in the heap's nanoseconds: no `Instant` arithmetic.
+    #[inline]
     pub(crate) fn next_timeout(&mut self, now: Instant) -> Option<Duration> {
         loop {
             let top = self.heap.peek()?;

@@ -133,11 +133,18 @@ impl<K, V> Default for Slab<K, V> {
     }
 }
 
+impl<K, V> Slab<K, V> {
+    /// Pages held (for tests and the loop's diagnostics).
+    pub(crate) fn live_pages(&self) -> usize {
+        self.pages.len() - self.holes
+    }
+}
+
 impl<K, V> fmt::Debug for Slab<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slab")
             .field("len", &self.len)
-            .field("pages", &(self.pages.len() - self.holes))
+            .field("pages", &self.live_pages())
             .field("floor", &self.floor)
             .finish()
     }
@@ -344,11 +351,6 @@ impl<K: SlabKey, V> Slab<K, V> {
                 }
             }
         }
-    }
-
-    /// Pages held (for tests and the loop's diagnostics).
-    pub(crate) fn live_pages(&self) -> usize {
-        self.pages.len() - self.holes
     }
 }
 

@@ -6,6 +6,8 @@
 //! kept after its value was removed (a stale mio token, a `TimeoutHandle`
 //! removed twice, a cancelled entry in the timer heap) never matches the
 //! slot's next value. The null key (`Default`) has an index past any page.
+//! (Versions are 32 bits and wrap, as `slotmap`'s: a key kept through 2^31
+//! reuses of its slot could match again.)
 //!
 //! Unlike `slotmap`'s single vector, which keeps its peak capacity (the
 //! versions must outlive the values), the slots live in pages of [`PAGE`].

@@ -295,3 +295,47 @@ fn a_long_slow_head_costs_its_bytes_not_doubled_regions() {
     assert!(per_slow < 9_000.0, "{per_slow:.0} B per slow client");
     drop(slow);
 }
+
+/// After a mass close the server's trim gives the loop's tables back:
+/// their handler and timeout slots too (kept at their peak before, about
+/// 130 B per connection of the peak). A wave of connections large enough
+/// for the trim watch (`tcpserver/trim.rs`), held past one of its looks,
+/// then closed: the heap comes back to within a few bytes per connection
+/// of where it was before the wave.
+#[test]
+fn a_mass_close_gives_the_loop_tables_back() {
+    let _serial = serial();
+    // Above the trim's fewest closed connections worth a trim (1,024).
+    const N: usize = 1_500;
+    let server = TestServer::start(|| Application::new().route("/", || Hello), |_| {});
+    // A few connections first: what the server allocates once is in the base.
+    let (_, conns) = open_wave(&server, 20, true);
+    let base = close_wave(&server, conns, 1);
+    let (open, conns) = open_wave(&server, N, true);
+    // Held past a look of the watch (every 2 s), so that it saw the peak.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let closed = close_wave(&server, conns, 1);
+    let per = |x: isize| (x - base) as f64 / N as f64;
+    // The next look (2 s at most) trims.
+    let start = Instant::now();
+    let mut after = settle();
+    while per(after) > 24.0 && start.elapsed() < Duration::from_secs(6) {
+        after = settle();
+    }
+    eprintln!(
+        "heap per connection of the wave: open {:.0} B, just closed {:.0} B, after the trim {:.0} B",
+        per(open),
+        per(closed),
+        per(after)
+    );
+    // The slot tables alone were 128 B a connection; what may stay is a
+    // few small tables' room kept for the next wave.
+    assert!(
+        per(after) <= 24.0,
+        "{:.0} B per gone connection kept",
+        per(after)
+    );
+    // And the server still answers.
+    let (_, conns) = open_wave(&server, 1, true);
+    drop(conns);
+}

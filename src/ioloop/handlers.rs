@@ -1,21 +1,24 @@
 //! File-descriptor handlers: the `Events` mask and the registry that maps mio
 //! tokens to handlers.
 //!
-//! Each handler lives in a slotmap whose key *is* its mio token. A key carries
-//! a version, so an event still queued for a handler that was removed — even
-//! when the fd number was reused at once — finds no handler and is dropped.
+//! Each handler lives in a slot table (`slab.rs`) whose key *is* its mio
+//! token. A key carries a version, so an event still queued for a handler
+//! that was removed — even when the fd number was reused at once, or the
+//! table's page was freed and made again — finds no handler and is dropped.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::{BitAnd, BitOr, BitOrAssign};
 use std::os::unix::io::{AsRawFd, BorrowedFd, RawFd};
+use std::rc::Rc;
 
 use mio::{Interest, Token};
-use slotmap::{new_key_type, Key, KeyData, SlotMap};
 
 use mio::unix::SourceFd;
 
 use super::observer::{Span, SpanKind};
+use super::slab::{slab_key, Slab, SlabKey};
 use super::{closed, IOLoop, WAKER_TOKEN};
 use crate::callback::{self, CallbackReturn, Origin};
 use crate::error::{Error, ErrorKind};
@@ -201,11 +204,32 @@ pub(crate) enum Trigger {
     Edge,
 }
 
-new_key_type! {
+slab_key! {
+    /// A handler's key in the table: its mio token.
     pub(crate) struct HandlerKey;
 }
 
-pub(crate) type HandlerFn = Box<dyn FnMut(RawFd, Events) -> Result<(), Error>>;
+/// Shared with the dispatch that is calling it (see `dispatch_events`).
+pub(crate) type HandlerFn = Rc<dyn Call>;
+
+/// A handler closure in its `RefCell`, called through `&self`. A trait
+/// object rather than `RefCell<dyn FnMut>`, whose every borrow would work
+/// out the closure's offset from its alignment at run time.
+pub(crate) trait Call {
+    /// Calls the handler; does nothing if it is running already (which the
+    /// loop's refusal to nest dispatch rules out).
+    fn call(&self, fd: RawFd, events: Events) -> Result<(), Error>;
+}
+
+impl<F: FnMut(RawFd, Events) -> Result<(), Error>> Call for RefCell<F> {
+    #[inline]
+    fn call(&self, fd: RawFd, events: Events) -> Result<(), Error> {
+        match self.try_borrow_mut() {
+            Ok(mut f) => f(fd, events),
+            Err(_) => Ok(()),
+        }
+    }
+}
 
 pub(crate) struct Handler {
     pub(crate) fd: RawFd,
@@ -214,9 +238,8 @@ pub(crate) struct Handler {
     /// reader its peer's close (see [`delivered`]).
     pub(crate) mask: Events,
     pub(crate) trigger: Trigger,
-    /// `None` while the handler is running (it is taken out of the map so no
-    /// borrow is held across user code).
-    pub(crate) f: Option<HandlerFn>,
+    /// The handler; the table's borrow is released before it is called.
+    pub(crate) f: HandlerFn,
     pub(crate) ctx: Context,
     pub(crate) name: &'static str,
     /// Where it was added, for the trace.
@@ -237,7 +260,7 @@ impl Handler {
 
 #[derive(Default)]
 pub(crate) struct Handlers {
-    pub(crate) map: SlotMap<HandlerKey, Handler>,
+    pub(crate) map: Slab<HandlerKey, Handler>,
     pub(crate) by_fd: HashMap<RawFd, HandlerKey>,
 }
 
@@ -252,13 +275,13 @@ fn delivered(interest: Events) -> Events {
 }
 
 pub(crate) fn token_of(key: HandlerKey) -> Token {
-    // A slotmap key's ffi form is (version << 32 | index); the index never
-    // reaches u32::MAX, so it can never equal the waker's token.
-    Token(key.data().as_ffi() as usize)
+    // A key is (version << 32 | index); the index never reaches u32::MAX,
+    // so it can never equal the waker's token.
+    Token(key.raw() as usize)
 }
 
 pub(crate) fn key_of(token: Token) -> HandlerKey {
-    HandlerKey::from(KeyData::from_ffi(token.0 as u64))
+    HandlerKey::from_raw(token.0 as u64)
 }
 
 impl IOLoop {
@@ -340,7 +363,7 @@ impl IOLoop {
             interest: events,
             mask: delivered(events),
             trigger,
-            f: Some(Box::new(move |fd, ev| handler(fd, ev).into_outcome())),
+            f: Rc::new(RefCell::new(move |fd, ev| handler(fd, ev).into_outcome())),
             ctx: Context::capture(),
             name: std::any::type_name::<F>(),
             #[cfg(feature = "trace")]
@@ -427,49 +450,40 @@ impl IOLoop {
             let events = Events::from_mio(event);
             let key = key_of(token);
             let taken = {
-                let mut handlers = inner.handlers.borrow_mut();
-                match handlers.map.get_mut(key) {
+                let handlers = inner.handlers.borrow();
+                match handlers.map.get(key) {
                     // Removed earlier in this batch, or replaced: not ours.
                     None => None,
                     Some(entry) => {
                         let events = events & entry.mask;
-                        if events.is_empty() {
-                            None
-                        } else {
+                        (!events.is_empty()).then(|| {
                             let site = entry.site();
-                            entry
-                                .f
-                                .take()
-                                .map(|f| (f, entry.fd, events, entry.ctx.clone(), entry.name, site))
-                        }
+                            let ctx = entry.ctx.clone();
+                            let f = entry.f.clone();
+                            (f, entry.fd, events, ctx, entry.name, site, entry.trigger)
+                        })
                     }
                 }
             };
-            let Some((mut f, fd, events, ctx, name, site)) = taken else {
+            let Some((f, fd, events, ctx, name, site, trigger)) = taken else {
                 continue;
             };
+            // Our own reference: the handler may remove itself (or be
+            // replaced) while it runs, and is then dropped here, after the
+            // call, outside any borrow of the table. Nothing to put back,
+            // so an edge-triggered handler costs one lookup per event.
             let span = || Span::new(SpanKind::Handler { fd, events }, name, site);
             self.observed(span, || {
-                callback::invoke(&ctx, Origin::Handler(fd), name, || f(fd, events))
+                callback::invoke(&ctx, Origin::Handler(fd), name, || f.call(fd, events))
             });
-
-            // Put the handler back, unless it was removed while it ran.
-            let mut handlers = inner.handlers.borrow_mut();
-            let rearm = match handlers.map.get_mut(key) {
-                Some(entry) if entry.f.is_none() => {
-                    entry.f = Some(f);
-                    (entry.trigger == Trigger::Level).then_some(entry.interest)
+            if trigger == Trigger::Level {
+                // Unless it was removed while it ran (a key is never reused).
+                let rearm = inner.handlers.borrow().map.get(key).map(|e| e.interest);
+                if let Some(interest) = rearm {
+                    self.rearm(fd, token, interest);
                 }
-                _ => {
-                    drop(handlers);
-                    drop(f);
-                    continue;
-                }
-            };
-            drop(handlers);
-            if let Some(interest) = rearm {
-                self.rearm(fd, token, interest);
             }
+            drop(f);
         }
     }
 
@@ -493,7 +507,7 @@ mod tests {
 
     #[test]
     fn token_round_trip() {
-        let mut map: SlotMap<HandlerKey, ()> = SlotMap::with_key();
+        let mut map: Slab<HandlerKey, ()> = Slab::default();
         let a = map.insert(());
         map.remove(a);
         let b = map.insert(());

@@ -89,6 +89,7 @@ mod periodic;
 mod remote;
 mod shrink;
 pub mod signal;
+mod slab;
 mod timers;
 
 pub use channel::RemoteSender;

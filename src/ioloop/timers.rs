@@ -13,11 +13,10 @@
 
 use std::time::{Duration, Instant};
 
-use slotmap::{new_key_type, SlotMap};
-
+use super::slab::{slab_key, Slab};
 use super::Callback;
 
-new_key_type! {
+slab_key! {
     /// Identifies one scheduled timeout; stale keys never match a new one.
     pub(crate) struct TimeoutKey;
 }
@@ -211,7 +210,7 @@ pub(crate) struct Timers {
     /// The zero of the heap's deadlines, fixed at the first `add`.
     base: Option<Instant>,
     heap: Heap,
-    callbacks: SlotMap<TimeoutKey, Slot>,
+    callbacks: Slab<TimeoutKey, Slot>,
     seq: u64,
     /// Dead entries in the heap: removed timeouts whose entry is still there.
     cancelled: usize,
@@ -365,6 +364,7 @@ impl Timers {
     /// How long from `now` until the earliest live deadline (zero if it is
     /// past), dropping cancelled entries on the way; `None` if none is left.
     /// Worked out in the heap's nanoseconds: no `Instant` arithmetic.
+    #[inline]
     pub(crate) fn next_timeout(&mut self, now: Instant) -> Option<Duration> {
         loop {
             let top = self.heap.peek()?;
@@ -403,16 +403,23 @@ impl Timers {
         }
     }
 
-    /// Gives back the heap's room beyond what its entries need (after a
-    /// mass close; see shrink.rs).
+    /// Gives back the heap's room beyond what its entries need, and the
+    /// callbacks' empty pages (after a mass close; see shrink.rs).
     pub(crate) fn shrink_heap(&mut self) {
         super::shrink::shrink_vec(&mut self.heap.v);
+        self.callbacks.shrink();
     }
 
     /// The heap's capacity (for shrink.rs's test).
     #[cfg(test)]
     pub(crate) fn heap_capacity(&self) -> usize {
         self.heap.v.capacity()
+    }
+
+    /// Pages the callbacks' table holds (for shrink.rs's test).
+    #[cfg(test)]
+    pub(crate) fn callback_pages(&self) -> usize {
+        self.callbacks.live_pages()
     }
 
     /// Empties the heap, handing back the callbacks to drop outside any borrow.
@@ -422,7 +429,8 @@ impl Timers {
         self.cancelled = 0;
         self.callbacks
             .drain()
-            .map(|(_, slot)| slot.callback)
+            .into_iter()
+            .map(|slot| slot.callback)
             .collect()
     }
 }

@@ -22,10 +22,10 @@
 //! A trim after a mass close also shrinks the loop's tables
 //! (`IOLoop::shrink_tables`) and the server's list of connections to what
 //! they hold: their capacity, grown to the peak, is memory of its own
-//! (6.1 MiB after 10,000 connections closed before, 5.1-5.5 MiB now from a
-//! start of 3.8-4.2 MiB; what stays is the loop's two slot tables, see
-//! `ioloop/shrink.rs`, and the same `GLIBC_TUNABLES` as below change none
-//! of it).
+//! (bench/idle_memory.sh, 10,000 connections closed: 6.1 MiB before, then
+//! 5.0-5.5 MiB from a start of 3.6-4.2 MiB while the loop's two slot tables
+//! kept their peak, 4.0 MiB from a start of 3.8 MiB now that they free
+//! their empty pages, see `ioloop/shrink.rs`).
 //!
 //! Each look also prunes the server's list of connections: its weak
 //! references keep a closed stream's allocation (a few hundred bytes)

@@ -346,6 +346,25 @@ fn requests_that_smuggle_get_400() {
     }
 }
 
+/// A framing field padded with an obs-text byte that decodes (as Latin-1)
+/// to a Unicode space, U+00A0 or U+0085, is not `chunked`: only spaces and
+/// tabs are a value's white space (RFC 9110 5.6.3). A proxy in front would
+/// not read it as chunked either: taking it as chunked is request smuggling.
+#[test]
+fn a_transfer_encoding_padded_with_obs_text_is_not_chunked() {
+    let s = echo_server();
+    for raw in [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\xa0\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \x85chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ] {
+        let status = raw_request(s.addr, raw).map(|r| r.status);
+        assert_eq!(status, Some(501), "{:?}", String::from_utf8_lossy(raw));
+    }
+    // Spaces and tabs around it are white space.
+    let ok = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \t chunked \r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    assert_eq!(raw_request(s.addr, ok).map(|r| r.status), Some(200));
+}
+
 #[test]
 fn on_connection_close_is_called_once_for_a_message_left_waiting() {
     thread_local! {

@@ -507,7 +507,7 @@ impl Core {
                     declared = Some(n);
                 }
                 17 if name.eq_ignore_ascii_case("transfer-encoding") => {
-                    if !value.trim().eq_ignore_ascii_case("chunked") {
+                    if !crate::httputil::trim_ows(value).eq_ignore_ascii_case("chunked") {
                         return Err(Error::new(
                             ErrorKind::InvalidArgument,
                             format!("Transfer-Encoding {value:?}: only chunked, and the connection frames it"),

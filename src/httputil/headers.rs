@@ -507,7 +507,16 @@ fn decode_obs_text(bytes: &[u8]) -> (String, Vec<u32>) {
 pub fn has_token(value: &str, token: &str) -> bool {
     value
         .split(',')
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .any(|t| trim_ows(t).eq_ignore_ascii_case(token))
+}
+
+/// Spaces and tabs off both ends: a field value's optional white space
+/// (RFC 9110 5.6.3). Not `str::trim`, which also takes Unicode spaces such
+/// as U+00A0 and U+0085, which an obs-text byte (0xA0, 0x85) decodes to as
+/// Latin-1: `chunked` and a 0xA0 must not read as `chunked` (a proxy in
+/// front may not think so: request smuggling).
+pub(crate) fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@
 //! assert_eq!(parse_request_range("bytes=1-2,6-10"), None);
 //! ```
 
+use super::headers::trim_ows;
+
 /// One byte range a `Range` header asks for, as Tornado's
 /// `_parse_request_range` reads it; ends are exclusive (slice indexes),
 /// where the header's are inclusive.
@@ -67,11 +69,6 @@ pub fn parse_request_range(header: &str) -> Option<ByteRange> {
         (None, Some(n)) => ByteRange::Suffix(n),
         (None, None) => ByteRange::All,
     })
-}
-
-/// Spaces and tabs off both ends (Python's `strip()` within a field value).
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
 }
 
 /// A byte position: `Some(None)` if empty, `None` if not digits.

@@ -257,4 +257,37 @@ mod tests {
             "no token issued twice"
         );
     }
+    /// `TimeoutHandle`'s promise ("removing through it twice, or after the
+    /// timeout ran, is harmless") holds after a hot slot's version neared
+    /// the wrap and `shrink_tables` ran (twice): its page is kept.
+    #[test]
+    fn a_stale_handle_never_removes_a_live_timeout_near_the_version_wrap() {
+        let io_loop = IOLoop::new().unwrap();
+        let later = || Duration::from_secs(60);
+        // A hot slot: call_later + remove_timeout, 2^31 - 1 times (fast-forwarded).
+        let h = io_loop.call_later(later(), || {});
+        assert!(io_loop.remove_timeout(h));
+        io_loop
+            .inner
+            .timers
+            .borrow_mut()
+            .fast_forward_callbacks(h.0.raw() as u32, u32::MAX - 1);
+        io_loop.shrink_tables(); // a mass close
+                                 // Epoch A: a handle kept after its timeout was removed (or ran).
+        let a1 = io_loop.call_later(later(), || {});
+        assert!(io_loop.remove_timeout(a1));
+        let a2 = io_loop.call_later(later(), || {});
+        assert!(io_loop.remove_timeout(a2));
+        io_loop.shrink_tables(); // another mass close
+                                 // Epoch B: someone else's timeout.
+        let b1 = io_loop.call_later(later(), || {});
+        assert!(io_loop.remove_timeout(b1));
+        let b2 = io_loop.call_later(later(), || {});
+        assert_eq!(io_loop.timer_stats().pending, 1);
+        assert!(
+            !io_loop.remove_timeout(a2),
+            "stale {a2:?} removed live {b2:?}"
+        );
+        assert_eq!(io_loop.timer_stats().pending, 1);
+    }
 }

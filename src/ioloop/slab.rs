@@ -6,8 +6,8 @@
 //! kept after its value was removed (a stale mio token, a `TimeoutHandle`
 //! removed twice, a cancelled entry in the timer heap) never matches the
 //! slot's next value. The null key (`Default`) has an index past any page.
-//! (Versions are 32 bits and wrap, as `slotmap`'s: a key kept through 2^31
-//! reuses of its slot could match again.)
+//! (Versions are 32 bits and wrap, as `slotmap`'s: a key kept through 2^30
+//! or more reuses of its slot could match again.)
 //!
 //! Unlike `slotmap`'s single vector, which keeps its peak capacity (the
 //! versions must outlive the values), the slots live in pages of [`PAGE`].
@@ -52,6 +52,10 @@ use std::marker::PhantomData;
 pub(crate) const PAGE: usize = 64;
 const SHIFT: u32 = PAGE.trailing_zeros();
 const MASK: u32 = PAGE as u32 - 1;
+/// A page holding a version at or above this is never freed, so the floor
+/// stays below it and a page made again has at least 2^30 reuses of each
+/// slot before its versions wrap (see [`Slab::shrink`]).
+const FLOOR_LIMIT: u32 = 1 << 31;
 /// The end of the free list.
 const NONE: u32 = u32::MAX;
 /// The null key: version 0, and an index past every page, so it never
@@ -318,7 +322,10 @@ impl<K: SlabKey, V> Slab<K, V> {
     }
 
     /// Frees every page whose slots are all free (see the [module
-    /// docs](self)), and relinks the free slots lowest first. O(slots): for
+    /// docs](self)), and relinks the free slots lowest first. A page whose
+    /// versions reached [`FLOOR_LIMIT`] (a slot reused 2^30 times) stays:
+    /// the floor must stay far from the wrap, or every page made again
+    /// after would wrap within a few reuses to versions stale keys hold. O(slots): for
     /// after a mass close, not the request path.
     pub(crate) fn shrink(&mut self) {
         let mut floor = self.floor;
@@ -330,6 +337,9 @@ impl<K: SlabKey, V> Slab<K, V> {
                 let top = page
                     .as_ref()
                     .map_or(0, |p| p.iter().map(|s| s.version).max().unwrap_or(0));
+                if top >= FLOOR_LIMIT {
+                    continue;
+                }
                 floor = floor.max(top);
                 *page = None;
             }
@@ -370,12 +380,54 @@ impl<K: SlabKey, V> std::ops::IndexMut<K> for Slab<K, V> {
 }
 
 #[cfg(test)]
+impl<K, V> Slab<K, V> {
+    /// Sets a free slot's version, standing for `version / 2` insert and
+    /// remove pairs on it (only `wrapping_add(1)` ever changes a version):
+    /// the tests of the wrap, without 2^31 real reuses.
+    pub(crate) fn fast_forward(&mut self, index: u32, version: u32) {
+        let slot =
+            &mut self.pages[(index >> SHIFT) as usize].as_mut().unwrap()[(index & MASK) as usize];
+        assert!(slot.value.is_none() && version % 2 == 0);
+        slot.version = version;
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::{HashMap, HashSet};
 
     slab_key! {
         struct Key;
+    }
+
+    /// A slot reused about 2^31 times keeps its page: freeing it would
+    /// raise the floor near the wrap, and every page made again after would
+    /// restart there and wrap within a few reuses to the small versions the
+    /// page before it issued (a stale key matching a live value after two
+    /// reuses, not 2^31).
+    #[test]
+    fn a_page_near_the_version_wrap_is_kept_so_stale_keys_stay_stale() {
+        let mut slab: Slab<Key, u32> = Slab::default();
+        let k = slab.insert(0);
+        slab.remove(k);
+        slab.fast_forward(0, u32::MAX - 1);
+        slab.shrink(); // a mass close: page 0 stays
+        let a1 = slab.insert(1);
+        slab.remove(a1);
+        let a2 = slab.insert(2);
+        assert_eq!(slab.remove(a2), Some(2)); // a2 is stale from here on
+        slab.shrink();
+        let b1 = slab.insert(3);
+        slab.remove(b1);
+        let b2 = slab.insert(4);
+        assert_eq!(slab.get(a2), None, "stale {a2:?} matches live {b2:?}");
+        // A page below the limit still goes.
+        slab.remove(b2);
+        slab.fast_forward(0, FLOOR_LIMIT - 2);
+        slab.shrink();
+        assert_eq!(slab.pages.len(), 0);
+        assert_eq!(slab.floor, FLOOR_LIMIT - 2);
     }
 
     #[test]

@@ -416,6 +416,12 @@ impl Timers {
         self.heap.v.capacity()
     }
 
+    /// See `Slab::fast_forward`.
+    #[cfg(test)]
+    pub(crate) fn fast_forward_callbacks(&mut self, index: u32, version: u32) {
+        self.callbacks.fast_forward(index, version);
+    }
+
     /// Pages the callbacks' table holds (for shrink.rs's test).
     #[cfg(test)]
     pub(crate) fn callback_pages(&self) -> usize {

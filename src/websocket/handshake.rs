@@ -30,8 +30,7 @@ pub fn has_token(headers: &HTTPHeaders, name: &str, token: &str) -> bool {
     headers
         .get_list(name)
         .iter()
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .any(|v| crate::httputil::has_token(v, token))
 }
 
 /// The comma-separated values of every `name` field, trimmed, empty ones

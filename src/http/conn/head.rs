@@ -11,7 +11,7 @@ use super::{Conn, MAX_HEADERS};
 use crate::http::connection::Body;
 use crate::http::delegate::HTTPServerConnectionDelegate;
 use crate::http::request::{HTTPServerRequest, Method, Version};
-use crate::httputil;
+use crate::httputil::{self, trim_ows};
 
 /// What a request head says of its body; `Err(status)` to refuse it.
 /// `Ok(None)`: incomplete. Else the head's length, the request, its body,
@@ -205,12 +205,12 @@ fn scan_fields(
             if f.chunked {
                 return Err(400);
             }
-            if !value.trim().eq_ignore_ascii_case("chunked") {
+            if !trim_ows(value).eq_ignore_ascii_case("chunked") {
                 return Err(if has_chunked_twice(value) { 400 } else { 501 });
             }
             f.chunked = true;
         } else if name.eq_ignore_ascii_case("expect") {
-            if value.trim().eq_ignore_ascii_case("100-continue") {
+            if trim_ows(value).eq_ignore_ascii_case("100-continue") {
                 f.continue_expected = true;
             } else {
                 return Err(417);
@@ -324,7 +324,7 @@ static HOST_BYTES: [bool; 256] = {
 fn has_chunked_twice(value: &str) -> bool {
     value
         .split(',')
-        .filter(|c| c.trim().eq_ignore_ascii_case("chunked"))
+        .filter(|c| trim_ows(c).eq_ignore_ascii_case("chunked"))
         .count()
         > 1
 }

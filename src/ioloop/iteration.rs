@@ -2,12 +2,12 @@
 //! messages from other threads, then a poll and the fd handlers it reports.
 //! Every piece of user code runs as an observed span (see `observer`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::observer::{Span, SpanKind};
 use super::remote::RemoteFn;
 use super::timers::TimeoutKey;
-use super::{Callback, Clock, IOLoop, Origin, RemoteMsg, WAKER_TOKEN};
+use super::{ticks, Callback, Clock, IOLoop, Origin, RemoteMsg, WAKER_TOKEN};
 use crate::callback;
 use crate::error::Error;
 use crate::stack_context::Context;
@@ -52,7 +52,7 @@ impl IOLoop {
     /// the loop read it). The empty cases, the usual ones, skip the buffer
     /// juggling.
     #[inline]
-    fn take_due_timeouts(&self) -> (Vec<TimeoutKey>, Option<Instant>) {
+    fn take_due_timeouts(&self) -> (Vec<TimeoutKey>, Option<u64>) {
         let inner = &*self.inner;
         let mut timers = inner.timers.borrow_mut();
         if timers.is_empty() {
@@ -147,7 +147,8 @@ impl IOLoop {
         }
     }
 
-    fn poll_timeout(&self, now: Option<Instant>) -> Option<Duration> {
+    /// `now` in ticks, if step 1 read it and it is still now.
+    fn poll_timeout(&self, now: Option<u64>) -> Option<Duration> {
         let inner = &*self.inner;
         if !inner.callbacks.borrow().is_empty() {
             return Some(Duration::ZERO);
@@ -165,12 +166,13 @@ impl IOLoop {
     /// bookkeeping ran since: that reading will do, and saves a clock read
     /// per iteration. Every span refreshes it and a poll forgets it, so it
     /// is never older than the loop's own work (see `Observers::recent`).
+    /// In ticks (see `ticks`): what the timers compare and subtract.
     #[inline]
-    fn loop_time(&self) -> Instant {
+    fn loop_time(&self) -> u64 {
         let inner = &*self.inner;
         match (&inner.clock, inner.observers.recent()) {
             (Clock::System, Some(recent)) => recent,
-            _ => self.time(),
+            _ => self.now_ticks(),
         }
     }
 
@@ -234,7 +236,7 @@ impl IOLoop {
             if nevents == 0 && inner.callbacks.borrow().is_empty() && !remote_waiting {
                 let next = inner.timers.borrow_mut().next_deadline();
                 if let Some(next) = next {
-                    manual.advance_to(next);
+                    manual.advance_to(ticks::base().instant(next));
                 }
             }
         }

@@ -89,6 +89,7 @@ mod periodic;
 mod remote;
 mod shrink;
 pub mod signal;
+mod ticks;
 mod timers;
 
 pub use channel::RemoteSender;
@@ -326,7 +327,20 @@ impl IOLoop {
     /// wall-clock things, such as the HTTP `Date`, that need not be exact.
     #[inline]
     pub(crate) fn recent_instant(&self) -> Instant {
-        self.inner.observers.recent().unwrap_or_else(Instant::now)
+        match self.inner.observers.recent() {
+            Some(recent) => ticks::base().instant(recent),
+            None => Instant::now(),
+        }
+    }
+
+    /// [`time()`](IOLoop::time) in the loop's ticks (see `ticks`): what the
+    /// timers work in.
+    #[inline]
+    pub(super) fn now_ticks(&self) -> u64 {
+        match &self.inner.clock {
+            Clock::System => ticks::now(),
+            Clock::Manual(manual) => ticks::base().tick(manual.now()),
+        }
     }
 
     /// How many iterations the loop has begun; what a cache of something
@@ -476,9 +490,11 @@ impl IOLoop {
         R: CallbackReturn,
         F: FnOnce() -> R + 'static,
     {
+        // In ticks: a delay is added to an integer reading, no `Instant`
+        // arithmetic (the HTTP server re-arms a timer per connection tick).
         let when = match deadline.into() {
-            Deadline::At(when) => when,
-            Deadline::After(delay) => timers::saturating_add(self.time(), delay),
+            Deadline::At(when) => ticks::base().tick(when),
+            Deadline::After(delay) => self.now_ticks().saturating_add(ticks::from_duration(delay)),
         };
         if self.inner.closed.get() {
             // Kept, it would never run, and a closure holding the loop would

@@ -56,7 +56,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::blocking::BlockingLog;
-use super::{Events, IOLoop};
+use super::{ticks, Events, IOLoop};
 
 /// What the loop is running: the argument of [`Observer::began`] and
 /// [`Observer::ended`].
@@ -159,9 +159,10 @@ pub trait Observer {
 /// The observers installed at one moment.
 type List = Rc<[Rc<dyn Observer>]>;
 
-/// What a span's end needs from its beginning: when it began, and the
-/// observers (beyond the blocking log) that heard it begin.
-pub(super) type Started = (Instant, Option<List>);
+/// What a span's end needs from its beginning: when it began (in the
+/// loop's ticks, see `ticks`), and the observers (beyond the blocking log)
+/// that heard it begin.
+pub(super) type Started = (u64, Option<List>);
 
 /// The loop's observers, and the clock reading they share.
 pub(crate) struct Observers {
@@ -181,8 +182,9 @@ pub(crate) struct Observers {
     listening: Cell<bool>,
     /// While observers are installed: the clock read when the last span
     /// ended, if only the loop's own bookkeeping ran since. Forgotten when
-    /// the loop is about to wait or has been away (`forget_reading`).
-    last: Cell<Option<Instant>>,
+    /// the loop is about to wait or has been away (`forget_reading`). In
+    /// ticks: the loop's timers use it as it is.
+    last: Cell<Option<u64>>,
 }
 
 impl Default for Observers {
@@ -254,7 +256,7 @@ impl Observers {
     /// Only while observers are installed: one removed mid-span leaves a
     /// reading that nothing refreshes any more.
     #[inline]
-    pub(super) fn recent(&self) -> Option<Instant> {
+    pub(super) fn recent(&self) -> Option<u64> {
         if self.active.get() {
             self.last.get()
         } else {
@@ -270,11 +272,11 @@ impl Observers {
     }
 
     #[inline]
-    fn now(&self) -> Instant {
+    fn now(&self) -> u64 {
         match self.last.get() {
             Some(now) => now,
             None => {
-                let now = Instant::now();
+                let now = ticks::now();
                 self.last.set(Some(now));
                 now
             }
@@ -312,8 +314,9 @@ impl Observers {
     }
 
     #[inline(never)]
-    fn list_began_slow(&self, span: &Span, now: Instant) -> Option<List> {
+    fn list_began_slow(&self, span: &Span, now: u64) -> Option<List> {
         let list = self.list()?;
+        let now = ticks::base().instant(now);
         for observer in list.iter() {
             observer.began(span, now);
         }
@@ -327,7 +330,7 @@ impl Observers {
     /// server 3% of a request (`bench/http_callgrind.sh squallraw`).
     #[inline(always)]
     pub(super) fn ended(&self, span: &impl Fn() -> Span, (started, list): Started) {
-        let now = Instant::now();
+        let now = ticks::now();
         self.last.set(Some(now));
         if self.blocking.is_on() && self.blocking.overdue(now) {
             self.blocking.past_deadline(&span(), started, now);
@@ -354,24 +357,30 @@ impl Observers {
     fn list_poll_began(&self, timeout: Option<Duration>) -> Started {
         let now = self.now();
         let list = self.list();
+        let at = ticks::base().instant(now);
         for observer in list.iter().flat_map(|l| l.iter()) {
-            observer.poll_began(timeout, now);
+            observer.poll_began(timeout, at);
         }
         (now, list)
     }
 
     #[inline(never)]
     pub(super) fn poll_ended(&self, timeout: Option<Duration>, events: usize, started: Started) {
-        let now = Instant::now();
+        let now = ticks::now();
         self.last.set(Some(now));
+        let base = ticks::base();
+        let (started_at, now) = (base.instant(started.0), base.instant(now));
         for observer in started.1.iter().flat_map(|l| l.iter()) {
-            observer.poll_ended(timeout, events, started.0, now);
+            observer.poll_ended(timeout, events, started_at, now);
         }
     }
 }
 
+/// `started` and `now` are ticks, made `Instant`s here for the trait.
 #[inline(never)]
-fn list_ended(list: &List, span: &Span, started: Instant, now: Instant) {
+fn list_ended(list: &List, span: &Span, started: u64, now: u64) {
+    let base = ticks::base();
+    let (started, now) = (base.instant(started), base.instant(now));
     for observer in list.iter() {
         observer.ended(span, started, now);
     }

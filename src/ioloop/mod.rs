@@ -322,14 +322,17 @@ impl IOLoop {
     }
 
     /// A recent reading of the system's monotonic clock (not the loop's
-    /// clock, which may be manual): the one taken for the observers, no
-    /// older than the span running now, or a fresh one. For caches of
-    /// wall-clock things, such as the HTTP `Date`, that need not be exact.
+    /// clock, which may be manual), in nanoseconds from an arbitrary zero:
+    /// the one taken for the observers, no older than the span running
+    /// now, or a fresh one. For caches of wall-clock things, such as the
+    /// HTTP `Date`, that need not be exact. An integer, not an `Instant`:
+    /// making an `Instant` of the observers' reading would cost the `Date`
+    /// cache its saving (see `ticks`).
     #[inline]
-    pub(crate) fn recent_instant(&self) -> Instant {
+    pub(crate) fn recent_ticks(&self) -> u64 {
         match self.inner.observers.recent() {
-            Some(recent) => ticks::base().instant(recent),
-            None => Instant::now(),
+            Some(recent) => recent,
+            None => ticks::now(),
         }
     }
 

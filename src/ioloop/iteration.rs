@@ -306,8 +306,13 @@ impl IOLoop {
         handled
     }
 
+    /// Whether no typed channel holds a value. Asked before every sleeping
+    /// poll; a loop with no channel at all (the usual server) answers from
+    /// the length, not from an iterator over `dyn` sources.
+    #[inline]
     fn channels_empty(&self) -> bool {
-        self.inner.channels.borrow().iter().all(|s| s.is_empty())
+        let channels = self.inner.channels.borrow();
+        channels.is_empty() || channels.iter().all(|s| s.is_empty())
     }
 
     /// A callback or timeout, as one observed span.

@@ -274,10 +274,10 @@ impl IOLoop {
     /// all gone.
     fn run_channels(&self) -> usize {
         let inner = &*self.inner;
-        let count = inner.channels.borrow().len();
-        if count == 0 {
+        if !inner.has_channels.get() {
             return 0;
         }
+        let count = inner.channels.borrow().len();
         let mut handled = 0;
         let mut finished = false;
         for i in 0..count {
@@ -297,7 +297,8 @@ impl IOLoop {
             let gone: Vec<_> = {
                 let mut channels = inner.channels.borrow_mut();
                 let all = std::mem::take(&mut *channels);
-                let (gone, live) = all.into_iter().partition(|s| s.finished());
+                let (gone, live): (Vec<_>, Vec<_>) = all.into_iter().partition(|s| s.finished());
+                inner.has_channels.set(!live.is_empty());
                 *channels = live;
                 gone
             };
@@ -308,11 +309,10 @@ impl IOLoop {
 
     /// Whether no typed channel holds a value. Asked before every sleeping
     /// poll; a loop with no channel at all (the usual server) answers from
-    /// the length, not from an iterator over `dyn` sources.
+    /// a `Cell` (see `has_channels`), not from a borrow and an iterator.
     #[inline]
     fn channels_empty(&self) -> bool {
-        let channels = self.inner.channels.borrow();
-        channels.is_empty() || channels.iter().all(|s| s.is_empty())
+        !self.inner.has_channels.get() || self.inner.channels.borrow().iter().all(|s| s.is_empty())
     }
 
     /// A callback or timeout, as one observed span.

@@ -171,6 +171,10 @@ struct Inner {
     remote: Arc<remote::Shared>,
     /// Typed channels from other threads (`remote_channel`).
     channels: RefCell<Vec<Rc<dyn channel::Source>>>,
+    /// Whether `channels` holds any: a `Cell` read where the iteration
+    /// would borrow the `RefCell` twice (drain, and the check before a
+    /// sleeping poll) for a list a server never uses.
+    has_channels: Cell<bool>,
     clock: Clock,
     running: Cell<bool>,
     stopping: Cell<bool>,
@@ -250,6 +254,7 @@ impl IOLoop {
                 remote_rx: RefCell::new(Some(rx)),
                 remote,
                 channels: RefCell::new(Vec::new()),
+                has_channels: Cell::new(false),
                 running: Cell::new(false),
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
@@ -476,6 +481,7 @@ impl IOLoop {
         let (sender, source) = channel::new_channel(self.inner.remote.clone(), capacity, handler);
         if !self.inner.closed.get() {
             self.inner.channels.borrow_mut().push(source);
+            self.inner.has_channels.set(true);
         }
         sender
     }
@@ -673,6 +679,7 @@ impl IOLoop {
         // Take everything out first, then drop it with no borrow held:
         // dropping a closure runs user code that may call back into the loop.
         let channels = std::mem::take(&mut *inner.channels.borrow_mut());
+        inner.has_channels.set(false);
         // No value can enter a channel any more: what senders were told
         // `Ok` for is handled now, as the remote callbacks above.
         for source in &channels {

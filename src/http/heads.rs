@@ -3,7 +3,6 @@
 //! decimal and hex without going through `fmt`.
 
 use std::cell::RefCell;
-use std::time::{Duration, Instant};
 
 use crate::httputil;
 use crate::IOLoop;
@@ -42,8 +41,9 @@ struct HeadCache {
     /// The second `common` and `ok_html` hold.
     secs: u64,
     /// When, on the monotonic clock, the wall clock's next second begins:
-    /// until then an iteration needs no wall-clock read.
-    next_second: Option<Instant>,
+    /// until then an iteration needs no wall-clock read. In the loop's
+    /// `recent_ticks()` nanoseconds; 0 before the first look.
+    next_second: u64,
     /// `Server: squall\r\nDate: ...\r\n`.
     common: Vec<u8>,
     /// The status line of a 200, `common`, the default `Content-Type` (if
@@ -63,7 +63,7 @@ impl Heads {
         Heads(RefCell::new(HeadCache {
             iteration: u64::MAX,
             secs: u64::MAX,
-            next_second: None,
+            next_second: 0,
             common: Vec::new(),
             ok: Vec::new(),
             content_type,
@@ -81,8 +81,8 @@ impl Heads {
             // blocking log); comparing with that is cheaper than reading the
             // wall clock. The wall clock is read again at each new second, so
             // a step in it shows within one.
-            let now = io_loop.recent_instant();
-            if !cache.next_second.is_some_and(|next| now < next) {
+            let now = io_loop.recent_ticks();
+            if now >= cache.next_second {
                 cache.refresh(now);
             }
         }
@@ -130,13 +130,14 @@ impl HeadCache {
     /// cached heads if the second changed.
     #[cold]
     #[inline(never)]
-    fn refresh(&mut self, now: Instant) {
+    /// `now` is the loop's `recent_ticks()`.
+    fn refresh(&mut self, now: u64) {
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let to_next = Duration::from_nanos(1_000_000_000 - u64::from(wall.subsec_nanos()));
+        let to_next = 1_000_000_000 - u64::from(wall.subsec_nanos());
         // `now` may be a little old, which only makes this early: harmless.
-        self.next_second = now.checked_add(to_next);
+        self.next_second = now.saturating_add(to_next);
         let secs = wall.as_secs();
         if self.secs == secs {
             return;

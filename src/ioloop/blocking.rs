@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::observer::{Observer, Span};
-use super::IOLoop;
+use super::{ticks, IOLoop};
 
 /// Times every span. The loop's observer list holds it in place, off until
 /// [`IOLoop::set_blocking_log_threshold`] gives it a threshold, and calls it
@@ -14,17 +14,21 @@ use super::IOLoop;
 #[derive(Default)]
 pub(super) struct BlockingLog {
     threshold: Cell<Option<Duration>>,
-    /// No later than the current span's start plus the threshold (`None`:
-    /// not known yet, or beyond the clock). Only a span ending past it costs
-    /// the subtraction: a span longer than the threshold must end past it,
-    /// and most spans end long before.
-    deadline: Cell<Option<Instant>>,
+    /// The threshold in ticks (see `ticks`).
+    threshold_ticks: Cell<u64>,
+    /// No later than the current span's start plus the threshold, in ticks
+    /// (0: not known yet). Only a span ending past it is looked at: a span
+    /// longer than the threshold must end past it, and most spans end long
+    /// before. An integer, so the check per span is one compare.
+    deadline: Cell<u64>,
 }
 
 impl BlockingLog {
     pub(super) fn set(&self, threshold: Option<Duration>) {
         self.threshold.set(threshold);
-        self.deadline.set(None);
+        self.threshold_ticks
+            .set(threshold.map_or(u64::MAX, ticks::from_duration));
+        self.deadline.set(0);
     }
 
     #[inline]
@@ -35,20 +39,22 @@ impl BlockingLog {
     /// Whether a span ending at `now` may have blocked too long: only then
     /// is it looked at (see `past_deadline`).
     #[inline]
-    pub(super) fn overdue(&self, now: Instant) -> bool {
+    pub(super) fn overdue(&self, now: u64) -> bool {
         // Spans start no earlier than the previous one ended, so a deadline
         // set at an end stays early enough for every later span.
-        !matches!(self.deadline.get(), Some(deadline) if now <= deadline)
+        now > self.deadline.get()
     }
 
+    /// `started` and `now` are ticks.
     #[cold]
     #[inline(never)]
-    pub(super) fn past_deadline(&self, span: &Span, started: Instant, now: Instant) {
-        let Some(threshold) = self.threshold.get() else {
+    pub(super) fn past_deadline(&self, span: &Span, started: u64, now: u64) {
+        if self.threshold.get().is_none() {
             return;
-        };
-        let took = now.saturating_duration_since(started);
-        if took > threshold {
+        }
+        let took = now.saturating_sub(started);
+        if took > self.threshold_ticks.get() {
+            let took = Duration::from_nanos(took);
             log::warn!(
                 "{} `{}` blocked the IOLoop for {took:?}",
                 span.kind,
@@ -56,13 +62,18 @@ impl BlockingLog {
             );
         }
         // The next span starts at `now` or later.
-        self.deadline.set(now.checked_add(threshold));
+        self.deadline
+            .set(now.saturating_add(self.threshold_ticks.get()));
     }
 }
 
 impl Observer for BlockingLog {
     #[inline]
     fn ended(&self, span: &Span, started: Instant, now: Instant) {
+        // The loop calls it with ticks (see `Observers::ended`); this is
+        // for the trait's sake.
+        let base = ticks::base();
+        let (started, now) = (base.tick(started), base.tick(now));
         if self.overdue(now) {
             self.past_deadline(span, started, now);
         }

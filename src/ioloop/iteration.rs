@@ -2,12 +2,12 @@
 //! messages from other threads, then a poll and the fd handlers it reports.
 //! Every piece of user code runs as an observed span (see `observer`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::observer::{Span, SpanKind};
 use super::remote::RemoteFn;
 use super::timers::TimeoutKey;
-use super::{Callback, Clock, IOLoop, Origin, RemoteMsg, WAKER_TOKEN};
+use super::{ticks, Callback, Clock, IOLoop, Origin, RemoteMsg, WAKER_TOKEN};
 use crate::callback;
 use crate::error::Error;
 use crate::stack_context::Context;
@@ -52,7 +52,7 @@ impl IOLoop {
     /// the loop read it). The empty cases, the usual ones, skip the buffer
     /// juggling.
     #[inline]
-    fn take_due_timeouts(&self) -> (Vec<TimeoutKey>, Option<Instant>) {
+    fn take_due_timeouts(&self) -> (Vec<TimeoutKey>, Option<u64>) {
         let inner = &*self.inner;
         let mut timers = inner.timers.borrow_mut();
         if timers.is_empty() {
@@ -147,7 +147,8 @@ impl IOLoop {
         }
     }
 
-    fn poll_timeout(&self, now: Option<Instant>) -> Option<Duration> {
+    /// `now` in ticks, if step 1 read it and it is still now.
+    fn poll_timeout(&self, now: Option<u64>) -> Option<Duration> {
         let inner = &*self.inner;
         if !inner.callbacks.borrow().is_empty() {
             return Some(Duration::ZERO);
@@ -165,12 +166,13 @@ impl IOLoop {
     /// bookkeeping ran since: that reading will do, and saves a clock read
     /// per iteration. Every span refreshes it and a poll forgets it, so it
     /// is never older than the loop's own work (see `Observers::recent`).
+    /// In ticks (see `ticks`): what the timers compare and subtract.
     #[inline]
-    fn loop_time(&self) -> Instant {
+    fn loop_time(&self) -> u64 {
         let inner = &*self.inner;
         match (&inner.clock, inner.observers.recent()) {
             (Clock::System, Some(recent)) => recent,
-            _ => self.time(),
+            _ => self.now_ticks(),
         }
     }
 
@@ -234,7 +236,7 @@ impl IOLoop {
             if nevents == 0 && inner.callbacks.borrow().is_empty() && !remote_waiting {
                 let next = inner.timers.borrow_mut().next_deadline();
                 if let Some(next) = next {
-                    manual.advance_to(next);
+                    manual.advance_to(ticks::base().instant(next));
                 }
             }
         }
@@ -272,10 +274,10 @@ impl IOLoop {
     /// all gone.
     fn run_channels(&self) -> usize {
         let inner = &*self.inner;
-        let count = inner.channels.borrow().len();
-        if count == 0 {
+        if !inner.has_channels.get() {
             return 0;
         }
+        let count = inner.channels.borrow().len();
         let mut handled = 0;
         let mut finished = false;
         for i in 0..count {
@@ -295,7 +297,8 @@ impl IOLoop {
             let gone: Vec<_> = {
                 let mut channels = inner.channels.borrow_mut();
                 let all = std::mem::take(&mut *channels);
-                let (gone, live) = all.into_iter().partition(|s| s.finished());
+                let (gone, live): (Vec<_>, Vec<_>) = all.into_iter().partition(|s| s.finished());
+                inner.has_channels.set(!live.is_empty());
                 *channels = live;
                 gone
             };
@@ -304,8 +307,12 @@ impl IOLoop {
         handled
     }
 
+    /// Whether no typed channel holds a value. Asked before every sleeping
+    /// poll; a loop with no channel at all (the usual server) answers from
+    /// a `Cell` (see `has_channels`), not from a borrow and an iterator.
+    #[inline]
     fn channels_empty(&self) -> bool {
-        self.inner.channels.borrow().iter().all(|s| s.is_empty())
+        !self.inner.has_channels.get() || self.inner.channels.borrow().iter().all(|s| s.is_empty())
     }
 
     /// A callback or timeout, as one observed span.

@@ -90,6 +90,7 @@ mod remote;
 mod shrink;
 pub mod signal;
 mod slab;
+mod ticks;
 mod timers;
 
 pub use channel::RemoteSender;
@@ -171,6 +172,10 @@ struct Inner {
     remote: Arc<remote::Shared>,
     /// Typed channels from other threads (`remote_channel`).
     channels: RefCell<Vec<Rc<dyn channel::Source>>>,
+    /// Whether `channels` holds any: a `Cell` read where the iteration
+    /// would borrow the `RefCell` twice (drain, and the check before a
+    /// sleeping poll) for a list a server never uses.
+    has_channels: Cell<bool>,
     clock: Clock,
     running: Cell<bool>,
     stopping: Cell<bool>,
@@ -250,6 +255,7 @@ impl IOLoop {
                 remote_rx: RefCell::new(Some(rx)),
                 remote,
                 channels: RefCell::new(Vec::new()),
+                has_channels: Cell::new(false),
                 running: Cell::new(false),
                 stopping: Cell::new(false),
                 closed: Cell::new(false),
@@ -322,12 +328,28 @@ impl IOLoop {
     }
 
     /// A recent reading of the system's monotonic clock (not the loop's
-    /// clock, which may be manual): the one taken for the observers, no
-    /// older than the span running now, or a fresh one. For caches of
-    /// wall-clock things, such as the HTTP `Date`, that need not be exact.
+    /// clock, which may be manual), in nanoseconds from an arbitrary zero:
+    /// the one taken for the observers, no older than the span running
+    /// now, or a fresh one. For caches of wall-clock things, such as the
+    /// HTTP `Date`, that need not be exact. An integer, not an `Instant`:
+    /// making an `Instant` of the observers' reading would cost the `Date`
+    /// cache its saving (see `ticks`).
     #[inline]
-    pub(crate) fn recent_instant(&self) -> Instant {
-        self.inner.observers.recent().unwrap_or_else(Instant::now)
+    pub(crate) fn recent_ticks(&self) -> u64 {
+        match self.inner.observers.recent() {
+            Some(recent) => recent,
+            None => ticks::now(),
+        }
+    }
+
+    /// [`time()`](IOLoop::time) in the loop's ticks (see `ticks`): what the
+    /// timers work in.
+    #[inline]
+    pub(super) fn now_ticks(&self) -> u64 {
+        match &self.inner.clock {
+            Clock::System => ticks::now(),
+            Clock::Manual(manual) => ticks::base().tick(manual.now()),
+        }
     }
 
     /// How many iterations the loop has begun; what a cache of something
@@ -460,6 +482,7 @@ impl IOLoop {
         let (sender, source) = channel::new_channel(self.inner.remote.clone(), capacity, handler);
         if !self.inner.closed.get() {
             self.inner.channels.borrow_mut().push(source);
+            self.inner.has_channels.set(true);
         }
         sender
     }
@@ -477,9 +500,11 @@ impl IOLoop {
         R: CallbackReturn,
         F: FnOnce() -> R + 'static,
     {
+        // In ticks: a delay is added to an integer reading, no `Instant`
+        // arithmetic (the HTTP server re-arms a timer per connection tick).
         let when = match deadline.into() {
-            Deadline::At(when) => when,
-            Deadline::After(delay) => timers::saturating_add(self.time(), delay),
+            Deadline::At(when) => ticks::base().tick(when),
+            Deadline::After(delay) => self.now_ticks().saturating_add(ticks::from_duration(delay)),
         };
         if self.inner.closed.get() {
             // Kept, it would never run, and a closure holding the loop would
@@ -655,6 +680,7 @@ impl IOLoop {
         // Take everything out first, then drop it with no borrow held:
         // dropping a closure runs user code that may call back into the loop.
         let channels = std::mem::take(&mut *inner.channels.borrow_mut());
+        inner.has_channels.set(false);
         // No value can enter a channel any more: what senders were told
         // `Ok` for is handled now, as the remote callbacks above.
         for source in &channels {

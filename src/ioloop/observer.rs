@@ -56,7 +56,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::blocking::BlockingLog;
-use super::{Events, IOLoop};
+use super::{ticks, Events, IOLoop};
 
 /// What the loop is running: the argument of [`Observer::began`] and
 /// [`Observer::ended`].
@@ -156,12 +156,23 @@ pub trait Observer {
     }
 }
 
+/// What `IOLoop::observed` carries across a span.
+enum Watch {
+    /// No observer.
+    Off,
+    /// The blocking log alone: the span's start, in ticks.
+    Blocking(u64),
+    /// Observers in the list too.
+    List(Started),
+}
+
 /// The observers installed at one moment.
 type List = Rc<[Rc<dyn Observer>]>;
 
-/// What a span's end needs from its beginning: when it began, and the
-/// observers (beyond the blocking log) that heard it begin.
-pub(super) type Started = (Instant, Option<List>);
+/// What a span's end needs from its beginning: when it began (in the
+/// loop's ticks, see `ticks`), and the observers (beyond the blocking log)
+/// that heard it begin.
+pub(super) type Started = (u64, Option<List>);
 
 /// The loop's observers, and the clock reading they share.
 pub(crate) struct Observers {
@@ -181,8 +192,9 @@ pub(crate) struct Observers {
     listening: Cell<bool>,
     /// While observers are installed: the clock read when the last span
     /// ended, if only the loop's own bookkeeping ran since. Forgotten when
-    /// the loop is about to wait or has been away (`forget_reading`).
-    last: Cell<Option<Instant>>,
+    /// the loop is about to wait or has been away (`forget_reading`). In
+    /// ticks: the loop's timers use it as it is.
+    last: Cell<Option<u64>>,
 }
 
 impl Default for Observers {
@@ -254,7 +266,7 @@ impl Observers {
     /// Only while observers are installed: one removed mid-span leaves a
     /// reading that nothing refreshes any more.
     #[inline]
-    pub(super) fn recent(&self) -> Option<Instant> {
+    pub(super) fn recent(&self) -> Option<u64> {
         if self.active.get() {
             self.last.get()
         } else {
@@ -270,11 +282,11 @@ impl Observers {
     }
 
     #[inline]
-    fn now(&self) -> Instant {
+    fn now(&self) -> u64 {
         match self.last.get() {
             Some(now) => now,
             None => {
-                let now = Instant::now();
+                let now = ticks::now();
                 self.last.set(Some(now));
                 now
             }
@@ -296,44 +308,47 @@ impl Observers {
         }
     }
 
-    /// A span begins: its start is the last span's end if nothing but the
-    /// loop ran since (one clock read per span, not two). The span itself
-    /// is made only if an observer of the list will see it: the blocking
-    /// log needs it only for a span past its deadline.
-    #[inline(always)]
-    pub(super) fn began(&self, span: &impl Fn() -> Span) -> Started {
+    /// A span begins, with observers in the list: its start is the last
+    /// span's end if nothing but the loop ran since (one clock read per
+    /// span, not two). Out of line: user observers are not the hot path.
+    #[inline(never)]
+    fn began_with_list(&self, span: &Span) -> Started {
         let now = self.now();
-        let list = if self.listening.get() {
-            self.list_began_slow(&span(), now)
-        } else {
-            None
-        };
+        let list = self.list();
+        if let Some(list) = &list {
+            let at = ticks::base().instant(now);
+            for observer in list.iter() {
+                observer.began(span, at);
+            }
+        }
         (now, list)
     }
 
+    /// A span that the list heard begin ends: one clock read, the blocking
+    /// log's deadline compared with it, then the list.
     #[inline(never)]
-    fn list_began_slow(&self, span: &Span, now: Instant) -> Option<List> {
-        let list = self.list()?;
-        for observer in list.iter() {
-            observer.began(span, now);
+    fn ended_with_list(&self, span: &Span, (started, list): Started) {
+        let now = ticks::now();
+        self.last.set(Some(now));
+        if self.blocking.is_on() && self.blocking.overdue(now) {
+            self.blocking.past_deadline(span, started, now);
         }
-        Some(list)
+        if let Some(list) = list {
+            list_ended(&list, span, started, now);
+        }
     }
 
-    /// A span ends: one clock read, the blocking log's deadline compared
-    /// with it, and the span made only for whoever needs it (a span past
-    /// the deadline, the list). Always inlined: it ends every callback and
-    /// handler, and a call and a `Span` built per span cost the raw HTTP
-    /// server 3% of a request (`bench/http_callgrind.sh squallraw`).
+    /// A span ends: one clock read and the blocking log's deadline compared
+    /// with it; the span is made only for a span past the deadline. Always
+    /// inlined: it ends every callback and handler, and a call and a `Span`
+    /// built per span cost the raw HTTP server 3% of a request
+    /// (`bench/http_callgrind.sh squallraw`).
     #[inline(always)]
-    pub(super) fn ended(&self, span: &impl Fn() -> Span, (started, list): Started) {
-        let now = Instant::now();
+    fn ended_by_blocking_log(&self, span: &impl Fn() -> Span, started: u64) {
+        let now = ticks::now();
         self.last.set(Some(now));
         if self.blocking.is_on() && self.blocking.overdue(now) {
             self.blocking.past_deadline(&span(), started, now);
-        }
-        if let Some(list) = list {
-            list_ended(&list, &span(), started, now);
         }
     }
 
@@ -354,24 +369,30 @@ impl Observers {
     fn list_poll_began(&self, timeout: Option<Duration>) -> Started {
         let now = self.now();
         let list = self.list();
+        let at = ticks::base().instant(now);
         for observer in list.iter().flat_map(|l| l.iter()) {
-            observer.poll_began(timeout, now);
+            observer.poll_began(timeout, at);
         }
         (now, list)
     }
 
     #[inline(never)]
     pub(super) fn poll_ended(&self, timeout: Option<Duration>, events: usize, started: Started) {
-        let now = Instant::now();
+        let now = ticks::now();
         self.last.set(Some(now));
+        let base = ticks::base();
+        let (started_at, now) = (base.instant(started.0), base.instant(now));
         for observer in started.1.iter().flat_map(|l| l.iter()) {
-            observer.poll_ended(timeout, events, started.0, now);
+            observer.poll_ended(timeout, events, started_at, now);
         }
     }
 }
 
+/// `started` and `now` are ticks, made `Instant`s here for the trait.
 #[inline(never)]
-fn list_ended(list: &List, span: &Span, started: Instant, now: Instant) {
+fn list_ended(list: &List, span: &Span, started: u64, now: u64) {
+    let base = ticks::base();
+    let (started, now) = (base.instant(started), base.instant(now));
     for observer in list.iter() {
         observer.ended(span, started, now);
     }
@@ -426,14 +447,22 @@ impl IOLoop {
     #[inline(always)]
     pub(super) fn observed<R>(&self, span: impl Fn() -> Span, f: impl FnOnce() -> R) -> R {
         let observers = &*self.inner.observers;
-        let started = if observers.active() {
-            Some(observers.began(&span))
+        // With the blocking log alone (a server's usual setting) only a
+        // tick is carried across the span, not a `Started` with its list;
+        // the list's own path is out of line. An observer added while the
+        // span runs hears of the next one (see `Observer`).
+        let watch = if !observers.active() {
+            Watch::Off
+        } else if !observers.listening.get() {
+            Watch::Blocking(observers.now())
         } else {
-            None
+            Watch::List(observers.began_with_list(&span()))
         };
         let result = f();
-        if let Some(started) = started {
-            observers.ended(&span, started);
+        match watch {
+            Watch::Off => {}
+            Watch::Blocking(started) => observers.ended_by_blocking_log(&span, started),
+            Watch::List(started) => observers.ended_with_list(&span(), started),
         }
         result
     }

@@ -78,10 +78,10 @@ pub struct TimerStats {
     pub cancelled: usize,
 }
 
-/// A heap entry: 24 bytes, compared as two integers. Deadlines are kept as
-/// nanoseconds since [`Timers::base`] rather than `Instant`s (16 bytes, two
-/// fields to compare): the heap is the hot, cache-missing part of a loop
-/// with a million pending timeouts, and a compaction sifts every entry.
+/// A heap entry: 24 bytes, compared as two integers. Deadlines are the
+/// loop's ticks (see `ticks`) rather than `Instant`s (16 bytes, two fields
+/// to compare): the heap is the hot, cache-missing part of a loop with a
+/// million pending timeouts, and a compaction sifts every entry.
 #[derive(Clone, Copy)]
 struct Entry {
     deadline: u64,
@@ -107,10 +107,6 @@ struct Heap {
 impl Heap {
     fn len(&self) -> usize {
         self.v.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.v.is_empty()
     }
 
     fn peek(&self) -> Option<&Entry> {
@@ -200,73 +196,45 @@ struct Slot {
     in_heap: bool,
 }
 
-/// How far before the first deadline seen (or the present, if that is
-/// earlier) the time base lies, so that deadlines somewhat in the past
-/// still order exactly.
-const BASE_MARGIN: Duration = Duration::from_secs(365 * 24 * 3600);
-
 #[derive(Default)]
 pub(crate) struct Timers {
-    /// The zero of the heap's deadlines, fixed at the first `add`.
-    base: Option<Instant>,
     heap: Heap,
     callbacks: Slab<TimeoutKey, Slot>,
     seq: u64,
     /// Dead entries in the heap: removed timeouts whose entry is still there.
     cancelled: usize,
-    /// The last `now` converted to heap nanoseconds (see `now_nanos`).
-    last_now: Option<(Instant, u64)>,
-    /// The top entry's deadline as an `Instant`, once worked out (`None`
-    /// after the top changes): the usual iteration, with nothing due,
-    /// compares the time with it and converts nothing.
-    first: Option<Instant>,
+    /// The top entry's deadline, known to be a live timeout's (`None`:
+    /// empty, or the top changed or was removed and is not checked yet).
+    /// The usual iteration, nothing due, is one compare with it, and the
+    /// poll timeout one subtraction, with no lookup of the top's key.
+    first: Option<u64>,
 }
 
 impl Timers {
-    /// `when` as nanoseconds since the base (0 for anything before it;
-    /// `u64::MAX`, some 584 years, for anything past that).
-    fn nanos(&mut self, when: Instant) -> u64 {
-        // Not after the present, whatever `when` is: a far-future first
-        // deadline (`Duration::MAX`, "never") must not put every later,
-        // nearer one at zero.
-        let base = *self.base.get_or_insert_with(|| {
-            let from = when.min(Instant::now());
-            from.checked_sub(BASE_MARGIN).unwrap_or(from)
-        });
-        u64::try_from(when.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// `nanos(now)`, remembered: an iteration asks for the same `now`
-    /// twice (due timeouts, then the poll timeout) when nothing ran between.
+    /// The first deadline (see `first`), dropping cancelled entries off the
+    /// top to find it; `None` if no timeout is pending in the heap.
     #[inline]
-    fn now_nanos(&mut self, now: Instant) -> u64 {
-        match self.last_now {
-            Some((at, nanos)) if at == now => nanos,
-            _ => {
-                let nanos = self.nanos(now);
-                self.last_now = Some((now, nanos));
-                nanos
-            }
-        }
-    }
-
-    fn instant(&self, nanos: u64) -> Instant {
-        let base = self.base.expect("set by the first add");
-        saturating_add(base, Duration::from_nanos(nanos))
-    }
-
-    /// The top entry's deadline (see `first`); `None` if the heap is empty.
-    #[inline]
-    fn first(&mut self) -> Option<Instant> {
+    fn first(&mut self) -> Option<u64> {
         if self.first.is_none() {
-            let top = self.heap.peek()?.deadline;
-            self.first = Some(self.instant(top));
+            self.first = self.live_top();
         }
         self.first
     }
 
-    pub(crate) fn add(&mut self, deadline: Instant, callback: Callback) -> TimeoutHandle {
-        let deadline = self.nanos(deadline);
+    #[inline(never)]
+    fn live_top(&mut self) -> Option<u64> {
+        while let Some(top) = self.heap.peek() {
+            if self.callbacks.contains_key(top.key) {
+                return Some(top.deadline);
+            }
+            self.heap.pop();
+            self.cancelled -= 1;
+        }
+        None
+    }
+
+    /// Schedules `callback` at `deadline`, in ticks (see `ticks`).
+    pub(crate) fn add(&mut self, deadline: u64, callback: Callback) -> TimeoutHandle {
         // Dead leaves at the end go first (see the module docs).
         while let Some(last) = self.heap.last() {
             if self.callbacks.contains_key(last.key) {
@@ -288,7 +256,8 @@ impl Timers {
             key,
         });
         if self.heap.peek().is_some_and(|top| top.key == key) {
-            self.first = None;
+            // The new top is live: known without a lookup.
+            self.first = Some(deadline);
         }
         TimeoutHandle(key)
     }
@@ -297,12 +266,13 @@ impl Timers {
     /// releasing its borrow (dropping runs user code).
     pub(crate) fn remove(&mut self, handle: TimeoutHandle) -> Option<Callback> {
         let slot = self.callbacks.remove(handle.0)?;
+        if slot.in_heap && self.heap.peek().is_some_and(|top| top.key == handle.0) {
+            // The top is dead now: the next look finds the live one.
+            self.first = None;
+        }
         if slot.in_heap && self.heap.last().is_some_and(|last| last.key == handle.0) {
             // Its entry is the last leaf: drop it now, leaving nothing dead.
             self.heap.pop_last();
-            if self.heap.is_empty() {
-                self.first = None;
-            }
         } else if slot.in_heap {
             self.cancelled += 1;
             if self.cancelled > COMPACT_MIN && self.cancelled > self.heap.len() / 2 {
@@ -325,21 +295,20 @@ impl Timers {
         Some(slot.callback)
     }
 
-    /// Moves the keys of every timeout due at `now` into `due`, in order.
+    /// Moves the keys of every timeout due at `now` (ticks) into `due`, in
+    /// order.
     #[inline]
-    pub(crate) fn pop_due(&mut self, now: Instant, due: &mut Vec<TimeoutKey>) {
+    pub(crate) fn pop_due(&mut self, now: u64, due: &mut Vec<TimeoutKey>) {
         // Nothing due: the usual case, one comparison.
-        match self.first() {
-            None => {}
+        match self.first {
             Some(first) if now < first => {}
-            Some(_) => self.pop_due_slow(now, due),
+            _ => self.pop_due_slow(now, due),
         }
     }
 
     #[inline(never)]
-    fn pop_due_slow(&mut self, now: Instant, due: &mut Vec<TimeoutKey>) {
+    fn pop_due_slow(&mut self, now: u64, due: &mut Vec<TimeoutKey>) {
         self.first = None;
-        let now = self.now_nanos(now);
         while let Some(top) = self.heap.peek() {
             if top.deadline > now {
                 break;
@@ -354,6 +323,8 @@ impl Timers {
                 None => self.cancelled -= 1,
             }
         }
+        // Checked now, so the next iterations compare with it directly.
+        self.first = self.live_top();
     }
 
     /// Takes a due timeout's callback; `None` if it was removed meanwhile.
@@ -361,34 +332,19 @@ impl Timers {
         self.callbacks.remove(key).map(|slot| slot.callback)
     }
 
-    /// How long from `now` until the earliest live deadline (zero if it is
-    /// past), dropping cancelled entries on the way; `None` if none is left.
-    /// Worked out in the heap's nanoseconds: no `Instant` arithmetic.
+    /// How long from `now` (ticks) until the earliest live deadline (zero
+    /// if it is past), dropping cancelled entries on the way; `None` if
+    /// none is left. Integer math: no `Instant` arithmetic.
     #[inline]
-    pub(crate) fn next_timeout(&mut self, now: Instant) -> Option<Duration> {
-        loop {
-            let top = self.heap.peek()?;
-            if self.callbacks.contains_key(top.key) {
-                break;
-            }
-            self.heap.pop();
-            self.cancelled -= 1;
-            self.first = None;
-        }
-        Some(self.first()?.saturating_duration_since(now))
+    pub(crate) fn next_timeout(&mut self, now: u64) -> Option<Duration> {
+        let first = self.first()?;
+        Some(Duration::from_nanos(first.saturating_sub(now)))
     }
 
-    /// The earliest live deadline, dropping cancelled entries on the way.
-    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some(top) = self.heap.peek() {
-            if self.callbacks.contains_key(top.key) {
-                return self.first();
-            }
-            self.heap.pop();
-            self.cancelled -= 1;
-            self.first = None;
-        }
-        None
+    /// The earliest live deadline, in ticks, dropping cancelled entries on
+    /// the way.
+    pub(crate) fn next_deadline(&mut self) -> Option<u64> {
+        self.first()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -458,9 +414,9 @@ mod tests {
 
     #[test]
     fn due_in_deadline_then_scheduling_order() {
-        let t0 = Instant::now();
+        let t0: u64 = 1 << 50;
         let mut timers = Timers::default();
-        let at = |s| t0 + Duration::from_secs(s);
+        let at = |s: u64| t0 + s * 1_000_000_000;
         let c = timers.add(at(3), cb());
         let a = timers.add(at(1), cb());
         let b1 = timers.add(at(2), cb());
@@ -477,7 +433,7 @@ mod tests {
 
     #[test]
     fn removing_a_due_timeout_counts_no_dead_entry() {
-        let t0 = Instant::now();
+        let t0: u64 = 1 << 50;
         let mut timers = Timers::default();
         let a = timers.add(t0, cb());
         let b = timers.add(t0, cb());
@@ -497,14 +453,14 @@ mod tests {
 
     #[test]
     fn add_then_remove_leaves_no_dead_entry() {
-        let t0 = Instant::now();
+        let t0: u64 = 1 << 50;
         let mut timers = Timers::default();
         for i in 0..1000 {
-            timers.add(t0 + Duration::from_secs(1000 + i), cb());
+            timers.add(t0 + (1000 + i) * 1_000_000_000, cb());
         }
         for i in 0..10_000u64 {
             // Random deadlines: some sift up, most stay at the end.
-            let h = timers.add(t0 + Duration::from_secs((i * 7919) % 2000), cb());
+            let h = timers.add(t0 + ((i * 7919) % 2000) * 1_000_000_000, cb());
             timers.remove(h);
         }
         let stats = timers.stats();
@@ -521,7 +477,7 @@ mod tests {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             (seed >> 33) % n
         };
-        let t0 = Instant::now();
+        let t0: u64 = 1 << 50;
         let mut timers = Timers::default();
         // The model: (deadline, seq, key) of every pending timeout.
         let mut model: Vec<(u64, u64, TimeoutKey)> = Vec::new();
@@ -531,7 +487,7 @@ mod tests {
             match rand(10) {
                 0..=4 => {
                     let at = now + rand(500);
-                    let h = timers.add(t0 + Duration::from_millis(at), cb());
+                    let h = timers.add(t0 + at * 1_000_000, cb());
                     seq += 1;
                     model.push((at, seq, h.0));
                 }
@@ -542,7 +498,7 @@ mod tests {
                 _ => {
                     now += rand(100);
                     let mut due = Vec::new();
-                    timers.pop_due(t0 + Duration::from_millis(now), &mut due);
+                    timers.pop_due(t0 + now * 1_000_000, &mut due);
                     model.sort();
                     let split = model.partition_point(|&(at, _, _)| at <= now);
                     let expected: Vec<_> = model.drain(..split).map(|(_, _, k)| k).collect();
@@ -558,22 +514,20 @@ mod tests {
             // The poll timeout, from the cached first deadline.
             let first = model.iter().map(|&(at, _, _)| at).min();
             let expected = first.map(|at| Duration::from_millis(at.saturating_sub(now)));
-            let asked_at = t0 + Duration::from_millis(now);
+            let asked_at = t0 + now * 1_000_000;
             assert_eq!(timers.next_timeout(asked_at), expected);
         }
         model.sort();
-        let next = model
-            .first()
-            .map(|&(at, _, _)| t0 + Duration::from_millis(at));
+        let next = model.first().map(|&(at, _, _)| t0 + at * 1_000_000);
         assert_eq!(timers.next_deadline(), next);
     }
 
     #[test]
     fn compaction_bounds_the_heap() {
-        let t0 = Instant::now();
+        let t0: u64 = 1 << 50;
         let mut timers = Timers::default();
         let handles: Vec<_> = (0..10_000)
-            .map(|i| timers.add(t0 + Duration::from_millis(i), cb()))
+            .map(|i| timers.add(t0 + i * 1_000_000, cb()))
             .collect();
         for h in &handles[..9_900] {
             timers.remove(*h);

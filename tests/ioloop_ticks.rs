@@ -1,0 +1,103 @@
+//! The loop keeps its time as integer ticks of the monotonic clock and
+//! converts `Instant`s at its edges: these check that the conversion is
+//! invisible — deadlines given as `Instant`s and as delays order exactly,
+//! and a deadline of "now" is due now, not a rounding later.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use squall::IOLoop;
+
+/// Runs `n` timeouts one after another, each scheduled by the previous one
+/// through `schedule`; returns how long the chain took.
+fn chain(n: u32, schedule: fn(&IOLoop, Box<dyn FnOnce()>)) -> Duration {
+    fn step(l: IOLoop, left: u32, schedule: fn(&IOLoop, Box<dyn FnOnce()>)) {
+        if left == 0 {
+            l.stop();
+            return;
+        }
+        let next = l.clone();
+        schedule(&l, Box::new(move || step(next, left - 1, schedule)));
+    }
+    let io_loop = IOLoop::new().unwrap();
+    let t0 = Instant::now();
+    step(io_loop.clone(), n, schedule);
+    io_loop.start().unwrap();
+    let took = t0.elapsed();
+    io_loop.close();
+    took
+}
+
+/// A timeout at `time()` is due at once: had the `Instant` become a tick
+/// even a nanosecond late, each poll would wait epoll's smallest timeout,
+/// a millisecond, and 300 of them would take 300 ms.
+#[test]
+fn a_deadline_of_now_is_due_without_a_millisecond_wait() {
+    let took = chain(300, |l, f| {
+        l.call_at(l.time(), f);
+    });
+    assert!(took < Duration::from_millis(250), "{took:?}");
+    let took = chain(300, |l, f| {
+        l.call_later(Duration::ZERO, f);
+    });
+    assert!(took < Duration::from_millis(250), "{took:?}");
+}
+
+/// Deadlines in the past (minutes, and a year before now) still run in
+/// deadline order, whatever order they were added in, and before a
+/// deadline of now.
+#[test]
+fn past_deadlines_run_in_deadline_order() {
+    let io_loop = IOLoop::new().unwrap();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let now = io_loop.time();
+    let minutes = |m: u64| now.checked_sub(Duration::from_secs(60 * m));
+    let Some(year) = now.checked_sub(Duration::from_secs(365 * 24 * 3600 - 60)) else {
+        // A clock too young to go back that far: nothing to check.
+        return;
+    };
+    let at = [
+        ("10 min", minutes(10).unwrap()),
+        ("now", now),
+        ("a year", year),
+        ("20 min", minutes(20).unwrap()),
+    ];
+    for (name, when) in at {
+        let o = order.clone();
+        io_loop.call_at(when, move || o.borrow_mut().push(name));
+    }
+    let l = io_loop.clone();
+    io_loop.call_later(Duration::from_millis(5), move || l.stop());
+    io_loop.start().unwrap();
+    assert_eq!(*order.borrow(), ["a year", "20 min", "10 min", "now"]);
+    io_loop.close();
+}
+
+/// An `Instant` deadline and a delay that mean the same moment meet on
+/// one time line: the one added first runs first, and neither runs before
+/// the moment.
+#[test]
+fn instant_and_delay_deadlines_share_one_time_line() {
+    let io_loop = IOLoop::new().unwrap();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let start = io_loop.time();
+    let (o, l) = (order.clone(), io_loop.clone());
+    io_loop.call_later(Duration::from_millis(30), move || {
+        o.borrow_mut().push(("delay", l.time() - start));
+    });
+    let (o, l) = (order.clone(), io_loop.clone());
+    io_loop.call_at(start + Duration::from_millis(20), move || {
+        o.borrow_mut().push(("instant", l.time() - start));
+    });
+    let l = io_loop.clone();
+    io_loop.call_at(start + Duration::from_millis(40), move || l.stop());
+    io_loop.start().unwrap();
+    let order = order.borrow();
+    assert_eq!(order.len(), 2, "{order:?}");
+    assert_eq!(order[0].0, "instant");
+    assert!(order[0].1 >= Duration::from_millis(20), "{order:?}");
+    assert_eq!(order[1].0, "delay");
+    assert!(order[1].1 >= Duration::from_millis(30), "{order:?}");
+    io_loop.close();
+}

@@ -102,37 +102,203 @@ pub(crate) struct Deferral(usize);
 impl Drop for Deferral {
     fn drop(&mut self) {
         let at = self.0;
-        // What is left goes with no borrow held: the frame's handle, and
-        // the frame itself if it was made (what it holds).
-        let left = CURRENT.with(|c| {
+        // The usual case: the innermost frame, unmade. Its handle goes
+        // with no borrow held.
+        let quick = CURRENT.with(|c| {
             let c = &mut *c.borrow_mut();
-            let left = if at + 1 == c.pending.len() {
-                // The innermost: the usual case.
-                let left = c.pending.pop()?;
-                while c.pending.last().is_some_and(|e| e.frame.is_none()) {
-                    c.pending.pop();
-                }
-                left
-            } else {
-                // Out of turn, as a stackful coroutine's frames may be
-                // (made when it switched, see `swap_current`): its place
-                // stays, empty, so the others' do not move.
-                let e = c.pending.get_mut(at)?;
-                Pending {
-                    frame: e.frame.take(),
-                    made: e.made,
-                    prev: e.prev.take(),
-                }
-            };
-            let Pending { frame, made, prev } = left;
-            if !made {
-                c.unmade = c.unmade.saturating_sub(1);
-                return Some((frame, None));
+            if at + 1 != c.pending.len() || c.pending[at].made {
+                return Err(());
             }
-            // As a context entered eagerly is left.
-            let frame_ctx = prev.map(|prev| std::mem::replace(&mut c.ctx, prev));
-            Some((frame, frame_ctx))
+            c.unmade = c.unmade.saturating_sub(1);
+            Ok(c.pending.pop().and_then(|e| e.frame))
         });
-        drop(left);
+        match quick {
+            Ok(frame) => drop(frame),
+            Err(()) => leave(at),
+        }
+    }
+}
+
+/// A deferred frame left that was made, or out of turn.
+#[cold]
+#[inline(never)]
+fn leave(at: usize) {
+    // What is left goes with no borrow held: the frame's handle, and the
+    // frame itself if it was made (what it holds).
+    let left = CURRENT.with(|c| {
+        let c = &mut *c.borrow_mut();
+        let left = if at + 1 == c.pending.len() {
+            let left = c.pending.pop()?;
+            while c.pending.last().is_some_and(|e| e.frame.is_none()) {
+                c.pending.pop();
+            }
+            left
+        } else {
+            // Out of turn, as a stackful coroutine's frames may be (made
+            // when it switched, see `swap_current`): its place stays,
+            // empty, so the others' do not move.
+            let e = c.pending.get_mut(at)?;
+            Pending {
+                frame: e.frame.take(),
+                made: e.made,
+                prev: e.prev.take(),
+            }
+        };
+        let Pending { frame, made, prev } = left;
+        if !made {
+            c.unmade = c.unmade.saturating_sub(1);
+            return Some((frame, None));
+        }
+        // As a context entered eagerly is left.
+        let frame_ctx = prev.map(|prev| std::mem::replace(&mut c.ctx, prev));
+        Some((frame, frame_ctx))
+    });
+    drop(left);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
+    use super::super::{current_id, enter, Context, ExceptionStackContext, FrameKind, NullContext};
+    use super::{defer, Deferred};
+    use crate::error::Error;
+
+    /// A frame that counts how often it is made and records the errors
+    /// offered to it.
+    struct Probe {
+        made: Cell<u32>,
+        seen: RefCell<Vec<String>>,
+        me: RefCell<Option<std::rc::Weak<Probe>>>,
+    }
+
+    impl Probe {
+        fn new() -> Rc<Probe> {
+            let probe = Rc::new(Probe {
+                made: Cell::new(0),
+                seen: RefCell::new(Vec::new()),
+                me: RefCell::new(None),
+            });
+            *probe.me.borrow_mut() = Some(Rc::downgrade(&probe));
+            probe
+        }
+    }
+
+    impl Deferred for Probe {
+        fn make(self: Rc<Self>) -> Option<Context> {
+            self.made.set(self.made.get() + 1);
+            let me = self.me.borrow().clone().expect("set");
+            let handler = move |err: &Error| {
+                if let Some(me) = me.upgrade() {
+                    me.seen.borrow_mut().push(err.to_string());
+                }
+                true
+            };
+            let kind = FrameKind::Exception(Rc::new(handler), Rc::new(Cell::new(true)));
+            Some(Context::capture().push(kind))
+        }
+    }
+
+    fn raise_in(ctx: &Context, msg: &str) {
+        super::super::route(
+            ctx,
+            Error::other(msg.to_owned()),
+            crate::catch::Origin::Callback,
+            "test",
+        );
+    }
+
+    #[test]
+    fn a_frame_nothing_captures_is_never_made_and_leaves_no_trace() {
+        let before = current_id();
+        let probe = Probe::new();
+        let deferral = defer(probe.clone());
+        drop(deferral);
+        assert_eq!(probe.made.get(), 0);
+        assert_eq!(current_id(), before);
+        assert_eq!(Rc::strong_count(&probe), 1);
+    }
+
+    #[test]
+    fn the_first_capture_makes_it_and_leaving_restores_the_stack() {
+        let before = current_id();
+        let probe = Probe::new();
+        let deferral = defer(probe.clone());
+        let captured = Context::capture();
+        let again = Context::capture();
+        assert_eq!(probe.made.get(), 1, "made once");
+        assert!(captured.same(&again));
+        assert_ne!(current_id(), before);
+        drop(deferral);
+        assert_eq!(current_id(), before);
+        // What was captured still reaches the frame's handler.
+        raise_in(&captured, "late");
+        assert_eq!(*probe.seen.borrow(), ["error: late"]);
+    }
+
+    #[test]
+    fn a_context_entered_meanwhile_hides_the_unmade_frame() {
+        let probe = Probe::new();
+        let deferral = defer(probe.clone());
+        let inside = NullContext::run(Context::capture);
+        assert!(inside.same(&Context::empty()));
+        // Entering the very stack the frame sits on hides it too.
+        let below = Context::empty();
+        let entered = enter(&below, Context::capture);
+        assert!(entered.same(&below));
+        assert_eq!(probe.made.get(), 0);
+        // And it is back once they end.
+        let made = Context::capture();
+        assert_eq!(probe.made.get(), 1);
+        raise_in(&made, "after");
+        assert_eq!(*probe.seen.borrow(), ["error: after"]);
+        drop(deferral);
+    }
+
+    #[test]
+    fn nested_frames_are_made_oldest_first_each_over_the_one_before() {
+        let outer = Probe::new();
+        let inner = Probe::new();
+        let d_outer = defer(outer.clone());
+        let d_inner = defer(inner.clone());
+        let captured = Context::capture();
+        assert_eq!((outer.made.get(), inner.made.get()), (1, 1));
+        // The inner handler sees the error first (and handles it).
+        raise_in(&captured, "boom");
+        assert_eq!(*inner.seen.borrow(), ["error: boom"]);
+        assert!(outer.seen.borrow().is_empty());
+        drop(d_inner);
+        // The outer frame is current again, the inner left.
+        let outer_only = Context::capture();
+        raise_in(&outer_only, "outer");
+        assert_eq!(*outer.seen.borrow(), ["error: outer"]);
+        drop(d_outer);
+        assert!(Context::capture().same(&Context::empty()));
+    }
+
+    #[test]
+    fn a_frame_deferred_inside_a_user_context_sits_on_it() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        let user = ExceptionStackContext::new(move |err: &Error| {
+            s.borrow_mut().push(err.to_string());
+            true
+        });
+        let probe = Probe::new();
+        let mut captured = None;
+        let _ = user.run(|| {
+            let deferral = defer(probe.clone());
+            captured = Some(Context::capture());
+            drop(deferral);
+        });
+        let captured = captured.expect("ran");
+        assert!(
+            !captured.parent().same(&Context::empty()),
+            "over the user's frame"
+        );
+        raise_in(&captured, "x");
+        assert_eq!(*probe.seen.borrow(), ["error: x"]);
+        assert!(seen.borrow().is_empty());
     }
 }

@@ -7,18 +7,23 @@
 //! wired to each other. Made once, they are a **shell**; a coroutine that
 //! finishes in its first poll leaves its shell as it found it (nobody
 //! holds the runner, captured its context or cloned its waker), and the
-//! next coroutine on the thread takes it from a small pool, its context
-//! re-seated on the stack current then. One that has to wait keeps its
-//! shell for good: its runner goes on as any other (the block, pinned
-//! where it was first polled, becomes the runner's generator), and the
-//! pool makes a new shell for the next one.
+//! next coroutine on the thread takes it from a small pool. One that has
+//! to wait keeps its shell for good: its runner goes on as any other (the
+//! block, pinned where it was first polled, becomes the runner's
+//! generator), and the pool makes a new shell for the next one.
 //!
 //! The first poll is the runner's first step, nothing else: it runs
 //! marked running, in the runner's context (so a callback scheduled in it
 //! throws a later error into the coroutine), as a trace step, with the
 //! same `send` / `return` log lines, and a finished coroutine is checked
 //! for leaked callbacks as ever. What it skips is only the generator's
-//! box and its `Resume` plumbing, and the allocations.
+//! box and its `Resume` plumbing, and the allocations. The context is
+//! entered lazily (`stack_context::defer`): its frame is seated on the
+//! caller's stack only when something captures the stack during the poll
+//! (anything that schedules a callback), or when the coroutine waits; a
+//! coroutine that finishes having scheduled nothing never seats it, and
+//! its shell has nothing to lift off. A finished coroutine's result goes
+//! to `done` directly, not through a callback.
 //!
 //! ```
 //! use squall::{gen, Future, IOLoop};

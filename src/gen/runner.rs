@@ -195,13 +195,10 @@ impl Deferred for Inner {
         let reseated = ctx.reparent(Context::capture());
         let made = ctx.clone();
         drop(ctx);
-        match reseated {
-            // The stack it sat on while idle (the empty one): nothing to
-            // drop, but dropped with no borrow held all the same.
-            Ok(old) => drop(old),
-            // Shared already: only a fresh runner's, made on this stack.
-            Err(_) => {}
-        }
+        // `Ok`: the stack it sat on while idle (the empty one), dropped
+        // with no borrow held all the same. `Err`: shared already, which
+        // only a fresh runner's frame is, made on this very stack.
+        drop(reseated);
         Some(made)
     }
 }

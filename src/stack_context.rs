@@ -96,16 +96,23 @@ enum FrameKind {
     Guard(Factory, Option<Rc<Cell<bool>>>),
     /// An `ExceptionStackContext`: its handler and its on-switch.
     Exception(Handler, Rc<Cell<bool>>),
+    /// Stands for unmade deferred frames while it is current (see
+    /// [`defer`]); never captured (capturing makes them), and skipped by
+    /// routing and guards were it ever.
+    Deferred,
 }
 
 /// The thread's current stack, with its deferred frames (see
 /// [`defer`]): one thread-local, so that capturing the stack, entering a
 /// context or deferring a frame is one access.
 struct Current {
+    /// The current stack; the thread's marker frame while unmade deferred
+    /// frames are on top of the stack (which their oldest keeps): a
+    /// context entered meanwhile replaces it, and so hides them, as it
+    /// hides any stack, until its `Restore` puts the marker back.
     ctx: Context,
-    /// How many of the innermost pending frames are unmade and logically
-    /// on top of `ctx` (0 while a context entered since hides them).
-    unmade: usize,
+    /// Made at the thread's first deferral.
+    marker: Option<Context>,
     /// Deferred frames not yet left, innermost last.
     pending: Vec<deferred::Pending>,
 }
@@ -114,7 +121,7 @@ thread_local! {
     static CURRENT: RefCell<Current> = const {
         RefCell::new(Current {
             ctx: Context(None),
-            unmade: 0,
+            marker: None,
             pending: Vec::new(),
         })
     };
@@ -127,7 +134,7 @@ impl Context {
     pub(crate) fn capture() -> Context {
         let quick = CURRENT.with(|c| {
             let c = c.borrow();
-            (c.unmade == 0).then(|| c.ctx.clone())
+            (!c.ctx.is_marker()).then(|| c.ctx.clone())
         });
         match quick {
             Some(ctx) => ctx,
@@ -140,17 +147,16 @@ impl Context {
         Context(None)
     }
 
-    /// Whether this is the stack current on this thread now, with no
-    /// unmade deferred frames on it.
+    /// Whether this is the marker of unmade deferred frames.
     #[inline]
-    fn is_current_made(&self) -> bool {
-        CURRENT.with(|c| {
-            let c = c.borrow();
-            c.unmade == 0 && c.ctx.same(self)
-        })
+    fn is_marker(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|f| matches!(f.kind, FrameKind::Deferred))
     }
 
-    /// Whether this is the stack current on this thread now.
+    /// Whether this is the stack current on this thread now (never while
+    /// unmade deferred frames are: `self` is never the marker).
     #[inline]
     fn is_current(&self) -> bool {
         CURRENT.with(|c| c.borrow().ctx.same(self))
@@ -203,17 +209,12 @@ pub(crate) fn swap_current(ctx: Context) -> Context {
 
 /// Restores the previous current stack (and the deferred frames it hid)
 /// when dropped, also while unwinding.
-struct Restore(Option<Context>, usize);
+struct Restore(Option<Context>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
         if let Some(prev) = self.0.take() {
-            let old = CURRENT.with(|c| {
-                let mut c = c.borrow_mut();
-                c.unmade = self.1;
-                std::mem::replace(&mut c.ctx, prev)
-            });
-            drop(old);
+            CURRENT.with(|c| c.borrow_mut().ctx = prev);
         }
     }
 }
@@ -227,19 +228,17 @@ pub(crate) fn current_id() -> usize {
     let id = |ctx: &Context| ctx.0.as_ref().map_or(0, |f| Rc::as_ptr(f) as usize);
     let quick = CURRENT.with(|c| {
         let c = c.borrow();
-        (c.unmade == 0).then(|| id(&c.ctx))
+        (!c.ctx.is_marker()).then(|| id(&c.ctx))
     });
     // Deferred frames are current too: made, so that they have an id.
     quick.unwrap_or_else(|| id(&deferred::capture_making()))
 }
 
 fn set_current(ctx: Context) -> Restore {
-    // A context entered hides the unmade deferred frames until it ends.
-    CURRENT.with(|c| {
-        let mut c = c.borrow_mut();
-        let unmade = std::mem::replace(&mut c.unmade, 0);
-        Restore(Some(std::mem::replace(&mut c.ctx, ctx)), unmade)
-    })
+    // (Replacing the marker hides unmade deferred frames until `Restore`.)
+    Restore(Some(
+        CURRENT.with(|c| std::mem::replace(&mut c.borrow_mut().ctx, ctx)),
+    ))
 }
 
 /// Runs `f` with `ctx` as the current stack, creating the guards of its
@@ -251,7 +250,7 @@ fn set_current(ctx: Context) -> Restore {
 #[inline]
 pub(crate) fn enter<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
     // (Under unmade deferred frames the current stack is not `CURRENT`.)
-    if ctx.is_current_made() {
+    if ctx.is_current() {
         return f();
     }
     let _restore = set_current(ctx.clone());

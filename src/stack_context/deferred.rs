@@ -20,7 +20,7 @@
 
 use std::rc::Rc;
 
-use super::{Context, CURRENT};
+use super::{Context, FrameKind, CURRENT};
 
 /// A frame to make when the stack is first captured.
 pub(crate) trait Deferred {
@@ -38,6 +38,9 @@ pub(super) struct Pending {
     made: bool,
     /// Once made (and entered): the stack current before, back when left.
     prev: Option<Context>,
+    /// Unmade and the oldest of the unmade frames on top of the stack:
+    /// that stack (the marker stands for it and them meanwhile).
+    base: Option<Context>,
 }
 
 /// Enters `frame` lazily, on top of the current stack (see the module
@@ -45,51 +48,76 @@ pub(super) struct Pending {
 #[inline]
 pub(crate) fn defer(frame: Rc<dyn Deferred>) -> Deferral {
     CURRENT.with(|c| {
-        let mut c = c.borrow_mut();
+        let c = &mut *c.borrow_mut();
+        let base = if c.ctx.is_marker() {
+            // On top of unmade ones: the oldest keeps the stack.
+            None
+        } else {
+            let marker = c
+                .marker
+                .get_or_insert_with(|| Context(None).push(FrameKind::Deferred));
+            Some(std::mem::replace(&mut c.ctx, marker.clone()))
+        };
         c.pending.push(Pending {
             frame: Some(frame),
             made: false,
             prev: None,
+            base,
         });
-        c.unmade += 1;
         Deferral(c.pending.len() - 1)
     })
 }
 
-/// [`Context::capture`] with unmade frames on the current stack: they are
-/// made, oldest first, then the stack captured.
+/// [`Context::capture`] with the marker current: the unmade frames on top
+/// of the stack are made, oldest first, then the stack captured.
 #[cold]
 #[inline(never)]
 pub(super) fn capture_making() -> Context {
-    // Zero first: what a frame's `make` captures is the stack below it.
-    let unmade = CURRENT.with(|c| std::mem::replace(&mut c.borrow_mut().unmade, 0));
-    for nth in (1..=unmade).rev() {
-        // The `nth` unmade frame from the top; the others are made, or
-        // hidden below a context entered after them.
-        let found = CURRENT.with(|c| {
+    // The unmade frames the marker stands for: the innermost ones down to
+    // the oldest (which keeps the stack); the stack current again first,
+    // for each `make` to capture the stack below its frame.
+    let oldest = CURRENT.with(|c| {
+        let c = &mut *c.borrow_mut();
+        let (at, base) = c
+            .pending
+            .iter_mut()
+            .enumerate()
+            .rev()
+            .filter(|(_, e)| !e.made && e.frame.is_some())
+            .find_map(|(at, e)| Some((at, e.base.take()?)))?;
+        let marker = std::mem::replace(&mut c.ctx, base);
+        Some((at, marker))
+    });
+    let Some((oldest, marker)) = oldest else {
+        // Not reached (the marker is current only over unmade frames);
+        // were it, the stack below is lost: the empty one stands in.
+        let lost = CURRENT.with(|c| std::mem::take(&mut c.borrow_mut().ctx));
+        drop(lost);
+        return Context(None);
+    };
+    drop(marker);
+    let mut at = oldest;
+    loop {
+        let next = CURRENT.with(|c| {
             let c = c.borrow();
-            c.pending
-                .iter()
-                .enumerate()
-                .rev()
-                .filter(|(_, e)| !e.made && e.frame.is_some())
-                .nth(nth - 1)
-                .and_then(|(at, e)| Some((at, e.frame.clone()?)))
+            let e = c.pending.get(at)?;
+            Some((!e.made).then(|| e.frame.clone()).flatten())
         });
-        let Some((at, frame)) = found else {
-            continue;
-        };
-        // Library code (the web layer's request frame, a runner's), with
-        // no borrow held: it may capture, which finds nothing unmade.
-        let made = frame.make();
-        CURRENT.with(|c| {
-            let c = &mut *c.borrow_mut();
-            let prev = made.map(|ctx| std::mem::replace(&mut c.ctx, ctx));
-            if let Some(e) = c.pending.get_mut(at) {
+        let Some(frame) = next else { break };
+        if let Some(frame) = frame {
+            // Library code (the web layer's request frame, a runner's),
+            // with no borrow held: it may capture, which finds the stack
+            // made.
+            let made = frame.make();
+            CURRENT.with(|c| {
+                let c = &mut *c.borrow_mut();
+                let prev = made.map(|ctx| std::mem::replace(&mut c.ctx, ctx));
+                let e = &mut c.pending[at];
                 e.made = true;
                 e.prev = prev;
-            }
-        });
+            });
+        }
+        at += 1;
     }
     CURRENT.with(|c| c.borrow().ctx.clone())
 }
@@ -109,11 +137,13 @@ impl Drop for Deferral {
             if at + 1 != c.pending.len() || c.pending[at].made {
                 return Err(());
             }
-            c.unmade = c.unmade.saturating_sub(1);
-            Ok(c.pending.pop().and_then(|e| e.frame))
+            let e = c.pending.pop().expect("checked");
+            // The oldest unmade: its stack current again, for the marker.
+            let marker = e.base.map(|base| std::mem::replace(&mut c.ctx, base));
+            Ok((e.frame, marker))
         });
         match quick {
-            Ok(frame) => drop(frame),
+            Ok(left) => drop(left),
             Err(()) => leave(at),
         }
     }
@@ -142,12 +172,19 @@ fn leave(at: usize) {
                 frame: e.frame.take(),
                 made: e.made,
                 prev: e.prev.take(),
+                base: e.base.take(),
             }
         };
-        let Pending { frame, made, prev } = left;
+        let Pending {
+            frame,
+            made,
+            prev,
+            base,
+        } = left;
         if !made {
-            c.unmade = c.unmade.saturating_sub(1);
-            return Some((frame, None));
+            // The stack back if it was the oldest unmade (and current).
+            let marker = base.map(|base| std::mem::replace(&mut c.ctx, base));
+            return Some((frame, marker));
         }
         // As a context entered eagerly is left.
         let frame_ctx = prev.map(|prev| std::mem::replace(&mut c.ctx, prev));

@@ -74,6 +74,9 @@ use std::rc::Rc;
 use crate::catch::{self, CallbackReturn, Origin};
 use crate::error::Error;
 
+mod deferred;
+pub(crate) use deferred::{defer, Deferral, Deferred};
+
 /// A captured context stack: the innermost frame, or none.
 ///
 /// Cloning is one reference-count increment; the empty stack costs nothing.
@@ -93,17 +96,50 @@ enum FrameKind {
     Guard(Factory, Option<Rc<Cell<bool>>>),
     /// An `ExceptionStackContext`: its handler and its on-switch.
     Exception(Handler, Rc<Cell<bool>>),
+    /// Stands for unmade deferred frames while it is current (see
+    /// [`defer`]); never captured (capturing makes them), and skipped by
+    /// routing and guards were it ever.
+    Deferred,
+}
+
+/// The thread's current stack, with its deferred frames (see
+/// [`defer`]): one thread-local, so that capturing the stack, entering a
+/// context or deferring a frame is one access.
+struct Current {
+    /// The current stack; the thread's marker frame while unmade deferred
+    /// frames are on top of the stack (which their oldest keeps): a
+    /// context entered meanwhile replaces it, and so hides them, as it
+    /// hides any stack, until its `Restore` puts the marker back.
+    ctx: Context,
+    /// Made at the thread's first deferral.
+    marker: Option<Context>,
+    /// Deferred frames not yet left, innermost last.
+    pending: Vec<deferred::Pending>,
 }
 
 thread_local! {
-    static CURRENT: RefCell<Context> = const { RefCell::new(Context(None)) };
+    static CURRENT: RefCell<Current> = const {
+        RefCell::new(Current {
+            ctx: Context(None),
+            marker: None,
+            pending: Vec::new(),
+        })
+    };
 }
 
 impl Context {
-    /// The stack that is current on this thread now.
+    /// The stack that is current on this thread now (its deferred frames
+    /// made first, if any: see [`defer`]).
     #[inline]
     pub(crate) fn capture() -> Context {
-        CURRENT.with(|c| c.borrow().clone())
+        let quick = CURRENT.with(|c| {
+            let c = c.borrow();
+            (!c.ctx.is_marker()).then(|| c.ctx.clone())
+        });
+        match quick {
+            Some(ctx) => ctx,
+            None => deferred::capture_making(),
+        }
     }
 
     /// The empty stack (what `spawn_callback` and remote callbacks get).
@@ -111,10 +147,19 @@ impl Context {
         Context(None)
     }
 
-    /// Whether this is the stack current on this thread now.
+    /// Whether this is the marker of unmade deferred frames.
+    #[inline]
+    fn is_marker(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|f| matches!(f.kind, FrameKind::Deferred))
+    }
+
+    /// Whether this is the stack current on this thread now (never while
+    /// unmade deferred frames are: `self` is never the marker).
     #[inline]
     fn is_current(&self) -> bool {
-        CURRENT.with(|c| c.borrow().same(self))
+        CURRENT.with(|c| c.borrow().ctx.same(self))
     }
 
     fn same(&self, other: &Context) -> bool {
@@ -137,6 +182,12 @@ impl Context {
         }
     }
 
+    /// The stack this one's innermost frame sits on (empty for the empty
+    /// stack).
+    pub(crate) fn parent(&self) -> Context {
+        self.0.as_ref().map_or(Context(None), |f| f.parent.clone())
+    }
+
     fn push(&self, kind: FrameKind) -> Context {
         Context(Some(Rc::new(Frame {
             kind,
@@ -150,16 +201,20 @@ impl Context {
 #[cfg(feature = "stackful")]
 #[inline]
 pub(crate) fn swap_current(ctx: Context) -> Context {
-    CURRENT.with(|c| c.replace(ctx))
+    // Deferred frames do not cross a switch: made now, they are left as
+    // any entered context is.
+    let _made = Context::capture();
+    CURRENT.with(|c| std::mem::replace(&mut c.borrow_mut().ctx, ctx))
 }
 
-/// Restores the previous current stack when dropped, also while unwinding.
+/// Restores the previous current stack (and the deferred frames it hid)
+/// when dropped, also while unwinding.
 struct Restore(Option<Context>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
         if let Some(prev) = self.0.take() {
-            CURRENT.with(|c| *c.borrow_mut() = prev);
+            CURRENT.with(|c| c.borrow_mut().ctx = prev);
         }
     }
 }
@@ -170,11 +225,20 @@ impl Drop for Restore {
 /// whether it is still the current one.
 #[inline]
 pub(crate) fn current_id() -> usize {
-    CURRENT.with(|c| c.borrow().0.as_ref().map_or(0, |f| Rc::as_ptr(f) as usize))
+    let id = |ctx: &Context| ctx.0.as_ref().map_or(0, |f| Rc::as_ptr(f) as usize);
+    let quick = CURRENT.with(|c| {
+        let c = c.borrow();
+        (!c.ctx.is_marker()).then(|| id(&c.ctx))
+    });
+    // Deferred frames are current too: made, so that they have an id.
+    quick.unwrap_or_else(|| id(&deferred::capture_making()))
 }
 
 fn set_current(ctx: Context) -> Restore {
-    Restore(Some(CURRENT.with(|c| c.replace(ctx))))
+    // (Replacing the marker hides unmade deferred frames until `Restore`.)
+    Restore(Some(
+        CURRENT.with(|c| std::mem::replace(&mut c.borrow_mut().ctx, ctx)),
+    ))
 }
 
 /// Runs `f` with `ctx` as the current stack, creating the guards of its
@@ -185,28 +249,12 @@ fn set_current(ctx: Context) -> Restore {
 /// a doubly wrapped callback behave like a singly wrapped one.
 #[inline]
 pub(crate) fn enter<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
+    // (Under unmade deferred frames the current stack is not `CURRENT`.)
     if ctx.is_current() {
         return f();
     }
     let _restore = set_current(ctx.clone());
     let _guards = Guards::enter(ctx);
-    f()
-}
-
-/// Runs `f` with `ctx` current, where `ctx`'s innermost frame, an
-/// exception handler, sits on the current stack (a frame just made, or a
-/// pooled one re-seated): entering it is then what pushing it now is (as
-/// [`ExceptionStackContext::run`] does), so the guards of the stack below,
-/// entered already, are not made again. Otherwise as [`enter`].
-#[inline]
-pub(crate) fn enter_pushed<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
-    let pushed = ctx.0.as_ref().is_some_and(|frame| {
-        matches!(frame.kind, FrameKind::Exception(..)) && frame.parent.is_current()
-    });
-    if !pushed {
-        return enter(ctx, f);
-    }
-    let _restore = set_current(ctx.clone());
     f()
 }
 
@@ -432,6 +480,13 @@ impl ReusableContext {
     #[inline]
     pub(crate) fn fits(&self) -> bool {
         self.ctx.0.as_ref().is_some_and(|f| f.parent.is_current())
+    }
+
+    /// The frame, if it sits on the current stack (entering it is then as
+    /// good as making it now): for entering it lazily (see [`defer`]).
+    #[inline]
+    pub(crate) fn frame(&self) -> Option<Context> {
+        self.fits().then(|| self.ctx.clone())
     }
 
     /// Makes the frame current until the returned guard is dropped, so that

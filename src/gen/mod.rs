@@ -321,7 +321,7 @@ where
     type Output = T;
     fn start<D: FnOnce(Result<T, Error>) + 'static>(self, done: D) {
         // The first poll on a pooled runner; see `shell.rs`.
-        shell::start(self, done);
+        shell::start(self, done, |done, _| done);
     }
 }
 
@@ -386,5 +386,28 @@ where
     let name = std::any::type_name::<D>();
     coro.start(move |result| {
         callback::invoke(&ctx, Origin::Callback, name, || done(result).into_outcome());
+    });
+}
+
+/// [`engine`] for an `async` block whose `done` may run as a plain call
+/// when the block finishes in its first poll: the caller's stack is
+/// current then, and a panic out of `done` unwinds into the caller (who
+/// catches it: the web layer's handler methods). A block that waits has
+/// `done` delivered as `engine` does, under the caller's context, its
+/// error or panic routed there.
+pub(crate) fn engine_async<T, F, D>(future: F, done: D)
+where
+    T: 'static,
+    F: std::future::Future<Output = Result<T, Error>> + 'static,
+    D: FnOnce(Result<T, Error>) + 'static,
+{
+    shell::start(future, done, move |done, ctx| {
+        let name = std::any::type_name::<D>();
+        move |result| {
+            callback::invoke(&ctx, Origin::Callback, name, || {
+                done(result);
+                Ok(())
+            })
+        }
     });
 }

@@ -18,7 +18,7 @@ use crate::callback::{self, Origin};
 use crate::error::{Error, ErrorKind};
 use crate::future::Wake;
 use crate::ioloop::IOLoop;
-use crate::stack_context::{Context, Deactivate, ExceptionStackContext};
+use crate::stack_context::{Context, Deactivate, Deferred, ExceptionStackContext};
 
 new_key_type! {
     /// A key made fresh by [`Runner::fresh_key`], unique for the runner's life.
@@ -184,6 +184,23 @@ struct Inner {
     /// Keys registered while an `.await` starts its yield point, so that
     /// dropping the `.await` can give them up.
     recording: RefCell<Option<Vec<Key>>>,
+}
+
+/// A pooled runner's context frame, entered lazily for its first poll:
+/// seated on the caller's stack only if something captures the stack
+/// during the poll (or the coroutine waits).
+impl Deferred for Inner {
+    fn make(self: Rc<Self>) -> Option<Context> {
+        let mut ctx = self.ctx.borrow_mut();
+        let reseated = ctx.reparent(Context::capture());
+        let made = ctx.clone();
+        drop(ctx);
+        // `Ok`: the stack it sat on while idle (the empty one), dropped
+        // with no borrow held all the same. `Err`: shared already, which
+        // only a fresh runner's frame is, made on this very stack.
+        drop(reseated);
+        Some(made)
+    }
 }
 
 impl Wake for Inner {
@@ -646,23 +663,26 @@ impl Runner {
     /// (and the trace's step). If it returns `true` it has installed a
     /// generator waiting on a point (`wait_on`), and the runner goes on as
     /// `run` does. Not when [`too_deep`](Self::too_deep).
+    ///
+    /// The context is entered lazily (`stack_context::defer`): its frame
+    /// is seated on the caller's stack, and made current, only when
+    /// something captures the stack during the step, as anything that
+    /// schedules a callback does; a coroutine that waits has it made
+    /// before it goes on. One that finishes having scheduled nothing
+    /// never had it made, and there is nothing to lift off.
     pub(super) fn run_first<R>(&self, first: impl FnOnce(&Runner) -> (bool, R)) -> R {
         let inner = &*self.inner;
         let depth = RUN_DEPTH.with(Cell::get);
         inner.started.set(true);
         let value = {
             let _running = Running::enter(self, depth);
-            let ctx = inner.ctx.borrow().clone();
-            // Just made or re-seated on the current stack: entered as a
-            // context is pushed, the stack's guards not made again.
-            crate::stack_context::enter_pushed(&ctx, || {
-                log::trace!(target: "squall::gen", "send");
-                let (more, value) = first(self);
-                if more {
-                    self.steps();
-                }
-                value
-            })
+            let _deferral = crate::stack_context::defer(self.inner.clone());
+            log::trace!(target: "squall::gen", "send");
+            let (more, value) = first(self);
+            if more {
+                self.steps();
+            }
+            value
         };
         if depth == 0 {
             while let Some(runner) = PUT_OFF.with(|q| q.borrow_mut().pop_front()) {
@@ -723,19 +743,20 @@ impl Runner {
         lifted.is_ok()
     }
 
-    /// Re-seats a recycled runner's context on the current stack and
-    /// unmarks it finished: a new coroutine's runner, made without
-    /// allocating.
+    /// Unmarks a recycled runner finished: a new coroutine's runner, made
+    /// without allocating. (Its context is seated on the caller's stack
+    /// by [`run_first`](Self::run_first), lazily.)
     pub(super) fn reuse(&self) -> bool {
-        let inner = &*self.inner;
-        let seated = inner.ctx.borrow_mut().reparent(Context::capture());
-        if seated.is_err() {
-            return false;
-        }
-        // The empty stack it sat on while idle: nothing to drop.
-        drop(seated);
-        inner.finished.set(false);
+        self.inner.finished.set(false);
         true
+    }
+
+    /// The stack the runner's context sits on: its caller's, once made
+    /// (see [`run_first`](Self::run_first)).
+    pub(super) fn caller_context(&self) -> Context {
+        // Made now if it was not: a coroutine that waits needs it.
+        drop(Context::capture());
+        self.inner.ctx.borrow().parent()
     }
 }
 

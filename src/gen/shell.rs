@@ -7,18 +7,23 @@
 //! wired to each other. Made once, they are a **shell**; a coroutine that
 //! finishes in its first poll leaves its shell as it found it (nobody
 //! holds the runner, captured its context or cloned its waker), and the
-//! next coroutine on the thread takes it from a small pool, its context
-//! re-seated on the stack current then. One that has to wait keeps its
-//! shell for good: its runner goes on as any other (the block, pinned
-//! where it was first polled, becomes the runner's generator), and the
-//! pool makes a new shell for the next one.
+//! next coroutine on the thread takes it from a small pool. One that has
+//! to wait keeps its shell for good: its runner goes on as any other (the
+//! block, pinned where it was first polled, becomes the runner's
+//! generator), and the pool makes a new shell for the next one.
 //!
 //! The first poll is the runner's first step, nothing else: it runs
 //! marked running, in the runner's context (so a callback scheduled in it
 //! throws a later error into the coroutine), as a trace step, with the
 //! same `send` / `return` log lines, and a finished coroutine is checked
 //! for leaked callbacks as ever. What it skips is only the generator's
-//! box and its `Resume` plumbing, and the allocations.
+//! box and its `Resume` plumbing, and the allocations. The context is
+//! entered lazily (`stack_context::defer`): its frame is seated on the
+//! caller's stack only when something captures the stack during the poll
+//! (anything that schedules a callback), or when the coroutine waits; a
+//! coroutine that finishes having scheduled nothing never seats it, and
+//! its shell has nothing to lift off. A finished coroutine's result goes
+//! to `done` directly, not through a callback.
 //!
 //! ```
 //! use squall::{gen, Future, IOLoop};
@@ -39,11 +44,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use super::runner::Runner;
-use super::task::{thread_tag, AsyncDriver, Entry, Suspend, TaskId, TaskWaker, LOCAL};
+use super::task::{
+    thread_tag, wakes_queued, AsyncDriver, Entry, Suspend, TaskId, TaskWaker, LOCAL,
+};
 use crate::callback;
 use crate::error::Error;
 use crate::future::{with_polling, Polling};
 use crate::ioloop::IOLoop;
+use crate::stack_context::Context as StackContext;
 
 /// A runner (with no generator) and what its coroutine is polled with.
 struct Shell {
@@ -119,9 +127,10 @@ impl Shell {
     }
 
     /// Back into the pool, if the coroutine left no handle on any part;
-    /// else its runner is done with for good.
-    fn recycle(self) {
-        let clean = self.clean() && self.runner.recycle(OWN_WEAK);
+    /// else its runner is done with for good. `wakes`: what
+    /// `wakes_queued` said before its first poll, if it finished in it.
+    fn recycle(self, wakes: Option<u64>) {
+        let clean = self.clean(wakes) && self.runner.recycle(OWN_WEAK);
         if !clean {
             return self.discard();
         }
@@ -143,17 +152,19 @@ impl Shell {
 
     /// Whether the coroutine left no handle on the waker, `Polling` or
     /// table entry (the runner checks itself, in `Runner::recycle`).
-    fn clean(&self) -> bool {
+    fn clean(&self, wakes: Option<u64>) -> bool {
         Rc::strong_count(&self.polling) == 1
             // Ours and the one inside `polling.waker`.
             && Arc::strong_count(&self.waker) == 2
-            && LOCAL.with(|l| {
+            // A first poll that queued no wake left nothing in the queue,
+            // and its table entry as it was (only a driver holds it).
+            && (wakes.is_some_and(|w| w == wakes_queued()) || LOCAL.with(|l| {
                 let l = l.borrow();
                 // Not woken on its way out (a stray wake would reach the
                 // next coroutine), not held for an escaped waker.
                 !l.ready.contains(&self.task)
                     && l.tasks.get(self.task).is_some_and(|e| e.strong.is_none())
-            })
+            }))
     }
 
     /// A shell that is not reused: its context off for good, its table
@@ -251,7 +262,7 @@ fn reclaim() -> bool {
         };
         if Rc::strong_count(&shell.polling) == 1 && shell.runner.is_only_handle() {
             any = true;
-            shell.recycle();
+            shell.recycle(None);
         } else {
             RETIRED.with(|r| r.borrow_mut().push_back(shell));
         }
@@ -261,14 +272,20 @@ fn reclaim() -> bool {
 
 /// Starts the `async` coroutine `future`, which delivers to `done`: its
 /// first poll on a pooled shell, its runner taking over only if it waits.
-pub(super) fn start<T, F, D>(future: F, done: D)
+/// A coroutine that finishes in its first poll calls `done` itself, once
+/// it is out of the runner's context; one that waits calls what
+/// `later(done, caller)` makes when it ends (`caller`: the stack it was
+/// started on, which is not current then; `engine` enters it again).
+pub(super) fn start<T, F, D, L>(future: F, done: D, later: impl FnOnce(D, StackContext) -> L)
 where
     T: 'static,
     F: StdFuture<Output = Result<T, Error>> + 'static,
     D: FnOnce(Result<T, Error>) + 'static,
+    L: FnOnce(Result<T, Error>) + 'static,
 {
     if Runner::too_deep() {
         // Queued for the outermost run, as any run this deep.
+        let done = later(done, StackContext::capture());
         Runner::new(Box::new(AsyncDriver::new(future, done))).run();
         return;
     }
@@ -279,7 +296,9 @@ where
         task,
     } = Shell::take();
     let mut block = Box::pin(future);
+    let wakes = wakes_queued();
     let mut done = Some(done);
+    let mut later = Some(later);
     let finished = runner.run_first(|runner| {
         let pinned = block.as_mut();
         let poll = || {
@@ -297,6 +316,10 @@ where
                 // It waits: an ordinary coroutine from here on, on this
                 // shell's runner, suspended as `AsyncDriver::resume` does.
                 let done = done.take().expect("done taken once");
+                let later = later.take().expect("later taken once");
+                // Its context made now, if nothing captured it yet: the
+                // runner's later steps run in it.
+                let done = later(done, runner.caller_context());
                 let parts = (polling, waker, task);
                 let driver = AsyncDriver::adopt(block, done, parts, runner);
                 runner.wait_on(Box::new(driver), Box::new(Suspend));
@@ -322,7 +345,7 @@ where
             waker,
             task,
         }
-        .recycle();
+        .recycle(Some(wakes));
         // Out of the runner's context, no longer running: as the runner
         // would have delivered, but with the caller's stack current
         // already (`engine` enters it for nothing).

@@ -292,6 +292,10 @@ pub(super) struct Entry {
 
 thread_local! {
     pub(super) static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+    /// How many wakes were queued on this thread so far: a shell whose
+    /// first poll saw none queued needs no look at the queue (see
+    /// `shell.rs`).
+    static WAKES: Cell<u64> = const { Cell::new(0) };
     static THREAD_TAG: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -355,12 +359,19 @@ fn wake_at_home(id: TaskId) {
         l.ready.push_back(id);
         !std::mem::replace(&mut l.drain_scheduled, true)
     });
+    WAKES.with(|w| w.set(w.get().wrapping_add(1)));
     if schedule {
         match IOLoop::try_current() {
             Some(io_loop) if !io_loop.is_closed() => io_loop.spawn_callback(drain_ready),
             _ => drain_ready(),
         }
     }
+}
+
+/// How many wakes were queued on this thread so far.
+#[inline]
+pub(super) fn wakes_queued() -> u64 {
+    WAKES.with(Cell::get)
 }
 
 /// Wakes every queued coroutine, in the order they were woken.

@@ -250,9 +250,10 @@ impl Exchange {
         let is_prepare = slot.in_prepare.get();
         slot.prepare_block.set(is_prepare);
         slot.verb_waits.set(false);
-        // The request's stack context, entered for the rest of the method:
-        // the runner captures it as it starts.
-        self.set_async();
+        // The request's stack context, entered for the rest of the method
+        // (lazily: made only if something captures the stack, the runner
+        // of a block that waits, say).
+        self.set_async_deferred();
         let block = f(self.clone());
         let mut guard = SlotGuard {
             x: self.clone(),
@@ -286,7 +287,7 @@ impl Exchange {
             .await
         };
         let x = self.clone();
-        gen::engine(body, move |result: Result<(), Error>| {
+        gen::engine_async(body, move |result: Result<(), Error>| {
             if x.inner.coroutine.cancelled.get() {
                 // The client left; the handler heard it already.
                 return;

@@ -53,8 +53,58 @@ impl RequestContext {
 /// A request context entered for an asynchronous handler, until its
 /// method returns.
 pub(super) struct Entered {
-    context: RequestContext,
-    _current: stack_context::Entered,
+    /// `None` while deferred and not yet made.
+    context: Option<RequestContext>,
+    _current: Current,
+}
+
+/// How the request context was entered.
+enum Current {
+    /// At once, by `set_async`.
+    Now(#[allow(dead_code)] stack_context::Entered),
+    /// Lazily, by `run_async` (see `stack_context::defer`): made when
+    /// something captures the stack, the frame then put in `context`.
+    Deferred(#[allow(dead_code)] stack_context::Deferral),
+}
+
+/// The request context of an exchange entered lazily (`run_async`),
+/// made: the first capture of the stack during the method (a callback
+/// scheduled, a coroutine that waits) makes it as `set_async` would have.
+impl stack_context::Deferred for super::exchange::Inner {
+    fn make(self: Rc<Self>) -> Option<stack_context::Context> {
+        let x = Exchange { inner: self };
+        let app = x.inner.app.upgrade()?;
+        let context = app.request_context();
+        let frame = context.frame.frame()?;
+        *context.exchange.borrow_mut() = Some(x.clone());
+        if let Some(entered) = x.inner.entered.borrow_mut().as_mut() {
+            entered.context = Some(context);
+        }
+        Some(frame)
+    }
+}
+
+impl Exchange {
+    /// `set_async`, the request context entered lazily: what `run_async`
+    /// does, as most `async` blocks finish at once having scheduled
+    /// nothing, and then the context costs nothing. Observably the same:
+    /// whatever captures the stack, until the method returns, captures
+    /// the request's context.
+    pub(super) fn set_async_deferred(&self) {
+        self.inner.asynchronous.set(true);
+        if self.method_stack().is_none() || self.inner.entered.borrow().is_some() {
+            return;
+        }
+        if self.method_stack() != Some(stack_context::current_id()) {
+            log::debug!("run_async() inside a stack context: the request's is not entered");
+            return;
+        }
+        let deferral = stack_context::defer(self.inner.clone());
+        *self.inner.entered.borrow_mut() = Some(Entered {
+            context: None,
+            _current: Current::Deferred(deferral),
+        });
+    }
 }
 
 impl AppInner {
@@ -85,18 +135,24 @@ impl AppInner {
             log::debug!("set_async() inside a stack context: the request's is not entered");
             return None;
         }
-        let kept = self.context.borrow_mut().take();
-        let context = match kept {
-            Some(context) if context.frame.fits() => context,
-            // Neither holds an exchange: dropping one runs no user code.
-            _ => RequestContext::new(),
-        };
+        let context = self.request_context();
         let current = context.frame.enter()?;
         *context.exchange.borrow_mut() = Some(x.clone());
         Some(Entered {
-            context,
-            _current: current,
+            context: Some(context),
+            _current: Current::Now(current),
         })
+    }
+
+    /// The request context to enter: the last request's if it fits the
+    /// current stack, else a new one.
+    fn request_context(&self) -> RequestContext {
+        let kept = self.context.borrow_mut().take();
+        match kept {
+            Some(context) if context.frame.fits() => context,
+            // Neither holds an exchange: dropping one runs no user code.
+            _ => RequestContext::new(),
+        }
     }
 
     /// Leaves the request context; keeps it for the next request unless a
@@ -104,6 +160,10 @@ impl AppInner {
     fn leave_context(&self, entered: Entered) {
         let Entered { context, _current } = entered;
         drop(_current);
+        // Deferred and never made: nothing was entered.
+        let Some(context) = context else {
+            return;
+        };
         if !context.frame.kept() {
             let x = context.exchange.borrow_mut().take();
             drop(x);

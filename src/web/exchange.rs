@@ -36,7 +36,7 @@ pub(crate) struct Inner {
     /// still the current one.
     method_stack: Cell<Option<usize>>,
     /// The request context, entered by `set_async` until the method returns.
-    entered: RefCell<Option<Entered>>,
+    pub(super) entered: RefCell<Option<Entered>>,
     /// The route's handler's `write_error`.
     error_page: Cell<ErrorPage>,
     /// Cookies, XSRF token and current user, made on first use (see

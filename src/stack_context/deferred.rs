@@ -1,0 +1,341 @@
+//! Frames entered lazily: a context that is *logically* current, but made
+//! (seated on the stack, made current) only when something captures the
+//! stack. Most requests and coroutines that enter a context schedule
+//! nothing under it, and then there is nothing to make and nothing to
+//! tear down.
+//!
+//! [`defer`] puts a frame on top of the current stack, unmade; while it is
+//! unmade, [`Context::capture`] (and so every `add_callback`,
+//! `add_timeout`, `add_done_callback`, `wrap`, ...) first makes the unmade
+//! frames, oldest first, each over the one before, and then captures. A
+//! context entered meanwhile ([`enter`](super::enter), `NullContext::run`,
+//! another `ExceptionStackContext::run`) hides them, as it hides the
+//! stack, until it ends. The [`Deferral`] leaves the frame when dropped:
+//! an unmade frame is forgotten, a made one is left as any context is (the
+//! stack before it current again).
+//!
+//! So what a callback captures is exactly what it would have captured had
+//! the frame been entered eagerly; only the cost moved to the first
+//! capture.
+
+use std::rc::Rc;
+
+use super::{Context, FrameKind, CURRENT};
+
+/// A frame to make when the stack is first captured.
+pub(crate) trait Deferred {
+    /// Makes the frame over the current stack (which is the stack it was
+    /// deferred on) and returns the stack to make current, or `None` to
+    /// enter nothing after all.
+    fn make(self: Rc<Self>) -> Option<Context>;
+}
+
+/// A deferred frame not yet left (in `Current::pending`).
+pub(super) struct Pending {
+    /// `None`: left out of turn (see `Deferral::drop`), popped once the
+    /// frames above it are.
+    frame: Option<Rc<dyn Deferred>>,
+    made: bool,
+    /// Once made (and entered): the stack current before, back when left.
+    prev: Option<Context>,
+    /// Unmade and the oldest of the unmade frames on top of the stack:
+    /// that stack (the marker stands for it and them meanwhile).
+    base: Option<Context>,
+}
+
+/// Enters `frame` lazily, on top of the current stack (see the module
+/// docs), until the returned [`Deferral`] is dropped.
+#[inline]
+pub(crate) fn defer(frame: Rc<dyn Deferred>) -> Deferral {
+    CURRENT.with(|c| {
+        let c = &mut *c.borrow_mut();
+        let base = if c.ctx.is_marker() {
+            // On top of unmade ones: the oldest keeps the stack.
+            None
+        } else {
+            let marker = c
+                .marker
+                .get_or_insert_with(|| Context(None).push(FrameKind::Deferred));
+            Some(std::mem::replace(&mut c.ctx, marker.clone()))
+        };
+        c.pending.push(Pending {
+            frame: Some(frame),
+            made: false,
+            prev: None,
+            base,
+        });
+        Deferral(c.pending.len() - 1)
+    })
+}
+
+/// [`Context::capture`] with the marker current: the unmade frames on top
+/// of the stack are made, oldest first, then the stack captured.
+#[cold]
+#[inline(never)]
+pub(super) fn capture_making() -> Context {
+    // The unmade frames the marker stands for: the innermost ones down to
+    // the oldest (which keeps the stack); the stack current again first,
+    // for each `make` to capture the stack below its frame.
+    let oldest = CURRENT.with(|c| {
+        let c = &mut *c.borrow_mut();
+        let (at, base) = c
+            .pending
+            .iter_mut()
+            .enumerate()
+            .rev()
+            .filter(|(_, e)| !e.made && e.frame.is_some())
+            .find_map(|(at, e)| Some((at, e.base.take()?)))?;
+        let marker = std::mem::replace(&mut c.ctx, base);
+        Some((at, marker))
+    });
+    let Some((oldest, marker)) = oldest else {
+        // Not reached (the marker is current only over unmade frames);
+        // were it, the stack below is lost: the empty one stands in.
+        let lost = CURRENT.with(|c| std::mem::take(&mut c.borrow_mut().ctx));
+        drop(lost);
+        return Context(None);
+    };
+    drop(marker);
+    let mut at = oldest;
+    loop {
+        let next = CURRENT.with(|c| {
+            let c = c.borrow();
+            let e = c.pending.get(at)?;
+            Some((!e.made).then(|| e.frame.clone()).flatten())
+        });
+        let Some(frame) = next else { break };
+        if let Some(frame) = frame {
+            // Library code (the web layer's request frame, a runner's),
+            // with no borrow held: it may capture, which finds the stack
+            // made.
+            let made = frame.make();
+            CURRENT.with(|c| {
+                let c = &mut *c.borrow_mut();
+                let prev = made.map(|ctx| std::mem::replace(&mut c.ctx, ctx));
+                let e = &mut c.pending[at];
+                e.made = true;
+                e.prev = prev;
+            });
+        }
+        at += 1;
+    }
+    CURRENT.with(|c| c.borrow().ctx.clone())
+}
+
+/// A frame entered by [`defer`] (its place among the pending ones): left
+/// when dropped (on unwinding too).
+#[must_use = "dropping the deferral leaves the frame at once"]
+pub(crate) struct Deferral(usize);
+
+impl Drop for Deferral {
+    fn drop(&mut self) {
+        let at = self.0;
+        // The usual case: the innermost frame, unmade. Its handle goes
+        // with no borrow held.
+        let quick = CURRENT.with(|c| {
+            let c = &mut *c.borrow_mut();
+            if at + 1 != c.pending.len() || c.pending[at].made {
+                return Err(());
+            }
+            let e = c.pending.pop().expect("checked");
+            // The oldest unmade: its stack current again, for the marker.
+            let marker = e.base.map(|base| std::mem::replace(&mut c.ctx, base));
+            Ok((e.frame, marker))
+        });
+        match quick {
+            Ok(left) => drop(left),
+            Err(()) => leave(at),
+        }
+    }
+}
+
+/// A deferred frame left that was made, or out of turn.
+#[cold]
+#[inline(never)]
+fn leave(at: usize) {
+    // What is left goes with no borrow held: the frame's handle, and the
+    // frame itself if it was made (what it holds).
+    let left = CURRENT.with(|c| {
+        let c = &mut *c.borrow_mut();
+        let left = if at + 1 == c.pending.len() {
+            let left = c.pending.pop()?;
+            while c.pending.last().is_some_and(|e| e.frame.is_none()) {
+                c.pending.pop();
+            }
+            left
+        } else {
+            // Out of turn, as a stackful coroutine's frames may be (made
+            // when it switched, see `swap_current`): its place stays,
+            // empty, so the others' do not move.
+            let e = c.pending.get_mut(at)?;
+            Pending {
+                frame: e.frame.take(),
+                made: e.made,
+                prev: e.prev.take(),
+                base: e.base.take(),
+            }
+        };
+        let Pending {
+            frame,
+            made,
+            prev,
+            base,
+        } = left;
+        if !made {
+            // The stack back if it was the oldest unmade (and current).
+            let marker = base.map(|base| std::mem::replace(&mut c.ctx, base));
+            return Some((frame, marker));
+        }
+        // As a context entered eagerly is left.
+        let frame_ctx = prev.map(|prev| std::mem::replace(&mut c.ctx, prev));
+        Some((frame, frame_ctx))
+    });
+    drop(left);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
+    use super::super::{current_id, enter, Context, ExceptionStackContext, FrameKind, NullContext};
+    use super::{defer, Deferred};
+    use crate::error::Error;
+
+    /// A frame that counts how often it is made and records the errors
+    /// offered to it.
+    struct Probe {
+        made: Cell<u32>,
+        seen: RefCell<Vec<String>>,
+        me: RefCell<Option<std::rc::Weak<Probe>>>,
+    }
+
+    impl Probe {
+        fn new() -> Rc<Probe> {
+            let probe = Rc::new(Probe {
+                made: Cell::new(0),
+                seen: RefCell::new(Vec::new()),
+                me: RefCell::new(None),
+            });
+            *probe.me.borrow_mut() = Some(Rc::downgrade(&probe));
+            probe
+        }
+    }
+
+    impl Deferred for Probe {
+        fn make(self: Rc<Self>) -> Option<Context> {
+            self.made.set(self.made.get() + 1);
+            let me = self.me.borrow().clone().expect("set");
+            let handler = move |err: &Error| {
+                if let Some(me) = me.upgrade() {
+                    me.seen.borrow_mut().push(err.to_string());
+                }
+                true
+            };
+            let kind = FrameKind::Exception(Rc::new(handler), Rc::new(Cell::new(true)));
+            Some(Context::capture().push(kind))
+        }
+    }
+
+    fn raise_in(ctx: &Context, msg: &str) {
+        super::super::route(
+            ctx,
+            Error::other(msg.to_owned()),
+            crate::catch::Origin::Callback,
+            "test",
+        );
+    }
+
+    #[test]
+    fn a_frame_nothing_captures_is_never_made_and_leaves_no_trace() {
+        let before = current_id();
+        let probe = Probe::new();
+        let deferral = defer(probe.clone());
+        drop(deferral);
+        assert_eq!(probe.made.get(), 0);
+        assert_eq!(current_id(), before);
+        assert_eq!(Rc::strong_count(&probe), 1);
+    }
+
+    #[test]
+    fn the_first_capture_makes_it_and_leaving_restores_the_stack() {
+        let before = current_id();
+        let probe = Probe::new();
+        let deferral = defer(probe.clone());
+        let captured = Context::capture();
+        let again = Context::capture();
+        assert_eq!(probe.made.get(), 1, "made once");
+        assert!(captured.same(&again));
+        assert_ne!(current_id(), before);
+        drop(deferral);
+        assert_eq!(current_id(), before);
+        // What was captured still reaches the frame's handler.
+        raise_in(&captured, "late");
+        assert_eq!(*probe.seen.borrow(), ["error: late"]);
+    }
+
+    #[test]
+    fn a_context_entered_meanwhile_hides_the_unmade_frame() {
+        let probe = Probe::new();
+        let deferral = defer(probe.clone());
+        let inside = NullContext::run(Context::capture);
+        assert!(inside.same(&Context::empty()));
+        // Entering the very stack the frame sits on hides it too.
+        let below = Context::empty();
+        let entered = enter(&below, Context::capture);
+        assert!(entered.same(&below));
+        assert_eq!(probe.made.get(), 0);
+        // And it is back once they end.
+        let made = Context::capture();
+        assert_eq!(probe.made.get(), 1);
+        raise_in(&made, "after");
+        assert_eq!(*probe.seen.borrow(), ["error: after"]);
+        drop(deferral);
+    }
+
+    #[test]
+    fn nested_frames_are_made_oldest_first_each_over_the_one_before() {
+        let outer = Probe::new();
+        let inner = Probe::new();
+        let d_outer = defer(outer.clone());
+        let d_inner = defer(inner.clone());
+        let captured = Context::capture();
+        assert_eq!((outer.made.get(), inner.made.get()), (1, 1));
+        // The inner handler sees the error first (and handles it).
+        raise_in(&captured, "boom");
+        assert_eq!(*inner.seen.borrow(), ["error: boom"]);
+        assert!(outer.seen.borrow().is_empty());
+        drop(d_inner);
+        // The outer frame is current again, the inner left.
+        let outer_only = Context::capture();
+        raise_in(&outer_only, "outer");
+        assert_eq!(*outer.seen.borrow(), ["error: outer"]);
+        drop(d_outer);
+        assert!(Context::capture().same(&Context::empty()));
+    }
+
+    #[test]
+    fn a_frame_deferred_inside_a_user_context_sits_on_it() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        let user = ExceptionStackContext::new(move |err: &Error| {
+            s.borrow_mut().push(err.to_string());
+            true
+        });
+        let probe = Probe::new();
+        let mut captured = None;
+        let _ = user.run(|| {
+            let deferral = defer(probe.clone());
+            captured = Some(Context::capture());
+            drop(deferral);
+        });
+        let captured = captured.expect("ran");
+        assert!(
+            !captured.parent().same(&Context::empty()),
+            "over the user's frame"
+        );
+        raise_in(&captured, "x");
+        assert_eq!(*probe.seen.borrow(), ["error: x"]);
+        assert!(seen.borrow().is_empty());
+    }
+}

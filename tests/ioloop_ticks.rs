@@ -101,3 +101,31 @@ fn instant_and_delay_deadlines_share_one_time_line() {
     assert!(order[1].1 >= Duration::from_millis(30), "{order:?}");
     io_loop.close();
 }
+
+/// The loop reuses the end of the last timed span as "now" for its poll
+/// timeout. A callback nobody timed (the blocking log was off) that turns
+/// the log back on and then blocks must not leave an earlier span's end
+/// standing in for now: the poll would wait the blocked time too long.
+#[test]
+fn turning_the_blocking_log_back_on_leaves_no_stale_now() {
+    let io_loop = IOLoop::new().unwrap();
+    io_loop.set_blocking_log_threshold(Some(Duration::from_secs(10)));
+    let t0 = Instant::now();
+    let fired = Rc::new(RefCell::new(None));
+    let (l, f) = (io_loop.clone(), fired.clone());
+    io_loop.call_later(Duration::from_millis(200), move || {
+        *f.borrow_mut() = Some(t0.elapsed());
+        l.stop();
+    });
+    let l = io_loop.clone();
+    io_loop.add_callback(move || l.set_blocking_log_threshold(None));
+    let l = io_loop.clone();
+    io_loop.add_callback(move || {
+        l.set_blocking_log_threshold(Some(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(400));
+    });
+    io_loop.start().unwrap();
+    let at = fired.borrow().unwrap();
+    // Due at once after the 400 ms block; the stale reading made it ~600 ms.
+    assert!(at < Duration::from_millis(550), "fired at {at:?}");
+}

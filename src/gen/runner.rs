@@ -196,8 +196,9 @@ impl Deferred for Inner {
         let made = ctx.clone();
         drop(ctx);
         // `Ok`: the stack it sat on while idle (the empty one), dropped
-        // with no borrow held all the same. `Err`: shared already, which
-        // only a fresh runner's frame is, made on this very stack.
+        // with no borrow held all the same. (`Err`, a frame shared already,
+        // cannot happen: a fresh runner's frame is not shared, and a pooled
+        // one was reparented when it was recycled.)
         drop(reseated);
         Some(made)
     }

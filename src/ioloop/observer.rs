@@ -251,10 +251,11 @@ impl Observers {
         self.listening.set(self.list.borrow().is_some());
         let active = self.blocking.is_on() || self.listening.get();
         self.active.set(active);
-        if !active {
-            // Nothing refreshes it any more.
-            self.last.set(None);
-        }
+        // Whatever the change, the last reading is void: turned off,
+        // nothing refreshes it any more; turned on (by a callback nobody
+        // timed), it is the end of some earlier span, not now, and a poll
+        // timeout worked out from it would wait too long.
+        self.last.set(None);
     }
 
     #[inline]

@@ -83,7 +83,12 @@ pub(crate) fn base() -> &'static Base {
 impl Base {
     /// Pairs an `Instant` with a tick reading taken just before it. The two
     /// reads cannot be simultaneous; of a few tries the tightest pair is
-    /// kept, so the pairing is off by at most a few tens of nanoseconds.
+    /// kept, so the pairing is off by at most a few tens of nanoseconds
+    /// (up to about a microsecond on a clock source read by a syscall).
+    /// "Before" on purpose: an `Instant` deadline then becomes a tick that
+    /// much early, never late, so a deadline of now is due in this
+    /// iteration rather than after epoll's 1 ms minimum wait; an observer's
+    /// `Instant`s come out that much late.
     #[cfg(target_os = "linux")]
     fn calibrate() -> Base {
         let mut best: Option<(u64, Base)> = None;

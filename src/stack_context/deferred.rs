@@ -44,7 +44,9 @@ pub(super) struct Pending {
 }
 
 /// Enters `frame` lazily, on top of the current stack (see the module
-/// docs), until the returned [`Deferral`] is dropped.
+/// docs), until the returned [`Deferral`] is dropped. Deferrals nest as
+/// entered contexts do: each is dropped while the stack it made current is
+/// current again (after any context entered since has ended), last first.
 #[inline]
 pub(crate) fn defer(frame: Rc<dyn Deferred>) -> Deferral {
     CURRENT.with(|c| {
@@ -89,8 +91,10 @@ pub(super) fn capture_making() -> Context {
         Some((at, marker))
     });
     let Some((oldest, marker)) = oldest else {
-        // Not reached (the marker is current only over unmade frames);
+        // Not reached (the marker is current only over unmade frames, and
+        // deferrals are left in the order they were made: last first);
         // were it, the stack below is lost: the empty one stands in.
+        debug_assert!(false, "a deferred frame was left out of order");
         let lost = CURRENT.with(|c| std::mem::take(&mut c.borrow_mut().ctx));
         drop(lost);
         return Context(None);

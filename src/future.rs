@@ -644,7 +644,11 @@ pub(crate) struct Polling {
 }
 
 thread_local! {
-    static POLLING: RefCell<Option<Rc<Polling>>> = const { RefCell::new(None) };
+    // No destructor (`ManuallyDrop`): read inline, with no check that one
+    // is registered, twice per poll. Nothing to drop at the thread's end:
+    // it holds a coroutine only while that one is polled.
+    static POLLING: std::mem::ManuallyDrop<RefCell<Option<Rc<Polling>>>> =
+        const { std::mem::ManuallyDrop::new(RefCell::new(None)) };
 }
 
 /// Runs `f` (a poll) with `polling` as this thread's current coroutine;

@@ -69,6 +69,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
 use std::rc::Rc;
 
 use crate::catch::{self, CallbackReturn, Origin};
@@ -118,13 +119,57 @@ struct Current {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Current> = const {
-        RefCell::new(Current {
+    // Without a destructor of its own (`ManuallyDrop`), a `const`
+    // thread-local is read inline, with no check that its destructor is
+    // registered: this one is read several times per request. The
+    // janitor drops what it holds when the thread ends; it is registered
+    // by the thread's first frame (`Context::push`), before which it holds
+    // nothing to drop.
+    static CURRENT: ManuallyDrop<RefCell<Current>> = const {
+        ManuallyDrop::new(RefCell::new(Current {
             ctx: Context(None),
             marker: None,
             pending: Vec::new(),
-        })
+        }))
     };
+    static JANITOR_SET: Cell<bool> = const { Cell::new(false) };
+    static JANITOR: Janitor = const { Janitor };
+}
+
+/// Drops [`CURRENT`]'s contents when the thread ends.
+struct Janitor;
+
+impl Janitor {
+    /// Registers the janitor's destructor, once per thread.
+    #[inline]
+    fn ensure() {
+        if !JANITOR_SET.with(|s| s.replace(true)) {
+            Janitor::register();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn register() {
+        // Touching it registers its destructor (none if the thread is
+        // ending already: then it is not registered, and what CURRENT
+        // holds from now on stays).
+        let _ = JANITOR.try_with(|_| {});
+    }
+}
+
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        let current = CURRENT.with(|c| {
+            c.try_borrow_mut().ok().map(|mut c| Current {
+                ctx: std::mem::take(&mut c.ctx),
+                marker: c.marker.take(),
+                pending: std::mem::take(&mut c.pending),
+            })
+        });
+        // Dropped with no borrow held: a frame's handler is user code.
+        drop(current);
+    }
 }
 
 impl Context {
@@ -189,6 +234,7 @@ impl Context {
     }
 
     fn push(&self, kind: FrameKind) -> Context {
+        Janitor::ensure();
         Context(Some(Rc::new(Frame {
             kind,
             parent: self.clone(),

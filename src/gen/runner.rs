@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::rc::Rc;
 
 use slotmap::{new_key_type, SlotMap};
@@ -516,6 +517,8 @@ impl Runner {
         let depth = RUN_DEPTH.with(Cell::get);
         if depth >= MAX_NESTED_RUNS {
             log::trace!(target: "squall::gen", "nested {depth} deep: run queued");
+            // (Registers the janitor, once: the queue may grow now.)
+            let _ = PUT_OFF_JANITOR.try_with(|_| {});
             PUT_OFF.with(|q| q.borrow_mut().push_back(self.clone()));
             return;
         }
@@ -782,7 +785,22 @@ thread_local! {
     /// How many `Runner::run`s are on this thread's stack.
     static RUN_DEPTH: Cell<u32> = const { Cell::new(0) };
     /// Runs that would have nested too deep, for the outermost run to do.
-    static PUT_OFF: RefCell<VecDeque<Runner>> = const { RefCell::new(VecDeque::new()) };
+    // No destructor (`ManuallyDrop`): read inline after every run, with no
+    // check that one is registered; `PutOffJanitor` (registered by the
+    // first run put off) drops what it holds when the thread ends.
+    static PUT_OFF: ManuallyDrop<RefCell<VecDeque<Runner>>> =
+        const { ManuallyDrop::new(RefCell::new(VecDeque::new())) };
+    static PUT_OFF_JANITOR: PutOffJanitor = const { PutOffJanitor };
+}
+
+/// Drops [`PUT_OFF`]'s queue when the thread ends.
+struct PutOffJanitor;
+
+impl Drop for PutOffJanitor {
+    fn drop(&mut self) {
+        let queue = PUT_OFF.with(|q| q.try_borrow_mut().map(|mut q| std::mem::take(&mut *q)));
+        drop(queue);
+    }
 }
 
 /// Replaces this thread's run depth, returning the old one: a stackful

@@ -39,6 +39,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future as StdFuture;
+use std::mem::ManuallyDrop;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -74,15 +75,37 @@ const POOL_MAX: usize = 8;
 const RETIRED_MAX: usize = 64;
 
 thread_local! {
-    static POOL: RefCell<Vec<Shell>> = const { RefCell::new(Vec::new()) };
-    static RETIRED: RefCell<VecDeque<Shell>> = const { RefCell::new(VecDeque::new()) };
+    // No destructors (`ManuallyDrop`): read inline, with no check that one
+    // is registered, for every coroutine. `Janitor`, registered when the
+    // thread makes its first shell (every shell in them was made on this
+    // thread), drops what they hold when the thread ends.
+    static POOL: ManuallyDrop<RefCell<Vec<Shell>>> = const { ManuallyDrop::new(RefCell::new(Vec::new())) };
+    static RETIRED: ManuallyDrop<RefCell<VecDeque<Shell>>> =
+        const { ManuallyDrop::new(RefCell::new(VecDeque::new())) };
+    static JANITOR: Janitor = const { Janitor };
+    /// The janitor has run: the thread is ending, nothing is pooled now.
+    static ENDED: Cell<bool> = const { Cell::new(false) };
     /// Whether a [`sweep`] of the retired shells is queued on the loop.
     static SWEEP_QUEUED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Drops the pooled and retired shells when the thread ends.
+struct Janitor;
+
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        ENDED.with(|e| e.set(true));
+        let pool = POOL.with(|p| p.try_borrow_mut().map(|mut p| std::mem::take(&mut *p)));
+        let retired = RETIRED.with(|r| r.try_borrow_mut().map(|mut r| std::mem::take(&mut *r)));
+        drop((pool, retired));
+    }
 }
 
 impl Shell {
     /// A new shell, its context over the current stack.
     fn fresh() -> Shell {
+        // (Registers the janitor, once: the pools may hold this one.)
+        let _ = JANITOR.try_with(|_| {});
         let runner = Runner::blank();
         let task = LOCAL.with(|l| {
             l.borrow_mut().tasks.insert(Entry {
@@ -137,7 +160,7 @@ impl Shell {
         let full = POOL
             .try_with(|p| {
                 let mut p = p.borrow_mut();
-                if p.len() >= POOL_MAX {
+                if p.len() >= POOL_MAX || ENDED.with(Cell::get) {
                     return Some(self);
                 }
                 p.push(self);
@@ -213,6 +236,9 @@ pub(super) fn retire(polling: Rc<Polling>, waker: Arc<TaskWaker>, task: TaskId) 
     let evicted = RETIRED
         .try_with(|r| {
             let mut r = r.borrow_mut();
+            if ENDED.with(Cell::get) {
+                return Some(shell);
+            }
             let evicted = (r.len() >= RETIRED_MAX).then(|| r.pop_front()).flatten();
             r.push_back(shell);
             evicted

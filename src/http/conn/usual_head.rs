@@ -130,22 +130,34 @@ pub(super) fn parse_usual_head<'b>(
     buf: &'b [u8],
     fields: &mut [UsualField; USUAL_HEADERS],
 ) -> Option<UsualHead<'b>> {
-    // The request line: method SP target SP HTTP/1.x CRLF.
-    let m = run(buf, TOKEN)?;
-    if m == 0 || buf[m] != b' ' {
-        return None;
-    }
+    // The request line: method SP target SP HTTP/1.x CRLF. A `GET` (most
+    // requests) in one comparison.
+    let m = if buf.starts_with(b"GET ") {
+        3
+    } else {
+        let m = run(buf, TOKEN)?;
+        if m == 0 || buf[m] != b' ' {
+            return None;
+        }
+        m
+    };
     let t_at = m + 1;
     let t = run_range(&buf[t_at..], 0x21, TARGET)?;
     let v_at = t_at + t;
     if t == 0 || buf[v_at] != b' ' {
         return None;
     }
-    let version = match buf.get(v_at + 1..v_at + 11)? {
-        b"HTTP/1.1\r\n" => 1,
-        b"HTTP/1.0\r\n" => 0,
+    // The version and CRLF as two integers, not a byte-wise comparison.
+    let line_end: [u8; 10] = buf.get(v_at + 1..v_at + 11)?.try_into().ok()?;
+    let [a, b, c, d, e, f, g, h, cr, lf] = line_end;
+    let version = match u64::from_le_bytes([a, b, c, d, e, f, g, h]) {
+        v if v == u64::from_le_bytes(*b"HTTP/1.1") => 1,
+        v if v == u64::from_le_bytes(*b"HTTP/1.0") => 0,
         _ => return None,
     };
+    if [cr, lf] != *b"\r\n" {
+        return None;
+    }
     let mut at = v_at + 11;
     let mut count = 0;
     // The fields: name ":" OWS value OWS CRLF, until a blank line.

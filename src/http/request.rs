@@ -57,8 +57,16 @@ impl Method {
             5 if is(b, b"PATCH") => Method::Patch,
             6 if is(b, b"DELETE") => Method::Delete,
             7 if is(b, b"OPTIONS") => Method::Options,
-            _ => Method::Other(String::from_utf8_lossy(b).into_owned()),
+            _ => Method::other(b),
         }
+    }
+
+    /// An unusual method, out of line: the known ones' comparisons then
+    /// inline where they are asked for, a few instructions per request.
+    #[cold]
+    #[inline(never)]
+    fn other(b: &[u8]) -> Method {
+        Method::Other(String::from_utf8_lossy(b).into_owned())
     }
 
     #[inline]

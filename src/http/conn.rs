@@ -22,6 +22,7 @@ use crate::iostream::IOStream;
 
 mod head;
 mod refuse;
+mod usual_head;
 
 use head::HostCache;
 

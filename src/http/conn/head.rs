@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::time::Instant;
 
+use super::usual_head::{parse_usual_head, UsualField, USUAL_HEADERS};
 use super::{Conn, MAX_HEADERS};
 use crate::http::connection::Body;
 use crate::http::delegate::HTTPServerConnectionDelegate;
@@ -42,12 +43,38 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             }
             return Ok(None);
         }
+        // The usual head on the short path; httparse reads any other.
+        let mut usual = [UsualField::default(); USUAL_HEADERS];
+        let parsed = match parse_usual_head(buf, &mut usual) {
+            Some(head) => {
+                let fields = usual[..head.fields].iter().map(|f| {
+                    let (ns, ne, vs, ve) = (f.0 as usize, f.1 as usize, f.2 as usize, f.3 as usize);
+                    (&buf[ns..ne], ns..ne, vs..ve)
+                });
+                self.head_read(
+                    buf,
+                    head.len,
+                    head.version,
+                    head.method,
+                    head.target,
+                    fields,
+                )
+            }
+            None => self.parse_head_httparse(buf),
+        };
+        parsed.map(|head| head.map(|(n, request, body, expect)| (skip + n, request, body, expect)))
+    }
+
+    /// `parse_head` for a head the short path declined: httparse's.
+    #[inline(never)]
+    fn parse_head_httparse(&self, buf: &[u8]) -> Parsed {
+        let core = self.core();
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let n = match req.parse_with_uninit_headers(buf, &mut slots) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
-                if buf.len() > max_header {
+                if buf.len() > core.opts.max_header_size {
                     return Err(431);
                 }
                 if self.head_start.get().is_none() {
@@ -58,17 +85,51 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             Err(httparse::Error::TooManyHeaders) => return Err(431),
             Err(_) => return Err(400),
         };
-        if n > max_header {
+        // A complete parse has all three.
+        let (Some(method), Some(uri), Some(version)) = (req.method, req.path, req.version) else {
+            return Err(400);
+        };
+        let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
+        let uri_at = at(uri.as_bytes());
+        let fields = req.headers.iter().map(|h| {
+            let (ns, vs) = (at(h.name.as_bytes()), at(h.value));
+            (
+                h.name.as_bytes(),
+                ns..ns + h.name.len(),
+                vs..vs + h.value.len(),
+            )
+        });
+        self.head_read(
+            buf,
+            n,
+            version,
+            method.as_bytes(),
+            uri_at..uri_at + uri.len(),
+            fields,
+        )
+    }
+
+    /// A complete head of `n` bytes was read from `buf` (by either
+    /// parser): its request, checked. `fields`: each field's name, and
+    /// where its name and value are in `buf`.
+    #[inline(always)]
+    fn head_read<'b>(
+        &self,
+        buf: &'b [u8],
+        n: usize,
+        version: u8,
+        method: &[u8],
+        target: std::ops::Range<usize>,
+        fields: impl Iterator<Item = (&'b [u8], std::ops::Range<usize>, std::ops::Range<usize>)>,
+    ) -> Parsed {
+        let core = self.core();
+        if n > core.opts.max_header_size {
             return Err(431);
         }
         self.head_start.set(None);
-        let version = match req.version {
-            Some(0) => Version::Http10,
+        let version = match version {
+            0 => Version::Http10,
             _ => Version::Http11,
-        };
-        // A complete parse has both.
-        let (Some(method), Some(uri)) = (req.method, req.path) else {
-            return Err(400);
         };
         let mut request = core
             .spare
@@ -80,11 +141,10 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         // with bytes that are not (obs-text: a Latin-1 `José`, which RFC
         // 9110 5.5 allows) is served all the same, as bytes, and as text
         // decoded as Latin-1 (as Tornado decodes).
-        let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
-        let uri_at = at(uri.as_bytes());
+        let uri = &buf[target.clone()];
         request.headers.reset_to_block(&buf[..n]);
-        request.uri = uri_at..uri_at + uri.len();
-        let fields = scan_fields(&mut request, req.headers, buf, &self.host)?;
+        request.uri = target;
+        let fields = scan_fields(&mut request, fields, buf, &self.host)?;
         let Fields {
             length,
             host,
@@ -105,12 +165,12 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         let expect_continue = continue_expected && version == Version::Http11 && body.is_some();
         // Most paths are short: a plain scan beats memchr's set-up there.
         request.query_at = if uri.len() < 64 {
-            uri.bytes().position(|b| b == b'?')
+            uri.iter().position(|&b| b == b'?')
         } else {
-            memchr::memchr(b'?', uri.as_bytes())
+            memchr::memchr(b'?', uri)
         }
         .unwrap_or(uri.len());
-        request.method = Method::parse(method);
+        request.method = Method::parse_bytes(method);
         request.version = version;
         // `remote` is already the peer's: the request was made for this
         // connection (`HTTPServerRequest::empty(self.peer)`) and stays with it.
@@ -122,7 +182,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             request.real_ip = crate::http::request::forwarded_ip(&request.headers);
             request.forwarded_https = crate::http::request::forwarded_https(&request.headers);
         }
-        Ok(Some((skip + n, request, body, expect_continue)))
+        Ok(Some((n, request, body, expect_continue)))
     }
 }
 
@@ -142,13 +202,12 @@ struct Fields {
 /// holds a copy of) in `request.headers`, and reads the few that frame the
 /// request. `Err(status)` refuses it.
 #[inline(always)]
-fn scan_fields(
+fn scan_fields<'b>(
     request: &mut HTTPServerRequest,
-    headers: &[httparse::Header<'_>],
-    buf: &[u8],
+    headers: impl Iterator<Item = (&'b [u8], std::ops::Range<usize>, std::ops::Range<usize>)>,
+    buf: &'b [u8],
     hosts: &HostCache,
 ) -> Result<Fields, u16> {
-    let at = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
     let mut f = Fields {
         length: None,
         host: false,
@@ -158,23 +217,20 @@ fn scan_fields(
         keep_alive: false,
     };
     let mut connection_seen = false;
-    for h in headers {
-        let name = h.name;
-        let (ns, vs) = (at(name.as_bytes()), at(h.value));
-        request
-            .headers
-            .push_within(ns..ns + name.len(), vs..vs + h.value.len());
+    for (name, name_at, value_at) in headers {
+        let raw = &buf[value_at.clone()];
+        request.headers.push_within(name_at, value_at);
         // Five names matter here; their lengths rule most headers out
         // without a comparison (or a look at the value).
         if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
             continue;
         }
         if name.len() == 4 {
-            if is_host(name.as_bytes()) {
+            if is_host(name) {
                 // One Host, and a valid one (RFC 9112 3.2): a second one is
                 // a smuggling attempt or a broken proxy. (Checked as bytes:
                 // a valid one is ASCII.)
-                if f.host || !hosts.valid(h.value) {
+                if f.host || !hosts.valid(raw) {
                     return Err(400);
                 }
                 f.host = true;
@@ -183,15 +239,15 @@ fn scan_fields(
         }
         // The others are rare in a request: their values as text (decoded,
         // if need be, as `HTTPHeaders::get` would give them).
-        let value = &*httputil::obs_text(h.value);
+        let value = &*httputil::obs_text(raw);
         if name.len() == 10 {
             // The first one, as `HTTPHeaders::get` would give.
-            if !connection_seen && name.eq_ignore_ascii_case("connection") {
+            if !connection_seen && name.eq_ignore_ascii_case(b"connection") {
                 connection_seen = true;
                 f.close = httputil::has_token(value, "close");
                 f.keep_alive = httputil::has_token(value, "keep-alive");
             }
-        } else if name.eq_ignore_ascii_case("content-length") {
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             // `1*DIGIT` only (RFC 9110 8.6): no sign, no inner blanks.
             let Ok(n) = httputil::parse_content_length(value) else {
                 return Err(400);
@@ -200,7 +256,7 @@ fn scan_fields(
                 return Err(400);
             }
             f.length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only `chunked` is understood, once, and last.
             if f.chunked {
                 return Err(400);
@@ -209,7 +265,7 @@ fn scan_fields(
                 return Err(if has_chunked_twice(value) { 400 } else { 501 });
             }
             f.chunked = true;
-        } else if name.eq_ignore_ascii_case("expect") {
+        } else if name.eq_ignore_ascii_case(b"expect") {
             if trim_ows(value).eq_ignore_ascii_case("100-continue") {
                 f.continue_expected = true;
             } else {

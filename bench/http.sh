@@ -2,6 +2,7 @@
 # The HTTP headline: hello-world servers, each alone on one core, loaded by
 # wrk (one thread) on the other core. Servers: squall (examples/hello_server.rs),
 # squallraw (examples/hello_raw.rs: the protocol layer alone, no web),
+# squallasync (hello_server --async: the handler an async block),
 # hyper 1.x on a tokio current_thread runtime, actix-web 4 with one worker,
 # may_minihttp with one may worker (TechEmpower's plaintext family), a
 # hand-written mio loop (the practical limit of one core) and Python
@@ -43,7 +44,7 @@ SQUALL_CARGO_ARGS=${SQUALL_CARGO_ARGS:-}
 # Quiet servers: an access log on stderr would be measured too.
 export RUST_LOG=${RUST_LOG:-warn}
 
-all_servers=(squall squallraw hyper actix may mio tornado squall2 squall2rp)
+all_servers=(squall squallraw squallasync hyper actix may mio tornado squall2 squall2rp)
 servers=("$@")
 [ ${#servers[@]} -gt 0 ] || servers=("${all_servers[@]}")
 for s in "${servers[@]}"; do
@@ -70,11 +71,12 @@ fi
 echo "==> build"
 selected=()
 want() { case " ${servers[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
-if want squall || want squallraw || want squall2 || want squall2rp; then
+if want squall || want squallraw || want squallasync || want squall2 || want squall2rp; then
   if [ -f "$root/examples/hello_server.rs" ]; then
     (cd "$root" && cargo build --release --example hello_server --example hello_raw $SQUALL_CARGO_ARGS)
     want squall && selected+=(squall)
     want squallraw && selected+=(squallraw)
+    want squallasync && selected+=(squallasync)
     want squall2 && selected+=(squall2)
     want squall2rp && selected+=(squall2rp)
   else

@@ -72,7 +72,7 @@
 //! way out), plus [`testkit`], [`fake`] and [`load`] for testing and
 //! measuring.
 
-// The modules are complete (tests/memcache_proxy.rs uses them too); this
+// The modules are complete (tests/memcache_proxy/ uses them too); this
 // program uses parts of them.
 #[allow(dead_code)]
 mod answer;

@@ -494,6 +494,12 @@ impl IOLoop {
     ///
     /// `f` captures the current stack context. On a closed loop it is dropped
     /// (and removing the handle returns `false`).
+    ///
+    /// A deadline past what the loop's clock counts to (`Duration::MAX`, or
+    /// an `Instant` some 584 years on) means "never", on either clock: the
+    /// timeout never runs and stays pending until removed, and a loop
+    /// holding only such timeouts waits as one with none (a [`ManualClock`]
+    /// does not jump to it).
     #[cfg_attr(feature = "trace", track_caller)]
     pub fn add_timeout<R, F>(&self, deadline: impl Into<Deadline>, f: F) -> TimeoutHandle
     where
@@ -520,7 +526,8 @@ impl IOLoop {
         self.inner.timers.borrow_mut().add(when, cb)
     }
 
-    /// Runs `f` after `delay`.
+    /// Runs `f` after `delay`; `Duration::MAX` is "never" (see
+    /// [`add_timeout`](IOLoop::add_timeout)).
     #[cfg_attr(feature = "trace", track_caller)]
     pub fn call_later<R, F>(&self, delay: Duration, f: F) -> TimeoutHandle
     where
@@ -530,7 +537,8 @@ impl IOLoop {
         self.add_timeout(Deadline::After(delay), f)
     }
 
-    /// Runs `f` at `when`, on the loop's clock.
+    /// Runs `f` at `when`, on the loop's clock; centuries on is "never" (see
+    /// [`add_timeout`](IOLoop::add_timeout)).
     #[cfg_attr(feature = "trace", track_caller)]
     pub fn call_at<R, F>(&self, when: Instant, f: F) -> TimeoutHandle
     where

@@ -4,6 +4,7 @@
 //! Timer behaviour is tested on a `ManualClock`, which jumps to the next
 //! deadline whenever the loop is idle: exact and instant, with no sleeps.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::cell::{Cell, RefCell};

@@ -15,6 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::{and_then, panic_message, pseudo_random, std_tcp_pair, then, R};
 

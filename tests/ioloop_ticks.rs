@@ -1,13 +1,14 @@
 //! The loop keeps its time as integer ticks of the monotonic clock and
 //! converts `Instant`s at its edges: these check that the conversion is
 //! invisible — deadlines given as `Instant`s and as delays order exactly,
-//! and a deadline of "now" is due now, not a rounding later.
+//! a deadline of "now" is due now, not a rounding later, and one past
+//! what ticks hold is "never" on either clock.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use squall::ioloop::{Clock, ManualClock};
+use squall::ioloop::{Clock, ManualClock, Observer};
 use squall::IOLoop;
 
 /// Runs `n` timeouts one after another, each scheduled by the previous one
@@ -188,11 +189,25 @@ fn a_saturated_deadline_never_fires_on_a_manual_clock() {
     io_loop.close();
 }
 
-/// The system clock agrees: a `Duration::MAX` timeout neither runs nor
-/// wakes the loop, and the loop sleeps until something else happens.
+/// Records the timeout of every poll the loop makes.
+#[derive(Default)]
+struct PollTimeouts(RefCell<Vec<Option<Duration>>>);
+
+impl Observer for PollTimeouts {
+    fn poll_began(&self, timeout: Option<Duration>, _now: Instant) {
+        self.0.borrow_mut().push(timeout);
+    }
+}
+
+/// The system clock agrees: a `Duration::MAX` timeout never runs, and the
+/// loop waits for it as for no timeout at all (a poll with no timeout, not
+/// one of some 584 years that epoll cuts to 24 days), until something else
+/// happens.
 #[test]
 fn a_saturated_deadline_never_fires_on_the_system_clock() {
     let io_loop = IOLoop::new().unwrap();
+    let polls = Rc::new(PollTimeouts::default());
+    io_loop.add_observer(polls.clone());
     let ran = Rc::new(RefCell::new(false));
     let r = ran.clone();
     io_loop.call_later(Duration::MAX, move || *r.borrow_mut() = true);
@@ -203,5 +218,9 @@ fn a_saturated_deadline_never_fires_on_the_system_clock() {
     assert!(!*ran.borrow());
     assert!(t0.elapsed() >= Duration::from_millis(50));
     assert_eq!(io_loop.timer_stats().pending, 1);
+    let polls = polls.0.borrow();
+    assert!(!polls.is_empty());
+    assert!(polls.iter().all(Option::is_none), "{polls:?}");
+    drop(polls);
     io_loop.close();
 }

@@ -1,12 +1,14 @@
 //! The loop keeps its time as integer ticks of the monotonic clock and
 //! converts `Instant`s at its edges: these check that the conversion is
 //! invisible — deadlines given as `Instant`s and as delays order exactly,
-//! and a deadline of "now" is due now, not a rounding later.
+//! a deadline of "now" is due now, not a rounding later, and one past
+//! what ticks hold is "never" on either clock.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use squall::ioloop::{Clock, ManualClock, Observer};
 use squall::IOLoop;
 
 /// Runs `n` timeouts one after another, each scheduled by the previous one
@@ -128,4 +130,97 @@ fn turning_the_blocking_log_back_on_leaves_no_stale_now() {
     let at = fired.borrow().unwrap();
     // Due at once after the 400 ms block; the stale reading made it ~600 ms.
     assert!(at < Duration::from_millis(550), "fired at {at:?}");
+}
+
+/// Stops `io_loop` from another thread after `after` of real time: the way
+/// out of a loop that rightly has nothing to wait for.
+fn stop_from_a_thread(io_loop: &IOLoop, after: Duration) -> std::thread::JoinHandle<()> {
+    let remote = io_loop.remote();
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let _ = remote.stop();
+    })
+}
+
+/// Far past what ticks hold: `Instant` reaches that far on Linux (the
+/// test skips where it does not).
+const CENTURIES: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
+
+/// A deadline past what the loop's ticks can hold (`Duration::MAX`, or an
+/// `Instant` centuries on) is "never". On a manual clock, an idle loop
+/// whose only timeouts are such must wait as a loop with no timeout does,
+/// not jump ~583 years to the saturated tick and run them; after a real
+/// deadline, the clock stops there, and even a clock moved by hand past
+/// every tick runs none of them.
+#[test]
+fn a_saturated_deadline_never_fires_on_a_manual_clock() {
+    let clock = ManualClock::new();
+    let io_loop = IOLoop::with_clock(Clock::Manual(clock.clone())).unwrap();
+    let t0 = io_loop.time();
+    let ran = Rc::new(RefCell::new(Vec::new()));
+    let r = ran.clone();
+    let never = io_loop.call_later(Duration::MAX, move || r.borrow_mut().push("call_later"));
+    let r = ran.clone();
+    io_loop.add_timeout(Duration::MAX, move || r.borrow_mut().push("add_timeout"));
+    if let Some(far) = t0.checked_add(CENTURIES) {
+        let r = ran.clone();
+        io_loop.call_at(far, move || r.borrow_mut().push("call_at"));
+    }
+    let r = ran.clone();
+    io_loop.call_later(Duration::from_secs(10), move || r.borrow_mut().push("10 s"));
+
+    let stopper = stop_from_a_thread(&io_loop, Duration::from_millis(100));
+    io_loop.start().unwrap();
+    stopper.join().unwrap();
+    assert_eq!(*ran.borrow(), ["10 s"]);
+    // The clock moved to the one real deadline and no further.
+    assert_eq!(io_loop.time() - t0, Duration::from_secs(10));
+    // Still pending: removable like any other timeout.
+    assert!(io_loop.remove_timeout(never));
+
+    // Moved by hand past every tick, the clock still runs none of them.
+    if let Some(far) = t0.checked_add(CENTURIES * 2) {
+        clock.advance_to(far);
+        let stopper = stop_from_a_thread(&io_loop, Duration::from_millis(50));
+        io_loop.start().unwrap();
+        stopper.join().unwrap();
+        assert_eq!(*ran.borrow(), ["10 s"]);
+    }
+    io_loop.close();
+}
+
+/// Records the timeout of every poll the loop makes.
+#[derive(Default)]
+struct PollTimeouts(RefCell<Vec<Option<Duration>>>);
+
+impl Observer for PollTimeouts {
+    fn poll_began(&self, timeout: Option<Duration>, _now: Instant) {
+        self.0.borrow_mut().push(timeout);
+    }
+}
+
+/// The system clock agrees: a `Duration::MAX` timeout never runs, and the
+/// loop waits for it as for no timeout at all (a poll with no timeout, not
+/// one of some 584 years that epoll cuts to 24 days), until something else
+/// happens.
+#[test]
+fn a_saturated_deadline_never_fires_on_the_system_clock() {
+    let io_loop = IOLoop::new().unwrap();
+    let polls = Rc::new(PollTimeouts::default());
+    io_loop.add_observer(polls.clone());
+    let ran = Rc::new(RefCell::new(false));
+    let r = ran.clone();
+    io_loop.call_later(Duration::MAX, move || *r.borrow_mut() = true);
+    let t0 = Instant::now();
+    let stopper = stop_from_a_thread(&io_loop, Duration::from_millis(50));
+    io_loop.start().unwrap();
+    stopper.join().unwrap();
+    assert!(!*ran.borrow());
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    assert_eq!(io_loop.timer_stats().pending, 1);
+    let polls = polls.0.borrow();
+    assert!(!polls.is_empty());
+    assert!(polls.iter().all(Option::is_none), "{polls:?}");
+    drop(polls);
+    io_loop.close();
 }

@@ -50,7 +50,8 @@ impl Clock {
 ///
 /// A loop built on a manual clock never sleeps for a timer: when it has
 /// nothing to do but wait for the next deadline, it moves the clock to that
-/// deadline at once (as tokio's paused clock does). IO is still polled, without
+/// deadline at once (as tokio's paused clock does); a deadline meaning
+/// "never" (`Duration::MAX`) is not one it jumps to. IO is still polled, without
 /// waiting. So timer behaviour is tested exactly, and without `sleep`.
 ///
 /// Clones share one time.

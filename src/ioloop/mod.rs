@@ -81,9 +81,13 @@
 mod blocking;
 pub mod channel;
 mod clock;
+/// The thread's current loop ("Which loop" above).
+mod current;
 mod handlers;
 /// `run_once`, the five steps above, and the blocking log.
 mod iteration;
+/// `start`, `stop`, `run_sync`, `close`, and a drop without one.
+mod lifecycle;
 pub mod observer;
 mod periodic;
 mod remote;
@@ -111,7 +115,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use mio::Token;
 
-use crate::callback::{self, BoxedCallback, CallbackReturn, Origin};
+use crate::callback::{BoxedCallback, CallbackReturn, Origin};
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::stack_context::Context;
@@ -217,10 +221,6 @@ pub fn loop_created() -> bool {
     LOOP_CREATED.load(Ordering::Relaxed)
 }
 
-thread_local! {
-    static CURRENT: RefCell<Option<IOLoop>> = const { RefCell::new(None) };
-}
-
 impl IOLoop {
     /// A new loop on the system clock.
     ///
@@ -271,54 +271,9 @@ impl IOLoop {
         })
     }
 
-    /// This thread's current loop, created on first use (the *implicit*
-    /// loop: see [which loop](self#which-loop) each constructor uses).
-    ///
-    /// # Panics
-    /// If no loop is current and the OS refuses to create one (out of file
-    /// descriptors); [`IOLoop::new`] reports that as an error instead.
-    pub fn current() -> IOLoop {
-        if let Some(current) = IOLoop::try_current() {
-            return current;
-        }
-        let io_loop = IOLoop::new().expect("squall: cannot create the thread's IOLoop");
-        io_loop.inner.implicit.set(true);
-        io_loop.make_current();
-        io_loop
-    }
-
-    /// This thread's current loop, if there is one; never creates one.
-    pub fn try_current() -> Option<IOLoop> {
-        CURRENT.with(|c| c.borrow().clone())
-    }
-
-    /// Makes this loop the thread's current loop. [`start`](IOLoop::start)
-    /// does this too, for as long as it runs.
-    pub fn make_current(&self) {
-        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
-        drop(previous);
-    }
-
-    /// Leaves the thread with no current loop.
-    pub fn clear_current() {
-        let previous = CURRENT.with(|c| c.borrow_mut().take());
-        drop(previous);
-    }
-
     /// Whether `self` and `other` are the same loop.
     pub fn ptr_eq(&self, other: &IOLoop) -> bool {
         Rc::ptr_eq(&self.inner, &other.inner)
-    }
-
-    /// Whether `remote` is the door into this thread's current loop (`None`
-    /// for none, if there is none), without a handle made for the asking:
-    /// a pooled coroutine's waker checks it still fits.
-    pub(crate) fn current_is(remote: Option<&Remote>) -> bool {
-        CURRENT.with(|c| match (&*c.borrow(), remote) {
-            (Some(l), Some(r)) => Arc::ptr_eq(&l.inner.remote, &r.shared),
-            (None, None) => true,
-            _ => false,
-        })
     }
 
     /// The loop's clock reading. Deadlines are on this clock.
@@ -494,6 +449,12 @@ impl IOLoop {
     ///
     /// `f` captures the current stack context. On a closed loop it is dropped
     /// (and removing the handle returns `false`).
+    ///
+    /// A deadline past what the loop's clock counts to (`Duration::MAX`, or
+    /// an `Instant` some 584 years on) means "never", on either clock: the
+    /// timeout never runs and stays pending until removed, and a loop
+    /// holding only such timeouts waits as one with none (a [`ManualClock`]
+    /// does not jump to it).
     #[cfg_attr(feature = "trace", track_caller)]
     pub fn add_timeout<R, F>(&self, deadline: impl Into<Deadline>, f: F) -> TimeoutHandle
     where
@@ -520,7 +481,8 @@ impl IOLoop {
         self.inner.timers.borrow_mut().add(when, cb)
     }
 
-    /// Runs `f` after `delay`.
+    /// Runs `f` after `delay`; `Duration::MAX` is "never" (see
+    /// [`add_timeout`](IOLoop::add_timeout)).
     #[cfg_attr(feature = "trace", track_caller)]
     pub fn call_later<R, F>(&self, delay: Duration, f: F) -> TimeoutHandle
     where
@@ -530,7 +492,8 @@ impl IOLoop {
         self.add_timeout(Deadline::After(delay), f)
     }
 
-    /// Runs `f` at `when`, on the loop's clock.
+    /// Runs `f` at `when`, on the loop's clock; centuries on is "never" (see
+    /// [`add_timeout`](IOLoop::add_timeout)).
     #[cfg_attr(feature = "trace", track_caller)]
     pub fn call_at<R, F>(&self, when: Instant, f: F) -> TimeoutHandle
     where
@@ -551,285 +514,6 @@ impl IOLoop {
     /// Counters of the timeout heap (pending timeouts, heap size).
     pub fn timer_stats(&self) -> TimerStats {
         self.inner.timers.borrow().stats()
-    }
-
-    // ----- running ---------------------------------------------------------
-
-    /// Runs the loop until [`stop`](IOLoop::stop) is called. The loop is the
-    /// thread's current loop while it runs.
-    ///
-    /// A `stop()` before `start()` makes `start()` return at once.
-    ///
-    /// # Errors
-    /// [`ErrorKind::InvalidState`] if the loop is already running (a nested
-    /// `start` would deadlock in Tornado; here it is refused);
-    /// [`ErrorKind::Closed`] if the loop is closed; [`ErrorKind::Io`] if
-    /// polling fails.
-    pub fn start(&self) -> Result<(), Error> {
-        let inner = &self.inner;
-        if inner.closed.get() {
-            return Err(closed());
-        }
-        if inner.running.get() {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                "IOLoop is already running",
-            ));
-        }
-        self.check_not_stranding()?;
-        if inner.stopping.replace(false) {
-            return Ok(());
-        }
-        inner.running.set(true);
-        // Whatever happened since the last `start` is not the next
-        // callback's doing, and the observers' last reading is old.
-        inner.observers.forget_reading();
-        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
-        let result = self.run_until_stopped();
-        let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
-        drop(mine);
-        inner.running.set(false);
-        inner.stopping.set(false);
-        result
-    }
-
-    /// Refuses to run this loop while the thread's current loop is an
-    /// implicit one (made by [`IOLoop::current`]) holding work that could
-    /// then never run: objects made before this loop ran, on the wrong loop
-    /// (see [which loop](self#which-loop)). Otherwise they would wait for
-    /// good, and a `run_sync` would end in a puzzling timeout.
-    fn check_not_stranding(&self) -> Result<(), Error> {
-        let stranded = CURRENT.with(|c| {
-            let current = c.borrow();
-            let other = current.as_ref()?;
-            if other.ptr_eq(self) || !other.inner.implicit.get() {
-                return None;
-            }
-            let inner = &other.inner;
-            let handlers = inner.handlers.borrow().map.len();
-            let timeouts = inner.timers.borrow().stats().pending;
-            let callbacks = inner.callbacks.borrow().len();
-            let channels = inner.channels.borrow().len();
-            (handlers + timeouts + callbacks + channels > 0).then(|| {
-                format!(
-                    "{handlers} fd handler(s), {timeouts} timeout(s), {callbacks} callback(s), \
-                     {channels} channel(s)"
-                )
-            })
-        });
-        match stranded {
-            None => Ok(()),
-            Some(work) => Err(Error::new(
-                ErrorKind::InvalidState,
-                format!(
-                    "this thread's current IOLoop was made implicitly by IOLoop::current() \
-                     (which IOStream::connect, TCPServer::new, AsyncHTTPClient::new and others \
-                     call when no loop is current) and holds {work} that would never run while \
-                     another loop runs: make those objects inside run_sync or start, call \
-                     make_current() on this loop before making them, or pass it to them \
-                     (IOStream::with_loop, connect_with, TCPServer::with_loop, ...)"
-                ),
-            )),
-        }
-    }
-
-    fn run_until_stopped(&self) -> Result<(), Error> {
-        loop {
-            self.run_once()?;
-            if self.inner.stopping.get() || self.inner.closed.get() {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Asks the loop to return from [`start`](IOLoop::start) after the
-    /// current iteration.
-    pub fn stop(&self) {
-        self.inner.stopping.set(true);
-    }
-
-    /// Whether the loop is inside [`start`](IOLoop::start).
-    pub fn is_running(&self) -> bool {
-        self.inner.running.get()
-    }
-
-    /// Closes the loop: drops every pending callback, timeout and handler,
-    /// releases its epoll and eventfd descriptors, and makes [`Remote`]s
-    /// report [`ErrorKind::Closed`]. Callbacks other threads sent before
-    /// (their [`Remote::add_callback`] said `Ok`) are run now, the loop
-    /// already closed, and the values queued in its
-    /// [typed channels](IOLoop::remote_channel) handed to their handlers: a
-    /// sender is never told `Ok` for a callback that does not run or a value
-    /// that is not handled. Closing twice is harmless. The fds of registered handlers
-    /// belong to their owners and are not closed.
-    pub fn close(&self) {
-        let inner = &self.inner;
-        if inner.closed.replace(true) {
-            return;
-        }
-        inner.remote.close();
-        inner.stopping.set(true);
-        let rx = inner.remote_rx.borrow_mut().take();
-        if let Some(rx) = &rx {
-            for msg in rx.try_iter() {
-                if let RemoteMsg::Callback(f, name) = msg {
-                    self.run_remote(f, name);
-                }
-            }
-        }
-        // Take everything out first, then drop it with no borrow held:
-        // dropping a closure runs user code that may call back into the loop.
-        let channels = std::mem::take(&mut *inner.channels.borrow_mut());
-        inner.has_channels.set(false);
-        // No value can enter a channel any more: what senders were told
-        // `Ok` for is handled now, as the remote callbacks above.
-        for source in &channels {
-            source.close();
-        }
-        let callbacks = std::mem::take(&mut *inner.callbacks.borrow_mut());
-        let spare = std::mem::take(&mut *inner.spare.borrow_mut());
-        let timeouts = inner.timers.borrow_mut().drain();
-        let handlers = std::mem::take(&mut *inner.handlers.borrow_mut());
-        let signals = signal::take(inner);
-        let poll = inner.poll.borrow_mut().take();
-        // What they held goes now: coroutines waiting on it fail quietly.
-        let _teardown = crate::catch::TeardownGuard::enter();
-        drop(poll);
-        drop(rx);
-        drop(channels);
-        drop(callbacks);
-        drop(spare);
-        drop(timeouts);
-        drop(handlers);
-        drop(signals);
-    }
-
-    /// Whether [`close`](IOLoop::close) was called.
-    pub fn is_closed(&self) -> bool {
-        self.inner.closed.get()
-    }
-
-    /// Runs the loop until the future `f` returns is done, and returns its
-    /// result. `f` is called with this loop current.
-    ///
-    /// # Errors
-    /// The future's error; [`ErrorKind::Timeout`] if `timeout` (on the loop's
-    /// clock) passes first; [`ErrorKind::Panic`] if `f` panics;
-    /// [`ErrorKind::InvalidState`] if the loop is already running or is
-    /// stopped by someone else first; [`ErrorKind::Closed`] if it is (or gets)
-    /// closed first.
-    pub fn run_sync<T, F>(&self, f: F, timeout: Option<Duration>) -> Result<T, Error>
-    where
-        T: 'static,
-        F: FnOnce() -> Future<T>,
-    {
-        if self.is_running() {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                "run_sync called on a running IOLoop",
-            ));
-        }
-        if self.is_closed() {
-            return Err(closed());
-        }
-        self.check_not_stranding()?;
-        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
-        let future = match callback::catch_value(f) {
-            Ok(future) => future,
-            Err(err) => {
-                CURRENT.with(|c| *c.borrow_mut() = previous);
-                return Err(err);
-            }
-        };
-        CURRENT.with(|c| *c.borrow_mut() = previous);
-
-        let outcome: Rc<RefCell<Option<Result<T, Error>>>> = Rc::new(RefCell::new(None));
-        {
-            // Weak: a future that outlives this call (one the loop itself
-            // holds, say in a pending timeout) must not keep the loop alive,
-            // a cycle no drop would break.
-            let (outcome, weak) = (outcome.clone(), Rc::downgrade(&self.inner));
-            future.add_done_callback(move |done: &Future<T>| {
-                let mut slot = outcome.borrow_mut();
-                if slot.is_none() {
-                    *slot = Some(done.take_result());
-                    if let Some(inner) = weak.upgrade() {
-                        inner.stopping.set(true);
-                    }
-                }
-            });
-        }
-        if outcome.borrow().is_some() {
-            // Done synchronously; our stop() must not linger for the next start().
-            self.inner.stopping.set(false);
-            return outcome.borrow_mut().take().expect("checked above");
-        }
-        let timer = timeout.map(|limit| {
-            let (outcome, weak) = (outcome.clone(), Rc::downgrade(&self.inner));
-            self.call_later(limit, move || {
-                let mut slot = outcome.borrow_mut();
-                if slot.is_none() {
-                    *slot = Some(Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!("operation timed out after {limit:?}"),
-                    )));
-                    if let Some(inner) = weak.upgrade() {
-                        inner.stopping.set(true);
-                    }
-                }
-            })
-        });
-        let started = self.start();
-        if let Some(timer) = timer {
-            self.remove_timeout(timer);
-        }
-        let result = outcome.borrow_mut().take();
-        // A late completion must find the slot taken and do nothing.
-        *outcome.borrow_mut() = Some(Err(Error::other("run_sync finished")));
-        started?;
-        result.unwrap_or_else(|| {
-            if self.is_closed() {
-                return Err(Error::new(
-                    ErrorKind::Closed,
-                    "the IOLoop was closed before the future was done",
-                ));
-            }
-            Err(Error::new(
-                ErrorKind::InvalidState,
-                "the IOLoop stopped before the future was done",
-            ))
-        })
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // A loop dropped without `close()` is closed all the same for its
-        // `Remote`s: they say so, and release the eventfd they share.
-        self.remote.close();
-        // And what they were told `Ok` for still runs (see `close`); there
-        // is no loop left to observe it.
-        if let Some(rx) = self.remote_rx.get_mut().take() {
-            for msg in rx.try_iter() {
-                if let RemoteMsg::Callback(mut f, name) = msg {
-                    callback::invoke(&Context::empty(), Origin::Remote, name, &mut *f);
-                }
-            }
-        }
-        // And the values queued in its typed channels.
-        let channels = std::mem::take(self.channels.get_mut());
-        for source in &channels {
-            source.close();
-        }
-        // What it still holds goes here rather than after, so that the
-        // coroutines waiting on it know it is teardown (see `catch::TeardownGuard`).
-        let _teardown = crate::catch::TeardownGuard::enter();
-        drop(channels);
-        drop(std::mem::take(self.callbacks.get_mut()));
-        drop(std::mem::take(self.spare.get_mut()));
-        drop(self.timers.get_mut().drain());
-        drop(std::mem::take(self.handlers.get_mut()));
-        drop(self.signals.get_mut().take());
     }
 }
 

@@ -32,8 +32,14 @@ use std::time::{Duration, Instant};
 /// (`call_at(Instant::now() - an hour)` and its like).
 const MARGIN: u64 = 365 * 24 * 3600 * 1_000_000_000;
 
-/// A duration as ticks, saturating: `Duration::MAX` is "never", some 584
-/// years, not an overflow.
+/// The tick every deadline past what ticks can hold saturates to (some 584
+/// years after the clock's zero): "never". A timeout there never runs, and
+/// gives the loop nothing to wait for (see `Timers::next_deadline`), on
+/// either clock; a manual clock does not jump to it.
+pub(crate) const NEVER: u64 = u64::MAX;
+
+/// A duration as ticks, saturating: `Duration::MAX` is [`NEVER`], not an
+/// overflow.
 #[inline]
 pub(crate) fn from_duration(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -120,7 +126,7 @@ impl Base {
     }
 
     /// `when` in ticks (0 for anything before the clock's zero minus the
-    /// margin, `u64::MAX` for anything some 584 years on). The exact
+    /// margin, [`NEVER`] for anything some 584 years on). The exact
     /// inverse of [`instant`](Base::instant).
     pub(crate) fn tick(&self, when: Instant) -> u64 {
         if when >= self.instant {

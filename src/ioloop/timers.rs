@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use super::slab::{slab_key, Slab};
+use super::ticks::NEVER;
 use super::Callback;
 
 slab_key! {
@@ -310,7 +311,9 @@ impl Timers {
     fn pop_due_slow(&mut self, now: u64, due: &mut Vec<TimeoutKey>) {
         self.first = None;
         while let Some(top) = self.heap.peek() {
-            if top.deadline > now {
+            // A saturated deadline is never due, even to a clock moved by
+            // hand past every tick; the heap holds nothing after it.
+            if top.deadline > now || top.deadline == NEVER {
                 break;
             }
             let key = top.key;
@@ -334,17 +337,20 @@ impl Timers {
 
     /// How long from `now` (ticks) until the earliest live deadline (zero
     /// if it is past), dropping cancelled entries on the way; `None` if
-    /// none is left. Integer math: no `Instant` arithmetic.
+    /// none is left but [`NEVER`]s, so the loop waits as with no timeout.
+    /// Integer math: no `Instant` arithmetic.
     #[inline]
     pub(crate) fn next_timeout(&mut self, now: u64) -> Option<Duration> {
-        let first = self.first()?;
+        let first = self.next_deadline()?;
         Some(Duration::from_nanos(first.saturating_sub(now)))
     }
 
     /// The earliest live deadline, in ticks, dropping cancelled entries on
-    /// the way.
+    /// the way; `None` if none is left but [`NEVER`]s: a manual clock must
+    /// not jump to one, and the system clock need not wake for one.
+    #[inline]
     pub(crate) fn next_deadline(&mut self) -> Option<u64> {
-        self.first()
+        self.first().filter(|&first| first != NEVER)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -520,6 +526,27 @@ mod tests {
         model.sort();
         let next = model.first().map(|&(at, _, _)| t0 + at * 1_000_000);
         assert_eq!(timers.next_deadline(), next);
+    }
+
+    #[test]
+    fn never_deadlines_are_never_due_nor_waited_for() {
+        let t0: u64 = 1 << 50;
+        let mut timers = Timers::default();
+        let never = timers.add(NEVER, cb());
+        assert_eq!(timers.next_deadline(), None);
+        assert_eq!(timers.next_timeout(t0), None);
+        let soon = timers.add(t0 + 5, cb());
+        timers.add(NEVER, cb());
+        assert_eq!(timers.next_deadline(), Some(t0 + 5));
+        assert_eq!(timers.next_timeout(t0), Some(Duration::from_nanos(5)));
+        let mut due = Vec::new();
+        // Even a reading of NEVER itself leaves them pending.
+        timers.pop_due(NEVER, &mut due);
+        assert_eq!(due, [soon.0]);
+        assert!(timers.take(soon.0).is_some());
+        assert_eq!(timers.stats().pending, 2);
+        assert_eq!(timers.next_deadline(), None);
+        assert!(timers.remove(never).is_some());
     }
 
     #[test]

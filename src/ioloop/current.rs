@@ -1,0 +1,114 @@
+//! Which loop is the thread's current one (see "Which loop" in the
+//! [module docs](super#which-loop)): the thread-local, `current`,
+//! `make_current` and their kin, and the check that refuses to run one loop
+//! while the implicit current loop holds work stranded on it. Apart from
+//! the loop itself because it is the one piece of per-thread state: the
+//! loop's own methods never consult it, only where work lands by default.
+//!
+//! ```
+//! use squall::IOLoop;
+//!
+//! let io_loop = IOLoop::new()?;
+//! io_loop.make_current();
+//! assert!(IOLoop::current().ptr_eq(&io_loop));
+//! IOLoop::clear_current();
+//! assert!(IOLoop::try_current().is_none());
+//! # Ok::<(), squall::Error>(())
+//! ```
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use super::{IOLoop, Remote};
+use crate::error::{Error, ErrorKind};
+
+thread_local! {
+    pub(super) static CURRENT: RefCell<Option<IOLoop>> = const { RefCell::new(None) };
+}
+
+impl IOLoop {
+    /// This thread's current loop, created on first use (the *implicit*
+    /// loop: see [which loop](super#which-loop) each constructor uses).
+    ///
+    /// # Panics
+    /// If no loop is current and the OS refuses to create one (out of file
+    /// descriptors); [`IOLoop::new`] reports that as an error instead.
+    pub fn current() -> IOLoop {
+        if let Some(current) = IOLoop::try_current() {
+            return current;
+        }
+        let io_loop = IOLoop::new().expect("squall: cannot create the thread's IOLoop");
+        io_loop.inner.implicit.set(true);
+        io_loop.make_current();
+        io_loop
+    }
+
+    /// This thread's current loop, if there is one; never creates one.
+    pub fn try_current() -> Option<IOLoop> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    /// Makes this loop the thread's current loop. [`start`](IOLoop::start)
+    /// does this too, for as long as it runs.
+    pub fn make_current(&self) {
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        drop(previous);
+    }
+
+    /// Leaves the thread with no current loop.
+    pub fn clear_current() {
+        let previous = CURRENT.with(|c| c.borrow_mut().take());
+        drop(previous);
+    }
+
+    /// Whether `remote` is the door into this thread's current loop (`None`
+    /// for none, if there is none), without a handle made for the asking:
+    /// a pooled coroutine's waker checks it still fits.
+    pub(crate) fn current_is(remote: Option<&Remote>) -> bool {
+        CURRENT.with(|c| match (&*c.borrow(), remote) {
+            (Some(l), Some(r)) => Arc::ptr_eq(&l.inner.remote, &r.shared),
+            (None, None) => true,
+            _ => false,
+        })
+    }
+
+    /// Refuses to run this loop while the thread's current loop is an
+    /// implicit one (made by [`IOLoop::current`]) holding work that could
+    /// then never run: objects made before this loop ran, on the wrong loop
+    /// (see [which loop](super#which-loop)). Otherwise they would wait for
+    /// good, and a `run_sync` would end in a puzzling timeout.
+    pub(super) fn check_not_stranding(&self) -> Result<(), Error> {
+        let stranded = CURRENT.with(|c| {
+            let current = c.borrow();
+            let other = current.as_ref()?;
+            if other.ptr_eq(self) || !other.inner.implicit.get() {
+                return None;
+            }
+            let inner = &other.inner;
+            let handlers = inner.handlers.borrow().map.len();
+            let timeouts = inner.timers.borrow().stats().pending;
+            let callbacks = inner.callbacks.borrow().len();
+            let channels = inner.channels.borrow().len();
+            (handlers + timeouts + callbacks + channels > 0).then(|| {
+                format!(
+                    "{handlers} fd handler(s), {timeouts} timeout(s), {callbacks} callback(s), \
+                     {channels} channel(s)"
+                )
+            })
+        });
+        match stranded {
+            None => Ok(()),
+            Some(work) => Err(Error::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "this thread's current IOLoop was made implicitly by IOLoop::current() \
+                     (which IOStream::connect, TCPServer::new, AsyncHTTPClient::new and others \
+                     call when no loop is current) and holds {work} that would never run while \
+                     another loop runs: make those objects inside run_sync or start, call \
+                     make_current() on this loop before making them, or pass it to them \
+                     (IOStream::with_loop, connect_with, TCPServer::with_loop, ...)"
+                ),
+            )),
+        }
+    }
+}

@@ -127,6 +127,7 @@ pub(crate) fn check_with_prefixes(buf: &[u8]) -> bool {
 /// Heads for the generated cases: usual ones (GET, a form POST, chunked,
 /// HTTP/1.0 with empty and blank values, 12 fields, long values, pipelined)
 /// and a few just past usual (13 fields, obs-text).
+#[cfg(test)]
 pub(crate) fn seeds() -> Vec<Vec<u8>> {
     let mut seeds: Vec<Vec<u8>> = [
         &b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8888\r\n\r\n"[..],
@@ -155,8 +156,10 @@ pub(crate) fn seeds() -> Vec<Vec<u8>> {
 
 /// A small deterministic generator (xorshift64*): reproducible cases with
 /// no dependency.
+#[cfg(test)]
 pub(crate) struct Cases(u64);
 
+#[cfg(test)]
 impl Cases {
     /// Cases from `seed`.
     pub(crate) fn new(seed: u64) -> Cases {
@@ -211,6 +214,7 @@ impl Cases {
 
 /// `count` generated cases from `seed` through [`check`] (and, for one in
 /// sixteen, its prefixes): (cases the short path took, cases it declined).
+#[cfg(test)]
 pub(crate) fn run_generated(seed: u64, count: usize) -> (usize, usize) {
     let seeds = seeds();
     let mut cases = Cases::new(seed);
@@ -280,7 +284,7 @@ mod tests {
     /// repeated; cuts), some with every prefix: the short path never takes
     /// what httparse refuses or finds incomplete, and reads what it takes
     /// as httparse does. A debug build runs this count in half a second;
-    /// `differential_million` runs a million in release.
+    /// `differential_million` runs a million (about 5 s).
     #[test]
     fn mutated_heads_are_read_as_httparse_reads_them() {
         let (taken, declined) = run_generated(0x5eed_0001, 100_000);
@@ -289,10 +293,10 @@ mod tests {
         assert!(declined > 15_000, "declined {declined}");
     }
 
-    /// A million generated cases (run with `--release --ignored`; the count
-    /// and seed from `USUAL_HEAD_CASES` and `USUAL_HEAD_SEED` if set).
+    /// A million generated cases (run with `--ignored`; the count and seed
+    /// from `USUAL_HEAD_CASES` and `USUAL_HEAD_SEED` if set).
     #[test]
-    #[ignore = "long: a million cases, for a release build"]
+    #[ignore = "long: a million cases, about 5 s in a debug build"]
     fn differential_million() {
         let var = |name: &str, default: u64| {
             std::env::var(name)

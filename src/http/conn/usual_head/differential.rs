@@ -293,6 +293,23 @@ mod tests {
         assert!(declined > 15_000, "declined {declined}");
     }
 
+    /// The places of a head's fields are 32-bit (here, and in
+    /// `HTTPHeaders`): the head-size limit keeps every head in reach of
+    /// them, whatever it is set to.
+    #[test]
+    fn the_head_size_limit_keeps_places_in_32_bits() {
+        let io_loop = crate::IOLoop::new().unwrap();
+        let serve = |_: &crate::http::HTTPServerRequest, _: &crate::http::HTTPConnection| Ok(());
+        let server = crate::http::HTTPServer::with_loop(&io_loop, serve);
+        server.set_max_header_size(usize::MAX);
+        assert_eq!(server.opts.borrow().max_header_size, u32::MAX as usize);
+        server.set_max_header_size(0);
+        assert_eq!(server.opts.borrow().max_header_size, 64);
+        server.set_max_header_size(4096);
+        assert_eq!(server.opts.borrow().max_header_size, 4096);
+        io_loop.close();
+    }
+
     /// A million generated cases (run with `--ignored`; the count and seed
     /// from `USUAL_HEAD_CASES` and `USUAL_HEAD_SEED` if set).
     #[test]

@@ -302,8 +302,8 @@ pub fn gunzip(data: &[u8]) {
 /// head: whatever head the short path takes, httparse must take with the
 /// same length, method, target, version and fields at the same places, and
 /// the short path must decline whatever httparse refuses or finds
-/// incomplete; so must it every prefix of a head it took (a head split
-/// across reads). The first byte frames the rest, so that mutations reach
+/// incomplete, prefixes of a head it took among them (a head split across
+/// reads). The first byte frames the rest, so that mutations reach
 /// every part of a head: 0 the bytes as they are; 1 after `GET `; 2 after
 /// a request line; 3 as fields between `Host: x` and the blank line.
 pub fn usual_head(data: &[u8]) {

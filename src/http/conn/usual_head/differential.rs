@@ -109,15 +109,17 @@ pub(crate) fn check(buf: &[u8]) -> bool {
 }
 
 /// `check` on `buf` and on the buffers a head split across reads gives:
-/// every prefix of the head the short path took (up to 2 KiB of it; past
-/// that, 64 cuts spread over it). Returns whether it took `buf`'s head.
+/// every prefix of the head the short path took (of a head past 512 bytes,
+/// 64 cuts spread over it and every cut in its last 8 bytes, where the
+/// blank line that ends it is). Returns whether it took `buf`'s head.
 pub(crate) fn check_with_prefixes(buf: &[u8]) -> bool {
     if !check(buf) {
         return false;
     }
     let len = short(buf).map_or(0, |h| h.len);
-    let step = if len <= 2048 { 1 } else { len / 64 };
-    for cut in (0..len).step_by(step) {
+    let step = if len <= 512 { 1 } else { len / 64 };
+    let cuts = (0..len).step_by(step).chain(len.saturating_sub(8)..len);
+    for cut in cuts {
         // A prefix of a complete head is not complete: both must say so.
         assert!(!check(&buf[..cut]), "a prefix of {cut} bytes taken");
     }

@@ -44,7 +44,8 @@ fn short(buf: &[u8]) -> Option<Reading> {
 /// httparse's reading of `buf` with the server's settings (default config,
 /// 100 field slots); `Err` with its verdict for anything but a complete head.
 fn reference(buf: &[u8]) -> Result<Reading, String> {
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 100];
+    // (`Header` is `Copy`: no inline `const` block, which needs Rust 1.79.)
+    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); 100];
     let mut req = httparse::Request::new(&mut []);
     let n = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,

@@ -297,6 +297,28 @@ pub fn gunzip(data: &[u8]) {
     }
 }
 
+/// The server's short path for the usual request head
+/// (src/http/conn/usual_head.rs) against httparse, which reads every other
+/// head: whatever head the short path takes, httparse must take with the
+/// same length, method, target, version and fields at the same places, and
+/// the short path must decline whatever httparse refuses or finds
+/// incomplete, prefixes of a head it took among them (a head split across
+/// reads). The first byte frames the rest, so that mutations reach
+/// every part of a head: 0 the bytes as they are; 1 after `GET `; 2 after
+/// a request line; 3 as fields between `Host: x` and the blank line.
+pub fn usual_head(data: &[u8]) {
+    let Some((&frame, rest)) = data.split_first() else {
+        return;
+    };
+    let framed: Vec<u8> = match frame % 4 {
+        0 => rest.to_vec(),
+        1 => [&b"GET "[..], rest].concat(),
+        2 => [&b"GET / HTTP/1.1\r\n"[..], rest].concat(),
+        _ => [&b"GET / HTTP/1.1\r\nHost: x\r\n"[..], rest, b"\r\n\r\n"].concat(),
+    };
+    crate::http::conn::usual_head_differential::check_with_prefixes(&framed);
+}
+
 /// The HTTP client's response-head parser and framing decisions.
 pub fn http_client_head(data: &[u8]) {
     if let Ok(head) = parse::parse_head(data) {

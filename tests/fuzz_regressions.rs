@@ -202,3 +202,8 @@ fn template_import_as_an_expression_is_an_error() {
     let err = __fuzz::template_render(&minimal).unwrap_err();
     assert_eq!(err.kind(), squall::ErrorKind::Template);
 }
+
+#[test]
+fn corpus_usual_head() {
+    replay("usual_head", __fuzz::usual_head);
+}

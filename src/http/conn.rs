@@ -23,6 +23,8 @@ use crate::iostream::IOStream;
 mod head;
 mod refuse;
 mod usual_head;
+#[cfg(feature = "fuzzing")]
+pub(crate) use usual_head::differential as usual_head_differential;
 
 use head::HostCache;
 

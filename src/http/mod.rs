@@ -225,9 +225,10 @@ impl HTTPServer {
     }
 
     /// The largest request head (request line and headers) accepted;
-    /// larger gets 431. Default 64 KiB.
+    /// larger gets 431. Default 64 KiB; at least 64 bytes, at most
+    /// `u32::MAX` (a head's fields are kept as 32-bit places in it).
     pub fn set_max_header_size(&self, max: usize) {
-        self.update(|o| o.max_header_size = max.max(64));
+        self.update(|o| o.max_header_size = max.clamp(64, u32::MAX as usize));
     }
 
     /// The largest request body accepted; larger gets 413. Default 100 MiB.

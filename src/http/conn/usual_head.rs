@@ -15,6 +15,11 @@
 //! So the server's answers do not depend on which of the two read a head
 //! (the tests below hold the two to that on generated heads).
 
+// The check that holds this path to httparse (tests, and the `usual_head`
+// fuzz target).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod differential;
+
 /// How many fields the short path takes; a head with more goes to httparse
 /// (which takes up to `MAX_HEADERS`). Few: the array is set up per head.
 pub(super) const USUAL_HEADERS: usize = 12;

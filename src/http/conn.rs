@@ -7,6 +7,8 @@
 //! pipelined request a synchronous delegate finished) goes out in one write.
 
 use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -30,6 +32,15 @@ use head::HostCache;
 
 /// Headers a request may have (more is a 431).
 const MAX_HEADERS: usize = 100;
+
+/// An uninitialised header slot for httparse: `[UninitSlot::NEW; N]` sets
+/// up a head's slots without writing them. (An associated const, not an
+/// inline `const { }` block: that needs Rust 1.79, and the MSRV is 1.75.)
+struct UninitSlot<'h>(PhantomData<&'h ()>);
+
+impl<'h> UninitSlot<'h> {
+    const NEW: MaybeUninit<httparse::Header<'h>> = MaybeUninit::uninit();
+}
 
 pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
     me: Weak<Conn<D>>,

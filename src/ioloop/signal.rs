@@ -52,7 +52,13 @@ const MAX_SIGNAL: usize = 65;
 
 /// For each signal, the write end of the pipe of the loop handling it, or -1.
 /// Read by the C handler, so an atomic (never on the loop's hot path).
-static WAKE_FDS: [AtomicI32; MAX_SIGNAL] = [const { AtomicI32::new(-1) }; MAX_SIGNAL];
+static WAKE_FDS: [AtomicI32; MAX_SIGNAL] = [NO_FD; MAX_SIGNAL];
+
+/// `WAKE_FDS`'s first value, each slot its own atomic (a const item
+/// repeated, not an inline `const { }` block: that needs Rust 1.79, and the
+/// MSRV is 1.75).
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// C handlers between loading a fd from `WAKE_FDS` and writing to it, on
 /// any thread. A pipe is closed only once this is 0 after its fds were

@@ -574,19 +574,21 @@ impl Exchange {
         let status = self.inner.status.get();
         let request = self.inner.request();
         let ms = start.elapsed().as_secs_f64() * 1000.0;
-        let line = format_args!(
+        let level = if status >= 500 {
+            log::Level::Error
+        } else if status >= 400 {
+            log::Level::Warn
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            target: "squall::access",
+            level,
             "{status} {} {} ({}) {ms:.2}ms",
             request.method(),
             request.uri(),
             request.remote.ip()
         );
-        if status >= 500 {
-            log::error!(target: "squall::access", "{line}");
-        } else if status >= 400 {
-            log::warn!(target: "squall::access", "{line}");
-        } else {
-            log::info!(target: "squall::access", "{line}");
-        }
     }
 
     /// After a finished response: unless a handler kept a clone, empties

@@ -4,11 +4,10 @@
 //! `Connection`, `Expect`), and what they say of its body.
 
 use std::cell::Cell;
-use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use super::usual_head::{parse_usual_head, UsualField, USUAL_HEADERS};
-use super::{Conn, MAX_HEADERS};
+use super::{Conn, UninitSlot, MAX_HEADERS};
 use crate::http::connection::Body;
 use crate::http::delegate::HTTPServerConnectionDelegate;
 use crate::http::request::{HTTPServerRequest, Method, Version};
@@ -69,7 +68,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     #[inline(never)]
     fn parse_head_httparse(&self, buf: &[u8]) -> Parsed {
         let core = self.core();
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut slots = [UninitSlot::NEW; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let n = match req.parse_with_uninit_headers(buf, &mut slots) {
             Ok(httparse::Status::Complete(n)) => n,

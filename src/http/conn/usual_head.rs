@@ -217,8 +217,6 @@ pub(super) fn parse_usual_head<'b>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use httparse::Header;
-    use std::mem::MaybeUninit;
 
     type Parsed = (usize, String, String, u8, Vec<(String, Vec<u8>)>);
 
@@ -246,7 +244,7 @@ mod tests {
     /// httparse's reading, as `parse_head` asks for it; `None` for
     /// anything but a complete head.
     fn reference(buf: &[u8]) -> Option<Parsed> {
-        let mut slots = [const { MaybeUninit::<Header<'_>>::uninit() }; 100];
+        let mut slots = [crate::http::conn::UninitSlot::NEW; 100];
         let mut req = httparse::Request::new(&mut []);
         match req.parse_with_uninit_headers(buf, &mut slots) {
             Ok(httparse::Status::Complete(n)) => Some(described(n, &req)),

@@ -104,6 +104,7 @@
 //! ```
 
 mod awaitable;
+mod completion;
 mod multi;
 mod points;
 mod runner;
@@ -120,6 +121,7 @@ pub use points::{
     WaitIterator, YieldFuture, YieldPoint,
 };
 /// For the web layer's `run_async`: the coroutine it may have to cancel.
+pub(crate) use completion::Completion;
 pub(crate) use runner::WeakRunner;
 #[cfg(feature = "stackful")]
 pub(crate) use runner::{child_run_depth, drain_put_off, swap_run_depth};
@@ -321,7 +323,7 @@ where
     type Output = T;
     fn start<D: FnOnce(Result<T, Error>) + 'static>(self, done: D) {
         // The first poll on a pooled runner; see `shell.rs`.
-        shell::start(self, done, |done, _| done);
+        shell::start(self, completion::Plain(done), |done, _| done);
     }
 }
 
@@ -399,15 +401,7 @@ pub(crate) fn engine_async<T, F, D>(future: F, done: D)
 where
     T: 'static,
     F: std::future::Future<Output = Result<T, Error>> + 'static,
-    D: FnOnce(Result<T, Error>) + 'static,
+    D: Completion<T>,
 {
-    shell::start(future, done, move |done, ctx| {
-        let name = std::any::type_name::<D>();
-        move |result| {
-            callback::invoke(&ctx, Origin::Callback, name, || {
-                done(result);
-                Ok(())
-            })
-        }
-    });
+    shell::start(future, done, |done, ctx| completion::InCaller { done, ctx });
 }

@@ -44,6 +44,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use super::completion::Completion;
 use super::runner::Runner;
 use super::task::{
     thread_tag, wakes_queued, AsyncDriver, Entry, Suspend, TaskId, TaskWaker, LOCAL,
@@ -298,16 +299,17 @@ fn reclaim() -> bool {
 
 /// Starts the `async` coroutine `future`, which delivers to `done`: its
 /// first poll on a pooled shell, its runner taking over only if it waits.
-/// A coroutine that finishes in its first poll calls `done` itself, once
-/// it is out of the runner's context; one that waits calls what
+/// A coroutine that finishes in its first poll completes `done` itself,
+/// once it is out of the runner's context; one that waits completes what
 /// `later(done, caller)` makes when it ends (`caller`: the stack it was
 /// started on, which is not current then; `engine` enters it again).
+/// `done`'s hooks are asked before each poll and told of each wait.
 pub(super) fn start<T, F, D, L>(future: F, done: D, later: impl FnOnce(D, StackContext) -> L)
 where
     T: 'static,
     F: StdFuture<Output = Result<T, Error>> + 'static,
-    D: FnOnce(Result<T, Error>) + 'static,
-    L: FnOnce(Result<T, Error>) + 'static,
+    D: Completion<T>,
+    L: Completion<T>,
 {
     if Runner::too_deep() {
         // Queued for the outermost run, as any run this deep.
@@ -327,11 +329,14 @@ where
     let mut later = Some(later);
     let finished = runner.run_first(|runner| {
         let pinned = block.as_mut();
-        let poll = || {
-            with_polling(&polling, || {
+        let refused = done.as_ref().and_then(Completion::refused);
+        let poll = || match refused {
+            // Ended before it began (as if it had returned the error).
+            Some(err) => Ok(Poll::Ready(Err(err))),
+            None => with_polling(&polling, || {
                 let mut cx = Context::from_waker(&polling.waker);
                 callback::catch_value(move || pinned.poll(&mut cx))
-            })
+            }),
         };
         #[cfg(feature = "trace")]
         let polled = crate::trace::step(std::any::type_name::<F>(), poll);
@@ -341,7 +346,8 @@ where
             Ok(Poll::Pending) => {
                 // It waits: an ordinary coroutine from here on, on this
                 // shell's runner, suspended as `AsyncDriver::resume` does.
-                let done = done.take().expect("done taken once");
+                let mut done = done.take().expect("done taken once");
+                done.waiting(runner);
                 let later = later.take().expect("later taken once");
                 // Its context made now, if nothing captured it yet: the
                 // runner's later steps run in it.
@@ -376,7 +382,7 @@ where
         // would have delivered, but with the caller's stack current
         // already (`engine` enters it for nothing).
         if let Some(done) = done.take() {
-            done(result);
+            done.complete(result);
         }
     }
 }

@@ -30,6 +30,7 @@ use std::task::{Context, Poll, Waker};
 
 use slotmap::{new_key_type, SlotMap};
 
+use super::completion::Completion;
 use super::runner::{ErasedGen, WeakRunner};
 use super::{Resume, Runner, Value, YieldPoint};
 use crate::callback;
@@ -58,7 +59,7 @@ impl<T, F, D> AsyncDriver<F, D>
 where
     T: 'static,
     F: StdFuture<Output = Result<T, Error>> + 'static,
-    D: FnOnce(Result<T, Error>) + 'static,
+    D: Completion<T>,
 {
     /// The driver of a block whose first poll (see `shell.rs`) was pending:
     /// the block, pinned where it was polled, and the waker it was polled
@@ -163,7 +164,7 @@ impl<T, F, D> ErasedGen for AsyncDriver<F, D>
 where
     T: 'static,
     F: StdFuture<Output = Result<T, Error>> + 'static,
-    D: FnOnce(Result<T, Error>) + 'static,
+    D: Completion<T>,
 {
     fn resume(&mut self, input: Resume, runner: &Runner) -> Option<Box<dyn YieldPoint>> {
         if let Resume::Error(err) = input {
@@ -172,6 +173,11 @@ where
             // an `async` block cannot be entered with it. It ends the
             // coroutine, as an uncaught throw ends a generator; the block is
             // dropped, which gives up whatever it was awaiting.
+            self.output = Some(Err(err));
+            return None;
+        }
+        if let Some(err) = self.done.as_ref().and_then(Completion::refused) {
+            // Its receiver ends it: as if the block had returned `err`.
             self.output = Some(Err(err));
             return None;
         }
@@ -184,6 +190,9 @@ where
         match polled {
             Ok(Poll::Pending) => {
                 self.hold_if_waker_escaped(runner);
+                if let Some(done) = self.done.as_mut() {
+                    done.waiting(runner);
+                }
                 Some(Box::new(Suspend))
             }
             Ok(Poll::Ready(output)) => {
@@ -216,7 +225,7 @@ where
         }
         // The block (and what it still holds) goes before `done` runs.
         drop(self);
-        done(result);
+        done.complete(result);
     }
 
     fn failed(&self) -> bool {

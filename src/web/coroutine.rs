@@ -88,7 +88,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future as StdFuture;
-use std::task::Poll;
 
 use super::Exchange;
 use crate::error::{Error, ErrorKind};
@@ -134,27 +133,87 @@ impl CoroutineSlot {
     }
 }
 
-/// Resets the slot when the block goes, however it goes (finished, or
-/// dropped by its runner); a block dropped before it finished leaves an
-/// unfinished response behind, which is answered 500 rather than left
-/// hanging.
-struct SlotGuard {
+/// Where the block's result goes (`gen`'s driver calls it, see
+/// `gen::Completion`): the slot reset, then the response finished or the
+/// error answered. The driver asks it before each poll whether the client
+/// left (the block is then dropped unpolled) and tells it the runner when
+/// the block waits. Dropped uncalled (its coroutine dropped before it
+/// finished, nobody left who could wake it), it answers 500 rather than
+/// leave the response hanging.
+struct BlockEnd {
     x: Exchange,
+    /// The block is the handler's `async` prepare.
+    is_prepare: bool,
+    /// `complete` ran.
     completed: bool,
 }
 
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
+impl BlockEnd {
+    /// The block has gone: the slot free for another.
+    fn release(&self) {
         let slot = &self.x.inner.coroutine;
         slot.running.set(false);
         let runner = slot.runner.borrow_mut().take();
         drop(runner);
-        if self.completed || slot.cancelled.get() || self.x.finished() {
+    }
+}
+
+impl gen::Completion<()> for BlockEnd {
+    #[inline]
+    fn refused(&self) -> Option<Error> {
+        self.x.inner.coroutine.cancelled.get().then(|| {
+            Error::new(ErrorKind::StreamClosed, "the client closed the connection")
+        })
+    }
+
+    /// Remembers the runner, to wake it should the client leave (once; it
+    /// is the same runner each time).
+    fn waiting(&mut self, runner: &Runner) {
+        let mut slot = self.x.inner.coroutine.runner.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(runner.downgrade());
+        }
+    }
+
+    fn complete(mut self, result: Result<(), Error>) {
+        self.completed = true;
+        self.release();
+        let x = &self.x;
+        if x.inner.coroutine.cancelled.get() {
+            // The client left; the handler heard it already.
             return;
         }
-        // Dropped unfinished (an error thrown into it, or nobody left who
-        // could wake it). On the next iteration, not inside the drop: by
-        // then the error thrown in has answered, or this does.
+        match result {
+            Err(err) => x.handler_failed(err),
+            // Tornado awaits `prepare`, then calls the verb method: at
+            // once if the block ended inside `prepare` (the caller does),
+            // else now.
+            Ok(()) if self.is_prepare => {
+                if x.inner.coroutine.verb_waits.replace(false) && !x.finished() {
+                    x.verb_after_prepare();
+                }
+                return;
+            }
+            Ok(()) => {}
+        }
+        if !x.finished() {
+            let _ = x.finish();
+        }
+    }
+}
+
+impl Drop for BlockEnd {
+    fn drop(&mut self) {
+        if self.completed {
+            return;
+        }
+        self.release();
+        let slot = &self.x.inner.coroutine;
+        if slot.cancelled.get() || self.x.finished() {
+            return;
+        }
+        // Dropped unfinished (nobody left who could wake it). On the next
+        // iteration, not inside the drop, which may be anywhere.
         let x = self.x.clone();
         let answer = move || {
             if !x.finished() {
@@ -255,60 +314,12 @@ impl Exchange {
         // of a block that waits, say).
         self.set_async_deferred();
         let block = f(self.clone());
-        let mut guard = SlotGuard {
+        let end = BlockEnd {
             x: self.clone(),
+            is_prepare,
             completed: false,
         };
-        let body = async move {
-            let mut block = std::pin::pin!(block);
-            std::future::poll_fn(move |cx| {
-                let slot = &guard.x.inner.coroutine;
-                let polled = if slot.cancelled.get() {
-                    Poll::Ready(Err(Error::new(
-                        ErrorKind::StreamClosed,
-                        "the client closed the connection",
-                    )))
-                } else {
-                    block.as_mut().poll(cx)
-                };
-                match polled {
-                    Poll::Ready(_) => guard.completed = true,
-                    // Waiting: remember the runner, to wake it should the
-                    // client leave (once; it is the same runner each time).
-                    Poll::Pending => {
-                        let mut runner = slot.runner.borrow_mut();
-                        if runner.is_none() {
-                            *runner = Runner::polling(cx.waker()).map(|r| r.downgrade());
-                        }
-                    }
-                }
-                polled
-            })
-            .await
-        };
-        let x = self.clone();
-        gen::engine_async(body, move |result: Result<(), Error>| {
-            if x.inner.coroutine.cancelled.get() {
-                // The client left; the handler heard it already.
-                return;
-            }
-            match result {
-                Err(err) => x.handler_failed(err),
-                // Tornado awaits `prepare`, then calls the verb method: at
-                // once if the block ended inside `prepare` (the caller does),
-                // else now.
-                Ok(()) if is_prepare => {
-                    if x.inner.coroutine.verb_waits.replace(false) && !x.finished() {
-                        x.verb_after_prepare();
-                    }
-                    return;
-                }
-                Ok(()) => {}
-            }
-            if !x.finished() {
-                let _ = x.finish();
-            }
-        });
+        gen::engine_async(block, end);
         Ok(())
     }
 

@@ -76,7 +76,7 @@ use crate::catch::{self, CallbackReturn, Origin};
 use crate::error::Error;
 
 mod deferred;
-pub(crate) use deferred::{defer, Deferral, Deferred};
+pub(crate) use deferred::{defer, defer_riding, Deferral, Deferred};
 
 /// A captured context stack: the innermost frame, or none.
 ///
@@ -116,6 +116,9 @@ struct Current {
     marker: Option<Context>,
     /// Deferred frames not yet left, innermost last.
     pending: Vec<deferred::Pending>,
+    /// A frame riding on the innermost pending one (see
+    /// [`deferred::defer_riding`]).
+    rider: Option<deferred::Rider>,
 }
 
 thread_local! {
@@ -130,6 +133,7 @@ thread_local! {
             ctx: Context(None),
             marker: None,
             pending: Vec::new(),
+            rider: None,
         }))
     };
     static JANITOR_SET: Cell<bool> = const { Cell::new(false) };
@@ -165,6 +169,7 @@ impl Drop for Janitor {
                 ctx: std::mem::take(&mut c.ctx),
                 marker: c.marker.take(),
                 pending: std::mem::take(&mut c.pending),
+                rider: c.rider.take(),
             })
         });
         // Dropped with no borrow held: a frame's handler is user code.

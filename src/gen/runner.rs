@@ -680,7 +680,7 @@ impl Runner {
         inner.started.set(true);
         let value = {
             let _running = Running::enter(self, depth);
-            let _deferral = crate::stack_context::defer(self.inner.clone());
+            let _deferral = crate::stack_context::defer_riding(self.inner.clone());
             log::trace!(target: "squall::gen", "send");
             let (more, value) = first(self);
             if more {

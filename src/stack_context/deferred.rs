@@ -17,6 +17,12 @@
 //! So what a callback captures is exactly what it would have captured had
 //! the frame been entered eagerly; only the cost moved to the first
 //! capture.
+//!
+//! A frame deferred right on top of an unmade one, for a short while (a
+//! coroutine's first poll inside a request's method, the usual async
+//! handler), can [ride](defer_riding) on it instead of taking a place of
+//! its own: it is made right after the frame it rides on, and left
+//! before it; deferring and leaving it is then one check and one store.
 
 use std::rc::Rc;
 
@@ -41,6 +47,68 @@ pub(super) struct Pending {
     /// Unmade and the oldest of the unmade frames on top of the stack:
     /// that stack (the marker stands for it and them meanwhile).
     base: Option<Context>,
+}
+
+/// A frame riding on a pending one (see [`defer_riding`]): one per thread.
+pub(crate) struct Rider {
+    /// The pending frame it rides on (its place).
+    at: usize,
+    frame: Rc<dyn Deferred>,
+    /// Once made (and entered): the stack current before, back when left.
+    prev: Option<Context>,
+    made: bool,
+}
+
+/// Takes the rider if it rides on the frame at `at`.
+trait TakeIfAt {
+    fn take_if_at(&mut self, at: usize) -> Option<Rider>;
+}
+
+impl TakeIfAt for Option<Rider> {
+    #[inline]
+    fn take_if_at(&mut self, at: usize) -> Option<Rider> {
+        debug_assert!(
+            self.as_ref().map_or(true, |r| r.at != at),
+            "a deferred frame was left before its rider"
+        );
+        match self {
+            Some(r) if r.at == at => self.take(),
+            _ => None,
+        }
+    }
+}
+
+/// The place a riding [`Deferral`] names instead of a pending one's.
+const RIDING: usize = usize::MAX;
+
+/// [`defer`], but riding on the innermost deferred frame if it is the
+/// current one, unmade, and carries no rider yet (the usual case inside
+/// an `async` handler's method: the request's frame); else as `defer`.
+/// Observably the same as `defer`: made over the frame it rides on, right
+/// after it, at the first capture; left when the deferral is dropped,
+/// which is before the frame it rides on is left.
+#[inline]
+pub(crate) fn defer_riding(frame: Rc<dyn Deferred>) -> Deferral {
+    let frame = CURRENT.with(|c| {
+        let c = &mut *c.borrow_mut();
+        let rides = c.rider.is_none()
+            && c.ctx.is_marker()
+            && c.pending.last().is_some_and(|e| !e.made && e.frame.is_some());
+        if !rides {
+            return Some(frame);
+        }
+        c.rider = Some(Rider {
+            at: c.pending.len() - 1,
+            frame,
+            prev: None,
+            made: false,
+        });
+        None
+    });
+    match frame {
+        None => Deferral(RIDING),
+        Some(frame) => defer(frame),
+    }
 }
 
 /// Enters `frame` lazily, on top of the current stack (see the module
@@ -113,13 +181,29 @@ pub(super) fn capture_making() -> Context {
             // with no borrow held: it may capture, which finds the stack
             // made.
             let made = frame.make();
-            CURRENT.with(|c| {
+            let rider = CURRENT.with(|c| {
                 let c = &mut *c.borrow_mut();
                 let prev = made.map(|ctx| std::mem::replace(&mut c.ctx, ctx));
                 let e = &mut c.pending[at];
                 e.made = true;
                 e.prev = prev;
+                // Its rider, made next: over it, before the frames above.
+                c.rider
+                    .as_ref()
+                    .filter(|r| r.at == at && !r.made)
+                    .map(|r| r.frame.clone())
             });
+            if let Some(rider) = rider {
+                let made = rider.make();
+                CURRENT.with(|c| {
+                    let c = &mut *c.borrow_mut();
+                    let prev = made.map(|ctx| std::mem::replace(&mut c.ctx, ctx));
+                    if let Some(r) = c.rider.as_mut() {
+                        r.made = true;
+                        r.prev = prev;
+                    }
+                });
+            }
         }
         at += 1;
     }
@@ -134,6 +218,9 @@ pub(crate) struct Deferral(usize);
 impl Drop for Deferral {
     fn drop(&mut self) {
         let at = self.0;
+        if at == RIDING {
+            return leave_riding();
+        }
         // The usual case: the innermost frame, unmade. Its handle goes
         // with no borrow held.
         let quick = CURRENT.with(|c| {
@@ -144,13 +231,39 @@ impl Drop for Deferral {
             let e = c.pending.pop().expect("checked");
             // The oldest unmade: its stack current again, for the marker.
             let marker = e.base.map(|base| std::mem::replace(&mut c.ctx, base));
-            Ok((e.frame, marker))
+            // (Not reached: a rider is left before the frame it rides on,
+            // see `leave_riding`; were it, it goes with it, unmade too.)
+            let rider = c.rider.take_if_at(at);
+            Ok((e.frame, marker, rider))
         });
         match quick {
             Ok(left) => drop(left),
             Err(()) => leave(at),
         }
     }
+}
+
+/// A riding frame left: forgotten if unmade, else the stack it sat on
+/// current again. What is left goes with no borrow held.
+#[inline]
+fn leave_riding() {
+    let left = CURRENT.with(|c| {
+        let c = &mut *c.borrow_mut();
+        let rider = c.rider.take()?;
+        debug_assert!(
+            c.pending.len() == rider.at + 1,
+            "a riding frame was left after the frame it rides on"
+        );
+        let Rider {
+            frame, prev, made, ..
+        } = rider;
+        let frame_ctx = match (made, prev) {
+            (true, Some(prev)) => Some(std::mem::replace(&mut c.ctx, prev)),
+            _ => None,
+        };
+        Some((frame, frame_ctx))
+    });
+    drop(left);
 }
 
 /// A deferred frame left that was made, or out of turn.
@@ -179,6 +292,9 @@ fn leave(at: usize) {
                 base: e.base.take(),
             }
         };
+        // (Not reached, as in `Deferral::drop`: a made rider's stack is
+        // left as the frame's is, below.)
+        let rider = c.rider.take_if_at(at);
         let Pending {
             frame,
             made,
@@ -188,11 +304,11 @@ fn leave(at: usize) {
         if !made {
             // The stack back if it was the oldest unmade (and current).
             let marker = base.map(|base| std::mem::replace(&mut c.ctx, base));
-            return Some((frame, marker));
+            return Some((frame, marker, rider));
         }
         // As a context entered eagerly is left.
         let frame_ctx = prev.map(|prev| std::mem::replace(&mut c.ctx, prev));
-        Some((frame, frame_ctx))
+        Some((frame, frame_ctx, rider))
     });
     drop(left);
 }
@@ -203,7 +319,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::super::{current_id, enter, Context, ExceptionStackContext, FrameKind, NullContext};
-    use super::{defer, Deferred};
+    use super::{defer, defer_riding, Deferred};
     use crate::error::Error;
 
     /// A frame that counts how often it is made and records the errors
@@ -341,5 +457,99 @@ mod tests {
         raise_in(&captured, "x");
         assert_eq!(*probe.seen.borrow(), ["error: x"]);
         assert!(seen.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_rider_nothing_captures_costs_no_place_and_leaves_no_trace() {
+        let before = current_id();
+        let base = Probe::new();
+        let rider = Probe::new();
+        let d_base = defer(base.clone());
+        let d_rider = defer_riding(rider.clone());
+        assert_eq!(d_rider.0, super::RIDING, "rides on the unmade frame");
+        super::CURRENT.with(|c| assert_eq!(c.borrow().pending.len(), 1));
+        drop(d_rider);
+        assert_eq!(Rc::strong_count(&rider), 1);
+        drop(d_base);
+        assert_eq!((base.made.get(), rider.made.get()), (0, 0));
+        assert_eq!(current_id(), before);
+        super::CURRENT.with(|c| assert!(c.borrow().rider.is_none()));
+    }
+
+    #[test]
+    fn a_rider_is_made_over_its_frame_and_left_before_it() {
+        let base = Probe::new();
+        let rider = Probe::new();
+        let d_base = defer(base.clone());
+        let d_rider = defer_riding(rider.clone());
+        let captured = Context::capture();
+        assert_eq!((base.made.get(), rider.made.get()), (1, 1));
+        // The rider's handler sees the error first (and handles it).
+        raise_in(&captured, "inner");
+        assert_eq!(*rider.seen.borrow(), ["error: inner"]);
+        assert!(base.seen.borrow().is_empty());
+        assert!(captured.parent().parent().same(&Context::empty()));
+        drop(d_rider);
+        // The frame it rode on is current again, made.
+        let after = Context::capture();
+        assert!(after.same(&captured.parent()));
+        raise_in(&after, "outer");
+        assert_eq!(*base.seen.borrow(), ["error: outer"]);
+        drop(d_base);
+        assert!(Context::capture().same(&Context::empty()));
+    }
+
+    #[test]
+    fn with_nothing_to_ride_on_or_a_rider_there_it_takes_a_place() {
+        // Nothing pending: as `defer`.
+        let alone = Probe::new();
+        let d_alone = defer_riding(alone.clone());
+        assert_ne!(d_alone.0, super::RIDING);
+        drop(d_alone);
+        // A rider there already: the next one is pending above it, made
+        // after it, and a frame deferred above a rider rides on nothing.
+        let base = Probe::new();
+        let first = Probe::new();
+        let second = Probe::new();
+        let d_base = defer(base.clone());
+        let d_first = defer_riding(first.clone());
+        let d_second = defer_riding(second.clone());
+        assert_ne!(d_second.0, super::RIDING);
+        let captured = Context::capture();
+        assert_eq!(
+            (base.made.get(), first.made.get(), second.made.get()),
+            (1, 1, 1)
+        );
+        raise_in(&captured, "x");
+        assert_eq!(*second.seen.borrow(), ["error: x"]);
+        // second over first over base.
+        raise_in(&captured.parent(), "y");
+        assert_eq!(*first.seen.borrow(), ["error: y"]);
+        raise_in(&captured.parent().parent(), "z");
+        assert_eq!(*base.seen.borrow(), ["error: z"]);
+        drop(d_second);
+        assert!(Context::capture().same(&captured.parent()));
+        drop(d_first);
+        assert!(Context::capture().same(&captured.parent().parent()));
+        drop(d_base);
+        assert!(Context::capture().same(&Context::empty()));
+    }
+
+    #[test]
+    fn a_context_entered_meanwhile_hides_the_rider_too() {
+        let base = Probe::new();
+        let rider = Probe::new();
+        let d_base = defer(base.clone());
+        let d_rider = defer_riding(rider.clone());
+        let inside = NullContext::run(Context::capture);
+        assert!(inside.same(&Context::empty()));
+        assert_eq!((base.made.get(), rider.made.get()), (0, 0));
+        drop(d_rider);
+        // Captured after the rider left: only the frame it rode on.
+        let made = Context::capture();
+        assert_eq!((base.made.get(), rider.made.get()), (1, 0));
+        raise_in(&made, "b");
+        assert_eq!(*base.seen.borrow(), ["error: b"]);
+        drop(d_base);
     }
 }

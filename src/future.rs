@@ -646,23 +646,28 @@ pub(crate) struct Polling {
 thread_local! {
     // No destructor (`ManuallyDrop`): read inline, with no check that one
     // is registered, twice per poll. Nothing to drop at the thread's end:
-    // it holds a coroutine only while that one is polled.
-    static POLLING: std::mem::ManuallyDrop<RefCell<Option<Rc<Polling>>>> =
-        const { std::mem::ManuallyDrop::new(RefCell::new(None)) };
+    // it holds a coroutine only while that one is polled. A `Cell`, not a
+    // `RefCell`: each access is a move in or out, small enough to be
+    // inlined where it is made.
+    static POLLING: std::mem::ManuallyDrop<Cell<Option<Rc<Polling>>>> =
+        const { std::mem::ManuallyDrop::new(Cell::new(None)) };
 }
 
 /// Runs `f` (a poll) with `polling` as this thread's current coroutine;
 /// the previous one is back afterwards, on unwinding too (polls nest when a
 /// completion inside one resumes another coroutine).
+#[inline]
 pub(crate) fn with_polling<R>(polling: &Rc<Polling>, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<Rc<Polling>>);
     impl Drop for Restore {
+        #[inline]
         fn drop(&mut self) {
             let prev = self.0.take();
-            POLLING.with(|p| *p.borrow_mut() = prev);
+            // Ours back out: dropped here, with nothing borrowed.
+            drop(POLLING.with(|p| p.replace(prev)));
         }
     }
-    let prev = POLLING.with(|p| p.borrow_mut().replace(polling.clone()));
+    let prev = POLLING.with(|p| p.replace(Some(polling.clone())));
     let _restore = Restore(prev);
     f()
 }
@@ -670,15 +675,15 @@ pub(crate) fn with_polling<R>(polling: &Rc<Polling>, f: impl FnOnce() -> R) -> R
 /// The current coroutine's `Rc` waker, if `waker` is the one it is polled
 /// with (not a waker a combinator inside it made for its own children).
 pub(crate) fn polling_wake(waker: &Waker) -> Option<Rc<dyn Wake>> {
-    POLLING.with(|p| {
-        let p = p.borrow();
-        let p = p.as_ref()?;
-        if p.waker.will_wake(waker) {
-            p.wake.upgrade()
-        } else {
-            None
-        }
-    })
+    let current = POLLING.with(|p| p.take())?;
+    let wake = if current.waker.will_wake(waker) {
+        current.wake.upgrade()
+    } else {
+        None
+    };
+    // Put back (nothing ran meanwhile that could have set another).
+    POLLING.with(|p| p.set(Some(current)));
+    wake
 }
 
 /// Whether two `Rc<dyn Wake>` are one object (compares addresses only, not

@@ -89,6 +89,7 @@ const RIDING: usize = usize::MAX;
 /// which is before the frame it rides on is left.
 #[inline]
 pub(crate) fn defer_riding(frame: Rc<dyn Deferred>) -> Deferral {
+    // (Kept small, so that the thread-local access is inlined.)
     let frame = CURRENT.with(|c| {
         let c = &mut *c.borrow_mut();
         let rides = c.rider.is_none()
@@ -225,16 +226,14 @@ impl Drop for Deferral {
         // with no borrow held.
         let quick = CURRENT.with(|c| {
             let c = &mut *c.borrow_mut();
-            if at + 1 != c.pending.len() || c.pending[at].made {
+            // (A rider still on it, not reached: riders are left first.)
+            if at + 1 != c.pending.len() || c.pending[at].made || c.rider.is_some() {
                 return Err(());
             }
             let e = c.pending.pop().expect("checked");
             // The oldest unmade: its stack current again, for the marker.
             let marker = e.base.map(|base| std::mem::replace(&mut c.ctx, base));
-            // (Not reached: a rider is left before the frame it rides on,
-            // see `leave_riding`; were it, it goes with it, unmade too.)
-            let rider = c.rider.take_if_at(at);
-            Ok((e.frame, marker, rider))
+            Ok((e.frame, marker))
         });
         match quick {
             Ok(left) => drop(left),
@@ -247,23 +246,26 @@ impl Drop for Deferral {
 /// current again. What is left goes with no borrow held.
 #[inline]
 fn leave_riding() {
-    let left = CURRENT.with(|c| {
-        let c = &mut *c.borrow_mut();
-        let rider = c.rider.take()?;
-        debug_assert!(
-            c.pending.len() == rider.at + 1,
-            "a riding frame was left after the frame it rides on"
-        );
-        let Rider {
-            frame, prev, made, ..
-        } = rider;
-        let frame_ctx = match (made, prev) {
-            (true, Some(prev)) => Some(std::mem::replace(&mut c.ctx, prev)),
-            _ => None,
-        };
-        Some((frame, frame_ctx))
-    });
-    drop(left);
+    // (Kept small, so that the thread-local access is inlined.)
+    let rider = CURRENT.with(|c| c.borrow_mut().rider.take());
+    let Some(rider) = rider else { return };
+    if rider.made {
+        return leave_made_rider(rider);
+    }
+    drop(rider);
+}
+
+/// [`leave_riding`] for a rider that was made.
+#[cold]
+#[inline(never)]
+fn leave_made_rider(rider: Rider) {
+    debug_assert!(
+        CURRENT.with(|c| c.borrow().pending.len()) == rider.at + 1,
+        "a riding frame was left after the frame it rides on"
+    );
+    let Rider { frame, prev, .. } = rider;
+    let frame_ctx = prev.map(|prev| CURRENT.with(|c| std::mem::replace(&mut c.borrow_mut().ctx, prev)));
+    drop((frame, frame_ctx));
 }
 
 /// A deferred frame left that was made, or out of turn.

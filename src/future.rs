@@ -641,6 +641,33 @@ pub(crate) struct Polling {
     pub(crate) wake: Weak<dyn Wake>,
     /// The `std` waker the coroutine is polled with.
     pub(crate) waker: Waker,
+    /// The runner was handed out ([`polling_wake`]) since this was last
+    /// cleared: what tells a coroutine's first poll that nothing reached
+    /// its runner (see `gen/shell.rs`).
+    lent: Cell<bool>,
+}
+
+impl Polling {
+    /// What a coroutine whose runner `wake` is polls with.
+    pub(crate) fn new(wake: Weak<dyn Wake>, waker: Waker) -> Polling {
+        Polling {
+            wake,
+            waker,
+            lent: Cell::new(false),
+        }
+    }
+
+    /// Whether the runner was handed out since [`take_lent`](Self::take_lent).
+    #[inline]
+    pub(crate) fn lent(&self) -> bool {
+        self.lent.get()
+    }
+
+    /// Whether the runner was handed out since the last call; cleared.
+    #[inline]
+    pub(crate) fn take_lent(&self) -> bool {
+        self.lent.replace(false)
+    }
 }
 
 thread_local! {
@@ -677,6 +704,7 @@ pub(crate) fn with_polling<R>(polling: &Rc<Polling>, f: impl FnOnce() -> R) -> R
 pub(crate) fn polling_wake(waker: &Waker) -> Option<Rc<dyn Wake>> {
     let current = POLLING.with(|p| p.take())?;
     let wake = if current.waker.will_wake(waker) {
+        current.lent.set(true);
         current.wake.upgrade()
     } else {
         None

@@ -115,13 +115,13 @@ mod value;
 #[cfg(feature = "stackful")]
 pub use crate::greenlet::{stackful, Co, Stackful};
 pub use awaitable::{timeout, PointFuture, Sleep, Timeout, Typed};
+/// For the web layer's `run_async`: the coroutine it may have to cancel.
+pub(crate) use completion::Completion;
 pub use multi::{multi, multi_keyed};
 pub use points::{
     moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Next, Task, Wait, WaitAll,
     WaitIterator, YieldFuture, YieldPoint,
 };
-/// For the web layer's `run_async`: the coroutine it may have to cancel.
-pub(crate) use completion::Completion;
 pub(crate) use runner::WeakRunner;
 #[cfg(feature = "stackful")]
 pub(crate) use runner::{child_run_depth, drain_put_off, swap_run_depth};

@@ -176,6 +176,9 @@ struct Inner {
     running: Cell<bool>,
     finished: Cell<bool>,
     had_exception: Cell<bool>,
+    /// Its context frame may sit on some stack: made by `Deferred::make`
+    /// (or at birth) and not lifted off since.
+    seated: Cell<bool>,
     /// The caller's context plus the runner's own exception handler.
     ctx: RefCell<Context>,
     deactivate: RefCell<Option<Deactivate>>,
@@ -192,6 +195,7 @@ struct Inner {
 /// during the poll (or the coroutine waits).
 impl Deferred for Inner {
     fn make(self: Rc<Self>) -> Option<Context> {
+        self.seated.set(true);
         let mut ctx = self.ctx.borrow_mut();
         let reseated = ctx.reparent(Context::capture());
         let made = ctx.clone();
@@ -244,6 +248,8 @@ impl Runner {
                 running: Cell::new(false),
                 finished: Cell::new(false),
                 had_exception: Cell::new(false),
+                // Made over the stack current at its birth.
+                seated: Cell::new(true),
                 ctx: RefCell::new(Context::empty()),
                 deactivate: RefCell::new(None),
                 woken: Cell::new(false),
@@ -733,6 +739,7 @@ impl Runner {
             return false;
         }
         drop(lifted);
+        inner.seated.set(false);
         inner.started.set(false);
         inner.had_exception.set(false);
         inner.woken.set(false);
@@ -744,7 +751,39 @@ impl Runner {
     /// stack held goes (dropped with no borrow held).
     pub(super) fn lift_context(&self) -> bool {
         let lifted = self.inner.ctx.borrow_mut().reparent(Context::empty());
-        lifted.is_ok()
+        let lifted = lifted.is_ok();
+        if lifted {
+            self.inner.seated.set(false);
+        }
+        lifted
+    }
+
+    /// After a first step ([`run_first`](Self::run_first)): whether
+    /// nothing but its caller holds the runner and its context frame was
+    /// never made. With a `Polling` that lent it to nobody (and a waker
+    /// nobody kept or woke, see `shell.rs`), nothing reached it: it is as
+    /// it was before the step, but for being started.
+    #[inline]
+    pub(super) fn untouched(&self) -> bool {
+        !self.seated() && Rc::strong_count(&self.inner) == 1
+    }
+
+    /// Whether its context frame may sit on some stack (made since it was
+    /// last lifted off).
+    #[inline]
+    pub(super) fn seated(&self) -> bool {
+        self.inner.seated.get()
+    }
+
+    /// Ends an [`untouched`](Self::untouched) runner's first step: nothing
+    /// registered, nothing to drop, its frame never made; it stays ready
+    /// for the next coroutine, marked finished meanwhile (as a recycled
+    /// one is) so that a stray `run` does nothing.
+    #[inline]
+    pub(super) fn end_untouched(&self) {
+        log::trace!(target: "squall::gen", "return");
+        self.inner.finished.set(true);
+        self.inner.started.set(false);
     }
 
     /// Unmarks a recycled runner finished: a new coroutine's runner, made

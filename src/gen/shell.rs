@@ -119,10 +119,10 @@ impl Shell {
             home: thread_tag(),
             remote: IOLoop::try_current().map(|l| l.remote()),
         });
-        let polling = Rc::new(Polling {
-            wake: runner.weak_waker(),
-            waker: Waker::from(waker.clone()),
-        });
+        let polling = Rc::new(Polling::new(
+            runner.weak_waker(),
+            Waker::from(waker.clone()),
+        ));
         Shell {
             runner,
             polling,
@@ -154,10 +154,31 @@ impl Shell {
     /// else its runner is done with for good. `wakes`: what
     /// `wakes_queued` said before its first poll, if it finished in it.
     fn recycle(self, wakes: Option<u64>) {
+        // (Cleared for the next coroutine's first poll.)
+        self.polling.take_lent();
         let clean = self.clean(wakes) && self.runner.recycle(OWN_WEAK);
         if !clean {
             return self.discard();
         }
+        self.pool();
+    }
+
+    /// After a first poll that finished: whether nothing reached the
+    /// runner (see [`Runner::untouched`]), lent out by `Polling` or
+    /// not, and nobody kept or woke the waker (`wakes`: what
+    /// `wakes_queued` said before the poll). Clears the lending mark.
+    #[inline]
+    fn untouched(&self, wakes: u64) -> bool {
+        !self.polling.take_lent()
+            && self.runner.untouched()
+            && Rc::strong_count(&self.polling) == 1
+            // Ours and the one inside `polling.waker`.
+            && Arc::strong_count(&self.waker) == 2
+            && wakes == wakes_queued()
+    }
+
+    /// Into the pool (a shell known to be clean), or dropped if it is full.
+    fn pool(self) {
         let full = POOL
             .try_with(|p| {
                 let mut p = p.borrow_mut();
@@ -360,29 +381,114 @@ where
             Ok(Poll::Ready(output)) => output,
             Err(panic) => Err(panic),
         };
-        let leaked = runner.conclude(result.is_err(), false);
+        // Reached by something (a future it awaited, a callback that
+        // captured its context): concluded as ever, before the block goes.
+        // Else nothing can have registered on it, and the check that
+        // nothing reached it either waits for the block's drop.
+        let reached = polling.lent() || runner.seated();
+        let leaked = match reached {
+            true => runner.conclude(result.is_err(), false),
+            false => None,
+        };
         // The block (and what it still holds) goes before `done` runs.
         drop(block);
         let result = match leaked {
             Some(err) => Err(err),
             None => result,
         };
-        (false, Some((result, polling, waker)))
+        (false, Some((result, polling, waker, reached)))
     });
-    if let Some((result, polling, waker)) = finished {
-        // Back in the pool first: a coroutine `done` starts may use it.
-        Shell {
+    if let Some((result, polling, waker, concluded)) = finished {
+        let shell = Shell {
             runner,
             polling,
             waker,
             task,
+        };
+        // Back in the pool first: a coroutine `done` starts may use it.
+        if !concluded && shell.untouched(wakes) {
+            // Nothing reached its runner, its waker or its context: the
+            // usual handler. No state to check or reset but being started.
+            shell.runner.end_untouched();
+            shell.pool();
+        } else {
+            if !concluded {
+                // Reached only on the way out (its waker woken, or kept,
+                // or its context captured as the block went): nothing
+                // registered on it, nothing leaked.
+                let leaked = shell.runner.conclude(false, false);
+                debug_assert!(leaked.is_none());
+            }
+            shell.recycle(Some(wakes));
         }
-        .recycle(Some(wakes));
         // Out of the runner's context, no longer running: as the runner
         // would have delivered, but with the caller's stack current
         // already (`engine` enters it for nothing).
         if let Some(done) = done.take() {
             done.complete(result);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shell on top of this thread's pool: its `Polling`'s address.
+    fn top() -> Option<*const Polling> {
+        POOL.with(|p| p.borrow().last().map(|s| Rc::as_ptr(&s.polling)))
+    }
+
+    /// Runs the runner of the shell on top of the pool through `f`.
+    fn with_top<R>(f: impl FnOnce(&Shell) -> R) -> R {
+        POOL.with(|p| f(p.borrow().last().expect("a pooled shell")))
+    }
+
+    fn warm() -> *const Polling {
+        let f = super::super::coroutine(async { Ok(0) });
+        assert_eq!(f.result().unwrap(), 0);
+        top().expect("pooled")
+    }
+
+    #[test]
+    fn a_coroutine_nothing_reaches_leaves_its_shell_as_it_found_it() {
+        let shell = warm();
+        for i in 0..3 {
+            let f = super::super::coroutine(async move { Ok(i) });
+            assert_eq!(f.result().unwrap(), i);
+            assert_eq!(top(), Some(shell), "the same shell, back on top");
+            with_top(|s| {
+                assert!(s.runner.finished() && !s.runner.seated());
+                assert!(!s.polling.lent());
+            });
+        }
+    }
+
+    #[test]
+    fn a_runner_reached_in_the_first_poll_is_checked_and_reset_as_ever() {
+        warm();
+        // Its own waker woken (no loop: the wake is delivered at once, to
+        // the runner being polled): reset before it is reused.
+        let f = super::super::coroutine(std::future::poll_fn(|cx| {
+            cx.waker().wake_by_ref();
+            Poll::Ready(Ok(1))
+        }));
+        assert_eq!(f.result().unwrap(), 1);
+        with_top(|s| assert!(!s.runner.take_woken(), "no stray wake kept"));
+        // Lent to a future that looked it up: the mark cleared again.
+        let f = super::super::coroutine(std::future::poll_fn(|cx| {
+            let runner = Runner::polling(cx.waker()).expect("its runner");
+            Poll::Ready(Ok(runner.pending_callbacks()))
+        }));
+        assert_eq!(f.result().unwrap(), 0);
+        with_top(|s| assert!(!s.polling.lent()));
+        // A key registered and never waited for is still reported.
+        let f = super::super::coroutine(std::future::poll_fn(|cx| {
+            let runner = Runner::polling(cx.waker()).expect("its runner");
+            runner.register_callback("never")?;
+            Poll::Ready(Ok(()))
+        }));
+        let err = f.result().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::LeakedCallback);
     }
 }

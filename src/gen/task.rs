@@ -117,10 +117,7 @@ where
         });
         let waker = Waker::from(arc.clone());
         self.waker = Some(arc);
-        let polling = Rc::new(Polling {
-            wake: runner.weak_waker(),
-            waker,
-        });
+        let polling = Rc::new(Polling::new(runner.weak_waker(), waker));
         self.polling = Some(polling.clone());
         polling
     }

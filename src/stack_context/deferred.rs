@@ -94,7 +94,9 @@ pub(crate) fn defer_riding(frame: Rc<dyn Deferred>) -> Deferral {
         let c = &mut *c.borrow_mut();
         let rides = c.rider.is_none()
             && c.ctx.is_marker()
-            && c.pending.last().is_some_and(|e| !e.made && e.frame.is_some());
+            && c.pending
+                .last()
+                .is_some_and(|e| !e.made && e.frame.is_some());
         if !rides {
             return Some(frame);
         }
@@ -264,7 +266,8 @@ fn leave_made_rider(rider: Rider) {
         "a riding frame was left after the frame it rides on"
     );
     let Rider { frame, prev, .. } = rider;
-    let frame_ctx = prev.map(|prev| CURRENT.with(|c| std::mem::replace(&mut c.borrow_mut().ctx, prev)));
+    let frame_ctx =
+        prev.map(|prev| CURRENT.with(|c| std::mem::replace(&mut c.borrow_mut().ctx, prev)));
     drop((frame, frame_ctx));
 }
 

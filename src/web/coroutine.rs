@@ -161,9 +161,12 @@ impl BlockEnd {
 impl gen::Completion<()> for BlockEnd {
     #[inline]
     fn refused(&self) -> Option<Error> {
-        self.x.inner.coroutine.cancelled.get().then(|| {
-            Error::new(ErrorKind::StreamClosed, "the client closed the connection")
-        })
+        self.x
+            .inner
+            .coroutine
+            .cancelled
+            .get()
+            .then(|| Error::new(ErrorKind::StreamClosed, "the client closed the connection"))
     }
 
     /// Remembers the runner, to wake it should the client leave (once; it

@@ -81,6 +81,9 @@ thread_local! {
     // thread makes its first shell (every shell in them was made on this
     // thread), drops what they hold when the thread ends.
     static POOL: ManuallyDrop<RefCell<Vec<Shell>>> = const { ManuallyDrop::new(RefCell::new(Vec::new())) };
+    /// The pool's first place, apart: a move in or out of a `Cell`, small
+    /// enough to be inlined, for the usual coroutine (one at a time).
+    static FIRST: ManuallyDrop<Cell<Option<Shell>>> = const { ManuallyDrop::new(Cell::new(None)) };
     static RETIRED: ManuallyDrop<RefCell<VecDeque<Shell>>> =
         const { ManuallyDrop::new(RefCell::new(VecDeque::new())) };
     static JANITOR: Janitor = const { Janitor };
@@ -96,7 +99,9 @@ struct Janitor;
 impl Drop for Janitor {
     fn drop(&mut self) {
         ENDED.with(|e| e.set(true));
+        let first = FIRST.with(|f| f.take());
         let pool = POOL.with(|p| p.try_borrow_mut().map(|mut p| std::mem::take(&mut *p)));
+        drop(first);
         let retired = RETIRED.with(|r| r.try_borrow_mut().map(|mut r| std::mem::take(&mut *r)));
         drop((pool, retired));
     }
@@ -132,7 +137,20 @@ impl Shell {
     }
 
     /// A shell from the pool (for the current loop), or a new one.
+    #[inline]
     fn take() -> Shell {
+        if let Some(shell) = FIRST.with(|f| f.take()) {
+            // A waker must lead to the loop the coroutine runs on.
+            if IOLoop::current_is(shell.waker.remote.as_ref()) && shell.runner.reuse() {
+                return shell;
+            }
+            shell.discard();
+        }
+        Shell::take_pooled()
+    }
+
+    /// [`take`](Self::take) past the first place.
+    fn take_pooled() -> Shell {
         let mut reclaimed = false;
         loop {
             let pooled = POOL.with(|p| p.borrow_mut().pop());
@@ -178,7 +196,19 @@ impl Shell {
     }
 
     /// Into the pool (a shell known to be clean), or dropped if it is full.
+    #[inline]
     fn pool(self) {
+        if ENDED.with(Cell::get) {
+            return self.discard();
+        }
+        // The first place; the shell that was there goes on to the rest.
+        if let Some(other) = FIRST.with(|f| f.replace(Some(self))) {
+            other.pool_rest();
+        }
+    }
+
+    /// Into the pool past its first place.
+    fn pool_rest(self) {
         let full = POOL
             .try_with(|p| {
                 let mut p = p.borrow_mut();
@@ -436,12 +466,15 @@ mod tests {
 
     /// The shell on top of this thread's pool: its `Polling`'s address.
     fn top() -> Option<*const Polling> {
-        POOL.with(|p| p.borrow().last().map(|s| Rc::as_ptr(&s.polling)))
+        with_top(|s| Rc::as_ptr(&s.polling))
     }
 
-    /// Runs the runner of the shell on top of the pool through `f`.
-    fn with_top<R>(f: impl FnOnce(&Shell) -> R) -> R {
-        POOL.with(|p| f(p.borrow().last().expect("a pooled shell")))
+    /// Runs `f` on the shell on top of the pool (its first place).
+    fn with_top<R>(f: impl FnOnce(&Shell) -> R) -> Option<R> {
+        let shell = FIRST.with(|p| p.take())?;
+        let r = f(&shell);
+        FIRST.with(|p| p.set(Some(shell)));
+        Some(r)
     }
 
     fn warm() -> *const Polling {
@@ -460,7 +493,8 @@ mod tests {
             with_top(|s| {
                 assert!(s.runner.finished() && !s.runner.seated());
                 assert!(!s.polling.lent());
-            });
+            })
+            .expect("pooled");
         }
     }
 
@@ -474,14 +508,14 @@ mod tests {
             Poll::Ready(Ok(1))
         }));
         assert_eq!(f.result().unwrap(), 1);
-        with_top(|s| assert!(!s.runner.take_woken(), "no stray wake kept"));
+        with_top(|s| assert!(!s.runner.take_woken(), "no stray wake kept")).expect("pooled");
         // Lent to a future that looked it up: the mark cleared again.
         let f = super::super::coroutine(std::future::poll_fn(|cx| {
             let runner = Runner::polling(cx.waker()).expect("its runner");
             Poll::Ready(Ok(runner.pending_callbacks()))
         }));
         assert_eq!(f.result().unwrap(), 0);
-        with_top(|s| assert!(!s.polling.lent()));
+        with_top(|s| assert!(!s.polling.lent())).expect("pooled");
         // A key registered and never waited for is still reported.
         let f = super::super::coroutine(std::future::poll_fn(|cx| {
             let runner = Runner::polling(cx.waker()).expect("its runner");

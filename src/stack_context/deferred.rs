@@ -89,29 +89,28 @@ const RIDING: usize = usize::MAX;
 /// which is before the frame it rides on is left.
 #[inline]
 pub(crate) fn defer_riding(frame: Rc<dyn Deferred>) -> Deferral {
-    // (Kept small, so that the thread-local access is inlined.)
-    let frame = CURRENT.with(|c| {
-        let c = &mut *c.borrow_mut();
+    // One look, then one store: each small enough for the thread-local
+    // access to be inlined.
+    let at = CURRENT.with(|c| {
+        let c = c.borrow();
         let rides = c.rider.is_none()
             && c.ctx.is_marker()
             && c.pending
                 .last()
                 .is_some_and(|e| !e.made && e.frame.is_some());
-        if !rides {
-            return Some(frame);
-        }
-        c.rider = Some(Rider {
-            at: c.pending.len() - 1,
-            frame,
-            prev: None,
-            made: false,
-        });
-        None
+        rides.then(|| c.pending.len() - 1)
     });
-    match frame {
-        None => Deferral(RIDING),
-        Some(frame) => defer(frame),
-    }
+    let Some(at) = at else {
+        return defer(frame);
+    };
+    let rider = Rider {
+        at,
+        frame,
+        prev: None,
+        made: false,
+    };
+    CURRENT.with(|c| c.borrow_mut().rider.replace(rider));
+    Deferral(RIDING)
 }
 
 /// Enters `frame` lazily, on top of the current stack (see the module

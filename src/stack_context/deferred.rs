@@ -89,28 +89,28 @@ const RIDING: usize = usize::MAX;
 /// which is before the frame it rides on is left.
 #[inline]
 pub(crate) fn defer_riding(frame: Rc<dyn Deferred>) -> Deferral {
-    // One look, then one store: each small enough for the thread-local
-    // access to be inlined.
-    let at = CURRENT.with(|c| {
-        let c = c.borrow();
+    let frame = CURRENT.with(|c| {
+        let c = &mut *c.borrow_mut();
         let rides = c.rider.is_none()
             && c.ctx.is_marker()
             && c.pending
                 .last()
                 .is_some_and(|e| !e.made && e.frame.is_some());
-        rides.then(|| c.pending.len() - 1)
+        if !rides {
+            return Some(frame);
+        }
+        c.rider = Some(Rider {
+            at: c.pending.len() - 1,
+            frame,
+            prev: None,
+            made: false,
+        });
+        None
     });
-    let Some(at) = at else {
-        return defer(frame);
-    };
-    let rider = Rider {
-        at,
-        frame,
-        prev: None,
-        made: false,
-    };
-    CURRENT.with(|c| c.borrow_mut().rider.replace(rider));
-    Deferral(RIDING)
+    match frame {
+        None => Deferral(RIDING),
+        Some(frame) => defer(frame),
+    }
 }
 
 /// Enters `frame` lazily, on top of the current stack (see the module
@@ -138,6 +138,40 @@ pub(crate) fn defer(frame: Rc<dyn Deferred>) -> Deferral {
         });
         Deferral(c.pending.len() - 1)
     })
+}
+
+/// [`defer`], if the current stack is the one `id` names (see
+/// [`current_id`](super::current_id)); `None`, with nothing deferred,
+/// if it is another. One look at the thread's stack for both.
+#[inline]
+pub(crate) fn defer_on(frame: Rc<dyn Deferred>, id: usize) -> Option<Deferral> {
+    let deferred = CURRENT.with(|c| {
+        let c = &mut *c.borrow_mut();
+        if c.ctx.is_marker() {
+            // Unmade frames current: `current_id` makes them first.
+            return Err(frame);
+        }
+        if c.ctx.id() != id {
+            return Ok(None);
+        }
+        let marker = match &c.marker {
+            Some(marker) => marker.clone(),
+            None => return Err(frame),
+        };
+        let base = Some(std::mem::replace(&mut c.ctx, marker));
+        c.pending.push(Pending {
+            frame: Some(frame),
+            made: false,
+            prev: None,
+            base,
+        });
+        Ok(Some(Deferral(c.pending.len() - 1)))
+    });
+    match deferred {
+        Ok(deferral) => deferral,
+        // The unusual cases, the long way.
+        Err(frame) => (super::current_id() == id).then(|| defer(frame)),
+    }
 }
 
 /// [`Context::capture`] with the marker current: the unmade frames on top
@@ -323,7 +357,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::super::{current_id, enter, Context, ExceptionStackContext, FrameKind, NullContext};
-    use super::{defer, defer_riding, Deferred};
+    use super::{defer, defer_on, defer_riding, Deferred};
     use crate::error::Error;
 
     /// A frame that counts how often it is made and records the errors
@@ -555,5 +589,33 @@ mod tests {
         raise_in(&made, "b");
         assert_eq!(*base.seen.borrow(), ["error: b"]);
         drop(d_base);
+    }
+
+    #[test]
+    fn defer_on_defers_only_on_the_stack_it_names() {
+        let before = current_id();
+        let probe = Probe::new();
+        // Another stack current now: nothing deferred.
+        let user = ExceptionStackContext::new(|_: &Error| true);
+        let _ = user.run(|| assert!(defer_on(probe.clone(), before).is_none()));
+        assert_eq!(Rc::strong_count(&probe), 1);
+        // The stack it names: deferred, as `defer` does.
+        let deferral = defer_on(probe.clone(), before).expect("deferred");
+        let made = Context::capture();
+        assert_eq!(probe.made.get(), 1);
+        raise_in(&made, "on");
+        assert_eq!(*probe.seen.borrow(), ["error: on"]);
+        drop(deferral);
+        assert_eq!(current_id(), before);
+        // Over unmade frames, their stack made first, as `current_id` does.
+        let outer = Probe::new();
+        let d_outer = defer(outer.clone());
+        let inner = Probe::new();
+        assert!(
+            defer_on(inner.clone(), before).is_none(),
+            "the outer frame's stack now"
+        );
+        assert_eq!(outer.made.get(), 1);
+        drop(d_outer);
     }
 }

@@ -92,14 +92,16 @@ impl Exchange {
     /// the request's context.
     pub(super) fn set_async_deferred(&self) {
         self.inner.asynchronous.set(true);
-        if self.method_stack().is_none() || self.inner.entered.borrow().is_some() {
+        let Some(stack) = self.method_stack() else {
+            return;
+        };
+        if self.inner.entered.borrow().is_some() {
             return;
         }
-        if self.method_stack() != Some(stack_context::current_id()) {
+        let Some(deferral) = stack_context::defer_on(self.inner.clone(), stack) else {
             log::debug!("run_async() inside a stack context: the request's is not entered");
             return;
-        }
-        let deferral = stack_context::defer(self.inner.clone());
+        };
         *self.inner.entered.borrow_mut() = Some(Entered {
             context: None,
             _current: Current::Deferred(deferral),

@@ -104,6 +104,7 @@
 //! ```
 
 mod awaitable;
+mod blocks;
 mod completion;
 mod multi;
 mod points;

@@ -25,12 +25,20 @@
 //! its shell has nothing to lift off. A finished coroutine's result goes
 //! to `done` directly, not through a callback.
 //!
+//! Most first polls reach nothing: the runner is lent to no future
+//! (`Polling` says), its frame is never made, its waker is neither kept
+//! nor woken. Such a runner is as it was but for being started, so it
+//! skips `conclude` and the checks of `recycle` and goes straight back.
+//! The block is pinned in the box the last block of its type was
+//! (`blocks.rs`), dropped in place when it ends.
+//!
 //! ```
 //! use squall::{gen, Future, IOLoop};
 //!
 //! let io_loop = IOLoop::new()?;
-//! // Finishes in its first poll: no allocation but the block's box (and
-//! // the Future `coroutine` returns), once the thread has a shell.
+//! // Finishes in its first poll: no allocation but the Future `coroutine`
+//! // returns (and the one awaited), once the thread has a shell and a box
+//! // for blocks of this type.
 //! let n = io_loop.run_sync(|| gen::coroutine(async { Ok(Future::ready(20).await? + 1) }), None)?;
 //! assert_eq!(n, 21);
 //! # Ok::<(), squall::Error>(())
@@ -44,6 +52,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use super::blocks::Pinned;
 use super::completion::Completion;
 use super::runner::Runner;
 use super::task::{
@@ -102,6 +111,7 @@ impl Drop for Janitor {
         let first = FIRST.with(|f| f.take());
         let pool = POOL.with(|p| p.try_borrow_mut().map(|mut p| std::mem::take(&mut *p)));
         drop(first);
+        super::blocks::drain();
         let retired = RETIRED.with(|r| r.try_borrow_mut().map(|mut r| std::mem::take(&mut *r)));
         drop((pool, retired));
     }
@@ -374,19 +384,27 @@ where
         waker,
         task,
     } = Shell::take();
-    let mut block = Box::pin(future);
+    // Pinned in a box kept from the last block of its type, if any.
+    let mut block = Pinned::new(future);
     let wakes = wakes_queued();
     let mut done = Some(done);
     let mut later = Some(later);
     let finished = runner.run_first(|runner| {
-        let pinned = block.as_mut();
+        let pinned = block.slot().as_mut();
         let refused = done.as_ref().and_then(Completion::refused);
         let poll = || match refused {
             // Ended before it began (as if it had returned the error).
             Some(err) => Ok(Poll::Ready(Err(err))),
             None => with_polling(&polling, || {
                 let mut cx = Context::from_waker(&polling.waker);
-                callback::catch_value(move || pinned.poll(&mut cx))
+                callback::catch_value(move || match pinned.as_pin_mut() {
+                    Some(block) => block.poll(&mut cx),
+                    // (Not reached: it was just put there.)
+                    None => Poll::Ready(Err(Error::new(
+                        crate::ErrorKind::InvalidState,
+                        "no block to poll",
+                    ))),
+                })
             }),
         };
         #[cfg(feature = "trace")]
@@ -404,7 +422,7 @@ where
                 // runner's later steps run in it.
                 let done = later(done, runner.caller_context());
                 let parts = (polling, waker, task);
-                let driver = AsyncDriver::adopt(block, done, parts, runner);
+                let driver = AsyncDriver::adopt(block.into_slot(), done, parts, runner);
                 runner.wait_on(Box::new(driver), Box::new(Suspend));
                 return (true, None);
             }
@@ -420,8 +438,9 @@ where
             true => runner.conclude(result.is_err(), false),
             false => None,
         };
-        // The block (and what it still holds) goes before `done` runs.
-        drop(block);
+        // The block (and what it still holds) goes before `done` runs;
+        // its box is kept for the next.
+        block.give_back();
         let result = match leaked {
             Some(err) => Err(err),
             None => result,

@@ -22,7 +22,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future as StdFuture;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +29,7 @@ use std::task::{Context, Poll, Waker};
 
 use slotmap::{new_key_type, SlotMap};
 
+use super::blocks::Slot;
 use super::completion::Completion;
 use super::runner::{ErasedGen, WeakRunner};
 use super::{Resume, Runner, Value, YieldPoint};
@@ -41,8 +41,9 @@ use crate::ioloop::{IOLoop, Remote};
 /// Drives an `async` block as the Runner's generator.
 pub(crate) struct AsyncDriver<F: StdFuture, D> {
     /// Boxed once, so it never moves while it is polled: that is the whole
-    /// of what `Pin` asks for here.
-    future: Pin<Box<F>>,
+    /// of what `Pin` asks for here. (The box may have held an earlier
+    /// block of its type, see `blocks.rs`; `None` never, here.)
+    future: Slot<F>,
     /// Made at the first resume, when the runner is known.
     polling: Option<Rc<Polling>>,
     /// The waker's own `Arc`, to see whether a clone of it got out.
@@ -65,7 +66,7 @@ where
     /// the block, pinned where it was polled, and the waker it was polled
     /// with, its table entry pointing at `runner`.
     pub(super) fn adopt(
-        future: Pin<Box<F>>,
+        future: Slot<F>,
         done: D,
         parts: (Rc<Polling>, Arc<TaskWaker>, TaskId),
         runner: &Runner,
@@ -86,7 +87,7 @@ where
 
     pub(crate) fn new(future: F, done: D) -> Self {
         AsyncDriver {
-            future: Box::pin(future),
+            future: Box::pin(Some(future)),
             polling: None,
             waker: None,
             task: None,
@@ -179,7 +180,11 @@ where
             return None;
         }
         let polling = self.polling(runner);
-        let future = self.future.as_mut();
+        let Some(future) = self.future.as_mut().as_pin_mut() else {
+            // (Not reached: the block is there until the driver goes.)
+            self.output = Some(Err(Error::new(ErrorKind::InvalidState, "no block to poll")));
+            return None;
+        };
         let polled = with_polling(&polling, || {
             let mut cx = Context::from_waker(&polling.waker);
             callback::catch_value(move || future.poll(&mut cx))
@@ -401,6 +406,7 @@ fn drain_ready() {
 mod tests {
     use super::*;
     use crate::future::Future;
+    use std::pin::Pin;
 
     /// The runner of the coroutine this is awaited in.
     fn own_runner() -> impl StdFuture<Output = Runner> {

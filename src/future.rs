@@ -680,23 +680,22 @@ thread_local! {
         const { std::mem::ManuallyDrop::new(Cell::new(None)) };
 }
 
-/// Runs `f` (a poll) with `polling` as this thread's current coroutine;
-/// the previous one is back afterwards, on unwinding too (polls nest when a
-/// completion inside one resumes another coroutine).
+/// Runs `poll` with a context made from `polling`'s waker and `polling` as
+/// this thread's current coroutine, a panic caught (as an error); the
+/// previous one is back afterwards (polls nest when a completion inside
+/// one resumes another coroutine). The catch is inside, so nothing
+/// unwinds past the restore: no guard to drop.
 #[inline]
-pub(crate) fn with_polling<R>(polling: &Rc<Polling>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Rc<Polling>>);
-    impl Drop for Restore {
-        #[inline]
-        fn drop(&mut self) {
-            let prev = self.0.take();
-            // Ours back out: dropped here, with nothing borrowed.
-            drop(POLLING.with(|p| p.replace(prev)));
-        }
-    }
+pub(crate) fn poll_with<R>(
+    polling: &Rc<Polling>,
+    poll: impl FnOnce(&mut TaskContext<'_>) -> R,
+) -> Result<R, Error> {
     let prev = POLLING.with(|p| p.replace(Some(polling.clone())));
-    let _restore = Restore(prev);
-    f()
+    let mut cx = TaskContext::from_waker(&polling.waker);
+    let polled = crate::catch::catch_value(|| poll(&mut cx));
+    // Ours back out: dropped here, with nothing borrowed.
+    drop(POLLING.with(|p| p.replace(prev)));
+    polled
 }
 
 /// The current coroutine's `Rc` waker, if `waker` is the one it is polled

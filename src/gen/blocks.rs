@@ -6,8 +6,10 @@
 //! A block is pinned in a `Pin<Box<Option<F>>>`: it is dropped *in place*
 //! when it ends (`Pin::set(None)`), and the next block of its type is
 //! written in place (`Pin::set(Some(..))`), so nothing pinned ever moves.
-//! Kept boxes are type-erased (`Box<dyn Any>`, the slot inside) and found
-//! again by type; a few are kept per thread.
+//! The box kept is type-erased (`Box<dyn Any>`, the slot inside), one per
+//! thread: the last block's, the usual server's one handler type. A block
+//! of another type gets a box of its own, as ever, and leaves the kept one
+//! be; it is kept in turn if there is none.
 //!
 //! ```
 //! use squall::{gen, IOLoop};
@@ -21,23 +23,21 @@
 //! # Ok::<(), squall::Error>(())
 //! ```
 
-use std::any::{Any, TypeId};
-use std::cell::{Cell, RefCell};
+use std::any::Any;
+use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
 
 /// Where a block is pinned: `None` once it has gone (the box kept).
 pub(super) type Slot<F> = Pin<Box<Option<F>>>;
 
-/// Boxes kept per thread (of as many block types).
-const KEPT_MAX: usize = 8;
-
 thread_local! {
-    // No destructor (`ManuallyDrop`): read inline; `drain`, called by the
-    // shells' janitor (registered before any block is boxed: a shell is
-    // taken first), empties it when the thread ends.
-    static KEPT: ManuallyDrop<RefCell<Vec<Box<dyn Any>>>> =
-        const { ManuallyDrop::new(RefCell::new(Vec::new())) };
+    // No destructor (`ManuallyDrop`), and a `Cell`: each access is a move
+    // in or out, inlined. `drain`, called by the shells' janitor
+    // (registered before any block is boxed: a shell is taken first),
+    // empties it when the thread ends.
+    static KEPT: ManuallyDrop<Cell<Option<Box<dyn Any>>>> =
+        const { ManuallyDrop::new(Cell::new(None)) };
     /// `drain` ran: the thread is ending, nothing is kept now.
     static DRAINED: Cell<bool> = const { Cell::new(false) };
 }
@@ -49,22 +49,19 @@ pub(super) enum Pinned<F> {
 }
 
 impl<F: 'static> Pinned<F> {
-    /// `block`, pinned in a kept box of its type if there is one.
+    /// `block`, pinned in the kept box if it is of its type.
     #[inline]
     pub(super) fn new(block: F) -> Pinned<F> {
-        let kept = KEPT.with(|k| {
-            let mut k = k.borrow_mut();
-            let at = k
-                .iter()
-                .rposition(|b| (**b).type_id() == TypeId::of::<Slot<F>>())?;
-            Some(k.swap_remove(at))
-        });
-        match kept {
-            Some(mut kept) => {
+        match KEPT.with(|k| k.take()) {
+            Some(mut kept) if kept.is::<Slot<F>>() => {
                 slot_of::<F>(&mut kept).as_mut().set(Some(block));
                 Pinned::Kept(kept)
             }
-            None => Pinned::New(Box::pin(Some(block))),
+            // Another type's (or none): left where it was.
+            other => {
+                KEPT.with(|k| k.set(other));
+                Pinned::New(Box::pin(Some(block)))
+            }
         }
     }
 
@@ -91,18 +88,21 @@ impl<F: 'static> Pinned<F> {
     }
 
     /// Drops the block in place (what it holds goes now), and keeps the
-    /// box for the next block of its type if there is room.
+    /// box for the next block of its type if none is kept.
     #[inline]
     pub(super) fn give_back(mut self) {
         self.slot().as_mut().set(None);
-        match self {
-            Pinned::Kept(kept) => keep(kept),
+        let kept = match self {
+            Pinned::Kept(kept) => kept,
             Pinned::New(slot) => {
-                if has_room() {
-                    keep(Box::new(slot));
+                if DRAINED.with(Cell::get) || is_kept() {
+                    // One kept already (another type's).
+                    return;
                 }
+                Box::new(slot)
             }
-        }
+        };
+        keep(kept);
     }
 }
 
@@ -114,30 +114,29 @@ fn slot_of<F: 'static>(kept: &mut Box<dyn Any>) -> &mut Slot<F> {
         .expect("a kept box holds a slot of its block's type")
 }
 
-fn has_room() -> bool {
-    !DRAINED.with(Cell::get) && KEPT.with(|k| k.borrow().len() < KEPT_MAX)
+/// Whether a box is kept.
+fn is_kept() -> bool {
+    let kept = KEPT.with(|k| k.take());
+    let is = kept.is_some();
+    KEPT.with(|k| k.set(kept));
+    is
 }
 
-/// Keeps `kept` (an empty slot) if there is room, else drops it.
+/// Keeps `kept` (an empty slot), unless the thread is ending.
 #[inline]
 fn keep(kept: Box<dyn Any>) {
-    let full = KEPT.with(|k| {
-        let mut k = k.borrow_mut();
-        if k.len() >= KEPT_MAX || DRAINED.with(Cell::get) {
-            return Some(kept);
-        }
-        k.push(kept);
-        None
-    });
-    drop(full);
+    if DRAINED.with(Cell::get) {
+        return;
+    }
+    // (A box that was there, another's put in meanwhile, goes.)
+    drop(KEPT.with(|k| k.replace(Some(kept))));
 }
 
-/// Drops the kept boxes (empty: no user value in them); nothing is kept
+/// Drops the kept box (empty: no user value in it); nothing is kept
 /// after it. When the thread ends.
 pub(super) fn drain() {
     DRAINED.with(|d| d.set(true));
-    let kept = KEPT.with(|k| k.try_borrow_mut().map(|mut k| std::mem::take(&mut *k)));
-    drop(kept);
+    drop(KEPT.with(|k| k.take()));
 }
 
 #[cfg(test)]
@@ -145,7 +144,7 @@ mod tests {
     use super::*;
 
     fn kept() -> usize {
-        KEPT.with(|k| k.borrow().len())
+        usize::from(is_kept())
     }
 
     #[test]
@@ -176,20 +175,23 @@ mod tests {
     }
 
     #[test]
-    fn a_few_are_kept_at_most() {
+    fn a_block_of_another_type_leaves_the_kept_box_be() {
         fn block<const N: usize>() -> impl std::future::Future<Output = usize> {
             async { N }
         }
         Pinned::new(block::<1>()).give_back();
-        Pinned::new(block::<2>()).give_back();
-        Pinned::new(block::<3>()).give_back();
-        Pinned::new(block::<4>()).give_back();
-        Pinned::new(block::<5>()).give_back();
-        Pinned::new(block::<6>()).give_back();
-        Pinned::new(block::<7>()).give_back();
-        Pinned::new(block::<8>()).give_back();
-        Pinned::new(block::<9>()).give_back();
-        assert!(kept() <= KEPT_MAX);
+        let mut one = Pinned::new(block::<1>());
+        let at = &**one.slot() as *const Option<_> as *const ();
+        one.give_back();
+        // Another type: a box of its own, not kept (one is).
+        let two = Pinned::new(block::<2>());
+        assert!(matches!(two, Pinned::New(_)));
+        two.give_back();
+        assert_eq!(kept(), 1);
+        let mut again = Pinned::new(block::<1>());
+        assert!(matches!(again, Pinned::Kept(_)));
+        assert_eq!(&**again.slot() as *const Option<_> as *const (), at);
+        again.give_back();
     }
 
     struct Guard(std::rc::Rc<Cell<u32>>);

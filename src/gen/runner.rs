@@ -875,6 +875,7 @@ struct Running<'a> {
 }
 
 impl<'a> Running<'a> {
+    #[inline]
     fn enter(runner: &'a Runner, depth: u32) -> Running<'a> {
         runner.inner.running.set(true);
         RUN_DEPTH.with(|d| d.set(depth + 1));
@@ -883,6 +884,7 @@ impl<'a> Running<'a> {
 }
 
 impl Drop for Running<'_> {
+    #[inline]
     fn drop(&mut self) {
         RUN_DEPTH.with(|d| d.set(self.depth));
         self.runner.inner.running.set(false);

@@ -50,7 +50,7 @@ use std::future::Future as StdFuture;
 use std::mem::ManuallyDrop;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 
 use super::blocks::Pinned;
 use super::completion::Completion;
@@ -58,9 +58,8 @@ use super::runner::Runner;
 use super::task::{
     thread_tag, wakes_queued, AsyncDriver, Entry, Suspend, TaskId, TaskWaker, LOCAL,
 };
-use crate::callback;
 use crate::error::Error;
-use crate::future::{with_polling, Polling};
+use crate::future::{poll_with, Polling};
 use crate::ioloop::IOLoop;
 use crate::stack_context::Context as StackContext;
 
@@ -395,16 +394,13 @@ where
         let poll = || match refused {
             // Ended before it began (as if it had returned the error).
             Some(err) => Ok(Poll::Ready(Err(err))),
-            None => with_polling(&polling, || {
-                let mut cx = Context::from_waker(&polling.waker);
-                callback::catch_value(move || match pinned.as_pin_mut() {
-                    Some(block) => block.poll(&mut cx),
-                    // (Not reached: it was just put there.)
-                    None => Poll::Ready(Err(Error::new(
-                        crate::ErrorKind::InvalidState,
-                        "no block to poll",
-                    ))),
-                })
+            None => poll_with(&polling, move |cx| match pinned.as_pin_mut() {
+                Some(block) => block.poll(cx),
+                // (Not reached: it was just put there.)
+                None => Poll::Ready(Err(Error::new(
+                    crate::ErrorKind::InvalidState,
+                    "no block to poll",
+                ))),
             }),
         };
         #[cfg(feature = "trace")]

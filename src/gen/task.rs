@@ -25,7 +25,7 @@ use std::future::Future as StdFuture;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 
 use slotmap::{new_key_type, SlotMap};
 
@@ -33,9 +33,8 @@ use super::blocks::Slot;
 use super::completion::Completion;
 use super::runner::{ErasedGen, WeakRunner};
 use super::{Resume, Runner, Value, YieldPoint};
-use crate::callback;
 use crate::error::{Error, ErrorKind};
-use crate::future::{with_polling, Polling};
+use crate::future::{poll_with, Polling};
 use crate::ioloop::{IOLoop, Remote};
 
 /// Drives an `async` block as the Runner's generator.
@@ -185,10 +184,7 @@ where
             self.output = Some(Err(Error::new(ErrorKind::InvalidState, "no block to poll")));
             return None;
         };
-        let polled = with_polling(&polling, || {
-            let mut cx = Context::from_waker(&polling.waker);
-            callback::catch_value(move || future.poll(&mut cx))
-        });
+        let polled = poll_with(&polling, move |cx| future.poll(cx));
         match polled {
             Ok(Poll::Pending) => {
                 self.hold_if_waker_escaped(runner);

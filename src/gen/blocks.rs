@@ -176,8 +176,8 @@ mod tests {
 
     #[test]
     fn a_block_of_another_type_leaves_the_kept_box_be() {
-        fn block<const N: usize>() -> impl std::future::Future<Output = usize> {
-            async { N }
+        async fn block<const N: usize>() -> usize {
+            N
         }
         Pinned::new(block::<1>()).give_back();
         let mut one = Pinned::new(block::<1>());

@@ -6,10 +6,11 @@
 //! A block is pinned in a `Pin<Box<Option<F>>>`: it is dropped *in place*
 //! when it ends (`Pin::set(None)`), and the next block of its type is
 //! written in place (`Pin::set(Some(..))`), so nothing pinned ever moves.
-//! The box kept is type-erased (`Box<dyn Any>`, the slot inside), one per
-//! thread: the last block's, the usual server's one handler type. A block
-//! of another type gets a box of its own, as ever, and leaves the kept one
-//! be; it is kept in turn if there is none.
+//! The box kept is type-erased (`Box<dyn Any>`, the slot inside) and
+//! travels with the coroutine shell it was last used with (`shell.rs`):
+//! taking a shell brings its box, pooling it puts the box back, with no
+//! look-up of its own. A block of another type gets a box of its own, as
+//! ever, and leaves the kept one be (or is kept if the shell had none).
 //!
 //! ```
 //! use squall::{gen, IOLoop};
@@ -24,23 +25,10 @@
 //! ```
 
 use std::any::Any;
-use std::cell::Cell;
-use std::mem::ManuallyDrop;
 use std::pin::Pin;
 
 /// Where a block is pinned: `None` once it has gone (the box kept).
 pub(super) type Slot<F> = Pin<Box<Option<F>>>;
-
-thread_local! {
-    // No destructor (`ManuallyDrop`), and a `Cell`: each access is a move
-    // in or out, inlined. `drain`, called by the shells' janitor
-    // (registered before any block is boxed: a shell is taken first),
-    // empties it when the thread ends.
-    static KEPT: ManuallyDrop<Cell<Option<Box<dyn Any>>>> =
-        const { ManuallyDrop::new(Cell::new(None)) };
-    /// `drain` ran: the thread is ending, nothing is kept now.
-    static DRAINED: Cell<bool> = const { Cell::new(false) };
-}
 
 /// A block pinned for its first poll: in a kept box, or a new one.
 pub(super) enum Pinned<F> {
@@ -49,19 +37,16 @@ pub(super) enum Pinned<F> {
 }
 
 impl<F: 'static> Pinned<F> {
-    /// `block`, pinned in the kept box if it is of its type.
+    /// `block`, pinned in `kept` if it is a box of its type; else in a
+    /// new box, `kept` given back (to stay where it was).
     #[inline]
-    pub(super) fn new(block: F) -> Pinned<F> {
-        match KEPT.with(|k| k.take()) {
+    pub(super) fn new(block: F, kept: Option<Box<dyn Any>>) -> (Pinned<F>, Option<Box<dyn Any>>) {
+        match kept {
             Some(mut kept) if kept.is::<Slot<F>>() => {
                 slot_of::<F>(&mut kept).as_mut().set(Some(block));
-                Pinned::Kept(kept)
+                (Pinned::Kept(kept), None)
             }
-            // Another type's (or none): left where it was.
-            other => {
-                KEPT.with(|k| k.set(other));
-                Pinned::New(Box::pin(Some(block)))
-            }
+            other => (Pinned::New(Box::pin(Some(block))), other),
         }
     }
 
@@ -87,22 +72,16 @@ impl<F: 'static> Pinned<F> {
         }
     }
 
-    /// Drops the block in place (what it holds goes now), and keeps the
-    /// box for the next block of its type if none is kept.
+    /// Drops the block in place (what it holds goes now) and gives its
+    /// box back to keep: a kept one always, a new one only if `room`
+    /// (none is kept already).
     #[inline]
-    pub(super) fn give_back(mut self) {
+    pub(super) fn give_back(mut self, room: bool) -> Option<Box<dyn Any>> {
         self.slot().as_mut().set(None);
-        let kept = match self {
-            Pinned::Kept(kept) => kept,
-            Pinned::New(slot) => {
-                if DRAINED.with(Cell::get) || is_kept() {
-                    // One kept already (another type's).
-                    return;
-                }
-                Box::new(slot)
-            }
-        };
-        keep(kept);
+        match self {
+            Pinned::Kept(kept) => Some(kept),
+            Pinned::New(slot) => room.then(|| Box::new(slot) as Box<dyn Any>),
+        }
     }
 }
 
@@ -114,42 +93,13 @@ fn slot_of<F: 'static>(kept: &mut Box<dyn Any>) -> &mut Slot<F> {
         .expect("a kept box holds a slot of its block's type")
 }
 
-/// Whether a box is kept.
-fn is_kept() -> bool {
-    let kept = KEPT.with(|k| k.take());
-    let is = kept.is_some();
-    KEPT.with(|k| k.set(kept));
-    is
-}
-
-/// Keeps `kept` (an empty slot), unless the thread is ending.
-#[inline]
-fn keep(kept: Box<dyn Any>) {
-    if DRAINED.with(Cell::get) {
-        return;
-    }
-    // (A box that was there, another's put in meanwhile, goes.)
-    drop(KEPT.with(|k| k.replace(Some(kept))));
-}
-
-/// Drops the kept box (empty: no user value in it); nothing is kept
-/// after it. When the thread ends.
-pub(super) fn drain() {
-    DRAINED.with(|d| d.set(true));
-    drop(KEPT.with(|k| k.take()));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kept() -> usize {
-        usize::from(is_kept())
-    }
+    use std::cell::Cell;
 
     #[test]
     fn a_box_is_reused_for_the_next_block_of_its_type_and_the_block_dropped_in_place() {
-        let before = kept();
         let dropped = std::rc::Rc::new(Cell::new(0));
         let make = |tag: u32| {
             let guard = Guard(dropped.clone());
@@ -158,20 +108,19 @@ mod tests {
                 tag
             }
         };
-        let mut first = Pinned::new(make(1));
+        let (mut first, none) = Pinned::new(make(1), None);
+        assert!(matches!(first, Pinned::New(_)) && none.is_none());
         let at = &**first.slot() as *const Option<_>;
-        assert!(matches!(first, Pinned::New(_)) || before > 0);
-        first.give_back();
+        let kept = first.give_back(true);
         assert_eq!(dropped.get(), 1, "dropped when given back");
-        let mut second = Pinned::new(make(2));
-        assert!(matches!(second, Pinned::Kept(_)));
+        let (mut second, none) = Pinned::new(make(2), kept);
+        assert!(matches!(second, Pinned::Kept(_)) && none.is_none());
         assert_eq!(&**second.slot() as *const Option<_>, at, "the same box");
-        // Waiting: the slot goes to its driver, the box is not kept.
+        // Waiting: the slot goes to its driver.
         let slot = second.into_slot();
         assert!(slot.is_some());
         drop(slot);
         assert_eq!(dropped.get(), 2);
-        assert_eq!(kept(), before);
     }
 
     #[test]
@@ -179,19 +128,22 @@ mod tests {
         async fn block<const N: usize>() -> usize {
             N
         }
-        Pinned::new(block::<1>()).give_back();
-        let mut one = Pinned::new(block::<1>());
-        let at = &**one.slot() as *const Option<_> as *const ();
-        one.give_back();
-        // Another type: a box of its own, not kept (one is).
-        let two = Pinned::new(block::<2>());
+        let kept = Pinned::new(block::<1>(), None).0.give_back(true);
+        let at = kept.as_ref().map(|k| &**k as *const dyn Any as *const ());
+        // Another type: a box of its own; the kept one comes back as it was.
+        let (two, kept) = Pinned::new(block::<2>(), kept);
         assert!(matches!(two, Pinned::New(_)));
-        two.give_back();
-        assert_eq!(kept(), 1);
-        let mut again = Pinned::new(block::<1>());
-        assert!(matches!(again, Pinned::Kept(_)));
-        assert_eq!(&**again.slot() as *const Option<_> as *const (), at);
-        again.give_back();
+        assert_eq!(
+            kept.as_ref().map(|k| &**k as *const dyn Any as *const ()),
+            at
+        );
+        assert!(two.give_back(false).is_none(), "no room: not kept");
+        let (again, none) = Pinned::new(block::<1>(), kept);
+        assert!(matches!(again, Pinned::Kept(_)) && none.is_none());
+        assert!(
+            again.give_back(false).is_some(),
+            "a kept box is always kept"
+        );
     }
 
     struct Guard(std::rc::Rc<Cell<u32>>);

@@ -44,6 +44,7 @@
 //! # Ok::<(), squall::Error>(())
 //! ```
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future as StdFuture;
@@ -69,6 +70,9 @@ struct Shell {
     polling: Rc<Polling>,
     waker: Arc<TaskWaker>,
     task: TaskId,
+    /// The box the last block polled on it was pinned in (see
+    /// `blocks.rs`), empty, for the next block of its type.
+    block: Option<Box<dyn Any>>,
 }
 
 /// The weak handles on a shell's runner that are the shell's own: its
@@ -110,7 +114,6 @@ impl Drop for Janitor {
         let first = FIRST.with(|f| f.take());
         let pool = POOL.with(|p| p.try_borrow_mut().map(|mut p| std::mem::take(&mut *p)));
         drop(first);
-        super::blocks::drain();
         let retired = RETIRED.with(|r| r.try_borrow_mut().map(|mut r| std::mem::take(&mut *r)));
         drop((pool, retired));
     }
@@ -142,6 +145,7 @@ impl Shell {
             polling,
             waker,
             task,
+            block: None,
         }
     }
 
@@ -293,6 +297,7 @@ pub(super) fn retire(polling: Rc<Polling>, waker: Arc<TaskWaker>, task: TaskId) 
         polling,
         waker,
         task,
+        block: None,
     };
     let evicted = RETIRED
         .try_with(|r| {
@@ -382,9 +387,10 @@ where
         polling,
         waker,
         task,
+        block: kept,
     } = Shell::take();
-    // Pinned in a box kept from the last block of its type, if any.
-    let mut block = Pinned::new(future);
+    // Pinned in the box the shell's last block was, if of its type.
+    let (mut block, mut kept) = Pinned::new(future, kept);
     let wakes = wakes_queued();
     let mut done = Some(done);
     let mut later = Some(later);
@@ -436,7 +442,10 @@ where
         };
         // The block (and what it still holds) goes before `done` runs;
         // its box is kept for the next.
-        block.give_back();
+        let room = kept.is_none();
+        if let Some(back) = block.give_back(room) {
+            kept = Some(back);
+        }
         let result = match leaked {
             Some(err) => Err(err),
             None => result,
@@ -449,6 +458,7 @@ where
             polling,
             waker,
             task,
+            block: kept,
         };
         // Back in the pool first: a coroutine `done` starts may use it.
         if !concluded && shell.untouched(wakes) {

@@ -76,7 +76,7 @@ use crate::catch::{self, CallbackReturn, Origin};
 use crate::error::Error;
 
 mod deferred;
-pub(crate) use deferred::{defer_on, defer_riding, Deferral, Deferred};
+pub(crate) use deferred::{defer_on, defer_riding, leave_carried_rider, Deferral, Deferred};
 
 /// A captured context stack: the innermost frame, or none.
 ///

@@ -16,10 +16,12 @@
 //! # Ok::<(), squall::Error>(())
 //! ```
 
+use std::rc::Rc;
+
 use super::Runner;
 use crate::callback::{self, Origin};
 use crate::error::Error;
-use crate::stack_context::Context;
+use crate::stack_context::{Context, Deferred};
 
 /// The receiver of an `async` coroutine's result (see the module docs).
 pub(crate) trait Completion<T>: 'static {
@@ -36,6 +38,26 @@ pub(crate) trait Completion<T>: 'static {
 
     /// The coroutine's result (the block dropped already).
     fn complete(self, result: Result<T, Error>);
+
+    /// What can carry the coroutine's runner frame through its first poll
+    /// instead of the thread's stack (see [`Carrier`]), if anything.
+    #[inline]
+    fn carrier(&self) -> Option<Rc<dyn Carrier>> {
+        None
+    }
+}
+
+/// The owner of a deferred frame that is current, unmade and innermost
+/// (the web layer's request, just after `run_async` deferred its frame):
+/// it can carry the coroutine's runner frame as its rider
+/// ([`Deferred::rider`]) through the first poll, which then costs no look
+/// at the thread's stack.
+pub(crate) trait Carrier {
+    /// Carries `frame`, if its own frame is still deferred and unmade and
+    /// it carries none; whether it does.
+    fn carry(&self, frame: Rc<dyn Deferred>) -> bool;
+    /// Lets go of the frame it carries.
+    fn let_go(&self);
 }
 
 /// A closure as a [`Completion`] with no hooks.

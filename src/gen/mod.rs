@@ -117,7 +117,7 @@ mod value;
 pub use crate::greenlet::{stackful, Co, Stackful};
 pub use awaitable::{timeout, PointFuture, Sleep, Timeout, Typed};
 /// For the web layer's `run_async`: the coroutine it may have to cancel.
-pub(crate) use completion::Completion;
+pub(crate) use completion::{Carrier, Completion};
 pub use multi::{multi, multi_keyed};
 pub use points::{
     moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Next, Task, Wait, WaitAll,

@@ -392,9 +392,10 @@ where
     // Pinned in the box the shell's last block was, if of its type.
     let (mut block, mut kept) = Pinned::new(future, kept);
     let wakes = wakes_queued();
+    let carrier = done.carrier();
     let mut done = Some(done);
     let mut later = Some(later);
-    let finished = runner.run_first(|runner| {
+    let finished = runner.run_first(carrier.as_deref(), |runner| {
         let pinned = block.slot().as_mut();
         let refused = done.as_ref().and_then(Completion::refused);
         let poll = || match refused {

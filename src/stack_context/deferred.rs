@@ -34,6 +34,15 @@ pub(crate) trait Deferred {
     /// deferred on) and returns the stack to make current, or `None` to
     /// enter nothing after all.
     fn make(self: Rc<Self>) -> Option<Context>;
+
+    /// A frame riding on this one, carried by this one's owner (see
+    /// [`leave_carried_rider`]): made right after it, over it, before any
+    /// frame deferred above it. The request's frame carries its first
+    /// coroutine's this way, so that the coroutine's first poll costs no
+    /// look at the thread's stack.
+    fn rider(&self) -> Option<Rc<dyn Deferred>> {
+        None
+    }
 }
 
 /// A deferred frame not yet left (in `Current::pending`).
@@ -47,6 +56,9 @@ pub(super) struct Pending {
     /// Unmade and the oldest of the unmade frames on top of the stack:
     /// that stack (the marker stands for it and them meanwhile).
     base: Option<Context>,
+    /// Its carried rider ([`Deferred::rider`]) made and entered: this
+    /// frame's stack, back when the rider is left.
+    rider_prev: Option<Context>,
 }
 
 /// A frame riding on a pending one (see [`defer_riding`]): one per thread.
@@ -93,9 +105,10 @@ pub(crate) fn defer_riding(frame: Rc<dyn Deferred>) -> Deferral {
         let c = &mut *c.borrow_mut();
         let rides = c.rider.is_none()
             && c.ctx.is_marker()
-            && c.pending
-                .last()
-                .is_some_and(|e| !e.made && e.frame.is_some());
+            && c.pending.last().is_some_and(|e| {
+                // (Not on a frame that carries a rider of its own.)
+                !e.made && e.frame.as_ref().is_some_and(|f| f.rider().is_none())
+            });
         if !rides {
             return Some(frame);
         }
@@ -135,6 +148,7 @@ pub(crate) fn defer(frame: Rc<dyn Deferred>) -> Deferral {
             made: false,
             prev: None,
             base,
+            rider_prev: None,
         });
         Deferral(c.pending.len() - 1)
     })
@@ -164,6 +178,7 @@ pub(crate) fn defer_on(frame: Rc<dyn Deferred>, id: usize) -> Option<Deferral> {
             made: false,
             prev: None,
             base,
+            rider_prev: None,
         });
         Ok(Some(Deferral(c.pending.len() - 1)))
     });
@@ -216,13 +231,27 @@ pub(super) fn capture_making() -> Context {
             // Library code (the web layer's request frame, a runner's),
             // with no borrow held: it may capture, which finds the stack
             // made.
+            let carried = frame.rider();
             let made = frame.make();
-            let rider = CURRENT.with(|c| {
+            CURRENT.with(|c| {
                 let c = &mut *c.borrow_mut();
                 let prev = made.map(|ctx| std::mem::replace(&mut c.ctx, ctx));
                 let e = &mut c.pending[at];
                 e.made = true;
                 e.prev = prev;
+            });
+            // The rider it carries, made over it (library code, no borrow
+            // held).
+            if let Some(carried) = carried {
+                let made = carried.make();
+                CURRENT.with(|c| {
+                    let c = &mut *c.borrow_mut();
+                    let prev = made.map(|ctx| std::mem::replace(&mut c.ctx, ctx));
+                    c.pending[at].rider_prev = prev;
+                });
+            }
+            let rider = CURRENT.with(|c| {
+                let c = &mut *c.borrow_mut();
                 // Its rider, made next: over it, before the frames above.
                 c.rider
                     .as_ref()
@@ -304,6 +333,21 @@ fn leave_made_rider(rider: Rider) {
     drop((frame, frame_ctx));
 }
 
+/// Leaves the carried rider ([`Deferred::rider`]) of the innermost
+/// deferred frame, if it was made: the frame's stack current again. (An
+/// unmade one is left by its owner, who forgets it.) What is left goes
+/// with no borrow held.
+#[cold]
+#[inline(never)]
+pub(crate) fn leave_carried_rider() {
+    let left = CURRENT.with(|c| {
+        let c = &mut *c.borrow_mut();
+        let prev = c.pending.last_mut()?.rider_prev.take()?;
+        Some(std::mem::replace(&mut c.ctx, prev))
+    });
+    drop(left);
+}
+
 /// A deferred frame left that was made, or out of turn.
 #[cold]
 #[inline(never)]
@@ -328,6 +372,7 @@ fn leave(at: usize) {
                 made: e.made,
                 prev: e.prev.take(),
                 base: e.base.take(),
+                rider_prev: e.rider_prev.take(),
             }
         };
         // (Not reached, as in `Deferral::drop`: a made rider's stack is
@@ -338,7 +383,10 @@ fn leave(at: usize) {
             made,
             prev,
             base,
+            rider_prev,
         } = left;
+        // (A carried rider still entered, not reached: it is left first.)
+        drop(rider_prev);
         if !made {
             // The stack back if it was the oldest unmade (and current).
             let marker = base.map(|base| std::mem::replace(&mut c.ctx, base));
@@ -357,7 +405,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::super::{current_id, enter, Context, ExceptionStackContext, FrameKind, NullContext};
-    use super::{defer, defer_on, defer_riding, Deferred};
+    use super::{defer, defer_on, defer_riding, leave_carried_rider, Deferred};
     use crate::error::Error;
 
     /// A frame that counts how often it is made and records the errors
@@ -366,6 +414,8 @@ mod tests {
         made: Cell<u32>,
         seen: RefCell<Vec<String>>,
         me: RefCell<Option<std::rc::Weak<Probe>>>,
+        /// A rider it carries (`Deferred::rider`).
+        carries: RefCell<Option<Rc<dyn Deferred>>>,
     }
 
     impl Probe {
@@ -374,6 +424,7 @@ mod tests {
                 made: Cell::new(0),
                 seen: RefCell::new(Vec::new()),
                 me: RefCell::new(None),
+                carries: RefCell::new(None),
             });
             *probe.me.borrow_mut() = Some(Rc::downgrade(&probe));
             probe
@@ -392,6 +443,10 @@ mod tests {
             };
             let kind = FrameKind::Exception(Rc::new(handler), Rc::new(Cell::new(true)));
             Some(Context::capture().push(kind))
+        }
+
+        fn rider(&self) -> Option<Rc<dyn Deferred>> {
+            self.carries.borrow().clone()
         }
     }
 
@@ -617,5 +672,38 @@ mod tests {
         );
         assert_eq!(outer.made.get(), 1);
         drop(d_outer);
+    }
+
+    #[test]
+    fn a_carried_rider_is_made_over_its_carrier_and_left_before_it() {
+        let before = current_id();
+        let base = Probe::new();
+        let rider = Probe::new();
+        let d_base = defer(base.clone());
+        *base.carries.borrow_mut() = Some(rider.clone());
+        // Carried: a frame deferred meanwhile does not ride on it too.
+        let other = Probe::new();
+        let d_other = defer_riding(other.clone());
+        assert_ne!(d_other.0, super::RIDING);
+        drop(d_other);
+        // Nothing captured: let go of, never made, no trace.
+        *base.carries.borrow_mut() = None;
+        leave_carried_rider();
+        assert_eq!((base.made.get(), rider.made.get()), (0, 0));
+        // Captured while carried: made over the carrier, right after it.
+        *base.carries.borrow_mut() = Some(rider.clone());
+        let captured = Context::capture();
+        assert_eq!((base.made.get(), rider.made.get()), (1, 1));
+        raise_in(&captured, "inner");
+        assert_eq!(*rider.seen.borrow(), ["error: inner"]);
+        *base.carries.borrow_mut() = None;
+        leave_carried_rider();
+        // The carrier's frame current again.
+        let after = Context::capture();
+        assert!(after.same(&captured.parent()));
+        raise_in(&after, "outer");
+        assert_eq!(*base.seen.borrow(), ["error: outer"]);
+        drop(d_base);
+        assert_eq!(current_id(), before);
     }
 }

@@ -178,6 +178,12 @@ impl gen::Completion<()> for BlockEnd {
         }
     }
 
+    /// The request's frame, deferred just before the block was made.
+    #[inline]
+    fn carrier(&self) -> Option<std::rc::Rc<dyn gen::Carrier>> {
+        Some(self.x.inner.clone())
+    }
+
     fn complete(mut self, result: Result<(), Error>) {
         self.completed = true;
         self.release();

@@ -56,6 +56,11 @@ pub(super) struct Entered {
     /// `None` while deferred and not yet made.
     context: Option<RequestContext>,
     _current: Current,
+    /// Deferred, and made since (whether or not it entered anything).
+    made: bool,
+    /// The runner frame of the block `run_async` started, carried through
+    /// its first poll (see `gen::Carrier`).
+    rider: Option<Rc<dyn stack_context::Deferred>>,
 }
 
 /// How the request context was entered.
@@ -72,6 +77,9 @@ enum Current {
 /// scheduled, a coroutine that waits) makes it as `set_async` would have.
 impl stack_context::Deferred for super::exchange::Inner {
     fn make(self: Rc<Self>) -> Option<stack_context::Context> {
+        if let Some(entered) = self.entered.borrow_mut().as_mut() {
+            entered.made = true;
+        }
         let x = Exchange { inner: self };
         let app = x.inner.app.upgrade()?;
         let context = app.request_context();
@@ -81,6 +89,39 @@ impl stack_context::Deferred for super::exchange::Inner {
             entered.context = Some(context);
         }
         Some(frame)
+    }
+
+    /// The frame of the block `run_async` started, while its first poll
+    /// runs (made over the request's, right after it).
+    fn rider(&self) -> Option<Rc<dyn stack_context::Deferred>> {
+        self.entered.borrow().as_ref()?.rider.clone()
+    }
+}
+
+/// The request's frame, deferred by `run_async` and not yet made, carries
+/// the frame of the block's runner through the block's first poll.
+impl crate::gen::Carrier for super::exchange::Inner {
+    fn carry(&self, frame: Rc<dyn stack_context::Deferred>) -> bool {
+        let mut entered = self.entered.borrow_mut();
+        match entered.as_mut() {
+            Some(e)
+                if !e.made && e.rider.is_none() && matches!(e._current, Current::Deferred(_)) =>
+            {
+                e.rider = Some(frame);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn let_go(&self) {
+        let rider = self
+            .entered
+            .borrow_mut()
+            .as_mut()
+            .and_then(|e| e.rider.take());
+        // The runner's handle, dropped with no borrow held.
+        drop(rider);
     }
 }
 
@@ -105,6 +146,8 @@ impl Exchange {
         *self.inner.entered.borrow_mut() = Some(Entered {
             context: None,
             _current: Current::Deferred(deferral),
+            made: false,
+            rider: None,
         });
     }
 }
@@ -143,6 +186,8 @@ impl AppInner {
         Some(Entered {
             context: Some(context),
             _current: Current::Now(current),
+            made: true,
+            rider: None,
         })
     }
 
@@ -160,8 +205,15 @@ impl AppInner {
     /// Leaves the request context; keeps it for the next request unless a
     /// callback captured it (it is then that request's).
     fn leave_context(&self, entered: Entered) {
-        let Entered { context, _current } = entered;
+        let Entered {
+            context,
+            _current,
+            rider,
+            ..
+        } = entered;
         drop(_current);
+        // (Let go of when the block's first poll ended; not reached.)
+        drop(rider);
         // Deferred and never made: nothing was entered.
         let Some(context) = context else {
             return;

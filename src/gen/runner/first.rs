@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use super::{ErasedGen, Inner, Runner, Running, MAX_NESTED_RUNS, PUT_OFF, RUN_DEPTH};
+use crate::gen::Carrier;
 use crate::gen::YieldPoint;
 use crate::stack_context::{Context, Deferred};
 
@@ -53,13 +54,29 @@ impl Runner {
     /// schedules a callback does; a coroutine that waits has it made
     /// before it goes on. One that finishes having scheduled nothing
     /// never had it made, and there is nothing to lift off.
-    pub(in crate::gen) fn run_first<R>(&self, first: impl FnOnce(&Runner) -> (bool, R)) -> R {
+    pub(in crate::gen) fn run_first<R>(
+        &self,
+        carrier: Option<&dyn Carrier>,
+        first: impl FnOnce(&Runner) -> (bool, R),
+    ) -> R {
         let inner = &*self.inner;
         let depth = RUN_DEPTH.with(Cell::get);
         inner.started.set(true);
         let value = {
             let _running = Running::enter(self, depth);
-            let _deferral = crate::stack_context::defer_riding(self.inner.clone());
+            // Carried by the caller's deferred frame (a request's), or
+            // deferred on the thread's stack.
+            let was_seated = inner.seated.get();
+            let carried = carrier.filter(|c| c.carry(self.inner.clone()));
+            let _deferral = match carried {
+                None => Some(crate::stack_context::defer_riding(self.inner.clone())),
+                Some(_) => None,
+            };
+            let _carried = carried.map(|carrier| Carried {
+                carrier,
+                runner: self,
+                was_seated,
+            });
             log::trace!(target: "squall::gen", "send");
             let (more, value) = first(self);
             if more {
@@ -173,5 +190,26 @@ impl Runner {
         // Made now if it was not: a coroutine that waits needs it.
         drop(Context::capture());
         self.inner.ctx.borrow().parent()
+    }
+}
+
+/// A runner frame carried by its caller's deferred frame through a first
+/// step: let go of when the step ends (on unwinding too); if something
+/// made it meanwhile, the caller's frame is current again.
+struct Carried<'a> {
+    carrier: &'a dyn Carrier,
+    runner: &'a Runner,
+    /// Its frame sat on some stack before the step (a fresh runner's):
+    /// whether it was made in the step cannot be told, so it is looked at.
+    was_seated: bool,
+}
+
+impl Drop for Carried<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.carrier.let_go();
+        if self.was_seated || self.runner.seated() {
+            crate::stack_context::leave_carried_rider();
+        }
     }
 }

@@ -88,11 +88,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future as StdFuture;
+use std::rc::Rc;
 
 use super::Exchange;
 use crate::error::{Error, ErrorKind};
 use crate::gen::{self, Runner};
 use crate::ioloop::IOLoop;
+use crate::stack_context;
 
 /// The `async` block of an exchange, as its [`Exchange`] sees it: kept in
 /// the exchange (no allocation of its own), so that the client leaving can
@@ -110,11 +112,56 @@ pub(crate) struct CoroutineSlot {
     /// The handler's `prepare` is running: a block started now is an
     /// `async` prepare.
     in_prepare: Cell<bool>,
+    /// What carries the block's runner frame through its first poll.
+    pub(super) carrier: Carrier,
     /// The running block is the handler's `async` prepare.
     prepare_block: Cell<bool>,
     /// The prepare block was still waiting when `prepare` returned: the
     /// verb method runs when it ends.
     verb_waits: Cell<bool>,
+}
+
+/// The request's frame as a carrier of its block's runner frame (see
+/// `gen::Carrier`): state in `Cell`s, each step a load or a store.
+#[derive(Default)]
+pub(super) struct Carrier {
+    /// The request's frame is deferred (by `run_async`) and unmade.
+    pub(super) unmade: Cell<bool>,
+    /// A runner frame is carried (`carried` holds it).
+    carrying: Cell<bool>,
+    carried: Cell<Option<Rc<dyn stack_context::Deferred>>>,
+}
+
+impl Carrier {
+    /// Carries `frame` if the request's frame is deferred and unmade and
+    /// carries none.
+    #[inline]
+    pub(super) fn carry(&self, frame: Rc<dyn stack_context::Deferred>) -> bool {
+        if !self.unmade.get() || self.carrying.replace(true) {
+            return false;
+        }
+        self.carried.set(Some(frame));
+        true
+    }
+
+    /// Lets go of the frame carried.
+    #[inline]
+    pub(super) fn let_go(&self) {
+        self.carrying.set(false);
+        // The runner's handle (not its last).
+        drop(self.carried.take());
+    }
+
+    /// The frame carried, if any.
+    pub(super) fn rider(&self) -> Option<Rc<dyn stack_context::Deferred>> {
+        if !self.carrying.get() {
+            return None;
+        }
+        let carried = self.carried.take();
+        let rider = carried.clone();
+        self.carried.set(carried);
+        rider
+    }
 }
 
 impl CoroutineSlot {

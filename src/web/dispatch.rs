@@ -56,11 +56,6 @@ pub(super) struct Entered {
     /// `None` while deferred and not yet made.
     context: Option<RequestContext>,
     _current: Current,
-    /// Deferred, and made since (whether or not it entered anything).
-    made: bool,
-    /// The runner frame of the block `run_async` started, carried through
-    /// its first poll (see `gen::Carrier`).
-    rider: Option<Rc<dyn stack_context::Deferred>>,
 }
 
 /// How the request context was entered.
@@ -77,9 +72,7 @@ enum Current {
 /// scheduled, a coroutine that waits) makes it as `set_async` would have.
 impl stack_context::Deferred for super::exchange::Inner {
     fn make(self: Rc<Self>) -> Option<stack_context::Context> {
-        if let Some(entered) = self.entered.borrow_mut().as_mut() {
-            entered.made = true;
-        }
+        self.coroutine.carrier.unmade.set(false);
         let x = Exchange { inner: self };
         let app = x.inner.app.upgrade()?;
         let context = app.request_context();
@@ -94,34 +87,21 @@ impl stack_context::Deferred for super::exchange::Inner {
     /// The frame of the block `run_async` started, while its first poll
     /// runs (made over the request's, right after it).
     fn rider(&self) -> Option<Rc<dyn stack_context::Deferred>> {
-        self.entered.borrow().as_ref()?.rider.clone()
+        self.coroutine.carrier.rider()
     }
 }
 
 /// The request's frame, deferred by `run_async` and not yet made, carries
 /// the frame of the block's runner through the block's first poll.
 impl crate::gen::Carrier for super::exchange::Inner {
+    #[inline]
     fn carry(&self, frame: Rc<dyn stack_context::Deferred>) -> bool {
-        let mut entered = self.entered.borrow_mut();
-        match entered.as_mut() {
-            Some(e)
-                if !e.made && e.rider.is_none() && matches!(e._current, Current::Deferred(_)) =>
-            {
-                e.rider = Some(frame);
-                true
-            }
-            _ => false,
-        }
+        self.coroutine.carrier.carry(frame)
     }
 
+    #[inline]
     fn let_go(&self) {
-        let rider = self
-            .entered
-            .borrow_mut()
-            .as_mut()
-            .and_then(|e| e.rider.take());
-        // The runner's handle, dropped with no borrow held.
-        drop(rider);
+        self.coroutine.carrier.let_go();
     }
 }
 
@@ -146,9 +126,9 @@ impl Exchange {
         *self.inner.entered.borrow_mut() = Some(Entered {
             context: None,
             _current: Current::Deferred(deferral),
-            made: false,
-            rider: None,
         });
+        // Deferred and unmade: it can carry the block's runner frame.
+        self.inner.coroutine.carrier.unmade.set(true);
     }
 }
 
@@ -165,6 +145,7 @@ impl AppInner {
         let value = f();
         x.method_running(None);
         if let Some(entered) = x.take_entered() {
+            x.inner.coroutine.carrier.unmade.set(false);
             self.leave_context(entered);
         }
         value
@@ -186,8 +167,6 @@ impl AppInner {
         Some(Entered {
             context: Some(context),
             _current: Current::Now(current),
-            made: true,
-            rider: None,
         })
     }
 
@@ -205,15 +184,8 @@ impl AppInner {
     /// Leaves the request context; keeps it for the next request unless a
     /// callback captured it (it is then that request's).
     fn leave_context(&self, entered: Entered) {
-        let Entered {
-            context,
-            _current,
-            rider,
-            ..
-        } = entered;
+        let Entered { context, _current } = entered;
         drop(_current);
-        // (Let go of when the block's first poll ended; not reached.)
-        drop(rider);
         // Deferred and never made: nothing was entered.
         let Some(context) = context else {
             return;

@@ -54,12 +54,15 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
 
 use crate::callback::{self, CallbackReturn, Origin};
 use crate::error::{Error, ErrorKind};
 use crate::stack_context::Context;
+
+mod polling;
+pub(crate) use polling::{poll_with, polling_wake, Polling};
 
 enum Slot<T> {
     Pending,
@@ -631,54 +634,6 @@ impl<T: 'static> std::future::Future for Future<T> {
         self.register_poller(cx.waker());
         Poll::Pending
     }
-}
-
-/// The `async` coroutine being polled on this thread: the `Rc` that wakes
-/// its `Runner` and the `std` waker it polls with. A future that is polled
-/// with that very waker registers the `Rc` instead: no atomics, no queue.
-pub(crate) struct Polling {
-    /// The coroutine's runner (weak: the coroutine owns this).
-    pub(crate) wake: Weak<dyn Wake>,
-    /// The `std` waker the coroutine is polled with.
-    pub(crate) waker: Waker,
-}
-
-thread_local! {
-    // No destructor (`ManuallyDrop`): read inline, with no check that one
-    // is registered, twice per poll. Nothing to drop at the thread's end:
-    // it holds a coroutine only while that one is polled.
-    static POLLING: std::mem::ManuallyDrop<RefCell<Option<Rc<Polling>>>> =
-        const { std::mem::ManuallyDrop::new(RefCell::new(None)) };
-}
-
-/// Runs `f` (a poll) with `polling` as this thread's current coroutine;
-/// the previous one is back afterwards, on unwinding too (polls nest when a
-/// completion inside one resumes another coroutine).
-pub(crate) fn with_polling<R>(polling: &Rc<Polling>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Rc<Polling>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let prev = self.0.take();
-            POLLING.with(|p| *p.borrow_mut() = prev);
-        }
-    }
-    let prev = POLLING.with(|p| p.borrow_mut().replace(polling.clone()));
-    let _restore = Restore(prev);
-    f()
-}
-
-/// The current coroutine's `Rc` waker, if `waker` is the one it is polled
-/// with (not a waker a combinator inside it made for its own children).
-pub(crate) fn polling_wake(waker: &Waker) -> Option<Rc<dyn Wake>> {
-    POLLING.with(|p| {
-        let p = p.borrow();
-        let p = p.as_ref()?;
-        if p.waker.will_wake(waker) {
-            p.wake.upgrade()
-        } else {
-            None
-        }
-    })
 }
 
 /// Whether two `Rc<dyn Wake>` are one object (compares addresses only, not

@@ -76,7 +76,7 @@ use crate::catch::{self, CallbackReturn, Origin};
 use crate::error::Error;
 
 mod deferred;
-pub(crate) use deferred::{defer, Deferral, Deferred};
+pub(crate) use deferred::{defer_on, defer_riding, leave_carried_rider, Deferral, Deferred};
 
 /// A captured context stack: the innermost frame, or none.
 ///
@@ -98,13 +98,13 @@ enum FrameKind {
     /// An `ExceptionStackContext`: its handler and its on-switch.
     Exception(Handler, Rc<Cell<bool>>),
     /// Stands for unmade deferred frames while it is current (see
-    /// [`defer`]); never captured (capturing makes them), and skipped by
+    /// [`defer`](deferred::defer)); never captured (capturing makes them), and skipped by
     /// routing and guards were it ever.
     Deferred,
 }
 
 /// The thread's current stack, with its deferred frames (see
-/// [`defer`]): one thread-local, so that capturing the stack, entering a
+/// [`defer`](deferred::defer)): one thread-local, so that capturing the stack, entering a
 /// context or deferring a frame is one access.
 struct Current {
     /// The current stack; the thread's marker frame while unmade deferred
@@ -116,6 +116,9 @@ struct Current {
     marker: Option<Context>,
     /// Deferred frames not yet left, innermost last.
     pending: Vec<deferred::Pending>,
+    /// A frame riding on the innermost pending one (see
+    /// [`deferred::defer_riding`]).
+    rider: Option<deferred::Rider>,
 }
 
 thread_local! {
@@ -130,6 +133,7 @@ thread_local! {
             ctx: Context(None),
             marker: None,
             pending: Vec::new(),
+            rider: None,
         }))
     };
     static JANITOR_SET: Cell<bool> = const { Cell::new(false) };
@@ -165,6 +169,7 @@ impl Drop for Janitor {
                 ctx: std::mem::take(&mut c.ctx),
                 marker: c.marker.take(),
                 pending: std::mem::take(&mut c.pending),
+                rider: c.rider.take(),
             })
         });
         // Dropped with no borrow held: a frame's handler is user code.
@@ -174,7 +179,7 @@ impl Drop for Janitor {
 
 impl Context {
     /// The stack that is current on this thread now (its deferred frames
-    /// made first, if any: see [`defer`]).
+    /// made first, if any: see [`defer`](deferred::defer)).
     #[inline]
     pub(crate) fn capture() -> Context {
         let quick = CURRENT.with(|c| {
@@ -190,6 +195,12 @@ impl Context {
     /// The empty stack (what `spawn_callback` and remote callbacks get).
     pub(crate) const fn empty() -> Context {
         Context(None)
+    }
+
+    /// The number [`current_id`] gives for this stack.
+    #[inline]
+    fn id(&self) -> usize {
+        self.0.as_ref().map_or(0, |f| Rc::as_ptr(f) as usize)
     }
 
     /// Whether this is the marker of unmade deferred frames.
@@ -271,13 +282,12 @@ impl Drop for Restore {
 /// whether it is still the current one.
 #[inline]
 pub(crate) fn current_id() -> usize {
-    let id = |ctx: &Context| ctx.0.as_ref().map_or(0, |f| Rc::as_ptr(f) as usize);
     let quick = CURRENT.with(|c| {
         let c = c.borrow();
-        (!c.ctx.is_marker()).then(|| id(&c.ctx))
+        (!c.ctx.is_marker()).then(|| c.ctx.id())
     });
     // Deferred frames are current too: made, so that they have an id.
-    quick.unwrap_or_else(|| id(&deferred::capture_making()))
+    quick.unwrap_or_else(|| deferred::capture_making().id())
 }
 
 fn set_current(ctx: Context) -> Restore {
@@ -529,7 +539,7 @@ impl ReusableContext {
     }
 
     /// The frame, if it sits on the current stack (entering it is then as
-    /// good as making it now): for entering it lazily (see [`defer`]).
+    /// good as making it now): for entering it lazily (see [`defer`](deferred::defer)).
     #[inline]
     pub(crate) fn frame(&self) -> Option<Context> {
         self.fits().then(|| self.ctx.clone())

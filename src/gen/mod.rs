@@ -104,6 +104,8 @@
 //! ```
 
 mod awaitable;
+mod blocks;
+mod completion;
 mod multi;
 mod points;
 mod runner;
@@ -114,12 +116,13 @@ mod value;
 #[cfg(feature = "stackful")]
 pub use crate::greenlet::{stackful, Co, Stackful};
 pub use awaitable::{timeout, PointFuture, Sleep, Timeout, Typed};
+/// For the web layer's `run_async`: the coroutine it may have to cancel.
+pub(crate) use completion::{Carrier, Completion};
 pub use multi::{multi, multi_keyed};
 pub use points::{
     moment, sleep, with_timeout, Callback, Multi, MultiKeyed, Next, Task, Wait, WaitAll,
     WaitIterator, YieldFuture, YieldPoint,
 };
-/// For the web layer's `run_async`: the coroutine it may have to cancel.
 pub(crate) use runner::WeakRunner;
 #[cfg(feature = "stackful")]
 pub(crate) use runner::{child_run_depth, drain_put_off, swap_run_depth};
@@ -321,7 +324,7 @@ where
     type Output = T;
     fn start<D: FnOnce(Result<T, Error>) + 'static>(self, done: D) {
         // The first poll on a pooled runner; see `shell.rs`.
-        shell::start(self, done, |done, _| done);
+        shell::start(self, completion::Plain(done), |done, _| done);
     }
 }
 
@@ -399,15 +402,7 @@ pub(crate) fn engine_async<T, F, D>(future: F, done: D)
 where
     T: 'static,
     F: std::future::Future<Output = Result<T, Error>> + 'static,
-    D: FnOnce(Result<T, Error>) + 'static,
+    D: Completion<T>,
 {
-    shell::start(future, done, move |done, ctx| {
-        let name = std::any::type_name::<D>();
-        move |result| {
-            callback::invoke(&ctx, Origin::Callback, name, || {
-                done(result);
-                Ok(())
-            })
-        }
-    });
+    shell::start(future, done, |done, ctx| completion::InCaller { done, ctx });
 }

@@ -19,7 +19,9 @@ use crate::callback::{self, Origin};
 use crate::error::{Error, ErrorKind};
 use crate::future::Wake;
 use crate::ioloop::IOLoop;
-use crate::stack_context::{Context, Deactivate, Deferred, ExceptionStackContext};
+
+mod first;
+use crate::stack_context::{Context, Deactivate, ExceptionStackContext};
 
 new_key_type! {
     /// A key made fresh by [`Runner::fresh_key`], unique for the runner's life.
@@ -176,6 +178,9 @@ struct Inner {
     running: Cell<bool>,
     finished: Cell<bool>,
     had_exception: Cell<bool>,
+    /// Its context frame may sit on some stack: made by `Deferred::make`
+    /// (or at birth) and not lifted off since.
+    seated: Cell<bool>,
     /// The caller's context plus the runner's own exception handler.
     ctx: RefCell<Context>,
     deactivate: RefCell<Option<Deactivate>>,
@@ -185,24 +190,6 @@ struct Inner {
     /// Keys registered while an `.await` starts its yield point, so that
     /// dropping the `.await` can give them up.
     recording: RefCell<Option<Vec<Key>>>,
-}
-
-/// A pooled runner's context frame, entered lazily for its first poll:
-/// seated on the caller's stack only if something captures the stack
-/// during the poll (or the coroutine waits).
-impl Deferred for Inner {
-    fn make(self: Rc<Self>) -> Option<Context> {
-        let mut ctx = self.ctx.borrow_mut();
-        let reseated = ctx.reparent(Context::capture());
-        let made = ctx.clone();
-        drop(ctx);
-        // `Ok`: the stack it sat on while idle (the empty one), dropped
-        // with no borrow held all the same. (`Err`, a frame shared already,
-        // cannot happen: a fresh runner's frame is not shared, and a pooled
-        // one was reparented when it was recycled.)
-        drop(reseated);
-        Some(made)
-    }
 }
 
 impl Wake for Inner {
@@ -244,6 +231,8 @@ impl Runner {
                 running: Cell::new(false),
                 finished: Cell::new(false),
                 had_exception: Cell::new(false),
+                // Made over the stack current at its birth.
+                seated: Cell::new(true),
                 ctx: RefCell::new(Context::empty()),
                 deactivate: RefCell::new(None),
                 woken: Cell::new(false),
@@ -651,117 +640,6 @@ impl Runner {
             deactivate.deactivate();
         }
     }
-
-    /// Whether this is the only strong handle on the runner.
-    pub(super) fn is_only_handle(&self) -> bool {
-        Rc::strong_count(&self.inner) == 1
-    }
-
-    /// Whether `run` would queue rather than run here (nested too deep).
-    pub(super) fn too_deep() -> bool {
-        RUN_DEPTH.with(Cell::get) >= MAX_NESTED_RUNS
-    }
-
-    /// The first step of a runner made [`blank`](Self::blank): `first`
-    /// runs as `resume` would, marked running, inside the runner's context
-    /// (and the trace's step). If it returns `true` it has installed a
-    /// generator waiting on a point (`wait_on`), and the runner goes on as
-    /// `run` does. Not when [`too_deep`](Self::too_deep).
-    ///
-    /// The context is entered lazily (`stack_context::defer`): its frame
-    /// is seated on the caller's stack, and made current, only when
-    /// something captures the stack during the step, as anything that
-    /// schedules a callback does; a coroutine that waits has it made
-    /// before it goes on. One that finishes having scheduled nothing
-    /// never had it made, and there is nothing to lift off.
-    pub(super) fn run_first<R>(&self, first: impl FnOnce(&Runner) -> (bool, R)) -> R {
-        let inner = &*self.inner;
-        let depth = RUN_DEPTH.with(Cell::get);
-        inner.started.set(true);
-        let value = {
-            let _running = Running::enter(self, depth);
-            let _deferral = crate::stack_context::defer(self.inner.clone());
-            log::trace!(target: "squall::gen", "send");
-            let (more, value) = first(self);
-            if more {
-                self.steps();
-            }
-            value
-        };
-        if depth == 0 {
-            while let Some(runner) = PUT_OFF.with(|q| q.borrow_mut().pop_front()) {
-                runner.run_here(0);
-            }
-        }
-        value
-    }
-
-    /// Gives a blank runner its generator, waiting on `point` (started by
-    /// the caller), as `steps` does when a generator yields.
-    pub(super) fn wait_on(&self, gen: Box<dyn ErasedGen>, point: Box<dyn YieldPoint>) {
-        *self.inner.gen.borrow_mut() = Some(gen);
-        log::trace!(target: "squall::gen", "start yield point");
-        *self.inner.point.borrow_mut() = Some(point);
-    }
-
-    /// Makes a finished runner (one [`conclude`](Self::conclude)d without
-    /// deactivating) blank again for the next coroutine, if nothing but
-    /// its caller and its own parts (`weak` weak handles) can reach it:
-    /// nobody holds it, nobody captured its context. Its context is lifted
-    /// off the stack it sat on (re-seated by [`reuse`](Self::reuse)). It
-    /// stays marked finished meanwhile, so a stray `run` does nothing.
-    pub(super) fn recycle(&self, weak: usize) -> bool {
-        let inner = &*self.inner;
-        if Rc::strong_count(&self.inner) != 1
-            || Rc::weak_count(&self.inner) != weak
-            || !inner.finished.get()
-            || inner.running.get()
-            || inner.gen.borrow().is_some()
-            || inner.pending_error.borrow().is_some()
-            || inner.recording.borrow().is_some()
-            || inner.deactivate.borrow().is_none()
-            // A key or point made after the end (a yield point's `Drop`
-            // registering a callback) would reach the next coroutine.
-            || !inner.keys.borrow().is_empty()
-            || inner.point.borrow().is_some()
-        {
-            return false;
-        }
-        let lifted = inner.ctx.borrow_mut().reparent(Context::empty());
-        // The stack it sat on may end here: dropped with no borrow held.
-        if lifted.is_err() {
-            return false;
-        }
-        drop(lifted);
-        inner.started.set(false);
-        inner.had_exception.set(false);
-        inner.woken.set(false);
-        true
-    }
-
-    /// Lifts a finished runner's context frame off the stack it sat on,
-    /// if nobody else holds the frame; whether it could. What the old
-    /// stack held goes (dropped with no borrow held).
-    pub(super) fn lift_context(&self) -> bool {
-        let lifted = self.inner.ctx.borrow_mut().reparent(Context::empty());
-        lifted.is_ok()
-    }
-
-    /// Unmarks a recycled runner finished: a new coroutine's runner, made
-    /// without allocating. (Its context is seated on the caller's stack
-    /// by [`run_first`](Self::run_first), lazily.)
-    pub(super) fn reuse(&self) -> bool {
-        self.inner.finished.set(false);
-        true
-    }
-
-    /// The stack the runner's context sits on: its caller's, once made
-    /// (see [`run_first`](Self::run_first)).
-    pub(super) fn caller_context(&self) -> Context {
-        // Made now if it was not: a coroutine that waits needs it.
-        drop(Context::capture());
-        self.inner.ctx.borrow().parent()
-    }
 }
 
 /// A [`Runner`] that may be gone: what an `async` coroutine's `std` waker
@@ -836,6 +714,7 @@ struct Running<'a> {
 }
 
 impl<'a> Running<'a> {
+    #[inline]
     fn enter(runner: &'a Runner, depth: u32) -> Running<'a> {
         runner.inner.running.set(true);
         RUN_DEPTH.with(|d| d.set(depth + 1));
@@ -844,6 +723,7 @@ impl<'a> Running<'a> {
 }
 
 impl Drop for Running<'_> {
+    #[inline]
     fn drop(&mut self) {
         RUN_DEPTH.with(|d| d.set(self.depth));
         self.runner.inner.running.set(false);

@@ -25,32 +25,42 @@
 //! its shell has nothing to lift off. A finished coroutine's result goes
 //! to `done` directly, not through a callback.
 //!
+//! Most first polls reach nothing: the runner is lent to no future
+//! (`Polling` says), its frame is never made, its waker is neither kept
+//! nor woken. Such a runner is as it was but for being started, so it
+//! skips `conclude` and the checks of `recycle` and goes straight back.
+//! The block is pinned in the box the last block of its type was
+//! (`blocks.rs`), dropped in place when it ends.
+//!
 //! ```
 //! use squall::{gen, Future, IOLoop};
 //!
 //! let io_loop = IOLoop::new()?;
-//! // Finishes in its first poll: no allocation but the block's box (and
-//! // the Future `coroutine` returns), once the thread has a shell.
+//! // Finishes in its first poll: no allocation but the Future `coroutine`
+//! // returns (and the one awaited), once the thread has a shell and a box
+//! // for blocks of this type.
 //! let n = io_loop.run_sync(|| gen::coroutine(async { Ok(Future::ready(20).await? + 1) }), None)?;
 //! assert_eq!(n, 21);
 //! # Ok::<(), squall::Error>(())
 //! ```
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future as StdFuture;
 use std::mem::ManuallyDrop;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 
+use super::blocks::Pinned;
+use super::completion::Completion;
 use super::runner::Runner;
 use super::task::{
     thread_tag, wakes_queued, AsyncDriver, Entry, Suspend, TaskId, TaskWaker, LOCAL,
 };
-use crate::callback;
 use crate::error::Error;
-use crate::future::{with_polling, Polling};
+use crate::future::{poll_with, Polling};
 use crate::ioloop::IOLoop;
 use crate::stack_context::Context as StackContext;
 
@@ -60,6 +70,9 @@ struct Shell {
     polling: Rc<Polling>,
     waker: Arc<TaskWaker>,
     task: TaskId,
+    /// The box the last block polled on it was pinned in (see
+    /// `blocks.rs`), empty, for the next block of its type.
+    block: Option<Box<dyn Any>>,
 }
 
 /// The weak handles on a shell's runner that are the shell's own: its
@@ -80,6 +93,9 @@ thread_local! {
     // thread makes its first shell (every shell in them was made on this
     // thread), drops what they hold when the thread ends.
     static POOL: ManuallyDrop<RefCell<Vec<Shell>>> = const { ManuallyDrop::new(RefCell::new(Vec::new())) };
+    /// The pool's first place, apart: a move in or out of a `Cell`, small
+    /// enough to be inlined, for the usual coroutine (one at a time).
+    static FIRST: ManuallyDrop<Cell<Option<Shell>>> = const { ManuallyDrop::new(Cell::new(None)) };
     static RETIRED: ManuallyDrop<RefCell<VecDeque<Shell>>> =
         const { ManuallyDrop::new(RefCell::new(VecDeque::new())) };
     static JANITOR: Janitor = const { Janitor };
@@ -95,7 +111,9 @@ struct Janitor;
 impl Drop for Janitor {
     fn drop(&mut self) {
         ENDED.with(|e| e.set(true));
+        let first = FIRST.with(|f| f.take());
         let pool = POOL.with(|p| p.try_borrow_mut().map(|mut p| std::mem::take(&mut *p)));
+        drop(first);
         let retired = RETIRED.with(|r| r.try_borrow_mut().map(|mut r| std::mem::take(&mut *r)));
         drop((pool, retired));
     }
@@ -118,20 +136,34 @@ impl Shell {
             home: thread_tag(),
             remote: IOLoop::try_current().map(|l| l.remote()),
         });
-        let polling = Rc::new(Polling {
-            wake: runner.weak_waker(),
-            waker: Waker::from(waker.clone()),
-        });
+        let polling = Rc::new(Polling::new(
+            runner.weak_waker(),
+            Waker::from(waker.clone()),
+        ));
         Shell {
             runner,
             polling,
             waker,
             task,
+            block: None,
         }
     }
 
     /// A shell from the pool (for the current loop), or a new one.
+    #[inline]
     fn take() -> Shell {
+        if let Some(shell) = FIRST.with(|f| f.take()) {
+            // A waker must lead to the loop the coroutine runs on.
+            if IOLoop::current_is(shell.waker.remote.as_ref()) && shell.runner.reuse() {
+                return shell;
+            }
+            shell.discard();
+        }
+        Shell::take_pooled()
+    }
+
+    /// [`take`](Self::take) past the first place.
+    fn take_pooled() -> Shell {
         let mut reclaimed = false;
         loop {
             let pooled = POOL.with(|p| p.borrow_mut().pop());
@@ -153,10 +185,43 @@ impl Shell {
     /// else its runner is done with for good. `wakes`: what
     /// `wakes_queued` said before its first poll, if it finished in it.
     fn recycle(self, wakes: Option<u64>) {
+        // (Cleared for the next coroutine's first poll.)
+        self.polling.take_lent();
         let clean = self.clean(wakes) && self.runner.recycle(OWN_WEAK);
         if !clean {
             return self.discard();
         }
+        self.pool();
+    }
+
+    /// After a first poll that finished: whether nothing reached the
+    /// runner (see [`Runner::untouched`]), lent out by `Polling` or
+    /// not, and nobody kept or woke the waker (`wakes`: what
+    /// `wakes_queued` said before the poll). Clears the lending mark.
+    #[inline]
+    fn untouched(&self, wakes: u64) -> bool {
+        !self.polling.take_lent()
+            && self.runner.untouched()
+            && Rc::strong_count(&self.polling) == 1
+            // Ours and the one inside `polling.waker`.
+            && Arc::strong_count(&self.waker) == 2
+            && wakes == wakes_queued()
+    }
+
+    /// Into the pool (a shell known to be clean), or dropped if it is full.
+    #[inline]
+    fn pool(self) {
+        if ENDED.with(Cell::get) {
+            return self.discard();
+        }
+        // The first place; the shell that was there goes on to the rest.
+        if let Some(other) = FIRST.with(|f| f.replace(Some(self))) {
+            other.pool_rest();
+        }
+    }
+
+    /// Into the pool past its first place.
+    fn pool_rest(self) {
         let full = POOL
             .try_with(|p| {
                 let mut p = p.borrow_mut();
@@ -232,6 +297,7 @@ pub(super) fn retire(polling: Rc<Polling>, waker: Arc<TaskWaker>, task: TaskId) 
         polling,
         waker,
         task,
+        block: None,
     };
     let evicted = RETIRED
         .try_with(|r| {
@@ -298,16 +364,17 @@ fn reclaim() -> bool {
 
 /// Starts the `async` coroutine `future`, which delivers to `done`: its
 /// first poll on a pooled shell, its runner taking over only if it waits.
-/// A coroutine that finishes in its first poll calls `done` itself, once
-/// it is out of the runner's context; one that waits calls what
+/// A coroutine that finishes in its first poll completes `done` itself,
+/// once it is out of the runner's context; one that waits completes what
 /// `later(done, caller)` makes when it ends (`caller`: the stack it was
 /// started on, which is not current then; `engine` enters it again).
+/// `done`'s hooks are asked before each poll and told of each wait.
 pub(super) fn start<T, F, D, L>(future: F, done: D, later: impl FnOnce(D, StackContext) -> L)
 where
     T: 'static,
     F: StdFuture<Output = Result<T, Error>> + 'static,
-    D: FnOnce(Result<T, Error>) + 'static,
-    L: FnOnce(Result<T, Error>) + 'static,
+    D: Completion<T>,
+    L: Completion<T>,
 {
     if Runner::too_deep() {
         // Queued for the outermost run, as any run this deep.
@@ -320,18 +387,28 @@ where
         polling,
         waker,
         task,
+        block: kept,
     } = Shell::take();
-    let mut block = Box::pin(future);
+    // Pinned in the box the shell's last block was, if of its type.
+    let (mut block, mut kept) = Pinned::new(future, kept);
     let wakes = wakes_queued();
+    let carrier = done.carrier();
     let mut done = Some(done);
     let mut later = Some(later);
-    let finished = runner.run_first(|runner| {
-        let pinned = block.as_mut();
-        let poll = || {
-            with_polling(&polling, || {
-                let mut cx = Context::from_waker(&polling.waker);
-                callback::catch_value(move || pinned.poll(&mut cx))
-            })
+    let finished = runner.run_first(carrier.as_deref(), |runner| {
+        let pinned = block.slot().as_mut();
+        let refused = done.as_ref().and_then(Completion::refused);
+        let poll = || match refused {
+            // Ended before it began (as if it had returned the error).
+            Some(err) => Ok(Poll::Ready(Err(err))),
+            None => poll_with(&polling, move |cx| match pinned.as_pin_mut() {
+                Some(block) => block.poll(cx),
+                // (Not reached: it was just put there.)
+                None => Poll::Ready(Err(Error::new(
+                    crate::ErrorKind::InvalidState,
+                    "no block to poll",
+                ))),
+            }),
         };
         #[cfg(feature = "trace")]
         let polled = crate::trace::step(std::any::type_name::<F>(), poll);
@@ -341,42 +418,137 @@ where
             Ok(Poll::Pending) => {
                 // It waits: an ordinary coroutine from here on, on this
                 // shell's runner, suspended as `AsyncDriver::resume` does.
-                let done = done.take().expect("done taken once");
+                let mut done = done.take().expect("done taken once");
+                done.waiting(runner);
                 let later = later.take().expect("later taken once");
                 // Its context made now, if nothing captured it yet: the
                 // runner's later steps run in it.
                 let done = later(done, runner.caller_context());
                 let parts = (polling, waker, task);
-                let driver = AsyncDriver::adopt(block, done, parts, runner);
+                let driver = AsyncDriver::adopt(block.into_slot(), done, parts, runner);
                 runner.wait_on(Box::new(driver), Box::new(Suspend));
                 return (true, None);
             }
             Ok(Poll::Ready(output)) => output,
             Err(panic) => Err(panic),
         };
-        let leaked = runner.conclude(result.is_err(), false);
-        // The block (and what it still holds) goes before `done` runs.
-        drop(block);
+        // Reached by something (a future it awaited, a callback that
+        // captured its context): concluded as ever, before the block goes.
+        // Else nothing can have registered on it, and the check that
+        // nothing reached it either waits for the block's drop.
+        let reached = polling.lent() || runner.seated();
+        let leaked = match reached {
+            true => runner.conclude(result.is_err(), false),
+            false => None,
+        };
+        // The block (and what it still holds) goes before `done` runs;
+        // its box is kept for the next.
+        let room = kept.is_none();
+        if let Some(back) = block.give_back(room) {
+            kept = Some(back);
+        }
         let result = match leaked {
             Some(err) => Err(err),
             None => result,
         };
-        (false, Some((result, polling, waker)))
+        (false, Some((result, polling, waker, reached)))
     });
-    if let Some((result, polling, waker)) = finished {
-        // Back in the pool first: a coroutine `done` starts may use it.
-        Shell {
+    if let Some((result, polling, waker, concluded)) = finished {
+        let shell = Shell {
             runner,
             polling,
             waker,
             task,
+            block: kept,
+        };
+        // Back in the pool first: a coroutine `done` starts may use it.
+        if !concluded && shell.untouched(wakes) {
+            // Nothing reached its runner, its waker or its context: the
+            // usual handler. No state to check or reset but being started.
+            shell.runner.end_untouched();
+            shell.pool();
+        } else {
+            if !concluded {
+                // Reached only on the way out (its waker woken, or kept,
+                // or its context captured as the block went): nothing
+                // registered on it, nothing leaked.
+                let leaked = shell.runner.conclude(false, false);
+                debug_assert!(leaked.is_none());
+            }
+            shell.recycle(Some(wakes));
         }
-        .recycle(Some(wakes));
         // Out of the runner's context, no longer running: as the runner
         // would have delivered, but with the caller's stack current
         // already (`engine` enters it for nothing).
         if let Some(done) = done.take() {
-            done(result);
+            done.complete(result);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shell on top of this thread's pool: its `Polling`'s address.
+    fn top() -> Option<*const Polling> {
+        with_top(|s| Rc::as_ptr(&s.polling))
+    }
+
+    /// Runs `f` on the shell on top of the pool (its first place).
+    fn with_top<R>(f: impl FnOnce(&Shell) -> R) -> Option<R> {
+        let shell = FIRST.with(|p| p.take())?;
+        let r = f(&shell);
+        FIRST.with(|p| p.set(Some(shell)));
+        Some(r)
+    }
+
+    fn warm() -> *const Polling {
+        let f = super::super::coroutine(async { Ok(0) });
+        assert_eq!(f.result().unwrap(), 0);
+        top().expect("pooled")
+    }
+
+    #[test]
+    fn a_coroutine_nothing_reaches_leaves_its_shell_as_it_found_it() {
+        let shell = warm();
+        for i in 0..3 {
+            let f = super::super::coroutine(async move { Ok(i) });
+            assert_eq!(f.result().unwrap(), i);
+            assert_eq!(top(), Some(shell), "the same shell, back on top");
+            with_top(|s| {
+                assert!(s.runner.finished() && !s.runner.seated());
+                assert!(!s.polling.lent());
+            })
+            .expect("pooled");
+        }
+    }
+
+    #[test]
+    fn a_runner_reached_in_the_first_poll_is_checked_and_reset_as_ever() {
+        warm();
+        // Its own waker woken (no loop: the wake is delivered at once, to
+        // the runner being polled): reset before it is reused.
+        let f = super::super::coroutine(std::future::poll_fn(|cx| {
+            cx.waker().wake_by_ref();
+            Poll::Ready(Ok(1))
+        }));
+        assert_eq!(f.result().unwrap(), 1);
+        with_top(|s| assert!(!s.runner.take_woken(), "no stray wake kept")).expect("pooled");
+        // Lent to a future that looked it up: the mark cleared again.
+        let f = super::super::coroutine(std::future::poll_fn(|cx| {
+            let runner = Runner::polling(cx.waker()).expect("its runner");
+            Poll::Ready(Ok(runner.pending_callbacks()))
+        }));
+        assert_eq!(f.result().unwrap(), 0);
+        with_top(|s| assert!(!s.polling.lent())).expect("pooled");
+        // A key registered and never waited for is still reported.
+        let f = super::super::coroutine(std::future::poll_fn(|cx| {
+            let runner = Runner::polling(cx.waker()).expect("its runner");
+            runner.register_callback("never")?;
+            Poll::Ready(Ok(()))
+        }));
+        let err = f.result().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::LeakedCallback);
     }
 }

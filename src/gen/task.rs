@@ -22,26 +22,27 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future as StdFuture;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 
 use slotmap::{new_key_type, SlotMap};
 
+use super::blocks::Slot;
+use super::completion::Completion;
 use super::runner::{ErasedGen, WeakRunner};
 use super::{Resume, Runner, Value, YieldPoint};
-use crate::callback;
 use crate::error::{Error, ErrorKind};
-use crate::future::{with_polling, Polling};
+use crate::future::{poll_with, Polling};
 use crate::ioloop::{IOLoop, Remote};
 
 /// Drives an `async` block as the Runner's generator.
 pub(crate) struct AsyncDriver<F: StdFuture, D> {
     /// Boxed once, so it never moves while it is polled: that is the whole
-    /// of what `Pin` asks for here.
-    future: Pin<Box<F>>,
+    /// of what `Pin` asks for here. (The box may have held an earlier
+    /// block of its type, see `blocks.rs`; `None` never, here.)
+    future: Slot<F>,
     /// Made at the first resume, when the runner is known.
     polling: Option<Rc<Polling>>,
     /// The waker's own `Arc`, to see whether a clone of it got out.
@@ -58,13 +59,13 @@ impl<T, F, D> AsyncDriver<F, D>
 where
     T: 'static,
     F: StdFuture<Output = Result<T, Error>> + 'static,
-    D: FnOnce(Result<T, Error>) + 'static,
+    D: Completion<T>,
 {
     /// The driver of a block whose first poll (see `shell.rs`) was pending:
     /// the block, pinned where it was polled, and the waker it was polled
     /// with, its table entry pointing at `runner`.
     pub(super) fn adopt(
-        future: Pin<Box<F>>,
+        future: Slot<F>,
         done: D,
         parts: (Rc<Polling>, Arc<TaskWaker>, TaskId),
         runner: &Runner,
@@ -85,7 +86,7 @@ where
 
     pub(crate) fn new(future: F, done: D) -> Self {
         AsyncDriver {
-            future: Box::pin(future),
+            future: Box::pin(Some(future)),
             polling: None,
             waker: None,
             task: None,
@@ -116,10 +117,7 @@ where
         });
         let waker = Waker::from(arc.clone());
         self.waker = Some(arc);
-        let polling = Rc::new(Polling {
-            wake: runner.weak_waker(),
-            waker,
-        });
+        let polling = Rc::new(Polling::new(runner.weak_waker(), waker));
         self.polling = Some(polling.clone());
         polling
     }
@@ -163,7 +161,7 @@ impl<T, F, D> ErasedGen for AsyncDriver<F, D>
 where
     T: 'static,
     F: StdFuture<Output = Result<T, Error>> + 'static,
-    D: FnOnce(Result<T, Error>) + 'static,
+    D: Completion<T>,
 {
     fn resume(&mut self, input: Resume, runner: &Runner) -> Option<Box<dyn YieldPoint>> {
         if let Resume::Error(err) = input {
@@ -175,15 +173,24 @@ where
             self.output = Some(Err(err));
             return None;
         }
+        if let Some(err) = self.done.as_ref().and_then(Completion::refused) {
+            // Its receiver ends it: as if the block had returned `err`.
+            self.output = Some(Err(err));
+            return None;
+        }
         let polling = self.polling(runner);
-        let future = self.future.as_mut();
-        let polled = with_polling(&polling, || {
-            let mut cx = Context::from_waker(&polling.waker);
-            callback::catch_value(move || future.poll(&mut cx))
-        });
+        let Some(future) = self.future.as_mut().as_pin_mut() else {
+            // (Not reached: the block is there until the driver goes.)
+            self.output = Some(Err(Error::new(ErrorKind::InvalidState, "no block to poll")));
+            return None;
+        };
+        let polled = poll_with(&polling, move |cx| future.poll(cx));
         match polled {
             Ok(Poll::Pending) => {
                 self.hold_if_waker_escaped(runner);
+                if let Some(done) = self.done.as_mut() {
+                    done.waiting(runner);
+                }
                 Some(Box::new(Suspend))
             }
             Ok(Poll::Ready(output)) => {
@@ -216,7 +223,7 @@ where
         }
         // The block (and what it still holds) goes before `done` runs.
         drop(self);
-        done(result);
+        done.complete(result);
     }
 
     fn failed(&self) -> bool {
@@ -395,6 +402,7 @@ fn drain_ready() {
 mod tests {
     use super::*;
     use crate::future::Future;
+    use std::pin::Pin;
 
     /// The runner of the coroutine this is awaited in.
     fn own_runner() -> impl StdFuture<Output = Runner> {

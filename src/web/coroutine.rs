@@ -88,12 +88,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future as StdFuture;
-use std::task::Poll;
+use std::rc::Rc;
 
 use super::Exchange;
 use crate::error::{Error, ErrorKind};
 use crate::gen::{self, Runner};
 use crate::ioloop::IOLoop;
+use crate::stack_context;
 
 /// The `async` block of an exchange, as its [`Exchange`] sees it: kept in
 /// the exchange (no allocation of its own), so that the client leaving can
@@ -111,11 +112,56 @@ pub(crate) struct CoroutineSlot {
     /// The handler's `prepare` is running: a block started now is an
     /// `async` prepare.
     in_prepare: Cell<bool>,
+    /// What carries the block's runner frame through its first poll.
+    pub(super) carrier: Carrier,
     /// The running block is the handler's `async` prepare.
     prepare_block: Cell<bool>,
     /// The prepare block was still waiting when `prepare` returned: the
     /// verb method runs when it ends.
     verb_waits: Cell<bool>,
+}
+
+/// The request's frame as a carrier of its block's runner frame (see
+/// `gen::Carrier`): state in `Cell`s, each step a load or a store.
+#[derive(Default)]
+pub(super) struct Carrier {
+    /// The request's frame is deferred (by `run_async`) and unmade.
+    pub(super) unmade: Cell<bool>,
+    /// A runner frame is carried (`carried` holds it).
+    carrying: Cell<bool>,
+    carried: Cell<Option<Rc<dyn stack_context::Deferred>>>,
+}
+
+impl Carrier {
+    /// Carries `frame` if the request's frame is deferred and unmade and
+    /// carries none.
+    #[inline]
+    pub(super) fn carry(&self, frame: Rc<dyn stack_context::Deferred>) -> bool {
+        if !self.unmade.get() || self.carrying.replace(true) {
+            return false;
+        }
+        self.carried.set(Some(frame));
+        true
+    }
+
+    /// Lets go of the frame carried.
+    #[inline]
+    pub(super) fn let_go(&self) {
+        self.carrying.set(false);
+        // The runner's handle (not its last).
+        drop(self.carried.take());
+    }
+
+    /// The frame carried, if any.
+    pub(super) fn rider(&self) -> Option<Rc<dyn stack_context::Deferred>> {
+        if !self.carrying.get() {
+            return None;
+        }
+        let carried = self.carried.take();
+        let rider = carried.clone();
+        self.carried.set(carried);
+        rider
+    }
 }
 
 impl CoroutineSlot {
@@ -134,27 +180,96 @@ impl CoroutineSlot {
     }
 }
 
-/// Resets the slot when the block goes, however it goes (finished, or
-/// dropped by its runner); a block dropped before it finished leaves an
-/// unfinished response behind, which is answered 500 rather than left
-/// hanging.
-struct SlotGuard {
+/// Where the block's result goes (`gen`'s driver calls it, see
+/// `gen::Completion`): the slot reset, then the response finished or the
+/// error answered. The driver asks it before each poll whether the client
+/// left (the block is then dropped unpolled) and tells it the runner when
+/// the block waits. Dropped uncalled (its coroutine dropped before it
+/// finished, nobody left who could wake it), it answers 500 rather than
+/// leave the response hanging.
+struct BlockEnd {
     x: Exchange,
+    /// The block is the handler's `async` prepare.
+    is_prepare: bool,
+    /// `complete` ran.
     completed: bool,
 }
 
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
+impl BlockEnd {
+    /// The block has gone: the slot free for another.
+    fn release(&self) {
         let slot = &self.x.inner.coroutine;
         slot.running.set(false);
         let runner = slot.runner.borrow_mut().take();
         drop(runner);
-        if self.completed || slot.cancelled.get() || self.x.finished() {
+    }
+}
+
+impl gen::Completion<()> for BlockEnd {
+    #[inline]
+    fn refused(&self) -> Option<Error> {
+        self.x
+            .inner
+            .coroutine
+            .cancelled
+            .get()
+            .then(|| Error::new(ErrorKind::StreamClosed, "the client closed the connection"))
+    }
+
+    /// Remembers the runner, to wake it should the client leave (once; it
+    /// is the same runner each time).
+    fn waiting(&mut self, runner: &Runner) {
+        let mut slot = self.x.inner.coroutine.runner.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(runner.downgrade());
+        }
+    }
+
+    /// The request's frame, deferred just before the block was made.
+    #[inline]
+    fn carrier(&self) -> Option<std::rc::Rc<dyn gen::Carrier>> {
+        Some(self.x.inner.clone())
+    }
+
+    fn complete(mut self, result: Result<(), Error>) {
+        self.completed = true;
+        self.release();
+        let x = &self.x;
+        if x.inner.coroutine.cancelled.get() {
+            // The client left; the handler heard it already.
             return;
         }
-        // Dropped unfinished (an error thrown into it, or nobody left who
-        // could wake it). On the next iteration, not inside the drop: by
-        // then the error thrown in has answered, or this does.
+        match result {
+            Err(err) => x.handler_failed(err),
+            // Tornado awaits `prepare`, then calls the verb method: at
+            // once if the block ended inside `prepare` (the caller does),
+            // else now.
+            Ok(()) if self.is_prepare => {
+                if x.inner.coroutine.verb_waits.replace(false) && !x.finished() {
+                    x.verb_after_prepare();
+                }
+                return;
+            }
+            Ok(()) => {}
+        }
+        if !x.finished() {
+            let _ = x.finish();
+        }
+    }
+}
+
+impl Drop for BlockEnd {
+    fn drop(&mut self) {
+        if self.completed {
+            return;
+        }
+        self.release();
+        let slot = &self.x.inner.coroutine;
+        if slot.cancelled.get() || self.x.finished() {
+            return;
+        }
+        // Dropped unfinished (nobody left who could wake it). On the next
+        // iteration, not inside the drop, which may be anywhere.
         let x = self.x.clone();
         let answer = move || {
             if !x.finished() {
@@ -255,60 +370,12 @@ impl Exchange {
         // of a block that waits, say).
         self.set_async_deferred();
         let block = f(self.clone());
-        let mut guard = SlotGuard {
+        let end = BlockEnd {
             x: self.clone(),
+            is_prepare,
             completed: false,
         };
-        let body = async move {
-            let mut block = std::pin::pin!(block);
-            std::future::poll_fn(move |cx| {
-                let slot = &guard.x.inner.coroutine;
-                let polled = if slot.cancelled.get() {
-                    Poll::Ready(Err(Error::new(
-                        ErrorKind::StreamClosed,
-                        "the client closed the connection",
-                    )))
-                } else {
-                    block.as_mut().poll(cx)
-                };
-                match polled {
-                    Poll::Ready(_) => guard.completed = true,
-                    // Waiting: remember the runner, to wake it should the
-                    // client leave (once; it is the same runner each time).
-                    Poll::Pending => {
-                        let mut runner = slot.runner.borrow_mut();
-                        if runner.is_none() {
-                            *runner = Runner::polling(cx.waker()).map(|r| r.downgrade());
-                        }
-                    }
-                }
-                polled
-            })
-            .await
-        };
-        let x = self.clone();
-        gen::engine_async(body, move |result: Result<(), Error>| {
-            if x.inner.coroutine.cancelled.get() {
-                // The client left; the handler heard it already.
-                return;
-            }
-            match result {
-                Err(err) => x.handler_failed(err),
-                // Tornado awaits `prepare`, then calls the verb method: at
-                // once if the block ended inside `prepare` (the caller does),
-                // else now.
-                Ok(()) if is_prepare => {
-                    if x.inner.coroutine.verb_waits.replace(false) && !x.finished() {
-                        x.verb_after_prepare();
-                    }
-                    return;
-                }
-                Ok(()) => {}
-            }
-            if !x.finished() {
-                let _ = x.finish();
-            }
-        });
+        gen::engine_async(block, end);
         Ok(())
     }
 

@@ -72,6 +72,7 @@ enum Current {
 /// scheduled, a coroutine that waits) makes it as `set_async` would have.
 impl stack_context::Deferred for super::exchange::Inner {
     fn make(self: Rc<Self>) -> Option<stack_context::Context> {
+        self.coroutine.carrier.unmade.set(false);
         let x = Exchange { inner: self };
         let app = x.inner.app.upgrade()?;
         let context = app.request_context();
@@ -81,6 +82,26 @@ impl stack_context::Deferred for super::exchange::Inner {
             entered.context = Some(context);
         }
         Some(frame)
+    }
+
+    /// The frame of the block `run_async` started, while its first poll
+    /// runs (made over the request's, right after it).
+    fn rider(&self) -> Option<Rc<dyn stack_context::Deferred>> {
+        self.coroutine.carrier.rider()
+    }
+}
+
+/// The request's frame, deferred by `run_async` and not yet made, carries
+/// the frame of the block's runner through the block's first poll.
+impl crate::gen::Carrier for super::exchange::Inner {
+    #[inline]
+    fn carry(&self, frame: Rc<dyn stack_context::Deferred>) -> bool {
+        self.coroutine.carrier.carry(frame)
+    }
+
+    #[inline]
+    fn let_go(&self) {
+        self.coroutine.carrier.let_go();
     }
 }
 
@@ -92,18 +113,22 @@ impl Exchange {
     /// the request's context.
     pub(super) fn set_async_deferred(&self) {
         self.inner.asynchronous.set(true);
-        if self.method_stack().is_none() || self.inner.entered.borrow().is_some() {
+        let Some(stack) = self.method_stack() else {
+            return;
+        };
+        if self.inner.entered.borrow().is_some() {
             return;
         }
-        if self.method_stack() != Some(stack_context::current_id()) {
+        let Some(deferral) = stack_context::defer_on(self.inner.clone(), stack) else {
             log::debug!("run_async() inside a stack context: the request's is not entered");
             return;
-        }
-        let deferral = stack_context::defer(self.inner.clone());
+        };
         *self.inner.entered.borrow_mut() = Some(Entered {
             context: None,
             _current: Current::Deferred(deferral),
         });
+        // Deferred and unmade: it can carry the block's runner frame.
+        self.inner.coroutine.carrier.unmade.set(true);
     }
 }
 
@@ -120,6 +145,7 @@ impl AppInner {
         let value = f();
         x.method_running(None);
         if let Some(entered) = x.take_entered() {
+            x.inner.coroutine.carrier.unmade.set(false);
             self.leave_context(entered);
         }
         value

@@ -255,7 +255,9 @@ pub(crate) type ErrorPage = fn(&Exchange, u16, Option<&Error>);
 /// method unless the response is finished, the finish unless it was left
 /// open, and `on_finish` once it is finished (`on_finish_ran` says so).
 /// In one catch, so a panicking `on_finish` is caught like one in `get`.
-#[inline]
+/// Always inlined: once per handler type, and an `async` handler's (whose
+/// verb method starts a coroutine) was otherwise left a call of its own.
+#[inline(always)]
 pub(super) fn steps<H: RequestHandler + ?Sized>(
     handler: &mut H,
     x: &Exchange,

@@ -509,7 +509,7 @@ impl TCPServer {
         self.stop();
         let done = Future::new();
         let io_loop = self.io_loop();
-        let deadline = io_loop.time() + grace;
+        let deadline = crate::ioloop::saturating_add(io_loop.time(), grace);
         poll_drained(self.inner.shared.clone(), io_loop, deadline, done.clone());
         done
     }

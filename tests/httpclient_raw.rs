@@ -633,3 +633,14 @@ fn credentials_do_not_follow_a_redirect_to_another_origin() {
     );
     assert_clean(&io_loop, &client);
 }
+
+#[test]
+fn timeouts_of_duration_max_mean_none_not_a_panic() {
+    let server = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnever");
+    let (io_loop, client) = setup(ClientConfig::new());
+    let req = HTTPRequest::new(format!("http://{}/", server.addr))
+        .connect_timeout(Duration::MAX)
+        .request_timeout(Duration::MAX);
+    assert_eq!(ok(fetch(&io_loop, &client, req)).text(), "never");
+    assert_clean(&io_loop, &client);
+}

@@ -185,6 +185,16 @@ fn a_saturated_deadline_never_fires_on_a_manual_clock() {
         io_loop.start().unwrap();
         stopper.join().unwrap();
         assert_eq!(*ran.borrow(), ["10 s"]);
+        // There, a timeout due now still runs: the clock's "now" is kept
+        // below "never".
+        let r = ran.clone();
+        io_loop.call_later(Duration::ZERO, move || r.borrow_mut().push("due now"));
+        let r = ran.clone();
+        io_loop.call_at(io_loop.time(), move || r.borrow_mut().push("at now"));
+        let stopper = stop_from_a_thread(&io_loop, Duration::from_millis(50));
+        io_loop.start().unwrap();
+        stopper.join().unwrap();
+        assert_eq!(*ran.borrow(), ["10 s", "due now", "at now"]);
     }
     io_loop.close();
 }

@@ -665,3 +665,16 @@ fn shutdown_with_nothing_open_is_done_at_once() {
         done
     });
 }
+
+#[test]
+fn a_grace_of_duration_max_waits_for_ever_rather_than_panicking() {
+    AsyncTest::new().run(|_| {
+        let server = TCPServer::new(|_s: IOStream, _: SocketAddr| ());
+        server
+            .listen_with(0, BindOptions::new().address("127.0.0.1"))
+            .unwrap();
+        let done = server.shutdown(Duration::MAX);
+        assert!(done.done());
+        done
+    });
+}

@@ -554,7 +554,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             0 => Duration::ZERO,
             rate => Duration::from_secs_f64(self.body_bytes.get() as f64 / rate as f64),
         };
-        start.elapsed().saturating_sub(held) > opts.body_timeout + earned
+        start.elapsed().saturating_sub(held) > opts.body_timeout.saturating_add(earned)
     }
 }
 

@@ -20,6 +20,7 @@ use super::url::Url;
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
 use crate::httputil::{has_token, ChunkedDecoder};
+use crate::ioloop::saturating_add;
 use crate::ioloop::TimeoutHandle;
 use crate::iostream::IOStream;
 use crate::netutil::AddressFamily;
@@ -170,8 +171,12 @@ impl Exchange {
 
     fn deadlines(&self) -> (Instant, Instant) {
         (
-            self.st.borrow().connect_started + self.request.connect_timeout,
-            self.started + self.request.request_timeout,
+            // Saturating: `Duration::MAX` is "no timeout", not a panic.
+            saturating_add(
+                self.st.borrow().connect_started,
+                self.request.connect_timeout,
+            ),
+            saturating_add(self.started, self.request.request_timeout),
         )
     }
 

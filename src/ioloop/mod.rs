@@ -103,6 +103,9 @@ pub use handlers::{Events, ToRawFd};
 pub use observer::{Observer, Span, SpanKind};
 pub use periodic::PeriodicCallback;
 pub use remote::Remote;
+/// `Instant + Duration` that never panics (a `Duration::MAX` timeout means
+/// "never"): for anything that turns a user's duration into a deadline.
+pub(crate) use timers::saturating_add;
 pub use timers::{Deadline, TimeoutHandle, TimerStats};
 
 use std::cell::{Cell, RefCell};
@@ -303,7 +306,10 @@ impl IOLoop {
     pub(super) fn now_ticks(&self) -> u64 {
         match &self.inner.clock {
             Clock::System => ticks::now(),
-            Clock::Manual(manual) => ticks::base().tick(manual.now()),
+            // Kept below `NEVER`: a manual clock moved to the end of the
+            // tick range still has a "now" that a timeout can come due at
+            // (`call_later(Duration::ZERO)` there runs, as anywhere).
+            Clock::Manual(manual) => ticks::base().tick(manual.now()).min(ticks::NEVER - 1),
         }
     }
 
@@ -464,7 +470,12 @@ impl IOLoop {
         // In ticks: a delay is added to an integer reading, no `Instant`
         // arithmetic (the HTTP server re-arms a timer per connection tick).
         let when = match deadline.into() {
-            Deadline::At(when) => ticks::base().tick(when),
+            Deadline::At(when) => match ticks::base().tick(when) {
+                // Past the tick range, yet not after now (a manual clock
+                // moved there): due, not "never".
+                ticks::NEVER if when <= self.time() => ticks::NEVER - 1,
+                tick => tick,
+            },
             Deadline::After(delay) => self.now_ticks().saturating_add(ticks::from_duration(delay)),
         };
         if self.inner.closed.get() {

@@ -62,10 +62,13 @@ where
             let done = (drain.borrow_mut())(grace);
             // A drain that never completes must not keep the process up.
             let l2 = l.clone();
-            let backstop = l.call_later(grace + Duration::from_millis(500), move || {
-                log::warn!("shutdown took longer than {grace:?}: stopping the loop");
-                l2.stop();
-            });
+            let backstop = l.call_later(
+                grace.saturating_add(Duration::from_millis(500)),
+                move || {
+                    log::warn!("shutdown took longer than {grace:?}: stopping the loop");
+                    l2.stop();
+                },
+            );
             let l3 = l.clone();
             done.add_done_callback(move |done: &Future<()>| {
                 if let Some(err) = done.error() {

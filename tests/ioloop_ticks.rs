@@ -234,3 +234,23 @@ fn a_saturated_deadline_never_fires_on_the_system_clock() {
     drop(polls);
     io_loop.close();
 }
+
+/// A manual clock moved by `Duration::MAX` goes as far as time goes, and a
+/// timeout due then still runs.
+#[test]
+fn a_manual_clock_advanced_by_duration_max_saturates() {
+    let clock = ManualClock::new();
+    let io_loop = IOLoop::with_clock(Clock::Manual(clock.clone())).unwrap();
+    let t0 = io_loop.time();
+    clock.advance(Duration::MAX);
+    assert!(io_loop.time() > t0);
+    clock.advance(Duration::MAX);
+    let ran = Rc::new(RefCell::new(false));
+    let r = ran.clone();
+    io_loop.call_later(Duration::ZERO, move || *r.borrow_mut() = true);
+    let stopper = stop_from_a_thread(&io_loop, Duration::from_millis(50));
+    io_loop.start().unwrap();
+    stopper.join().unwrap();
+    assert!(*ran.borrow());
+    io_loop.close();
+}

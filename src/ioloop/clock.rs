@@ -80,9 +80,11 @@ impl ManualClock {
         self.now.get()
     }
 
-    /// Moves the clock forward by `by`.
+    /// Moves the clock forward by `by`; as far as an `Instant` goes, past
+    /// that (`Duration::MAX` moves it to the end of time, not a panic).
     pub fn advance(&self, by: Duration) {
-        self.now.set(self.now.get() + by);
+        self.now
+            .set(super::timers::saturating_add(self.now.get(), by));
     }
 
     /// Moves the clock to `when`; a time in the past is ignored, because a

@@ -243,18 +243,7 @@ fn mixed_async_requests_on_one_connection() {
         }
     }
     drop(conn);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = s.loop_stats();
-        if now == base {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "loop not back: {now:?} vs {base:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    comes_back(&s, base, Duration::from_secs(5));
 }
 
 #[test]
@@ -266,7 +255,13 @@ fn a_client_leaving_right_after_its_request() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     drop(c);
-    let deadline = Instant::now() + Duration::from_secs(3);
+    comes_back(&s, base, Duration::from_secs(3));
+}
+
+/// Waits (up to `limit`) for the loop's handlers and timeouts to be back
+/// at `base`: nothing left behind by the requests.
+fn comes_back(s: &TestServer, base: (usize, usize), limit: Duration) {
+    let deadline = Instant::now() + limit;
     loop {
         let now = s.loop_stats();
         if now == base {

@@ -50,8 +50,8 @@
 //! only awaits the call's `Future`, so a query given up with `gen::timeout`
 //! still finishes in its child (a MySQL query cannot be taken back) before
 //! its connection goes back to the pool. The self-test runs the async form
-//! too, and `tests/tormysql.rs` has an `async` test (`gen::multi` over the
-//! pool, a transaction, `gen::timeout`).
+//! too, and `tests/tormysql/async_block.rs` has an `async` test
+//! (`gen::multi` over the pool, a transaction, `gen::timeout`).
 
 #[allow(dead_code)]
 mod auth;

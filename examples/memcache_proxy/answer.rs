@@ -2,7 +2,7 @@
 //! queue, the windows a `get` is answered in, and the pieces they are
 //! written in (values moved, never copied).
 //!
-//! A `get` is fetched and written window by window (see `proxy.rs`): each
+//! A `get` is fetched and written window by window (see `session.rs`): each
 //! [`Window`] holds one entry per key it asked for and the error of an
 //! upstream that failed its part; [`GetStream`] remembers, across the
 //! windows of one `get`, whether a value went out already (after that an

@@ -68,9 +68,9 @@
 //! The modules: [`protocol`] (client commands, parsed with limits), [`reply`]
 //! (server replies), [`hash`] (the consistent-hash ring), [`client`] (the
 //! article's client) over [`upstream`] (servers and their pipelined
-//! connections), [`proxy`] (the server) and [`answer`] (its answers on their
-//! way out), plus [`testkit`], [`fake`] and [`load`] for testing and
-//! measuring.
+//! connections), [`proxy`] (the server), [`session`] (one client's
+//! connection) and [`answer`] (its answers on their way out), plus
+//! [`testkit`], [`fake`] and [`load`] for testing and measuring.
 
 // The modules are complete (tests/memcache_proxy/ uses them too); this
 // program uses parts of them.
@@ -89,6 +89,7 @@ mod protocol;
 mod proxy;
 #[allow(dead_code)]
 mod reply;
+mod session;
 #[allow(dead_code)]
 mod testkit;
 mod upstream;

@@ -28,6 +28,9 @@ mod proxy;
 #[path = "../../examples/memcache_proxy/reply.rs"]
 mod reply;
 #[allow(dead_code)]
+#[path = "../../examples/memcache_proxy/session.rs"]
+mod session;
+#[allow(dead_code)]
 #[path = "../../examples/memcache_proxy/testkit.rs"]
 mod testkit;
 #[allow(dead_code)]

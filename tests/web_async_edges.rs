@@ -215,7 +215,6 @@ fn a_block_started_inside_a_null_context_gets_its_callbacks_errors() {
 /// the bare stack instead of the coroutine's context. Its error is logged
 /// as unhandled, and the request is answered by the sleep running out.
 #[test]
-#[ignore = "defect: Carrier::carry (web/coroutine.rs) checks only `unmade`, not that the request's frame is current: after an async prepare, a block started under NullContext loses its callbacks' errors (200 after the 2 s sleep instead of 500 at once)"]
 fn after_an_async_prepare_a_block_started_in_a_null_context_gets_its_callbacks_errors() {
     let s = serve(context_app);
     warm(s.addr);
@@ -253,7 +252,6 @@ fn a_block_started_inside_another_coroutines_first_poll_gets_its_callbacks_error
 /// runner's frame over *it*: the nesting is inverted, and the error of the
 /// block's callback goes to the outer coroutine, while the block sleeps on.
 #[test]
-#[ignore = "defect: Carrier::carry accepts while another frame rides on the request's (a coroutine's first poll): the block's frame is made *under* the outer coroutine's, whose runner takes the block's callback error; the request is answered by the sleep running out"]
 fn after_an_async_prepare_a_block_started_inside_another_coroutine_gets_its_callbacks_errors() {
     let s = serve(context_app);
     warm(s.addr);

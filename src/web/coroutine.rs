@@ -125,7 +125,9 @@ pub(crate) struct CoroutineSlot {
 /// `gen::Carrier`): state in `Cell`s, each step a load or a store.
 #[derive(Default)]
 pub(super) struct Carrier {
-    /// The request's frame is deferred (by `run_async`) and unmade.
+    /// The request's frame was deferred by the `run_async` whose block's
+    /// first poll is starting, and is still unmade (so it is the innermost
+    /// frame: nothing captured the stack since).
     pub(super) unmade: Cell<bool>,
     /// A runner frame is carried (`carried` holds it).
     carrying: Cell<bool>,
@@ -376,6 +378,12 @@ impl Exchange {
             completed: false,
         };
         gen::engine_async(block, end);
+        // The request's frame carries only the block of the `run_async`
+        // that deferred it, and only through that block's first poll: a
+        // later block in the same method (after an `async` prepare, say)
+        // may start under a context entered since, or inside another
+        // coroutine's first poll, where the frame is not the innermost.
+        slot.carrier.unmade.set(false);
         Ok(())
     }
 

@@ -30,9 +30,12 @@ use std::pin::Pin;
 /// Where a block is pinned: `None` once it has gone (the box kept).
 pub(super) type Slot<F> = Pin<Box<Option<F>>>;
 
-/// A block pinned for its first poll: in a kept box, or a new one.
+/// A block pinned for its first poll: in a kept box, or a new one. The
+/// kept box's type is checked once, when the block is written into it:
+/// from then on it is a box of this type, and reaching the slot costs no
+/// look-up.
 pub(super) enum Pinned<F> {
-    Kept(Box<dyn Any>),
+    Kept(Box<Slot<F>>),
     New(Slot<F>),
 }
 
@@ -41,12 +44,13 @@ impl<F: 'static> Pinned<F> {
     /// new box, `kept` given back (to stay where it was).
     #[inline]
     pub(super) fn new(block: F, kept: Option<Box<dyn Any>>) -> (Pinned<F>, Option<Box<dyn Any>>) {
-        match kept {
-            Some(mut kept) if kept.is::<Slot<F>>() => {
-                slot_of::<F>(&mut kept).as_mut().set(Some(block));
-                (Pinned::Kept(kept), None)
+        match kept.map(|kept| kept.downcast::<Slot<F>>()) {
+            Some(Ok(mut slot)) => {
+                slot.as_mut().set(Some(block));
+                (Pinned::Kept(slot), None)
             }
-            other => (Pinned::New(Box::pin(Some(block))), other),
+            Some(Err(other)) => (Pinned::New(Box::pin(Some(block))), Some(other)),
+            None => (Pinned::New(Box::pin(Some(block))), None),
         }
     }
 
@@ -54,20 +58,16 @@ impl<F: 'static> Pinned<F> {
     #[inline]
     pub(super) fn slot(&mut self) -> &mut Slot<F> {
         match self {
-            Pinned::Kept(kept) => slot_of::<F>(kept),
+            Pinned::Kept(slot) => slot,
             Pinned::New(slot) => slot,
         }
     }
 
     /// The slot alone, for a coroutine that waits (its driver polls it
-    /// from now on, with no type to look up).
+    /// from now on).
     pub(super) fn into_slot(self) -> Slot<F> {
         match self {
-            Pinned::Kept(kept) => match kept.downcast::<Slot<F>>() {
-                Ok(slot) => *slot,
-                // (Not reached: `Kept` holds a slot of its type.)
-                Err(_) => Box::pin(None),
-            },
+            Pinned::Kept(slot) => *slot,
             Pinned::New(slot) => slot,
         }
     }
@@ -79,18 +79,10 @@ impl<F: 'static> Pinned<F> {
     pub(super) fn give_back(mut self, room: bool) -> Option<Box<dyn Any>> {
         self.slot().as_mut().set(None);
         match self {
-            Pinned::Kept(kept) => Some(kept),
+            Pinned::Kept(slot) => Some(slot),
             Pinned::New(slot) => room.then(|| Box::new(slot) as Box<dyn Any>),
         }
     }
-}
-
-/// The slot inside a kept box.
-#[inline]
-fn slot_of<F: 'static>(kept: &mut Box<dyn Any>) -> &mut Slot<F> {
-    // (`Kept` is only ever made from a box of this type.)
-    kept.downcast_mut::<Slot<F>>()
-        .expect("a kept box holds a slot of its block's type")
 }
 
 #[cfg(test)]

@@ -73,7 +73,15 @@ struct Shell {
     /// The box the last block polled on it was pinned in (see
     /// `blocks.rs`), empty, for the next block of its type.
     block: Option<Box<dyn Any>>,
+    /// [`IOLoop::current_epoch`] when its waker's loop was known to be the
+    /// current one: while the epoch stays, the waker still leads to the
+    /// loop a coroutine started now runs on. (`NO_EPOCH`: not known.)
+    epoch: u64,
 }
+
+/// A shell's epoch when it is not known to fit the current loop: checked
+/// the long way when next taken.
+const NO_EPOCH: u64 = u64::MAX;
 
 /// The weak handles on a shell's runner that are the shell's own: its
 /// context's handler, `Polling::wake` and the table entry.
@@ -125,6 +133,7 @@ impl Shell {
         // (Registers the janitor, once: the pools may hold this one.)
         let _ = JANITOR.try_with(|_| {});
         let runner = Runner::blank();
+        let epoch = IOLoop::current_epoch();
         let task = LOCAL.with(|l| {
             l.borrow_mut().tasks.insert(Entry {
                 weak: runner.downgrade(),
@@ -146,15 +155,38 @@ impl Shell {
             waker,
             task,
             block: None,
+            epoch,
         }
+    }
+
+    /// Whether its waker leads to the current loop: the loop a coroutine
+    /// started now runs on. One load while the current loop has not been
+    /// set since the shell last fitted it.
+    #[inline]
+    fn fits_current_loop(&mut self) -> bool {
+        let epoch = IOLoop::current_epoch();
+        if self.epoch == epoch {
+            return true;
+        }
+        self.fits_current_loop_slow(epoch)
+    }
+
+    /// [`fits_current_loop`](Self::fits_current_loop), with the current
+    /// loop set since (or never known): looked up.
+    #[cold]
+    #[inline(never)]
+    fn fits_current_loop_slow(&mut self, epoch: u64) -> bool {
+        let fits = IOLoop::current_is(self.waker.remote.as_ref());
+        self.epoch = if fits { epoch } else { NO_EPOCH };
+        fits
     }
 
     /// A shell from the pool (for the current loop), or a new one.
     #[inline]
     fn take() -> Shell {
-        if let Some(shell) = FIRST.with(|f| f.take()) {
+        if let Some(mut shell) = FIRST.with(|f| f.take()) {
             // A waker must lead to the loop the coroutine runs on.
-            if IOLoop::current_is(shell.waker.remote.as_ref()) && shell.runner.reuse() {
+            if shell.fits_current_loop() && shell.runner.reuse() {
                 return shell;
             }
             shell.discard();
@@ -167,14 +199,14 @@ impl Shell {
         let mut reclaimed = false;
         loop {
             let pooled = POOL.with(|p| p.borrow_mut().pop());
-            let Some(shell) = pooled else {
+            let Some(mut shell) = pooled else {
                 if std::mem::replace(&mut reclaimed, true) || !reclaim() {
                     return Shell::fresh();
                 }
                 continue;
             };
             // A waker must lead to the loop the coroutine runs on.
-            if IOLoop::current_is(shell.waker.remote.as_ref()) && shell.runner.reuse() {
+            if shell.fits_current_loop() && shell.runner.reuse() {
                 return shell;
             }
             shell.discard();
@@ -298,6 +330,8 @@ pub(super) fn retire(polling: Rc<Polling>, waker: Arc<TaskWaker>, task: TaskId) 
         waker,
         task,
         block: None,
+        // (Looked up when it is next taken.)
+        epoch: NO_EPOCH,
     };
     let evicted = RETIRED
         .try_with(|r| {
@@ -388,6 +422,7 @@ where
         waker,
         task,
         block: kept,
+        epoch,
     } = Shell::take();
     // Pinned in the box the shell's last block was, if of its type.
     let (mut block, mut kept) = Pinned::new(future, kept);
@@ -460,6 +495,7 @@ where
             waker,
             task,
             block: kept,
+            epoch,
         };
         // Back in the pool first: a coroutine `done` starts may use it.
         if !concluded && shell.untouched(wakes) {
@@ -522,6 +558,34 @@ mod tests {
             })
             .expect("pooled");
         }
+    }
+
+    #[test]
+    fn a_shell_is_taken_only_on_the_loop_its_waker_leads_to() {
+        let run = || {
+            let f = super::super::coroutine(async { Ok(0) });
+            assert_eq!(f.result().unwrap(), 0);
+            with_top(|s| (Rc::as_ptr(&s.polling), s.waker.remote.clone())).expect("pooled")
+        };
+        let a = IOLoop::new().unwrap();
+        a.make_current();
+        let (on_a, remote) = run();
+        assert!(IOLoop::current_is(remote.as_ref()));
+        // Another loop current: a shell of its own, its waker leading there.
+        let b = IOLoop::new().unwrap();
+        b.make_current();
+        let (on_b, remote) = run();
+        assert_ne!(on_b, on_a);
+        assert!(IOLoop::current_is(remote.as_ref()));
+        // The same loop made current again: the epoch moved, the shell
+        // still fits (looked up once) and is taken.
+        b.make_current();
+        assert_eq!(run().0, on_b);
+        assert_eq!(run().0, on_b);
+        // No loop: not a shell whose waker leads to one.
+        IOLoop::clear_current();
+        let (_, remote) = run();
+        assert!(remote.is_none());
     }
 
     #[test]

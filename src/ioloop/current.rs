@@ -16,14 +16,24 @@
 //! # Ok::<(), squall::Error>(())
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use super::{IOLoop, Remote};
 use crate::error::{Error, ErrorKind};
 
 thread_local! {
-    pub(super) static CURRENT: RefCell<Option<IOLoop>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<IOLoop>> = const { RefCell::new(None) };
+    /// Moves on whenever `CURRENT` is set (see [`IOLoop::current_epoch`]).
+    static EPOCH: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Makes `io_loop` the thread's current loop (`None`: no loop); returns
+/// the one before, for the caller to drop with no borrow held (it may be
+/// a loop's last handle).
+pub(super) fn replace_current(io_loop: Option<IOLoop>) -> Option<IOLoop> {
+    EPOCH.with(|e| e.set(e.get().wrapping_add(1)));
+    CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), io_loop))
 }
 
 impl IOLoop {
@@ -51,14 +61,22 @@ impl IOLoop {
     /// Makes this loop the thread's current loop. [`start`](IOLoop::start)
     /// does this too, for as long as it runs.
     pub fn make_current(&self) {
-        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
-        drop(previous);
+        drop(replace_current(Some(self.clone())));
     }
 
     /// Leaves the thread with no current loop.
     pub fn clear_current() {
-        let previous = CURRENT.with(|c| c.borrow_mut().take());
-        drop(previous);
+        drop(replace_current(None));
+    }
+
+    /// A number that moves on whenever the thread's current loop is set
+    /// (to another loop, to none, or to the same one again): something
+    /// that noted it can tell the current loop has not changed since with
+    /// one inlined load, where [`current_is`](Self::current_is) borrows
+    /// the current loop. A pooled coroutine shell checks it (`gen/shell.rs`).
+    #[inline]
+    pub(crate) fn current_epoch() -> u64 {
+        EPOCH.with(Cell::get)
     }
 
     /// Whether `remote` is the door into this thread's current loop (`None`

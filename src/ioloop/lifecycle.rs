@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::current::CURRENT;
+use super::current::replace_current;
 use super::{closed, signal, IOLoop, Inner, RemoteMsg};
 use crate::callback::{self, Origin};
 use crate::error::{Error, ErrorKind};
@@ -58,10 +58,9 @@ impl IOLoop {
         // Whatever happened since the last `start` is not the next
         // callback's doing, and the observers' last reading is old.
         inner.observers.forget_reading();
-        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        let previous = replace_current(Some(self.clone()));
         let result = self.run_until_stopped();
-        let mine = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
-        drop(mine);
+        drop(replace_current(previous));
         inner.running.set(false);
         inner.stopping.set(false);
         result
@@ -168,15 +167,15 @@ impl IOLoop {
             return Err(closed());
         }
         self.check_not_stranding()?;
-        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        let previous = replace_current(Some(self.clone()));
         let future = match callback::catch_value(f) {
             Ok(future) => future,
             Err(err) => {
-                CURRENT.with(|c| *c.borrow_mut() = previous);
+                drop(replace_current(previous));
                 return Err(err);
             }
         };
-        CURRENT.with(|c| *c.borrow_mut() = previous);
+        drop(replace_current(previous));
 
         let outcome: Rc<RefCell<Option<Result<T, Error>>>> = Rc::new(RefCell::new(None));
         {

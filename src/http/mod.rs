@@ -224,8 +224,8 @@ impl HTTPServer {
         *opts = Rc::new(new);
     }
 
-    /// The largest request head (request line and headers) accepted;
-    /// larger gets 431. Default 64 KiB; at least 64 bytes, at most
+    /// The largest request head (request line and headers, with any blank
+    /// lines before it) accepted; larger gets 431. Default 64 KiB; at least 64 bytes, at most
     /// `u32::MAX` (a head's fields are kept as 32-bit places in it).
     pub fn set_max_header_size(&self, max: usize) {
         self.update(|o| o.max_header_size = max.clamp(64, u32::MAX as usize));

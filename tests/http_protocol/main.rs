@@ -3,13 +3,15 @@
 //! bodies with backpressure, connection hand-off after `101`, framing the
 //! server owns (no body after 304/204/HEAD, the handler's own
 //! `Content-Length`), and the request checks real clients tripped on
-//! (Host, Content-Length, chunked framing, header injection, obs-text).
+//! (Host, Content-Length, chunked framing, header injection, obs-text),
+//! and blank lines before a request line.
 //! Raw sockets, as Tornado's `HTTPServerRawTest`.
 
 #[allow(dead_code)]
 #[path = "../common/http.rs"]
 mod http_kit;
 
+mod blank_lines;
 mod delegates;
 mod errors;
 mod framing;
@@ -21,7 +23,7 @@ use std::io::{Read, Write};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use http_kit::{connect, raw_request, read_reply, TestServer};
+use http_kit::{closed_within, connect, raw_request, read_reply, TestServer};
 use squall::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServer, HTTPServerConnectionDelegate,
     HTTPServerRequest,

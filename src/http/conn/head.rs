@@ -23,8 +23,11 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     /// status and close.
     pub(super) fn parse_head(&self, buf: &[u8]) -> Parsed {
         let core = self.core();
-        let max_header = core.opts.max_header_size;
-        // Tolerate blank lines between pipelined requests (RFC 9112 2.2).
+        // Tolerate blank lines before a request line (RFC 9112 2.2: after a
+        // body, between pipelined requests), but count them with the head:
+        // together they must fit in `max_header_size`. Else a client could
+        // make the server hold twice the limit, and a stream of nothing
+        // but CRLFs would get other than the 431 a head that large gets.
         let skip = buf
             .iter()
             .take_while(|&&b| b == b'\r' || b == b'\n')
@@ -32,10 +35,9 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         let buf = &buf[skip..];
         if buf.is_empty() {
             // Blank lines are the start of a head for the header timeout
-            // (else a CRLF every few seconds holds a connection forever)
-            // and count against its size.
-            if skip > max_header {
-                return Err(400);
+            // (else a CRLF every few seconds holds a connection forever).
+            if skip > core.opts.max_header_size {
+                return Err(431);
             }
             if self.head_start.get().is_none() {
                 self.head_start.set(Some(Instant::now()));
@@ -45,6 +47,9 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         // The usual head on the short path; httparse reads any other.
         let mut usual = [UsualField::default(); USUAL_HEADERS];
         let parsed = match parse_usual_head(buf, &mut usual) {
+            // (Checked here, not before the parse: `skip` is at hand, and
+            // the usual request, with none, pays one addition for it.)
+            Some(head) if skip + head.len > core.opts.max_header_size => Err(431),
             Some(head) => {
                 let fields = usual[..head.fields].iter().map(|f| {
                     let (ns, ne, vs, ve) = (f.0 as usize, f.1 as usize, f.2 as usize, f.3 as usize);
@@ -59,21 +64,23 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                     fields,
                 )
             }
-            None => self.parse_head_httparse(buf),
+            None => self.parse_head_httparse(buf, skip),
         };
         parsed.map(|head| head.map(|(n, request, body, expect)| (skip + n, request, body, expect)))
     }
 
     /// `parse_head` for a head the short path declined: httparse's.
+    /// `skip`: the blank lines before it, which count against its size.
     #[inline(never)]
-    fn parse_head_httparse(&self, buf: &[u8]) -> Parsed {
-        let core = self.core();
+    fn parse_head_httparse(&self, buf: &[u8], skip: usize) -> Parsed {
+        let room = self.core().opts.max_header_size.saturating_sub(skip);
         let mut slots = [UninitSlot::NEW; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let n = match req.parse_with_uninit_headers(buf, &mut slots) {
-            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Complete(n)) if n <= room => n,
+            Ok(httparse::Status::Complete(_)) => return Err(431),
             Ok(httparse::Status::Partial) => {
-                if buf.len() > core.opts.max_header_size {
+                if buf.len() > room {
                     return Err(431);
                 }
                 if self.head_start.get().is_none() {
@@ -109,8 +116,9 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     }
 
     /// A complete head of `n` bytes was read from `buf` (by either
-    /// parser): its request, checked. `fields`: each field's name, and
-    /// where its name and value are in `buf`.
+    /// parser, and within its size limit): its request, checked.
+    /// `fields`: each field's name, and where its name and value are in
+    /// `buf`.
     #[inline(always)]
     fn head_read<'b>(
         &self,
@@ -122,9 +130,6 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         fields: impl Iterator<Item = (&'b [u8], std::ops::Range<usize>, std::ops::Range<usize>)>,
     ) -> Parsed {
         let core = self.core();
-        if n > core.opts.max_header_size {
-            return Err(431);
-        }
         self.head_start.set(None);
         let version = match version {
             0 => Version::Http10,

@@ -104,7 +104,9 @@ impl IOLoop {
             }
             let inner = &other.inner;
             let handlers = inner.handlers.borrow().map.len();
-            let timeouts = inner.timers.borrow().stats().pending;
+            // A timeout at the "never" deadline (`Duration::MAX`) could not
+            // run on that loop either: nothing stranded.
+            let timeouts = inner.timers.borrow().pending_with_deadline();
             let callbacks = inner.callbacks.borrow().len();
             let channels = inner.channels.borrow().len();
             (handlers + timeouts + callbacks + channels > 0).then(|| {

@@ -50,8 +50,9 @@
 //! which never runs, and waits for good. [`start`](IOLoop::start) and
 //! [`run_sync`](IOLoop::run_sync) refuse that with
 //! [`ErrorKind::InvalidState`], naming what is stranded, when the thread's
-//! current loop is an implicit one holding work (handlers, timeouts,
-//! callbacks, channels) and is not the loop being run:
+//! current loop is an implicit one holding work (handlers, timeouts with a
+//! deadline, callbacks, channels; not a `Duration::MAX` timeout, which
+//! would never run there either) and is not the loop being run:
 //!
 //! ```
 //! use squall::{ErrorKind, IOLoop, IOStream};

@@ -365,6 +365,17 @@ impl Timers {
         }
     }
 
+    /// Timeouts pending with a deadline: all but those at [`NEVER`], which
+    /// no clock reaches (for the check that another loop may run while
+    /// this one waits: those strand nothing). A scan of the callbacks, for
+    /// that rare check only.
+    pub(crate) fn pending_with_deadline(&self) -> usize {
+        self.callbacks
+            .iter()
+            .filter(|(_, slot)| slot.deadline != NEVER)
+            .count()
+    }
+
     /// Gives back the heap's room beyond what its entries need, and the
     /// callbacks' empty pages (after a mass close; see shrink.rs).
     pub(crate) fn shrink_heap(&mut self) {
@@ -539,12 +550,16 @@ mod tests {
         timers.add(NEVER, cb());
         assert_eq!(timers.next_deadline(), Some(t0 + 5));
         assert_eq!(timers.next_timeout(t0), Some(Duration::from_nanos(5)));
+        assert_eq!(timers.pending_with_deadline(), 1);
         let mut due = Vec::new();
         // Even a reading of NEVER itself leaves them pending.
         timers.pop_due(NEVER, &mut due);
         assert_eq!(due, [soon.0]);
+        // Due and not yet run: still pending, with its deadline.
+        assert_eq!(timers.pending_with_deadline(), 1);
         assert!(timers.take(soon.0).is_some());
         assert_eq!(timers.stats().pending, 2);
+        assert_eq!(timers.pending_with_deadline(), 0);
         assert_eq!(timers.next_deadline(), None);
         assert!(timers.remove(never).is_some());
     }

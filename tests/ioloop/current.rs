@@ -108,3 +108,38 @@ fn an_implicit_loop_without_work_or_an_explicit_current_loop_does_not_stop_anoth
         .is_ok());
     IOLoop::clear_current();
 }
+
+/// A timeout at the "never" deadline (`Duration::MAX`) on the implicit loop
+/// could not run even there: it strands nothing, and another loop runs. A
+/// timeout with a deadline still does, and is refused as before.
+#[test]
+fn a_never_timeout_on_the_implicit_loop_strands_nothing() {
+    thread::spawn(|| {
+        let implicit = IOLoop::current();
+        let ran = Rc::new(Cell::new(false));
+        let r = ran.clone();
+        implicit.add_timeout(Duration::MAX, move || r.set(true));
+        let r = ran.clone();
+        implicit.call_later(Duration::MAX, move || r.set(true));
+        assert_eq!(implicit.timer_stats().pending, 2);
+
+        let io_loop = IOLoop::new().unwrap();
+        assert_eq!(io_loop.run_sync(|| Future::ready(1), None).unwrap(), 1);
+        let l = io_loop.clone();
+        io_loop.add_callback(move || l.stop());
+        io_loop.start().unwrap();
+
+        // One with a deadline, however far, is work that would wait.
+        let far = implicit.call_later(Duration::from_secs(3600), || ());
+        let err = io_loop.run_sync(|| Future::ready(2), None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+        assert!(err.message().contains("1 timeout(s)"), "{err}");
+        assert!(implicit.remove_timeout(far));
+        assert_eq!(io_loop.run_sync(|| Future::ready(3), None).unwrap(), 3);
+        assert!(!ran.get());
+        io_loop.close();
+        implicit.close();
+    })
+    .join()
+    .unwrap();
+}

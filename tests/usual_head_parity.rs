@@ -13,7 +13,7 @@ mod http_kit;
 use std::io::Write;
 use std::time::Duration;
 
-use http_kit::{connect, raw_request, read_reply, TestServer};
+use http_kit::{answers, connect, raw_request, read_reply, TestServer};
 use squall::web::{Application, Exchange, RequestHandler};
 use squall::Error;
 
@@ -77,21 +77,6 @@ fn filled(head: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Every answer on one connection to `raw`, sent whole and then
-/// half-closed (read until the server closes): (status, body) each.
-fn answers(server: &TestServer, raw: &[u8]) -> Vec<(u16, String)> {
-    let mut conn = connect(server.addr);
-    conn.write_all(raw).expect("write");
-    conn.shutdown(std::net::Shutdown::Write)
-        .expect("half-close");
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    while let Some(reply) = read_reply(&mut conn, &mut buf, false) {
-        out.push((reply.status, reply.text()));
-    }
-    out
-}
-
 #[test]
 fn both_parsers_give_the_same_answers() {
     let s = server();
@@ -126,21 +111,21 @@ fn both_parsers_give_the_same_answers() {
     ];
     let mut refused = 0;
     for head in heads {
-        let usual = answers(&s, head);
+        let usual = answers(s.addr, head);
         assert!(!usual.is_empty(), "{:?}", String::from_utf8_lossy(head));
-        let other = answers(&s, &filled(head));
+        let other = answers(s.addr, &filled(head));
         assert_eq!(usual, other, "{:?}", String::from_utf8_lossy(head));
         refused += usual.iter().filter(|(status, _)| *status >= 400).count();
     }
     // Pipelined requests after a body, and after a keep-alive HTTP/1.0
     // one, are answered (on both paths: the answers were equal).
-    assert_eq!(answers(&s, heads[5]).len(), 2);
-    assert_eq!(answers(&s, heads[18]).len(), 2);
+    assert_eq!(answers(s.addr, heads[5]).len(), 2);
+    assert_eq!(answers(s.addr, heads[18]).len(), 2);
     // `Connection: close`: the second request is not answered.
-    assert_eq!(answers(&s, heads[17]).len(), 1);
+    assert_eq!(answers(s.addr, heads[17]).len(), 1);
     // Both kinds of answer were compared.
     assert!(refused >= 10, "{refused}");
-    let first = answers(&s, heads[1]);
+    let first = answers(s.addr, heads[1]);
     assert_eq!(first[0].0, 200);
     assert!(first[0].1.contains("X-Tab=\"a\\tb\""), "{}", first[0].1);
 }
@@ -178,7 +163,7 @@ fn the_head_size_limit_is_the_same_on_both_paths() {
         // The limit is on the head, not on what came with it.
         let mut raw = head_of(MAX_HEAD, fields, b"Content-Length: 9\r\n");
         raw.extend_from_slice(b"body12345");
-        let replies = answers(&s, &raw);
+        let replies = answers(s.addr, &raw);
         assert_eq!(replies.len(), 1);
         assert_eq!(replies[0].0, 200, "{fields} fields");
         assert!(
@@ -196,7 +181,7 @@ fn the_head_size_limit_is_the_same_on_both_paths() {
 fn a_head_split_across_writes() {
     let s = server();
     let head = b"POST /d?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
-    let reference = answers(&s, head);
+    let reference = answers(s.addr, head);
     assert_eq!(reference.len(), 1);
     assert_eq!(reference[0].0, 200);
     for head in [head.to_vec(), filled(head)] {

@@ -14,9 +14,9 @@ mod web_kit;
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http_kit::{connect, read_reply, TestServer};
+use http_kit::{connect, eventually, read_reply, TestServer};
 use squall::httpclient::AsyncHTTPClient;
 use squall::web::{Application, Exchange, HTTPError, RequestHandler};
 use squall::{gen, Error, ErrorKind, IOLoop};
@@ -37,15 +37,6 @@ impl RequestHandler for A {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// Waits (up to 10 s) until `done` says so.
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(ms(5));
-    }
 }
 
 /// A page that names the status, to see `write_error` used for a

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use http_kit::{connect, read_reply, TestServer};
+use http_kit::{connect, eventually, read_reply, TestServer};
 use squall::stack_context::{ExceptionStackContext, NullContext};
 use squall::web::{Application, Exchange, RequestHandler};
 use squall::{gen, Error, IOLoop};
@@ -27,15 +27,6 @@ use web_kit::{get, serve};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// Waits (up to 10 s) until `done` says so.
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(ms(5));
-    }
 }
 
 /// Panics when dropped (unless already unwinding).

@@ -193,6 +193,33 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Every answer on one connection to `raw`, sent whole and then
+/// half-closed (read until the server closes): (status, body) each.
+#[allow(dead_code)] // (some tests include this file without the allow)
+pub fn answers(addr: SocketAddr, raw: &[u8]) -> Vec<(u16, String)> {
+    let mut conn = connect(addr);
+    conn.write_all(raw).expect("write");
+    conn.shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while let Some(reply) = read_reply(&mut conn, &mut buf, false) {
+        out.push((reply.status, reply.text()));
+    }
+    out
+}
+
+/// Waits (up to 10 s, polling every 5 ms) until `done` says so; panics
+/// naming `what` if it never does.
+#[allow(dead_code)]
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Sends `raw` on a new connection and reads one reply.
 pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> Option<Reply> {
     let mut conn = connect(addr);

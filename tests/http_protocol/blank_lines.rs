@@ -22,21 +22,6 @@ fn server() -> TestServer {
     )
 }
 
-/// Every answer on one connection to `raw`, sent whole and then
-/// half-closed: (status, body) each.
-fn answers(server: &TestServer, raw: &[u8]) -> Vec<(u16, String)> {
-    let mut conn = connect(server.addr);
-    conn.write_all(raw).expect("write");
-    conn.shutdown(std::net::Shutdown::Write)
-        .expect("half-close");
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    while let Some(reply) = read_reply(&mut conn, &mut buf, false) {
-        out.push((reply.status, reply.text()));
-    }
-    out
-}
-
 /// A `GET /h` head of exactly `len` bytes with `fields` fields (13: more
 /// than the server's short path takes, so httparse reads it).
 fn head_of(len: usize, fields: usize) -> Vec<u8> {
@@ -57,16 +42,16 @@ fn a_request_after_one_or_two_blank_lines_is_served() {
     let s = server();
     let ok = |uri: &str, body: usize| (200, format!("GET {uri} {body}"));
     assert_eq!(
-        answers(&s, b"\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
+        answers(s.addr, b"\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
         [ok("/a", 0)]
     );
     assert_eq!(
-        answers(&s, b"\r\n\r\n\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
+        answers(s.addr, b"\r\n\r\n\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
         [ok("/a", 0)]
     );
     // Pipelined, with blank lines after a body and between two heads.
     let replies = answers(
-        &s,
+        s.addr,
         b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\r\n\
           GET /a HTTP/1.1\r\nHost: x\r\n\r\n\r\n\r\n\
           GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -104,7 +89,7 @@ fn a_request_after_one_or_two_blank_lines_is_served() {
 #[test]
 fn blank_lines_and_the_head_together_fit_in_the_limit() {
     let s = server();
-    let status = |raw: &[u8]| answers(&s, raw).first().map(|r| r.0);
+    let status = |raw: &[u8]| answers(s.addr, raw).first().map(|r| r.0);
     for fields in [2, 13] {
         let head = head_of(200, fields);
         let blanks = b"\r\n".repeat((MAX_HEAD - head.len()) / 2);
@@ -115,10 +100,10 @@ fn blank_lines_and_the_head_together_fit_in_the_limit() {
         assert_eq!(status(&over), Some(431), "{fields} fields");
         // After a first request too: the blank lines belong to the next.
         let first = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
-        let replies = answers(&s, &[&first[..], &exact].concat());
+        let replies = answers(s.addr, &[&first[..], &exact].concat());
         assert_eq!(replies.len(), 2, "{fields} fields");
         assert_eq!(replies[1].0, 200, "{fields} fields");
-        let replies = answers(&s, &[&first[..], &over].concat());
+        let replies = answers(s.addr, &[&first[..], &over].concat());
         assert_eq!(
             replies.iter().map(|r| r.0).collect::<Vec<_>>(),
             [200, 431],

@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use http_kit::{closed_within, connect, raw_request, read_reply, TestServer};
+use http_kit::{answers, closed_within, connect, raw_request, read_reply, TestServer};
 use squall::http::{
     HTTPConnection, HTTPMessageDelegate, HTTPServer, HTTPServerConnectionDelegate,
     HTTPServerRequest,

@@ -51,17 +51,18 @@
 //! [`gen::coroutine`](crate::gen::coroutine)): a clean shutdown.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::Waker;
 
 use crate::callback::{self, CallbackReturn, Origin};
 use crate::error::{Error, ErrorKind};
 use crate::stack_context::Context;
 
+mod nesting;
 mod polling;
+#[cfg(feature = "stackful")]
+pub(crate) use nesting::{child_nesting, drain_deferred, swap_nesting};
 pub(crate) use polling::{poll_with, polling_wake, Polling};
 
 enum Slot<T> {
@@ -275,32 +276,6 @@ impl<T: 'static> Future<T> {
         self
     }
 
-    /// Runs done-callbacks now, or, deep inside other completions (a long
-    /// chain of futures each completing the next, or a loop of reads each
-    /// served from a buffer), hands them to the outermost completion so the
-    /// stack cannot overflow.
-    fn dispatch(&self, first: Option<DoneCallback<T>>, rest: Vec<DoneCallback<T>>) {
-        if first.is_none() && rest.is_empty() {
-            return;
-        }
-        let depth = NESTING.with(Cell::get);
-        if depth >= MAX_NESTING {
-            let this = self.clone();
-            DEFERRED.with(|d| {
-                d.borrow_mut()
-                    .push_back(Box::new(move || this.run_callbacks(first, rest)));
-            });
-            return;
-        }
-        {
-            let _nested = Nested::enter();
-            self.run_callbacks(first, rest);
-        }
-        if depth == 0 {
-            run_deferred();
-        }
-    }
-
     fn run_callbacks(&self, first: Option<DoneCallback<T>>, rest: Vec<DoneCallback<T>>) {
         if let Some(cb) = first {
             self.run_callback(cb);
@@ -392,33 +367,6 @@ impl<T: 'static> Future<T> {
             ctx: Context::capture(),
             name,
         });
-    }
-
-    /// Registers whoever polls this pending future to be woken when it is
-    /// done, once: an `async` coroutine of ours as its `Rc` (woken at once,
-    /// like a generator), anyone else as their `std` waker. A future polled
-    /// again while pending (by `select`-style code) does not pile up wakers.
-    fn register_poller(&self, waker: &Waker) {
-        let wake = polling_wake(waker);
-        let state = self.state.borrow();
-        let known = |cb: &DoneCallback<T>| match (&cb.f, &wake) {
-            (DoneFn::Wake(w), Some(mine)) => same_rc(w, mine),
-            (DoneFn::Waker(w), None) => w.will_wake(waker),
-            _ => false,
-        };
-        if state.first.iter().chain(state.rest.iter()).any(known) {
-            return;
-        }
-        drop(state);
-        let name = "squall::Future (awaited)";
-        match wake {
-            Some(wake) => self.add_waker(wake, name),
-            None => self.push_done_callback(DoneCallback {
-                f: DoneFn::Waker(waker.clone()),
-                ctx: Context::capture(),
-                name,
-            }),
-        }
     }
 
     fn push_done_callback(&self, cb: DoneCallback<T>) {
@@ -513,72 +461,6 @@ impl<T: Clone + 'static> Future<T> {
     }
 }
 
-/// How many completions may nest on one thread (a done-callback completing
-/// another future, whose done-callback completes another...) before the
-/// done-callbacks of deeper ones are deferred to the outermost completion.
-/// Below it, `set_result` returns after the callbacks ran, as always; a chain
-/// of a hundred thousand futures no longer overflows the stack.
-const MAX_NESTING: usize = 32;
-
-type Deferred = Box<dyn FnOnce()>;
-
-thread_local! {
-    static NESTING: Cell<usize> = const { Cell::new(0) };
-    static DEFERRED: RefCell<VecDeque<Deferred>> = const { RefCell::new(VecDeque::new()) };
-}
-
-/// Replaces this thread's completion nesting depth, returning the old one:
-/// a stackful coroutine keeps its own, as it has its own stack.
-#[cfg(feature = "stackful")]
-#[inline]
-pub(crate) fn swap_nesting(depth: usize) -> usize {
-    NESTING.with(|n| n.replace(depth))
-}
-
-/// The nesting a stackful coroutine starts at: only `budget` completions
-/// nest on its small stack before the deeper ones are deferred.
-#[cfg(feature = "stackful")]
-pub(crate) fn child_nesting(budget: usize) -> usize {
-    MAX_NESTING.saturating_sub(budget)
-}
-
-/// Runs the deferred done-callbacks if no completion is on this stack: what
-/// the outermost completion would have done, for callbacks deferred by a
-/// coroutine that has switched out.
-#[cfg(feature = "stackful")]
-pub(crate) fn drain_deferred() {
-    if NESTING.with(Cell::get) == 0 {
-        run_deferred();
-    }
-}
-
-/// Counts one level of nested completion while alive (also on unwinding).
-struct Nested;
-
-impl Nested {
-    fn enter() -> Nested {
-        NESTING.with(|n| n.set(n.get() + 1));
-        Nested
-    }
-}
-
-impl Drop for Nested {
-    fn drop(&mut self) {
-        NESTING.with(|n| n.set(n.get() - 1));
-    }
-}
-
-/// Runs the deferred done-callbacks, in order, from the outermost completion:
-/// iteratively, each with the full nesting budget again.
-fn run_deferred() {
-    loop {
-        let job = DEFERRED.with(|d| d.borrow_mut().pop_front());
-        let Some(job) = job else { break };
-        let _nested = Nested::enter();
-        job();
-    }
-}
-
 /// A second completion: a bug in the caller. Panics in a debug build (the
 /// test suite finds it); a release build logs it, as a user error must not
 /// kill the loop.
@@ -613,33 +495,6 @@ impl<T> fmt::Debug for Future<T> {
         };
         f.debug_struct("Future").field("state", &state).finish()
     }
-}
-
-/// Awaiting a `Future` gives its outcome: `let n = future.await?;`.
-///
-/// The value is *moved out* ([`take_result`](Future::take_result)): clones
-/// that look afterwards see it taken, while done-callbacks, which run at
-/// completion, before the awaiting coroutine resumes, still see it. Inside a
-/// [`gen::coroutine`](crate::gen::coroutine) a pending future wakes the
-/// coroutine the moment it completes, exactly as a yielded
-/// [`YieldFuture`](crate::gen::YieldFuture) wakes a generator; polled by any
-/// other executor, it wakes that executor's `std` waker.
-impl<T: 'static> std::future::Future for Future<T> {
-    type Output = Result<T, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        if self.done() {
-            return Poll::Ready(self.take_result());
-        }
-        self.register_poller(cx.waker());
-        Poll::Pending
-    }
-}
-
-/// Whether two `Rc<dyn Wake>` are one object (compares addresses only, not
-/// vtables, which may differ between codegen units).
-fn same_rc(a: &Rc<dyn Wake>, b: &Rc<dyn Wake>) -> bool {
-    std::ptr::eq(Rc::as_ptr(a) as *const (), Rc::as_ptr(b) as *const ())
 }
 
 impl<T: 'static> CallbackReturn for Future<T> {
@@ -749,18 +604,6 @@ mod tests {
     }
 
     #[test]
-    fn a_long_chain_does_not_overflow_the_stack() {
-        let futures: Vec<Future<u32>> = (0..100_000).map(|_| Future::new()).collect();
-        for w in futures.windows(2) {
-            chain_future(&w[0], &w[1]);
-        }
-        futures[0].set_result(7);
-        assert!(futures.iter().all(|f| f.result().unwrap() == 7));
-        assert_eq!(NESTING.with(Cell::get), 0);
-        assert!(DEFERRED.with(|d| d.borrow().is_empty()));
-    }
-
-    #[test]
     fn callback_may_reenter_the_future() {
         let f = Future::<u8>::new();
         let inner_ran = Rc::new(RefCell::new(false));
@@ -772,35 +615,5 @@ mod tests {
         });
         f.set_result(9);
         assert!(*inner_ran.borrow());
-    }
-
-    /// A waker that counts its wakes, as another executor's would.
-    struct Counting(std::sync::atomic::AtomicUsize);
-    impl std::task::Wake for Counting {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-
-    #[test]
-    fn polled_by_another_executor_it_wakes_that_executor_once() {
-        use std::future::Future as _;
-        let counter = std::sync::Arc::new(Counting(Default::default()));
-        let waker = Waker::from(counter.clone());
-        let mut cx = TaskContext::from_waker(&waker);
-        let mut f = Future::<u8>::new();
-        // Polled three times while pending: one registration, not three.
-        for _ in 0..3 {
-            assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
-        }
-        let clone = f.clone();
-        clone.set_result(4);
-        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert!(matches!(Pin::new(&mut f).poll(&mut cx), Poll::Ready(Ok(4))));
-        // The value was moved out by the await.
-        assert_eq!(
-            clone.take_result().unwrap_err().kind(),
-            ErrorKind::InvalidState
-        );
     }
 }

@@ -582,3 +582,43 @@ fn a_block_waiting_on_a_foreign_future_is_dropped_when_the_client_leaves() {
     waker.wake();
     assert_eq!(s.loop_stats(), (handlers, timeouts));
 }
+
+// ----- a panic in the closure that makes the block ----------------------------
+
+/// `run_async` whose closure panics before it makes a block (`?panic`),
+/// else an ordinary block.
+fn maybe_panicking_closure(x: &Exchange) -> Result<(), Error> {
+    if x.request().uri().contains("panic") {
+        return x.run_async(|_x| -> std::future::Ready<Result<(), Error>> {
+            panic!("the closure making the block panicked")
+        });
+    }
+    x.run_async(|x| async move {
+        x.write("ok");
+        Ok(())
+    })
+}
+
+/// The panic answers its request 500, and the exchange, reused for the
+/// next request on the connection, is not left marked as running a block
+/// (every later `run_async` there refused, answered 500).
+#[test]
+fn a_panic_in_the_closure_answers_500_and_the_connection_serves_on() {
+    let s = TestServer::start(
+        || Application::new().route("/f", || Plain(maybe_panicking_closure)),
+        |_| {},
+    );
+    let mut conn = connect(s.addr);
+    let mut buf = Vec::new();
+    let mut one = |path: &str| {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        conn.write_all(raw.as_bytes()).unwrap();
+        let r = read_reply(&mut conn, &mut buf, false).expect("a reply");
+        (r.status, r.text())
+    };
+    assert_eq!(one("/f"), (200, "ok".to_owned()), "before the panic");
+    assert_eq!(one("/f?panic=1").0, 500, "the panic answers 500");
+    for _ in 0..3 {
+        assert_eq!(one("/f"), (200, "ok".to_owned()), "after the panic");
+    }
+}

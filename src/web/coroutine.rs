@@ -167,6 +167,24 @@ impl Carrier {
 }
 
 impl CoroutineSlot {
+    /// Runs `f`, the user's closure that makes the block: should it panic,
+    /// no block runs, and the slot is not left marked running (the
+    /// exchange serves the connection's next request).
+    #[inline]
+    fn making<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Unmark<'a>(&'a CoroutineSlot);
+        impl Drop for Unmark<'_> {
+            fn drop(&mut self) {
+                self.0.running.set(false);
+                self.0.carrier.unmade.set(false);
+            }
+        }
+        let unmark = Unmark(self);
+        let made = f();
+        std::mem::forget(unmark);
+        made
+    }
+
     /// The client left before the response was finished: a waiting block
     /// is woken to be dropped, now. Called by `Exchange::connection_closed`
     /// with no borrow held (dropping the block runs user code).
@@ -371,7 +389,7 @@ impl Exchange {
         // (lazily: made only if something captures the stack, the runner
         // of a block that waits, say).
         self.set_async_deferred();
-        let block = f(self.clone());
+        let block = slot.making(|| f(self.clone()));
         let end = BlockEnd {
             x: self.clone(),
             is_prepare,

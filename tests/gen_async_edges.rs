@@ -464,7 +464,7 @@ fn add_future_on_a_coroutine_routes_the_callbacks_error_to_its_context() {
 /// A generator yielding such a future is kept the same way; Tornado's
 /// (Python's) garbage collector would free both.
 #[test]
-#[ignore = "defect (leak; design question): a coroutine awaiting a squall Future only it holds is kept alive by an Rc cycle (block -> Future -> runner -> block), never dropped"]
+#[ignore = "known limitation (docs/gen.md, \"No cycle collector\"): a coroutine awaiting a squall Future only it holds is kept alive by an Rc cycle (block -> Future -> runner -> block), never dropped"]
 fn a_coroutine_awaiting_a_squall_future_nobody_else_holds_is_let_go() {
     let io_loop = current_loop();
     let (guard, dropped) = drop_flag();

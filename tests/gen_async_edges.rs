@@ -160,7 +160,6 @@ fn a_drop_panic_after_a_wait_still_completes_the_future() {
 /// error), the panic is reported, the loop goes on, and nothing is left
 /// on it.
 #[test]
-#[ignore = "defect: a drop panic when a thrown-in error ends a waiting block unwinds out of AsyncDriver::finish with `done` uncalled: the coroutine's future never completes (run_sync times out)"]
 fn a_drop_panic_when_a_thrown_in_error_ends_the_block_still_completes_the_future() {
     let io_loop = current_loop();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {

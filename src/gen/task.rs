@@ -222,7 +222,19 @@ where
             super::shell::retire(polling, waker, task);
         }
         // The block (and what it still holds) goes before `done` runs.
-        drop(self);
+        // Its drop is user code and may panic (a value held across an
+        // await): the future still completes. The coroutine's own error
+        // (a thrown-in error, the client leaving) wins and the panic is
+        // reported as a second failure; a block that ended well ends with
+        // the panic.
+        let result = match (crate::callback::catch_value(move || drop(self)), result) {
+            (Ok(()), result) => result,
+            (Err(panic), Ok(_)) => Err(panic),
+            (Err(panic), Err(err)) => {
+                super::runner::report(panic, "squall::gen::coroutine (dropping the block)");
+                Err(err)
+            }
+        };
         done.complete(result);
     }
 

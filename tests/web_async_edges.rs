@@ -322,7 +322,6 @@ fn panicky_app() -> Application {
 /// `on_finish` (as without the panic: tests/web_async.rs's /hang), the
 /// hour-long timeout goes, and the server serves on.
 #[test]
-#[ignore = "defect: a drop panic of a run_async block cancelled by the client leaving unwinds out of CoroutineSlot::cancel (through Exchange::connection_closed): the handler's on_connection_close and on_finish never run"]
 fn a_drop_panic_when_the_client_leaves_still_runs_on_connection_close_and_on_finish() {
     let s = TestServer::start(panicky_app, |_| {});
     let (handlers, timeouts) = s.loop_stats();

@@ -300,7 +300,6 @@ impl std::future::Future for KeepsWaker {
 /// dropped, not kept forever"), it must be dropped, not kept in the
 /// thread's table for the rest of the thread's life.
 #[test]
-#[ignore = "defect: a coroutine whose escaped waker is dropped without a wake stays held by the thread's task table (task.rs `hold_if_waker_escaped` only looks again at the next poll, which never comes)"]
 fn a_coroutine_whose_escaped_waker_is_dropped_unwoken_is_let_go() {
     let io_loop = current_loop();
     let slot = Arc::new(Mutex::new(None));
@@ -321,6 +320,134 @@ fn a_coroutine_whose_escaped_waker_is_dropped_unwoken_is_let_go() {
         dropped.get(),
         "the coroutine (and what its block holds) is still alive"
     );
+}
+
+/// As above, the waker dropped on the loop's own thread (inside no
+/// callback: the coroutine is let go of on the next iteration).
+#[test]
+fn a_coroutine_whose_escaped_waker_is_dropped_unwoken_at_home_is_let_go() {
+    let io_loop = current_loop();
+    let slot = Arc::new(Mutex::new(None));
+    let (guard, dropped) = drop_flag();
+    let s = slot.clone();
+    let future = gen::coroutine(async move {
+        let _guard = guard;
+        KeepsWaker(s).await;
+        Ok::<_, Error>(())
+    });
+    drop(future);
+    drop(slot.lock().unwrap().take().expect("the waker got out"));
+    turn(&io_loop, ms(10));
+    assert!(dropped.get(), "the coroutine is still alive");
+    coroutines_still_work(&io_loop);
+}
+
+/// A foreign future that hands its waker to `slot` and is ready once it
+/// has been polled again (woken).
+struct ReadyOnceWoken(Arc<Mutex<Option<Waker>>>, bool);
+
+impl std::future::Future for ReadyOnceWoken {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if std::mem::replace(&mut self.1, true) {
+            return Poll::Ready(());
+        }
+        *self.0.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// How a test lets go of a waker: on the loop's thread, or another.
+fn drop_at_home(waker: Waker) {
+    drop(waker);
+}
+
+fn drop_away(waker: Waker) {
+    std::thread::spawn(move || drop(waker)).join().unwrap();
+}
+
+/// A coroutine whose first waker got out (and was woken) polls with a
+/// waker of another kind from then on (task.rs, counting.rs): its clones
+/// are counted, so the coroutine lives while one is out there, however
+/// many were let go of, and is let go of with the last, wherever that
+/// is dropped.
+#[test]
+fn a_coroutine_is_held_while_a_clone_of_its_later_waker_is_out_and_let_go_with_the_last() {
+    for let_go in [drop_at_home as fn(Waker), drop_away] {
+        let io_loop = current_loop();
+        let first = Arc::new(Mutex::new(None));
+        let later = Arc::new(Mutex::new(None));
+        let (guard, dropped) = drop_flag();
+        let (f, l) = (first.clone(), later.clone());
+        let future = gen::coroutine(async move {
+            let _guard = guard;
+            ReadyOnceWoken(f, false).await;
+            KeepsWaker(l).await;
+            Ok::<_, Error>(())
+        });
+        let waker = first
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the first waker got out");
+        waker.wake();
+        turn(&io_loop, ms(5));
+        let out = later
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the later waker got out");
+        drop(future);
+        let other = out.clone();
+        let_go(out);
+        turn(&io_loop, ms(5));
+        assert!(!dropped.get(), "let go of while a clone is still out");
+        let_go(other);
+        turn(&io_loop, ms(5));
+        assert!(dropped.get(), "the coroutine is still alive");
+        coroutines_still_work(&io_loop);
+    }
+}
+
+/// The coroutine held for its waker is not let go of too soon: nobody
+/// holds its future, a clone is let go of, and still the wake of the
+/// other (from another thread) resumes it, to its end.
+#[test]
+fn a_coroutine_held_for_its_waker_runs_on_when_the_last_clone_wakes_it() {
+    let io_loop = current_loop();
+    let first = Arc::new(Mutex::new(None));
+    let later = Arc::new(Mutex::new(None));
+    let ended = Arc::new(Mutex::new(false));
+    let (f, l, e) = (first.clone(), later.clone(), ended.clone());
+    drop(gen::coroutine(async move {
+        ReadyOnceWoken(f, false).await;
+        ReadyOnceWoken(l, false).await;
+        *e.lock().unwrap() = true;
+        Ok::<_, Error>(())
+    }));
+    let waker = first
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the first waker got out");
+    let spare = waker.clone();
+    std::thread::spawn(move || waker.wake()).join().unwrap();
+    drop(spare);
+    turn(&io_loop, ms(5));
+    let out = later
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the later waker got out");
+    drop(out.clone());
+    turn(&io_loop, ms(5));
+    std::thread::spawn(move || out.wake()).join().unwrap();
+    turn(&io_loop, ms(5));
+    assert!(
+        *ended.lock().unwrap(),
+        "the coroutine did not run to its end"
+    );
+    coroutines_still_work(&io_loop);
 }
 
 /// The same waker, woken from another thread after the loop is closed

@@ -106,6 +106,7 @@
 mod awaitable;
 mod blocks;
 mod completion;
+mod counting;
 mod multi;
 mod points;
 mod runner;

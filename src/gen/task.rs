@@ -18,19 +18,29 @@
 //!   queues the coroutine for the next loop iteration (no allocation once
 //!   the queue has grown, no syscall); woken on another thread it goes
 //!   through the loop's [`Remote`] door, the only way in from outside.
+//!
+//! A `std` waker cannot hold the runner (it is `Send`), so while a clone
+//! of it is out there the thread's table does, or nothing would. Once the
+//! last clone is let go of (a foreign future given up), nobody can wake
+//! the coroutine, and the table lets go too: a coroutine nobody holds is
+//! then dropped, not kept for the thread's life. A clone of a
+//! [`Wake`](std::task::Wake) waker going unnoticed, a coroutine whose
+//! first waker got out moves on to a counting one (`counting.rs`), and
+//! the first one, left to its clones, tells the table when the last goes.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future as StdFuture;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 
 use slotmap::{new_key_type, SlotMap};
 
 use super::blocks::Slot;
 use super::completion::Completion;
+use super::counting::Counting;
 use super::runner::{ErasedGen, WeakRunner};
 use super::{Resume, Runner, Value, YieldPoint};
 use crate::error::{Error, ErrorKind};
@@ -45,11 +55,13 @@ pub(crate) struct AsyncDriver<F: StdFuture, D> {
     future: Slot<F>,
     /// Made at the first resume, when the runner is known.
     polling: Option<Rc<Polling>>,
-    /// The waker's own `Arc`, to see whether a clone of it got out.
+    /// The waker's own `Arc`, to see whether a clone of it got out; gone
+    /// once one did (`counting` polls from then on).
     waker: Option<Arc<TaskWaker>>,
+    /// The counting waker polled with once a clone of the first got out,
+    /// and that first one, left to its clones.
+    counting: Option<(Arc<Counting>, Weak<TaskWaker>)>,
     task: Option<TaskId>,
-    /// The table holds the runner strongly (the waker is out there).
-    held: bool,
     output: Option<F::Output>,
     /// Inline, not boxed: one allocation fewer per coroutine.
     done: Option<D>,
@@ -75,8 +87,8 @@ where
             future,
             polling: Some(polling),
             waker: Some(waker),
+            counting: None,
             task: Some(task),
-            held: false,
             output: None,
             done: Some(done),
         };
@@ -89,8 +101,8 @@ where
             future: Box::pin(Some(future)),
             polling: None,
             waker: None,
+            counting: None,
             task: None,
-            held: false,
             output: None,
             done: Some(done),
         }
@@ -129,31 +141,72 @@ impl<F: StdFuture, D> AsyncDriver<F, D> {
     /// So while a clone of the waker is out there (a channel kept it), this
     /// thread's table holds the runner, or nothing would; once no clone is
     /// left, a coroutine nobody can wake is dropped, not kept forever.
+    /// Looked at after each poll that is pending; the clones' going is
+    /// heard of by [`let_go`].
     fn hold_if_waker_escaped(&mut self, runner: &Runner) {
-        let (Some(arc), Some(id)) = (&self.waker, self.task) else {
+        let Some(id) = self.task else {
+            return;
+        };
+        if let Some((counting, first)) = &self.counting {
+            let out = counting.out() || first.strong_count() > 0;
+            if out != counting.held() {
+                counting.set_held(out);
+                let hold = out.then(|| Hold {
+                    _runner: runner.clone(),
+                    counting: counting.clone(),
+                    first: first.clone(),
+                });
+                let dropped = LOCAL.with(|l| {
+                    let mut l = l.borrow_mut();
+                    let entry = l.tasks.get_mut(id)?;
+                    std::mem::replace(&mut entry.strong, hold)
+                });
+                // Not the last handle (the caller holds one): dropped
+                // with no borrow.
+                drop(dropped);
+            }
+            return;
+        }
+        let Some(arc) = &self.waker else {
             return;
         };
         // Ours: `self.waker` and the `Waker` inside `polling`; a wake from
-        // another thread on its way home holds one too.
-        let escaped = Arc::strong_count(arc) > 2;
-        if escaped == self.held {
-            // As it was: no trip to the table (the usual suspension, on a
-            // squall future, whose waker never gets out).
-            return;
+        // another thread on its way home holds one too. None other: the
+        // usual suspension (on a squall future, whose waker never gets
+        // out) needs no trip to the table.
+        if Arc::strong_count(arc) > 2 {
+            self.move_on(id, runner);
         }
-        self.held = escaped;
+    }
+
+    /// A clone of the first waker got out: the coroutine polls with a
+    /// counting waker from now on (a new `Polling`), and lets go of its
+    /// handles on the first, whose drop then says when its last clone
+    /// goes. Meanwhile the table holds the runner.
+    #[cold]
+    fn move_on(&mut self, id: TaskId, runner: &Runner) {
+        let Some(first) = self.waker.take() else {
+            return;
+        };
+        let counting = Counting::new(id, first.home, first.remote.clone());
+        let polling = Rc::new(Polling::new(runner.weak_waker(), counting.own_waker()));
+        let old = self.polling.replace(polling);
+        let weak = Arc::downgrade(&first);
+        counting.set_held(true);
+        self.counting = Some((counting.clone(), weak.clone()));
+        let hold = Hold {
+            _runner: runner.clone(),
+            counting,
+            first: weak,
+        };
         let dropped = LOCAL.with(|l| {
             let mut l = l.borrow_mut();
             let entry = l.tasks.get_mut(id)?;
-            match (escaped, entry.strong.is_some()) {
-                (true, false) => entry.strong = Some(runner.clone()),
-                (false, true) => return entry.strong.take(),
-                _ => {}
-            }
-            None
+            entry.strong.replace(hold)
         });
-        // Not the last handle (the caller holds one): dropped with no borrow.
-        drop(dropped);
+        // With no borrow: the first waker's last clone may have gone
+        // meanwhile, and its drop looks at the table.
+        drop((dropped, old, first));
     }
 }
 
@@ -215,11 +268,14 @@ where
         };
         let done = self.done.take().expect("finished once");
         // Its runner's parts, for the next coroutine once nothing holds
-        // them (see `shell.rs`).
-        if let (Some(polling), Some(waker), Some(task)) =
-            (self.polling.take(), self.waker.take(), self.task.take())
-        {
-            super::shell::retire(polling, waker, task);
+        // them (see `shell.rs`); not if it moved on to a counting waker
+        // (its first waker got out: not a shell to reuse).
+        if self.retires() {
+            if let (Some(polling), Some(waker), Some(task)) =
+                (self.polling.take(), self.waker.take(), self.task.take())
+            {
+                super::shell::retire(polling, waker, task);
+            }
         }
         // The block (and what it still holds) goes before `done` runs.
         // Its drop is user code and may panic (a value held across an
@@ -295,18 +351,38 @@ new_key_type! {
 }
 
 /// This thread's `async` coroutines (weakly: a coroutine nobody can wake is
-/// dropped, not kept here) and the ones woken since the last drain.
+/// dropped, not kept here), the ones woken since the last drain, and the
+/// ones held for a waker some clone of which was let go of since.
 #[derive(Default)]
 pub(super) struct Local {
     pub(super) tasks: SlotMap<TaskId, Entry>,
     pub(super) ready: VecDeque<TaskId>,
+    let_go: Vec<TaskId>,
     drain_scheduled: bool,
 }
 
 /// A coroutine in the table: weakly, and strongly while its waker is out.
 pub(super) struct Entry {
     pub(super) weak: WeakRunner,
-    pub(super) strong: Option<Runner>,
+    pub(super) strong: Option<Hold>,
+}
+
+/// The table's strong handle on a coroutine whose waker is out there, and
+/// what tells whether it still is.
+pub(super) struct Hold {
+    /// Never read: it keeps the coroutine alive.
+    _runner: Runner,
+    /// The waker it polls with, which counts its clones.
+    counting: Arc<Counting>,
+    /// Its first waker, alive while a clone of it is.
+    first: Weak<TaskWaker>,
+}
+
+impl Hold {
+    /// Whether a clone of either waker is still out there.
+    fn out(&self) -> bool {
+        self.counting.out() || self.first.strong_count() > 0
+    }
 }
 
 thread_local! {
@@ -344,7 +420,7 @@ impl std::task::Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if THREAD_TAG.try_with(Cell::get).unwrap_or(0) == self.home {
+        if at_home(self.home) {
             wake_at_home(self.id);
             return;
         }
@@ -358,10 +434,96 @@ impl std::task::Wake for TaskWaker {
                 // A closed loop runs nothing again: there is nobody to wake.
                 drop(remote.add_callback(move || wake_at_home(this.id)));
             }
-            None => log::warn!(
-                "an async coroutine created with no IOLoop was woken from another thread: \
-                 nothing can deliver it"
-            ),
+            None => undeliverable(),
+        }
+    }
+}
+
+impl Drop for TaskWaker {
+    fn drop(&mut self) {
+        // Its last handle went. If its coroutine moved on to a counting
+        // waker, its clones out there were all that held it: the table
+        // may let the coroutine go. (Any other finds no hold: a shell's
+        // waker goes after its entry.)
+        let_go(self.id, self.home, self.remote.as_ref());
+    }
+}
+
+/// Whether this is thread `home`.
+#[inline]
+pub(super) fn at_home(home: u64) -> bool {
+    THREAD_TAG.try_with(Cell::get).unwrap_or(0) == home
+}
+
+/// A wake from another thread, with no loop to go through.
+#[cold]
+pub(super) fn undeliverable() {
+    log::warn!(
+        "an async coroutine created with no IOLoop was woken from another thread: \
+         nothing can deliver it"
+    );
+}
+
+/// The last clone of coroutine `id`'s waker was let go of (on any thread):
+/// its home thread looks whether anything else is out, and if not, stops
+/// holding the coroutine. From another thread through the loop's door; a
+/// loop gone (or none) lets nothing through, and the table goes with
+/// its thread.
+pub(super) fn let_go(id: TaskId, home: u64, remote: Option<&Remote>) {
+    if at_home(home) {
+        let_go_at_home(id);
+        return;
+    }
+    if let Some(remote) = remote {
+        drop(remote.add_callback(move || let_go_now(id)));
+    }
+}
+
+/// [`let_go`] at home: put off to the drain (a waker may be dropped
+/// anywhere, inside user code holding its own locks, say, and the
+/// coroutine let go of drops the block), if the table holds `id`.
+fn let_go_at_home(id: TaskId) {
+    let queued = LOCAL.try_with(|l| {
+        // (Borrowed only if dropped inside the table's own code.)
+        let Ok(mut l) = l.try_borrow_mut() else {
+            return None;
+        };
+        if !l.tasks.get(id).is_some_and(|e| e.strong.is_some()) {
+            return Some(false);
+        }
+        l.let_go.push(id);
+        Some(!std::mem::replace(&mut l.drain_scheduled, true))
+    });
+    match queued {
+        Ok(Some(true)) => schedule_drain(),
+        Ok(None) => {
+            if let Some(io_loop) = IOLoop::try_current().filter(|l| !l.is_closed()) {
+                io_loop.spawn_callback(move || let_go_now(id));
+            }
+        }
+        // Not held, or the thread is ending.
+        Ok(Some(false)) | Err(_) => {}
+    }
+}
+
+/// Stops holding coroutine `id` if no clone of its waker is out there;
+/// the coroutine is dropped then if nothing else holds it.
+fn let_go_now(id: TaskId) {
+    let hold = LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        let entry = l.tasks.get_mut(id)?;
+        if entry.strong.as_ref()?.out() {
+            return None;
+        }
+        let hold = entry.strong.take()?;
+        hold.counting.set_held(false);
+        Some(hold)
+    });
+    if let Some(hold) = hold {
+        // With no borrow: the block goes with it, and its drop is user
+        // code, which may panic (reported: nobody is left to hear it).
+        if let Err(panic) = crate::callback::catch_value(move || drop(hold)) {
+            super::runner::report(panic, "squall::gen::coroutine (dropping the block)");
         }
     }
 }
@@ -369,7 +531,7 @@ impl std::task::Wake for TaskWaker {
 /// Queues coroutine `id` for the next loop iteration: a `std` waker may be
 /// called from anywhere (inside user code holding its own borrows, say),
 /// so it never polls in place. One loop callback drains the whole queue.
-fn wake_at_home(id: TaskId) {
+pub(super) fn wake_at_home(id: TaskId) {
     let schedule = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         if !l.tasks.contains_key(id) {
@@ -380,10 +542,15 @@ fn wake_at_home(id: TaskId) {
     });
     WAKES.with(|w| w.set(w.get().wrapping_add(1)));
     if schedule {
-        match IOLoop::try_current() {
-            Some(io_loop) if !io_loop.is_closed() => io_loop.spawn_callback(drain_ready),
-            _ => drain_ready(),
-        }
+        schedule_drain();
+    }
+}
+
+/// Drains the queues on the loop's next iteration (now, with no loop).
+fn schedule_drain() {
+    match IOLoop::try_current() {
+        Some(io_loop) if !io_loop.is_closed() => io_loop.spawn_callback(drain_ready),
+        _ => drain_ready(),
     }
 }
 
@@ -393,19 +560,24 @@ pub(super) fn wakes_queued() -> u64 {
     WAKES.with(Cell::get)
 }
 
-/// Wakes every queued coroutine, in the order they were woken.
+/// Wakes every queued coroutine, in the order they were woken; then looks
+/// at the ones whose waker's clones were let go of (a poll may have made
+/// another).
 fn drain_ready() {
     LOCAL.with(|l| l.borrow_mut().drain_scheduled = false);
     loop {
-        let runner = LOCAL.with(|l| {
+        let next = LOCAL.with(|l| {
             let mut l = l.borrow_mut();
-            let id = l.ready.pop_front()?;
-            Some(l.tasks.get(id).and_then(|e| e.weak.upgrade()))
+            match l.ready.pop_front() {
+                Some(id) => Some(Ok(l.tasks.get(id).and_then(|e| e.weak.upgrade()))),
+                None => l.let_go.pop().map(Err),
+            }
         });
-        match runner {
+        match next {
             None => break,
-            Some(Some(runner)) => runner.wake(),
-            Some(None) => {}
+            Some(Ok(Some(runner))) => runner.wake(),
+            Some(Ok(None)) => {}
+            Some(Err(id)) => let_go_now(id),
         }
     }
 }

@@ -450,6 +450,52 @@ fn a_coroutine_held_for_its_waker_runs_on_when_the_last_clone_wakes_it() {
     coroutines_still_work(&io_loop);
 }
 
+/// A coroutine that wakes its own waker inside its poll and returns
+/// pending (a "yield now"), by reference or through a clone woken at
+/// once: nobody keeps the waker, nothing else holds the coroutine, and
+/// still the queued wake reaches it (it once was dropped before: its
+/// future never completed).
+#[test]
+fn a_coroutine_that_wakes_itself_inside_its_poll_is_resumed() {
+    let io_loop = current_loop();
+    for by_ref in [true, false] {
+        for waits_first in [false, true] {
+            let got = io_loop.run_sync(
+                move || {
+                    gen::coroutine(async move {
+                        if waits_first {
+                            gen::sleep(ms(1)).await?;
+                        }
+                        let mut first = true;
+                        std::future::poll_fn(|cx| {
+                            if !std::mem::take(&mut first) {
+                                return Poll::Ready(());
+                            }
+                            if by_ref {
+                                cx.waker().wake_by_ref();
+                            } else {
+                                // A clone, woken (and so dropped) at once.
+                                let clone = cx.waker().clone();
+                                clone.wake();
+                            }
+                            Poll::Pending
+                        })
+                        .await;
+                        Ok::<_, Error>(7)
+                    })
+                },
+                Some(secs(2)),
+            );
+            assert_eq!(
+                got.unwrap(),
+                7,
+                "by_ref: {by_ref}, waits first: {waits_first}"
+            );
+        }
+    }
+    coroutines_still_work(&io_loop);
+}
+
 /// The same waker, woken from another thread after the loop is closed
 /// and dropped: nothing panics, and the home thread goes on with a new
 /// loop.

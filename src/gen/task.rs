@@ -357,6 +357,10 @@ new_key_type! {
 pub(super) struct Local {
     pub(super) tasks: SlotMap<TaskId, Entry>,
     pub(super) ready: VecDeque<TaskId>,
+    /// The runners of `ready`, in step: a coroutine woken is held until
+    /// its wake is delivered (woken during its own poll, its waker kept
+    /// by nobody, nothing else may hold it).
+    woken: VecDeque<Runner>,
     let_go: Vec<TaskId>,
     drain_scheduled: bool,
 }
@@ -534,10 +538,11 @@ fn let_go_now(id: TaskId) {
 pub(super) fn wake_at_home(id: TaskId) {
     let schedule = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
-        if !l.tasks.contains_key(id) {
+        let Some(runner) = l.tasks.get(id).and_then(|e| e.weak.upgrade()) else {
             return false;
-        }
+        };
         l.ready.push_back(id);
+        l.woken.push_back(runner);
         !std::mem::replace(&mut l.drain_scheduled, true)
     });
     WAKES.with(|w| w.set(w.get().wrapping_add(1)));
@@ -569,14 +574,14 @@ fn drain_ready() {
         let next = LOCAL.with(|l| {
             let mut l = l.borrow_mut();
             match l.ready.pop_front() {
-                Some(id) => Some(Ok(l.tasks.get(id).and_then(|e| e.weak.upgrade()))),
+                Some(_) => l.woken.pop_front().map(Ok),
                 None => l.let_go.pop().map(Err),
             }
         });
         match next {
             None => break,
-            Some(Ok(Some(runner))) => runner.wake(),
-            Some(Ok(None)) => {}
+            // (A runner that finished meanwhile does nothing.)
+            Some(Ok(runner)) => runner.wake(),
             Some(Err(id)) => let_go_now(id),
         }
     }

@@ -513,7 +513,7 @@ fn let_go_at_home(id: TaskId) {
 /// Stops holding coroutine `id` if no clone of its waker is out there;
 /// the coroutine is dropped then if nothing else holds it.
 fn let_go_now(id: TaskId) {
-    let hold = LOCAL.with(|l| {
+    let hold = LOCAL.try_with(|l| {
         let mut l = l.borrow_mut();
         let entry = l.tasks.get_mut(id)?;
         if entry.strong.as_ref()?.out() {
@@ -523,7 +523,7 @@ fn let_go_now(id: TaskId) {
         hold.counting.set_held(false);
         Some(hold)
     });
-    if let Some(hold) = hold {
+    if let Ok(Some(hold)) = hold {
         // With no borrow: the block goes with it, and its drop is user
         // code, which may panic (reported: nobody is left to hear it).
         if let Err(panic) = crate::callback::catch_value(move || drop(hold)) {
@@ -536,7 +536,9 @@ fn let_go_now(id: TaskId) {
 /// called from anywhere (inside user code holding its own borrows, say),
 /// so it never polls in place. One loop callback drains the whole queue.
 pub(super) fn wake_at_home(id: TaskId) {
-    let schedule = LOCAL.with(|l| {
+    // (`try_with`: a block dropped as the thread's table goes, at thread
+    // end, may wake another coroutine; there is nobody left to wake.)
+    let schedule = LOCAL.try_with(|l| {
         let mut l = l.borrow_mut();
         let Some(runner) = l.tasks.get(id).and_then(|e| e.weak.upgrade()) else {
             return false;
@@ -545,6 +547,7 @@ pub(super) fn wake_at_home(id: TaskId) {
         l.woken.push_back(runner);
         !std::mem::replace(&mut l.drain_scheduled, true)
     });
+    let Ok(schedule) = schedule else { return };
     WAKES.with(|w| w.set(w.get().wrapping_add(1)));
     if schedule {
         schedule_drain();
@@ -553,8 +556,28 @@ pub(super) fn wake_at_home(id: TaskId) {
 
 /// Drains the queues on the loop's next iteration (now, with no loop).
 fn schedule_drain() {
+    /// The drain queued: if its loop is closed before it runs (the
+    /// callback dropped unrun), the thread's next wake schedules another,
+    /// rather than finding one scheduled for good.
+    struct Queued;
+    impl Drop for Queued {
+        fn drop(&mut self) {
+            let _ = LOCAL.try_with(|l| {
+                if let Ok(mut l) = l.try_borrow_mut() {
+                    l.drain_scheduled = false;
+                }
+            });
+        }
+    }
     match IOLoop::try_current() {
-        Some(io_loop) if !io_loop.is_closed() => io_loop.spawn_callback(drain_ready),
+        Some(io_loop) if !io_loop.is_closed() => {
+            let queued = Queued;
+            io_loop.spawn_callback(move || {
+                // It runs: nothing to undo.
+                std::mem::forget(queued);
+                drain_ready();
+            })
+        }
         _ => drain_ready(),
     }
 }
@@ -581,7 +604,15 @@ fn drain_ready() {
         match next {
             None => break,
             // (A runner that finished meanwhile does nothing.)
-            Some(Ok(runner)) => runner.wake(),
+            Some(Ok(runner)) => {
+                runner.wake();
+                // The queued wake may have been its last handle: the block
+                // goes now, and its drop is user code, which may panic
+                // (reported; the rest of the queue is still drained).
+                if let Err(panic) = crate::callback::catch_value(move || drop(runner)) {
+                    super::runner::report(panic, "squall::gen::coroutine (dropping the block)");
+                }
+            }
             Some(Err(id)) => let_go_now(id),
         }
     }

@@ -144,7 +144,9 @@ fn an_idle_keep_alive_connection_holds_little_heap() {
     // behind would add at least 176 B per connection at every wave; the
     // loop's tables (which keep their size, and double now and then as
     // cancelled timeouts wait for compaction) only at some. So at least
-    // one of three more waves must end where the one before ended.
+    // one of three more waves must end where the one before ended, give or
+    // take half of that (the allocator's and the tables' own small growth:
+    // 34 B per connection was seen in a wave on a loaded CI machine).
     let mut closed = close_wave(&server, conns, 1);
     let mut growth = Vec::new();
     for _ in 0..3 {
@@ -154,7 +156,7 @@ fn an_idle_keep_alive_connection_holds_little_heap() {
         closed = now;
     }
     assert!(
-        growth.iter().any(|&g| g <= 32.0),
+        growth.iter().any(|&g| g <= 88.0),
         "bytes per connection kept, wave by wave: {growth:?}"
     );
 }

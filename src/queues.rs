@@ -40,7 +40,7 @@ use std::rc::Rc;
 
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
-use crate::ioloop::{Deadline, IOLoop};
+use crate::ioloop::Deadline;
 use crate::locks::waiters::{self, Timer, Waiter, Waiters};
 use crate::locks::Event;
 
@@ -300,34 +300,25 @@ impl<T: 'static, S: Store<T>> Queue<T, S> {
             Err(QueueFull(item)) => item,
         };
         let future = Future::new();
-        let timer = match timeout {
-            None => None,
-            Some(timeout) => {
-                let io_loop = IOLoop::current();
-                let (when, passed) = waiters::deadline(&io_loop, timeout);
-                if passed {
-                    return Future::failed(waiters::timed_out("Queue.put"));
+        let timer = waiters::timer(
+            timeout,
+            &self.state,
+            |state| state.borrow().putters.next_id(),
+            |state: &RefCell<State<T, S>>, id| {
+                let putter = state.borrow_mut().putters.remove(id);
+                if let Some(Putter {
+                    item,
+                    future,
+                    timer,
+                }) = putter
+                {
+                    drop((item, timer));
+                    future.try_set_error(waiters::timed_out("Queue.put"));
                 }
-                let id = self.state.borrow().putters.next_id();
-                Some(waiters::arm(
-                    &io_loop,
-                    when,
-                    self.state.clone(),
-                    id,
-                    |state: &RefCell<State<T, S>>, id| {
-                        let putter = state.borrow_mut().putters.remove(id);
-                        if let Some(Putter {
-                            item,
-                            future,
-                            timer,
-                        }) = putter
-                        {
-                            drop((item, timer));
-                            future.try_set_error(waiters::timed_out("Queue.put"));
-                        }
-                    },
-                ))
-            }
+            },
+        );
+        let Ok(timer) = timer else {
+            return Future::failed(waiters::timed_out("Queue.put"));
         };
         self.state.borrow_mut().putters.push(Putter {
             item,
@@ -391,28 +382,19 @@ impl<T: 'static, S: Store<T>> Queue<T, S> {
             Err(_) => {}
         }
         let future = Future::new();
-        let timer = match timeout {
-            None => None,
-            Some(timeout) => {
-                let io_loop = IOLoop::current();
-                let (when, passed) = waiters::deadline(&io_loop, timeout);
-                if passed {
-                    return Future::failed(waiters::timed_out("Queue.get"));
+        let timer = waiters::timer(
+            timeout,
+            &self.state,
+            |state| state.borrow().getters.next_id(),
+            |state: &RefCell<State<T, S>>, id| {
+                let getter = state.borrow_mut().getters.remove(id);
+                if let Some(getter) = getter {
+                    getter.resolve(Err(waiters::timed_out("Queue.get")));
                 }
-                let id = self.state.borrow().getters.next_id();
-                Some(waiters::arm(
-                    &io_loop,
-                    when,
-                    self.state.clone(),
-                    id,
-                    |state: &RefCell<State<T, S>>, id| {
-                        let getter = state.borrow_mut().getters.remove(id);
-                        if let Some(getter) = getter {
-                            getter.resolve(Err(waiters::timed_out("Queue.get")));
-                        }
-                    },
-                ))
-            }
+            },
+        );
+        let Ok(timer) = timer else {
+            return Future::failed(waiters::timed_out("Queue.get"));
         };
         self.state.borrow_mut().getters.push(Waiter {
             future: future.clone(),

@@ -51,7 +51,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::future::Future;
-use crate::ioloop::{Deadline, IOLoop};
+use crate::ioloop::Deadline;
 use waiters::{Waiter, Waiters};
 
 // ----- Event ---------------------------------------------------------------
@@ -141,28 +141,19 @@ impl Event {
             return Future::ready(());
         }
         let future = Future::new();
-        let timer = match timeout {
-            None => None,
-            Some(timeout) => {
-                let io_loop = IOLoop::current();
-                let (when, passed) = waiters::deadline(&io_loop, timeout);
-                if passed {
-                    return Future::failed(waiters::timed_out("Event.wait"));
+        let timer = waiters::timer(
+            timeout,
+            &self.state,
+            |state| state.borrow().waiters.next_id(),
+            |state: &RefCell<EventState>, id| {
+                let waiter = state.borrow_mut().waiters.remove(id);
+                if let Some(waiter) = waiter {
+                    waiter.resolve(Err(waiters::timed_out("Event.wait")));
                 }
-                let id = self.state.borrow().waiters.next_id();
-                Some(waiters::arm(
-                    &io_loop,
-                    when,
-                    self.state.clone(),
-                    id,
-                    |state: &RefCell<EventState>, id| {
-                        let waiter = state.borrow_mut().waiters.remove(id);
-                        if let Some(waiter) = waiter {
-                            waiter.resolve(Err(waiters::timed_out("Event.wait")));
-                        }
-                    },
-                ))
-            }
+            },
+        );
+        let Ok(timer) = timer else {
+            return Future::failed(waiters::timed_out("Event.wait"));
         };
         self.state.borrow_mut().waiters.push(Waiter {
             future: future.clone(),
@@ -239,28 +230,19 @@ impl Condition {
 
     fn wait_inner(&self, timeout: Option<Deadline>) -> Future<bool> {
         let future = Future::new();
-        let timer = match timeout {
-            None => None,
-            Some(timeout) => {
-                let io_loop = IOLoop::current();
-                let (when, passed) = waiters::deadline(&io_loop, timeout);
-                if passed {
-                    return Future::ready(false);
+        let timer = waiters::timer(
+            timeout,
+            &self.state,
+            |state| state.borrow().next_id(),
+            |state: &RefCell<Waiters<Waiter<bool>>>, id| {
+                let waiter = state.borrow_mut().remove(id);
+                if let Some(waiter) = waiter {
+                    waiter.resolve(Ok(false));
                 }
-                let id = self.state.borrow().next_id();
-                Some(waiters::arm(
-                    &io_loop,
-                    when,
-                    self.state.clone(),
-                    id,
-                    |state: &RefCell<Waiters<Waiter<bool>>>, id| {
-                        let waiter = state.borrow_mut().remove(id);
-                        if let Some(waiter) = waiter {
-                            waiter.resolve(Ok(false));
-                        }
-                    },
-                ))
-            }
+            },
+        );
+        let Ok(timer) = timer else {
+            return Future::ready(false);
         };
         self.state.borrow_mut().push(Waiter {
             future: future.clone(),

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use super::waiters::{self, Waiter, Waiters};
 use crate::error::{Error, ErrorKind};
 use crate::future::Future;
-use crate::ioloop::{Deadline, IOLoop};
+use crate::ioloop::Deadline;
 
 struct SemState {
     value: usize,
@@ -125,28 +125,19 @@ fn acquire(state: &Shared, timeout: Option<Deadline>, what: &'static str) -> Fut
         }
     }
     let future = Future::new();
-    let timer = match timeout {
-        None => None,
-        Some(timeout) => {
-            let io_loop = IOLoop::current();
-            let (when, passed) = waiters::deadline(&io_loop, timeout);
-            if passed {
-                return Future::failed(waiters::timed_out(what));
+    let timer = waiters::timer(
+        timeout,
+        state,
+        |state| state.borrow().waiters.next_id(),
+        |state: &RefCell<SemState>, id| {
+            let waiter = state.borrow_mut().waiters.remove(id);
+            if let Some(waiter) = waiter {
+                waiter.resolve(Err(waiters::timed_out("acquire")));
             }
-            let id = state.borrow().waiters.next_id();
-            Some(waiters::arm(
-                &io_loop,
-                when,
-                state.clone(),
-                id,
-                |state: &RefCell<SemState>, id| {
-                    let waiter = state.borrow_mut().waiters.remove(id);
-                    if let Some(waiter) = waiter {
-                        waiter.resolve(Err(waiters::timed_out("acquire")));
-                    }
-                },
-            ))
-        }
+        },
+    );
+    let Ok(timer) = timer else {
+        return Future::failed(waiters::timed_out(what));
     };
     state.borrow_mut().waiters.push(Waiter {
         future: future.clone(),

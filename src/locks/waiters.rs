@@ -125,7 +125,7 @@ impl<T: 'static> Waiter<T> {
 }
 
 /// Where a timeout falls on `io_loop`'s clock, and whether it has passed.
-pub(crate) fn deadline(io_loop: &IOLoop, timeout: Deadline) -> (Instant, bool) {
+fn deadline(io_loop: &IOLoop, timeout: Deadline) -> (Instant, bool) {
     let now = io_loop.time();
     let when = match timeout {
         Deadline::At(when) => when,
@@ -140,12 +140,38 @@ pub(crate) fn deadline(io_loop: &IOLoop, timeout: Deadline) -> (Instant, bool) {
     (when, when <= now)
 }
 
+/// The timer of a wait that gives up after `timeout` (none without one):
+/// `expire(&state, id)` then, `id` the one `next_id` gives the waiter about
+/// to join the line. `Err(Passed)` if the timeout has passed already: the
+/// wait ends at once, timed out, and joins no line. Shared by every timed
+/// wait of `locks` and `queues`, which differ only in what `expire` does.
+pub(crate) fn timer<S: 'static>(
+    timeout: Option<Deadline>,
+    state: &Rc<S>,
+    next_id: impl FnOnce(&S) -> u64,
+    expire: fn(&S, u64),
+) -> Result<Option<Timer>, Passed> {
+    let Some(timeout) = timeout else {
+        return Ok(None);
+    };
+    let io_loop = IOLoop::current();
+    let (when, passed) = deadline(&io_loop, timeout);
+    if passed {
+        return Err(Passed);
+    }
+    let id = next_id(state);
+    Ok(Some(arm(&io_loop, when, state.clone(), id, expire)))
+}
+
+/// A wait's timeout that had passed when it began (see [`timer`]).
+pub(crate) struct Passed;
+
 /// Schedules `expire(&state, id)` at `when` on `io_loop`. The timeout holds
 /// the state, as Tornado's timeout callback holds its lock: a lock or queue
 /// dropped by its last user still times its waiters out, so a timed wait
 /// always ends. (The state holds only the timeout's handle, so there is no
 /// cycle: the timeout, once run or removed, lets go.)
-pub(crate) fn arm<S: 'static>(
+fn arm<S: 'static>(
     io_loop: &IOLoop,
     when: Instant,
     state: Rc<S>,

@@ -53,6 +53,9 @@ pub(crate) struct Conn<D: HTTPServerConnectionDelegate> {
     idle: Cell<Option<D::Message>>,
     /// The message delegate asked to pause the body.
     paused: Cell<bool>,
+    /// The body's end came while it was paused: the body completes when
+    /// the pause ends.
+    end_held: Cell<bool>,
     /// Decoded pieces of a chunked body, on their way to the delegate.
     scratch: RefCell<Vec<u8>>,
     /// The chunked body's decoder, while one is read.
@@ -95,6 +98,7 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             message: Cell::new(None),
             idle: Cell::new(None),
             paused: Cell::new(false),
+            end_held: Cell::new(false),
             scratch: RefCell::new(Vec::new()),
             decoder: RefCell::new(None),
             waiting_for_drain: Cell::new(false),
@@ -197,10 +201,16 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                     if core.detached.get() {
                         return used;
                     }
+                    if complete && self.paused.get() {
+                        // The last piece came with the end, and the
+                        // delegate is still at it: the end waits for it
+                        // as the next piece would (Tornado awaits each
+                        // `data_received` before finishing the request).
+                        self.end_held.set(true);
+                        return used;
+                    }
                     if complete {
-                        self.body_clock.set(None);
-                        self.body_bytes.set(0);
-                        self.body_complete();
+                        self.body_ended();
                     } else if n == rest.len() || n == 0 {
                         return used;
                     }
@@ -263,6 +273,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             && super::gzip::take_gzip_coding(&mut request);
         let mut message = self.new_message();
         message.headers_received(request);
+        // (Taken whatever follows: it is this request's.)
+        let hold = core.body_hold.take();
         let Some(body) = body else {
             if !core.detached.get() {
                 message.finish();
@@ -295,6 +307,10 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 self.refuse(413);
                 return;
             }
+        }
+        if let Some(hold) = hold {
+            // The delegate is not ready for the body yet.
+            self.pause_until(hold);
         }
         // A client that asked waits for this before sending the body.
         if expect_continue && core.nothing_written() {
@@ -358,20 +374,41 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         let wait = message.data_received(chunk);
         self.message.set(Some(message));
         if let Some(wait) = wait {
-            if !wait.done() {
-                self.paused.set(true);
-                let conn = self.clone();
-                wait.add_done_callback(move |_: &crate::Future<()>| {
-                    conn.paused.set(false);
-                    conn.active.set(true);
-                    // Not a stream handed over meanwhile: its hook is
-                    // someone else's now.
-                    if !conn.core().detached.get() {
-                        conn.core().stream.resume_read_hook();
-                    }
-                });
-            }
+            self.pause_until(wait);
         }
+    }
+
+    /// Reads no more of the body until `wait` is done (at once if it is).
+    fn pause_until(self: &Rc<Self>, wait: crate::Future<()>) {
+        if wait.done() {
+            return;
+        }
+        self.paused.set(true);
+        let conn = self.clone();
+        wait.add_done_callback(move |_: &crate::Future<()>| {
+            conn.paused.set(false);
+            conn.active.set(true);
+            let core = conn.core();
+            // Not a stream handed over meanwhile: its hook is someone
+            // else's now.
+            if core.detached.get() {
+                return;
+            }
+            // The end that came with the last piece (nothing is left to
+            // read for it: the hook would not run).
+            let held = conn.end_held.replace(false);
+            if held && !core.closing.get() && matches!(core.phase.get(), Phase::Body(_)) {
+                conn.body_ended();
+            }
+            core.stream.resume_read_hook();
+        });
+    }
+
+    /// The body is read to its end: its clocks stopped, the delegate told.
+    fn body_ended(self: &Rc<Self>) {
+        self.body_clock.set(None);
+        self.body_bytes.set(0);
+        self.body_complete();
     }
 
     /// The whole body has come.
@@ -577,6 +614,7 @@ impl<D: HTTPServerConnectionDelegate> Reader for Conn<D> {
     fn detached(&self) {
         self.disarm();
         self.paused.set(false);
+        self.end_held.set(false);
         let message = self.message.take();
         drop(message);
         let idle = self.idle.take();

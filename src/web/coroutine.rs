@@ -34,10 +34,11 @@
 //! Tornado 6's `async def prepare`: the verb method waits for it, and runs
 //! when it ends `Ok` with the response still open (at once if it never
 //! had to wait); an error answers instead, and a response it finished
-//! (a redirect, say) skips the verb, as in Tornado. (Not for a
-//! [streaming](super::RequestHandler::data_received) handler's prepare:
-//! there the block is an ordinary handler coroutine, and the body is
-//! read meanwhile.)
+//! (a redirect, say) skips the verb, as in Tornado. A
+//! [streaming](super::RequestHandler::data_received) handler's body is
+//! held back meanwhile: `data_received` sees its first byte once the
+//! block has ended `Ok` (Tornado awaits `prepare` before reading the
+//! body), and the verb method runs when the body is in.
 //!
 //! ```
 //! use std::cell::RefCell;
@@ -119,6 +120,9 @@ pub(crate) struct CoroutineSlot {
     /// The prepare block was still waiting when `prepare` returned: the
     /// verb method runs when it ends.
     verb_waits: Cell<bool>,
+    /// A streaming handler's request body is held until the prepare block
+    /// ends: done then (see [`Exchange::body_waits_for_prepare`]).
+    body_gate: Cell<Option<crate::Future<()>>>,
 }
 
 /// The request's frame as a carrier of its block's runner frame (see
@@ -223,6 +227,14 @@ impl BlockEnd {
         let runner = slot.runner.borrow_mut().take();
         drop(runner);
     }
+
+    /// A gate still held when the block goes without completing (the
+    /// client left, or the response is answered by its drop): never
+    /// opened, as the body will not be read.
+    fn drop_gate(&self) {
+        let gate = self.x.inner.coroutine.body_gate.take();
+        drop(gate);
+    }
 }
 
 impl gen::Completion<()> for BlockEnd {
@@ -259,6 +271,11 @@ impl gen::Completion<()> for BlockEnd {
             // The client left; the handler heard it already.
             return;
         }
+        // A streaming handler's body, held for its prepare: read on once
+        // the prepare's end is answered (an error finishes the response,
+        // and the body is then not read).
+        let gate = x.inner.coroutine.body_gate.take();
+        let _open = gate.map(OpensOnDrop);
         match result {
             Err(err) => x.handler_failed(err),
             // Tornado awaits `prepare`, then calls the verb method: at
@@ -278,12 +295,22 @@ impl gen::Completion<()> for BlockEnd {
     }
 }
 
+/// Completes a gate future when dropped: after whatever the scope did.
+struct OpensOnDrop(crate::Future<()>);
+
+impl Drop for OpensOnDrop {
+    fn drop(&mut self) {
+        self.0.try_set_result(());
+    }
+}
+
 impl Drop for BlockEnd {
     fn drop(&mut self) {
         if self.completed {
             return;
         }
         self.release();
+        self.drop_gate();
         let slot = &self.x.inner.coroutine;
         if slot.cancelled.get() || self.x.finished() {
             return;
@@ -419,6 +446,20 @@ impl Exchange {
         slot.in_prepare.set(true);
         let _preparing = Preparing(&slot.in_prepare);
         f()
+    }
+
+    /// After a streaming handler's `prepare`: if its `async` block is still
+    /// waiting, the future its request body waits for, done when the block
+    /// ends (Tornado awaits `prepare` before reading the body). Not for a
+    /// block that ended in `prepare`: the body is read at once.
+    pub(super) fn body_waits_for_prepare(&self) -> Option<crate::Future<()>> {
+        let slot = &self.inner.coroutine;
+        if !slot.running.get() || !slot.prepare_block.get() {
+            return None;
+        }
+        let gate = crate::Future::new();
+        slot.body_gate.set(Some(gate.clone()));
+        Some(gate)
     }
 
     /// After `prepare`: whether its `async` block is still waiting, so the

@@ -384,11 +384,17 @@ impl HTTPMessageDelegate for RequestDelegate {
         let result = self.app.in_method(&x, || {
             callback::catch_value(|| {
                 xsrf::check_before_prepare(&mut *handler, &x)?;
-                handler.prepare(&x)
+                // An `async` prepare (coroutine.rs) holds the body back.
+                x.preparing(|| handler.prepare(&x))
             })
         });
         if let Ok(Err(err)) | Err(err) = result {
             x.handler_failed(err);
+        }
+        if !x.finished() {
+            if let Some(gate) = x.body_waits_for_prepare() {
+                self.conn.hold_body(gate);
+            }
         }
         self.state = if x.finished() {
             handler.on_finish();

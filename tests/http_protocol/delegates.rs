@@ -311,3 +311,82 @@ fn a_streaming_handler_gets_the_body_in_pieces_and_may_raise_the_limit() {
     let pieces: usize = text.split(' ').nth(3).unwrap().parse().unwrap();
     assert!(pieces > 1, "{text}");
 }
+
+/// `HTTPConnection::hold_body` (Tornado's `headers_received` returning an
+/// awaitable): no byte of the body reaches `data_received`, and `finish`
+/// does not come, until the future is done; then the body flows as ever,
+/// whether it came with the head (one write), in pieces, or with its end.
+#[test]
+fn a_held_body_waits_for_its_future() {
+    struct Holding;
+    impl HTTPServerConnectionDelegate for Holding {
+        type Message = HeldMessage;
+        fn start_request(&self, conn: &HTTPConnection) -> HeldMessage {
+            HeldMessage {
+                conn: conn.clone(),
+                released: Rc::new(std::cell::Cell::new(false)),
+                log: Vec::new(),
+            }
+        }
+    }
+    struct HeldMessage {
+        conn: HTTPConnection,
+        released: Rc<std::cell::Cell<bool>>,
+        log: Vec<String>,
+    }
+    impl HTTPMessageDelegate for HeldMessage {
+        fn headers_received(&mut self, _request: Box<HTTPServerRequest>) {
+            let until = Future::new();
+            let (done, released) = (until.clone(), self.released.clone());
+            IOLoop::current().call_later(Duration::from_millis(50), move || {
+                released.set(true);
+                done.set_result(());
+            });
+            self.conn.hold_body(until);
+        }
+        fn data_received(&mut self, chunk: &[u8]) -> Option<Future<()>> {
+            let when = if self.released.get() {
+                "after"
+            } else {
+                "before"
+            };
+            self.log
+                .push(format!("{} {when}", String::from_utf8_lossy(chunk)));
+            None
+        }
+        fn finish(&mut self) {
+            let when = if self.released.get() {
+                "after"
+            } else {
+                "before"
+            };
+            self.log.push(format!("end {when}"));
+            let body = self.log.join(",");
+            let _ = self
+                .conn
+                .write_response(200, &HTTPHeaders::new(), body.as_bytes());
+        }
+    }
+    let s = TestServer::start(|| Holding, |_| {});
+    // The body in the head's write: it waits in the buffer.
+    let r = raw_request(
+        s.addr,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .unwrap();
+    assert_eq!(r.text(), "hello after,end after");
+    // Chunked, the end with the data, all in one write.
+    let r = raw_request(
+        s.addr,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.text(), "abc after,end after");
+    // A request with no body is not held: its end comes at once.
+    let r = raw_request(
+        s.addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.text(), "end before");
+}

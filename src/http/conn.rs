@@ -273,8 +273,6 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             && super::gzip::take_gzip_coding(&mut request);
         let mut message = self.new_message();
         message.headers_received(request);
-        // (Taken whatever follows: it is this request's.)
-        let hold = core.body_hold.take();
         let Some(body) = body else {
             if !core.detached.get() {
                 message.finish();
@@ -295,6 +293,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 return;
             }
         }
+        // The delegate may not be ready for the body yet.
+        let hold = message.hold_body();
         self.message.set(Some(message));
         #[cfg(feature = "gzip")]
         if gzipped {
@@ -309,7 +309,6 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             }
         }
         if let Some(hold) = hold {
-            // The delegate is not ready for the body yet.
             self.pause_until(hold);
         }
         // A client that asked waits for this before sending the body.
@@ -379,6 +378,8 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
     }
 
     /// Reads no more of the body until `wait` is done (at once if it is).
+    /// Out of line: the usual request never pauses.
+    #[inline(never)]
     fn pause_until(self: &Rc<Self>, wait: crate::Future<()>) {
         if wait.done() {
             return;

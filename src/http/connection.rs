@@ -135,9 +135,6 @@ pub(crate) struct Core {
     head_request: Cell<bool>,
     /// The body limit for the request being read.
     pub(crate) max_body_size: Cell<usize>,
-    /// What the body's reading waits for, set from `headers_received`
-    /// ([`HTTPConnection::hold_body`]).
-    pub(crate) body_hold: Cell<Option<Future<()>>>,
     /// The last request, emptied, for the next one: a keep-alive
     /// connection parses without allocating.
     pub(crate) spare: Cell<Option<Box<HTTPServerRequest>>>,
@@ -149,7 +146,6 @@ impl HTTPConnection {
         HTTPConnection {
             core: Rc::new(Core {
                 max_body_size: Cell::new(opts.max_body_size),
-                body_hold: Cell::new(None),
                 stream,
                 opts,
                 peer,
@@ -324,19 +320,6 @@ impl HTTPConnection {
     /// `request.connection.set_max_body_size`).
     pub fn set_max_body_size(&self, max: usize) {
         self.core.max_body_size.set(max);
-    }
-
-    /// Holds the request's body back until `until` is done: from
-    /// [`headers_received`](super::HTTPMessageDelegate::headers_received),
-    /// nothing of the body is read (nor handed to `data_received`) before
-    /// then. Tornado's `headers_received` returning an awaitable, which
-    /// the connection awaits before reading the body: how a streaming
-    /// handler's asynchronous `prepare` finishes before its
-    /// `data_received` sees a byte. A request with no body is not held
-    /// (its `finish` follows at once); the client's bytes wait in the
-    /// socket meanwhile, so holding costs no memory.
-    pub fn hold_body(&self, until: Future<()>) {
-        self.core.body_hold.set(Some(until));
     }
 
     /// Gives a request back when its delegate is done with it: the next one

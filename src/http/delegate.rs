@@ -131,6 +131,18 @@ pub trait HTTPMessageDelegate: 'static {
     /// returns.
     fn headers_received(&mut self, request: Box<HTTPServerRequest>);
 
+    /// Asked right after [`headers_received`](Self::headers_received)
+    /// when a body follows: a pending [`Future`] holds the body back until
+    /// it is done (nothing of it is read, nor handed to
+    /// [`data_received`](Self::data_received), before then; the client's
+    /// bytes wait in its socket). Tornado's `headers_received` returning an
+    /// awaitable: how a streaming handler's `async def prepare` ends before
+    /// its `data_received` sees a byte. `None` (the default) reads on. Not
+    /// asked for a request with no body: its `finish` follows at once.
+    fn hold_body(&mut self) -> Option<Future<()>> {
+        None
+    }
+
     /// A piece of the body. Returning a pending [`Future`] pauses reading
     /// until it is done (backpressure: the client's bytes wait in its
     /// socket, not in memory); `None` reads on.
@@ -181,6 +193,9 @@ pub trait HTTPMessageDelegate: 'static {
 impl HTTPMessageDelegate for Box<dyn HTTPMessageDelegate> {
     fn headers_received(&mut self, request: Box<HTTPServerRequest>) {
         (**self).headers_received(request);
+    }
+    fn hold_body(&mut self) -> Option<Future<()>> {
+        (**self).hold_body()
     }
     fn data_received(&mut self, chunk: &[u8]) -> Option<Future<()>> {
         (**self).data_received(chunk)

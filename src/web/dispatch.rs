@@ -309,6 +309,7 @@ impl HTTPServerConnectionDelegate for Application {
             conn: conn.clone(),
             state: State::Start,
             spare: None,
+            held: None,
         }
     }
 
@@ -340,6 +341,9 @@ pub struct RequestDelegate {
     /// connection (the delegate is [reused](HTTPMessageDelegate::reuse)):
     /// no trip through the application's pool per request.
     pub(super) spare: Option<Exchange>,
+    /// What the streaming request's body waits for: its handler's `async`
+    /// prepare (see [`HTTPMessageDelegate::hold_body`]).
+    held: Option<Future<()>>,
 }
 
 pub(super) enum State {
@@ -391,10 +395,8 @@ impl HTTPMessageDelegate for RequestDelegate {
         if let Ok(Err(err)) | Err(err) = result {
             x.handler_failed(err);
         }
-        if !x.finished() {
-            if let Some(gate) = x.body_waits_for_prepare() {
-                self.conn.hold_body(gate);
-            }
+        if !x.finished() && self.conn.expects_body() {
+            self.held = x.body_waits_for_prepare();
         }
         self.state = if x.finished() {
             handler.on_finish();
@@ -402,6 +404,11 @@ impl HTTPMessageDelegate for RequestDelegate {
         } else {
             State::Streaming(x, handler)
         };
+    }
+
+    #[inline]
+    fn hold_body(&mut self) -> Option<Future<()>> {
+        self.held.take()
     }
 
     fn data_received(&mut self, chunk: &[u8]) -> Option<Future<()>> {
@@ -465,6 +472,8 @@ impl HTTPMessageDelegate for RequestDelegate {
             State::Start => true,
             State::Done => {
                 self.state = State::Start;
+                // (Asked for by now, unless the body was refused.)
+                self.held = None;
                 true
             }
             _ => false,

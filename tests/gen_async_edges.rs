@@ -357,6 +357,50 @@ impl std::future::Future for ReadyOnceWoken {
     }
 }
 
+/// A coroutine's waker and every clone of it are one waker to
+/// `Waker::will_wake` (counting.rs: one vtable, every handle counted), at
+/// every poll, before and after a clone got out: a foreign future that
+/// keeps its clone while `will_wake` says so (as `futures`' `AtomicWaker`
+/// does) clones it once, not once per poll.
+#[test]
+fn a_coroutine_s_waker_will_wake_its_clones_at_every_poll() {
+    let io_loop = current_loop();
+    let got = io_loop.run_sync(
+        || {
+            gen::coroutine(async {
+                let mut kept: Option<Waker> = None;
+                let mut clones = 0;
+                for round in 0..3 {
+                    let mut woken = false;
+                    std::future::poll_fn(|cx| {
+                        if !kept.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                            clones += 1;
+                            kept = Some(cx.waker().clone());
+                        }
+                        let w = kept.as_ref().unwrap();
+                        assert!(cx.waker().will_wake(w), "the clone kept");
+                        assert!(w.clone().will_wake(cx.waker()), "a clone of a clone");
+                        if std::mem::replace(&mut woken, true) {
+                            return Poll::Ready(());
+                        }
+                        // Woken at home, during the poll: polled again.
+                        w.wake_by_ref();
+                        Poll::Pending
+                    })
+                    .await;
+                    // Suspensions of the other kinds, in between.
+                    Future::ready(round).await?;
+                    gen::sleep(ms(1)).await?;
+                }
+                Ok::<_, Error>(clones)
+            })
+        },
+        Some(secs(5)),
+    );
+    assert_eq!(got.unwrap(), 1, "a clone per poll");
+    coroutines_still_work(&io_loop);
+}
+
 /// How a test lets go of a waker: on the loop's thread, or another.
 fn drop_at_home(waker: Waker) {
     drop(waker);
@@ -366,11 +410,10 @@ fn drop_away(waker: Waker) {
     std::thread::spawn(move || drop(waker)).join().unwrap();
 }
 
-/// A coroutine whose first waker got out (and was woken) polls with a
-/// waker of another kind from then on (task.rs, counting.rs): its clones
-/// are counted, so the coroutine lives while one is out there, however
-/// many were let go of, and is let go of with the last, wherever that
-/// is dropped.
+/// A coroutine whose waker got out (and was woken) and got out again
+/// (counting.rs): its clones are counted, so the coroutine lives while
+/// one is out there, however many were let go of, and is let go of with
+/// the last, wherever that is dropped.
 #[test]
 fn a_coroutine_is_held_while_a_clone_of_its_later_waker_is_out_and_let_go_with_the_last() {
     for let_go in [drop_at_home as fn(Waker), drop_away] {

@@ -51,14 +51,13 @@ use std::future::Future as StdFuture;
 use std::mem::ManuallyDrop;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 
 use super::blocks::Pinned;
 use super::completion::Completion;
+use super::counting::Counting;
 use super::runner::Runner;
-use super::task::{
-    thread_tag, wakes_queued, AsyncDriver, Entry, Suspend, TaskId, TaskWaker, LOCAL,
-};
+use super::task::{wakes_queued, AsyncDriver, Entry, Suspend, TaskId, LOCAL};
 use crate::error::Error;
 use crate::future::{poll_with, Polling};
 use crate::ioloop::IOLoop;
@@ -68,7 +67,9 @@ use crate::stack_context::Context as StackContext;
 struct Shell {
     runner: Runner,
     polling: Rc<Polling>,
-    waker: Arc<TaskWaker>,
+    /// The data of the waker in `polling` (its own handle), which counts
+    /// the clones made of it.
+    counting: Arc<Counting>,
     task: TaskId,
     /// The box the last block polled on it was pinned in (see
     /// `blocks.rs`), empty, for the next block of its type.
@@ -140,19 +141,12 @@ impl Shell {
                 strong: None,
             })
         });
-        let waker = Arc::new(TaskWaker {
-            id: task,
-            home: thread_tag(),
-            remote: IOLoop::try_current().map(|l| l.remote()),
-        });
-        let polling = Rc::new(Polling::new(
-            runner.weak_waker(),
-            Waker::from(waker.clone()),
-        ));
+        let (counting, waker) = Counting::new(task, IOLoop::try_current().map(|l| l.remote()));
+        let polling = Rc::new(Polling::new(runner.weak_waker(), waker));
         Shell {
             runner,
             polling,
-            waker,
+            counting,
             task,
             block: None,
             epoch,
@@ -176,7 +170,7 @@ impl Shell {
     #[cold]
     #[inline(never)]
     fn fits_current_loop_slow(&mut self, epoch: u64) -> bool {
-        let fits = IOLoop::current_is(self.waker.remote.as_ref());
+        let fits = IOLoop::current_is(self.counting.remote());
         self.epoch = if fits { epoch } else { NO_EPOCH };
         fits
     }
@@ -235,8 +229,8 @@ impl Shell {
         !self.polling.take_lent()
             && self.runner.untouched()
             && Rc::strong_count(&self.polling) == 1
-            // Ours and the one inside `polling.waker`.
-            && Arc::strong_count(&self.waker) == 2
+            // Only the own handle, inside `polling.waker`.
+            && self.counting.alone()
             && wakes == wakes_queued()
     }
 
@@ -274,8 +268,8 @@ impl Shell {
     /// table entry (the runner checks itself, in `Runner::recycle`).
     fn clean(&self, wakes: Option<u64>) -> bool {
         Rc::strong_count(&self.polling) == 1
-            // Ours and the one inside `polling.waker`.
-            && Arc::strong_count(&self.waker) == 2
+            // Only the own handle, inside `polling.waker`.
+            && self.counting.alone()
             // A first poll that queued no wake left nothing in the queue,
             // and its table entry as it was (only a driver holds it).
             && (wakes.is_some_and(|w| w == wakes_queued()) || LOCAL.with(|l| {
@@ -303,16 +297,30 @@ impl Shell {
 /// gives them back as it delivers): kept until nothing holds them, then
 /// pooled. Its runner is not yet deactivated (it declines errors, being
 /// finished); a shell given up is.
-pub(super) fn retire(polling: Rc<Polling>, waker: Arc<TaskWaker>, task: TaskId) {
-    let runner = LOCAL.with(|l| {
-        let l = l.borrow();
-        let entry = l.tasks.get(task)?;
-        // Held for a waker that got out: not a shell to reuse.
+pub(super) fn retire(polling: Rc<Polling>, counting: Arc<Counting>, task: TaskId) {
+    let (runner, released) = LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        let Some(entry) = l.tasks.get_mut(task) else {
+            return (None, None);
+        };
+        let mut released = None;
         if entry.strong.is_some() {
-            return None;
+            // Held for a clone of its waker still out there: not a shell
+            // to reuse.
+            if counting.out() {
+                return (None, None);
+            }
+            // Held for clones all gone since its last poll (the last one
+            // woke it, by value, and its end looked no more): nobody can
+            // make another now, the own handle being ours.
+            released = entry.strong.take();
+            counting.set_held(false);
         }
-        entry.weak.upgrade()
+        (entry.weak.upgrade(), released)
     });
+    // Not the last handle on the runner (whoever delivers holds one):
+    // dropped with no borrow.
+    drop(released);
     let Some(runner) = runner else {
         let entry = LOCAL
             .try_with(|l| l.borrow_mut().tasks.remove(task))
@@ -327,7 +335,7 @@ pub(super) fn retire(polling: Rc<Polling>, waker: Arc<TaskWaker>, task: TaskId) 
     let shell = Shell {
         runner,
         polling,
-        waker,
+        counting,
         task,
         block: None,
         // (Looked up when it is next taken.)
@@ -419,7 +427,7 @@ where
     let Shell {
         runner,
         polling,
-        waker,
+        counting,
         task,
         block: kept,
         epoch,
@@ -459,7 +467,7 @@ where
                 // Its context made now, if nothing captured it yet: the
                 // runner's later steps run in it.
                 let done = later(done, runner.caller_context());
-                let parts = (polling, waker, task);
+                let parts = (polling, counting, task);
                 let driver = AsyncDriver::adopt(block.into_slot(), done, parts, runner);
                 runner.wait_on(Box::new(driver), Box::new(Suspend));
                 return (true, None);
@@ -486,13 +494,13 @@ where
             Some(err) => Err(err),
             None => result,
         };
-        (false, Some((result, polling, waker, reached)))
+        (false, Some((result, polling, counting, reached)))
     });
-    if let Some((result, polling, waker, concluded)) = finished {
+    if let Some((result, polling, counting, concluded)) = finished {
         let shell = Shell {
             runner,
             polling,
-            waker,
+            counting,
             task,
             block: kept,
             epoch,
@@ -565,7 +573,7 @@ mod tests {
         let run = || {
             let f = super::super::coroutine(async { Ok(0) });
             assert_eq!(f.result().unwrap(), 0);
-            with_top(|s| (Rc::as_ptr(&s.polling), s.waker.remote.clone())).expect("pooled")
+            with_top(|s| (Rc::as_ptr(&s.polling), s.counting.remote().cloned())).expect("pooled")
         };
         let a = IOLoop::new().unwrap();
         a.make_current();

@@ -23,18 +23,17 @@
 //! of it is out there the thread's table does, or nothing would. Once the
 //! last clone is let go of (a foreign future given up), nobody can wake
 //! the coroutine, and the table lets go too: a coroutine nobody holds is
-//! then dropped, not kept for the thread's life. A clone of a
-//! [`Wake`](std::task::Wake) waker going unnoticed, a coroutine whose
-//! first waker got out moves on to a counting one (`counting.rs`), and
-//! the first one, left to its clones, tells the table when the last goes.
+//! then dropped, not kept for the thread's life. To hear of that last
+//! clone, the waker counts its handles (`counting.rs`); it is the one
+//! waker every coroutine polls with, from its first poll on.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future as StdFuture;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-use std::task::{Poll, Waker};
+use std::sync::Arc;
+use std::task::Poll;
 
 use slotmap::{new_key_type, SlotMap};
 
@@ -55,12 +54,9 @@ pub(crate) struct AsyncDriver<F: StdFuture, D> {
     future: Slot<F>,
     /// Made at the first resume, when the runner is known.
     polling: Option<Rc<Polling>>,
-    /// The waker's own `Arc`, to see whether a clone of it got out; gone
-    /// once one did (`counting` polls from then on).
-    waker: Option<Arc<TaskWaker>>,
-    /// The counting waker polled with once a clone of the first got out,
-    /// and that first one, left to its clones.
-    counting: Option<(Arc<Counting>, Weak<TaskWaker>)>,
+    /// The data of the waker `polling` polls with, which counts its
+    /// clones.
+    counting: Option<Arc<Counting>>,
     task: Option<TaskId>,
     output: Option<F::Output>,
     /// Inline, not boxed: one allocation fewer per coroutine.
@@ -79,15 +75,14 @@ where
     pub(super) fn adopt(
         future: Slot<F>,
         done: D,
-        parts: (Rc<Polling>, Arc<TaskWaker>, TaskId),
+        parts: (Rc<Polling>, Arc<Counting>, TaskId),
         runner: &Runner,
     ) -> Self {
-        let (polling, waker, task) = parts;
+        let (polling, counting, task) = parts;
         let mut driver = AsyncDriver {
             future,
             polling: Some(polling),
-            waker: Some(waker),
-            counting: None,
+            counting: Some(counting),
             task: Some(task),
             output: None,
             done: Some(done),
@@ -100,7 +95,6 @@ where
         AsyncDriver {
             future: Box::pin(Some(future)),
             polling: None,
-            waker: None,
             counting: None,
             task: None,
             output: None,
@@ -108,9 +102,10 @@ where
         }
     }
 
-    /// The waker this coroutine is polled with, made once: an `Arc` naming
+    /// The waker this coroutine is polled with, made once (here only for a
+    /// coroutine started with no shell, see `shell.rs`): an `Arc` naming
     /// the coroutine by its id in this thread's table (an `Rc` cannot cross
-    /// threads, an id can).
+    /// threads, an id can), counting its handles (`counting.rs`).
     fn polling(&mut self, runner: &Runner) -> Rc<Polling> {
         if let Some(polling) = &self.polling {
             return polling.clone();
@@ -122,13 +117,8 @@ where
             })
         });
         self.task = Some(id);
-        let arc = Arc::new(TaskWaker {
-            id,
-            home: thread_tag(),
-            remote: IOLoop::try_current().map(|l| l.remote()),
-        });
-        let waker = Waker::from(arc.clone());
-        self.waker = Some(arc);
+        let (counting, waker) = Counting::new(id, IOLoop::try_current().map(|l| l.remote()));
+        self.counting = Some(counting);
         let polling = Rc::new(Polling::new(runner.weak_waker(), waker));
         self.polling = Some(polling.clone());
         polling
@@ -147,67 +137,37 @@ impl<F: StdFuture, D> AsyncDriver<F, D> {
         let Some(id) = self.task else {
             return;
         };
-        if let Some((counting, first)) = &self.counting {
-            let out = counting.out() || first.strong_count() > 0;
-            if out != counting.held() {
-                counting.set_held(out);
-                let hold = out.then(|| Hold {
-                    _runner: runner.clone(),
-                    counting: counting.clone(),
-                    first: first.clone(),
-                });
-                let dropped = LOCAL.with(|l| {
-                    let mut l = l.borrow_mut();
-                    let entry = l.tasks.get_mut(id)?;
-                    std::mem::replace(&mut entry.strong, hold)
-                });
-                // Not the last handle (the caller holds one): dropped
-                // with no borrow.
-                drop(dropped);
-            }
-            return;
-        }
-        let Some(arc) = &self.waker else {
+        let Some(counting) = &self.counting else {
             return;
         };
-        // Ours: `self.waker` and the `Waker` inside `polling`; a wake from
-        // another thread on its way home holds one too. None other: the
-        // usual suspension (on a squall future, whose waker never gets
-        // out) needs no trip to the table.
-        if Arc::strong_count(arc) > 2 {
-            self.move_on(id, runner);
+        // The usual suspension (on a squall future, whose waker never gets
+        // out) finds the own handle alone and held unchanged: one load, no
+        // trip to the table.
+        let out = counting.out();
+        if out != counting.held() {
+            hold(id, counting, out, runner);
         }
     }
+}
 
-    /// A clone of the first waker got out: the coroutine polls with a
-    /// counting waker from now on (a new `Polling`), and lets go of its
-    /// handles on the first, whose drop then says when its last clone
-    /// goes. Meanwhile the table holds the runner.
-    #[cold]
-    fn move_on(&mut self, id: TaskId, runner: &Runner) {
-        let Some(first) = self.waker.take() else {
-            return;
-        };
-        let counting = Counting::new(id, first.home, first.remote.clone());
-        let polling = Rc::new(Polling::new(runner.weak_waker(), counting.own_waker()));
-        let old = self.polling.replace(polling);
-        let weak = Arc::downgrade(&first);
-        counting.set_held(true);
-        self.counting = Some((counting.clone(), weak.clone()));
-        let hold = Hold {
-            _runner: runner.clone(),
-            counting,
-            first: weak,
-        };
-        let dropped = LOCAL.with(|l| {
-            let mut l = l.borrow_mut();
-            let entry = l.tasks.get_mut(id)?;
-            entry.strong.replace(hold)
-        });
-        // With no borrow: the first waker's last clone may have gone
-        // meanwhile, and its drop looks at the table.
-        drop((dropped, old, first));
-    }
+/// The table holds coroutine `id` (`out`: a clone of its waker got
+/// out), or no longer (they all went). Apart from the driver: one copy,
+/// not one per block type.
+#[cold]
+fn hold(id: TaskId, counting: &Arc<Counting>, out: bool, runner: &Runner) {
+    counting.set_held(out);
+    let hold = out.then(|| Hold {
+        _runner: runner.clone(),
+        counting: counting.clone(),
+    });
+    let dropped = LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        let entry = l.tasks.get_mut(id)?;
+        std::mem::replace(&mut entry.strong, hold)
+    });
+    // Not the last handle (the caller holds one): dropped with no
+    // borrow.
+    drop(dropped);
 }
 
 impl<T, F, D> ErasedGen for AsyncDriver<F, D>
@@ -268,13 +228,13 @@ where
         };
         let done = self.done.take().expect("finished once");
         // Its runner's parts, for the next coroutine once nothing holds
-        // them (see `shell.rs`); not if it moved on to a counting waker
-        // (its first waker got out: not a shell to reuse).
+        // them (see `shell.rs`; not if the table holds it for a clone of
+        // its waker out there: `retire` looks).
         if self.retires() {
-            if let (Some(polling), Some(waker), Some(task)) =
-                (self.polling.take(), self.waker.take(), self.task.take())
+            if let (Some(polling), Some(counting), Some(task)) =
+                (self.polling.take(), self.counting.take(), self.task.take())
             {
-                super::shell::retire(polling, waker, task);
+                super::shell::retire(polling, counting, task);
             }
         }
         // The block (and what it still holds) goes before `done` runs.
@@ -299,7 +259,7 @@ where
     }
 
     fn retires(&self) -> bool {
-        self.polling.is_some() && self.waker.is_some() && self.task.is_some()
+        self.polling.is_some() && self.counting.is_some() && self.task.is_some()
     }
 
     #[cfg(feature = "trace")]
@@ -378,15 +338,6 @@ pub(super) struct Hold {
     _runner: Runner,
     /// The waker it polls with, which counts its clones.
     counting: Arc<Counting>,
-    /// Its first waker, alive while a clone of it is.
-    first: Weak<TaskWaker>,
-}
-
-impl Hold {
-    /// Whether a clone of either waker is still out there.
-    fn out(&self) -> bool {
-        self.counting.out() || self.first.strong_count() > 0
-    }
 }
 
 thread_local! {
@@ -408,49 +359,6 @@ pub(super) fn thread_tag() -> u64 {
         }
         t.get()
     })
-}
-
-/// The `std` waker of an `async` coroutine: `Send + Sync`, so it holds only
-/// the coroutine's id, its thread's tag and the loop's remote handle.
-pub(super) struct TaskWaker {
-    pub(super) id: TaskId,
-    pub(super) home: u64,
-    pub(super) remote: Option<Remote>,
-}
-
-impl std::task::Wake for TaskWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if at_home(self.home) {
-            wake_at_home(self.id);
-            return;
-        }
-        match &self.remote {
-            Some(remote) => {
-                // The wake carries a handle of its own: until it is home,
-                // the coroutine looks awaited (`hold_if_waker_escaped`), even
-                // if the waker that sent it is dropped at once, before the
-                // poll that handed it out has returned.
-                let this = self.clone();
-                // A closed loop runs nothing again: there is nobody to wake.
-                drop(remote.add_callback(move || wake_at_home(this.id)));
-            }
-            None => undeliverable(),
-        }
-    }
-}
-
-impl Drop for TaskWaker {
-    fn drop(&mut self) {
-        // Its last handle went. If its coroutine moved on to a counting
-        // waker, its clones out there were all that held it: the table
-        // may let the coroutine go. (Any other finds no hold: a shell's
-        // waker goes after its entry.)
-        let_go(self.id, self.home, self.remote.as_ref());
-    }
 }
 
 /// Whether this is thread `home`.
@@ -516,7 +424,7 @@ fn let_go_now(id: TaskId) {
     let hold = LOCAL.try_with(|l| {
         let mut l = l.borrow_mut();
         let entry = l.tasks.get_mut(id)?;
-        if entry.strong.as_ref()?.out() {
+        if entry.strong.as_ref()?.counting.out() {
             return None;
         }
         let hold = entry.strong.take()?;
@@ -623,10 +531,37 @@ mod tests {
     use super::*;
     use crate::future::Future;
     use std::pin::Pin;
+    use std::task::Waker;
 
     /// The runner of the coroutine this is awaited in.
     fn own_runner() -> impl StdFuture<Output = Runner> {
         std::future::poll_fn(|cx| Poll::Ready(Runner::polling(cx.waker()).expect("in a coroutine")))
+    }
+
+    #[test]
+    fn a_coroutine_knows_its_waker_and_its_clones_by_will_wake() {
+        // (No loop: a wake at home is delivered at once.)
+        let f = super::super::coroutine(async {
+            let mut kept: Option<Waker> = None;
+            std::future::poll_fn(|cx| {
+                // Its runner is lent to a future polled with its waker,
+                // or with a clone of it, before and after one got out.
+                assert!(Runner::polling(cx.waker()).is_some());
+                if let Some(kept) = &kept {
+                    assert!(kept.will_wake(cx.waker()));
+                    assert!(Runner::polling(kept).is_some());
+                    return Poll::Ready(());
+                }
+                let clone = cx.waker().clone();
+                assert!(clone.will_wake(cx.waker()) && cx.waker().will_wake(&clone));
+                clone.wake_by_ref();
+                kept = Some(clone);
+                Poll::Pending
+            })
+            .await;
+            Ok(())
+        });
+        f.result().unwrap();
     }
 
     #[test]

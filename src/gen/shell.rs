@@ -276,7 +276,7 @@ impl Shell {
                 let l = l.borrow();
                 // Not woken on its way out (a stray wake would reach the
                 // next coroutine), not held for an escaped waker.
-                !l.ready.contains(&self.task)
+                !l.ready.iter().any(|(id, _)| *id == self.task)
                     && l.tasks.get(self.task).is_some_and(|e| e.strong.is_none())
             }))
     }

@@ -316,11 +316,10 @@ new_key_type! {
 #[derive(Default)]
 pub(super) struct Local {
     pub(super) tasks: SlotMap<TaskId, Entry>,
-    pub(super) ready: VecDeque<TaskId>,
-    /// The runners of `ready`, in step: a coroutine woken is held until
-    /// its wake is delivered (woken during its own poll, its waker kept
-    /// by nobody, nothing else may hold it).
-    woken: VecDeque<Runner>,
+    /// The coroutines woken, each with its runner: a coroutine woken is
+    /// held until its wake is delivered (woken during its own poll, its
+    /// waker kept by nobody, nothing else may hold it).
+    pub(super) ready: VecDeque<(TaskId, Runner)>,
     let_go: Vec<TaskId>,
     drain_scheduled: bool,
 }
@@ -451,8 +450,7 @@ pub(super) fn wake_at_home(id: TaskId) {
         let Some(runner) = l.tasks.get(id).and_then(|e| e.weak.upgrade()) else {
             return false;
         };
-        l.ready.push_back(id);
-        l.woken.push_back(runner);
+        l.ready.push_back((id, runner));
         !std::mem::replace(&mut l.drain_scheduled, true)
     });
     let Ok(schedule) = schedule else { return };
@@ -505,7 +503,7 @@ fn drain_ready() {
         let next = LOCAL.with(|l| {
             let mut l = l.borrow_mut();
             match l.ready.pop_front() {
-                Some(_) => l.woken.pop_front().map(Ok),
+                Some((_, runner)) => Some(Ok(runner)),
                 None => l.let_go.pop().map(Err),
             }
         });

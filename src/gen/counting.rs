@@ -6,10 +6,11 @@
 //! A waker made from [`std::task::Wake`] cannot tell: a clone of it is its
 //! `Arc` counted once more, and nothing runs when a clone goes but the
 //! last. So this one is a `RawWaker` of its own over one `Arc<Counting>`,
-//! made with the coroutine's shell (`shell.rs`) and kept for its life:
-//! every coroutine polls with it from its first poll, whether its waker
-//! ever gets out or not, so there is nothing to switch to when it does
-//! (no second allocation, no second `Polling`) and one wake path.
+//! made with the coroutine's shell (`shell.rs`; by its driver, for one
+//! started with none) and kept for its life: every coroutine polls with
+//! it from its first poll, whether its waker ever gets out or not, so
+//! there is nothing to switch to when it does (no second allocation, no
+//! second `Polling`) and one wake path.
 //!
 //! **One vtable**, every handle counted (`handles`), the coroutine's own
 //! (in its `Polling`: what `cx.waker()` lends) included: so a clone is the
@@ -17,9 +18,11 @@
 //! [`Waker::will_wake`] holds between them (a foreign future that keeps
 //! its clone while `will_wake` says so does not drop and clone it again
 //! at every poll; `future::polling_wake` knows the coroutine's own waker
-//! by it). "Nobody kept or woke the waker" is then `handles == 1`: the own
-//! handle only, one load (the shell's reuse checks). A clone or a wake
-//! costs what a `Wake` waker's does plus one atomic add or subtract.
+//! by it). "Nobody kept a clone, no wake from another thread is on its
+//! way" is then `handles == 1`: the own handle only, one load (the
+//! shell's reuse checks; a wake at home is seen by `task::wakes_queued`).
+//! A clone or a wake costs what a `Wake` waker's does plus one atomic add
+//! or subtract.
 //!
 //! A handle dropped that leaves one (`handles` 2 -> 1) is the last clone
 //! gone while the own handle stays, the one case nothing else would

@@ -280,36 +280,46 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             self.keep_unless_finished(message);
             return;
         };
-        let max = core.max_body_size.get();
-        match core.phase.get() {
-            // Its limit is the one the delegate left.
-            Phase::Body(Body::Chunked) => {
-                *self.decoder.borrow_mut() = Some(Box::new(ChunkedDecoder::new(max)));
-            }
-            Phase::Body(Body::Length(_)) => {}
+        if !matches!(core.phase.get(), Phase::Body(_)) {
             // Answered (or detached) already: the body is not read.
-            Phase::Head | Phase::Busy | Phase::Done => {
-                self.keep_unless_finished(message);
-                return;
-            }
+            self.keep_unless_finished(message);
+            return;
         }
-        // The delegate may not be ready for the body yet.
-        let hold = message.hold_body();
+        // The delegate may not be ready for the body yet; then its limit
+        // and the `100 Continue` wait too (Tornado reads the body, and
+        // answers `Expect`, once `headers_received`'s future is done).
+        let hold = message.hold_body().filter(|hold| !hold.done());
         self.message.set(Some(message));
+        #[cfg(not(feature = "gzip"))]
+        let gzipped = false;
+        match hold {
+            None => self.begin_body(body, gzipped, expect_continue, have),
+            Some(hold) => self.begin_body_after(hold, body, gzipped, expect_continue),
+        }
+    }
+
+    /// The body is to be read: its decoders made and its declared length
+    /// checked against the limit the delegate left, and a client that
+    /// asked told to send it (`have`: bytes of it here already).
+    fn begin_body(self: &Rc<Self>, body: Body, gzipped: bool, expect_continue: bool, have: usize) {
+        let core = self.core();
+        let max = core.max_body_size.get();
+        if let Body::Chunked = body {
+            *self.decoder.borrow_mut() = Some(Box::new(ChunkedDecoder::new(max)));
+        }
         #[cfg(feature = "gzip")]
         if gzipped {
             // The decoded body is held to the limit the delegate left.
             let decoder = super::gzip::RequestGunzip::new(max);
             self.gunzip.set(Some(Box::new(decoder)));
         }
+        #[cfg(not(feature = "gzip"))]
+        let _ = gzipped;
         if let Body::Length(n) = body {
             if n > max as u64 {
                 self.refuse(413);
                 return;
             }
-        }
-        if let Some(hold) = hold {
-            self.pause_until(hold);
         }
         // A client that asked waits for this before sending the body.
         if expect_continue && core.nothing_written() {
@@ -321,6 +331,42 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
                 core.write_continue();
             }
         }
+    }
+
+    /// [`begin_body`](Self::begin_body) once `hold` is done (the
+    /// delegate's [`hold_body`](HTTPMessageDelegate::hold_body)); nothing
+    /// of the body is read before. Out of line: the usual request is not
+    /// held.
+    #[cold]
+    #[inline(never)]
+    fn begin_body_after(
+        self: &Rc<Self>,
+        hold: crate::Future<()>,
+        body: Body,
+        gzipped: bool,
+        expect_continue: bool,
+    ) {
+        self.paused.set(true);
+        let conn = self.clone();
+        hold.add_done_callback(move |_: &crate::Future<()>| {
+            conn.paused.set(false);
+            conn.active.set(true);
+            let core = conn.core();
+            if core.detached.get() {
+                return;
+            }
+            // Not if the response was finished meanwhile: the body is not
+            // read then, and the connection closes after the answer.
+            if !core.closing.get() && matches!(core.phase.get(), Phase::Body(_)) {
+                // (What came of the body waits in the buffer: the client
+                // may not have waited for a `100 Continue`.)
+                conn.begin_body(body, gzipped, expect_continue, 0);
+                if !core.in_hook.get() {
+                    core.flush_out();
+                }
+            }
+            core.stream.resume_read_hook();
+        });
     }
 
     /// The next request's delegate: the last one if it asked to serve

@@ -444,6 +444,8 @@ impl Exchange {
         }
         let slot = &self.inner.coroutine;
         slot.in_prepare.set(true);
+        // (Set again by a block this `prepare` starts.)
+        slot.prepare_block.set(false);
         let _preparing = Preparing(&slot.in_prepare);
         f()
     }
@@ -468,12 +470,27 @@ impl Exchange {
     #[inline]
     pub(super) fn verb_waits_for_prepare(&self) -> bool {
         let slot = &self.inner.coroutine;
-        // One load for a handler with no block running, the usual one.
-        if !slot.running.get() || !slot.prepare_block.get() {
+        // One load for a handler whose prepare started no block, the
+        // usual one.
+        if !slot.prepare_block.get() {
+            return false;
+        }
+        if !slot.running.get() {
+            self.prepare_ended();
             return false;
         }
         slot.verb_waits.set(true);
         true
+    }
+
+    /// The `async` prepare's block ended (in `prepare`, or while a
+    /// streaming body came): its `run_async` made the response
+    /// asynchronous, and the verb method decides anew, as after a plain
+    /// prepare (a verb that returns is finished for it).
+    #[cold]
+    fn prepare_ended(&self) {
+        self.inner.coroutine.prepare_block.set(false);
+        self.inner.asynchronous.set(false);
     }
 
     /// The verb method of a handler whose `async` prepare has just ended

@@ -352,6 +352,9 @@ pub(super) enum State {
     Buffering(Box<HTTPServerRequest>, Option<usize>),
     /// A streaming handler, prepared, taking the body.
     Streaming(Exchange, Box<dyn RequestHandler>),
+    /// A streaming handler whose `async` prepare still runs, parked in its
+    /// exchange; the body is held back meanwhile (`hold_body`).
+    Held(Exchange),
     /// The handler left its response open (or failed while streaming):
     /// kept to hear if the client leaves.
     Open(Exchange),
@@ -401,6 +404,11 @@ impl HTTPMessageDelegate for RequestDelegate {
         self.state = if x.finished() {
             handler.on_finish();
             State::Open(x)
+        } else if self.held.is_some() {
+            // Parked where the response's end finds it for `on_finish`,
+            // should the prepare answer (or fail) before the body comes.
+            x.park_handler(handler);
+            State::Held(x)
         } else {
             State::Streaming(x, handler)
         };
@@ -412,6 +420,7 @@ impl HTTPMessageDelegate for RequestDelegate {
     }
 
     fn data_received(&mut self, chunk: &[u8]) -> Option<Future<()>> {
+        self.unhold();
         match &mut self.state {
             // Memory grows with the bytes that arrive, up to the server's
             // `max_body_size`, never with what the client declared.
@@ -438,7 +447,7 @@ impl HTTPMessageDelegate for RequestDelegate {
                     }
                 }
             }
-            State::Start | State::Open(_) | State::Done => None,
+            State::Start | State::Held(_) | State::Open(_) | State::Done => None,
         }
     }
 
@@ -458,7 +467,7 @@ impl HTTPMessageDelegate for RequestDelegate {
 
     fn on_connection_close(&mut self) {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::Open(x) => x.connection_closed(None),
+            State::Held(x) | State::Open(x) => x.connection_closed(None),
             State::Streaming(x, handler) => x.connection_closed(Some(handler)),
             _ => {}
         }
@@ -484,6 +493,7 @@ impl HTTPMessageDelegate for RequestDelegate {
 impl RequestDelegate {
     /// The body has come: the handler runs (or, streaming, its verb method).
     fn body_complete(&mut self) {
+        self.unhold();
         match std::mem::replace(&mut self.state, State::Done) {
             State::Buffering(request, route) => {
                 let x = self.exchange(request);
@@ -492,6 +502,30 @@ impl RequestDelegate {
             State::Streaming(x, handler) => self.run_prepared(x, handler),
             other => self.state = other,
         }
+    }
+
+    /// A streaming handler held for its `async` prepare, back in place as
+    /// its body comes; or, if the response was finished meanwhile (its
+    /// `on_finish` ran then), the exchange left open for the connection's
+    /// end.
+    #[inline]
+    fn unhold(&mut self) {
+        if !matches!(self.state, State::Held(_)) {
+            return;
+        }
+        let State::Held(x) = std::mem::replace(&mut self.state, State::Done) else {
+            return;
+        };
+        self.state = match x.unpark_handler() {
+            Some(handler) if !x.finished() => State::Streaming(x, handler),
+            Some(handler) => {
+                // (Not reached: finishing runs a parked handler's
+                // `on_finish` and lets it go.)
+                x.park_handler(handler);
+                State::Open(x)
+            }
+            None => State::Open(x),
+        };
     }
 
     /// The exchange for `request`: the last one's, emptied, if it is here.

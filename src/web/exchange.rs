@@ -538,6 +538,12 @@ impl Exchange {
         self.inner.handler.set(Some(handler));
     }
 
+    /// The handler parked by [`park_handler`](Self::park_handler), taken
+    /// back.
+    pub(crate) fn unpark_handler(&self) -> Option<Box<dyn RequestHandler>> {
+        self.inner.handler.take()
+    }
+
     /// The client left before the response was finished: the handler
     /// (the one given, or the one parked) hears of it, then `on_finish`.
     pub(crate) fn connection_closed(&self, handler: Option<Box<dyn RequestHandler>>) {

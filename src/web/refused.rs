@@ -74,7 +74,7 @@ impl RequestDelegate {
             }
             // A response left open: its parked handler's `on_finish` runs
             // when the page finishes it.
-            State::Open(x) => {
+            State::Held(x) | State::Open(x) => {
                 if !x.finished() {
                     x.send_error(status);
                 }

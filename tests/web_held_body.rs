@@ -575,7 +575,6 @@ static GZIP: Events = Events::new();
 // the end-waits-for-its-piece fix does not hold for gzip bodies.
 #[cfg(feature = "gzip")]
 #[test]
-#[ignore = "defect: with decompress_request, one read's decoded pieces reach data_received without waiting for each other's futures; the first future's callback ends the pause (conn.rs deliver -> gunzip.feed -> deliver_plain, one paused flag)"]
 fn gzip_pieces_each_wait_for_data_received() {
     fn app() -> Application {
         Application::new().route("/", || {

@@ -401,7 +401,13 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
         #[cfg(feature = "gzip")]
         if let Some(mut gunzip) = self.gunzip.take() {
             // Out of its cell while the delegate runs.
-            match gunzip.feed(chunk, &mut |piece| self.deliver_plain(piece)) {
+            // Piece by piece while the delegate does not pause: each
+            // piece waits for the last one's `data_received` future.
+            let fed = gunzip.feed(chunk, &mut |piece| {
+                self.deliver_plain(piece);
+                !self.paused.get()
+            });
+            match fed {
                 Ok(()) => self.gunzip.set(Some(gunzip)),
                 Err(status) => self.refuse(status),
             }
@@ -441,6 +447,15 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             if core.detached.get() {
                 return;
             }
+            // Decoded pieces of what was read, kept back for this pause.
+            #[cfg(feature = "gzip")]
+            if conn.gzip_kept_back() {
+                conn.deliver(&[]);
+                if conn.paused.get() {
+                    // Paused again: that pause's end goes on from here.
+                    return;
+                }
+            }
             // The end that came with the last piece (nothing is left to
             // read for it: the hook would not run).
             let held = conn.end_held.replace(false);
@@ -449,6 +464,16 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             }
             core.stream.resume_read_hook();
         });
+    }
+
+    /// Whether a gzipped body's decoder keeps compressed bytes back for a
+    /// pause that ended (see `RequestGunzip::feed`).
+    #[cfg(feature = "gzip")]
+    fn gzip_kept_back(&self) -> bool {
+        let gunzip = self.gunzip.take();
+        let kept = gunzip.as_ref().is_some_and(|g| g.has_rest());
+        self.gunzip.set(gunzip);
+        kept && !self.core().closing.get()
     }
 
     /// The body is read to its end: its clocks stopped, the delegate told.
@@ -466,6 +491,11 @@ impl<D: HTTPServerConnectionDelegate> Conn<D> {
             // The gzip stream must have ended with the body.
             if let Err(status) = gunzip.finish(&mut |piece| self.deliver_plain(piece)) {
                 self.refuse(status);
+                return;
+            }
+            if self.paused.get() {
+                // Its last piece paused: the end waits for it.
+                self.end_held.set(true);
                 return;
             }
         }

@@ -47,24 +47,68 @@ pub(crate) fn take_gzip_coding(request: &mut HTTPServerRequest) -> bool {
 }
 
 /// The decoder of one request body.
-pub(crate) struct RequestGunzip(Gunzip);
+pub(crate) struct RequestGunzip {
+    gunzip: Gunzip,
+    /// Compressed bytes received but not decoded yet: the delegate paused
+    /// the body part way through a read's worth (at most that much).
+    rest: Vec<u8>,
+}
 
 impl RequestGunzip {
     /// Decodes at most `max` bytes.
     pub(crate) fn new(max: usize) -> RequestGunzip {
-        RequestGunzip(Gunzip::new(max))
+        RequestGunzip {
+            gunzip: Gunzip::new(max),
+            rest: Vec::new(),
+        }
     }
 
-    /// Decodes the next piece of the body, handing what it makes to
-    /// `deliver`; `Err(status)` to refuse the request with.
-    pub(crate) fn feed(&mut self, chunk: &[u8], deliver: &mut dyn FnMut(&[u8])) -> Result<(), u16> {
-        self.0.feed(chunk, deliver).map_err(|e| self.refusal(e))
+    /// Decodes the next piece of the body (after what was kept back),
+    /// handing what it makes to `deliver` piece by piece for as long as
+    /// it returns `true` (the delegate did not pause); what is not decoded
+    /// then is kept for the next feed (`feed(&[])` when the pause ends).
+    /// `Err(status)` to refuse the request with.
+    pub(crate) fn feed(
+        &mut self,
+        chunk: &[u8],
+        deliver: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), u16> {
+        let mut kept = std::mem::take(&mut self.rest);
+        let input: &[u8] = if kept.is_empty() {
+            chunk
+        } else {
+            kept.extend_from_slice(chunk);
+            &kept
+        };
+        let used = self
+            .gunzip
+            .feed_until(input, deliver)
+            .map_err(|e| self.refusal(e))?;
+        if used < input.len() {
+            let left = input.len() - used;
+            if kept.is_empty() {
+                kept.extend_from_slice(&chunk[used..]);
+            } else {
+                kept.drain(..used);
+            }
+            debug_assert_eq!(kept.len(), left);
+        } else {
+            kept.clear();
+        }
+        // (Its room kept for the next pause.)
+        self.rest = kept;
+        Ok(())
+    }
+
+    /// Whether compressed bytes wait to be decoded (see [`feed`](Self::feed)).
+    pub(crate) fn has_rest(&self) -> bool {
+        !self.rest.is_empty()
     }
 
     /// The body is complete: the last of it, or `Err(status)` if the gzip
     /// stream did not end properly.
     pub(crate) fn finish(&mut self, deliver: &mut dyn FnMut(&[u8])) -> Result<(), u16> {
-        self.0.finish(deliver).map_err(|e| self.refusal(e))
+        self.gunzip.finish(deliver).map_err(|e| self.refusal(e))
     }
 
     fn refusal(&self, err: GunzipError) -> u16 {
@@ -72,7 +116,7 @@ impl RequestGunzip {
             GunzipError::TooLarge => {
                 log::info!(
                     "gzipped request body too large: over the limit after {} decoded bytes",
-                    self.0.total_out()
+                    self.gunzip.total_out()
                 );
                 413
             }

@@ -205,19 +205,37 @@ impl Gunzip {
         input: &[u8],
         piece: &mut dyn FnMut(&[u8]),
     ) -> Result<(), GunzipError> {
-        self.fed += input.len() as u64;
+        self.feed_until(input, &mut |p| {
+            piece(p);
+            true
+        })
+        .map(|_| ())
+    }
+
+    /// [`feed`](Self::feed), but stops after a piece for which `piece`
+    /// returns `false` (its taker wants no more for now): how many bytes
+    /// of `input` it used (all of them unless it stopped). What the
+    /// decoder holds of the input used comes out with the next feed.
+    pub(crate) fn feed_until(
+        &mut self,
+        input: &[u8],
+        piece: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<usize, GunzipError> {
+        let mut used = 0;
         for slice in input.chunks(SLICE) {
             let written = self.decoder.write_all(slice);
+            used += slice.len();
+            self.fed += slice.len() as u64;
             self.check(written)?;
-            if self.decoder.get_ref().out.len() >= PIECE {
-                self.hand_on(piece);
+            if self.decoder.get_ref().out.len() >= PIECE && !self.hand_on(piece) {
+                return Ok(used);
             }
         }
         // Whatever the decoder still holds, out now.
         let flushed = self.decoder.flush();
         self.check(flushed)?;
         self.hand_on(piece);
-        Ok(())
+        Ok(used)
     }
 
     /// The compressed input is complete: the member must have ended (its
@@ -229,7 +247,10 @@ impl Gunzip {
         }
         let finished = self.decoder.try_finish();
         self.check(finished)?;
-        self.hand_on(piece);
+        self.hand_on(&mut |p| {
+            piece(p);
+            true
+        });
         Ok(())
     }
 
@@ -241,12 +262,15 @@ impl Gunzip {
         }
     }
 
-    fn hand_on(&mut self, piece: &mut dyn FnMut(&[u8])) {
+    /// Hands the piece made on, if any; whether its taker wants more.
+    fn hand_on(&mut self, piece: &mut dyn FnMut(&[u8]) -> bool) -> bool {
         let out = &mut self.decoder.get_mut().out;
         if !out.is_empty() {
-            piece(out);
+            let more = piece(out);
             out.clear();
+            return more;
         }
+        true
     }
 }
 
@@ -291,6 +315,31 @@ mod tests {
             stream.write(b"", &mut wire, true);
             assert_eq!(gunzip(&wire, usize::MAX).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn feed_until_stops_after_the_piece_refused_and_goes_on_from_there() {
+        let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        let z = gzip(&data);
+        let mut d = Gunzip::new(usize::MAX);
+        let mut body = Vec::new();
+        let mut at = 0;
+        let mut stops = 0;
+        while at < z.len() {
+            // Every piece refused: one piece per call.
+            let used = d
+                .feed_until(&z[at..], &mut |p| {
+                    body.extend_from_slice(p);
+                    false
+                })
+                .unwrap();
+            assert!(used > 0);
+            stops += usize::from(at + used < z.len());
+            at += used;
+        }
+        d.finish(&mut |p| body.extend_from_slice(p)).unwrap();
+        assert!(stops > 10, "{stops}");
+        assert!(body == data, "{} of {} bytes", body.len(), data.len());
     }
 
     #[test]

@@ -208,7 +208,6 @@ fn kept_alive_requests_reuse_their_exchange_after_a_plain_or_waiting_prepare() {
 // Here: every request gets a fresh exchange at a new address (none is
 // freed to be reused).
 #[test]
-#[ignore = "defect: an async prepare that ends in its first poll leaks its exchange (prepare_ended clears is_async before in_method leaves the deferred request context)"]
 fn kept_alive_requests_reuse_their_exchange_after_an_async_prepare_that_ended_at_once() {
     let s = Server::start(addressed_app, no_config);
     let n = exchanges_for(&s, "/at_once", &ADDR_AT_ONCE, 40);
@@ -246,7 +245,6 @@ impl RequestHandler for PostLen {
 // after an `async` prepare that ended at once (run alone: RSS is the
 // process's, so other tests running beside it blur it).
 #[test]
-#[ignore = "defect: an async prepare that ends in its first poll leaks its exchange and request body (run alone)"]
 fn a_leaked_exchange_keeps_its_request_body() {
     let s = Server::start(
         || {

@@ -490,6 +490,18 @@ impl Exchange {
     #[cold]
     fn prepare_ended(&self) {
         self.inner.coroutine.prepare_block.set(false);
+        // The request's context its `run_async` entered (lazily), left now
+        // as the method's end would have: the verb decides anew whether to
+        // enter it, and the method's end, seeing a response not marked
+        // asynchronous, leaves nothing. (Innermost: nothing was entered
+        // since the prepare returned.)
+        if let Some(entered) = self.take_entered() {
+            self.inner.coroutine.carrier.unmade.set(false);
+            match self.inner.app.upgrade() {
+                Some(app) => app.leave_context(entered),
+                None => drop(entered),
+            }
+        }
         self.inner.asynchronous.set(false);
     }
 

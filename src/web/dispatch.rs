@@ -183,7 +183,7 @@ impl AppInner {
 
     /// Leaves the request context; keeps it for the next request unless a
     /// callback captured it (it is then that request's).
-    fn leave_context(&self, entered: Entered) {
+    pub(super) fn leave_context(&self, entered: Entered) {
         let Entered { context, _current } = entered;
         drop(_current);
         // Deferred and never made: nothing was entered.

@@ -21,8 +21,9 @@
 //! by it). "Nobody kept a clone, no wake from another thread is on its
 //! way" is then `handles == 1`: the own handle only, one load (the
 //! shell's reuse checks; a wake at home is seen by `task::wakes_queued`).
-//! A clone or a wake costs what a `Wake` waker's does plus one atomic add
-//! or subtract.
+//! A clone or a wake at home costs what a `Wake` waker's does plus one
+//! atomic add or subtract; a wake from another thread two more (the
+//! handle it carries home, counted in and out).
 //!
 //! A handle dropped that leaves one (`handles` 2 -> 1) is the last clone
 //! gone while the own handle stays, the one case nothing else would
@@ -54,6 +55,14 @@ pub(super) struct Counting {
     /// is `Sync`, as a waker's data must be).
     held: AtomicBool,
 }
+
+// A waker's data is shared with every thread its clones reach: what a
+// `std::task::Wake` impl would require, checked here as the RawWaker's
+// vtable cannot.
+const _: fn() = || {
+    fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<Counting>();
+};
 
 impl Counting {
     /// The waker of coroutine `id` of this thread, whose loop (if any) is

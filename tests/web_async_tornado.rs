@@ -6,7 +6,7 @@
 //! `finish()` inside the block followed by more code. Cases that
 //! tests/web_async*.rs already cover are not repeated here.
 //!
-//! Servers listen on 127.0.0.1, ports 19700-19799 (this suite's range).
+//! Servers listen on 127.0.0.1, on ports the system picks (`TestServer`).
 
 #[allow(dead_code)]
 #[path = "common/http.rs"]
@@ -14,105 +14,30 @@ mod http_kit;
 
 use std::cell::{Cell, RefCell};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 
-use http_kit::{connect, eventually, raw_request, read_reply, Reply};
+use http_kit::{connect, eventually, raw_request, read_reply, Events, Reply, TestServer};
 use squall::gen::{self, ResultCallback, Task};
-use squall::http::HTTPServer;
-use squall::netutil::BindOptions;
 use squall::web::{Application, Exchange, HTTPError, RequestHandler};
-use squall::{Error, ErrorKind, Future, IOLoop, Remote};
-
-// ----- a server in this suite's port range -----------------------------------
-
-/// The next port to try.
-static NEXT_PORT: AtomicU16 = AtomicU16::new(19700);
-
-/// An `Application` served on its own thread and loop, on a port of
-/// 19700-19799; stopped and joined on drop.
-struct Server {
-    addr: SocketAddr,
-    remote: Remote,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(make: fn() -> Application) -> Server {
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let io_loop = IOLoop::new().expect("loop");
-            io_loop.make_current();
-            let server = HTTPServer::with_loop(&io_loop, make());
-            // Ports in use (another suite, a test of this one) are skipped.
-            let bound = (0..100).any(|_| {
-                let port = 19700 + NEXT_PORT.fetch_add(1, Ordering::SeqCst) % 100;
-                server
-                    .listen_with(port, BindOptions::new().address("127.0.0.1"))
-                    .is_ok()
-            });
-            assert!(bound, "no free port in 19700-19799");
-            tx.send((server.local_addrs()[0], io_loop.remote()))
-                .expect("send");
-            io_loop.start().expect("loop start");
-            server.stop();
-            io_loop.close();
-        });
-        let (addr, remote) = rx.recv().expect("server started");
-        Server {
-            addr,
-            remote,
-            thread: Some(thread),
-        }
-    }
-
-    /// `GET path` on a fresh connection.
-    fn get(&self, path: &str) -> Reply {
-        let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        raw_request(self.addr, raw.as_bytes()).expect("a reply")
-    }
-
-    /// `POST path` with an empty body, on a fresh connection.
-    fn post(&self, path: &str) -> Reply {
-        let raw = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        raw_request(self.addr, raw.as_bytes()).expect("a reply")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.remote.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use squall::{Error, ErrorKind, Future, IOLoop};
 
 // ----- helpers ---------------------------------------------------------------
 
-/// What a handler saw, for the test thread to read (the server runs on a
-/// thread of its own); one per route, as the tests run in parallel.
-struct Events(Mutex<Vec<String>>);
+/// `GET path` on a fresh connection.
+fn get(s: &TestServer, path: &str) -> Reply {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    raw_request(s.addr, raw.as_bytes()).expect("a reply")
+}
 
-impl Events {
-    const fn new() -> Events {
-        Events(Mutex::new(Vec::new()))
-    }
-    fn push(&self, event: impl Into<String>) {
-        self.0.lock().unwrap().push(event.into());
-    }
-    fn get(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-    fn count(&self, event: &str) -> usize {
-        self.get().iter().filter(|e| *e == event).count()
-    }
+/// `POST path` with an empty body, on a fresh connection.
+fn post(s: &TestServer, path: &str) -> Reply {
+    let raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    raw_request(s.addr, raw.as_bytes()).expect("a reply")
 }
 
 /// asyncio's `sleep(0)`: a bare `yield` to the event loop. Wakes its own
@@ -234,32 +159,32 @@ fn gen_web_app() -> Application {
 // Ports GenWebTest.test_coroutine_sequence_handler.
 #[test]
 fn coroutine_sequence_handler() {
-    let s = Server::start(gen_web_app);
-    let r = s.get("/coroutine_sequence");
+    let s = TestServer::start(gen_web_app, |_| {});
+    let r = get(&s, "/coroutine_sequence");
     assert_eq!((r.status, r.text().as_str()), (200, "123"));
 }
 
 // Ports GenWebTest.test_coroutine_unfinished_sequence_handler.
 #[test]
 fn coroutine_unfinished_sequence_handler() {
-    let s = Server::start(gen_web_app);
-    let r = s.get("/coroutine_unfinished_sequence");
+    let s = TestServer::start(gen_web_app, |_| {});
+    let r = get(&s, "/coroutine_unfinished_sequence");
     assert_eq!((r.status, r.text().as_str()), (200, "123"));
 }
 
 // Ports GenWebTest.test_undecorated_coroutines.
 #[test]
 fn undecorated_coroutines() {
-    let s = Server::start(gen_web_app);
-    let r = s.get("/undecorated_coroutine");
+    let s = TestServer::start(gen_web_app, |_| {});
+    let r = get(&s, "/undecorated_coroutine");
     assert_eq!((r.status, r.text().as_str()), (200, "123"));
 }
 
 // Ports GenWebTest.test_native_coroutine_handler.
 #[test]
 fn native_coroutine_handler() {
-    let s = Server::start(gen_web_app);
-    let r = s.get("/native_coroutine");
+    let s = TestServer::start(gen_web_app, |_| {});
+    let r = get(&s, "/native_coroutine");
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
 }
 
@@ -267,8 +192,8 @@ fn native_coroutine_handler() {
 #[test]
 #[ignore = "known limitation (docs/gen.md, \"Errors thrown in\"): an error from a callback the block scheduled ends the handler's async block (AsyncDriver::resume, src/gen/task.rs) and answers 500; the block cannot catch it at its .await as Tornado's coroutine does"]
 fn yield_exception_handler() {
-    let s = Server::start(gen_web_app);
-    let r = s.get("/yield_exception");
+    let s = TestServer::start(gen_web_app, |_| {});
+    let r = get(&s, "/yield_exception");
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
 }
 
@@ -379,18 +304,18 @@ fn finish_app() -> Application {
 // Ports web_test.py FinalReturnTest.test_finish_method_return_future.
 #[test]
 fn finish_inside_the_coroutine() {
-    let s = Server::start(finish_app);
-    let r = s.get("/finish");
+    let s = TestServer::start(finish_app, |_| {});
+    let r = get(&s, "/finish");
     assert_eq!((r.status, r.text().as_str()), (200, ""));
-    let r = s.post("/finish");
+    let r = post(&s, "/finish");
     assert_eq!((r.status, r.text().as_str()), (200, "hello,world"));
 }
 
 // Ports web_test.py WSGISafeWebTest.test_empty_flush (EmptyFlushCallbackHandler).
 #[test]
 fn empty_flush() {
-    let s = Server::start(finish_app);
-    let r = s.get("/empty_flush");
+    let s = TestServer::start(finish_app, |_| {});
+    let r = get(&s, "/empty_flush");
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
 }
 
@@ -399,8 +324,8 @@ fn empty_flush() {
 // the response.
 #[test]
 fn on_finish_after_an_async_method() {
-    let s = Server::start(finish_app);
-    let r = s.get("/on_finish");
+    let s = TestServer::start(finish_app, |_| {});
+    let r = get(&s, "/on_finish");
     assert_eq!((r.status, r.text().as_str()), (200, "done"));
     eventually("on_finish", || ON_FINISH_EVENTS.count("on_finish") > 0);
     std::thread::sleep(Duration::from_millis(20));
@@ -415,8 +340,8 @@ fn on_finish_after_an_async_method() {
 // after it), and a second finish is refused.
 #[test]
 fn finish_inside_the_coroutine_then_more_code() {
-    let s = Server::start(finish_app);
-    let r = s.get("/wait_finish_then_more");
+    let s = TestServer::start(finish_app, |_| {});
+    let r = get(&s, "/wait_finish_then_more");
     assert_eq!((r.status, r.text().as_str()), (200, "early"));
     eventually("the block's end", || WAIT_FINISH_THEN_MORE.get().len() == 3);
     assert_eq!(
@@ -436,8 +361,8 @@ fn finish_inside_the_coroutine_then_more_code() {
 // wait.
 #[test]
 fn finish_in_the_first_poll_then_more_code() {
-    let s = Server::start(finish_app);
-    let r = s.get("/finish_then_more");
+    let s = TestServer::start(finish_app, |_| {});
+    let r = get(&s, "/finish_then_more");
     assert_eq!((r.status, r.text().as_str()), (200, "early"));
     eventually("the block's end", || FINISH_THEN_MORE.get().len() == 3);
     assert_eq!(
@@ -498,8 +423,8 @@ fn prepare_app() -> Application {
 // before the prepare's first wait.
 #[test]
 fn async_prepare_error_before_its_first_wait() {
-    let s = Server::start(prepare_app);
-    let r = s.get("/at_once");
+    let s = TestServer::start(prepare_app, |_| {});
+    let r = get(&s, "/at_once");
     assert_eq!(r.status, 403);
     eventually("on_finish", || PREPARE_AT_ONCE.count("on_finish") > 0);
     assert_eq!(PREPARE_AT_ONCE.get(), ["on_finish"]);
@@ -508,13 +433,13 @@ fn async_prepare_error_before_its_first_wait() {
 // Ports GenWebTest.test_async_prepare_error_handler, a panic for the raise.
 #[test]
 fn async_prepare_panic_after_a_wait() {
-    let s = Server::start(prepare_app);
-    let r = s.get("/panic");
+    let s = TestServer::start(prepare_app, |_| {});
+    let r = get(&s, "/panic");
     assert_eq!(r.status, 500);
     eventually("on_finish", || PREPARE_PANIC.count("on_finish") > 0);
     assert_eq!(PREPARE_PANIC.get(), ["on_finish"]);
     // The server goes on.
-    let r = s.get("/at_once");
+    let r = get(&s, "/at_once");
     assert_eq!(r.status, 403);
 }
 
@@ -619,7 +544,7 @@ fn flow_app() -> Application {
 /// POSTs three chunks to `path`, each sent 30 ms after the last (so each
 /// is a piece of its own), and the end of the body 30 ms after the last
 /// chunk if `end_apart`, else with it; the reply.
-fn post_three_chunks(s: &Server, path: &str, end_apart: bool) -> (u16, String) {
+fn post_three_chunks(s: &TestServer, path: &str, end_apart: bool) -> (u16, String) {
     let mut conn = connect(s.addr);
     write!(
         conn,
@@ -640,7 +565,7 @@ fn post_three_chunks(s: &Server, path: &str, end_apart: bool) -> (u16, String) {
 }
 
 /// POSTs a 26-byte body with a `Content-Length`, in one write; the reply.
-fn post_fixed_body(s: &Server, path: &str) -> (u16, String) {
+fn post_fixed_body(s: &TestServer, path: &str) -> (u16, String) {
     let raw = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 26\r\nConnection: close\r\n\r\nabcdefghijklmnopqrstuvwxyz"
     );
@@ -654,7 +579,7 @@ const FLOW: &str = "prepare,data_received,data_received,data_received,post";
 // with a plain prepare, each piece (and the body's end) arriving apart.
 #[test]
 fn native_streaming_request_flow_control() {
-    let s = Server::start(flow_app);
+    let s = TestServer::start(flow_app, |_| {});
     assert_eq!(
         post_three_chunks(&s, "/plain_prepare", true),
         (200, FLOW.to_owned())
@@ -666,7 +591,7 @@ fn native_streaming_request_flow_control() {
 // and the body's end arrive together.
 #[test]
 fn native_streaming_request_flow_control_last_piece_with_the_end() {
-    let s = Server::start(flow_app);
+    let s = TestServer::start(flow_app, |_| {});
     assert_eq!(
         post_three_chunks(&s, "/plain_prepare", false),
         (200, FLOW.to_owned())
@@ -683,7 +608,7 @@ fn native_streaming_request_flow_control_last_piece_with_the_end() {
 // with Tornado's async prepare (pieces apart, as in the passing test).
 #[test]
 fn native_streaming_request_flow_control_with_async_prepare() {
-    let s = Server::start(flow_app);
+    let s = TestServer::start(flow_app, |_| {});
     assert_eq!(
         post_three_chunks(&s, "/async_prepare", true),
         (200, FLOW.to_owned())
@@ -703,7 +628,7 @@ static FAILED_FLOW: Mutex<Vec<String>> = Mutex::new(Vec::new());
 // and `post` never runs.
 #[test]
 fn streaming_async_prepare_that_fails_answers_and_never_runs_post() {
-    let s = Server::start(flow_app);
+    let s = TestServer::start(flow_app, |_| {});
     let (status, _) = post_three_chunks(&s, "/async_prepare_fails", true);
     assert_eq!(status, 403);
     // (A `post` run by mistake would come once the body is in: given time.)

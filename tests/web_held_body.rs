@@ -7,7 +7,7 @@
 //! checks the body limit, or reads a byte of the body; web.py's `finish`
 //! runs `on_finish` whatever ended the response.
 //!
-//! Servers listen on 127.0.0.1, ports 19800-19899 (this suite's range).
+//! Servers listen on 127.0.0.1, on ports the system picks (`TestServer`).
 
 #[allow(dead_code)]
 #[path = "common/http.rs"]
@@ -15,99 +15,16 @@ mod http_kit;
 
 use std::cell::Cell;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
-use http_kit::{connect, eventually, raw_request, read_reply};
+use http_kit::{connect, eventually, raw_request, read_reply, Events, TestServer};
 use squall::gen;
 use squall::http::HTTPServer;
-use squall::netutil::BindOptions;
 use squall::web::{Application, Exchange, HTTPError, RequestHandler};
-use squall::{Error, Future, IOLoop, Remote};
+use squall::{Error, Future, IOLoop};
 
-// ----- a server in this suite's port range -----------------------------------
-
-static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
-
-/// An `Application` served on its own thread and loop, on a port of
-/// 19800-19899; stopped and joined on drop.
-struct Server {
-    addr: SocketAddr,
-    remote: Remote,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(make: fn() -> Application, configure: fn(&HTTPServer)) -> Server {
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let io_loop = IOLoop::new().expect("loop");
-            io_loop.make_current();
-            let server = HTTPServer::with_loop(&io_loop, make());
-            configure(&server);
-            let bound = (0..100).any(|_| {
-                let port = 19800 + NEXT_PORT.fetch_add(1, Ordering::SeqCst) % 100;
-                server
-                    .listen_with(port, BindOptions::new().address("127.0.0.1"))
-                    .is_ok()
-            });
-            assert!(bound, "no free port in 19800-19899");
-            tx.send((server.local_addrs()[0], io_loop.remote()))
-                .expect("send");
-            io_loop.start().expect("loop start");
-            server.stop();
-            io_loop.close();
-        });
-        let (addr, remote) = rx.recv().expect("server started");
-        Server {
-            addr,
-            remote,
-            thread: Some(thread),
-        }
-    }
-
-    /// (fd handlers, pending timeouts) on the server's loop.
-    fn loop_stats(&self) -> (usize, usize) {
-        let (tx, rx) = mpsc::channel();
-        self.remote
-            .add_callback(move || {
-                let l = IOLoop::current();
-                let _ = tx.send((l.handler_count(), l.timer_stats().pending));
-            })
-            .expect("loop alive");
-        rx.recv_timeout(Duration::from_secs(5)).expect("stats")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.remote.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// What a handler saw, read by the test's thread; one per test.
-struct Events(Mutex<Vec<String>>);
-
-impl Events {
-    const fn new() -> Events {
-        Events(Mutex::new(Vec::new()))
-    }
-    fn push(&self, event: impl Into<String>) {
-        self.0.lock().unwrap().push(event.into());
-    }
-    fn get(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-    fn count(&self, event: &str) -> usize {
-        self.get().iter().filter(|e| *e == event).count()
-    }
-}
+// ----- helpers ---------------------------------------------------------------
 
 fn no_config(_: &HTTPServer) {}
 
@@ -262,7 +179,7 @@ static HEAD_WRITE: Events = Events::new();
 // is never exercised there. Here the body comes with the head.
 #[test]
 fn a_body_in_the_heads_write_waits_for_the_async_prepare() {
-    let s = Server::start(
+    let s = TestServer::start(
         || {
             Application::new().route("/", || {
                 let mut h = Held::<true>::new(&HEAD_WRITE, Some(End::Ok));
@@ -300,7 +217,7 @@ static PIPELINED: Events = Events::new();
 // connection (the RequestDelegate and the exchange reused).
 #[test]
 fn pipelined_and_kept_alive_requests_after_a_held_one() {
-    let s = Server::start(
+    let s = TestServer::start(
         || {
             Application::new().route("/", || {
                 let mut h = Held::<true>::new(&PIPELINED, Some(End::Ok));
@@ -337,7 +254,7 @@ static LEFT: Events = Events::new();
 // callback, which holds the connection).
 #[test]
 fn the_client_leaving_while_held_lets_everything_go() {
-    let s = Server::start(
+    let s = TestServer::start(
         || Application::new().route("/", || Held::<true>::new(&LEFT, Some(End::Never))),
         no_config,
     );
@@ -365,7 +282,7 @@ fn the_client_leaving_while_held_lets_everything_go() {
 // ----- defects -----------------------------------------------------------------
 
 /// POSTs `hello` to `path` and reads the reply, giving up after 2 s.
-fn post_hello(s: &Server, path: &str) -> Option<(u16, String)> {
+fn post_hello(s: &TestServer, path: &str) -> Option<(u16, String)> {
     let mut conn = connect(s.addr);
     conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     conn.write_all(
@@ -396,7 +313,7 @@ fn a_plain_post_after_a_streaming_async_prepare_is_finished() {
                 h
             })
     }
-    let s = Server::start(app, no_config);
+    let s = TestServer::start(app, no_config);
     assert_eq!(
         post_hello(&s, "/waits"),
         Some((200, "post 5".to_owned())),
@@ -425,7 +342,7 @@ fn a_plain_post_after_an_async_prepare_that_ended_at_once_is_finished() {
             h
         })
     }
-    let s = Server::start(app, no_config);
+    let s = TestServer::start(app, no_config);
     // (`post 0`: a handler that does not stream counts no `data_received`.)
     assert_eq!(
         post_hello(&s, "/"),
@@ -441,7 +358,7 @@ static PLAIN_FAILS: Events = Events::new();
 // `on_finish` after a failing `async` prepare.
 #[test]
 fn a_failing_async_prepare_runs_on_finish_when_not_streaming() {
-    let s = Server::start(
+    let s = TestServer::start(
         || Application::new().route("/", || Held::<false>::new(&PLAIN_FAILS, Some(End::Fails))),
         no_config,
     );
@@ -465,7 +382,7 @@ static STREAM_FAILS: Events = Events::new();
 // the 403 finishes the response: `on_finish` never runs.
 #[test]
 fn a_failing_async_prepare_runs_on_finish_when_streaming() {
-    let s = Server::start(
+    let s = TestServer::start(
         || Application::new().route("/", || Held::<true>::new(&STREAM_FAILS, Some(End::Fails))),
         no_config,
     );
@@ -487,7 +404,7 @@ static FINISHES: Events = Events::new();
 // and `on_finish` once (as for a handler that does not stream).
 #[test]
 fn an_async_prepare_that_finishes_the_response_runs_on_finish_when_streaming() {
-    let s = Server::start(
+    let s = TestServer::start(
         || {
             Application::new().route("/", || {
                 Held::<true>::new(&FINISHES, Some(End::FinishesAndRunsOn))
@@ -516,7 +433,7 @@ static CONTINUE: Events = Events::new();
 // never sends the body. Here `100 Continue` goes out with the head.
 #[test]
 fn expect_continue_waits_for_the_async_prepare() {
-    let s = Server::start(
+    let s = TestServer::start(
         || Application::new().route("/", || Held::<true>::new(&CONTINUE, Some(End::Fails))),
         no_config,
     );
@@ -543,7 +460,7 @@ static LIMIT: Events = Events::new();
 // read (413 check, chunked decoder, gunzip) before the hold.
 #[test]
 fn an_async_prepare_may_raise_the_body_limit() {
-    let s = Server::start(
+    let s = TestServer::start(
         || {
             Application::new().route("/", || {
                 Held::<true>::new(&LIMIT, Some(End::RaisesLimit(1024)))
@@ -583,7 +500,7 @@ fn gzip_pieces_each_wait_for_data_received() {
             h
         })
     }
-    let s = Server::start(app, |server| server.set_decompress_request(true));
+    let s = TestServer::start(app, |server| server.set_decompress_request(true));
     let plain = vec![0u8; 1 << 20];
     let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     z.write_all(&plain).unwrap();

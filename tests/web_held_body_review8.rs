@@ -5,7 +5,7 @@
 //! gzipped body's pieces each waiting for the last one's `data_received`
 //! (`RequestGunzip`'s kept-back bytes).
 //!
-//! Servers listen on 127.0.0.1, ports 20000-20099 (this suite's range).
+//! Servers listen on 127.0.0.1, on ports the system picks (`TestServer`).
 
 #[allow(dead_code)]
 #[path = "common/http.rs"]
@@ -14,93 +14,16 @@ mod http_kit;
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
-use http_kit::{connect, raw_request, read_reply};
+use http_kit::{connect, raw_request, read_reply, Events, TestServer};
 use squall::gen;
 use squall::http::HTTPServer;
-use squall::netutil::BindOptions;
 use squall::web::{Application, Exchange, RequestHandler};
-use squall::{Error, Future, IOLoop, Remote};
+use squall::{Error, Future, IOLoop};
 
-// ----- a server in this suite's port range -----------------------------------
-
-static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
-
-/// An `Application` served on its own thread and loop, on a port of
-/// 20000-20099; stopped and joined on drop.
-struct Server {
-    addr: SocketAddr,
-    remote: Remote,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(make: fn() -> Application, configure: fn(&HTTPServer)) -> Server {
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let io_loop = IOLoop::new().expect("loop");
-            io_loop.make_current();
-            let server = HTTPServer::with_loop(&io_loop, make());
-            configure(&server);
-            let bound = (0..100).any(|_| {
-                let port = 20000 + NEXT_PORT.fetch_add(1, Ordering::SeqCst) % 100;
-                server
-                    .listen_with(port, BindOptions::new().address("127.0.0.1"))
-                    .is_ok()
-            });
-            assert!(bound, "no free port in 20000-20099");
-            tx.send((server.local_addrs()[0], io_loop.remote()))
-                .expect("send");
-            io_loop.start().expect("loop start");
-            server.stop();
-            io_loop.close();
-        });
-        let (addr, remote) = rx.recv().expect("server started");
-        Server {
-            addr,
-            remote,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.remote.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// What handlers saw, read by the test's thread; one per test.
-struct Events(Mutex<Vec<String>>);
-
-impl Events {
-    const fn new() -> Events {
-        Events(Mutex::new(Vec::new()))
-    }
-    fn push(&self, event: impl Into<String>) {
-        self.0.lock().unwrap().push(event.into());
-    }
-    fn get(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-    fn count(&self, event: &str) -> usize {
-        self.get().iter().filter(|e| *e == event).count()
-    }
-    fn starting(&self, prefix: &str) -> Vec<String> {
-        self.get()
-            .into_iter()
-            .filter(|e| e.starts_with(prefix))
-            .collect()
-    }
-}
+// ----- helpers ---------------------------------------------------------------
 
 fn no_config(_: &HTTPServer) {}
 
@@ -110,7 +33,7 @@ fn settle() {
 }
 
 /// `n` requests `raw` on one kept-alive connection: their replies.
-fn on_one_connection(s: &Server, raw: &str, n: usize) -> Vec<(u16, String)> {
+fn on_one_connection(s: &TestServer, raw: &str, n: usize) -> Vec<(u16, String)> {
     let mut conn = connect(s.addr);
     conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut buf = Vec::new();
@@ -175,7 +98,7 @@ fn addressed_app() -> Application {
 }
 
 /// How many exchanges `n` kept-alive GETs of `path` were answered with.
-fn exchanges_for(s: &Server, path: &str, events: &Events, n: usize) -> usize {
+fn exchanges_for(s: &TestServer, path: &str, events: &Events, n: usize) -> usize {
     let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
     for r in on_one_connection(s, &raw, n) {
         assert_eq!(r, (200, "got".to_owned()));
@@ -190,7 +113,7 @@ fn exchanges_for(s: &Server, path: &str, events: &Events, n: usize) -> usize {
 // their connection's exchange request after request.
 #[test]
 fn kept_alive_requests_reuse_their_exchange_after_a_plain_or_waiting_prepare() {
-    let s = Server::start(addressed_app, no_config);
+    let s = TestServer::start(addressed_app, no_config);
     assert!(exchanges_for(&s, "/plain", &ADDR_PLAIN, 40) <= 2);
     assert!(exchanges_for(&s, "/waits", &ADDR_WAITS, 40) <= 2);
 }
@@ -209,7 +132,7 @@ fn kept_alive_requests_reuse_their_exchange_after_a_plain_or_waiting_prepare() {
 // freed to be reused).
 #[test]
 fn kept_alive_requests_reuse_their_exchange_after_an_async_prepare_that_ended_at_once() {
-    let s = Server::start(addressed_app, no_config);
+    let s = TestServer::start(addressed_app, no_config);
     let n = exchanges_for(&s, "/at_once", &ADDR_AT_ONCE, 40);
     assert!(n <= 2, "40 requests, {n} exchanges");
 }
@@ -246,7 +169,7 @@ impl RequestHandler for PostLen {
 // process's, so other tests running beside it blur it).
 #[test]
 fn a_leaked_exchange_keeps_its_request_body() {
-    let s = Server::start(
+    let s = TestServer::start(
         || {
             Application::new()
                 .route("/plain", || PostLen {
@@ -303,7 +226,7 @@ impl RequestHandler for AsyncByHand {
 // `set_async()` in a plain prepare is not undone by `prepare_ended`.
 #[test]
 fn set_async_in_a_plain_prepare_after_an_async_prepare_on_the_same_connection() {
-    let s = Server::start(
+    let s = TestServer::start(
         || {
             Application::new()
                 .route("/waits", || Addressed {
@@ -413,7 +336,7 @@ static LIMIT_HELD: Events = Events::new();
 // in `body_refused`).
 #[test]
 fn a_body_over_the_limit_after_the_hold_is_refused_once() {
-    let s = Server::start(
+    let s = TestServer::start(
         || Application::new().route("/", || Stream::new(&LIMIT_HELD, 50, 0)),
         |server| server.set_max_body_size(16),
     );
@@ -453,7 +376,7 @@ static CLOCK_HELD: Events = Events::new();
 // timeout, a prepare that takes 600 ms, then pieces each paused 100 ms.
 #[test]
 fn the_body_timeout_does_not_count_the_hold_or_the_pauses() {
-    let s = Server::start(
+    let s = TestServer::start(
         || Application::new().route("/", || Stream::new(&CLOCK_HELD, 600, 100)),
         |server| server.set_body_timeout(Duration::from_millis(300)),
     );
@@ -519,7 +442,7 @@ fn a_gzipped_body_paused_at_every_piece_arrives_whole() {
             .route("/", || Stream::new(&GZIP_WHOLE, 0, 10))
             .route("/held", || Stream::new(&GZIP_WHOLE, 50, 10))
     }
-    let s = Server::start(app, |server| server.set_decompress_request(true));
+    let s = TestServer::start(app, |server| server.set_decompress_request(true));
     let plain = sample(3 << 20);
     let z = gzipped(&plain);
     let want = format!("{} {:016x}", plain.len(), fnv(&plain));

@@ -5,11 +5,41 @@ use squall::netutil::BindOptions;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use squall::http::{HTTPServer, HTTPServerConnectionDelegate};
 use squall::{IOLoop, Remote};
+
+/// What a server's handlers saw, for the test's thread to read (the
+/// server runs on a thread of its own): a `static` per test or route, as
+/// the tests run in parallel.
+#[allow(dead_code)] // not every test that includes this file uses it
+pub struct Events(Mutex<Vec<String>>);
+
+#[allow(dead_code)]
+impl Events {
+    pub const fn new() -> Events {
+        Events(Mutex::new(Vec::new()))
+    }
+    pub fn push(&self, event: impl Into<String>) {
+        self.0.lock().unwrap().push(event.into());
+    }
+    pub fn get(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+    /// How many times `event` was seen.
+    pub fn count(&self, event: &str) -> usize {
+        self.get().iter().filter(|e| *e == event).count()
+    }
+    /// The events that start with `prefix`.
+    pub fn starting(&self, prefix: &str) -> Vec<String> {
+        self.get()
+            .into_iter()
+            .filter(|e| e.starts_with(prefix))
+            .collect()
+    }
+}
 
 /// A server on a thread; stopped (and joined) on drop.
 pub struct TestServer {

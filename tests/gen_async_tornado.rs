@@ -17,11 +17,10 @@ mod common;
 use std::cell::{Cell, RefCell};
 use std::future::IntoFuture;
 use std::rc::{Rc, Weak};
-use std::task::Poll;
 use std::time::Duration;
 
 use common::coro::values_of;
-use common::{logs, ms, secs, DropFlag, Log};
+use common::{logs, ms, secs, yield_now, DropFlag, Log};
 use squall::gen::{
     self, Callback, Generator, Multi, ResultCallback, Resume, Step, Task, Wait, WaitIterator,
     YieldFuture, YieldPoint,
@@ -54,20 +53,6 @@ fn zero_division() -> Error {
 /// Python's `KeyError()`, as a squall error.
 fn key_error() -> Error {
     Error::new(ErrorKind::UnknownKey, "KeyError")
-}
-
-/// asyncio's `sleep(0)`: a bare `yield` to the event loop. Wakes its own
-/// waker inside its poll once, then is ready.
-async fn yield_now() {
-    let mut first = true;
-    std::future::poll_fn(|cx| {
-        if std::mem::take(&mut first) {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        Poll::Ready(())
-    })
-    .await
 }
 
 /// Tornado's `gen.Task(self.io_loop.add_callback)`: resumed on the next

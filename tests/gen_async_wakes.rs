@@ -9,26 +9,13 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
-use common::{ms, secs};
+use common::{ms, secs, yield_now};
 use squall::{gen, Error, IOLoop};
 
 fn current_loop() -> IOLoop {
     let io_loop = IOLoop::new().unwrap();
     io_loop.make_current();
     io_loop
-}
-
-/// Wakes its own waker inside its poll once, then is ready.
-async fn yield_now() {
-    let mut first = true;
-    std::future::poll_fn(|cx| {
-        if std::mem::take(&mut first) {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        Poll::Ready(())
-    })
-    .await
 }
 
 struct PanicOnDrop;

@@ -8,6 +8,8 @@
 //!
 //! Servers listen on 127.0.0.1, on ports the system picks (`TestServer`).
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "common/http.rs"]
 mod http_kit;
@@ -16,9 +18,9 @@ use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::Mutex;
-use std::task::Poll;
 use std::time::Duration;
 
+use common::yield_now;
 use http_kit::{connect, eventually, raw_request, read_reply, Events, Reply, TestServer};
 use squall::gen::{self, ResultCallback, Task};
 use squall::web::{Application, Exchange, HTTPError, RequestHandler};
@@ -38,20 +40,6 @@ fn post(s: &TestServer, path: &str) -> Reply {
         "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     raw_request(s.addr, raw.as_bytes()).expect("a reply")
-}
-
-/// asyncio's `sleep(0)`: a bare `yield` to the event loop. Wakes its own
-/// waker inside its poll once, then is ready.
-async fn yield_now() {
-    let mut first = true;
-    std::future::poll_fn(|cx| {
-        if std::mem::take(&mut first) {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        Poll::Ready(())
-    })
-    .await
 }
 
 // ----- GenWebTest ------------------------------------------------------------

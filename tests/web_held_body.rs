@@ -516,3 +516,45 @@ fn gzip_pieces_each_wait_for_data_received() {
     let seen = GZIP.get();
     assert!(!seen.iter().any(|e| e.contains("pending")), "{seen:?}");
 }
+
+static CURL: Events = Events::new();
+
+// A real client: curl uploads to a streaming handler whose `async`
+// prepare holds the body, with `Expect: 100-continue` (it waits for the
+// `100` the hold puts off) and chunked.
+#[test]
+fn curl_uploads_through_a_held_body() {
+    let curl_here = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !curl_here {
+        eprintln!("curl not found: skipped");
+        return;
+    }
+    let s = TestServer::start(
+        || Application::new().route("/", || Held::<true>::new(&CURL, Some(End::Ok))),
+        no_config,
+    );
+    let body = vec![b'x'; 300_000];
+    let url = format!("http://{}/", s.addr);
+    for extra in [
+        ["-H", "Expect: 100-continue"],
+        ["-H", "Transfer-Encoding: chunked"],
+    ] {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "--max-time", "20", "--data-binary", "@-"])
+            .args(extra)
+            .arg(&url);
+        let (ok, out, err) = http_kit::run(&mut cmd, Some(&body), Duration::from_secs(30));
+        assert!(ok, "{extra:?}: {err}");
+        assert_eq!(out, "post 300000", "{extra:?}: {err}");
+    }
+    settle();
+    let seen = CURL.get();
+    assert!(
+        !seen.iter().any(|e| e.starts_with("data before")),
+        "{seen:?}"
+    );
+    assert_eq!(CURL.count("on_finish"), 2, "{seen:?}");
+}

@@ -233,3 +233,17 @@ pub fn mysql_greeting(connection_id: u32, nonce: &[u8; 20], caps: u32, plugin: &
     g.push(0);
     g
 }
+
+/// asyncio's `sleep(0)`: a bare `yield` to the event loop. Wakes its own
+/// waker inside its poll once (a wake queued at home), then is ready.
+pub async fn yield_now() {
+    let mut first = true;
+    std::future::poll_fn(|cx| {
+        if std::mem::take(&mut first) {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(())
+    })
+    .await
+}
